@@ -1,0 +1,128 @@
+package region
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+)
+
+// ScanFile opens the file at path and scans it; see Scan.
+func ScanFile(path string) (*Scanned, error) {
+	f, err := openRegular(path, os.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	s, err := Scan(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// SignFile signs the binary at path in place with key and version: one pass
+// over the file computes the hash and size, then only the region's 176 bytes
+// are written and synced. The version is canonicalised by ParseVersion.
+// Signing an already signed binary replaces its signature. On error the file
+// is unchanged.
+func SignFile(path string, key ed25519.PrivateKey, version string) (Info, error) {
+	v, err := ParseVersion(version)
+	if err != nil {
+		return Info{}, err
+	}
+	if len(key) != ed25519.PrivateKeySize {
+		return Info{}, fmt.Errorf("signing key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+	}
+	f, err := openRegular(path, os.O_RDWR)
+	if err != nil {
+		return Info{}, err
+	}
+	defer f.Close()
+	s, err := Scan(f)
+	if err != nil {
+		return Info{}, fmt.Errorf("%s: %w", path, err)
+	}
+	in := Info{Version: v, Hash: s.Hash, Size: s.Size}
+	in.Sign(key)
+	b, err := in.Marshal()
+	if err != nil {
+		return Info{}, err
+	}
+	if _, err := f.WriteAt(b[:], s.Offset); err != nil {
+		return Info{}, fmt.Errorf("%s: writing the region: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return Info{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return Info{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return in, nil
+}
+
+// VerifyFile checks that the binary at path holds exactly one region, signed
+// by pub, whose hash and size match the rest of the file. It returns the
+// region's Info; the error wraps ErrUnsigned, ErrSizeMismatch,
+// ErrHashMismatch, ErrBadSignature, ErrNoRegion or ErrMultipleRegions.
+func VerifyFile(path string, pub ed25519.PublicKey) (Info, error) {
+	s, err := ScanFile(path)
+	if err != nil {
+		return Info{}, err
+	}
+	in, err := s.Verify(pub)
+	if err != nil {
+		return in, fmt.Errorf("%s: %w", path, err)
+	}
+	return in, nil
+}
+
+// Verify checks the scanned region's signature with pub and that the signed
+// hash and size match the scanned file.
+func (s *Scanned) Verify(pub ed25519.PublicKey) (Info, error) {
+	in, err := s.Info()
+	if err != nil {
+		return in, err
+	}
+	if !in.Signed() {
+		return in, ErrUnsigned
+	}
+	if err := in.VerifySignature(pub); err != nil {
+		return in, err
+	}
+	if in.Size != s.Size {
+		return in, fmt.Errorf("%w: file has %d bytes without the region, signed for %d", ErrSizeMismatch, s.Size, in.Size)
+	}
+	if in.Hash != s.Hash {
+		return in, ErrHashMismatch
+	}
+	return in, nil
+}
+
+// openRegular opens path and checks that it is a regular file; with O_RDWR it
+// also refuses files without an owner write bit, even for root, so a file
+// made read-only on purpose is never changed.
+func openRegular(path string, flag int) (*os.File, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("%s: is a directory, not a binary", path)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: is not a regular file", path)
+	}
+	if flag&os.O_RDWR != 0 && st.Mode().Perm()&0o200 == 0 {
+		return nil, fmt.Errorf("%s: is read-only (mode %04o); make it writable (chmod u+w) to sign it", path, st.Mode().Perm())
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%s: %w", path, pe.Err)
+		}
+		return nil, err
+	}
+	return f, nil
+}
