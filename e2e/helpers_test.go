@@ -1,0 +1,486 @@
+//go:build unix
+
+// Package e2e holds the multi-process end-to-end tests: they build real
+// binaries, sign them with real keys, run them as real processes and look at
+// the files they leave on disk.
+//
+// This file holds the helpers every e2e test shares. It also owns TestMain,
+// so no other file in the package may define one.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/org/rustpatcher-go/region"
+)
+
+// helloPkg is the import path of the example app the e2e tests run.
+const helloPkg = "github.com/org/rustpatcher-go/examples/hello"
+
+// builds caches the binaries built during one run of the test binary, keyed
+// by package and linker flags, in buildDir. TestMain creates and removes
+// buildDir; the cache lives only as long as the test process.
+type buildCache struct {
+	dir string
+	mu  sync.Mutex
+	bin map[string]*buildResult
+}
+
+type buildResult struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// builds is created by TestMain; it is the one piece of shared state in the
+// package and exists so that every test can reuse a binary built once.
+var builds *buildCache
+
+// TestMain creates the directory that holds the binaries built by GoBuild and
+// removes it after all tests ran.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rustpatcher-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(2)
+	}
+	builds = &buildCache{dir: dir, bin: map[string]*buildResult{}}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// GoBuild builds the main package pkg (an import path or a directory) with
+// the given -ldflags and returns the path of the binary. It builds each
+// (pkg, ldflags) pair once per test run (go build's own cache makes repeats
+// cheap anyway); the returned file is shared between tests and must not be
+// modified: copy it first, for example with SignedCopy.
+func GoBuild(t testing.TB, pkg, ldflags string) string {
+	t.Helper()
+	if builds == nil {
+		t.Fatal("GoBuild: TestMain did not run")
+	}
+	key := pkg + "\x00" + ldflags
+	builds.mu.Lock()
+	r, ok := builds.bin[key]
+	if !ok {
+		r = &buildResult{}
+		builds.bin[key] = r
+	}
+	n := len(builds.bin)
+	builds.mu.Unlock()
+	r.once.Do(func() {
+		out := filepath.Join(builds.dir, fmt.Sprintf("%s-%d", filepath.Base(pkg), n))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		args := []string{"build", "-o", out}
+		if ldflags != "" {
+			args = append(args, "-ldflags", ldflags)
+		}
+		args = append(args, pkg)
+		cmd := exec.CommandContext(ctx, goTool(), args...)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			r.err = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
+			return
+		}
+		r.path = out
+	})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return r.path
+}
+
+// goTool returns the go command of the toolchain running the tests.
+func goTool() string {
+	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return "go"
+}
+
+// BuildHello builds examples/hello with pub (a z-base-32 public key, or ""
+// for a build that cannot update) embedded as its owner key through
+// -ldflags "-X main.publicKey=<pub>". The binary is unsigned and shared: copy
+// it with SignedCopy before running or changing it.
+func BuildHello(t testing.TB, pub string) string {
+	t.Helper()
+	ldflags := ""
+	if pub != "" {
+		ldflags = "-X main.publicKey=" + pub
+	}
+	return GoBuild(t, helloPkg, ldflags)
+}
+
+// A Key is an owner key pair made for one test.
+type Key struct {
+	// Private signs releases.
+	Private ed25519.PrivateKey
+	// Public is the z-base-32 public key, as apps embed it.
+	Public string
+	// Secret is the z-base-32 seed, as key files hold it.
+	Secret string
+}
+
+// NewKey generates a fresh owner key.
+func NewKey(t testing.TB) Key {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Key{Private: priv, Public: region.EncodePublicKey(pub), Secret: region.EncodeSecretKey(priv)}
+}
+
+// CopyFile copies src to dst, streaming, and gives dst the mode 0755. It
+// creates dst's directory if needed.
+func CopyFile(t testing.TB, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		t.Fatalf("copying %s to %s: %v", src, dst, err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// SignedCopy copies the binary src to dst and signs the copy in place with
+// key as version (through region.SignFile). It returns the signed region.
+func SignedCopy(t testing.TB, src, dst string, key Key, version string) region.Info {
+	t.Helper()
+	CopyFile(t, src, dst)
+	in, err := region.SignFile(dst, key.Private, version)
+	if err != nil {
+		t.Fatalf("signing %s as %s: %v", dst, version, err)
+	}
+	return in
+}
+
+// FileSum returns the hex SHA-256 of the file at path, to check that a file
+// did or did not change.
+func FileSum(t testing.TB, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatalf("reading %s: %v", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// FileVersion verifies the binary at path with the public key pub and returns
+// its signed version, or an error saying why it does not verify.
+func FileVersion(path, pub string) (string, error) {
+	k, err := region.ParsePublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	in, err := region.VerifyFile(path, k)
+	if err != nil {
+		return "", err
+	}
+	return in.Version, nil
+}
+
+// A Line is one line a process wrote.
+type Line struct {
+	// Stream is "stdout" or "stderr".
+	Stream string
+	// Text is the line without its newline.
+	Text string
+}
+
+// A Proc is a running process whose stdout and stderr are captured line by
+// line. Every line is also logged with t.Logf, so a failing test shows what
+// the process said.
+type Proc struct {
+	t    testing.TB
+	name string
+	cmd  *exec.Cmd
+
+	mu      sync.Mutex
+	lines   []Line
+	changed chan struct{} // closed and replaced whenever lines or exited change
+	exited  bool
+	err     error // from cmd.Wait, valid once exited
+
+	readers sync.WaitGroup
+	done    chan struct{} // closed when the process was reaped
+}
+
+// StartOptions adjust how Start runs a process.
+type StartOptions struct {
+	// Env is added to the test process's environment.
+	Env []string
+	// Dir is the working directory; empty means the test's current one.
+	Dir string
+}
+
+// Start runs the binary at path with args and captures its output. The
+// process runs in its own process group; a cleanup registered with t kills
+// the whole group and waits for it, so no process outlives its test.
+func Start(t testing.TB, path string, args ...string) *Proc {
+	t.Helper()
+	return StartWith(t, StartOptions{}, path, args...)
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, opt StartOptions, path string, args ...string) *Proc {
+	t.Helper()
+	cmd := exec.Command(path, args...)
+	cmd.Env = append(os.Environ(), opt.Env...)
+	cmd.Dir = opt.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{
+		t:       t,
+		name:    filepath.Base(path),
+		cmd:     cmd,
+		changed: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", path, err)
+	}
+	p.name = fmt.Sprintf("%s[%d]", p.name, cmd.Process.Pid)
+	p.readers.Add(2)
+	go p.read("stdout", stdout)
+	go p.read("stderr", stderr)
+	go func() {
+		// Reading must finish before Wait closes the pipes.
+		p.readers.Wait()
+		err := cmd.Wait()
+		p.mu.Lock()
+		p.exited, p.err = true, err
+		p.notifyLocked()
+		p.mu.Unlock()
+		close(p.done)
+	}()
+	t.Cleanup(p.Kill)
+	return p
+}
+
+func (p *Proc) read(stream string, r io.Reader) {
+	defer p.readers.Done()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := Line{Stream: stream, Text: sc.Text()}
+		p.t.Logf("%s %s: %s", p.name, stream, line.Text)
+		p.mu.Lock()
+		p.lines = append(p.lines, line)
+		p.notifyLocked()
+		p.mu.Unlock()
+	}
+	// Drain anything left (an over-long line) so the process never blocks.
+	io.Copy(io.Discard, r)
+}
+
+func (p *Proc) notifyLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// Pid returns the process id. It stays the same across a restart by exec.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Lines returns a copy of all lines captured so far, in the order they were
+// read (the order between stdout and stderr is only approximate).
+func (p *Proc) Lines() []Line {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Line(nil), p.lines...)
+}
+
+// Output returns all captured lines as text, one "stream: text" per line, for
+// error messages.
+func (p *Proc) Output() string {
+	var b strings.Builder
+	for _, l := range p.Lines() {
+		fmt.Fprintf(&b, "%s: %s\n", l.Stream, l.Text)
+	}
+	return b.String()
+}
+
+// ErrExited is returned by WaitLine when the process exits before a matching
+// line appears.
+var ErrExited = errors.New("process exited")
+
+// WaitLine waits at most timeout for a line on either stream that matches
+// re, looking at lines from index from onwards (0 for all lines captured
+// since the start; use len(p.Lines()) to wait only for new ones). It returns
+// the line and its index. It fails the test when the time is up or the
+// process exits first.
+func (p *Proc) WaitLine(from int, timeout time.Duration, re string) (Line, int) {
+	p.t.Helper()
+	l, i, err := p.FindLine(from, timeout, re)
+	if err != nil {
+		p.t.Fatalf("%s: %v\noutput so far:\n%s", p.name, err, p.Output())
+	}
+	return l, i
+}
+
+// FindLine is WaitLine returning an error instead of failing the test.
+func (p *Proc) FindLine(from int, timeout time.Duration, re string) (Line, int, error) {
+	rx, err := regexp.Compile(re)
+	if err != nil {
+		return Line{}, -1, err
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		p.mu.Lock()
+		for i := from; i < len(p.lines); i++ {
+			if rx.MatchString(p.lines[i].Text) {
+				l := p.lines[i]
+				p.mu.Unlock()
+				return l, i, nil
+			}
+		}
+		from = max(from, len(p.lines))
+		exited, werr, changed := p.exited, p.err, p.changed
+		p.mu.Unlock()
+		if exited {
+			return Line{}, -1, fmt.Errorf("%w (%v) before printing a line matching %q", ErrExited, werr, re)
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return Line{}, -1, fmt.Errorf("no line matching %q within %v", re, timeout)
+		}
+	}
+}
+
+// Signal sends sig to the process (not its group).
+func (p *Proc) Signal(sig os.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		p.t.Fatalf("%s: signal %v: %v", p.name, sig, err)
+	}
+}
+
+// Wait waits at most timeout for the process to exit and returns its exit
+// error (nil for status 0). It fails the test when the process is still
+// running after timeout.
+func (p *Proc) Wait(timeout time.Duration) error {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.t.Fatalf("%s: still running after %v\noutput so far:\n%s", p.name, timeout, p.Output())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// Stop asks the process to stop with SIGINT and waits at most timeout for
+// it to exit, then kills it. It returns the exit error.
+func (p *Proc) Stop(timeout time.Duration) error {
+	p.t.Helper()
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.t.Errorf("%s: did not stop within %v of SIGINT; killing it", p.name, timeout)
+		p.Kill()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// Kill kills the process's whole group with SIGKILL and waits (at most ten
+// seconds) until it is reaped. It is safe to call more than once and is
+// registered as a cleanup by Start.
+func (p *Proc) Kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.t.Errorf("%s: not reaped 10s after SIGKILL", p.name)
+	}
+}
+
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Eventually calls cond every 50ms until it returns true or timeout passes;
+// then it fails the test with msg.
+func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", timeout, msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// sameBytes reports whether the files a and b have the same contents.
+func sameBytes(t testing.TB, a, b string) bool {
+	t.Helper()
+	return FileSum(t, a) == FileSum(t, b)
+}
