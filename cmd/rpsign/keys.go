@@ -1,0 +1,130 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+
+	"github.com/org/rustpatcher-go/region"
+)
+
+// maxKeyFile bounds how much of a key file is read: a key is 52 characters.
+const maxKeyFile = 1024
+
+func runGen(e *env, args []string) error {
+	flags := flag.NewFlagSet("gen", flag.ContinueOnError)
+	pos, err := parse(flags, args, 1)
+	if err != nil {
+		return err
+	}
+	path := pos[0]
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s already exists; refusing to overwrite a key (choose another path, or delete it yourself if you are sure)", path)
+	}
+	if err != nil {
+		return fmt.Errorf("creating key file: %w", err)
+	}
+	_, err = fmt.Fprintln(f, region.EncodeSecretKey(key))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("writing key file %s: %w", path, err)
+	}
+	p := region.EncodePublicKey(pub)
+	fmt.Fprintf(e.stdout, `Owner signing key written to %s (mode 0600). Keep it secret: add "%s" to .gitignore.
+Public key: %s
+
+Put the public key in your app's main:
+
+	upd, err := client.Spawn(ctx, client.Config{
+		PublicKey: %q,
+		Mode:      client.Now,
+	})
+`, path, path, p, p)
+	return nil
+}
+
+
+// keyFlags adds the flags that name a signing key to fs.
+type keyFlags struct {
+	file, env string
+}
+
+func (k *keyFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&k.file, "key-file", "", "read the owner key (z-base-32 seed) from `PATH`")
+	fs.StringVar(&k.env, "key-env", "", "read the owner key (z-base-32 seed) from environment variable `VAR`")
+}
+
+// load returns the signing key. It never makes one up: a missing or bad key
+// is an error naming where it was looked for.
+func (k *keyFlags) load(e *env) (ed25519.PrivateKey, error) {
+	switch {
+	case k.file != "" && k.env != "":
+		return nil, fmt.Errorf("%w: give either --key-file or --key-env, not both", errUsage)
+	case k.file != "":
+		f, err := os.Open(k.file)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("key file %s does not exist (make one with: rpsign gen %s)", k.file, k.file)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading key file: %w", err)
+		}
+		defer f.Close()
+		if st, err := f.Stat(); err == nil && st.IsDir() {
+			return nil, fmt.Errorf("key file %s is a directory", k.file)
+		}
+		b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+		if err != nil {
+			return nil, fmt.Errorf("reading key file %s: %w", k.file, err)
+		}
+		if len(b) > maxKeyFile {
+			return nil, fmt.Errorf("key file %s is larger than %d bytes; it should hold one %d-character z-base-32 key", k.file, maxKeyFile, region.EncodedKeyLen)
+		}
+		key, err := region.ParseSecretKey(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("key file %s: %w", k.file, err)
+		}
+		return key, nil
+	case k.env != "":
+		s := e.getenv(k.env)
+		if s == "" {
+			return nil, fmt.Errorf("environment variable %s is empty or unset; it should hold the owner key written by rpsign gen", k.env)
+		}
+		key, err := region.ParseSecretKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("key in environment variable %s: %w", k.env, err)
+		}
+		return key, nil
+	}
+	return nil, fmt.Errorf("%w: a key is needed: --key-file PATH or --key-env VAR", errUsage)
+}
+
+func runPub(e *env, args []string) error {
+	flags := flag.NewFlagSet("pub", flag.ContinueOnError)
+	var kf keyFlags
+	kf.register(flags)
+	if _, err := parse(flags, args, 0); err != nil {
+		return err
+	}
+	key, err := kf.load(e)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, region.EncodePublicKey(key.Public().(ed25519.PublicKey)))
+	return nil
+}
