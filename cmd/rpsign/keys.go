@@ -59,7 +59,6 @@ Put the public key in your app's main:
 	return nil
 }
 
-
 // keyFlags adds the flags that name a signing key to fs.
 type keyFlags struct {
 	file, env string
