@@ -55,10 +55,16 @@ func buildVersion(path string) (string, error) {
 		return "", fmt.Errorf("%s: no --version given and no Go build info to take one from (%v); pass --version 1.2.3", path, err)
 	}
 	v := bi.Main.Version
-	if !semver.IsValid(v) || module.IsPseudoVersion(v) || semver.Build(v) != "" {
+	if !isReleaseTag(v) {
 		return "", fmt.Errorf("%s: no --version given and the binary's module version %q is not a clean release tag; pass --version 1.2.3", path, v)
 	}
 	return v, nil
+}
+
+// isReleaseTag reports whether a Go module version is a clean release tag:
+// valid semver, not a pseudo-version, no build suffix such as +dirty.
+func isReleaseTag(v string) bool {
+	return semver.IsValid(v) && !module.IsPseudoVersion(v) && semver.Build(v) == "" && semver.Canonical(v) == v
 }
 
 func runVerify(e *env, args []string) error {

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/org/rustpatcher-go/region"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"rpsign": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv)) },
+	})
+}
+
+var helloOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// buildHello builds examples/hello once per test run; scripts get a copy as
+// $WORK/hello.
+func buildHello(t testing.TB) string {
+	helloOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "rpsign-test-")
+		if err != nil {
+			helloOnce.err = err
+			return
+		}
+		p := filepath.Join(dir, "hello")
+		out, err := exec.Command("go", "build", "-o", p, "../../examples/hello").CombinedOutput()
+		if err != nil {
+			helloOnce.err = fmt.Errorf("building hello: %v\n%s", err, out)
+		}
+		helloOnce.path = p
+	})
+	if helloOnce.err != nil {
+		t.Fatal(helloOnce.err)
+	}
+	return helloOnce.path
+}
+
+func TestScripts(t *testing.T) {
+	hello := buildHello(t)
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(e *testscript.Env) error {
+			b, err := os.ReadFile(hello)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(e.WorkDir, "hello"), b, 0o755)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// flipbyte FILE OFFSET: invert one byte; a negative OFFSET counts
+			// from the end.
+			"flipbyte": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 2 {
+					ts.Fatalf("usage: flipbyte FILE OFFSET")
+				}
+				p := ts.MkAbs(args[0])
+				b, err := os.ReadFile(p)
+				ts.Check(err)
+				off, err := strconv.Atoi(args[1])
+				ts.Check(err)
+				if off < 0 {
+					off += len(b)
+				}
+				b[off] ^= 0xff
+				ts.Check(os.WriteFile(p, b, 0o755))
+			},
+			// regionfile FILE N [TRUNC]: write a file holding N unsigned
+			// regions between filler bytes, the last one cut to TRUNC bytes.
+			"regionfile": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) < 2 {
+					ts.Fatalf("usage: regionfile FILE N [TRUNC]")
+				}
+				n, err := strconv.Atoi(args[1])
+				ts.Check(err)
+				reg, _ := region.Info{}.Marshal()
+				var b []byte
+				for i := 0; i < n; i++ {
+					b = append(b, "filler"...)
+					b = append(b, reg[:]...)
+				}
+				if len(args) == 3 {
+					cut, err := strconv.Atoi(args[2])
+					ts.Check(err)
+					b = b[:len(b)-region.Size+cut]
+				}
+				ts.Check(os.WriteFile(ts.MkAbs(args[0]), b, 0o755))
+			},
+		},
+	})
+}
+
+func TestCleanVersion(t *testing.T) {
+	tests := []struct {
+		v  string
+		ok bool
+	}{
+		{"v1.2.3", true},
+		{"v1.2.3-rc.1", true},
+		{"(devel)", false},
+		{"", false},
+		{"v0.0.0-20240101000000-abcdefabcdef", false},
+		{"v1.2.4-0.20240101000000-abcdefabcdef", false},
+		{"v1.2.3+dirty", false},
+		{"v1.2.3+incompatible", false},
+		{"v1.2", false},
+	}
+	for _, tt := range tests {
+		if got := isReleaseTag(tt.v); got != tt.ok {
+			t.Errorf("isReleaseTag(%q) = %v, want %v", tt.v, got, tt.ok)
+		}
+	}
+}
