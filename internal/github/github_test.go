@@ -1,0 +1,449 @@
+package github
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-github/v60/github"
+	"github.com/org/rustpatcher-go/internal/github/githubtest"
+	"github.com/org/rustpatcher-go/region"
+)
+
+func TestParseTarget(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Target
+		env     string
+		wantErr bool
+	}{
+		{in: "linux/amd64", want: Target{"linux", "amd64"}, env: "RP_KEY_LINUX_AMD64"},
+		{in: "linux-arm64", want: Target{"linux", "arm64"}, env: "RP_KEY_LINUX_ARM64"},
+		{in: "DARWIN_ARM64", want: Target{"darwin", "arm64"}, env: "RP_KEY_DARWIN_ARM64"},
+		{in: " windows/amd64 ", want: Target{"windows", "amd64"}, env: "RP_KEY_WINDOWS_AMD64"},
+		{in: "linux", wantErr: true},
+		{in: "linux/amd64/v3", wantErr: true},
+		{in: "linux/am d64", wantErr: true},
+		{in: "", wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := ParseTarget(tt.in)
+		if tt.wantErr {
+			if err == nil {
+				t.Errorf("ParseTarget(%q) = %v, want an error", tt.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tt.want || got.KeyEnv() != tt.env {
+			t.Errorf("ParseTarget(%q) = %v (%s), %v; want %v (%s)", tt.in, got, got.KeyEnv(), err, tt.want, tt.env)
+		}
+		back, ok := TargetFromManifestName(got.ManifestName())
+		if !ok || back != got {
+			t.Errorf("TargetFromManifestName(%q) = %v, %v", got.ManifestName(), back, ok)
+		}
+	}
+	for _, name := range []string{"rustpatcher-linux.json", "hello-linux-amd64.json", "rustpatcher-linux-amd64.txt", "rustpatcher-LINUX-amd64.json"} {
+		if tg, ok := TargetFromManifestName(name); ok {
+			t.Errorf("TargetFromManifestName(%q) = %v, want not a manifest", name, tg)
+		}
+	}
+}
+
+func TestDetectTarget(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DetectTarget(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Target{runtime.GOOS, runtime.GOARCH}); got != want {
+		t.Errorf("DetectTarget(test binary) = %v, want %v", got, want)
+	}
+	junk := filepath.Join(t.TempDir(), "junk")
+	os.WriteFile(junk, []byte("#!/bin/sh\necho not a binary\n"), 0o755)
+	if _, err := DetectTarget(junk); err == nil || !strings.Contains(err.Error(), junk) {
+		t.Errorf("DetectTarget(shell script) = %v, want an error naming the file", err)
+	}
+}
+
+// writeBinary writes a fake binary with an unsigned region at dir/name, and
+// signs it with key and version when key is not nil.
+func writeBinary(t *testing.T, dir, name string, key ed25519.PrivateKey, version string) (string, region.Info) {
+	t.Helper()
+	blank, err := region.Info{}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	b.WriteString("\x7fELF fake binary " + name + " " + version + "\n")
+	pad := make([]byte, 3000)
+	rand.Read(pad)
+	b.Write(pad)
+	b.Write(blank[:])
+	b.Write(pad[:1000])
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, b.Bytes(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if key == nil {
+		return path, region.Info{}
+	}
+	in, err := region.SignFile(path, key, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, in
+}
+
+func newKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
+	t.Helper()
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub, key
+}
+
+func newClient(t *testing.T, srv *githubtest.Server) *github.Client {
+	t.Helper()
+	c, err := NewClient(ClientConfig{APIURL: srv.URL, Token: "test-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(c.BaseURL.String(), "/") || !strings.HasSuffix(c.UploadURL.String(), "/") {
+		t.Fatalf("base URLs %s and %s lack the trailing slash", c.BaseURL, c.UploadURL)
+	}
+	return c
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+var (
+	linuxAMD64 = Target{"linux", "amd64"}
+	linuxARM64 = Target{"linux", "arm64"}
+)
+
+const repo = "org/app"
+
+// publish publishes signed binaries of version for the given targets to the
+// release v<version> and returns their paths by target.
+func publish(t *testing.T, srv *githubtest.Server, keys map[Target]ed25519.PrivateKey, version string) map[Target]string {
+	t.Helper()
+	dir := t.TempDir()
+	var files []Signed
+	paths := make(map[Target]string)
+	for tg, key := range keys {
+		path, in := writeBinary(t, dir, "app_"+tg.OS+"_"+tg.Arch, key, version)
+		files = append(files, Signed{Path: path, Target: tg, Info: in, PublicKey: key.Public().(ed25519.PublicKey)})
+		paths[tg] = path
+	}
+	p := &Publisher{Client: newClient(t, srv), Repo: Repo{"org", "app"}, Log: testLogger(t)}
+	if _, err := p.Publish(context.Background(), "v"+version, files); err != nil {
+		t.Fatal(err)
+	}
+	return paths
+}
+
+// TestPublish runs Publisher against githubtest, a local server speaking the
+// GitHub REST shapes used (release by tag, create, list, upload and delete
+// assets), as GitHub itself cannot be reached from tests.
+func TestPublish(t *testing.T) {
+	srv := githubtest.NewServer()
+	defer srv.Close()
+	pubA, keyA := newKey(t)
+	pubB, keyB := newKey(t)
+	keys := map[Target]ed25519.PrivateKey{linuxAMD64: keyA, linuxARM64: keyB}
+	pubs := map[Target]ed25519.PublicKey{linuxAMD64: pubA, linuxARM64: pubB}
+
+	// First run creates the release; a stale asset of the same name as a
+	// binary is already there, as after a failed earlier run.
+	srv.AddRelease(repo, "v1.2.0")
+	srv.AddAsset(repo, "v1.2.0", "app_linux_amd64", []byte("stale"))
+	paths := publish(t, srv, keys, "1.2.0")
+
+	check := func() {
+		t.Helper()
+		assets := srv.Assets(repo, "v1.2.0")
+		var names []string
+		for n := range assets {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		want := []string{"app_linux_amd64", "app_linux_arm64", "rustpatcher-linux-amd64.json", "rustpatcher-linux-arm64.json"}
+		if !slices.Equal(names, want) {
+			t.Fatalf("release assets = %v, want %v", names, want)
+		}
+		for tg, path := range paths {
+			local, _ := os.ReadFile(path)
+			if !bytes.Equal(assets["app_"+tg.OS+"_"+tg.Arch], local) {
+				t.Errorf("asset of %v differs from the local binary", tg)
+			}
+			pi, err := ReadPatchInfo(bytes.NewReader(assets[tg.ManifestName()]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := pi.Verify(pubs[tg])
+			if err != nil {
+				t.Errorf("manifest of %v: %v", tg, err)
+			}
+			if pi.Target != tg.String() || pi.Asset != "app_"+tg.OS+"_"+tg.Arch || in.Version != "1.2.0" || pi.PublicKey != region.EncodePublicKey(pubs[tg]) {
+				t.Errorf("manifest of %v = %+v", tg, pi)
+			}
+			if _, err := pi.Verify(pubs[linuxAMD64]); tg != linuxAMD64 && err == nil {
+				t.Errorf("manifest of %v verifies with another target's key", tg)
+			}
+		}
+	}
+	check()
+
+	// Re-running (a re-run CI job, new build bytes) replaces every asset.
+	paths = publish(t, srv, keys, "1.2.0")
+	check()
+	deletes := 0
+	for _, r := range srv.Requests() {
+		if strings.HasPrefix(r, "DELETE ") {
+			deletes++
+		}
+	}
+	if deletes != 5 { // the stale one, then all four
+		t.Errorf("%d assets deleted, want 5", deletes)
+	}
+
+	// A release that does not exist yet is created.
+	publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: keyA}, "1.3.0")
+	if n := len(srv.Assets(repo, "v1.3.0")); n != 2 {
+		t.Errorf("new release has %d assets, want 2", n)
+	}
+}
+
+func TestPublishErrors(t *testing.T) {
+	srv := githubtest.NewServer()
+	defer srv.Close()
+	pub, key := newKey(t)
+	dir := t.TempDir()
+	path, in := writeBinary(t, dir, "app", key, "1.0.0")
+	p := &Publisher{Client: newClient(t, srv), Repo: Repo{"org", "app"}, Log: testLogger(t)}
+	ctx := context.Background()
+	tests := []struct {
+		name  string
+		tag   string
+		files []Signed
+		want  string
+	}{
+		{"no tag", "", []Signed{{Path: path, Target: linuxAMD64, Info: in, PublicKey: pub}}, "no release tag"},
+		{"same asset twice", "v1.0.0", []Signed{
+			{Path: path, Target: linuxAMD64, Info: in, PublicKey: pub},
+			{Path: path, Target: linuxARM64, Info: in, PublicKey: pub},
+		}, `both would be the release asset "app"`},
+		{"missing file", "v1.0.0", []Signed{{Path: filepath.Join(dir, "gone"), Target: linuxAMD64, Info: in, PublicKey: pub}}, "gone"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := p.Publish(ctx, tt.tag, tt.files)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Publish = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestPoller follows releases on githubtest, a local server speaking the
+// GitHub REST shapes used (release list with ETag and 304 on If-None-Match,
+// asset download, rate-limit headers), as GitHub cannot be reached from tests.
+func TestPoller(t *testing.T) {
+	srv := githubtest.NewServer()
+	defer srv.Close()
+	pubA, keyA := newKey(t)
+	pubB, keyB := newKey(t)
+	_, otherKey := newKey(t)
+
+	publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: keyA, linuxARM64: keyB}, "1.0.0")
+	dir := t.TempDir()
+	var got []Verified
+	p := &Poller{
+		Client:   newClient(t, srv),
+		Repo:     Repo{"org", "app"},
+		Keys:     map[Target]ed25519.PublicKey{linuxAMD64: pubA, linuxARM64: pubB},
+		Dir:      dir,
+		Interval: time.Minute,
+		Log:      testLogger(t),
+		OnVerified: func(ctx context.Context, v Verified) error {
+			got = append(got, v)
+			return nil
+		},
+	}
+	ctx := context.Background()
+	poll := func() time.Duration {
+		t.Helper()
+		wait, err := p.Poll(ctx)
+		if err != nil {
+			t.Fatalf("Poll: %v", err)
+		}
+		return wait
+	}
+	if wait := poll(); wait != time.Minute {
+		t.Errorf("Poll waits %v, want the interval", wait)
+	}
+	wantFiles := func(names ...string) {
+		t.Helper()
+		ents, _ := os.ReadDir(dir)
+		var have []string
+		for _, e := range ents {
+			have = append(have, e.Name())
+		}
+		slices.Sort(names)
+		if !slices.Equal(have, names) {
+			t.Fatalf("seed dir holds %v, want %v", have, names)
+		}
+	}
+	wantFiles("linux-amd64-1.0.0", "linux-arm64-1.0.0")
+	if _, err := region.VerifyFile(filepath.Join(dir, "linux-arm64-1.0.0"), pubB); err != nil {
+		t.Error(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("OnVerified called %d times, want 2", len(got))
+	}
+
+	// Nothing changed: a conditional request, answered 304, costs no rate limit.
+	before := srv.RateRemaining()
+	nreq := len(srv.Requests())
+	poll()
+	if after := srv.RateRemaining(); after != before {
+		t.Errorf("unchanged poll cost %d of the rate limit", before-after)
+	}
+	if n := len(srv.Requests()) - nreq; n != 1 {
+		t.Errorf("unchanged poll made %d requests, want 1", n)
+	}
+
+	// 2.0.0 for amd64 is signed with the wrong key, and 1.5.0's binary was
+	// tampered with after signing: neither is ever served; 1.1.0 is.
+	publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: keyA}, "1.1.0")
+	paths := publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: keyA}, "1.5.0")
+	b, _ := os.ReadFile(paths[linuxAMD64])
+	b[len(b)-1] ^= 1
+	srv.AddAsset(repo, "v1.5.0", "app_linux_amd64", b)
+	publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: otherKey}, "2.0.0")
+	got = nil
+	poll()
+	wantFiles("linux-amd64-1.0.0", "linux-amd64-1.1.0", "linux-arm64-1.0.0")
+	if len(got) != 1 || got[0].Info.Version != "1.1.0" || got[0].Tag != "v1.1.0" {
+		t.Errorf("OnVerified got %+v, want 1.1.0 only", got)
+	}
+	// Rejected assets are not downloaded again.
+	srv.AddRelease(repo, "unrelated")
+	nreq = len(srv.Requests())
+	poll()
+	for _, r := range srv.Requests()[nreq:] {
+		if strings.Contains(r, "/releases/assets/") {
+			t.Errorf("poll after a rejection downloaded again: %s", r)
+		}
+	}
+
+	// A good 2.1.0 arrives.
+	publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: keyA}, "2.1.0")
+	poll()
+	if _, err := region.VerifyFile(filepath.Join(dir, "linux-amd64-2.1.0"), pubA); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestPollerRateLimits(t *testing.T) {
+	srv := githubtest.NewServer()
+	defer srv.Close()
+	now := time.Unix(1_800_000_000, 0)
+	tests := []struct {
+		name  string
+		limit githubtest.Limit
+		want  time.Duration
+	}{
+		{"primary 403 until reset", githubtest.Limit{Status: 403, Reset: now.Add(10 * time.Minute)}, 10*time.Minute + time.Second},
+		{"429 with Retry-After", githubtest.Limit{Status: 429, RetryAfter: 90}, 90 * time.Second},
+		{"secondary 403 without headers", githubtest.Limit{Status: 403}, time.Minute},
+		{"reset too far is capped", githubtest.Limit{Status: 429, Reset: now.Add(5 * time.Hour)}, time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// A fresh client each time: go-github remembers rate limits.
+			p := &Poller{Client: newClient(t, srv), Repo: Repo{"org", "app"}, Dir: t.TempDir(), Interval: 10 * time.Second,
+				Log: testLogger(t), now: func() time.Time { return now }}
+			srv.LimitNext(tt.limit)
+			wait, err := p.Poll(context.Background())
+			if err == nil {
+				t.Fatal("Poll succeeded on a rate-limited answer")
+			}
+			if wait != tt.want {
+				t.Errorf("Poll waits %v, want %v", wait, tt.want)
+			}
+		})
+	}
+	// Consecutive failures back off exponentially, bounded.
+	p := &Poller{Client: newClient(t, srv), Repo: Repo{"org", "app"}, Dir: t.TempDir(), Interval: 10 * time.Second, Log: testLogger(t)}
+	var waits []time.Duration
+	for range 8 {
+		srv.LimitNext(githubtest.Limit{Status: 403})
+		w, _ := p.Poll(context.Background())
+		waits = append(waits, w)
+	}
+	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour}
+	if !slices.Equal(waits, want) {
+		t.Errorf("backoff = %v, want %v", waits, want)
+	}
+	// A success resets it.
+	if w, err := p.Poll(context.Background()); err != nil || w != 10*time.Second {
+		t.Errorf("Poll after recovery = %v, %v; want the interval", w, err)
+	}
+}
+
+func TestPatchInfoJSON(t *testing.T) {
+	pub, key := newKey(t)
+	_, in := writeBinary(t, t.TempDir(), "app", key, "3.1.4-rc.1")
+	pi := NewPatchInfo(linuxAMD64, in, pub)
+	pi.Asset = "app"
+	b, err := json.Marshal(pi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{`"target":"linux/amd64"`, `"asset":"app"`, `"version":"3.1.4-rc.1"`, `"public_key":"` + region.EncodePublicKey(pub)} {
+		if !strings.Contains(string(b), field) {
+			t.Errorf("JSON %s lacks %s", b, field)
+		}
+	}
+	back, err := ReadPatchInfo(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := back.Verify(pub)
+	if err != nil || got != in {
+		t.Errorf("round trip = %+v, %v; want %+v", got, err, in)
+	}
+	bad := back
+	bad.Size++
+	if _, err := bad.Verify(pub); err == nil {
+		t.Error("a PatchInfo with a changed size verifies")
+	}
+	if _, err := ReadPatchInfo(io.LimitReader(strings.NewReader(`{"target":`), 100)); err == nil {
+		t.Error("truncated JSON decodes")
+	}
+}

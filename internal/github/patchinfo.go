@@ -1,0 +1,124 @@
+// Package github publishes signed releases to GitHub and follows a
+// repository's releases for a seed node, with go-github.
+//
+// A release published by rustpatcher-go holds, for each target, the signed
+// binary and a small JSON manifest named rustpatcher-<os>-<arch>.json (see
+// Target.ManifestName) that carries the binary's PatchInfo: its signed
+// region in readable form and the name of the binary's asset. The manifest
+// needs no signature of its own: its fields are the signed region, so a
+// reader checks Signature against its own copy of the target's public key,
+// and after downloading checks the binary against Hash and Size. One
+// manifest per target (rather than one for the release) lets the legs of a
+// CI matrix publish in parallel without overwriting each other.
+package github
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/org/rustpatcher-go/region"
+)
+
+// PatchInfo describes one signed binary of one target. It is both the
+// manifest format of published releases and the per-file output of the
+// rpsign GitHub Action. A zero Asset or File is omitted from JSON.
+//
+//	{
+//	  "target": "linux/amd64",
+//	  "asset": "hello_linux_amd64",
+//	  "version": "2.0.0",
+//	  "hash": "<64 hex digits: the region's hash>",
+//	  "size": 2265088,
+//	  "signature": "<128 hex digits: the region's Ed25519 signature>",
+//	  "public_key": "<52 z-base-32 characters>"
+//	}
+type PatchInfo struct {
+	// Target is the binary's GOOS/GOARCH, such as "linux/amd64".
+	Target string `json:"target"`
+	// File is the binary's local path (action outputs only).
+	File string `json:"file,omitempty"`
+	// Asset is the name of the binary's release asset (manifests only).
+	Asset string `json:"asset,omitempty"`
+	// Version is the signed version, without a leading "v".
+	Version string `json:"version"`
+	// Hash is the hex of the signed hash: the first 32 bytes of SHA-512 of
+	// the binary with its 176-byte region cut out.
+	Hash string `json:"hash"`
+	// Size is the signed size: the binary's length without the region.
+	Size uint64 `json:"size"`
+	// Signature is the hex of the region's Ed25519 signature.
+	Signature string `json:"signature"`
+	// PublicKey is the z-base-32 public key that the binary was signed
+	// for. Readers must verify with their own copy of the key, never with
+	// this field: it is there for people and for cross-checks.
+	PublicKey string `json:"public_key"`
+}
+
+// NewPatchInfo returns the PatchInfo of a binary of target t whose region is
+// in, signed for pub.
+func NewPatchInfo(t Target, in region.Info, pub ed25519.PublicKey) PatchInfo {
+	return PatchInfo{
+		Target:    t.String(),
+		Version:   in.Version,
+		Hash:      hex.EncodeToString(in.Hash[:]),
+		Size:      in.Size,
+		Signature: hex.EncodeToString(in.Signature[:]),
+		PublicKey: region.EncodePublicKey(pub),
+	}
+}
+
+// Info decodes the signed region fields of p. It does not check the
+// signature: see Verify.
+func (p PatchInfo) Info() (region.Info, error) {
+	var in region.Info
+	v, err := region.ParseVersion(p.Version)
+	if err != nil {
+		return in, fmt.Errorf("patch info: %w", err)
+	}
+	in.Version = v
+	if err := decodeHex(in.Hash[:], p.Hash); err != nil {
+		return in, fmt.Errorf("patch info: hash: %w", err)
+	}
+	if err := decodeHex(in.Signature[:], p.Signature); err != nil {
+		return in, fmt.Errorf("patch info: signature: %w", err)
+	}
+	in.Size = p.Size
+	return in, nil
+}
+
+// Verify decodes p and checks its signature with pub, the reader's own key
+// for p's target.
+func (p PatchInfo) Verify(pub ed25519.PublicKey) (region.Info, error) {
+	in, err := p.Info()
+	if err != nil {
+		return in, err
+	}
+	if err := in.VerifySignature(pub); err != nil {
+		return in, fmt.Errorf("patch info for %s %s: %w", p.Target, p.Version, err)
+	}
+	return in, nil
+}
+
+func decodeHex(dst []byte, s string) error {
+	if hex.DecodedLen(len(s)) != len(dst) {
+		return fmt.Errorf("%d hex digits, want %d", len(s), hex.EncodedLen(len(dst)))
+	}
+	_, err := hex.Decode(dst, []byte(s))
+	return err
+}
+
+// maxManifestSize bounds how much of a manifest asset is read.
+const maxManifestSize = 64 << 10
+
+// ReadPatchInfo decodes one PatchInfo from r, reading at most 64 KiB.
+func ReadPatchInfo(r io.Reader) (PatchInfo, error) {
+	var p PatchInfo
+	d := json.NewDecoder(io.LimitReader(r, maxManifestSize))
+	if err := d.Decode(&p); err != nil {
+		return p, fmt.Errorf("decoding patch info: %w", err)
+	}
+	return p, nil
+}

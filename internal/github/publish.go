@@ -1,0 +1,218 @@
+package github
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-github/v60/github"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// A Publisher attaches signed binaries and their manifests to GitHub
+// releases.
+type Publisher struct {
+	// Client talks to the GitHub API; it needs a token with contents:write.
+	Client *github.Client
+	// Repo is the repository whose releases are published to.
+	Repo Repo
+	// Log receives progress; nil means slog.Default().
+	Log *slog.Logger
+}
+
+// A Signed is one signed binary to publish.
+type Signed struct {
+	// Path is the binary's local path.
+	Path string
+	// Name is the release asset's name; empty means filepath.Base(Path).
+	Name string
+	// Target is the binary's GOOS/GOARCH.
+	Target Target
+	// Info is the binary's signed region.
+	Info region.Info
+	// PublicKey is the key that Info verifies with.
+	PublicKey ed25519.PublicKey
+}
+
+func (s Signed) assetName() string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return filepath.Base(s.Path)
+}
+
+// maxAssetPages bounds the pagination over a release's assets.
+const maxAssetPages = 50
+
+// Publish attaches each binary and its manifest (see PatchInfo) to the
+// release of tag, creating the release if there is none. An asset that
+// already has the same name is deleted and uploaded again, so re-running a
+// release job replaces its assets. Binaries are uploaded before their
+// manifests, so a reader that sees a manifest finds its binary.
+func (p *Publisher) Publish(ctx context.Context, tag string, files []Signed) (*github.RepositoryRelease, error) {
+	if tag == "" {
+		return nil, fmt.Errorf("publishing to %s: no release tag", p.Repo)
+	}
+	names := make(map[string]string)
+	for _, f := range files {
+		for _, n := range []string{f.assetName(), f.Target.ManifestName()} {
+			if prev, ok := names[n]; ok {
+				return nil, fmt.Errorf("publishing %s and %s: both would be the release asset %q", prev, f.Path, n)
+			}
+			names[n] = f.Path
+		}
+	}
+	dir, err := os.MkdirTemp("", "rpsign-manifests-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	type upload struct{ path, name, mediaType string }
+	var bins, manifests []upload
+	for _, f := range files {
+		pi := NewPatchInfo(f.Target, f.Info, f.PublicKey)
+		pi.Asset = f.assetName()
+		mp := filepath.Join(dir, f.Target.ManifestName())
+		if err := writeJSON(mp, pi); err != nil {
+			return nil, err
+		}
+		bins = append(bins, upload{f.Path, f.assetName(), "application/octet-stream"})
+		manifests = append(manifests, upload{mp, f.Target.ManifestName(), "application/json"})
+	}
+
+	rel, err := p.release(ctx, tag)
+	if err != nil {
+		return nil, err
+	}
+	existing, err := p.assets(ctx, rel.GetID())
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range append(bins, manifests...) {
+		if err := p.replace(ctx, rel, existing, u.path, u.name, u.mediaType); err != nil {
+			return nil, err
+		}
+	}
+	return rel, nil
+}
+
+func (p *Publisher) log() *slog.Logger {
+	if p.Log != nil {
+		return p.Log
+	}
+	return slog.Default()
+}
+
+// release returns the release of tag, creating it when it does not exist.
+func (p *Publisher) release(ctx context.Context, tag string) (*github.RepositoryRelease, error) {
+	rel, _, err := p.Client.Repositories.GetReleaseByTag(ctx, p.Repo.Owner, p.Repo.Name, tag)
+	if err == nil {
+		return rel, nil
+	}
+	if statusCode(err) != http.StatusNotFound {
+		return nil, fmt.Errorf("getting the release of tag %s in %s: %w", tag, p.Repo, err)
+	}
+	rel, _, err = p.Client.Repositories.CreateRelease(ctx, p.Repo.Owner, p.Repo.Name, &github.RepositoryRelease{
+		TagName: github.String(tag),
+		Name:    github.String(tag),
+	})
+	if err == nil {
+		p.log().Info("created release", "repo", p.Repo.String(), "tag", tag)
+		return rel, nil
+	}
+	if statusCode(err) == http.StatusUnprocessableEntity {
+		// Another job created it meanwhile.
+		rel, _, err2 := p.Client.Repositories.GetReleaseByTag(ctx, p.Repo.Owner, p.Repo.Name, tag)
+		if err2 == nil {
+			return rel, nil
+		}
+	}
+	return nil, fmt.Errorf("creating the release of tag %s in %s: %w", tag, p.Repo, err)
+}
+
+// assets lists the release's assets by name.
+func (p *Publisher) assets(ctx context.Context, id int64) (map[string]*github.ReleaseAsset, error) {
+	m := make(map[string]*github.ReleaseAsset)
+	opt := &github.ListOptions{PerPage: 100}
+	for range maxAssetPages {
+		as, resp, err := p.Client.Repositories.ListReleaseAssets(ctx, p.Repo.Owner, p.Repo.Name, id, opt)
+		if err != nil {
+			return nil, fmt.Errorf("listing the assets of release %d in %s: %w", id, p.Repo, err)
+		}
+		for _, a := range as {
+			m[a.GetName()] = a
+		}
+		if resp.NextPage == 0 {
+			return m, nil
+		}
+		opt.Page = resp.NextPage
+	}
+	return nil, fmt.Errorf("listing the assets of release %d in %s: more than %d pages", id, p.Repo, maxAssetPages)
+}
+
+// replace uploads the file at path as the asset name, deleting an existing
+// asset of that name first. If the upload still meets a same-name asset (a
+// concurrent job), it deletes that one and tries once more.
+func (p *Publisher) replace(ctx context.Context, rel *github.RepositoryRelease, existing map[string]*github.ReleaseAsset, path, name, mediaType string) error {
+	for attempt := 0; ; attempt++ {
+		if a, ok := existing[name]; ok {
+			_, err := p.Client.Repositories.DeleteReleaseAsset(ctx, p.Repo.Owner, p.Repo.Name, a.GetID())
+			if err != nil && statusCode(err) != http.StatusNotFound {
+				return fmt.Errorf("replacing release asset %s of %s %s: deleting the old one: %w", name, p.Repo, rel.GetTagName(), err)
+			}
+			p.log().Info("deleted existing release asset", "asset", name, "tag", rel.GetTagName())
+			delete(existing, name)
+		}
+		err := p.upload(ctx, rel.GetID(), path, name, mediaType)
+		if err == nil {
+			p.log().Info("uploaded release asset", "file", path, "asset", name, "tag", rel.GetTagName())
+			return nil
+		}
+		if statusCode(err) != http.StatusUnprocessableEntity || attempt > 0 {
+			return fmt.Errorf("uploading %s as release asset %s of %s %s: %w", path, name, p.Repo, rel.GetTagName(), err)
+		}
+		m, lerr := p.assets(ctx, rel.GetID())
+		if lerr != nil {
+			return lerr
+		}
+		if _, ok := m[name]; !ok {
+			return fmt.Errorf("uploading %s as release asset %s of %s %s: %w", path, name, p.Repo, rel.GetTagName(), err)
+		}
+		existing[name] = m[name]
+	}
+}
+
+func (p *Publisher) upload(ctx context.Context, id int64, path, name, mediaType string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, _, err = p.Client.Repositories.UploadReleaseAsset(ctx, p.Repo.Owner, p.Repo.Name, id, &github.UploadOptions{
+		Name:      name,
+		MediaType: mediaType,
+	}, f)
+	return err
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
+// validAssetName reports whether name can be a release asset name as given.
+func validAssetName(name string) bool {
+	return name != "" && !strings.ContainsAny(name, "/\\")
+}
