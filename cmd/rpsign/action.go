@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/sethvargo/go-githubactions"
+
+	"github.com/org/rustpatcher-go/internal/github"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// runAction is the entrypoint of the GitHub Action (action.yml). It reads
+// the action's inputs from INPUT_* variables, signs the files, optionally
+// publishes them, and writes outputs and a step summary. On failure it
+// writes an error annotation that names the file, then fails.
+//
+// Inputs (see action.yml): key, files, version, target, token, tag,
+// repository, api-url.
+// Outputs: files (the signed paths, one a line), signed (a JSON array of
+// github.PatchInfo with "file" set), public-key, version, release-url.
+func runAction(e *env, args []string) error {
+	if len(args) != 0 {
+		return fmt.Errorf("%w: rpsign action takes no arguments; it reads INPUT_* variables", errUsage)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	a := githubactions.New(githubactions.WithGetenv(e.getenv), githubactions.WithWriter(e.stdout))
+	err := action(ctx, a, e)
+	if err != nil {
+		var fe *fileError
+		if errors.As(err, &fe) {
+			a.WithFieldsMap(map[string]string{"file": fe.file, "title": "rpsign"}).Errorf("%v", err)
+		} else {
+			a.WithFieldsMap(map[string]string{"title": "rpsign"}).Errorf("%v", err)
+		}
+	}
+	return err
+}
+
+// fileError is an error about one file, for the annotation.
+type fileError struct {
+	file string
+	err  error
+}
+
+func (e *fileError) Error() string { return e.err.Error() }
+func (e *fileError) Unwrap() error { return e.err }
+
+// action does the work of runAction and returns its error.
+func action(ctx context.Context, a *githubactions.Action, e *env) error {
+	// Mask the key before anything else is printed.
+	keyStr := strings.TrimSpace(a.GetInput("key"))
+	if keyStr != "" {
+		a.AddMask(keyStr)
+	}
+	token := strings.TrimSpace(a.GetInput("token"))
+	if token != "" {
+		a.AddMask(token)
+	}
+	if e.getenv("GITHUB_OUTPUT") == "" {
+		return errors.New("GITHUB_OUTPUT is not set: rpsign action runs as a step of a GitHub Actions job (use rpsign sign elsewhere)")
+	}
+	if keyStr == "" {
+		return errors.New(`input "key" is empty: pass the target's signing key from a secret, e.g. key: ${{ secrets.RP_KEY_LINUX_AMD64 }} (is the secret defined for this repository or environment?)`)
+	}
+	key, err := region.ParseSecretKey(keyStr)
+	if err != nil {
+		return fmt.Errorf(`input "key": %w (it should be the 52-character z-base-32 key written by rpsign gen)`, err)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+
+	files, err := expandGlobs(a.GetInput("files"))
+	if err != nil {
+		return err
+	}
+	version, err := actionVersion(a, e, files[0])
+	if err != nil {
+		return err
+	}
+	var target *github.Target
+	if s := strings.TrimSpace(a.GetInput("target")); s != "" {
+		t, err := github.ParseTarget(s)
+		if err != nil {
+			return fmt.Errorf(`input "target": %w`, err)
+		}
+		target = &t
+	}
+
+	var signed []github.Signed
+	var infos []github.PatchInfo
+	for _, f := range files {
+		t := target
+		if t == nil {
+			d, err := github.DetectTarget(f)
+			if err != nil {
+				return &fileError{f, fmt.Errorf("%w; set the target input", err)}
+			}
+			t = &d
+		}
+		in, err := region.SignFile(f, key, version)
+		if err != nil {
+			return &fileError{f, fmt.Errorf("signing: %w", err)}
+		}
+		if _, err := region.VerifyFile(f, pub); err != nil {
+			return &fileError{f, fmt.Errorf("verifying after signing: %w", err)}
+		}
+		pi := github.NewPatchInfo(*t, in, pub)
+		pi.File = f
+		infos = append(infos, pi)
+		signed = append(signed, github.Signed{Path: f, Name: assetName(f, *t), Target: *t, Info: in, PublicKey: pub})
+		a.Infof("signed %s: %s version %s, hash %s", f, t, in.Version, hex.EncodeToString(in.Hash[:8]))
+	}
+
+	releaseURL := ""
+	if token != "" {
+		u, err := actionPublish(ctx, a, e, token, signed)
+		if err != nil {
+			return err
+		}
+		releaseURL = u
+	}
+
+	js, err := json.Marshal(infos)
+	if err != nil {
+		return err
+	}
+	a.SetOutput("files", strings.Join(files, "\n"))
+	a.SetOutput("signed", string(js))
+	a.SetOutput("public-key", region.EncodePublicKey(pub))
+	a.SetOutput("version", infos[0].Version)
+	a.SetOutput("release-url", releaseURL)
+	if e.getenv("GITHUB_STEP_SUMMARY") != "" {
+		a.AddStepSummary(summary(infos, releaseURL))
+	}
+	return nil
+}
+
+// expandGlobs expands the files input: glob patterns separated by new lines
+// (or spaces, when on one line). Each pattern must match at least one file.
+func expandGlobs(input string) ([]string, error) {
+	var pats []string
+	for _, line := range strings.Split(input, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		pats = append(pats, line)
+	}
+	if len(pats) == 1 && strings.ContainsAny(pats[0], " \t") {
+		if _, err := os.Stat(pats[0]); err != nil {
+			pats = strings.Fields(pats[0])
+		}
+	}
+	if len(pats) == 0 {
+		return nil, errors.New(`input "files" is empty: give the built binaries, e.g. files: dist/app-*`)
+	}
+	var files []string
+	for _, p := range pats {
+		m, err := filepath.Glob(p)
+		if err != nil {
+			return nil, fmt.Errorf(`input "files": pattern %q: %w`, p, err)
+		}
+		var regular []string
+		for _, f := range m {
+			if st, err := os.Stat(f); err == nil && st.Mode().IsRegular() {
+				regular = append(regular, f)
+			}
+		}
+		if len(regular) == 0 {
+			return nil, &fileError{p, fmt.Errorf(`input "files": %q matches no file (working directory is the workspace; did the build step run?)`, p)}
+		}
+		for _, f := range regular {
+			if !slices.Contains(files, f) {
+				files = append(files, f)
+			}
+		}
+	}
+	return files, nil
+}
+
+// actionVersion returns the version input, else the version of the tag that
+// triggered the run, else the Go build info version of the first file.
+func actionVersion(a *githubactions.Action, e *env, first string) (string, error) {
+	if v := strings.TrimSpace(a.GetInput("version")); v != "" {
+		pv, err := region.ParseVersion(v)
+		if err != nil {
+			return "", fmt.Errorf(`input "version": %w`, err)
+		}
+		return pv, nil
+	}
+	if tag, ok := strings.CutPrefix(e.getenv("GITHUB_REF"), "refs/tags/"); ok {
+		pv, err := region.ParseVersion(tag)
+		if err != nil {
+			return "", fmt.Errorf(`no "version" input, and tag %q is not a version: %w`, tag, err)
+		}
+		return pv, nil
+	}
+	v, err := buildVersion(first)
+	if err != nil {
+		return "", &fileError{first, fmt.Errorf(`no "version" input and not run on a tag (GITHUB_REF=%q): %w`, e.getenv("GITHUB_REF"), err)}
+	}
+	return region.ParseVersion(v)
+}
+
+// assetName returns the release asset name of a binary of target t: its
+// base name, with _os_arch added before the extension unless the name
+// already names the target, so that the legs of a matrix do not collide.
+func assetName(path string, t github.Target) string {
+	base := filepath.Base(path)
+	lower := strings.ToLower(base)
+	if strings.Contains(lower, t.OS) && strings.Contains(lower, t.Arch) {
+		return base
+	}
+	ext := filepath.Ext(base)
+	if ext != ".exe" {
+		ext = ""
+	}
+	return strings.TrimSuffix(base, ext) + "_" + t.OS + "_" + t.Arch + ext
+}
+
+// actionPublish publishes the signed files to the release of the tag input
+// or of the tag that triggered the run, and returns the release's URL.
+func actionPublish(ctx context.Context, a *githubactions.Action, e *env, token string, files []github.Signed) (string, error) {
+	tag := strings.TrimSpace(a.GetInput("tag"))
+	if tag == "" {
+		t, ok := strings.CutPrefix(e.getenv("GITHUB_REF"), "refs/tags/")
+		if !ok {
+			return "", fmt.Errorf(`input "token" is set but there is no release tag: set the "tag" input or run on a tag push (GITHUB_REF=%q)`, e.getenv("GITHUB_REF"))
+		}
+		tag = t
+	}
+	repoStr := cmpOr(strings.TrimSpace(a.GetInput("repository")), e.getenv("GITHUB_REPOSITORY"))
+	repo, err := github.ParseRepo(repoStr)
+	if err != nil {
+		return "", fmt.Errorf(`input "repository": %w`, err)
+	}
+	c, err := github.NewClient(github.ClientConfig{
+		Token:  token,
+		APIURL: cmpOr(strings.TrimSpace(a.GetInput("api-url")), e.getenv("GITHUB_API_URL")),
+	})
+	if err != nil {
+		return "", err
+	}
+	log := slog.New(slog.NewTextHandler(e.stdout, nil))
+	p := &github.Publisher{Client: c, Repo: repo, Log: log}
+	rel, err := p.Publish(ctx, tag, files)
+	if err != nil {
+		return "", err
+	}
+	return rel.GetHTMLURL(), nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// summary renders the step summary: a table of the signed files.
+func summary(infos []github.PatchInfo, releaseURL string) string {
+	var b strings.Builder
+	b.WriteString("### rpsign: signed binaries\n\n")
+	b.WriteString("| File | Target | Version | Size | Hash | Public key |\n")
+	b.WriteString("| --- | --- | --- | ---: | --- | --- |\n")
+	for _, pi := range infos {
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %d | `%s…` | `%s` |\n",
+			mdEscape(pi.File), pi.Target, pi.Version, pi.Size, pi.Hash[:16], pi.PublicKey)
+	}
+	if releaseURL != "" {
+		fmt.Fprintf(&b, "\nPublished to %s\n", releaseURL)
+	}
+	return b.String()
+}
+
+func mdEscape(s string) string {
+	return strings.NewReplacer("|", `\|`, "`", "'", "\n", " ").Replace(s)
+}
