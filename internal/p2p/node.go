@@ -1,0 +1,505 @@
+// Package p2p is the libp2p node that both the client library and rpseed
+// run: a host with QUIC and TCP, a Kademlia DHT for discovery, and the
+// rustpatcher stream protocol (see package wire and docs/PROTOCOL.md) for
+// signed info and ranged fetches.
+//
+// A node serves the verified releases it was given with Serve and announces
+// them in the DHT; it finds and fetches releases offered by others through a
+// Source. It never trusts a peer: every info is checked against the owner
+// key, every length against the signed size, and every peer that misbehaves
+// gets a strike that sends it to the back of the queue.
+package p2p
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/org/rustpatcher-go/internal/wire"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// ServiceName is the resource manager service that owns the streams of the
+// rustpatcher protocol.
+const ServiceName = "rustpatcher"
+
+// PrivatePrefix is the DHT protocol prefix of private networks by default:
+// their DHT speaks /rustpatcher/kad/1.0.0 and never mixes with the public
+// Amino DHT (/ipfs/kad/1.0.0).
+const PrivatePrefix = "/rustpatcher"
+
+// Defaults for Config fields left zero.
+const (
+	DefaultUploadSlots        = 4
+	DefaultUploadSlotsPerPeer = 1
+	DefaultIdleTimeout        = 10 * time.Second
+	DefaultLookupTimeout      = 4 * time.Second
+	DefaultReprovideInterval  = 30 * time.Minute
+)
+
+// DefaultListenAddrs are the addresses a node listens on when
+// Config.ListenAddrs is empty: QUIC and TCP on every interface, any port.
+var defaultListenAddrs = []string{
+	"/ip4/0.0.0.0/udp/0/quic-v1",
+	"/ip4/0.0.0.0/tcp/0",
+	"/ip6/::/udp/0/quic-v1",
+	"/ip6/::/tcp/0",
+}
+
+// Sentinel errors.
+var (
+	// ErrNoPeers means no peer could serve a request.
+	ErrNoPeers = errors.New("no peer could serve the release")
+	// ErrClosed means the node was closed.
+	ErrClosed = errors.New("node closed")
+)
+
+// Config configures a Node. The zero Config joins the public network.
+type Config struct {
+	// Private selects a private network: the DHT uses ProtocolPrefix
+	// instead of the public Amino DHT and bootstraps only from Bootstrap.
+	Private bool
+	// ProtocolPrefix is the DHT protocol prefix of a private network;
+	// empty means PrivatePrefix. Ignored in public mode.
+	ProtocolPrefix string
+	// Bootstrap lists peers to join through, as multiaddrs with /p2p/<id>.
+	// They are also asked directly for releases, as seeds. In public mode
+	// the Amino DHT's default bootstrap peers are added.
+	Bootstrap []string
+	// ListenAddrs are multiaddrs to listen on; empty means QUIC and TCP on
+	// all interfaces and any port.
+	ListenAddrs []string
+	// Identity is the node's key; nil means a fresh random one.
+	Identity crypto.PrivKey
+	// DHTServer runs the DHT in server mode (seeds, tests on loopback);
+	// otherwise the DHT switches modes by reachability (AutoNAT).
+	DHTServer bool
+	// RelayService lets the node act as a circuit relay for others, for
+	// hole punching and small requests.
+	RelayService bool
+	// UploadSlots bounds concurrent uploads in total, and
+	// UploadSlotsPerPeer per peer; a peer that finds no free slot gets a
+	// "busy" answer and moves on. Zero means the defaults (4 and 1).
+	UploadSlots, UploadSlotsPerPeer int
+	// IdleTimeout bounds every read and write of a transfer and the
+	// reading of a request; zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// LookupTimeout bounds one DHT provider lookup; zero means
+	// DefaultLookupTimeout.
+	LookupTimeout time.Duration
+	// ReprovideInterval is how often served releases are announced again;
+	// zero means DefaultReprovideInterval.
+	ReprovideInterval time.Duration
+	// Registerer, if set, receives libp2p's own Prometheus metrics;
+	// otherwise libp2p metrics are off.
+	Registerer prometheus.Registerer
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// A Node is a libp2p host with the DHT and the rustpatcher protocol.
+type Node struct {
+	cfg       Config
+	h         host.Host
+	dht       *dht.IpfsDHT
+	log       *slog.Logger
+	bootstrap []peer.AddrInfo
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	closed    bool
+	newest    map[string]*served // by ownerKey(pub)+target
+	byID      map[[wire.IDLen]byte]*served
+	protocols map[protocol.ID]bool
+	provides  map[cid.Cid]*provideState
+	uploads   map[peer.ID]int
+	uploading int
+	strikes   map[peer.ID]*strike
+	turns     map[[wire.IDLen]byte]int
+	delivered map[[wire.IDLen]byte]map[peer.ID]bool
+	kick      chan struct{}
+
+	stats stats
+}
+
+type provideState struct {
+	name string
+	last time.Time
+	fail int
+}
+
+type strike struct {
+	n    int
+	last time.Time
+}
+
+// New starts a node: it listens, joins the DHT through the bootstrap peers
+// and returns. The DHT's routing table fills in the background.
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.UploadSlots <= 0 {
+		cfg.UploadSlots = DefaultUploadSlots
+	}
+	if cfg.UploadSlotsPerPeer <= 0 {
+		cfg.UploadSlotsPerPeer = DefaultUploadSlotsPerPeer
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.LookupTimeout <= 0 {
+		cfg.LookupTimeout = DefaultLookupTimeout
+	}
+	if cfg.ReprovideInterval <= 0 {
+		cfg.ReprovideInterval = DefaultReprovideInterval
+	}
+	if cfg.ProtocolPrefix == "" {
+		cfg.ProtocolPrefix = PrivatePrefix
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var boot []peer.AddrInfo
+	for _, s := range cfg.Bootstrap {
+		ai, err := peer.AddrInfoFromString(s)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap peer %q: %w (want a multiaddr ending in /p2p/<peer id>)", s, err)
+		}
+		boot = append(boot, *ai)
+	}
+	boot = mergeAddrInfos(boot)
+	listen := cfg.ListenAddrs
+	if len(listen) == 0 {
+		listen = defaultListenAddrs
+	}
+
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	limits.AddServiceLimit(ServiceName,
+		rcmgr.BaseLimit{StreamsInbound: 256, StreamsOutbound: 256, Streams: 512, Memory: 32 << 20},
+		rcmgr.BaseLimitIncrease{})
+	limits.AddServicePeerLimit(ServiceName,
+		rcmgr.BaseLimit{StreamsInbound: 16, StreamsOutbound: 16, Streams: 32, Memory: 4 << 20},
+		rcmgr.BaseLimitIncrease{})
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	cm, err := connmgr.NewConnManager(160, 192)
+	if err != nil {
+		rm.Close()
+		return nil, err
+	}
+	opts := []libp2p.Option{
+		libp2p.ListenAddrStrings(listen...),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.EnableHolePunching(),
+		libp2p.EnableNATService(),
+	}
+	if cfg.Identity != nil {
+		opts = append(opts, libp2p.Identity(cfg.Identity))
+	}
+	if cfg.RelayService {
+		opts = append(opts, libp2p.EnableRelayService())
+	}
+	if cfg.Registerer != nil {
+		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Registerer))
+	} else {
+		opts = append(opts, libp2p.DisableMetrics())
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("starting libp2p host: %w", err)
+	}
+
+	mode := dht.ModeAuto
+	if cfg.DHTServer {
+		mode = dht.ModeServer
+	}
+	dopts := []dht.Option{dht.Mode(mode)}
+	dhtBoot := boot
+	if cfg.Private {
+		dopts = append(dopts, dht.ProtocolPrefix(protocol.ID(cfg.ProtocolPrefix)))
+	} else {
+		dhtBoot = append(append([]peer.AddrInfo{}, boot...), dht.GetDefaultBootstrapPeerAddrInfos()...)
+	}
+	if len(dhtBoot) > 0 {
+		dopts = append(dopts, dht.BootstrapPeers(dhtBoot...))
+	}
+	kad, err := dht.New(h, dopts...)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("starting the DHT: %w", err)
+	}
+
+	nctx, cancel := context.WithCancel(context.Background())
+	n := &Node{
+		cfg:       cfg,
+		h:         h,
+		dht:       kad,
+		log:       log,
+		bootstrap: boot,
+		ctx:       nctx,
+		cancel:    cancel,
+		newest:    map[string]*served{},
+		byID:      map[[wire.IDLen]byte]*served{},
+		protocols: map[protocol.ID]bool{},
+		provides:  map[cid.Cid]*provideState{},
+		uploads:   map[peer.ID]int{},
+		strikes:   map[peer.ID]*strike{},
+		turns:     map[[wire.IDLen]byte]int{},
+		delivered: map[[wire.IDLen]byte]map[peer.ID]bool{},
+		kick:      make(chan struct{}, 1),
+	}
+	n.connectBootstrap(ctx)
+	if err := kad.Bootstrap(nctx); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("bootstrapping the DHT: %w", err)
+	}
+	n.wg.Add(1)
+	go n.provideLoop()
+	log.Info("p2p node started", "peer", h.ID(), "private", cfg.Private, "bootstrap", len(boot), "dht_server", cfg.DHTServer)
+	return n, nil
+}
+
+// mergeAddrInfos merges entries for the same peer.
+func mergeAddrInfos(in []peer.AddrInfo) []peer.AddrInfo {
+	var out []peer.AddrInfo
+	idx := map[peer.ID]int{}
+	for _, ai := range in {
+		if i, ok := idx[ai.ID]; ok {
+			out[i].Addrs = append(out[i].Addrs, ai.Addrs...)
+			continue
+		}
+		idx[ai.ID] = len(out)
+		out = append(out, ai)
+	}
+	return out
+}
+
+// connectBootstrap dials the configured bootstrap peers in parallel, each
+// for at most ten seconds, and logs the ones that fail.
+func (n *Node) connectBootstrap(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, ai := range n.bootstrap {
+		if ai.ID == n.h.ID() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := n.h.Connect(cctx, ai); err != nil {
+				n.log.Warn("cannot reach bootstrap peer", "peer", ai.ID, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// ID returns the node's peer ID.
+func (n *Node) ID() peer.ID { return n.h.ID() }
+
+// Host returns the node's libp2p host.
+func (n *Node) Host() host.Host { return n.h }
+
+// Addrs returns the node's listen addresses as full multiaddrs ending in
+// /p2p/<peer id>, ready to pass as a bootstrap address.
+func (n *Node) Addrs() []string {
+	p2p, err := ma.NewMultiaddr("/p2p/" + n.h.ID().String())
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range n.h.Addrs() {
+		out = append(out, a.Encapsulate(p2p).String())
+	}
+	return out
+}
+
+// Close stops serving, leaves the network and closes every served file
+// once its uploads have finished.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	for p := range n.protocols {
+		n.h.RemoveStreamHandler(p)
+	}
+	var all []*served
+	for _, s := range n.byID {
+		all = append(all, s)
+	}
+	n.byID = map[[wire.IDLen]byte]*served{}
+	n.newest = map[string]*served{}
+	n.mu.Unlock()
+	n.cancel()
+	n.wg.Wait()
+	for _, s := range all {
+		s.release()
+	}
+	err := n.dht.Close()
+	if herr := n.h.Close(); err == nil {
+		err = herr
+	}
+	return err
+}
+
+// strike records misbehaviour of p. Peers with more strikes are asked last,
+// and peers with maxStrikes or more are not asked at all while others are
+// left; strikes are forgotten strikeMemory after the last one.
+func (n *Node) strike(p peer.ID, weight int, reason error) {
+	n.mu.Lock()
+	s := n.strikes[p]
+	if s == nil || time.Since(s.last) > strikeMemory {
+		s = &strike{}
+		n.strikes[p] = s
+	}
+	s.n += weight
+	s.last = time.Now()
+	total := s.n
+	n.mu.Unlock()
+	n.stats.strikes.Add(1)
+	n.log.Warn("peer misbehaved", "peer", p, "strikes", total, "err", reason)
+}
+
+const (
+	maxStrikes   = 6
+	strikeMemory = 10 * time.Minute
+)
+
+// strikesOf returns p's current strikes.
+func (n *Node) strikesOf(p peer.ID) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.strikes[p]
+	if s == nil || time.Since(s.last) > strikeMemory {
+		return 0
+	}
+	return s.n
+}
+
+// Stats is a snapshot of a node's counters.
+type Stats struct {
+	// Peers is the number of connected peers.
+	Peers int
+	// Served is the number of releases served.
+	Served int
+	// ActiveUploads is the number of uploads running now.
+	ActiveUploads int
+	// InfoRequests and FetchRequests count requests answered.
+	InfoRequests, FetchRequests uint64
+	// Busy counts fetches refused for want of an upload slot.
+	Busy uint64
+	// BadRequests counts malformed requests and failed namespace checks.
+	BadRequests uint64
+	// BytesUploaded and BytesDownloaded count release bytes moved.
+	BytesUploaded, BytesDownloaded uint64
+	// Strikes counts misbehaviour seen from peers.
+	Strikes uint64
+	// Provides and ProvideErrors count DHT announcements.
+	Provides, ProvideErrors uint64
+}
+
+type stats struct {
+	info, fetch, busy, bad, up, down, strikes, provides, provideErrs atomic.Uint64
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	n.mu.Lock()
+	served, active := len(n.byID), n.uploading
+	n.mu.Unlock()
+	return Stats{
+		Peers:           len(n.h.Network().Peers()),
+		Served:          served,
+		ActiveUploads:   active,
+		InfoRequests:    n.stats.info.Load(),
+		FetchRequests:   n.stats.fetch.Load(),
+		Busy:            n.stats.busy.Load(),
+		BadRequests:     n.stats.bad.Load(),
+		BytesUploaded:   n.stats.up.Load(),
+		BytesDownloaded: n.stats.down.Load(),
+		Strikes:         n.stats.strikes.Load(),
+		Provides:        n.stats.provides.Load(),
+		ProvideErrors:   n.stats.provideErrs.Load(),
+	}
+}
+
+// ownerKey is the map key of one owner key and target.
+func ownerKey(pub ed25519.PublicKey, target string) string {
+	return string(pub) + "\x00" + target
+}
+
+// checkOpen returns ErrClosed once the node is closed.
+func (n *Node) checkOpen() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// openVerified opens path, checks through the open descriptor that it is a
+// release signed by pub whose region is exactly in, and returns the file.
+// The check reads the whole file once.
+func openVerified(path string, pub ed25519.PublicKey, in region.Info) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if want := int64(in.Size) + region.Size; st.Size() != want {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w: file has %d bytes, signed for %d", path, region.ErrSizeMismatch, st.Size(), want)
+	}
+	sc, err := region.Scan(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	got, err := sc.Verify(pub)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if got != in {
+		f.Close()
+		return nil, fmt.Errorf("%s: holds version %s, not the release %s it was given for", path, got.Version, in.Version)
+	}
+	return f, nil
+}

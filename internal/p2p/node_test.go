@@ -1,0 +1,265 @@
+package p2p
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/org/rustpatcher-go/internal/wire"
+	"github.com/org/rustpatcher-go/region"
+)
+
+const testTarget = "linux/amd64"
+
+// makeRelease writes a fake binary of about size bytes with an embedded
+// region to dir and signs it as version.
+func makeRelease(t testing.TB, dir string, key ed25519.PrivateKey, version string, size int) (string, region.Info) {
+	t.Helper()
+	var empty region.Info
+	reg, err := empty.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, size)
+	rand.Read(body)
+	// Keep random bytes from forming a marker by accident: none is likely,
+	// but the scanner would reject the file.
+	buf := append(append(append([]byte{}, body[:size/2]...), reg[:]...), body[size/2:]...)
+	path := filepath.Join(dir, "release-"+version)
+	if err := os.WriteFile(path, buf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in, err := region.SignFile(path, key, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, in
+}
+
+// newTestNode starts a private, loopback, DHT-server node.
+func newTestNode(t testing.TB, cfg Config, boot ...*Node) *Node {
+	t.Helper()
+	cfg.Private = true
+	cfg.DHTServer = true
+	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 2 * time.Second
+	}
+	if cfg.LookupTimeout == 0 {
+		cfg.LookupTimeout = 2 * time.Second
+	}
+	for _, b := range boot {
+		cfg.Bootstrap = append(cfg.Bootstrap, b.Addrs()...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func readAllFrom(t *testing.T, r *Release, off int64) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rc, err := r.Open(ctx, off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestServeFindFetch(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	dir := t.TempDir()
+	path, in := makeRelease(t, dir, key, "2.0.0", 3<<20)
+	want, _ := os.ReadFile(path)
+
+	seed := newTestNode(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
+		t.Fatal(err)
+	}
+	// The seed keeps its descriptor: the path may be replaced.
+	if err := os.Rename(filepath.Join(dir, "release-2.0.0"), filepath.Join(dir, "gone")); err != nil {
+		t.Fatal(err)
+	}
+
+	client := newTestNode(t, Config{}, seed)
+	rels, err := client.Source(pub, testTarget).Releases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rels) != 1 || rels[0].Info() != in {
+		t.Fatalf("Releases = %d releases, want the one served", len(rels))
+	}
+	if got := readAllFrom(t, rels[0], 0); !bytes.Equal(got, want) {
+		t.Fatalf("fetched %d bytes that differ from the %d served", len(got), len(want))
+	}
+	if got := readAllFrom(t, rels[0], 1000); !bytes.Equal(got, want[1000:]) {
+		t.Fatal("ranged fetch from offset 1000 differs")
+	}
+	if got := readAllFrom(t, rels[0], int64(len(want))); len(got) != 0 {
+		t.Fatalf("fetch from the end returned %d bytes", len(got))
+	}
+	if _, err := rels[0].Open(ctx, int64(len(want))+1); err == nil {
+		t.Fatal("Open past the end succeeded")
+	}
+
+	// Another target and another key find nothing.
+	other, _, _ := ed25519.GenerateKey(nil)
+	for _, s := range []*Source{client.Source(pub, "windows/amd64"), client.Source(other, testTarget)} {
+		rels, err := s.Releases(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rels) != 0 {
+			t.Errorf("%v: found %d releases, want none", s, len(rels))
+		}
+	}
+}
+
+func TestSwarmFindsProvidersThroughDHT(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	path, in := makeRelease(t, t.TempDir(), key, "2.0.0", 64<<10)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	boot := newTestNode(t, Config{})
+	holder := newTestNode(t, Config{}, boot)
+	if err := holder.Serve(ctx, pub, testTarget, path, in); err != nil {
+		t.Fatal(err)
+	}
+	client := newTestNode(t, Config{}, boot)
+	// The holder is not a bootstrap peer of the client: it is found through
+	// its announcement in the DHT. Announcing runs in the background.
+	var rels []*Release
+	for i := 0; i < 100 && len(rels) == 0; i++ {
+		var err error
+		if rels, err = client.Source(pub, testTarget).Releases(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(rels) == 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if len(rels) != 1 || rels[0].Peers()[0] != holder.ID() {
+		t.Fatalf("found %d releases, want the holder's", len(rels))
+	}
+}
+
+func TestServeRejectsWrongFile(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	other, _, _ := ed25519.GenerateKey(nil)
+	dir := t.TempDir()
+	path, in := makeRelease(t, dir, key, "2.0.0", 4096)
+	n := newTestNode(t, Config{})
+	ctx := context.Background()
+	older := in
+	older.Version = "1.0.0"
+	tests := []struct {
+		name string
+		pub  ed25519.PublicKey
+		in   region.Info
+		want error
+	}{
+		{"other key", other, in, region.ErrBadSignature},
+		{"other info", pub, older, nil},
+	}
+	for _, tt := range tests {
+		err := n.Serve(ctx, tt.pub, testTarget, path, tt.in)
+		if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
+			t.Errorf("%s: Serve = %v, want an error (%v)", tt.name, err, tt.want)
+		}
+	}
+	if n.Stats().Served != 0 {
+		t.Errorf("serving %d releases after refusals", n.Stats().Served)
+	}
+}
+
+func TestUploadSlots(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	path, in := makeRelease(t, t.TempDir(), key, "2.0.0", 1<<20)
+	seed := newTestNode(t, Config{UploadSlots: 1, UploadSlotsPerPeer: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
+		t.Fatal(err)
+	}
+	a := newTestNode(t, Config{}, seed)
+	b := newTestNode(t, Config{}, seed)
+	reg, _ := in.Marshal()
+	id := wire.ReleaseID(reg)
+	total := in.Size + region.Size
+	seedAI := a.bootstrap[0]
+	first, err := a.fetch(ctx, pub, testTarget, id, total, 0, seedAI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The only slot is taken: a second fetch, from the same or another
+	// peer, is told the seed is busy.
+	for _, n := range []*Node{a, b} {
+		if _, err := n.fetch(ctx, pub, testTarget, id, total, 0, seedAI); !errors.Is(err, wire.ErrBusy) {
+			t.Errorf("second fetch: got %v, want ErrBusy", err)
+		}
+	}
+	io.Copy(io.Discard, first)
+	first.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for seed.Stats().ActiveUploads != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	rc, err := b.fetch(ctx, pub, testTarget, id, total, 0, seedAI)
+	if err != nil {
+		t.Fatalf("fetch after the slot was freed: %v", err)
+	}
+	rc.Close()
+	if got := seed.Stats().Busy; got != 2 {
+		t.Errorf("busy answers = %d, want 2", got)
+	}
+}
+
+func TestNewerReplacesOlder(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	dir := t.TempDir()
+	p1, in1 := makeRelease(t, dir, key, "1.0.0", 4096)
+	p2, in2 := makeRelease(t, dir, key, "2.0.0", 4096)
+	seed := newTestNode(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, step := range []struct {
+		path string
+		in   region.Info
+	}{{p1, in1}, {p2, in2}, {p1, in1}} {
+		if err := seed.Serve(ctx, pub, testTarget, step.path, step.in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := newTestNode(t, Config{}, seed)
+	rels, err := client.Source(pub, testTarget).Releases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rels) != 1 || rels[0].Info().Version != "2.0.0" {
+		t.Fatalf("got %d releases (%v), want only 2.0.0", len(rels), rels)
+	}
+	if seed.Stats().Served != 1 {
+		t.Errorf("serving %d releases, want 1", seed.Stats().Served)
+	}
+}

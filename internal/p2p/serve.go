@@ -1,0 +1,372 @@
+package p2p
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/org/rustpatcher-go/internal/wire"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// ChannelCID returns the key under which nodes holding a verified release of
+// target signed by pub announce themselves: a raw CIDv1 of
+// SHA-256("rustpatcher/v0/channel\x00" || pub || target).
+func ChannelCID(pub ed25519.PublicKey, target string) cid.Cid {
+	return derivedCID("rustpatcher/v0/channel\x00", pub, []byte(target))
+}
+
+// ReleaseCID returns the key under which nodes serving one exact release
+// announce themselves: a raw CIDv1 of SHA-256("rustpatcher/v0/release\x00" ||
+// pub || target || "\x00" || release ID), where the release ID is
+// wire.ReleaseID of the signed region.
+func ReleaseCID(pub ed25519.PublicKey, target string, id [wire.IDLen]byte) cid.Cid {
+	return derivedCID("rustpatcher/v0/release\x00", pub, []byte(target), []byte{0}, id[:])
+}
+
+func derivedCID(domain string, parts ...[]byte) cid.Cid {
+	h := sha256.New()
+	h.Write([]byte(domain))
+	for _, p := range parts {
+		h.Write(p)
+	}
+	m, err := mh.Encode(h.Sum(nil), mh.SHA2_256)
+	if err != nil {
+		panic(err) // cannot happen: SHA2_256 with a 32-byte digest
+	}
+	return cid.NewCidV1(cid.Raw, m)
+}
+
+// served is one release file the node uploads. The open file is kept, so
+// the path may be renamed over; it is closed when the release is no longer
+// served and its last upload ended.
+type served struct {
+	pub    ed25519.PublicKey
+	target string
+	info   region.Info
+	reg    [region.Size]byte
+	id     [wire.IDLen]byte
+	f      *os.File
+	total  uint64 // info.Size + region.Size
+
+	mu   sync.Mutex
+	refs int // 1 while served, +1 per running upload
+}
+
+func (s *served) acquire() { s.mu.Lock(); s.refs++; s.mu.Unlock() }
+
+func (s *served) release() {
+	s.mu.Lock()
+	s.refs--
+	last := s.refs == 0
+	s.mu.Unlock()
+	if last {
+		s.f.Close()
+	}
+}
+
+// Serve starts serving the release at path for target, signed by pub, whose
+// region is in. It opens the file and checks it against pub and in before
+// serving a byte (the path may be replaced afterwards), replaces an older
+// release of the same target, and announces the release in the DHT at once
+// and every ReprovideInterval. Serving a release already served, or one older
+// than the one served, does nothing.
+func (n *Node) Serve(ctx context.Context, pub ed25519.PublicKey, target string, path string, in region.Info) error {
+	if err := n.checkOpen(); err != nil {
+		return err
+	}
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("serving %s: public key is %d bytes", path, len(pub))
+	}
+	reg, err := in.Marshal()
+	if err != nil {
+		return fmt.Errorf("serving %s: %w", path, err)
+	}
+	id := wire.ReleaseID(reg)
+	k := ownerKey(pub, target)
+	n.mu.Lock()
+	if cur := n.newest[k]; cur != nil && (cur.id == id || region.CompareVersions(cur.info.Version, in.Version) > 0) {
+		n.mu.Unlock()
+		return nil
+	}
+	n.mu.Unlock()
+
+	f, err := openVerified(path, pub, in)
+	if err != nil {
+		return fmt.Errorf("serving %s: %w", path, err)
+	}
+	s := &served{pub: pub, target: target, info: in, reg: reg, id: id, f: f, total: in.Size + region.Size, refs: 1}
+
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		f.Close()
+		return ErrClosed
+	}
+	old := n.newest[k]
+	if old != nil && (old.id == id || region.CompareVersions(old.info.Version, in.Version) > 0) {
+		n.mu.Unlock()
+		f.Close()
+		return nil
+	}
+	n.newest[k] = s
+	n.byID[id] = s
+	if old != nil {
+		delete(n.byID, old.id)
+		delete(n.provides, ReleaseCID(pub, target, old.id))
+	}
+	proto := protocol.ID(wire.ProtocolID(pub))
+	if !n.protocols[proto] {
+		n.protocols[proto] = true
+		n.h.SetStreamHandler(proto, func(st network.Stream) { n.handle(pub, st) })
+	}
+	name := fmt.Sprintf("%s %s", target, in.Version)
+	n.provides[ChannelCID(pub, target)] = &provideState{name: "channel " + target}
+	n.provides[ReleaseCID(pub, target, id)] = &provideState{name: "release " + name}
+	n.mu.Unlock()
+	if old != nil {
+		old.release()
+	}
+	n.kickProvide()
+	n.log.Info("serving release", "target", target, "version", in.Version, "size", s.total, "path", path)
+	return nil
+}
+
+// Unserve stops serving the release of target signed by pub whose region is
+// in, if it is served. Running uploads finish.
+func (n *Node) Unserve(pub ed25519.PublicKey, target string, in region.Info) {
+	reg, err := in.Marshal()
+	if err != nil {
+		return
+	}
+	id := wire.ReleaseID(reg)
+	n.mu.Lock()
+	s := n.byID[id]
+	if s == nil {
+		n.mu.Unlock()
+		return
+	}
+	delete(n.byID, id)
+	k := ownerKey(pub, target)
+	if n.newest[k] == s {
+		delete(n.newest, k)
+		delete(n.provides, ChannelCID(pub, target))
+	}
+	delete(n.provides, ReleaseCID(pub, target, id))
+	n.mu.Unlock()
+	s.release()
+	n.log.Info("no longer serving release", "target", target, "version", in.Version)
+}
+
+func (n *Node) kickProvide() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// provideLoop announces every served key when it is new, retries failures
+// with backoff (the routing table may still be empty), and re-announces
+// every ReprovideInterval.
+func (n *Node) provideLoop() {
+	defer n.wg.Done()
+	for {
+		next := n.provideDue()
+		t := time.NewTimer(next)
+		select {
+		case <-n.ctx.Done():
+			t.Stop()
+			return
+		case <-n.kick:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// provideDue provides the keys that are due and returns how long to wait
+// before the next one is.
+func (n *Node) provideDue() time.Duration {
+	now := time.Now()
+	type job struct {
+		c    cid.Cid
+		name string
+	}
+	var due []job
+	next := n.cfg.ReprovideInterval
+	n.mu.Lock()
+	for c, st := range n.provides {
+		at := st.last.Add(n.cfg.ReprovideInterval)
+		if st.fail > 0 {
+			at = st.last.Add(min(time.Duration(1<<min(st.fail, 5))*time.Second, n.cfg.ReprovideInterval))
+		}
+		if !at.After(now) {
+			due = append(due, job{c, st.name})
+		} else if d := at.Sub(now); d < next {
+			next = d
+		}
+	}
+	n.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, j := range due {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+			err := n.dht.Provide(ctx, j.c, true)
+			cancel()
+			n.mu.Lock()
+			st := n.provides[j.c]
+			if st != nil {
+				st.last = time.Now()
+				if err != nil {
+					st.fail++
+				} else {
+					st.fail = 0
+				}
+			}
+			n.mu.Unlock()
+			if err != nil {
+				n.stats.provideErrs.Add(1)
+				n.log.Debug("announcing failed; will retry", "key", j.name, "err", err)
+				return
+			}
+			n.stats.provides.Add(1)
+			n.log.Debug("announced", "key", j.name, "cid", j.c)
+		}()
+	}
+	wg.Wait()
+	if len(due) > 0 {
+		return 0 // recompute: failures need a retry time
+	}
+	return max(next, 50*time.Millisecond)
+}
+
+// handle serves one stream of the protocol of pub: one request, one answer.
+func (n *Node) handle(pub ed25519.PublicKey, s network.Stream) {
+	defer s.Close()
+	remote := s.Conn().RemotePeer()
+	if err := s.Scope().SetService(ServiceName); err != nil {
+		n.log.Debug("stream refused by resource limits", "peer", remote, "err", err)
+		s.Reset()
+		return
+	}
+	s.SetReadDeadline(time.Now().Add(n.cfg.IdleTimeout))
+	req, err := wire.ReadRequest(s)
+	if err != nil {
+		n.stats.bad.Add(1)
+		n.log.Debug("bad request", "peer", remote, "err", err)
+		s.SetWriteDeadline(time.Now().Add(n.cfg.IdleTimeout))
+		wire.WriteError(s, wire.StatusBadRequest, "malformed request")
+		return
+	}
+	s.SetReadDeadline(time.Time{})
+	s.SetWriteDeadline(time.Now().Add(n.cfg.IdleTimeout))
+	if !wire.CheckAuth(pub, req.Auth, time.Now()) {
+		n.stats.bad.Add(1)
+		n.log.Debug("request failed the namespace check", "peer", remote, "kind", req.Kind)
+		wire.WriteError(s, wire.StatusBadRequest, "namespace check failed (clock off by more than a minute?)")
+		return
+	}
+	switch req.Kind {
+	case wire.KindInfo:
+		n.stats.info.Add(1)
+		n.mu.Lock()
+		sv := n.newest[ownerKey(pub, req.Target)]
+		n.mu.Unlock()
+		if sv == nil {
+			wire.WriteError(s, wire.StatusNotFound, "no release for "+req.Target)
+			return
+		}
+		wire.WriteInfo(s, sv.reg)
+	case wire.KindFetch:
+		n.stats.fetch.Add(1)
+		n.serveFetch(s, remote, pub, req)
+	}
+}
+
+func (n *Node) serveFetch(s network.Stream, remote peer.ID, pub ed25519.PublicKey, req *wire.Request) {
+	n.mu.Lock()
+	sv := n.byID[req.ID]
+	if sv == nil || !sv.pub.Equal(pub) || sv.target != req.Target {
+		n.mu.Unlock()
+		wire.WriteError(s, wire.StatusNotFound, "release not served here")
+		return
+	}
+	if req.Offset > sv.total {
+		n.mu.Unlock()
+		n.stats.bad.Add(1)
+		wire.WriteError(s, wire.StatusBadRequest, "offset past the end of the release")
+		return
+	}
+	if n.uploading >= n.cfg.UploadSlots || n.uploads[remote] >= n.cfg.UploadSlotsPerPeer {
+		n.mu.Unlock()
+		n.stats.busy.Add(1)
+		wire.WriteError(s, wire.StatusBusy, "all upload slots in use")
+		return
+	}
+	n.uploading++
+	n.uploads[remote]++
+	sv.acquire()
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.uploading--
+		if n.uploads[remote]--; n.uploads[remote] <= 0 {
+			delete(n.uploads, remote)
+		}
+		n.mu.Unlock()
+		sv.release()
+	}()
+
+	left := sv.total - req.Offset
+	if err := wire.WriteFetchHeader(s, left); err != nil {
+		return
+	}
+	sent, err := copyWithDeadlines(s, io.NewSectionReader(sv.f, int64(req.Offset), int64(left)), n.cfg.IdleTimeout)
+	n.stats.up.Add(uint64(sent))
+	if err != nil {
+		n.log.Debug("upload ended early", "peer", remote, "version", sv.info.Version, "sent", sent, "err", err)
+		s.Reset()
+		return
+	}
+	n.log.Debug("upload done", "peer", remote, "version", sv.info.Version, "offset", req.Offset, "bytes", sent)
+}
+
+// copyBuf is the unit of one write of an upload.
+const copyBuf = 256 << 10
+
+// copyWithDeadlines copies src to s, giving each write idle to complete.
+func copyWithDeadlines(s network.Stream, src io.Reader, idle time.Duration) (int64, error) {
+	buf := make([]byte, copyBuf)
+	var total int64
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			s.SetWriteDeadline(time.Now().Add(idle))
+			nw, werr := s.Write(buf[:nr])
+			total += int64(nw)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
