@@ -23,11 +23,11 @@ import (
 
 // Limits of the client side.
 const (
-	maxCandidates    = 64 // peers asked for info in one Releases call
-	infoConcurrency  = 8
-	dialTimeout      = 10 * time.Second
-	maxOpenRounds    = 12
-	providerLookupN  = 32
+	maxCandidates   = 64 // peers asked for info in one Releases call
+	infoConcurrency = 8
+	dialTimeout     = 10 * time.Second
+	maxOpenRounds   = 12
+	providerLookupN = 32
 )
 
 // A Source finds the releases of one owner key and target on the network
