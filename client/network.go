@@ -2,20 +2,99 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
+	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/region"
 )
 
 // NetworkConfig configures the peer-to-peer network that Spawn joins.
-// The zero value joins the public network with no extra bootstrap peers.
+// The zero value joins the public network (the Amino DHT with its default
+// bootstrap peers) with no extra bootstrap peers.
 type NetworkConfig struct {
 	// Disabled turns the network off: only Config.Sources are used.
 	Disabled bool
+	// Private joins a private network instead of the public one: the DHT
+	// uses its own protocol prefix and bootstraps only from Bootstrap (for
+	// air-gapped fleets, and tests).
+	Private bool
+	// Bootstrap lists peers to join through, as multiaddrs ending in
+	// /p2p/<peer id> (an rpseed prints them on its "listening:" lines).
+	// They are also asked for releases directly.
+	Bootstrap []string
+	// ListenAddrs are the multiaddrs to listen on; empty means QUIC and
+	// TCP on every interface, any port.
+	ListenAddrs []string
+	// DHTServer runs the DHT in server mode even when the node cannot
+	// tell whether it is reachable (loopback tests, LANs).
+	DHTServer bool
+	// UploadSlots and UploadSlotsPerPeer bound the uploads the app serves
+	// to its peers, in total and per peer; zero means 4 and 1.
+	UploadSlots, UploadSlotsPerPeer int
+	// IdleTimeout bounds each read and write of a transfer; a peer that
+	// stalls longer is dropped for another. Zero means 10 seconds.
+	IdleTimeout time.Duration
+	// OnListen, if set, is called once the network is up with each listen
+	// address, as a full multiaddr ending in /p2p/<peer id>.
+	OnListen func(addr string)
 }
 
 // startNetwork joins the peer-to-peer network and returns it as a Source
-// (which is also a Seeder), or nil when the network is disabled.
-// PLACEHOLDER: the libp2p network lands with issue 4.
+// (which is also a Seeder) for releases signed by pub for the running
+// target, or nil when the network is disabled.
 func startNetwork(ctx context.Context, nc NetworkConfig, pub []byte, log *slog.Logger) (Source, io.Closer, error) {
-	return nil, nil, nil
+	if nc.Disabled {
+		return nil, nil, nil
+	}
+	if len(pub) != ed25519.PublicKeySize {
+		return nil, nil, fmt.Errorf("public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	n, err := p2p.New(ctx, p2p.Config{
+		Private:            nc.Private,
+		Bootstrap:          nc.Bootstrap,
+		ListenAddrs:        nc.ListenAddrs,
+		DHTServer:          nc.DHTServer,
+		UploadSlots:        nc.UploadSlots,
+		UploadSlotsPerPeer: nc.UploadSlotsPerPeer,
+		IdleTimeout:        nc.IdleTimeout,
+		Logger:             log.With("component", "p2p"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if nc.OnListen != nil {
+		for _, a := range n.Addrs() {
+			nc.OnListen(a)
+		}
+	}
+	target := runtime.GOOS + "/" + runtime.GOARCH
+	return &networkSource{s: n.Source(ed25519.PublicKey(pub), target)}, n, nil
+}
+
+// networkSource adapts the p2p source to the Source and Seeder interfaces.
+type networkSource struct {
+	s *p2p.Source
+}
+
+func (n *networkSource) Releases(ctx context.Context) ([]Release, error) {
+	rs, err := n.s.Releases(ctx)
+	out := make([]Release, len(rs))
+	for i, r := range rs {
+		out[i] = r
+	}
+	return out, err
+}
+
+func (n *networkSource) String() string { return n.s.String() }
+
+func (n *networkSource) Seed(ctx context.Context, path string, in region.Info) error {
+	return n.s.Seed(ctx, path, in)
 }
