@@ -45,6 +45,8 @@ func commands() []command {
 		{"sign", "sign BINARY --key-file PATH | --key-env VAR [--version V]", runSign},
 		{"verify", "verify BINARY --pub KEY", runVerify},
 		{"inspect", "inspect BINARY [--json]", runInspect},
+		{"action", "action (the GitHub Action entrypoint; reads INPUT_* variables)", runAction},
+		{"publish", publishUsage, runPublish},
 	}
 }
 

@@ -1,0 +1,302 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/org/rustpatcher-go/internal/github"
+	"github.com/org/rustpatcher-go/internal/github/githubtest"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// copyHello copies the test build of examples/hello to dir/name.
+func copyHello(t *testing.T, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(buildHello(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func testKey(t *testing.T) (string, ed25519.PublicKey) {
+	t.Helper()
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return region.EncodeSecretKey(key), pub
+}
+
+// actionRun is one run of rpsign action with its environment and results.
+type actionRun struct {
+	vars            map[string]string
+	stdout          bytes.Buffer
+	output, summary string // paths of GITHUB_OUTPUT and GITHUB_STEP_SUMMARY
+}
+
+func newActionRun(t *testing.T, vars map[string]string) *actionRun {
+	dir := t.TempDir()
+	r := &actionRun{vars: map[string]string{}, output: filepath.Join(dir, "output"), summary: filepath.Join(dir, "summary")}
+	r.vars["GITHUB_OUTPUT"] = r.output
+	r.vars["GITHUB_STEP_SUMMARY"] = r.summary
+	for k, v := range vars {
+		r.vars[k] = v
+	}
+	return r
+}
+
+func (r *actionRun) run() error {
+	var stderr bytes.Buffer
+	return runAction(&env{stdout: &r.stdout, stderr: &stderr, getenv: func(k string) string { return r.vars[k] }}, nil)
+}
+
+// outputs parses the GITHUB_OUTPUT file (name<<DELIM lines).
+func (r *actionRun) outputs(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(r.output)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]string)
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i < len(lines); i++ {
+		name, delim, ok := strings.Cut(lines[i], "<<")
+		if !ok {
+			continue
+		}
+		var val []string
+		for i++; i < len(lines) && lines[i] != delim; i++ {
+			val = append(val, lines[i])
+		}
+		out[name] = strings.Join(val, "\n")
+	}
+	return out
+}
+
+func TestActionSigns(t *testing.T) {
+	key, pub := testKey(t)
+	dir := t.TempDir()
+	a := copyHello(t, dir, "dist/hello_a")
+	b := copyHello(t, dir, "dist/hello_b")
+	tests := []struct {
+		name        string
+		vars        map[string]string
+		wantVersion string
+		wantTarget  string
+	}{
+		{"version from tag, target detected", map[string]string{
+			"INPUT_FILES": filepath.Join(dir, "dist/hello_*"),
+			"GITHUB_REF":  "refs/tags/v1.2.3",
+		}, "1.2.3", runtime.GOOS + "/" + runtime.GOARCH},
+		{"version and target inputs win", map[string]string{
+			"INPUT_FILES":   a + "\n" + b + "\n" + a,
+			"INPUT_VERSION": "v2.0.0-rc.1",
+			"INPUT_TARGET":  "LINUX_ARM64",
+			"GITHUB_REF":    "refs/tags/v1.2.3",
+		}, "2.0.0-rc.1", "linux/arm64"},
+		{"space separated files", map[string]string{
+			"INPUT_FILES":   a + " " + b,
+			"INPUT_VERSION": "3.0.0",
+			"GITHUB_REF":    "refs/heads/main",
+		}, "3.0.0", runtime.GOOS + "/" + runtime.GOARCH},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.vars["INPUT_KEY"] = key + "\n"
+			r := newActionRun(t, tt.vars)
+			if err := r.run(); err != nil {
+				t.Fatalf("action: %v\n%s", err, &r.stdout)
+			}
+			for _, f := range []string{a, b} {
+				in, err := region.VerifyFile(f, pub)
+				if err != nil || in.Version != tt.wantVersion {
+					t.Errorf("VerifyFile(%s) = %v, %v; want version %s", f, in.Version, err, tt.wantVersion)
+				}
+			}
+			out := r.outputs(t)
+			if got := strings.Split(out["files"], "\n"); len(got) != 2 || got[0] != a || got[1] != b {
+				t.Errorf("files output = %q, want %s and %s once each", out["files"], a, b)
+			}
+			if out["public-key"] != region.EncodePublicKey(pub) || out["version"] != tt.wantVersion {
+				t.Errorf("outputs = %v", out)
+			}
+			var infos []github.PatchInfo
+			if err := json.Unmarshal([]byte(out["signed"]), &infos); err != nil {
+				t.Fatalf("signed output %q: %v", out["signed"], err)
+			}
+			if len(infos) != 2 {
+				t.Fatalf("signed output has %d entries, want 2", len(infos))
+			}
+			for i, pi := range infos {
+				if pi.File != []string{a, b}[i] || pi.Target != tt.wantTarget || pi.Version != tt.wantVersion || len(pi.Hash) != 64 || pi.PublicKey != out["public-key"] {
+					t.Errorf("signed[%d] = %+v", i, pi)
+				}
+				if _, err := pi.Verify(pub); err != nil {
+					t.Errorf("signed[%d]: %v", i, err)
+				}
+			}
+			sum, err := os.ReadFile(r.summary)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(sum), "| File | Target | Version |") || !strings.Contains(string(sum), "`"+a+"` | "+tt.wantTarget+" | "+tt.wantVersion) {
+				t.Errorf("step summary lacks the table row:\n%s", sum)
+			}
+			// The key is masked before anything else is printed, and
+			// appears nowhere else.
+			stdout := r.stdout.String()
+			if !strings.HasPrefix(stdout, "::add-mask::"+key+"\n") {
+				t.Errorf("stdout does not start by masking the key:\n%s", stdout)
+			}
+			rest := strings.TrimPrefix(stdout, "::add-mask::"+key+"\n")
+			for name, s := range map[string]string{"stdout": rest, "outputs": out["signed"] + out["files"], "summary": string(sum)} {
+				if strings.Contains(s, key) {
+					t.Errorf("the key appears in %s", name)
+				}
+			}
+		})
+	}
+}
+
+func TestActionErrors(t *testing.T) {
+	key, _ := testKey(t)
+	dir := t.TempDir()
+	hello := copyHello(t, dir, "hello")
+	text := filepath.Join(dir, "notes.txt")
+	os.WriteFile(text, []byte("not a binary\n"), 0o644)
+	tests := []struct {
+		name       string
+		vars       map[string]string
+		noOutput   bool
+		annotation string // the ::error line wanted on stdout
+	}{
+		{"no key", map[string]string{"INPUT_FILES": hello, "INPUT_VERSION": "1.0.0"}, false,
+			`::error title=rpsign::input "key" is empty`},
+		{"bad key", map[string]string{"INPUT_KEY": "nope", "INPUT_FILES": hello, "INPUT_VERSION": "1.0.0"}, false,
+			`::error title=rpsign::input "key": malformed key`},
+		{"no files", map[string]string{"INPUT_KEY": key, "INPUT_VERSION": "1.0.0"}, false,
+			`::error title=rpsign::input "files" is empty`},
+		{"glob matches nothing", map[string]string{"INPUT_KEY": key, "INPUT_FILES": filepath.Join(dir, "dist/*"), "INPUT_VERSION": "1.0.0"}, false,
+			"::error file=" + filepath.Join(dir, "dist/*") + ",title=rpsign::"},
+		{"not a binary", map[string]string{"INPUT_KEY": key, "INPUT_FILES": text, "INPUT_VERSION": "1.0.0", "INPUT_TARGET": "linux/amd64"}, false,
+			"::error file=" + text + ",title=rpsign::signing: " + text},
+		{"undetectable target", map[string]string{"INPUT_KEY": key, "INPUT_FILES": text, "INPUT_VERSION": "1.0.0"}, false,
+			"::error file=" + text + ",title=rpsign::" + text + ": not a recognised"},
+		{"bad version", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "INPUT_VERSION": "1.0"}, false,
+			`::error title=rpsign::input "version": not a semantic version`},
+		{"no version anywhere", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "GITHUB_REF": "refs/heads/main"}, false,
+			"::error file=" + hello + ",title=rpsign::no \"version\" input and not run on a tag"},
+		{"tag not a version", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "GITHUB_REF": "refs/tags/nightly"}, false,
+			`::error title=rpsign::no "version" input, and tag "nightly" is not a version`},
+		{"token without tag", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "INPUT_VERSION": "1.0.0", "INPUT_TOKEN": "tok", "GITHUB_REF": "refs/heads/main"}, false,
+			`::error title=rpsign::input "token" is set but there is no release tag`},
+		{"outside Actions", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "INPUT_VERSION": "1.0.0"}, true,
+			"::error title=rpsign::GITHUB_OUTPUT is not set"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newActionRun(t, tt.vars)
+			if tt.noOutput {
+				delete(r.vars, "GITHUB_OUTPUT")
+			}
+			err := r.run()
+			if err == nil {
+				t.Fatal("action succeeded")
+			}
+			if !strings.Contains(r.stdout.String(), tt.annotation) {
+				t.Errorf("stdout lacks %q:\n%s", tt.annotation, &r.stdout)
+			}
+			if k := tt.vars["INPUT_KEY"]; k != "" && strings.Count(r.stdout.String(), k) != 1 {
+				t.Errorf("the key appears unmasked in stdout:\n%s", &r.stdout)
+			}
+			if b, _ := os.ReadFile(r.output); len(b) != 0 {
+				t.Errorf("a failed run wrote outputs: %s", b)
+			}
+		})
+	}
+	// Through the command table, a failure exits 1.
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"action"}, &stdout, &stderr, func(string) string { return "" }); code != 1 {
+		t.Errorf("rpsign action with no environment exited %d, want 1", code)
+	}
+}
+
+// TestActionPublishes runs the action with a token against githubtest, a
+// local server speaking the GitHub REST shapes used, as GitHub cannot be
+// reached from tests.
+func TestActionPublishes(t *testing.T) {
+	srv := githubtest.NewServer()
+	defer srv.Close()
+	key, pub := testKey(t)
+	dir := t.TempDir()
+	hello := copyHello(t, dir, "hello")
+	r := newActionRun(t, map[string]string{
+		"INPUT_KEY":         key,
+		"INPUT_FILES":       hello,
+		"INPUT_TARGET":      "linux/arm64",
+		"INPUT_TOKEN":       "secret-token",
+		"INPUT_API-URL":     srv.URL,
+		"GITHUB_REPOSITORY": "org/app",
+		"GITHUB_REF":        "refs/tags/v1.4.0",
+	})
+	for range 2 { // a re-run replaces the assets
+		if err := r.run(); err != nil {
+			t.Fatalf("action: %v\n%s", err, &r.stdout)
+		}
+	}
+	assets := srv.Assets("org/app", "v1.4.0")
+	if len(assets) != 2 {
+		t.Fatalf("release has %d assets, want the binary and its manifest", len(assets))
+	}
+	pi, err := github.ReadPatchInfo(bytes.NewReader(assets["rustpatcher-linux-arm64.json"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pi.Asset != "hello_linux_arm64" || pi.Version != "1.4.0" {
+		t.Errorf("manifest = %+v", pi)
+	}
+	if _, err := pi.Verify(pub); err != nil {
+		t.Error(err)
+	}
+	local, _ := os.ReadFile(hello)
+	if !bytes.Equal(assets["hello_linux_arm64"], local) {
+		t.Error("published binary differs from the signed file")
+	}
+	if strings.Contains(r.stdout.String(), "secret-token\n") && !strings.HasPrefix(r.stdout.String(), "::add-mask::") {
+		t.Error("token printed before being masked")
+	}
+}
+
+func TestAssetName(t *testing.T) {
+	tests := []struct {
+		path string
+		t    github.Target
+		want string
+	}{
+		{"dist/hello", github.Target{OS: "linux", Arch: "amd64"}, "hello_linux_amd64"},
+		{"hello.exe", github.Target{OS: "windows", Arch: "arm64"}, "hello_windows_arm64.exe"},
+		{"out/hello_linux_amd64", github.Target{OS: "linux", Arch: "amd64"}, "hello_linux_amd64"},
+		{"hello-Darwin-ARM64", github.Target{OS: "darwin", Arch: "arm64"}, "hello-Darwin-ARM64"},
+		{"app.v2", github.Target{OS: "linux", Arch: "arm64"}, "app.v2_linux_arm64"},
+	}
+	for _, tt := range tests {
+		if got := assetName(tt.path, tt.t); got != tt.want {
+			t.Errorf("assetName(%q, %v) = %q, want %q", tt.path, tt.t, got, tt.want)
+		}
+	}
+}

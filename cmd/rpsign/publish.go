@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/org/rustpatcher-go/internal/github"
+	"github.com/org/rustpatcher-go/region"
+)
+
+const publishUsage = "publish BINARY... --repo OWNER/REPO --tag TAG --pub [TARGET=]KEY... [--target OS/ARCH] [--token-env VAR] [--api-url URL]"
+
+// pubKeys is the --pub flag: a public key for all targets, or one per
+// target as TARGET=KEY, repeatable.
+type pubKeys struct {
+	all       ed25519.PublicKey
+	perTarget map[github.Target]ed25519.PublicKey
+}
+
+func (p *pubKeys) String() string { return "" }
+
+func (p *pubKeys) Set(s string) error {
+	ts, ks, ok := strings.Cut(s, "=")
+	if !ok {
+		k, err := region.ParsePublicKey(s)
+		if err != nil {
+			return err
+		}
+		p.all = k
+		return nil
+	}
+	t, err := github.ParseTarget(ts)
+	if err != nil {
+		return err
+	}
+	k, err := region.ParsePublicKey(ks)
+	if err != nil {
+		return fmt.Errorf("key for %s: %w", t, err)
+	}
+	if p.perTarget == nil {
+		p.perTarget = make(map[github.Target]ed25519.PublicKey)
+	}
+	p.perTarget[t] = k
+	return nil
+}
+
+func (p *pubKeys) key(t github.Target) (ed25519.PublicKey, bool) {
+	if k, ok := p.perTarget[t]; ok {
+		return k, true
+	}
+	return p.all, p.all != nil
+}
+
+// runPublish attaches signed binaries and their per-target manifests to a
+// GitHub release. Each binary must verify with its target's public key
+// first: rpsign never publishes what a client would reject.
+func runPublish(e *env, args []string) error {
+	flags := flag.NewFlagSet("publish", flag.ContinueOnError)
+	repoStr := flags.String("repo", "", "GitHub repository `OWNER/REPO` (default: $GITHUB_REPOSITORY)")
+	tag := flags.String("tag", "", "release `TAG` to attach to; created if missing (default: $GITHUB_REF_NAME)")
+	var pubs pubKeys
+	flags.Var(&pubs, "pub", "owner public `KEY`, or TARGET=KEY per target (repeatable)")
+	targetStr := flags.String("target", "", "`OS/ARCH` of the binaries (default: read from each binary's headers)")
+	tokenEnv := flags.String("token-env", "GITHUB_TOKEN", "environment `VAR` holding the GitHub token")
+	apiURL := flags.String("api-url", "", "GitHub API base `URL` (default: $GITHUB_API_URL or https://api.github.com)")
+	bins, err := parseAny(flags, args)
+	if err != nil {
+		return err
+	}
+	if len(bins) == 0 {
+		return fmt.Errorf("%w: no binaries given", errUsage)
+	}
+	repo, err := github.ParseRepo(cmpOr(*repoStr, e.getenv("GITHUB_REPOSITORY")))
+	if err != nil {
+		return fmt.Errorf("%w: --repo: %v", errUsage, err)
+	}
+	if *tag == "" && e.getenv("GITHUB_REF_TYPE") == "tag" {
+		*tag = e.getenv("GITHUB_REF_NAME")
+	}
+	if *tag == "" {
+		return fmt.Errorf("%w: --tag is required", errUsage)
+	}
+	if pubs.all == nil && pubs.perTarget == nil {
+		return fmt.Errorf("%w: --pub is required (print it with: rpsign pub --key-file PATH)", errUsage)
+	}
+	token := e.getenv(*tokenEnv)
+	if token == "" {
+		return fmt.Errorf("environment variable %s is empty or unset; it should hold a GitHub token with contents:write", *tokenEnv)
+	}
+	var fixed *github.Target
+	if *targetStr != "" {
+		t, err := github.ParseTarget(*targetStr)
+		if err != nil {
+			return fmt.Errorf("%w: --target: %v", errUsage, err)
+		}
+		fixed = &t
+	}
+	files, err := verifyForPublish(bins, fixed, &pubs)
+	if err != nil {
+		return err
+	}
+	c, err := github.NewClient(github.ClientConfig{Token: token, APIURL: cmpOr(*apiURL, e.getenv("GITHUB_API_URL"))})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	p := &github.Publisher{Client: c, Repo: repo, Log: slog.New(slog.NewTextHandler(e.stderr, nil))}
+	rel, err := p.Publish(ctx, *tag, files)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		fmt.Fprintf(e.stdout, "published %s as %s (%s %s) and %s\n", f.Path, f.Name, f.Target, f.Info.Version, f.Target.ManifestName())
+	}
+	if u := rel.GetHTMLURL(); u != "" {
+		fmt.Fprintln(e.stdout, u)
+	}
+	return nil
+}
+
+// verifyForPublish checks each binary with its target's key and returns
+// what to publish.
+func verifyForPublish(bins []string, fixed *github.Target, pubs *pubKeys) ([]github.Signed, error) {
+	var files []github.Signed
+	for _, b := range bins {
+		var t github.Target
+		if fixed != nil {
+			t = *fixed
+		} else {
+			d, err := github.DetectTarget(b)
+			if err != nil {
+				return nil, fmt.Errorf("%w; pass --target", err)
+			}
+			t = d
+		}
+		pub, ok := pubs.key(t)
+		if !ok {
+			return nil, fmt.Errorf("%s is a %s binary, but --pub gives no key for %s", b, t, t)
+		}
+		in, err := region.VerifyFile(b, pub)
+		if err != nil {
+			return nil, fmt.Errorf("not publishing: %w", err)
+		}
+		files = append(files, github.Signed{Path: b, Name: assetName(b, t), Target: t, Info: in, PublicKey: pub})
+	}
+	return files, nil
+}
+
+// parseAny is parse for any number of positional arguments.
+func parseAny(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		fs.SetOutput(io.Discard)
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
