@@ -1,0 +1,274 @@
+// Command rpseed is a long-running seed node of the rustpatcher network: it
+// serves every signed release found in a directory to the peers of the
+// network and announces them in the DHT.
+//
+// Usage:
+//
+//	rpseed --dir DIR --pub GOOS/GOARCH=KEY [--pub ...] [flags]
+//
+// Each file in DIR that verifies with one of the --pub keys is served for
+// that key's target; the newest version per target wins. Several targets may
+// share a key: the target is then read from the executable's header. New,
+// changed and removed files are picked up every --scan-interval.
+//
+// Every flag can also be set through the environment as RPSEED_<NAME> with
+// dashes as underscores (RPSEED_DIR, RPSEED_METRICS_ADDR); repeatable flags
+// take a comma-separated list there. A flag on the command line wins.
+//
+// rpseed prints each listen address as "listening: <multiaddr>/p2p/<id>" on
+// standard output, logs to standard error, and stops cleanly on SIGINT or
+// SIGTERM.
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/region"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "rpseed:", err)
+		os.Exit(1)
+	}
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}
+
+// options are rpseed's parsed flags.
+type options struct {
+	dir, identity, metricsAddr, logLevel, prefix string
+	pubs, listen, bootstrap                      listFlag
+	private, relay, dhtClient                    bool
+	slots, slotsPerPeer                          int
+	scanEvery, idle, reprovide                   time.Duration
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
+	var o options
+	fs := flag.NewFlagSet("rpseed", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.dir, "dir", "", "directory of signed release binaries to serve (required)")
+	fs.Var(&o.pubs, "pub", "`GOOS/GOARCH=KEY`: serve releases of a target signed with the z-base-32 public KEY (repeatable, at least one)")
+	fs.Var(&o.listen, "listen", "`multiaddr` to listen on (repeatable; default QUIC and TCP on all interfaces, port 4001)")
+	fs.Var(&o.bootstrap, "bootstrap", "`multiaddr` with /p2p/<id> of a peer to join through (repeatable)")
+	fs.BoolVar(&o.private, "private", false, "join a private network (own DHT prefix, only --bootstrap peers) instead of the public one")
+	fs.StringVar(&o.prefix, "dht-prefix", p2p.PrivatePrefix, "DHT protocol prefix of the private network")
+	fs.StringVar(&o.identity, "identity", "", "file holding the node's key, created if missing, for a stable peer ID (default DIR/.rpseed.key)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "`host:port` to serve Prometheus /metrics and /healthz on (off when empty)")
+	fs.BoolVar(&o.relay, "relay", false, "act as a circuit relay for peers behind NAT (hole punching, small requests)")
+	fs.BoolVar(&o.dhtClient, "dht-client", false, "run the DHT in automatic mode instead of always as a server")
+	fs.IntVar(&o.slots, "upload-slots", 16, "concurrent uploads in total")
+	fs.IntVar(&o.slotsPerPeer, "upload-slots-per-peer", 1, "concurrent uploads per peer")
+	fs.DurationVar(&o.scanEvery, "scan-interval", 10*time.Second, "how often to look for new files in DIR")
+	fs.DurationVar(&o.idle, "idle-timeout", p2p.DefaultIdleTimeout, "drop a transfer when a read or write stalls this long")
+	fs.DurationVar(&o.reprovide, "reprovide-interval", p2p.DefaultReprovideInterval, "how often to announce the releases again")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || envErr != nil {
+			return
+		}
+		name := "RPSEED_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		vals := []string{v}
+		if _, ok := f.Value.(*listFlag); ok {
+			vals = strings.Split(v, ",")
+		}
+		for _, s := range vals {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			if err := f.Value.Set(s); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if o.dir == "" {
+		return nil, errors.New("--dir is required (or RPSEED_DIR)")
+	}
+	if len(o.pubs) == 0 {
+		return nil, errors.New("at least one --pub GOOS/GOARCH=KEY is required (or RPSEED_PUB)")
+	}
+	if o.identity == "" {
+		o.identity = filepath.Join(o.dir, ".rpseed.key")
+	}
+	if len(o.listen) == 0 {
+		o.listen = listFlag{"/ip4/0.0.0.0/udp/4001/quic-v1", "/ip4/0.0.0.0/tcp/4001", "/ip6/::/udp/4001/quic-v1", "/ip6/::/tcp/4001"}
+	}
+	return &o, nil
+}
+
+// parseKeys reads the --pub flags.
+func parseKeys(pubs []string) (map[string]ed25519.PublicKey, error) {
+	keys := map[string]ed25519.PublicKey{}
+	for _, p := range pubs {
+		target, key, ok := strings.Cut(p, "=")
+		goos, goarch, ok2 := strings.Cut(target, "/")
+		if !ok || !ok2 || goos == "" || goarch == "" {
+			return nil, fmt.Errorf("--pub %q: want GOOS/GOARCH=KEY, e.g. linux/amd64=<52 z-base-32 characters>", p)
+		}
+		k, err := region.ParsePublicKey(key)
+		if err != nil {
+			return nil, fmt.Errorf("--pub %s: %w", target, err)
+		}
+		if _, dup := keys[target]; dup {
+			return nil, fmt.Errorf("--pub %s given twice", target)
+		}
+		keys[target] = k
+	}
+	return keys, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	keys, err := parseKeys(o.pubs)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if st, err := os.Stat(o.dir); err != nil {
+		return fmt.Errorf("--dir: %w", err)
+	} else if !st.IsDir() {
+		return fmt.Errorf("--dir %s: not a directory", o.dir)
+	}
+	id, err := p2p.LoadIdentity(o.identity)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	node, err := p2p.New(ctx, p2p.Config{
+		Private:            o.private,
+		ProtocolPrefix:     o.prefix,
+		Bootstrap:          o.bootstrap,
+		ListenAddrs:        o.listen,
+		Identity:           id,
+		DHTServer:          !o.dhtClient,
+		RelayService:       o.relay,
+		UploadSlots:        o.slots,
+		UploadSlotsPerPeer: o.slotsPerPeer,
+		IdleTimeout:        o.idle,
+		ReprovideInterval:  o.reprovide,
+		Registerer:         reg,
+		Logger:             log,
+	})
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	registerNodeMetrics(reg, node)
+
+	w := newWatcher(o.dir, keys, node, log)
+	if _, err := w.scan(ctx); err != nil {
+		return err
+	}
+
+	if o.metricsAddr != "" {
+		ln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) {
+			st := node.Stats()
+			rw.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(rw).Encode(map[string]any{
+				"status": "ok", "peer_id": node.ID().String(), "peers": st.Peers,
+				"releases": st.Served, "active_uploads": st.ActiveUploads,
+			})
+		})
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+		}()
+		fmt.Fprintf(stdout, "metrics: http://%s/metrics\n", ln.Addr())
+	}
+	for _, a := range node.Addrs() {
+		fmt.Fprintf(stdout, "listening: %s\n", a)
+	}
+	log.Info("rpseed running", "peer", node.ID(), "dir", o.dir, "targets", len(keys))
+	w.watch(ctx, o.scanEvery)
+	log.Info("rpseed stopping")
+	return nil
+}
+
+// registerNodeMetrics exports the node's counters.
+func registerNodeMetrics(reg prometheus.Registerer, n *p2p.Node) {
+	gauge := func(name, help string, f func(p2p.Stats) float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "rpseed", Name: name, Help: help},
+			func() float64 { return f(n.Stats()) }))
+	}
+	counter := func(name, help string, f func(p2p.Stats) float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "rpseed", Name: name, Help: help},
+			func() float64 { return f(n.Stats()) }))
+	}
+	gauge("peers", "Connected peers.", func(s p2p.Stats) float64 { return float64(s.Peers) })
+	gauge("releases_served", "Releases served.", func(s p2p.Stats) float64 { return float64(s.Served) })
+	gauge("uploads_active", "Uploads running now.", func(s p2p.Stats) float64 { return float64(s.ActiveUploads) })
+	counter("info_requests_total", "Info requests answered.", func(s p2p.Stats) float64 { return float64(s.InfoRequests) })
+	counter("fetch_requests_total", "Fetch requests answered.", func(s p2p.Stats) float64 { return float64(s.FetchRequests) })
+	counter("busy_total", "Fetches refused for want of an upload slot.", func(s p2p.Stats) float64 { return float64(s.Busy) })
+	counter("bad_requests_total", "Malformed requests and failed namespace checks.", func(s p2p.Stats) float64 { return float64(s.BadRequests) })
+	counter("uploaded_bytes_total", "Release bytes uploaded.", func(s p2p.Stats) float64 { return float64(s.BytesUploaded) })
+	counter("provides_total", "DHT announcements made.", func(s p2p.Stats) float64 { return float64(s.Provides) })
+	counter("provide_errors_total", "DHT announcements that failed.", func(s p2p.Stats) float64 { return float64(s.ProvideErrors) })
+}

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/region"
+)
+
+func TestParseFlags(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(nil)
+	k := region.EncodePublicKey(pub)
+	env := func(m map[string]string) func(string) string { return func(s string) string { return m[s] } }
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+		check   func(*options) bool
+	}{
+		{name: "flags", args: []string{"--dir", "/d", "--pub", "linux/amd64=" + k, "--private", "--upload-slots", "2"},
+			check: func(o *options) bool {
+				return o.dir == "/d" && o.private && o.slots == 2 && o.identity == "/d/.rpseed.key" && len(o.listen) == 4
+			}},
+		{name: "environment", env: map[string]string{"RPSEED_DIR": "/e", "RPSEED_PUB": "linux/amd64=" + k + ",linux/arm64=" + k, "RPSEED_PRIVATE": "true", "RPSEED_METRICS_ADDR": ":9"},
+			check: func(o *options) bool { return o.dir == "/e" && len(o.pubs) == 2 && o.private && o.metricsAddr == ":9" }},
+		{name: "flag beats environment", args: []string{"--dir", "/f"}, env: map[string]string{"RPSEED_DIR": "/e", "RPSEED_PUB": "linux/amd64=" + k},
+			check: func(o *options) bool { return o.dir == "/f" }},
+		{name: "no dir", args: []string{"--pub", "linux/amd64=" + k}, wantErr: "--dir"},
+		{name: "no key", args: []string{"--dir", "/d"}, wantErr: "--pub"},
+		{name: "bad env value", env: map[string]string{"RPSEED_DIR": "/e", "RPSEED_PUB": "x", "RPSEED_UPLOAD_SLOTS": "many"}, wantErr: "RPSEED_UPLOAD_SLOTS"},
+	}
+	for _, tt := range tests {
+		o, err := parseFlags(tt.args, env(tt.env), io.Discard)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: error %v, want one mentioning %q", tt.name, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if !tt.check(o) {
+			t.Errorf("%s: unexpected options %+v", tt.name, o)
+		}
+	}
+}
+
+func TestParseKeys(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(nil)
+	k := region.EncodePublicKey(pub)
+	tests := []struct {
+		pubs []string
+		ok   bool
+	}{
+		{[]string{"linux/amd64=" + k, "darwin/arm64=" + k}, true},
+		{[]string{"linux=" + k}, false},
+		{[]string{"linux/amd64"}, false},
+		{[]string{"linux/amd64=abc"}, false},
+		{[]string{"linux/amd64=" + k, "linux/amd64=" + k}, false},
+	}
+	for _, tt := range tests {
+		if _, err := parseKeys(tt.pubs); (err == nil) != tt.ok {
+			t.Errorf("parseKeys(%q): err = %v, want ok=%v", tt.pubs, err, tt.ok)
+		}
+	}
+}
+
+func TestDetectTarget(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := detectTarget(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := runtime.GOOS + "/" + runtime.GOARCH; got != want {
+		t.Errorf("detectTarget(test binary) = %s, want %s", got, want)
+	}
+	if _, err := detectTarget(strings.NewReader("#!/bin/sh\necho hi\n")); !errors.Is(err, errUnknownFormat) {
+		t.Errorf("script: got %v, want errUnknownFormat", err)
+	}
+}
+
+// writeRelease writes a fake release signed as version into dir.
+func writeRelease(t *testing.T, dir, name string, key ed25519.PrivateKey, version string) region.Info {
+	t.Helper()
+	var empty region.Info
+	reg, _ := empty.Marshal()
+	body := make([]byte, 8192)
+	rand.Read(body)
+	tmp := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(tmp, append(append(body[:4096:4096], reg[:]...), body[4096:]...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in, err := region.SignFile(tmp, key, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(tmp)
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+func TestRunServesDirectory(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	otherPub, otherKey, _ := ed25519.GenerateKey(nil)
+	dir := t.TempDir()
+	writeRelease(t, dir, "app-1.0.0", key, "1.0.0")
+	writeRelease(t, dir, "app-2.0.0", key, "2.0.0")
+	writeRelease(t, dir, "stranger", otherKey, "9.0.0") // signed by a key rpseed was not given
+	os.WriteFile(filepath.Join(dir, "README"), []byte("not a binary"), 0o644)
+
+	start := func() (peerID string, addrs []string, metrics string, stop func() error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"--dir", dir, "--private", "--pub", "linux/amd64=" + region.EncodePublicKey(pub),
+				"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--listen", "/ip4/127.0.0.1/tcp/0",
+				"--metrics-addr", "127.0.0.1:0", "--scan-interval", "100ms", "--log-level", "warn"},
+				func(string) string { return "" }, pw, io.Discard)
+			pw.Close()
+		}()
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			if a, ok := strings.CutPrefix(line, "listening: "); ok {
+				addrs = append(addrs, a)
+				if len(addrs) == 2 {
+					break
+				}
+			}
+			if m, ok := strings.CutPrefix(line, "metrics: "); ok {
+				metrics = strings.TrimSuffix(m, "/metrics")
+			}
+		}
+		go io.Copy(io.Discard, pr)
+		if len(addrs) != 2 {
+			cancel()
+			t.Fatalf("rpseed printed %d listen addresses: %v", len(addrs), <-done)
+		}
+		peerID = addrs[0][strings.LastIndex(addrs[0], "/")+1:]
+		return peerID, addrs, metrics, func() error {
+			cancel()
+			select {
+			case err := <-done:
+				return err
+			case <-time.After(20 * time.Second):
+				return errors.New("rpseed did not stop within 20s")
+			}
+		}
+	}
+	id1, addrs, metrics, stop := start()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client, err := p2p.New(ctx, p2p.Config{Private: true, DHTServer: true, Bootstrap: addrs,
+		ListenAddrs: []string{"/ip4/127.0.0.1/udp/0/quic-v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	versions := func(pub ed25519.PublicKey) []string {
+		rels, err := client.Source(pub, "linux/amd64").Releases(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v []string
+		for _, r := range rels {
+			v = append(v, r.Info().Version)
+		}
+		return v
+	}
+	if v := versions(pub); len(v) != 1 || v[0] != "2.0.0" {
+		t.Fatalf("seed offers %v, want [2.0.0]", v)
+	}
+	if v := versions(otherPub); len(v) != 0 {
+		t.Fatalf("seed offers %v for a key it was not given", v)
+	}
+
+	// A new file is picked up while running.
+	writeRelease(t, dir, "app-3.0.0", key, "3.0.0")
+	deadline := time.Now().Add(15 * time.Second)
+	for v := versions(pub); len(v) != 1 || v[0] != "3.0.0"; v = versions(pub) {
+		if time.Now().After(deadline) {
+			t.Fatalf("seed offers %v 15s after 3.0.0 was added", v)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	resp, err := http.Get(metrics + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var health struct {
+		Status   string `json:"status"`
+		PeerID   string `json:"peer_id"`
+		Releases int    `json:"releases"`
+	}
+	json.NewDecoder(resp.Body).Decode(&health)
+	resp.Body.Close()
+	if health.Status != "ok" || health.PeerID != id1 || health.Releases != 1 {
+		t.Errorf("healthz = %+v", health)
+	}
+	resp, err = http.Get(metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"rpseed_info_requests_total", "rpseed_releases_served 1", "rpseed_peers"} {
+		if !strings.Contains(string(body), m) {
+			t.Errorf("/metrics lacks %q", m)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("rpseed stopped with %v", err)
+	}
+
+	// The identity survives a restart.
+	id2, _, _, stop := start()
+	if id2 != id1 {
+		t.Errorf("peer ID changed across restarts: %s then %s", id1, id2)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
