@@ -1,0 +1,71 @@
+package testtools
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestPaths(t *testing.T) {
+	for _, tool := range []Tool{Goreleaser(), Actionlint(), Act()} {
+		p, err := Path(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(filepath.Dir(p), filepath.Join("rustpatcher-go", "tools", tool.Name+"-"+tool.Version)) {
+			t.Errorf("Path(%s) = %s", tool.Name, p)
+		}
+		if !strings.HasPrefix(tool.Version, "v") || strings.Contains(tool.Version, "latest") {
+			t.Errorf("%s is not pinned to an exact version: %s", tool.Name, tool.Version)
+		}
+	}
+}
+
+// TestInstallFailure checks that a failed install reports the package and
+// the go command's output instead of leaving a broken tool behind.
+func TestInstallFailure(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("GOPROXY", "off")
+	t.Setenv("GOFLAGS", "")
+	tool := Tool{"nosuchtool", "example.com/nosuch/tool", "v0.0.1"}
+	_, err := install(context.Background(), tool)
+	if err == nil || !strings.Contains(err.Error(), "example.com/nosuch/tool") {
+		t.Fatalf("install = %v, want an error naming the module", err)
+	}
+	p, _ := Path(tool)
+	if _, err := os.Stat(p); err == nil {
+		t.Error("a failed install left a binary behind")
+	}
+}
+
+// TestInstallCached checks that an installed tool is reused without running
+// go install again.
+func TestInstallCached(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("PATH", "") // no go command: only the cache can answer
+	tool := Tool{"cached", "example.com/cached", "v1.0.0"}
+	p, err := Path(tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := install(context.Background(), tool); err == nil || !strings.Contains(err.Error(), "no go command") {
+		t.Fatalf("install without go and cache = %v", err)
+	}
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.WriteFile(p, []byte("#!/bin/sh\necho cached\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got, err := install(context.Background(), tool)
+	if err != nil || got != p {
+		t.Fatalf("install = %s, %v; want %s", got, err, p)
+	}
+	out, err := exec.Command(got).Output()
+	if err != nil || string(out) != "cached\n" {
+		t.Errorf("running the cached tool: %q, %v", out, err)
+	}
+}
