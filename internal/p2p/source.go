@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -239,10 +240,32 @@ type Release struct {
 	info  region.Info
 	id    [wire.IDLen]byte
 	peers []peer.AddrInfo
+
+	mu   sync.Mutex
+	used map[peer.ID]bool // peers this Release fetched from
 }
 
 // Info returns the release's signed region.
 func (r *Release) Info() region.Info { return r.info }
+
+// String names the release and, once this Release fetched bytes, the peers
+// they came from. The update engine remembers a release that failed by this
+// name, so a release whose bytes from one peer did not verify is tried again
+// at the next poll (Releases returns new Release values), from other peers:
+// the ones that delivered bad bytes get strikes.
+func (r *Release) String() string {
+	r.mu.Lock()
+	var from []string
+	for p := range r.used {
+		from = append(from, p.String())
+	}
+	r.mu.Unlock()
+	slices.Sort(from)
+	if len(from) == 0 {
+		return fmt.Sprintf("p2p %s release %s", r.src.target, r.info.Version)
+	}
+	return fmt.Sprintf("p2p %s release %s from %s", r.src.target, r.info.Version, strings.Join(from, ","))
+}
 
 // ID returns the release ID (see wire.ReleaseID).
 func (r *Release) ID() [wire.IDLen]byte { return r.id }
@@ -286,6 +309,12 @@ func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error)
 			}
 			rc, err := n.fetch(ctx, r.src.pub, r.src.target, r.id, total, uint64(offset), ai)
 			if err == nil {
+				r.mu.Lock()
+				if r.used == nil {
+					r.used = map[peer.ID]bool{}
+				}
+				r.used[ai.ID] = true
+				r.mu.Unlock()
 				return rc, nil
 			}
 			lastErr = err
