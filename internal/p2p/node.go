@@ -503,3 +503,9 @@ func openVerified(path string, pub ed25519.PublicKey, in region.Info) (*os.File,
 	}
 	return f, nil
 }
+
+// Provide announces in the DHT that this node provides key, once. Serve
+// announces served releases by itself; Provide is for tools and tests.
+func (n *Node) Provide(ctx context.Context, key cid.Cid) error {
+	return n.dht.Provide(ctx, key, true)
+}
