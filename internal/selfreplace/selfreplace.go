@@ -181,14 +181,21 @@ func (r *Replacer) Begin() (*Pending, error) {
 // Pending is a replacement in progress: the temporary file and what is left
 // to do with it.
 type Pending struct {
-	r        *Replacer
-	f        File
-	mode     fs.FileMode
-	n        int64
-	closed   bool
-	finished bool
-	done     bool // committed or aborted
+	r         *Replacer
+	f         File
+	mode      fs.FileMode
+	n         int64
+	closed    bool
+	finished  bool
+	done      bool // committed or aborted
+	committed bool // renamed over the executable
 }
+
+// Committed reports whether the new file has been renamed over the
+// executable. After a Commit error it tells whether the executable still
+// holds the old binary (false) or already the new one (true, only the
+// directory sync failed).
+func (p *Pending) Committed() bool { return p.committed }
 
 // Name returns the temporary file's path.
 func (p *Pending) Name() string { return p.f.Name() }
@@ -259,6 +266,7 @@ func (p *Pending) Commit() error {
 		return fmt.Errorf("renaming %s over %s: %w", p.f.Name(), exe, err)
 	}
 	p.done = true
+	p.committed = true
 	if err := p.r.hook(StepRenamed); err != nil {
 		return err
 	}
