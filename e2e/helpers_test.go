@@ -40,6 +40,7 @@ const helloPkg = "github.com/org/rustpatcher-go/examples/hello"
 // buildDir; the cache lives only as long as the test process.
 type buildCache struct {
 	dir string
+	key Key // see OwnerKey
 	mu  sync.Mutex
 	bin map[string]*buildResult
 }
@@ -54,15 +55,21 @@ type buildResult struct {
 // package and exists so that every test can reuse a binary built once.
 var builds *buildCache
 
-// TestMain creates the directory that holds the binaries built by GoBuild and
-// removes it after all tests ran.
+// TestMain creates the directory that holds the binaries built by GoBuild
+// and the run's OwnerKey, and removes the directory after all tests ran.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "rustpatcher-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(2)
 	}
-	builds = &buildCache{dir: dir, bin: map[string]*buildResult{}}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(2)
+	}
+	key := Key{Private: priv, Public: region.EncodePublicKey(pub), Secret: region.EncodeSecretKey(priv)}
+	builds = &buildCache{dir: dir, key: key, bin: map[string]*buildResult{}}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -139,6 +146,18 @@ type Key struct {
 	Public string
 	// Secret is the z-base-32 seed, as key files hold it.
 	Secret string
+}
+
+// OwnerKey returns the owner key shared by all tests of one run. Building
+// hello for a key links a new binary (seconds), so tests that do not need a
+// key of their own use this one with BuildHello, and NewKey for the
+// "another owner" cases.
+func OwnerKey(t testing.TB) Key {
+	t.Helper()
+	if builds == nil {
+		t.Fatal("OwnerKey: TestMain did not run")
+	}
+	return builds.key
 }
 
 // NewKey generates a fresh owner key.

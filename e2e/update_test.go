@@ -3,16 +3,21 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/org/rustpatcher-go/region"
 )
 
 // TestHelloVersion checks the helpers and hello's --version: an unsigned
 // build says "unsigned" and a signed copy prints its signed version.
 func TestHelloVersion(t *testing.T) {
-	key := NewKey(t)
+	key := OwnerKey(t)
 	bin := BuildHello(t, key.Public)
 	dir := t.TempDir()
 	unsigned := filepath.Join(dir, "unsigned")
@@ -38,5 +43,260 @@ func TestHelloVersion(t *testing.T) {
 	}
 	if v, err := FileVersion(signed, key.Public); err != nil || v != "1.2.3" {
 		t.Errorf("FileVersion(%s) = %q, %v; want 1.2.3", signed, v, err)
+	}
+}
+
+// updateSetup is an installed hello 1.0.0 and a release directory.
+type updateSetup struct {
+	key     Key
+	bin     string // unsigned hello built for key
+	exe     string // the installed 1.0.0
+	rels    string // the release directory
+	oldSum  string // SHA-256 of the installed 1.0.0
+	started time.Time
+}
+
+// newUpdateSetup installs hello signed as 1.0.0 in its own directory and
+// makes an empty release directory.
+func newUpdateSetup(t *testing.T) *updateSetup {
+	t.Helper()
+	s := &updateSetup{key: OwnerKey(t)}
+	s.bin = BuildHello(t, s.key.Public)
+	dir := t.TempDir()
+	s.exe = filepath.Join(dir, "app", "hello")
+	SignedCopy(t, s.bin, s.exe, s.key, "1.0.0")
+	s.oldSum = FileSum(t, s.exe)
+	s.rels = filepath.Join(dir, "releases")
+	if err := os.MkdirAll(s.rels, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// release puts hello signed with key as version into the release
+// directory and returns its path.
+func (s *updateSetup) release(t *testing.T, key Key, version string) string {
+	t.Helper()
+	p := filepath.Join(s.rels, "hello-"+version)
+	SignedCopy(t, s.bin, p, key, version)
+	return p
+}
+
+// start runs the installed hello with the update flags and args a b, and
+// waits for its 1.0.0 banner.
+func (s *updateSetup) start(t *testing.T, mode string) *Proc {
+	t.Helper()
+	p := Start(t, s.exe, "--mode", mode, "--source", s.rels, "--interval", "1s", "a", "b")
+	p.WaitLine(0, 30*time.Second, `^hello 1\.0\.0 args=a b$`)
+	return p
+}
+
+// waitFileVersion waits until the installed file verifies as version.
+func (s *updateSetup) waitFileVersion(t *testing.T, version string, timeout time.Duration) {
+	t.Helper()
+	var last string
+	Eventually(t, timeout, "the executable verifies as "+version, func() bool {
+		v, err := FileVersion(s.exe, s.key.Public)
+		last = fmt.Sprint(v, err)
+		return err == nil && v == version
+	})
+	_ = last
+}
+
+// checkBackup checks that the previous binary was kept next to the
+// executable.
+func (s *updateSetup) checkBackup(t *testing.T) {
+	t.Helper()
+	if got := FileSum(t, s.exe+".old"); got != s.oldSum {
+		t.Errorf("%s.old is not the previous 1.0.0 binary", s.exe)
+	}
+}
+
+func TestUpdateNow(t *testing.T) {
+	s := newUpdateSetup(t)
+	s.release(t, s.key, "2.0.0")
+	p := s.start(t, "now")
+	_, i := p.WaitLine(0, 30*time.Second, `^hello 2\.0\.0 args=a b$`)
+	if i < 0 {
+		t.Fatal("no 2.0.0 banner")
+	}
+	s.waitFileVersion(t, "2.0.0", 5*time.Second)
+	s.checkBackup(t)
+	if p.Exited() {
+		t.Fatal("the process exited instead of restarting in place")
+	}
+	if err := p.Stop(10 * time.Second); err != nil {
+		t.Errorf("stopping 2.0.0: %v", err)
+	}
+}
+
+func TestUpdateOnRestart(t *testing.T) {
+	s := newUpdateSetup(t)
+	s.release(t, s.key, "2.0.0")
+	p := s.start(t, "onrestart")
+	s.waitFileVersion(t, "2.0.0", 30*time.Second)
+	s.checkBackup(t)
+	// The file is replaced; the process must go on running 1.0.0. Give it
+	// three more polls to do something wrong.
+	mark := len(p.Lines())
+	if l, _, err := p.FindLine(mark, 3500*time.Millisecond, `^hello 2\.0\.0`); err == nil {
+		t.Fatalf("mode onrestart restarted by itself: %q", l.Text)
+	}
+	if p.Exited() {
+		t.Fatal("hello exited after applying the update")
+	}
+	if err := p.Stop(10 * time.Second); err != nil {
+		t.Errorf("stopping 1.0.0: %v", err)
+	}
+	// The next start runs 2.0.0.
+	p2 := Start(t, s.exe, "--mode", "onrestart", "--source", s.rels, "--interval", "1s", "a", "b")
+	p2.WaitLine(0, 30*time.Second, `^hello 2\.0\.0 args=a b$`)
+	p2.Stop(10 * time.Second)
+}
+
+// TestUpdateAt schedules the restart for the next whole minute at least 20
+// seconds away, so it waits 20 to 80 seconds.
+func TestUpdateAt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits up to 80 seconds for a wall-clock minute")
+	}
+	s := newUpdateSetup(t)
+	s.release(t, s.key, "2.0.0")
+	now := time.Now()
+	at := now.Truncate(time.Minute).Add(time.Minute)
+	if at.Sub(now) < 20*time.Second {
+		at = at.Add(time.Minute)
+	}
+	mode := fmt.Sprintf("at=%02d:%02d", at.Hour(), at.Minute())
+	t.Logf("mode %s, %v from now", mode, at.Sub(now).Round(time.Second))
+	p := s.start(t, mode)
+	s.waitFileVersion(t, "2.0.0", 15*time.Second)
+	s.checkBackup(t)
+	p.WaitLine(0, 5*time.Second, `restart scheduled`)
+	_, i := p.WaitLine(0, time.Until(at)+30*time.Second, `^hello 2\.0\.0 args=a b$`)
+	if got := time.Now(); got.Before(at) {
+		t.Fatalf("restarted at %v, before the scheduled %v", got, at)
+	}
+	// Everything hello printed before the restart came from 1.0.0.
+	for _, l := range p.Lines()[:i] {
+		if strings.HasPrefix(l.Text, "hello 2.0.0") {
+			t.Fatalf("2.0.0 ran before %v", at)
+		}
+	}
+	p.Stop(10 * time.Second)
+}
+
+// TestUpdateRefused offers releases that must not be applied, each alone,
+// and checks for a logged reason and an unchanged executable.
+func TestUpdateRefused(t *testing.T) {
+	tests := []struct {
+		name   string
+		make   func(t *testing.T, s *updateSetup)
+		reason string // regexp of the logged reason
+	}{
+		{
+			name: "other key",
+			make: func(t *testing.T, s *updateSetup) {
+				s.release(t, NewKey(t), "2.0.0")
+			},
+			reason: `signature does not verify`,
+		},
+		{
+			name: "truncated",
+			make: func(t *testing.T, s *updateSetup) {
+				p := s.release(t, s.key, "2.0.0")
+				st, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Truncate(p, st.Size()-4096); err != nil {
+					t.Fatal(err)
+				}
+				// Still a release: the region is well inside the file.
+				if _, err := region.ScanFile(p); err != nil {
+					t.Fatalf("truncated release lost its region: %v", err)
+				}
+			},
+			reason: `shorter than its signed size`,
+		},
+		{
+			name: "flipped byte",
+			make: func(t *testing.T, s *updateSetup) {
+				p := s.release(t, s.key, "2.0.0")
+				flipByte(t, p)
+			},
+			reason: `do not match the signed hash`,
+		},
+		{
+			name: "1.0.0 re-signed as 0.9.0",
+			make: func(t *testing.T, s *updateSetup) {
+				p := filepath.Join(s.rels, "hello-0.9.0")
+				CopyFile(t, s.exe, p)
+				if _, err := region.SignFile(p, s.key.Private, "0.9.0"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			reason: `not newer than the running version: 0\.9\.0 is not above 1\.0\.0`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newUpdateSetup(t)
+			tt.make(t, s)
+			p := s.start(t, "now")
+			re := `release (rejected|refused).*reason="?[^"]*` + tt.reason
+			l, _ := p.WaitLine(0, 30*time.Second, re)
+			if !regexp.MustCompile(`hello-`).MatchString(l.Text) {
+				t.Errorf("the reason does not name the file: %q", l.Text)
+			}
+			// Two more polls must not change anything either.
+			if l, _, err := p.FindLine(0, 2500*time.Millisecond, `^hello 2\.0\.0|update applied|restarting`); err == nil {
+				t.Fatalf("a refused release was applied: %q", l.Text)
+			}
+			if p.Exited() {
+				t.Fatal("hello exited after refusing a release")
+			}
+			if got := FileSum(t, s.exe); got != s.oldSum {
+				t.Fatal("the executable changed")
+			}
+			ents, err := os.ReadDir(filepath.Dir(s.exe))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ents) != 1 {
+				var names []string
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+				t.Errorf("files next to the executable: %v, want only hello", names)
+			}
+			p.Stop(10 * time.Second)
+		})
+	}
+}
+
+// flipByte inverts one byte of the file at path, outside its region.
+func flipByte(t *testing.T, path string) {
+	t.Helper()
+	sc, err := region.ScanFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	off := int64(sc.Size / 3)
+	if off >= sc.Offset && off < sc.Offset+region.Size {
+		off = sc.Offset + region.Size + 1
+	}
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b[:], off); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,30 +1,108 @@
-// Command hello is the smallest rustpatcher-go app: it prints the version
-// that rpsign wrote into its own signed region.
+// Command hello is the smallest self-updating rustpatcher-go app, the one to
+// copy. It prints its signed version and arguments, then runs until
+// interrupted while client.Spawn keeps it up to date.
+//
+//	hello [--mode now|onrestart|at=HH:MM] [--source DIR] [--interval DURATION] [ARGS...]
+//	hello --version
+//
+// The owner public key is set at build time, and the binary signed after:
+//
+//	go build -ldflags "-X main.publicKey=$(cat owner.pub)" ./examples/hello
+//	rpsign sign --key owner.key --version 1.0.0 hello
+//
+// A build without a key runs but never updates.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
 
+	"github.com/org/rustpatcher-go/client"
 	"github.com/org/rustpatcher-go/region"
 )
 
-func main() {
-	showVersion := flag.Bool("version", false, "print the signed version and exit")
+// publicKey is the owner's z-base-32 public key, set with
+// -ldflags "-X main.publicKey=...".
+var publicKey string
+
+// options are hello's command-line flags.
+type options struct {
+	version  bool
+	mode     string
+	source   string
+	interval time.Duration
+}
+
+func parseOptions() options {
+	var o options
+	flag.BoolVar(&o.version, "version", false, "print the signed version and exit")
+	flag.StringVar(&o.mode, "mode", "now", "when to run an update: now, onrestart or at=HH:MM")
+	flag.StringVar(&o.source, "source", "", "a directory (or file: URL) of signed releases")
+	flag.DurationVar(&o.interval, "interval", time.Minute, "time between checks for updates")
 	flag.Parse()
-	in, err := region.Current()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hello:", err)
-		os.Exit(1)
-	}
-	v := in.Version
-	if !in.Signed() {
-		v = "unsigned"
-	}
-	if *showVersion {
-		fmt.Println(v)
+	return o
+}
+
+// network returns the peer-to-peer settings. Until hello has network
+// flags, a --source directory means an air-gapped setup without network.
+func (o options) network() client.NetworkConfig {
+	return client.NetworkConfig{Disabled: o.source != ""}
+}
+
+func main() {
+	opt := parseOptions()
+	if opt.version {
+		fmt.Println(version())
 		return
 	}
-	fmt.Println("hello", v)
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	mode, err := client.ParseMode(opt.mode)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hello:", err)
+		os.Exit(2)
+	}
+	cfg := client.Config{
+		PublicKey: publicKey,
+		Mode:      mode,
+		Interval:  opt.interval,
+		Network:   opt.network(),
+		Logger:    log,
+	}
+	if opt.source != "" {
+		src, err := client.SourceFromURL(opt.source)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "hello:", err)
+			os.Exit(2)
+		}
+		cfg.Sources = append(cfg.Sources, src)
+	}
+	// Spawn first: in a self-test run it verifies this binary and exits.
+	u, err := client.Spawn(ctx, cfg)
+	if err != nil {
+		log.Warn("updates are off", "err", err)
+	} else {
+		defer u.Close()
+	}
+
+	fmt.Printf("hello %s args=%s\n", version(), strings.Join(flag.Args(), " "))
+	<-ctx.Done()
+}
+
+// version returns the version in hello's own signed region, or "unsigned".
+func version() string {
+	in, err := region.Current()
+	if err != nil || !in.Signed() {
+		return "unsigned"
+	}
+	return in.Version
 }

@@ -1,0 +1,470 @@
+// Package client is the self-update engine an application imports: one call
+// to Spawn near the top of main keeps the program up to date with releases
+// signed by its owner key.
+//
+// In the background, Spawn verifies the running binary's own file against
+// the region rpsign wrote into it, then polls its sources (a directory of
+// signed binaries, the peer-to-peer network) for a strictly newer release
+// signed by the same key. It streams the chosen release into a temporary
+// file next to the executable while hashing it, checks hash, size and
+// signature, runs the new file once in self-test mode, and renames it over
+// the executable, keeping the previous binary as "<exe>.old". Depending on
+// the Mode it then restarts the program at once, at a set time of day, or
+// leaves that to the next start.
+//
+// # Self-test mode
+//
+// Before it replaces the executable, the engine runs the new binary once
+// with the environment variable RUSTPATCHER_SELFTEST=1 and the running
+// program's arguments. In that process Spawn verifies the binary's own file,
+// writes one line to stderr and exits: status 0 when the file verifies. So
+// call Spawn early in main, before the program does anything it should not
+// do twice (opening listeners, writing files, printing its banner). A new
+// binary that does not call Spawn, or cannot run on this machine, fails the
+// self-test and never replaces the working one.
+//
+// # Restart
+//
+// On Unix a restart execs the executable's path with the same arguments and
+// environment, in the same process (same pid, same standard streams). On
+// Windows, which has no exec, it starts the new binary with the same
+// arguments, environment and standard streams and exits.
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/org/rustpatcher-go/internal/selfreplace"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// Defaults for the Config fields left zero.
+const (
+	DefaultInterval        = time.Minute
+	DefaultSelfTestTimeout = 10 * time.Second
+)
+
+// Sentinel errors, wrapped with details; test with errors.Is.
+var (
+	// ErrNoKey means the Config has no public key for the running target.
+	ErrNoKey = errors.New("no public key for this target")
+	// ErrFileMismatch means the running binary's file does not match the
+	// region the program holds in memory (the file was changed or replaced
+	// since the program started).
+	ErrFileMismatch = errors.New("executable file does not match the running program's region")
+	// ErrNotNewer means a release is not strictly newer than the running
+	// (or already applied) version.
+	ErrNotNewer = errors.New("not newer than the running version")
+	// ErrPrerelease means a release is a pre-release and the Config does
+	// not allow them.
+	ErrPrerelease = errors.New("pre-release not allowed")
+	// ErrTooLong means a source sent more bytes than the release's signed
+	// size.
+	ErrTooLong = errors.New("release is longer than its signed size")
+	// ErrTruncated means a source ended a release before its signed size,
+	// even after retries.
+	ErrTruncated = errors.New("release is shorter than its signed size")
+	// ErrRegionMismatch means the downloaded file's region is not the one
+	// the source announced.
+	ErrRegionMismatch = errors.New("downloaded file's region differs from the one offered")
+	// ErrSelfTest means the new binary failed its self-test run.
+	ErrSelfTest = errors.New("new binary failed its self-test")
+	// ErrNothingApplied means Restart was called before any update was
+	// applied.
+	ErrNothingApplied = errors.New("no update applied")
+)
+
+// Config configures Spawn. Only a public key is required.
+type Config struct {
+	// PublicKey is the owner's z-base-32 public key. Releases must be
+	// signed with it, and so must the running binary.
+	PublicKey string
+	// PublicKeys holds one key per target, keyed "GOOS/GOARCH" (for
+	// example "linux/amd64"), for owners who sign each target with its own
+	// key. The running target's entry is used; Spawn fails with ErrNoKey
+	// when there is none. Ignored when PublicKey is set.
+	PublicKeys map[string]string
+	// Mode says when an applied update starts running; the zero Mode is
+	// Now.
+	Mode Mode
+	// Interval is the time between two polls of the sources; zero means
+	// DefaultInterval.
+	Interval time.Duration
+	// Sources are where releases come from, in addition to the network.
+	Sources []Source
+	// AllowPrerelease lets pre-release versions (such as 2.0.0-rc.1) be
+	// applied.
+	AllowPrerelease bool
+	// Network configures the peer-to-peer network.
+	Network NetworkConfig
+	// Logger receives the engine's logs; nil means slog.Default(). The
+	// engine never writes to standard output.
+	Logger *slog.Logger
+	// OnEvent, if set, is called with every Event, from the engine's own
+	// goroutine: it must not block for long.
+	OnEvent func(Event)
+	// ConfirmRestart, if set, is asked before every restart (modes Now and
+	// At) with the release about to run. Returning false skips the
+	// restart: the update stays applied on disk, runs at the next start,
+	// and the app may call Updater.Restart when it likes.
+	ConfirmRestart func(ctx context.Context, next region.Info) bool
+	// SelfTestTimeout bounds the self-test run of a new binary; zero means
+	// DefaultSelfTestTimeout.
+	SelfTestTimeout time.Duration
+	// Executable is the file to verify and replace; empty means the
+	// running program's own (os.Executable, symbolic links resolved).
+	Executable string
+
+	// Test hooks; nil means the real thing.
+	now      func() time.Time
+	restart  func(path string, argv, env []string) error
+	fs       selfreplace.FS
+	step     func(selfreplace.Step) error
+	current  func() (region.Info, error)
+	selfTest func(ctx context.Context, path string, want region.Info) error
+}
+
+// An Updater is the running update engine returned by Spawn.
+type Updater struct {
+	cfg      Config
+	pub      ed25519.PublicKey
+	exe      string
+	log      *slog.Logger
+	cancel   context.CancelFunc
+	done     chan struct{}
+	check    chan struct{}
+	restarts chan struct{}
+	stop     sync.Once
+
+	mu      sync.Mutex
+	running region.Info  // region of the running binary, once verified
+	applied *region.Info // the release now on disk, if one was applied
+	closer  io.Closer
+}
+
+// Spawn starts the update engine and returns at once; verification,
+// polling and applying run in the background until ctx is done or Close is
+// called. Spawn fails only on a bad Config: no key for this target, a
+// malformed key, an invalid Mode, or an executable it cannot locate.
+//
+// In a self-test run (see the package documentation) Spawn does not return:
+// it verifies the binary and exits the process.
+func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
+	key, keyErr := cfg.key()
+	if os.Getenv(SelfTestEnv) != "" {
+		os.Exit(selfTestMain(key, keyErr, os.Stderr))
+	}
+	if keyErr != nil {
+		return nil, keyErr
+	}
+	if err := cfg.Mode.check(); err != nil {
+		return nil, err
+	}
+	exe := cfg.Executable
+	if exe == "" {
+		var err error
+		if exe, err = executable(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.SelfTestTimeout <= 0 {
+		cfg.SelfTestTimeout = DefaultSelfTestTimeout
+	}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
+	if cfg.restart == nil {
+		cfg.restart = restartProcess
+	}
+	if cfg.current == nil {
+		cfg.current = region.Current
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	u := &Updater{
+		cfg:      cfg,
+		pub:      key,
+		exe:      exe,
+		log:      log.With("component", "rustpatcher"),
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		check:    make(chan struct{}, 1),
+		restarts: make(chan struct{}, 1),
+	}
+	if u.cfg.selfTest == nil {
+		u.cfg.selfTest = u.runSelfTest
+	}
+	go u.run(ctx)
+	return u, nil
+}
+
+// key returns the public key for the running target.
+func (cfg *Config) key() (ed25519.PublicKey, error) {
+	s := cfg.PublicKey
+	if s == "" {
+		target := runtime.GOOS + "/" + runtime.GOARCH
+		var ok bool
+		if s, ok = cfg.PublicKeys[target]; !ok {
+			if len(cfg.PublicKeys) == 0 {
+				return nil, fmt.Errorf("client: %w: Config has neither PublicKey nor PublicKeys", ErrNoKey)
+			}
+			return nil, fmt.Errorf("client: %w: PublicKeys has no entry %q", ErrNoKey, target)
+		}
+	}
+	k, err := region.ParsePublicKey(s)
+	if err != nil {
+		return nil, fmt.Errorf("client: public key: %w", err)
+	}
+	return k, nil
+}
+
+// executable returns the running program's file, symbolic links resolved,
+// so that the real file is the one replaced.
+func executable() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("client: locating the executable: %w", err)
+	}
+	if r, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = r
+	}
+	return exe, nil
+}
+
+// Close stops the engine, waits for it to finish (an update being applied is
+// abandoned and its temporary file removed) and leaves the network. It
+// returns the error from leaving the network, if any. Close is safe to call
+// more than once.
+func (u *Updater) Close() error {
+	var err error
+	u.stop.Do(func() {
+		u.cancel()
+		<-u.done
+		u.mu.Lock()
+		c := u.closer
+		u.closer = nil
+		u.mu.Unlock()
+		if c != nil {
+			err = c.Close()
+		}
+	})
+	return err
+}
+
+// Check asks the engine to poll its sources now instead of waiting for the
+// interval. It does not wait for the poll.
+func (u *Updater) Check() {
+	select {
+	case u.check <- struct{}{}:
+	default:
+	}
+}
+
+// Applied returns the region of the update applied on disk and waiting for a
+// restart, if any.
+func (u *Updater) Applied() (region.Info, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.applied == nil {
+		return region.Info{}, false
+	}
+	return *u.applied, true
+}
+
+// Restart asks the engine to restart into the applied update now, without
+// asking ConfirmRestart. It returns ErrNothingApplied when there is no
+// update to run; otherwise the restart happens on the engine's goroutine and
+// Restart returns nil at once (on success the process is replaced).
+func (u *Updater) Restart() error {
+	if _, ok := u.Applied(); !ok {
+		return ErrNothingApplied
+	}
+	select {
+	case u.restarts <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (u *Updater) emit(e Event) {
+	if u.cfg.OnEvent != nil {
+		u.cfg.OnEvent(e)
+	}
+}
+
+// run is the engine: verify self, start the network, then poll and apply.
+func (u *Updater) run(ctx context.Context) {
+	defer close(u.done)
+	running, err := u.verifySelf()
+	if err != nil {
+		u.log.Warn("updates are off", "reason", err)
+		u.emit(Event{Kind: EventDisabled, Release: running, Err: err})
+		return
+	}
+	u.mu.Lock()
+	u.running = running
+	u.mu.Unlock()
+	u.log.Info("running binary verified, updates are on", "version", running.Version, "executable", u.exe, "mode", u.cfg.Mode.String())
+	u.emit(Event{Kind: EventVerified, Release: running})
+	if removed, err := selfreplace.CleanStale(u.exe, time.Hour); err == nil && len(removed) > 0 {
+		u.log.Info("removed temporary files left by an interrupted update", "files", removed)
+	}
+
+	e := newEngine(u, append([]Source(nil), u.cfg.Sources...))
+	e.seed(ctx, u.exe, running)
+
+	// The network starts beside the polling of the other sources, which
+	// must not wait for bootstrapping.
+	var netc chan netStart
+	if !u.cfg.Network.Disabled {
+		netc = make(chan netStart, 1)
+		go func() {
+			src, closer, err := startNetwork(ctx, u.cfg.Network, u.pub, u.log)
+			netc <- netStart{src, closer, err}
+		}()
+		defer func() {
+			if netc != nil {
+				u.netStarted(ctx, e, <-netc)
+			}
+		}()
+	}
+
+	tick := time.NewTicker(u.cfg.Interval)
+	defer tick.Stop()
+	var restartAt <-chan time.Time
+	var restartTimer *time.Timer
+	defer func() {
+		if restartTimer != nil {
+			restartTimer.Stop()
+		}
+	}()
+	for pollNow := true; ; {
+		if pollNow {
+			if applied := e.poll(ctx); applied != nil {
+				u.scheduleRestart(ctx, e, *applied)
+			}
+		}
+		pollNow = false
+		if !e.restartAt.IsZero() && restartTimer == nil {
+			// Wake at least every minute and compare with the wall
+			// clock, so that a clock change or a suspended machine
+			// does not shift the restart.
+			d := min(e.restartAt.Sub(u.cfg.now()), time.Minute)
+			restartTimer = time.NewTimer(max(d, 0))
+			restartAt = restartTimer.C
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			pollNow = true
+		case <-u.check:
+			pollNow = true
+		case ns := <-netc:
+			netc = nil
+			pollNow = u.netStarted(ctx, e, ns)
+		case <-u.restarts:
+			if in, ok := u.Applied(); ok {
+				e.restart(ctx, in, false)
+			}
+		case <-restartAt:
+			restartTimer, restartAt = nil, nil
+			if !u.cfg.now().Before(e.restartAt) {
+				e.restartAt = time.Time{}
+				if in, ok := u.Applied(); ok {
+					e.restart(ctx, in, true)
+				}
+			}
+		}
+	}
+}
+
+// netStart is the outcome of startNetwork.
+type netStart struct {
+	src    Source
+	closer io.Closer
+	err    error
+}
+
+// netStarted takes the network into use once it is up. It reports whether
+// the network became a source.
+func (u *Updater) netStarted(ctx context.Context, e *engine, ns netStart) bool {
+	if ns.closer != nil {
+		u.mu.Lock()
+		u.closer = ns.closer // closed by Close
+		u.mu.Unlock()
+	}
+	if ns.err != nil {
+		if ctx.Err() == nil {
+			u.log.Error("network did not start; using the other sources only", "err", ns.err)
+			u.emit(Event{Kind: EventFailed, Err: fmt.Errorf("starting the network: %w", ns.err)})
+		}
+		return false
+	}
+	if ns.src == nil || ctx.Err() != nil {
+		return false
+	}
+	e.sources = append(e.sources, ns.src)
+	in, ok := u.Applied()
+	if !ok {
+		u.mu.Lock()
+		in = u.running
+		u.mu.Unlock()
+	}
+	e.seedOne(ctx, ns.src, u.exe, in)
+	return true
+}
+
+// scheduleRestart acts on a freshly applied update according to the Mode.
+func (u *Updater) scheduleRestart(ctx context.Context, e *engine, applied region.Info) {
+	switch u.cfg.Mode.kind {
+	case modeNow:
+		u.emit(Event{Kind: EventRestartScheduled, Release: applied, At: u.cfg.now()})
+		e.restart(ctx, applied, true)
+	case modeAt:
+		e.restartAt = NextAt(u.cfg.now(), u.cfg.Mode.hour, u.cfg.Mode.minute)
+		u.log.Info("restart scheduled", "version", applied.Version, "at", e.restartAt.Format(time.RFC3339))
+		u.emit(Event{Kind: EventRestartScheduled, Release: applied, At: e.restartAt})
+	default:
+		u.log.Info("update applied; it runs at the next start", "version", applied.Version)
+	}
+}
+
+// verifySelf checks that the executable file verifies with the key and holds
+// exactly the region the program runs with.
+func (u *Updater) verifySelf() (region.Info, error) {
+	cur, err := u.cfg.current()
+	if err != nil {
+		return cur, fmt.Errorf("reading the program's own region: %w", err)
+	}
+	if !cur.Signed() {
+		return cur, fmt.Errorf("this build is %w (sign it with rpsign)", region.ErrUnsigned)
+	}
+	if err := cur.VerifySignature(u.pub); err != nil {
+		return cur, fmt.Errorf("the program's own region: %w", err)
+	}
+	onDisk, err := region.VerifyFile(u.exe, u.pub)
+	if err != nil {
+		return cur, fmt.Errorf("%w: %w", ErrFileMismatch, err)
+	}
+	if onDisk != cur {
+		return cur, fmt.Errorf("%w: %s holds version %s, the program runs %s", ErrFileMismatch, u.exe, onDisk.Version, cur.Version)
+	}
+	return cur, nil
+}

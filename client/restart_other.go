@@ -1,0 +1,16 @@
+//go:build !unix && !windows
+
+package client
+
+import (
+	"fmt"
+	"runtime"
+)
+
+// restartProcess is not possible on this system: the update runs at the
+// next start.
+func restartProcess(path string, argv, env []string) error {
+	return fmt.Errorf("restarting is not supported on %s", runtime.GOOS)
+}
+
+func isBusy(error) bool { return false }
