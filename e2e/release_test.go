@@ -1,0 +1,369 @@
+//go:build unix
+
+package e2e
+
+// The release toolchain, end to end, with the real tools: actionlint on the
+// workflows (and through `uses: ./` on action.yml), nektos/act running the
+// action self-test workflow in host mode, and goreleaser checking both
+// configurations and building the example with its signing hook. The tools
+// are installed by internal/testtools (go install, pinned, cached); a test
+// is skipped only when that install is impossible.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/org/rustpatcher-go/internal/github"
+	"github.com/org/rustpatcher-go/internal/testtools"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// repoRoot returns the root of the module (the e2e tests run in e2e/).
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("no go.mod in %s: %v", root, err)
+	}
+	return root
+}
+
+// repoCopy copies the repository's files (tracked and untracked, not
+// ignored) into a fresh git repository in a temporary directory, commits
+// them and tags the commit with tag when it is not empty. Tools that read
+// git (act, goreleaser) then see a clean checkout.
+func repoCopy(t testing.TB, tag string) string {
+	t.Helper()
+	root := repoRoot(t)
+	out, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	dst := t.TempDir()
+	for _, f := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		src := filepath.Join(root, f)
+		st, err := os.Lstat(src)
+		if err != nil || !st.Mode().IsRegular() {
+			continue // deleted in the work tree, or not a file
+		}
+		CopyFile(t, src, filepath.Join(dst, f))
+		os.Chmod(filepath.Join(dst, f), st.Mode().Perm())
+	}
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"}, args...)...)
+		cmd.Dir = dst
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, b)
+		}
+	}
+	git("init", "-q", "-b", "main")
+	git("add", "-A")
+	git("commit", "-q", "-m", "e2e copy")
+	if tag != "" {
+		git("tag", tag)
+	}
+	return dst
+}
+
+// toolEnv returns the environment for a tool run: the test's own, without
+// signing keys or GitHub variables that could leak in from the caller, plus
+// extra.
+func toolEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "RP_KEY_") || strings.HasPrefix(kv, "GITHUB_") || strings.HasPrefix(kv, "INPUT_") || strings.HasPrefix(kv, "ACTIONS_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
+}
+
+// runTool runs name with args in dir within timeout and returns its combined
+// output and error.
+func runTool(t testing.TB, timeout time.Duration, dir string, env []string, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.WaitDelay = 10 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("%s %v did not finish within %v:\n%s", filepath.Base(name), args, timeout, out.String())
+	}
+	return out.String(), err
+}
+
+// goEnv returns the Go environment variables that must survive a change of
+// HOME or XDG_CACHE_HOME, so that tools keep using the warm caches.
+func goEnv(t testing.TB) []string {
+	t.Helper()
+	out, err := exec.Command(goTool(), "env", "GOCACHE", "GOMODCACHE", "GOPATH").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(v) != 3 {
+		t.Fatalf("go env: %q", out)
+	}
+	return []string{"GOCACHE=" + v[0], "GOMODCACHE=" + v[1], "GOPATH=" + v[2], "PATH=" + filepath.Dir(goTool()) + string(os.PathListSeparator) + os.Getenv("PATH")}
+}
+
+// TestActionlint lints every workflow with actionlint, which also checks
+// action.yml through the workflows' `uses: ./` steps. A workflow passing an
+// input that action.yml does not define must fail, which shows that
+// action.yml is really being checked.
+func TestActionlint(t *testing.T) {
+	actionlint := testtools.Install(t, testtools.Actionlint())
+	root := repoRoot(t)
+	workflows, _ := filepath.Glob(filepath.Join(root, ".github", "workflows", "*.yml"))
+	var names []string
+	for _, w := range workflows {
+		names = append(names, filepath.Base(w))
+	}
+	for _, want := range []string{"action-selftest.yml", "ci.yml", "release.yml"} {
+		if !slices.Contains(names, want) {
+			t.Errorf(".github/workflows lacks %s (has %v)", want, names)
+		}
+	}
+	out, err := runTool(t, 2*time.Minute, root, toolEnv(), actionlint, "-verbose")
+	if err != nil {
+		t.Fatalf("actionlint: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Found total 0 errors") {
+		t.Errorf("actionlint output lacks its summary:\n%s", out)
+	}
+
+	dir := repoCopy(t, "")
+	wf := filepath.Join(dir, ".github", "workflows", "action-selftest.yml")
+	b, err := os.ReadFile(wf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(b), "          version: 1.2.3\n", "          version: 1.2.3\n          no-such-input: x\n", 1)
+	if bad == string(b) {
+		t.Fatal("action-selftest.yml no longer passes version: 1.2.3 to the action")
+	}
+	os.WriteFile(wf, []byte(bad), 0o644)
+	out, err = runTool(t, 2*time.Minute, dir, toolEnv(), actionlint)
+	if err == nil || !strings.Contains(out, `input "no-such-input" is not defined in action`) {
+		t.Errorf("actionlint accepted an input that action.yml does not define: %v\n%s", err, out)
+	}
+}
+
+// TestActSelftest runs .github/workflows/action-selftest.yml with nektos/act
+// in host mode (no Docker): both matrix legs build examples/hello, sign it
+// with `uses: ./` and their own target's key from a secret file, check the
+// action's outputs and run rpsign verify. The test then verifies each leg's
+// binary itself with its target's public key (and not the other one), and
+// checks that neither key appears in the run's output.
+func TestActSelftest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping the act run in -short mode")
+	}
+	act := testtools.Install(t, testtools.Act())
+	dir := repoCopy(t, "")
+	keys := map[string]Key{"amd64": NewKey(t), "arm64": NewKey(t)}
+	secrets := filepath.Join(t.TempDir(), "secrets.env")
+	secretText := "RP_KEY_LINUX_AMD64=" + keys["amd64"].Secret + "\nRP_KEY_LINUX_ARM64=" + keys["arm64"].Secret + "\n"
+	if err := os.WriteFile(secrets, []byte(secretText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir() // act's host-mode work trees go here (removed after each job)
+	env := toolEnv(append(goEnv(t), "XDG_CACHE_HOME="+cache, "CGO_ENABLED=0")...)
+	out, err := runTool(t, 15*time.Minute, dir, env, act, "push",
+		"-W", ".github/workflows/action-selftest.yml",
+		"-P", "ubuntu-latest=-self-hosted",
+		"--secret-file", secrets)
+	t.Logf("act output:\n%s", out)
+	if err != nil {
+		t.Fatalf("act: %v", err)
+	}
+	for _, k := range keys {
+		if strings.Contains(out, k.Secret) {
+			t.Error("a signing key appears in act's output")
+		}
+	}
+	if n := strings.Count(out, "Success - Main Check the outputs and verify"); n != 2 {
+		t.Errorf("the check step succeeded in %d legs, want 2", n)
+	}
+	// act removes its host-mode work trees after the run, so the binaries
+	// are checked through what the run printed: each leg's signed output
+	// (the signed region of its binary) must verify with the test's key of
+	// that target and not the other's, and the workflow's own rpsign verify
+	// of the binary must have passed with that same key.
+	signed := make(map[string]github.PatchInfo)
+	for _, line := range strings.Split(out, "\n") {
+		_, js, ok := strings.Cut(line, "::set-output:: signed=")
+		if !ok {
+			continue
+		}
+		var infos []github.PatchInfo
+		if err := json.Unmarshal([]byte(js), &infos); err != nil || len(infos) != 1 {
+			t.Fatalf("signed output %q: %v", js, err)
+		}
+		signed[infos[0].Target] = infos[0]
+	}
+	for arch, key := range keys {
+		pi, ok := signed["linux/"+arch]
+		if !ok {
+			t.Errorf("no signed output for linux/%s", arch)
+			continue
+		}
+		pub, err := region.ParsePublicKey(key.Public)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in, err := pi.Verify(pub); err != nil || in.Version != "1.2.3" || pi.PublicKey != key.Public {
+			t.Errorf("linux/%s: signed %+v does not verify with its own key: %v", arch, pi, err)
+		}
+		other := keys["amd64"]
+		if arch == "amd64" {
+			other = keys["arm64"]
+		}
+		opub, _ := region.ParsePublicKey(other.Public)
+		if _, err := pi.Verify(opub); err == nil {
+			t.Errorf("linux/%s verifies with the other target's key", arch)
+		}
+		ok = false
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "dist/linux_"+arch+"/hello: OK, version 1.2.3 signed by "+key.Public) {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("the workflow's rpsign verify of linux/%s did not pass with its own key", arch)
+		}
+	}
+}
+
+// goreleaserTargets are the targets examples/hello/.goreleaser.yaml builds.
+var goreleaserTargets = []string{"linux_amd64", "linux_arm64", "darwin_amd64", "darwin_arm64", "windows_amd64", "windows_arm64"}
+
+// TestGoreleaserCheck runs goreleaser check on both configurations.
+func TestGoreleaserCheck(t *testing.T) {
+	goreleaser := testtools.Install(t, testtools.Goreleaser())
+	root := repoRoot(t)
+	tests := []struct {
+		dir, config string
+	}{
+		{root, "goreleaser.yaml"},
+		{filepath.Join(root, "examples", "hello"), ".goreleaser.yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.config, func(t *testing.T) {
+			out, err := runTool(t, 2*time.Minute, tt.dir, toolEnv(), goreleaser, "check", "--config", tt.config)
+			if err != nil {
+				t.Fatalf("goreleaser check %s: %v\n%s", tt.config, err, out)
+			}
+		})
+	}
+}
+
+// TestGoreleaserBuildSigns builds examples/hello with its goreleaser
+// configuration for every target: the post-build hook signs each binary
+// with the key in RP_KEY_<OS>_<ARCH>. Each binary must verify with its own
+// target's key; no key may appear in goreleaser's output; and the build
+// must fail, naming the variable, when a target's key is missing.
+func TestGoreleaserBuildSigns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping goreleaser builds in -short mode")
+	}
+	goreleaser := testtools.Install(t, testtools.Goreleaser())
+	dir := repoCopy(t, "v1.2.3")
+	hello := filepath.Join(dir, "examples", "hello")
+	keys := make(map[string]Key)
+	var env []string
+	for _, tg := range goreleaserTargets {
+		keys[tg] = NewKey(t)
+		env = append(env, "RP_KEY_"+strings.ToUpper(tg)+"="+keys[tg].Secret)
+	}
+	out, err := runTool(t, 15*time.Minute, hello, toolEnv(env...), goreleaser, "build", "--snapshot", "--clean")
+	if err != nil {
+		t.Fatalf("goreleaser build: %v\n%s", err, out)
+	}
+	for tg, k := range keys {
+		if strings.Contains(out, k.Secret) {
+			t.Errorf("the key of %s appears in goreleaser's output", tg)
+		}
+	}
+
+	var artifacts []struct {
+		Path   string `json:"path"`
+		Goos   string `json:"goos"`
+		Goarch string `json:"goarch"`
+		Type   string `json:"type"`
+	}
+	b, err := os.ReadFile(filepath.Join(hello, "dist", "artifacts.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &artifacts); err != nil {
+		t.Fatalf("dist/artifacts.json: %v", err)
+	}
+	seen := make(map[string]bool)
+	for _, a := range artifacts {
+		if a.Type != "Binary" {
+			continue
+		}
+		tg := a.Goos + "_" + a.Goarch
+		key, ok := keys[tg]
+		if !ok {
+			t.Errorf("unexpected binary for %s: %s", tg, a.Path)
+			continue
+		}
+		seen[tg] = true
+		path := a.Path
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(hello, path)
+		}
+		v, err := FileVersion(path, key.Public)
+		if err != nil || v != "1.2.4-dev" {
+			t.Errorf("%s: version %q, %v; want 1.2.4-dev signed with the %s key", a.Path, v, err, tg)
+		}
+		for other, ok := range keys {
+			if other != tg {
+				if _, err := FileVersion(path, ok.Public); err == nil {
+					t.Errorf("%s verifies with the key of %s", a.Path, other)
+				}
+			}
+		}
+	}
+	for _, tg := range goreleaserTargets {
+		if !seen[tg] {
+			t.Errorf("goreleaser built no binary for %s", tg)
+		}
+	}
+
+	// Without the key of darwin/arm64, its hook and so the build fail.
+	var partial []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "RP_KEY_DARWIN_ARM64=") {
+			partial = append(partial, kv)
+		}
+	}
+	partial = append(partial, "GOOS=darwin", "GOARCH=arm64")
+	out, err = runTool(t, 10*time.Minute, hello, toolEnv(partial...), goreleaser, "build", "--snapshot", "--clean", "--single-target")
+	if err == nil {
+		t.Fatalf("goreleaser build succeeded without RP_KEY_DARWIN_ARM64:\n%s", out)
+	}
+	if !strings.Contains(out, "RP_KEY_DARWIN_ARM64 is empty or unset") {
+		t.Errorf("goreleaser's failure does not name the missing key variable:\n%s", out)
+	}
+}
