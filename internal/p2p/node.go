@@ -34,6 +34,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
@@ -101,6 +102,9 @@ type Config struct {
 	// UploadSlotsPerPeer per peer; a peer that finds no free slot gets a
 	// "busy" answer and moves on. Zero means the defaults (4 and 1).
 	UploadSlots, UploadSlotsPerPeer int
+	// UploadRate caps the node's upload bandwidth, in bytes per second,
+	// over all uploads; zero means no cap.
+	UploadRate int
 	// IdleTimeout bounds every read and write of a transfer and the
 	// reading of a request; zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration
@@ -141,6 +145,7 @@ type Node struct {
 	turns     map[[wire.IDLen]byte]int
 	delivered map[[wire.IDLen]byte]map[peer.ID]bool
 	kick      chan struct{}
+	upRate    *rate.Limiter // nil: no cap
 
 	stats stats
 }
@@ -275,6 +280,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		turns:     map[[wire.IDLen]byte]int{},
 		delivered: map[[wire.IDLen]byte]map[peer.ID]bool{},
 		kick:      make(chan struct{}, 1),
+	}
+	if cfg.UploadRate > 0 {
+		n.upRate = rate.NewLimiter(rate.Limit(cfg.UploadRate), max(cfg.UploadRate/10, copyBuf))
 	}
 	n.connectBootstrap(ctx)
 	if err := kad.Bootstrap(nctx); err != nil {

@@ -335,7 +335,7 @@ func (n *Node) serveFetch(s network.Stream, remote peer.ID, pub ed25519.PublicKe
 	if err := wire.WriteFetchHeader(s, left); err != nil {
 		return
 	}
-	sent, err := copyWithDeadlines(s, io.NewSectionReader(sv.f, int64(req.Offset), int64(left)), n.cfg.IdleTimeout)
+	sent, err := n.copyWithDeadlines(s, io.NewSectionReader(sv.f, int64(req.Offset), int64(left)))
 	n.stats.up.Add(uint64(sent))
 	if err != nil {
 		n.log.Debug("upload ended early", "peer", remote, "version", sv.info.Version, "sent", sent, "err", err)
@@ -348,14 +348,20 @@ func (n *Node) serveFetch(s network.Stream, remote peer.ID, pub ed25519.PublicKe
 // copyBuf is the unit of one write of an upload.
 const copyBuf = 256 << 10
 
-// copyWithDeadlines copies src to s, giving each write idle to complete.
-func copyWithDeadlines(s network.Stream, src io.Reader, idle time.Duration) (int64, error) {
+// copyWithDeadlines copies src to s, giving each write IdleTimeout to
+// complete, at no more than UploadRate.
+func (n *Node) copyWithDeadlines(s network.Stream, src io.Reader) (int64, error) {
 	buf := make([]byte, copyBuf)
 	var total int64
 	for {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
-			s.SetWriteDeadline(time.Now().Add(idle))
+			if n.upRate != nil {
+				if err := n.upRate.WaitN(n.ctx, nr); err != nil {
+					return total, err
+				}
+			}
+			s.SetWriteDeadline(time.Now().Add(n.cfg.IdleTimeout))
 			nw, werr := s.Write(buf[:nr])
 			total += int64(nw)
 			if werr != nil {

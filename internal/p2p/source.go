@@ -322,7 +322,7 @@ func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error)
 				busy++
 			}
 		}
-		wait := min(100*time.Millisecond<<round, 3*time.Second)
+		wait := min(50*time.Millisecond<<round, time.Second)
 		wait += time.Duration(rand.Int64N(int64(wait)))
 		t := time.NewTimer(wait)
 		select {

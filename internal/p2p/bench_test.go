@@ -1,0 +1,279 @@
+package p2p
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/org/rustpatcher-go/region"
+)
+
+// benchRelease makes (once per benchmark) a signed release of size bytes.
+func benchRelease(b *testing.B, size int) (ed25519.PublicKey, string, region.Info) {
+	b.Helper()
+	pub, key, _ := ed25519.GenerateKey(nil)
+	path, in := makeRelease(b, b.TempDir(), key, "2.0.0", size)
+	return pub, path, in
+}
+
+// BenchmarkTransfer compares one download of a 200 MB release over the
+// rustpatcher protocol (TCP and QUIC) with a plain net/http download of the
+// same file, all on loopback in one process. Run with:
+//
+//	go test -run '^$' -bench Transfer -benchtime 3x ./internal/p2p/
+func BenchmarkTransfer(b *testing.B) {
+	const size = 200 << 20
+	pub, path, in := benchRelease(b, size)
+	total := int64(in.Size) + region.Size
+
+	b.Run("http", func(b *testing.B) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, path) })}
+		go srv.Serve(ln)
+		defer srv.Close()
+		url := "http://" + ln.Addr().String() + "/release"
+		b.SetBytes(total)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			resp, err := http.Get(url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err := consume(resp.Body)
+			resp.Body.Close()
+			if err != nil || n != total {
+				b.Fatalf("got %d bytes, %v", n, err)
+			}
+		}
+	})
+	for _, tr := range []struct{ name, addr string }{
+		{"p2p-tcp", "/ip4/127.0.0.1/tcp/0"},
+		{"p2p-quic", "/ip4/127.0.0.1/udp/0/quic-v1"},
+	} {
+		b.Run(tr.name, func(b *testing.B) {
+			ctx := context.Background()
+			mk := func(boot ...*Node) *Node {
+				cfg := Config{Private: true, DHTServer: true, ListenAddrs: []string{tr.addr}}
+				for _, n := range boot {
+					cfg.Bootstrap = n.Addrs()
+				}
+				n, err := New(ctx, cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { n.Close() })
+				return n
+			}
+			seed := mk()
+			if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
+				b.Fatal(err)
+			}
+			client := mk(seed)
+			rels, err := client.Source(pub, testTarget).Releases(ctx)
+			if err != nil || len(rels) != 1 {
+				b.Fatalf("Releases: %d, %v", len(rels), err)
+			}
+			b.SetBytes(total)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				rc, err := rels[0].Open(ctx, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, err := consume(rc)
+				rc.Close()
+				if err != nil || n != total {
+					b.Fatalf("got %d bytes, %v", n, err)
+				}
+			}
+		})
+	}
+}
+
+// consume reads r to its end in 1 MiB reads, as the update engine's
+// scanner does.
+func consume(r io.Reader) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		k, err := r.Read(buf)
+		n += int64(k)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// fetchVerified downloads the newest release offered by src into path
+// like the update engine (resume on read errors, verify while streaming,
+// start over when it does not verify) and returns its region.
+func fetchVerified(ctx context.Context, src *Source, pub ed25519.PublicKey, path string) (region.Info, error) {
+	for ctx.Err() == nil {
+		rels, err := src.Releases(ctx)
+		if err != nil || len(rels) == 0 {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		r := rels[0]
+		for _, o := range rels[1:] {
+			if region.CompareVersions(o.Info().Version, r.Info().Version) > 0 {
+				r = o
+			}
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return region.Info{}, err
+		}
+		rr := &resumer{ctx: ctx, r: r, limit: int64(r.Info().Size) + region.Size}
+		sc, err := region.Scan(io.TeeReader(rr, f))
+		f.Close()
+		if rr.rc != nil {
+			rr.rc.Close()
+		}
+		if err == nil {
+			var in region.Info
+			if in, err = sc.Verify(pub); err == nil && in == r.Info() {
+				return in, nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return region.Info{}, ctx.Err()
+}
+
+// resumer reads a release, reopening it at the offset reached on errors.
+type resumer struct {
+	ctx   context.Context
+	r     *Release
+	limit int64
+	off   int64
+	rc    io.ReadCloser
+	fails int
+}
+
+func (x *resumer) Read(p []byte) (int, error) {
+	for {
+		if x.off == x.limit {
+			return 0, io.EOF
+		}
+		if x.rc == nil {
+			rc, err := x.r.Open(x.ctx, x.off)
+			if err != nil {
+				if x.fails++; x.fails > 20 || x.ctx.Err() != nil {
+					return 0, err
+				}
+				continue
+			}
+			x.rc = rc
+		}
+		n, err := x.rc.Read(p[:min(int64(len(p)), x.limit-x.off)])
+		x.off += int64(n)
+		if err != nil && err != io.EOF || err == io.EOF && x.off < x.limit {
+			x.rc.Close()
+			x.rc = nil
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// BenchmarkPropagation measures how long a 20 MB release takes to reach 50
+// nodes from one seed whose upload slots are capped at 2, with swarm
+// serving (every node serves the release as soon as it verified it) and
+// without. All 51 nodes are libp2p hosts in this process (real QUIC and
+// TCP on loopback, real DHT) to fit on 2 cores, and every node's upload is
+// capped at 10 MB/s (UploadRate) to stand for a network link: unshaped, on
+// loopback the shared CPU would be the bottleneck, not the links. Run once:
+//
+//	go test -run '^$' -bench Propagation -benchtime 1x -timeout 30m ./internal/p2p/
+func BenchmarkPropagation(b *testing.B) {
+	const (
+		nodes = 50
+		size  = 20 << 20
+		rate  = 10 << 20
+	)
+	pub, path, in := benchRelease(b, size)
+	for _, swarm := range []bool{true, false} {
+		name := "swarm-off"
+		if swarm {
+			name = "swarm-on"
+		}
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				d := propagate(b, pub, path, in, nodes, rate, swarm)
+				b.ReportMetric(d.Seconds(), "s/all-updated")
+			}
+		})
+	}
+}
+
+func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info, nodes, rate int, swarm bool) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	listen := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+	seed, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, UploadSlots: 2, UploadRate: rate})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer seed.Close()
+	if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	all := make([]*Node, nodes)
+	for i := range all {
+		n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, Bootstrap: seed.Addrs(), UploadRate: rate})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer n.Close()
+		all[i] = n
+	}
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, nodes)
+	for i, n := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := filepath.Join(dir, fmt.Sprintf("node-%d", i))
+			src := n.Source(pub, testTarget)
+			got, err := fetchVerified(ctx, src, pub, p)
+			if err != nil {
+				errs <- fmt.Errorf("node %d: %w", i, err)
+				return
+			}
+			if swarm {
+				if err := src.Seed(ctx, p, got); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.Logf("%d nodes updated in %v (swarm %v); seed uploaded %d MB, busy answers %d",
+		nodes, d.Round(10*time.Millisecond), swarm, seed.Stats().BytesUploaded>>20, seed.Stats().Busy)
+	return d
+}
