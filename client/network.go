@@ -65,7 +65,7 @@ func startNetwork(ctx context.Context, nc NetworkConfig, pub []byte, log *slog.L
 		UploadSlots:        nc.UploadSlots,
 		UploadSlotsPerPeer: nc.UploadSlotsPerPeer,
 		IdleTimeout:        nc.IdleTimeout,
-		Logger:             log.With("component", "p2p"),
+		Logger:             log,
 	})
 	if err != nil {
 		return nil, nil, err

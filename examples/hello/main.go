@@ -2,7 +2,8 @@
 // copy. It prints its signed version and arguments, then runs until
 // interrupted while client.Spawn keeps it up to date.
 //
-//	hello [--mode now|onrestart|at=HH:MM] [--source DIR] [--interval DURATION] [ARGS...]
+//	hello [--mode now|onrestart|at=HH:MM] [--source DIR] [--interval DURATION]
+//	      [--private] [--bootstrap MULTIADDR]... [--listen MULTIADDR]... [--dht-server] [ARGS...]
 //	hello --version
 //
 // The owner public key is set at build time, and the binary signed after:
@@ -38,7 +39,18 @@ type options struct {
 	mode     string
 	source   string
 	interval time.Duration
+
+	private   bool
+	dhtServer bool
+	bootstrap listFlag
+	listen    listFlag
 }
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 func parseOptions() options {
 	var o options
@@ -46,14 +58,26 @@ func parseOptions() options {
 	flag.StringVar(&o.mode, "mode", "now", "when to run an update: now, onrestart or at=HH:MM")
 	flag.StringVar(&o.source, "source", "", "a directory (or file: URL) of signed releases")
 	flag.DurationVar(&o.interval, "interval", time.Minute, "time between checks for updates")
+	flag.BoolVar(&o.private, "private", false, "join a private network (only --bootstrap peers) instead of the public one")
+	flag.Var(&o.bootstrap, "bootstrap", "`multiaddr` with /p2p/<id> of a peer to join through, such as an rpseed (repeatable)")
+	flag.Var(&o.listen, "listen", "`multiaddr` to listen on (repeatable; default QUIC and TCP on all interfaces)")
+	flag.BoolVar(&o.dhtServer, "dht-server", false, "always answer DHT queries (for LANs and loopback)")
 	flag.Parse()
 	return o
 }
 
-// network returns the peer-to-peer settings. Until hello has network
-// flags, a --source directory means an air-gapped setup without network.
+// network returns the peer-to-peer settings: a --source directory means an
+// air-gapped setup without network. Each listen address is printed on its
+// own line as "listening: <multiaddr>/p2p/<id>".
 func (o options) network() client.NetworkConfig {
-	return client.NetworkConfig{Disabled: o.source != ""}
+	return client.NetworkConfig{
+		Disabled:    o.source != "",
+		Private:     o.private,
+		Bootstrap:   o.bootstrap,
+		ListenAddrs: o.listen,
+		DHTServer:   o.dhtServer,
+		OnListen:    func(addr string) { fmt.Println("listening: " + addr) },
+	}
 }
 
 func main() {
