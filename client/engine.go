@@ -215,8 +215,9 @@ func (e *engine) apply(ctx context.Context, c candidate) error {
 	u.applied = &got
 	u.mu.Unlock()
 	u.log.Info("update applied", "version", got.Version, "executable", u.exe, "previous", u.exe+selfreplace.BackupSuffix)
-	u.emit(Event{Kind: EventApplied, Release: got, Source: c.name()})
+	// Serve the new release at once, before any restart.
 	e.seed(ctx, u.exe, got)
+	u.emit(Event{Kind: EventApplied, Release: got, Source: c.name()})
 	return nil
 }
 

@@ -1,0 +1,682 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/org/rustpatcher-go/internal/selfreplace"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// testKey is an owner key for one test.
+type testKey struct {
+	priv ed25519.PrivateKey
+	pub  string
+}
+
+func newKey(t testing.TB) testKey {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testKey{priv, region.EncodePublicKey(pub)}
+}
+
+// writeBinary writes a stand-in binary of about size bytes (pseudo-random
+// contents from seed, with an unsigned region in the middle) to path and
+// signs it as version, unless version is empty.
+func writeBinary(t testing.TB, path string, size int, seed uint64, key testKey, version string) region.Info {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := mrand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), 1})
+	empty, err := region.Info{}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := int64(size / 2)
+	if _, err := io.CopyN(f, rng, half); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(empty[:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.CopyN(f, rng, int64(size)-half); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if version == "" {
+		return region.Info{}
+	}
+	in, err := region.SignFile(path, key.priv, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// rig is an "installed" program and a release directory, with the engine's
+// test hooks recording what it does.
+type rig struct {
+	t       *testing.T
+	key     testKey
+	exe     string
+	rels    string
+	running region.Info
+	oldData []byte
+
+	mu       sync.Mutex
+	events   []Event
+	restarts []string // argv[0] of each restart
+	notify   chan struct{}
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	r := &rig{t: t, key: newKey(t), exe: filepath.Join(dir, "app", "prog"), rels: filepath.Join(dir, "rels"), notify: make(chan struct{}, 100)}
+	r.running = writeBinary(t, r.exe, 200_000, 1, r.key, "1.0.0")
+	if err := os.MkdirAll(r.rels, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if r.oldData, err = os.ReadFile(r.exe); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// release writes a release file into the release directory.
+func (r *rig) release(name string, seed uint64, key testKey, version string) string {
+	p := filepath.Join(r.rels, name)
+	writeBinary(r.t, p, 300_000, seed, key, version)
+	return p
+}
+
+// config returns a Config using the rig's hooks; selfTest nil means a
+// self-test that passes.
+func (r *rig) config() Config {
+	return Config{
+		PublicKey:  r.key.pub,
+		Mode:       OnRestart(),
+		Interval:   time.Hour, // tests poll with Check
+		Sources:    []Source{DirSource(r.rels)},
+		Network:    NetworkConfig{Disabled: true},
+		Logger:     slog.New(slog.NewTextHandler(testWriter{r.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Executable: r.exe,
+		OnEvent: func(e Event) {
+			r.mu.Lock()
+			r.events = append(r.events, e)
+			r.mu.Unlock()
+			select {
+			case r.notify <- struct{}{}:
+			default:
+			}
+		},
+		current: func() (region.Info, error) { return r.running, nil },
+		restart: func(path string, argv, env []string) error {
+			r.mu.Lock()
+			r.restarts = append(r.restarts, path)
+			r.mu.Unlock()
+			return nil
+		},
+		selfTest: func(context.Context, string, region.Info) error { return nil },
+	}
+}
+
+func (r *rig) spawn(cfg Config) *Updater {
+	r.t.Helper()
+	u, err := Spawn(context.Background(), cfg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { u.Close() })
+	return u
+}
+
+// waitEvent waits (at most 20 s) for an event of kind matching ok, looking
+// at events from index from on, and returns it with its index.
+func (r *rig) waitEvent(from int, kind EventKind, ok func(Event) bool) (Event, int) {
+	r.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		r.mu.Lock()
+		for i := from; i < len(r.events); i++ {
+			if e := r.events[i]; e.Kind == kind && (ok == nil || ok(e)) {
+				r.mu.Unlock()
+				return e, i
+			}
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.notify:
+		case <-deadline:
+			r.t.Fatalf("no %v event within 20s; events: %v", kind, r.eventList())
+		}
+	}
+}
+
+func (r *rig) eventList() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var s []string
+	for _, e := range r.events {
+		s = append(s, e.String())
+	}
+	return s
+}
+
+func (r *rig) countEvents(kind EventKind) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// exeUnchanged checks that the executable holds the old bytes and that no
+// temporary file is left next to it.
+func (r *rig) exeUnchanged() {
+	r.t.Helper()
+	got, err := os.ReadFile(r.exe)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if !bytes.Equal(got, r.oldData) {
+		r.t.Fatal("the executable changed")
+	}
+	// A failure after the backup step leaves <exe>.old as a link to the
+	// unchanged executable, which is harmless; anything else is a leftover.
+	backup := false
+	if old, err := os.ReadFile(r.exe + selfreplace.BackupSuffix); err == nil {
+		if !bytes.Equal(old, r.oldData) {
+			r.t.Fatal("the backup is not the running binary")
+		}
+		backup = true
+	}
+	r.noLeftovers(backup)
+}
+
+// noLeftovers checks the executable's directory holds only the executable
+// (and its backup if backup is set).
+func (r *rig) noLeftovers(backup bool) {
+	r.t.Helper()
+	ents, err := os.ReadDir(filepath.Dir(r.exe))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	want := 1
+	if backup {
+		want = 2
+	}
+	if len(ents) != want {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		r.t.Errorf("files next to the executable: %v", names)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
+}
+
+func TestApplyOnRestart(t *testing.T) {
+	r := newRig(t)
+	newPath := r.release("prog-2.0.0", 2, r.key, "2.0.0")
+	r.release("prog-1.5.0", 3, r.key, "1.5.0")
+	seeder := &recordingSeeder{}
+	cfg := r.config()
+	cfg.Sources = append(cfg.Sources, seeder)
+	u := r.spawn(cfg)
+	e, _ := r.waitEvent(0, EventApplied, nil)
+	if e.Release.Version != "2.0.0" {
+		t.Fatalf("applied %s, want the newest, 2.0.0", e.Release.Version)
+	}
+	want, err := os.ReadFile(newPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(r.exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the executable is not the 2.0.0 release")
+	}
+	old, err := os.ReadFile(r.exe + selfreplace.BackupSuffix)
+	if err != nil || !bytes.Equal(old, r.oldData) {
+		t.Fatalf("backup %s.old is not the previous binary (%v)", r.exe, err)
+	}
+	st, err := os.Stat(r.exe)
+	if err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("mode of the new executable: %v, %v", st.Mode(), err)
+	}
+	r.noLeftovers(true)
+	if in, ok := u.Applied(); !ok || in.Version != "2.0.0" {
+		t.Errorf("Applied() = %v, %v", in.Version, ok)
+	}
+	if n := r.countEvents(EventProgress); n == 0 {
+		t.Error("no progress events")
+	}
+	r.mu.Lock()
+	if len(r.restarts) != 0 {
+		t.Errorf("mode OnRestart restarted: %v", r.restarts)
+	}
+	r.mu.Unlock()
+	// Seeded with the running binary at start and the new one once applied.
+	seeds := seeder.list()
+	if len(seeds) != 2 || seeds[0] != "1.0.0" || seeds[1] != "2.0.0" {
+		t.Errorf("seeded %v, want [1.0.0 2.0.0]", seeds)
+	}
+	// Another poll applies nothing: 2.0.0 is now the version to beat.
+	mark := len(r.eventList())
+	u.Check()
+	r.waitEvent(mark, EventRejected, func(e Event) bool { return errors.Is(e.Err, ErrNotNewer) && e.Release.Version == "2.0.0" })
+	if n := r.countEvents(EventApplied); n != 1 {
+		t.Errorf("%d applied events, want 1", n)
+	}
+	if err := u.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := u.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+type recordingSeeder struct {
+	mu    sync.Mutex
+	seeds []string
+}
+
+func (s *recordingSeeder) Releases(context.Context) ([]Release, error) { return nil, nil }
+func (s *recordingSeeder) String() string                              { return "recorder" }
+func (s *recordingSeeder) Seed(_ context.Context, path string, in region.Info) error {
+	if _, err := region.ScanFile(path); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.seeds = append(s.seeds, in.Version)
+	s.mu.Unlock()
+	return nil
+}
+func (s *recordingSeeder) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.seeds...)
+}
+
+func TestModeNowRestarts(t *testing.T) {
+	tests := []struct {
+		name    string
+		confirm func(context.Context, region.Info) bool
+		want    int
+	}{
+		{"no hook", nil, 1},
+		{"app agrees", func(context.Context, region.Info) bool { return true }, 1},
+		{"app declines", func(context.Context, region.Info) bool { return false }, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			r.release("prog-2.0.0", 2, r.key, "2.0.0")
+			cfg := r.config()
+			cfg.Mode = Now()
+			cfg.ConfirmRestart = tt.confirm
+			u := r.spawn(cfg)
+			r.waitEvent(0, EventApplied, nil)
+			if tt.want == 1 {
+				r.waitEvent(0, EventRestarting, nil)
+			}
+			u.Close()
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if len(r.restarts) != tt.want || (tt.want == 1 && r.restarts[0] != r.exe) {
+				t.Errorf("restarts = %v, want %d of %s", r.restarts, tt.want, r.exe)
+			}
+		})
+	}
+}
+
+func TestRestartMethod(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config()
+	u := r.spawn(cfg)
+	r.waitEvent(0, EventVerified, nil)
+	if err := u.Restart(); !errors.Is(err, ErrNothingApplied) {
+		t.Fatalf("Restart before any update = %v, want ErrNothingApplied", err)
+	}
+	r.release("prog-2.0.0", 2, r.key, "2.0.0")
+	u.Check()
+	r.waitEvent(0, EventApplied, nil)
+	if err := u.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitEvent(0, EventRestarting, nil)
+}
+
+// TestModeAtSchedules checks that mode At reports the next occurrence
+// computed from the injected clock.
+func TestModeAtSchedules(t *testing.T) {
+	ny := mustLoad(t, "America/New_York")
+	r := newRig(t)
+	r.release("prog-2.0.0", 2, r.key, "2.0.0")
+	cfg := r.config()
+	cfg.Mode = At(2, 30)
+	now := time.Date(2026, 3, 7, 23, 0, 0, 0, ny)
+	cfg.now = func() time.Time { return now }
+	r.spawn(cfg)
+	e, _ := r.waitEvent(0, EventRestartScheduled, nil)
+	if want := time.Date(2026, 3, 8, 3, 0, 0, 0, ny); !e.At.Equal(want) {
+		t.Errorf("restart scheduled at %v, want %v (the end of the DST gap)", e.At, want)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.restarts) != 0 {
+		t.Error("restarted before the scheduled time")
+	}
+}
+
+func TestModeAtRestartsWhenDue(t *testing.T) {
+	r := newRig(t)
+	r.release("prog-2.0.0", 2, r.key, "2.0.0")
+	cfg := r.config()
+	var mu sync.Mutex
+	now := time.Date(2026, 5, 1, 9, 29, 59, 500_000_000, time.UTC)
+	cfg.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	cfg.Mode = At(9, 30)
+	r.spawn(cfg)
+	e, _ := r.waitEvent(0, EventRestartScheduled, nil)
+	if want := time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC); !e.At.Equal(want) {
+		t.Fatalf("scheduled at %v, want %v", e.At, want)
+	}
+	// The timer fires after half a second of real time; the injected
+	// clock says it is time by then.
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	r.waitEvent(0, EventRestarting, nil)
+}
+
+func TestRefusals(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(r *rig)
+		cfg     func(cfg *Config)
+		kind    EventKind
+		wantErr error
+	}{
+		{"other key", func(r *rig) { r.release("p", 2, newKey(r.t), "2.0.0") }, nil, EventRejected, region.ErrBadSignature},
+		{"same version", func(r *rig) { r.release("p", 2, r.key, "1.0.0") }, nil, EventRejected, ErrNotNewer},
+		{"older version", func(r *rig) { r.release("p", 2, r.key, "0.9.0") }, nil, EventRejected, ErrNotNewer},
+		{"pre-release not allowed", func(r *rig) { r.release("p", 2, r.key, "2.0.0-rc.1") }, nil, EventRejected, ErrPrerelease},
+		{"older pre-release", func(r *rig) { r.release("p", 2, r.key, "1.0.0-rc.1") }, func(c *Config) { c.AllowPrerelease = true }, EventRejected, ErrNotNewer},
+		{"flipped byte", func(r *rig) {
+			p := r.release("p", 2, r.key, "2.0.0")
+			flip(r.t, p, 1000)
+		}, nil, EventFailed, region.ErrHashMismatch},
+		{"truncated", func(r *rig) {
+			p := r.release("p", 2, r.key, "2.0.0")
+			st, _ := os.Stat(p)
+			os.Truncate(p, st.Size()-10)
+		}, nil, EventFailed, ErrTruncated},
+		{"appended bytes", func(r *rig) {
+			p := r.release("p", 2, r.key, "2.0.0")
+			f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+			f.Write([]byte("tail"))
+			f.Close()
+		}, nil, EventFailed, ErrTooLong},
+		{"self-test fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
+			c.selfTest = func(context.Context, string, region.Info) error {
+				return fmt.Errorf("%w: exec format error", ErrSelfTest)
+			}
+		}, EventFailed, ErrSelfTest},
+		{"disk full", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
+			c.fs = &faultFS{writeLimit: 100_000}
+		}, EventFailed, syscall.ENOSPC},
+		{"permission denied", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
+			c.fs = &faultFS{createErr: syscall.EACCES}
+		}, EventFailed, syscall.EACCES},
+		{"rename fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
+			c.fs = &faultFS{renameOverErr: syscall.EXDEV}
+		}, EventFailed, syscall.EXDEV},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			tt.setup(r)
+			cfg := r.config()
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			u := r.spawn(cfg)
+			e, _ := r.waitEvent(0, tt.kind, func(e Event) bool { return e.Release.Version != "" })
+			if !errors.Is(e.Err, tt.wantErr) {
+				t.Errorf("%v event error = %v, want %v", tt.kind, e.Err, tt.wantErr)
+			}
+			if !strings.Contains(e.Source, r.rels) {
+				t.Errorf("event source %q does not name the release file", e.Source)
+			}
+			u.Close()
+			r.exeUnchanged()
+			if n := r.countEvents(EventApplied); n != 0 {
+				t.Errorf("%d applied events", n)
+			}
+		})
+	}
+}
+
+// TestRetryPolicy checks that a bad release is tried once and reported once,
+// while a failure on this machine's side (disk full) is retried.
+func TestRetryPolicy(t *testing.T) {
+	r := newRig(t)
+	p := r.release("p", 2, r.key, "2.0.0")
+	flip(t, p, 1000)
+	ffs := &faultFS{}
+	cfg := r.config()
+	cfg.fs = ffs
+	u := r.spawn(cfg)
+	r.waitEvent(0, EventFailed, nil)
+	// A good release from another file now fails because the disk is full,
+	// and is retried (and applied) once there is space again.
+	ffs.setWriteLimit(50_000)
+	r.release("q", 3, r.key, "2.0.0")
+	u.Check()
+	_, i := r.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, syscall.ENOSPC) })
+	ffs.setWriteLimit(0)
+	u.Check()
+	r.waitEvent(i, EventApplied, nil)
+	hashFails := 0
+	for _, e := range r.eventList() {
+		if strings.Contains(e, "do not match the signed hash") {
+			hashFails++
+		}
+	}
+	if hashFails != 1 {
+		t.Errorf("the damaged release was reported %d times, want once: %v", hashFails, r.eventList())
+	}
+}
+
+func TestDisabled(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(r *rig, cfg *Config)
+		wantErr error
+	}{
+		{"unsigned build", func(r *rig, cfg *Config) {
+			cfg.current = func() (region.Info, error) { return region.Info{}, nil }
+		}, region.ErrUnsigned},
+		{"file changed on disk", func(r *rig, cfg *Config) {
+			flip(r.t, r.exe, 500)
+		}, ErrFileMismatch},
+		{"file is another version", func(r *rig, cfg *Config) {
+			writeBinary(r.t, r.exe, 1000, 9, r.key, "1.0.1")
+		}, ErrFileMismatch},
+		{"signed by another key", func(r *rig, cfg *Config) {
+			cfg.PublicKey = newKey(r.t).pub
+		}, region.ErrBadSignature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			r.release("p", 2, r.key, "2.0.0")
+			cfg := r.config()
+			tt.mutate(r, &cfg)
+			u := r.spawn(cfg)
+			e, _ := r.waitEvent(0, EventDisabled, nil)
+			if !errors.Is(e.Err, tt.wantErr) {
+				t.Errorf("disabled because %v, want %v", e.Err, tt.wantErr)
+			}
+			u.Check()
+			u.Close()
+			if n := r.countEvents(EventDisabled); n != 1 {
+				t.Errorf("%d disabled events, want exactly one", n)
+			}
+			if n := r.countEvents(EventFound) + r.countEvents(EventApplied); n != 0 {
+				t.Errorf("a disabled engine went on to update: %v", r.eventList())
+			}
+		})
+	}
+}
+
+func TestSpawnConfigErrors(t *testing.T) {
+	k := newKey(t)
+	target := goTarget()
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+		is   error
+	}{
+		{"no key", Config{}, "neither PublicKey nor PublicKeys", ErrNoKey},
+		{"no key for target", Config{PublicKeys: map[string]string{"plan9/mips": k.pub}}, `no entry "` + target + `"`, ErrNoKey},
+		{"bad key", Config{PublicKey: "not a key"}, "malformed key", region.ErrBadKey},
+		{"bad mode", Config{PublicKey: k.pub, Mode: At(24, 0)}, "hour must be 0 to 23", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := Spawn(context.Background(), tt.cfg)
+			if err == nil {
+				u.Close()
+				t.Fatal("Spawn succeeded")
+			}
+			if !strings.Contains(err.Error(), tt.want) || (tt.is != nil && !errors.Is(err, tt.is)) {
+				t.Errorf("Spawn error = %v, want %q / %v", err, tt.want, tt.is)
+			}
+		})
+	}
+	// The per-target map is used when it has this target.
+	u, err := Spawn(context.Background(), Config{PublicKeys: map[string]string{target: k.pub}, Network: NetworkConfig{Disabled: true}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("Spawn with a key for %s: %v", target, err)
+	}
+	u.Close()
+}
+
+// flip inverts the byte at off in the file at path.
+func flip(t testing.TB, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// faultFS injects file-system failures into the engine.
+type faultFS struct {
+	selfreplace.OS
+	mu            sync.Mutex
+	writeLimit    int64 // writes past this many bytes fail with ENOSPC; 0 = never
+	createErr     error
+	renameOverErr error // the rename over the executable fails with this
+}
+
+func (f *faultFS) setWriteLimit(n int64) {
+	f.mu.Lock()
+	f.writeLimit = n
+	f.mu.Unlock()
+}
+
+func (f *faultFS) CreateTemp(dir, pattern string) (selfreplace.File, error) {
+	if f.createErr != nil {
+		return nil, &fs.PathError{Op: "open", Path: filepath.Join(dir, pattern), Err: f.createErr}
+	}
+	file, err := f.OS.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	limit := f.writeLimit
+	f.mu.Unlock()
+	if limit == 0 {
+		limit = math.MaxInt64
+	}
+	return &limitedFile{File: file, left: limit}, nil
+}
+
+func (f *faultFS) Rename(oldname, newname string) error {
+	if f.renameOverErr != nil && !strings.HasSuffix(newname, selfreplace.BackupSuffix) {
+		return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: f.renameOverErr}
+	}
+	return f.OS.Rename(oldname, newname)
+}
+
+type limitedFile struct {
+	selfreplace.File
+	left int64
+}
+
+func (f *limitedFile) Write(b []byte) (int, error) {
+	if int64(len(b)) > f.left {
+		n, _ := f.File.Write(b[:f.left])
+		f.left = 0
+		return n, &fs.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	n, err := f.File.Write(b)
+	f.left -= int64(n)
+	return n, err
+}
+
+func goTarget() string { return runtime.GOOS + "/" + runtime.GOARCH }
