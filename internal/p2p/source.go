@@ -29,6 +29,7 @@ const (
 	dialTimeout     = 10 * time.Second
 	maxOpenRounds   = 12
 	providerLookupN = 32
+	answerGrace     = 500 * time.Millisecond // see Releases
 )
 
 // A Source finds the releases of one owner key and target on the network
@@ -65,6 +66,13 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 	if err := s.n.checkOpen(); err != nil {
 		return nil, err
 	}
+	// Once a verified answer is in, the others get answerGrace more
+	// before the lookup and the queries still running are cut short: a
+	// DHT lookup may otherwise wait on unreachable peers until
+	// LookupTimeout.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var grace sync.Once
 	cands := make(chan peer.AddrInfo, maxCandidates)
 	go s.n.candidates(ctx, s.pub, ChannelCID(s.pub, s.target), cands)
 
@@ -98,6 +106,7 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 				}
 				return
 			}
+			grace.Do(func() { time.AfterFunc(answerGrace, cancel) })
 			id := wire.ReleaseID(reg)
 			mu.Lock()
 			defer mu.Unlock()
@@ -220,7 +229,7 @@ func (n *Node) askInfo(ctx context.Context, pub ed25519.PublicKey, target string
 	defer s.Close()
 	reg, in, err := wire.ReadInfo(s)
 	if err != nil {
-		if errors.Is(err, wire.ErrMalformed) {
+		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil {
 			n.strike(ai.ID, 2, fmt.Errorf("info answer: %w", err))
 		}
 		return zero, region.Info{}, fmt.Errorf("peer %s: %w", ai.ID, err)
@@ -411,12 +420,13 @@ func (n *Node) fetch(ctx context.Context, pub ed25519.PublicKey, target string, 
 		return nil, fmt.Errorf("peer %s: %w", ai.ID, err)
 	}
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	return &fetchReader{n: n, s: s, peer: ai.ID, id: id, left: total - offset, stop: stop}, nil
+	return &fetchReader{ctx: ctx, n: n, s: s, peer: ai.ID, id: id, left: total - offset, stop: stop}, nil
 }
 
 // fetchReader reads the body of a fetch response: exactly left bytes, each
 // read within IdleTimeout.
 type fetchReader struct {
+	ctx  context.Context
 	n    *Node
 	s    network.Stream
 	peer peer.ID
@@ -450,7 +460,9 @@ func (f *fetchReader) Read(p []byte) (int, error) {
 			err = io.ErrUnexpectedEOF
 		}
 		f.err = fmt.Errorf("peer %s: transfer broke with %d bytes left: %w", f.peer, f.left, err)
-		f.n.strike(f.peer, 2, f.err)
+		if f.ctx.Err() == nil {
+			f.n.strike(f.peer, 2, f.err)
+		}
 		return k, f.err
 	}
 	return k, nil

@@ -1,0 +1,369 @@
+// Command rpdemo shows rustpatcher-go end to end on one machine, in one
+// command from a fresh clone:
+//
+//	go run ./cmd/rpdemo
+//
+// It builds examples/hello and rpseed, makes an owner key, signs hello as
+// 1.0.0 and 2.0.0, and starts a private network on loopback: an rpseed
+// serving 2.0.0 and a few hello 1.0.0 nodes. Each node finds 2.0.0, verifies
+// it, replaces itself and restarts. Then the seed is stopped and a late
+// 1.0.0 node updates from the updated peers alone. rpdemo prints a timeline
+// of what happened and removes everything it made.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/org/rustpatcher-go/region"
+)
+
+func main() {
+	nodes := flag.Int("nodes", 3, "number of hello nodes that start with the seed")
+	keep := flag.Bool("keep", false, "keep the work directory")
+	verbose := flag.Bool("v", false, "show every line the processes print")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *nodes, *keep, *verbose); err != nil {
+		fmt.Fprintln(os.Stderr, "rpdemo:", err)
+		os.Exit(1)
+	}
+}
+
+// demo holds the running processes and the timeline.
+type demo struct {
+	dir     string
+	start   time.Time
+	verbose bool
+
+	mu    sync.Mutex
+	procs []*proc
+}
+
+func (d *demo) logf(who, format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Printf("%6.1fs  %-8s %s\n", time.Since(d.start).Seconds(), who, fmt.Sprintf(format, args...))
+}
+
+// proc is a child process whose output lines are matched against waiters.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	seen []string
+	more chan struct{}
+	done chan struct{}
+}
+
+func (d *demo) startProc(name, path string, args ...string) (*proc, error) {
+	cmd := exec.Command(path, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	errp, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{name: name, cmd: cmd, more: make(chan struct{}), done: make(chan struct{})}
+	d.mu.Lock()
+	d.procs = append(d.procs, p)
+	d.mu.Unlock()
+	var wg sync.WaitGroup
+	read := func(r io.Reader) {
+		defer wg.Done()
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if d.verbose {
+				d.logf(name, "| %s", sc.Text())
+			}
+			p.mu.Lock()
+			p.seen = append(p.seen, sc.Text())
+			close(p.more)
+			p.more = make(chan struct{})
+			p.mu.Unlock()
+		}
+		io.Copy(io.Discard, r)
+	}
+	wg.Add(2)
+	go read(out)
+	go read(errp)
+	go func() { wg.Wait(); cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+// wait waits for a line containing sub at or after index from and returns
+// the line and its index.
+func (p *proc) wait(ctx context.Context, from int, timeout time.Duration, sub string) (string, int, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		for i := from; i < len(p.seen); i++ {
+			if strings.Contains(p.seen[i], sub) {
+				l := p.seen[i]
+				p.mu.Unlock()
+				return l, i, nil
+			}
+		}
+		from = max(from, len(p.seen))
+		more := p.more
+		p.mu.Unlock()
+		select {
+		case <-more:
+		case <-p.done:
+			return "", -1, fmt.Errorf("%s exited before printing %q", p.name, sub)
+		case <-t.C:
+			return "", -1, fmt.Errorf("%s did not print %q within %v", p.name, sub, timeout)
+		case <-ctx.Done():
+			return "", -1, ctx.Err()
+		}
+	}
+}
+
+// addrs waits for n "listening: " lines after index from.
+func (p *proc) addrs(ctx context.Context, from, n int) ([]string, error) {
+	var out []string
+	for len(out) < n {
+		l, i, err := p.wait(ctx, from, 30*time.Second, "listening: ")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, strings.TrimPrefix(l, "listening: "))
+		from = i + 1
+	}
+	return out, nil
+}
+
+func (d *demo) stopAll() {
+	d.mu.Lock()
+	procs := d.procs
+	d.mu.Unlock()
+	for _, p := range procs {
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+func goTool() string {
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+		return p
+	}
+	return "go"
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func run(ctx context.Context, nodes int, keep, verbose bool) error {
+	if runtime.GOOS == "windows" {
+		return errors.New("the demo restarts processes by exec and needs a Unix system")
+	}
+	dir, err := os.MkdirTemp("", "rpdemo-")
+	if err != nil {
+		return err
+	}
+	d := &demo{dir: dir, start: time.Now(), verbose: verbose}
+	defer func() {
+		d.stopAll()
+		if keep {
+			fmt.Println("work directory kept:", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	}()
+
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	pubS := region.EncodePublicKey(pub)
+	d.logf("demo", "owner key made: %s", pubS)
+
+	bin := filepath.Join(dir, "bin")
+	for _, b := range []struct{ out, pkg, ldflags string }{
+		{filepath.Join(bin, "hello"), "./examples/hello", "-X main.publicKey=" + pubS},
+		{filepath.Join(bin, "rpseed"), "./cmd/rpseed", ""},
+	} {
+		cmd := exec.CommandContext(ctx, goTool(), "build", "-o", b.out, "-ldflags", b.ldflags, b.pkg)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s (run rpdemo from the repository root): %w\n%s", b.pkg, err, out)
+		}
+	}
+	d.logf("demo", "built hello and rpseed")
+
+	seedDir := filepath.Join(dir, "seed")
+	release := filepath.Join(seedDir, "hello-2.0.0")
+	if err := copyFile(filepath.Join(bin, "hello"), release); err != nil {
+		return err
+	}
+	in, err := region.SignFile(release, key, "2.0.0")
+	if err != nil {
+		return err
+	}
+	d.logf("demo", "signed hello 2.0.0 (%d bytes) for the seed", in.Size+region.Size)
+
+	loop := []string{"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--listen", "/ip4/127.0.0.1/tcp/0"}
+	target := runtime.GOOS + "/" + runtime.GOARCH
+	seed, err := d.startProc("rpseed", filepath.Join(bin, "rpseed"), append([]string{"--dir", seedDir, "--private",
+		"--pub", target + "=" + pubS, "--upload-slots", "2"}, loop...)...)
+	if err != nil {
+		return err
+	}
+	seedAddrs, err := seed.addrs(ctx, 0, 2)
+	if err != nil {
+		return err
+	}
+	d.logf("rpseed", "serving hello 2.0.0 at %s", seedAddrs[0])
+
+	startNode := func(name string, boot []string) (*proc, string, error) {
+		exe := filepath.Join(dir, name, "hello")
+		if err := copyFile(filepath.Join(bin, "hello"), exe); err != nil {
+			return nil, "", err
+		}
+		if _, err := region.SignFile(exe, key, "1.0.0"); err != nil {
+			return nil, "", err
+		}
+		args := append([]string{"--private", "--dht-server", "--interval", "2s"}, loop...)
+		for _, b := range boot {
+			args = append(args, "--bootstrap", b)
+		}
+		args = append(args, "demo", name)
+		p, err := d.startProc(name, exe, args...)
+		return p, exe, err
+	}
+	// follow reports a node's progress to 2.0.0 and returns its listen
+	// addresses after the restart.
+	follow := func(p *proc) ([]string, error) {
+		if _, _, err := p.wait(ctx, 0, 30*time.Second, "hello 1.0.0"); err != nil {
+			return nil, err
+		}
+		d.logf(p.name, "running hello 1.0.0")
+		if l, _, err := p.wait(ctx, 0, 2*time.Minute, `msg="update found"`); err == nil {
+			d.logf(p.name, "found 2.0.0 (%s)", field(l, "source"))
+		}
+		if _, _, err := p.wait(ctx, 0, 2*time.Minute, `msg="update applied"`); err == nil {
+			d.logf(p.name, "verified 2.0.0, replaced its executable, serving 2.0.0 to peers")
+		}
+		_, i, err := p.wait(ctx, 0, 2*time.Minute, "hello 2.0.0")
+		if err != nil {
+			return nil, err
+		}
+		d.logf(p.name, "restarted (same pid %d, same args): running hello 2.0.0", p.cmd.Process.Pid)
+		return p.addrs(ctx, i+1, 2)
+	}
+
+	procs := make([]*proc, nodes)
+	exes := make([]string, nodes)
+	for i := range procs {
+		if procs[i], exes[i], err = startNode(fmt.Sprintf("node%d", i+1), seedAddrs); err != nil {
+			return err
+		}
+	}
+	d.logf("demo", "started %d hello 1.0.0 nodes bootstrapping from the seed", nodes)
+	type result struct {
+		addrs []string
+		err   error
+	}
+	results := make([]result, nodes)
+	var wg sync.WaitGroup
+	for i, p := range procs {
+		wg.Add(1)
+		go func() { defer wg.Done(); a, err := follow(p); results[i] = result{a, err} }()
+	}
+	wg.Wait()
+	var peers []string
+	for _, r := range results {
+		if r.err != nil {
+			return r.err
+		}
+		peers = append(peers, r.addrs...)
+	}
+
+	seed.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-seed.done:
+	case <-time.After(30 * time.Second):
+		return errors.New("rpseed did not stop within 30s of SIGTERM")
+	}
+	d.logf("rpseed", "stopped")
+
+	late, lateExe, err := startNode("late", peers)
+	if err != nil {
+		return err
+	}
+	d.logf("demo", "started a late hello 1.0.0 node that knows only the updated nodes")
+	if _, err := follow(late); err != nil {
+		return err
+	}
+	for _, exe := range append(exes, lateExe) {
+		got, err := region.VerifyFile(exe, pub)
+		if err != nil || got != in {
+			return fmt.Errorf("%s: not the signed 2.0.0 after the update: %v", exe, err)
+		}
+	}
+	d.logf("demo", "all %d executables verify as the signed 2.0.0; cleaning up", nodes+1)
+	return nil
+}
+
+// field returns the value of key=value (or key="value") in a log line.
+func field(line, key string) string {
+	i := strings.Index(line, " "+key+"=")
+	if i < 0 {
+		return ""
+	}
+	v := line[i+len(key)+2:]
+	if strings.HasPrefix(v, `"`) {
+		if j := strings.Index(v[1:], `"`); j >= 0 {
+			return v[1 : j+1]
+		}
+	}
+	if j := strings.IndexByte(v, ' '); j >= 0 {
+		return v[:j]
+	}
+	return v
+}
