@@ -294,6 +294,9 @@ func (p *Pending) backup() error {
 		fsys.Remove(tmp)
 		return fmt.Errorf("keeping the previous binary as %s: %w", old, err)
 	}
+	// When <exe>.old already is a link to the executable (an update failed
+	// after this step before), rename does nothing and leaves tmp.
+	fsys.Remove(tmp)
 	return nil
 }
 

@@ -233,6 +233,15 @@ func TestReplaceFaults(t *testing.T) {
 			if l := leftovers(t, exe); len(l) != 0 {
 				t.Errorf("files left behind: %v", l)
 			}
+			// A later replacement on a sound file system works and
+			// leaves nothing behind either.
+			if err := replace(&Replacer{Path: exe}, newContent); err != nil {
+				t.Fatalf("replace after the failure: %v", err)
+			}
+			mustContent(t, exe, newContent, "executable after a second replace")
+			if l := leftovers(t, exe); len(l) != 0 {
+				t.Errorf("files left behind by the second replace: %v", l)
+			}
 		})
 	}
 }
