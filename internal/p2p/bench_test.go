@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -276,4 +277,65 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 	b.Logf("%d nodes updated in %v (swarm %v); seed uploaded %d MB, busy answers %d",
 		nodes, d.Round(10*time.Millisecond), swarm, seed.Stats().BytesUploaded>>20, seed.Stats().Busy)
 	return d
+}
+
+// BenchmarkDiscovery measures how long a new node takes from its start
+// (host creation) to a verified 20 MB release on disk, with the seed up, 10
+// times; it reports the median and the worst. The new node bootstraps from
+// a DHT node that is not the seed, so it must find the seed through the
+// DHT's provider records. In-process libp2p hosts on loopback. Run with:
+//
+//	go test -run '^$' -bench Discovery -benchtime 1x ./internal/p2p/
+func BenchmarkDiscovery(b *testing.B) {
+	const size = 20 << 20
+	pub, path, in := benchRelease(b, size)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	listen := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+	seed, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer seed.Close()
+	// A small DHT: ten server nodes joined through the seed.
+	var dhtNodes []*Node
+	for i := 0; i < 10; i++ {
+		n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, Bootstrap: seed.Addrs()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer n.Close()
+		dhtNodes = append(dhtNodes, n)
+	}
+	if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
+		b.Fatal(err)
+	}
+	// Wait until the seed's announcement is in the DHT.
+	for seed.Stats().Provides < 2 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	dir := b.TempDir()
+	for i := 0; i < b.N; i++ {
+		var times []time.Duration
+		for run := 0; run < 10; run++ {
+			start := time.Now()
+			boot := dhtNodes[run%len(dhtNodes)]
+			n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, Bootstrap: boot.Addrs()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			got, err := fetchVerified(ctx, n.Source(pub, testTarget), pub, filepath.Join(dir, fmt.Sprint(run)))
+			d := time.Since(start)
+			n.Close()
+			if err != nil || got != in {
+				b.Fatalf("run %d: %v", run, err)
+			}
+			times = append(times, d)
+		}
+		slices.Sort(times)
+		median := (times[4] + times[5]) / 2
+		b.ReportMetric(median.Seconds(), "s/median")
+		b.ReportMetric(times[9].Seconds(), "s/worst")
+		b.Logf("start to verified 20 MB release, 10 runs: %v", times)
+	}
 }

@@ -69,8 +69,8 @@ var defaultListenAddrs = []string{
 
 // Sentinel errors.
 var (
-	// ErrNoPeers means no peer could serve a request.
-	ErrNoPeers = errors.New("no peer could serve the release")
+	// ErrNoPeers means no peer could answer a request.
+	ErrNoPeers = errors.New("no peer available")
 	// ErrClosed means the node was closed.
 	ErrClosed = errors.New("node closed")
 )

@@ -29,7 +29,7 @@ const (
 	dialTimeout     = 10 * time.Second
 	maxOpenRounds   = 12
 	providerLookupN = 32
-	answerGrace     = 500 * time.Millisecond // see Releases
+	answerGrace     = 250 * time.Millisecond // see Releases
 )
 
 // A Source finds the releases of one owner key and target on the network
@@ -48,7 +48,7 @@ func (n *Node) Source(pub ed25519.PublicKey, target string) *Source {
 
 // String names the source in logs.
 func (s *Source) String() string {
-	return fmt.Sprintf("p2p %s (%s)", s.target, s.n.h.ID().ShortString())
+	return "p2p " + s.target
 }
 
 // Seed serves the verified binary at path, whose region is in, and
@@ -121,7 +121,7 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 	}
 	wg.Wait()
 	if nAsked == 0 {
-		return nil, fmt.Errorf("%w: no peers known yet for %s", ErrNoPeers, s.target)
+		return nil, fmt.Errorf("%w: none known yet to ask for %s releases", ErrNoPeers, s.target)
 	}
 	out := make([]*Release, 0, len(order))
 	for _, id := range order {
@@ -309,7 +309,7 @@ func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error)
 	for round := 0; round < maxOpenRounds; round++ {
 		cands := r.candidates(ctx, round > 0 || len(r.peers) == 0)
 		if len(cands) == 0 {
-			lastErr = fmt.Errorf("%w %s: nobody offers it", ErrNoPeers, r.info.Version)
+			lastErr = fmt.Errorf("%w: nobody offers release %s", ErrNoPeers, r.info.Version)
 		}
 		busy := 0
 		for _, ai := range cands {
@@ -341,7 +341,7 @@ func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error)
 		case <-t.C:
 		}
 	}
-	return nil, fmt.Errorf("%w %s after %d rounds: %w", ErrNoPeers, r.info.Version, maxOpenRounds, lastErr)
+	return nil, fmt.Errorf("%w: release %s not served after %d rounds: %w", ErrNoPeers, r.info.Version, maxOpenRounds, lastErr)
 }
 
 // candidates returns the peers to fetch from, in the order to try them.
