@@ -447,3 +447,49 @@ func TestPatchInfoJSON(t *testing.T) {
 		t.Error("truncated JSON decodes")
 	}
 }
+
+// TestSeedPoller runs a Poller made by NewSeedPoller until a release
+// appears on githubtest, a local server speaking the GitHub REST shapes
+// used, as GitHub cannot be reached from tests.
+func TestSeedPoller(t *testing.T) {
+	srv := githubtest.NewServer()
+	defer srv.Close()
+	pub, key := newKey(t)
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		cfg  SeedConfig
+		want string
+	}{
+		{"bad repo", SeedConfig{Repo: "nope", Dir: dir}, `repository "nope"`},
+		{"bad target", SeedConfig{Repo: "org/app", Keys: map[string]ed25519.PublicKey{"linux": pub}, Dir: dir}, `target "linux"`},
+		{"bad URL", SeedConfig{Repo: "org/app", APIURL: "ftp://x", Dir: dir}, "not an http(s) URL"},
+	}
+	for _, tt := range tests {
+		if _, err := NewSeedPoller(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: NewSeedPoller = %v, want an error containing %q", tt.name, err, tt.want)
+		}
+	}
+	p, err := NewSeedPoller(SeedConfig{Repo: "org/app", APIURL: srv.URL, Keys: map[string]ed25519.PublicKey{"linux/amd64": pub},
+		Dir: dir, Interval: 20 * time.Millisecond, Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := p.Start(ctx)
+	defer func() { cancel(); wait() }()
+	publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: key}, "2.0.0")
+	want := filepath.Join(dir, "linux-amd64-2.0.0")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := region.VerifyFile(want, pub); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear within 10s", want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	wait()
+}
