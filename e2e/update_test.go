@@ -4,10 +4,14 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -299,4 +303,90 @@ func flipByte(t *testing.T, path string) {
 	if _, err := f.WriteAt(b[:], off); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// padBinary copies src to dst with extra pseudo-random bytes appended (the
+// region is found anywhere, so the copy can be signed and runs as before).
+func padBinary(b testing.TB, src, dst string, extra int64) {
+	b.Helper()
+	CopyFile(b, src, dst)
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.CopyN(f, rand.NewChaCha8([32]byte{7}), extra); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkSelfTest runs hello in self-test mode, which is the
+// self-verification every start does (find the region, hash the whole file,
+// check the signature), as a real process, and reports its peak RSS.
+func BenchmarkSelfTest(b *testing.B) {
+	key := OwnerKey(b)
+	bin := BuildHello(b, key.Public)
+	for _, extra := range []int64{0, 100 << 20} {
+		dir := b.TempDir()
+		exe := filepath.Join(dir, "hello")
+		padBinary(b, bin, exe, extra)
+		if _, err := region.SignFile(exe, key.Private, "1.0.0"); err != nil {
+			b.Fatal(err)
+		}
+		st, err := os.Stat(exe)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("%dMB", st.Size()>>20), func(b *testing.B) {
+			var maxRSS int64
+			b.SetBytes(st.Size())
+			for b.Loop() {
+				cmd := exec.Command(exe)
+				cmd.Env = append(os.Environ(), "RUSTPATCHER_SELFTEST=1")
+				if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "ok 1.0.0") {
+					b.Fatalf("self-test: %v: %s", err, out)
+				}
+				if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+					maxRSS = max(maxRSS, int64(ru.Maxrss)) // KiB on Linux
+				}
+			}
+			b.ReportMetric(float64(maxRSS)/1024, "peak-RSS-MiB")
+		})
+	}
+}
+
+// BenchmarkUpdate100MB runs hello 1.0.0 padded to over 100 MB with a 2.0.0
+// of the same size in its --source directory, and measures from the "update
+// found" log line to "update applied": download from the directory while
+// hashing, verify, the self-test run of the new 100 MB binary, fsync,
+// backup, rename and directory sync.
+func BenchmarkUpdate100MB(b *testing.B) {
+	key := OwnerKey(b)
+	bin := BuildHello(b, key.Public)
+	dir := b.TempDir()
+	padded := filepath.Join(dir, "padded")
+	padBinary(b, bin, padded, 100<<20)
+	rels := filepath.Join(dir, "releases")
+	SignedCopy(b, padded, filepath.Join(rels, "hello-2.0.0"), key, "2.0.0")
+	exe := filepath.Join(dir, "app", "hello")
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		SignedCopy(b, padded, exe, key, "1.0.0")
+		os.Remove(exe + ".old")
+		b.StartTimer()
+		p := Start(b, exe, "--mode", "onrestart", "--source", rels, "--interval", "1h")
+		_, i := p.WaitLine(0, 60*time.Second, `msg="update found"`)
+		start := time.Now()
+		p.WaitLine(i, 60*time.Second, `msg="update applied"`)
+		total += time.Since(start)
+		b.StopTimer()
+		p.Stop(10 * time.Second)
+		if v, err := FileVersion(exe, key.Public); err != nil || v != "2.0.0" {
+			b.Fatalf("after the update: %q, %v", v, err)
+		}
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-found-to-applied")
 }
