@@ -18,6 +18,10 @@
 // rpseed prints each listen address as "listening: <multiaddr>/p2p/<id>" on
 // standard output, logs to standard error, and stops cleanly on SIGINT or
 // SIGTERM.
+//
+// With --github OWNER/REPO it also follows the repository's GitHub releases
+// and downloads each target's newest release into DIR once it verifies (see
+// docs/RELEASING.md).
 package main
 
 import (
@@ -42,6 +46,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/org/rustpatcher-go/internal/github"
 	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -70,6 +75,8 @@ func (l *listFlag) Set(s string) error {
 // options are rpseed's parsed flags.
 type options struct {
 	dir, identity, metricsAddr, logLevel, prefix string
+	github, githubAPI                            string // see internal/github: rpseed --github
+	githubEvery                                  time.Duration
 	pubs, listen, bootstrap                      listFlag
 	private, relay, dhtClient                    bool
 	slots, slotsPerPeer                          int
@@ -96,6 +103,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.DurationVar(&o.idle, "idle-timeout", p2p.DefaultIdleTimeout, "drop a transfer when a read or write stalls this long")
 	fs.DurationVar(&o.reprovide, "reprovide-interval", p2p.DefaultReprovideInterval, "how often to announce the releases again")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.github, "github", "", "`OWNER/REPO` whose GitHub releases to follow: new verified per-target assets are downloaded into DIR (token, if any, from $GITHUB_TOKEN)")
+	fs.StringVar(&o.githubAPI, "github-api-url", "", "GitHub API base `URL` for --github (default https://api.github.com)")
+	fs.DurationVar(&o.githubEvery, "github-interval", 5*time.Minute, "how often --github polls the releases (unchanged polls are free conditional requests)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -213,6 +223,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer node.Close()
 	registerNodeMetrics(reg, node)
 
+	if o.github != "" {
+		gp, err := github.NewSeedPoller(github.SeedConfig{Repo: o.github, APIURL: o.githubAPI, Token: getenv("GITHUB_TOKEN"),
+			Keys: keys, Dir: o.dir, Interval: o.githubEvery, Log: log})
+		if err != nil {
+			return fmt.Errorf("--github: %w", err)
+		}
+		gctx, gcancel := context.WithCancel(ctx)
+		wait := gp.Start(gctx)
+		defer func() { gcancel(); wait() }()
+	}
 	w := newWatcher(o.dir, keys, node, log)
 	if _, err := w.scan(ctx); err != nil {
 		return err
