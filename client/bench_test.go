@@ -77,7 +77,7 @@ func BenchmarkSelfVerify100MB(b *testing.B) {
 	b.SetBytes(benchSize)
 	b.ReportAllocs()
 	for b.Loop() {
-		in, err := u.verifySelf()
+		in, err := u.verifySelf(context.Background())
 		if err != nil || in != running {
 			b.Fatal(err)
 		}

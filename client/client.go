@@ -247,8 +247,27 @@ func executable() (string, error) {
 	return exe, nil
 }
 
+// verifyFile is region.VerifyFile that stops reading once ctx is done.
+func verifyFile(ctx context.Context, path string, pub ed25519.PublicKey) (region.Info, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return region.Info{}, err
+	}
+	defer f.Close()
+	s, err := region.Scan(ctxReader{ctx, f})
+	if err != nil {
+		return region.Info{}, fmt.Errorf("%s: %w", path, err)
+	}
+	in, err := s.Verify(pub)
+	if err != nil {
+		return in, fmt.Errorf("%s: %w", path, err)
+	}
+	return in, nil
+}
+
 // Close stops the engine, waits for it to finish (an update being applied is
-// abandoned and its temporary file removed) and leaves the network. It
+// abandoned and its temporary file removed) and leaves the network. Call it
+// also when the context given to Spawn is done, to leave the network. It
 // returns the error from leaving the network, if any. Close is safe to call
 // more than once.
 func (u *Updater) Close() error {
@@ -311,8 +330,11 @@ func (u *Updater) emit(e Event) {
 // run is the engine: verify self, start the network, then poll and apply.
 func (u *Updater) run(ctx context.Context) {
 	defer close(u.done)
-	running, err := u.verifySelf()
+	running, err := u.verifySelf(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
 		u.log.Warn("updates are off", "reason", err)
 		u.emit(Event{Kind: EventDisabled, Release: running, Err: err})
 		return
@@ -448,7 +470,7 @@ func (u *Updater) scheduleRestart(ctx context.Context, e *engine, applied region
 
 // verifySelf checks that the executable file verifies with the key and holds
 // exactly the region the program runs with.
-func (u *Updater) verifySelf() (region.Info, error) {
+func (u *Updater) verifySelf(ctx context.Context) (region.Info, error) {
 	cur, err := u.cfg.current()
 	if err != nil {
 		return cur, fmt.Errorf("reading the program's own region: %w", err)
@@ -459,8 +481,11 @@ func (u *Updater) verifySelf() (region.Info, error) {
 	if err := cur.VerifySignature(u.pub); err != nil {
 		return cur, fmt.Errorf("the program's own region: %w", err)
 	}
-	onDisk, err := region.VerifyFile(u.exe, u.pub)
+	onDisk, err := verifyFile(ctx, u.exe, u.pub)
 	if err != nil {
+		if ctx.Err() != nil {
+			return cur, ctx.Err()
+		}
 		return cur, fmt.Errorf("%w: %w", ErrFileMismatch, err)
 	}
 	if onDisk != cur {

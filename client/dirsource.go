@@ -122,7 +122,7 @@ func (d *dirSource) Releases(ctx context.Context) ([]Release, error) {
 			d.cache[f] = e
 		}
 		if e.ok {
-			rels = append(rels, &dirRelease{path: f, in: e.in})
+			rels = append(rels, &dirRelease{path: f, in: e.in, size: e.size, mtime: e.mtime})
 		}
 	}
 	for f := range d.cache {
@@ -150,8 +150,16 @@ func scanInfo(ctx context.Context, path string) (region.Info, error) {
 
 // dirRelease is one signed file in a directory.
 type dirRelease struct {
-	path string
-	in   region.Info
+	path  string
+	in    region.Info
+	size  int64
+	mtime time.Time
+}
+
+// identity changes when the file does, so that a file refused while it was
+// still being copied is tried again once complete.
+func (r *dirRelease) identity() string {
+	return fmt.Sprintf("%s\x00%d\x00%d", r.path, r.size, r.mtime.UnixNano())
 }
 
 func (r *dirRelease) Info() region.Info { return r.in }

@@ -52,10 +52,19 @@ func (c candidate) name() string {
 	return c.src.String()
 }
 
+// identifier is implemented by releases whose bytes may change under the
+// same name, such as a file being copied into a directory: identity
+// changes with them, so a release refused while incomplete is tried again.
+type identifier interface{ identity() string }
+
 func (c candidate) key() string {
 	b, _ := c.in.Marshal()
 	h := sha256.Sum256(b[:])
-	return c.src.String() + "\x00" + c.name() + "\x00" + hex.EncodeToString(h[:])
+	id := c.name()
+	if i, ok := c.rel.(identifier); ok {
+		id = i.identity()
+	}
+	return c.src.String() + "\x00" + id + "\x00" + hex.EncodeToString(h[:])
 }
 
 // current returns the version the next update must beat: the applied one

@@ -680,3 +680,26 @@ func (f *limitedFile) Write(b []byte) (int, error) {
 }
 
 func goTarget() string { return runtime.GOOS + "/" + runtime.GOARCH }
+
+// TestDirReleaseCompletedLater: a release file still being copied into the
+// directory (truncated) is refused, and taken once the copy is complete.
+func TestDirReleaseCompletedLater(t *testing.T) {
+	r := newRig(t)
+	full := filepath.Join(t.TempDir(), "full")
+	writeBinary(t, full, 300_000, 2, r.key, "2.0.0")
+	data, err := os.ReadFile(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(r.rels, "prog-2.0.0")
+	if err := os.WriteFile(p, data[:len(data)-1000], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u := r.spawn(r.config())
+	_, i := r.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, ErrTruncated) })
+	if err := os.WriteFile(p, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u.Check()
+	r.waitEvent(i, EventApplied, nil)
+}
