@@ -209,6 +209,10 @@ func (p *Pending) Write(b []byte) (int, error) {
 	n, err := p.f.Write(b)
 	p.n += int64(n)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is named once, below
+		}
 		return n, fmt.Errorf("writing %s: %w", p.f.Name(), err)
 	}
 	return n, nil
