@@ -116,7 +116,9 @@ type Config struct {
 	// ConfirmRestart, if set, is asked before every restart (modes Now and
 	// At) with the release about to run. Returning false skips the
 	// restart: the update stays applied on disk, runs at the next start,
-	// and the app may call Updater.Restart when it likes.
+	// and the app may call Updater.Restart when it likes. A restart
+	// replaces the process without running deferred functions, so this is
+	// also the place to save state.
 	ConfirmRestart func(ctx context.Context, next region.Info) bool
 	// SelfTestTimeout bounds the self-test run of a new binary; zero means
 	// DefaultSelfTestTimeout.
