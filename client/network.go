@@ -34,8 +34,12 @@ type NetworkConfig struct {
 	// tell whether it is reachable (loopback tests, LANs).
 	DHTServer bool
 	// UploadSlots and UploadSlotsPerPeer bound the uploads the app serves
-	// to its peers, in total and per peer; zero means 4 and 1.
+	// to its peers, in total and per peer; zero means 2 and 1 (a few
+	// uploads at full speed spread a release fastest).
 	UploadSlots, UploadSlotsPerPeer int
+	// UploadRate caps the app's upload bandwidth in bytes per second;
+	// zero means no cap.
+	UploadRate int
 	// IdleTimeout bounds each read and write of a transfer; a peer that
 	// stalls longer is dropped for another. Zero means 10 seconds.
 	IdleTimeout time.Duration
@@ -64,6 +68,7 @@ func startNetwork(ctx context.Context, nc NetworkConfig, pub []byte, log *slog.L
 		DHTServer:          nc.DHTServer,
 		UploadSlots:        nc.UploadSlots,
 		UploadSlotsPerPeer: nc.UploadSlotsPerPeer,
+		UploadRate:         nc.UploadRate,
 		IdleTimeout:        nc.IdleTimeout,
 		Logger:             log,
 	})

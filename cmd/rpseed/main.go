@@ -79,7 +79,7 @@ type options struct {
 	githubEvery                                  time.Duration
 	pubs, listen, bootstrap                      listFlag
 	private, relay, dhtClient                    bool
-	slots, slotsPerPeer                          int
+	slots, slotsPerPeer, uploadRate              int
 	scanEvery, idle, reprovide                   time.Duration
 }
 
@@ -99,6 +99,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.BoolVar(&o.dhtClient, "dht-client", false, "run the DHT in automatic mode instead of always as a server")
 	fs.IntVar(&o.slots, "upload-slots", 16, "concurrent uploads in total")
 	fs.IntVar(&o.slotsPerPeer, "upload-slots-per-peer", 1, "concurrent uploads per peer")
+	fs.IntVar(&o.uploadRate, "upload-rate", 0, "cap on upload bandwidth in bytes per second (0: none)")
 	fs.DurationVar(&o.scanEvery, "scan-interval", 10*time.Second, "how often to look for new files in DIR")
 	fs.DurationVar(&o.idle, "idle-timeout", p2p.DefaultIdleTimeout, "drop a transfer when a read or write stalls this long")
 	fs.DurationVar(&o.reprovide, "reprovide-interval", p2p.DefaultReprovideInterval, "how often to announce the releases again")
@@ -212,6 +213,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		RelayService:       o.relay,
 		UploadSlots:        o.slots,
 		UploadSlotsPerPeer: o.slotsPerPeer,
+		UploadRate:         o.uploadRate,
 		IdleTimeout:        o.idle,
 		ReprovideInterval:  o.reprovide,
 		Registerer:         reg,

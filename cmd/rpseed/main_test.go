@@ -141,7 +141,7 @@ func TestRunServesDirectory(t *testing.T) {
 		go func() {
 			done <- run(ctx, []string{"--dir", dir, "--private", "--pub", "linux/amd64=" + region.EncodePublicKey(pub),
 				"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--listen", "/ip4/127.0.0.1/tcp/0",
-				"--metrics-addr", "127.0.0.1:0", "--scan-interval", "100ms", "--log-level", "warn"},
+				"--metrics-addr", "127.0.0.1:0", "--scan-interval", "100ms", "--log-level", "warn", "--relay"},
 				func(string) string { return "" }, pw, io.Discard)
 			pw.Close()
 		}()

@@ -248,6 +248,8 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
+	var doneMu sync.Mutex
+	var doneAt []time.Duration
 	errs := make(chan error, nodes)
 	for i, n := range all {
 		wg.Add(1)
@@ -260,6 +262,9 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 				errs <- fmt.Errorf("node %d: %w", i, err)
 				return
 			}
+			doneMu.Lock()
+			doneAt = append(doneAt, time.Since(start))
+			doneMu.Unlock()
 			if swarm {
 				if err := src.Seed(ctx, p, got); err != nil {
 					errs <- err
@@ -276,6 +281,11 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 	}
 	b.Logf("%d nodes updated in %v (swarm %v); seed uploaded %d MB, busy answers %d",
 		nodes, d.Round(10*time.Millisecond), swarm, seed.Stats().BytesUploaded>>20, seed.Stats().Busy)
+	slices.Sort(doneAt)
+	for i := range doneAt {
+		doneAt[i] = doneAt[i].Round(100 * time.Millisecond)
+	}
+	b.Logf("completion times: %v", doneAt)
 	return d
 }
 

@@ -51,7 +51,10 @@ const PrivatePrefix = "/rustpatcher"
 
 // Defaults for Config fields left zero.
 const (
-	DefaultUploadSlots        = 4
+	// DefaultUploadSlots is small on purpose: a peer serves a release
+	// only once it has all of it, so a few uploads at full speed spread a
+	// release faster than many slow ones.
+	DefaultUploadSlots        = 2
 	DefaultUploadSlotsPerPeer = 1
 	DefaultIdleTimeout        = 10 * time.Second
 	DefaultLookupTimeout      = 4 * time.Second
@@ -100,7 +103,7 @@ type Config struct {
 	RelayService bool
 	// UploadSlots bounds concurrent uploads in total, and
 	// UploadSlotsPerPeer per peer; a peer that finds no free slot gets a
-	// "busy" answer and moves on. Zero means the defaults (4 and 1).
+	// "busy" answer and moves on. Zero means the defaults (2 and 1).
 	UploadSlots, UploadSlotsPerPeer int
 	// UploadRate caps the node's upload bandwidth, in bytes per second,
 	// over all uploads; zero means no cap.
@@ -387,6 +390,21 @@ func (n *Node) Close() error {
 // left; strikes are forgotten strikeMemory after the last one.
 func (n *Node) strike(p peer.ID, weight int, reason error) {
 	n.mu.Lock()
+	if len(n.strikes) >= maxStruckPeers {
+		// Many peers misbehaving (or one with many identities): forget
+		// the old strikes first, then the oldest.
+		var oldest peer.ID
+		for q, st := range n.strikes {
+			if time.Since(st.last) > strikeMemory {
+				delete(n.strikes, q)
+			} else if oldest == "" || st.last.Before(n.strikes[oldest].last) {
+				oldest = q
+			}
+		}
+		if len(n.strikes) >= maxStruckPeers {
+			delete(n.strikes, oldest)
+		}
+	}
 	s := n.strikes[p]
 	if s == nil || time.Since(s.last) > strikeMemory {
 		s = &strike{}
@@ -401,8 +419,9 @@ func (n *Node) strike(p peer.ID, weight int, reason error) {
 }
 
 const (
-	maxStrikes   = 6
-	strikeMemory = 10 * time.Minute
+	maxStrikes     = 6
+	strikeMemory   = 10 * time.Minute
+	maxStruckPeers = 4096 // bounds the memory of strikes
 )
 
 // strikesOf returns p's current strikes.

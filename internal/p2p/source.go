@@ -24,12 +24,13 @@ import (
 
 // Limits of the client side.
 const (
-	maxCandidates   = 64 // peers asked for info in one Releases call
-	infoConcurrency = 8
-	dialTimeout     = 10 * time.Second
-	maxOpenRounds   = 12
-	providerLookupN = 32
-	answerGrace     = 250 * time.Millisecond // see Releases
+	maxCandidates     = 64 // peers asked for info in one Releases call
+	infoConcurrency   = 8
+	dialTimeout       = 10 * time.Second
+	maxOpenRounds     = 12
+	providerLookupN   = 32
+	answerGrace       = 250 * time.Millisecond // see Releases
+	openLookupTimeout = time.Second            // see Release.candidates
 )
 
 // A Source finds the releases of one owner key and target on the network
@@ -74,7 +75,7 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 	defer cancel()
 	var grace sync.Once
 	cands := make(chan peer.AddrInfo, maxCandidates)
-	go s.n.candidates(ctx, s.pub, ChannelCID(s.pub, s.target), cands)
+	go s.n.candidates(ctx, s.pub, ChannelCID(s.pub, s.target), s.n.cfg.LookupTimeout, cands)
 
 	var (
 		mu     sync.Mutex
@@ -134,7 +135,7 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 // first, then connected peers that speak the owner's protocol, then the
 // DHT's providers of key as they are found. It closes out when the lookup
 // ends or LookupTimeout passes.
-func (n *Node) candidates(ctx context.Context, pub ed25519.PublicKey, key cid.Cid, out chan<- peer.AddrInfo) {
+func (n *Node) candidates(ctx context.Context, pub ed25519.PublicKey, key cid.Cid, timeout time.Duration, out chan<- peer.AddrInfo) {
 	defer close(out)
 	send := func(ai peer.AddrInfo) bool {
 		select {
@@ -157,7 +158,7 @@ func (n *Node) candidates(ctx context.Context, pub ed25519.PublicKey, key cid.Ci
 			}
 		}
 	}
-	lctx, cancel := context.WithTimeout(ctx, n.cfg.LookupTimeout)
+	lctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for ai := range n.dht.FindProvidersAsync(lctx, key, providerLookupN) {
 		if !send(ai) {
@@ -250,8 +251,10 @@ type Release struct {
 	id    [wire.IDLen]byte
 	peers []peer.AddrInfo
 
-	mu   sync.Mutex
-	used map[peer.ID]bool // peers this Release fetched from
+	mu      sync.Mutex
+	used    map[peer.ID]bool // peers this Release fetched from
+	found   []peer.AddrInfo  // the last lookup of the release's providers
+	foundAt time.Time
 }
 
 // Info returns the release's signed region.
@@ -331,7 +334,7 @@ func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error)
 				busy++
 			}
 		}
-		wait := min(50*time.Millisecond<<round, time.Second)
+		wait := min(50*time.Millisecond<<round, 500*time.Millisecond)
 		wait += time.Duration(rand.Int64N(int64(wait)))
 		t := time.NewTimer(wait)
 		select {
@@ -348,13 +351,25 @@ func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error)
 func (r *Release) candidates(ctx context.Context, lookup bool) []peer.AddrInfo {
 	n := r.src.n
 	all := append([]peer.AddrInfo{}, r.peers...)
-	if lookup {
+	r.mu.Lock()
+	fresh := time.Since(r.foundAt) < openLookupTimeout
+	found := r.found
+	r.mu.Unlock()
+	if lookup && !fresh {
+		// Short lookups, at most one per openLookupTimeout: while every
+		// peer is busy, the rounds must come back quickly to grab a slot
+		// as it frees.
 		ch := make(chan peer.AddrInfo, maxCandidates)
-		go n.candidates(ctx, r.src.pub, ReleaseCID(r.src.pub, r.src.target, r.id), ch)
+		go n.candidates(ctx, r.src.pub, ReleaseCID(r.src.pub, r.src.target, r.id), min(n.cfg.LookupTimeout, openLookupTimeout), ch)
+		found = nil
 		for ai := range ch {
-			all = append(all, ai)
+			found = append(found, ai)
 		}
+		r.mu.Lock()
+		r.found, r.foundAt = found, time.Now()
+		r.mu.Unlock()
 	}
+	all = append(all, found...)
 	seen := map[peer.ID]bool{n.h.ID(): true}
 	var out []peer.AddrInfo
 	for _, ai := range all {
