@@ -12,17 +12,20 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/github"
+	"github.com/org/rustpatcher-go/internal/github/githubtest"
 	"github.com/org/rustpatcher-go/internal/testtools"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -369,5 +372,81 @@ func TestGoreleaserBuildSigns(t *testing.T) {
 	}
 	if !strings.Contains(out, "RP_KEY_DARWIN_ARM64 is empty or unset") {
 		t.Errorf("goreleaser's failure does not name the missing key variable:\n%s", out)
+	}
+}
+
+// TestGitHubSeed runs rpseed --github against githubtest, a local server
+// speaking the GitHub REST shapes used (GitHub itself cannot be reached from
+// tests), in a private loopback network: the fake repository has a release
+// 2.0.0 of hello for this machine's target, published with rpsign's
+// publisher, a newer 2.1.0 signed with a foreign key and a 2.2.0 whose
+// binary was changed after signing. rpseed must download and serve 2.0.0
+// only, and a hello 1.0.0 node must end at 2.0.0.
+func TestGitHubSeed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process network test")
+	}
+	key := NewKey(t)
+	foreign := NewKey(t)
+	bin := BuildHello(t, key.Public)
+	rpseed := GoBuild(t, "github.com/org/rustpatcher-go/cmd/rpseed", "")
+	target := github.Target{OS: runtime.GOOS, Arch: runtime.GOARCH}
+	dir := t.TempDir()
+
+	srv := githubtest.NewServer()
+	defer srv.Close()
+	gc, err := github.NewClient(github.ClientConfig{APIURL: srv.URL, Token: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &github.Publisher{Client: gc, Repo: github.Repo{Owner: "org", Name: "hello"}}
+	release := func(version string, k Key) string {
+		t.Helper()
+		path := filepath.Join(dir, "release-"+version, "hello_"+target.OS+"_"+target.Arch)
+		in := SignedCopy(t, bin, path, k, version)
+		_, err := pub.Publish(context.Background(), "v"+version, []github.Signed{{
+			Path: path, Target: target, Info: in, PublicKey: k.Private.Public().(ed25519.PublicKey),
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	want := release("2.0.0", key)
+	release("2.1.0", foreign)
+	// 2.2.0 has a good manifest, but its binary was changed after signing.
+	tampered, err := os.ReadFile(release("2.2.0", key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered[len(tampered)-1] ^= 0xff
+	srv.AddAsset("org/hello", "v2.2.0", "hello_"+target.OS+"_"+target.Arch, tampered)
+
+	seedDir := filepath.Join(dir, "seed")
+	os.MkdirAll(seedDir, 0o755)
+	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", target.String() + "=" + key.Public,
+		"--github", "org/hello", "--github-api-url", srv.URL, "--github-interval", "1s",
+		"--scan-interval", "1s", "--log-level", "debug"}, loopback()...)...)
+	seedAddrs := listenAddrs(t, seed, 0, 2)
+	seed.WaitLine(0, p2pTimeout, `release manifest rejected.*tag=v2\.1\.0.*signature does not verify`)
+	seed.WaitLine(0, p2pTimeout, `release binary rejected, not serving it.*tag=v2\.2\.0.*contents do not match`)
+	seed.WaitLine(0, p2pTimeout, `verified release binary.*version=2\.0\.0`)
+
+	exe := filepath.Join(dir, "node", "hello")
+	SignedCopy(t, bin, exe, key, "1.0.0")
+	node := Start(t, exe, append(append([]string{"--private", "--dht-server", "--interval", "2s"}, loopback()...), bootstrapArgs(seedAddrs)...)...)
+	node.WaitLine(0, 30*time.Second, `^hello 1\.0\.0`)
+	node.WaitLine(0, p2pTimeout, `^hello 2\.0\.0`)
+	if v, err := FileVersion(exe, key.Public); err != nil || v != "2.0.0" {
+		t.Errorf("node executable is %q, %v; want a verified 2.0.0", v, err)
+	}
+	if !sameBytes(t, exe, want) {
+		t.Error("node executable differs from the released 2.0.0")
+	}
+	ents, _ := os.ReadDir(seedDir)
+	for _, e := range ents {
+		if e.Name() != target.OS+"-"+target.Arch+"-2.0.0" && !strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("the seed's directory holds %s, want only the verified 2.0.0", e.Name())
+		}
 	}
 }
