@@ -4,6 +4,7 @@ package client
 
 import (
 	"fmt"
+	"os/exec"
 	"runtime"
 )
 
@@ -14,3 +15,6 @@ func restartProcess(path string, argv, env []string) error {
 }
 
 func isBusy(error) bool { return false }
+
+// ownGroup does nothing here: cancellation kills the process only.
+func ownGroup(*exec.Cmd) {}

@@ -4,6 +4,7 @@ package client
 
 import (
 	"errors"
+	"os/exec"
 	"syscall"
 )
 
@@ -17,3 +18,10 @@ func restartProcess(path string, argv, env []string) error {
 // isBusy reports whether starting a binary failed because it was still open
 // for writing somewhere.
 func isBusy(err error) bool { return errors.Is(err, syscall.ETXTBSY) }
+
+// ownGroup runs cmd in its own process group and makes its cancellation
+// kill the whole group, so that a hung self-test leaves no process behind.
+func ownGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+}

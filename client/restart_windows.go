@@ -23,3 +23,6 @@ func restartProcess(path string, argv, env []string) error {
 }
 
 func isBusy(error) bool { return false }
+
+// ownGroup does nothing on Windows: cancellation kills the process only.
+func ownGroup(*exec.Cmd) {}

@@ -77,6 +77,7 @@ func (u *Updater) runSelfTest(ctx context.Context, path string, want region.Info
 		cmd.Env = append(os.Environ(), SelfTestEnv+"=1")
 		cmd.Stderr = &stderr
 		cmd.WaitDelay = time.Second
+		ownGroup(cmd)
 		start := time.Now()
 		err := cmd.Run()
 		if err != nil && isBusy(err) && attempt < maxBusyRetries && ctx.Err() == nil {
