@@ -367,6 +367,9 @@ func TestPoller(t *testing.T) {
 	if _, err := region.VerifyFile(filepath.Join(dir, "linux-amd64-2.1.0"), pubA); err != nil {
 		t.Error(err)
 	}
+	if n := srv.AuthOnDownload(); n != 0 {
+		t.Errorf("the token was sent to the object store on %d downloads", n)
+	}
 }
 
 func TestPollerRateLimits(t *testing.T) {

@@ -342,7 +342,10 @@ func (p *Poller) readManifest(ctx context.Context, a *github.ReleaseAsset) (Patc
 }
 
 func (p *Poller) download(ctx context.Context, a *github.ReleaseAsset) (io.ReadCloser, error) {
-	rc, _, err := p.Client.Repositories.DownloadReleaseAsset(ctx, p.Repo.Owner, p.Repo.Name, a.GetID(), p.Client.Client())
+	// GitHub answers with a redirect to a signed URL on another host: follow
+	// it with a plain client, so the token is not sent there.
+	plain := &http.Client{Timeout: time.Hour}
+	rc, _, err := p.Client.Repositories.DownloadReleaseAsset(ctx, p.Repo.Owner, p.Repo.Name, a.GetID(), plain)
 	if err != nil {
 		return nil, &downloadError{fmt.Errorf("downloading release asset %s: %w", a.GetName(), err)}
 	}

@@ -53,6 +53,9 @@ type Server struct {
 	remaining int
 	// maxUpload bounds uploads.
 	maxUpload int64
+	// authOnDownload counts redirected downloads that carried an
+	// Authorization header.
+	authOnDownload int
 }
 
 // A Limit is a rate-limit answer that the Server gives to one request for
@@ -90,6 +93,7 @@ func NewServer() *Server {
 		}
 	})
 	mux.HandleFunc("POST /repos/{owner}/{repo}/releases/{id}/assets", s.uploadAsset)
+	mux.HandleFunc("GET /_objects/{id}", s.downloadObject)
 	mux.HandleFunc("DELETE /repos/{owner}/{repo}/releases/assets/{id}", s.deleteAsset)
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -395,9 +399,44 @@ func (s *Server) getAsset(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.assetJSON(r, repo, a))
 		return
 	}
+	// Like GitHub, redirect to the object store (a signed URL, which must
+	// be fetched without the API token).
+	http.Redirect(w, r, fmt.Sprintf("/_objects/%d", a.ID), http.StatusFound)
+}
+
+func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request) {
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	s.mu.Lock()
+	if r.Header.Get("Authorization") != "" {
+		s.authOnDownload++
+	}
+	var data []byte
+	for _, rels := range s.releases {
+		for _, rel := range rels {
+			for _, a := range rel.Assets {
+				if a.ID == id {
+					data = a.Data
+				}
+			}
+		}
+	}
+	s.mu.Unlock()
+	if data == nil {
+		http.NotFound(w, r)
+		return
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.Itoa(len(a.Data)))
-	w.Write(a.Data)
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.Write(data)
+}
+
+// AuthOnDownload returns how many redirected asset downloads carried an
+// Authorization header: a client must not send its token to the object
+// store.
+func (s *Server) AuthOnDownload() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.authOnDownload
 }
 
 func (s *Server) deleteAsset(w http.ResponseWriter, r *http.Request) {
