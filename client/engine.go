@@ -156,16 +156,17 @@ func (e *engine) poll(ctx context.Context) *region.Info {
 		if ctx.Err() != nil {
 			return nil
 		}
+		u.emit(Event{Kind: EventFailed, Release: c.in, Source: c.name(), Err: err})
 		var le *localError
 		if errors.As(err, &le) {
 			// Our side failed (disk full, permissions): the release
-			// may be fine, so try again at the next poll.
+			// may be fine, and the others would fail the same way, so
+			// try again at the next poll.
 			u.log.Error("update failed; the executable is unchanged, will retry", "version", c.in.Version, "source", c.name(), "err", err)
-		} else {
-			e.remember(c)
-			u.log.Warn("release refused; the executable is unchanged", "version", c.in.Version, "source", c.name(), "reason", err)
+			return nil
 		}
-		u.emit(Event{Kind: EventFailed, Release: c.in, Source: c.name(), Err: err})
+		e.remember(c)
+		u.log.Warn("release refused; the executable is unchanged", "version", c.in.Version, "source", c.name(), "reason", err)
 	}
 	return nil
 }
