@@ -253,8 +253,11 @@ func TestActSelftest(t *testing.T) {
 	}
 }
 
-// goreleaserTargets are the targets examples/hello/.goreleaser.yaml builds.
-var goreleaserTargets = []string{"linux_amd64", "linux_arm64", "darwin_amd64", "darwin_arm64", "windows_amd64", "windows_arm64"}
+// goreleaserTargets returns the targets examples/hello/.goreleaser.yaml
+// builds.
+func goreleaserTargets() []string {
+	return []string{"linux_amd64", "linux_arm64", "darwin_amd64", "darwin_arm64", "windows_amd64", "windows_arm64"}
+}
 
 // TestGoreleaserCheck runs goreleaser check on both configurations.
 func TestGoreleaserCheck(t *testing.T) {
@@ -290,7 +293,7 @@ func TestGoreleaserBuildSigns(t *testing.T) {
 	hello := filepath.Join(dir, "examples", "hello")
 	keys := make(map[string]Key)
 	var env []string
-	for _, tg := range goreleaserTargets {
+	for _, tg := range goreleaserTargets() {
 		keys[tg] = NewKey(t)
 		env = append(env, "RP_KEY_"+strings.ToUpper(tg)+"="+keys[tg].Secret)
 	}
@@ -350,7 +353,7 @@ func TestGoreleaserBuildSigns(t *testing.T) {
 			}
 		}
 	}
-	for _, tg := range goreleaserTargets {
+	for _, tg := range goreleaserTargets() {
 		if !seen[tg] {
 			t.Errorf("goreleaser built no binary for %s", tg)
 		}
