@@ -8,6 +8,12 @@
 //	rpsign sign BINARY --key-file PATH | --key-env VAR [--version V]
 //	rpsign verify BINARY --pub KEY
 //	rpsign inspect BINARY [--json]
+//	rpsign action
+//	rpsign publish BINARY... --repo OWNER/REPO --tag TAG --pub [TARGET=]KEY...
+//
+// action is the GitHub Action's entrypoint: it reads the INPUT_* variables
+// that action.yml passes in; publish attaches signed binaries and their
+// manifests to a GitHub release (see docs/RELEASING.md).
 //
 // Flags may come before or after the positional argument.
 package main
