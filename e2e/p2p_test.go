@@ -16,8 +16,10 @@ import (
 // p2pTimeout bounds each wait for a node to update over the network.
 const p2pTimeout = 2 * time.Minute
 
-// loopback are the listen addresses of every process in the p2p tests.
-var loopback = []string{"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--listen", "/ip4/127.0.0.1/tcp/0"}
+// loopback returns the listen flags of every process in the p2p tests.
+func loopback() []string {
+	return []string{"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--listen", "/ip4/127.0.0.1/tcp/0"}
+}
 
 // listenAddrs waits for a process's "listening: " lines printed after line
 // index from and returns the addresses (n of them: one per listen address).
@@ -83,19 +85,19 @@ func TestP2PUpdate(t *testing.T) {
 	SignedCopy(t, bin, older, key, "0.5.0")
 
 	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", target + "=" + key.Public,
-		"--scan-interval", "1s", "--log-level", "debug"}, loopback...)...)
+		"--scan-interval", "1s", "--log-level", "debug"}, loopback()...)...)
 	seedAddrs := listenAddrs(t, seed, 0, 2)
 
 	liarInfo := Start(t, hostile, append([]string{"--role", "info", "--pub", key.Public, "--target", target,
-		"--older", older}, append(loopback, bootstrapArgs(seedAddrs)...)...)...)
+		"--older", older}, append(loopback(), bootstrapArgs(seedAddrs)...)...)...)
 	liarFetch := Start(t, hostile, append([]string{"--role", "fetch", "--pub", key.Public, "--target", target,
-		"--real", release}, append(loopback, bootstrapArgs(seedAddrs)...)...)...)
+		"--real", release}, append(loopback(), bootstrapArgs(seedAddrs)...)...)...)
 	liarAddrs := append(listenAddrs(t, liarInfo, 0, 2), listenAddrs(t, liarFetch, 0, 2)...)
 
 	startNode := func(name string, boot ...[]string) (*Proc, string) {
 		exe := filepath.Join(dir, name, "hello")
 		SignedCopy(t, bin, exe, key, "1.0.0")
-		args := append([]string{"--private", "--dht-server", "--interval", "2s"}, loopback...)
+		args := append([]string{"--private", "--dht-server", "--interval", "2s"}, loopback()...)
 		args = append(args, bootstrapArgs(boot...)...)
 		args = append(args, "first", "second arg")
 		return Start(t, exe, args...), exe

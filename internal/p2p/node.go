@@ -61,13 +61,15 @@ const (
 	DefaultReprovideInterval  = 30 * time.Minute
 )
 
-// DefaultListenAddrs are the addresses a node listens on when
+// defaultListenAddrs returns the addresses a node listens on when
 // Config.ListenAddrs is empty: QUIC and TCP on every interface, any port.
-var defaultListenAddrs = []string{
-	"/ip4/0.0.0.0/udp/0/quic-v1",
-	"/ip4/0.0.0.0/tcp/0",
-	"/ip6/::/udp/0/quic-v1",
-	"/ip6/::/tcp/0",
+func defaultListenAddrs() []string {
+	return []string{
+		"/ip4/0.0.0.0/udp/0/quic-v1",
+		"/ip4/0.0.0.0/tcp/0",
+		"/ip6/::/udp/0/quic-v1",
+		"/ip6/::/tcp/0",
+	}
 }
 
 // Sentinel errors.
@@ -200,7 +202,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	boot = mergeAddrInfos(boot)
 	listen := cfg.ListenAddrs
 	if len(listen) == 0 {
-		listen = defaultListenAddrs
+		listen = defaultListenAddrs()
 	}
 
 	limits := rcmgr.DefaultLimits

@@ -346,7 +346,7 @@ func (n *Node) serveFetch(s network.Stream, remote peer.ID, pub ed25519.PublicKe
 }
 
 // copyBuf is the unit of one write of an upload.
-const copyBuf = 256 << 10
+const copyBuf = 1 << 20
 
 // copyWithDeadlines copies src to s, giving each write IdleTimeout to
 // complete, at no more than UploadRate.

@@ -49,6 +49,7 @@ const (
 	KindFetch Kind = 2
 )
 
+// String returns the kind's name, as logs show it.
 func (k Kind) String() string {
 	switch k {
 	case KindInfo:
@@ -75,6 +76,7 @@ const (
 	StatusBadRequest Status = 3
 )
 
+// String returns the status's name, as logs show it.
 func (s Status) String() string {
 	switch s {
 	case StatusOK:
@@ -148,11 +150,15 @@ func ReleaseID(reg [region.Size]byte) [IDLen]byte {
 
 // Request is a decoded request frame.
 type Request struct {
-	Kind   Kind
-	Auth   [AuthLen]byte
+	// Kind is KindInfo or KindFetch.
+	Kind Kind
+	// Auth is the namespace check (see Auth).
+	Auth [AuthLen]byte
+	// Target is the "GOOS/GOARCH" asked about.
 	Target string
-	// ID and Offset are set for KindFetch only.
-	ID     [IDLen]byte
+	// ID is the release asked for (KindFetch only).
+	ID [IDLen]byte
+	// Offset is where the fetched bytes start (KindFetch only).
 	Offset uint64
 }
 
