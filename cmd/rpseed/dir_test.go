@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/org/rustpatcher-go/region"
+)
+
+// fakeServer records what the watcher serves.
+type fakeServer struct {
+	served map[string]string // target -> version
+}
+
+func (f *fakeServer) Serve(_ context.Context, _ ed25519.PublicKey, target, _ string, in region.Info) error {
+	f.served[target] = in.Version
+	return nil
+}
+
+func (f *fakeServer) Unserve(_ ed25519.PublicKey, target string, in region.Info) {
+	if f.served[target] == in.Version {
+		delete(f.served, target)
+	}
+}
+
+// elfHeader returns a minimal 64-bit little-endian ELF header for machine.
+func elfHeader(machine uint16) []byte {
+	h := make([]byte, 64)
+	copy(h, "\x7fELF")
+	h[4], h[5], h[6] = 2, 1, 1                     // 64-bit, little-endian, version 1
+	binary.LittleEndian.PutUint16(h[16:], 2)       // ET_EXEC
+	binary.LittleEndian.PutUint16(h[18:], machine) // e_machine
+	binary.LittleEndian.PutUint32(h[20:], 1)       // e_version
+	binary.LittleEndian.PutUint16(h[52:], 64)      // e_ehsize
+	return h
+}
+
+// writeSigned writes head, an empty region and some bytes to dir/name and
+// signs it.
+func writeSigned(t *testing.T, dir, name string, head []byte, key ed25519.PrivateKey, version string) {
+	t.Helper()
+	var empty region.Info
+	reg, _ := empty.Marshal()
+	tmp := filepath.Join(t.TempDir(), name)
+	b := append(append(append([]byte{}, head...), reg[:]...), []byte("the rest of the program")...)
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := region.SignFile(tmp, key, version); err != nil {
+		t.Fatal(err)
+	}
+	signed, _ := os.ReadFile(tmp)
+	if err := os.WriteFile(filepath.Join(dir, name), signed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWatcher(t *testing.T) {
+	pubA, keyA, _ := ed25519.GenerateKey(nil)
+	pubB, keyB, _ := ed25519.GenerateKey(nil)
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	const amd64, arm64 = 62, 183
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx := context.Background()
+
+	t.Run("separate keys", func(t *testing.T) {
+		dir := t.TempDir()
+		srv := &fakeServer{served: map[string]string{}}
+		w := newWatcher(dir, map[string]ed25519.PublicKey{"linux/amd64": pubA, "linux/arm64": pubB}, srv, log)
+		writeSigned(t, dir, "a-1", nil, keyA, "1.0.0")
+		writeSigned(t, dir, "a-2", nil, keyA, "2.0.0")
+		writeSigned(t, dir, "b-1", nil, keyB, "1.5.0")
+		writeSigned(t, dir, "x-9", nil, stranger, "9.0.0")
+		writeSigned(t, dir, ".hidden", nil, keyA, "7.0.0")
+		writeSigned(t, dir, "partial.part", nil, keyA, "8.0.0")
+		check := func(want map[string]string) {
+			t.Helper()
+			if _, err := w.scan(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if len(srv.served) != len(want) {
+				t.Fatalf("served %v, want %v", srv.served, want)
+			}
+			for k, v := range want {
+				if srv.served[k] != v {
+					t.Fatalf("served %v, want %v", srv.served, want)
+				}
+			}
+		}
+		check(map[string]string{"linux/amd64": "2.0.0", "linux/arm64": "1.5.0"})
+		writeSigned(t, dir, "b-3", nil, keyB, "3.0.0") // picked up while running
+		check(map[string]string{"linux/amd64": "2.0.0", "linux/arm64": "3.0.0"})
+		os.Remove(filepath.Join(dir, "a-2")) // removed: the next newest takes over
+		check(map[string]string{"linux/amd64": "1.0.0", "linux/arm64": "3.0.0"})
+		os.Remove(filepath.Join(dir, "a-1"))
+		check(map[string]string{"linux/arm64": "3.0.0"})
+	})
+
+	t.Run("shared key", func(t *testing.T) {
+		dir := t.TempDir()
+		srv := &fakeServer{served: map[string]string{}}
+		w := newWatcher(dir, map[string]ed25519.PublicKey{"linux/amd64": pubA, "linux/arm64": pubA}, srv, log)
+		writeSigned(t, dir, "amd", elfHeader(amd64), keyA, "2.0.0")
+		writeSigned(t, dir, "arm", elfHeader(arm64), keyA, "2.1.0")
+		writeSigned(t, dir, "script", []byte("#!/bin/sh\n"), keyA, "9.0.0") // target cannot be told
+		if _, err := w.scan(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if srv.served["linux/amd64"] != "2.0.0" || srv.served["linux/arm64"] != "2.1.0" || len(srv.served) != 2 {
+			t.Fatalf("served %v", srv.served)
+		}
+	})
+}
