@@ -124,6 +124,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
+
+	// extra are more libp2p options, for tests.
+	extra []libp2p.Option
 }
 
 // A Node is a libp2p host with the DHT and the rustpatcher protocol.
@@ -237,12 +240,18 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.RelayService {
 		opts = append(opts, libp2p.EnableRelayService())
 	}
+	if len(boot) > 0 {
+		// Behind a NAT (as AutoNAT finds), reserve a slot on a bootstrap
+		// peer that runs a relay (rpseed --relay), so that others can
+		// reach this node and hole punching can start.
+		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(boot))
+	}
 	if cfg.Registerer != nil {
 		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Registerer))
 	} else {
 		opts = append(opts, libp2p.DisableMetrics())
 	}
-	h, err := libp2p.New(opts...)
+	h, err := libp2p.New(append(opts, cfg.extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("starting libp2p host: %w", err)
 	}

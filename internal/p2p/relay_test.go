@@ -1,0 +1,62 @@
+package p2p
+
+import (
+	"context"
+	"crypto/ed25519"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/org/rustpatcher-go/region"
+)
+
+// TestRelayedInfo checks that a seed with RelayService relays for a node
+// behind a NAT: the node reserves a slot on its bootstrap peer, and another
+// peer gets the node's signed info through the relay alone.
+func TestRelayedInfo(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	path, in := makeRelease(t, t.TempDir(), key, "2.0.0", 4096)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// libp2p runs the relay service only once it believes itself public.
+	relay := newTestNode(t, Config{RelayService: true, extra: []libp2p.Option{libp2p.ForceReachabilityPublic()}})
+	// The hidden node listens nowhere: it can only be reached through the
+	// relay. AutoNAT is told it is behind a NAT.
+	hidden, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: []string{}, Bootstrap: relay.Addrs(),
+		extra: []libp2p.Option{libp2p.NoListenAddrs, libp2p.EnableRelay(), libp2p.ForceReachabilityPrivate()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hidden.Close()
+	if err := hidden.Serve(ctx, pub, testTarget, path, in); err != nil {
+		t.Fatal(err)
+	}
+	// libp2p lists circuit addresses only for relays with public
+	// addresses; on loopback, build the address by hand and try until the
+	// hidden node's reservation is in place.
+	var circuit []ma.Multiaddr
+	for _, a := range relay.Addrs() {
+		circuit = append(circuit, ma.StringCast(a+"/p2p-circuit"))
+	}
+	client := newTestNode(t, Config{})
+	var got region.Info
+	for i := 0; i < 100; i++ {
+		_, got, err = client.askInfo(ctx, pub, testTarget, peer.AddrInfo{ID: hidden.ID(), Addrs: circuit})
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("info through the relay: %v", err)
+	}
+	if got != in {
+		t.Fatalf("info through the relay = %+v", got)
+	}
+	if c := client.Host().Network().ConnsToPeer(hidden.ID()); len(c) == 0 || !c[0].Stat().Limited {
+		t.Errorf("the connection to the hidden node is not a limited (relayed) one")
+	}
+}
