@@ -1,0 +1,100 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/org/rustpatcher-go/region"
+)
+
+// fakeRelease writes a small signed file standing for a release binary.
+func fakeRelease(t *testing.T, key ed25519.PrivateKey, version string) (string, region.Info) {
+	t.Helper()
+	var empty region.Info
+	reg, _ := empty.Marshal()
+	body := make([]byte, 64<<10)
+	rand.Read(body)
+	path := filepath.Join(t.TempDir(), "app")
+	if err := os.WriteFile(path, append(append(body[:1024:1024], reg[:]...), body[1024:]...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in, err := region.SignFile(path, key, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, in
+}
+
+func TestStartNetworkDisabled(t *testing.T) {
+	src, closer, err := startNetwork(context.Background(), NetworkConfig{Disabled: true}, make([]byte, 32), nil)
+	if src != nil || closer != nil || err != nil {
+		t.Fatalf("disabled network: %v, %v, %v", src, closer, err)
+	}
+	if _, _, err := startNetwork(context.Background(), NetworkConfig{Private: true}, make([]byte, 5), nil); err == nil {
+		t.Fatal("a 5-byte public key was accepted")
+	}
+}
+
+// TestNetworkSourceAndSeeder runs two network sources on loopback: one
+// seeds a release, the other finds it, and reads it whole.
+func TestNetworkSourceAndSeeder(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	path, in := fakeRelease(t, key, "2.0.0")
+	want, _ := os.ReadFile(path)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	loop := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+
+	var seedAddrs []string
+	seed, closer, err := startNetwork(ctx, NetworkConfig{Private: true, DHTServer: true, ListenAddrs: loop,
+		OnListen: func(a string) { seedAddrs = append(seedAddrs, a) }}, pub, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if len(seedAddrs) != 2 || !strings.Contains(seedAddrs[0], "/p2p/") {
+		t.Fatalf("OnListen got %q, want two addresses with /p2p/", seedAddrs)
+	}
+	seeder, ok := seed.(Seeder)
+	if !ok {
+		t.Fatal("the network source is not a Seeder")
+	}
+	if err := seeder.Seed(ctx, path, in); err != nil {
+		t.Fatal(err)
+	}
+
+	client, closer2, err := startNetwork(ctx, NetworkConfig{Private: true, DHTServer: true, ListenAddrs: loop, Bootstrap: seedAddrs}, pub, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer2.Close()
+	rels, err := client.Releases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rels) != 1 || rels[0].Info() != in {
+		t.Fatalf("Releases = %v, want the seeded 2.0.0", rels)
+	}
+	if !strings.Contains(client.String(), runtime.GOOS+"/"+runtime.GOARCH) {
+		t.Errorf("source name %q does not name the target", client.String())
+	}
+	rc, err := rels[0].Open(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("read %d bytes (%v), want the %d seeded", len(got), err, len(want))
+	}
+}
