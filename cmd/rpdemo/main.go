@@ -40,7 +40,7 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *nodes, *keep, *verbose); err != nil {
+	if err := run(ctx, os.Stdout, *nodes, *keep, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "rpdemo:", err)
 		os.Exit(1)
 	}
@@ -48,6 +48,7 @@ func main() {
 
 // demo holds the running processes and the timeline.
 type demo struct {
+	out     io.Writer
 	dir     string
 	start   time.Time
 	verbose bool
@@ -59,7 +60,7 @@ type demo struct {
 func (d *demo) logf(who, format string, args ...any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	fmt.Printf("%6.1fs  %-8s %s\n", time.Since(d.start).Seconds(), who, fmt.Sprintf(format, args...))
+	fmt.Fprintf(d.out, "%6.1fs  %-8s %s\n", time.Since(d.start).Seconds(), who, fmt.Sprintf(format, args...))
 }
 
 // proc is a child process whose output lines are matched against waiters.
@@ -199,19 +200,40 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
-func run(ctx context.Context, nodes int, keep, verbose bool) error {
+// moduleRoot returns the directory of the rustpatcher-go module the demo
+// is run from.
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, goTool(), "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("run rpdemo from inside a clone of rustpatcher-go (go run ./cmd/rpdemo)")
+	}
+	return filepath.Dir(mod), nil
+}
+
+func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) error {
 	if runtime.GOOS == "windows" {
 		return errors.New("the demo restarts processes by exec and needs a Unix system")
+	}
+	if nodes < 1 {
+		return errors.New("--nodes must be at least 1")
+	}
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp("", "rpdemo-")
 	if err != nil {
 		return err
 	}
-	d := &demo{dir: dir, start: time.Now(), verbose: verbose}
+	d := &demo{out: out, dir: dir, start: time.Now(), verbose: verbose}
 	defer func() {
 		d.stopAll()
 		if keep {
-			fmt.Println("work directory kept:", dir)
+			fmt.Fprintln(out, "work directory kept:", dir)
 		} else {
 			os.RemoveAll(dir)
 		}
@@ -222,6 +244,7 @@ func run(ctx context.Context, nodes int, keep, verbose bool) error {
 		return err
 	}
 	pubS := region.EncodePublicKey(pub)
+	d.logf("demo", "working in %s", dir)
 	d.logf("demo", "owner key made: %s", pubS)
 
 	bin := filepath.Join(dir, "bin")
@@ -230,8 +253,9 @@ func run(ctx context.Context, nodes int, keep, verbose bool) error {
 		{filepath.Join(bin, "rpseed"), "./cmd/rpseed", ""},
 	} {
 		cmd := exec.CommandContext(ctx, goTool(), "build", "-o", b.out, "-ldflags", b.ldflags, b.pkg)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s (run rpdemo from the repository root): %w\n%s", b.pkg, err, out)
+		cmd.Dir = root
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s in %s: %w\n%s", b.pkg, root, err, msg)
 		}
 	}
 	d.logf("demo", "built hello and rpseed")
