@@ -5,28 +5,9 @@ package e2e
 import (
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
-
-// rssKiB reads a process's resident set size from /proc.
-func rssKiB(t testing.TB, pid int) float64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return v
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
-}
 
 // BenchmarkEmbeddingCost compares hello with the update client (network on,
 // private mode, idle with no peers) against the same program without it:
@@ -57,7 +38,10 @@ func BenchmarkEmbeddingCost(b *testing.B) {
 			p := Start(b, exe, tt.args...)
 			p.WaitLine(0, 30*time.Second, `^hello 1\.0\.0`)
 			time.Sleep(5 * time.Second)
-			rss := rssKiB(b, p.Pid())
+			rss, ok := rssKiB(p.Pid())
+			if !ok {
+				b.Fatal("no VmRSS in /proc")
+			}
 			p.Kill()
 			b.ReportMetric(float64(st.Size())/(1<<20), tt.name+"-MiB")
 			b.ReportMetric(rss/1024, tt.name+"-RSS-MiB")

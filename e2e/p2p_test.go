@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -33,6 +34,27 @@ func listenAddrs(t *testing.T, p *Proc, from, n int) []string {
 	}
 	return addrs
 }
+
+// rssKiB reads a process's resident set size from /proc; ok is false where
+// there is no /proc.
+func rssKiB(pid int) (kib float64, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			v, err := strconv.ParseFloat(f[1], 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+// maxNodeRSS bounds a hello node's memory after the run with hostile peers
+// (it idles at about 25 MiB; the release is about 30 MB and is never held in
+// memory).
+const maxNodeRSS = 150 << 10 // KiB
 
 // bootstrapArgs turns addresses into repeated --bootstrap flags.
 func bootstrapArgs(addrs ...[]string) []string {
@@ -144,6 +166,13 @@ func TestP2PUpdate(t *testing.T) {
 	for _, n := range append(nodes, node{late, lateExe}) {
 		if n.p.Exited() {
 			t.Errorf("%s exited:\n%s", n.exe, n.p.Output())
+			continue
+		}
+		if rss, ok := rssKiB(n.p.Pid()); ok {
+			t.Logf("%s: %.0f MiB resident at the end", n.exe, rss/1024)
+			if rss > maxNodeRSS {
+				t.Errorf("%s uses %.0f MiB of memory, more than %d MiB", n.exe, rss/1024, maxNodeRSS>>10)
+			}
 		}
 	}
 	for _, l := range []*Proc{liarInfo, liarFetch} {
