@@ -61,6 +61,15 @@ var fetchLies = []struct {
 		s.Write(junk((total - off) / 3))
 		time.Sleep(5 * time.Second)
 	}, false},
+	{"drip a byte at a time", func(s network.Stream, _ [region.Size]byte, total, off uint64) {
+		wire.WriteFetchHeader(s, total-off)
+		for i := 0; i < 40; i++ {
+			if _, err := s.Write(junk(1)); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}, false},
 	{"close early", func(s network.Stream, _ [region.Size]byte, total, off uint64) {
 		wire.WriteFetchHeader(s, total-off)
 		s.Write(junk((total - off) / 3))

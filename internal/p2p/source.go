@@ -449,7 +449,14 @@ type fetchReader struct {
 	left uint64
 	stop func() bool
 	err  error
+
+	window time.Time // start of the current progress window
+	got    uint64    // bytes received in it
 }
+
+// minProgress is what a peer must send within each IdleTimeout of a
+// transfer.
+const minProgress = 64 << 10
 
 func (f *fetchReader) Read(p []byte) (int, error) {
 	if f.err != nil {
@@ -463,8 +470,15 @@ func (f *fetchReader) Read(p []byte) (int, error) {
 	if uint64(len(p)) > f.left {
 		p = p[:f.left]
 	}
-	f.s.SetReadDeadline(time.Now().Add(f.n.cfg.IdleTimeout))
+	// The peer must deliver minProgress bytes (or the rest) within each
+	// IdleTimeout: a per-read deadline alone would let a peer that drips
+	// a byte at a time hold the download forever.
+	if f.window.IsZero() || f.got >= minProgress {
+		f.window, f.got = time.Now(), 0
+		f.s.SetReadDeadline(f.window.Add(f.n.cfg.IdleTimeout))
+	}
 	k, err := f.s.Read(p)
+	f.got += uint64(k)
 	f.left -= uint64(k)
 	f.n.stats.down.Add(uint64(k))
 	if err != nil {

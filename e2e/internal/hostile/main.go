@@ -12,8 +12,8 @@
 // has its bytes: it answers fetches with a garbage status, a length longer
 // or shorter than signed, the right length of wrong bytes followed by more
 // bytes than signed, the right length of wrong bytes (a wrong hash), a stall
-// mid-transfer, or an early close. It also floods every peer it meets with
-// malformed requests.
+// mid-transfer, a drip of one byte a second, or an early close. It also
+// floods every peer it meets with malformed requests.
 //
 // It prints "listening: <multiaddr>" lines like hello and rpseed, and
 // "hostile: <role> info=N fetch=N flood=N" after every request and on exit.
@@ -233,7 +233,7 @@ func (h *hostile) lieFetch(s network.Stream, req *wire.Request, i int) {
 			n -= k
 		}
 	}
-	switch i % 7 {
+	switch i % 8 {
 	case 0: // garbage status
 		s.Write(garbage(9))
 		s.Write([]byte{0xee})
@@ -258,6 +258,14 @@ func (h *hostile) lieFetch(s network.Stream, req *wire.Request, i int) {
 		wire.WriteFetchHeader(s, left)
 		body(left / 2)
 		s.Reset()
+	case 7: // drip a byte at a time, never stalling long enough for a read deadline
+		wire.WriteFetchHeader(s, left)
+		for end := time.Now().Add(h.stall); time.Now().Before(end); {
+			if _, err := s.Write(garbage(1)); err != nil {
+				return
+			}
+			time.Sleep(time.Second)
+		}
 	}
 }
 
