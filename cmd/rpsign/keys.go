@@ -53,7 +53,7 @@ Put the public key in your app's main:
 
 	upd, err := client.Spawn(ctx, client.Config{
 		PublicKey: %q,
-		Mode:      client.Now,
+		Mode:      client.Now(),
 	})
 `, path, path, p, p)
 	return nil
