@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/org/rustpatcher-go/internal/github"
 	"github.com/org/rustpatcher-go/internal/github/githubtest"
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/internal/testtools"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -393,7 +393,7 @@ func TestGitHubSeed(t *testing.T) {
 	foreign := NewKey(t)
 	bin := BuildHello(t, key.Public)
 	rpseed := GoBuild(t, "github.com/org/rustpatcher-go/cmd/rpseed", "")
-	target := github.Target{OS: runtime.GOOS, Arch: runtime.GOARCH}
+	host := target.Current()
 	dir := t.TempDir()
 
 	srv := githubtest.NewServer()
@@ -405,10 +405,10 @@ func TestGitHubSeed(t *testing.T) {
 	pub := &github.Publisher{Client: gc, Repo: github.Repo{Owner: "org", Name: "hello"}}
 	release := func(version string, k Key) string {
 		t.Helper()
-		path := filepath.Join(dir, "release-"+version, "hello_"+target.OS+"_"+target.Arch)
+		path := filepath.Join(dir, "release-"+version, "hello_"+host.OS+"_"+host.Arch)
 		in := SignedCopy(t, bin, path, k, version)
 		_, err := pub.Publish(context.Background(), "v"+version, []github.Signed{{
-			Path: path, Target: target, Info: in, PublicKey: k.Private.Public().(ed25519.PublicKey),
+			Path: path, Target: host, Info: in, PublicKey: k.Private.Public().(ed25519.PublicKey),
 		}})
 		if err != nil {
 			t.Fatal(err)
@@ -423,11 +423,11 @@ func TestGitHubSeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	tampered[len(tampered)-1] ^= 0xff
-	srv.AddAsset("org/hello", "v2.2.0", "hello_"+target.OS+"_"+target.Arch, tampered)
+	srv.AddAsset("org/hello", "v2.2.0", "hello_"+host.OS+"_"+host.Arch, tampered)
 
 	seedDir := filepath.Join(dir, "seed")
 	os.MkdirAll(seedDir, 0o755)
-	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", target.String() + "=" + key.Public,
+	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", host.String() + "=" + key.Public,
 		"--github", "org/hello", "--github-api-url", srv.URL, "--github-interval", "1s",
 		"--scan-interval", "1s", "--log-level", "debug"}, loopback()...)...)
 	seedAddrs := listenAddrs(t, seed, 0, 2)
@@ -448,7 +448,7 @@ func TestGitHubSeed(t *testing.T) {
 	}
 	ents, _ := os.ReadDir(seedDir)
 	for _, e := range ents {
-		if e.Name() != target.OS+"-"+target.Arch+"-2.0.0" && !strings.HasPrefix(e.Name(), ".") {
+		if e.Name() != host.OS+"-"+host.Arch+"-2.0.0" && !strings.HasPrefix(e.Name(), ".") {
 			t.Errorf("the seed's directory holds %s, want only the verified 2.0.0", e.Name())
 		}
 	}

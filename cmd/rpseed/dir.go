@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -146,14 +147,14 @@ func (w *watcher) identify(path string) (string, region.Info, error) {
 	var matches []string
 	var info region.Info
 	var lastErr error
-	for target, pub := range w.keys {
+	for tg, pub := range w.keys {
 		in, err := sc.Verify(pub)
 		if err != nil {
 			lastErr = err
 			continue
 		}
 		info = in
-		matches = append(matches, target)
+		matches = append(matches, tg)
 	}
 	switch len(matches) {
 	case 0:
@@ -166,14 +167,14 @@ func (w *watcher) identify(path string) (string, region.Info, error) {
 		return "", region.Info{}, err
 	}
 	defer f.Close()
-	t, err := detectTarget(f)
+	t, err := target.Detect(f)
 	if err != nil {
 		return "", region.Info{}, fmt.Errorf("signed with a key shared by %v, and its target cannot be told: %w", matches, err)
 	}
-	if !slices.Contains(matches, t) {
+	if !slices.Contains(matches, t.String()) {
 		return "", region.Info{}, fmt.Errorf("built for %s, but signed with the key of %v", t, matches)
 	}
-	return t, info, nil
+	return t.String(), info, nil
 }
 
 // watch scans the directory every interval until ctx is done.

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -78,28 +77,6 @@ func TestParseKeys(t *testing.T) {
 		if _, err := parseKeys(tt.pubs); (err == nil) != tt.ok {
 			t.Errorf("parseKeys(%q): err = %v, want ok=%v", tt.pubs, err, tt.ok)
 		}
-	}
-}
-
-func TestDetectTarget(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	got, err := detectTarget(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := runtime.GOOS + "/" + runtime.GOARCH; got != want {
-		t.Errorf("detectTarget(test binary) = %s, want %s", got, want)
-	}
-	if _, err := detectTarget(strings.NewReader("#!/bin/sh\necho hi\n")); !errors.Is(err, errUnknownFormat) {
-		t.Errorf("script: got %v, want errUnknownFormat", err)
 	}
 }
 

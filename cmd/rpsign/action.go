@@ -17,6 +17,7 @@ import (
 	"github.com/sethvargo/go-githubactions"
 
 	"github.com/org/rustpatcher-go/internal/github"
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -88,21 +89,21 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 	if err != nil {
 		return err
 	}
-	var target *github.Target
+	var fixed *target.Target
 	if s := strings.TrimSpace(a.GetInput("target")); s != "" {
-		t, err := github.ParseTarget(s)
+		t, err := target.Parse(s)
 		if err != nil {
 			return fmt.Errorf(`input "target": %w`, err)
 		}
-		target = &t
+		fixed = &t
 	}
 
 	var signed []github.Signed
 	var infos []github.PatchInfo
 	for _, f := range files {
-		t := target
+		t := fixed
 		if t == nil {
-			d, err := github.DetectTarget(f)
+			d, err := target.DetectFile(f)
 			if err != nil {
 				return &fileError{f, fmt.Errorf("%w; set the target input", err)}
 			}
@@ -216,7 +217,7 @@ func actionVersion(a *githubactions.Action, e *env, first string) (string, error
 // assetName returns the release asset name of a binary of target t: its
 // base name, with _os_arch added before the extension unless the name
 // already names the target, so that the legs of a matrix do not collide.
-func assetName(path string, t github.Target) string {
+func assetName(path string, t target.Target) string {
 	base := filepath.Base(path)
 	lower := strings.ToLower(base)
 	if strings.Contains(lower, t.OS) && strings.Contains(lower, t.Arch) {

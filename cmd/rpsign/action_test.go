@@ -13,6 +13,7 @@ import (
 
 	"github.com/org/rustpatcher-go/internal/github"
 	"github.com/org/rustpatcher-go/internal/github/githubtest"
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -285,14 +286,14 @@ func TestActionPublishes(t *testing.T) {
 func TestAssetName(t *testing.T) {
 	tests := []struct {
 		path string
-		t    github.Target
+		t    target.Target
 		want string
 	}{
-		{"dist/hello", github.Target{OS: "linux", Arch: "amd64"}, "hello_linux_amd64"},
-		{"hello.exe", github.Target{OS: "windows", Arch: "arm64"}, "hello_windows_arm64.exe"},
-		{"out/hello_linux_amd64", github.Target{OS: "linux", Arch: "amd64"}, "hello_linux_amd64"},
-		{"hello-Darwin-ARM64", github.Target{OS: "darwin", Arch: "arm64"}, "hello-Darwin-ARM64"},
-		{"app.v2", github.Target{OS: "linux", Arch: "arm64"}, "app.v2_linux_arm64"},
+		{"dist/hello", target.Target{OS: "linux", Arch: "amd64"}, "hello_linux_amd64"},
+		{"hello.exe", target.Target{OS: "windows", Arch: "arm64"}, "hello_windows_arm64.exe"},
+		{"out/hello_linux_amd64", target.Target{OS: "linux", Arch: "amd64"}, "hello_linux_amd64"},
+		{"hello-Darwin-ARM64", target.Target{OS: "darwin", Arch: "arm64"}, "hello-Darwin-ARM64"},
+		{"app.v2", target.Target{OS: "linux", Arch: "arm64"}, "app.v2_linux_arm64"},
 	}
 	for _, tt := range tests {
 		if got := assetName(tt.path, tt.t); got != tt.want {

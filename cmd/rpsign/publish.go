@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/org/rustpatcher-go/internal/github"
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -22,7 +23,7 @@ const publishUsage = "publish BINARY... --repo OWNER/REPO --tag TAG --pub [TARGE
 // target as TARGET=KEY, repeatable.
 type pubKeys struct {
 	all       ed25519.PublicKey
-	perTarget map[github.Target]ed25519.PublicKey
+	perTarget map[target.Target]ed25519.PublicKey
 }
 
 func (p *pubKeys) String() string { return "" }
@@ -37,7 +38,7 @@ func (p *pubKeys) Set(s string) error {
 		p.all = k
 		return nil
 	}
-	t, err := github.ParseTarget(ts)
+	t, err := target.Parse(ts)
 	if err != nil {
 		return err
 	}
@@ -46,13 +47,13 @@ func (p *pubKeys) Set(s string) error {
 		return fmt.Errorf("key for %s: %w", t, err)
 	}
 	if p.perTarget == nil {
-		p.perTarget = make(map[github.Target]ed25519.PublicKey)
+		p.perTarget = make(map[target.Target]ed25519.PublicKey)
 	}
 	p.perTarget[t] = k
 	return nil
 }
 
-func (p *pubKeys) key(t github.Target) (ed25519.PublicKey, bool) {
+func (p *pubKeys) key(t target.Target) (ed25519.PublicKey, bool) {
 	if k, ok := p.perTarget[t]; ok {
 		return k, true
 	}
@@ -95,9 +96,9 @@ func runPublish(e *env, args []string) error {
 	if token == "" {
 		return fmt.Errorf("environment variable %s is empty or unset; it should hold a GitHub token with contents:write", *tokenEnv)
 	}
-	var fixed *github.Target
+	var fixed *target.Target
 	if *targetStr != "" {
-		t, err := github.ParseTarget(*targetStr)
+		t, err := target.Parse(*targetStr)
 		if err != nil {
 			return fmt.Errorf("%w: --target: %v", errUsage, err)
 		}
@@ -119,7 +120,7 @@ func runPublish(e *env, args []string) error {
 		return err
 	}
 	for _, f := range files {
-		fmt.Fprintf(e.stdout, "published %s as %s (%s %s) and %s\n", f.Path, f.Name, f.Target, f.Info.Version, f.Target.ManifestName())
+		fmt.Fprintf(e.stdout, "published %s as %s (%s %s) and %s\n", f.Path, f.Name, f.Target, f.Info.Version, github.ManifestName(f.Target))
 	}
 	if u := rel.GetHTMLURL(); u != "" {
 		fmt.Fprintln(e.stdout, u)
@@ -129,14 +130,14 @@ func runPublish(e *env, args []string) error {
 
 // verifyForPublish checks each binary with its target's key and returns
 // what to publish.
-func verifyForPublish(bins []string, fixed *github.Target, pubs *pubKeys) ([]github.Signed, error) {
+func verifyForPublish(bins []string, fixed *target.Target, pubs *pubKeys) ([]github.Signed, error) {
 	var files []github.Signed
 	for _, b := range bins {
-		var t github.Target
+		var t target.Target
 		if fixed != nil {
 			t = *fixed
 		} else {
-			d, err := github.DetectTarget(b)
+			d, err := target.DetectFile(b)
 			if err != nil {
 				return nil, fmt.Errorf("%w; pass --target", err)
 			}

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/org/rustpatcher-go/internal/github"
 	"github.com/org/rustpatcher-go/internal/github/githubtest"
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -34,7 +34,7 @@ func TestPublish(t *testing.T) {
 		}
 	}
 	unsigned := copyHello(t, dir, "unsigned/hello")
-	host := github.Target{OS: runtime.GOOS, Arch: runtime.GOARCH}
+	host := target.Current()
 	pubAs, pubBs := region.EncodePublicKey(pubA), region.EncodePublicKey(pubB)
 
 	tests := []struct {
@@ -50,14 +50,14 @@ func TestPublish(t *testing.T) {
 			name:    "per-target key, detected target",
 			args:    []string{"publish", hello, "--repo", "org/app", "--tag", "v1.5.0", "--pub", host.String() + "=" + pubAs, "--pub", "linux/mips=" + pubBs},
 			release: "v1.5.0",
-			assets:  []string{"hello_" + host.OS + "_" + host.Arch, host.ManifestName()},
+			assets:  []string{"hello_" + host.OS + "_" + host.Arch, github.ManifestName(host)},
 		},
 		{
 			name:    "tag and repo from the environment, fixed target, re-run",
 			args:    []string{"publish", "--pub", pubAs, "--target", "linux/arm64", arm},
 			env:     map[string]string{"GITHUB_REPOSITORY": "org/app", "GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "v1.5.0"},
 			release: "v1.5.0",
-			assets:  []string{"hello_" + host.OS + "_" + host.Arch, host.ManifestName(), "hello_linux_arm64", "rustpatcher-linux-arm64.json"},
+			assets:  []string{"hello_" + host.OS + "_" + host.Arch, github.ManifestName(host), "hello_linux_arm64", "rustpatcher-linux-arm64.json"},
 		},
 		{
 			name:   "wrong key",

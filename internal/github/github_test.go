@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -18,64 +17,24 @@ import (
 
 	"github.com/google/go-github/v60/github"
 	"github.com/org/rustpatcher-go/internal/github/githubtest"
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
-func TestParseTarget(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    Target
-		env     string
-		wantErr bool
-	}{
-		{in: "linux/amd64", want: Target{"linux", "amd64"}, env: "RP_KEY_LINUX_AMD64"},
-		{in: "linux-arm64", want: Target{"linux", "arm64"}, env: "RP_KEY_LINUX_ARM64"},
-		{in: "DARWIN_ARM64", want: Target{"darwin", "arm64"}, env: "RP_KEY_DARWIN_ARM64"},
-		{in: " windows/amd64 ", want: Target{"windows", "amd64"}, env: "RP_KEY_WINDOWS_AMD64"},
-		{in: "linux", wantErr: true},
-		{in: "linux/amd64/v3", wantErr: true},
-		{in: "linux/am d64", wantErr: true},
-		{in: "", wantErr: true},
-	}
-	for _, tt := range tests {
-		got, err := ParseTarget(tt.in)
-		if tt.wantErr {
-			if err == nil {
-				t.Errorf("ParseTarget(%q) = %v, want an error", tt.in, got)
-			}
-			continue
+func TestManifestName(t *testing.T) {
+	for _, tg := range []target.Target{{OS: "linux", Arch: "amd64"}, {OS: "darwin", Arch: "arm64"}, {OS: "windows", Arch: "386"}} {
+		name := ManifestName(tg)
+		if want := "rustpatcher-" + tg.OS + "-" + tg.Arch + ".json"; name != want {
+			t.Errorf("ManifestName(%v) = %q, want %q", tg, name, want)
 		}
-		if err != nil || got != tt.want || got.KeyEnv() != tt.env {
-			t.Errorf("ParseTarget(%q) = %v (%s), %v; want %v (%s)", tt.in, got, got.KeyEnv(), err, tt.want, tt.env)
-		}
-		back, ok := TargetFromManifestName(got.ManifestName())
-		if !ok || back != got {
-			t.Errorf("TargetFromManifestName(%q) = %v, %v", got.ManifestName(), back, ok)
+		if back, ok := TargetFromManifestName(name); !ok || back != tg {
+			t.Errorf("TargetFromManifestName(%q) = %v, %v; want %v", name, back, ok, tg)
 		}
 	}
-	for _, name := range []string{"rustpatcher-linux.json", "hello-linux-amd64.json", "rustpatcher-linux-amd64.txt", "rustpatcher-LINUX-amd64.json"} {
+	for _, name := range []string{"rustpatcher-linux.json", "hello-linux-amd64.json", "rustpatcher-linux-amd64.txt", "rustpatcher-LINUX-amd64.json", "rustpatcher-linux_amd64.json"} {
 		if tg, ok := TargetFromManifestName(name); ok {
 			t.Errorf("TargetFromManifestName(%q) = %v, want not a manifest", name, tg)
 		}
-	}
-}
-
-func TestDetectTarget(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := DetectTarget(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (Target{runtime.GOOS, runtime.GOARCH}); got != want {
-		t.Errorf("DetectTarget(test binary) = %v, want %v", got, want)
-	}
-	junk := filepath.Join(t.TempDir(), "junk")
-	os.WriteFile(junk, []byte("#!/bin/sh\necho not a binary\n"), 0o755)
-	if _, err := DetectTarget(junk); err == nil || !strings.Contains(err.Error(), junk) {
-		t.Errorf("DetectTarget(shell script) = %v, want an error naming the file", err)
 	}
 }
 
@@ -141,19 +100,19 @@ func (w tWriter) Write(b []byte) (int, error) {
 }
 
 var (
-	linuxAMD64 = Target{"linux", "amd64"}
-	linuxARM64 = Target{"linux", "arm64"}
+	linuxAMD64 = target.Target{OS: "linux", Arch: "amd64"}
+	linuxARM64 = target.Target{OS: "linux", Arch: "arm64"}
 )
 
 const repo = "org/app"
 
 // publish publishes signed binaries of version for the given targets to the
 // release v<version> and returns their paths by target.
-func publish(t *testing.T, srv *githubtest.Server, keys map[Target]ed25519.PrivateKey, version string) map[Target]string {
+func publish(t *testing.T, srv *githubtest.Server, keys map[target.Target]ed25519.PrivateKey, version string) map[target.Target]string {
 	t.Helper()
 	dir := t.TempDir()
 	var files []Signed
-	paths := make(map[Target]string)
+	paths := make(map[target.Target]string)
 	for tg, key := range keys {
 		path, in := writeBinary(t, dir, "app_"+tg.OS+"_"+tg.Arch, key, version)
 		files = append(files, Signed{Path: path, Target: tg, Info: in, PublicKey: key.Public().(ed25519.PublicKey)})
@@ -174,8 +133,8 @@ func TestPublish(t *testing.T) {
 	defer srv.Close()
 	pubA, keyA := newKey(t)
 	pubB, keyB := newKey(t)
-	keys := map[Target]ed25519.PrivateKey{linuxAMD64: keyA, linuxARM64: keyB}
-	pubs := map[Target]ed25519.PublicKey{linuxAMD64: pubA, linuxARM64: pubB}
+	keys := map[target.Target]ed25519.PrivateKey{linuxAMD64: keyA, linuxARM64: keyB}
+	pubs := map[target.Target]ed25519.PublicKey{linuxAMD64: pubA, linuxARM64: pubB}
 
 	// First run creates the release; a stale asset of the same name as a
 	// binary is already there, as after a failed earlier run.
@@ -200,7 +159,7 @@ func TestPublish(t *testing.T) {
 			if !bytes.Equal(assets["app_"+tg.OS+"_"+tg.Arch], local) {
 				t.Errorf("asset of %v differs from the local binary", tg)
 			}
-			pi, err := ReadPatchInfo(bytes.NewReader(assets[tg.ManifestName()]))
+			pi, err := ReadPatchInfo(bytes.NewReader(assets[ManifestName(tg)]))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -232,7 +191,7 @@ func TestPublish(t *testing.T) {
 	}
 
 	// A release that does not exist yet is created.
-	publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: keyA}, "1.3.0")
+	publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: keyA}, "1.3.0")
 	if n := len(srv.Assets(repo, "v1.3.0")); n != 2 {
 		t.Errorf("new release has %d assets, want 2", n)
 	}
@@ -279,13 +238,13 @@ func TestPoller(t *testing.T) {
 	pubB, keyB := newKey(t)
 	_, otherKey := newKey(t)
 
-	publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: keyA, linuxARM64: keyB}, "1.0.0")
+	publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: keyA, linuxARM64: keyB}, "1.0.0")
 	dir := t.TempDir()
 	var got []Verified
 	p := &Poller{
 		Client:   newClient(t, srv),
 		Repo:     Repo{"org", "app"},
-		Keys:     map[Target]ed25519.PublicKey{linuxAMD64: pubA, linuxARM64: pubB},
+		Keys:     map[target.Target]ed25519.PublicKey{linuxAMD64: pubA, linuxARM64: pubB},
 		Dir:      dir,
 		Interval: time.Minute,
 		Log:      testLogger(t),
@@ -339,12 +298,12 @@ func TestPoller(t *testing.T) {
 
 	// 2.0.0 for amd64 is signed with the wrong key, and 1.5.0's binary was
 	// tampered with after signing: neither is ever served; 1.1.0 is.
-	publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: keyA}, "1.1.0")
-	paths := publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: keyA}, "1.5.0")
+	publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: keyA}, "1.1.0")
+	paths := publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: keyA}, "1.5.0")
 	b, _ := os.ReadFile(paths[linuxAMD64])
 	b[len(b)-1] ^= 1
 	srv.AddAsset(repo, "v1.5.0", "app_linux_amd64", b)
-	publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: otherKey}, "2.0.0")
+	publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: otherKey}, "2.0.0")
 	got = nil
 	poll()
 	wantFiles("linux-amd64-1.0.0", "linux-amd64-1.1.0", "linux-arm64-1.0.0")
@@ -362,7 +321,7 @@ func TestPoller(t *testing.T) {
 	}
 
 	// A good 2.1.0 arrives.
-	publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: keyA}, "2.1.0")
+	publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: keyA}, "2.1.0")
 	poll()
 	if _, err := region.VerifyFile(filepath.Join(dir, "linux-amd64-2.1.0"), pubA); err != nil {
 		t.Error(err)
@@ -481,7 +440,7 @@ func TestSeedPoller(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := p.Start(ctx)
 	defer func() { cancel(); wait() }()
-	publish(t, srv, map[Target]ed25519.PrivateKey{linuxAMD64: key}, "2.0.0")
+	publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: key}, "2.0.0")
 	want := filepath.Join(dir, "linux-amd64-2.0.0")
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -3,7 +3,7 @@
 //
 // A release published by rustpatcher-go holds, for each target, the signed
 // binary and a small JSON manifest named rustpatcher-<os>-<arch>.json (see
-// Target.ManifestName) that carries the binary's PatchInfo: its signed
+// ManifestName) that carries the binary's PatchInfo: its signed
 // region in readable form and the name of the binary's asset. The manifest
 // needs no signature of its own: its fields are the signed region, so a
 // reader checks Signature against its own copy of the target's public key,
@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -59,7 +60,7 @@ type PatchInfo struct {
 
 // NewPatchInfo returns the PatchInfo of a binary of target t whose region is
 // in, signed for pub.
-func NewPatchInfo(t Target, in region.Info, pub ed25519.PublicKey) PatchInfo {
+func NewPatchInfo(t target.Target, in region.Info, pub ed25519.PublicKey) PatchInfo {
 	return PatchInfo{
 		Target:    t.String(),
 		Version:   in.Version,

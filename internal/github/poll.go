@@ -16,13 +16,14 @@ import (
 	"time"
 
 	"github.com/google/go-github/v60/github"
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
 // A Verified is a release binary that a Poller downloaded and verified.
 type Verified struct {
 	// Target is the binary's GOOS/GOARCH.
-	Target Target
+	Target target.Target
 	// Path is where the verified binary now is, in the Poller's Dir.
 	Path string
 	// Info is the binary's signed region, verified with the target's key.
@@ -55,7 +56,7 @@ type Poller struct {
 	Repo Repo
 	// Keys holds the owner public key of each target to follow. Targets
 	// without a key are ignored.
-	Keys map[Target]ed25519.PublicKey
+	Keys map[target.Target]ed25519.PublicKey
 	// Dir is where verified binaries are placed; it must exist.
 	Dir string
 	// Interval is the time between polls; zero means 5 minutes.
@@ -71,10 +72,10 @@ type Poller struct {
 	OnVerified func(ctx context.Context, v Verified) error
 
 	etag     string
-	have     map[Target]string   // newest version in place, per target
-	rejected map[int64]bool      // asset IDs whose binary or manifest failed
-	read     map[int64]PatchInfo // manifests read, by asset ID
-	failures int                 // consecutive failed polls, for backoff
+	have     map[target.Target]string // newest version in place, per target
+	rejected map[int64]bool           // asset IDs whose binary or manifest failed
+	read     map[int64]PatchInfo      // manifests read, by asset ID
+	failures int                      // consecutive failed polls, for backoff
 	now      func() time.Time
 }
 
@@ -106,7 +107,7 @@ func (p *Poller) Run(ctx context.Context) error {
 // Interval, or longer when rate limited or after failures.
 func (p *Poller) Poll(ctx context.Context) (time.Duration, error) {
 	if p.have == nil {
-		p.have = make(map[Target]string)
+		p.have = make(map[target.Target]string)
 		p.rejected = make(map[int64]bool)
 		p.read = make(map[int64]PatchInfo)
 	}
@@ -243,7 +244,7 @@ type candidate struct {
 }
 
 // update brings target t up to the newest verified release in rels.
-func (p *Poller) update(ctx context.Context, rels []*github.RepositoryRelease, t Target, pub ed25519.PublicKey) error {
+func (p *Poller) update(ctx context.Context, rels []*github.RepositoryRelease, t target.Target, pub ed25519.PublicKey) error {
 	var cands []candidate
 	for _, rel := range rels {
 		if rel.GetDraft() || rel.GetPrerelease() && !p.Prereleases {
@@ -273,10 +274,10 @@ func (p *Poller) update(ctx context.Context, rels []*github.RepositoryRelease, t
 }
 
 // candidate reads and checks release rel's manifest for t.
-func (p *Poller) candidate(ctx context.Context, rel *github.RepositoryRelease, t Target, pub ed25519.PublicKey) (candidate, bool) {
+func (p *Poller) candidate(ctx context.Context, rel *github.RepositoryRelease, t target.Target, pub ed25519.PublicKey) (candidate, bool) {
 	var man, bin *github.ReleaseAsset
 	for _, a := range rel.Assets {
-		if a.GetName() == t.ManifestName() {
+		if a.GetName() == ManifestName(t) {
 			man = a
 		}
 	}
@@ -359,7 +360,7 @@ func (e *downloadError) Error() string { return e.err.Error() }
 func (e *downloadError) Unwrap() error { return e.err }
 
 // fetch downloads c's binary, verifies it and moves it into place.
-func (p *Poller) fetch(ctx context.Context, t Target, pub ed25519.PublicKey, c candidate) (v Verified, err error) {
+func (p *Poller) fetch(ctx context.Context, t target.Target, pub ed25519.PublicKey, c candidate) (v Verified, err error) {
 	name := fmt.Sprintf("%s-%s-%s", t.OS, t.Arch, c.info.Version)
 	dst := filepath.Join(p.Dir, name)
 	if in, err := region.VerifyFile(dst, pub); err == nil && in == c.info {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/google/go-github/v60/github"
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -33,7 +34,7 @@ type Signed struct {
 	// Name is the release asset's name; empty means filepath.Base(Path).
 	Name string
 	// Target is the binary's GOOS/GOARCH.
-	Target Target
+	Target target.Target
 	// Info is the binary's signed region.
 	Info region.Info
 	// PublicKey is the key that Info verifies with.
@@ -61,7 +62,7 @@ func (p *Publisher) Publish(ctx context.Context, tag string, files []Signed) (*g
 	}
 	names := make(map[string]string)
 	for _, f := range files {
-		for _, n := range []string{f.assetName(), f.Target.ManifestName()} {
+		for _, n := range []string{f.assetName(), ManifestName(f.Target)} {
 			if prev, ok := names[n]; ok {
 				return nil, fmt.Errorf("publishing %s and %s: both would be the release asset %q", prev, f.Path, n)
 			}
@@ -78,12 +79,12 @@ func (p *Publisher) Publish(ctx context.Context, tag string, files []Signed) (*g
 	for _, f := range files {
 		pi := NewPatchInfo(f.Target, f.Info, f.PublicKey)
 		pi.Asset = f.assetName()
-		mp := filepath.Join(dir, f.Target.ManifestName())
+		mp := filepath.Join(dir, ManifestName(f.Target))
 		if err := writeJSON(mp, pi); err != nil {
 			return nil, err
 		}
 		bins = append(bins, upload{f.Path, f.assetName(), "application/octet-stream"})
-		manifests = append(manifests, upload{mp, f.Target.ManifestName(), "application/json"})
+		manifests = append(manifests, upload{mp, ManifestName(f.Target), "application/json"})
 	}
 
 	rel, err := p.release(ctx, tag)

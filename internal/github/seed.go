@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/org/rustpatcher-go/internal/target"
 )
 
 // SeedConfig configures a Poller for a seed node (rpseed --github).
@@ -34,9 +36,9 @@ func NewSeedPoller(c SeedConfig) (*Poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys := make(map[Target]ed25519.PublicKey, len(c.Keys))
+	keys := make(map[target.Target]ed25519.PublicKey, len(c.Keys))
 	for s, k := range c.Keys {
-		t, err := ParseTarget(s)
+		t, err := target.Parse(s)
 		if err != nil {
 			return nil, err
 		}

@@ -1,4 +1,6 @@
-package github
+// Package target is a GOOS/GOARCH pair, such as linux/amd64, and how to tell
+// it from the headers of an executable.
+package target
 
 import (
 	"debug/elf"
@@ -6,7 +8,9 @@ import (
 	"debug/pe"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"runtime"
 	"strings"
 )
 
@@ -17,9 +21,9 @@ type Target struct {
 	Arch string // GOARCH, lower case
 }
 
-// ParseTarget parses "linux/amd64", "linux-amd64", "linux_amd64" or
-// "LINUX_AMD64" (case is ignored) into a Target.
-func ParseTarget(s string) (Target, error) {
+// Parse parses "linux/amd64", "linux-amd64", "linux_amd64" or
+// "LINUX_AMD64" (case is ignored, surrounding space too) into a Target.
+func Parse(s string) (Target, error) {
 	f := strings.FieldsFunc(strings.ToLower(strings.TrimSpace(s)), func(r rune) bool {
 		return r == '/' || r == '-' || r == '_'
 	})
@@ -29,6 +33,7 @@ func ParseTarget(s string) (Target, error) {
 	return Target{OS: f[0], Arch: f[1]}, nil
 }
 
+// isWord reports whether s is a non-empty run of [a-z0-9].
 func isWord(s string) bool {
 	if s == "" {
 		return false
@@ -41,6 +46,9 @@ func isWord(s string) bool {
 	return true
 }
 
+// Current returns the target of the running program.
+func Current() Target { return Target{OS: runtime.GOOS, Arch: runtime.GOARCH} }
+
 // String returns "os/arch".
 func (t Target) String() string { return t.OS + "/" + t.Arch }
 
@@ -51,62 +59,43 @@ func (t Target) KeyEnv() string {
 	return "RP_KEY_" + strings.ToUpper(t.OS) + "_" + strings.ToUpper(t.Arch)
 }
 
-// ManifestName returns the name of the release asset that holds the
-// target's PatchInfo, such as rustpatcher-linux-amd64.json.
-func (t Target) ManifestName() string {
-	return ManifestPrefix + t.OS + "-" + t.Arch + ManifestSuffix
-}
-
-// Manifest asset names are ManifestPrefix + os + "-" + arch + ManifestSuffix.
-const (
-	ManifestPrefix = "rustpatcher-"
-	ManifestSuffix = ".json"
-)
-
-// TargetFromManifestName returns the target of a manifest asset name, and
-// false when name is not one.
-func TargetFromManifestName(name string) (Target, bool) {
-	s, ok := strings.CutPrefix(name, ManifestPrefix)
-	if !ok {
-		return Target{}, false
-	}
-	s, ok = strings.CutSuffix(s, ManifestSuffix)
-	if !ok {
-		return Target{}, false
-	}
-	t, err := ParseTarget(s)
-	if err != nil || t.ManifestName() != name {
-		return Target{}, false
-	}
-	return t, true
-}
-
-// ErrUnknownFormat means DetectTarget does not recognise the file's
-// executable format or machine.
+// ErrUnknownFormat means Detect does not recognise an executable's format,
+// or its machine.
 var ErrUnknownFormat = errors.New("not a recognised ELF, Mach-O or PE executable")
 
-// DetectTarget reads the executable headers of the file at path and returns
-// its target. ELF files are taken to be linux unless their OS ABI says
-// otherwise; Mach-O files are darwin; PE files are windows.
-func DetectTarget(path string) (Target, error) {
+// DetectFile is Detect for the file at path; its errors name the file.
+func DetectFile(path string) (Target, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Target{}, err
 	}
 	defer f.Close()
-	if ef, err := elf.NewFile(f); err == nil {
-		return elfTarget(path, ef)
+	t, err := Detect(f)
+	if err != nil {
+		return Target{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if mf, err := macho.NewFile(f); err == nil {
+	return t, nil
+}
+
+// Detect reads the executable headers in r and returns their target. ELF
+// executables are linux unless their OS ABI names a BSD; Mach-O executables
+// are darwin; PE executables are windows. An executable of another format,
+// or for a machine Detect does not know, is an ErrUnknownFormat.
+func Detect(r io.ReaderAt) (Target, error) {
+	ef, elfErr := elf.NewFile(r)
+	if elfErr == nil {
+		return elfTarget(ef)
+	}
+	if mf, err := macho.NewFile(r); err == nil {
 		switch mf.Cpu {
 		case macho.CpuAmd64:
 			return Target{"darwin", "amd64"}, nil
 		case macho.CpuArm64:
 			return Target{"darwin", "arm64"}, nil
 		}
-		return Target{}, fmt.Errorf("%s: Mach-O for CPU %v: %w", path, mf.Cpu, ErrUnknownFormat)
+		return Target{}, fmt.Errorf("Mach-O for CPU %v: %w", mf.Cpu, ErrUnknownFormat)
 	}
-	if pf, err := pe.NewFile(f); err == nil {
+	if pf, err := pe.NewFile(r); err == nil {
 		switch pf.Machine {
 		case pe.IMAGE_FILE_MACHINE_AMD64:
 			return Target{"windows", "amd64"}, nil
@@ -115,12 +104,18 @@ func DetectTarget(path string) (Target, error) {
 		case pe.IMAGE_FILE_MACHINE_I386:
 			return Target{"windows", "386"}, nil
 		}
-		return Target{}, fmt.Errorf("%s: PE for machine %#x: %w", path, pf.Machine, ErrUnknownFormat)
+		return Target{}, fmt.Errorf("PE for machine %#x: %w", pf.Machine, ErrUnknownFormat)
 	}
-	return Target{}, fmt.Errorf("%s: %w", path, ErrUnknownFormat)
+	var magic [len(elf.ELFMAG)]byte
+	if _, err := r.ReadAt(magic[:], 0); err == nil && string(magic[:]) == elf.ELFMAG {
+		// Say why an ELF file, likely truncated, did not parse.
+		return Target{}, fmt.Errorf("%w: %v", ErrUnknownFormat, elfErr)
+	}
+	return Target{}, ErrUnknownFormat
 }
 
-func elfTarget(path string, ef *elf.File) (Target, error) {
+// elfTarget returns the target of an ELF executable.
+func elfTarget(ef *elf.File) (Target, error) {
 	goos := "linux"
 	switch ef.OSABI {
 	case elf.ELFOSABI_FREEBSD:
@@ -152,7 +147,7 @@ func elfTarget(path string, ef *elf.File) (Target, error) {
 			arch = "ppc64le"
 		}
 	default:
-		return Target{}, fmt.Errorf("%s: ELF for machine %v: %w", path, ef.Machine, ErrUnknownFormat)
+		return Target{}, fmt.Errorf("ELF for machine %v: %w", ef.Machine, ErrUnknownFormat)
 	}
 	return Target{OS: goos, Arch: arch}, nil
 }
