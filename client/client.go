@@ -251,14 +251,9 @@ func executable() (string, error) {
 
 // verifyFile is region.VerifyFile that stops reading once ctx is done.
 func verifyFile(ctx context.Context, path string, pub ed25519.PublicKey) (region.Info, error) {
-	f, err := os.Open(path)
+	s, err := scanFile(ctx, path)
 	if err != nil {
 		return region.Info{}, err
-	}
-	defer f.Close()
-	s, err := region.Scan(ctxReader{ctx, f})
-	if err != nil {
-		return region.Info{}, fmt.Errorf("%s: %w", path, err)
 	}
 	in, err := s.Verify(pub)
 	if err != nil {

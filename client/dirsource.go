@@ -136,16 +136,25 @@ func (d *dirSource) Releases(ctx context.Context) ([]Release, error) {
 // scanInfo streams the file at path through region.Scan and returns its
 // region.
 func scanInfo(ctx context.Context, path string) (region.Info, error) {
-	f, err := os.Open(path)
+	s, err := scanFile(ctx, path)
 	if err != nil {
 		return region.Info{}, err
+	}
+	return s.Info()
+}
+
+// scanFile is region.ScanFile that stops reading once ctx is done.
+func scanFile(ctx context.Context, path string) (*region.Scanned, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	s, err := region.Scan(ctxReader{ctx, f})
 	if err != nil {
-		return region.Info{}, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return s.Info()
+	return s, nil
 }
 
 // dirRelease is one signed file in a directory.
