@@ -29,7 +29,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	libp2pyamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -229,6 +232,12 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.ListenAddrStrings(listen...),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.Transport(tcp.NewTCPTransport),
+		// libp2p's default security transports, TLS first, with the
+		// records of TLS written in batches, and yamux with larger
+		// frames (coalesce.go).
+		libp2p.Security(libp2ptls.ID, newCoalescedTLS),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(libp2pyamux.ID, muxer()),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.EnableHolePunching(),
