@@ -27,12 +27,21 @@ type engine struct {
 	// rejected remembers releases refused for what they are (version,
 	// signature, bad bytes), so each is reported once and never retried.
 	rejected map[string]bool
+	// selfTestFailed remembers, by release ID, when a release whose bytes
+	// verified failed its self-test on this machine. Such a release is bad
+	// here whichever peer or file offers it, so it is not downloaded again
+	// until selfTestRetry has passed (a hang under load may be transient).
+	selfTestFailed map[[sha256.Size]byte]time.Time
 	// restartAt is the pending restart time in mode At, or zero.
 	restartAt time.Time
 }
 
+// selfTestRetry is how long a release that failed its self-test is left
+// alone before it is tried again.
+const selfTestRetry = time.Hour
+
 func newEngine(u *Updater, sources []Source) *engine {
-	return &engine{u: u, sources: sources, rejected: map[string]bool{}}
+	return &engine{u: u, sources: sources, rejected: map[string]bool{}, selfTestFailed: map[[sha256.Size]byte]time.Time{}}
 }
 
 // candidate is a release offered by a source.
@@ -57,9 +66,14 @@ func (c candidate) name() string {
 // changes with them, so a release refused while incomplete is tried again.
 type identifier interface{ identity() string }
 
-func (c candidate) key() string {
+// id names the release itself, whoever offers it: SHA-256 of its region.
+func (c candidate) id() [sha256.Size]byte {
 	b, _ := c.in.Marshal()
-	h := sha256.Sum256(b[:])
+	return sha256.Sum256(b[:])
+}
+
+func (c candidate) key() string {
+	h := c.id()
 	id := c.name()
 	if i, ok := c.rel.(identifier); ok {
 		id = i.identity()
@@ -130,7 +144,7 @@ func (e *engine) poll(ctx context.Context) *region.Info {
 				}
 				continue
 			}
-			if !e.rejected[c.key()] {
+			if !e.rejected[c.key()] && !e.selfTestFailedRecently(c) {
 				cands = append(cands, c)
 			}
 		}
@@ -145,6 +159,9 @@ func (e *engine) poll(ctx context.Context) *region.Info {
 		}
 		if err := e.acceptable(c.in); err != nil {
 			continue // a newer one was applied in this poll
+		}
+		if e.selfTestFailedRecently(c) {
+			continue // another copy of it failed its self-test in this poll
 		}
 		u.log.Info("update found", "version", c.in.Version, "source", c.name(), "size", c.in.Size+region.Size)
 		u.emit(Event{Kind: EventFound, Release: c.in, Source: c.name()})
@@ -165,10 +182,25 @@ func (e *engine) poll(ctx context.Context) *region.Info {
 			u.log.Error("update failed; the executable is unchanged, will retry", "version", c.in.Version, "source", c.name(), "err", err)
 			return nil
 		}
-		e.remember(c)
+		if errors.Is(err, ErrSelfTest) {
+			// Remembered by release, for a while, rather than by source.
+			if len(e.selfTestFailed) >= maxRemembered {
+				clear(e.selfTestFailed)
+			}
+			e.selfTestFailed[c.id()] = u.cfg.now()
+		} else {
+			e.remember(c)
+		}
 		u.log.Warn("release refused; the executable is unchanged", "version", c.in.Version, "source", c.name(), "reason", err)
 	}
 	return nil
+}
+
+// selfTestFailedRecently reports whether c's release failed its self-test
+// here less than selfTestRetry ago, from any source.
+func (e *engine) selfTestFailedRecently(c candidate) bool {
+	t, ok := e.selfTestFailed[c.id()]
+	return ok && e.u.cfg.now().Sub(t) < selfTestRetry
 }
 
 // localError marks a failure on this machine's side (disk full, no

@@ -703,3 +703,54 @@ func TestDirReleaseCompletedLater(t *testing.T) {
 	u.Check()
 	r.waitEvent(i, EventApplied, nil)
 }
+
+// TestSelfTestFailureRememberedByRelease checks that a release whose bytes
+// verify but whose self-test fails is not downloaded again from another
+// source in the same or later polls, and is tried again after selfTestRetry.
+func TestSelfTestFailureRememberedByRelease(t *testing.T) {
+	r := newRig(t)
+	p := r.release("p", 2, r.key, "2.0.0")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same release under another name, and an older good one.
+	if err := os.WriteFile(filepath.Join(r.rels, "q"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.release("s", 3, r.key, "1.5.0")
+
+	var (
+		mu       sync.Mutex
+		now      = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		selfTest = map[string]int{}
+	)
+	cfg := r.config()
+	cfg.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	cfg.selfTest = func(_ context.Context, _ string, in region.Info) error {
+		mu.Lock()
+		defer mu.Unlock()
+		selfTest[in.Version]++
+		if in.Version == "2.0.0" {
+			return fmt.Errorf("%w: exec format error", ErrSelfTest)
+		}
+		return nil
+	}
+	u := r.spawn(cfg)
+	// The first poll tries 2.0.0 once, skips its copy, and applies 1.5.0.
+	_, i := r.waitEvent(0, EventApplied, func(e Event) bool { return e.Release.Version == "1.5.0" })
+	mu.Lock()
+	if got := selfTest["2.0.0"]; got != 1 {
+		t.Errorf("2.0.0 self-tested %d times in the first poll, want 1", got)
+	}
+	now = now.Add(selfTestRetry + time.Minute)
+	mu.Unlock()
+	// An hour later it is tried again (once more, not once per copy).
+	u.Check()
+	r.waitEvent(i, EventFailed, func(e Event) bool { return errors.Is(e.Err, ErrSelfTest) })
+	mu.Lock()
+	defer mu.Unlock()
+	if got := selfTest["2.0.0"]; got != 2 {
+		t.Errorf("2.0.0 self-tested %d times after the retry delay, want 2", got)
+	}
+}
