@@ -27,13 +27,14 @@ func benchRelease(b *testing.B, size int) (ed25519.PublicKey, string, region.Inf
 
 // BenchmarkTransfer compares one download of a 200 MB release over the
 // rustpatcher protocol (TCP and QUIC) with a plain net/http download of the
-// same file, all on loopback in one process. Run with:
+// same file, all on loopback in one process (BenchmarkTransferProcs serves
+// from other processes). Run with:
 //
-//	go test -run '^$' -bench Transfer -benchtime 3x ./internal/p2p/
+//	go test -run '^$' -bench 'Transfer$' -benchtime 3x ./internal/p2p/
 //
 // The goal (p2p-tcp at least half of http) is checked with:
 //
-//	go test -run '^$' -bench 'Transfer/(http|p2p-tcp)$' -benchtime 5x -count 3 ./internal/p2p/
+//	go test -run '^$' -bench 'Transfer$/(http|p2p-tcp)$' -benchtime 5x -count 3 ./internal/p2p/
 func BenchmarkTransfer(b *testing.B) {
 	const size = 200 << 20
 	pub, path, in := benchRelease(b, size)
