@@ -104,6 +104,18 @@ func main() {
 // parse parses flags that may stand before or after the positional
 // arguments, and checks that there are exactly want positional ones.
 func parse(fs *flag.FlagSet, args []string, want int) ([]string, error) {
+	pos, err := parseAny(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != want {
+		return nil, fmt.Errorf("%w: want %d argument(s), got %d", errUsage, want, len(pos))
+	}
+	return pos, nil
+}
+
+// parseAny is parse for any number of positional arguments.
+func parseAny(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
 	for {
@@ -115,17 +127,12 @@ func parse(fs *flag.FlagSet, args []string, want int) ([]string, error) {
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			break
+			return pos, nil
 		}
 		if args[0] == "--" {
-			pos = append(pos, args[1:]...)
-			break
+			return append(pos, args[1:]...), nil
 		}
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
-	if len(pos) != want {
-		return nil, fmt.Errorf("%w: want %d argument(s), got %d", errUsage, want, len(pos))
-	}
-	return pos, nil
 }

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -154,27 +152,4 @@ func verifyForPublish(bins []string, fixed *target.Target, pubs *pubKeys) ([]git
 		files = append(files, github.Signed{Path: b, Name: assetName(b, t), Target: t, Info: in, PublicKey: pub})
 	}
 	return files, nil
-}
-
-// parseAny is parse for any number of positional arguments.
-func parseAny(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		fs.SetOutput(io.Discard)
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }
