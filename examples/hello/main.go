@@ -8,8 +8,9 @@
 //
 // The owner public key is set at build time, and the binary signed after:
 //
-//	go build -ldflags "-X main.publicKey=$(cat owner.pub)" ./examples/hello
-//	rpsign sign --key owner.key --version 1.0.0 hello
+//	rpsign gen owner_key
+//	go build -ldflags "-X main.publicKey=$(rpsign pub --key-file owner_key)" ./examples/hello
+//	rpsign sign hello --key-file owner_key --version 1.0.0
 //
 // A build without a key runs but never updates.
 package main
