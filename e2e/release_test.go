@@ -78,10 +78,10 @@ func repoCopy(t testing.TB) string {
 }
 
 // toolEnv returns the environment for a tool run: the test's own, without
-// signing keys or GitHub variables that could leak in from the caller, plus
-// extra.
+// signing keys or GitHub variables that could leak in from the caller, with
+// colours off (CI=true makes goreleaser colour its log), plus extra.
 func toolEnv(extra ...string) []string {
-	var env []string
+	env := []string{"NO_COLOR=1"}
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "RP_KEY_") || strings.HasPrefix(kv, "GITHUB_") || strings.HasPrefix(kv, "INPUT_") || strings.HasPrefix(kv, "ACTIONS_") {
 			continue
@@ -90,6 +90,9 @@ func toolEnv(extra ...string) []string {
 	}
 	return append(env, extra...)
 }
+
+// ansiEscape matches ANSI terminal escape sequences (colours, styles).
+var ansiEscape = regexp.MustCompile("\x1b\\[[0-9;?]*[A-Za-z]")
 
 // runTool runs name with args in dir within timeout and returns its combined
 // output and error.
@@ -107,7 +110,8 @@ func runTool(t testing.TB, timeout time.Duration, dir string, env []string, name
 	if ctx.Err() != nil {
 		t.Fatalf("%s %v did not finish within %v:\n%s", filepath.Base(name), args, timeout, out.String())
 	}
-	return out.String(), err
+	// Terminal styling, should a tool colour its output anyway.
+	return ansiEscape.ReplaceAllString(out.String(), ""), err
 }
 
 // goEnv returns the Go environment variables that must survive a change of
