@@ -1,6 +1,8 @@
 package client
 
 import (
+	"github.com/libp2p/go-libp2p/core/crypto"
+
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -43,6 +45,11 @@ type NetworkConfig struct {
 	// IdleTimeout bounds each read and write of a transfer; a peer that
 	// stalls longer is dropped for another. Zero means 10 seconds.
 	IdleTimeout time.Duration
+	// IdentityFile, if set, is a file holding the node's libp2p key,
+	// created (mode 0600) when missing, so that the node keeps its peer ID
+	// across restarts and updates and the provider records it published
+	// stay valid. Empty means a new identity at every start.
+	IdentityFile string
 	// OnListen, if set, is called once the network is up with each listen
 	// address, as a full multiaddr ending in /p2p/<peer id>.
 	OnListen func(addr string)
@@ -61,7 +68,16 @@ func startNetwork(ctx context.Context, nc NetworkConfig, pub []byte, log *slog.L
 	if log == nil {
 		log = slog.Default()
 	}
+	var id crypto.PrivKey
+	if nc.IdentityFile != "" {
+		k, err := p2p.LoadIdentity(nc.IdentityFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		id = k
+	}
 	n, err := p2p.New(ctx, p2p.Config{
+		Identity:           id,
 		Private:            nc.Private,
 		Bootstrap:          nc.Bootstrap,
 		ListenAddrs:        nc.ListenAddrs,

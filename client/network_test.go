@@ -98,3 +98,43 @@ func TestNetworkSourceAndSeeder(t *testing.T) {
 		t.Fatalf("read %d bytes (%v), want the %d seeded", len(got), err, len(want))
 	}
 }
+
+// TestNetworkIdentityFile checks that a node started twice with the same
+// IdentityFile has the same peer ID, and that without one it does not.
+func TestNetworkIdentityFile(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(nil)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	idFile := filepath.Join(t.TempDir(), "node.key")
+	peerID := func(nc NetworkConfig) string {
+		t.Helper()
+		var addr string
+		nc.Private, nc.ListenAddrs = true, []string{"/ip4/127.0.0.1/tcp/0"}
+		nc.OnListen = func(a string) { addr = a }
+		_, closer, err := startNetwork(context.Background(), nc, pub, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closer.Close()
+		_, id, ok := strings.Cut(addr, "/p2p/")
+		if !ok {
+			t.Fatalf("listen address %q has no /p2p/ part", addr)
+		}
+		return id
+	}
+	first := peerID(NetworkConfig{IdentityFile: idFile})
+	if st, err := os.Stat(idFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("identity file: %v, %v; want mode 0600", st, err)
+	}
+	if again := peerID(NetworkConfig{IdentityFile: idFile}); again != first {
+		t.Errorf("peer ID changed across restarts with the same identity file: %s then %s", first, again)
+	}
+	if fresh := peerID(NetworkConfig{}); fresh == first {
+		t.Errorf("a node without an identity file reused peer ID %s", first)
+	}
+	if err := os.WriteFile(idFile, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := startNetwork(context.Background(), NetworkConfig{Private: true, IdentityFile: idFile}, pub, log); err == nil || !strings.Contains(err.Error(), idFile) {
+		t.Errorf("a damaged identity file gave %v, want an error naming it", err)
+	}
+}

@@ -3,7 +3,8 @@
 // interrupted while client.Spawn keeps it up to date.
 //
 //	hello [--mode now|onrestart|at=HH:MM] [--source DIR] [--interval DURATION]
-//	      [--private] [--bootstrap MULTIADDR]... [--listen MULTIADDR]... [--dht-server] [ARGS...]
+//	      [--private] [--bootstrap MULTIADDR]... [--listen MULTIADDR]... [--dht-server]
+//	      [--identity FILE] [ARGS...]
 //	hello --version
 //
 // The owner public key is set at build time, and the binary signed after:
@@ -43,6 +44,7 @@ type options struct {
 
 	private   bool
 	dhtServer bool
+	identity  string
 	bootstrap listFlag
 	listen    listFlag
 }
@@ -63,6 +65,7 @@ func parseOptions() options {
 	flag.Var(&o.bootstrap, "bootstrap", "`multiaddr` with /p2p/<id> of a peer to join through, such as an rpseed (repeatable)")
 	flag.Var(&o.listen, "listen", "`multiaddr` to listen on (repeatable; default QUIC and TCP on all interfaces)")
 	flag.BoolVar(&o.dhtServer, "dht-server", false, "always answer DHT queries (for LANs and loopback)")
+	flag.StringVar(&o.identity, "identity", "", "`file` holding the node's network key, created if missing, to keep one peer ID across restarts")
 	flag.Parse()
 	return o
 }
@@ -72,12 +75,13 @@ func parseOptions() options {
 // own line as "listening: <multiaddr>/p2p/<id>".
 func (o options) network() client.NetworkConfig {
 	return client.NetworkConfig{
-		Disabled:    o.source != "",
-		Private:     o.private,
-		Bootstrap:   o.bootstrap,
-		ListenAddrs: o.listen,
-		DHTServer:   o.dhtServer,
-		OnListen:    func(addr string) { fmt.Println("listening: " + addr) },
+		Disabled:     o.source != "",
+		Private:      o.private,
+		Bootstrap:    o.bootstrap,
+		ListenAddrs:  o.listen,
+		DHTServer:    o.dhtServer,
+		IdentityFile: o.identity,
+		OnListen:     func(addr string) { fmt.Println("listening: " + addr) },
 	}
 }
 
