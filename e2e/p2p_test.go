@@ -82,7 +82,9 @@ func hostileCounts(t *testing.T, p *Proc) (info, fetch, flood int) {
 }
 
 // TestP2PUpdate runs a private network of real processes on loopback: an
-// rpseed serving hello 2.0.0, five hello 1.0.0 nodes that must all update
+// rpseed serving hello 2.0.0 (after a probe phase in which only a hostile
+// peer offers it, and a node must refuse its bytes), five hello 1.0.0 nodes
+// that must all update
 // and restart into 2.0.0, then (with the seed stopped) a late 1.0.0 node that
 // must update from the updated peers. Two hostile peers are in the network
 // throughout: one answers every info request with a forged or malformed
@@ -100,8 +102,12 @@ func TestP2PUpdate(t *testing.T) {
 	target := runtime.GOOS + "/" + runtime.GOARCH
 	dir := t.TempDir()
 
+	// The seed starts empty and gets 2.0.0 only after the probe phase below.
 	seedDir := filepath.Join(dir, "seed")
-	release := filepath.Join(seedDir, "hello-2.0.0")
+	if err := os.MkdirAll(seedDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	release := filepath.Join(dir, "hello-2.0.0")
 	SignedCopy(t, bin, release, key, "2.0.0")
 	older := filepath.Join(dir, "hello-0.5.0")
 	SignedCopy(t, bin, older, key, "0.5.0")
@@ -129,7 +135,28 @@ func TestP2PUpdate(t *testing.T) {
 		exe string
 	}
 	var nodes []node
-	for i := 0; i < 5; i++ {
+
+	// Probe phase: while the fetch liar is the only peer offering 2.0.0, a
+	// node must ask it for bytes (so the liar is exercised whatever the
+	// order of peers later) and refuse all it sends.
+	probe, probeExe := startNode("node0", liarAddrs, seedAddrs)
+	probeSum := FileSum(t, probeExe)
+	liarFetch.WaitLine(0, p2pTimeout, `^hostile: fetch info=\d+ fetch=[1-9]`)
+	if FileSum(t, probeExe) != probeSum {
+		t.Fatal("a node replaced its executable while only the fetch liar offered 2.0.0")
+	}
+	if _, _, err := probe.FindLine(0, 0, `^hello 2\.0\.0`); err == nil {
+		t.Fatal("a node ran 2.0.0 while only the fetch liar offered it")
+	}
+	nodes = append(nodes, node{probe, probeExe})
+	// Now the seed gets the real release (renamed in whole, as an operator
+	// would), and the rest of the nodes start.
+	staged := filepath.Join(dir, "staged-2.0.0")
+	CopyFile(t, release, staged)
+	if err := os.Rename(staged, filepath.Join(seedDir, "hello-2.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 5; i++ {
 		// The liars come first so that they are asked first.
 		p, exe := startNode("node"+strconv.Itoa(i), liarAddrs, seedAddrs)
 		nodes = append(nodes, node{p, exe})
