@@ -27,7 +27,8 @@ import (
 // every iteration fetches the release once over HTTP and once over the
 // protocol (a client node bootstrapped to rpseed), in alternating order,
 // and reports each contender's throughput over the run and their ratio
-// (p2p/http). Sub-benchmarks tcp and quic pick the protocol's transport:
+// (p2p/http), and the CPU time per download of this process and the
+// contender's server together (http-cpu-ms/op, p2p-cpu-ms/op; Linux only). Sub-benchmarks tcp and quic pick the protocol's transport:
 // rpseed and the client node listen on that one only. Run with:
 //
 //	go test -run '^$' -bench 'TransferProcs/tcp$' -benchtime 5x -count 3 ./internal/p2p/
@@ -36,7 +37,8 @@ func BenchmarkTransferProcs(b *testing.B) {
 	pub, path, in := benchRelease(b, size)
 	total := int64(in.Size) + region.Size
 	bins := b.TempDir()
-	httpURL := startServer(b, b, buildProgram(b, bins, "./testdata/httpfile"), path) + filepath.Base(path)
+	httpAddr, httpPid := startServer(b, b, buildProgram(b, bins, "./testdata/httpfile"), path)
+	httpURL := httpAddr + filepath.Base(path)
 	rpseed := buildProgram(b, bins, "github.com/org/rustpatcher-go/cmd/rpseed")
 	dir := filepath.Dir(path)
 	hc := &http.Client{}
@@ -50,9 +52,11 @@ func BenchmarkTransferProcs(b *testing.B) {
 		// and kept (cleaned up) by the parent.
 		parent := b
 		var rel *Release
+		var seedPid int
 		b.Run(tr.name, func(b *testing.B) {
 			if rel == nil {
-				seedAddr := startServer(b, parent, rpseed, "--private", "--dir", dir,
+				var seedAddr string
+				seedAddr, seedPid = startServer(b, parent, rpseed, "--private", "--dir", dir,
 					"--identity", filepath.Join(parent.TempDir(), "seed.key"),
 					"--pub", testTarget+"="+region.EncodePublicKey(pub), "--listen", tr.addr)
 				ctx := context.Background()
@@ -98,7 +102,11 @@ func BenchmarkTransferProcs(b *testing.B) {
 			}
 			var httpT, p2pT time.Duration
 			var httpR, p2pR []float64 // MB/s of each download
-			timed := func(f func() (int64, error), sum *time.Duration, rates *[]float64) {
+			// CPU time of this process and of the contender's server
+			// (-1 where /proc cannot tell it).
+			var httpCPU, p2pCPU time.Duration
+			timed := func(f func() (int64, error), pid int, sum, cpu *time.Duration, rates *[]float64) {
+				c0 := processCPU(b) + childCPU(pid)
 				start := time.Now()
 				n, err := f()
 				d := time.Since(start)
@@ -106,16 +114,17 @@ func BenchmarkTransferProcs(b *testing.B) {
 					b.Fatalf("got %d bytes, %v", n, err)
 				}
 				*sum += d
+				*cpu += processCPU(b) + childCPU(pid) - c0
 				*rates = append(*rates, float64(total)/1e6/d.Seconds())
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if i%2 == 0 {
-					timed(fetchHTTP, &httpT, &httpR)
-					timed(fetchP2P, &p2pT, &p2pR)
+					timed(fetchHTTP, httpPid, &httpT, &httpCPU, &httpR)
+					timed(fetchP2P, seedPid, &p2pT, &p2pCPU, &p2pR)
 				} else {
-					timed(fetchP2P, &p2pT, &p2pR)
-					timed(fetchHTTP, &httpT, &httpR)
+					timed(fetchP2P, seedPid, &p2pT, &p2pCPU, &p2pR)
+					timed(fetchHTTP, httpPid, &httpT, &httpCPU, &httpR)
 				}
 			}
 			b.StopTimer()
@@ -124,6 +133,10 @@ func BenchmarkTransferProcs(b *testing.B) {
 			b.ReportMetric(httpMBs, "http-MB/s")
 			b.ReportMetric(p2pMBs, "p2p-"+tr.name+"-MB/s")
 			b.ReportMetric(p2pMBs/httpMBs, "p2p/http")
+			if childCPU(seedPid) >= 0 {
+				b.ReportMetric(float64(httpCPU.Milliseconds())/float64(b.N), "http-cpu-ms/op")
+				b.ReportMetric(float64(p2pCPU.Milliseconds())/float64(b.N), "p2p-cpu-ms/op")
+			}
 			if b.N > 1 {
 				b.Logf("per download, MB/s: http %.0f (median %.0f), p2p-%s %.0f (median %.0f)",
 					httpR, median(httpR), tr.name, p2pR, median(p2pR))
@@ -159,10 +172,10 @@ func buildProgram(b *testing.B, dir, pkg string) string {
 }
 
 // startServer runs bin with args, waits (at most a minute) for its first
-// "listening: ADDR" line on standard output and returns ADDR, failing b
-// otherwise. The process is killed when keep (b or a parent) ends; its
+// "listening: ADDR" line on standard output and returns ADDR and the
+// process ID, failing b otherwise. The process is killed when keep (b or a parent) ends; its
 // standard error goes to a file shown when it fails to start.
-func startServer(b, keep *testing.B, bin string, args ...string) string {
+func startServer(b, keep *testing.B, bin string, args ...string) (string, int) {
 	b.Helper()
 	errPath := filepath.Join(keep.TempDir(), "stderr")
 	errFile, err := os.Create(errPath)
@@ -201,7 +214,7 @@ func startServer(b, keep *testing.B, bin string, args ...string) string {
 	}()
 	select {
 	case a := <-addrs:
-		return a
+		return a, cmd.Process.Pid
 	case <-exited:
 	case <-time.After(time.Minute):
 		cmd.Process.Kill()
@@ -209,5 +222,5 @@ func startServer(b, keep *testing.B, bin string, args ...string) string {
 	}
 	msg, _ := os.ReadFile(errPath)
 	b.Fatalf("%s printed no listening address: %v\n%s", filepath.Base(bin), cmd.ProcessState, msg)
-	return ""
+	return "", 0
 }

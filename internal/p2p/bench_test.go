@@ -28,7 +28,11 @@ func benchRelease(b *testing.B, size int) (ed25519.PublicKey, string, region.Inf
 // BenchmarkTransfer compares one download of a 200 MB release over the
 // rustpatcher protocol (TCP and QUIC) with a plain net/http download of the
 // same file, all on loopback in one process (BenchmarkTransferProcs serves
-// from other processes). Run with:
+// from other processes). Besides throughput it reports the CPU time both
+// ends took per download (cpu-ms/op), which varies less than throughput
+// on a shared machine, and the cores kept busy. p2p-both listens on QUIC
+// and TCP as nodes do by default and logs the transport libp2p chose.
+// Run with:
 //
 //	go test -run '^$' -bench 'Transfer$' -benchtime 3x ./internal/p2p/
 //
@@ -59,14 +63,18 @@ func BenchmarkTransfer(b *testing.B) {
 			benchHTTP(b, srv.Client(), srv.URL+"/release", total)
 		})
 	}
-	for _, tr := range []struct{ name, addr string }{
-		{"p2p-tcp", "/ip4/127.0.0.1/tcp/0"},
-		{"p2p-quic", "/ip4/127.0.0.1/udp/0/quic-v1"},
+	for _, tr := range []struct {
+		name  string
+		addrs []string
+	}{
+		{"p2p-tcp", []string{"/ip4/127.0.0.1/tcp/0"}},
+		{"p2p-quic", []string{"/ip4/127.0.0.1/udp/0/quic-v1"}},
+		{"p2p-both", []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}},
 	} {
 		b.Run(tr.name, func(b *testing.B) {
 			ctx := context.Background()
 			mk := func(boot ...*Node) *Node {
-				cfg := Config{Private: true, DHTServer: true, ListenAddrs: []string{tr.addr}}
+				cfg := Config{Private: true, DHTServer: true, ListenAddrs: tr.addrs}
 				for _, n := range boot {
 					cfg.Bootstrap = n.Addrs()
 				}
@@ -86,8 +94,13 @@ func BenchmarkTransfer(b *testing.B) {
 			if err != nil || len(rels) != 1 {
 				b.Fatalf("Releases: %d, %v", len(rels), err)
 			}
+			if tr.name == "p2p-both" {
+				for _, c := range client.Host().Network().ConnsToPeer(seed.Host().ID()) {
+					b.Logf("connected to the seed at %s", c.RemoteMultiaddr())
+				}
+			}
 			b.SetBytes(total)
-			b.ResetTimer()
+			cpu := startCPU(b)
 			for i := 0; i < b.N; i++ {
 				rc, err := rels[0].Open(ctx, 0)
 				if err != nil {
@@ -99,6 +112,7 @@ func BenchmarkTransfer(b *testing.B) {
 					b.Fatalf("got %d bytes, %v", n, err)
 				}
 			}
+			cpu.report(b)
 		})
 	}
 }
@@ -106,7 +120,7 @@ func BenchmarkTransfer(b *testing.B) {
 // benchHTTP downloads url b.N times with c.
 func benchHTTP(b *testing.B, c *http.Client, url string, total int64) {
 	b.SetBytes(total)
-	b.ResetTimer()
+	cpu := startCPU(b)
 	for i := 0; i < b.N; i++ {
 		resp, err := c.Get(url)
 		if err != nil {
@@ -118,6 +132,31 @@ func benchHTTP(b *testing.B, c *http.Client, url string, total int64) {
 			b.Fatalf("got %d bytes, %v", n, err)
 		}
 	}
+	cpu.report(b)
+}
+
+// cpuMeter measures the CPU time this process spends (both ends of a
+// transfer run in it), reported per operation and as cores kept busy.
+type cpuMeter struct {
+	wall time.Time
+	cpu  time.Duration
+}
+
+// startCPU resets b's timer and starts a cpuMeter.
+func startCPU(b *testing.B) cpuMeter {
+	b.ResetTimer()
+	return cpuMeter{time.Now(), processCPU(b)}
+}
+
+// report adds cpu-ms/op and cores to b's results.
+func (m cpuMeter) report(b *testing.B) {
+	cpu := processCPU(b) - m.cpu
+	wall := time.Since(m.wall)
+	if cpu <= 0 {
+		return // not measured on this system
+	}
+	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(cpu.Seconds()/wall.Seconds(), "cores")
 }
 
 // consume reads r to its end in 1 MiB reads, as the update engine's
