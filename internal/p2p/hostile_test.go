@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -277,5 +278,68 @@ func TestRequestFloodAndBadAuth(t *testing.T) {
 	}
 	if seed.Stats().BadRequests == 0 {
 		t.Error("no bad request counted")
+	}
+}
+
+// TestTrailingBytesResetStream sends a valid fetch request followed by
+// more bytes, which no peer may send: the seed ends the stream instead of
+// letting them wait in its receive window while it uploads, counts a bad
+// request, and goes on serving honest peers; over TCP (yamux, whose
+// windows are this node's muxerWindow) and QUIC.
+func TestTrailingBytesResetStream(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	const size = 32 << 20
+	path, in := makeRelease(t, t.TempDir(), key, "2.0.0", size)
+	for _, addr := range []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"} {
+		t.Run(strings.Split(addr, "/")[3], func(t *testing.T) {
+			testTrailingBytes(t, pub, path, in, addr)
+		})
+	}
+}
+
+func testTrailingBytes(t *testing.T, pub ed25519.PublicKey, path string, in region.Info, addr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := Config{ListenAddrs: []string{addr}}
+	seed := newTestNode(t, cfg)
+	if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
+		t.Fatal(err)
+	}
+	client := newTestNode(t, cfg, seed)
+	rels, err := client.Source(pub, testTarget).Releases(ctx)
+	if err != nil || len(rels) != 1 {
+		t.Fatalf("Releases = %d, %v", len(rels), err)
+	}
+	req := &wire.Request{Kind: wire.KindFetch, Target: testTarget, Auth: wire.Auth(pub, time.Now()), ID: rels[0].ID()}
+	reqB, err := req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := client.Host().NewStream(ctx, seed.ID(), protocol.ID(wire.ProtocolID(pub)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset()
+	s.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := s.Write(append(reqB, junk(256<<10)...)); err != nil {
+		// The seed may reset the stream while the bytes are still going.
+		t.Logf("write: %v", err)
+	}
+	// Nothing is read until the seed has seen the trailing bytes: the
+	// upload, far larger than the stream's window, cannot finish first.
+	deadline := time.Now().Add(10 * time.Second)
+	for seed.Stats().BadRequests == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if seed.Stats().BadRequests == 0 {
+		t.Fatal("trailing bytes not counted as a bad request")
+	}
+	n, err := io.Copy(io.Discard, s)
+	total := int64(in.Size) + region.Size
+	if err == nil || n >= total {
+		t.Fatalf("read %d of %d bytes, %v; want the stream reset", n, total, err)
+	}
+	if got := download(t, client.Source(pub, testTarget), pub); int64(len(got)) != total {
+		t.Errorf("honest download after the reset: %d bytes, want %d", len(got), total)
 	}
 }

@@ -43,12 +43,15 @@ func makeRelease(t testing.TB, dir string, key ed25519.PrivateKey, version strin
 	return path, in
 }
 
-// newTestNode starts a private, loopback, DHT-server node.
+// newTestNode starts a private, loopback, DHT-server node, listening on
+// QUIC and TCP unless cfg.ListenAddrs says otherwise.
 func newTestNode(t testing.TB, cfg Config, boot ...*Node) *Node {
 	t.Helper()
 	cfg.Private = true
 	cfg.DHTServer = true
-	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+	if len(cfg.ListenAddrs) == 0 {
+		cfg.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 2 * time.Second
 	}

@@ -273,6 +273,8 @@ func (n *Node) handle(pub ed25519.PublicKey, s network.Stream) {
 		return
 	}
 	s.SetReadDeadline(time.Time{})
+	go n.refuseTrailing(s, remote)
+	defer s.CloseRead() // ends refuseTrailing
 	s.SetWriteDeadline(time.Now().Add(n.cfg.IdleTimeout))
 	if !wire.CheckAuth(pub, req.Auth, time.Now()) {
 		n.stats.bad.Add(1)
@@ -294,6 +296,21 @@ func (n *Node) handle(pub ed25519.PublicKey, s network.Stream) {
 	case wire.KindFetch:
 		n.stats.fetch.Add(1)
 		n.serveFetch(s, remote, pub, req)
+	}
+}
+
+// refuseTrailing resets s if its peer sends anything after its request.
+// A request is all a peer sends on a stream (this node's downloads close
+// their write side after it), and bytes after it would wait unread in
+// the stream's receive window, up to muxerWindow of them, for as long as
+// an upload runs. It returns when the peer closes its side or s is closed
+// for reading.
+func (n *Node) refuseTrailing(s network.Stream, remote peer.ID) {
+	var b [1]byte
+	if k, _ := s.Read(b[:]); k > 0 {
+		n.stats.bad.Add(1)
+		n.log.Debug("bytes after the request; stream reset", "peer", remote)
+		s.Reset()
 	}
 }
 
@@ -345,8 +362,9 @@ func (n *Node) serveFetch(s network.Stream, remote peer.ID, pub ed25519.PublicKe
 	n.log.Debug("upload done", "peer", remote, "version", sv.info.Version, "offset", req.Offset, "bytes", sent)
 }
 
-// copyBuf is the unit of one write of an upload.
-const copyBuf = 1 << 20
+// copyBuf is the unit of one write of an upload: what one yamux frame
+// carries, so that a write is one frame and never leaves a small one.
+const copyBuf = muxerMaxMessage - muxerHeader
 
 // copyWithDeadlines copies src to s, giving each write IdleTimeout to
 // complete, at no more than UploadRate.
