@@ -31,7 +31,8 @@ func benchRelease(b *testing.B, size int) (ed25519.PublicKey, string, region.Inf
 // from other processes). Besides throughput it reports the CPU time both
 // ends took per download (cpu-ms/op), which varies less than throughput
 // on a shared machine, and the cores kept busy. p2p-both listens on QUIC
-// and TCP as nodes do by default and logs the transport libp2p chose.
+// and TCP as nodes do by default and logs the transport the nodes chose
+// (TCP on loopback, dial.go).
 // Run with:
 //
 //	go test -run '^$' -bench 'Transfer$' -benchtime 3x ./internal/p2p/

@@ -31,6 +31,7 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	libp2pyamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -238,6 +239,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Security(libp2ptls.ID, newCoalescedTLS),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(libp2pyamux.ID, muxer()),
+		// TCP first on loopback and private networks (dial.go).
+		libp2p.SwarmOpts(swarm.WithDialRanker(dialRanker)),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.EnableHolePunching(),

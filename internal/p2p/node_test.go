@@ -198,7 +198,9 @@ func TestServeRejectsWrongFile(t *testing.T) {
 
 func TestUploadSlots(t *testing.T) {
 	pub, key, _ := ed25519.GenerateKey(nil)
-	path, in := makeRelease(t, t.TempDir(), key, "2.0.0", 1<<20)
+	// Far more than the stream window (muxerWindow) and socket buffers
+	// hold, so that an upload nobody reads keeps its slot.
+	path, in := makeRelease(t, t.TempDir(), key, "2.0.0", 32<<20)
 	seed := newTestNode(t, Config{UploadSlots: 1, UploadSlotsPerPeer: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
