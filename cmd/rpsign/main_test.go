@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -48,16 +49,31 @@ func buildHello(t testing.TB) string {
 	return helloOnce.path
 }
 
+// copyExecutable copies the program src to dst, in a child process where
+// there is cp. Scripts run in parallel: had this process written dst, a
+// child forked meanwhile by another script would hold dst open for writing
+// until it execs, and running dst would fail with "text file busy"
+// (golang.org/issue/22315).
+func copyExecutable(src, dst string) error {
+	if cp, err := exec.LookPath("cp"); err == nil && runtime.GOOS != "windows" {
+		if out, err := exec.Command(cp, src, dst).CombinedOutput(); err != nil {
+			return fmt.Errorf("cp %s %s: %v\n%s", src, dst, err, out)
+		}
+		return nil
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o755)
+}
+
 func TestScripts(t *testing.T) {
 	hello := buildHello(t)
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Setup: func(e *testscript.Env) error {
-			b, err := os.ReadFile(hello)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(e.WorkDir, "hello"), b, 0o755)
+			return copyExecutable(hello, filepath.Join(e.WorkDir, "hello"))
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// flipbyte FILE OFFSET: invert one byte; a negative OFFSET counts
