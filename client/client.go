@@ -40,7 +40,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
@@ -87,12 +86,17 @@ var (
 // Config configures Spawn. Only a public key is required.
 type Config struct {
 	// PublicKey is the owner's z-base-32 public key. Releases must be
-	// signed with it, and so must the running binary.
+	// signed with it, and so must the running binary. Empty means the key
+	// for the running target in PublicKeys, else the key linked into the
+	// build (see LinkedPublicKey), which a release pipeline sets per
+	// target with -ldflags "-X github.com/org/rustpatcher-go/client.linkedPublicKey=<key>".
 	PublicKey string
 	// PublicKeys holds one key per target, keyed "GOOS/GOARCH" (for
 	// example "linux/amd64"), for owners who sign each target with its own
-	// key. The running target's entry is used; Spawn fails with ErrNoKey
-	// when there is none. Ignored when PublicKey is set.
+	// key. The running target's entry is used. Ignored when PublicKey is
+	// set. Spawn fails with ErrNoKey when neither field nor the build
+	// gives a key for the running target, and when a key in the Config
+	// differs from the one linked into the build.
 	PublicKeys map[string]string
 	// Mode says when an applied update starts running; the zero Mode is
 	// Now.
@@ -128,6 +132,8 @@ type Config struct {
 	Executable string
 
 	// Test hooks; nil means the real thing.
+	linked             *string // stands for linkedPublicKey
+	allowTestVectorKey bool
 	now      func() time.Time
 	restart  func(path string, argv, env []string) error
 	fs       selfreplace.FS
@@ -156,8 +162,10 @@ type Updater struct {
 
 // Spawn starts the update engine and returns at once; verification,
 // polling and applying run in the background until ctx is done or Close is
-// called. Spawn fails only on a bad Config: no key for this target, a
-// malformed key, an invalid Mode, or an executable it cannot locate.
+// called. Spawn fails only on a bad Config: no key for this target
+// (ErrNoKey), a malformed key or one whose secret is published
+// (ErrPublishedKey), a key in the Config that differs from the one linked
+// into the build, an invalid Mode, or an executable it cannot locate.
 //
 // In a self-test run (see the package documentation) Spawn does not return:
 // it verifies the binary and exits the process.
@@ -214,26 +222,6 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 	}
 	go u.run(ctx)
 	return u, nil
-}
-
-// key returns the public key for the running target.
-func (cfg *Config) key() (ed25519.PublicKey, error) {
-	s := cfg.PublicKey
-	if s == "" {
-		target := runtime.GOOS + "/" + runtime.GOARCH
-		var ok bool
-		if s, ok = cfg.PublicKeys[target]; !ok {
-			if len(cfg.PublicKeys) == 0 {
-				return nil, fmt.Errorf("client: %w: Config has neither PublicKey nor PublicKeys", ErrNoKey)
-			}
-			return nil, fmt.Errorf("client: %w: PublicKeys has no entry %q", ErrNoKey, target)
-		}
-	}
-	k, err := region.ParsePublicKey(s)
-	if err != nil {
-		return nil, fmt.Errorf("client: public key: %w", err)
-	}
-	return k, nil
 }
 
 // executable returns the running program's file, symbolic links resolved,

@@ -573,7 +573,8 @@ func TestDisabled(t *testing.T) {
 }
 
 func TestSpawnConfigErrors(t *testing.T) {
-	k := newKey(t)
+	k, other := newKey(t), newKey(t)
+	none := ""
 	target := goTarget()
 	tests := []struct {
 		name string
@@ -581,9 +582,15 @@ func TestSpawnConfigErrors(t *testing.T) {
 		want string
 		is   error
 	}{
-		{"no key", Config{}, "neither PublicKey nor PublicKeys", ErrNoKey},
-		{"no key for target", Config{PublicKeys: map[string]string{"plan9/mips": k.pub}}, `no entry "` + target + `"`, ErrNoKey},
+		{"no key", Config{linked: &none}, "neither PublicKey nor PublicKeys", ErrNoKey},
+		{"no key for target", Config{PublicKeys: map[string]string{"plan9/mips": k.pub}, linked: &none}, `no entry "` + target + `"`, ErrNoKey},
 		{"bad key", Config{PublicKey: "not a key"}, "malformed key", region.ErrBadKey},
+		{"README placeholder", Config{PublicKey: "<your public key from rpsign gen>"}, "want the 52-character z-base-32 key", region.ErrBadKey},
+		{"bad linked key", Config{linked: ptr("not a key")}, "linked in with -X " + LinkedKeyFlag, region.ErrBadKey},
+		{"linked and Config differ", Config{PublicKey: k.pub, linked: &other.pub}, "but the build links in " + other.pub, nil},
+		{"linked and PublicKeys differ", Config{PublicKeys: map[string]string{target: k.pub}, linked: &other.pub}, "but the build links in", nil},
+		{"test vector key", Config{PublicKey: TestVectorPublicKey}, "test-vector key", ErrPublishedKey},
+		{"linked test vector key", Config{linked: ptr(TestVectorPublicKey)}, "test-vector key", ErrPublishedKey},
 		{"bad mode", Config{PublicKey: k.pub, Mode: At(24, 0)}, "hour must be 0 to 23", nil},
 	}
 	for _, tt := range tests {
@@ -598,13 +605,38 @@ func TestSpawnConfigErrors(t *testing.T) {
 			}
 		})
 	}
-	// The per-target map is used when it has this target.
+	// Keys that are accepted, and which one is used.
+	good := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"PublicKeys entry", Config{PublicKeys: map[string]string{target: k.pub}, linked: &none}, k.pub},
+		{"linked only", Config{linked: &k.pub}, k.pub},
+		{"linked and PublicKeys without this target", Config{PublicKeys: map[string]string{"plan9/mips": other.pub}, linked: &k.pub}, k.pub},
+		{"linked equals Config", Config{PublicKey: k.pub, linked: &k.pub}, k.pub},
+		{"test vector key opted in", Config{PublicKey: TestVectorPublicKey, allowTestVectorKey: true}, TestVectorPublicKey},
+	}
+	for _, tt := range good {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.cfg.key()
+			if err != nil {
+				t.Fatalf("key() = %v", err)
+			}
+			if s := region.EncodePublicKey(got); s != tt.want {
+				t.Errorf("key() = %s, want %s", s, tt.want)
+			}
+		})
+	}
+	// Spawn takes the per-target map when it has this target.
 	u, err := Spawn(context.Background(), Config{PublicKeys: map[string]string{target: k.pub}, Network: NetworkConfig{Disabled: true}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("Spawn with a key for %s: %v", target, err)
 	}
 	u.Close()
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // flip inverts the byte at off in the file at path.
 func flip(t testing.TB, path string, off int64) {

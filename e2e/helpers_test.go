@@ -127,13 +127,13 @@ func goTool() string {
 
 // BuildHello builds examples/hello with pub (a z-base-32 public key, or ""
 // for a build that cannot update) embedded as its owner key through
-// -ldflags "-X main.publicKey=<pub>". The binary is unsigned and shared: copy
+// -ldflags "-X github.com/org/rustpatcher-go/client.linkedPublicKey=<pub>". The binary is unsigned and shared: copy
 // it with SignedCopy before running or changing it.
 func BuildHello(t testing.TB, pub string) string {
 	t.Helper()
 	ldflags := ""
 	if pub != "" {
-		ldflags = "-X main.publicKey=" + pub
+		ldflags = "-X github.com/org/rustpatcher-go/client.linkedPublicKey=" + pub
 	}
 	return GoBuild(t, helloPkg, ldflags)
 }

@@ -17,7 +17,7 @@ import (
 func BenchmarkEmbeddingCost(b *testing.B) {
 	key := NewKey(b)
 	const strip = "-s -w"
-	with := GoBuild(b, helloPkg, strip+" -X main.publicKey="+key.Public)
+	with := GoBuild(b, helloPkg, strip+" -X github.com/org/rustpatcher-go/client.linkedPublicKey="+key.Public)
 	bare := GoBuild(b, "github.com/org/rustpatcher-go/e2e/internal/hellobare", strip)
 	dir := b.TempDir()
 	for i := 0; i < b.N; i++ {

@@ -249,7 +249,7 @@ func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) erro
 
 	bin := filepath.Join(dir, "bin")
 	for _, b := range []struct{ out, pkg, ldflags string }{
-		{filepath.Join(bin, "hello"), "./examples/hello", "-X main.publicKey=" + pubS},
+		{filepath.Join(bin, "hello"), "./examples/hello", "-X github.com/org/rustpatcher-go/client.linkedPublicKey=" + pubS},
 		{filepath.Join(bin, "rpseed"), "./cmd/rpseed", ""},
 	} {
 		cmd := exec.CommandContext(ctx, goTool(), "build", "-o", b.out, "-ldflags", b.ldflags, b.pkg)

@@ -7,13 +7,15 @@
 //	      [--identity FILE] [ARGS...]
 //	hello --version
 //
-// The owner public key is set at build time, and the binary signed after:
+// The owner public key is linked in at build time, the way release
+// pipelines do it for each target, and the binary signed after:
 //
 //	rpsign gen owner_key
-//	go build -ldflags "-X main.publicKey=$(rpsign pub --key-file owner_key)" ./examples/hello
+//	go build -ldflags "-X github.com/org/rustpatcher-go/client.linkedPublicKey=$(rpsign pub --key-file owner_key)" ./examples/hello
 //	rpsign sign hello --key-file owner_key --version 1.0.0
 //
-// A build without a key runs but never updates.
+// rpsign refuses to sign a build that does not carry the signing key's
+// public key. A build without a key runs but never updates.
 package main
 
 import (
@@ -30,10 +32,6 @@ import (
 	"github.com/org/rustpatcher-go/client"
 	"github.com/org/rustpatcher-go/region"
 )
-
-// publicKey is the owner's z-base-32 public key, set with
-// -ldflags "-X main.publicKey=...".
-var publicKey string
 
 // options are hello's command-line flags.
 type options struct {
@@ -100,12 +98,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "hello:", err)
 		os.Exit(2)
 	}
+	// No PublicKey: the key linked in at build time is used.
 	cfg := client.Config{
-		PublicKey: publicKey,
-		Mode:      mode,
-		Interval:  opt.interval,
-		Network:   opt.network(),
-		Logger:    log,
+		Mode:     mode,
+		Interval: opt.interval,
+		Network:  opt.network(),
+		Logger:   log,
 	}
 	if opt.source != "" {
 		src, err := client.SourceFromURL(opt.source)
