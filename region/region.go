@@ -21,6 +21,7 @@
 package region
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha512"
 	"encoding/binary"
@@ -44,7 +45,39 @@ const (
 
 // Marker is the 28-byte bounds marker that opens and closes the region:
 // "\x17BRUSTPATCHERBEMBEDBBOUNDSB\x17".
+//
+// This package never uses the constant itself (see marker): a program that
+// imports it holds the marker exactly twice, as the bounds of its region.
+// Code linked into an app should not use it either.
 const Marker = "\x17\x42RUSTPATCHER\x42EMBED\x42BOUNDS\x42\x17"
+
+// markerMask is XORed into every byte of maskedMarker.
+const markerMask = 0x5a
+
+// maskedMarker is Marker with each byte XORed with markerMask: the only form
+// in which the marker is in this package's code, so that it is not stored a
+// third time in a program's file. rustpatcher 0.2's tools take the region
+// to run from the first marker in the file to the last, and refuse a file
+// where that span is not exactly 176 bytes.
+var maskedMarker = [MarkerLen]byte{
+	0x17 ^ markerMask, 0x42 ^ markerMask,
+	'R' ^ markerMask, 'U' ^ markerMask, 'S' ^ markerMask, 'T' ^ markerMask, 'P' ^ markerMask, 'A' ^ markerMask,
+	'T' ^ markerMask, 'C' ^ markerMask, 'H' ^ markerMask, 'E' ^ markerMask, 'R' ^ markerMask,
+	0x42 ^ markerMask,
+	'E' ^ markerMask, 'M' ^ markerMask, 'B' ^ markerMask, 'E' ^ markerMask, 'D' ^ markerMask,
+	0x42 ^ markerMask,
+	'B' ^ markerMask, 'O' ^ markerMask, 'U' ^ markerMask, 'N' ^ markerMask, 'D' ^ markerMask, 'S' ^ markerMask,
+	0x42 ^ markerMask, 0x17 ^ markerMask,
+}
+
+// marker returns Marker, built at run time from maskedMarker.
+func marker() [MarkerLen]byte {
+	var m [MarkerLen]byte
+	for i, c := range maskedMarker {
+		m[i] = c ^ markerMask
+	}
+	return m
+}
 
 // Sentinel errors. Functions wrap them with the file name and details, so test
 // with errors.Is.
@@ -138,12 +171,13 @@ func (in Info) Marshal() ([Size]byte, error) {
 			return b, fmt.Errorf("version %q is not printable ASCII", in.Version)
 		}
 	}
-	copy(b[:], Marker)
+	m := marker()
+	copy(b[:], m[:])
 	copy(b[hashOff:], in.Hash[:])
 	binary.LittleEndian.PutUint64(b[sizeOff:], in.Size)
 	copy(b[sigOff:], in.Signature[:])
 	copy(b[versionOff:], in.Version)
-	copy(b[endOff:], Marker)
+	copy(b[endOff:], m[:])
 	return b, nil
 }
 
@@ -155,7 +189,7 @@ func Parse(b []byte) (Info, error) {
 	if len(b) != Size {
 		return in, fmt.Errorf("%w: %d bytes, want %d", ErrMalformed, len(b), Size)
 	}
-	if string(b[:MarkerLen]) != Marker || string(b[endOff:]) != Marker {
+	if m := marker(); !bytes.Equal(b[:MarkerLen], m[:]) || !bytes.Equal(b[endOff:], m[:]) {
 		return in, fmt.Errorf("%w: bounds markers missing", ErrMalformed)
 	}
 	v := b[versionOff:endOff]

@@ -50,7 +50,8 @@ func scan(r io.Reader, buf []byte) (*Scanned, error) {
 		from    int   // search for markers from here
 		eof     bool
 		hashed  uint64
-		markerB = []byte(Marker)
+		m       = marker()
+		markerB = m[:]
 	)
 	hashUpTo := func(b []byte) {
 		h.Write(b)
@@ -88,7 +89,7 @@ func scan(r io.Reader, buf []byte) (*Scanned, error) {
 				done = j
 				break
 			}
-			if string(buf[j+endOff:j+Size]) != Marker {
+			if !bytes.Equal(buf[j+endOff:j+Size], markerB) {
 				strays++
 				from = j + 1
 				continue
