@@ -786,3 +786,13 @@ func TestSelfTestFailureRememberedByRelease(t *testing.T) {
 		t.Errorf("2.0.0 self-tested %d times after the retry delay, want 2", got)
 	}
 }
+
+func TestTestVectorKeyBytes(t *testing.T) {
+	k, err := region.ParsePublicKey(TestVectorPublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.Equal(testVectorKey) {
+		t.Errorf("testVectorKey = %x, want %x", testVectorKey, k)
+	}
+}

@@ -31,7 +31,17 @@ func LinkedPublicKey() string { return linkedPublicKey }
 // TestVectorPublicKey is the public key of the test vectors in
 // docs/FORMAT.md. Its secret seed is published there, so anyone can sign
 // releases for it: Spawn refuses it.
+//
+// The client compares keys with testVectorKey, its raw bytes, and never
+// uses this text, so that an app's file holds no key text but its own
+// (rpsign sign looks for the signing key's text in the binary).
 const TestVectorPublicKey = "axegnqus3miex47g1kxf1j7j8spczbc57go7jgpeixq8nxjfz7gy"
+
+// testVectorKey is TestVectorPublicKey decoded.
+var testVectorKey = ed25519.PublicKey{
+	0xc3, 0xd0, 0x61, 0x3a, 0x76, 0xca, 0xea, 0x87, 0xeb, 0xa6, 0x92, 0x9e, 0x59, 0x27, 0xa9, 0x3d,
+	0x9a, 0xcb, 0x85, 0x9b, 0xe9, 0xa1, 0xd4, 0x99, 0xa8, 0xab, 0xdc, 0x71, 0x3d, 0x25, 0xbf, 0x4c,
+}
 
 // ErrPublishedKey means the configured public key is one whose secret is
 // public (the documentation's test vector).
@@ -66,7 +76,7 @@ func (cfg *Config) key() (ed25519.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %s %q: %w (want the 52-character z-base-32 key that rpsign gen or rpsign pub prints)", from, s, err)
 	}
-	if s == TestVectorPublicKey && !cfg.allowTestVectorKey {
+	if k.Equal(testVectorKey) && !cfg.allowTestVectorKey {
 		return nil, fmt.Errorf("client: %s: %w: %s is the test-vector key of docs/FORMAT.md, whose secret anyone can read; make your own key with rpsign gen", from, ErrPublishedKey, s)
 	}
 	return k, nil

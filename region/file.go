@@ -21,13 +21,32 @@ func ScanFile(path string) (*Scanned, error) {
 	return s, nil
 }
 
-// SignFile signs the binary at path in place with key and version: one pass
-// over the file computes the hash and size, then only the region's 176 bytes
-// are written and synced. The version is canonicalised by ParseVersion.
-// Signing an already signed binary replaces its signature. On error the file
-// is unchanged.
+// SignFile signs the binary at path in place with key and version; see
+// Sign.
 func SignFile(path string, key ed25519.PrivateKey, version string) (Info, error) {
-	v, err := ParseVersion(version)
+	return Sign(path, key, SignOptions{Version: version})
+}
+
+// SignOptions are the details of a signature made by Sign.
+type SignOptions struct {
+	// Version is the release version, canonicalised by ParseVersion.
+	Version string
+	// Find lists texts to look for in the file in the same pass that
+	// hashes it, such as the public key that the app should embed; the
+	// result is in Scanned.Found, for Check.
+	Find []string
+	// Check, if set, is called with the scan of the file before anything
+	// is written; an error it returns leaves the file unchanged and is
+	// returned by Sign.
+	Check func(*Scanned) error
+}
+
+// Sign signs the binary at path in place with key: one pass over the file
+// computes the hash and size, then only the region's 176 bytes are written
+// and synced. Signing an already signed binary replaces its signature. On
+// error the file is unchanged.
+func Sign(path string, key ed25519.PrivateKey, opts SignOptions) (Info, error) {
+	v, err := ParseVersion(opts.Version)
 	if err != nil {
 		return Info{}, err
 	}
@@ -39,9 +58,14 @@ func SignFile(path string, key ed25519.PrivateKey, version string) (Info, error)
 		return Info{}, err
 	}
 	defer f.Close()
-	s, err := Scan(f)
+	s, err := scanFind(f, opts.Find)
 	if err != nil {
 		return Info{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if opts.Check != nil {
+		if err := opts.Check(s); err != nil {
+			return Info{}, err
+		}
 	}
 	in := Info{Version: v, Hash: s.Hash, Size: s.Size}
 	in.Sign(key)

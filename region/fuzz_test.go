@@ -93,3 +93,25 @@ func FuzzParseKey(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFinder compares the streaming text finder with bytes.Contains on the
+// whole input, written in arbitrary chunk sizes, so that texts split across
+// two writes are found.
+func FuzzFinder(f *testing.F) {
+	f.Add([]byte("xxabcxx"), "abc", "zz", uint8(1))
+	f.Add([]byte("ab"), "abc", "b", uint8(3))
+	f.Add([]byte("aaaaaaab"), "aab", "aaaaaaaaa", uint8(2))
+	f.Fuzz(func(t *testing.T, data []byte, a, b string, chunk uint8) {
+		c := int(chunk%64) + 1
+		fd := newFinder([]string{a, b})
+		for off := 0; off < len(data); off += c {
+			fd.Write(data[off:min(off+c, len(data))])
+		}
+		for i, text := range []string{a, b} {
+			want := text != "" && bytes.Contains(data, []byte(text))
+			if fd.found[i] != want {
+				t.Fatalf("text %d %q in %q (chunks of %d): found %v, want %v", i, text, data, c, fd.found[i], want)
+			}
+		}
+	})
+}

@@ -23,6 +23,9 @@ type Scanned struct {
 	Hash [HashLen]byte
 	// Size is the length of the file without the region.
 	Size uint64
+	// Found reports, for each text a scan was asked to look for (see
+	// SignOptions.Find), whether the file holds it.
+	Found []bool
 }
 
 // Info decodes the region that was found.
@@ -36,6 +39,67 @@ func (s *Scanned) Info() (Info, error) { return Parse(s.Region[:]) }
 // Memory use does not depend on the length of r.
 func Scan(r io.Reader) (*Scanned, error) {
 	return scan(r, make([]byte, chunkSize+Size))
+}
+
+// scanFind is Scan that also looks for each of texts in the same pass and
+// reports in Scanned.Found which ones the file holds.
+func scanFind(r io.Reader, texts []string) (*Scanned, error) {
+	if len(texts) == 0 {
+		return Scan(r)
+	}
+	f := newFinder(texts)
+	s, err := Scan(io.TeeReader(r, f))
+	if err != nil {
+		return nil, err
+	}
+	s.Found = f.found
+	return s, nil
+}
+
+// finder looks for texts in everything written to it, including texts that
+// span two writes. Memory use is bounded by the longest text.
+type finder struct {
+	texts [][]byte
+	found []bool
+	left  int    // texts not found yet
+	tail  []byte // the last longest-1 bytes written
+	join  []byte // scratch: tail followed by the start of a write
+	long  int    // length of the longest text
+}
+
+func newFinder(texts []string) *finder {
+	f := &finder{found: make([]bool, len(texts)), left: len(texts)}
+	for _, t := range texts {
+		f.texts = append(f.texts, []byte(t))
+		f.long = max(f.long, len(t))
+	}
+	return f
+}
+
+func (f *finder) Write(p []byte) (int, error) {
+	if f.left == 0 || f.long == 0 {
+		return len(p), nil
+	}
+	// Texts that start in the tail and end in p.
+	f.join = append(append(f.join[:0], f.tail...), p[:min(len(p), f.long-1)]...)
+	f.look(f.join)
+	f.look(p)
+	if keep := f.long - 1; len(p) >= keep {
+		f.tail = append(f.tail[:0], p[len(p)-keep:]...)
+	} else {
+		f.tail = append(f.tail, p...)
+		f.tail = f.tail[max(0, len(f.tail)-keep):]
+	}
+	return len(p), nil
+}
+
+func (f *finder) look(b []byte) {
+	for i, t := range f.texts {
+		if !f.found[i] && len(t) > 0 && bytes.Contains(b, t) {
+			f.found[i] = true
+			f.left--
+		}
+	}
 }
 
 func scan(r io.Reader, buf []byte) (*Scanned, error) {

@@ -98,6 +98,11 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 		fixed = &t
 	}
 
+	runtimeKey, err := boolInput(a, "runtime-key")
+	if err != nil {
+		return err
+	}
+
 	var signed []github.Signed
 	var infos []github.PatchInfo
 	for _, f := range files {
@@ -109,7 +114,7 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 			}
 			t = &d
 		}
-		in, err := region.SignFile(f, key, version)
+		in, err := signBinary(f, key, version, `input "key"`, runtimeKey)
 		if err != nil {
 			return &fileError{f, fmt.Errorf("signing: %w", err)}
 		}
@@ -120,7 +125,7 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 		pi.File = f
 		infos = append(infos, pi)
 		signed = append(signed, github.Signed{Path: f, Name: assetName(f, *t), Target: *t, Info: in, PublicKey: pub})
-		a.Infof("signed %s: %s version %s, hash %s", f, t, in.Version, hex.EncodeToString(in.Hash[:8]))
+		a.Infof("signed %s: %s version %s for public key %s, hash %s", f, t, in.Version, region.EncodePublicKey(pub), hex.EncodeToString(in.Hash[:8]))
 	}
 
 	releaseURL := ""
@@ -145,6 +150,19 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 		a.AddStepSummary(summary(infos, releaseURL))
 	}
 	return nil
+}
+
+// boolInput reads a boolean input: empty or "false" is false, "true" is
+// true (YAML's spelling, as GitHub passes it).
+func boolInput(a *githubactions.Action, name string) (bool, error) {
+	switch v := strings.TrimSpace(a.GetInput(name)); strings.ToLower(v) {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	default:
+		return false, fmt.Errorf("input %q is %q; want true or false", name, v)
+	}
 }
 
 // expandGlobs expands the files input: glob patterns separated by new lines

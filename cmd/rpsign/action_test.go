@@ -17,10 +17,12 @@ import (
 	"github.com/org/rustpatcher-go/region"
 )
 
-// copyHello copies the test build of examples/hello to dir/name.
+// copyHello copies the test build of examples/hello, which links in the
+// public key of testKey, to dir/name.
 func copyHello(t *testing.T, dir, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(buildHello(t))
+	hello, _ := buildHello(t)
+	b, err := os.ReadFile(hello)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +36,20 @@ func copyHello(t *testing.T, dir, name string) string {
 	return p
 }
 
+// testKey returns the key whose public key copyHello's binaries embed:
+// the test vector of docs/FORMAT.md.
 func testKey(t *testing.T) (string, ed25519.PublicKey) {
+	t.Helper()
+	const seed = "5wrjzq7h54t61sr8izgqdkrjx9tcqey5n6apff5ju5yadoobuj3o"
+	k, err := region.ParseSecretKey(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seed, k.Public().(ed25519.PublicKey)
+}
+
+// randomKey returns a fresh key, which no test binary embeds.
+func randomKey(t *testing.T) (string, ed25519.PublicKey) {
 	t.Helper()
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -176,6 +191,7 @@ func TestActionSigns(t *testing.T) {
 
 func TestActionErrors(t *testing.T) {
 	key, _ := testKey(t)
+	other, otherPub := randomKey(t)
 	dir := t.TempDir()
 	hello := copyHello(t, dir, "hello")
 	text := filepath.Join(dir, "notes.txt")
@@ -206,6 +222,10 @@ func TestActionErrors(t *testing.T) {
 			`::error title=rpsign::no "version" input, and tag "nightly" is not a version`},
 		{"token without tag", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "INPUT_VERSION": "1.0.0", "INPUT_TOKEN": "tok", "GITHUB_REF": "refs/heads/main"}, false,
 			`::error title=rpsign::input "token" is set but there is no release tag`},
+		{"binary without the key's public key", map[string]string{"INPUT_KEY": other, "INPUT_FILES": hello, "INPUT_VERSION": "1.0.0"}, false,
+			"::error file=" + hello + ",title=rpsign::signing: " + hello + ": binary does not embed the signing key's public key " + region.EncodePublicKey(otherPub)},
+		{"bad runtime-key", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "INPUT_VERSION": "1.0.0", "INPUT_RUNTIME-KEY": "yes"}, false,
+			`::error title=rpsign::input "runtime-key" is "yes"; want true or false`},
 		{"outside Actions", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "INPUT_VERSION": "1.0.0"}, true,
 			"::error title=rpsign::GITHUB_OUTPUT is not set"},
 	}

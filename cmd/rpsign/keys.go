@@ -34,7 +34,9 @@ func runGen(e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("creating key file: %w", err)
 	}
-	_, err = fmt.Fprintln(f, region.EncodeSecretKey(key))
+	// No newline after the key: rustpatcher's loader decodes the file's
+	// bytes as they are and would refuse one.
+	_, err = fmt.Fprint(f, region.EncodeSecretKey(key))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -49,19 +51,31 @@ func runGen(e *env, args []string) error {
 	fmt.Fprintf(e.stdout, `Owner signing key written to %s (mode 0600). Keep it secret: add "%s" to .gitignore.
 Public key: %s
 
-Put the public key in your app's main:
+Link the public key into your app's build (one key per target):
+
+	go build -ldflags "-X %s=%s" ...
+
+or put it in your app's main:
 
 	upd, err := client.Spawn(ctx, client.Config{
 		PublicKey: %q,
 		Mode:      client.Now(),
 	})
-`, path, path, p, p)
+`, path, path, p, linkedKeyFlag, p, p)
 	return nil
 }
 
 // keyFlags adds the flags that name a signing key to fs.
 type keyFlags struct {
 	file, env string
+}
+
+// String names where the key comes from, for messages.
+func (k *keyFlags) String() string {
+	if k.env != "" {
+		return "environment variable " + k.env
+	}
+	return "key file " + k.file
 }
 
 func (k *keyFlags) register(fs *flag.FlagSet) {

@@ -11,7 +11,9 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/tv42/zbase32"
 
+	"github.com/org/rustpatcher-go/client"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -21,32 +23,51 @@ func TestMain(m *testing.M) {
 	})
 }
 
+// vectorPublicKey is the public key of the test-vector seed that the
+// scripts sign with (docs/FORMAT.md).
+const vectorPublicKey = "axegnqus3miex47g1kxf1j7j8spczbc57go7jgpeixq8nxjfz7gy"
+
 var helloOnce struct {
 	sync.Once
-	path string
-	err  error
+	withKey, noKey string
+	err            error
 }
 
-// buildHello builds examples/hello once per test run; scripts get a copy as
-// $WORK/hello.
-func buildHello(t testing.TB) string {
+// buildHello builds examples/hello twice per test run, once with the
+// test-vector public key linked in and once without a key; scripts get
+// copies as $WORK/hello and $WORK/hello-nokey.
+func buildHello(t testing.TB) (withKey, noKey string) {
 	helloOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "rpsign-test-")
 		if err != nil {
 			helloOnce.err = err
 			return
 		}
-		p := filepath.Join(dir, "hello")
-		out, err := exec.Command("go", "build", "-o", p, "../../examples/hello").CombinedOutput()
-		if err != nil {
-			helloOnce.err = fmt.Errorf("building hello: %v\n%s", err, out)
+		helloOnce.withKey = filepath.Join(dir, "hello")
+		helloOnce.noKey = filepath.Join(dir, "hello-nokey")
+		for _, b := range []struct{ out, ldflags string }{
+			{helloOnce.withKey, "-X " + client.LinkedKeyFlag + "=" + vectorPublicKey},
+			{helloOnce.noKey, ""},
+		} {
+			out, err := exec.Command("go", "build", "-o", b.out, "-ldflags", b.ldflags, "../../examples/hello").CombinedOutput()
+			if err != nil {
+				helloOnce.err = fmt.Errorf("building hello: %v\n%s", err, out)
+				return
+			}
 		}
-		helloOnce.path = p
 	})
 	if helloOnce.err != nil {
 		t.Fatal(helloOnce.err)
 	}
-	return helloOnce.path
+	return helloOnce.withKey, helloOnce.noKey
+}
+
+// TestLinkedKeyFlag checks that rpsign's copy of the -X name is the
+// client's.
+func TestLinkedKeyFlag(t *testing.T) {
+	if linkedKeyFlag != client.LinkedKeyFlag {
+		t.Errorf("rpsign's linkedKeyFlag = %q, client.LinkedKeyFlag = %q", linkedKeyFlag, client.LinkedKeyFlag)
+	}
 }
 
 // copyExecutable copies the program src to dst, in a child process where
@@ -69,11 +90,14 @@ func copyExecutable(src, dst string) error {
 }
 
 func TestScripts(t *testing.T) {
-	hello := buildHello(t)
+	hello, noKey := buildHello(t)
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Setup: func(e *testscript.Env) error {
-			return copyExecutable(hello, filepath.Join(e.WorkDir, "hello"))
+			if err := copyExecutable(hello, filepath.Join(e.WorkDir, "hello")); err != nil {
+				return err
+			}
+			return copyExecutable(noKey, filepath.Join(e.WorkDir, "hello-nokey"))
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// flipbyte FILE OFFSET: invert one byte; a negative OFFSET counts
@@ -92,6 +116,21 @@ func TestScripts(t *testing.T) {
 				}
 				b[off] ^= 0xff
 				ts.Check(os.WriteFile(p, b, 0o755))
+			},
+			// rustpatcherkey FILE: the key file loads with rustpatcher
+			// 0.2.1's rule, which z-base-32-decodes the file's bytes as
+			// they are (no trimming) and wants 32 bytes.
+			"rustpatcherkey": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 {
+					ts.Fatalf("usage: rustpatcherkey FILE")
+				}
+				b, err := os.ReadFile(ts.MkAbs(args[0]))
+				ts.Check(err)
+				k, err := zbase32.DecodeString(string(b))
+				ok := err == nil && len(k) == 32
+				if ok == neg {
+					ts.Fatalf("rustpatcher's loader on %s: decoded %d bytes, %v", args[0], len(k), err)
+				}
 			},
 			// regionfile FILE N [TRUNC]: write a file holding N unsigned
 			// regions between filler bytes, the last one cut to TRUNC bytes.

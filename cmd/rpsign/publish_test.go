@@ -20,7 +20,7 @@ func TestPublish(t *testing.T) {
 	srv := githubtest.NewServer()
 	defer srv.Close()
 	keyA, pubA := testKey(t)
-	_, pubB := testKey(t)
+	_, pubB := randomKey(t)
 	dir := t.TempDir()
 	hello := copyHello(t, dir, "hello")
 	arm := copyHello(t, dir, "arm/hello")

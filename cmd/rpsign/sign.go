@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"debug/buildinfo"
 	"encoding/hex"
 	"encoding/json"
@@ -20,6 +21,7 @@ func runSign(e *env, args []string) error {
 	var kf keyFlags
 	kf.register(flags)
 	version := flags.String("version", "", "release `VERSION` to write (semver, e.g. 1.2.3); default: the binary's Go module version")
+	runtimeKey := flags.Bool("runtime-key", false, "the app loads its public key at run time: skip the check that the binary embeds the signing key's public key")
 	pos, err := parse(flags, args, 1)
 	if err != nil {
 		return err
@@ -38,12 +40,67 @@ func runSign(e *env, args []string) error {
 	if _, err := region.ParseVersion(v); err != nil {
 		return fmt.Errorf("--version: %w", err)
 	}
-	in, err := region.SignFile(bin, key, v)
+	in, err := signBinary(bin, key, v, kf.String(), *runtimeKey)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "signed %s: version %s, %d bytes, hash %s\n", bin, in.Version, in.Size, hex.EncodeToString(in.Hash[:]))
+	pub := region.EncodePublicKey(key.Public().(ed25519.PublicKey))
+	fmt.Fprintf(e.stdout, "signed %s: version %s for public key %s, %d bytes, hash %s\n", bin, in.Version, pub, in.Size, hex.EncodeToString(in.Hash[:]))
 	return nil
+}
+
+// linkedKeyFlag is client.LinkedKeyFlag, the -X name that links an owner
+// key into an app (rpsign does not import client, to stay small; a test
+// checks that the two agree).
+const linkedKeyFlag = "github.com/org/rustpatcher-go/client.linkedPublicKey"
+
+// signBinary signs the binary at path with key as version. Unless
+// runtimeKey is set, it first checks, in the same pass over the file, that
+// the binary embeds the key's public key as z-base-32 text (a Config
+// literal or a key linked in with -X), and refuses to sign otherwise; from
+// names the key's origin in that message.
+func signBinary(path string, key ed25519.PrivateKey, version, from string, runtimeKey bool) (region.Info, error) {
+	opts := region.SignOptions{Version: version}
+	if !runtimeKey {
+		pub := region.EncodePublicKey(key.Public().(ed25519.PublicKey))
+		opts.Find = []string{pub, region.EncodeSecretKey(key)}
+		opts.Check = func(s *region.Scanned) error { return checkEmbedsKey(path, pub, from, s.Found) }
+	}
+	in, err := region.Sign(path, key, opts)
+	if err != nil {
+		return in, explainNoRegion(err)
+	}
+	return in, nil
+}
+
+// errKeyNotEmbedded means a binary does not carry the public key of the key
+// it is being signed with, so the app would never accept its own releases.
+var errKeyNotEmbedded = errors.New("binary does not embed the signing key's public key")
+
+// checkEmbedsKey checks the result of a scan that looked for the signing
+// key's public key and for the signing key's own text (found[0], found[1]).
+// A binary that embeds neither was built without the key, or for another
+// target's key; one that embeds the signing key's text was given its own
+// public key as the signing key.
+func checkEmbedsKey(bin, pub, from string, found []bool) error {
+	switch {
+	case found[0]:
+		return nil
+	case found[1]:
+		return fmt.Errorf("%s embeds the key from %s as its public key: that is a public key, not a secret key. Sign with the owner key that rpsign gen wrote (its public key is the one in the app), never with the public key itself", bin, from)
+	}
+	return fmt.Errorf(`%s: %w %s, so the app would refuse every release signed with it.
+Build the app with that key linked in:
+	go build -ldflags "-X %s=%s" ...
+or set client.Config.PublicKey to it. The same error comes from signing with another target's key, or from a build that links in no key. If the app loads its key at run time, pass --runtime-key`, bin, errKeyNotEmbedded, pub, linkedKeyFlag, pub)
+}
+
+// explainNoRegion adds to a "no region" error what to do about it.
+func explainNoRegion(err error) error {
+	if errors.Is(err, region.ErrNoRegion) {
+		return fmt.Errorf("%w: rpsign signs Go programs that import github.com/org/rustpatcher-go/client (or .../region); import it, call client.Spawn in main, rebuild and sign again", err)
+	}
+	return err
 }
 
 // buildVersion returns the main module version recorded in the Go binary at
@@ -84,12 +141,30 @@ func runVerify(e *env, args []string) error {
 	in, err := region.VerifyFile(pos[0], pub)
 	if err != nil {
 		if errors.Is(err, region.ErrBadSignature) {
+			if derived, ok := secretInstead(pos[0], *pubStr); ok {
+				return fmt.Errorf("%w: --pub holds a secret key (the owner key of public key %s), not a public key. Keep it secret: pass the public key, --pub %s (rpsign pub prints it)", err, derived, derived)
+			}
 			return fmt.Errorf("%w (signed with another key, or the region was tampered with)", err)
 		}
-		return err
+		return explainNoRegion(err)
 	}
 	fmt.Fprintf(e.stdout, "%s: OK, version %s signed by %s\n", pos[0], in.Version, *pubStr)
 	return nil
+}
+
+// secretInstead reports whether the --pub value s, read as an owner
+// (secret) key, has a public key that the binary at path verifies with, and
+// returns that public key.
+func secretInstead(path, s string) (string, bool) {
+	k, err := region.ParseSecretKey(s)
+	if err != nil {
+		return "", false
+	}
+	pub := k.Public().(ed25519.PublicKey)
+	if _, err := region.VerifyFile(path, pub); err != nil {
+		return "", false
+	}
+	return region.EncodePublicKey(pub), true
 }
 
 // inspection is the JSON form of rpsign inspect.
@@ -110,7 +185,7 @@ func runInspect(e *env, args []string) error {
 	}
 	s, err := region.ScanFile(pos[0])
 	if err != nil {
-		return err
+		return explainNoRegion(err)
 	}
 	in, err := s.Info()
 	if err != nil {
