@@ -82,10 +82,29 @@ func TestMain(m *testing.M) {
 // modified: copy it first, for example with SignedCopy.
 func GoBuild(t testing.TB, pkg, ldflags string) string {
 	t.Helper()
+	return GoBuildWith(t, Build{Pkg: pkg, LDFlags: ldflags})
+}
+
+// A Build says how to build a main package.
+type Build struct {
+	// Pkg is the import path or directory of the main package.
+	Pkg string
+	// LDFlags are passed as -ldflags when not empty.
+	LDFlags string
+	// Flags are more go build flags, such as -trimpath.
+	Flags []string
+	// Env is added to the environment, such as GOOS=windows.
+	Env []string
+}
+
+// GoBuildWith is GoBuild with more build settings; each distinct Build is
+// built once per test run.
+func GoBuildWith(t testing.TB, b Build) string {
+	t.Helper()
 	if builds == nil {
 		t.Fatal("GoBuild: TestMain did not run")
 	}
-	key := pkg + "\x00" + ldflags
+	key := fmt.Sprintf("%q", []any{b.Pkg, b.LDFlags, b.Flags, b.Env})
 	builds.mu.Lock()
 	r, ok := builds.bin[key]
 	if !ok {
@@ -95,17 +114,18 @@ func GoBuild(t testing.TB, pkg, ldflags string) string {
 	n := len(builds.bin)
 	builds.mu.Unlock()
 	r.once.Do(func() {
-		out := filepath.Join(builds.dir, fmt.Sprintf("%s-%d", filepath.Base(pkg), n))
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		out := filepath.Join(builds.dir, fmt.Sprintf("%s-%d", filepath.Base(b.Pkg), n))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		args := []string{"build", "-o", out}
-		if ldflags != "" {
-			args = append(args, "-ldflags", ldflags)
+		if b.LDFlags != "" {
+			args = append(args, "-ldflags", b.LDFlags)
 		}
-		args = append(args, pkg)
+		args = append(append(args, b.Flags...), b.Pkg)
 		cmd := exec.CommandContext(ctx, goTool(), args...)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			r.err = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
+		cmd.Env = append(os.Environ(), b.Env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			r.err = fmt.Errorf("%v go %s: %w\n%s", b.Env, strings.Join(args, " "), err, out)
 			return
 		}
 		r.path = out

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"github.com/tv42/zbase32"
 
 	"github.com/org/rustpatcher-go/client"
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -176,5 +178,35 @@ func TestCleanVersion(t *testing.T) {
 		if got := isReleaseTag(tt.v); got != tt.ok {
 			t.Errorf("isReleaseTag(%q) = %v, want %v", tt.v, got, tt.ok)
 		}
+	}
+}
+
+// TestGoldenVectors runs rpsign sign on the files of the known-answer
+// vectors of docs/FORMAT.md: the region it writes must equal each vector's
+// byte for byte. (The vector files embed no public key, so the embedded-key
+// check is off.)
+func TestGoldenVectors(t *testing.T) {
+	for _, v := range regiontest.ReadVectors(t, filepath.Join("..", "..", "region", "testdata", "golden-v0.txt")) {
+		t.Run(v.Name, func(t *testing.T) {
+			dir := t.TempDir()
+			bin, key := filepath.Join(dir, "bin"), filepath.Join(dir, "key")
+			if err := os.WriteFile(bin, regiontest.File(v.Prefix, v.Suffix), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(key, []byte(v.Seed), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			if code := run([]string{"sign", bin, "--key-file", key, "--version", v.Version, "--runtime-key"}, &stdout, &stderr, os.Getenv); code != 0 {
+				t.Fatalf("rpsign sign exited %d: %s", code, &stderr)
+			}
+			got, err := os.ReadFile(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reg := got[v.Prefix : v.Prefix+region.Size]; !bytes.Equal(reg, v.Region) {
+				t.Errorf("rpsign wrote region\n%x\nwant\n%x", reg, v.Region)
+			}
+		})
 	}
 }

@@ -1,0 +1,58 @@
+package region_test
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/org/rustpatcher-go/internal/regiontest"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// TestGolden signs each vector's file and compares the region byte for
+// byte, as crypto/ed25519's TestGolden does with its testdata; then it
+// verifies the signed file and checks that docs/FORMAT.md prints the same
+// region.
+func TestGolden(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "FORMAT.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The document wraps each region over several lines.
+	doc = []byte(strings.Join(strings.Fields(string(doc)), ""))
+	for _, v := range regiontest.ReadVectors(t, filepath.Join("testdata", "golden-v0.txt")) {
+		t.Run(v.Name, func(t *testing.T) {
+			key, err := region.ParseSecretKey(v.Seed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(t.TempDir(), v.Name)
+			if err := os.WriteFile(p, regiontest.File(v.Prefix, v.Suffix), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := region.SignFile(p, key, v.Version); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reg := got[v.Prefix : v.Prefix+region.Size]; !bytes.Equal(reg, v.Region) {
+				t.Errorf("region:\n got %x\nwant %x", reg, v.Region)
+			}
+			if !bytes.Equal(got[:v.Prefix], regiontest.File(v.Prefix, 0)[:v.Prefix]) || !bytes.Equal(got[v.Prefix+region.Size:], regiontest.File(0, v.Suffix)[region.Size:]) {
+				t.Error("signing changed bytes outside the region")
+			}
+			if in, err := region.VerifyFile(p, key.Public().(ed25519.PublicKey)); err != nil || in.Version != v.Version {
+				t.Errorf("VerifyFile = %+v, %v", in, err)
+			}
+			if !bytes.Contains(doc, []byte(hex.EncodeToString(v.Region))) {
+				t.Errorf("docs/FORMAT.md does not print the region of vector %s", v.Name)
+			}
+		})
+	}
+}
