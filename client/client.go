@@ -134,12 +134,12 @@ type Config struct {
 	// Test hooks; nil means the real thing.
 	linked             *string // stands for linkedPublicKey
 	allowTestVectorKey bool
-	now      func() time.Time
-	restart  func(path string, argv, env []string) error
-	fs       selfreplace.FS
-	step     func(selfreplace.Step) error
-	current  func() (region.Info, error)
-	selfTest func(ctx context.Context, path string, want region.Info) error
+	now                func() time.Time
+	restart            func(path string, argv, env []string) error
+	fs                 selfreplace.FS
+	step               func(selfreplace.Step) error
+	current            func() (region.Info, error)
+	selfTest           func(ctx context.Context, path string, want region.Info) error
 }
 
 // An Updater is the running update engine returned by Spawn.
