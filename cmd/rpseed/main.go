@@ -7,9 +7,11 @@
 //	rpseed --dir DIR --pub GOOS/GOARCH=KEY [--pub ...] [flags]
 //
 // Each file in DIR that verifies with one of the --pub keys is served for
-// that key's target; the newest version per target wins. Several targets may
-// share a key: the target is then read from the executable's header. New,
-// changed and removed files are picked up every --scan-interval.
+// that key's target; the newest version per key and target wins. A target
+// may have several keys (one seed serving several apps), and several
+// targets may share a key: the target is then read from the executable's
+// header. New, changed and removed files are picked up every
+// --scan-interval.
 //
 // Every flag can also be set through the environment as RPSEED_<NAME> with
 // dashes as underscores (RPSEED_DIR, RPSEED_METRICS_ADDR); repeatable flags
@@ -88,7 +90,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs := flag.NewFlagSet("rpseed", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.dir, "dir", "", "directory of signed release binaries to serve (required)")
-	fs.Var(&o.pubs, "pub", "`GOOS/GOARCH=KEY`: serve releases of a target signed with the z-base-32 public KEY (repeatable, at least one)")
+	fs.Var(&o.pubs, "pub", "`GOOS/GOARCH=KEY`: serve releases of a target signed with the z-base-32 public KEY (repeatable, at least one; a target may have several keys)")
 	fs.Var(&o.listen, "listen", "`multiaddr` to listen on (repeatable; default QUIC and TCP on all interfaces, port 4001)")
 	fs.Var(&o.bootstrap, "bootstrap", "`multiaddr` with /p2p/<id> of a peer to join through (repeatable)")
 	fs.BoolVar(&o.private, "private", false, "join a private network (own DHT prefix, only --bootstrap peers) instead of the public one")
@@ -156,9 +158,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	return &o, nil
 }
 
-// parseKeys reads the --pub flags.
-func parseKeys(pubs []string) (map[string]ed25519.PublicKey, error) {
-	keys := map[string]ed25519.PublicKey{}
+// parseOwners reads the --pub flags. A target may have several keys and a
+// key several targets; the same key and target twice is an error.
+func parseOwners(pubs []string) ([]owner, error) {
+	var owners []owner
+	seen := map[string]bool{}
 	for _, p := range pubs {
 		target, key, ok := strings.Cut(p, "=")
 		goos, goarch, ok2 := strings.Cut(target, "/")
@@ -169,10 +173,25 @@ func parseKeys(pubs []string) (map[string]ed25519.PublicKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--pub %s: %w", target, err)
 		}
-		if _, dup := keys[target]; dup {
-			return nil, fmt.Errorf("--pub %s given twice", target)
+		o := owner{target: target, pub: k}
+		if seen[o.id()] {
+			return nil, fmt.Errorf("--pub %s given twice; give each key and target once", o)
 		}
-		keys[target] = k
+		seen[o.id()] = true
+		owners = append(owners, o)
+	}
+	return owners, nil
+}
+
+// githubKeys returns the key of each target for --github, which follows one
+// repository: one key per target.
+func githubKeys(owners []owner) (map[string]ed25519.PublicKey, error) {
+	keys := map[string]ed25519.PublicKey{}
+	for _, o := range owners {
+		if _, dup := keys[o.target]; dup {
+			return nil, fmt.Errorf("--github follows one repository, whose releases have one key per target, but --pub gives %s several keys; run a separate rpseed for the other apps", o.target)
+		}
+		keys[o.target] = o.pub
 	}
 	return keys, nil
 }
@@ -182,9 +201,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	keys, err := parseKeys(o.pubs)
+	owners, err := parseOwners(o.pubs)
 	if err != nil {
 		return err
+	}
+	var ghKeys map[string]ed25519.PublicKey
+	if o.github != "" {
+		if ghKeys, err = githubKeys(owners); err != nil {
+			return err
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
@@ -227,7 +252,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	if o.github != "" {
 		gp, err := github.NewSeedPoller(github.SeedConfig{Repo: o.github, APIURL: o.githubAPI, Token: getenv("GITHUB_TOKEN"),
-			Keys: keys, Dir: o.dir, Interval: o.githubEvery, Log: log})
+			Keys: ghKeys, Dir: o.dir, Interval: o.githubEvery, Log: log})
 		if err != nil {
 			return fmt.Errorf("--github: %w", err)
 		}
@@ -235,7 +260,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		wait := gp.Start(gctx)
 		defer func() { gcancel(); wait() }()
 	}
-	w := newWatcher(o.dir, keys, node, log)
+	w := newWatcher(o.dir, owners, node, log)
 	if _, err := w.scan(ctx); err != nil {
 		return err
 	}
@@ -267,7 +292,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	for _, a := range node.Addrs() {
 		fmt.Fprintf(stdout, "listening: %s\n", a)
 	}
-	log.Info("rpseed running", "peer", node.ID(), "dir", o.dir, "targets", len(keys))
+	log.Info("rpseed running", "peer", node.ID(), "dir", o.dir, "owners", len(owners))
 	w.watch(ctx, o.scanEvery)
 	log.Info("rpseed stopping")
 	return nil

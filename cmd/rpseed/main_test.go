@@ -60,23 +60,38 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-func TestParseKeys(t *testing.T) {
+func TestParseOwners(t *testing.T) {
 	pub, _, _ := ed25519.GenerateKey(nil)
-	k := region.EncodePublicKey(pub)
+	pub2, _, _ := ed25519.GenerateKey(nil)
+	k, k2 := region.EncodePublicKey(pub), region.EncodePublicKey(pub2)
 	tests := []struct {
 		pubs []string
 		ok   bool
 	}{
 		{[]string{"linux/amd64=" + k, "darwin/arm64=" + k}, true},
+		{[]string{"linux/amd64=" + k, "linux/amd64=" + k2}, true}, // two apps on one target
 		{[]string{"linux=" + k}, false},
 		{[]string{"linux/amd64"}, false},
 		{[]string{"linux/amd64=abc"}, false},
 		{[]string{"linux/amd64=" + k, "linux/amd64=" + k}, false},
+		{[]string{"linux/amd64=" + k, "linux/arm64=" + k2, "linux/amd64=" + k}, false},
 	}
 	for _, tt := range tests {
-		if _, err := parseKeys(tt.pubs); (err == nil) != tt.ok {
-			t.Errorf("parseKeys(%q): err = %v, want ok=%v", tt.pubs, err, tt.ok)
+		owners, err := parseOwners(tt.pubs)
+		if (err == nil) != tt.ok {
+			t.Errorf("parseOwners(%q): err = %v, want ok=%v", tt.pubs, err, tt.ok)
 		}
+		if err == nil && len(owners) != len(tt.pubs) {
+			t.Errorf("parseOwners(%q) = %v", tt.pubs, owners)
+		}
+	}
+	two, _ := parseOwners([]string{"linux/amd64=" + k, "linux/amd64=" + k2})
+	if _, err := githubKeys(two); err == nil || !strings.Contains(err.Error(), "--github") {
+		t.Errorf("githubKeys with two keys for linux/amd64: err = %v, want one about --github", err)
+	}
+	one, _ := parseOwners([]string{"linux/amd64=" + k, "linux/arm64=" + k2})
+	if keys, err := githubKeys(one); err != nil || len(keys) != 2 || !keys["linux/arm64"].Equal(pub2) {
+		t.Errorf("githubKeys(%v) = %v, %v", one, keys, err)
 	}
 }
 
