@@ -160,6 +160,44 @@ func TestWatcher(t *testing.T) {
 		os.Remove(filepath.Join(dir, "b-6"))
 		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "1.0.0", "linux/arm64 A": "3.0.0"})
 	})
+
+	t.Run("own key added by --self-update", func(t *testing.T) {
+		pubS, keyS, _ := ed25519.GenerateKey(nil)
+		dir := t.TempDir()
+		srv := newFakeServer(map[string]ed25519.PublicKey{"A": pubA, "S": pubS})
+		owners, err := parseOwners([]string{"linux/amd64=" + region.EncodePublicKey(pubA)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		own := owner{"linux/amd64", pubS} // as parseSelfUpdate makes it on linux/amd64
+		owners = withOwner(withOwner(owners, own), own)
+		if len(owners) != 2 {
+			t.Fatalf("owners %v, want the --pub one and rpseed's own once", owners)
+		}
+		// The running rpseed 1.0.0, as the self-updater seeds it.
+		seeded := &ownRelease{owner: own}
+		seeded.remember("/usr/local/bin/rpseed", region.Info{Version: "1.0.0"})
+		srv.Serve(ctx, pubS, own.target, "/usr/local/bin/rpseed", region.Info{Version: "1.0.0"})
+		w := newWatcher(dir, owners, &ownServer{server: srv, ctx: ctx, own: seeded, log: log}, log)
+		writeSigned(t, dir, "hello-2", nil, keyA, "2.0.0")
+		writeSigned(t, dir, "rpseed-1.5", nil, keyS, "1.5.0")
+		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "2.0.0", "linux/amd64 S": "1.5.0"})
+		writeSigned(t, dir, "rpseed-2", nil, keyS, "2.0.0")
+		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "2.0.0", "linux/amd64 S": "2.0.0"})
+		if p := srv.paths["linux/amd64 S"]; p != filepath.Join(dir, "rpseed-2") {
+			t.Errorf("rpseed 2.0.0 served from %s", p)
+		}
+		// The copies leave the directory: the running binary is served again.
+		os.Remove(filepath.Join(dir, "rpseed-1.5"))
+		os.Remove(filepath.Join(dir, "rpseed-2"))
+		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "2.0.0", "linux/amd64 S": "1.0.0"})
+		if p := srv.paths["linux/amd64 S"]; p != "/usr/local/bin/rpseed" {
+			t.Errorf("rpseed 1.0.0 served from %s, want the running binary", p)
+		}
+		// Another app's release leaving does not touch rpseed's.
+		os.Remove(filepath.Join(dir, "hello-2"))
+		scanWant(t, w, srv, map[string]string{"linux/amd64 S": "1.0.0"})
+	})
 }
 
 // scanWant scans once and checks what srv serves.

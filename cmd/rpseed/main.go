@@ -24,6 +24,33 @@
 // With --github OWNER/REPO it also follows the repository's GitHub releases
 // and downloads each target's newest release into DIR once it verifies (see
 // docs/RELEASING.md).
+//
+// # Updating itself
+//
+// With --self-update now, onrestart or at=HH:MM (RPSEED_SELF_UPDATE; the
+// default is off) rpseed keeps its own binary up to date the way an app
+// does, with client.Spawn, on its own node (no second libp2p host). Its
+// owner key is the one linked into the build; a release pipeline builds each
+// target's rpseed with that target's key and signs it with the same key:
+//
+//	go build -ldflags "-X github.com/org/rustpatcher-go/client.linkedPublicKey=<key>" ./cmd/rpseed
+//	rpsign sign rpseed --key-file <key file> --version 1.2.3
+//
+// rpseed refuses to start with --self-update on when the build has no linked
+// key. A binary that does not verify with its linked key (unsigned, or
+// signed with another key) runs without updates, says so at WARN and goes on
+// seeding. Releases of rpseed come from the network and from DIR: a signed
+// rpseed for the running target dropped into DIR (copied under a hidden or
+// .tmp name, then renamed) is served to peers and applied, every
+// --self-update-interval. The running binary is served to peers once it
+// verified itself, and each rpseed release as soon as it is applied. The
+// mode says when the new binary runs: now, at the next local HH:MM, or at
+// the next start. On Unix a restart execs the new binary in the same process
+// with the same arguments and environment; --identity keeps the peer ID.
+//
+// A new rpseed binary is run once with RUSTPATCHER_SELFTEST=1 before it
+// replaces the running one: it then only verifies itself and exits, before
+// it reads a flag or opens a listener.
 package main
 
 import (
@@ -48,15 +75,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/org/rustpatcher-go/client"
 	"github.com/org/rustpatcher-go/internal/github"
 	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/region"
 )
 
 func main() {
+	if os.Getenv(client.SelfTestEnv) != "" {
+		// A self-test run of a new rpseed binary (see the package
+		// documentation): Spawn verifies this file with the linked key
+		// and exits.
+		_, err := client.Spawn(context.Background(), client.Config{})
+		fmt.Fprintln(os.Stderr, "rpseed: self-test run did not exit:", err)
+		os.Exit(1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, client.LinkedPublicKey(), os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -83,9 +119,15 @@ type options struct {
 	private, relay, dhtClient                    bool
 	slots, slotsPerPeer, uploadRate              int
 	scanEvery, idle, reprovide                   time.Duration
+	selfUpdate                                   string // off, now, onrestart or at=HH:MM
+	selfUpdateEvery                              time.Duration
+	self                                         selfUpdate // parsed from selfUpdate and the linked key
 }
 
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
+// parseFlags parses rpseed's arguments, with the environment's RPSEED_*
+// variables for flags not given. linked is the owner key linked into the
+// build (client.LinkedPublicKey), which --self-update needs.
+func parseFlags(args []string, getenv func(string) string, linked string, stderr io.Writer) (*options, error) {
 	var o options
 	fs := flag.NewFlagSet("rpseed", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -109,6 +151,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&o.github, "github", "", "`OWNER/REPO` whose GitHub releases to follow: new verified per-target assets are downloaded into DIR (token, if any, from $GITHUB_TOKEN)")
 	fs.StringVar(&o.githubAPI, "github-api-url", "", "GitHub API base `URL` for --github (default https://api.github.com)")
 	fs.DurationVar(&o.githubEvery, "github-interval", 5*time.Minute, "how often --github polls the releases (unchanged polls are free conditional requests)")
+	fs.StringVar(&o.selfUpdate, "self-update", selfUpdateOff, "`MODE` in which rpseed updates its own binary from the network and DIR: off, now, onrestart or at=HH:MM (local time). "+
+		"Needs the owner key linked into the build with -ldflags \"-X "+client.LinkedKeyFlag+"=<key>\" and the binary signed with that key")
+	fs.DurationVar(&o.selfUpdateEvery, "self-update-interval", client.DefaultInterval, "how often --self-update looks for a newer rpseed")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -155,6 +200,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	if len(o.listen) == 0 {
 		o.listen = listFlag{"/ip4/0.0.0.0/udp/4001/quic-v1", "/ip4/0.0.0.0/tcp/4001", "/ip6/::/udp/4001/quic-v1", "/ip6/::/tcp/4001"}
 	}
+	self, err := parseSelfUpdate(o.selfUpdate, linked)
+	if err != nil {
+		return nil, err
+	}
+	o.self = self
 	return &o, nil
 }
 
@@ -183,6 +233,17 @@ func parseOwners(pubs []string) ([]owner, error) {
 	return owners, nil
 }
 
+// withOwner returns owners with o added, unless it is there already (the
+// operator may list rpseed's own key with --pub too).
+func withOwner(owners []owner, o owner) []owner {
+	for _, have := range owners {
+		if have.id() == o.id() {
+			return owners
+		}
+	}
+	return append(owners, o)
+}
+
 // githubKeys returns the key of each target for --github, which follows one
 // repository: one key per target.
 func githubKeys(owners []owner) (map[string]ed25519.PublicKey, error) {
@@ -196,8 +257,10 @@ func githubKeys(owners []owner) (map[string]ed25519.PublicKey, error) {
 	return keys, nil
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	o, err := parseFlags(args, getenv, stderr)
+// run is rpseed: linked is the owner key linked into the build
+// (client.LinkedPublicKey in the real program).
+func run(ctx context.Context, args []string, getenv func(string) string, linked string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, getenv, linked, stderr)
 	if err != nil {
 		return err
 	}
@@ -210,6 +273,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if ghKeys, err = githubKeys(owners); err != nil {
 			return err
 		}
+	}
+	if o.self.on {
+		owners = withOwner(owners, o.self.own)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
@@ -260,9 +326,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		wait := gp.Start(gctx)
 		defer func() { gcancel(); wait() }()
 	}
-	w := newWatcher(o.dir, owners, node, log)
+	var srv server = node
+	own := &ownRelease{owner: o.self.own}
+	if o.self.on {
+		srv = &ownServer{server: node, ctx: ctx, own: own, log: log}
+	}
+	w := newWatcher(o.dir, owners, srv, log)
 	if _, err := w.scan(ctx); err != nil {
 		return err
+	}
+	if o.self.on {
+		u, err := startSelfUpdate(ctx, o.self, node, own, o.dir, o.selfUpdateEvery, log)
+		if err != nil {
+			return err
+		}
+		defer u.Close()
 	}
 
 	if o.metricsAddr != "" {
@@ -292,10 +370,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	for _, a := range node.Addrs() {
 		fmt.Fprintf(stdout, "listening: %s\n", a)
 	}
-	log.Info("rpseed running", "peer", node.ID(), "dir", o.dir, "owners", len(owners))
+	log.Info("rpseed running", "version", ownVersion(), "peer", node.ID(), "dir", o.dir, "owners", len(owners), "self_update", o.self.String())
 	w.watch(ctx, o.scanEvery)
 	log.Info("rpseed stopping")
 	return nil
+}
+
+// ownVersion returns the version in rpseed's own signed region, or
+// "unsigned".
+func ownVersion() string {
+	in, err := region.Current()
+	if err != nil || !in.Signed() {
+		return "unsigned"
+	}
+	return in.Version
 }
 
 // registerNodeMetrics exports the node's counters.
