@@ -24,34 +24,49 @@ type server interface {
 	Unserve(pub ed25519.PublicKey, target string, in region.Info)
 }
 
+// An owner is one owner key whose releases rpseed serves for one target. A
+// target may have several owners (a seed may serve several apps), and an
+// owner key may sign several targets.
+type owner struct {
+	target string // GOOS/GOARCH
+	pub    ed25519.PublicKey
+}
+
+// id is the map key of the owner: key and target.
+func (o owner) id() string { return string(o.pub) + "\x00" + o.target }
+
+// String names the owner in logs and errors as TARGET=KEY.
+func (o owner) String() string { return o.target + "=" + region.EncodePublicKey(o.pub) }
+
 // fileState is what the watcher knows of one file in the directory.
 type fileState struct {
 	size    int64
 	mtime   time.Time
-	target  string // "" when the file is not a release of any configured target
+	owner   *owner // nil when the file is not a release of any configured owner
 	info    region.Info
 	skipErr error
 }
 
-// watcher serves the newest verified release of each target found in a
-// directory, rescanning it for new, changed and removed files.
+// watcher serves the newest verified release of each owner (key and target)
+// found in a directory, rescanning it for new, changed and removed files.
 type watcher struct {
-	dir  string
-	keys map[string]ed25519.PublicKey // by target
-	srv  server
-	log  *slog.Logger
+	dir    string
+	owners []owner
+	srv    server
+	log    *slog.Logger
 
 	files  map[string]*fileState // by file name
-	served map[string]servedFile // by target
+	served map[string]servedFile // by owner.id
 }
 
 type servedFile struct {
-	name string
-	info region.Info
+	name  string
+	owner owner
+	info  region.Info
 }
 
-func newWatcher(dir string, keys map[string]ed25519.PublicKey, srv server, log *slog.Logger) *watcher {
-	return &watcher{dir: dir, keys: keys, srv: srv, log: log, files: map[string]*fileState{}, served: map[string]servedFile{}}
+func newWatcher(dir string, owners []owner, srv server, log *slog.Logger) *watcher {
+	return &watcher{dir: dir, owners: owners, srv: srv, log: log, files: map[string]*fileState{}, served: map[string]servedFile{}}
 }
 
 // skipName reports whether a file name is never a release: hidden files
@@ -82,7 +97,7 @@ func (w *watcher) scan(ctx context.Context) (int, error) {
 			continue
 		}
 		st := &fileState{size: fi.Size(), mtime: fi.ModTime()}
-		st.target, st.info, st.skipErr = w.identify(filepath.Join(w.dir, name))
+		st.owner, st.info, st.skipErr = w.identify(filepath.Join(w.dir, name))
 		w.files[name] = st
 		if st.skipErr != nil {
 			w.log.Warn("not serving file", "file", name, "reason", st.skipErr)
@@ -94,7 +109,7 @@ func (w *watcher) scan(ctx context.Context) (int, error) {
 		}
 	}
 
-	// The newest release per target wins.
+	// The newest release per owner wins.
 	best := map[string]servedFile{}
 	names := make([]string, 0, len(w.files))
 	for name := range w.files {
@@ -103,78 +118,93 @@ func (w *watcher) scan(ctx context.Context) (int, error) {
 	sort.Strings(names)
 	for _, name := range names {
 		st := w.files[name]
-		if st.target == "" {
+		if st.owner == nil {
 			continue
 		}
-		if cur, ok := best[st.target]; !ok || region.CompareVersions(st.info.Version, cur.info.Version) > 0 {
-			best[st.target] = servedFile{name: name, info: st.info}
+		id := st.owner.id()
+		if cur, ok := best[id]; !ok || region.CompareVersions(st.info.Version, cur.info.Version) > 0 {
+			best[id] = servedFile{name: name, owner: *st.owner, info: st.info}
 		}
 	}
-	for target, sf := range w.served {
-		if b, ok := best[target]; !ok || b.info != sf.info {
-			w.srv.Unserve(w.keys[target], target, sf.info)
-			delete(w.served, target)
+	for id, sf := range w.served {
+		if b, ok := best[id]; !ok || b.info != sf.info {
+			w.srv.Unserve(sf.owner.pub, sf.owner.target, sf.info)
+			delete(w.served, id)
 		}
 	}
-	targets := make([]string, 0, len(best))
-	for t := range best {
-		targets = append(targets, t)
+	ids := make([]string, 0, len(best))
+	for id := range best {
+		ids = append(ids, id)
 	}
-	slices.Sort(targets)
-	for _, target := range targets {
-		b := best[target]
-		if _, ok := w.served[target]; ok {
+	slices.SortFunc(ids, func(a, b string) int { return strings.Compare(best[a].owner.String(), best[b].owner.String()) })
+	for _, id := range ids {
+		b := best[id]
+		if _, ok := w.served[id]; ok {
 			continue
 		}
-		if err := w.srv.Serve(ctx, w.keys[target], target, filepath.Join(w.dir, b.name), b.info); err != nil {
-			w.log.Error("cannot serve release", "file", b.name, "target", target, "err", err)
+		if err := w.srv.Serve(ctx, b.owner.pub, b.owner.target, filepath.Join(w.dir, b.name), b.info); err != nil {
+			w.log.Error("cannot serve release", "file", b.name, "target", b.owner.target, "owner", region.EncodePublicKey(b.owner.pub), "err", err)
 			delete(w.files, b.name) // look again next time
 			continue
 		}
-		w.served[target] = b
-		w.log.Info("release found", "file", b.name, "target", target, "version", b.info.Version)
+		w.served[id] = b
+		w.log.Info("release found", "file", b.name, "target", b.owner.target, "owner", region.EncodePublicKey(b.owner.pub), "version", b.info.Version)
 	}
 	return len(w.served), nil
 }
 
 // identify verifies the file at path with every configured key and returns
-// its target and region.
-func (w *watcher) identify(path string) (string, region.Info, error) {
+// the owner it is a release of, and its region.
+func (w *watcher) identify(path string) (*owner, region.Info, error) {
 	sc, err := region.ScanFile(path)
 	if err != nil {
-		return "", region.Info{}, err
+		return nil, region.Info{}, err
 	}
-	var matches []string
+	var matches []owner
 	var info region.Info
 	var lastErr error
-	for tg, pub := range w.keys {
-		in, err := sc.Verify(pub)
-		if err != nil {
-			lastErr = err
-			continue
+	verified := map[string]bool{} // by key: several owners may share one
+	for _, o := range w.owners {
+		ok, tried := verified[string(o.pub)]
+		if !tried {
+			in, err := sc.Verify(o.pub)
+			if err != nil {
+				lastErr = err
+			} else {
+				info = in
+			}
+			ok = err == nil
+			verified[string(o.pub)] = ok
 		}
-		info = in
-		matches = append(matches, tg)
+		if ok {
+			matches = append(matches, o)
+		}
 	}
 	switch len(matches) {
 	case 0:
-		return "", region.Info{}, fmt.Errorf("verifies with none of the configured keys (%w)", lastErr)
+		return nil, region.Info{}, fmt.Errorf("verifies with none of the configured keys (%w)", lastErr)
 	case 1:
-		return matches[0], info, nil
+		return &matches[0], info, nil
+	}
+	targets := make([]string, len(matches))
+	for i, m := range matches {
+		targets[i] = m.target
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return "", region.Info{}, err
+		return nil, region.Info{}, err
 	}
 	defer f.Close()
 	t, err := target.Detect(f)
 	if err != nil {
-		return "", region.Info{}, fmt.Errorf("signed with a key shared by %v, and its target cannot be told: %w", matches, err)
+		return nil, region.Info{}, fmt.Errorf("signed with a key shared by %v, and its target cannot be told: %w", targets, err)
 	}
-	if !slices.Contains(matches, t.String()) {
-		return "", region.Info{}, fmt.Errorf("built for %s, but signed with the key of %v", t, matches)
+	for i, m := range matches {
+		if m.target == t.String() {
+			return &matches[i], info, nil
+		}
 	}
-	return t.String(), info, nil
+	return nil, region.Info{}, fmt.Errorf("built for %s, but signed with the key of %v", t, targets)
 }
 
 // watch scans the directory every interval until ctx is done.

@@ -13,19 +13,44 @@ import (
 	"github.com/org/rustpatcher-go/region"
 )
 
-// fakeServer records what the watcher serves.
+// fakeServer records what the watcher serves, as a node does: the newest
+// release per key and target.
 type fakeServer struct {
-	served map[string]string // target -> version
+	names  map[string]string // key -> a short name for the expectations
+	served map[string]string // "target" (first key) or "target name" -> version
+	paths  map[string]string // same keys -> path served
 }
 
-func (f *fakeServer) Serve(_ context.Context, _ ed25519.PublicKey, target, _ string, in region.Info) error {
-	f.served[target] = in.Version
+func newFakeServer(names map[string]ed25519.PublicKey) *fakeServer {
+	f := &fakeServer{names: map[string]string{}, served: map[string]string{}, paths: map[string]string{}}
+	for n, k := range names {
+		f.names[string(k)] = n
+	}
+	return f
+}
+
+// key is "target" for the key named "" and "target name" for the others.
+func (f *fakeServer) key(pub ed25519.PublicKey, target string) string {
+	if n := f.names[string(pub)]; n != "" {
+		return target + " " + n
+	}
+	return target
+}
+
+func (f *fakeServer) Serve(_ context.Context, pub ed25519.PublicKey, target, path string, in region.Info) error {
+	k := f.key(pub, target)
+	if cur, ok := f.served[k]; ok && region.CompareVersions(cur, in.Version) > 0 {
+		return nil
+	}
+	f.served[k], f.paths[k] = in.Version, path
 	return nil
 }
 
-func (f *fakeServer) Unserve(_ ed25519.PublicKey, target string, in region.Info) {
-	if f.served[target] == in.Version {
-		delete(f.served, target)
+func (f *fakeServer) Unserve(pub ed25519.PublicKey, target string, in region.Info) {
+	k := f.key(pub, target)
+	if f.served[k] == in.Version {
+		delete(f.served, k)
+		delete(f.paths, k)
 	}
 }
 
@@ -71,8 +96,8 @@ func TestWatcher(t *testing.T) {
 
 	t.Run("separate keys", func(t *testing.T) {
 		dir := t.TempDir()
-		srv := &fakeServer{served: map[string]string{}}
-		w := newWatcher(dir, map[string]ed25519.PublicKey{"linux/amd64": pubA, "linux/arm64": pubB}, srv, log)
+		srv := newFakeServer(nil)
+		w := newWatcher(dir, []owner{{"linux/amd64", pubA}, {"linux/arm64", pubB}}, srv, log)
 		writeSigned(t, dir, "a-1", nil, keyA, "1.0.0")
 		writeSigned(t, dir, "a-2", nil, keyA, "2.0.0")
 		writeSigned(t, dir, "b-1", nil, keyB, "1.5.0")
@@ -104,8 +129,8 @@ func TestWatcher(t *testing.T) {
 
 	t.Run("shared key", func(t *testing.T) {
 		dir := t.TempDir()
-		srv := &fakeServer{served: map[string]string{}}
-		w := newWatcher(dir, map[string]ed25519.PublicKey{"linux/amd64": pubA, "linux/arm64": pubA}, srv, log)
+		srv := newFakeServer(nil)
+		w := newWatcher(dir, []owner{{"linux/amd64", pubA}, {"linux/arm64", pubA}}, srv, log)
 		writeSigned(t, dir, "amd", elfHeader(amd64), keyA, "2.0.0")
 		writeSigned(t, dir, "arm", elfHeader(arm64), keyA, "2.1.0")
 		writeSigned(t, dir, "script", []byte("#!/bin/sh\n"), keyA, "9.0.0") // target cannot be told
@@ -116,4 +141,77 @@ func TestWatcher(t *testing.T) {
 			t.Fatalf("served %v", srv.served)
 		}
 	})
+	t.Run("two owners for one target", func(t *testing.T) {
+		dir := t.TempDir()
+		srv := newFakeServer(map[string]ed25519.PublicKey{"A": pubA, "B": pubB})
+		// A signs amd64 and arm64 with one key; B is another app on amd64.
+		w := newWatcher(dir, []owner{{"linux/amd64", pubA}, {"linux/arm64", pubA}, {"linux/amd64", pubB}}, srv, log)
+		writeSigned(t, dir, "a-amd-1", elfHeader(amd64), keyA, "1.0.0")
+		writeSigned(t, dir, "a-amd-2", elfHeader(amd64), keyA, "2.0.0")
+		writeSigned(t, dir, "a-arm-3", elfHeader(arm64), keyA, "3.0.0")
+		writeSigned(t, dir, "b-5", nil, keyB, "5.0.0") // B has one target: no header needed
+		writeSigned(t, dir, "x-9", elfHeader(amd64), stranger, "9.0.0")
+		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "2.0.0", "linux/arm64 A": "3.0.0", "linux/amd64 B": "5.0.0"})
+		writeSigned(t, dir, "b-6", nil, keyB, "6.0.0")
+		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "2.0.0", "linux/arm64 A": "3.0.0", "linux/amd64 B": "6.0.0"})
+		os.Remove(filepath.Join(dir, "a-amd-2")) // only A's amd64 release changes
+		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "1.0.0", "linux/arm64 A": "3.0.0", "linux/amd64 B": "6.0.0"})
+		os.Remove(filepath.Join(dir, "b-5"))
+		os.Remove(filepath.Join(dir, "b-6"))
+		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "1.0.0", "linux/arm64 A": "3.0.0"})
+	})
+
+	t.Run("own key added by --self-update", func(t *testing.T) {
+		pubS, keyS, _ := ed25519.GenerateKey(nil)
+		dir := t.TempDir()
+		srv := newFakeServer(map[string]ed25519.PublicKey{"A": pubA, "S": pubS})
+		owners, err := parseOwners([]string{"linux/amd64=" + region.EncodePublicKey(pubA)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		own := owner{"linux/amd64", pubS} // as parseSelfUpdate makes it on linux/amd64
+		owners = withOwner(withOwner(owners, own), own)
+		if len(owners) != 2 {
+			t.Fatalf("owners %v, want the --pub one and rpseed's own once", owners)
+		}
+		// The running rpseed 1.0.0, as the self-updater seeds it.
+		seeded := &ownRelease{owner: own}
+		seeded.remember("/usr/local/bin/rpseed", region.Info{Version: "1.0.0"})
+		srv.Serve(ctx, pubS, own.target, "/usr/local/bin/rpseed", region.Info{Version: "1.0.0"})
+		w := newWatcher(dir, owners, &ownServer{server: srv, ctx: ctx, own: seeded, log: log}, log)
+		writeSigned(t, dir, "hello-2", nil, keyA, "2.0.0")
+		writeSigned(t, dir, "rpseed-1.5", nil, keyS, "1.5.0")
+		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "2.0.0", "linux/amd64 S": "1.5.0"})
+		writeSigned(t, dir, "rpseed-2", nil, keyS, "2.0.0")
+		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "2.0.0", "linux/amd64 S": "2.0.0"})
+		if p := srv.paths["linux/amd64 S"]; p != filepath.Join(dir, "rpseed-2") {
+			t.Errorf("rpseed 2.0.0 served from %s", p)
+		}
+		// The copies leave the directory: the running binary is served again.
+		os.Remove(filepath.Join(dir, "rpseed-1.5"))
+		os.Remove(filepath.Join(dir, "rpseed-2"))
+		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "2.0.0", "linux/amd64 S": "1.0.0"})
+		if p := srv.paths["linux/amd64 S"]; p != "/usr/local/bin/rpseed" {
+			t.Errorf("rpseed 1.0.0 served from %s, want the running binary", p)
+		}
+		// Another app's release leaving does not touch rpseed's.
+		os.Remove(filepath.Join(dir, "hello-2"))
+		scanWant(t, w, srv, map[string]string{"linux/amd64 S": "1.0.0"})
+	})
+}
+
+// scanWant scans once and checks what srv serves.
+func scanWant(t *testing.T, w *watcher, srv *fakeServer, want map[string]string) {
+	t.Helper()
+	if _, err := w.scan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(srv.served) != len(want) {
+		t.Fatalf("served %v, want %v", srv.served, want)
+	}
+	for k, v := range want {
+		if srv.served[k] != v {
+			t.Fatalf("served %v, want %v", srv.served, want)
+		}
+	}
 }

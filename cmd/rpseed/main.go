@@ -7,9 +7,11 @@
 //	rpseed --dir DIR --pub GOOS/GOARCH=KEY [--pub ...] [flags]
 //
 // Each file in DIR that verifies with one of the --pub keys is served for
-// that key's target; the newest version per target wins. Several targets may
-// share a key: the target is then read from the executable's header. New,
-// changed and removed files are picked up every --scan-interval.
+// that key's target; the newest version per key and target wins. A target
+// may have several keys (one seed serving several apps), and several
+// targets may share a key: the target is then read from the executable's
+// header. New, changed and removed files are picked up every
+// --scan-interval.
 //
 // Every flag can also be set through the environment as RPSEED_<NAME> with
 // dashes as underscores (RPSEED_DIR, RPSEED_METRICS_ADDR); repeatable flags
@@ -22,6 +24,33 @@
 // With --github OWNER/REPO it also follows the repository's GitHub releases
 // and downloads each target's newest release into DIR once it verifies (see
 // docs/RELEASING.md).
+//
+// # Updating itself
+//
+// With --self-update now, onrestart or at=HH:MM (RPSEED_SELF_UPDATE; the
+// default is off) rpseed keeps its own binary up to date the way an app
+// does, with client.Spawn, on its own node (no second libp2p host). Its
+// owner key is the one linked into the build; a release pipeline builds each
+// target's rpseed with that target's key and signs it with the same key:
+//
+//	go build -ldflags "-X github.com/org/rustpatcher-go/client.linkedPublicKey=<key>" ./cmd/rpseed
+//	rpsign sign rpseed --key-file <key file> --version 1.2.3
+//
+// rpseed refuses to start with --self-update on when the build has no linked
+// key. A binary that does not verify with its linked key (unsigned, or
+// signed with another key) runs without updates, says so at WARN and goes on
+// seeding. Releases of rpseed come from the network and from DIR: a signed
+// rpseed for the running target dropped into DIR (copied under a hidden or
+// .tmp name, then renamed) is served to peers and applied, every
+// --self-update-interval. The running binary is served to peers once it
+// verified itself, and each rpseed release as soon as it is applied. The
+// mode says when the new binary runs: now, at the next local HH:MM, or at
+// the next start. On Unix a restart execs the new binary in the same process
+// with the same arguments and environment; --identity keeps the peer ID.
+//
+// A new rpseed binary is run once with RUSTPATCHER_SELFTEST=1 before it
+// replaces the running one: it then only verifies itself and exits, before
+// it reads a flag or opens a listener.
 package main
 
 import (
@@ -46,15 +75,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/org/rustpatcher-go/client"
 	"github.com/org/rustpatcher-go/internal/github"
 	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/region"
 )
 
 func main() {
+	if os.Getenv(client.SelfTestEnv) != "" {
+		// A self-test run of a new rpseed binary (see the package
+		// documentation): Spawn verifies this file with the linked key
+		// and exits.
+		_, err := client.Spawn(context.Background(), client.Config{})
+		fmt.Fprintln(os.Stderr, "rpseed: self-test run did not exit:", err)
+		os.Exit(1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, client.LinkedPublicKey(), os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -81,14 +119,20 @@ type options struct {
 	private, relay, dhtClient                    bool
 	slots, slotsPerPeer, uploadRate              int
 	scanEvery, idle, reprovide                   time.Duration
+	selfUpdate                                   string // off, now, onrestart or at=HH:MM
+	selfUpdateEvery                              time.Duration
+	self                                         selfUpdate // parsed from selfUpdate and the linked key
 }
 
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
+// parseFlags parses rpseed's arguments, with the environment's RPSEED_*
+// variables for flags not given. linked is the owner key linked into the
+// build (client.LinkedPublicKey), which --self-update needs.
+func parseFlags(args []string, getenv func(string) string, linked string, stderr io.Writer) (*options, error) {
 	var o options
 	fs := flag.NewFlagSet("rpseed", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.dir, "dir", "", "directory of signed release binaries to serve (required)")
-	fs.Var(&o.pubs, "pub", "`GOOS/GOARCH=KEY`: serve releases of a target signed with the z-base-32 public KEY (repeatable, at least one)")
+	fs.Var(&o.pubs, "pub", "`GOOS/GOARCH=KEY`: serve releases of a target signed with the z-base-32 public KEY (repeatable, at least one; a target may have several keys)")
 	fs.Var(&o.listen, "listen", "`multiaddr` to listen on (repeatable; default QUIC and TCP on all interfaces, port 4001)")
 	fs.Var(&o.bootstrap, "bootstrap", "`multiaddr` with /p2p/<id> of a peer to join through (repeatable)")
 	fs.BoolVar(&o.private, "private", false, "join a private network (own DHT prefix, only --bootstrap peers) instead of the public one")
@@ -107,6 +151,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&o.github, "github", "", "`OWNER/REPO` whose GitHub releases to follow: new verified per-target assets are downloaded into DIR (token, if any, from $GITHUB_TOKEN)")
 	fs.StringVar(&o.githubAPI, "github-api-url", "", "GitHub API base `URL` for --github (default https://api.github.com)")
 	fs.DurationVar(&o.githubEvery, "github-interval", 5*time.Minute, "how often --github polls the releases (unchanged polls are free conditional requests)")
+	fs.StringVar(&o.selfUpdate, "self-update", selfUpdateOff, "`MODE` in which rpseed updates its own binary from the network and DIR: off, now, onrestart or at=HH:MM (local time). "+
+		"Needs the owner key linked into the build with -ldflags \"-X "+client.LinkedKeyFlag+"=<key>\" and the binary signed with that key")
+	fs.DurationVar(&o.selfUpdateEvery, "self-update-interval", client.DefaultInterval, "how often --self-update looks for a newer rpseed")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -153,12 +200,19 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	if len(o.listen) == 0 {
 		o.listen = listFlag{"/ip4/0.0.0.0/udp/4001/quic-v1", "/ip4/0.0.0.0/tcp/4001", "/ip6/::/udp/4001/quic-v1", "/ip6/::/tcp/4001"}
 	}
+	self, err := parseSelfUpdate(o.selfUpdate, linked)
+	if err != nil {
+		return nil, err
+	}
+	o.self = self
 	return &o, nil
 }
 
-// parseKeys reads the --pub flags.
-func parseKeys(pubs []string) (map[string]ed25519.PublicKey, error) {
-	keys := map[string]ed25519.PublicKey{}
+// parseOwners reads the --pub flags. A target may have several keys and a
+// key several targets; the same key and target twice is an error.
+func parseOwners(pubs []string) ([]owner, error) {
+	var owners []owner
+	seen := map[string]bool{}
 	for _, p := range pubs {
 		target, key, ok := strings.Cut(p, "=")
 		goos, goarch, ok2 := strings.Cut(target, "/")
@@ -169,22 +223,59 @@ func parseKeys(pubs []string) (map[string]ed25519.PublicKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--pub %s: %w", target, err)
 		}
-		if _, dup := keys[target]; dup {
-			return nil, fmt.Errorf("--pub %s given twice", target)
+		o := owner{target: target, pub: k}
+		if seen[o.id()] {
+			return nil, fmt.Errorf("--pub %s given twice; give each key and target once", o)
 		}
-		keys[target] = k
+		seen[o.id()] = true
+		owners = append(owners, o)
+	}
+	return owners, nil
+}
+
+// withOwner returns owners with o added, unless it is there already (the
+// operator may list rpseed's own key with --pub too).
+func withOwner(owners []owner, o owner) []owner {
+	for _, have := range owners {
+		if have.id() == o.id() {
+			return owners
+		}
+	}
+	return append(owners, o)
+}
+
+// githubKeys returns the key of each target for --github, which follows one
+// repository: one key per target.
+func githubKeys(owners []owner) (map[string]ed25519.PublicKey, error) {
+	keys := map[string]ed25519.PublicKey{}
+	for _, o := range owners {
+		if _, dup := keys[o.target]; dup {
+			return nil, fmt.Errorf("--github follows one repository, whose releases have one key per target, but --pub gives %s several keys; run a separate rpseed for the other apps", o.target)
+		}
+		keys[o.target] = o.pub
 	}
 	return keys, nil
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	o, err := parseFlags(args, getenv, stderr)
+// run is rpseed: linked is the owner key linked into the build
+// (client.LinkedPublicKey in the real program).
+func run(ctx context.Context, args []string, getenv func(string) string, linked string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, getenv, linked, stderr)
 	if err != nil {
 		return err
 	}
-	keys, err := parseKeys(o.pubs)
+	owners, err := parseOwners(o.pubs)
 	if err != nil {
 		return err
+	}
+	var ghKeys map[string]ed25519.PublicKey
+	if o.github != "" {
+		if ghKeys, err = githubKeys(owners); err != nil {
+			return err
+		}
+	}
+	if o.self.on {
+		owners = withOwner(owners, o.self.own)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
@@ -227,7 +318,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	if o.github != "" {
 		gp, err := github.NewSeedPoller(github.SeedConfig{Repo: o.github, APIURL: o.githubAPI, Token: getenv("GITHUB_TOKEN"),
-			Keys: keys, Dir: o.dir, Interval: o.githubEvery, Log: log})
+			Keys: ghKeys, Dir: o.dir, Interval: o.githubEvery, Log: log})
 		if err != nil {
 			return fmt.Errorf("--github: %w", err)
 		}
@@ -235,9 +326,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		wait := gp.Start(gctx)
 		defer func() { gcancel(); wait() }()
 	}
-	w := newWatcher(o.dir, keys, node, log)
+	var srv server = node
+	own := &ownRelease{owner: o.self.own}
+	if o.self.on {
+		srv = &ownServer{server: node, ctx: ctx, own: own, log: log}
+	}
+	w := newWatcher(o.dir, owners, srv, log)
 	if _, err := w.scan(ctx); err != nil {
 		return err
+	}
+	if o.self.on {
+		u, err := startSelfUpdate(ctx, o.self, node, own, o.dir, o.selfUpdateEvery, log)
+		if err != nil {
+			return err
+		}
+		defer u.Close()
 	}
 
 	if o.metricsAddr != "" {
@@ -267,10 +370,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	for _, a := range node.Addrs() {
 		fmt.Fprintf(stdout, "listening: %s\n", a)
 	}
-	log.Info("rpseed running", "peer", node.ID(), "dir", o.dir, "targets", len(keys))
+	log.Info("rpseed running", "version", ownVersion(), "peer", node.ID(), "dir", o.dir, "owners", len(owners), "self_update", o.self.String())
 	w.watch(ctx, o.scanEvery)
 	log.Info("rpseed stopping")
 	return nil
+}
+
+// ownVersion returns the version in rpseed's own signed region, or
+// "unsigned".
+func ownVersion() string {
+	in, err := region.Current()
+	if err != nil || !in.Signed() {
+		return "unsigned"
+	}
+	return in.Version
 }
 
 // registerNodeMetrics exports the node's counters.

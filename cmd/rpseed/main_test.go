@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/org/rustpatcher-go/client"
 	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -23,10 +25,13 @@ func TestParseFlags(t *testing.T) {
 	pub, _, _ := ed25519.GenerateKey(nil)
 	k := region.EncodePublicKey(pub)
 	env := func(m map[string]string) func(string) string { return func(s string) string { return m[s] } }
+	base := []string{"--dir", "/d", "--pub", "linux/amd64=" + k}
+	here := runtime.GOOS + "/" + runtime.GOARCH
 	tests := []struct {
 		name    string
 		args    []string
 		env     map[string]string
+		linked  string // the key linked into the build
 		wantErr string
 		check   func(*options) bool
 	}{
@@ -41,9 +46,37 @@ func TestParseFlags(t *testing.T) {
 		{name: "no dir", args: []string{"--pub", "linux/amd64=" + k}, wantErr: "--dir"},
 		{name: "no key", args: []string{"--dir", "/d"}, wantErr: "--pub"},
 		{name: "bad env value", env: map[string]string{"RPSEED_DIR": "/e", "RPSEED_PUB": "x", "RPSEED_UPLOAD_SLOTS": "many"}, wantErr: "RPSEED_UPLOAD_SLOTS"},
+
+		// --self-update
+		{name: "self-update off by default", args: base, check: func(o *options) bool {
+			return o.selfUpdate == "off" && !o.self.on && o.selfUpdateEvery == time.Minute
+		}},
+		{name: "self-update now", args: append(base[:4:4], "--self-update", "now"), linked: k, check: func(o *options) bool {
+			return o.self.on && o.self.mode.String() == "now" && o.self.own.pub.Equal(pub) && o.self.own.target == here && o.self.key == k
+		}},
+		{name: "self-update onrestart", args: append(base[:4:4], "--self-update", "onrestart", "--self-update-interval", "5m"), linked: k, check: func(o *options) bool {
+			return o.self.on && o.self.mode.String() == "onrestart" && o.selfUpdateEvery == 5*time.Minute
+		}},
+		{name: "self-update at", args: append(base[:4:4], "--self-update=at=03:30"), linked: k, check: func(o *options) bool {
+			return o.self.on && o.self.mode.String() == "at=03:30"
+		}},
+		{name: "self-update off needs no key", args: append(base[:4:4], "--self-update", "OFF"), check: func(o *options) bool { return !o.self.on }},
+		{name: "self-update from the environment", args: base, env: map[string]string{"RPSEED_SELF_UPDATE": "at=23:59", "RPSEED_SELF_UPDATE_INTERVAL": "10s"}, linked: k,
+			check: func(o *options) bool {
+				return o.self.on && o.self.mode.String() == "at=23:59" && o.selfUpdateEvery == 10*time.Second
+			}},
+		{name: "self-update flag beats environment", args: append(base[:4:4], "--self-update", "off"), env: map[string]string{"RPSEED_SELF_UPDATE": "now"},
+			check: func(o *options) bool { return !o.self.on }},
+		{name: "self-update without a linked key", args: append(base[:4:4], "--self-update", "now"), wantErr: "built without an owner key"},
+		{name: "self-update from the environment without a linked key", args: base, env: map[string]string{"RPSEED_SELF_UPDATE": "onrestart"}, wantErr: "--self-update off"},
+		{name: "self-update bad mode", args: append(base[:4:4], "--self-update", "sometimes"), linked: k, wantErr: "RPSEED_SELF_UPDATE"},
+		{name: "self-update bad time", args: append(base[:4:4], "--self-update", "at=24:00"), linked: k, wantErr: "hour must be 0 to 23"},
+		{name: "self-update bad linked key", args: append(base[:4:4], "--self-update", "now"), linked: "abc", wantErr: "linked into this rpseed"},
+		{name: "self-update with the published test-vector key", args: append(base[:4:4], "--self-update", "now"), linked: client.TestVectorPublicKey, wantErr: "test-vector key"},
+		{name: "self-update bad interval", args: base, env: map[string]string{"RPSEED_SELF_UPDATE_INTERVAL": "soon"}, wantErr: "RPSEED_SELF_UPDATE_INTERVAL"},
 	}
 	for _, tt := range tests {
-		o, err := parseFlags(tt.args, env(tt.env), io.Discard)
+		o, err := parseFlags(tt.args, env(tt.env), tt.linked, io.Discard)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("%s: error %v, want one mentioning %q", tt.name, err, tt.wantErr)
@@ -60,23 +93,59 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-func TestParseKeys(t *testing.T) {
+// TestSelfUpdateNoLinkedKey checks that the error tells how to build rpseed
+// for --self-update, and how to run without it.
+func TestSelfUpdateNoLinkedKey(t *testing.T) {
 	pub, _, _ := ed25519.GenerateKey(nil)
-	k := region.EncodePublicKey(pub)
+	args := []string{"--dir", t.TempDir(), "--pub", "linux/amd64=" + region.EncodePublicKey(pub), "--self-update", "now",
+		"--listen", "/ip4/127.0.0.1/tcp/0"}
+	var stdout strings.Builder
+	err := run(context.Background(), args, func(string) string { return "" }, "", &stdout, io.Discard)
+	if err == nil {
+		t.Fatal("rpseed started with --self-update now and no linked key")
+	}
+	for _, want := range []string{"--self-update now", "built without an owner key", `-ldflags "-X github.com/org/rustpatcher-go/client.linkedPublicKey=<key>"`, "rpsign sign", "--self-update off"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if stdout.Len() > 0 {
+		t.Errorf("rpseed printed %q before failing; it must fail before listening", stdout.String())
+	}
+}
+
+func TestParseOwners(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(nil)
+	pub2, _, _ := ed25519.GenerateKey(nil)
+	k, k2 := region.EncodePublicKey(pub), region.EncodePublicKey(pub2)
 	tests := []struct {
 		pubs []string
 		ok   bool
 	}{
 		{[]string{"linux/amd64=" + k, "darwin/arm64=" + k}, true},
+		{[]string{"linux/amd64=" + k, "linux/amd64=" + k2}, true}, // two apps on one target
 		{[]string{"linux=" + k}, false},
 		{[]string{"linux/amd64"}, false},
 		{[]string{"linux/amd64=abc"}, false},
 		{[]string{"linux/amd64=" + k, "linux/amd64=" + k}, false},
+		{[]string{"linux/amd64=" + k, "linux/arm64=" + k2, "linux/amd64=" + k}, false},
 	}
 	for _, tt := range tests {
-		if _, err := parseKeys(tt.pubs); (err == nil) != tt.ok {
-			t.Errorf("parseKeys(%q): err = %v, want ok=%v", tt.pubs, err, tt.ok)
+		owners, err := parseOwners(tt.pubs)
+		if (err == nil) != tt.ok {
+			t.Errorf("parseOwners(%q): err = %v, want ok=%v", tt.pubs, err, tt.ok)
 		}
+		if err == nil && len(owners) != len(tt.pubs) {
+			t.Errorf("parseOwners(%q) = %v", tt.pubs, owners)
+		}
+	}
+	two, _ := parseOwners([]string{"linux/amd64=" + k, "linux/amd64=" + k2})
+	if _, err := githubKeys(two); err == nil || !strings.Contains(err.Error(), "--github") {
+		t.Errorf("githubKeys with two keys for linux/amd64: err = %v, want one about --github", err)
+	}
+	one, _ := parseOwners([]string{"linux/amd64=" + k, "linux/arm64=" + k2})
+	if keys, err := githubKeys(one); err != nil || len(keys) != 2 || !keys["linux/arm64"].Equal(pub2) {
+		t.Errorf("githubKeys(%v) = %v, %v", one, keys, err)
 	}
 }
 
@@ -119,7 +188,7 @@ func TestRunServesDirectory(t *testing.T) {
 			done <- run(ctx, []string{"--dir", dir, "--private", "--pub", "linux/amd64=" + region.EncodePublicKey(pub),
 				"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--listen", "/ip4/127.0.0.1/tcp/0",
 				"--metrics-addr", "127.0.0.1:0", "--scan-interval", "100ms", "--log-level", "warn", "--relay"},
-				func(string) string { return "" }, pw, io.Discard)
+				func(string) string { return "" }, "", pw, io.Discard)
 			pw.Close()
 		}()
 		sc := bufio.NewScanner(pr)
