@@ -461,7 +461,7 @@ func (u *Updater) verifySelf(ctx context.Context) (region.Info, error) {
 		return cur, fmt.Errorf("reading the program's own region: %w", err)
 	}
 	if !cur.Signed() {
-		return cur, fmt.Errorf("this build is %w (sign it with rpsign)", region.ErrUnsigned)
+		return cur, fmt.Errorf("%w: this build was never signed (sign it with rpsign sign)", region.ErrUnsigned)
 	}
 	if err := cur.VerifySignature(u.pub); err != nil {
 		return cur, fmt.Errorf("the program's own region: %w", err)

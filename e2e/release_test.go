@@ -172,9 +172,11 @@ func TestActionlint(t *testing.T) {
 }
 
 // TestActSelftest runs .github/workflows/action-selftest.yml with nektos/act
-// in host mode (no Docker): both matrix legs build examples/hello, sign it
-// with `uses: ./` and their own target's key from a secret file, check the
-// action's outputs and run rpsign verify. The test then verifies each leg's
+// in host mode (no Docker): both matrix legs build examples/hello with their
+// target's public key from a variables file linked in, sign it with
+// `uses: ./` and their own target's key from a secret file (the Action
+// refuses a build that does not embed it), check the action's outputs and
+// run rpsign verify. The test then verifies each leg's
 // binary itself with its target's public key (and not the other one), and
 // checks that neither key appears in the run's output.
 func TestActSelftest(t *testing.T) {
@@ -189,12 +191,17 @@ func TestActSelftest(t *testing.T) {
 	if err := os.WriteFile(secrets, []byte(secretText), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	vars := filepath.Join(t.TempDir(), "vars.env")
+	varText := "RP_PUB_LINUX_AMD64=" + keys["amd64"].Public + "\nRP_PUB_LINUX_ARM64=" + keys["arm64"].Public + "\n"
+	if err := os.WriteFile(vars, []byte(varText), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cache := t.TempDir() // act's host-mode work trees go here (removed after each job)
 	env := toolEnv(append(goEnv(t), "XDG_CACHE_HOME="+cache, "CGO_ENABLED=0")...)
 	out, err := runTool(t, 15*time.Minute, dir, env, act, "push",
 		"-W", ".github/workflows/action-selftest.yml",
 		"-P", "ubuntu-latest=-self-hosted",
-		"--secret-file", secrets)
+		"--secret-file", secrets, "--var-file", vars)
 	t.Logf("act output:\n%s", out)
 	if err != nil {
 		t.Fatalf("act: %v", err)
@@ -255,6 +262,19 @@ func TestActSelftest(t *testing.T) {
 			t.Errorf("the workflow's rpsign verify of linux/%s did not pass with its own key", arch)
 		}
 	}
+
+	// Without the public keys, the build steps stop with a message that
+	// names the missing variable.
+	out, err = runTool(t, 15*time.Minute, dir, env, act, "push",
+		"-W", ".github/workflows/action-selftest.yml",
+		"-P", "ubuntu-latest=-self-hosted",
+		"--secret-file", secrets, "--var-file", filepath.Join(t.TempDir(), "none.env"))
+	if err == nil {
+		t.Fatalf("act succeeded without the RP_PUB_* variables:\n%s", out)
+	}
+	if !strings.Contains(out, "set the repository variable RP_PUB_LINUX_AMD64 to the public key of RP_KEY_LINUX_AMD64") {
+		t.Errorf("the failed run does not name the missing variable:\n%s", out)
+	}
 }
 
 // goreleaserTargets returns the targets examples/hello/.goreleaser.yaml
@@ -284,8 +304,9 @@ func TestGoreleaserCheck(t *testing.T) {
 }
 
 // TestGoreleaserBuildSigns builds examples/hello with its goreleaser
-// configuration for every target: the post-build hook signs each binary
-// with the key in RP_KEY_<OS>_<ARCH>. Each binary must verify with its own
+// configuration for every target: each build links in the public key in
+// RP_PUB_<OS>_<ARCH> and the post-build hook signs each binary with the key
+// in RP_KEY_<OS>_<ARCH>. Each binary must verify with its own
 // target's key; no key may appear in goreleaser's output; and the build
 // must fail, naming the variable, when a target's key is missing.
 func TestGoreleaserBuildSigns(t *testing.T) {
@@ -299,7 +320,7 @@ func TestGoreleaserBuildSigns(t *testing.T) {
 	var env []string
 	for _, tg := range goreleaserTargets() {
 		keys[tg] = NewKey(t)
-		env = append(env, "RP_KEY_"+strings.ToUpper(tg)+"="+keys[tg].Secret)
+		env = append(env, "RP_KEY_"+strings.ToUpper(tg)+"="+keys[tg].Secret, "RP_PUB_"+strings.ToUpper(tg)+"="+keys[tg].Public)
 	}
 	out, err := runTool(t, 15*time.Minute, hello, toolEnv(env...), goreleaser, "build", "--snapshot", "--clean")
 	if err != nil {
@@ -456,4 +477,156 @@ func TestGitHubSeed(t *testing.T) {
 			t.Errorf("the seed's directory holds %s, want only the verified 2.0.0", e.Name())
 		}
 	}
+}
+
+// updateOverSeed installs old (a signed hello 1.0.0) as a node's
+// executable, serves next (a signed hello 2.0.0) from an rpseed on a
+// private loopback network, and checks that the node updates itself to
+// exactly next and restarts into it.
+func updateOverSeed(t *testing.T, key Key, old, next string) {
+	t.Helper()
+	rpseed := GoBuild(t, rpseedPkg, "")
+	host := target.Current()
+	dir := t.TempDir()
+	seedDir := filepath.Join(dir, "seed")
+	CopyFile(t, next, filepath.Join(seedDir, "hello-2.0.0"))
+	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", host.String() + "=" + key.Public,
+		"--scan-interval", "1s"}, loopback()...)...)
+	seed.WaitLine(0, 30*time.Second, `release found.*version=2\.0\.0`)
+	seedAddrs := listenAddrs(t, seed, 0, 2)
+
+	exe := filepath.Join(dir, "node", "hello")
+	CopyFile(t, old, exe)
+	node := Start(t, exe, append(append([]string{"--private", "--dht-server", "--interval", "2s"}, loopback()...), append(bootstrapArgs(seedAddrs), "arg")...)...)
+	node.WaitLine(0, 30*time.Second, `^hello 1\.0\.0 args=arg$`)
+	node.WaitLine(0, p2pTimeout, `^hello 2\.0\.0 args=arg$`)
+	if v, err := FileVersion(exe, key.Public); err != nil || v != "2.0.0" {
+		t.Errorf("node executable is %q, %v; want a verified 2.0.0", v, err)
+	}
+	if !sameBytes(t, exe, next) {
+		t.Error("node executable differs from the released 2.0.0")
+	}
+}
+
+// TestGoreleaserUpdates builds hello 1.0.0 and 2.0.0 for this machine's
+// target through goreleaser with examples/hello/.goreleaser.yaml, as a
+// release engineer would on two tags: the build links in the target's
+// public key from RP_PUB_<OS>_<ARCH> and the post-build hook signs with
+// RP_KEY_<OS>_<ARCH>. The goreleaser-built 1.0.0 must then update itself to
+// the goreleaser-built 2.0.0 served by rpseed. A build without the public
+// key must fail in the hook, naming the key.
+func TestGoreleaserUpdates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping goreleaser builds in -short mode")
+	}
+	goreleaser := testtools.Install(t, testtools.Goreleaser())
+	dir := repoCopy(t)
+	hello := filepath.Join(dir, "examples", "hello")
+	host := target.Current()
+	key := NewKey(t)
+	name := strings.ToUpper(host.OS + "_" + host.Arch)
+	env := toolEnv("RP_KEY_"+name+"="+key.Secret, "RP_PUB_"+name+"="+key.Public, "GGOOS="+host.OS, "GGOARCH="+host.Arch)
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"}, args...)...)
+		cmd.Dir = dir
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, b)
+		}
+	}
+	// goreleaser reads the remote's URL, never contacts it.
+	git("remote", "add", "origin", "https://github.com/org/hello.git")
+	out := t.TempDir()
+	release := func(version string) string {
+		t.Helper()
+		git("tag", "v"+version)
+		log, err := runTool(t, 10*time.Minute, hello, env, goreleaser, "build", "--clean", "--single-target")
+		if err != nil {
+			t.Fatalf("goreleaser build of v%s: %v\n%s", version, err, log)
+		}
+		if !strings.Contains(log, "for public key "+key.Public) {
+			t.Errorf("the signing hook did not report the public key:\n%s", log)
+		}
+		if strings.Contains(log, key.Secret) {
+			t.Error("the owner key appears in goreleaser's output")
+		}
+		bins, _ := filepath.Glob(filepath.Join(hello, "dist", "hello_"+host.OS+"_"+host.Arch+"*", "hello"))
+		if len(bins) != 1 {
+			t.Fatalf("goreleaser built %v, want one hello for %s", bins, host)
+		}
+		p := filepath.Join(out, "hello-"+version)
+		CopyFile(t, bins[0], p)
+		if v, err := FileVersion(p, key.Public); err != nil || v != version {
+			t.Fatalf("goreleaser's hello: version %q, %v; want %s", v, err, version)
+		}
+		return p
+	}
+	old := release("1.0.0")
+	git("commit", "-q", "--allow-empty", "-m", "next release")
+	next := release("2.0.0")
+	updateOverSeed(t, key, old, next)
+
+	// Without the public key, the hook refuses to sign the keyless build.
+	git("commit", "-q", "--allow-empty", "-m", "release without the public key")
+	git("tag", "v3.0.0")
+	var noPub []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "RP_PUB_") {
+			noPub = append(noPub, kv)
+		}
+	}
+	log, err := runTool(t, 10*time.Minute, hello, noPub, goreleaser, "build", "--clean", "--single-target")
+	if err == nil {
+		t.Fatalf("goreleaser built a release without RP_PUB_%s:\n%s", name, log)
+	}
+	if !strings.Contains(log, "does not embed the signing key's public key "+key.Public) {
+		t.Errorf("the failure does not name the missing public key:\n%s", log)
+	}
+}
+
+// TestActionEntrypointUpdates signs hello builds through the GitHub
+// Action's entrypoint, rpsign action, run as a process with the INPUT_*
+// variables and files that action.yml gives it (GitHub itself cannot run
+// here; TestActSelftest runs the whole Action under act). The builds link
+// in the public key as the documented matrix workflow does. The signed
+// 1.0.0 must update itself to the signed 2.0.0 over rpseed.
+func TestActionEntrypointUpdates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process network test")
+	}
+	key := NewKey(t)
+	bin := GoBuildWith(t, Build{
+		Pkg:     helloPkg,
+		LDFlags: "-s -w -X github.com/org/rustpatcher-go/client.linkedPublicKey=" + key.Public,
+		Flags:   []string{"-trimpath"},
+		Env:     []string{"CGO_ENABLED=0"},
+	})
+	rpsign := GoBuild(t, "github.com/org/rustpatcher-go/cmd/rpsign", "")
+	host := target.Current()
+	sign := func(version string) string {
+		t.Helper()
+		dir := t.TempDir()
+		f := filepath.Join(dir, "dist", "hello_"+host.OS+"_"+host.Arch)
+		CopyFile(t, bin, f)
+		output := filepath.Join(dir, "output")
+		os.WriteFile(output, nil, 0o644)
+		out, err := runTool(t, 2*time.Minute, dir, toolEnv(
+			"GITHUB_ACTIONS=true", "GITHUB_OUTPUT="+output, "GITHUB_STEP_SUMMARY="+filepath.Join(dir, "summary"),
+			"GITHUB_REF=refs/tags/v"+version, "INPUT_KEY="+key.Secret, "INPUT_FILES=dist/hello_*"), rpsign, "action")
+		if err != nil {
+			t.Fatalf("rpsign action: %v\n%s", err, out)
+		}
+		if strings.Count(out, key.Secret) > 1 {
+			t.Errorf("the key appears unmasked in the action's output:\n%s", out)
+		}
+		b, _ := os.ReadFile(output)
+		if !strings.Contains(string(b), key.Public) {
+			t.Errorf("the outputs do not carry the public key %s:\n%s", key.Public, b)
+		}
+		if s, _ := os.ReadFile(filepath.Join(dir, "summary")); !strings.Contains(string(s), key.Public) {
+			t.Errorf("the step summary does not show the public key:\n%s", s)
+		}
+		return f
+	}
+	updateOverSeed(t, key, sign("1.0.0"), sign("2.0.0"))
 }

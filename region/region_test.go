@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// Test vector from SPEC section 2.
+// The test vector of docs/FORMAT.md.
 const (
 	vectorSeed = "5wrjzq7h54t61sr8izgqdkrjx9tcqey5n6apff5ju5yadoobuj3o"
 	vectorPub  = "axegnqus3miex47g1kxf1j7j8spczbc57go7jgpeixq8nxjfz7gy"
