@@ -43,7 +43,7 @@ func crashChild() int {
 		return 10
 	}
 	exe := os.Getenv(crashExeEnv)
-	s, err := region.ScanFile(exe)
+	s, err := region.ScanFile(context.Background(), exe)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 11

@@ -150,7 +150,7 @@ func scanFile(ctx context.Context, path string) (*region.Scanned, error) {
 		return nil, err
 	}
 	defer f.Close()
-	s, err := region.Scan(ctxReader{ctx, f})
+	s, err := region.Scan(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -226,7 +226,7 @@ func (e *engine) apply(ctx context.Context, c candidate) error {
 	}}
 	rr := &releaseReader{ctx: ctx, rel: c.rel, limit: total}
 	defer rr.close()
-	s, err := region.Scan(io.TeeReader(rr, w))
+	s, err := region.Scan(ctx, io.TeeReader(rr, w))
 	if w.err != nil {
 		return &localError{w.err}
 	}

@@ -73,7 +73,7 @@ func writeBinary(t testing.TB, path string, size int, seed uint64, key testKey, 
 	if version == "" {
 		return region.Info{}
 	}
-	in, err := region.SignFile(path, key.priv, version)
+	in, err := region.SignFile(context.Background(), path, key.priv, version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ type recordingSeeder struct {
 func (s *recordingSeeder) Releases(context.Context) ([]Release, error) { return nil, nil }
 func (s *recordingSeeder) String() string                              { return "recorder" }
 func (s *recordingSeeder) Seed(_ context.Context, path string, in region.Info) error {
-	if _, err := region.ScanFile(path); err != nil {
+	if _, err := region.ScanFile(context.Background(), path); err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -51,7 +51,7 @@ func selfTestCheck(key ed25519.PublicKey, keyErr error) (region.Info, error) {
 	if err != nil {
 		return cur, err
 	}
-	onDisk, err := region.VerifyFile(exe, key)
+	onDisk, err := region.VerifyFile(context.Background(), exe, key)
 	if err != nil {
 		return cur, err
 	}

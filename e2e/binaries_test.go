@@ -9,6 +9,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"os"
@@ -36,11 +37,11 @@ func checkSignVerify(t *testing.T, bin string, key Key) string {
 	checkMarkers(t, bin, unsigned)
 	p := filepath.Join(t.TempDir(), filepath.Base(bin))
 	CopyFile(t, bin, p)
-	if _, err := region.VerifyFile(p, pub); !errors.Is(err, region.ErrUnsigned) {
+	if _, err := region.VerifyFile(context.Background(), p, pub); !errors.Is(err, region.ErrUnsigned) {
 		t.Fatalf("fresh build: VerifyFile = %v, want ErrUnsigned", err)
 	}
 	in := SignedCopy(t, bin, p, key, "1.4.2")
-	if got, err := region.VerifyFile(p, pub); err != nil || got != in {
+	if got, err := region.VerifyFile(context.Background(), p, pub); err != nil || got != in {
 		t.Fatalf("VerifyFile = %+v, %v", got, err)
 	}
 	signed, err := os.ReadFile(p)
@@ -59,7 +60,7 @@ func checkSignVerify(t *testing.T, bin string, key Key) string {
 		if err := os.WriteFile(f, b, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := region.VerifyFile(f, pub); !errors.Is(err, region.ErrHashMismatch) {
+		if _, err := region.VerifyFile(context.Background(), f, pub); !errors.Is(err, region.ErrHashMismatch) {
 			t.Errorf("byte %d flipped: VerifyFile = %v, want ErrHashMismatch", at, err)
 		}
 	}

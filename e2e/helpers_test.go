@@ -223,7 +223,7 @@ func CopyFile(t testing.TB, src, dst string) {
 func SignedCopy(t testing.TB, src, dst string, key Key, version string) region.Info {
 	t.Helper()
 	CopyFile(t, src, dst)
-	in, err := region.SignFile(dst, key.Private, version)
+	in, err := region.SignFile(context.Background(), dst, key.Private, version)
 	if err != nil {
 		t.Fatalf("signing %s as %s: %v", dst, version, err)
 	}
@@ -253,7 +253,7 @@ func FileVersion(path, pub string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	in, err := region.VerifyFile(path, k)
+	in, err := region.VerifyFile(context.Background(), path, k)
 	if err != nil {
 		return "", err
 	}

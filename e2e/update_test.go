@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -217,7 +218,7 @@ func TestUpdateRefused(t *testing.T) {
 					t.Fatal(err)
 				}
 				// Still a release: the region is well inside the file.
-				if _, err := region.ScanFile(p); err != nil {
+				if _, err := region.ScanFile(context.Background(), p); err != nil {
 					t.Fatalf("truncated release lost its region: %v", err)
 				}
 			},
@@ -236,7 +237,7 @@ func TestUpdateRefused(t *testing.T) {
 			make: func(t *testing.T, s *updateSetup) {
 				p := filepath.Join(s.rels, "hello-0.9.0")
 				CopyFile(t, s.exe, p)
-				if _, err := region.SignFile(p, s.key.Private, "0.9.0"); err != nil {
+				if _, err := region.SignFile(context.Background(), p, s.key.Private, "0.9.0"); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -282,7 +283,7 @@ func TestUpdateRefused(t *testing.T) {
 // flipByte inverts one byte of the file at path, outside its region.
 func flipByte(t *testing.T, path string) {
 	t.Helper()
-	sc, err := region.ScanFile(path)
+	sc, err := region.ScanFile(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +333,7 @@ func BenchmarkSelfTest(b *testing.B) {
 		dir := b.TempDir()
 		exe := filepath.Join(dir, "hello")
 		padBinary(b, bin, exe, extra)
-		if _, err := region.SignFile(exe, key.Private, "1.0.0"); err != nil {
+		if _, err := region.SignFile(context.Background(), exe, key.Private, "1.0.0"); err != nil {
 			b.Fatal(err)
 		}
 		st, err := os.Stat(exe)

@@ -2,6 +2,7 @@ package region
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"math/rand/v2"
 	"os"
@@ -20,7 +21,7 @@ func benchFile(b *testing.B, size int) (string, ed25519.PublicKey) {
 		b.Fatal(err)
 	}
 	key := vectorKey(b)
-	if _, err := SignFile(path, key, "1.0.0"); err != nil {
+	if _, err := SignFile(context.Background(), path, key, "1.0.0"); err != nil {
 		b.Fatal(err)
 	}
 	return path, key.Public().(ed25519.PublicKey)
@@ -32,7 +33,7 @@ func BenchmarkVerifyFile30MB(b *testing.B) {
 	path, pub := benchFile(b, 30_000_000)
 	b.SetBytes(30_000_000)
 	for b.Loop() {
-		if _, err := VerifyFile(path, pub); err != nil {
+		if _, err := VerifyFile(context.Background(), path, pub); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -45,7 +46,7 @@ func BenchmarkScan(b *testing.B) {
 	buf := make([]byte, chunkSize+Size)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if _, err := scan(bytes.NewReader(data), buf); err != nil {
+		if _, err := scan(context.Background(), bytes.NewReader(data), buf); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,20 +1,22 @@
 package region
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 )
 
 // ScanFile opens the file at path and scans it; see Scan.
-func ScanFile(path string) (*Scanned, error) {
+func ScanFile(ctx context.Context, path string) (*Scanned, error) {
 	f, err := openRegular(path, os.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	s, err := Scan(f)
+	s, err := Scan(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -23,8 +25,8 @@ func ScanFile(path string) (*Scanned, error) {
 
 // SignFile signs the binary at path in place with key and version; see
 // Sign.
-func SignFile(path string, key ed25519.PrivateKey, version string) (Info, error) {
-	return Sign(path, key, SignOptions{Version: version})
+func SignFile(ctx context.Context, path string, key ed25519.PrivateKey, version string) (Info, error) {
+	return Sign(ctx, path, key, SignOptions{Version: version})
 }
 
 // SignOptions are the details of a signature made by Sign.
@@ -44,8 +46,8 @@ type SignOptions struct {
 // Sign signs the binary at path in place with key: one pass over the file
 // computes the hash and size, then only the region's 176 bytes are written
 // and synced. Signing an already signed binary replaces its signature. On
-// error the file is unchanged.
-func Sign(path string, key ed25519.PrivateKey, opts SignOptions) (Info, error) {
+// error (ctx done included) the file is unchanged.
+func Sign(ctx context.Context, path string, key ed25519.PrivateKey, opts SignOptions) (Info, error) {
 	v, err := ParseVersion(opts.Version)
 	if err != nil {
 		return Info{}, err
@@ -58,7 +60,7 @@ func Sign(path string, key ed25519.PrivateKey, opts SignOptions) (Info, error) {
 		return Info{}, err
 	}
 	defer f.Close()
-	s, err := scanFind(f, opts.Find)
+	s, err := scanFind(ctx, f, opts.Find)
 	if err != nil {
 		return Info{}, fmt.Errorf("%s: %w", path, err)
 	}
@@ -86,19 +88,33 @@ func Sign(path string, key ed25519.PrivateKey, opts SignOptions) (Info, error) {
 }
 
 // VerifyFile checks that the binary at path holds exactly one region, signed
-// by pub, whose hash and size match the rest of the file. It returns the
-// region's Info; the error wraps ErrUnsigned, ErrSizeMismatch,
-// ErrHashMismatch, ErrBadSignature, ErrNoRegion or ErrMultipleRegions.
-func VerifyFile(path string, pub ed25519.PublicKey) (Info, error) {
-	s, err := ScanFile(path)
+// by pub, whose hash and size match the rest of the file; see Verify.
+func VerifyFile(ctx context.Context, path string, pub ed25519.PublicKey) (Info, error) {
+	f, err := openRegular(path, os.O_RDONLY)
 	if err != nil {
 		return Info{}, err
 	}
-	in, err := s.Verify(pub)
+	defer f.Close()
+	in, err := Verify(ctx, f, pub)
 	if err != nil {
 		return in, fmt.Errorf("%s: %w", path, err)
 	}
 	return in, nil
+}
+
+// Verify reads r to its end, or until ctx is done, and checks that it is a
+// release signed by pub: exactly one region, whose signature verifies and
+// whose hash and size match the rest. It returns the region's Info (also
+// on most errors, for messages); the error wraps ErrUnsigned,
+// ErrSizeMismatch, ErrHashMismatch, ErrBadSignature, ErrMalformed,
+// ErrNoRegion, ErrMultipleRegions or ctx's error. Memory use does not depend
+// on the length of r.
+func Verify(ctx context.Context, r io.Reader, pub ed25519.PublicKey) (Info, error) {
+	s, err := Scan(ctx, r)
+	if err != nil {
+		return Info{}, err
+	}
+	return s.Verify(pub)
 }
 
 // Verify checks the scanned region's signature with pub and that the signed

@@ -2,6 +2,7 @@ package region
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"strings"
@@ -49,7 +50,7 @@ func FuzzScan(f *testing.F) {
 	f.Fuzz(func(t *testing.T, file []byte, chunk uint16) {
 		c := int(chunk%2048) + 1
 		wantOff, wantHash, wantSize, count := naiveScan(file)
-		s, err := scan(bytes.NewReader(file), make([]byte, c+Size))
+		s, err := scan(context.Background(), bytes.NewReader(file), make([]byte, c+Size))
 		switch count {
 		case 0:
 			if !errors.Is(err, ErrNoRegion) {

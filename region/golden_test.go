@@ -2,6 +2,7 @@ package region_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"os"
@@ -34,7 +35,7 @@ func TestGolden(t *testing.T) {
 			if err := os.WriteFile(p, regiontest.File(v.Prefix, v.Suffix), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := region.SignFile(p, key, v.Version); err != nil {
+			if _, err := region.SignFile(context.Background(), p, key, v.Version); err != nil {
 				t.Fatal(err)
 			}
 			got, err := os.ReadFile(p)
@@ -47,7 +48,7 @@ func TestGolden(t *testing.T) {
 			if !bytes.Equal(got[:v.Prefix], regiontest.File(v.Prefix, 0)[:v.Prefix]) || !bytes.Equal(got[v.Prefix+region.Size:], regiontest.File(0, v.Suffix)[region.Size:]) {
 				t.Error("signing changed bytes outside the region")
 			}
-			if in, err := region.VerifyFile(p, key.Public().(ed25519.PublicKey)); err != nil || in.Version != v.Version {
+			if in, err := region.VerifyFile(context.Background(), p, key.Public().(ed25519.PublicKey)); err != nil || in.Version != v.Version {
 				t.Errorf("VerifyFile = %+v, %v", in, err)
 			}
 			if !bytes.Contains(doc, []byte(hex.EncodeToString(v.Region))) {

@@ -2,6 +2,7 @@ package region
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha512"
 	"errors"
 	"fmt"
@@ -31,24 +32,25 @@ type Scanned struct {
 // Info decodes the region that was found.
 func (s *Scanned) Info() (Info, error) { return Parse(s.Region[:]) }
 
-// Scan reads r to its end once, locates exactly one well-formed region
+// Scan reads r to its end once, or until ctx is done, locates exactly one
+// well-formed region
 // (marker, 120 bytes, marker) and hashes everything else. The marker may occur
 // elsewhere in the file (this package's own constant, an embedded binary):
 // only a marker followed 148 bytes later by another marker counts. Scan fails
 // with ErrNoRegion or ErrMultipleRegions when there is not exactly one.
 // Memory use does not depend on the length of r.
-func Scan(r io.Reader) (*Scanned, error) {
-	return scan(r, make([]byte, chunkSize+Size))
+func Scan(ctx context.Context, r io.Reader) (*Scanned, error) {
+	return scan(ctx, r, make([]byte, chunkSize+Size))
 }
 
 // scanFind is Scan that also looks for each of texts in the same pass and
 // reports in Scanned.Found which ones the file holds.
-func scanFind(r io.Reader, texts []string) (*Scanned, error) {
+func scanFind(ctx context.Context, r io.Reader, texts []string) (*Scanned, error) {
 	if len(texts) == 0 {
-		return Scan(r)
+		return Scan(ctx, r)
 	}
 	f := newFinder(texts)
-	s, err := Scan(io.TeeReader(r, f))
+	s, err := Scan(ctx, io.TeeReader(r, f))
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +104,7 @@ func (f *finder) look(b []byte) {
 	}
 }
 
-func scan(r io.Reader, buf []byte) (*Scanned, error) {
+func scan(ctx context.Context, r io.Reader, buf []byte) (*Scanned, error) {
 	var (
 		res     Scanned
 		found   = 0
@@ -122,6 +124,9 @@ func scan(r io.Reader, buf []byte) (*Scanned, error) {
 		hashed += uint64(len(b))
 	}
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		for !eof && n < len(buf) {
 			m, err := r.Read(buf[n:])
 			n += m

@@ -2,6 +2,7 @@ package region
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha512"
 	"errors"
@@ -84,7 +85,7 @@ func TestScan(t *testing.T) {
 			for _, rd := range []string{"plain", "onebyte", "half"} {
 				var src = bytes.NewReader(tt.file)
 				var in = iotestReader(rd, src)
-				s, err := scan(in, make([]byte, c+Size))
+				s, err := scan(context.Background(), in, make([]byte, c+Size))
 				switch count {
 				case 0:
 					if !errors.Is(err, ErrNoRegion) {
@@ -120,7 +121,7 @@ func iotestReader(kind string, r *bytes.Reader) interface{ Read([]byte) (int, er
 
 func TestScanReadError(t *testing.T) {
 	boom := errors.New("boom")
-	_, err := Scan(iotest.ErrReader(boom))
+	_, err := Scan(context.Background(), iotest.ErrReader(boom))
 	if !errors.Is(err, boom) {
 		t.Fatalf("got %v, want the reader's error", err)
 	}
@@ -135,7 +136,7 @@ func TestSignFileVerifyFile(t *testing.T) {
 	if err := os.WriteFile(path, content, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	in, err := SignFile(path, key, "v1.2.3")
+	in, err := SignFile(context.Background(), path, key, "v1.2.3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,33 +148,33 @@ func TestSignFileVerifyFile(t *testing.T) {
 	if !bytes.Equal(signed[:70000], content[:70000]) || !bytes.Equal(signed[70000+Size:], content[70000+Size:]) {
 		t.Fatal("SignFile changed bytes outside the region")
 	}
-	if _, err := VerifyFile(path, pub); err != nil {
+	if _, err := VerifyFile(context.Background(), path, pub); err != nil {
 		t.Fatalf("VerifyFile: %v", err)
 	}
 	// Re-signing a signed file works and gives the same hash.
-	in2, err := SignFile(path, key, "1.2.4")
+	in2, err := SignFile(context.Background(), path, key, "1.2.4")
 	if err != nil || in2.Hash != in.Hash || in2.Version != "1.2.4" {
 		t.Fatalf("re-sign: %+v, %v", in2, err)
 	}
 
 	other, _, _ := ed25519.GenerateKey(nil)
-	if _, err := VerifyFile(path, other); !errors.Is(err, ErrBadSignature) {
+	if _, err := VerifyFile(context.Background(), path, other); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("other key: %v", err)
 	}
 	for _, pos := range []int{0, 69999, 70000 + Size, len(content) - 1} {
 		b := bytes.Clone(signed)
 		b[pos] ^= 0x40
 		os.WriteFile(path, b, 0o755)
-		if _, err := VerifyFile(path, pub); !errors.Is(err, ErrHashMismatch) {
+		if _, err := VerifyFile(context.Background(), path, pub); !errors.Is(err, ErrHashMismatch) {
 			t.Errorf("flipped byte %d: got %v, want ErrHashMismatch", pos, err)
 		}
 	}
 	os.WriteFile(path, cat(signed, []byte{1}), 0o755)
-	if _, err := VerifyFile(path, pub); !errors.Is(err, ErrSizeMismatch) {
+	if _, err := VerifyFile(context.Background(), path, pub); !errors.Is(err, ErrSizeMismatch) {
 		t.Errorf("appended byte: got %v, want ErrSizeMismatch", err)
 	}
 	os.WriteFile(path, content, 0o755)
-	if _, err := VerifyFile(path, pub); !errors.Is(err, ErrUnsigned) {
+	if _, err := VerifyFile(context.Background(), path, pub); !errors.Is(err, ErrUnsigned) {
 		t.Errorf("unsigned: got %v, want ErrUnsigned", err)
 	}
 }
@@ -208,7 +209,7 @@ func TestSignFileErrors(t *testing.T) {
 			if st, err := os.Stat(tt.path); err == nil && st.Mode().IsRegular() {
 				before, _ = os.ReadFile(tt.path)
 			}
-			_, err := SignFile(tt.path, key, tt.version)
+			_, err := SignFile(context.Background(), tt.path, key, tt.version)
 			if err == nil {
 				t.Fatal("no error")
 			}

@@ -265,7 +265,7 @@ func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) erro
 	if err := copyFile(filepath.Join(bin, "hello"), release); err != nil {
 		return err
 	}
-	in, err := region.SignFile(release, key, "2.0.0")
+	in, err := region.SignFile(context.Background(), release, key, "2.0.0")
 	if err != nil {
 		return err
 	}
@@ -289,7 +289,7 @@ func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) erro
 		if err := copyFile(filepath.Join(bin, "hello"), exe); err != nil {
 			return nil, "", err
 		}
-		if _, err := region.SignFile(exe, key, "1.0.0"); err != nil {
+		if _, err := region.SignFile(context.Background(), exe, key, "1.0.0"); err != nil {
 			return nil, "", err
 		}
 		args := append([]string{"--private", "--dht-server", "--interval", "2s"}, loop...)
@@ -365,7 +365,7 @@ func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) erro
 		return err
 	}
 	for _, exe := range append(exes, lateExe) {
-		got, err := region.VerifyFile(exe, pub)
+		got, err := region.VerifyFile(context.Background(), exe, pub)
 		if err != nil || got != in {
 			return fmt.Errorf("%s: not the signed 2.0.0 after the update: %v", exe, err)
 		}

@@ -97,7 +97,7 @@ func (w *watcher) scan(ctx context.Context) (int, error) {
 			continue
 		}
 		st := &fileState{size: fi.Size(), mtime: fi.ModTime()}
-		st.owner, st.info, st.skipErr = w.identify(filepath.Join(w.dir, name))
+		st.owner, st.info, st.skipErr = w.identify(ctx, filepath.Join(w.dir, name))
 		w.files[name] = st
 		if st.skipErr != nil {
 			w.log.Warn("not serving file", "file", name, "reason", st.skipErr)
@@ -155,8 +155,8 @@ func (w *watcher) scan(ctx context.Context) (int, error) {
 
 // identify verifies the file at path with every configured key and returns
 // the owner it is a release of, and its region.
-func (w *watcher) identify(path string) (*owner, region.Info, error) {
-	sc, err := region.ScanFile(path)
+func (w *watcher) identify(ctx context.Context, path string) (*owner, region.Info, error) {
+	sc, err := region.ScanFile(ctx, path)
 	if err != nil {
 		return nil, region.Info{}, err
 	}

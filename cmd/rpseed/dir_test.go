@@ -77,7 +77,7 @@ func writeSigned(t *testing.T, dir, name string, head []byte, key ed25519.Privat
 	if err := os.WriteFile(tmp, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := region.SignFile(tmp, key, version); err != nil {
+	if _, err := region.SignFile(context.Background(), tmp, key, version); err != nil {
 		t.Fatal(err)
 	}
 	signed, _ := os.ReadFile(tmp)

@@ -118,7 +118,7 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 		if err != nil {
 			return &fileError{f, fmt.Errorf("signing: %w", err)}
 		}
-		if _, err := region.VerifyFile(f, pub); err != nil {
+		if _, err := region.VerifyFile(context.Background(), f, pub); err != nil {
 			return &fileError{f, fmt.Errorf("verifying after signing: %w", err)}
 		}
 		pi := github.NewPatchInfo(*t, in, pub)

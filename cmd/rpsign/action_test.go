@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -139,7 +140,7 @@ func TestActionSigns(t *testing.T) {
 				t.Fatalf("action: %v\n%s", err, &r.stdout)
 			}
 			for _, f := range []string{a, b} {
-				in, err := region.VerifyFile(f, pub)
+				in, err := region.VerifyFile(context.Background(), f, pub)
 				if err != nil || in.Version != tt.wantVersion {
 					t.Errorf("VerifyFile(%s) = %v, %v; want version %s", f, in.Version, err, tt.wantVersion)
 				}

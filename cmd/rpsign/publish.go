@@ -145,7 +145,7 @@ func verifyForPublish(bins []string, fixed *target.Target, pubs *pubKeys) ([]git
 		if !ok {
 			return nil, fmt.Errorf("%s is a %s binary, but --pub gives no key for %s", b, t, t)
 		}
-		in, err := region.VerifyFile(b, pub)
+		in, err := region.VerifyFile(context.Background(), b, pub)
 		if err != nil {
 			return nil, fmt.Errorf("not publishing: %w", err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,7 @@ func TestPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{hello, arm} {
-		if _, err := region.SignFile(f, key, "1.5.0"); err != nil {
+		if _, err := region.SignFile(context.Background(), f, key, "1.5.0"); err != nil {
 			t.Fatal(err)
 		}
 	}

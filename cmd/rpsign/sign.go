@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"debug/buildinfo"
 	"encoding/hex"
@@ -66,7 +67,7 @@ func signBinary(path string, key ed25519.PrivateKey, version, from string, runti
 		opts.Find = []string{pub, region.EncodeSecretKey(key)}
 		opts.Check = func(s *region.Scanned) error { return checkEmbedsKey(path, pub, from, s.Found) }
 	}
-	in, err := region.Sign(path, key, opts)
+	in, err := region.Sign(context.Background(), path, key, opts)
 	if err != nil {
 		return in, explainNoRegion(err)
 	}
@@ -138,7 +139,7 @@ func runVerify(e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--pub: %w", err)
 	}
-	in, err := region.VerifyFile(pos[0], pub)
+	in, err := region.VerifyFile(context.Background(), pos[0], pub)
 	if err != nil {
 		if errors.Is(err, region.ErrBadSignature) {
 			if derived, ok := secretInstead(pos[0], *pubStr); ok {
@@ -161,7 +162,7 @@ func secretInstead(path, s string) (string, bool) {
 		return "", false
 	}
 	pub := k.Public().(ed25519.PublicKey)
-	if _, err := region.VerifyFile(path, pub); err != nil {
+	if _, err := region.VerifyFile(context.Background(), path, pub); err != nil {
 		return "", false
 	}
 	return region.EncodePublicKey(pub), true
@@ -183,7 +184,7 @@ func runInspect(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := region.ScanFile(pos[0])
+	s, err := region.ScanFile(context.Background(), pos[0])
 	if err != nil {
 		return explainNoRegion(err)
 	}

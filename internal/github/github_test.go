@@ -60,7 +60,7 @@ func writeBinary(t *testing.T, dir, name string, key ed25519.PrivateKey, version
 	if key == nil {
 		return path, region.Info{}
 	}
-	in, err := region.SignFile(path, key, version)
+	in, err := region.SignFile(context.Background(), path, key, version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestPoller(t *testing.T) {
 		}
 	}
 	wantFiles("linux-amd64-1.0.0", "linux-arm64-1.0.0")
-	if _, err := region.VerifyFile(filepath.Join(dir, "linux-arm64-1.0.0"), pubB); err != nil {
+	if _, err := region.VerifyFile(context.Background(), filepath.Join(dir, "linux-arm64-1.0.0"), pubB); err != nil {
 		t.Error(err)
 	}
 	if len(got) != 2 {
@@ -323,7 +323,7 @@ func TestPoller(t *testing.T) {
 	// A good 2.1.0 arrives.
 	publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: keyA}, "2.1.0")
 	poll()
-	if _, err := region.VerifyFile(filepath.Join(dir, "linux-amd64-2.1.0"), pubA); err != nil {
+	if _, err := region.VerifyFile(context.Background(), filepath.Join(dir, "linux-amd64-2.1.0"), pubA); err != nil {
 		t.Error(err)
 	}
 	if n := srv.AuthOnDownload(); n != 0 {
@@ -444,7 +444,7 @@ func TestSeedPoller(t *testing.T) {
 	want := filepath.Join(dir, "linux-amd64-2.0.0")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := region.VerifyFile(want, pub); err == nil {
+		if _, err := region.VerifyFile(context.Background(), want, pub); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -363,7 +363,7 @@ func (e *downloadError) Unwrap() error { return e.err }
 func (p *Poller) fetch(ctx context.Context, t target.Target, pub ed25519.PublicKey, c candidate) (v Verified, err error) {
 	name := fmt.Sprintf("%s-%s-%s", t.OS, t.Arch, c.info.Version)
 	dst := filepath.Join(p.Dir, name)
-	if in, err := region.VerifyFile(dst, pub); err == nil && in == c.info {
+	if in, err := region.VerifyFile(ctx, dst, pub); err == nil && in == c.info {
 		return Verified{Target: t, Path: dst, Info: in, Tag: c.tag}, nil
 	}
 	reject := func(err error) (Verified, error) {
@@ -406,7 +406,7 @@ func (p *Poller) fetch(ctx context.Context, t target.Target, pub ed25519.PublicK
 	if err := tmp.Close(); err != nil {
 		return v, err
 	}
-	in, err := region.VerifyFile(tmp.Name(), pub)
+	in, err := region.VerifyFile(ctx, tmp.Name(), pub)
 	if err != nil {
 		return reject(fmt.Errorf("release asset %s: %w", c.asset.GetName(), err))
 	}

@@ -198,7 +198,7 @@ func fetchVerified(ctx context.Context, src *Source, pub ed25519.PublicKey, path
 			return region.Info{}, err
 		}
 		rr := &resumer{ctx: ctx, r: r, limit: int64(r.Info().Size) + region.Size}
-		sc, err := region.Scan(io.TeeReader(rr, f))
+		sc, err := region.Scan(context.Background(), io.TeeReader(rr, f))
 		f.Close()
 		if rr.rc != nil {
 			rr.rc.Close()

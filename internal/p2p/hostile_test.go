@@ -119,7 +119,7 @@ func download(t *testing.T, src *Source, pub ed25519.PublicKey) []byte {
 			io.Copy(&buf, rc)
 			rc.Close()
 		}
-		sc, err := region.Scan(bytes.NewReader(buf.Bytes()))
+		sc, err := region.Scan(context.Background(), bytes.NewReader(buf.Bytes()))
 		if err == nil {
 			if _, err = sc.Verify(pub); err == nil {
 				return buf.Bytes()

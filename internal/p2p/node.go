@@ -537,7 +537,7 @@ func openVerified(path string, pub ed25519.PublicKey, in region.Info) (*os.File,
 		f.Close()
 		return nil, fmt.Errorf("%s: %w: file has %d bytes, signed for %d", path, region.ErrSizeMismatch, st.Size(), want)
 	}
-	sc, err := region.Scan(f)
+	sc, err := region.Scan(context.Background(), f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -36,7 +36,7 @@ func makeRelease(t testing.TB, dir string, key ed25519.PrivateKey, version strin
 	if err := os.WriteFile(path, buf, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	in, err := region.SignFile(path, key, version)
+	in, err := region.SignFile(context.Background(), path, key, version)
 	if err != nil {
 		t.Fatal(err)
 	}

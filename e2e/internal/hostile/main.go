@@ -92,7 +92,7 @@ func readRegion(path string) ([region.Size]byte, uint64, error) {
 	if path == "" {
 		return r, 0, nil
 	}
-	sc, err := region.ScanFile(path)
+	sc, err := region.ScanFile(context.Background(), path)
 	if err != nil {
 		return r, 0, err
 	}
