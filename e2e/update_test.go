@@ -53,12 +53,11 @@ func TestHelloVersion(t *testing.T) {
 
 // updateSetup is an installed hello 1.0.0 and a release directory.
 type updateSetup struct {
-	key     Key
-	bin     string // unsigned hello built for key
-	exe     string // the installed 1.0.0
-	rels    string // the release directory
-	oldSum  string // SHA-256 of the installed 1.0.0
-	started time.Time
+	key    Key
+	bin    string // unsigned hello built for key
+	exe    string // the installed 1.0.0
+	rels   string // the release directory
+	oldSum string // SHA-256 of the installed 1.0.0
 }
 
 // newUpdateSetup installs hello signed as 1.0.0 in its own directory and

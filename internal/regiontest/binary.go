@@ -7,6 +7,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -122,6 +123,12 @@ func FlipByte(t testing.TB, path string, off int64) {
 	}
 }
 
-// GoTool returns the go command that runs the tests: go test puts its
-// toolchain's bin directory first on PATH.
-func GoTool() string { return "go" }
+// GoTool returns the path of the go command that runs the tests: go test
+// puts its toolchain's bin directory first on PATH. It returns "go" when
+// there is none on PATH, so that running it fails with a clear error.
+func GoTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "go"
+}
