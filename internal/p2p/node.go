@@ -12,11 +12,9 @@ package p2p
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +39,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/org/rustpatcher-go/internal/wire"
-	"github.com/org/rustpatcher-go/region"
 )
 
 // ServiceName is the resource manager service that owns the streams of the
@@ -505,11 +502,6 @@ func (n *Node) Stats() Stats {
 	}
 }
 
-// ownerKey is the map key of one owner key and target.
-func ownerKey(pub ed25519.PublicKey, target string) string {
-	return string(pub) + "\x00" + target
-}
-
 // checkOpen returns ErrClosed once the node is closed.
 func (n *Node) checkOpen() error {
 	n.mu.Lock()
@@ -518,40 +510,6 @@ func (n *Node) checkOpen() error {
 		return ErrClosed
 	}
 	return nil
-}
-
-// openVerified opens path, checks through the open descriptor that it is a
-// release signed by pub whose region is exactly in, and returns the file.
-// The check reads the whole file once.
-func openVerified(path string, pub ed25519.PublicKey, in region.Info) (*os.File, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if want := int64(in.Size) + region.Size; st.Size() != want {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w: file has %d bytes, signed for %d", path, region.ErrSizeMismatch, st.Size(), want)
-	}
-	sc, err := region.Scan(context.Background(), f)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	got, err := sc.Verify(pub)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if got != in {
-		f.Close()
-		return nil, fmt.Errorf("%s: holds version %s, not the release %s it was given for", path, got.Version, in.Version)
-	}
-	return f, nil
 }
 
 // Provide announces in the DHT that this node provides key, once. Serve

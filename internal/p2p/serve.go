@@ -3,11 +3,9 @@ package p2p
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -15,67 +13,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	mh "github.com/multiformats/go-multihash"
 
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
-
-// ChannelCID returns the key under which nodes holding a verified release of
-// target signed by pub announce themselves: a raw CIDv1 of
-// SHA-256("rustpatcher/v0/channel\x00" || pub || target).
-func ChannelCID(pub ed25519.PublicKey, target string) cid.Cid {
-	return derivedCID("rustpatcher/v0/channel\x00", pub, []byte(target))
-}
-
-// ReleaseCID returns the key under which nodes serving one exact release
-// announce themselves: a raw CIDv1 of SHA-256("rustpatcher/v0/release\x00" ||
-// pub || target || "\x00" || release ID), where the release ID is
-// wire.ReleaseID of the signed region.
-func ReleaseCID(pub ed25519.PublicKey, target string, id [wire.IDLen]byte) cid.Cid {
-	return derivedCID("rustpatcher/v0/release\x00", pub, []byte(target), []byte{0}, id[:])
-}
-
-func derivedCID(domain string, parts ...[]byte) cid.Cid {
-	h := sha256.New()
-	h.Write([]byte(domain))
-	for _, p := range parts {
-		h.Write(p)
-	}
-	m, err := mh.Encode(h.Sum(nil), mh.SHA2_256)
-	if err != nil {
-		panic(err) // cannot happen: SHA2_256 with a 32-byte digest
-	}
-	return cid.NewCidV1(cid.Raw, m)
-}
-
-// served is one release file the node uploads. The open file is kept, so
-// the path may be renamed over; it is closed when the release is no longer
-// served and its last upload ended.
-type served struct {
-	pub    ed25519.PublicKey
-	target string
-	info   region.Info
-	reg    [region.Size]byte
-	id     [wire.IDLen]byte
-	f      *os.File
-	total  uint64 // info.Size + region.Size
-
-	mu   sync.Mutex
-	refs int // 1 while served, +1 per running upload
-}
-
-func (s *served) acquire() { s.mu.Lock(); s.refs++; s.mu.Unlock() }
-
-func (s *served) release() {
-	s.mu.Lock()
-	s.refs--
-	last := s.refs == 0
-	s.mu.Unlock()
-	if last {
-		s.f.Close()
-	}
-}
 
 // Serve starts serving the release at path for target, signed by pub, whose
 // region is in. It opens the file and checks it against pub and in before
