@@ -26,14 +26,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
-	libp2pyamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
-	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	"github.com/libp2p/go-libp2p/p2p/net/swarm"
-	"github.com/libp2p/go-libp2p/p2p/security/noise"
-	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
-	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
@@ -61,17 +53,6 @@ const (
 	DefaultLookupTimeout      = 4 * time.Second
 	DefaultReprovideInterval  = 30 * time.Minute
 )
-
-// defaultListenAddrs returns the addresses a node listens on when
-// Config.ListenAddrs is empty: QUIC and TCP on every interface, any port.
-func defaultListenAddrs() []string {
-	return []string{
-		"/ip4/0.0.0.0/udp/0/quic-v1",
-		"/ip4/0.0.0.0/tcp/0",
-		"/ip6/::/udp/0/quic-v1",
-		"/ip6/::/tcp/0",
-	}
-}
 
 // Sentinel errors.
 var (
@@ -173,113 +154,16 @@ type strike struct {
 // New starts a node: it listens, joins the DHT through the bootstrap peers
 // and returns. The DHT's routing table fills in the background.
 func New(ctx context.Context, cfg Config) (*Node, error) {
-	if cfg.UploadSlots <= 0 {
-		cfg.UploadSlots = DefaultUploadSlots
-	}
-	if cfg.UploadSlotsPerPeer <= 0 {
-		cfg.UploadSlotsPerPeer = DefaultUploadSlotsPerPeer
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = DefaultIdleTimeout
-	}
-	if cfg.LookupTimeout <= 0 {
-		cfg.LookupTimeout = DefaultLookupTimeout
-	}
-	if cfg.ReprovideInterval <= 0 {
-		cfg.ReprovideInterval = DefaultReprovideInterval
-	}
-	if cfg.ProtocolPrefix == "" {
-		cfg.ProtocolPrefix = PrivatePrefix
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	var boot []peer.AddrInfo
-	for _, s := range cfg.Bootstrap {
-		ai, err := peer.AddrInfoFromString(s)
-		if err != nil {
-			return nil, fmt.Errorf("bootstrap peer %q: %w (want a multiaddr ending in /p2p/<peer id>)", s, err)
-		}
-		boot = append(boot, *ai)
-	}
-	boot = mergeAddrInfos(boot)
-	listen := cfg.ListenAddrs
-	if len(listen) == 0 {
-		listen = defaultListenAddrs()
-	}
-
-	limits := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&limits)
-	limits.AddServiceLimit(ServiceName,
-		rcmgr.BaseLimit{StreamsInbound: 256, StreamsOutbound: 256, Streams: 512, Memory: 32 << 20},
-		rcmgr.BaseLimitIncrease{})
-	limits.AddServicePeerLimit(ServiceName,
-		rcmgr.BaseLimit{StreamsInbound: 16, StreamsOutbound: 16, Streams: 32, Memory: 4 << 20},
-		rcmgr.BaseLimitIncrease{})
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	cfg = cfg.withDefaults()
+	boot, err := parseBootstrap(cfg.Bootstrap)
 	if err != nil {
-		return nil, fmt.Errorf("resource manager: %w", err)
-	}
-	cm, err := connmgr.NewConnManager(160, 192)
-	if err != nil {
-		rm.Close()
 		return nil, err
 	}
-	opts := []libp2p.Option{
-		libp2p.ListenAddrStrings(listen...),
-		libp2p.Transport(quic.NewTransport),
-		libp2p.Transport(tcp.NewTCPTransport),
-		// libp2p's default security transports, TLS first, with the
-		// records of TLS written in batches, and yamux with larger
-		// frames (coalesce.go).
-		libp2p.Security(libp2ptls.ID, newCoalescedTLS),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(libp2pyamux.ID, muxer()),
-		// TCP first on loopback and private networks (dial.go).
-		libp2p.SwarmOpts(swarm.WithDialRanker(dialRanker)),
-		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
-		libp2p.EnableHolePunching(),
-		libp2p.EnableNATService(),
-	}
-	if cfg.Identity != nil {
-		opts = append(opts, libp2p.Identity(cfg.Identity))
-	}
-	if cfg.RelayService {
-		opts = append(opts, libp2p.EnableRelayService())
-	}
-	if len(boot) > 0 {
-		// Behind a NAT (as AutoNAT finds), reserve a slot on a bootstrap
-		// peer that runs a relay (rpseed --relay), so that others can
-		// reach this node and hole punching can start.
-		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(boot))
-	}
-	if cfg.Registerer != nil {
-		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Registerer))
-	} else {
-		opts = append(opts, libp2p.DisableMetrics())
-	}
-	h, err := libp2p.New(append(opts, cfg.extra...)...)
+	h, err := newHost(cfg, boot)
 	if err != nil {
-		return nil, fmt.Errorf("starting libp2p host: %w", err)
+		return nil, err
 	}
-
-	mode := dht.ModeAuto
-	if cfg.DHTServer {
-		mode = dht.ModeServer
-	}
-	dopts := []dht.Option{dht.Mode(mode)}
-	dhtBoot := boot
-	if cfg.Private {
-		dopts = append(dopts, dht.ProtocolPrefix(protocol.ID(cfg.ProtocolPrefix)))
-	} else {
-		dhtBoot = append(append([]peer.AddrInfo{}, boot...), dht.GetDefaultBootstrapPeerAddrInfos()...)
-	}
-	if len(dhtBoot) > 0 {
-		dopts = append(dopts, dht.BootstrapPeers(dhtBoot...))
-	}
-	kad, err := dht.New(h, dopts...)
+	kad, err := dht.New(h, dhtOptions(cfg, boot)...)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("starting the DHT: %w", err)
@@ -290,7 +174,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		cfg:       cfg,
 		h:         h,
 		dht:       kad,
-		log:       log,
+		log:       cfg.Logger,
 		bootstrap: boot,
 		ctx:       nctx,
 		cancel:    cancel,
@@ -314,44 +198,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.provideLoop()
-	log.Info("p2p node started", "peer", h.ID(), "private", cfg.Private, "bootstrap", len(boot), "dht_server", cfg.DHTServer)
+	n.log.Info("p2p node started", "peer", h.ID(), "private", cfg.Private, "bootstrap", len(boot), "dht_server", cfg.DHTServer)
 	return n, nil
-}
-
-// mergeAddrInfos merges entries for the same peer.
-func mergeAddrInfos(in []peer.AddrInfo) []peer.AddrInfo {
-	var out []peer.AddrInfo
-	idx := map[peer.ID]int{}
-	for _, ai := range in {
-		if i, ok := idx[ai.ID]; ok {
-			out[i].Addrs = append(out[i].Addrs, ai.Addrs...)
-			continue
-		}
-		idx[ai.ID] = len(out)
-		out = append(out, ai)
-	}
-	return out
-}
-
-// connectBootstrap dials the configured bootstrap peers in parallel, each
-// for at most ten seconds, and logs the ones that fail.
-func (n *Node) connectBootstrap(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, ai := range n.bootstrap {
-		if ai.ID == n.h.ID() {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			if err := n.h.Connect(cctx, ai); err != nil {
-				n.log.Warn("cannot reach bootstrap peer", "peer", ai.ID, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 // ID returns the node's peer ID.
