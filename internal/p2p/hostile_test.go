@@ -168,7 +168,7 @@ func TestHostileFetch(t *testing.T) {
 			if tt.delivers {
 				client.suspectDelivered(id)
 			}
-			if client.strikesOf(liar.ID()) == 0 {
+			if client.strikes.of(liar.ID()) == 0 {
 				t.Errorf("liar got no strike")
 			}
 			// With the liar and an honest seed both offering the release,

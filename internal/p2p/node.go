@@ -128,27 +128,14 @@ type Node struct {
 	newest    map[string]*served // by ownerKey(pub)+target
 	byID      map[[wire.IDLen]byte]*served
 	protocols map[protocol.ID]bool
-	provides  map[cid.Cid]*provideState
-	uploads   map[peer.ID]int
-	uploading int
-	strikes   map[peer.ID]*strike
-	turns     map[[wire.IDLen]byte]int
-	delivered map[[wire.IDLen]byte]map[peer.ID]bool
-	kick      chan struct{}
 	upRate    *rate.Limiter // nil: no cap
 
+	slots   *uploadSlots
+	strikes *strikes
+	ann     *announcer
+	book    *fetchBook
+
 	stats stats
-}
-
-type provideState struct {
-	name string
-	last time.Time
-	fail int
-}
-
-type strike struct {
-	n    int
-	last time.Time
 }
 
 // New starts a node: it listens, joins the DHT through the bootstrap peers
@@ -181,12 +168,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		newest:    map[string]*served{},
 		byID:      map[[wire.IDLen]byte]*served{},
 		protocols: map[protocol.ID]bool{},
-		provides:  map[cid.Cid]*provideState{},
-		uploads:   map[peer.ID]int{},
-		strikes:   map[peer.ID]*strike{},
-		turns:     map[[wire.IDLen]byte]int{},
-		delivered: map[[wire.IDLen]byte]map[peer.ID]bool{},
-		kick:      make(chan struct{}, 1),
+		slots:     newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer),
+		strikes:   newStrikes(),
+		ann:       newAnnouncer(kad, cfg.ReprovideInterval, cfg.Logger),
+		book:      newFetchBook(),
 	}
 	if cfg.UploadRate > 0 {
 		n.upRate = rate.NewLimiter(rate.Limit(cfg.UploadRate), max(cfg.UploadRate/10, copyBuf))
@@ -196,8 +181,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		n.Close()
 		return nil, fmt.Errorf("bootstrapping the DHT: %w", err)
 	}
-	n.wg.Add(1)
-	go n.provideLoop()
+	n.wg.Go(func() { n.ann.run(nctx) })
 	n.log.Info("p2p node started", "peer", h.ID(), "private", cfg.Private, "bootstrap", len(boot), "dht_server", cfg.DHTServer)
 	return n, nil
 }
@@ -253,56 +237,6 @@ func (n *Node) Close() error {
 	return err
 }
 
-// strike records misbehaviour of p. Peers with more strikes are asked last,
-// and peers with maxStrikes or more are not asked at all while others are
-// left; strikes are forgotten strikeMemory after the last one.
-func (n *Node) strike(p peer.ID, weight int, reason error) {
-	n.mu.Lock()
-	if len(n.strikes) >= maxStruckPeers {
-		// Many peers misbehaving (or one with many identities): forget
-		// the old strikes first, then the oldest.
-		var oldest peer.ID
-		for q, st := range n.strikes {
-			if time.Since(st.last) > strikeMemory {
-				delete(n.strikes, q)
-			} else if oldest == "" || st.last.Before(n.strikes[oldest].last) {
-				oldest = q
-			}
-		}
-		if len(n.strikes) >= maxStruckPeers {
-			delete(n.strikes, oldest)
-		}
-	}
-	s := n.strikes[p]
-	if s == nil || time.Since(s.last) > strikeMemory {
-		s = &strike{}
-		n.strikes[p] = s
-	}
-	s.n += weight
-	s.last = time.Now()
-	total := s.n
-	n.mu.Unlock()
-	n.stats.strikes.Add(1)
-	n.log.Warn("peer misbehaved", "peer", p, "strikes", total, "err", reason)
-}
-
-const (
-	maxStrikes     = 6
-	strikeMemory   = 10 * time.Minute
-	maxStruckPeers = 4096 // bounds the memory of strikes
-)
-
-// strikesOf returns p's current strikes.
-func (n *Node) strikesOf(p peer.ID) int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	s := n.strikes[p]
-	if s == nil || time.Since(s.last) > strikeMemory {
-		return 0
-	}
-	return s.n
-}
-
 // Stats is a snapshot of a node's counters.
 type Stats struct {
 	// Peers is the number of connected peers.
@@ -326,27 +260,27 @@ type Stats struct {
 }
 
 type stats struct {
-	info, fetch, busy, bad, up, down, strikes, provides, provideErrs atomic.Uint64
+	info, fetch, busy, bad, up, down atomic.Uint64
 }
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
 	n.mu.Lock()
-	served, active := len(n.byID), n.uploading
+	served := len(n.byID)
 	n.mu.Unlock()
 	return Stats{
 		Peers:           len(n.h.Network().Peers()),
 		Served:          served,
-		ActiveUploads:   active,
+		ActiveUploads:   n.slots.active(),
 		InfoRequests:    n.stats.info.Load(),
 		FetchRequests:   n.stats.fetch.Load(),
 		Busy:            n.stats.busy.Load(),
 		BadRequests:     n.stats.bad.Load(),
 		BytesUploaded:   n.stats.up.Load(),
 		BytesDownloaded: n.stats.down.Load(),
-		Strikes:         n.stats.strikes.Load(),
-		Provides:        n.stats.provides.Load(),
-		ProvideErrors:   n.stats.provideErrs.Load(),
+		Strikes:         n.strikes.given.Load(),
+		Provides:        n.ann.provided.Load(),
+		ProvideErrors:   n.ann.failed.Load(),
 	}
 }
 

@@ -166,15 +166,11 @@ func (r *Release) candidates(ctx context.Context, lookup bool) []peer.AddrInfo {
 	}
 	// Rotate so that each call starts with another peer, then put peers
 	// with strikes last (stable, so the rotation holds among equals).
-	n.mu.Lock()
-	turn := n.turns[r.id]
-	n.turns[r.id] = turn + 1
-	n.mu.Unlock()
-	k := turn % len(out)
+	k := n.book.nextTurn(r.id) % len(out)
 	out = append(out[k:], out[:k]...)
 	strikes := map[peer.ID]int{}
 	for _, ai := range out {
-		strikes[ai.ID] = n.strikesOf(ai.ID)
+		strikes[ai.ID] = n.strikes.of(ai.ID)
 	}
 	slices.SortStableFunc(out, func(a, b peer.AddrInfo) int { return strikes[a.ID] - strikes[b.ID] })
 	// Drop peers with too many strikes unless nobody else is left.
@@ -194,12 +190,8 @@ func (r *Release) candidates(ctx context.Context, lookup bool) []peer.AddrInfo {
 // release id before: the caller asking for it from the start again means the
 // bytes did not verify.
 func (n *Node) suspectDelivered(id [wire.IDLen]byte) {
-	n.mu.Lock()
-	ps := n.delivered[id]
-	delete(n.delivered, id)
-	n.mu.Unlock()
-	for p := range ps {
-		n.strike(p, 3, fmt.Errorf("delivered release bytes that were asked for again (failed verification)"))
+	for _, p := range n.book.takeDelivered(id) {
+		n.strike(p, strikeForged, errors.New("delivered release bytes that were asked for again (failed verification)"))
 	}
 }
 
@@ -213,7 +205,7 @@ func (n *Node) fetch(ctx context.Context, pub ed25519.PublicKey, target string, 
 	if err := wire.ReadFetchHeader(s, total-offset); err != nil {
 		s.Reset()
 		if !errors.Is(err, wire.ErrBusy) && !errors.Is(err, wire.ErrNotFound) {
-			n.strike(ai.ID, 2, fmt.Errorf("fetch answer: %w", err))
+			n.strike(ai.ID, strikeMalformed, fmt.Errorf("fetch answer: %w", err))
 		}
 		return nil, fmt.Errorf("peer %s: %w", ai.ID, err)
 	}
@@ -246,7 +238,7 @@ func (f *fetchReader) Read(p []byte) (int, error) {
 		return 0, f.err
 	}
 	if f.left == 0 {
-		f.n.markDelivered(f.id, f.peer)
+		f.n.book.markDelivered(f.id, f.peer)
 		f.err = io.EOF
 		return 0, io.EOF
 	}
@@ -273,7 +265,7 @@ func (f *fetchReader) Read(p []byte) (int, error) {
 		}
 		f.err = fmt.Errorf("peer %s: transfer broke with %d bytes left: %w", f.peer, f.left, err)
 		if f.ctx.Err() == nil {
-			f.n.strike(f.peer, 2, f.err)
+			f.n.strike(f.peer, strikeMalformed, f.err)
 		}
 		return k, f.err
 	}
@@ -286,16 +278,4 @@ func (f *fetchReader) Close() error {
 		return f.s.Reset()
 	}
 	return f.s.Close()
-}
-
-// markDelivered records that p delivered the whole of release id.
-func (n *Node) markDelivered(id [wire.IDLen]byte, p peer.ID) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	m := n.delivered[id]
-	if m == nil {
-		m = map[peer.ID]bool{}
-		n.delivered[id] = m
-	}
-	m[p] = true
 }

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -66,21 +64,19 @@ func (n *Node) Serve(ctx context.Context, pub ed25519.PublicKey, target string, 
 	n.byID[id] = s
 	if old != nil {
 		delete(n.byID, old.id)
-		delete(n.provides, ReleaseCID(pub, target, old.id))
+		n.ann.remove(ReleaseCID(pub, target, old.id))
 	}
 	proto := protocol.ID(wire.ProtocolID(pub))
 	if !n.protocols[proto] {
 		n.protocols[proto] = true
 		n.h.SetStreamHandler(proto, func(st network.Stream) { n.handle(pub, st) })
 	}
-	name := fmt.Sprintf("%s %s", target, in.Version)
-	n.provides[ChannelCID(pub, target)] = &provideState{name: "channel " + target}
-	n.provides[ReleaseCID(pub, target, id)] = &provideState{name: "release " + name}
+	n.ann.add(ChannelCID(pub, target), "channel "+target)
+	n.ann.add(ReleaseCID(pub, target, id), fmt.Sprintf("release %s %s", target, in.Version))
 	n.mu.Unlock()
 	if old != nil {
 		old.release()
 	}
-	n.kickProvide()
 	n.log.Info("serving release", "target", target, "version", in.Version, "size", s.total, "path", path)
 	return nil
 }
@@ -103,96 +99,12 @@ func (n *Node) Unserve(pub ed25519.PublicKey, target string, in region.Info) {
 	k := ownerKey(pub, target)
 	if n.newest[k] == s {
 		delete(n.newest, k)
-		delete(n.provides, ChannelCID(pub, target))
+		n.ann.remove(ChannelCID(pub, target))
 	}
-	delete(n.provides, ReleaseCID(pub, target, id))
+	n.ann.remove(ReleaseCID(pub, target, id))
 	n.mu.Unlock()
 	s.release()
 	n.log.Info("no longer serving release", "target", target, "version", in.Version)
-}
-
-func (n *Node) kickProvide() {
-	select {
-	case n.kick <- struct{}{}:
-	default:
-	}
-}
-
-// provideLoop announces every served key when it is new, retries failures
-// with backoff (the routing table may still be empty), and re-announces
-// every ReprovideInterval.
-func (n *Node) provideLoop() {
-	defer n.wg.Done()
-	for {
-		next := n.provideDue()
-		t := time.NewTimer(next)
-		select {
-		case <-n.ctx.Done():
-			t.Stop()
-			return
-		case <-n.kick:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-}
-
-// provideDue provides the keys that are due and returns how long to wait
-// before the next one is.
-func (n *Node) provideDue() time.Duration {
-	now := time.Now()
-	type job struct {
-		c    cid.Cid
-		name string
-	}
-	var due []job
-	next := n.cfg.ReprovideInterval
-	n.mu.Lock()
-	for c, st := range n.provides {
-		at := st.last.Add(n.cfg.ReprovideInterval)
-		if st.fail > 0 {
-			at = st.last.Add(min(time.Duration(1<<min(st.fail, 5))*time.Second, n.cfg.ReprovideInterval))
-		}
-		if !at.After(now) {
-			due = append(due, job{c, st.name})
-		} else if d := at.Sub(now); d < next {
-			next = d
-		}
-	}
-	n.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, j := range due {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-			err := n.dht.Provide(ctx, j.c, true)
-			cancel()
-			n.mu.Lock()
-			st := n.provides[j.c]
-			if st != nil {
-				st.last = time.Now()
-				if err != nil {
-					st.fail++
-				} else {
-					st.fail = 0
-				}
-			}
-			n.mu.Unlock()
-			if err != nil {
-				n.stats.provideErrs.Add(1)
-				n.log.Debug("announcing failed; will retry", "key", j.name, "err", err)
-				return
-			}
-			n.stats.provides.Add(1)
-			n.log.Debug("announced", "key", j.name, "cid", j.c)
-		}()
-	}
-	wg.Wait()
-	if len(due) > 0 {
-		return 0 // recompute: failures need a retry time
-	}
-	return max(next, 50*time.Millisecond)
 }
 
 // handle serves one stream of the protocol of pub: one request, one answer.
@@ -269,23 +181,16 @@ func (n *Node) serveFetch(s network.Stream, remote peer.ID, pub ed25519.PublicKe
 		wire.WriteError(s, wire.StatusBadRequest, "offset past the end of the release")
 		return
 	}
-	if n.uploading >= n.cfg.UploadSlots || n.uploads[remote] >= n.cfg.UploadSlotsPerPeer {
+	if !n.slots.acquire(remote) {
 		n.mu.Unlock()
 		n.stats.busy.Add(1)
 		wire.WriteError(s, wire.StatusBusy, "all upload slots in use")
 		return
 	}
-	n.uploading++
-	n.uploads[remote]++
 	sv.acquire()
 	n.mu.Unlock()
 	defer func() {
-		n.mu.Lock()
-		n.uploading--
-		if n.uploads[remote]--; n.uploads[remote] <= 0 {
-			delete(n.uploads, remote)
-		}
-		n.mu.Unlock()
+		n.slots.release(remote)
 		sv.release()
 	}()
 

@@ -84,7 +84,7 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 		if ai.ID == s.n.h.ID() || asked[ai.ID] || len(asked) >= maxCandidates {
 			continue
 		}
-		if s.n.strikesOf(ai.ID) >= maxStrikes {
+		if s.n.strikes.of(ai.ID) >= maxStrikes {
 			continue
 		}
 		asked[ai.ID] = true
@@ -225,12 +225,12 @@ func (n *Node) askInfo(ctx context.Context, pub ed25519.PublicKey, target string
 	reg, in, err := wire.ReadInfo(s)
 	if err != nil {
 		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil {
-			n.strike(ai.ID, 2, fmt.Errorf("info answer: %w", err))
+			n.strike(ai.ID, strikeMalformed, fmt.Errorf("info answer: %w", err))
 		}
 		return zero, region.Info{}, fmt.Errorf("peer %s: %w", ai.ID, err)
 	}
 	if err := in.VerifySignature(pub); err != nil {
-		n.strike(ai.ID, 3, fmt.Errorf("offered %s release %q: %w", target, in.Version, err))
+		n.strike(ai.ID, strikeForged, fmt.Errorf("offered %s release %q: %w", target, in.Version, err))
 		return zero, region.Info{}, fmt.Errorf("peer %s: offered release %q: %w", ai.ID, in.Version, err)
 	}
 	return reg, in, nil
