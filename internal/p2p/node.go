@@ -8,6 +8,12 @@
 // Source. It never trusts a peer: every info is checked against the owner
 // key, every length against the signed size, and every peer that misbehaves
 // gets a strike that sends it to the back of the queue.
+//
+// A Node composes small parts, each with its own lock and file: the host
+// setup (host.go), the served releases and the stream handler (serve.go,
+// served.go), upload slots (slots.go), strikes (strikes.go), announcements
+// (announce.go), and the bookkeeping of fetches (fetchbook.go); Source and
+// Release (source.go, release.go) find and fetch releases.
 package p2p
 
 import (
@@ -25,12 +31,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
-
-	"github.com/org/rustpatcher-go/internal/wire"
 )
 
 // ServiceName is the resource manager service that owns the streams of the
@@ -47,11 +49,17 @@ const (
 	// DefaultUploadSlots is small on purpose: a peer serves a release
 	// only once it has all of it, so a few uploads at full speed spread a
 	// release faster than many slow ones.
-	DefaultUploadSlots        = 2
+	DefaultUploadSlots = 2
+	// DefaultUploadSlotsPerPeer is the number of uploads one peer may
+	// hold at once.
 	DefaultUploadSlotsPerPeer = 1
-	DefaultIdleTimeout        = 10 * time.Second
-	DefaultLookupTimeout      = 4 * time.Second
-	DefaultReprovideInterval  = 30 * time.Minute
+	// DefaultIdleTimeout bounds every read and write of a transfer.
+	DefaultIdleTimeout = 10 * time.Second
+	// DefaultLookupTimeout bounds one DHT provider lookup.
+	DefaultLookupTimeout = 4 * time.Second
+	// DefaultReprovideInterval is how often served releases are announced
+	// again.
+	DefaultReprovideInterval = 30 * time.Minute
 )
 
 // Sentinel errors.
@@ -119,23 +127,20 @@ type Node struct {
 	log       *slog.Logger
 	bootstrap []peer.AddrInfo
 
-	ctx    context.Context
+	ctx    context.Context // done once the node closes
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // the announcer's loop
+	closed atomic.Bool
 
-	mu        sync.Mutex
-	closed    bool
-	newest    map[string]*served // by ownerKey(pub)+target
-	byID      map[[wire.IDLen]byte]*served
-	protocols map[protocol.ID]bool
-	upRate    *rate.Limiter // nil: no cap
-
-	slots   *uploadSlots
-	strikes *strikes
+	// serveMu orders Serve and Unserve, so that the served releases and
+	// their announcements change together.
+	serveMu sync.Mutex
+	server  *server
 	ann     *announcer
+	strikes *strikes
 	book    *fetchBook
 
-	stats stats
+	downloaded atomic.Uint64 // release bytes fetched, for Stats
 }
 
 // New starts a node: it listens, joins the DHT through the bootstrap peers
@@ -155,7 +160,6 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		h.Close()
 		return nil, fmt.Errorf("starting the DHT: %w", err)
 	}
-
 	nctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
 		cfg:       cfg,
@@ -165,16 +169,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		bootstrap: boot,
 		ctx:       nctx,
 		cancel:    cancel,
-		newest:    map[string]*served{},
-		byID:      map[[wire.IDLen]byte]*served{},
-		protocols: map[protocol.ID]bool{},
-		slots:     newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer),
-		strikes:   newStrikes(),
+		server:    newServer(nctx, h, cfg),
 		ann:       newAnnouncer(kad, cfg.ReprovideInterval, cfg.Logger),
+		strikes:   newStrikes(),
 		book:      newFetchBook(),
-	}
-	if cfg.UploadRate > 0 {
-		n.upRate = rate.NewLimiter(rate.Limit(cfg.UploadRate), max(cfg.UploadRate/10, copyBuf))
 	}
 	n.connectBootstrap(ctx)
 	if err := kad.Bootstrap(nctx); err != nil {
@@ -209,22 +207,10 @@ func (n *Node) Addrs() []string {
 // Close stops serving, leaves the network and closes every served file
 // once its uploads have finished.
 func (n *Node) Close() error {
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
+	if !n.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	n.closed = true
-	for p := range n.protocols {
-		n.h.RemoveStreamHandler(p)
-	}
-	var all []*served
-	for _, s := range n.byID {
-		all = append(all, s)
-	}
-	n.byID = map[[wire.IDLen]byte]*served{}
-	n.newest = map[string]*served{}
-	n.mu.Unlock()
+	all := n.server.close()
 	n.cancel()
 	n.wg.Wait()
 	for _, s := range all {
@@ -235,6 +221,20 @@ func (n *Node) Close() error {
 		err = herr
 	}
 	return err
+}
+
+// checkOpen returns ErrClosed once the node is closed.
+func (n *Node) checkOpen() error {
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Provide announces in the DHT that this node provides key, once. Serve
+// announces served releases by itself; Provide is for tools and tests.
+func (n *Node) Provide(ctx context.Context, key cid.Cid) error {
+	return n.dht.Provide(ctx, key, true)
 }
 
 // Stats is a snapshot of a node's counters.
@@ -259,43 +259,21 @@ type Stats struct {
 	Provides, ProvideErrors uint64
 }
 
-type stats struct {
-	info, fetch, busy, bad, up, down atomic.Uint64
-}
-
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
-	n.mu.Lock()
-	served := len(n.byID)
-	n.mu.Unlock()
+	c := &n.server.counts
 	return Stats{
 		Peers:           len(n.h.Network().Peers()),
-		Served:          served,
-		ActiveUploads:   n.slots.active(),
-		InfoRequests:    n.stats.info.Load(),
-		FetchRequests:   n.stats.fetch.Load(),
-		Busy:            n.stats.busy.Load(),
-		BadRequests:     n.stats.bad.Load(),
-		BytesUploaded:   n.stats.up.Load(),
-		BytesDownloaded: n.stats.down.Load(),
+		Served:          n.server.count(),
+		ActiveUploads:   n.server.slots.active(),
+		InfoRequests:    c.info.Load(),
+		FetchRequests:   c.fetch.Load(),
+		Busy:            c.busy.Load(),
+		BadRequests:     c.bad.Load(),
+		BytesUploaded:   c.up.Load(),
+		BytesDownloaded: n.downloaded.Load(),
 		Strikes:         n.strikes.given.Load(),
 		Provides:        n.ann.provided.Load(),
 		ProvideErrors:   n.ann.failed.Load(),
 	}
-}
-
-// checkOpen returns ErrClosed once the node is closed.
-func (n *Node) checkOpen() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
-		return ErrClosed
-	}
-	return nil
-}
-
-// Provide announces in the DHT that this node provides key, once. Serve
-// announces served releases by itself; Provide is for tools and tests.
-func (n *Node) Provide(ctx context.Context, key cid.Cid) error {
-	return n.dht.Provide(ctx, key, true)
 }

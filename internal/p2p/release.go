@@ -255,7 +255,7 @@ func (f *fetchReader) Read(p []byte) (int, error) {
 	k, err := f.s.Read(p)
 	f.got += uint64(k)
 	f.left -= uint64(k)
-	f.n.stats.down.Add(uint64(k))
+	f.n.downloaded.Add(uint64(k))
 	if err != nil {
 		if errors.Is(err, io.EOF) && f.left == 0 {
 			return k, nil

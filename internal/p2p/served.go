@@ -27,8 +27,16 @@ type served struct {
 	refs int // 1 while served, +1 per running upload
 }
 
+// newServed returns the release in f, whose region reg holds in, served
+// once (one reference).
+func newServed(pub ed25519.PublicKey, target string, in region.Info, reg [region.Size]byte, f *os.File) *served {
+	return &served{pub: pub, target: target, info: in, reg: reg, id: wire.ReleaseID(reg), f: f, total: in.Size + region.Size, refs: 1}
+}
+
+// acquire takes a reference for an upload.
 func (s *served) acquire() { s.mu.Lock(); s.refs++; s.mu.Unlock() }
 
+// release gives back a reference and closes the file with the last one.
 func (s *served) release() {
 	s.mu.Lock()
 	s.refs--
@@ -39,10 +47,16 @@ func (s *served) release() {
 	}
 }
 
+// newerOrSame reports whether s, which may be nil, is the release id or
+// newer than version.
+func (s *served) newerOrSame(id [wire.IDLen]byte, version string) bool {
+	return s != nil && (s.id == id || region.CompareVersions(s.info.Version, version) > 0)
+}
+
 // openVerified opens path, checks through the open descriptor that it is a
 // release signed by pub whose region is exactly in, and returns the file.
-// The check reads the whole file once.
-func openVerified(path string, pub ed25519.PublicKey, in region.Info) (*os.File, error) {
+// The check reads the whole file once, and stops when ctx is done.
+func openVerified(ctx context.Context, path string, pub ed25519.PublicKey, in region.Info) (*os.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -56,7 +70,7 @@ func openVerified(path string, pub ed25519.PublicKey, in region.Info) (*os.File,
 		f.Close()
 		return nil, fmt.Errorf("%s: %w: file has %d bytes, signed for %d", path, region.ErrSizeMismatch, st.Size(), want)
 	}
-	sc, err := region.Scan(context.Background(), f)
+	sc, err := region.Scan(ctx, f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)

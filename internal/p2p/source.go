@@ -21,9 +21,9 @@ import (
 // Limits of finding releases.
 const (
 	maxCandidates   = 64 // peers asked for info in one Releases call
-	infoConcurrency = 8
+	infoConcurrency = 8  // info requests at once
 	dialTimeout     = 10 * time.Second
-	providerLookupN = 32
+	providerLookupN = 32                     // providers taken from one lookup
 	answerGrace     = 250 * time.Millisecond // see Releases
 )
 
