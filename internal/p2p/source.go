@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
@@ -72,14 +73,13 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 	go s.n.candidates(ctx, s.pub, ChannelCID(s.pub, s.target), s.n.cfg.LookupTimeout, cands)
 
 	var (
-		mu     sync.Mutex
-		byID   = map[[wire.IDLen]byte]*Release{}
-		order  [][wire.IDLen]byte
-		asked  = map[peer.ID]bool{}
-		wg     sync.WaitGroup
-		sem    = make(chan struct{}, infoConcurrency)
-		nAsked int
+		mu    sync.Mutex
+		byID  = map[[wire.IDLen]byte]*Release{}
+		order [][wire.IDLen]byte
+		asked = map[peer.ID]bool{}
+		g     errgroup.Group
 	)
+	g.SetLimit(infoConcurrency)
 	for ai := range cands {
 		if ai.ID == s.n.h.ID() || asked[ai.ID] || len(asked) >= maxCandidates {
 			continue
@@ -88,18 +88,13 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 			continue
 		}
 		asked[ai.ID] = true
-		nAsked++
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			reg, in, err := s.n.askInfo(ctx, s.pub, s.target, ai)
 			if err != nil {
 				if !errors.Is(err, wire.ErrNotFound) && ctx.Err() == nil {
 					s.n.log.Debug("info request failed", "peer", ai.ID, "err", err)
 				}
-				return
+				return nil // other peers may answer
 			}
 			grace.Do(func() { time.AfterFunc(answerGrace, cancel) })
 			id := wire.ReleaseID(reg)
@@ -112,10 +107,11 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 				order = append(order, id)
 			}
 			r.peers = append(r.peers, ai)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	if nAsked == 0 {
+	g.Wait()
+	if len(asked) == 0 {
 		return nil, fmt.Errorf("%w: none known yet to ask for %s releases", ErrNoPeers, s.target)
 	}
 	out := make([]*Release, 0, len(order))
