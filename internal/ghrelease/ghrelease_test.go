@@ -1,4 +1,4 @@
-package github
+package ghrelease
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-github/v60/github"
-	"github.com/org/rustpatcher-go/internal/github/githubtest"
+	"github.com/org/rustpatcher-go/internal/ghrelease/ghreleasetest"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -76,7 +76,7 @@ func newKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
 	return pub, key
 }
 
-func newClient(t *testing.T, srv *githubtest.Server) *github.Client {
+func newClient(t *testing.T, srv *ghreleasetest.Server) *github.Client {
 	t.Helper()
 	c, err := NewClient(ClientConfig{APIURL: srv.URL, Token: "test-token"})
 	if err != nil {
@@ -108,7 +108,7 @@ const repo = "org/app"
 
 // publish publishes signed binaries of version for the given targets to the
 // release v<version> and returns their paths by target.
-func publish(t *testing.T, srv *githubtest.Server, keys map[target.Target]ed25519.PrivateKey, version string) map[target.Target]string {
+func publish(t *testing.T, srv *ghreleasetest.Server, keys map[target.Target]ed25519.PrivateKey, version string) map[target.Target]string {
 	t.Helper()
 	dir := t.TempDir()
 	var files []Signed
@@ -125,11 +125,11 @@ func publish(t *testing.T, srv *githubtest.Server, keys map[target.Target]ed2551
 	return paths
 }
 
-// TestPublish runs Publisher against githubtest, a local server speaking the
+// TestPublish runs Publisher against ghreleasetest, a local server speaking the
 // GitHub REST shapes used (release by tag, create, list, upload and delete
 // assets), as GitHub itself cannot be reached from tests.
 func TestPublish(t *testing.T) {
-	srv := githubtest.NewServer()
+	srv := ghreleasetest.NewServer()
 	defer srv.Close()
 	pubA, keyA := newKey(t)
 	pubB, keyB := newKey(t)
@@ -198,7 +198,7 @@ func TestPublish(t *testing.T) {
 }
 
 func TestPublishErrors(t *testing.T) {
-	srv := githubtest.NewServer()
+	srv := ghreleasetest.NewServer()
 	defer srv.Close()
 	pub, key := newKey(t)
 	dir := t.TempDir()
@@ -228,11 +228,11 @@ func TestPublishErrors(t *testing.T) {
 	}
 }
 
-// TestPoller follows releases on githubtest, a local server speaking the
+// TestPoller follows releases on ghreleasetest, a local server speaking the
 // GitHub REST shapes used (release list with ETag and 304 on If-None-Match,
 // asset download, rate-limit headers), as GitHub cannot be reached from tests.
 func TestPoller(t *testing.T) {
-	srv := githubtest.NewServer()
+	srv := ghreleasetest.NewServer()
 	defer srv.Close()
 	pubA, keyA := newKey(t)
 	pubB, keyB := newKey(t)
@@ -332,18 +332,18 @@ func TestPoller(t *testing.T) {
 }
 
 func TestPollerRateLimits(t *testing.T) {
-	srv := githubtest.NewServer()
+	srv := ghreleasetest.NewServer()
 	defer srv.Close()
 	now := time.Unix(1_800_000_000, 0)
 	tests := []struct {
 		name  string
-		limit githubtest.Limit
+		limit ghreleasetest.Limit
 		want  time.Duration
 	}{
-		{"primary 403 until reset", githubtest.Limit{Status: 403, Reset: now.Add(10 * time.Minute)}, 10*time.Minute + time.Second},
-		{"429 with Retry-After", githubtest.Limit{Status: 429, RetryAfter: 90}, 90 * time.Second},
-		{"secondary 403 without headers", githubtest.Limit{Status: 403}, time.Minute},
-		{"reset too far is capped", githubtest.Limit{Status: 429, Reset: now.Add(5 * time.Hour)}, time.Hour},
+		{"primary 403 until reset", ghreleasetest.Limit{Status: 403, Reset: now.Add(10 * time.Minute)}, 10*time.Minute + time.Second},
+		{"429 with Retry-After", ghreleasetest.Limit{Status: 429, RetryAfter: 90}, 90 * time.Second},
+		{"secondary 403 without headers", ghreleasetest.Limit{Status: 403}, time.Minute},
+		{"reset too far is capped", ghreleasetest.Limit{Status: 429, Reset: now.Add(5 * time.Hour)}, time.Hour},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -364,7 +364,7 @@ func TestPollerRateLimits(t *testing.T) {
 	p := &Poller{Client: newClient(t, srv), Repo: Repo{"org", "app"}, Dir: t.TempDir(), Interval: 10 * time.Second, Log: testLogger(t)}
 	var waits []time.Duration
 	for range 8 {
-		srv.LimitNext(githubtest.Limit{Status: 403})
+		srv.LimitNext(ghreleasetest.Limit{Status: 403})
 		w, _ := p.Poll(context.Background())
 		waits = append(waits, w)
 	}
@@ -411,10 +411,10 @@ func TestPatchInfoJSON(t *testing.T) {
 }
 
 // TestSeedPoller runs a Poller made by NewSeedPoller until a release
-// appears on githubtest, a local server speaking the GitHub REST shapes
+// appears on ghreleasetest, a local server speaking the GitHub REST shapes
 // used, as GitHub cannot be reached from tests.
 func TestSeedPoller(t *testing.T) {
-	srv := githubtest.NewServer()
+	srv := ghreleasetest.NewServer()
 	defer srv.Close()
 	pub, key := newKey(t)
 	dir := t.TempDir()
