@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -259,14 +260,14 @@ func actionPublish(ctx context.Context, a *githubactions.Action, e *env, token s
 		}
 		tag = t
 	}
-	repoStr := cmpOr(strings.TrimSpace(a.GetInput("repository")), e.getenv("GITHUB_REPOSITORY"))
+	repoStr := cmp.Or(strings.TrimSpace(a.GetInput("repository")), e.getenv("GITHUB_REPOSITORY"))
 	repo, err := ghrelease.ParseRepo(repoStr)
 	if err != nil {
 		return "", fmt.Errorf(`input "repository": %w`, err)
 	}
 	c, err := ghrelease.NewClient(ghrelease.ClientConfig{
 		Token:  token,
-		APIURL: cmpOr(strings.TrimSpace(a.GetInput("api-url")), e.getenv("GITHUB_API_URL")),
+		APIURL: cmp.Or(strings.TrimSpace(a.GetInput("api-url")), e.getenv("GITHUB_API_URL")),
 	})
 	if err != nil {
 		return "", err
@@ -278,13 +279,6 @@ func actionPublish(ctx context.Context, a *githubactions.Action, e *env, token s
 		return "", err
 	}
 	return rel.GetHTMLURL(), nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // summary renders the step summary: a table of the signed files.

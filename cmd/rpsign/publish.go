@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"flag"
@@ -77,7 +78,7 @@ func runPublish(e *env, args []string) error {
 	if len(bins) == 0 {
 		return fmt.Errorf("%w: no binaries given", errUsage)
 	}
-	repo, err := ghrelease.ParseRepo(cmpOr(*repoStr, e.getenv("GITHUB_REPOSITORY")))
+	repo, err := ghrelease.ParseRepo(cmp.Or(*repoStr, e.getenv("GITHUB_REPOSITORY")))
 	if err != nil {
 		return fmt.Errorf("%w: --repo: %v", errUsage, err)
 	}
@@ -106,7 +107,7 @@ func runPublish(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := ghrelease.NewClient(ghrelease.ClientConfig{Token: token, APIURL: cmpOr(*apiURL, e.getenv("GITHUB_API_URL"))})
+	c, err := ghrelease.NewClient(ghrelease.ClientConfig{Token: token, APIURL: cmp.Or(*apiURL, e.getenv("GITHUB_API_URL"))})
 	if err != nil {
 		return err
 	}
