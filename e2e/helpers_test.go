@@ -22,13 +22,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -122,7 +122,7 @@ func GoBuildWith(t testing.TB, b Build) string {
 			args = append(args, "-ldflags", b.LDFlags)
 		}
 		args = append(append(args, b.Flags...), b.Pkg)
-		cmd := exec.CommandContext(ctx, goTool(), args...)
+		cmd := exec.CommandContext(ctx, regiontest.GoTool(), args...)
 		cmd.Env = append(os.Environ(), b.Env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			r.err = fmt.Errorf("%v go %s: %w\n%s", b.Env, strings.Join(args, " "), err, out)
@@ -134,15 +134,6 @@ func GoBuildWith(t testing.TB, b Build) string {
 		t.Fatal(r.err)
 	}
 	return r.path
-}
-
-// goTool returns the go command of the toolchain running the tests.
-func goTool() string {
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	return "go"
 }
 
 // BuildHello builds examples/hello with pub (a z-base-32 public key, or ""

@@ -25,6 +25,7 @@ import (
 
 	"github.com/org/rustpatcher-go/internal/ghrelease"
 	"github.com/org/rustpatcher-go/internal/ghrelease/ghreleasetest"
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/internal/testtools"
 	"github.com/org/rustpatcher-go/region"
@@ -118,7 +119,11 @@ func runTool(t testing.TB, timeout time.Duration, dir string, env []string, name
 // HOME or XDG_CACHE_HOME, so that tools keep using the warm caches.
 func goEnv(t testing.TB) []string {
 	t.Helper()
-	out, err := exec.Command(goTool(), "env", "GOCACHE", "GOMODCACHE", "GOPATH").Output()
+	gobin, err := exec.LookPath(regiontest.GoTool())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(gobin, "env", "GOCACHE", "GOMODCACHE", "GOPATH").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +131,7 @@ func goEnv(t testing.TB) []string {
 	if len(v) != 3 {
 		t.Fatalf("go env: %q", out)
 	}
-	return []string{"GOCACHE=" + v[0], "GOMODCACHE=" + v[1], "GOPATH=" + v[2], "PATH=" + filepath.Dir(goTool()) + string(os.PathListSeparator) + os.Getenv("PATH")}
+	return []string{"GOCACHE=" + v[0], "GOMODCACHE=" + v[1], "GOPATH=" + v[2], "PATH=" + filepath.Dir(gobin) + string(os.PathListSeparator) + os.Getenv("PATH")}
 }
 
 // TestActionlint lints every workflow with actionlint, which also checks
