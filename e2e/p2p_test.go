@@ -51,9 +51,9 @@ func rssKiB(pid int) (kib float64, ok bool) {
 	return 0, false
 }
 
-// maxNodeRSS bounds a hello node's memory after the run with hostile peers
-// (it idles at about 25 MiB; the release is about 30 MB and is never held in
-// memory).
+// maxNodeRSS bounds a hello node's memory after the run with hostile peers,
+// well above what a node measures (docs/BENCHMARKS.md); the release is
+// about 30 MB and is never held in memory.
 const maxNodeRSS = 150 << 10 // KiB
 
 // bootstrapArgs turns addresses into repeated --bootstrap flags.

@@ -23,8 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/org/rustpatcher-go/internal/github"
-	"github.com/org/rustpatcher-go/internal/github/githubtest"
+	"github.com/org/rustpatcher-go/internal/ghrelease"
+	"github.com/org/rustpatcher-go/internal/ghrelease/ghreleasetest"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/internal/testtools"
@@ -220,13 +220,13 @@ func TestActSelftest(t *testing.T) {
 	// (the signed region of its binary) must verify with the test's key of
 	// that target and not the other's, and the workflow's own rpsign verify
 	// of the binary must have passed with that same key.
-	signed := make(map[string]github.PatchInfo)
+	signed := make(map[string]ghrelease.PatchInfo)
 	for _, line := range strings.Split(out, "\n") {
 		_, js, ok := strings.Cut(line, "::set-output:: signed=")
 		if !ok {
 			continue
 		}
-		var infos []github.PatchInfo
+		var infos []ghrelease.PatchInfo
 		if err := json.Unmarshal([]byte(js), &infos); err != nil || len(infos) != 1 {
 			t.Fatalf("signed output %q: %v", js, err)
 		}
@@ -404,7 +404,7 @@ func TestGoreleaserBuildSigns(t *testing.T) {
 	}
 }
 
-// TestGitHubSeed runs rpseed --github against githubtest, a local server
+// TestGitHubSeed runs rpseed --github against ghreleasetest, a local server
 // speaking the GitHub REST shapes used (GitHub itself cannot be reached from
 // tests), in a private loopback network: the fake repository has a release
 // 2.0.0 of hello for this machine's target, published with rpsign's
@@ -422,18 +422,18 @@ func TestGitHubSeed(t *testing.T) {
 	host := target.Current()
 	dir := t.TempDir()
 
-	srv := githubtest.NewServer()
+	srv := ghreleasetest.NewServer()
 	defer srv.Close()
-	gc, err := github.NewClient(github.ClientConfig{APIURL: srv.URL, Token: "test"})
+	gc, err := ghrelease.NewClient(ghrelease.ClientConfig{APIURL: srv.URL, Token: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := &github.Publisher{Client: gc, Repo: github.Repo{Owner: "org", Name: "hello"}}
+	pub := &ghrelease.Publisher{Client: gc, Repo: ghrelease.Repo{Owner: "org", Name: "hello"}}
 	release := func(version string, k Key) string {
 		t.Helper()
 		path := filepath.Join(dir, "release-"+version, "hello_"+host.OS+"_"+host.Arch)
 		in := SignedCopy(t, bin, path, k, version)
-		_, err := pub.Publish(context.Background(), "v"+version, []github.Signed{{
+		_, err := pub.Publish(context.Background(), "v"+version, []ghrelease.Signed{{
 			Path: path, Target: host, Info: in, PublicKey: k.Private.Public().(ed25519.PublicKey),
 		}})
 		if err != nil {

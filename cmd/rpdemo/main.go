@@ -171,14 +171,9 @@ func (d *demo) stopAll() {
 	}
 }
 
-func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		return p
-	}
-	return "go"
-}
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+// goTool returns the go command: the one on PATH, where go run puts the
+// bin directory of its own toolchain first.
+func goTool() string { return "go" }
 
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)

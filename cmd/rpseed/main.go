@@ -76,7 +76,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/org/rustpatcher-go/client"
-	"github.com/org/rustpatcher-go/internal/github"
+	"github.com/org/rustpatcher-go/internal/ghrelease"
 	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -113,7 +113,7 @@ func (l *listFlag) Set(s string) error {
 // options are rpseed's parsed flags.
 type options struct {
 	dir, identity, metricsAddr, logLevel, prefix string
-	github, githubAPI                            string // see internal/github: rpseed --github
+	github, githubAPI                            string // see internal/ghrelease: rpseed --github
 	githubEvery                                  time.Duration
 	pubs, listen, bootstrap                      listFlag
 	private, relay, dhtClient                    bool
@@ -317,7 +317,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 	registerNodeMetrics(reg, node)
 
 	if o.github != "" {
-		gp, err := github.NewSeedPoller(github.SeedConfig{Repo: o.github, APIURL: o.githubAPI, Token: getenv("GITHUB_TOKEN"),
+		gp, err := ghrelease.NewSeedPoller(ghrelease.SeedConfig{Repo: o.github, APIURL: o.githubAPI, Token: getenv("GITHUB_TOKEN"),
 			Keys: ghKeys, Dir: o.dir, Interval: o.githubEvery, Log: log})
 		if err != nil {
 			return fmt.Errorf("--github: %w", err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -16,7 +17,7 @@ import (
 
 	"github.com/sethvargo/go-githubactions"
 
-	"github.com/org/rustpatcher-go/internal/github"
+	"github.com/org/rustpatcher-go/internal/ghrelease"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -29,7 +30,7 @@ import (
 // Inputs (see action.yml): key, files, version, target, token, tag,
 // repository, api-url.
 // Outputs: files (the signed paths, one a line), signed (a JSON array of
-// github.PatchInfo with "file" set), public-key, version, release-url.
+// ghrelease.PatchInfo with "file" set), public-key, version, release-url.
 func runAction(e *env, args []string) error {
 	if len(args) != 0 {
 		return fmt.Errorf("%w: rpsign action takes no arguments; it reads INPUT_* variables", errUsage)
@@ -103,8 +104,8 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 		return err
 	}
 
-	var signed []github.Signed
-	var infos []github.PatchInfo
+	var signed []ghrelease.Signed
+	var infos []ghrelease.PatchInfo
 	for _, f := range files {
 		t := fixed
 		if t == nil {
@@ -121,10 +122,10 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 		if _, err := region.VerifyFile(context.Background(), f, pub); err != nil {
 			return &fileError{f, fmt.Errorf("verifying after signing: %w", err)}
 		}
-		pi := github.NewPatchInfo(*t, in, pub)
+		pi := ghrelease.NewPatchInfo(*t, in, pub)
 		pi.File = f
 		infos = append(infos, pi)
-		signed = append(signed, github.Signed{Path: f, Name: assetName(f, *t), Target: *t, Info: in, PublicKey: pub})
+		signed = append(signed, ghrelease.Signed{Path: f, Name: assetName(f, *t), Target: *t, Info: in, PublicKey: pub})
 		a.Infof("signed %s: %s version %s for public key %s, hash %s", f, t, in.Version, region.EncodePublicKey(pub), hex.EncodeToString(in.Hash[:8]))
 	}
 
@@ -250,7 +251,7 @@ func assetName(path string, t target.Target) string {
 
 // actionPublish publishes the signed files to the release of the tag input
 // or of the tag that triggered the run, and returns the release's URL.
-func actionPublish(ctx context.Context, a *githubactions.Action, e *env, token string, files []github.Signed) (string, error) {
+func actionPublish(ctx context.Context, a *githubactions.Action, e *env, token string, files []ghrelease.Signed) (string, error) {
 	tag := strings.TrimSpace(a.GetInput("tag"))
 	if tag == "" {
 		t, ok := strings.CutPrefix(e.getenv("GITHUB_REF"), "refs/tags/")
@@ -259,20 +260,20 @@ func actionPublish(ctx context.Context, a *githubactions.Action, e *env, token s
 		}
 		tag = t
 	}
-	repoStr := cmpOr(strings.TrimSpace(a.GetInput("repository")), e.getenv("GITHUB_REPOSITORY"))
-	repo, err := github.ParseRepo(repoStr)
+	repoStr := cmp.Or(strings.TrimSpace(a.GetInput("repository")), e.getenv("GITHUB_REPOSITORY"))
+	repo, err := ghrelease.ParseRepo(repoStr)
 	if err != nil {
 		return "", fmt.Errorf(`input "repository": %w`, err)
 	}
-	c, err := github.NewClient(github.ClientConfig{
+	c, err := ghrelease.NewClient(ghrelease.ClientConfig{
 		Token:  token,
-		APIURL: cmpOr(strings.TrimSpace(a.GetInput("api-url")), e.getenv("GITHUB_API_URL")),
+		APIURL: cmp.Or(strings.TrimSpace(a.GetInput("api-url")), e.getenv("GITHUB_API_URL")),
 	})
 	if err != nil {
 		return "", err
 	}
 	log := slog.New(slog.NewTextHandler(e.stdout, nil))
-	p := &github.Publisher{Client: c, Repo: repo, Log: log}
+	p := &ghrelease.Publisher{Client: c, Repo: repo, Log: log}
 	rel, err := p.Publish(ctx, tag, files)
 	if err != nil {
 		return "", err
@@ -280,15 +281,8 @@ func actionPublish(ctx context.Context, a *githubactions.Action, e *env, token s
 	return rel.GetHTMLURL(), nil
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 // summary renders the step summary: a table of the signed files.
-func summary(infos []github.PatchInfo, releaseURL string) string {
+func summary(infos []ghrelease.PatchInfo, releaseURL string) string {
 	var b strings.Builder
 	b.WriteString("### rpsign: signed binaries\n\n")
 	b.WriteString("| File | Target | Version | Size | Hash | Public key |\n")

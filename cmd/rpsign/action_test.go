@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/org/rustpatcher-go/internal/github"
-	"github.com/org/rustpatcher-go/internal/github/githubtest"
+	"github.com/org/rustpatcher-go/internal/ghrelease"
+	"github.com/org/rustpatcher-go/internal/ghrelease/ghreleasetest"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -152,7 +152,7 @@ func TestActionSigns(t *testing.T) {
 			if out["public-key"] != region.EncodePublicKey(pub) || out["version"] != tt.wantVersion {
 				t.Errorf("outputs = %v", out)
 			}
-			var infos []github.PatchInfo
+			var infos []ghrelease.PatchInfo
 			if err := json.Unmarshal([]byte(out["signed"]), &infos); err != nil {
 				t.Fatalf("signed output %q: %v", out["signed"], err)
 			}
@@ -258,11 +258,11 @@ func TestActionErrors(t *testing.T) {
 	}
 }
 
-// TestActionPublishes runs the action with a token against githubtest, a
+// TestActionPublishes runs the action with a token against ghreleasetest, a
 // local server speaking the GitHub REST shapes used, as GitHub cannot be
 // reached from tests.
 func TestActionPublishes(t *testing.T) {
-	srv := githubtest.NewServer()
+	srv := ghreleasetest.NewServer()
 	defer srv.Close()
 	key, pub := testKey(t)
 	dir := t.TempDir()
@@ -285,7 +285,7 @@ func TestActionPublishes(t *testing.T) {
 	if len(assets) != 2 {
 		t.Fatalf("release has %d assets, want the binary and its manifest", len(assets))
 	}
-	pi, err := github.ReadPatchInfo(bytes.NewReader(assets["rustpatcher-linux-arm64.json"]))
+	pi, err := ghrelease.ReadPatchInfo(bytes.NewReader(assets["rustpatcher-linux-arm64.json"]))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"flag"
@@ -10,7 +11,7 @@ import (
 	"os/signal"
 	"strings"
 
-	"github.com/org/rustpatcher-go/internal/github"
+	"github.com/org/rustpatcher-go/internal/ghrelease"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -77,7 +78,7 @@ func runPublish(e *env, args []string) error {
 	if len(bins) == 0 {
 		return fmt.Errorf("%w: no binaries given", errUsage)
 	}
-	repo, err := github.ParseRepo(cmpOr(*repoStr, e.getenv("GITHUB_REPOSITORY")))
+	repo, err := ghrelease.ParseRepo(cmp.Or(*repoStr, e.getenv("GITHUB_REPOSITORY")))
 	if err != nil {
 		return fmt.Errorf("%w: --repo: %v", errUsage, err)
 	}
@@ -106,19 +107,19 @@ func runPublish(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := github.NewClient(github.ClientConfig{Token: token, APIURL: cmpOr(*apiURL, e.getenv("GITHUB_API_URL"))})
+	c, err := ghrelease.NewClient(ghrelease.ClientConfig{Token: token, APIURL: cmp.Or(*apiURL, e.getenv("GITHUB_API_URL"))})
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	p := &github.Publisher{Client: c, Repo: repo, Log: slog.New(slog.NewTextHandler(e.stderr, nil))}
+	p := &ghrelease.Publisher{Client: c, Repo: repo, Log: slog.New(slog.NewTextHandler(e.stderr, nil))}
 	rel, err := p.Publish(ctx, *tag, files)
 	if err != nil {
 		return err
 	}
 	for _, f := range files {
-		fmt.Fprintf(e.stdout, "published %s as %s (%s %s) and %s\n", f.Path, f.Name, f.Target, f.Info.Version, github.ManifestName(f.Target))
+		fmt.Fprintf(e.stdout, "published %s as %s (%s %s) and %s\n", f.Path, f.Name, f.Target, f.Info.Version, ghrelease.ManifestName(f.Target))
 	}
 	if u := rel.GetHTMLURL(); u != "" {
 		fmt.Fprintln(e.stdout, u)
@@ -128,8 +129,8 @@ func runPublish(e *env, args []string) error {
 
 // verifyForPublish checks each binary with its target's key and returns
 // what to publish.
-func verifyForPublish(bins []string, fixed *target.Target, pubs *pubKeys) ([]github.Signed, error) {
-	var files []github.Signed
+func verifyForPublish(bins []string, fixed *target.Target, pubs *pubKeys) ([]ghrelease.Signed, error) {
+	var files []ghrelease.Signed
 	for _, b := range bins {
 		var t target.Target
 		if fixed != nil {
@@ -149,7 +150,7 @@ func verifyForPublish(bins []string, fixed *target.Target, pubs *pubKeys) ([]git
 		if err != nil {
 			return nil, fmt.Errorf("not publishing: %w", err)
 		}
-		files = append(files, github.Signed{Path: b, Name: assetName(b, t), Target: t, Info: in, PublicKey: pub})
+		files = append(files, ghrelease.Signed{Path: b, Name: assetName(b, t), Target: t, Info: in, PublicKey: pub})
 	}
 	return files, nil
 }

@@ -8,17 +8,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/org/rustpatcher-go/internal/github"
-	"github.com/org/rustpatcher-go/internal/github/githubtest"
+	"github.com/org/rustpatcher-go/internal/ghrelease"
+	"github.com/org/rustpatcher-go/internal/ghrelease/ghreleasetest"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
-// TestPublish runs rpsign publish against githubtest, a local server speaking
+// TestPublish runs rpsign publish against ghreleasetest, a local server speaking
 // the GitHub REST shapes used (release by tag, create, list, upload and
 // delete assets), as GitHub cannot be reached from tests.
 func TestPublish(t *testing.T) {
-	srv := githubtest.NewServer()
+	srv := ghreleasetest.NewServer()
 	defer srv.Close()
 	keyA, pubA := testKey(t)
 	_, pubB := randomKey(t)
@@ -51,14 +51,14 @@ func TestPublish(t *testing.T) {
 			name:    "per-target key, detected target",
 			args:    []string{"publish", hello, "--repo", "org/app", "--tag", "v1.5.0", "--pub", host.String() + "=" + pubAs, "--pub", "linux/mips=" + pubBs},
 			release: "v1.5.0",
-			assets:  []string{"hello_" + host.OS + "_" + host.Arch, github.ManifestName(host)},
+			assets:  []string{"hello_" + host.OS + "_" + host.Arch, ghrelease.ManifestName(host)},
 		},
 		{
 			name:    "tag and repo from the environment, fixed target, re-run",
 			args:    []string{"publish", "--pub", pubAs, "--target", "linux/arm64", arm},
 			env:     map[string]string{"GITHUB_REPOSITORY": "org/app", "GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "v1.5.0"},
 			release: "v1.5.0",
-			assets:  []string{"hello_" + host.OS + "_" + host.Arch, github.ManifestName(host), "hello_linux_arm64", "rustpatcher-linux-arm64.json"},
+			assets:  []string{"hello_" + host.OS + "_" + host.Arch, ghrelease.ManifestName(host), "hello_linux_arm64", "rustpatcher-linux-arm64.json"},
 		},
 		{
 			name:   "wrong key",

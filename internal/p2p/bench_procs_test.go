@@ -9,12 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -158,14 +158,10 @@ func median(xs []float64) float64 {
 // the toolchain running the benchmark and returns the executable's path.
 func buildProgram(b *testing.B, dir, pkg string) string {
 	b.Helper()
-	gotool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gotool); err != nil {
-		gotool = "go"
-	}
 	out := filepath.Join(dir, filepath.Base(pkg))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if msg, err := exec.CommandContext(ctx, gotool, "build", "-o", out, pkg).CombinedOutput(); err != nil {
+	if msg, err := exec.CommandContext(ctx, regiontest.GoTool(), "build", "-o", out, pkg).CombinedOutput(); err != nil {
 		b.Fatalf("go build %s: %v\n%s", pkg, err, msg)
 	}
 	return out

@@ -14,15 +14,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
 
-// benchRelease makes (once per benchmark) a signed release of size bytes.
-func benchRelease(b *testing.B, size int) (ed25519.PublicKey, string, region.Info) {
+// benchRelease makes (once per benchmark) a signed release of about size
+// bytes.
+func benchRelease(b *testing.B, size int64) (ed25519.PublicKey, string, region.Info) {
 	b.Helper()
-	pub, key, _ := ed25519.GenerateKey(nil)
-	path, in := makeRelease(b, b.TempDir(), key, "2.0.0", size)
-	return pub, path, in
+	key := regiontest.NewKey(b)
+	path := filepath.Join(b.TempDir(), "release-2.0.0")
+	in := regiontest.WriteBinary(b, path, size, 1, key, "2.0.0")
+	return key.Public, path, in
 }
 
 // BenchmarkTransfer compares one download of a 200 MB release over the

@@ -18,12 +18,13 @@ import (
 // (/tls/1.0.0, same handshake, same records) over a connection that batches
 // its syscalls. crypto/tls writes every record of up to 16 KiB with its own
 // write syscall and reads little more than one record per read syscall, and
-// on loopback those syscalls cost as much as the encryption. coalescingConn
-// gathers the records of one write of the secure connection (one yamux
-// frame, up to 64 records) into one write syscall, and reads up to 64
-// records per syscall while the peer streams. With yamux frames of 1 MiB
-// instead of 64 KiB (muxerMaxMessage), a 200 MB transfer costs about 64
-// times fewer write syscalls and fewer goroutine hand-overs and wake-ups,
+// on fast links those syscalls take a large share of the CPU time next to
+// the encryption (docs/BENCHMARKS.md). coalescingConn gathers the records
+// of one write of the secure connection (one yamux frame, up to 64
+// records) into one write syscall, and reads up to 64 records per syscall
+// while the peer streams. With yamux frames of 1 MiB instead of 64 KiB
+// (muxerMaxMessage), a transfer takes one write syscall per MiB instead of
+// one per 16 KiB record, and fewer goroutine hand-overs and wake-ups,
 // which matter most when the two ends are separate processes; a receive
 // window of 8 MiB (muxerWindow) keeps both ends busy at once. The bytes on
 // the wire are the same as with any TLS and yamux peer, which stay
@@ -122,10 +123,8 @@ func (c *coalescedConn) Write(p []byte) (int, error) {
 // writes go straight through.
 //
 // The write happens in the caller: handing it to another goroutine, so
-// that the next frame is encrypted meanwhile, was measured and gave
-// nothing on 2 cores shared by both ends in one process, and cost more
-// CPU time (goroutine hand-overs and wake-ups) with the ends in two
-// processes.
+// that the next frame is encrypted meanwhile, costs goroutine hand-overs
+// and wake-ups that the overlap does not win back (docs/BENCHMARKS.md).
 //
 // A write error is sticky: once some bytes may be lost, no later bytes are
 // written, and every later write returns the error.
@@ -273,8 +272,7 @@ const muxerHeader = 12
 // window never grows, and a 256 KiB window lets the sender send one frame
 // and then wait until the receiver has consumed it: the two sides take
 // turns instead of working at once. 8 MiB keeps eight 1 MiB frames in
-// flight (docs/BENCHMARKS.md: a 200 MB transfer on loopback ran
-// 20 to 40% faster than with 256 KiB).
+// flight, so that both ends work at once (docs/BENCHMARKS.md).
 //
 // Memory: a stream can hold up to this much received and unread, and
 // yamux reserves only its default 256 KiB of it with the resource

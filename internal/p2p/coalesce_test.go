@@ -90,6 +90,7 @@ func securePair(t *testing.T) (client, server sec.SecureConn, raw *countingConn)
 }
 
 func TestCoalescedTLSWritesRecordsTogether(t *testing.T) {
+	t.Parallel()
 	client, server, raw := securePair(t)
 	msg := make([]byte, 1<<20)
 	rand.Read(msg)
@@ -142,6 +143,7 @@ func TestCoalescedTLSWritesRecordsTogether(t *testing.T) {
 }
 
 func TestCoalescedTLSConcurrentWrites(t *testing.T) {
+	t.Parallel()
 	client, server, _ := securePair(t)
 	const writers, chunks = 4, 20
 	var wg sync.WaitGroup
@@ -244,6 +246,7 @@ func (f *fakeTLS) Write(p []byte) (int, error) {
 }
 
 func TestCoalescingConnOrderAndFlush(t *testing.T) {
+	t.Parallel()
 	rc := &recConn{}
 	c := &coalescingConn{Conn: rc}
 	// Outside begin/end, writes go straight through.
@@ -289,6 +292,7 @@ func TestCoalescingConnOrderAndFlush(t *testing.T) {
 }
 
 func TestCoalescingConnWriteErrorIsSticky(t *testing.T) {
+	t.Parallel()
 	rc := &recConn{limit: 100 << 10}
 	raw := &coalescingConn{Conn: rc}
 	c := &coalescedConn{SecureConn: &fakeTLS{raw: raw}, raw: raw}
@@ -319,6 +323,7 @@ func TestCoalescingConnWriteErrorIsSticky(t *testing.T) {
 }
 
 func TestCoalescingConnCloseBreaksBlockedWrite(t *testing.T) {
+	t.Parallel()
 	a, b := net.Pipe() // nobody reads b: writes to a block
 	defer b.Close()
 	raw := &coalescingConn{Conn: a}
@@ -354,6 +359,7 @@ func (c *chunkConn) Read(p []byte) (int, error) {
 }
 
 func TestCoalescingConnReads(t *testing.T) {
+	t.Parallel()
 	data := make([]byte, 3<<20)
 	rand.Read(data)
 	for _, chunk := range []int{1000, 16 << 10, 100 << 10, 1 << 20} {
@@ -387,6 +393,7 @@ func TestCoalescingConnReads(t *testing.T) {
 // TestCoalescedTLSInterop moves a release-sized payload both ways between
 // a node and a stock go-libp2p host (default TLS and yamux) over TCP.
 func TestCoalescedTLSInterop(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}})

@@ -14,10 +14,10 @@ import (
 // except between addresses on loopback and private networks, where TCP is
 // dialled first and QUIC swarm.PrivateTCPDelay later, so that two nodes
 // on one LAN, which both listen on QUIC and TCP by default, connect over
-// TCP. On loopback TCP moves a release at about three times QUIC's speed
-// for a third of the CPU time (quic-go sends datagrams of at most about
-// 1.4 KB, each encrypted on its own; docs/BENCHMARKS.md), which is what
-// a seed serving a LAN spends. Public addresses keep libp2p's order, QUIC
+// TCP. TCP moves a release faster than QUIC and for much less CPU time
+// (quic-go sends datagrams of at most about 1.4 KB, each encrypted on its
+// own; figures in docs/BENCHMARKS.md), and CPU time is what a seed serving
+// a LAN spends. Public addresses keep libp2p's order, QUIC
 // first, which suits NAT traversal; hole punching dials all addresses at
 // once whatever the ranker says.
 func dialRanker(addrs []ma.Multiaddr) []network.AddrDelay {

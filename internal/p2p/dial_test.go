@@ -10,6 +10,7 @@ import (
 )
 
 func TestDialRanker(t *testing.T) {
+	t.Parallel()
 	const (
 		lq  = "/ip4/127.0.0.1/udp/4001/quic-v1"
 		lt  = "/ip4/127.0.0.1/tcp/4001"
@@ -33,6 +34,7 @@ func TestDialRanker(t *testing.T) {
 		{"public and LAN", []string{gq, gt, pq, pt}, map[string]time.Duration{pt: 0, pq: d, gq: 0, gt: swarm.PublicTCPDelay}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			var addrs []ma.Multiaddr
 			for _, s := range tc.addrs {
 				addrs = append(addrs, ma.StringCast(s))
@@ -63,6 +65,7 @@ func TestDialRanker(t *testing.T) {
 // TestLANPeersConnectOverTCP starts two nodes that listen on QUIC and TCP,
 // as nodes do by default, and checks that they end up connected over TCP.
 func TestLANPeersConnectOverTCP(t *testing.T) {
+	t.Parallel()
 	a := newTestNode(t, Config{})
 	b := newTestNode(t, Config{}, a)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -132,8 +134,11 @@ func download(t *testing.T, src *Source, pub ed25519.PublicKey) []byte {
 }
 
 func TestHostileFetch(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
-	path, in := makeRelease(t, t.TempDir(), key, "2.0.0", 256<<10)
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
+	path := filepath.Join(t.TempDir(), "release")
+	in := regiontest.WriteBinary(t, path, 256<<10, 1, key, "2.0.0")
 	want, _ := os.ReadFile(path)
 	reg, _ := in.Marshal()
 	total := in.Size + region.Size
@@ -168,7 +173,7 @@ func TestHostileFetch(t *testing.T) {
 			if tt.delivers {
 				client.suspectDelivered(id)
 			}
-			if client.strikesOf(liar.ID()) == 0 {
+			if client.strikes.of(liar.ID()) == 0 {
 				t.Errorf("liar got no strike")
 			}
 			// With the liar and an honest seed both offering the release,
@@ -181,15 +186,16 @@ func TestHostileFetch(t *testing.T) {
 }
 
 func TestHostileInfo(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
-	_, other, _ := ed25519.GenerateKey(nil)
-	dir := t.TempDir()
-	path, in := makeRelease(t, dir, key, "2.0.0", 4096)
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
+	path := filepath.Join(t.TempDir(), "release")
+	in := regiontest.WriteBinary(t, path, 4096, 1, key, "2.0.0")
 	forged := in
 	forged.Signature[3] ^= 1
 	foreign := in
 	foreign.Version = "9.0.0"
-	foreign.Sign(other)
+	foreign.Sign(regiontest.NewKey(t).Private)
 	reg := func(in region.Info) []byte { b, _ := in.Marshal(); return append([]byte{0}, b[:]...) }
 	tests := []struct {
 		name   string
@@ -202,14 +208,15 @@ func TestHostileInfo(t *testing.T) {
 		{"unknown status", []byte{7, 1, 2}},
 		{"long message", append([]byte{1, 255}, junk(10)...)},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	seed := newTestNode(t, Config{})
-	if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
+	if err := seed.Serve(context.Background(), pub, testTarget, path, in); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
 			liar := newTestNode(t, Config{})
 			liar.Host().SetStreamHandler(protocol.ID(wire.ProtocolID(pub)), func(s network.Stream) {
 				defer s.Close()
@@ -229,8 +236,11 @@ func TestHostileInfo(t *testing.T) {
 }
 
 func TestRequestFloodAndBadAuth(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
-	path, in := makeRelease(t, t.TempDir(), key, "2.0.0", 4096)
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
+	path := filepath.Join(t.TempDir(), "release")
+	in := regiontest.WriteBinary(t, path, 4096, 1, key, "2.0.0")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	seed := newTestNode(t, Config{})
@@ -287,9 +297,11 @@ func TestRequestFloodAndBadAuth(t *testing.T) {
 // request, and goes on serving honest peers; over TCP (yamux, whose
 // windows are this node's muxerWindow) and QUIC.
 func TestTrailingBytesResetStream(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
-	const size = 32 << 20
-	path, in := makeRelease(t, t.TempDir(), key, "2.0.0", size)
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
+	path := filepath.Join(t.TempDir(), "release")
+	in := regiontest.WriteBinary(t, path, 32<<20, 1, key, "2.0.0")
 	for _, addr := range []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"} {
 		t.Run(strings.Split(addr, "/")[3], func(t *testing.T) {
 			testTrailingBytes(t, pub, path, in, addr)

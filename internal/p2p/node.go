@@ -8,15 +8,19 @@
 // Source. It never trusts a peer: every info is checked against the owner
 // key, every length against the signed size, and every peer that misbehaves
 // gets a strike that sends it to the back of the queue.
+//
+// A Node composes small parts, each with its own lock and file: the host
+// setup (host.go), the served releases and the stream handler (serve.go,
+// served.go), upload slots (slots.go), strikes (strikes.go), announcements
+// (announce.go), and the bookkeeping of fetches (fetchbook.go); Source and
+// Release (source.go, release.go) find and fetch releases.
 package p2p
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,21 +31,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
-	libp2pyamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
-	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	"github.com/libp2p/go-libp2p/p2p/net/swarm"
-	"github.com/libp2p/go-libp2p/p2p/security/noise"
-	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
-	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
-
-	"github.com/org/rustpatcher-go/internal/wire"
-	"github.com/org/rustpatcher-go/region"
 )
 
 // ServiceName is the resource manager service that owns the streams of the
@@ -58,23 +49,18 @@ const (
 	// DefaultUploadSlots is small on purpose: a peer serves a release
 	// only once it has all of it, so a few uploads at full speed spread a
 	// release faster than many slow ones.
-	DefaultUploadSlots        = 2
+	DefaultUploadSlots = 2
+	// DefaultUploadSlotsPerPeer is the number of uploads one peer may
+	// hold at once.
 	DefaultUploadSlotsPerPeer = 1
-	DefaultIdleTimeout        = 10 * time.Second
-	DefaultLookupTimeout      = 4 * time.Second
-	DefaultReprovideInterval  = 30 * time.Minute
+	// DefaultIdleTimeout bounds every read and write of a transfer.
+	DefaultIdleTimeout = 10 * time.Second
+	// DefaultLookupTimeout bounds one DHT provider lookup.
+	DefaultLookupTimeout = 4 * time.Second
+	// DefaultReprovideInterval is how often served releases are announced
+	// again.
+	DefaultReprovideInterval = 30 * time.Minute
 )
-
-// defaultListenAddrs returns the addresses a node listens on when
-// Config.ListenAddrs is empty: QUIC and TCP on every interface, any port.
-func defaultListenAddrs() []string {
-	return []string{
-		"/ip4/0.0.0.0/udp/0/quic-v1",
-		"/ip4/0.0.0.0/tcp/0",
-		"/ip6/::/udp/0/quic-v1",
-		"/ip6/::/tcp/0",
-	}
-}
 
 // Sentinel errors.
 var (
@@ -141,220 +127,61 @@ type Node struct {
 	log       *slog.Logger
 	bootstrap []peer.AddrInfo
 
-	ctx    context.Context
+	ctx    context.Context // done once the node closes
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // the announcer's loop
+	closed atomic.Bool
 
-	mu        sync.Mutex
-	closed    bool
-	newest    map[string]*served // by ownerKey(pub)+target
-	byID      map[[wire.IDLen]byte]*served
-	protocols map[protocol.ID]bool
-	provides  map[cid.Cid]*provideState
-	uploads   map[peer.ID]int
-	uploading int
-	strikes   map[peer.ID]*strike
-	turns     map[[wire.IDLen]byte]int
-	delivered map[[wire.IDLen]byte]map[peer.ID]bool
-	kick      chan struct{}
-	upRate    *rate.Limiter // nil: no cap
+	// serveMu orders Serve and Unserve, so that the served releases and
+	// their announcements change together.
+	serveMu sync.Mutex
+	server  *server
+	ann     *announcer
+	strikes *strikes
+	book    *fetchBook
 
-	stats stats
-}
-
-type provideState struct {
-	name string
-	last time.Time
-	fail int
-}
-
-type strike struct {
-	n    int
-	last time.Time
+	downloaded atomic.Uint64 // release bytes fetched, for Stats
 }
 
 // New starts a node: it listens, joins the DHT through the bootstrap peers
 // and returns. The DHT's routing table fills in the background.
 func New(ctx context.Context, cfg Config) (*Node, error) {
-	if cfg.UploadSlots <= 0 {
-		cfg.UploadSlots = DefaultUploadSlots
-	}
-	if cfg.UploadSlotsPerPeer <= 0 {
-		cfg.UploadSlotsPerPeer = DefaultUploadSlotsPerPeer
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = DefaultIdleTimeout
-	}
-	if cfg.LookupTimeout <= 0 {
-		cfg.LookupTimeout = DefaultLookupTimeout
-	}
-	if cfg.ReprovideInterval <= 0 {
-		cfg.ReprovideInterval = DefaultReprovideInterval
-	}
-	if cfg.ProtocolPrefix == "" {
-		cfg.ProtocolPrefix = PrivatePrefix
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	var boot []peer.AddrInfo
-	for _, s := range cfg.Bootstrap {
-		ai, err := peer.AddrInfoFromString(s)
-		if err != nil {
-			return nil, fmt.Errorf("bootstrap peer %q: %w (want a multiaddr ending in /p2p/<peer id>)", s, err)
-		}
-		boot = append(boot, *ai)
-	}
-	boot = mergeAddrInfos(boot)
-	listen := cfg.ListenAddrs
-	if len(listen) == 0 {
-		listen = defaultListenAddrs()
-	}
-
-	limits := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&limits)
-	limits.AddServiceLimit(ServiceName,
-		rcmgr.BaseLimit{StreamsInbound: 256, StreamsOutbound: 256, Streams: 512, Memory: 32 << 20},
-		rcmgr.BaseLimitIncrease{})
-	limits.AddServicePeerLimit(ServiceName,
-		rcmgr.BaseLimit{StreamsInbound: 16, StreamsOutbound: 16, Streams: 32, Memory: 4 << 20},
-		rcmgr.BaseLimitIncrease{})
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	cfg = cfg.withDefaults()
+	boot, err := parseBootstrap(cfg.Bootstrap)
 	if err != nil {
-		return nil, fmt.Errorf("resource manager: %w", err)
-	}
-	cm, err := connmgr.NewConnManager(160, 192)
-	if err != nil {
-		rm.Close()
 		return nil, err
 	}
-	opts := []libp2p.Option{
-		libp2p.ListenAddrStrings(listen...),
-		libp2p.Transport(quic.NewTransport),
-		libp2p.Transport(tcp.NewTCPTransport),
-		// libp2p's default security transports, TLS first, with the
-		// records of TLS written in batches, and yamux with larger
-		// frames (coalesce.go).
-		libp2p.Security(libp2ptls.ID, newCoalescedTLS),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(libp2pyamux.ID, muxer()),
-		// TCP first on loopback and private networks (dial.go).
-		libp2p.SwarmOpts(swarm.WithDialRanker(dialRanker)),
-		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
-		libp2p.EnableHolePunching(),
-		libp2p.EnableNATService(),
-	}
-	if cfg.Identity != nil {
-		opts = append(opts, libp2p.Identity(cfg.Identity))
-	}
-	if cfg.RelayService {
-		opts = append(opts, libp2p.EnableRelayService())
-	}
-	if len(boot) > 0 {
-		// Behind a NAT (as AutoNAT finds), reserve a slot on a bootstrap
-		// peer that runs a relay (rpseed --relay), so that others can
-		// reach this node and hole punching can start.
-		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(boot))
-	}
-	if cfg.Registerer != nil {
-		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Registerer))
-	} else {
-		opts = append(opts, libp2p.DisableMetrics())
-	}
-	h, err := libp2p.New(append(opts, cfg.extra...)...)
+	h, err := newHost(cfg, boot)
 	if err != nil {
-		return nil, fmt.Errorf("starting libp2p host: %w", err)
+		return nil, err
 	}
-
-	mode := dht.ModeAuto
-	if cfg.DHTServer {
-		mode = dht.ModeServer
-	}
-	dopts := []dht.Option{dht.Mode(mode)}
-	dhtBoot := boot
-	if cfg.Private {
-		dopts = append(dopts, dht.ProtocolPrefix(protocol.ID(cfg.ProtocolPrefix)))
-	} else {
-		dhtBoot = append(append([]peer.AddrInfo{}, boot...), dht.GetDefaultBootstrapPeerAddrInfos()...)
-	}
-	if len(dhtBoot) > 0 {
-		dopts = append(dopts, dht.BootstrapPeers(dhtBoot...))
-	}
-	kad, err := dht.New(h, dopts...)
+	kad, err := dht.New(h, dhtOptions(cfg, boot)...)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("starting the DHT: %w", err)
 	}
-
 	nctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
 		cfg:       cfg,
 		h:         h,
 		dht:       kad,
-		log:       log,
+		log:       cfg.Logger,
 		bootstrap: boot,
 		ctx:       nctx,
 		cancel:    cancel,
-		newest:    map[string]*served{},
-		byID:      map[[wire.IDLen]byte]*served{},
-		protocols: map[protocol.ID]bool{},
-		provides:  map[cid.Cid]*provideState{},
-		uploads:   map[peer.ID]int{},
-		strikes:   map[peer.ID]*strike{},
-		turns:     map[[wire.IDLen]byte]int{},
-		delivered: map[[wire.IDLen]byte]map[peer.ID]bool{},
-		kick:      make(chan struct{}, 1),
-	}
-	if cfg.UploadRate > 0 {
-		n.upRate = rate.NewLimiter(rate.Limit(cfg.UploadRate), max(cfg.UploadRate/10, copyBuf))
+		server:    newServer(nctx, h, cfg),
+		ann:       newAnnouncer(kad, cfg.ReprovideInterval, cfg.Logger),
+		strikes:   newStrikes(),
+		book:      newFetchBook(),
 	}
 	n.connectBootstrap(ctx)
 	if err := kad.Bootstrap(nctx); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("bootstrapping the DHT: %w", err)
 	}
-	n.wg.Add(1)
-	go n.provideLoop()
-	log.Info("p2p node started", "peer", h.ID(), "private", cfg.Private, "bootstrap", len(boot), "dht_server", cfg.DHTServer)
+	n.wg.Go(func() { n.ann.run(nctx) })
+	n.log.Info("p2p node started", "peer", h.ID(), "private", cfg.Private, "bootstrap", len(boot), "dht_server", cfg.DHTServer)
 	return n, nil
-}
-
-// mergeAddrInfos merges entries for the same peer.
-func mergeAddrInfos(in []peer.AddrInfo) []peer.AddrInfo {
-	var out []peer.AddrInfo
-	idx := map[peer.ID]int{}
-	for _, ai := range in {
-		if i, ok := idx[ai.ID]; ok {
-			out[i].Addrs = append(out[i].Addrs, ai.Addrs...)
-			continue
-		}
-		idx[ai.ID] = len(out)
-		out = append(out, ai)
-	}
-	return out
-}
-
-// connectBootstrap dials the configured bootstrap peers in parallel, each
-// for at most ten seconds, and logs the ones that fail.
-func (n *Node) connectBootstrap(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, ai := range n.bootstrap {
-		if ai.ID == n.h.ID() {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			if err := n.h.Connect(cctx, ai); err != nil {
-				n.log.Warn("cannot reach bootstrap peer", "peer", ai.ID, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 // ID returns the node's peer ID.
@@ -380,22 +207,10 @@ func (n *Node) Addrs() []string {
 // Close stops serving, leaves the network and closes every served file
 // once its uploads have finished.
 func (n *Node) Close() error {
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
+	if !n.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	n.closed = true
-	for p := range n.protocols {
-		n.h.RemoveStreamHandler(p)
-	}
-	var all []*served
-	for _, s := range n.byID {
-		all = append(all, s)
-	}
-	n.byID = map[[wire.IDLen]byte]*served{}
-	n.newest = map[string]*served{}
-	n.mu.Unlock()
+	all := n.server.close()
 	n.cancel()
 	n.wg.Wait()
 	for _, s := range all {
@@ -408,54 +223,18 @@ func (n *Node) Close() error {
 	return err
 }
 
-// strike records misbehaviour of p. Peers with more strikes are asked last,
-// and peers with maxStrikes or more are not asked at all while others are
-// left; strikes are forgotten strikeMemory after the last one.
-func (n *Node) strike(p peer.ID, weight int, reason error) {
-	n.mu.Lock()
-	if len(n.strikes) >= maxStruckPeers {
-		// Many peers misbehaving (or one with many identities): forget
-		// the old strikes first, then the oldest.
-		var oldest peer.ID
-		for q, st := range n.strikes {
-			if time.Since(st.last) > strikeMemory {
-				delete(n.strikes, q)
-			} else if oldest == "" || st.last.Before(n.strikes[oldest].last) {
-				oldest = q
-			}
-		}
-		if len(n.strikes) >= maxStruckPeers {
-			delete(n.strikes, oldest)
-		}
+// checkOpen returns ErrClosed once the node is closed.
+func (n *Node) checkOpen() error {
+	if n.closed.Load() {
+		return ErrClosed
 	}
-	s := n.strikes[p]
-	if s == nil || time.Since(s.last) > strikeMemory {
-		s = &strike{}
-		n.strikes[p] = s
-	}
-	s.n += weight
-	s.last = time.Now()
-	total := s.n
-	n.mu.Unlock()
-	n.stats.strikes.Add(1)
-	n.log.Warn("peer misbehaved", "peer", p, "strikes", total, "err", reason)
+	return nil
 }
 
-const (
-	maxStrikes     = 6
-	strikeMemory   = 10 * time.Minute
-	maxStruckPeers = 4096 // bounds the memory of strikes
-)
-
-// strikesOf returns p's current strikes.
-func (n *Node) strikesOf(p peer.ID) int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	s := n.strikes[p]
-	if s == nil || time.Since(s.last) > strikeMemory {
-		return 0
-	}
-	return s.n
+// Provide announces in the DHT that this node provides key, once. Serve
+// announces served releases by itself; Provide is for tools and tests.
+func (n *Node) Provide(ctx context.Context, key cid.Cid) error {
+	return n.dht.Provide(ctx, key, true)
 }
 
 // Stats is a snapshot of a node's counters.
@@ -480,82 +259,21 @@ type Stats struct {
 	Provides, ProvideErrors uint64
 }
 
-type stats struct {
-	info, fetch, busy, bad, up, down, strikes, provides, provideErrs atomic.Uint64
-}
-
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
-	n.mu.Lock()
-	served, active := len(n.byID), n.uploading
-	n.mu.Unlock()
+	c := &n.server.counts
 	return Stats{
 		Peers:           len(n.h.Network().Peers()),
-		Served:          served,
-		ActiveUploads:   active,
-		InfoRequests:    n.stats.info.Load(),
-		FetchRequests:   n.stats.fetch.Load(),
-		Busy:            n.stats.busy.Load(),
-		BadRequests:     n.stats.bad.Load(),
-		BytesUploaded:   n.stats.up.Load(),
-		BytesDownloaded: n.stats.down.Load(),
-		Strikes:         n.stats.strikes.Load(),
-		Provides:        n.stats.provides.Load(),
-		ProvideErrors:   n.stats.provideErrs.Load(),
+		Served:          n.server.count(),
+		ActiveUploads:   n.server.slots.active(),
+		InfoRequests:    c.info.Load(),
+		FetchRequests:   c.fetch.Load(),
+		Busy:            c.busy.Load(),
+		BadRequests:     c.bad.Load(),
+		BytesUploaded:   c.up.Load(),
+		BytesDownloaded: n.downloaded.Load(),
+		Strikes:         n.strikes.given.Load(),
+		Provides:        n.ann.provided.Load(),
+		ProvideErrors:   n.ann.failed.Load(),
 	}
-}
-
-// ownerKey is the map key of one owner key and target.
-func ownerKey(pub ed25519.PublicKey, target string) string {
-	return string(pub) + "\x00" + target
-}
-
-// checkOpen returns ErrClosed once the node is closed.
-func (n *Node) checkOpen() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
-		return ErrClosed
-	}
-	return nil
-}
-
-// openVerified opens path, checks through the open descriptor that it is a
-// release signed by pub whose region is exactly in, and returns the file.
-// The check reads the whole file once.
-func openVerified(path string, pub ed25519.PublicKey, in region.Info) (*os.File, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if want := int64(in.Size) + region.Size; st.Size() != want {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w: file has %d bytes, signed for %d", path, region.ErrSizeMismatch, st.Size(), want)
-	}
-	sc, err := region.Scan(context.Background(), f)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	got, err := sc.Verify(pub)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if got != in {
-		f.Close()
-		return nil, fmt.Errorf("%s: holds version %s, not the release %s it was given for", path, got.Version, in.Version)
-	}
-	return f, nil
-}
-
-// Provide announces in the DHT that this node provides key, once. Serve
-// announces served releases by itself; Provide is for tools and tests.
-func (n *Node) Provide(ctx context.Context, key cid.Cid) error {
-	return n.dht.Provide(ctx, key, true)
 }

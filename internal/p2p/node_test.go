@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"io"
 	"os"
@@ -12,36 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
 
 const testTarget = "linux/amd64"
-
-// makeRelease writes a fake binary of about size bytes with an embedded
-// region to dir and signs it as version.
-func makeRelease(t testing.TB, dir string, key ed25519.PrivateKey, version string, size int) (string, region.Info) {
-	t.Helper()
-	var empty region.Info
-	reg, err := empty.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := make([]byte, size)
-	rand.Read(body)
-	// Keep random bytes from forming a marker by accident: none is likely,
-	// but the scanner would reject the file.
-	buf := append(append(append([]byte{}, body[:size/2]...), reg[:]...), body[size/2:]...)
-	path := filepath.Join(dir, "release-"+version)
-	if err := os.WriteFile(path, buf, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	in, err := region.SignFile(context.Background(), path, key, version)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path, in
-}
 
 // newTestNode starts a private, loopback, DHT-server node, listening on
 // QUIC and TCP unless cfg.ListenAddrs says otherwise.
@@ -88,9 +63,12 @@ func readAllFrom(t *testing.T, r *Release, off int64) []byte {
 }
 
 func TestServeFindFetch(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
 	dir := t.TempDir()
-	path, in := makeRelease(t, dir, key, "2.0.0", 3<<20)
+	path := filepath.Join(dir, "release-2.0.0")
+	in := regiontest.WriteBinary(t, path, 3<<20, 1, key, "2.0.0")
 	want, _ := os.ReadFile(path)
 
 	seed := newTestNode(t, Config{})
@@ -126,7 +104,7 @@ func TestServeFindFetch(t *testing.T) {
 	}
 
 	// Another target and another key find nothing.
-	other, _, _ := ed25519.GenerateKey(nil)
+	other := regiontest.NewKey(t).Public
 	for _, s := range []*Source{client.Source(pub, "windows/amd64"), client.Source(other, testTarget)} {
 		rels, err := s.Releases(ctx)
 		if err != nil {
@@ -139,8 +117,11 @@ func TestServeFindFetch(t *testing.T) {
 }
 
 func TestSwarmFindsProvidersThroughDHT(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
-	path, in := makeRelease(t, t.TempDir(), key, "2.0.0", 64<<10)
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
+	path := filepath.Join(t.TempDir(), "release")
+	in := regiontest.WriteBinary(t, path, 64<<10, 1, key, "2.0.0")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -168,10 +149,12 @@ func TestSwarmFindsProvidersThroughDHT(t *testing.T) {
 }
 
 func TestServeRejectsWrongFile(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
-	other, _, _ := ed25519.GenerateKey(nil)
-	dir := t.TempDir()
-	path, in := makeRelease(t, dir, key, "2.0.0", 4096)
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
+	other := regiontest.NewKey(t).Public
+	path := filepath.Join(t.TempDir(), "release")
+	in := regiontest.WriteBinary(t, path, 4096, 1, key, "2.0.0")
 	n := newTestNode(t, Config{})
 	ctx := context.Background()
 	older := in
@@ -197,10 +180,13 @@ func TestServeRejectsWrongFile(t *testing.T) {
 }
 
 func TestUploadSlots(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
 	// Far more than the stream window (muxerWindow) and socket buffers
 	// hold, so that an upload nobody reads keeps its slot.
-	path, in := makeRelease(t, t.TempDir(), key, "2.0.0", 32<<20)
+	path := filepath.Join(t.TempDir(), "release")
+	in := regiontest.WriteBinary(t, path, 32<<20, 1, key, "2.0.0")
 	seed := newTestNode(t, Config{UploadSlots: 1, UploadSlotsPerPeer: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -241,10 +227,13 @@ func TestUploadSlots(t *testing.T) {
 }
 
 func TestNewerReplacesOlder(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
 	dir := t.TempDir()
-	p1, in1 := makeRelease(t, dir, key, "1.0.0", 4096)
-	p2, in2 := makeRelease(t, dir, key, "2.0.0", 4096)
+	p1, p2 := filepath.Join(dir, "release-1.0.0"), filepath.Join(dir, "release-2.0.0")
+	in1 := regiontest.WriteBinary(t, p1, 4096, 1, key, "1.0.0")
+	in2 := regiontest.WriteBinary(t, p2, 4096, 2, key, "2.0.0")
 	seed := newTestNode(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -2,7 +2,7 @@ package p2p
 
 import (
 	"context"
-	"crypto/ed25519"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -17,8 +18,10 @@ import (
 // behind a NAT: the node reserves a slot on its bootstrap peer, and another
 // peer gets the node's signed info through the relay alone.
 func TestRelayedInfo(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
-	path, in := makeRelease(t, t.TempDir(), key, "2.0.0", 4096)
+	key := regiontest.NewKey(t)
+	pub := key.Public
+	path := filepath.Join(t.TempDir(), "release")
+	in := regiontest.WriteBinary(t, path, 4096, 1, key, "2.0.0")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// libp2p runs the relay service only once it believes itself public.

@@ -3,79 +3,23 @@ package p2p
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	mh "github.com/multiformats/go-multihash"
+	"golang.org/x/time/rate"
 
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
-
-// ChannelCID returns the key under which nodes holding a verified release of
-// target signed by pub announce themselves: a raw CIDv1 of
-// SHA-256("rustpatcher/v0/channel\x00" || pub || target).
-func ChannelCID(pub ed25519.PublicKey, target string) cid.Cid {
-	return derivedCID("rustpatcher/v0/channel\x00", pub, []byte(target))
-}
-
-// ReleaseCID returns the key under which nodes serving one exact release
-// announce themselves: a raw CIDv1 of SHA-256("rustpatcher/v0/release\x00" ||
-// pub || target || "\x00" || release ID), where the release ID is
-// wire.ReleaseID of the signed region.
-func ReleaseCID(pub ed25519.PublicKey, target string, id [wire.IDLen]byte) cid.Cid {
-	return derivedCID("rustpatcher/v0/release\x00", pub, []byte(target), []byte{0}, id[:])
-}
-
-func derivedCID(domain string, parts ...[]byte) cid.Cid {
-	h := sha256.New()
-	h.Write([]byte(domain))
-	for _, p := range parts {
-		h.Write(p)
-	}
-	m, err := mh.Encode(h.Sum(nil), mh.SHA2_256)
-	if err != nil {
-		panic(err) // cannot happen: SHA2_256 with a 32-byte digest
-	}
-	return cid.NewCidV1(cid.Raw, m)
-}
-
-// served is one release file the node uploads. The open file is kept, so
-// the path may be renamed over; it is closed when the release is no longer
-// served and its last upload ended.
-type served struct {
-	pub    ed25519.PublicKey
-	target string
-	info   region.Info
-	reg    [region.Size]byte
-	id     [wire.IDLen]byte
-	f      *os.File
-	total  uint64 // info.Size + region.Size
-
-	mu   sync.Mutex
-	refs int // 1 while served, +1 per running upload
-}
-
-func (s *served) acquire() { s.mu.Lock(); s.refs++; s.mu.Unlock() }
-
-func (s *served) release() {
-	s.mu.Lock()
-	s.refs--
-	last := s.refs == 0
-	s.mu.Unlock()
-	if last {
-		s.f.Close()
-	}
-}
 
 // Serve starts serving the release at path for target, signed by pub, whose
 // region is in. It opens the file and checks it against pub and in before
@@ -94,54 +38,42 @@ func (n *Node) Serve(ctx context.Context, pub ed25519.PublicKey, target string, 
 	if err != nil {
 		return fmt.Errorf("serving %s: %w", path, err)
 	}
-	id := wire.ReleaseID(reg)
-	k := ownerKey(pub, target)
-	n.mu.Lock()
-	if cur := n.newest[k]; cur != nil && (cur.id == id || region.CompareVersions(cur.info.Version, in.Version) > 0) {
-		n.mu.Unlock()
+	if n.server.supersedes(pub, target, wire.ReleaseID(reg), in.Version) {
 		return nil
 	}
-	n.mu.Unlock()
-
-	f, err := openVerified(path, pub, in)
+	f, err := openVerified(ctx, path, pub, in)
 	if err != nil {
 		return fmt.Errorf("serving %s: %w", path, err)
 	}
-	s := &served{pub: pub, target: target, info: in, reg: reg, id: id, f: f, total: in.Size + region.Size, refs: 1}
-
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
+	s := newServed(pub, target, in, reg, f)
+	old, added, err := n.install(s)
+	if err != nil || !added {
 		f.Close()
-		return ErrClosed
+		return err
 	}
-	old := n.newest[k]
-	if old != nil && (old.id == id || region.CompareVersions(old.info.Version, in.Version) > 0) {
-		n.mu.Unlock()
-		f.Close()
-		return nil
-	}
-	n.newest[k] = s
-	n.byID[id] = s
-	if old != nil {
-		delete(n.byID, old.id)
-		delete(n.provides, ReleaseCID(pub, target, old.id))
-	}
-	proto := protocol.ID(wire.ProtocolID(pub))
-	if !n.protocols[proto] {
-		n.protocols[proto] = true
-		n.h.SetStreamHandler(proto, func(st network.Stream) { n.handle(pub, st) })
-	}
-	name := fmt.Sprintf("%s %s", target, in.Version)
-	n.provides[ChannelCID(pub, target)] = &provideState{name: "channel " + target}
-	n.provides[ReleaseCID(pub, target, id)] = &provideState{name: "release " + name}
-	n.mu.Unlock()
 	if old != nil {
 		old.release()
 	}
-	n.kickProvide()
 	n.log.Info("serving release", "target", target, "version", in.Version, "size", s.total, "path", path)
 	return nil
+}
+
+// install serves s in place of the release of its target served so far,
+// which it returns, and announces s. It adds nothing when s or a newer
+// release is served already.
+func (n *Node) install(s *served) (old *served, added bool, err error) {
+	n.serveMu.Lock()
+	defer n.serveMu.Unlock()
+	old, added, err = n.server.put(s)
+	if err != nil || !added {
+		return nil, false, err
+	}
+	if old != nil {
+		n.ann.remove(ReleaseCID(s.pub, s.target, old.id))
+	}
+	n.ann.add(ChannelCID(s.pub, s.target), "channel "+s.target)
+	n.ann.add(ReleaseCID(s.pub, s.target, s.id), fmt.Sprintf("release %s %s", s.target, s.info.Version))
+	return old, true, nil
 }
 
 // Unserve stops serving the release of target signed by pub whose region is
@@ -152,235 +84,281 @@ func (n *Node) Unserve(pub ed25519.PublicKey, target string, in region.Info) {
 		return
 	}
 	id := wire.ReleaseID(reg)
-	n.mu.Lock()
-	s := n.byID[id]
+	n.serveMu.Lock()
+	s, wasNewest := n.server.remove(pub, target, id)
+	if s != nil {
+		if wasNewest {
+			n.ann.remove(ChannelCID(pub, target))
+		}
+		n.ann.remove(ReleaseCID(pub, target, id))
+	}
+	n.serveMu.Unlock()
 	if s == nil {
-		n.mu.Unlock()
 		return
 	}
-	delete(n.byID, id)
-	k := ownerKey(pub, target)
-	if n.newest[k] == s {
-		delete(n.newest, k)
-		delete(n.provides, ChannelCID(pub, target))
-	}
-	delete(n.provides, ReleaseCID(pub, target, id))
-	n.mu.Unlock()
 	s.release()
 	n.log.Info("no longer serving release", "target", target, "version", in.Version)
 }
 
-func (n *Node) kickProvide() {
-	select {
-	case n.kick <- struct{}{}:
-	default:
-	}
+// A server holds the releases a node serves, by owner key and target (the
+// newest, which info requests get) and by release ID (what fetches name),
+// registers the stream handler of each owner's protocol, and answers its
+// streams: one request, one answer.
+type server struct {
+	ctx    context.Context // done once the node closes: ends rate waits
+	h      host.Host
+	idle   time.Duration
+	upRate *rate.Limiter // nil: no cap
+	slots  *uploadSlots
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	closed    bool
+	newest    map[string]*served // by ownerKey(pub, target)
+	byID      map[[wire.IDLen]byte]*served
+	protocols map[protocol.ID]bool
+
+	counts serverCounts
 }
 
-// provideLoop announces every served key when it is new, retries failures
-// with backoff (the routing table may still be empty), and re-announces
-// every ReprovideInterval.
-func (n *Node) provideLoop() {
-	defer n.wg.Done()
-	for {
-		next := n.provideDue()
-		t := time.NewTimer(next)
-		select {
-		case <-n.ctx.Done():
-			t.Stop()
-			return
-		case <-n.kick:
-		case <-t.C:
-		}
-		t.Stop()
-	}
+// serverCounts are a server's counters, for Stats.
+type serverCounts struct {
+	info, fetch, busy, bad, up atomic.Uint64
 }
 
-// provideDue provides the keys that are due and returns how long to wait
-// before the next one is.
-func (n *Node) provideDue() time.Duration {
-	now := time.Now()
-	type job struct {
-		c    cid.Cid
-		name string
+// newServer returns the server of a node with host h and configuration cfg
+// (defaults set); ctx ends with the node.
+func newServer(ctx context.Context, h host.Host, cfg Config) *server {
+	s := &server{
+		ctx:       ctx,
+		h:         h,
+		idle:      cfg.IdleTimeout,
+		slots:     newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer),
+		log:       cfg.Logger,
+		newest:    map[string]*served{},
+		byID:      map[[wire.IDLen]byte]*served{},
+		protocols: map[protocol.ID]bool{},
 	}
-	var due []job
-	next := n.cfg.ReprovideInterval
-	n.mu.Lock()
-	for c, st := range n.provides {
-		at := st.last.Add(n.cfg.ReprovideInterval)
-		if st.fail > 0 {
-			at = st.last.Add(min(time.Duration(1<<min(st.fail, 5))*time.Second, n.cfg.ReprovideInterval))
-		}
-		if !at.After(now) {
-			due = append(due, job{c, st.name})
-		} else if d := at.Sub(now); d < next {
-			next = d
-		}
+	if cfg.UploadRate > 0 {
+		s.upRate = rate.NewLimiter(rate.Limit(cfg.UploadRate), max(cfg.UploadRate/10, copyBuf))
 	}
-	n.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, j := range due {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-			err := n.dht.Provide(ctx, j.c, true)
-			cancel()
-			n.mu.Lock()
-			st := n.provides[j.c]
-			if st != nil {
-				st.last = time.Now()
-				if err != nil {
-					st.fail++
-				} else {
-					st.fail = 0
-				}
-			}
-			n.mu.Unlock()
-			if err != nil {
-				n.stats.provideErrs.Add(1)
-				n.log.Debug("announcing failed; will retry", "key", j.name, "err", err)
-				return
-			}
-			n.stats.provides.Add(1)
-			n.log.Debug("announced", "key", j.name, "cid", j.c)
-		}()
+	return s
+}
+
+// supersedes reports whether the release id, or a newer one of target
+// signed by pub, is served.
+func (s *server) supersedes(pub ed25519.PublicKey, target string, id [wire.IDLen]byte, version string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.newest[ownerKey(pub, target)].newerOrSame(id, version)
+}
+
+// put serves sv in place of the newest release of its owner key and
+// target, and returns the release it replaced (not released yet). It adds
+// nothing when sv or a newer release is served already, and fails with
+// ErrClosed once the server is closed.
+func (s *server) put(sv *served) (old *served, added bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, false, ErrClosed
 	}
-	wg.Wait()
-	if len(due) > 0 {
-		return 0 // recompute: failures need a retry time
+	k := ownerKey(sv.pub, sv.target)
+	old = s.newest[k]
+	if old.newerOrSame(sv.id, sv.info.Version) {
+		return nil, false, nil
 	}
-	return max(next, 50*time.Millisecond)
+	s.newest[k] = sv
+	s.byID[sv.id] = sv
+	if old != nil {
+		delete(s.byID, old.id)
+	}
+	proto := protocol.ID(wire.ProtocolID(sv.pub))
+	if !s.protocols[proto] {
+		s.protocols[proto] = true
+		pub := sv.pub
+		s.h.SetStreamHandler(proto, func(st network.Stream) { s.handle(s.ctx, pub, st) })
+	}
+	return old, true, nil
+}
+
+// remove stops serving the release id and returns it (not released yet),
+// and whether it was the newest of target signed by pub; nil when it was
+// not served.
+func (s *server) remove(pub ed25519.PublicKey, target string, id [wire.IDLen]byte) (sv *served, wasNewest bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sv = s.byID[id]
+	if sv == nil {
+		return nil, false
+	}
+	delete(s.byID, id)
+	k := ownerKey(pub, target)
+	if s.newest[k] == sv {
+		delete(s.newest, k)
+		wasNewest = true
+	}
+	return sv, wasNewest
+}
+
+// close removes the stream handlers, stops serving and returns every
+// release it served (not released yet).
+func (s *server) close() []*served {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for p := range s.protocols {
+		s.h.RemoveStreamHandler(p)
+	}
+	var all []*served
+	for _, sv := range s.byID {
+		all = append(all, sv)
+	}
+	s.byID = map[[wire.IDLen]byte]*served{}
+	s.newest = map[string]*served{}
+	return all
+}
+
+// count returns the number of releases served.
+func (s *server) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}
+
+// newestOf returns the newest release of target signed by pub, or nil.
+func (s *server) newestOf(pub ed25519.PublicKey, target string) *served {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.newest[ownerKey(pub, target)]
+}
+
+// acquire returns the release id of target signed by pub with a reference
+// taken for an upload, or nil when it is not served.
+func (s *server) acquire(pub ed25519.PublicKey, target string, id [wire.IDLen]byte) *served {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sv := s.byID[id]
+	if sv == nil || !sv.pub.Equal(pub) || sv.target != target {
+		return nil
+	}
+	sv.acquire()
+	return sv
 }
 
 // handle serves one stream of the protocol of pub: one request, one answer.
-func (n *Node) handle(pub ed25519.PublicKey, s network.Stream) {
-	defer s.Close()
-	remote := s.Conn().RemotePeer()
-	if err := s.Scope().SetService(ServiceName); err != nil {
-		n.log.Debug("stream refused by resource limits", "peer", remote, "err", err)
-		s.Reset()
+func (s *server) handle(ctx context.Context, pub ed25519.PublicKey, st network.Stream) {
+	defer st.Close()
+	remote := st.Conn().RemotePeer()
+	if err := st.Scope().SetService(ServiceName); err != nil {
+		s.log.Debug("stream refused by resource limits", "peer", remote, "err", err)
+		st.Reset()
 		return
 	}
-	s.SetReadDeadline(time.Now().Add(n.cfg.IdleTimeout))
-	req, err := wire.ReadRequest(s)
+	st.SetReadDeadline(time.Now().Add(s.idle))
+	req, err := wire.ReadRequest(st)
 	if err != nil {
-		n.stats.bad.Add(1)
-		n.log.Debug("bad request", "peer", remote, "err", err)
-		s.SetWriteDeadline(time.Now().Add(n.cfg.IdleTimeout))
-		wire.WriteError(s, wire.StatusBadRequest, "malformed request")
+		s.counts.bad.Add(1)
+		s.log.Debug("bad request", "peer", remote, "err", err)
+		st.SetWriteDeadline(time.Now().Add(s.idle))
+		wire.WriteError(st, wire.StatusBadRequest, "malformed request")
 		return
 	}
-	s.SetReadDeadline(time.Time{})
-	go n.refuseTrailing(s, remote)
-	defer s.CloseRead() // ends refuseTrailing
-	s.SetWriteDeadline(time.Now().Add(n.cfg.IdleTimeout))
+	st.SetReadDeadline(time.Time{})
+	go s.refuseTrailing(st, remote)
+	defer st.CloseRead() // ends refuseTrailing
+	st.SetWriteDeadline(time.Now().Add(s.idle))
 	if !wire.CheckAuth(pub, req.Auth, time.Now()) {
-		n.stats.bad.Add(1)
-		n.log.Debug("request failed the namespace check", "peer", remote, "kind", req.Kind)
-		wire.WriteError(s, wire.StatusBadRequest, "namespace check failed (clock off by more than a minute?)")
+		s.counts.bad.Add(1)
+		s.log.Debug("request failed the namespace check", "peer", remote, "kind", req.Kind)
+		wire.WriteError(st, wire.StatusBadRequest, "namespace check failed (clock off by more than a minute?)")
 		return
 	}
 	switch req.Kind {
 	case wire.KindInfo:
-		n.stats.info.Add(1)
-		n.mu.Lock()
-		sv := n.newest[ownerKey(pub, req.Target)]
-		n.mu.Unlock()
+		s.counts.info.Add(1)
+		sv := s.newestOf(pub, req.Target)
 		if sv == nil {
-			wire.WriteError(s, wire.StatusNotFound, "no release for "+req.Target)
+			wire.WriteError(st, wire.StatusNotFound, "no release for "+req.Target)
 			return
 		}
-		wire.WriteInfo(s, sv.reg)
+		wire.WriteInfo(st, sv.reg)
 	case wire.KindFetch:
-		n.stats.fetch.Add(1)
-		n.serveFetch(s, remote, pub, req)
+		s.counts.fetch.Add(1)
+		s.serveFetch(ctx, st, remote, pub, req)
 	}
 }
 
-// refuseTrailing resets s if its peer sends anything after its request.
+// refuseTrailing resets st if its peer sends anything after its request.
 // A request is all a peer sends on a stream (this node's downloads close
 // their write side after it), and bytes after it would wait unread in
 // the stream's receive window, up to muxerWindow of them, for as long as
-// an upload runs. It returns when the peer closes its side or s is closed
+// an upload runs. It returns when the peer closes its side or st is closed
 // for reading.
-func (n *Node) refuseTrailing(s network.Stream, remote peer.ID) {
+func (s *server) refuseTrailing(st network.Stream, remote peer.ID) {
 	var b [1]byte
-	if k, _ := s.Read(b[:]); k > 0 {
-		n.stats.bad.Add(1)
-		n.log.Debug("bytes after the request; stream reset", "peer", remote)
-		s.Reset()
+	if k, _ := st.Read(b[:]); k > 0 {
+		s.counts.bad.Add(1)
+		s.log.Debug("bytes after the request; stream reset", "peer", remote)
+		st.Reset()
 	}
 }
 
-func (n *Node) serveFetch(s network.Stream, remote peer.ID, pub ed25519.PublicKey, req *wire.Request) {
-	n.mu.Lock()
-	sv := n.byID[req.ID]
-	if sv == nil || !sv.pub.Equal(pub) || sv.target != req.Target {
-		n.mu.Unlock()
-		wire.WriteError(s, wire.StatusNotFound, "release not served here")
+// serveFetch answers a fetch request: the release's bytes from the offset
+// asked, in an upload slot, or "busy" when none is free.
+func (s *server) serveFetch(ctx context.Context, st network.Stream, remote peer.ID, pub ed25519.PublicKey, req *wire.Request) {
+	sv := s.acquire(pub, req.Target, req.ID)
+	if sv == nil {
+		wire.WriteError(st, wire.StatusNotFound, "release not served here")
 		return
 	}
+	defer sv.release()
 	if req.Offset > sv.total {
-		n.mu.Unlock()
-		n.stats.bad.Add(1)
-		wire.WriteError(s, wire.StatusBadRequest, "offset past the end of the release")
+		s.counts.bad.Add(1)
+		wire.WriteError(st, wire.StatusBadRequest, "offset past the end of the release")
 		return
 	}
-	if n.uploading >= n.cfg.UploadSlots || n.uploads[remote] >= n.cfg.UploadSlotsPerPeer {
-		n.mu.Unlock()
-		n.stats.busy.Add(1)
-		wire.WriteError(s, wire.StatusBusy, "all upload slots in use")
+	if !s.slots.acquire(remote) {
+		s.counts.busy.Add(1)
+		wire.WriteError(st, wire.StatusBusy, "all upload slots in use")
 		return
 	}
-	n.uploading++
-	n.uploads[remote]++
-	sv.acquire()
-	n.mu.Unlock()
-	defer func() {
-		n.mu.Lock()
-		n.uploading--
-		if n.uploads[remote]--; n.uploads[remote] <= 0 {
-			delete(n.uploads, remote)
-		}
-		n.mu.Unlock()
-		sv.release()
-	}()
+	defer s.slots.release(remote)
 
 	left := sv.total - req.Offset
-	if err := wire.WriteFetchHeader(s, left); err != nil {
+	if err := wire.WriteFetchHeader(st, left); err != nil {
 		return
 	}
-	sent, err := n.copyWithDeadlines(s, io.NewSectionReader(sv.f, int64(req.Offset), int64(left)))
-	n.stats.up.Add(uint64(sent))
+	sent, err := s.copyWithDeadlines(ctx, st, io.NewSectionReader(sv.f, int64(req.Offset), int64(left)))
+	s.counts.up.Add(uint64(sent))
 	if err != nil {
-		n.log.Debug("upload ended early", "peer", remote, "version", sv.info.Version, "sent", sent, "err", err)
-		s.Reset()
+		s.log.Debug("upload ended early", "peer", remote, "version", sv.info.Version, "sent", sent, "err", err)
+		st.Reset()
 		return
 	}
-	n.log.Debug("upload done", "peer", remote, "version", sv.info.Version, "offset", req.Offset, "bytes", sent)
+	s.log.Debug("upload done", "peer", remote, "version", sv.info.Version, "offset", req.Offset, "bytes", sent)
 }
 
 // copyBuf is the unit of one write of an upload: what one yamux frame
 // carries, so that a write is one frame and never leaves a small one.
 const copyBuf = muxerMaxMessage - muxerHeader
 
-// copyWithDeadlines copies src to s, giving each write IdleTimeout to
-// complete, at no more than UploadRate.
-func (n *Node) copyWithDeadlines(s network.Stream, src io.Reader) (int64, error) {
+// copyWithDeadlines copies src to st, giving each write the idle timeout
+// to complete, at no more than the upload rate; waits for the rate end
+// when ctx is done.
+func (s *server) copyWithDeadlines(ctx context.Context, st network.Stream, src io.Reader) (int64, error) {
 	buf := make([]byte, copyBuf)
 	var total int64
 	for {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
-			if n.upRate != nil {
-				if err := n.upRate.WaitN(n.ctx, nr); err != nil {
+			if s.upRate != nil {
+				if err := s.upRate.WaitN(ctx, nr); err != nil {
 					return total, err
 				}
 			}
-			s.SetWriteDeadline(time.Now().Add(n.cfg.IdleTimeout))
-			nw, werr := s.Write(buf[:nr])
+			st.SetWriteDeadline(time.Now().Add(s.idle))
+			nw, werr := st.Write(buf[:nr])
 			total += int64(nw)
 			if werr != nil {
 				return total, werr

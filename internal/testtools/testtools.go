@@ -47,8 +47,9 @@ func Act() Tool {
 	return Tool{"act", "github.com/nektos/act", "v0.2.89"}
 }
 
-// installTimeout bounds one go install: goreleaser takes about 12 minutes
-// with a cold build cache on two cores.
+// installTimeout bounds one go install, with room for the slowest:
+// goreleaser's with a cold build cache on a small machine (its time is in
+// README.md).
 const installTimeout = 30 * time.Minute
 
 // Dir returns the directory that holds tool once installed:

@@ -1,13 +1,13 @@
-package github
+package ghrelease
 
 import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,12 +16,14 @@ import (
 	"time"
 
 	"github.com/google/go-github/v60/github"
-	"github.com/org/rustpatcher-go/internal/github/githubtest"
+	"github.com/org/rustpatcher-go/internal/ghrelease/ghreleasetest"
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
 func TestManifestName(t *testing.T) {
+	t.Parallel()
 	for _, tg := range []target.Target{{OS: "linux", Arch: "amd64"}, {OS: "darwin", Arch: "arm64"}, {OS: "windows", Arch: "386"}} {
 		name := ManifestName(tg)
 		if want := "rustpatcher-" + tg.OS + "-" + tg.Arch + ".json"; name != want {
@@ -38,45 +40,7 @@ func TestManifestName(t *testing.T) {
 	}
 }
 
-// writeBinary writes a fake binary with an unsigned region at dir/name, and
-// signs it with key and version when key is not nil.
-func writeBinary(t *testing.T, dir, name string, key ed25519.PrivateKey, version string) (string, region.Info) {
-	t.Helper()
-	blank, err := region.Info{}.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	b.WriteString("\x7fELF fake binary " + name + " " + version + "\n")
-	pad := make([]byte, 3000)
-	rand.Read(pad)
-	b.Write(pad)
-	b.Write(blank[:])
-	b.Write(pad[:1000])
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, b.Bytes(), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if key == nil {
-		return path, region.Info{}
-	}
-	in, err := region.SignFile(context.Background(), path, key, version)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path, in
-}
-
-func newKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
-	t.Helper()
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pub, key
-}
-
-func newClient(t *testing.T, srv *githubtest.Server) *github.Client {
+func newClient(t *testing.T, srv *ghreleasetest.Server) *github.Client {
 	t.Helper()
 	c, err := NewClient(ClientConfig{APIURL: srv.URL, Token: "test-token"})
 	if err != nil {
@@ -88,15 +52,9 @@ func newClient(t *testing.T, srv *githubtest.Server) *github.Client {
 	return c
 }
 
+// testLogger logs to t's output, debug messages included.
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 var (
@@ -108,14 +66,16 @@ const repo = "org/app"
 
 // publish publishes signed binaries of version for the given targets to the
 // release v<version> and returns their paths by target.
-func publish(t *testing.T, srv *githubtest.Server, keys map[target.Target]ed25519.PrivateKey, version string) map[target.Target]string {
+func publish(t *testing.T, srv *ghreleasetest.Server, keys map[target.Target]regiontest.Key, version string) map[target.Target]string {
 	t.Helper()
 	dir := t.TempDir()
 	var files []Signed
 	paths := make(map[target.Target]string)
 	for tg, key := range keys {
-		path, in := writeBinary(t, dir, "app_"+tg.OS+"_"+tg.Arch, key, version)
-		files = append(files, Signed{Path: path, Target: tg, Info: in, PublicKey: key.Public().(ed25519.PublicKey)})
+		// Fresh bytes each time, as from a new build.
+		path := filepath.Join(dir, "app_"+tg.OS+"_"+tg.Arch)
+		in := regiontest.WriteBinary(t, path, 4000, rand.Uint64(), key, version)
+		files = append(files, Signed{Path: path, Target: tg, Info: in, PublicKey: key.Public})
 		paths[tg] = path
 	}
 	p := &Publisher{Client: newClient(t, srv), Repo: Repo{"org", "app"}, Log: testLogger(t)}
@@ -125,16 +85,16 @@ func publish(t *testing.T, srv *githubtest.Server, keys map[target.Target]ed2551
 	return paths
 }
 
-// TestPublish runs Publisher against githubtest, a local server speaking the
+// TestPublish runs Publisher against ghreleasetest, a local server speaking the
 // GitHub REST shapes used (release by tag, create, list, upload and delete
 // assets), as GitHub itself cannot be reached from tests.
 func TestPublish(t *testing.T) {
-	srv := githubtest.NewServer()
+	t.Parallel()
+	srv := ghreleasetest.NewServer()
 	defer srv.Close()
-	pubA, keyA := newKey(t)
-	pubB, keyB := newKey(t)
-	keys := map[target.Target]ed25519.PrivateKey{linuxAMD64: keyA, linuxARM64: keyB}
-	pubs := map[target.Target]ed25519.PublicKey{linuxAMD64: pubA, linuxARM64: pubB}
+	keyA, keyB := regiontest.NewKey(t), regiontest.NewKey(t)
+	keys := map[target.Target]regiontest.Key{linuxAMD64: keyA, linuxARM64: keyB}
+	pubs := map[target.Target]ed25519.PublicKey{linuxAMD64: keyA.Public, linuxARM64: keyB.Public}
 
 	// First run creates the release; a stale asset of the same name as a
 	// binary is already there, as after a failed earlier run.
@@ -191,18 +151,21 @@ func TestPublish(t *testing.T) {
 	}
 
 	// A release that does not exist yet is created.
-	publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: keyA}, "1.3.0")
+	publish(t, srv, map[target.Target]regiontest.Key{linuxAMD64: keyA}, "1.3.0")
 	if n := len(srv.Assets(repo, "v1.3.0")); n != 2 {
 		t.Errorf("new release has %d assets, want 2", n)
 	}
 }
 
 func TestPublishErrors(t *testing.T) {
-	srv := githubtest.NewServer()
+	t.Parallel()
+	srv := ghreleasetest.NewServer()
 	defer srv.Close()
-	pub, key := newKey(t)
+	key := regiontest.NewKey(t)
+	pub := key.Public
 	dir := t.TempDir()
-	path, in := writeBinary(t, dir, "app", key, "1.0.0")
+	path := filepath.Join(dir, "app")
+	in := regiontest.WriteBinary(t, path, 4000, 1, key, "1.0.0")
 	p := &Publisher{Client: newClient(t, srv), Repo: Repo{"org", "app"}, Log: testLogger(t)}
 	ctx := context.Background()
 	tests := []struct {
@@ -228,17 +191,17 @@ func TestPublishErrors(t *testing.T) {
 	}
 }
 
-// TestPoller follows releases on githubtest, a local server speaking the
+// TestPoller follows releases on ghreleasetest, a local server speaking the
 // GitHub REST shapes used (release list with ETag and 304 on If-None-Match,
 // asset download, rate-limit headers), as GitHub cannot be reached from tests.
 func TestPoller(t *testing.T) {
-	srv := githubtest.NewServer()
+	t.Parallel()
+	srv := ghreleasetest.NewServer()
 	defer srv.Close()
-	pubA, keyA := newKey(t)
-	pubB, keyB := newKey(t)
-	_, otherKey := newKey(t)
+	keyA, keyB, otherKey := regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t)
+	pubA, pubB := keyA.Public, keyB.Public
 
-	publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: keyA, linuxARM64: keyB}, "1.0.0")
+	publish(t, srv, map[target.Target]regiontest.Key{linuxAMD64: keyA, linuxARM64: keyB}, "1.0.0")
 	dir := t.TempDir()
 	var got []Verified
 	p := &Poller{
@@ -298,12 +261,15 @@ func TestPoller(t *testing.T) {
 
 	// 2.0.0 for amd64 is signed with the wrong key, and 1.5.0's binary was
 	// tampered with after signing: neither is ever served; 1.1.0 is.
-	publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: keyA}, "1.1.0")
-	paths := publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: keyA}, "1.5.0")
-	b, _ := os.ReadFile(paths[linuxAMD64])
-	b[len(b)-1] ^= 1
+	publish(t, srv, map[target.Target]regiontest.Key{linuxAMD64: keyA}, "1.1.0")
+	paths := publish(t, srv, map[target.Target]regiontest.Key{linuxAMD64: keyA}, "1.5.0")
+	regiontest.FlipByte(t, paths[linuxAMD64], -1)
+	b, err := os.ReadFile(paths[linuxAMD64])
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv.AddAsset(repo, "v1.5.0", "app_linux_amd64", b)
-	publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: otherKey}, "2.0.0")
+	publish(t, srv, map[target.Target]regiontest.Key{linuxAMD64: otherKey}, "2.0.0")
 	got = nil
 	poll()
 	wantFiles("linux-amd64-1.0.0", "linux-amd64-1.1.0", "linux-arm64-1.0.0")
@@ -321,7 +287,7 @@ func TestPoller(t *testing.T) {
 	}
 
 	// A good 2.1.0 arrives.
-	publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: keyA}, "2.1.0")
+	publish(t, srv, map[target.Target]regiontest.Key{linuxAMD64: keyA}, "2.1.0")
 	poll()
 	if _, err := region.VerifyFile(context.Background(), filepath.Join(dir, "linux-amd64-2.1.0"), pubA); err != nil {
 		t.Error(err)
@@ -332,18 +298,19 @@ func TestPoller(t *testing.T) {
 }
 
 func TestPollerRateLimits(t *testing.T) {
-	srv := githubtest.NewServer()
+	t.Parallel()
+	srv := ghreleasetest.NewServer()
 	defer srv.Close()
 	now := time.Unix(1_800_000_000, 0)
 	tests := []struct {
 		name  string
-		limit githubtest.Limit
+		limit ghreleasetest.Limit
 		want  time.Duration
 	}{
-		{"primary 403 until reset", githubtest.Limit{Status: 403, Reset: now.Add(10 * time.Minute)}, 10*time.Minute + time.Second},
-		{"429 with Retry-After", githubtest.Limit{Status: 429, RetryAfter: 90}, 90 * time.Second},
-		{"secondary 403 without headers", githubtest.Limit{Status: 403}, time.Minute},
-		{"reset too far is capped", githubtest.Limit{Status: 429, Reset: now.Add(5 * time.Hour)}, time.Hour},
+		{"primary 403 until reset", ghreleasetest.Limit{Status: 403, Reset: now.Add(10 * time.Minute)}, 10*time.Minute + time.Second},
+		{"429 with Retry-After", ghreleasetest.Limit{Status: 429, RetryAfter: 90}, 90 * time.Second},
+		{"secondary 403 without headers", ghreleasetest.Limit{Status: 403}, time.Minute},
+		{"reset too far is capped", ghreleasetest.Limit{Status: 429, Reset: now.Add(5 * time.Hour)}, time.Hour},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -364,7 +331,7 @@ func TestPollerRateLimits(t *testing.T) {
 	p := &Poller{Client: newClient(t, srv), Repo: Repo{"org", "app"}, Dir: t.TempDir(), Interval: 10 * time.Second, Log: testLogger(t)}
 	var waits []time.Duration
 	for range 8 {
-		srv.LimitNext(githubtest.Limit{Status: 403})
+		srv.LimitNext(ghreleasetest.Limit{Status: 403})
 		w, _ := p.Poll(context.Background())
 		waits = append(waits, w)
 	}
@@ -379,8 +346,10 @@ func TestPollerRateLimits(t *testing.T) {
 }
 
 func TestPatchInfoJSON(t *testing.T) {
-	pub, key := newKey(t)
-	_, in := writeBinary(t, t.TempDir(), "app", key, "3.1.4-rc.1")
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
+	in := regiontest.WriteBinary(t, filepath.Join(t.TempDir(), "app"), 4000, 1, key, "3.1.4-rc.1")
 	pi := NewPatchInfo(linuxAMD64, in, pub)
 	pi.Asset = "app"
 	b, err := json.Marshal(pi)
@@ -411,12 +380,14 @@ func TestPatchInfoJSON(t *testing.T) {
 }
 
 // TestSeedPoller runs a Poller made by NewSeedPoller until a release
-// appears on githubtest, a local server speaking the GitHub REST shapes
+// appears on ghreleasetest, a local server speaking the GitHub REST shapes
 // used, as GitHub cannot be reached from tests.
 func TestSeedPoller(t *testing.T) {
-	srv := githubtest.NewServer()
+	t.Parallel()
+	srv := ghreleasetest.NewServer()
 	defer srv.Close()
-	pub, key := newKey(t)
+	key := regiontest.NewKey(t)
+	pub := key.Public
 	dir := t.TempDir()
 	tests := []struct {
 		name string
@@ -440,7 +411,7 @@ func TestSeedPoller(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := p.Start(ctx)
 	defer func() { cancel(); wait() }()
-	publish(t, srv, map[target.Target]ed25519.PrivateKey{linuxAMD64: key}, "2.0.0")
+	publish(t, srv, map[target.Target]regiontest.Key{linuxAMD64: key}, "2.0.0")
 	want := filepath.Join(dir, "linux-amd64-2.0.0")
 	deadline := time.Now().Add(10 * time.Second)
 	for {

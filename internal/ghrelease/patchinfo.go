@@ -1,4 +1,4 @@
-// Package github publishes signed releases to GitHub and follows a
+// Package ghrelease publishes signed releases to GitHub and follows a
 // repository's releases for a seed node, with go-github.
 //
 // A release published by rustpatcher-go holds, for each target, the signed
@@ -10,7 +10,7 @@
 // and after downloading checks the binary against Hash and Size. One
 // manifest per target (rather than one for the release) lets the legs of a
 // CI matrix publish in parallel without overwriting each other.
-package github
+package ghrelease
 
 import (
 	"crypto/ed25519"

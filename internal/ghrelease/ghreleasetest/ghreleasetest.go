@@ -1,9 +1,9 @@
-// Package githubtest is an in-memory stand-in for the parts of the GitHub
+// Package ghreleasetest is an in-memory stand-in for the parts of the GitHub
 // REST API that rustpatcher-go uses, for tests that cannot reach GitHub: the
 // releases of repositories, their assets (list, upload, delete, download),
 // ETag and If-None-Match with 304 answers on the release list, and
 // rate-limit headers and errors on demand.
-package githubtest
+package ghreleasetest
 
 import (
 	"crypto/sha256"
@@ -131,7 +131,7 @@ func (s *Server) AddAsset(repo, tag, name string, data []byte) {
 			return
 		}
 	}
-	panic("githubtest: no release " + tag + " in " + repo)
+	panic("ghreleasetest: no release " + tag + " in " + repo)
 }
 
 // Assets returns a copy of the assets of the release of tag in repo, by name.

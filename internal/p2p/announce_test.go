@@ -1,0 +1,114 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+)
+
+// fakeDHT records announcements and fails while fail is set.
+type fakeDHT struct {
+	mu   sync.Mutex
+	got  []cid.Cid
+	fail bool
+}
+
+func (d *fakeDHT) Provide(ctx context.Context, key cid.Cid, broadcast bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fail {
+		return errors.New("routing table empty")
+	}
+	d.got = append(d.got, key)
+	return nil
+}
+
+func (d *fakeDHT) count(key cid.Cid) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, c := range d.got {
+		if c == key {
+			n++
+		}
+	}
+	return n
+}
+
+func TestAnnouncerDueAndBackoff(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := &fakeDHT{fail: true}
+	a := newAnnouncer(d, time.Hour, slog.New(slog.DiscardHandler))
+	k1 := derivedCID("test\x00", []byte("1"))
+	k2 := derivedCID("test\x00", []byte("2"))
+	a.add(k1, "k1")
+	a.add(k2, "k2")
+
+	// Both are due at once; both fail and are retried after 2 s.
+	if wait := a.announceDue(ctx); wait != 0 {
+		t.Fatalf("announceDue after adding = %v, want 0 (recompute)", wait)
+	}
+	if f := a.failed.Load(); f != 2 {
+		t.Fatalf("%d failures, want 2", f)
+	}
+	if wait := a.announceDue(ctx); wait <= time.Second || wait > 2*time.Second {
+		t.Fatalf("wait after one failure = %v, want about 2s", wait)
+	}
+	for range 10 {
+		a.keys[k1].fail++
+	}
+	if at := a.keys[k1].due(a.interval).Sub(a.keys[k1].last); at != 32*time.Second {
+		t.Fatalf("backoff after many failures = %v, want 32s", at)
+	}
+
+	// Once the DHT works, a removed key is no longer announced and the
+	// next is due after the interval.
+	d.mu.Lock()
+	d.fail = false
+	d.mu.Unlock()
+	a.remove(k1)
+	a.keys[k2].last = time.Time{}
+	a.announceDue(ctx)
+	if d.count(k1) != 0 || d.count(k2) != 1 {
+		t.Fatalf("announced k1 %d and k2 %d times, want 0 and 1", d.count(k1), d.count(k2))
+	}
+	if wait := a.announceDue(ctx); wait < 59*time.Minute {
+		t.Fatalf("wait after success = %v, want the interval", wait)
+	}
+	// Adding a key again announces it at once.
+	a.add(k2, "k2")
+	a.announceDue(ctx)
+	if d.count(k2) != 2 || a.provided.Load() != 2 {
+		t.Fatalf("k2 announced %d times (%d in all), want 2", d.count(k2), a.provided.Load())
+	}
+}
+
+func TestAnnouncerRunStops(t *testing.T) {
+	t.Parallel()
+	d := &fakeDHT{}
+	a := newAnnouncer(d, time.Hour, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.run(ctx); close(done) }()
+	k := derivedCID("test\x00", []byte("run"))
+	a.add(k, "k")
+	deadline := time.Now().Add(5 * time.Second)
+	for d.count(k) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d.count(k) == 0 {
+		t.Fatal("run did not announce an added key within 5s")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("run did not return within 5s of its context ending")
+	}
+}
