@@ -237,19 +237,6 @@ func executable() (string, error) {
 	return exe, nil
 }
 
-// verifyFile is region.VerifyFile that stops reading once ctx is done.
-func verifyFile(ctx context.Context, path string, pub ed25519.PublicKey) (region.Info, error) {
-	s, err := scanFile(ctx, path)
-	if err != nil {
-		return region.Info{}, err
-	}
-	in, err := s.Verify(pub)
-	if err != nil {
-		return in, fmt.Errorf("%s: %w", path, err)
-	}
-	return in, nil
-}
-
 // Close stops the engine, waits for it to finish (an update being applied is
 // abandoned and its temporary file removed) and leaves the network. Call it
 // also when the context given to Spawn is done, to leave the network. It
@@ -466,7 +453,7 @@ func (u *Updater) verifySelf(ctx context.Context) (region.Info, error) {
 	if err := cur.VerifySignature(u.pub); err != nil {
 		return cur, fmt.Errorf("the program's own region: %w", err)
 	}
-	onDisk, err := verifyFile(ctx, u.exe, u.pub)
+	onDisk, err := region.VerifyFile(ctx, u.exe, u.pub)
 	if err != nil {
 		if ctx.Err() != nil {
 			return cur, ctx.Err()
