@@ -77,7 +77,7 @@ func BenchmarkSelfVerify100MB(b *testing.B) {
 	b.SetBytes(benchSize)
 	b.ReportAllocs()
 	for b.Loop() {
-		in, err := u.verifySelf(context.Background())
+		in, err := verifySelf(context.Background(), u.exe, u.pub, u.cfg.current)
 		if err != nil || in != running {
 			b.Fatal(err)
 		}

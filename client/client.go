@@ -39,7 +39,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -224,19 +223,6 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 	return u, nil
 }
 
-// executable returns the running program's file, symbolic links resolved,
-// so that the real file is the one replaced.
-func executable() (string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("client: locating the executable: %w", err)
-	}
-	if r, err := filepath.EvalSymlinks(exe); err == nil {
-		exe = r
-	}
-	return exe, nil
-}
-
 // Close stops the engine, waits for it to finish (an update being applied is
 // abandoned and its temporary file removed) and leaves the network. Call it
 // also when the context given to Spawn is done, to leave the network. It
@@ -302,7 +288,7 @@ func (u *Updater) emit(e Event) {
 // run is the engine: verify self, start the network, then poll and apply.
 func (u *Updater) run(ctx context.Context) {
 	defer close(u.done)
-	running, err := u.verifySelf(ctx)
+	running, err := verifySelf(ctx, u.exe, u.pub, u.cfg.current)
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -438,30 +424,4 @@ func (u *Updater) scheduleRestart(ctx context.Context, e *engine, applied region
 	default:
 		u.log.Info("update applied; it runs at the next start", "version", applied.Version)
 	}
-}
-
-// verifySelf checks that the executable file verifies with the key and holds
-// exactly the region the program runs with.
-func (u *Updater) verifySelf(ctx context.Context) (region.Info, error) {
-	cur, err := u.cfg.current()
-	if err != nil {
-		return cur, fmt.Errorf("reading the program's own region: %w", err)
-	}
-	if !cur.Signed() {
-		return cur, fmt.Errorf("%w: this build was never signed (sign it with rpsign sign)", region.ErrUnsigned)
-	}
-	if err := cur.VerifySignature(u.pub); err != nil {
-		return cur, fmt.Errorf("the program's own region: %w", err)
-	}
-	onDisk, err := region.VerifyFile(ctx, u.exe, u.pub)
-	if err != nil {
-		if ctx.Err() != nil {
-			return cur, ctx.Err()
-		}
-		return cur, fmt.Errorf("%w: %w", ErrFileMismatch, err)
-	}
-	if onDisk != cur {
-		return cur, fmt.Errorf("%w: %s holds version %s, the program runs %s", ErrFileMismatch, u.exe, onDisk.Version, cur.Version)
-	}
-	return cur, nil
 }

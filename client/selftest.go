@@ -27,8 +27,8 @@ const SelfTestEnv = "RUSTPATCHER_SELFTEST"
 const selfTestPrefix = "rustpatcher-selftest: "
 
 // selfTestMain is the whole of a self-test run: it verifies the running
-// binary's file against the region in memory, reports on w and returns the
-// exit status.
+// binary's file against the region in memory (verifySelf), reports on w and
+// returns the exit status.
 func selfTestMain(key ed25519.PublicKey, keyErr error, w io.Writer) int {
 	in, err := selfTestCheck(key, keyErr)
 	if err != nil {
@@ -43,22 +43,11 @@ func selfTestCheck(key ed25519.PublicKey, keyErr error) (region.Info, error) {
 	if keyErr != nil {
 		return region.Info{}, keyErr
 	}
-	cur, err := region.Current()
-	if err != nil {
-		return cur, err
-	}
 	exe, err := executable()
 	if err != nil {
-		return cur, err
+		return region.Info{}, err
 	}
-	onDisk, err := region.VerifyFile(context.Background(), exe, key)
-	if err != nil {
-		return cur, err
-	}
-	if onDisk != cur {
-		return cur, fmt.Errorf("%w: %s holds version %s, the program runs %s", ErrFileMismatch, exe, onDisk.Version, cur.Version)
-	}
-	return cur, nil
+	return verifySelf(context.Background(), exe, key, region.Current)
 }
 
 // maxBusyRetries bounds the retries of a self-test run that fails to start
