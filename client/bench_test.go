@@ -15,30 +15,28 @@ import (
 // benchSize is the size of the stand-in binaries of the 100 MB benchmarks.
 const benchSize = 100 << 20
 
-// benchUpdater returns an Updater for a stand-in executable of size bytes
-// signed as 1.0.0, with no sources and a self-test that passes, the
-// stand-in's region and its owner key.
-func benchUpdater(b *testing.B, size int) (*Updater, region.Info, testKey) {
+// benchPipeline returns the pipeline of a stand-in executable of size
+// bytes signed as 1.0.0, with no sources and a self-test that passes, the
+// stand-in's region and its owner key. The pipeline does not run:
+// benchmarks call its steps.
+func benchPipeline(b *testing.B, size int) (*pipeline, region.Info, testKey) {
 	b.Helper()
 	k := newKey(b)
 	dir := b.TempDir()
 	exe := filepath.Join(dir, "app", "prog")
 	running := writeBinary(b, exe, size, 1, k, "1.0.0")
-	u, err := Spawn(context.Background(), Config{
-		PublicKey:  k.pub,
-		Mode:       OnRestart(),
-		Interval:   time.Hour,
-		Network:    NetworkConfig{Disabled: true},
-		Logger:     slog.New(slog.DiscardHandler),
-		Executable: exe,
-		current:    func() (region.Info, error) { return running, nil },
-		selfTest:   func(context.Context, string, region.Info) error { return nil },
-	})
+	pub, err := region.ParsePublicKey(k.pub)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { u.Close() })
-	return u, running, k
+	p := newPipeline(Config{
+		Mode:     OnRestart(),
+		Network:  NetworkConfig{Disabled: true},
+		Logger:   slog.New(slog.DiscardHandler),
+		current:  func() (region.Info, error) { return running, nil },
+		selfTest: func(context.Context, string, region.Info) error { return nil },
+	}, pub, exe, newControl())
+	return p, running, k
 }
 
 // BenchmarkSpawn measures how long Spawn takes to return: the work (self-
@@ -73,11 +71,11 @@ func BenchmarkSpawn(b *testing.B) {
 // 100 MB executable (one streaming pass). B/op shows that memory does not
 // grow with the file.
 func BenchmarkSelfVerify100MB(b *testing.B) {
-	u, running, _ := benchUpdater(b, benchSize)
+	p, running, _ := benchPipeline(b, benchSize)
 	b.SetBytes(benchSize)
 	b.ReportAllocs()
 	for b.Loop() {
-		in, err := verifySelf(context.Background(), u.exe, u.pub, u.cfg.current)
+		in, err := verifySelf(context.Background(), p.exe, p.pub, p.cfg.current)
 		if err != nil || in != running {
 			b.Fatal(err)
 		}
@@ -90,7 +88,7 @@ func BenchmarkSelfVerify100MB(b *testing.B) {
 // here; e2e's BenchmarkSelfTest100MB measures it). Compare with
 // BenchmarkCp100MB.
 func BenchmarkApply100MB(b *testing.B) {
-	u, _, k := benchUpdater(b, benchSize)
+	p, _, k := benchPipeline(b, benchSize)
 	dir := b.TempDir()
 	relPath := filepath.Join(dir, "prog-2.0.0")
 	in := writeBinary(b, relPath, benchSize, 2, k, "2.0.0")
@@ -99,12 +97,11 @@ func BenchmarkApply100MB(b *testing.B) {
 	if err != nil || len(rels) != 1 {
 		b.Fatal(rels, err)
 	}
-	e := newEngine(u, nil)
 	c := candidate{src: src, rel: rels[0], in: in}
 	b.SetBytes(benchSize)
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := e.apply(context.Background(), c); err != nil {
+		if err := p.apply(context.Background(), c); err != nil {
 			b.Fatal(err)
 		}
 	}
