@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -19,35 +20,31 @@ const benchSize = 100 << 20
 // bytes signed as 1.0.0, with no sources and a self-test that passes, the
 // stand-in's region and its owner key. The pipeline does not run:
 // benchmarks call its steps.
-func benchPipeline(b *testing.B, size int) (*pipeline, region.Info, testKey) {
+func benchPipeline(b *testing.B, size int64) (*pipeline, region.Info, regiontest.Key) {
 	b.Helper()
-	k := newKey(b)
+	k := regiontest.NewKey(b)
 	dir := b.TempDir()
 	exe := filepath.Join(dir, "app", "prog")
-	running := writeBinary(b, exe, size, 1, k, "1.0.0")
-	pub, err := region.ParsePublicKey(k.pub)
-	if err != nil {
-		b.Fatal(err)
-	}
+	running := regiontest.WriteBinary(b, exe, size, 1, k, "1.0.0")
 	p := newPipeline(Config{
 		Mode:     OnRestart(),
 		Network:  NetworkConfig{Disabled: true},
 		Logger:   slog.New(slog.DiscardHandler),
 		current:  func() (region.Info, error) { return running, nil },
 		selfTest: func(context.Context, string, region.Info) error { return nil },
-	}, pub, exe, newControl())
+	}, k.Public, exe, newControl())
 	return p, running, k
 }
 
 // BenchmarkSpawn measures how long Spawn takes to return: the work (self-
 // verification, polling) runs in the background.
 func BenchmarkSpawn(b *testing.B) {
-	k := newKey(b)
+	k := regiontest.NewKey(b)
 	dir := b.TempDir()
 	exe := filepath.Join(dir, "prog")
-	running := writeBinary(b, exe, benchSize, 1, k, "1.0.0")
+	running := regiontest.WriteBinary(b, exe, benchSize, 1, k, "1.0.0")
 	cfg := Config{
-		PublicKey:  k.pub,
+		PublicKey:  k.PublicText,
 		Interval:   time.Hour,
 		Sources:    []Source{DirSource(dir)},
 		Network:    NetworkConfig{Disabled: true},
@@ -91,7 +88,7 @@ func BenchmarkApply100MB(b *testing.B) {
 	p, _, k := benchPipeline(b, benchSize)
 	dir := b.TempDir()
 	relPath := filepath.Join(dir, "prog-2.0.0")
-	in := writeBinary(b, relPath, benchSize, 2, k, "2.0.0")
+	in := regiontest.WriteBinary(b, relPath, benchSize, 2, k, "2.0.0")
 	src := DirSource(dir)
 	rels, err := src.Releases(context.Background())
 	if err != nil || len(rels) != 1 {
@@ -113,7 +110,7 @@ func BenchmarkApply100MB(b *testing.B) {
 func BenchmarkCp100MB(b *testing.B) {
 	dir := b.TempDir()
 	src := filepath.Join(dir, "src")
-	writeBinary(b, src, benchSize, 2, newKey(b), "2.0.0")
+	regiontest.WriteBinary(b, src, benchSize, 2, regiontest.NewKey(b), "2.0.0")
 	dst := filepath.Join(dir, "dst")
 	tests := []struct {
 		name string
