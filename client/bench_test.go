@@ -9,47 +9,42 @@ import (
 	"testing"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
 
 // benchSize is the size of the stand-in binaries of the 100 MB benchmarks.
 const benchSize = 100 << 20
 
-// benchUpdater returns an Updater for a stand-in executable of size bytes
-// signed as 1.0.0, with no sources and a self-test that passes, the
-// stand-in's region and its owner key.
-func benchUpdater(b *testing.B, size int) (*Updater, region.Info, testKey) {
+// benchPipeline returns the pipeline of a stand-in executable of size
+// bytes signed as 1.0.0, with no sources and a self-test that passes, the
+// stand-in's region and its owner key. The pipeline does not run:
+// benchmarks call its steps.
+func benchPipeline(b *testing.B, size int64) (*pipeline, region.Info, regiontest.Key) {
 	b.Helper()
-	k := newKey(b)
+	k := regiontest.NewKey(b)
 	dir := b.TempDir()
 	exe := filepath.Join(dir, "app", "prog")
-	running := writeBinary(b, exe, size, 1, k, "1.0.0")
-	u, err := Spawn(context.Background(), Config{
-		PublicKey:  k.pub,
-		Mode:       OnRestart(),
-		Interval:   time.Hour,
-		Network:    NetworkConfig{Disabled: true},
-		Logger:     slog.New(slog.DiscardHandler),
-		Executable: exe,
-		current:    func() (region.Info, error) { return running, nil },
-		selfTest:   func(context.Context, string, region.Info) error { return nil },
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { u.Close() })
-	return u, running, k
+	running := regiontest.WriteBinary(b, exe, size, 1, k, "1.0.0")
+	p := newPipeline(Config{
+		Mode:     OnRestart(),
+		Network:  NetworkConfig{Disabled: true},
+		Logger:   slog.New(slog.DiscardHandler),
+		current:  func() (region.Info, error) { return running, nil },
+		selfTest: func(context.Context, string, region.Info) error { return nil },
+	}, k.Public, exe, newControl())
+	return p, running, k
 }
 
 // BenchmarkSpawn measures how long Spawn takes to return: the work (self-
 // verification, polling) runs in the background.
 func BenchmarkSpawn(b *testing.B) {
-	k := newKey(b)
+	k := regiontest.NewKey(b)
 	dir := b.TempDir()
 	exe := filepath.Join(dir, "prog")
-	running := writeBinary(b, exe, benchSize, 1, k, "1.0.0")
+	running := regiontest.WriteBinary(b, exe, benchSize, 1, k, "1.0.0")
 	cfg := Config{
-		PublicKey:  k.pub,
+		PublicKey:  k.PublicText,
 		Interval:   time.Hour,
 		Sources:    []Source{DirSource(dir)},
 		Network:    NetworkConfig{Disabled: true},
@@ -73,11 +68,11 @@ func BenchmarkSpawn(b *testing.B) {
 // 100 MB executable (one streaming pass). B/op shows that memory does not
 // grow with the file.
 func BenchmarkSelfVerify100MB(b *testing.B) {
-	u, running, _ := benchUpdater(b, benchSize)
+	p, running, _ := benchPipeline(b, benchSize)
 	b.SetBytes(benchSize)
 	b.ReportAllocs()
 	for b.Loop() {
-		in, err := u.verifySelf(context.Background())
+		in, err := verifySelf(context.Background(), p.exe, p.pub, p.cfg.current)
 		if err != nil || in != running {
 			b.Fatal(err)
 		}
@@ -90,21 +85,20 @@ func BenchmarkSelfVerify100MB(b *testing.B) {
 // here; e2e's BenchmarkSelfTest100MB measures it). Compare with
 // BenchmarkCp100MB.
 func BenchmarkApply100MB(b *testing.B) {
-	u, _, k := benchUpdater(b, benchSize)
+	p, _, k := benchPipeline(b, benchSize)
 	dir := b.TempDir()
 	relPath := filepath.Join(dir, "prog-2.0.0")
-	in := writeBinary(b, relPath, benchSize, 2, k, "2.0.0")
+	in := regiontest.WriteBinary(b, relPath, benchSize, 2, k, "2.0.0")
 	src := DirSource(dir)
 	rels, err := src.Releases(context.Background())
 	if err != nil || len(rels) != 1 {
 		b.Fatal(rels, err)
 	}
-	e := newEngine(u, nil)
 	c := candidate{src: src, rel: rels[0], in: in}
 	b.SetBytes(benchSize)
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := e.apply(context.Background(), c); err != nil {
+		if err := p.apply(context.Background(), c); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -116,7 +110,7 @@ func BenchmarkApply100MB(b *testing.B) {
 func BenchmarkCp100MB(b *testing.B) {
 	dir := b.TempDir()
 	src := filepath.Join(dir, "src")
-	writeBinary(b, src, benchSize, 2, newKey(b), "2.0.0")
+	regiontest.WriteBinary(b, src, benchSize, 2, regiontest.NewKey(b), "2.0.0")
 	dst := filepath.Join(dir, "dst")
 	tests := []struct {
 		name string

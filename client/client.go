@@ -33,13 +33,10 @@ package client
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -142,22 +139,14 @@ type Config struct {
 	selfTest           func(ctx context.Context, path string, want region.Info) error
 }
 
-// An Updater is the running update engine returned by Spawn.
+// An Updater is the running update engine returned by Spawn. Its methods
+// are safe for concurrent use.
 type Updater struct {
-	cfg      Config
-	pub      ed25519.PublicKey
-	exe      string
-	log      *slog.Logger
-	cancel   context.CancelFunc
-	done     chan struct{}
-	check    chan struct{}
-	restarts chan struct{}
-	stop     sync.Once
-
-	mu      sync.Mutex
-	running region.Info  // region of the running binary, once verified
-	applied *region.Info // the release now on disk, if one was applied
-	closer  io.Closer
+	ctl    *control // requests to the pipeline and what it applied
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the pipeline has stopped
+	net    io.Closer     // the network the pipeline joined; set before done is closed
+	stop   sync.Once
 }
 
 // Spawn starts the update engine and returns at once; verification,
@@ -187,67 +176,14 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 			return nil, err
 		}
 	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = DefaultInterval
-	}
-	if cfg.SelfTestTimeout <= 0 {
-		cfg.SelfTestTimeout = DefaultSelfTestTimeout
-	}
-	if cfg.now == nil {
-		cfg.now = time.Now
-	}
-	if cfg.restart == nil {
-		cfg.restart = restartProcess
-	}
-	if cfg.current == nil {
-		cfg.current = region.Current
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
 	ctx, cancel := context.WithCancel(ctx)
-	u := &Updater{
-		cfg:      cfg,
-		pub:      key,
-		exe:      exe,
-		log:      log.With("component", "rustpatcher"),
-		cancel:   cancel,
-		done:     make(chan struct{}),
-		check:    make(chan struct{}, 1),
-		restarts: make(chan struct{}, 1),
-	}
-	if u.cfg.selfTest == nil {
-		u.cfg.selfTest = u.runSelfTest
-	}
-	go u.run(ctx)
+	u := &Updater{ctl: newControl(), cancel: cancel, done: make(chan struct{})}
+	p := newPipeline(cfg, key, exe, u.ctl)
+	go func() {
+		defer close(u.done)
+		u.net = p.run(ctx)
+	}()
 	return u, nil
-}
-
-// executable returns the running program's file, symbolic links resolved,
-// so that the real file is the one replaced.
-func executable() (string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("client: locating the executable: %w", err)
-	}
-	if r, err := filepath.EvalSymlinks(exe); err == nil {
-		exe = r
-	}
-	return exe, nil
-}
-
-// verifyFile is region.VerifyFile that stops reading once ctx is done.
-func verifyFile(ctx context.Context, path string, pub ed25519.PublicKey) (region.Info, error) {
-	s, err := scanFile(ctx, path)
-	if err != nil {
-		return region.Info{}, err
-	}
-	in, err := s.Verify(pub)
-	if err != nil {
-		return in, fmt.Errorf("%s: %w", path, err)
-	}
-	return in, nil
 }
 
 // Close stops the engine, waits for it to finish (an update being applied is
@@ -260,12 +196,8 @@ func (u *Updater) Close() error {
 	u.stop.Do(func() {
 		u.cancel()
 		<-u.done
-		u.mu.Lock()
-		c := u.closer
-		u.closer = nil
-		u.mu.Unlock()
-		if c != nil {
-			err = c.Close()
+		if u.net != nil {
+			err = u.net.Close()
 		}
 	})
 	return err
@@ -273,23 +205,11 @@ func (u *Updater) Close() error {
 
 // Check asks the engine to poll its sources now instead of waiting for the
 // interval. It does not wait for the poll.
-func (u *Updater) Check() {
-	select {
-	case u.check <- struct{}{}:
-	default:
-	}
-}
+func (u *Updater) Check() { request(u.ctl.check) }
 
 // Applied returns the region of the update applied on disk and waiting for a
 // restart, if any.
-func (u *Updater) Applied() (region.Info, bool) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.applied == nil {
-		return region.Info{}, false
-	}
-	return *u.applied, true
-}
+func (u *Updater) Applied() (region.Info, bool) { return u.ctl.appliedRelease() }
 
 // Restart asks the engine to restart into the applied update now, without
 // asking ConfirmRestart. It returns ErrNothingApplied when there is no
@@ -299,182 +219,6 @@ func (u *Updater) Restart() error {
 	if _, ok := u.Applied(); !ok {
 		return ErrNothingApplied
 	}
-	select {
-	case u.restarts <- struct{}{}:
-	default:
-	}
+	request(u.ctl.restart)
 	return nil
-}
-
-func (u *Updater) emit(e Event) {
-	if u.cfg.OnEvent != nil {
-		u.cfg.OnEvent(e)
-	}
-}
-
-// run is the engine: verify self, start the network, then poll and apply.
-func (u *Updater) run(ctx context.Context) {
-	defer close(u.done)
-	running, err := u.verifySelf(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		u.log.Warn("updates are off", "reason", err)
-		u.emit(Event{Kind: EventDisabled, Release: running, Err: err})
-		return
-	}
-	u.mu.Lock()
-	u.running = running
-	u.mu.Unlock()
-	u.log.Info("running binary verified, updates are on", "version", running.Version, "executable", u.exe, "mode", u.cfg.Mode.String())
-	u.emit(Event{Kind: EventVerified, Release: running})
-	if removed, err := selfreplace.CleanStale(u.exe, time.Hour); err == nil && len(removed) > 0 {
-		u.log.Info("removed temporary files left by an interrupted update", "files", removed)
-	}
-
-	e := newEngine(u, append([]Source(nil), u.cfg.Sources...))
-	e.seed(ctx, u.exe, running)
-
-	// The network starts beside the polling of the other sources, which
-	// must not wait for bootstrapping.
-	var netc chan netStart
-	if !u.cfg.Network.Disabled {
-		netc = make(chan netStart, 1)
-		go func() {
-			src, closer, err := startNetwork(ctx, u.cfg.Network, u.pub, u.log)
-			netc <- netStart{src, closer, err}
-		}()
-		defer func() {
-			if netc != nil {
-				u.netStarted(ctx, e, <-netc)
-			}
-		}()
-	}
-
-	tick := time.NewTicker(u.cfg.Interval)
-	defer tick.Stop()
-	var restartAt <-chan time.Time
-	var restartTimer *time.Timer
-	defer func() {
-		if restartTimer != nil {
-			restartTimer.Stop()
-		}
-	}()
-	for pollNow := true; ; {
-		if pollNow {
-			if applied := e.poll(ctx); applied != nil {
-				u.scheduleRestart(ctx, e, *applied)
-			}
-		}
-		pollNow = false
-		if !e.restartAt.IsZero() && restartTimer == nil {
-			// Wake at least every minute and compare with the wall
-			// clock, so that a clock change or a suspended machine
-			// does not shift the restart.
-			d := min(e.restartAt.Sub(u.cfg.now()), time.Minute)
-			restartTimer = time.NewTimer(max(d, 0))
-			restartAt = restartTimer.C
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			pollNow = true
-		case <-u.check:
-			pollNow = true
-		case ns := <-netc:
-			netc = nil
-			pollNow = u.netStarted(ctx, e, ns)
-		case <-u.restarts:
-			if in, ok := u.Applied(); ok {
-				e.restart(ctx, in, false)
-			}
-		case <-restartAt:
-			restartTimer, restartAt = nil, nil
-			if !u.cfg.now().Before(e.restartAt) {
-				e.restartAt = time.Time{}
-				if in, ok := u.Applied(); ok {
-					e.restart(ctx, in, true)
-				}
-			}
-		}
-	}
-}
-
-// netStart is the outcome of startNetwork.
-type netStart struct {
-	src    Source
-	closer io.Closer
-	err    error
-}
-
-// netStarted takes the network into use once it is up. It reports whether
-// the network became a source.
-func (u *Updater) netStarted(ctx context.Context, e *engine, ns netStart) bool {
-	if ns.closer != nil {
-		u.mu.Lock()
-		u.closer = ns.closer // closed by Close
-		u.mu.Unlock()
-	}
-	if ns.err != nil {
-		if ctx.Err() == nil {
-			u.log.Error("network did not start; using the other sources only", "err", ns.err)
-			u.emit(Event{Kind: EventFailed, Err: fmt.Errorf("starting the network: %w", ns.err)})
-		}
-		return false
-	}
-	if ns.src == nil || ctx.Err() != nil {
-		return false
-	}
-	e.sources = append(e.sources, ns.src)
-	in, ok := u.Applied()
-	if !ok {
-		u.mu.Lock()
-		in = u.running
-		u.mu.Unlock()
-	}
-	e.seedOne(ctx, ns.src, u.exe, in)
-	return true
-}
-
-// scheduleRestart acts on a freshly applied update according to the Mode.
-func (u *Updater) scheduleRestart(ctx context.Context, e *engine, applied region.Info) {
-	switch u.cfg.Mode.kind {
-	case modeNow:
-		u.emit(Event{Kind: EventRestartScheduled, Release: applied, At: u.cfg.now()})
-		e.restart(ctx, applied, true)
-	case modeAt:
-		e.restartAt = NextAt(u.cfg.now(), u.cfg.Mode.hour, u.cfg.Mode.minute)
-		u.log.Info("restart scheduled", "version", applied.Version, "at", e.restartAt.Format(time.RFC3339))
-		u.emit(Event{Kind: EventRestartScheduled, Release: applied, At: e.restartAt})
-	default:
-		u.log.Info("update applied; it runs at the next start", "version", applied.Version)
-	}
-}
-
-// verifySelf checks that the executable file verifies with the key and holds
-// exactly the region the program runs with.
-func (u *Updater) verifySelf(ctx context.Context) (region.Info, error) {
-	cur, err := u.cfg.current()
-	if err != nil {
-		return cur, fmt.Errorf("reading the program's own region: %w", err)
-	}
-	if !cur.Signed() {
-		return cur, fmt.Errorf("%w: this build was never signed (sign it with rpsign sign)", region.ErrUnsigned)
-	}
-	if err := cur.VerifySignature(u.pub); err != nil {
-		return cur, fmt.Errorf("the program's own region: %w", err)
-	}
-	onDisk, err := verifyFile(ctx, u.exe, u.pub)
-	if err != nil {
-		if ctx.Err() != nil {
-			return cur, ctx.Err()
-		}
-		return cur, fmt.Errorf("%w: %w", ErrFileMismatch, err)
-	}
-	if onDisk != cur {
-		return cur, fmt.Errorf("%w: %s holds version %s, the program runs %s", ErrFileMismatch, u.exe, onDisk.Version, cur.Version)
-	}
-	return cur, nil
 }

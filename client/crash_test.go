@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -103,14 +104,14 @@ func TestCrashDuringApply(t *testing.T) {
 			r := newRig(t)
 			// Big enough for several progress events.
 			newPath := filepath.Join(r.rels, "prog-2.0.0")
-			writeBinary(t, newPath, 3<<20, 2, r.key, "2.0.0")
+			regiontest.WriteBinary(t, newPath, 3<<20, 2, r.key, "2.0.0")
 			newData, err := os.ReadFile(newPath)
 			if err != nil {
 				t.Fatal(err)
 			}
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), crashStepEnv+"="+strconv.Itoa(int(step)), crashExeEnv+"="+r.exe,
-				crashRelsEnv+"="+r.rels, crashKeyEnv+"="+r.key.pub)
+				crashRelsEnv+"="+r.rels, crashKeyEnv+"="+r.key.PublicText)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {

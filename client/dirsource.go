@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/releasedir"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -22,13 +22,14 @@ import (
 // fills. If path names a regular file instead, that one file is offered.
 //
 // Each poll lists the directory (not its subdirectories) and scans every
-// regular file whose name does not start with a dot, streaming, for a signed
-// region; files without one are ignored. A file's scan is cached until its
+// regular file, streaming, for a signed region; files without one are
+// ignored, and so are names that start with a dot or end in .tmp or .part
+// (files being copied in). A file's scan is cached until its
 // size or modification time changes, so polling a directory of large
 // binaries costs one stat per file. The engine checks every release it
 // takes, so the directory need not be trusted.
 func DirSource(path string) Source {
-	return &dirSource{path: path, cache: map[string]dirEntry{}}
+	return &dirSource{dir: releasedir.New(path)}
 }
 
 // SourceFromURL returns the Source for a URL. It knows file: URLs
@@ -58,103 +59,26 @@ func SourceFromURL(raw string) (Source, error) {
 	return DirSource(filepath.FromSlash(p)), nil
 }
 
+// dirSource offers the signed files that releasedir lists.
 type dirSource struct {
-	path string
-
-	mu    sync.Mutex // serialises Releases and guards cache
-	cache map[string]dirEntry
+	dir *releasedir.Dir
 }
 
-// dirEntry is the cached scan of one file.
-type dirEntry struct {
-	size  int64
-	mtime time.Time
-	in    region.Info
-	ok    bool // the file holds a signed region
-}
-
-func (d *dirSource) String() string { return "dir:" + d.path }
+func (d *dirSource) String() string { return "dir:" + d.dir.Path() }
 
 // Releases lists the signed binaries in the directory.
 func (d *dirSource) Releases(ctx context.Context) ([]Release, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	st, err := os.Stat(d.path)
+	ents, err := d.dir.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var files []string
-	if st.Mode().IsRegular() {
-		files = []string{d.path}
-	} else if st.IsDir() {
-		ents, err := os.ReadDir(d.path)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
-				continue
-			}
-			files = append(files, filepath.Join(d.path, e.Name()))
-		}
-	} else {
-		return nil, fmt.Errorf("%s is neither a directory nor a regular file", d.path)
-	}
 	var rels []Release
-	seen := make(map[string]bool, len(files))
-	for _, f := range files {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		seen[f] = true
-		fi, err := os.Stat(f)
-		if err != nil || !fi.Mode().IsRegular() {
-			continue // gone or replaced meanwhile
-		}
-		e, hit := d.cache[f]
-		if !hit || e.size != fi.Size() || !e.mtime.Equal(fi.ModTime()) {
-			e = dirEntry{size: fi.Size(), mtime: fi.ModTime()}
-			in, err := scanInfo(ctx, f)
-			if err != nil && ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			e.in, e.ok = in, err == nil && in.Signed()
-			d.cache[f] = e
-		}
-		if e.ok {
-			rels = append(rels, &dirRelease{path: f, in: e.in, size: e.size, mtime: e.mtime})
-		}
-	}
-	for f := range d.cache {
-		if !seen[f] {
-			delete(d.cache, f)
+	for _, e := range ents {
+		if e.Err == nil && e.Info.Signed() {
+			rels = append(rels, &dirRelease{path: e.Path, in: e.Info, size: e.Size, mtime: e.ModTime})
 		}
 	}
 	return rels, nil
-}
-
-// scanInfo streams the file at path through region.Scan and returns its
-// region.
-func scanInfo(ctx context.Context, path string) (region.Info, error) {
-	s, err := scanFile(ctx, path)
-	if err != nil {
-		return region.Info{}, err
-	}
-	return s.Info()
-}
-
-// scanFile is region.ScanFile that stops reading once ctx is done.
-func scanFile(ctx context.Context, path string) (*region.Scanned, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	s, err := region.Scan(ctx, f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return s, nil
 }
 
 // dirRelease is one signed file in a directory.

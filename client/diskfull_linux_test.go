@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/org/rustpatcher-go/internal/regiontest"
 )
 
 // TestDiskFullTmpfs installs the program on a real 2 MiB tmpfs and offers
@@ -30,7 +32,7 @@ func TestDiskFullTmpfs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.exe = exe
-	writeBinary(t, filepath.Join(r.rels, "prog-2.0.0"), 3<<20, 2, r.key, "2.0.0")
+	regiontest.WriteBinary(t, filepath.Join(r.rels, "prog-2.0.0"), 3<<20, 2, r.key, "2.0.0")
 	u := r.spawn(r.config())
 	e, _ := r.waitEvent(0, EventFailed, nil)
 	if !errors.Is(e.Err, syscall.ENOSPC) {

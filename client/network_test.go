@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"io"
 	"log/slog"
 	"os"
@@ -13,28 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/org/rustpatcher-go/region"
+	"github.com/org/rustpatcher-go/internal/regiontest"
 )
 
-// fakeRelease writes a small signed file standing for a release binary.
-func fakeRelease(t *testing.T, key ed25519.PrivateKey, version string) (string, region.Info) {
-	t.Helper()
-	var empty region.Info
-	reg, _ := empty.Marshal()
-	body := make([]byte, 64<<10)
-	rand.Read(body)
-	path := filepath.Join(t.TempDir(), "app")
-	if err := os.WriteFile(path, append(append(body[:1024:1024], reg[:]...), body[1024:]...), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	in, err := region.SignFile(context.Background(), path, key, version)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path, in
-}
-
 func TestStartNetworkDisabled(t *testing.T) {
+	t.Parallel()
 	src, closer, err := startNetwork(context.Background(), NetworkConfig{Disabled: true}, make([]byte, 32), nil)
 	if src != nil || closer != nil || err != nil {
 		t.Fatalf("disabled network: %v, %v, %v", src, closer, err)
@@ -47,8 +28,11 @@ func TestStartNetworkDisabled(t *testing.T) {
 // TestNetworkSourceAndSeeder runs two network sources on loopback: one
 // seeds a release, the other finds it, and reads it whole.
 func TestNetworkSourceAndSeeder(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
-	path, in := fakeRelease(t, key, "2.0.0")
+	t.Parallel()
+	k := regiontest.NewKey(t)
+	pub := k.Public
+	path := filepath.Join(t.TempDir(), "app")
+	in := regiontest.WriteBinary(t, path, 64<<10, 1, k, "2.0.0")
 	want, _ := os.ReadFile(path)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -102,7 +86,8 @@ func TestNetworkSourceAndSeeder(t *testing.T) {
 // TestNetworkIdentityFile checks that a node started twice with the same
 // IdentityFile has the same peer ID, and that without one it does not.
 func TestNetworkIdentityFile(t *testing.T) {
-	pub, _, _ := ed25519.GenerateKey(nil)
+	t.Parallel()
+	pub := regiontest.NewKey(t).Public
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	idFile := filepath.Join(t.TempDir(), "node.key")
 	peerID := func(nc NetworkConfig) string {

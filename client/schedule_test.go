@@ -16,6 +16,7 @@ func mustLoad(t *testing.T, name string) *time.Location {
 }
 
 func TestNextAt(t *testing.T) {
+	t.Parallel()
 	ny := mustLoad(t, "America/New_York")
 	lordHowe := mustLoad(t, "Australia/Lord_Howe") // 30-minute DST shift
 	// parse reads a time with an explicit offset and puts it in loc.
@@ -77,6 +78,7 @@ func TestNextAt(t *testing.T) {
 // NextAt is always in the future, at most a day (plus a DST hour) away,
 // and reads hour:minute unless the clocks skipped it.
 func TestNextAtEveryMinute(t *testing.T) {
+	t.Parallel()
 	ny := mustLoad(t, "America/New_York")
 	start := time.Date(2026, 1, 1, 0, 7, 0, 0, ny)
 	for now := start; now.Before(start.AddDate(2, 0, 0)); now = now.Add(97 * time.Minute) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -27,8 +28,8 @@ const SelfTestEnv = "RUSTPATCHER_SELFTEST"
 const selfTestPrefix = "rustpatcher-selftest: "
 
 // selfTestMain is the whole of a self-test run: it verifies the running
-// binary's file against the region in memory, reports on w and returns the
-// exit status.
+// binary's file against the region in memory (verifySelf), reports on w and
+// returns the exit status.
 func selfTestMain(key ed25519.PublicKey, keyErr error, w io.Writer) int {
 	in, err := selfTestCheck(key, keyErr)
 	if err != nil {
@@ -43,22 +44,11 @@ func selfTestCheck(key ed25519.PublicKey, keyErr error) (region.Info, error) {
 	if keyErr != nil {
 		return region.Info{}, keyErr
 	}
-	cur, err := region.Current()
-	if err != nil {
-		return cur, err
-	}
 	exe, err := executable()
 	if err != nil {
-		return cur, err
+		return region.Info{}, err
 	}
-	onDisk, err := region.VerifyFile(context.Background(), exe, key)
-	if err != nil {
-		return cur, err
-	}
-	if onDisk != cur {
-		return cur, fmt.Errorf("%w: %s holds version %s, the program runs %s", ErrFileMismatch, exe, onDisk.Version, cur.Version)
-	}
-	return cur, nil
+	return verifySelf(context.Background(), exe, key, region.Current)
 }
 
 // maxBusyRetries bounds the retries of a self-test run that fails to start
@@ -67,9 +57,10 @@ func selfTestCheck(key ed25519.PublicKey, keyErr error) (region.Info, error) {
 const maxBusyRetries = 10
 
 // runSelfTest runs the new binary at path once in self-test mode, with the
-// running program's arguments, and checks that it verified itself as want.
-func (u *Updater) runSelfTest(ctx context.Context, path string, want region.Info) error {
-	ctx, cancel := context.WithTimeout(ctx, u.cfg.SelfTestTimeout)
+// running program's arguments, and checks that it verified itself as want
+// within timeout.
+func runSelfTest(ctx context.Context, path string, want region.Info, timeout time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		var stderr tailBuffer
@@ -87,7 +78,7 @@ func (u *Updater) runSelfTest(ctx context.Context, path string, want region.Info
 		out := strings.TrimSpace(stderr.String())
 		switch {
 		case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
-			return fmt.Errorf("%w: %s did not exit within %v (does its main call client.Spawn first?): %s", ErrSelfTest, path, u.cfg.SelfTestTimeout, lastLine(out))
+			return fmt.Errorf("%w: %s did not exit within %v (does its main call client.Spawn first?): %s", ErrSelfTest, path, timeout, lastLine(out))
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case err != nil:
@@ -97,7 +88,7 @@ func (u *Updater) runSelfTest(ctx context.Context, path string, want region.Info
 		sc := bufio.NewScanner(strings.NewReader(out))
 		for sc.Scan() {
 			if sc.Text() == wantLine {
-				u.log.Debug("self-test passed", "version", want.Version, "took", time.Since(start))
+				log.Debug("self-test passed", "version", want.Version, "took", time.Since(start))
 				return nil
 			}
 		}

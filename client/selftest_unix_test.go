@@ -43,9 +43,8 @@ func TestRunSelfTest(t *testing.T) {
 			if err := os.WriteFile(p, []byte("#!/bin/sh\n"+tt.script+"\n"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			u := &Updater{cfg: Config{SelfTestTimeout: 500 * time.Millisecond}, log: slog.New(slog.DiscardHandler)}
 			start := time.Now()
-			err := u.runSelfTest(context.Background(), p, want)
+			err := runSelfTest(context.Background(), p, want, 500*time.Millisecond, slog.New(slog.DiscardHandler))
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("self-test failed: %v", err)

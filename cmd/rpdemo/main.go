@@ -9,10 +9,14 @@
 // it, replaces itself and restarts. Then the seed is stopped and a late
 // 1.0.0 node updates from the updated peers alone. rpdemo prints a timeline
 // of what happened and removes everything it made.
+//
+// rpdemo follows its children through what they print for programs, never
+// through their log messages: the "hello VERSION args=ARGS" and
+// "listening: ADDR" lines on standard output, and the update events hello
+// logs as JSON on standard error when run with --log-json.
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -30,20 +34,30 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/org/rustpatcher-go/client"
 	"github.com/org/rustpatcher-go/region"
 )
 
 func main() {
-	nodes := flag.Int("nodes", 3, "number of hello nodes that start with the seed")
-	keep := flag.Bool("keep", false, "keep the work directory")
-	verbose := flag.Bool("v", false, "show every line the processes print")
+	opts := options{goTool: "go"}
+	flag.IntVar(&opts.nodes, "nodes", 3, "number of hello nodes that start with the seed")
+	flag.BoolVar(&opts.keep, "keep", false, "keep the work directory")
+	flag.BoolVar(&opts.verbose, "v", false, "show every line the processes print")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Stdout, *nodes, *keep, *verbose); err != nil {
+	if err := run(ctx, os.Stdout, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "rpdemo:", err)
 		os.Exit(1)
 	}
+}
+
+// options are the demo's settings.
+type options struct {
+	nodes   int    // hello nodes that start with the seed
+	keep    bool   // keep the work directory
+	verbose bool   // show every line the processes print
+	goTool  string // the go command that builds hello and rpseed
 }
 
 // demo holds the running processes and the timeline.
@@ -63,118 +77,8 @@ func (d *demo) logf(who, format string, args ...any) {
 	fmt.Fprintf(d.out, "%6.1fs  %-8s %s\n", time.Since(d.start).Seconds(), who, fmt.Sprintf(format, args...))
 }
 
-// proc is a child process whose output lines are matched against waiters.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	seen []string
-	more chan struct{}
-	done chan struct{}
-}
-
-func (d *demo) startProc(name, path string, args ...string) (*proc, error) {
-	cmd := exec.Command(path, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	errp, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{name: name, cmd: cmd, more: make(chan struct{}), done: make(chan struct{})}
-	d.mu.Lock()
-	d.procs = append(d.procs, p)
-	d.mu.Unlock()
-	var wg sync.WaitGroup
-	read := func(r io.Reader) {
-		defer wg.Done()
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			if d.verbose {
-				d.logf(name, "| %s", sc.Text())
-			}
-			p.mu.Lock()
-			p.seen = append(p.seen, sc.Text())
-			close(p.more)
-			p.more = make(chan struct{})
-			p.mu.Unlock()
-		}
-		io.Copy(io.Discard, r)
-	}
-	wg.Add(2)
-	go read(out)
-	go read(errp)
-	go func() { wg.Wait(); cmd.Wait(); close(p.done) }()
-	return p, nil
-}
-
-// wait waits for a line containing sub at or after index from and returns
-// the line and its index.
-func (p *proc) wait(ctx context.Context, from int, timeout time.Duration, sub string) (string, int, error) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for {
-		p.mu.Lock()
-		for i := from; i < len(p.seen); i++ {
-			if strings.Contains(p.seen[i], sub) {
-				l := p.seen[i]
-				p.mu.Unlock()
-				return l, i, nil
-			}
-		}
-		from = max(from, len(p.seen))
-		more := p.more
-		p.mu.Unlock()
-		select {
-		case <-more:
-		case <-p.done:
-			return "", -1, fmt.Errorf("%s exited before printing %q", p.name, sub)
-		case <-t.C:
-			return "", -1, fmt.Errorf("%s did not print %q within %v", p.name, sub, timeout)
-		case <-ctx.Done():
-			return "", -1, ctx.Err()
-		}
-	}
-}
-
-// addrs waits for n "listening: " lines after index from.
-func (p *proc) addrs(ctx context.Context, from, n int) ([]string, error) {
-	var out []string
-	for len(out) < n {
-		l, i, err := p.wait(ctx, from, 30*time.Second, "listening: ")
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, strings.TrimPrefix(l, "listening: "))
-		from = i + 1
-	}
-	return out, nil
-}
-
-func (d *demo) stopAll() {
-	d.mu.Lock()
-	procs := d.procs
-	d.mu.Unlock()
-	for _, p := range procs {
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-		}
-	}
-}
-
-// goTool returns the go command: the one on PATH, where go run puts the
-// bin directory of its own toolchain first.
-func goTool() string { return "go" }
-
+// copyFile copies the file src to dst, an executable, creating its
+// directory.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -197,8 +101,8 @@ func copyFile(src, dst string) error {
 
 // moduleRoot returns the directory of the rustpatcher-go module the demo
 // is run from.
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, goTool(), "env", "GOMOD").Output()
+func moduleRoot(ctx context.Context, goTool string) (string, error) {
+	out, err := exec.CommandContext(ctx, goTool, "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("go env GOMOD: %w", err)
 	}
@@ -209,14 +113,16 @@ func moduleRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) error {
+// run is the demo; it prints the timeline on out.
+func run(ctx context.Context, out io.Writer, opts options) error {
 	if runtime.GOOS == "windows" {
 		return errors.New("the demo restarts processes by exec and needs a Unix system")
 	}
+	nodes := opts.nodes
 	if nodes < 1 {
 		return errors.New("--nodes must be at least 1")
 	}
-	root, err := moduleRoot(ctx)
+	root, err := moduleRoot(ctx, opts.goTool)
 	if err != nil {
 		return err
 	}
@@ -224,10 +130,10 @@ func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) erro
 	if err != nil {
 		return err
 	}
-	d := &demo{out: out, dir: dir, start: time.Now(), verbose: verbose}
+	d := &demo{out: out, dir: dir, start: time.Now(), verbose: opts.verbose}
 	defer func() {
 		d.stopAll()
-		if keep {
+		if opts.keep {
 			fmt.Fprintln(out, "work directory kept:", dir)
 		} else {
 			os.RemoveAll(dir)
@@ -247,7 +153,7 @@ func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) erro
 		{filepath.Join(bin, "hello"), "./examples/hello", "-X github.com/org/rustpatcher-go/client.linkedPublicKey=" + pubS},
 		{filepath.Join(bin, "rpseed"), "./cmd/rpseed", ""},
 	} {
-		cmd := exec.CommandContext(ctx, goTool(), "build", "-o", b.out, "-ldflags", b.ldflags, b.pkg)
+		cmd := exec.CommandContext(ctx, opts.goTool, "build", "-o", b.out, "-ldflags", b.ldflags, b.pkg)
 		cmd.Dir = root
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build %s in %s: %w\n%s", b.pkg, root, err, msg)
@@ -266,14 +172,18 @@ func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) erro
 	}
 	d.logf("demo", "signed hello 2.0.0 (%d bytes) for the seed", in.Size+region.Size)
 
-	loop := []string{"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--listen", "/ip4/127.0.0.1/tcp/0"}
+	listen := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+	var loop []string // the --listen flags
+	for _, a := range listen {
+		loop = append(loop, "--listen", a)
+	}
 	target := runtime.GOOS + "/" + runtime.GOARCH
 	seed, err := d.startProc("rpseed", filepath.Join(bin, "rpseed"), append([]string{"--dir", seedDir, "--private",
 		"--pub", target + "=" + pubS, "--upload-slots", "2"}, loop...)...)
 	if err != nil {
 		return err
 	}
-	seedAddrs, err := seed.addrs(ctx, 0, 2)
+	seedAddrs, err := seed.addrs(ctx, 0, len(listen))
 	if err != nil {
 		return err
 	}
@@ -287,7 +197,7 @@ func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) erro
 		if _, err := region.SignFile(context.Background(), exe, key, "1.0.0"); err != nil {
 			return nil, "", err
 		}
-		args := append([]string{"--private", "--dht-server", "--interval", "2s"}, loop...)
+		args := append([]string{"--private", "--dht-server", "--interval", "2s", "--log-json"}, loop...)
 		for _, b := range boot {
 			args = append(args, "--bootstrap", b)
 		}
@@ -298,22 +208,27 @@ func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) erro
 	// follow reports a node's progress to 2.0.0 and returns its listen
 	// addresses after the restart.
 	follow := func(p *proc) ([]string, error) {
-		if _, _, err := p.wait(ctx, 0, 30*time.Second, "hello 1.0.0"); err != nil {
-			return nil, err
-		}
-		d.logf(p.name, "running hello 1.0.0")
-		if l, _, err := p.wait(ctx, 0, 2*time.Minute, `msg="update found"`); err == nil {
-			d.logf(p.name, "found 2.0.0 (%s)", field(l, "source"))
-		}
-		if _, _, err := p.wait(ctx, 0, 2*time.Minute, `msg="update applied"`); err == nil {
-			d.logf(p.name, "verified 2.0.0, replaced its executable, serving 2.0.0 to peers")
-		}
-		_, i, err := p.wait(ctx, 0, 2*time.Minute, "hello 2.0.0")
+		first, _, err := p.wait(ctx, 0, 30*time.Second, "hello 1.0.0 line", isHello("1.0.0"))
 		if err != nil {
 			return nil, err
 		}
+		d.logf(p.name, "running hello 1.0.0")
+		if s, _, err := p.wait(ctx, 0, 2*time.Minute, "update found event", isEvent(client.EventFound, "2.0.0")); err == nil {
+			d.logf(p.name, "found 2.0.0 (%s)", s.source)
+		}
+		if _, _, err := p.wait(ctx, 0, 2*time.Minute, "update applied event", isEvent(client.EventApplied, "2.0.0")); err == nil {
+			d.logf(p.name, "verified 2.0.0, replaced its executable, serving 2.0.0 to peers")
+		}
+		second, _, err := p.wait(ctx, 0, 2*time.Minute, "hello 2.0.0 line", isHello("2.0.0"))
+		if err != nil {
+			return nil, err
+		}
+		if second.args != first.args {
+			return nil, fmt.Errorf("%s restarted with args %q, not %q", p.name, second.args, first.args)
+		}
 		d.logf(p.name, "restarted (same pid %d, same args): running hello 2.0.0", p.cmd.Process.Pid)
-		return p.addrs(ctx, i+1, 2)
+		// The addresses of the restarted run follow those of the first.
+		return p.addrs(ctx, len(listen), len(listen))
 	}
 
 	procs := make([]*proc, nodes)
@@ -343,11 +258,13 @@ func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) erro
 		peers = append(peers, r.addrs...)
 	}
 
-	seed.cmd.Process.Signal(syscall.SIGTERM)
+	if err := interrupt(seed.cmd.Process); err != nil {
+		return fmt.Errorf("stopping rpseed: %w", err)
+	}
 	select {
 	case <-seed.done:
 	case <-time.After(30 * time.Second):
-		return errors.New("rpseed did not stop within 30s of SIGTERM")
+		return errors.New("rpseed did not stop within 30s of being asked to")
 	}
 	d.logf("rpseed", "stopped")
 
@@ -367,22 +284,4 @@ func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) erro
 	}
 	d.logf("demo", "all %d executables verify as the signed 2.0.0; cleaning up", nodes+1)
 	return nil
-}
-
-// field returns the value of key=value (or key="value") in a log line.
-func field(line, key string) string {
-	i := strings.Index(line, " "+key+"=")
-	if i < 0 {
-		return ""
-	}
-	v := line[i+len(key)+2:]
-	if strings.HasPrefix(v, `"`) {
-		if j := strings.Index(v[1:], `"`); j >= 0 {
-			return v[1 : j+1]
-		}
-	}
-	if j := strings.IndexByte(v, ' '); j >= 0 {
-		return v[:j]
-	}
-	return v
 }

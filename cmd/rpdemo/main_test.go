@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/org/rustpatcher-go/internal/regiontest"
 )
 
 // TestDemo runs the whole demo with two nodes and checks its timeline and
@@ -20,7 +22,7 @@ func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	if err := run(ctx, &out, 2, false, false); err != nil {
+	if err := run(ctx, &out, options{nodes: 2, goTool: regiontest.GoTool()}); err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out.String())
 	}
 	text := out.String()

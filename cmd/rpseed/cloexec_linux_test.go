@@ -1,13 +1,13 @@
 package main
 
 import (
-	"crypto/ed25519"
 	"os"
 	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
 
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -33,10 +33,10 @@ func openFDs(t *testing.T) map[int]string {
 // closed by exec, so that a restart into an update (an exec with the same
 // arguments) can listen on the same ports again.
 func TestRunDescriptorsCloseOnExec(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
-	ownPub, _, _ := ed25519.GenerateKey(nil)
+	key := regiontest.NewKey(t)
+	pub, ownPub := key.Public, regiontest.NewKey(t).Public
 	dir := t.TempDir()
-	writeRelease(t, dir, "app-2.0.0", key, "2.0.0")
+	dropRelease(t, dir, "app-2.0.0", nil, key, "2.0.0")
 	before := openFDs(t)
 	_, _, stop := startRun(t, []string{"--dir", dir, "--private", "--pub", runtime.GOOS + "/" + runtime.GOARCH + "=" + region.EncodePublicKey(pub),
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--metrics-addr", "127.0.0.1:0",

@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/releasedir"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -38,10 +38,8 @@ func (o owner) id() string { return string(o.pub) + "\x00" + o.target }
 // String names the owner in logs and errors as TARGET=KEY.
 func (o owner) String() string { return o.target + "=" + region.EncodePublicKey(o.pub) }
 
-// fileState is what the watcher knows of one file in the directory.
+// fileState is what the watcher made of one file in the directory.
 type fileState struct {
-	size    int64
-	mtime   time.Time
 	owner   *owner // nil when the file is not a release of any configured owner
 	info    region.Info
 	skipErr error
@@ -50,12 +48,12 @@ type fileState struct {
 // watcher serves the newest verified release of each owner (key and target)
 // found in a directory, rescanning it for new, changed and removed files.
 type watcher struct {
-	dir    string
+	dir    *releasedir.Dir
 	owners []owner
 	srv    server
 	log    *slog.Logger
 
-	files  map[string]*fileState // by file name
+	files  map[string]*fileState // by file name, for the files listed last
 	served map[string]servedFile // by owner.id
 }
 
@@ -66,64 +64,41 @@ type servedFile struct {
 }
 
 func newWatcher(dir string, owners []owner, srv server, log *slog.Logger) *watcher {
-	return &watcher{dir: dir, owners: owners, srv: srv, log: log, files: map[string]*fileState{}, served: map[string]servedFile{}}
-}
-
-// skipName reports whether a file name is never a release: hidden files
-// (the identity key) and partial downloads.
-func skipName(name string) bool {
-	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tmp") || strings.HasSuffix(name, ".part")
+	return &watcher{dir: releasedir.New(dir), owners: owners, srv: srv, log: log, files: map[string]*fileState{}, served: map[string]servedFile{}}
 }
 
 // scan looks at the directory once and serves what changed. It returns the
 // number of releases served.
 func (w *watcher) scan(ctx context.Context) (int, error) {
-	entries, err := os.ReadDir(w.dir)
+	entries, err := w.dir.List(ctx)
 	if err != nil {
-		return len(w.served), fmt.Errorf("reading %s: %w", w.dir, err)
+		return len(w.served), fmt.Errorf("reading %s: %w", w.dir.Path(), err)
 	}
-	seen := map[string]bool{}
+	files := make(map[string]*fileState, len(entries))
 	for _, e := range entries {
-		name := e.Name()
-		if skipName(name) || !e.Type().IsRegular() {
-			continue
+		st := w.files[e.Name]
+		if st == nil || e.Changed {
+			st = w.identify(e)
+			if st.skipErr != nil {
+				w.log.Warn("not serving file", "file", e.Name, "reason", st.skipErr)
+			}
 		}
-		fi, err := e.Info()
-		if err != nil {
-			continue
-		}
-		seen[name] = true
-		if st := w.files[name]; st != nil && st.size == fi.Size() && st.mtime.Equal(fi.ModTime()) {
-			continue
-		}
-		st := &fileState{size: fi.Size(), mtime: fi.ModTime()}
-		st.owner, st.info, st.skipErr = w.identify(ctx, filepath.Join(w.dir, name))
-		w.files[name] = st
-		if st.skipErr != nil {
-			w.log.Warn("not serving file", "file", name, "reason", st.skipErr)
-		}
+		files[e.Name] = st
 	}
-	for name := range w.files {
-		if !seen[name] {
-			delete(w.files, name)
-		}
-	}
+	w.files = files
 
 	// The newest release per owner wins.
+	// Entries come in name order, which breaks ties between equal
+	// versions.
 	best := map[string]servedFile{}
-	names := make([]string, 0, len(w.files))
-	for name := range w.files {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		st := w.files[name]
+	for _, e := range entries {
+		st := files[e.Name]
 		if st.owner == nil {
 			continue
 		}
 		id := st.owner.id()
 		if cur, ok := best[id]; !ok || region.CompareVersions(st.info.Version, cur.info.Version) > 0 {
-			best[id] = servedFile{name: name, owner: *st.owner, info: st.info}
+			best[id] = servedFile{name: e.Name, owner: *st.owner, info: st.info}
 		}
 	}
 	for id, sf := range w.served {
@@ -142,7 +117,7 @@ func (w *watcher) scan(ctx context.Context) (int, error) {
 		if _, ok := w.served[id]; ok {
 			continue
 		}
-		if err := w.srv.Serve(ctx, b.owner.pub, b.owner.target, filepath.Join(w.dir, b.name), b.info); err != nil {
+		if err := w.srv.Serve(ctx, b.owner.pub, b.owner.target, filepath.Join(w.dir.Path(), b.name), b.info); err != nil {
 			w.log.Error("cannot serve release", "file", b.name, "target", b.owner.target, "owner", region.EncodePublicKey(b.owner.pub), "err", err)
 			delete(w.files, b.name) // look again next time
 			continue
@@ -153,12 +128,18 @@ func (w *watcher) scan(ctx context.Context) (int, error) {
 	return len(w.served), nil
 }
 
-// identify verifies the file at path with every configured key and returns
-// the owner it is a release of, and its region.
-func (w *watcher) identify(ctx context.Context, path string) (*owner, region.Info, error) {
-	sc, err := region.ScanFile(ctx, path)
-	if err != nil {
-		return nil, region.Info{}, err
+// identify verifies the listed file with every configured key and says
+// which owner it is a release of.
+func (w *watcher) identify(e releasedir.Entry) *fileState {
+	o, in, err := w.ownerOf(e)
+	return &fileState{owner: o, info: in, skipErr: err}
+}
+
+// ownerOf returns the owner the listed file is a release of, and its
+// region.
+func (w *watcher) ownerOf(e releasedir.Entry) (*owner, region.Info, error) {
+	if e.Err != nil {
+		return nil, region.Info{}, e.Err
 	}
 	var matches []owner
 	var info region.Info
@@ -167,7 +148,7 @@ func (w *watcher) identify(ctx context.Context, path string) (*owner, region.Inf
 	for _, o := range w.owners {
 		ok, tried := verified[string(o.pub)]
 		if !tried {
-			in, err := sc.Verify(o.pub)
+			in, err := e.Verify(o.pub)
 			if err != nil {
 				lastErr = err
 			} else {
@@ -190,7 +171,7 @@ func (w *watcher) identify(ctx context.Context, path string) (*owner, region.Inf
 	for i, m := range matches {
 		targets[i] = m.target
 	}
-	f, err := os.Open(path)
+	f, err := os.Open(e.Path)
 	if err != nil {
 		return nil, region.Info{}, err
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -66,44 +68,58 @@ func elfHeader(machine uint16) []byte {
 	return h
 }
 
-// writeSigned writes head, an empty region and some bytes to dir/name and
-// signs it.
-func writeSigned(t *testing.T, dir, name string, head []byte, key ed25519.PrivateKey, version string) {
+// dropRelease puts a stand-in release signed with key as version into
+// dir as name, the way an operator should: written elsewhere, then renamed
+// in, so that the watcher never sees it half written. Unless head is nil,
+// the file starts with head (an executable header). It returns the region.
+func dropRelease(t *testing.T, dir, name string, head []byte, key regiontest.Key, version string) region.Info {
 	t.Helper()
-	var empty region.Info
-	reg, _ := empty.Marshal()
 	tmp := filepath.Join(t.TempDir(), name)
-	b := append(append(append([]byte{}, head...), reg[:]...), []byte("the rest of the program")...)
-	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	regiontest.WriteBinary(t, tmp, 8192, h.Sum64(), key, "")
+	if head != nil {
+		f, err := os.OpenFile(tmp, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.WriteAt(head, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	in, err := region.SignFile(context.Background(), tmp, key.Private, version)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := region.SignFile(context.Background(), tmp, key, version); err != nil {
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		t.Fatal(err)
 	}
-	signed, _ := os.ReadFile(tmp)
-	if err := os.WriteFile(filepath.Join(dir, name), signed, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	return in
 }
 
 func TestWatcher(t *testing.T) {
-	pubA, keyA, _ := ed25519.GenerateKey(nil)
-	pubB, keyB, _ := ed25519.GenerateKey(nil)
-	_, stranger, _ := ed25519.GenerateKey(nil)
+	t.Parallel()
+	keyA, keyB, stranger := regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t)
+	pubA, pubB := keyA.Public, keyB.Public
 	const amd64, arm64 = 62, 183
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx := context.Background()
 
 	t.Run("separate keys", func(t *testing.T) {
+		t.Parallel()
 		dir := t.TempDir()
 		srv := newFakeServer(nil)
 		w := newWatcher(dir, []owner{{"linux/amd64", pubA}, {"linux/arm64", pubB}}, srv, log)
-		writeSigned(t, dir, "a-1", nil, keyA, "1.0.0")
-		writeSigned(t, dir, "a-2", nil, keyA, "2.0.0")
-		writeSigned(t, dir, "b-1", nil, keyB, "1.5.0")
-		writeSigned(t, dir, "x-9", nil, stranger, "9.0.0")
-		writeSigned(t, dir, ".hidden", nil, keyA, "7.0.0")
-		writeSigned(t, dir, "partial.part", nil, keyA, "8.0.0")
+		dropRelease(t, dir, "a-1", nil, keyA, "1.0.0")
+		dropRelease(t, dir, "a-2", nil, keyA, "2.0.0")
+		dropRelease(t, dir, "b-1", nil, keyB, "1.5.0")
+		dropRelease(t, dir, "x-9", nil, stranger, "9.0.0")
+		dropRelease(t, dir, ".hidden", nil, keyA, "7.0.0")
+		dropRelease(t, dir, "partial.part", nil, keyA, "8.0.0")
 		check := func(want map[string]string) {
 			t.Helper()
 			if _, err := w.scan(ctx); err != nil {
@@ -119,7 +135,7 @@ func TestWatcher(t *testing.T) {
 			}
 		}
 		check(map[string]string{"linux/amd64": "2.0.0", "linux/arm64": "1.5.0"})
-		writeSigned(t, dir, "b-3", nil, keyB, "3.0.0") // picked up while running
+		dropRelease(t, dir, "b-3", nil, keyB, "3.0.0") // picked up while running
 		check(map[string]string{"linux/amd64": "2.0.0", "linux/arm64": "3.0.0"})
 		os.Remove(filepath.Join(dir, "a-2")) // removed: the next newest takes over
 		check(map[string]string{"linux/amd64": "1.0.0", "linux/arm64": "3.0.0"})
@@ -128,12 +144,13 @@ func TestWatcher(t *testing.T) {
 	})
 
 	t.Run("shared key", func(t *testing.T) {
+		t.Parallel()
 		dir := t.TempDir()
 		srv := newFakeServer(nil)
 		w := newWatcher(dir, []owner{{"linux/amd64", pubA}, {"linux/arm64", pubA}}, srv, log)
-		writeSigned(t, dir, "amd", elfHeader(amd64), keyA, "2.0.0")
-		writeSigned(t, dir, "arm", elfHeader(arm64), keyA, "2.1.0")
-		writeSigned(t, dir, "script", []byte("#!/bin/sh\n"), keyA, "9.0.0") // target cannot be told
+		dropRelease(t, dir, "amd", elfHeader(amd64), keyA, "2.0.0")
+		dropRelease(t, dir, "arm", elfHeader(arm64), keyA, "2.1.0")
+		dropRelease(t, dir, "script", []byte("#!/bin/sh\n"), keyA, "9.0.0") // target cannot be told
 		if _, err := w.scan(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -142,17 +159,18 @@ func TestWatcher(t *testing.T) {
 		}
 	})
 	t.Run("two owners for one target", func(t *testing.T) {
+		t.Parallel()
 		dir := t.TempDir()
 		srv := newFakeServer(map[string]ed25519.PublicKey{"A": pubA, "B": pubB})
 		// A signs amd64 and arm64 with one key; B is another app on amd64.
 		w := newWatcher(dir, []owner{{"linux/amd64", pubA}, {"linux/arm64", pubA}, {"linux/amd64", pubB}}, srv, log)
-		writeSigned(t, dir, "a-amd-1", elfHeader(amd64), keyA, "1.0.0")
-		writeSigned(t, dir, "a-amd-2", elfHeader(amd64), keyA, "2.0.0")
-		writeSigned(t, dir, "a-arm-3", elfHeader(arm64), keyA, "3.0.0")
-		writeSigned(t, dir, "b-5", nil, keyB, "5.0.0") // B has one target: no header needed
-		writeSigned(t, dir, "x-9", elfHeader(amd64), stranger, "9.0.0")
+		dropRelease(t, dir, "a-amd-1", elfHeader(amd64), keyA, "1.0.0")
+		dropRelease(t, dir, "a-amd-2", elfHeader(amd64), keyA, "2.0.0")
+		dropRelease(t, dir, "a-arm-3", elfHeader(arm64), keyA, "3.0.0")
+		dropRelease(t, dir, "b-5", nil, keyB, "5.0.0") // B has one target: no header needed
+		dropRelease(t, dir, "x-9", elfHeader(amd64), stranger, "9.0.0")
 		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "2.0.0", "linux/arm64 A": "3.0.0", "linux/amd64 B": "5.0.0"})
-		writeSigned(t, dir, "b-6", nil, keyB, "6.0.0")
+		dropRelease(t, dir, "b-6", nil, keyB, "6.0.0")
 		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "2.0.0", "linux/arm64 A": "3.0.0", "linux/amd64 B": "6.0.0"})
 		os.Remove(filepath.Join(dir, "a-amd-2")) // only A's amd64 release changes
 		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "1.0.0", "linux/arm64 A": "3.0.0", "linux/amd64 B": "6.0.0"})
@@ -162,7 +180,9 @@ func TestWatcher(t *testing.T) {
 	})
 
 	t.Run("own key added by --self-update", func(t *testing.T) {
-		pubS, keyS, _ := ed25519.GenerateKey(nil)
+		t.Parallel()
+		keyS := regiontest.NewKey(t)
+		pubS := keyS.Public
 		dir := t.TempDir()
 		srv := newFakeServer(map[string]ed25519.PublicKey{"A": pubA, "S": pubS})
 		owners, err := parseOwners([]string{"linux/amd64=" + region.EncodePublicKey(pubA)})
@@ -179,10 +199,10 @@ func TestWatcher(t *testing.T) {
 		seeded.remember("/usr/local/bin/rpseed", region.Info{Version: "1.0.0"})
 		srv.Serve(ctx, pubS, own.target, "/usr/local/bin/rpseed", region.Info{Version: "1.0.0"})
 		w := newWatcher(dir, owners, &ownServer{server: srv, ctx: ctx, own: seeded, log: log}, log)
-		writeSigned(t, dir, "hello-2", nil, keyA, "2.0.0")
-		writeSigned(t, dir, "rpseed-1.5", nil, keyS, "1.5.0")
+		dropRelease(t, dir, "hello-2", nil, keyA, "2.0.0")
+		dropRelease(t, dir, "rpseed-1.5", nil, keyS, "1.5.0")
 		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "2.0.0", "linux/amd64 S": "1.5.0"})
-		writeSigned(t, dir, "rpseed-2", nil, keyS, "2.0.0")
+		dropRelease(t, dir, "rpseed-2", nil, keyS, "2.0.0")
 		scanWant(t, w, srv, map[string]string{"linux/amd64 A": "2.0.0", "linux/amd64 S": "2.0.0"})
 		if p := srv.paths["linux/amd64 S"]; p != filepath.Join(dir, "rpseed-2") {
 			t.Errorf("rpseed 2.0.0 served from %s", p)

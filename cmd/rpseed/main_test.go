@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io"
@@ -18,11 +17,13 @@ import (
 
 	"github.com/org/rustpatcher-go/client"
 	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
 
 func TestParseFlags(t *testing.T) {
-	pub, _, _ := ed25519.GenerateKey(nil)
+	t.Parallel()
+	pub := regiontest.NewKey(t).Public
 	k := region.EncodePublicKey(pub)
 	env := func(m map[string]string) func(string) string { return func(s string) string { return m[s] } }
 	base := []string{"--dir", "/d", "--pub", "linux/amd64=" + k}
@@ -96,7 +97,8 @@ func TestParseFlags(t *testing.T) {
 // TestSelfUpdateNoLinkedKey checks that the error tells how to build rpseed
 // for --self-update, and how to run without it.
 func TestSelfUpdateNoLinkedKey(t *testing.T) {
-	pub, _, _ := ed25519.GenerateKey(nil)
+	t.Parallel()
+	pub := regiontest.NewKey(t).Public
 	args := []string{"--dir", t.TempDir(), "--pub", "linux/amd64=" + region.EncodePublicKey(pub), "--self-update", "now",
 		"--listen", "/ip4/127.0.0.1/tcp/0"}
 	var stdout strings.Builder
@@ -115,8 +117,8 @@ func TestSelfUpdateNoLinkedKey(t *testing.T) {
 }
 
 func TestParseOwners(t *testing.T) {
-	pub, _, _ := ed25519.GenerateKey(nil)
-	pub2, _, _ := ed25519.GenerateKey(nil)
+	t.Parallel()
+	pub, pub2 := regiontest.NewKey(t).Public, regiontest.NewKey(t).Public
 	k, k2 := region.EncodePublicKey(pub), region.EncodePublicKey(pub2)
 	tests := []struct {
 		pubs []string
@@ -149,35 +151,14 @@ func TestParseOwners(t *testing.T) {
 	}
 }
 
-// writeRelease writes a fake release signed as version into dir.
-func writeRelease(t *testing.T, dir, name string, key ed25519.PrivateKey, version string) region.Info {
-	t.Helper()
-	var empty region.Info
-	reg, _ := empty.Marshal()
-	body := make([]byte, 8192)
-	rand.Read(body)
-	tmp := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(tmp, append(append(body[:4096:4096], reg[:]...), body[4096:]...), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	in, err := region.SignFile(context.Background(), tmp, key, version)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(tmp)
-	if err := os.WriteFile(filepath.Join(dir, name), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return in
-}
-
 func TestRunServesDirectory(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
-	otherPub, otherKey, _ := ed25519.GenerateKey(nil)
+	t.Parallel()
+	key, otherKey := regiontest.NewKey(t), regiontest.NewKey(t)
+	pub, otherPub := key.Public, otherKey.Public
 	dir := t.TempDir()
-	writeRelease(t, dir, "app-1.0.0", key, "1.0.0")
-	writeRelease(t, dir, "app-2.0.0", key, "2.0.0")
-	writeRelease(t, dir, "stranger", otherKey, "9.0.0") // signed by a key rpseed was not given
+	dropRelease(t, dir, "app-1.0.0", nil, key, "1.0.0")
+	dropRelease(t, dir, "app-2.0.0", nil, key, "2.0.0")
+	dropRelease(t, dir, "stranger", nil, otherKey, "9.0.0") // signed by a key rpseed was not given
 	os.WriteFile(filepath.Join(dir, "README"), []byte("not a binary"), 0o644)
 
 	start := func() (peerID string, addrs []string, metrics string, stop func() error) {
@@ -249,7 +230,7 @@ func TestRunServesDirectory(t *testing.T) {
 	}
 
 	// A new file is picked up while running.
-	writeRelease(t, dir, "app-3.0.0", key, "3.0.0")
+	dropRelease(t, dir, "app-3.0.0", nil, key, "3.0.0")
 	deadline := time.Now().Add(15 * time.Second)
 	for v := versions(pub); len(v) != 1 || v[0] != "3.0.0"; v = versions(pub) {
 		if time.Now().After(deadline) {

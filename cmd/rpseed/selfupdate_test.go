@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"io"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/org/rustpatcher-go/client"
 	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -83,10 +83,11 @@ func startRun(t *testing.T, args []string, linked string) (addrs []string, log *
 // from a binary that cannot verify itself (the unsigned test binary): updates
 // are off, which is said at WARN, and rpseed serves its directory as ever.
 func TestRunSelfUpdateUnsignedKeepsSeeding(t *testing.T) {
-	pub, key, _ := ed25519.GenerateKey(nil)
-	ownPub, _, _ := ed25519.GenerateKey(nil)
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub, ownPub := key.Public, regiontest.NewKey(t).Public
 	dir := t.TempDir()
-	writeRelease(t, dir, "app-2.0.0", key, "2.0.0")
+	dropRelease(t, dir, "app-2.0.0", nil, key, "2.0.0")
 	here := runtime.GOOS + "/" + runtime.GOARCH
 	addrs, log, stop := startRun(t, []string{"--dir", dir, "--private", "--pub", here + "=" + region.EncodePublicKey(pub),
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1",
@@ -126,8 +127,9 @@ func TestRunSelfUpdateUnsignedKeepsSeeding(t *testing.T) {
 // the network and is remembered, and the directory source keeps only
 // rpseed's own releases.
 func TestP2PSourceAdapter(t *testing.T) {
-	ownPub, ownKey, _ := ed25519.GenerateKey(nil)
-	_, appKey, _ := ed25519.GenerateKey(nil)
+	t.Parallel()
+	ownKey, appKey := regiontest.NewKey(t), regiontest.NewKey(t)
+	ownPub := ownKey.Public
 	here := runtime.GOOS + "/" + runtime.GOARCH
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -144,8 +146,8 @@ func TestP2PSourceAdapter(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	in := writeRelease(t, dir, "rpseed-1.0.0", ownKey, "1.0.0")
-	writeRelease(t, dir, "app-2.0.0", appKey, "2.0.0")
+	in := dropRelease(t, dir, "rpseed-1.0.0", nil, ownKey, "1.0.0")
+	dropRelease(t, dir, "app-2.0.0", nil, appKey, "2.0.0")
 	seeder, ok := src.(client.Seeder)
 	if !ok {
 		t.Fatal("the adapter is not a client.Seeder")

@@ -4,7 +4,7 @@
 //
 //	hello [--mode now|onrestart|at=HH:MM] [--source DIR] [--interval DURATION]
 //	      [--private] [--bootstrap MULTIADDR]... [--listen MULTIADDR]... [--dht-server]
-//	      [--identity FILE] [ARGS...]
+//	      [--identity FILE] [--log-json] [ARGS...]
 //	hello --version
 //
 // The owner public key is linked in at build time, the way release
@@ -39,6 +39,7 @@ type options struct {
 	mode     string
 	source   string
 	interval time.Duration
+	logJSON  bool
 
 	private   bool
 	dhtServer bool
@@ -64,6 +65,7 @@ func parseOptions() options {
 	flag.Var(&o.listen, "listen", "`multiaddr` to listen on (repeatable; default QUIC and TCP on all interfaces)")
 	flag.BoolVar(&o.dhtServer, "dht-server", false, "always answer DHT queries (for LANs and loopback)")
 	flag.StringVar(&o.identity, "identity", "", "`file` holding the node's network key, created if missing, to keep one peer ID across restarts")
+	flag.BoolVar(&o.logJSON, "log-json", false, "log JSON lines to stderr instead of text, with one record per update event (event=KIND) for tools that follow the app")
 	flag.Parse()
 	return o
 }
@@ -90,6 +92,9 @@ func main() {
 		return
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if opt.logJSON {
+		log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -104,6 +109,9 @@ func main() {
 		Interval: opt.interval,
 		Network:  opt.network(),
 		Logger:   log,
+	}
+	if opt.logJSON {
+		cfg.OnEvent = func(e client.Event) { logEvent(log, e) }
 	}
 	if opt.source != "" {
 		src, err := client.SourceFromURL(opt.source)
@@ -123,6 +131,16 @@ func main() {
 
 	fmt.Printf("hello %s args=%s\n", version(), strings.Join(flag.Args(), " "))
 	<-ctx.Done()
+}
+
+// logEvent logs an update event as one record whose attributes name its
+// kind (client.EventKind's name, such as "applied"), release and source.
+func logEvent(log *slog.Logger, e client.Event) {
+	attrs := []any{"event", e.Kind.String(), "version", e.Release.Version, "source", e.Source}
+	if e.Err != nil {
+		attrs = append(attrs, "err", e.Err)
+	}
+	log.Info("update event", attrs...)
 }
 
 // version returns the version in hello's own signed region, or "unsigned".

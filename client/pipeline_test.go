@@ -3,88 +3,29 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"math"
-	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/region"
 )
 
-// testKey is an owner key for one test.
-type testKey struct {
-	priv ed25519.PrivateKey
-	pub  string
-}
-
-func newKey(t testing.TB) testKey {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testKey{priv, region.EncodePublicKey(pub)}
-}
-
-// writeBinary writes a stand-in binary of about size bytes (pseudo-random
-// contents from seed, with an unsigned region in the middle) to path and
-// signs it as version, unless version is empty.
-func writeBinary(t testing.TB, path string, size int, seed uint64, key testKey, version string) region.Info {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := mrand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), 1})
-	empty, err := region.Info{}.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	half := int64(size / 2)
-	if _, err := io.CopyN(f, rng, half); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(empty[:]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.CopyN(f, rng, int64(size)-half); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if version == "" {
-		return region.Info{}
-	}
-	in, err := region.SignFile(context.Background(), path, key.priv, version)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in
-}
-
-// rig is an "installed" program and a release directory, with the engine's
+// rig is an "installed" program and a release directory, with the pipeline's
 // test hooks recording what it does.
 type rig struct {
 	t       *testing.T
-	key     testKey
+	key     regiontest.Key
 	exe     string
 	rels    string
 	running region.Info
@@ -99,8 +40,8 @@ type rig struct {
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	dir := t.TempDir()
-	r := &rig{t: t, key: newKey(t), exe: filepath.Join(dir, "app", "prog"), rels: filepath.Join(dir, "rels"), notify: make(chan struct{}, 100)}
-	r.running = writeBinary(t, r.exe, 200_000, 1, r.key, "1.0.0")
+	r := &rig{t: t, key: regiontest.NewKey(t), exe: filepath.Join(dir, "app", "prog"), rels: filepath.Join(dir, "rels"), notify: make(chan struct{}, 100)}
+	r.running = regiontest.WriteBinary(t, r.exe, 200_000, 1, r.key, "1.0.0")
 	if err := os.MkdirAll(r.rels, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -111,10 +52,15 @@ func newRig(t *testing.T) *rig {
 	return r
 }
 
-// release writes a release file into the release directory.
-func (r *rig) release(name string, seed uint64, key testKey, version string) string {
+// release writes a release file into the release directory. The file
+// appears whole, by a rename, so that a poll never sees it half written.
+func (r *rig) release(name string, seed uint64, key regiontest.Key, version string) string {
+	tmp := filepath.Join(r.t.TempDir(), name)
+	regiontest.WriteBinary(r.t, tmp, 300_000, seed, key, version)
 	p := filepath.Join(r.rels, name)
-	writeBinary(r.t, p, 300_000, seed, key, version)
+	if err := os.Rename(tmp, p); err != nil {
+		r.t.Fatal(err)
+	}
 	return p
 }
 
@@ -122,7 +68,7 @@ func (r *rig) release(name string, seed uint64, key testKey, version string) str
 // self-test that passes.
 func (r *rig) config() Config {
 	return Config{
-		PublicKey:  r.key.pub,
+		PublicKey:  r.key.PublicText,
 		Mode:       OnRestart(),
 		Interval:   time.Hour, // tests poll with Check
 		Sources:    []Source{DirSource(r.rels)},
@@ -255,6 +201,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 }
 
 func TestApplyOnRestart(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	newPath := r.release("prog-2.0.0", 2, r.key, "2.0.0")
 	r.release("prog-1.5.0", 3, r.key, "1.5.0")
@@ -340,6 +287,7 @@ func (s *recordingSeeder) list() []string {
 }
 
 func TestModeNowRestarts(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		confirm func(context.Context, region.Info) bool
@@ -351,6 +299,7 @@ func TestModeNowRestarts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			r := newRig(t)
 			r.release("prog-2.0.0", 2, r.key, "2.0.0")
 			cfg := r.config()
@@ -372,6 +321,7 @@ func TestModeNowRestarts(t *testing.T) {
 }
 
 func TestRestartMethod(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	cfg := r.config()
 	u := r.spawn(cfg)
@@ -391,6 +341,7 @@ func TestRestartMethod(t *testing.T) {
 // TestModeAtSchedules checks that mode At reports the next occurrence
 // computed from the injected clock.
 func TestModeAtSchedules(t *testing.T) {
+	t.Parallel()
 	ny := mustLoad(t, "America/New_York")
 	r := newRig(t)
 	r.release("prog-2.0.0", 2, r.key, "2.0.0")
@@ -432,6 +383,7 @@ func TestModeAtRestartsWhenDue(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		setup   func(r *rig)
@@ -439,14 +391,14 @@ func TestRefusals(t *testing.T) {
 		kind    EventKind
 		wantErr error
 	}{
-		{"other key", func(r *rig) { r.release("p", 2, newKey(r.t), "2.0.0") }, nil, EventRejected, region.ErrBadSignature},
+		{"other key", func(r *rig) { r.release("p", 2, regiontest.NewKey(r.t), "2.0.0") }, nil, EventRejected, region.ErrBadSignature},
 		{"same version", func(r *rig) { r.release("p", 2, r.key, "1.0.0") }, nil, EventRejected, ErrNotNewer},
 		{"older version", func(r *rig) { r.release("p", 2, r.key, "0.9.0") }, nil, EventRejected, ErrNotNewer},
 		{"pre-release not allowed", func(r *rig) { r.release("p", 2, r.key, "2.0.0-rc.1") }, nil, EventRejected, ErrPrerelease},
 		{"older pre-release", func(r *rig) { r.release("p", 2, r.key, "1.0.0-rc.1") }, func(c *Config) { c.AllowPrerelease = true }, EventRejected, ErrNotNewer},
 		{"flipped byte", func(r *rig) {
 			p := r.release("p", 2, r.key, "2.0.0")
-			flip(r.t, p, 1000)
+			regiontest.FlipByte(r.t, p, 1000)
 		}, nil, EventFailed, region.ErrHashMismatch},
 		{"truncated", func(r *rig) {
 			p := r.release("p", 2, r.key, "2.0.0")
@@ -476,6 +428,7 @@ func TestRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			r := newRig(t)
 			tt.setup(r)
 			cfg := r.config()
@@ -502,9 +455,10 @@ func TestRefusals(t *testing.T) {
 // TestRetryPolicy checks that a bad release is tried once and reported once,
 // while a failure on this machine's side (disk full) is retried.
 func TestRetryPolicy(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	p := r.release("p", 2, r.key, "2.0.0")
-	flip(t, p, 1000)
+	regiontest.FlipByte(t, p, 1000)
 	ffs := &faultFS{}
 	cfg := r.config()
 	cfg.fs = ffs
@@ -531,6 +485,7 @@ func TestRetryPolicy(t *testing.T) {
 }
 
 func TestDisabled(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		mutate  func(r *rig, cfg *Config)
@@ -540,17 +495,18 @@ func TestDisabled(t *testing.T) {
 			cfg.current = func() (region.Info, error) { return region.Info{}, nil }
 		}, region.ErrUnsigned},
 		{"file changed on disk", func(r *rig, cfg *Config) {
-			flip(r.t, r.exe, 500)
+			regiontest.FlipByte(r.t, r.exe, 500)
 		}, ErrFileMismatch},
 		{"file is another version", func(r *rig, cfg *Config) {
-			writeBinary(r.t, r.exe, 1000, 9, r.key, "1.0.1")
+			regiontest.WriteBinary(r.t, r.exe, 1000, 9, r.key, "1.0.1")
 		}, ErrFileMismatch},
 		{"signed by another key", func(r *rig, cfg *Config) {
-			cfg.PublicKey = newKey(r.t).pub
+			cfg.PublicKey = regiontest.NewKey(r.t).PublicText
 		}, region.ErrBadSignature},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			r := newRig(t)
 			r.release("p", 2, r.key, "2.0.0")
 			cfg := r.config()
@@ -569,90 +525,6 @@ func TestDisabled(t *testing.T) {
 				t.Errorf("a disabled engine went on to update: %v", r.eventList())
 			}
 		})
-	}
-}
-
-func TestSpawnConfigErrors(t *testing.T) {
-	k, other := newKey(t), newKey(t)
-	none := ""
-	target := goTarget()
-	tests := []struct {
-		name string
-		cfg  Config
-		want string
-		is   error
-	}{
-		{"no key", Config{linked: &none}, "neither PublicKey nor PublicKeys", ErrNoKey},
-		{"no key for target", Config{PublicKeys: map[string]string{"plan9/mips": k.pub}, linked: &none}, `no entry "` + target + `"`, ErrNoKey},
-		{"bad key", Config{PublicKey: "not a key"}, "malformed key", region.ErrBadKey},
-		{"README placeholder", Config{PublicKey: "<your public key from rpsign gen>"}, "want the 52-character z-base-32 key", region.ErrBadKey},
-		{"bad linked key", Config{linked: ptr("not a key")}, "linked in with -X " + LinkedKeyFlag, region.ErrBadKey},
-		{"linked and Config differ", Config{PublicKey: k.pub, linked: &other.pub}, "but the build links in " + other.pub, nil},
-		{"linked and PublicKeys differ", Config{PublicKeys: map[string]string{target: k.pub}, linked: &other.pub}, "but the build links in", nil},
-		{"test vector key", Config{PublicKey: TestVectorPublicKey}, "test-vector key", ErrPublishedKey},
-		{"linked test vector key", Config{linked: ptr(TestVectorPublicKey)}, "test-vector key", ErrPublishedKey},
-		{"bad mode", Config{PublicKey: k.pub, Mode: At(24, 0)}, "hour must be 0 to 23", nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			u, err := Spawn(context.Background(), tt.cfg)
-			if err == nil {
-				u.Close()
-				t.Fatal("Spawn succeeded")
-			}
-			if !strings.Contains(err.Error(), tt.want) || (tt.is != nil && !errors.Is(err, tt.is)) {
-				t.Errorf("Spawn error = %v, want %q / %v", err, tt.want, tt.is)
-			}
-		})
-	}
-	// Keys that are accepted, and which one is used.
-	good := []struct {
-		name string
-		cfg  Config
-		want string
-	}{
-		{"PublicKeys entry", Config{PublicKeys: map[string]string{target: k.pub}, linked: &none}, k.pub},
-		{"linked only", Config{linked: &k.pub}, k.pub},
-		{"linked and PublicKeys without this target", Config{PublicKeys: map[string]string{"plan9/mips": other.pub}, linked: &k.pub}, k.pub},
-		{"linked equals Config", Config{PublicKey: k.pub, linked: &k.pub}, k.pub},
-		{"test vector key opted in", Config{PublicKey: TestVectorPublicKey, allowTestVectorKey: true}, TestVectorPublicKey},
-	}
-	for _, tt := range good {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.cfg.key()
-			if err != nil {
-				t.Fatalf("key() = %v", err)
-			}
-			if s := region.EncodePublicKey(got); s != tt.want {
-				t.Errorf("key() = %s, want %s", s, tt.want)
-			}
-		})
-	}
-	// Spawn takes the per-target map when it has this target.
-	u, err := Spawn(context.Background(), Config{PublicKeys: map[string]string{target: k.pub}, Network: NetworkConfig{Disabled: true}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("Spawn with a key for %s: %v", target, err)
-	}
-	u.Close()
-}
-
-func ptr[T any](v T) *T { return &v }
-
-// flip inverts the byte at off in the file at path.
-func flip(t testing.TB, path string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var b [1]byte
-	if _, err := f.ReadAt(b[:], off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0xff
-	if _, err := f.WriteAt(b[:], off); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -711,14 +583,13 @@ func (f *limitedFile) Write(b []byte) (int, error) {
 	return n, err
 }
 
-func goTarget() string { return runtime.GOOS + "/" + runtime.GOARCH }
-
 // TestDirReleaseCompletedLater: a release file still being copied into the
 // directory (truncated) is refused, and taken once the copy is complete.
 func TestDirReleaseCompletedLater(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	full := filepath.Join(t.TempDir(), "full")
-	writeBinary(t, full, 300_000, 2, r.key, "2.0.0")
+	regiontest.WriteBinary(t, full, 300_000, 2, r.key, "2.0.0")
 	data, err := os.ReadFile(full)
 	if err != nil {
 		t.Fatal(err)
@@ -740,6 +611,7 @@ func TestDirReleaseCompletedLater(t *testing.T) {
 // verify but whose self-test fails is not downloaded again from another
 // source in the same or later polls, and is tried again after selfTestRetry.
 func TestSelfTestFailureRememberedByRelease(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	p := r.release("p", 2, r.key, "2.0.0")
 	b, err := os.ReadFile(p)
@@ -784,15 +656,5 @@ func TestSelfTestFailureRememberedByRelease(t *testing.T) {
 	defer mu.Unlock()
 	if got := selfTest["2.0.0"]; got != 2 {
 		t.Errorf("2.0.0 self-tested %d times after the retry delay, want 2", got)
-	}
-}
-
-func TestTestVectorKeyBytes(t *testing.T) {
-	k, err := region.ParsePublicKey(TestVectorPublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !k.Equal(testVectorKey) {
-		t.Errorf("testVectorKey = %x, want %x", testVectorKey, k)
 	}
 }

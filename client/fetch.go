@@ -1,0 +1,131 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/org/rustpatcher-go/region"
+)
+
+// progressWriter writes to the temporary file, remembers a write error (so
+// the pipeline can tell a full disk from a bad release) and reports progress
+// in steps of about 5%.
+type progressWriter struct {
+	w     io.Writer
+	total int64
+	done  int64
+	last  int64
+	err   error
+	emit  func(done int64)
+}
+
+func (pw *progressWriter) Write(b []byte) (int, error) {
+	n, err := pw.w.Write(b)
+	pw.done += int64(n)
+	if err != nil {
+		pw.err = err
+		return n, err
+	}
+	if pw.done == pw.total || pw.done-pw.last >= pw.total/20 {
+		pw.last = pw.done
+		pw.emit(pw.done)
+	}
+	return n, nil
+}
+
+// Retry policy for reading a release.
+const (
+	maxReadFailures = 4                      // consecutive failures without progress
+	retryBackoff    = 100 * time.Millisecond // times the number of failures
+)
+
+// releaseReader reads exactly limit bytes of a release, reopening it at the
+// offset reached when a read fails, and refuses a release that goes on past
+// limit.
+type releaseReader struct {
+	ctx      context.Context
+	rel      Release
+	limit    int64
+	off      int64
+	rc       io.ReadCloser
+	failures int
+	lastErr  error
+}
+
+func (r *releaseReader) Read(b []byte) (int, error) {
+	for {
+		if err := r.ctx.Err(); err != nil {
+			r.close()
+			return 0, err
+		}
+		if r.rc == nil {
+			rc, err := r.rel.Open(r.ctx, r.off)
+			if err != nil {
+				if ferr := r.fail(err); ferr != nil {
+					return 0, ferr
+				}
+				continue
+			}
+			r.rc = rc
+		}
+		if r.off == r.limit {
+			// Everything signed is here; make sure nothing follows.
+			var one [1]byte
+			n, _ := io.ReadFull(r.rc, one[:])
+			r.close()
+			if n > 0 {
+				return 0, fmt.Errorf("%w (%d bytes)", ErrTooLong, r.limit-region.Size)
+			}
+			return 0, io.EOF
+		}
+		if int64(len(b)) > r.limit-r.off {
+			b = b[:r.limit-r.off]
+		}
+		n, err := r.rc.Read(b)
+		r.off += int64(n)
+		if n > 0 {
+			r.failures = 0
+		}
+		if err == nil {
+			return n, nil
+		}
+		r.close()
+		if n > 0 {
+			return n, nil // reopen at the new offset on the next call
+		}
+		if ferr := r.fail(err); ferr != nil {
+			return 0, ferr
+		}
+	}
+}
+
+// fail counts a failure without progress and waits before the next try; it
+// returns an error once there were too many.
+func (r *releaseReader) fail(err error) error {
+	r.failures++
+	r.lastErr = err
+	if r.failures >= maxReadFailures {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: it ends after %d of %d bytes", ErrTruncated, r.off, r.limit)
+		}
+		return fmt.Errorf("reading at byte %d of %d, %d tries: %w", r.off, r.limit, r.failures, err)
+	}
+	t := time.NewTimer(time.Duration(r.failures) * retryBackoff)
+	defer t.Stop()
+	select {
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (r *releaseReader) close() {
+	if r.rc != nil {
+		r.rc.Close()
+		r.rc = nil
+	}
+}

@@ -1,0 +1,629 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/org/rustpatcher-go/internal/selfreplace"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// A pipeline is the update engine behind an Updater. It owns the whole
+// sequence of an update, in this order, and all of its state:
+//
+//  1. verify self: the executable file must verify with the owner key and
+//     hold the region the program runs with, else updates are off;
+//  2. start sources: the Config's at once, the network in the background;
+//  3. poll sources, every Interval and on request;
+//  4. choose: the newest release that is signed by the owner, newer than
+//     the running (or applied) one and not refused before;
+//  5. fetch it into a temporary file next to the executable, resuming
+//     after a failed read;
+//  6. verify hash, size and signature while fetching;
+//  7. self-test: run the new file once in self-test mode;
+//  8. replace the executable, keeping the previous one as a backup;
+//  9. serve the new release to other nodes at once;
+//  10. restart into it now, at a set time or not at all, per the Mode.
+//
+// It runs on one goroutine, run's. Its Updater talks to it only through a
+// control: requests one way, the applied release the other.
+type pipeline struct {
+	// Set by newPipeline, then only read.
+	cfg      Config // with defaults
+	pub      ed25519.PublicKey
+	exe      string
+	log      *slog.Logger
+	selfTest func(ctx context.Context, path string, want region.Info) error
+	ctl      *control
+
+	// Used by run's goroutine only.
+	sources   []Source
+	joining   <-chan netStart // the network being joined, if it is
+	network   io.Closer       // the network joined, for the Updater to leave
+	running   region.Info     // the verified running binary
+	applied   *region.Info    // the release on disk waiting for a restart
+	refused   refusals
+	restartAt time.Time // the pending restart in mode At, or zero
+}
+
+// newPipeline returns the pipeline that keeps the executable at exe up to
+// date with releases signed by pub. Config fields left zero take their
+// defaults.
+func newPipeline(cfg Config, pub ed25519.PublicKey, exe string, ctl *control) *pipeline {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.SelfTestTimeout <= 0 {
+		cfg.SelfTestTimeout = DefaultSelfTestTimeout
+	}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
+	if cfg.restart == nil {
+		cfg.restart = restartProcess
+	}
+	if cfg.current == nil {
+		cfg.current = region.Current
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &pipeline{
+		cfg:      cfg,
+		pub:      pub,
+		exe:      exe,
+		log:      log.With("component", "rustpatcher"),
+		selfTest: cfg.selfTest,
+		ctl:      ctl,
+		sources:  append([]Source(nil), cfg.Sources...),
+		refused:  newRefusals(),
+	}
+	if p.selfTest == nil {
+		p.selfTest = func(ctx context.Context, path string, want region.Info) error {
+			return runSelfTest(ctx, path, want, cfg.SelfTestTimeout, p.log)
+		}
+	}
+	return p
+}
+
+// run is the pipeline, until ctx is done. It returns the network it
+// joined, if any, for the Updater to leave.
+func (p *pipeline) run(ctx context.Context) io.Closer {
+	// 1. Verify self.
+	running, err := verifySelf(ctx, p.exe, p.pub, p.cfg.current)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("updates are off", "reason", err)
+			p.emit(Event{Kind: EventDisabled, Release: running, Err: err})
+		}
+		return nil
+	}
+	p.running = running
+	p.log.Info("running binary verified, updates are on", "version", running.Version, "executable", p.exe, "mode", p.cfg.Mode.String())
+	p.emit(Event{Kind: EventVerified, Release: running})
+	if removed, err := selfreplace.CleanStale(p.exe, time.Hour); err == nil && len(removed) > 0 {
+		p.log.Info("removed temporary files left by an interrupted update", "files", removed)
+	}
+
+	// 2. Start sources: those of the Config serve the running binary at
+	// once; the network starts beside the polling of the others, which
+	// must not wait for bootstrapping.
+	p.seed(ctx, p.exe, running)
+	p.joining = p.joinNetwork(ctx)
+
+	p.loop(ctx)
+	if p.joining != nil {
+		p.network = (<-p.joining).closer
+	}
+	return p.network
+}
+
+// loop polls the sources at once, then every Interval and when asked, and
+// restarts when asked or when the restart of mode At is due, until ctx is
+// done.
+func (p *pipeline) loop(ctx context.Context) {
+	tick := time.NewTicker(p.cfg.Interval)
+	defer tick.Stop()
+	var alarm alarm
+	defer alarm.stop()
+	poll := true
+	for {
+		if poll {
+			p.update(ctx)
+			poll = false
+		}
+		alarm.set(p.restartAt, p.cfg.now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			poll = true
+		case <-p.ctl.check:
+			poll = true
+		case ns := <-p.joining:
+			p.joining = nil
+			poll = p.joined(ctx, ns)
+		case <-p.ctl.restart:
+			if p.applied != nil {
+				p.restart(ctx, *p.applied, false)
+			}
+		case <-alarm.c():
+			alarm.fired()
+			p.restartIfDue(ctx)
+		}
+	}
+}
+
+// update is one round of steps 3 to 10.
+func (p *pipeline) update(ctx context.Context) {
+	if applied, ok := p.poll(ctx); ok {
+		p.afterApply(ctx, applied)
+	}
+}
+
+// netStart is the outcome of joining the network.
+type netStart struct {
+	src    Source
+	closer io.Closer
+	err    error
+}
+
+// joinNetwork starts joining the network in the background, unless it is
+// disabled (nil).
+func (p *pipeline) joinNetwork(ctx context.Context) <-chan netStart {
+	if p.cfg.Network.Disabled {
+		return nil
+	}
+	c := make(chan netStart, 1)
+	go func() {
+		src, closer, err := startNetwork(ctx, p.cfg.Network, p.pub, p.log)
+		c <- netStart{src, closer, err}
+	}()
+	return c
+}
+
+// joined takes the network into use once it is up: it becomes a source
+// and serves the running (or applied) binary. It reports whether the
+// network became a source.
+func (p *pipeline) joined(ctx context.Context, ns netStart) bool {
+	p.network = ns.closer
+	if ns.err != nil {
+		if ctx.Err() == nil {
+			p.log.Error("network did not start; using the other sources only", "err", ns.err)
+			p.emit(Event{Kind: EventFailed, Err: fmt.Errorf("starting the network: %w", ns.err)})
+		}
+		return false
+	}
+	if ns.src == nil || ctx.Err() != nil {
+		return false
+	}
+	p.sources = append(p.sources, ns.src)
+	p.seedOne(ctx, ns.src, p.exe, p.current())
+	return true
+}
+
+// 3. Poll sources and 4. choose.
+
+// poll asks every source for releases and applies the newest acceptable
+// one, falling back to the next newest when one fails. It returns the
+// release applied, if any.
+func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
+	cands := p.offers(ctx)
+	// Newest first; among equal versions keep the sources' order.
+	sort.SliceStable(cands, func(i, j int) bool {
+		return region.CompareVersions(cands[i].in.Version, cands[j].in.Version) > 0
+	})
+	for _, c := range cands {
+		if ctx.Err() != nil {
+			return region.Info{}, false
+		}
+		if p.acceptable(c.in) != nil {
+			continue // a newer one was applied in this poll
+		}
+		if p.refused.selfTestFailedRecently(c, p.cfg.now()) {
+			continue // another copy of it failed its self-test in this poll
+		}
+		p.log.Info("update found", "version", c.in.Version, "source", c.name(), "size", c.in.Size+region.Size)
+		p.emit(Event{Kind: EventFound, Release: c.in, Source: c.name()})
+		err := p.apply(ctx, c)
+		if err == nil {
+			return c.in, true
+		}
+		if ctx.Err() != nil || !p.failed(c, err) {
+			return region.Info{}, false
+		}
+	}
+	return region.Info{}, false
+}
+
+// offers returns the releases the sources offer that may be applied,
+// reporting each one refused, once.
+func (p *pipeline) offers(ctx context.Context) []candidate {
+	var cands []candidate
+	for _, src := range p.sources {
+		if ctx.Err() != nil {
+			return nil
+		}
+		rels, err := src.Releases(ctx)
+		if err != nil {
+			p.log.Warn("source failed", "source", src.String(), "err", err)
+			p.emit(Event{Kind: EventFailed, Source: src.String(), Err: fmt.Errorf("source %s: %w", src, err)})
+		}
+		for _, r := range rels {
+			c := candidate{src: src, rel: r, in: r.Info()}
+			if err := p.acceptable(c.in); err != nil {
+				if p.refused.reject(c) {
+					p.log.Info("release rejected", "version", c.in.Version, "source", c.name(), "reason", err)
+					p.emit(Event{Kind: EventRejected, Release: c.in, Source: c.name(), Err: err})
+				}
+				continue
+			}
+			if !p.refused.rejected(c) && !p.refused.selfTestFailedRecently(c, p.cfg.now()) {
+				cands = append(cands, c)
+			}
+		}
+	}
+	return cands
+}
+
+// current returns the version the next update must beat: the applied one
+// if any, else the running one.
+func (p *pipeline) current() region.Info {
+	if p.applied != nil {
+		return *p.applied
+	}
+	return p.running
+}
+
+// acceptable reports why a release offered must not be applied, or nil.
+func (p *pipeline) acceptable(in region.Info) error {
+	if err := in.VerifySignature(p.pub); err != nil {
+		return err
+	}
+	cur := p.current()
+	if region.CompareVersions(in.Version, cur.Version) <= 0 {
+		return fmt.Errorf("%w: %s is not above %s", ErrNotNewer, in.Version, cur.Version)
+	}
+	if region.IsPrerelease(in.Version) && !p.cfg.AllowPrerelease {
+		return fmt.Errorf("%w: %s", ErrPrerelease, in.Version)
+	}
+	return nil
+}
+
+// failed reports a release that could not be applied and remembers it.
+// It reports whether the next candidate is worth trying in this poll: not
+// after a failure on this machine's side.
+func (p *pipeline) failed(c candidate, err error) bool {
+	p.emit(Event{Kind: EventFailed, Release: c.in, Source: c.name(), Err: err})
+	var le *localError
+	if errors.As(err, &le) {
+		// Our side failed (disk full, permissions): the release may be
+		// fine, and the others would fail the same way, so try again at
+		// the next poll.
+		p.log.Error("update failed; the executable is unchanged, will retry", "version", c.in.Version, "source", c.name(), "err", err)
+		return false
+	}
+	if errors.Is(err, ErrSelfTest) {
+		p.refused.failSelfTest(c, p.cfg.now())
+	} else {
+		p.refused.reject(c)
+	}
+	p.log.Warn("release refused; the executable is unchanged", "version", c.in.Version, "source", c.name(), "reason", err)
+	return true
+}
+
+// 5. Fetch, 6. verify, 7. self-test, 8. replace and 9. serve.
+
+// apply fetches, verifies, self-tests and installs one release, then
+// serves it. On error the temporary file is gone and the executable
+// unchanged.
+func (p *pipeline) apply(ctx context.Context, c candidate) error {
+	r := &selfreplace.Replacer{Path: p.exe, FS: p.cfg.fs, Hook: p.cfg.step}
+	tmp, err := r.Begin()
+	if err != nil {
+		return &localError{err}
+	}
+	defer tmp.Abort() // no-op after a successful Commit
+	got, err := p.fetch(ctx, c, tmp)
+	if err != nil {
+		return err
+	}
+	if err := tmp.Finish(); err != nil {
+		return &localError{err}
+	}
+	if err := p.selfTest(ctx, tmp.Name(), got); err != nil {
+		return err
+	}
+	if err := tmp.Commit(); err != nil {
+		if !tmp.Committed() {
+			return &localError{err}
+		}
+		// The new binary is in place; only the directory sync failed.
+		p.log.Warn("update in place but it may not survive a power loss", "err", err)
+	}
+	p.applied = &got
+	p.ctl.setApplied(got)
+	p.log.Info("update applied", "version", got.Version, "executable", p.exe, "previous", p.exe+selfreplace.BackupSuffix)
+	// Serve the new release at once, before any restart.
+	p.seed(ctx, p.exe, got)
+	p.emit(Event{Kind: EventApplied, Release: got, Source: c.name()})
+	return nil
+}
+
+// fetch streams the release into w, reporting progress, and verifies it
+// on the way: the bytes must hash to the signed hash and size, and their
+// region must be the one offered. A write error is a localError.
+func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.Info, error) {
+	total := int64(c.in.Size) + region.Size
+	pw := &progressWriter{w: w, total: total, emit: func(done int64) {
+		p.emit(Event{Kind: EventProgress, Release: c.in, Source: c.name(), Done: done, Total: total})
+	}}
+	rr := &releaseReader{ctx: ctx, rel: c.rel, limit: total}
+	defer rr.close()
+	s, err := region.Scan(ctx, io.TeeReader(rr, pw))
+	if pw.err != nil {
+		return region.Info{}, &localError{pw.err}
+	}
+	if err != nil {
+		return region.Info{}, fmt.Errorf("downloading %s: %w", c.name(), err)
+	}
+	got, err := s.Verify(p.pub)
+	if err != nil {
+		return region.Info{}, fmt.Errorf("verifying %s: %w", c.name(), err)
+	}
+	if got != c.in {
+		return region.Info{}, fmt.Errorf("%w: %s holds version %s", ErrRegionMismatch, c.name(), got.Version)
+	}
+	return got, nil
+}
+
+// seed hands a verified binary to every source that serves releases.
+func (p *pipeline) seed(ctx context.Context, path string, in region.Info) {
+	for _, src := range p.sources {
+		p.seedOne(ctx, src, path, in)
+	}
+}
+
+// seedOne hands a verified binary to src if it serves releases.
+func (p *pipeline) seedOne(ctx context.Context, src Source, path string, in region.Info) {
+	s, ok := src.(Seeder)
+	if !ok {
+		return
+	}
+	if err := s.Seed(ctx, path, in); err != nil {
+		p.log.Warn("seeding failed", "source", src.String(), "version", in.Version, "err", err)
+	}
+}
+
+// 10. Restart per Mode.
+
+// afterApply acts on a freshly applied release according to the Mode.
+func (p *pipeline) afterApply(ctx context.Context, applied region.Info) {
+	switch p.cfg.Mode.kind {
+	case modeNow:
+		p.emit(Event{Kind: EventRestartScheduled, Release: applied, At: p.cfg.now()})
+		p.restart(ctx, applied, true)
+	case modeAt:
+		p.restartAt = NextAt(p.cfg.now(), p.cfg.Mode.hour, p.cfg.Mode.minute)
+		p.log.Info("restart scheduled", "version", applied.Version, "at", p.restartAt.Format(time.RFC3339))
+		p.emit(Event{Kind: EventRestartScheduled, Release: applied, At: p.restartAt})
+	default:
+		p.log.Info("update applied; it runs at the next start", "version", applied.Version)
+	}
+}
+
+// restartIfDue restarts into the applied release, asking the app, once
+// the restart time of mode At has come.
+func (p *pipeline) restartIfDue(ctx context.Context) {
+	if p.restartAt.IsZero() || p.cfg.now().Before(p.restartAt) {
+		return
+	}
+	p.restartAt = time.Time{}
+	if p.applied != nil {
+		p.restart(ctx, *p.applied, true)
+	}
+}
+
+// restart execs the applied binary, after asking the app if confirm is
+// set. It returns only if the app declined or the restart failed (or a
+// test hook returned).
+func (p *pipeline) restart(ctx context.Context, in region.Info, confirm bool) {
+	if confirm && p.cfg.ConfirmRestart != nil && !p.cfg.ConfirmRestart(ctx, in) {
+		p.log.Info("restart declined by the app; the update runs at the next start", "version", in.Version)
+		return
+	}
+	p.log.Info("restarting into the update", "version", in.Version, "executable", p.exe)
+	p.emit(Event{Kind: EventRestarting, Release: in})
+	if err := p.cfg.restart(p.exe, os.Args, os.Environ()); err != nil {
+		p.log.Error("restart failed; the update runs at the next start", "version", in.Version, "err", err)
+		p.emit(Event{Kind: EventFailed, Release: in, Err: fmt.Errorf("restarting: %w", err)})
+	}
+}
+
+func (p *pipeline) emit(e Event) {
+	if p.cfg.OnEvent != nil {
+		p.cfg.OnEvent(e)
+	}
+}
+
+// A control is all that an Updater and its pipeline share: the Updater's
+// requests, each held until the pipeline takes it (asking again before
+// then is the same request), and the release the pipeline applied.
+type control struct {
+	check   chan struct{} // poll now
+	restart chan struct{} // restart into the applied release now
+
+	mu      sync.Mutex
+	applied *region.Info
+}
+
+func newControl() *control {
+	return &control{check: make(chan struct{}, 1), restart: make(chan struct{}, 1)}
+}
+
+// request sends a request on c unless one is pending.
+func request(c chan<- struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// setApplied publishes the release now on disk.
+func (c *control) setApplied(in region.Info) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.applied = &in
+}
+
+// appliedRelease returns the release on disk waiting for a restart, if any.
+func (c *control) appliedRelease() (region.Info, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.applied == nil {
+		return region.Info{}, false
+	}
+	return *c.applied, true
+}
+
+// alarm wakes the loop for the pending restart of mode At: at most a
+// minute ahead, so that the wall clock is read again and a clock change or
+// a suspended machine does not shift the restart.
+type alarm struct{ t *time.Timer }
+
+// set arms the alarm for at, unless it is armed or at is zero.
+func (a *alarm) set(at, now time.Time) {
+	if at.IsZero() || a.t != nil {
+		return
+	}
+	a.t = time.NewTimer(max(min(at.Sub(now), time.Minute), 0))
+}
+
+// c returns the channel the alarm fires on; nil (never) when unarmed.
+func (a *alarm) c() <-chan time.Time {
+	if a.t == nil {
+		return nil
+	}
+	return a.t.C
+}
+
+// fired disarms the alarm after it fired.
+func (a *alarm) fired() { a.t = nil }
+
+func (a *alarm) stop() {
+	if a.t != nil {
+		a.t.Stop()
+	}
+}
+
+// candidate is a release offered by a source.
+type candidate struct {
+	src Source
+	rel Release
+	in  region.Info
+}
+
+// name identifies the candidate's bytes as offered by its source, for logs
+// and for remembering failures: two sources (or two files) may offer the
+// same region with different bytes.
+func (c candidate) name() string {
+	if s, ok := c.rel.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return c.src.String()
+}
+
+// identifier is implemented by releases whose bytes may change under the
+// same name, such as a file being copied into a directory: identity
+// changes with them, so a release refused while incomplete is tried again.
+type identifier interface{ identity() string }
+
+// id names the release itself, whoever offers it: SHA-256 of its region.
+func (c candidate) id() [sha256.Size]byte {
+	b, _ := c.in.Marshal()
+	return sha256.Sum256(b[:])
+}
+
+// key names the offer: source, file (or its identity) and release.
+func (c candidate) key() string {
+	h := c.id()
+	id := c.name()
+	if i, ok := c.rel.(identifier); ok {
+		id = i.identity()
+	}
+	return c.src.String() + "\x00" + id + "\x00" + hex.EncodeToString(h[:])
+}
+
+// maxRemembered bounds each memory of refusals; past it the memory starts
+// afresh (and each rejection is logged once more).
+const maxRemembered = 4096
+
+// selfTestRetry is how long a release that failed its self-test is left
+// alone before it is tried again.
+const selfTestRetry = time.Hour
+
+// refusals is the pipeline's memory of the releases it refused, so that
+// each is reported once and not fetched again.
+type refusals struct {
+	// byOffer remembers offers refused for what they are (version,
+	// signature, bad bytes), by candidate.key: never retried.
+	byOffer map[string]bool
+	// selfTest remembers, by release ID, when a release whose bytes
+	// verified failed its self-test on this machine. Such a release is bad
+	// here whichever peer or file offers it, so it is not fetched again
+	// until selfTestRetry has passed (a hang under load may be transient).
+	selfTest map[[sha256.Size]byte]time.Time
+}
+
+func newRefusals() refusals {
+	return refusals{byOffer: map[string]bool{}, selfTest: map[[sha256.Size]byte]time.Time{}}
+}
+
+// reject remembers an offer as refused and reports whether it was new.
+func (r refusals) reject(c candidate) bool {
+	k := c.key()
+	if r.byOffer[k] {
+		return false
+	}
+	if len(r.byOffer) >= maxRemembered {
+		clear(r.byOffer)
+	}
+	r.byOffer[k] = true
+	return true
+}
+
+// rejected reports whether the offer was refused before.
+func (r refusals) rejected(c candidate) bool { return r.byOffer[c.key()] }
+
+// failSelfTest remembers that c's release failed its self-test at now.
+func (r refusals) failSelfTest(c candidate, now time.Time) {
+	if len(r.selfTest) >= maxRemembered {
+		clear(r.selfTest)
+	}
+	r.selfTest[c.id()] = now
+}
+
+// selfTestFailedRecently reports whether c's release failed its self-test
+// here less than selfTestRetry before now, from any source.
+func (r refusals) selfTestFailedRecently(c candidate, now time.Time) bool {
+	t, ok := r.selfTest[c.id()]
+	return ok && now.Sub(t) < selfTestRetry
+}
+
+// localError marks a failure on this machine's side (disk full, no
+// permission) rather than of the release.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }

@@ -1,0 +1,181 @@
+// Package releasedir lists the signed binaries in a directory, as the
+// client's directory source and rpseed's watcher both need: every regular
+// file whose name says it may be a release is scanned once for its signed
+// region, and the scan is kept until the file's size or modification time
+// changes, so that listing a directory of large binaries again costs one
+// stat per file.
+//
+// The package only reads the files. It verifies nothing: what to make of a
+// region, and with which key, is the caller's policy (see Entry.Verify).
+package releasedir
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/org/rustpatcher-go/region"
+)
+
+// Skip reports whether a file name in a directory is never a release:
+// hidden files (such as rpseed's identity key and files being copied in
+// under a hidden name) and partial downloads ending in .tmp or .part.
+func Skip(name string) bool {
+	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tmp") || strings.HasSuffix(name, ".part")
+}
+
+// An Entry is one file of a listing and what its scan found.
+type Entry struct {
+	// Name is the file's name in the directory, and Path its path.
+	Name, Path string
+	// Size and ModTime are the file's as listed; the scan is redone when
+	// either changes.
+	Size    int64
+	ModTime time.Time
+	// Info is the region found in the file, not verified with any key
+	// (an unsigned region has an empty Version). It is valid only when
+	// Err is nil.
+	Info region.Info
+	// Err says why the file has no usable region: none, several, a
+	// malformed one, or the file could not be read. It names the file.
+	Err error
+	// Changed reports whether the file was scanned by this List: it is
+	// new, or its size or modification time changed, since the previous
+	// List that returned without error.
+	Changed bool
+
+	scan *region.Scanned
+}
+
+// Verify checks the entry's region with pub against the file as it was
+// scanned: signature, hash and size. The error names the file.
+func (e Entry) Verify(pub ed25519.PublicKey) (region.Info, error) {
+	if e.Err != nil {
+		return region.Info{}, e.Err
+	}
+	in, err := e.scan.Verify(pub)
+	if err != nil {
+		return in, fmt.Errorf("%s: %w", e.Path, err)
+	}
+	return in, nil
+}
+
+// A Dir is a directory of release binaries whose scans are cached. It is
+// safe for concurrent use; List calls run one at a time.
+type Dir struct {
+	path string
+
+	mu    sync.Mutex // serialises List and guards cache
+	cache map[string]Entry
+}
+
+// New returns the Dir at path. Nothing is read until List.
+func New(path string) *Dir {
+	return &Dir{path: path, cache: map[string]Entry{}}
+}
+
+// Path returns the path the Dir was made with.
+func (d *Dir) Path() string { return d.path }
+
+// List returns the files of the directory that may be releases, in name
+// order: regular files (not symbolic links, not subdirectories) whose name
+// Skip does not refuse, each with its scan. Files it cannot stat (removed
+// meanwhile) are left out; files without a usable region are listed with
+// Err set. Files no longer there are forgotten.
+//
+// If the Dir's path names a regular file instead of a directory, List
+// returns that one file, whatever its name.
+//
+// List reads each new or changed file to its end, or until ctx is done; it
+// then returns ctx's error and keeps the cache as it was.
+func (d *Dir) List(ctx context.Context) ([]Entry, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	files, err := d.files()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Entry, 0, len(files))
+	next := make(map[string]Entry, len(files))
+	for _, fi := range files {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		path := d.path
+		if fi.name != "" {
+			path = filepath.Join(d.path, fi.name)
+		}
+		e, hit := d.cache[path]
+		e.Changed = !hit || e.Size != fi.size || !e.ModTime.Equal(fi.mtime)
+		if e.Changed {
+			e = scan(ctx, path, fi)
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		next[path] = e
+		out = append(out, e)
+	}
+	d.cache = next
+	return out, nil
+}
+
+// file is a listed file before its scan; name is empty when the Dir's path
+// is the file itself.
+type file struct {
+	name  string
+	size  int64
+	mtime time.Time
+}
+
+// files lists the candidate files.
+func (d *Dir) files() ([]file, error) {
+	st, err := os.Stat(d.path)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case st.Mode().IsRegular():
+		return []file{{size: st.Size(), mtime: st.ModTime()}}, nil
+	case !st.IsDir():
+		return nil, fmt.Errorf("%s is neither a directory nor a regular file", d.path)
+	}
+	ents, err := os.ReadDir(d.path)
+	if err != nil {
+		return nil, err
+	}
+	var files []file
+	for _, e := range ents {
+		if Skip(e.Name()) || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() {
+			continue // gone or replaced meanwhile
+		}
+		files = append(files, file{name: e.Name(), size: fi.Size(), mtime: fi.ModTime()})
+	}
+	return files, nil
+}
+
+// scan reads the file at path once with the region scanner.
+func scan(ctx context.Context, path string, fi file) Entry {
+	e := Entry{Name: filepath.Base(path), Path: path, Size: fi.size, ModTime: fi.mtime, Changed: true}
+	s, err := region.ScanFile(ctx, path)
+	if err != nil {
+		e.Err = err
+		return e
+	}
+	in, err := s.Info()
+	if err != nil {
+		e.Err = fmt.Errorf("%s: %w", path, err)
+		return e
+	}
+	e.Info, e.scan = in, s
+	return e
+}
