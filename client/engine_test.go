@@ -73,7 +73,7 @@ func writeBinary(t testing.TB, path string, size int, seed uint64, key testKey, 
 	if version == "" {
 		return region.Info{}
 	}
-	in, err := region.SignFile(context.Background(), path, key.priv, version)
+	in, err := region.SignFile(context.Background(), path, key.priv, version, runtime.GOOS+"/"+runtime.GOARCH)
 	if err != nil {
 		t.Fatal(err)
 	}

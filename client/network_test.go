@@ -27,7 +27,7 @@ func fakeRelease(t *testing.T, key ed25519.PrivateKey, version string) (string, 
 	if err := os.WriteFile(path, append(append(body[:1024:1024], reg[:]...), body[1024:]...), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	in, err := region.SignFile(context.Background(), path, key, version)
+	in, err := region.SignFile(context.Background(), path, key, version, runtime.GOOS+"/"+runtime.GOARCH)
 	if err != nil {
 		t.Fatal(err)
 	}

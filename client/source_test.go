@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -54,7 +55,7 @@ func TestDirSource(t *testing.T) {
 	// A file re-signed in place is scanned again (its size stays, its
 	// modification time changes).
 	p := filepath.Join(dir, "a-2.0.0")
-	if _, err := region.SignFile(context.Background(), p, k.priv, "2.5.0"); err != nil {
+	if _, err := region.SignFile(context.Background(), p, k.priv, "2.5.0", runtime.GOOS+"/"+runtime.GOARCH); err != nil {
 		t.Fatal(err)
 	}
 	future := time.Now().Add(time.Minute)

@@ -265,7 +265,7 @@ func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) erro
 	if err := copyFile(filepath.Join(bin, "hello"), release); err != nil {
 		return err
 	}
-	in, err := region.SignFile(context.Background(), release, key, "2.0.0")
+	in, err := region.SignFile(context.Background(), release, key, "2.0.0", runtime.GOOS+"/"+runtime.GOARCH)
 	if err != nil {
 		return err
 	}
@@ -289,7 +289,7 @@ func run(ctx context.Context, out io.Writer, nodes int, keep, verbose bool) erro
 		if err := copyFile(filepath.Join(bin, "hello"), exe); err != nil {
 			return nil, "", err
 		}
-		if _, err := region.SignFile(context.Background(), exe, key, "1.0.0"); err != nil {
+		if _, err := region.SignFile(context.Background(), exe, key, "1.0.0", runtime.GOOS+"/"+runtime.GOARCH); err != nil {
 			return nil, "", err
 		}
 		args := append([]string{"--private", "--dht-server", "--interval", "2s"}, loop...)

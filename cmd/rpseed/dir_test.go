@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/org/rustpatcher-go/region"
@@ -77,7 +78,7 @@ func writeSigned(t *testing.T, dir, name string, head []byte, key ed25519.Privat
 	if err := os.WriteFile(tmp, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := region.SignFile(context.Background(), tmp, key, version); err != nil {
+	if _, err := region.SignFile(context.Background(), tmp, key, version, runtime.GOOS+"/"+runtime.GOARCH); err != nil {
 		t.Fatal(err)
 	}
 	signed, _ := os.ReadFile(tmp)

@@ -160,7 +160,7 @@ func writeRelease(t *testing.T, dir, name string, key ed25519.PrivateKey, versio
 	if err := os.WriteFile(tmp, append(append(body[:4096:4096], reg[:]...), body[4096:]...), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	in, err := region.SignFile(context.Background(), tmp, key, version)
+	in, err := region.SignFile(context.Background(), tmp, key, version, runtime.GOOS+"/"+runtime.GOARCH)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -60,7 +61,7 @@ func writeBinary(t *testing.T, dir, name string, key ed25519.PrivateKey, version
 	if key == nil {
 		return path, region.Info{}
 	}
-	in, err := region.SignFile(context.Background(), path, key, version)
+	in, err := region.SignFile(context.Background(), path, key, version, runtime.GOOS+"/"+runtime.GOARCH)
 	if err != nil {
 		t.Fatal(err)
 	}

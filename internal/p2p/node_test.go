@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -36,7 +37,7 @@ func makeRelease(t testing.TB, dir string, key ed25519.PrivateKey, version strin
 	if err := os.WriteFile(path, buf, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	in, err := region.SignFile(context.Background(), path, key, version)
+	in, err := region.SignFile(context.Background(), path, key, version, runtime.GOOS+"/"+runtime.GOARCH)
 	if err != nil {
 		t.Fatal(err)
 	}
