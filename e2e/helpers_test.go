@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -214,7 +215,7 @@ func CopyFile(t testing.TB, src, dst string) {
 func SignedCopy(t testing.TB, src, dst string, key Key, version string) region.Info {
 	t.Helper()
 	CopyFile(t, src, dst)
-	in, err := region.SignFile(context.Background(), dst, key.Private, version)
+	in, err := region.SignFile(context.Background(), dst, key.Private, version, runtime.GOOS+"/"+runtime.GOARCH)
 	if err != nil {
 		t.Fatalf("signing %s as %s: %v", dst, version, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -236,7 +237,7 @@ func TestUpdateRefused(t *testing.T) {
 			make: func(t *testing.T, s *updateSetup) {
 				p := filepath.Join(s.rels, "hello-0.9.0")
 				CopyFile(t, s.exe, p)
-				if _, err := region.SignFile(context.Background(), p, s.key.Private, "0.9.0"); err != nil {
+				if _, err := region.SignFile(context.Background(), p, s.key.Private, "0.9.0", runtime.GOOS+"/"+runtime.GOARCH); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -291,7 +292,7 @@ func flipByte(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	off := int64(sc.Size / 3)
+	off := sc.FileSize / 3
 	if off >= sc.Offset && off < sc.Offset+region.Size {
 		off = sc.Offset + region.Size + 1
 	}
@@ -332,7 +333,7 @@ func BenchmarkSelfTest(b *testing.B) {
 		dir := b.TempDir()
 		exe := filepath.Join(dir, "hello")
 		padBinary(b, bin, exe, extra)
-		if _, err := region.SignFile(context.Background(), exe, key.Private, "1.0.0"); err != nil {
+		if _, err := region.SignFile(context.Background(), exe, key.Private, "1.0.0", runtime.GOOS+"/"+runtime.GOARCH); err != nil {
 			b.Fatal(err)
 		}
 		st, err := os.Stat(exe)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/org/rustpatcher-go/internal/exefmt"
 )
 
 // ScanFile opens the file at path and scans it; see Scan.
@@ -16,23 +18,62 @@ func ScanFile(ctx context.Context, path string) (*Scanned, error) {
 		return nil, err
 	}
 	defer f.Close()
-	s, err := Scan(ctx, f)
+	// A first pass only locates the region, at the speed of reading, so
+	// that the second computes only the digest of the region's format.
+	loc, err := scanFile(ctx, f, scanOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	opt := scanOptions{v0: true, v1: true}
+	if in, err := loc.Info(); err == nil && in.Format != 0 {
+		opt = scanOptions{v0: in.Format == V0, v1: in.Format == V1}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	s, err := scanFile(ctx, f, opt)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if s.Offset != loc.Offset {
+		return nil, fmt.Errorf("%s: the file changed while it was read", path)
 	}
 	return s, nil
 }
 
-// SignFile signs the binary at path in place with key and version; see
-// Sign.
-func SignFile(ctx context.Context, path string, key ed25519.PrivateKey, version string) (Info, error) {
-	return Sign(ctx, path, key, SignOptions{Version: version})
+// scanFile scans an open file, whose size it takes from the file.
+func scanFile(ctx context.Context, f *os.File, opt scanOptions) (*Scanned, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	opt.size = st.Size()
+	s, err := scan(ctx, f, opt, make([]byte, chunkSize+Size))
+	if err != nil {
+		return nil, err
+	}
+	if s.FileSize != opt.size {
+		return nil, fmt.Errorf("the file changed size while it was read (%d bytes, then %d)", opt.size, s.FileSize)
+	}
+	return s, nil
+}
+
+// SignFile signs the binary at path in place with key and version, in
+// format V1 for target; see Sign.
+func SignFile(ctx context.Context, path string, key ed25519.PrivateKey, version, target string) (Info, error) {
+	return Sign(ctx, path, key, SignOptions{Version: version, Target: target})
 }
 
 // SignOptions are the details of a signature made by Sign.
 type SignOptions struct {
 	// Version is the release version, canonicalised by ParseVersion.
 	Version string
+	// Format is the region format to write; zero means V1. V0 is for
+	// rustpatcher 0.2's tools.
+	Format Format
+	// Target is the GOOS/GOARCH the binary is for, such as linux/amd64;
+	// V1 signs it, and requires it.
+	Target string
 	// Find lists texts to look for in the file in the same pass that
 	// hashes it, such as the public key that the app should embed; the
 	// result is in Scanned.Found, for Check.
@@ -44,9 +85,12 @@ type SignOptions struct {
 }
 
 // Sign signs the binary at path in place with key: one pass over the file
-// computes the hash and size, then only the region's 176 bytes are written
-// and synced. Signing an already signed binary replaces its signature. On
-// error (ctx done included) the file is unchanged.
+// computes the digest of its content, then only the region's 176 bytes are
+// written, and, in a Mach-O binary with a code signature, the hashes of the
+// code pages that hold them, so that an ad hoc signature (which Go's linker
+// gives every darwin/arm64 binary) stays valid. Signing an already signed
+// binary replaces its signature. On error (ctx done included) the file is
+// unchanged.
 func Sign(ctx context.Context, path string, key ed25519.PrivateKey, opts SignOptions) (Info, error) {
 	v, err := ParseVersion(opts.Version)
 	if err != nil {
@@ -55,12 +99,27 @@ func Sign(ctx context.Context, path string, key ed25519.PrivateKey, opts SignOpt
 	if len(key) != ed25519.PrivateKeySize {
 		return Info{}, fmt.Errorf("signing key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
 	}
+	format := opts.Format
+	switch format {
+	case 0:
+		format = V1
+	case V0:
+		if opts.Target != "" {
+			return Info{}, errors.New("a v0 region has no target field; sign v1, or leave the target out")
+		}
+	case V1:
+	default:
+		return Info{}, fmt.Errorf("unknown region format %d", format)
+	}
+	if format == V1 && !validTarget(opts.Target) {
+		return Info{}, fmt.Errorf("target %q: want GOOS/GOARCH such as linux/amd64, at most %d bytes", opts.Target, TargetLen)
+	}
 	f, err := openRegular(path, os.O_RDWR)
 	if err != nil {
 		return Info{}, err
 	}
 	defer f.Close()
-	s, err := scanFind(ctx, f, opts.Find)
+	s, err := scanFile(ctx, f, scanOptions{v0: format == V0, v1: format == V1, sign: true, find: opts.Find})
 	if err != nil {
 		return Info{}, fmt.Errorf("%s: %w", path, err)
 	}
@@ -69,7 +128,12 @@ func Sign(ctx context.Context, path string, key ed25519.PrivateKey, opts SignOpt
 			return Info{}, err
 		}
 	}
-	in := Info{Version: v, Hash: s.Hash, Size: s.Size}
+	in := Info{Format: format, Version: v}
+	if format == V0 {
+		in.Hash, in.Size = s.V0Hash, s.V0Size
+	} else {
+		in.Hash, in.Size, in.Offset, in.Target = s.Root, uint64(s.ContentEnd), uint64(s.Offset), opts.Target
+	}
 	in.Sign(key)
 	b, err := in.Marshal()
 	if err != nil {
@@ -77,6 +141,11 @@ func Sign(ctx context.Context, path string, key ed25519.PrivateKey, opts SignOpt
 	}
 	if _, err := f.WriteAt(b[:], s.Offset); err != nil {
 		return Info{}, fmt.Errorf("%s: writing the region: %w", path, err)
+	}
+	if l := s.layout; l.Kind == exefmt.MachO && l.HasSignature() {
+		if _, err := exefmt.RepairCodeSignature(f, l, exefmt.Range{Off: s.Offset, Len: Size}); err != nil {
+			return Info{}, fmt.Errorf("%s: region written, but the Mach-O code signature could not be brought up to date: %w", path, err)
+		}
 	}
 	if err := f.Sync(); err != nil {
 		return Info{}, fmt.Errorf("%s: %w", path, err)
@@ -87,15 +156,14 @@ func Sign(ctx context.Context, path string, key ed25519.PrivateKey, opts SignOpt
 	return in, nil
 }
 
-// VerifyFile checks that the binary at path holds exactly one region, signed
-// by pub, whose hash and size match the rest of the file; see Verify.
+// VerifyFile checks that the binary at path is a release signed by pub;
+// see Verify.
 func VerifyFile(ctx context.Context, path string, pub ed25519.PublicKey) (Info, error) {
-	f, err := openRegular(path, os.O_RDONLY)
+	s, err := ScanFile(ctx, path)
 	if err != nil {
 		return Info{}, err
 	}
-	defer f.Close()
-	in, err := Verify(ctx, f, pub)
+	in, err := s.Verify(pub)
 	if err != nil {
 		return in, fmt.Errorf("%s: %w", path, err)
 	}
@@ -103,12 +171,8 @@ func VerifyFile(ctx context.Context, path string, pub ed25519.PublicKey) (Info, 
 }
 
 // Verify reads r to its end, or until ctx is done, and checks that it is a
-// release signed by pub: exactly one region, whose signature verifies and
-// whose hash and size match the rest. It returns the region's Info (also
-// on most errors, for messages); the error wraps ErrUnsigned,
-// ErrSizeMismatch, ErrHashMismatch, ErrBadSignature, ErrMalformed,
-// ErrNoRegion, ErrMultipleRegions or ctx's error. Memory use does not depend
-// on the length of r.
+// release signed by pub; see Scanned.Verify. Memory use does not depend on
+// the length of r.
 func Verify(ctx context.Context, r io.Reader, pub ed25519.PublicKey) (Info, error) {
 	s, err := Scan(ctx, r)
 	if err != nil {
@@ -117,8 +181,13 @@ func Verify(ctx context.Context, r io.Reader, pub ed25519.PublicKey) (Info, erro
 	return s.Verify(pub)
 }
 
-// Verify checks the scanned region's signature with pub and that the signed
-// hash and size match the scanned file.
+// Verify checks the scanned file: exactly one region, whose signature
+// verifies with pub, whose content (see docs/FORMAT.md) has the signed
+// length and digest, and, in V1, which sits where it was signed; after the
+// content only an OS code signature may follow, within MaxTail. It returns
+// the region's Info (also on most errors, for messages); the error wraps
+// ErrUnsigned, ErrBadSignature, ErrMalformed, ErrMoved, ErrSizeMismatch or
+// ErrHashMismatch.
 func (s *Scanned) Verify(pub ed25519.PublicKey) (Info, error) {
 	in, err := s.Info()
 	if err != nil {
@@ -130,13 +199,56 @@ func (s *Scanned) Verify(pub ed25519.PublicKey) (Info, error) {
 	if err := in.VerifySignature(pub); err != nil {
 		return in, err
 	}
-	if in.Size != s.Size {
-		return in, fmt.Errorf("%w: file has %d bytes without the region, signed for %d", ErrSizeMismatch, s.Size, in.Size)
+	return in, s.Matches(in)
+}
+
+// Matches checks that the scanned file is the content in (whose signature
+// the caller checked): the region's position (V1), the content's length
+// and digest, and what follows the content.
+func (s *Scanned) Matches(in Info) error {
+	end := in.ContentLen()
+	if in.Format == V1 && int64(in.Offset) != s.Offset {
+		return fmt.Errorf("%w: signed for offset %d, found at %d", ErrMoved, in.Offset, s.Offset)
 	}
-	if in.Hash != s.Hash {
-		return in, ErrHashMismatch
+	if s.FileSize < end {
+		return fmt.Errorf("%w: file has %d bytes, the signed content %d", ErrSizeMismatch, s.FileSize, end)
 	}
-	return in, nil
+	tail := s.FileSize - end
+	l := s.layout
+	switch {
+	case l.Kind == exefmt.MachO && l.HasSignature():
+		if l.Signature.Off != end {
+			return fmt.Errorf("%w: the code signature starts at %d, the signed content ends at %d", ErrSizeMismatch, l.Signature.Off, end)
+		}
+	case l.Kind == exefmt.PE:
+	default:
+		if tail > 0 {
+			return fmt.Errorf("%w: %d bytes follow the signed content of a %v file that has no code signature", ErrSizeMismatch, tail, l.Kind)
+		}
+	}
+	if tail > MaxTail(end) {
+		return fmt.Errorf("%w: %d bytes of code signature after %d bytes of content, more than %d", ErrSizeMismatch, tail, end, MaxTail(end))
+	}
+	switch in.Format {
+	case V0:
+		if !s.v0 {
+			return errors.New("the scan did not compute the v0 digest")
+		}
+		if s.V0Size != in.Size {
+			return fmt.Errorf("%w: content has %d bytes without the region, signed for %d", ErrSizeMismatch, s.V0Size, in.Size)
+		}
+		if s.V0Hash != in.Hash {
+			return ErrHashMismatch
+		}
+	case V1:
+		if !s.v1 {
+			return errors.New("the scan did not compute the v1 digest")
+		}
+		if s.Root != in.Hash {
+			return ErrHashMismatch
+		}
+	}
+	return nil
 }
 
 // openRegular opens path and checks that it is a regular file; with O_RDWR it

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"strings"
 	"testing"
@@ -47,25 +48,53 @@ func FuzzScan(f *testing.F) {
 	f.Add(cat([]byte("abc"), reg, []byte("xyz")), uint16(1))
 	f.Add(cat(reg, reg), uint16(200))
 	f.Add(cat([]byte(Marker), reg[:150]), uint16(28))
+	f.Add(cat(make([]byte, 100), signedV1(f, 100, 400), make([]byte, 200)), uint16(50))
+	f.Add(cat([]byte("MZ"), make([]byte, 100), reg), uint16(16))
 	f.Fuzz(func(t *testing.T, file []byte, chunk uint16) {
 		c := int(chunk%2048) + 1
-		wantOff, wantHash, wantSize, count := naiveScan(file)
-		s, err := scan(context.Background(), bytes.NewReader(file), make([]byte, c+Size))
-		switch count {
-		case 0:
-			if !errors.Is(err, ErrNoRegion) {
-				t.Fatalf("got %v, want ErrNoRegion", err)
+		ref := reference(file)
+		s, err := scan(context.Background(), bytes.NewReader(file), scanOptions{v0: true, v1: true, size: -1}, make([]byte, c+Size))
+		if diff := ref.check(s, err); diff != "" {
+			t.Fatalf("chunk %d: %s", c, diff)
+		}
+		if err == nil {
+			// Verification of untrusted files must not panic either.
+			_, _ = s.Verify(vectorKey(t).Public().(ed25519.PublicKey))
+		}
+	})
+}
+
+// FuzzPieceChecker checks that checking untrusted pieces never panics and
+// that a piece passes only when it is the content's.
+func FuzzPieceChecker(f *testing.F) {
+	f.Add([]byte("some piece"), int64(0), uint16(10))
+	f.Add(make([]byte, 300), int64(0), uint16(100))
+	f.Fuzz(func(t *testing.T, piece []byte, index int64, off uint16) {
+		content := bytes.Repeat([]byte{7}, 2*PieceSize+int(off))
+		in := Info{Format: V1, Version: "1.0.0", Target: "linux/amd64", Size: uint64(len(content)), Offset: uint64(off)}
+		var leaves [][32]byte
+		for k := 0; k < len(content); k += PieceSize {
+			c := bytes.Clone(content[k:min(k+PieceSize, len(content))])
+			if k == 0 {
+				clear(c[off : int(off)+Size])
 			}
-		case 1:
-			if err != nil {
-				t.Fatal(err)
+			leaves = append(leaves, sha256.Sum256(c))
+		}
+		in.Hash = Root(int64(len(content)), leaves)
+		pc, err := NewPieceChecker(in, leaves, int64(len(content)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pc.Check(index, piece); err == nil {
+			o, n := pc.Piece(index)
+			want := content[o : o+n]
+			if index == 0 {
+				// The region's bytes are not content.
+				want = bytes.Clone(want)
+				copy(want[off:], piece[off:int(off)+Size])
 			}
-			if s.Offset != int64(wantOff) || s.Hash != wantHash || s.Size != wantSize {
-				t.Fatalf("got off=%d size=%d, want off=%d size=%d", s.Offset, s.Size, wantOff, wantSize)
-			}
-		default:
-			if !errors.Is(err, ErrMultipleRegions) {
-				t.Fatalf("got %v, want ErrMultipleRegions", err)
+			if !bytes.Equal(piece, want) {
+				t.Fatalf("piece %d accepted but it is not the content's", index)
 			}
 		}
 	})

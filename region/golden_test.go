@@ -35,7 +35,7 @@ func TestGolden(t *testing.T) {
 			if err := os.WriteFile(p, regiontest.File(v.Prefix, v.Suffix), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := region.SignFile(context.Background(), p, key, v.Version); err != nil {
+			if _, err := region.Sign(context.Background(), p, key, region.SignOptions{Version: v.Version, Format: region.V0}); err != nil {
 				t.Fatal(err)
 			}
 			got, err := os.ReadFile(p)

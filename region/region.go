@@ -1,21 +1,27 @@
 // Package region implements the signed region that rustpatcher-go embeds in
-// every application binary, byte-compatible with rustpatcher 0.2.
+// every application binary, and the rules that say which bytes of a binary
+// its signature covers.
 //
 // The region is a fixed 176-byte block compiled into the binary as
-// initialised data:
+// initialised data. An application links it by importing this package (the
+// client package does). After the build, rpsign finds it in the file and
+// writes the signature into it with [Sign]; the running program reads its
+// own region back from memory with [Current]; [Verify] checks a file.
 //
-//	offset  bytes  field
-//	     0     28  bounds marker
-//	    28     32  hash: first 32 bytes of SHA-512 of the file without the region
-//	    60      8  size: length of the file without the region, little-endian
-//	    68     64  Ed25519 signature of SHA-512(version || hash || size)
-//	   132     16  version: ASCII, NUL-padded
-//	   148     28  bounds marker
+// There are two formats, told apart by their bounds markers:
 //
-// An application links the region by importing this package and calling
-// [Current] (the client package does this). After the build, rpsign finds the
-// region in the file with [Scan] and writes the signed fields with [SignFile];
-// the running program then reads them back from memory with [Current].
+//   - [V1], the default: the signature covers every byte of the file that is
+//     content (all of it, but for an OS code signature and the header fields
+//     it rewrites), the region's position and its target, through the root
+//     of a list of SHA-256 hashes of 1 MiB pieces. A receiver checks each
+//     piece as it arrives.
+//   - [V0], byte-compatible with rustpatcher 0.2: the signature covers the
+//     SHA-512 of the file with the region cut out. rustpatcher's own tools
+//     read and write it.
+//
+// A build holds an unsigned V0 region (so either format can be signed into
+// it); rustpatcher 0.2's tools never mistake a V1 region for one of theirs,
+// as it carries none of their markers.
 //
 // See docs/FORMAT.md for the full specification and test vectors.
 package region
@@ -29,12 +35,14 @@ import (
 	"fmt"
 )
 
-// Layout of the region.
+// Size is the length of a region in bytes, in both formats.
+const Size = 176
+
+// Layout of a V0 region (rustpatcher 0.2).
 const (
-	Size       = 176 // total length of the region in bytes
-	MarkerLen  = 28  // length of each bounds marker
-	HashLen    = 32  // length of the truncated SHA-512 hash
-	VersionLen = 16  // maximum length of the ASCII version
+	MarkerLen  = 28 // length of each V0 bounds marker
+	HashLen    = 32 // length of the hash field (V0: truncated SHA-512; V1: root)
+	VersionLen = 16 // maximum length of the ASCII version
 
 	hashOff    = MarkerLen
 	sizeOff    = hashOff + HashLen
@@ -43,40 +51,42 @@ const (
 	endOff     = versionOff + VersionLen
 )
 
-// Marker is the 28-byte bounds marker that opens and closes the region:
-// "\x17BRUSTPATCHERBEMBEDBBOUNDSB\x17".
-//
-// This package never uses the constant itself (see marker): a program that
-// imports it holds the marker exactly twice, as the bounds of its region.
-// Code linked into an app should not use it either.
-const Marker = "\x17\x42RUSTPATCHER\x42EMBED\x42BOUNDS\x42\x17"
+// Layout of a V1 region.
+const (
+	// V1MarkerLen is the length of each V1 bounds marker.
+	V1MarkerLen = 16
+	// TargetLen is the longest target ("GOOS/GOARCH") a V1 region holds.
+	TargetLen = 16
 
-// markerMask is XORed into every byte of maskedMarker.
-const markerMask = 0x5a
+	v1RootOff    = V1MarkerLen
+	v1SizeOff    = v1RootOff + HashLen
+	v1OffsetOff  = v1SizeOff + 8
+	v1SigOff     = v1OffsetOff + 8
+	v1VersionOff = v1SigOff + ed25519.SignatureSize
+	v1TargetOff  = v1VersionOff + VersionLen
+	v1EndOff     = v1TargetOff + TargetLen
+)
 
-// maskedMarker is Marker with each byte XORed with markerMask: the only form
-// in which the marker is in this package's code, so that it is not stored a
-// third time in a program's file. rustpatcher 0.2's tools take the region
-// to run from the first marker in the file to the last, and refuse a file
-// where that span is not exactly 176 bytes.
-var maskedMarker = [MarkerLen]byte{
-	0x17 ^ markerMask, 0x42 ^ markerMask,
-	'R' ^ markerMask, 'U' ^ markerMask, 'S' ^ markerMask, 'T' ^ markerMask, 'P' ^ markerMask, 'A' ^ markerMask,
-	'T' ^ markerMask, 'C' ^ markerMask, 'H' ^ markerMask, 'E' ^ markerMask, 'R' ^ markerMask,
-	0x42 ^ markerMask,
-	'E' ^ markerMask, 'M' ^ markerMask, 'B' ^ markerMask, 'E' ^ markerMask, 'D' ^ markerMask,
-	0x42 ^ markerMask,
-	'B' ^ markerMask, 'O' ^ markerMask, 'U' ^ markerMask, 'N' ^ markerMask, 'D' ^ markerMask, 'S' ^ markerMask,
-	0x42 ^ markerMask, 0x17 ^ markerMask,
-}
+// Format is a region format.
+type Format uint8
 
-// marker returns Marker, built at run time from maskedMarker.
-func marker() [MarkerLen]byte {
-	var m [MarkerLen]byte
-	for i, c := range maskedMarker {
-		m[i] = c ^ markerMask
+// Region formats. The zero Format is no format: an unsigned region.
+const (
+	// V0 is rustpatcher 0.2's format.
+	V0 Format = 1
+	// V1 signs every byte of content, piece by piece.
+	V1 Format = 2
+)
+
+// String returns "v0" or "v1".
+func (f Format) String() string {
+	switch f {
+	case V0:
+		return "v0"
+	case V1:
+		return "v1"
 	}
-	return m
+	return "unsigned"
 }
 
 // Sentinel errors. Functions wrap them with the file name and details, so test
@@ -96,19 +106,30 @@ var (
 	ErrBadSignature = errors.New("signature does not verify with this public key")
 	// ErrMalformed means the region's bytes are not a valid region.
 	ErrMalformed = errors.New("malformed region")
+	// ErrMoved means a V1 region is not at the offset it was signed for.
+	ErrMoved = errors.New("region is not where it was signed")
 )
 
-// Info is the signed content of a region: what rustpatcher calls a PatchInfo.
-// The zero Info is an unsigned region.
+// Info is the content of a region: what rustpatcher calls a PatchInfo. The
+// zero Info is an unsigned region.
 type Info struct {
+	// Format is V0 or V1; zero for an unsigned region.
+	Format Format
 	// Version is the release version, a semantic version without a leading
 	// "v" (see ParseVersion). Empty in an unsigned region.
 	Version string
-	// Hash is the first 32 bytes of SHA-512 over the file with the region
-	// cut out.
+	// Hash is, in V0, the first 32 bytes of SHA-512 over the content with
+	// the region cut out; in V1, the root of the content's piece hashes
+	// (see Root).
 	Hash [HashLen]byte
-	// Size is the length of the file with the region cut out.
+	// Size is, in V0, the length of the content without the region; in
+	// V1, the length of the content with it. Use ContentLen.
 	Size uint64
+	// Offset is, in V1, the region's offset in the file. Zero in V0.
+	Offset uint64
+	// Target is, in V1, the GOOS/GOARCH the release is for, such as
+	// linux/amd64. Empty in V0.
+	Target string
 	// Signature is the Ed25519 signature of Message().
 	Signature [ed25519.SignatureSize]byte
 }
@@ -119,15 +140,37 @@ func (in Info) Signed() bool {
 	return in.Size != 0 || in.Hash != [HashLen]byte{} || in.Signature != [ed25519.SignatureSize]byte{}
 }
 
-// Message returns the 64-byte message that the owner key signs:
-// SHA-512(version || hash || size as u64 little-endian).
+// ContentLen returns the length of the file's content, the region
+// included: the bytes the signature covers, from the start of the file. An
+// OS code signature may follow them (see docs/FORMAT.md).
+func (in Info) ContentLen() int64 {
+	if in.Format == V1 {
+		return int64(in.Size)
+	}
+	return int64(in.Size) + Size
+}
+
+// v1Domain separates V1 signatures from any other use of the key.
+const v1Domain = "rustpatcher-go/v1 region\x00"
+
+// Message returns the 64-byte message that the owner key signs. In V0 it
+// is SHA-512(version || hash || size as u64 little-endian); in V1 it is
+// SHA-512("rustpatcher-go/v1 region\x00" || the region without its
+// signature field).
 func (in Info) Message() [sha512.Size]byte {
 	h := sha512.New()
-	h.Write([]byte(in.Version))
-	h.Write(in.Hash[:])
-	var size [8]byte
-	binary.LittleEndian.PutUint64(size[:], in.Size)
-	h.Write(size[:])
+	if in.Format == V1 {
+		b := in.marshalV1()
+		h.Write([]byte(v1Domain))
+		h.Write(b[:v1SigOff])
+		h.Write(b[v1VersionOff:])
+	} else {
+		h.Write([]byte(in.Version))
+		h.Write(in.Hash[:])
+		var size [8]byte
+		binary.LittleEndian.PutUint64(size[:], in.Size)
+		h.Write(size[:])
+	}
 	var m [sha512.Size]byte
 	h.Sum(m[:0])
 	return m
@@ -141,7 +184,7 @@ func (in *Info) Sign(key ed25519.PrivateKey) {
 
 // VerifySignature checks the signature against pub. It returns ErrUnsigned
 // for an unsigned region and ErrBadSignature when the signature does not
-// verify. It does not look at any file: see VerifyFile for that.
+// verify. It does not look at any file: see Verify for that.
 func (in Info) VerifySignature(pub ed25519.PublicKey) error {
 	if !in.Signed() {
 		return ErrUnsigned
@@ -149,8 +192,8 @@ func (in Info) VerifySignature(pub ed25519.PublicKey) error {
 	if len(pub) != ed25519.PublicKeySize {
 		return fmt.Errorf("public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
 	}
-	if _, err := ParseVersion(in.Version); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	if err := in.check(); err != nil {
+		return err
 	}
 	m := in.Message()
 	if !ed25519.Verify(pub, m[:], in.Signature[:]) {
@@ -159,19 +202,59 @@ func (in Info) VerifySignature(pub ed25519.PublicKey) error {
 	return nil
 }
 
-// Marshal returns the 176 bytes of the region holding in, markers included.
-// It fails only when in.Version does not fit in 16 ASCII bytes.
-func (in Info) Marshal() ([Size]byte, error) {
-	var b [Size]byte
-	if len(in.Version) > VersionLen {
-		return b, fmt.Errorf("version %q is %d bytes, at most %d fit in the region", in.Version, len(in.Version), VersionLen)
+// check validates the fields of a signed region.
+func (in Info) check() error {
+	if _, err := ParseVersion(in.Version); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	for i := 0; i < len(in.Version); i++ {
-		if c := in.Version[i]; c == 0 || c > 0x7e || c < 0x20 {
-			return b, fmt.Errorf("version %q is not printable ASCII", in.Version)
+	switch in.Format {
+	case V0:
+		if in.Offset != 0 || in.Target != "" {
+			return fmt.Errorf("%w: a v0 region has no offset or target", ErrMalformed)
+		}
+	case V1:
+		if !validTarget(in.Target) {
+			return fmt.Errorf("%w: target %q (want GOOS/GOARCH, at most %d bytes)", ErrMalformed, in.Target, TargetLen)
+		}
+		if in.Offset > in.Size || in.Size-in.Offset < Size {
+			return fmt.Errorf("%w: region at offset %d does not fit in %d bytes of content", ErrMalformed, in.Offset, in.Size)
+		}
+	default:
+		return fmt.Errorf("%w: no format", ErrMalformed)
+	}
+	return nil
+}
+
+// validTarget reports whether t is a plausible "GOOS/GOARCH": at most
+// TargetLen bytes of [a-z0-9_-] with exactly one slash inside.
+func validTarget(t string) bool {
+	if len(t) == 0 || len(t) > TargetLen || bytes.Count([]byte(t), []byte("/")) != 1 || t[0] == '/' || t[len(t)-1] == '/' {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '/' || c == '_' || c == '-') {
+			return false
 		}
 	}
-	m := marker()
+	return true
+}
+
+// Marshal returns the 176 bytes of the region holding in, markers included,
+// in in.Format (an Info without a format gives an unsigned V0 region). It
+// fails only when the version or target does not fit.
+func (in Info) Marshal() ([Size]byte, error) {
+	if err := checkASCII("version", in.Version, VersionLen); err != nil {
+		return [Size]byte{}, err
+	}
+	if in.Format == V1 {
+		if err := checkASCII("target", in.Target, TargetLen); err != nil {
+			return [Size]byte{}, err
+		}
+		return in.marshalV1(), nil
+	}
+	var b [Size]byte
+	m := markerV0()
 	copy(b[:], m[:])
 	copy(b[hashOff:], in.Hash[:])
 	binary.LittleEndian.PutUint64(b[sizeOff:], in.Size)
@@ -181,33 +264,89 @@ func (in Info) Marshal() ([Size]byte, error) {
 	return b, nil
 }
 
-// Parse decodes a 176-byte region. It checks both markers and the version
-// field's encoding (printable ASCII followed only by NUL padding); it does not
-// check the signature.
+// marshalV1 lays out a V1 region; the caller checked the text fields.
+func (in Info) marshalV1() [Size]byte {
+	var b [Size]byte
+	start, end := markersV1()
+	copy(b[:], start[:])
+	copy(b[v1RootOff:], in.Hash[:])
+	binary.LittleEndian.PutUint64(b[v1SizeOff:], in.Size)
+	binary.LittleEndian.PutUint64(b[v1OffsetOff:], in.Offset)
+	copy(b[v1SigOff:], in.Signature[:])
+	copy(b[v1VersionOff:], in.Version)
+	copy(b[v1TargetOff:], in.Target)
+	copy(b[v1EndOff:], end[:])
+	return b
+}
+
+func checkASCII(field, s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("%s %q is %d bytes, at most %d fit in the region", field, s, len(s), max)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return fmt.Errorf("%s %q is not printable ASCII", field, s)
+		}
+	}
+	return nil
+}
+
+// Parse decodes a 176-byte region of either format. It checks the markers
+// and the encoding of the text fields (printable ASCII followed only by NUL
+// padding); it does not check the signature.
 func Parse(b []byte) (Info, error) {
 	var in Info
 	if len(b) != Size {
 		return in, fmt.Errorf("%w: %d bytes, want %d", ErrMalformed, len(b), Size)
 	}
-	if m := marker(); !bytes.Equal(b[:MarkerLen], m[:]) || !bytes.Equal(b[endOff:], m[:]) {
-		return in, fmt.Errorf("%w: bounds markers missing", ErrMalformed)
+	m := markerV0()
+	start, end := markersV1()
+	switch {
+	case bytes.Equal(b[:MarkerLen], m[:]) && bytes.Equal(b[endOff:], m[:]):
+		v, err := parseText("version", b[versionOff:endOff])
+		if err != nil {
+			return in, err
+		}
+		in.Version = v
+		copy(in.Hash[:], b[hashOff:sizeOff])
+		in.Size = binary.LittleEndian.Uint64(b[sizeOff:sigOff])
+		copy(in.Signature[:], b[sigOff:versionOff])
+		if in.Signed() {
+			in.Format = V0
+		}
+		return in, nil
+	case bytes.Equal(b[:V1MarkerLen], start[:]) && bytes.Equal(b[v1EndOff:], end[:]):
+		v, err := parseText("version", b[v1VersionOff:v1TargetOff])
+		if err != nil {
+			return in, err
+		}
+		t, err := parseText("target", b[v1TargetOff:v1EndOff])
+		if err != nil {
+			return in, err
+		}
+		in = Info{Format: V1, Version: v, Target: t}
+		copy(in.Hash[:], b[v1RootOff:v1SizeOff])
+		in.Size = binary.LittleEndian.Uint64(b[v1SizeOff:])
+		in.Offset = binary.LittleEndian.Uint64(b[v1OffsetOff:])
+		copy(in.Signature[:], b[v1SigOff:v1VersionOff])
+		return in, nil
 	}
-	v := b[versionOff:endOff]
+	return in, fmt.Errorf("%w: bounds markers missing", ErrMalformed)
+}
+
+// parseText decodes a NUL-padded printable ASCII field.
+func parseText(field string, v []byte) (string, error) {
 	n := 0
 	for n < len(v) && v[n] != 0 {
 		if v[n] < 0x20 || v[n] > 0x7e {
-			return in, fmt.Errorf("%w: version byte %d is 0x%02x, not printable ASCII", ErrMalformed, n, v[n])
+			return "", fmt.Errorf("%w: %s byte %d is 0x%02x, not printable ASCII", ErrMalformed, field, n, v[n])
 		}
 		n++
 	}
 	for _, c := range v[n:] {
 		if c != 0 {
-			return in, fmt.Errorf("%w: version has bytes after its NUL padding", ErrMalformed)
+			return "", fmt.Errorf("%w: %s has bytes after its NUL padding", ErrMalformed, field)
 		}
 	}
-	in.Version = string(v[:n])
-	copy(in.Hash[:], b[hashOff:sizeOff])
-	in.Size = binary.LittleEndian.Uint64(b[sizeOff:sigOff])
-	copy(in.Signature[:], b[sigOff:versionOff])
-	return in, nil
+	return string(v[:n]), nil
 }

@@ -31,13 +31,18 @@ func TestMarkerBytes(t *testing.T) {
 	if got := hex.EncodeToString([]byte(Marker)); got != want {
 		t.Fatalf("Marker = %s, want %s", got, want)
 	}
+	m0 := markerV0()
+	start, end := markersV1()
+	if string(m0[:]) != Marker || string(start[:]) != V1Marker || string(end[:]) != V1EndMarker {
+		t.Fatal("the masked markers do not unmask to the constants")
+	}
 	if string(embedded[:MarkerLen]) != Marker || string(embedded[endOff:]) != Marker {
 		t.Fatal("embedded region does not carry the markers")
 	}
 }
 
 func TestLayout(t *testing.T) {
-	in := Info{Version: "0.2.0", Size: 0x0102030405060708}
+	in := Info{Format: V0, Version: "0.2.0", Size: 0x0102030405060708}
 	for i := range in.Hash {
 		in.Hash[i] = byte(i + 1)
 	}
@@ -105,10 +110,96 @@ func TestMarshalRejectsBadVersion(t *testing.T) {
 	}
 }
 
+func TestLayoutV1(t *testing.T) {
+	in := Info{Format: V1, Version: "2.0.0-rc.1", Target: "windows/arm64", Size: 0x0102030405060708, Offset: 0x1112131415161718}
+	for i := range in.Hash {
+		in.Hash[i] = byte(i + 1)
+	}
+	for i := range in.Signature {
+		in.Signature[i] = byte(0x80 + i)
+	}
+	b, err := in.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		name     string
+		off, end int
+		bytes    []byte
+	}{
+		{"start marker", 0, 16, []byte("\x17RUSTPATCHER/V1\x17")},
+		{"root", 16, 48, in.Hash[:]},
+		{"content length", 48, 56, binary.LittleEndian.AppendUint64(nil, in.Size)},
+		{"offset", 56, 64, binary.LittleEndian.AppendUint64(nil, in.Offset)},
+		{"signature", 64, 128, in.Signature[:]},
+		{"version", 128, 144, []byte("2.0.0-rc.1\x00\x00\x00\x00\x00\x00")},
+		{"target", 144, 160, []byte("windows/arm64\x00\x00\x00")},
+		{"end marker", 160, 176, []byte("\x17V1/RUSTPATCHER\x17")},
+	}
+	for _, w := range want {
+		if !bytes.Equal(b[w.off:w.end], w.bytes) {
+			t.Errorf("%s at %d: %q, want %q", w.name, w.off, b[w.off:w.end], w.bytes)
+		}
+	}
+	if bytes.Contains(b[:], []byte(Marker)) {
+		t.Error("a v1 region holds the v0 marker: rustpatcher's tools would take it for theirs")
+	}
+	got, err := Parse(b[:])
+	if err != nil || got != in {
+		t.Errorf("Parse(Marshal(x)) = %+v, %v; want %+v", got, err, in)
+	}
+	if _, err := (Info{Format: V1, Version: "1.0.0", Target: "linux/amd64-and-more"}).Marshal(); err == nil {
+		t.Error("Marshal of a 20-byte target: no error")
+	}
+}
+
+func TestSignVerifyV1(t *testing.T) {
+	key := vectorKey(t)
+	pub := key.Public().(ed25519.PublicKey)
+	in := Info{Format: V1, Version: "1.0.0", Target: "linux/amd64", Size: 5000, Offset: 100}
+	in.Hash[0] = 9
+	in.Sign(key)
+	if err := in.VerifySignature(pub); err != nil {
+		t.Fatalf("VerifySignature: %v", err)
+	}
+	// The message is SHA-512(domain || the region without its signature).
+	b, _ := in.Marshal()
+	msg := append([]byte("rustpatcher-go/v1 region\x00"), b[:64]...)
+	msg = append(msg, b[128:]...)
+	if in.Message() != sha512.Sum512(msg) {
+		t.Error("Message is not SHA-512(domain || region without the signature)")
+	}
+	for name, tamper := range map[string]func(*Info){
+		"version": func(i *Info) { i.Version = "1.0.1" },
+		"root":    func(i *Info) { i.Hash[31] ^= 1 },
+		"size":    func(i *Info) { i.Size++ },
+		"offset":  func(i *Info) { i.Offset++ },
+		"target":  func(i *Info) { i.Target = "linux/arm64" },
+		"sig":     func(i *Info) { i.Signature[0] ^= 1 },
+		"format":  func(i *Info) { i.Format = V0; i.Offset = 0; i.Target = "" },
+	} {
+		c := in
+		tamper(&c)
+		if err := c.VerifySignature(pub); !errors.Is(err, ErrBadSignature) {
+			t.Errorf("tampered %s: got %v, want ErrBadSignature", name, err)
+		}
+	}
+	for name, bad := range map[string]Info{
+		"no target":        {Format: V1, Version: "1.0.0", Size: 5000, Offset: 100, Hash: in.Hash},
+		"target no slash":  {Format: V1, Version: "1.0.0", Target: "linux", Size: 5000, Offset: 100, Hash: in.Hash},
+		"region past size": {Format: V1, Version: "1.0.0", Target: "linux/amd64", Size: 200, Offset: 100, Hash: in.Hash},
+	} {
+		bad.Sign(key)
+		if err := bad.VerifySignature(pub); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: got %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
 func TestSignVerify(t *testing.T) {
 	key := vectorKey(t)
 	pub := key.Public().(ed25519.PublicKey)
-	in := Info{Version: "0.2.0", Size: 1234}
+	in := Info{Format: V0, Version: "0.2.0", Size: 1234}
 	in.Hash[0] = 9
 	in.Sign(key)
 	if err := in.VerifySignature(pub); err != nil {

@@ -4,36 +4,124 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/org/rustpatcher-go/internal/exefmt"
 )
 
-// naiveScan is the reference for Scan: it holds the whole file in memory.
-func naiveScan(b []byte) (off int, hash [HashLen]byte, size uint64, count int) {
-	off = -1
+// refScan is the in-memory reference for Scan: it finds every region of
+// either format with a naive loop and computes the content's digests from a
+// canonical copy of the whole file.
+type refScan struct {
+	count      int
+	off        int
+	end        int64
+	v0Hash     [HashLen]byte
+	v0Size     uint64
+	root       [HashLen]byte
+	leaves     [][32]byte
+	fileID     [32]byte
+	layoutErr  error
+	mutableAll []exefmt.Range
+}
+
+func reference(b []byte) refScan {
+	r := refScan{off: -1}
+	m0 := []byte(Marker)
+	m1, m1end := []byte(V1Marker), []byte(V1EndMarker)
 	for i := 0; i+Size <= len(b); i++ {
-		if string(b[i:i+MarkerLen]) == Marker && string(b[i+endOff:i+Size]) == Marker {
-			count++
-			if off < 0 {
-				off = i
+		v0 := bytes.Equal(b[i:i+MarkerLen], m0) && bytes.Equal(b[i+endOff:i+Size], m0)
+		v1 := bytes.Equal(b[i:i+V1MarkerLen], m1) && bytes.Equal(b[i+v1EndOff:i+Size], m1end)
+		if v0 || v1 {
+			r.count++
+			if r.off < 0 {
+				r.off = i
 			}
 			i += Size - 1
 		}
 	}
-	if count != 1 {
-		return off, hash, 0, count
+	if r.count != 1 {
+		return r
 	}
-	h := sha512.New()
-	h.Write(b[:off])
-	h.Write(b[off+Size:])
-	copy(hash[:], h.Sum(nil))
-	return off, hash, uint64(len(b) - Size), 1
+	l, err := exefmt.Parse(b[:min(len(b), exefmt.MaxHeader)], int64(len(b)))
+	if err != nil {
+		r.layoutErr = err
+		return r
+	}
+	r.end = int64(len(b))
+	if in, err := Parse(b[r.off : r.off+Size]); err == nil && in.Signed() && in.ContentLen() >= int64(r.off)+Size && in.ContentLen() <= int64(len(b)) {
+		r.end = in.ContentLen()
+	}
+	c := bytes.Clone(b[:r.end])
+	var mutable []byte
+	for _, m := range l.Mutable {
+		for k := m.Off; k < m.End() && k < r.end; k++ {
+			mutable = append(mutable, c[k])
+			c[k] = 0
+		}
+	}
+	cut := append(bytes.Clone(c[:r.off]), c[r.off+Size:]...)
+	sum := sha512.Sum512(cut)
+	copy(r.v0Hash[:], sum[:])
+	r.v0Size = uint64(len(cut))
+	clear(c[r.off : r.off+Size])
+	for k := 0; k < len(c); k += PieceSize {
+		r.leaves = append(r.leaves, sha256.Sum256(c[k:min(k+PieceSize, len(c))]))
+	}
+	r.root = Root(int64(len(c)), r.leaves)
+	tail := sha256.Sum256(b[r.end:])
+	id := sha256.New()
+	id.Write([]byte("rustpatcher-go file\x00"))
+	id.Write(b[r.off : r.off+Size])
+	id.Write(binary.LittleEndian.AppendUint64(nil, uint64(r.off)))
+	id.Write(binary.LittleEndian.AppendUint64(nil, uint64(r.end)))
+	id.Write(mutable)
+	id.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(b))-uint64(r.end)))
+	id.Write(tail[:])
+	id.Sum(r.fileID[:0])
+	return r
+}
+
+// check compares a scan with the reference and returns a description of
+// the first difference, or "".
+func (r refScan) check(s *Scanned, err error) string {
+	switch {
+	case r.count == 0:
+		if !errors.Is(err, ErrNoRegion) {
+			return fmt.Sprintf("err = %v, want ErrNoRegion", err)
+		}
+	case r.count > 1:
+		if !errors.Is(err, ErrMultipleRegions) {
+			return fmt.Sprintf("err = %v, want ErrMultipleRegions", err)
+		}
+	case r.layoutErr != nil:
+		if err == nil {
+			return fmt.Sprintf("no error, want the layout's: %v", r.layoutErr)
+		}
+	case err != nil:
+		return fmt.Sprintf("err = %v", err)
+	case s.Offset != int64(r.off):
+		return fmt.Sprintf("offset %d, want %d", s.Offset, r.off)
+	case s.ContentEnd != r.end:
+		return fmt.Sprintf("content end %d, want %d", s.ContentEnd, r.end)
+	case s.V0Hash != r.v0Hash || s.V0Size != r.v0Size:
+		return fmt.Sprintf("v0 digest differs (size %d, want %d)", s.V0Size, r.v0Size)
+	case s.Root != r.root || len(s.Leaves) != len(r.leaves):
+		return fmt.Sprintf("v1 root differs (%d leaves, want %d)", len(s.Leaves), len(r.leaves))
+	case s.FileID != r.fileID:
+		return "file ID differs"
+	}
+	return ""
 }
 
 func unsignedRegion() []byte {
@@ -51,10 +139,25 @@ func randBytes(r *rand.Rand, n int) []byte {
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
+// signedV1 returns a V1 region with the given fields, signed by the vector
+// key, as a stand-in for one rpsign wrote at offset off of content of size
+// bytes.
+func signedV1(t testing.TB, off, size uint64) []byte {
+	in := Info{Format: V1, Version: "1.0.0", Target: "linux/amd64", Size: size, Offset: off}
+	in.Hash[0] = 1
+	in.Sign(vectorKey(t))
+	b, err := in.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b[:]
+}
+
 func TestScan(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	reg := unsignedRegion()
 	m := []byte(Marker)
+	v1 := signedV1(t, 3000, 6176)
 	tests := []struct {
 		name  string
 		file  []byte
@@ -73,36 +176,31 @@ func TestScan(t *testing.T) {
 		{"lone marker", cat(randBytes(r, 10), m, randBytes(r, 300)), 0},
 		{"truncated region", cat(randBytes(r, 10), reg[:Size-1]), 0},
 		{"region cut mid-way", cat(randBytes(r, 10), reg[:100]), 0},
+		{"v1 region", cat(randBytes(r, 3000), v1, randBytes(r, 3000)), 1},
+		{"v1 region, content shorter than the file", cat(randBytes(r, 3000), v1, randBytes(r, 4000)), 1},
+		{"v1 region, file shorter than the content", cat(randBytes(r, 3000), v1, randBytes(r, 100)), 1},
+		{"v1 and v0 regions", cat(randBytes(r, 3000), v1, reg), 2},
+		{"lone v1 marker", cat([]byte(V1Marker), randBytes(r, 300)), 0},
+		{"v1 marker, v0 end", cat([]byte(V1Marker), reg[V1MarkerLen:]), 0},
+		{"v1 region over two pieces", cat(randBytes(r, PieceSize-100), signedV1(t, PieceSize-100, PieceSize+5000), randBytes(r, 4824)), 1},
+		{"ELF header", cat([]byte("\x7fELF"), randBytes(r, 2000), reg), 1},
 	}
 	// Small chunks move every boundary through markers and regions.
-	chunks := []int{1, 2, 27, 28, 29, 100, 175, 176, 177, 4096, chunkSize}
+	chunks := []int{1, 2, 15, 16, 17, 27, 28, 29, 100, 175, 176, 177, 4096, chunkSize}
 	for _, tt := range tests {
-		wantOff, wantHash, wantSize, count := naiveScan(tt.file)
-		if count != tt.count {
-			t.Fatalf("%s: reference found %d regions, table says %d", tt.name, count, tt.count)
+		ref := reference(tt.file)
+		if ref.count != tt.count {
+			t.Fatalf("%s: reference found %d regions, table says %d", tt.name, ref.count, tt.count)
 		}
 		for _, c := range chunks {
+			if c < 100 && len(tt.file) > 100000 {
+				continue // slow, and the small files cover small chunks
+			}
 			for _, rd := range []string{"plain", "onebyte", "half"} {
-				var src = bytes.NewReader(tt.file)
-				var in = iotestReader(rd, src)
-				s, err := scan(context.Background(), in, make([]byte, c+Size))
-				switch count {
-				case 0:
-					if !errors.Is(err, ErrNoRegion) {
-						t.Errorf("%s chunk=%d %s: err = %v, want ErrNoRegion", tt.name, c, rd, err)
-					}
-				case 1:
-					if err != nil {
-						t.Fatalf("%s chunk=%d %s: %v", tt.name, c, rd, err)
-					}
-					if s.Offset != int64(wantOff) || s.Hash != wantHash || s.Size != wantSize {
-						t.Errorf("%s chunk=%d %s: got off=%d size=%d, want off=%d size=%d (hash equal: %v)",
-							tt.name, c, rd, s.Offset, s.Size, wantOff, wantSize, s.Hash == wantHash)
-					}
-				default:
-					if !errors.Is(err, ErrMultipleRegions) {
-						t.Errorf("%s chunk=%d %s: err = %v, want ErrMultipleRegions", tt.name, c, rd, err)
-					}
+				in := iotestReader(rd, bytes.NewReader(tt.file))
+				s, err := scan(context.Background(), in, scanOptions{v0: true, v1: true, size: -1}, make([]byte, c+Size))
+				if diff := ref.check(s, err); diff != "" {
+					t.Errorf("%s chunk=%d %s: %s", tt.name, c, rd, diff)
 				}
 			}
 		}
@@ -128,53 +226,103 @@ func TestScanReadError(t *testing.T) {
 }
 
 func TestSignFileVerifyFile(t *testing.T) {
+	for _, f := range []Format{V1, V0} {
+		t.Run(f.String(), func(t *testing.T) { testSignVerify(t, f) })
+	}
+}
+
+func testSignVerify(t *testing.T, f Format) {
+	ctx := context.Background()
 	key := vectorKey(t)
 	pub := key.Public().(ed25519.PublicKey)
 	r := rand.New(rand.NewPCG(3, 4))
-	content := cat(randBytes(r, 70000), unsignedRegion(), randBytes(r, 30000))
+	content := cat(randBytes(r, 7000), unsignedRegion(), randBytes(r, 3000))
 	path := filepath.Join(t.TempDir(), "app")
 	if err := os.WriteFile(path, content, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	in, err := SignFile(context.Background(), path, key, "v1.2.3")
+	opts := SignOptions{Version: "v1.2.3", Format: f}
+	if f == V1 {
+		opts.Target = "linux/arm64"
+	}
+	in, err := Sign(ctx, path, key, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.Version != "1.2.3" || in.Size != uint64(len(content)-Size) {
-		t.Errorf("SignFile = %+v", in)
+	if in.Format != f || in.Version != "1.2.3" || in.ContentLen() != int64(len(content)) {
+		t.Errorf("Sign = %+v", in)
+	}
+	if f == V1 && (in.Target != "linux/arm64" || in.Offset != 7000) {
+		t.Errorf("Sign = %+v, want target linux/arm64 at offset 7000", in)
 	}
 	signed, _ := os.ReadFile(path)
 	// Only the region's bytes changed.
-	if !bytes.Equal(signed[:70000], content[:70000]) || !bytes.Equal(signed[70000+Size:], content[70000+Size:]) {
-		t.Fatal("SignFile changed bytes outside the region")
+	if !bytes.Equal(signed[:7000], content[:7000]) || !bytes.Equal(signed[7000+Size:], content[7000+Size:]) {
+		t.Fatal("Sign changed bytes outside the region")
 	}
-	if _, err := VerifyFile(context.Background(), path, pub); err != nil {
-		t.Fatalf("VerifyFile: %v", err)
+	got, err := VerifyFile(ctx, path, pub)
+	if err != nil || got != in {
+		t.Fatalf("VerifyFile = %+v, %v", got, err)
 	}
-	// Re-signing a signed file works and gives the same hash.
-	in2, err := SignFile(context.Background(), path, key, "1.2.4")
+	if got, err := Verify(ctx, bytes.NewReader(signed), pub); err != nil || got != in {
+		t.Fatalf("Verify = %+v, %v", got, err)
+	}
+	// Re-signing a signed file works and gives the same digest.
+	opts.Version = "1.2.4"
+	in2, err := Sign(ctx, path, key, opts)
 	if err != nil || in2.Hash != in.Hash || in2.Version != "1.2.4" {
 		t.Fatalf("re-sign: %+v, %v", in2, err)
 	}
+	os.WriteFile(path, signed, 0o755)
 
 	other, _, _ := ed25519.GenerateKey(nil)
-	if _, err := VerifyFile(context.Background(), path, other); !errors.Is(err, ErrBadSignature) {
+	if _, err := VerifyFile(ctx, path, other); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("other key: %v", err)
 	}
-	for _, pos := range []int{0, 69999, 70000 + Size, len(content) - 1} {
+	// Any changed byte outside the region fails, and in V1 any byte of it
+	// too.
+	for pos := range signed {
+		inRegion := pos >= 7000 && pos < 7000+Size
+		if inRegion && f == V0 {
+			continue // V0's region fields are checked through the signature alone
+		}
 		b := bytes.Clone(signed)
 		b[pos] ^= 0x40
-		os.WriteFile(path, b, 0o755)
-		if _, err := VerifyFile(context.Background(), path, pub); !errors.Is(err, ErrHashMismatch) {
-			t.Errorf("flipped byte %d: got %v, want ErrHashMismatch", pos, err)
+		if _, err := Verify(ctx, bytes.NewReader(b), pub); err == nil {
+			t.Fatalf("byte %d flipped: the file still verifies", pos)
+		} else if !inRegion && !errors.Is(err, ErrHashMismatch) {
+			t.Errorf("byte %d flipped: got %v, want ErrHashMismatch", pos, err)
 		}
 	}
-	os.WriteFile(path, cat(signed, []byte{1}), 0o755)
-	if _, err := VerifyFile(context.Background(), path, pub); !errors.Is(err, ErrSizeMismatch) {
+	// The region moved elsewhere: V1 refuses it, V0 (rustpatcher's format)
+	// cannot tell.
+	cut := cat(signed[:7000], signed[7000+Size:])
+	moved := cat(cut[:100], signed[7000:7000+Size], cut[100:])
+	_, err = Verify(ctx, bytes.NewReader(moved), pub)
+	switch {
+	case f == V1 && !errors.Is(err, ErrMoved):
+		t.Errorf("moved region: got %v, want ErrMoved", err)
+	case f == V0 && err != nil:
+		t.Errorf("moved v0 region: got %v; v0 cannot see a move", err)
+	}
+	if f == V1 {
+		// Moved, and the offset field forged too: the signature fails.
+		var reg Info
+		reg, _ = Parse(signed[7000 : 7000+Size])
+		reg.Offset = 100
+		b, _ := reg.Marshal()
+		forged := cat(cut[:100], b[:], cut[100:])
+		if _, err := Verify(ctx, bytes.NewReader(forged), pub); !errors.Is(err, ErrBadSignature) {
+			t.Errorf("moved region with a forged offset: got %v, want ErrBadSignature", err)
+		}
+	}
+	if _, err := Verify(ctx, bytes.NewReader(cat(signed, []byte{1})), pub); !errors.Is(err, ErrSizeMismatch) {
 		t.Errorf("appended byte: got %v, want ErrSizeMismatch", err)
 	}
-	os.WriteFile(path, content, 0o755)
-	if _, err := VerifyFile(context.Background(), path, pub); !errors.Is(err, ErrUnsigned) {
+	if _, err := Verify(ctx, bytes.NewReader(signed[:len(signed)-1]), pub); !errors.Is(err, ErrSizeMismatch) {
+		t.Errorf("last byte cut: got %v, want ErrSizeMismatch", err)
+	}
+	if _, err := Verify(ctx, bytes.NewReader(content), pub); !errors.Is(err, ErrUnsigned) {
 		t.Errorf("unsigned: got %v, want ErrUnsigned", err)
 	}
 }
@@ -209,7 +357,7 @@ func TestSignFileErrors(t *testing.T) {
 			if st, err := os.Stat(tt.path); err == nil && st.Mode().IsRegular() {
 				before, _ = os.ReadFile(tt.path)
 			}
-			_, err := SignFile(context.Background(), tt.path, key, tt.version)
+			_, err := SignFile(context.Background(), tt.path, key, tt.version, "linux/amd64")
 			if err == nil {
 				t.Fatal("no error")
 			}

@@ -166,7 +166,7 @@ func run(ctx context.Context, out io.Writer, opts options) error {
 	if err := copyFile(filepath.Join(bin, "hello"), release); err != nil {
 		return err
 	}
-	in, err := region.SignFile(context.Background(), release, key, "2.0.0")
+	in, err := region.SignFile(context.Background(), release, key, "2.0.0", runtime.GOOS+"/"+runtime.GOARCH)
 	if err != nil {
 		return err
 	}
@@ -194,7 +194,7 @@ func run(ctx context.Context, out io.Writer, opts options) error {
 		if err := copyFile(filepath.Join(bin, "hello"), exe); err != nil {
 			return nil, "", err
 		}
-		if _, err := region.SignFile(context.Background(), exe, key, "1.0.0"); err != nil {
+		if _, err := region.SignFile(context.Background(), exe, key, "1.0.0", runtime.GOOS+"/"+runtime.GOARCH); err != nil {
 			return nil, "", err
 		}
 		args := append([]string{"--private", "--dht-server", "--interval", "2s", "--log-json"}, loop...)

@@ -90,15 +90,11 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 	if err != nil {
 		return err
 	}
-	var fixed *target.Target
-	if s := strings.TrimSpace(a.GetInput("target")); s != "" {
-		t, err := target.Parse(s)
-		if err != nil {
-			return fmt.Errorf(`input "target": %w`, err)
-		}
-		fixed = &t
+	format, err := parseFormat(strings.TrimSpace(a.GetInput("format")))
+	if err != nil {
+		return fmt.Errorf(`input "format": %w`, err)
 	}
-
+	targetInput := strings.TrimSpace(a.GetInput("target"))
 	runtimeKey, err := boolInput(a, "runtime-key")
 	if err != nil {
 		return err
@@ -107,25 +103,21 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 	var signed []ghrelease.Signed
 	var infos []ghrelease.PatchInfo
 	for _, f := range files {
-		t := fixed
-		if t == nil {
-			d, err := target.DetectFile(f)
-			if err != nil {
-				return &fileError{f, fmt.Errorf("%w; set the target input", err)}
-			}
-			t = &d
+		t, err := binaryTarget(f, targetInput, `the "target" input`, format)
+		if err != nil {
+			return &fileError{f, err}
 		}
-		in, err := signBinary(f, key, version, `input "key"`, runtimeKey)
+		in, err := signBinary(f, key, version, t, format, `input "key"`, runtimeKey)
 		if err != nil {
 			return &fileError{f, fmt.Errorf("signing: %w", err)}
 		}
 		if _, err := region.VerifyFile(context.Background(), f, pub); err != nil {
 			return &fileError{f, fmt.Errorf("verifying after signing: %w", err)}
 		}
-		pi := ghrelease.NewPatchInfo(*t, in, pub)
+		pi := ghrelease.NewPatchInfo(t, in, pub)
 		pi.File = f
 		infos = append(infos, pi)
-		signed = append(signed, ghrelease.Signed{Path: f, Name: assetName(f, *t), Target: *t, Info: in, PublicKey: pub})
+		signed = append(signed, ghrelease.Signed{Path: f, Name: assetName(f, t), Target: t, Info: in, PublicKey: pub})
 		a.Infof("signed %s: %s version %s for public key %s, hash %s", f, t, in.Version, region.EncodePublicKey(pub), hex.EncodeToString(in.Hash[:8]))
 	}
 

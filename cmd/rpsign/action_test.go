@@ -123,9 +123,14 @@ func TestActionSigns(t *testing.T) {
 		{"version and target inputs win", map[string]string{
 			"INPUT_FILES":   a + "\n" + b + "\n" + a,
 			"INPUT_VERSION": "v2.0.0-rc.1",
-			"INPUT_TARGET":  "LINUX_ARM64",
+			"INPUT_TARGET":  strings.ToUpper(runtime.GOOS + "_" + runtime.GOARCH),
 			"GITHUB_REF":    "refs/tags/v1.2.3",
-		}, "2.0.0-rc.1", "linux/arm64"},
+		}, "2.0.0-rc.1", runtime.GOOS + "/" + runtime.GOARCH},
+		{"v0 format", map[string]string{
+			"INPUT_FILES":   a + "\n" + b,
+			"INPUT_VERSION": "3.1.0",
+			"INPUT_FORMAT":  "v0",
+		}, "3.1.0", runtime.GOOS + "/" + runtime.GOARCH},
 		{"space separated files", map[string]string{
 			"INPUT_FILES":   a + " " + b,
 			"INPUT_VERSION": "3.0.0",
@@ -212,9 +217,13 @@ func TestActionErrors(t *testing.T) {
 		{"glob matches nothing", map[string]string{"INPUT_KEY": key, "INPUT_FILES": filepath.Join(dir, "dist/*"), "INPUT_VERSION": "1.0.0"}, false,
 			"::error file=" + filepath.Join(dir, "dist/*") + ",title=rpsign::"},
 		{"not a binary", map[string]string{"INPUT_KEY": key, "INPUT_FILES": text, "INPUT_VERSION": "1.0.0", "INPUT_TARGET": "linux/amd64"}, false,
-			"::error file=" + text + ",title=rpsign::signing: " + text},
-		{"undetectable target", map[string]string{"INPUT_KEY": key, "INPUT_FILES": text, "INPUT_VERSION": "1.0.0"}, false,
-			"::error file=" + text + ",title=rpsign::" + text + ": not a recognised"},
+			"::error file=" + text + ",title=rpsign::signing: " + text + ": no signed region found"},
+		{"not a program", map[string]string{"INPUT_KEY": key, "INPUT_FILES": text, "INPUT_VERSION": "1.0.0"}, false,
+			"::error file=" + text + ",title=rpsign::" + text + ": no signed region found"},
+		{"target input disagrees with the header", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "INPUT_VERSION": "1.0.0", "INPUT_TARGET": "plan9/mips"}, false,
+			"::error file=" + hello + ",title=rpsign::the \"target\" input is plan9/mips, but " + hello + " is a " + runtime.GOOS + "/" + runtime.GOARCH + " binary"},
+		{"bad format", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "INPUT_VERSION": "1.0.0", "INPUT_FORMAT": "v9"}, false,
+			`::error title=rpsign::input "format"`},
 		{"bad version", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "INPUT_VERSION": "1.0"}, false,
 			`::error title=rpsign::input "version": not a semantic version`},
 		{"no version anywhere", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "GITHUB_REF": "refs/heads/main"}, false,
@@ -267,10 +276,12 @@ func TestActionPublishes(t *testing.T) {
 	key, pub := testKey(t)
 	dir := t.TempDir()
 	hello := copyHello(t, dir, "hello")
+	host := target.Current()
+	asset := "hello_" + host.OS + "_" + host.Arch
 	r := newActionRun(t, map[string]string{
 		"INPUT_KEY":         key,
 		"INPUT_FILES":       hello,
-		"INPUT_TARGET":      "linux/arm64",
+		"INPUT_TARGET":      host.String(),
 		"INPUT_TOKEN":       "secret-token",
 		"INPUT_API-URL":     srv.URL,
 		"GITHUB_REPOSITORY": "org/app",
@@ -285,18 +296,18 @@ func TestActionPublishes(t *testing.T) {
 	if len(assets) != 2 {
 		t.Fatalf("release has %d assets, want the binary and its manifest", len(assets))
 	}
-	pi, err := ghrelease.ReadPatchInfo(bytes.NewReader(assets["rustpatcher-linux-arm64.json"]))
+	pi, err := ghrelease.ReadPatchInfo(bytes.NewReader(assets[ghrelease.ManifestName(host)]))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pi.Asset != "hello_linux_arm64" || pi.Version != "1.4.0" {
+	if pi.Asset != asset || pi.Version != "1.4.0" {
 		t.Errorf("manifest = %+v", pi)
 	}
 	if _, err := pi.Verify(pub); err != nil {
 		t.Error(err)
 	}
 	local, _ := os.ReadFile(hello)
-	if !bytes.Equal(assets["hello_linux_arm64"], local) {
+	if !bytes.Equal(assets[asset], local) {
 		t.Error("published binary differs from the signed file")
 	}
 	if strings.Contains(r.stdout.String(), "secret-token\n") && !strings.HasPrefix(r.stdout.String(), "::add-mask::") {

@@ -197,7 +197,7 @@ func TestGoldenVectors(t *testing.T) {
 				t.Fatal(err)
 			}
 			var stdout, stderr bytes.Buffer
-			if code := run([]string{"sign", bin, "--key-file", key, "--version", v.Version, "--runtime-key"}, &stdout, &stderr, os.Getenv); code != 0 {
+			if code := run([]string{"sign", bin, "--key-file", key, "--version", v.Version, "--runtime-key", "--format", "v0"}, &stdout, &stderr, os.Getenv); code != 0 {
 				t.Fatalf("rpsign sign exited %d: %s", code, &stderr)
 			}
 			got, err := os.ReadFile(bin)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -30,7 +31,7 @@ func TestPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{hello, arm} {
-		if _, err := region.SignFile(context.Background(), f, key, "1.5.0"); err != nil {
+		if _, err := region.SignFile(context.Background(), f, key, "1.5.0", runtime.GOOS+"/"+runtime.GOARCH); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -9,11 +9,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
 
+	"github.com/org/rustpatcher-go/internal/exefmt"
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -23,11 +27,17 @@ func runSign(e *env, args []string) error {
 	kf.register(flags)
 	version := flags.String("version", "", "release `VERSION` to write (semver, e.g. 1.2.3); default: the binary's Go module version")
 	runtimeKey := flags.Bool("runtime-key", false, "the app loads its public key at run time: skip the check that the binary embeds the signing key's public key")
+	targetFlag := flags.String("target", "", "`GOOS/GOARCH` of the binary; default: read from its ELF, Mach-O or PE header, which must agree")
+	formatFlag := flags.String("format", "v1", "region `FORMAT`: v1, or v0 for rustpatcher 0.2's tools")
 	pos, err := parse(flags, args, 1)
 	if err != nil {
 		return err
 	}
 	bin := pos[0]
+	format, err := parseFormat(*formatFlag)
+	if err != nil {
+		return err
+	}
 	key, err := kf.load(e)
 	if err != nil {
 		return err
@@ -41,12 +51,123 @@ func runSign(e *env, args []string) error {
 	if _, err := region.ParseVersion(v); err != nil {
 		return fmt.Errorf("--version: %w", err)
 	}
-	in, err := signBinary(bin, key, v, kf.String(), *runtimeKey)
+	t, err := binaryTarget(bin, *targetFlag, "--target", format)
+	if err != nil {
+		return err
+	}
+	if err := checkKeyTarget(kf.env, t, bin); err != nil {
+		return err
+	}
+	in, err := signBinary(bin, key, v, t, format, kf.String(), *runtimeKey)
 	if err != nil {
 		return err
 	}
 	pub := region.EncodePublicKey(key.Public().(ed25519.PublicKey))
-	fmt.Fprintf(e.stdout, "signed %s: version %s for public key %s, %d bytes, hash %s\n", bin, in.Version, pub, in.Size, hex.EncodeToString(in.Hash[:]))
+	what := in.Format.String()
+	if t != (target.Target{}) {
+		what = t.String() + " " + what
+	}
+	fmt.Fprintf(e.stdout, "signed %s: version %s (%s) for public key %s, %d bytes of content, hash %s\n", bin, in.Version, what, pub, in.ContentLen(), hex.EncodeToString(in.Hash[:]))
+	for _, w := range codeSignatureNotes(bin) {
+		fmt.Fprintf(e.stderr, "rpsign sign: %s\n", w)
+	}
+	return nil
+}
+
+// parseFormat reads a --format value.
+func parseFormat(s string) (region.Format, error) {
+	switch strings.ToLower(s) {
+	case "v1", "1", "":
+		return region.V1, nil
+	case "v0", "0", "rustpatcher":
+		return region.V0, nil
+	}
+	return 0, fmt.Errorf("%w: --format %q: want v1 (the default) or v0 (rustpatcher 0.2)", errUsage, s)
+}
+
+// binaryTarget returns the target of the binary at path: the one its
+// executable header names, which must agree with given (a --target flag or
+// the Action's target input, named by what) when that is set. A file whose
+// header names no target needs given, unless it is signed in format V0,
+// which has no target field (the zero Target is returned then).
+func binaryTarget(path, given, what string, f region.Format) (target.Target, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return target.Target{}, err
+	}
+	if st.IsDir() {
+		return target.Target{}, fmt.Errorf("%s: is a directory, not a binary", path)
+	}
+	detected, derr := target.DetectFile(path)
+	if given == "" {
+		if derr != nil {
+			// Say first if it is not a program rpsign can sign at all.
+			if _, err := region.ScanFile(context.Background(), path); err != nil {
+				return target.Target{}, explainNoRegion(err)
+			}
+			if f == region.V0 {
+				return target.Target{}, nil
+			}
+			return target.Target{}, fmt.Errorf("%w; pass %s GOOS/GOARCH", derr, what)
+		}
+		return detected, nil
+	}
+	t, err := target.Parse(given)
+	if err != nil {
+		return target.Target{}, fmt.Errorf("%s: %w", what, err)
+	}
+	if derr == nil && t != detected {
+		return target.Target{}, fmt.Errorf("%s is %s, but %s is a %s binary (its header says so): build it for %s, or sign it with the key of %s", what, t, path, detected, t, detected)
+	}
+	return t, nil
+}
+
+// checkKeyTarget refuses a key variable named for another target than the
+// binary's: RP_KEY_LINUX_ARM64 signs linux/arm64 binaries only.
+func checkKeyTarget(env string, t target.Target, path string) error {
+	rest, ok := strings.CutPrefix(env, "RP_KEY_")
+	if !ok || t == (target.Target{}) {
+		return nil
+	}
+	kt, err := target.Parse(rest)
+	if err != nil {
+		return nil // not a target-named variable
+	}
+	if kt != t {
+		return fmt.Errorf("%s holds the key of %s, but %s is a %s binary: sign it with %s", env, kt, path, t, t.KeyEnv())
+	}
+	return nil
+}
+
+// codeSignatureNotes says what signing did to an OS code signature in the
+// binary at path, for the user to act on.
+func codeSignatureNotes(path string) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	h := make([]byte, min(st.Size(), exefmt.MaxHeader))
+	if _, err := io.ReadFull(f, h); err != nil {
+		return nil
+	}
+	l, err := exefmt.Parse(h, st.Size())
+	if err != nil || !l.HasSignature() {
+		return nil
+	}
+	switch l.Kind {
+	case exefmt.MachO:
+		adhoc, err := exefmt.Adhoc(f, l)
+		if err == nil && !adhoc {
+			return []string{fmt.Sprintf("%s carries a code signature by a certificate, which the region invalidated: sign it again with codesign now (rpsign verify still passes afterwards)", path)}
+		}
+	case exefmt.PE:
+		return []string{fmt.Sprintf("%s carries an Authenticode signature, which the region invalidated: sign it again with osslsigncode or signtool now (rpsign verify still passes afterwards)", path)}
+	}
 	return nil
 }
 
@@ -55,13 +176,16 @@ func runSign(e *env, args []string) error {
 // checks that the two agree).
 const linkedKeyFlag = "github.com/org/rustpatcher-go/client.linkedPublicKey"
 
-// signBinary signs the binary at path with key as version. Unless
-// runtimeKey is set, it first checks, in the same pass over the file, that
-// the binary embeds the key's public key as z-base-32 text (a Config
-// literal or a key linked in with -X), and refuses to sign otherwise; from
-// names the key's origin in that message.
-func signBinary(path string, key ed25519.PrivateKey, version, from string, runtimeKey bool) (region.Info, error) {
-	opts := region.SignOptions{Version: version}
+// signBinary signs the binary at path for target t with key as version, in
+// format f. Unless runtimeKey is set, it first checks, in the same pass over
+// the file, that the binary embeds the key's public key as z-base-32 text
+// (a Config literal or a key linked in with -X), and refuses to sign
+// otherwise; from names the key's origin in that message.
+func signBinary(path string, key ed25519.PrivateKey, version string, t target.Target, f region.Format, from string, runtimeKey bool) (region.Info, error) {
+	opts := region.SignOptions{Version: version, Format: f}
+	if f == region.V1 {
+		opts.Target = t.String()
+	}
 	if !runtimeKey {
 		pub := region.EncodePublicKey(key.Public().(ed25519.PublicKey))
 		opts.Find = []string{pub, region.EncodeSecretKey(key)}
@@ -170,11 +294,20 @@ func secretInstead(path, s string) (string, bool) {
 
 // inspection is the JSON form of rpsign inspect.
 type inspection struct {
-	Version   string `json:"version"`
-	Size      uint64 `json:"size"`
-	Hash      string `json:"hash"`
-	Signature string `json:"signature"`
-	Signed    bool   `json:"signed"`
+	Format     string `json:"format"`
+	Version    string `json:"version"`
+	Target     string `json:"target,omitempty"`
+	Offset     int64  `json:"offset"`
+	Content    int64  `json:"content_length"`
+	FileSize   int64  `json:"file_size"`
+	Size       uint64 `json:"size"`
+	Hash       string `json:"hash"`
+	Signature  string `json:"signature"`
+	FileID     string `json:"file_id"`
+	Signed     bool   `json:"signed"`
+	Matches    bool   `json:"matches"`
+	Executable string `json:"executable"`
+	CodeSig    bool   `json:"code_signature"`
 }
 
 func runInspect(e *env, args []string) error {
@@ -193,32 +326,50 @@ func runInspect(e *env, args []string) error {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
 	out := inspection{
-		Version:   in.Version,
-		Size:      in.Size,
-		Hash:      hex.EncodeToString(in.Hash[:]),
-		Signature: hex.EncodeToString(in.Signature[:]),
-		Signed:    in.Signed(),
+		Format:     in.Format.String(),
+		Version:    in.Version,
+		Target:     in.Target,
+		Offset:     s.Offset,
+		Content:    s.ContentEnd,
+		FileSize:   s.FileSize,
+		Size:       in.Size,
+		Hash:       hex.EncodeToString(in.Hash[:]),
+		Signature:  hex.EncodeToString(in.Signature[:]),
+		FileID:     hex.EncodeToString(s.FileID[:]),
+		Signed:     in.Signed(),
+		Executable: s.Layout().Kind.String(),
+		CodeSig:    s.Layout().HasSignature(),
+	}
+	if out.Signed {
+		out.Content = in.ContentLen()
+		out.Matches = s.Matches(in) == nil
 	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		return enc.Encode(out)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "file:      %s\n", pos[0])
-	fmt.Fprintf(&b, "region:    at offset %d\n", s.Offset)
+	fmt.Fprintf(&b, "file:       %s (%s, %d bytes)\n", pos[0], out.Executable, out.FileSize)
+	fmt.Fprintf(&b, "region:     at offset %d\n", s.Offset)
 	if !out.Signed {
-		fmt.Fprintf(&b, "signed:    no (sign it with: rpsign sign %s --key-file PATH --version X.Y.Z)\n", pos[0])
-		fmt.Fprintf(&b, "file size: %d bytes without the region\n", s.Size)
+		fmt.Fprintf(&b, "signed:     no (sign it with: rpsign sign %s --key-file PATH --version X.Y.Z)\n", pos[0])
 	} else {
-		fmt.Fprintf(&b, "signed:    yes\n")
-		fmt.Fprintf(&b, "version:   %s\n", out.Version)
-		fmt.Fprintf(&b, "size:      %d\n", out.Size)
-		fmt.Fprintf(&b, "hash:      %s\n", out.Hash)
-		fmt.Fprintf(&b, "signature: %s\n", out.Signature)
-		if in.Size != s.Size || in.Hash != s.Hash {
-			fmt.Fprintf(&b, "matches:   NO, the file changed after signing (verify will fail)\n")
+		fmt.Fprintf(&b, "signed:     yes, format %s\n", out.Format)
+		fmt.Fprintf(&b, "version:    %s\n", out.Version)
+		if out.Target != "" {
+			fmt.Fprintf(&b, "target:     %s\n", out.Target)
+		}
+		fmt.Fprintf(&b, "content:    %d bytes", out.Content)
+		if tail := out.FileSize - out.Content; tail > 0 {
+			fmt.Fprintf(&b, ", then %d bytes of OS code signature", tail)
+		}
+		fmt.Fprintf(&b, "\nhash:       %s\n", out.Hash)
+		fmt.Fprintf(&b, "signature:  %s\n", out.Signature)
+		fmt.Fprintf(&b, "file id:    %s\n", out.FileID)
+		if err := s.Matches(in); err != nil {
+			fmt.Fprintf(&b, "matches:    NO, the file changed after signing (verify will fail): %v\n", err)
 		} else {
-			fmt.Fprintf(&b, "matches:   yes (hash and size; check the key with rpsign verify)\n")
+			fmt.Fprintf(&b, "matches:    yes (content; check the key with rpsign verify)\n")
 		}
 	}
 	_, err = fmt.Fprint(e.stdout, b.String())

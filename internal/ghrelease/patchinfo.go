@@ -30,9 +30,11 @@ import (
 //	{
 //	  "target": "linux/amd64",
 //	  "asset": "hello_linux_amd64",
+//	  "format": "v1",
 //	  "version": "2.0.0",
-//	  "hash": "<64 hex digits: the region's hash>",
+//	  "hash": "<64 hex digits: the region's hash (v1: the root)>",
 //	  "size": 2265088,
+//	  "offset": 1433600,
 //	  "signature": "<128 hex digits: the region's Ed25519 signature>",
 //	  "public_key": "<52 z-base-32 characters>"
 //	}
@@ -43,13 +45,17 @@ type PatchInfo struct {
 	File string `json:"file,omitempty"`
 	// Asset is the name of the binary's release asset (manifests only).
 	Asset string `json:"asset,omitempty"`
+	// Format is the region's format, "v1" or "v0"; empty means v0 (as
+	// manifests written before v1).
+	Format string `json:"format,omitempty"`
 	// Version is the signed version, without a leading "v".
 	Version string `json:"version"`
-	// Hash is the hex of the signed hash: the first 32 bytes of SHA-512 of
-	// the binary with its 176-byte region cut out.
+	// Hash is the hex of the signed hash (see region.Info.Hash).
 	Hash string `json:"hash"`
-	// Size is the signed size: the binary's length without the region.
+	// Size is the signed size (see region.Info.Size).
 	Size uint64 `json:"size"`
+	// Offset is the region's offset in the binary (v1).
+	Offset uint64 `json:"offset,omitempty"`
 	// Signature is the hex of the region's Ed25519 signature.
 	Signature string `json:"signature"`
 	// PublicKey is the z-base-32 public key that the binary was signed
@@ -63,9 +69,11 @@ type PatchInfo struct {
 func NewPatchInfo(t target.Target, in region.Info, pub ed25519.PublicKey) PatchInfo {
 	return PatchInfo{
 		Target:    t.String(),
+		Format:    in.Format.String(),
 		Version:   in.Version,
 		Hash:      hex.EncodeToString(in.Hash[:]),
 		Size:      in.Size,
+		Offset:    in.Offset,
 		Signature: hex.EncodeToString(in.Signature[:]),
 		PublicKey: region.EncodePublicKey(pub),
 	}
@@ -80,6 +88,14 @@ func (p PatchInfo) Info() (region.Info, error) {
 		return in, fmt.Errorf("patch info: %w", err)
 	}
 	in.Version = v
+	switch p.Format {
+	case "", "v0":
+		in.Format = region.V0
+	case "v1":
+		in.Format, in.Target, in.Offset = region.V1, p.Target, p.Offset
+	default:
+		return in, fmt.Errorf("patch info: unknown format %q", p.Format)
+	}
 	if err := decodeHex(in.Hash[:], p.Hash); err != nil {
 		return in, fmt.Errorf("patch info: hash: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/org/rustpatcher-go/region"
@@ -58,7 +59,8 @@ func keyOf(priv ed25519.PrivateKey) Key {
 // WriteBinary writes a stand-in release binary to path (mode 0755,
 // creating its directory): size pseudo-random bytes from seed with an
 // unsigned region inserted in the middle. Unless version is empty, it signs
-// the file with key as version and returns the region; it streams, so size
+// the file with key as version, in format V1 for the running program's
+// target (a client accepts it), and returns the region; it streams, so size
 // may be large.
 func WriteBinary(t testing.TB, path string, size int64, seed uint64, key Key, version string) region.Info {
 	t.Helper()
@@ -90,12 +92,15 @@ func WriteBinary(t testing.TB, path string, size int64, seed uint64, key Key, ve
 	if version == "" {
 		return region.Info{}
 	}
-	in, err := region.SignFile(context.Background(), path, key.Private, version)
+	in, err := region.SignFile(context.Background(), path, key.Private, version, Target)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return in
 }
+
+// Target is the running program's GOOS/GOARCH, which WriteBinary signs.
+const Target = runtime.GOOS + "/" + runtime.GOARCH
 
 // FlipByte inverts the byte at off in the file at path; a negative off
 // counts from the end.
