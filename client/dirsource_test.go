@@ -58,7 +58,7 @@ func TestDirSource(t *testing.T) {
 	// A file re-signed in place is scanned again (its size stays, its
 	// modification time changes).
 	p := filepath.Join(dir, "a-2.0.0")
-	if _, err := region.SignFile(context.Background(), p, k.Private, "2.5.0"); err != nil {
+	if _, err := region.SignFile(context.Background(), p, k.Private, "2.5.0", regiontest.Target); err != nil {
 		t.Fatal(err)
 	}
 	future := time.Now().Add(time.Minute)

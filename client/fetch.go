@@ -7,7 +7,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/org/rustpatcher-go/region"
 )
 
 // progressWriter writes to the temporary file, remembers a write error (so
@@ -77,7 +76,7 @@ func (r *releaseReader) Read(b []byte) (int, error) {
 			n, _ := io.ReadFull(r.rc, one[:])
 			r.close()
 			if n > 0 {
-				return 0, fmt.Errorf("%w (%d bytes)", ErrTooLong, r.limit-region.Size)
+				return 0, fmt.Errorf("%w (%d bytes)", ErrTooLong, r.limit)
 			}
 			return 0, io.EOF
 		}

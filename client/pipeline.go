@@ -234,7 +234,7 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 		if p.refused.selfTestFailedRecently(c, p.cfg.now()) {
 			continue // another copy of it failed its self-test in this poll
 		}
-		p.log.Info("update found", "version", c.in.Version, "source", c.name(), "size", c.in.Size+region.Size)
+		p.log.Info("update found", "version", c.in.Version, "source", c.name(), "size", c.in.ContentLen())
 		p.emit(Event{Kind: EventFound, Release: c.in, Source: c.name()})
 		err := p.apply(ctx, c)
 		if err == nil {
@@ -365,7 +365,7 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 // on the way: the bytes must hash to the signed hash and size, and their
 // region must be the one offered. A write error is a localError.
 func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.Info, error) {
-	total := int64(c.in.Size) + region.Size
+	total := c.in.ContentLen()
 	pw := &progressWriter{w: w, total: total, emit: func(done int64) {
 		p.emit(Event{Kind: EventProgress, Release: c.in, Source: c.name(), Done: done, Total: total})
 	}}

@@ -25,7 +25,7 @@ type Release interface {
 	// Info is the release's signed region as the source claims it.
 	Info() region.Info
 	// Open returns the release's whole file (region included, so
-	// Info().Size+region.Size bytes in all) starting at offset. The engine
+	// Info().ContentLen() bytes in all) starting at offset. The engine
 	// calls Open again with the offset reached when a read fails, so a
 	// source that has several peers may resume from another one.
 	Open(ctx context.Context, offset int64) (io.ReadCloser, error)

@@ -18,66 +18,119 @@ import (
 	"testing"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/exefmt"
 	"github.com/org/rustpatcher-go/internal/regiontest"
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
-// checkSignVerify signs a copy of the binary at bin as 1.4.2 with key and
-// checks that it verifies, that rustpatcher 0.2's rules find its region
-// before and after and verify the signature, and that one flipped byte
-// outside the region (at the start, just after the region and at the end)
-// makes verification fail. It returns the signed copy.
+// checkSignVerify signs copies of the binary at bin as 1.4.2 with key, in
+// both formats, and checks that they verify; that the unsigned build and
+// the V0 copy hold the V0 marker exactly twice, so that rustpatcher 0.2's
+// rules find their region, and that rustpatcher's verification accepts the
+// V0 copy (where its rules and ours agree: no OS code signature); that the
+// V1 copy holds no V0 marker at all, so rustpatcher's tools cannot mistake
+// it for theirs; that an ad hoc Mach-O code signature is valid after
+// signing; and that one flipped byte (at the start, just after the region,
+// at the end) makes verification fail. It returns the V1 copy.
 func checkSignVerify(t *testing.T, bin string, key Key) string {
 	t.Helper()
+	ctx := context.Background()
 	pub := key.Private.Public().(ed25519.PublicKey)
 	unsigned, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkMarkers(t, bin, unsigned)
-	p := filepath.Join(t.TempDir(), filepath.Base(bin))
-	CopyFile(t, bin, p)
-	if _, err := region.VerifyFile(context.Background(), p, pub); !errors.Is(err, region.ErrUnsigned) {
-		t.Fatalf("fresh build: VerifyFile = %v, want ErrUnsigned", err)
-	}
-	in := SignedCopy(t, bin, p, key, "1.4.2")
-	if got, err := region.VerifyFile(context.Background(), p, pub); err != nil || got != in {
-		t.Fatalf("VerifyFile = %+v, %v", got, err)
-	}
-	signed, err := os.ReadFile(p)
+	tg, err := target.DetectFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkMarkers(t, p, signed)
-	if err := regiontest.RustpatcherVerify(signed, pub); err != nil {
-		t.Errorf("%s: rustpatcher 0.2's verification refuses what rpsign signed: %v", bin, err)
-	}
-	off, _ := regiontest.RustpatcherCut(signed)
-	for _, at := range []int{0, off + region.Size, len(signed) - 1} {
-		b := bytes.Clone(signed)
-		b[at] ^= 1
-		f := p + ".flipped"
-		if err := os.WriteFile(f, b, 0o755); err != nil {
+	dir := t.TempDir()
+	var v1 string
+	for _, f := range []region.Format{region.V1, region.V0} {
+		p := filepath.Join(dir, filepath.Base(bin)+"-"+f.String())
+		CopyFile(t, bin, p)
+		if _, err := region.VerifyFile(ctx, p, pub); !errors.Is(err, region.ErrUnsigned) {
+			t.Fatalf("fresh build: VerifyFile = %v, want ErrUnsigned", err)
+		}
+		opts := region.SignOptions{Version: "1.4.2", Format: f}
+		if f == region.V1 {
+			opts.Target = tg.String()
+			v1 = p
+		}
+		in, err := region.Sign(ctx, p, key.Private, opts)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := region.VerifyFile(context.Background(), f, pub); !errors.Is(err, region.ErrHashMismatch) {
-			t.Errorf("byte %d flipped: VerifyFile = %v, want ErrHashMismatch", at, err)
+		if got, err := region.VerifyFile(ctx, p, pub); err != nil || got != in {
+			t.Fatalf("%s: VerifyFile = %+v, %v", f, got, err)
+		}
+		signed, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := layoutOf(t, signed)
+		if l.Kind == exefmt.MachO && l.HasSignature() {
+			checkPageHashes(t, p)
+		}
+		switch f {
+		case region.V0:
+			checkMarkers(t, p, signed)
+			if l.HasSignature() {
+				break // rustpatcher hashes the code signature too
+			}
+			if err := regiontest.RustpatcherVerify(signed, pub); err != nil {
+				t.Errorf("%s: rustpatcher 0.2's verification refuses what rpsign signed: %v", p, err)
+			}
+		case region.V1:
+			if n := bytes.Count(signed, []byte(region.Marker)); n != 0 {
+				t.Errorf("%s: a v1-signed file holds the v0 marker %d times, want none", p, n)
+			}
+			if n0, n1 := bytes.Count(signed, []byte(region.V1Marker)), bytes.Count(signed, []byte(region.V1EndMarker)); n0 != 1 || n1 != 1 {
+				t.Errorf("%s: the v1 markers occur %d and %d times, want once each", p, n0, n1)
+			}
+			if _, err := regiontest.RustpatcherCut(signed); err == nil {
+				t.Errorf("%s: rustpatcher 0.2's rules find a region in a v1-signed file", p)
+			}
+		}
+		sc, err := region.ScanFile(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, at := range []int{0, int(sc.Offset) + region.Size, int(sc.ContentEnd) - 1} {
+			b := bytes.Clone(signed)
+			b[at] ^= 1
+			if _, err := region.Verify(ctx, bytes.NewReader(b), pub); err == nil {
+				t.Errorf("%s: byte %d flipped and the file still verifies", f, at)
+			}
+		}
+		if sc.ContentEnd < sc.FileSize {
+			// The OS code signature is the OS's to check: a changed byte
+			// there leaves the release's signature valid but names
+			// another file.
+			b := bytes.Clone(signed)
+			b[len(b)-1] ^= 1
+			s2, err := region.Scan(ctx, bytes.NewReader(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s2.Verify(pub); err != nil || s2.FileID == sc.FileID {
+				t.Errorf("%s: a changed code signature byte: verify %v, same file ID %v", f, err, s2.FileID == sc.FileID)
+			}
 		}
 	}
-	return p
+	return v1
 }
 
-// checkMarkers checks that file (the contents of path) holds the bounds
-// marker exactly twice, 148 bytes apart, so that rustpatcher 0.2's rule
-// (first marker to last) finds exactly the 176-byte region.
-func checkMarkers(t *testing.T, path string, file []byte) {
+// layoutOf parses the executable layout of a file's contents.
+func layoutOf(t *testing.T, b []byte) exefmt.Layout {
 	t.Helper()
-	if n := bytes.Count(file, []byte(region.Marker)); n != 2 {
-		t.Errorf("%s holds the bounds marker %d times, want 2", path, n)
+	l, err := exefmt.Parse(b[:min(len(b), exefmt.MaxHeader)], int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := regiontest.RustpatcherCut(file); err != nil {
-		t.Errorf("%s: rustpatcher 0.2 would refuse it: %v", path, err)
-	}
+	return l
 }
 
 // TestRealBinaries builds examples/hello (and a cgo program) the ways apps
@@ -161,5 +214,18 @@ func TestToolsHoldMarkerTwice(t *testing.T) {
 			}
 			checkMarkers(t, pkg, b)
 		})
+	}
+}
+
+// checkMarkers checks that file (the contents of path) holds the V0 bounds
+// marker exactly twice, 148 bytes apart, so that rustpatcher 0.2's rule
+// (first marker to last) finds exactly the 176-byte region.
+func checkMarkers(t *testing.T, path string, file []byte) {
+	t.Helper()
+	if n := bytes.Count(file, []byte(region.Marker)); n != 2 {
+		t.Errorf("%s holds the bounds marker %d times, want 2", path, n)
+	}
+	if _, err := regiontest.RustpatcherCut(file); err != nil {
+		t.Errorf("%s: rustpatcher 0.2 would refuse it: %v", path, err)
 	}
 }

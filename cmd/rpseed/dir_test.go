@@ -91,7 +91,7 @@ func dropRelease(t *testing.T, dir, name string, head []byte, key regiontest.Key
 			t.Fatal(err)
 		}
 	}
-	in, err := region.SignFile(context.Background(), tmp, key.Private, version)
+	in, err := region.SignFile(context.Background(), tmp, key.Private, version, regiontest.Target)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -132,15 +132,13 @@ func runPublish(e *env, args []string) error {
 func verifyForPublish(bins []string, fixed *target.Target, pubs *pubKeys) ([]ghrelease.Signed, error) {
 	var files []ghrelease.Signed
 	for _, b := range bins {
-		var t target.Target
+		given := ""
 		if fixed != nil {
-			t = *fixed
-		} else {
-			d, err := target.DetectFile(b)
-			if err != nil {
-				return nil, fmt.Errorf("%w; pass --target", err)
-			}
-			t = d
+			given = fixed.String()
+		}
+		t, err := binaryTarget(b, given, "--target", region.V1)
+		if err != nil {
+			return nil, err
 		}
 		pub, ok := pubs.key(t)
 		if !ok {
@@ -149,6 +147,9 @@ func verifyForPublish(bins []string, fixed *target.Target, pubs *pubKeys) ([]ghr
 		in, err := region.VerifyFile(context.Background(), b, pub)
 		if err != nil {
 			return nil, fmt.Errorf("not publishing: %w", err)
+		}
+		if in.Format == region.V1 && in.Target != t.String() {
+			return nil, fmt.Errorf("not publishing %s as %s: it is signed for %s", b, t, in.Target)
 		}
 		files = append(files, ghrelease.Signed{Path: b, Name: assetName(b, t), Target: t, Info: in, PublicKey: pub})
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/org/rustpatcher-go/internal/ghrelease"
 	"github.com/org/rustpatcher-go/internal/ghrelease/ghreleasetest"
 	"github.com/org/rustpatcher-go/internal/target"
+	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -25,16 +26,17 @@ func TestPublish(t *testing.T) {
 	_, pubB := randomKey(t)
 	dir := t.TempDir()
 	hello := copyHello(t, dir, "hello")
-	arm := copyHello(t, dir, "arm/hello")
 	key, err := region.ParseSecretKey(keyA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{hello, arm} {
-		if _, err := region.SignFile(context.Background(), f, key, "1.5.0", runtime.GOOS+"/"+runtime.GOARCH); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := region.SignFile(context.Background(), hello, key, "1.5.0", runtime.GOOS+"/"+runtime.GOARCH); err != nil {
+		t.Fatal(err)
 	}
+	// A stand-in for a linux/arm64 build: its header names no target, so
+	// --target says it.
+	arm := filepath.Join(dir, "arm", "hello")
+	regiontest.WriteBinaryFor(t, arm, 5000, 1, regiontest.VectorKey(t), "1.5.0", "linux/arm64")
 	unsigned := copyHello(t, dir, "unsigned/hello")
 	host := target.Current()
 	pubAs, pubBs := region.EncodePublicKey(pubA), region.EncodePublicKey(pubB)

@@ -56,9 +56,9 @@ type Layout struct {
 	// Kind is the executable's format.
 	Kind Kind
 	// Mutable lists the header fields a code signer rewrites, in file
-	// order: for Mach-O, LC_CODE_SIGNATURE's datasize and the __LINKEDIT
-	// segment's vmsize and filesize; for PE, the optional header's
-	// CheckSum and the Security data-directory entry.
+	// order: for a Mach-O with LC_CODE_SIGNATURE, its datasize and the
+	// __LINKEDIT segment's vmsize and filesize; for PE, the optional
+	// header's CheckSum and the Security data-directory entry.
 	Mutable []Range
 	// Signature is where the code signature is: for Mach-O the blob named
 	// by LC_CODE_SIGNATURE (dataoff, datasize); for PE the attribute
@@ -162,7 +162,12 @@ func parseMachO(h []byte, size int64) (Layout, error) {
 			return l, fmt.Errorf("%w: code signature at %d+%d lies outside the file's %d bytes after the headers", ErrMalformed, l.Signature.Off, l.Signature.Len, size)
 		}
 	}
-	l.Mutable = sortRanges(append(codesig, linkedit...))
+	// A re-signer rewrites these only when there is a signature to redo.
+	// Adding a first code signature adds a load command, which no
+	// content rule can allow for: such binaries are signed ad hoc first.
+	if len(codesig) > 0 {
+		l.Mutable = sortRanges(append(codesig, linkedit...))
+	}
 	return l, nil
 }
 

@@ -74,7 +74,7 @@ func publish(t *testing.T, srv *ghreleasetest.Server, keys map[target.Target]reg
 	for tg, key := range keys {
 		// Fresh bytes each time, as from a new build.
 		path := filepath.Join(dir, "app_"+tg.OS+"_"+tg.Arch)
-		in := regiontest.WriteBinary(t, path, 4000, rand.Uint64(), key, version)
+		in := regiontest.WriteBinaryFor(t, path, 4000, rand.Uint64(), key, version, tg.String())
 		files = append(files, Signed{Path: path, Target: tg, Info: in, PublicKey: key.Public})
 		paths[tg] = path
 	}

@@ -370,7 +370,7 @@ func (p *Poller) fetch(ctx context.Context, t target.Target, pub ed25519.PublicK
 		p.rejected[c.asset.GetID()] = true
 		return v, &rejectedError{err}
 	}
-	want := int64(c.info.Size) + region.Size
+	want := c.info.ContentLen()
 	limit := cmp.Or(p.MaxSize, 1<<30)
 	if want > limit {
 		return reject(fmt.Errorf("signed size %d bytes is over the limit of %d", want, limit))

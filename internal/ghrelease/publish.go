@@ -69,6 +69,11 @@ func (p *Publisher) Publish(ctx context.Context, tag string, files []Signed) (*g
 			names[n] = f.Path
 		}
 	}
+	for _, f := range files {
+		if f.Info.Format == region.V1 && f.Info.Target != f.Target.String() {
+			return nil, fmt.Errorf("publishing %s as %s: it is signed for %s", f.Path, f.Target, f.Info.Target)
+		}
+	}
 	dir, err := os.MkdirTemp("", "rpsign-manifests-")
 	if err != nil {
 		return nil, err

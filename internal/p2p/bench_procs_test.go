@@ -35,7 +35,7 @@ import (
 func BenchmarkTransferProcs(b *testing.B) {
 	const size = 200 << 20
 	pub, path, in := benchRelease(b, size)
-	total := int64(in.Size) + region.Size
+	total := in.ContentLen()
 	bins := b.TempDir()
 	httpAddr, httpPid := startServer(b, b, buildProgram(b, bins, "./testdata/httpfile"), path)
 	httpURL := httpAddr + filepath.Base(path)

@@ -111,7 +111,7 @@ func download(t *testing.T, src *Source, pub ed25519.PublicKey) []byte {
 			t.Fatalf("Releases = %d, %v", len(rels), err)
 		}
 		r := rels[0]
-		total := int64(r.Info().Size) + region.Size
+		total := r.Info().ContentLen()
 		var buf bytes.Buffer
 		for tries := 0; buf.Len() < int(total) && tries < 10; tries++ {
 			rc, err := r.Open(ctx, int64(buf.Len()))
@@ -141,7 +141,7 @@ func TestHostileFetch(t *testing.T) {
 	in := regiontest.WriteBinary(t, path, 256<<10, 1, key, "2.0.0")
 	want, _ := os.ReadFile(path)
 	reg, _ := in.Marshal()
-	total := in.Size + region.Size
+	total := uint64(in.ContentLen())
 	id := wire.ReleaseID(reg)
 	for _, tt := range fetchLies {
 		t.Run(tt.name, func(t *testing.T) {
@@ -347,7 +347,7 @@ func testTrailingBytes(t *testing.T, pub ed25519.PublicKey, path string, in regi
 		t.Fatal("trailing bytes not counted as a bad request")
 	}
 	n, err := io.Copy(io.Discard, s)
-	total := int64(in.Size) + region.Size
+	total := in.ContentLen()
 	if err == nil || n >= total {
 		t.Fatalf("read %d of %d bytes, %v; want the stream reset", n, total, err)
 	}

@@ -197,7 +197,7 @@ func TestUploadSlots(t *testing.T) {
 	b := newTestNode(t, Config{}, seed)
 	reg, _ := in.Marshal()
 	id := wire.ReleaseID(reg)
-	total := in.Size + region.Size
+	total := uint64(in.ContentLen())
 	seedAI := a.bootstrap[0]
 	first, err := a.fetch(ctx, pub, testTarget, id, total, 0, seedAI)
 	if err != nil {

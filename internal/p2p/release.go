@@ -84,7 +84,7 @@ func (r *Release) Peers() []peer.ID {
 // early.
 func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error) {
 	n := r.src.n
-	total := r.info.Size + region.Size
+	total := uint64(r.info.ContentLen())
 	if offset < 0 || uint64(offset) > total {
 		return nil, fmt.Errorf("release %s: offset %d outside 0..%d", r.info.Version, offset, total)
 	}

@@ -21,7 +21,7 @@ type served struct {
 	reg    [region.Size]byte
 	id     [wire.IDLen]byte
 	f      *os.File
-	total  uint64 // info.Size + region.Size
+	total  uint64 // info.ContentLen()
 
 	mu   sync.Mutex
 	refs int // 1 while served, +1 per running upload
@@ -30,7 +30,7 @@ type served struct {
 // newServed returns the release in f, whose region reg holds in, served
 // once (one reference).
 func newServed(pub ed25519.PublicKey, target string, in region.Info, reg [region.Size]byte, f *os.File) *served {
-	return &served{pub: pub, target: target, info: in, reg: reg, id: wire.ReleaseID(reg), f: f, total: in.Size + region.Size, refs: 1}
+	return &served{pub: pub, target: target, info: in, reg: reg, id: wire.ReleaseID(reg), f: f, total: uint64(in.ContentLen()), refs: 1}
 }
 
 // acquire takes a reference for an upload.
@@ -66,7 +66,7 @@ func openVerified(ctx context.Context, path string, pub ed25519.PublicKey, in re
 		f.Close()
 		return nil, err
 	}
-	if want := int64(in.Size) + region.Size; st.Size() != want {
+	if want := in.ContentLen(); st.Size() != want {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w: file has %d bytes, signed for %d", path, region.ErrSizeMismatch, st.Size(), want)
 	}

@@ -64,6 +64,12 @@ func keyOf(priv ed25519.PrivateKey) Key {
 // may be large.
 func WriteBinary(t testing.TB, path string, size int64, seed uint64, key Key, version string) region.Info {
 	t.Helper()
+	return WriteBinaryFor(t, path, size, seed, key, version, Target)
+}
+
+// WriteBinaryFor is WriteBinary signing for target, a GOOS/GOARCH.
+func WriteBinaryFor(t testing.TB, path string, size int64, seed uint64, key Key, version, target string) region.Info {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +98,7 @@ func WriteBinary(t testing.TB, path string, size int64, seed uint64, key Key, ve
 	if version == "" {
 		return region.Info{}
 	}
-	in, err := region.SignFile(context.Background(), path, key.Private, version, Target)
+	in, err := region.SignFile(context.Background(), path, key.Private, version, target)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,7 @@ func TestList(t *testing.T) {
 		{"unchanged files are not scanned again", func() {}, "a=2.0.0 b=3.0.0 notes.txt=error unsigned=unsigned"},
 		{"a file re-signed in place is scanned again", func() {
 			// Same size, new contents and modification time.
-			if _, err := region.SignFile(ctx, a, k.Private, "2.5.0"); err != nil {
+			if _, err := region.SignFile(ctx, a, k.Private, "2.5.0", regiontest.Target); err != nil {
 				t.Fatal(err)
 			}
 			future := time.Now().Add(time.Minute)

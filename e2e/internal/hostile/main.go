@@ -100,7 +100,7 @@ func readRegion(path string) ([region.Size]byte, uint64, error) {
 	if err != nil {
 		return r, 0, err
 	}
-	return sc.Region, in.Size + region.Size, nil
+	return sc.Region, uint64(in.ContentLen()), nil
 }
 
 func run(pubS, target, role, realPath, olderPath string, boot, listen []string, private bool, stall time.Duration) error {
