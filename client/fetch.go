@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"time"
-
 )
 
 // progressWriter writes to the temporary file, remembers a write error (so

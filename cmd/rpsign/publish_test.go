@@ -11,8 +11,8 @@ import (
 
 	"github.com/org/rustpatcher-go/internal/ghrelease"
 	"github.com/org/rustpatcher-go/internal/ghrelease/ghreleasetest"
-	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/internal/regiontest"
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
