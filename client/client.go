@@ -75,6 +75,18 @@ var (
 	ErrRegionMismatch = errors.New("downloaded file's region differs from the one offered")
 	// ErrSelfTest means the new binary failed its self-test run.
 	ErrSelfTest = errors.New("new binary failed its self-test")
+	// ErrWrongTarget means a release is for another GOOS/GOARCH than the
+	// running program's.
+	ErrWrongTarget = errors.New("release is for another target")
+	// ErrV0 means a release is signed in the v0 format (rustpatcher 0.2)
+	// and the Config does not accept it.
+	ErrV0 = errors.New("v0 (rustpatcher 0.2) releases are not accepted")
+	// ErrOtherFile means a source delivered another file than the one it
+	// offered.
+	ErrOtherFile = errors.New("downloaded file differs from the one offered")
+	// ErrSize means a source offers a file whose length does not fit its
+	// signed content.
+	ErrSize = errors.New("file length does not fit the signed content")
 	// ErrNothingApplied means Restart was called before any update was
 	// applied.
 	ErrNothingApplied = errors.New("no update applied")
@@ -106,6 +118,12 @@ type Config struct {
 	// AllowPrerelease lets pre-release versions (such as 2.0.0-rc.1) be
 	// applied.
 	AllowPrerelease bool
+	// AcceptV0 lets releases signed in the v0 format, rustpatcher 0.2's,
+	// be applied. Their signature covers less than v1's (not where the
+	// region sits, nor the target) and their bytes can be checked only as
+	// a whole: leave it off unless rustpatcher's own tools sign your
+	// releases. The running binary may be v0 either way.
+	AcceptV0 bool
 	// Network configures the peer-to-peer network.
 	Network NetworkConfig
 	// Logger receives the engine's logs; nil means slog.Default(). The

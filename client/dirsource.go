@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -75,7 +76,7 @@ func (d *dirSource) Releases(ctx context.Context) ([]Release, error) {
 	var rels []Release
 	for _, e := range ents {
 		if e.Err == nil && e.Info.Signed() {
-			rels = append(rels, &dirRelease{path: e.Path, in: e.Info, size: e.Size, mtime: e.ModTime})
+			rels = append(rels, &dirRelease{path: e.Path, in: e.Info, size: e.Size, mtime: e.ModTime, id: e.FileID})
 		}
 	}
 	return rels, nil
@@ -87,6 +88,7 @@ type dirRelease struct {
 	in    region.Info
 	size  int64
 	mtime time.Time
+	id    [sha256.Size]byte
 }
 
 // identity changes when the file does, so that a file refused while it was
@@ -96,6 +98,12 @@ func (r *dirRelease) identity() string {
 }
 
 func (r *dirRelease) Info() region.Info { return r.in }
+
+// FileID names the file as it was scanned.
+func (r *dirRelease) FileID() [sha256.Size]byte { return r.id }
+
+// Size is the file's length when it was listed.
+func (r *dirRelease) Size() int64 { return r.size }
 
 // String names the file, so logs say which file was refused.
 func (r *dirRelease) String() string { return r.path }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"time"
 
@@ -69,6 +70,9 @@ type Event struct {
 	Release region.Info
 	// Source names where the release came from, if anywhere.
 	Source string
+	// FileID names the exact file applied (EventApplied): see
+	// region.Scanned.FileID.
+	FileID [sha256.Size]byte
 	// Done and Total count bytes for EventProgress.
 	Done, Total int64
 	// At is the restart time for EventRestartScheduled.

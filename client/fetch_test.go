@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"strings"
@@ -20,7 +21,9 @@ type flakyRelease struct {
 	failAt int // Open fails on this (1-based) call; 0 = never
 }
 
-func (f *flakyRelease) Info() region.Info { return region.Info{} }
+func (f *flakyRelease) Info() region.Info         { return region.Info{} }
+func (f *flakyRelease) FileID() [sha256.Size]byte { return [sha256.Size]byte{} }
+func (f *flakyRelease) Size() int64               { return int64(len(f.data)) }
 
 func (f *flakyRelease) Open(ctx context.Context, off int64) (io.ReadCloser, error) {
 	f.opens++

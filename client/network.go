@@ -105,6 +105,8 @@ type networkSource struct {
 	s *p2p.Source
 }
 
+// Releases returns the releases peers offer, each a Release and a
+// Rejecter (p2p strikes the peers that delivered refused bytes).
 func (n *networkSource) Releases(ctx context.Context) ([]Release, error) {
 	rs, err := n.s.Releases(ctx)
 	out := make([]Release, len(rs))

@@ -10,11 +10,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/selfreplace"
+	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -112,6 +114,9 @@ func (p *pipeline) run(ctx context.Context) io.Closer {
 	p.running = running
 	p.log.Info("running binary verified, updates are on", "version", running.Version, "executable", p.exe, "mode", p.cfg.Mode.String())
 	p.emit(Event{Kind: EventVerified, Release: running})
+	if running.Format == region.V0 && !p.cfg.AcceptV0 {
+		p.log.Info("this binary is signed in the v0 format (rustpatcher 0.2); only v1 releases will be applied (Config.AcceptV0 takes v0 ones)")
+	}
 	if removed, err := selfreplace.CleanStale(p.exe, time.Hour); err == nil && len(removed) > 0 {
 		p.log.Info("removed temporary files left by an interrupted update", "files", removed)
 	}
@@ -231,7 +236,7 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 		if p.acceptable(c.in) != nil {
 			continue // a newer one was applied in this poll
 		}
-		if p.refused.selfTestFailedRecently(c, p.cfg.now()) {
+		if p.refused.selfTestFailedRecently(c.rel.FileID(), p.cfg.now()) {
 			continue // another copy of it failed its self-test in this poll
 		}
 		p.log.Info("update found", "version", c.in.Version, "source", c.name(), "size", c.in.ContentLen())
@@ -269,7 +274,7 @@ func (p *pipeline) offers(ctx context.Context) []candidate {
 				}
 				continue
 			}
-			if !p.refused.rejected(c) && !p.refused.selfTestFailedRecently(c, p.cfg.now()) {
+			if !p.refused.rejected(c) && !p.refused.selfTestFailedRecently(c.rel.FileID(), p.cfg.now()) {
 				cands = append(cands, c)
 			}
 		}
@@ -286,10 +291,17 @@ func (p *pipeline) current() region.Info {
 	return p.running
 }
 
-// acceptable reports why a release offered must not be applied, or nil.
+// acceptable reports why a release offered must not be applied, or nil:
+// before a byte of it is fetched, from its signed region alone.
 func (p *pipeline) acceptable(in region.Info) error {
 	if err := in.VerifySignature(p.pub); err != nil {
 		return err
+	}
+	switch {
+	case in.Format == region.V0 && !p.cfg.AcceptV0:
+		return fmt.Errorf("%w (set Config.AcceptV0 to take them)", ErrV0)
+	case in.Format == region.V1 && in.Target != runningTarget:
+		return fmt.Errorf("%w: signed for %s, this is %s", ErrWrongTarget, in.Target, runningTarget)
 	}
 	cur := p.current()
 	if region.CompareVersions(in.Version, cur.Version) <= 0 {
@@ -314,10 +326,16 @@ func (p *pipeline) failed(c candidate, err error) bool {
 		p.log.Error("update failed; the executable is unchanged, will retry", "version", c.in.Version, "source", c.name(), "err", err)
 		return false
 	}
-	if errors.Is(err, ErrSelfTest) {
-		p.refused.failSelfTest(c, p.cfg.now())
+	var bad *badFile
+	if errors.As(err, &bad) {
+		// The bytes verified but failed the self-test: this file is bad
+		// here whichever source offers it, for a while.
+		p.refused.failSelfTest(bad.id, p.cfg.now())
 	} else {
 		p.refused.reject(c)
+	}
+	if r, ok := c.rel.(Rejecter); ok {
+		r.Reject(err)
 	}
 	p.log.Warn("release refused; the executable is unchanged", "version", c.in.Version, "source", c.name(), "reason", err)
 	return true
@@ -335,15 +353,23 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 		return &localError{err}
 	}
 	defer tmp.Abort() // no-op after a successful Commit
-	got, err := p.fetch(ctx, c, tmp)
+	got, id, err := p.fetch(ctx, c, tmp)
 	if err != nil {
 		return err
 	}
 	if err := tmp.Finish(); err != nil {
 		return &localError{err}
 	}
+	if p.refused.selfTestFailedRecently(id, p.cfg.now()) {
+		return fmt.Errorf("%w: %s is a file that failed it here less than %v ago", ErrSelfTest, c.name(), selfTestRetry)
+	}
+	// The executable header must name this machine's target: the only
+	// check a v0 release gets, a second one for v1.
+	if t, err := target.DetectFile(tmp.Name()); err == nil && t.String() != runningTarget {
+		return fmt.Errorf("%w: %s is a %s executable, this is %s", ErrWrongTarget, c.name(), t, runningTarget)
+	}
 	if err := p.selfTest(ctx, tmp.Name(), got); err != nil {
-		return err
+		return &badFile{id: id, err: err}
 	}
 	if err := tmp.Commit(); err != nil {
 		if !tmp.Committed() {
@@ -357,15 +383,21 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 	p.log.Info("update applied", "version", got.Version, "executable", p.exe, "previous", p.exe+selfreplace.BackupSuffix)
 	// Serve the new release at once, before any restart.
 	p.seed(ctx, p.exe, got)
-	p.emit(Event{Kind: EventApplied, Release: got, Source: c.name()})
+	p.emit(Event{Kind: EventApplied, Release: got, Source: c.name(), FileID: id})
 	return nil
 }
 
 // fetch streams the release into w, reporting progress, and verifies it
-// on the way: the bytes must hash to the signed hash and size, and their
-// region must be the one offered. A write error is a localError.
-func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.Info, error) {
-	total := c.in.ContentLen()
+// on the way: the content must have the signed digest and length, only an
+// OS code signature may follow it, the region must be the one offered, and
+// the file the one offered when the source named it. It returns the region
+// and the file's ID. A write error is a localError.
+func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.Info, [sha256.Size]byte, error) {
+	var none [sha256.Size]byte
+	total, content := c.rel.Size(), c.in.ContentLen()
+	if total < content || total-content > region.MaxTail(content) {
+		return region.Info{}, none, fmt.Errorf("%w: %s offers a file of %d bytes for %d bytes of signed content", ErrSize, c.name(), total, content)
+	}
 	pw := &progressWriter{w: w, total: total, emit: func(done int64) {
 		p.emit(Event{Kind: EventProgress, Release: c.in, Source: c.name(), Done: done, Total: total})
 	}}
@@ -373,19 +405,22 @@ func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.
 	defer rr.close()
 	s, err := region.Scan(ctx, io.TeeReader(rr, pw))
 	if pw.err != nil {
-		return region.Info{}, &localError{pw.err}
+		return region.Info{}, none, &localError{pw.err}
 	}
 	if err != nil {
-		return region.Info{}, fmt.Errorf("downloading %s: %w", c.name(), err)
+		return region.Info{}, none, fmt.Errorf("downloading %s: %w", c.name(), err)
 	}
 	got, err := s.Verify(p.pub)
 	if err != nil {
-		return region.Info{}, fmt.Errorf("verifying %s: %w", c.name(), err)
+		return region.Info{}, none, fmt.Errorf("verifying %s: %w", c.name(), err)
 	}
 	if got != c.in {
-		return region.Info{}, fmt.Errorf("%w: %s holds version %s", ErrRegionMismatch, c.name(), got.Version)
+		return region.Info{}, none, fmt.Errorf("%w: %s holds version %s", ErrRegionMismatch, c.name(), got.Version)
 	}
-	return got, nil
+	if want := c.rel.FileID(); want != none && s.FileID != want {
+		return region.Info{}, none, fmt.Errorf("%w: %s delivered file %x, offered %x", ErrOtherFile, c.name(), s.FileID[:8], want[:8])
+	}
+	return got, s.FileID, nil
 }
 
 // seed hands a verified binary to every source that serves releases.
@@ -549,15 +584,14 @@ func (c candidate) name() string {
 // changes with them, so a release refused while incomplete is tried again.
 type identifier interface{ identity() string }
 
-// id names the release itself, whoever offers it: SHA-256 of its region.
-func (c candidate) id() [sha256.Size]byte {
-	b, _ := c.in.Marshal()
-	return sha256.Sum256(b[:])
-}
-
-// key names the offer: source, file (or its identity) and release.
+// key names the offer: source, file (or its identity), and the file's ID,
+// or the region's digest when the source did not name the file.
 func (c candidate) key() string {
-	h := c.id()
+	h := c.rel.FileID()
+	if h == ([sha256.Size]byte{}) {
+		b, _ := c.in.Marshal()
+		h = sha256.Sum256(b[:])
+	}
 	id := c.name()
 	if i, ok := c.rel.(identifier); ok {
 		id = i.identity()
@@ -579,10 +613,12 @@ type refusals struct {
 	// byOffer remembers offers refused for what they are (version,
 	// signature, bad bytes), by candidate.key: never retried.
 	byOffer map[string]bool
-	// selfTest remembers, by release ID, when a release whose bytes
-	// verified failed its self-test on this machine. Such a release is bad
-	// here whichever peer or file offers it, so it is not fetched again
-	// until selfTestRetry has passed (a hang under load may be transient).
+	// selfTest remembers, by file ID (the exact bytes), when a file that
+	// verified failed its self-test on this machine. Such a file is bad
+	// here whichever peer or directory offers it, so it is not fetched
+	// again until selfTestRetry has passed (a hang under load may be
+	// transient). Another file of the same release (a different OS code
+	// signature) is still tried.
 	selfTest map[[sha256.Size]byte]time.Time
 }
 
@@ -606,20 +642,37 @@ func (r refusals) reject(c candidate) bool {
 // rejected reports whether the offer was refused before.
 func (r refusals) rejected(c candidate) bool { return r.byOffer[c.key()] }
 
-// failSelfTest remembers that c's release failed its self-test at now.
-func (r refusals) failSelfTest(c candidate, now time.Time) {
+// failSelfTest remembers that the file id failed its self-test at now.
+func (r refusals) failSelfTest(id [sha256.Size]byte, now time.Time) {
 	if len(r.selfTest) >= maxRemembered {
 		clear(r.selfTest)
 	}
-	r.selfTest[c.id()] = now
+	r.selfTest[id] = now
 }
 
-// selfTestFailedRecently reports whether c's release failed its self-test
-// here less than selfTestRetry before now, from any source.
-func (r refusals) selfTestFailedRecently(c candidate, now time.Time) bool {
-	t, ok := r.selfTest[c.id()]
+// selfTestFailedRecently reports whether the file id failed its self-test
+// here less than selfTestRetry before now, from any source. A zero id (a
+// file not named yet) never did.
+func (r refusals) selfTestFailedRecently(id [sha256.Size]byte, now time.Time) bool {
+	if id == ([sha256.Size]byte{}) {
+		return false
+	}
+	t, ok := r.selfTest[id]
 	return ok && now.Sub(t) < selfTestRetry
 }
+
+// badFile marks a failed self-test of a file whose bytes verified: the
+// file, by ID, is bad on this machine.
+type badFile struct {
+	id  [sha256.Size]byte
+	err error
+}
+
+func (e *badFile) Error() string { return e.err.Error() }
+func (e *badFile) Unwrap() error { return e.err }
+
+// runningTarget is this program's GOOS/GOARCH.
+const runningTarget = runtime.GOOS + "/" + runtime.GOARCH
 
 // localError marks a failure on this machine's side (disk full, no
 // permission) rather than of the release.

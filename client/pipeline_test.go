@@ -64,6 +64,20 @@ func (r *rig) release(name string, seed uint64, key regiontest.Key, version stri
 	return p
 }
 
+// releaseAs is release signed in format f for target.
+func (r *rig) releaseAs(name string, seed uint64, key regiontest.Key, version string, f region.Format, target string) string {
+	tmp := filepath.Join(r.t.TempDir(), name)
+	regiontest.WriteBinary(r.t, tmp, 300_000, seed, key, "")
+	if _, err := region.Sign(context.Background(), tmp, key.Private, region.SignOptions{Version: version, Format: f, Target: target}); err != nil {
+		r.t.Fatal(err)
+	}
+	p := filepath.Join(r.rels, name)
+	if err := os.Rename(tmp, p); err != nil {
+		r.t.Fatal(err)
+	}
+	return p
+}
+
 // config returns a Config using the rig's hooks; selfTest nil means a
 // self-test that passes.
 func (r *rig) config() Config {
@@ -395,6 +409,8 @@ func TestRefusals(t *testing.T) {
 		{"same version", func(r *rig) { r.release("p", 2, r.key, "1.0.0") }, nil, EventRejected, ErrNotNewer},
 		{"older version", func(r *rig) { r.release("p", 2, r.key, "0.9.0") }, nil, EventRejected, ErrNotNewer},
 		{"pre-release not allowed", func(r *rig) { r.release("p", 2, r.key, "2.0.0-rc.1") }, nil, EventRejected, ErrPrerelease},
+		{"other target", func(r *rig) { r.releaseAs("p", 2, r.key, "2.0.0", region.V1, "plan9/arm") }, nil, EventRejected, ErrWrongTarget},
+		{"v0 without opting in", func(r *rig) { r.releaseAs("p", 2, r.key, "2.0.0", region.V0, "") }, nil, EventRejected, ErrV0},
 		{"older pre-release", func(r *rig) { r.release("p", 2, r.key, "1.0.0-rc.1") }, func(c *Config) { c.AllowPrerelease = true }, EventRejected, ErrNotNewer},
 		{"flipped byte", func(r *rig) {
 			p := r.release("p", 2, r.key, "2.0.0")
@@ -404,13 +420,13 @@ func TestRefusals(t *testing.T) {
 			p := r.release("p", 2, r.key, "2.0.0")
 			st, _ := os.Stat(p)
 			os.Truncate(p, st.Size()-10)
-		}, nil, EventFailed, ErrTruncated},
+		}, nil, EventFailed, ErrSize},
 		{"appended bytes", func(r *rig) {
 			p := r.release("p", 2, r.key, "2.0.0")
 			f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
 			f.Write([]byte("tail"))
 			f.Close()
-		}, nil, EventFailed, ErrTooLong},
+		}, nil, EventFailed, region.ErrSizeMismatch},
 		{"self-test fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
 			c.selfTest = func(context.Context, string, region.Info) error {
 				return fmt.Errorf("%w: exec format error", ErrSelfTest)
@@ -599,7 +615,7 @@ func TestDirReleaseCompletedLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := r.spawn(r.config())
-	_, i := r.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, ErrTruncated) })
+	_, i := r.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, ErrSize) })
 	if err := os.WriteFile(p, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -656,5 +672,23 @@ func TestSelfTestFailureRememberedByRelease(t *testing.T) {
 	defer mu.Unlock()
 	if got := selfTest["2.0.0"]; got != 2 {
 		t.Errorf("2.0.0 self-tested %d times after the retry delay, want 2", got)
+	}
+}
+
+// TestAcceptV0 checks that a v0 release (rustpatcher 0.2's format) is
+// applied when the Config opts in.
+func TestAcceptV0(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.releaseAs("p", 2, r.key, "2.0.0", region.V0, "")
+	cfg := r.config()
+	cfg.AcceptV0 = true
+	r.spawn(cfg)
+	e, _ := r.waitEvent(0, EventApplied, nil)
+	if e.Release.Format != region.V0 || e.Release.Version != "2.0.0" {
+		t.Errorf("applied %+v, want the v0 2.0.0", e.Release)
+	}
+	if e.FileID == ([32]byte{}) {
+		t.Error("the applied event names no file")
 	}
 }

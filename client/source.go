@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
 	"io"
 
 	"github.com/org/rustpatcher-go/region"
@@ -24,11 +25,30 @@ type Source interface {
 type Release interface {
 	// Info is the release's signed region as the source claims it.
 	Info() region.Info
-	// Open returns the release's whole file (region included, so
-	// Info().ContentLen() bytes in all) starting at offset. The engine
-	// calls Open again with the offset reached when a read fails, so a
-	// source that has several peers may resume from another one.
+	// FileID names the exact file offered (see region.Scanned.FileID),
+	// or is zero when the source cannot tell before the download. The
+	// engine checks the bytes it receives against it, and remembers a file
+	// that failed here by it.
+	FileID() [sha256.Size]byte
+	// Size is the length of the file offered: Info().ContentLen(), and
+	// the OS code signature that may follow (see docs/FORMAT.md). The
+	// engine reads no more than that, and at most region.MaxTail after
+	// the content.
+	Size() int64
+	// Open returns the release's whole file, region included, starting
+	// at offset. The engine calls Open again with the offset reached when
+	// a read fails, so a source that has several peers may resume from
+	// another one.
 	Open(ctx context.Context, offset int64) (io.ReadCloser, error)
+}
+
+// A Rejecter is a Release that wants to know when the engine refused the
+// bytes it delivered: they did not verify, were another file than the one
+// offered, or the new binary failed its self-test. A source with several
+// suppliers blames the ones that sent them. Failures on this machine's side
+// (disk full, permissions) are never reported.
+type Rejecter interface {
+	Reject(reason error)
 }
 
 // A Seeder is a Source that also serves releases to others, such as the

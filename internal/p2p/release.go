@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -42,6 +43,18 @@ type Release struct {
 
 // Info returns the release's signed region.
 func (r *Release) Info() region.Info { return r.info }
+
+// FileID is zero: the v0 protocol does not name the file before the
+// download.
+func (r *Release) FileID() [sha256.Size]byte { return [sha256.Size]byte{} }
+
+// Size is the length of the file peers serve: its content.
+func (r *Release) Size() int64 { return r.info.ContentLen() }
+
+// Reject is told that the bytes this Release delivered were refused; the
+// peers that delivered them get strikes the next time the release is
+// fetched from the start.
+func (r *Release) Reject(reason error) {}
 
 // String names the release and, once this Release fetched bytes, the peers
 // they came from. The update engine remembers a release that failed by this

@@ -12,6 +12,7 @@ package releasedir
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -44,6 +45,9 @@ type Entry struct {
 	// Err says why the file has no usable region: none, several, a
 	// malformed one, or the file could not be read. It names the file.
 	Err error
+	// FileID names the file's exact bytes as scanned (see
+	// region.Scanned.FileID); valid only when Err is nil.
+	FileID [sha256.Size]byte
 	// Changed reports whether the file was scanned by this List: it is
 	// new, or its size or modification time changed, since the previous
 	// List that returned without error.
@@ -176,6 +180,6 @@ func scan(ctx context.Context, path string, fi file) Entry {
 		e.Err = fmt.Errorf("%s: %w", path, err)
 		return e
 	}
-	e.Info, e.scan = in, s
+	e.Info, e.scan, e.FileID = in, s, s.FileID
 	return e
 }
