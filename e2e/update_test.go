@@ -222,7 +222,7 @@ func TestUpdateRefused(t *testing.T) {
 					t.Fatalf("truncated release lost its region: %v", err)
 				}
 			},
-			reason: `shorter than its signed size`,
+			reason: `does not fit the signed content`,
 		},
 		{
 			name: "flipped byte",
