@@ -376,3 +376,61 @@ func TestSignFileErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestPESignedAfterwards signs a PE file, then changes it as Authenticode
+// signing does (CheckSum, the Security directory entry, a certificate
+// table appended): the release signature still verifies, the file ID
+// changes, and a tail longer than MaxTail does not verify.
+func TestPESignedAfterwards(t *testing.T) {
+	ctx := context.Background()
+	key := vectorKey(t)
+	pub := key.Public().(ed25519.PublicKey)
+	r := rand.New(rand.NewPCG(9, 10))
+	hdr := make([]byte, 0x148)
+	copy(hdr, "MZ")
+	binary.LittleEndian.PutUint32(hdr[0x3c:], 0x40)
+	copy(hdr[0x40:], "PE\x00\x00")
+	binary.LittleEndian.PutUint16(hdr[0x54:], 240)
+	binary.LittleEndian.PutUint16(hdr[0x58:], 0x20b)
+	binary.LittleEndian.PutUint32(hdr[0xc4:], 16)
+	file := cat(hdr, randBytes(r, 5000), unsignedRegion(), randBytes(r, 3000))
+	path := filepath.Join(t.TempDir(), "app.exe")
+	if err := os.WriteFile(path, file, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in, err := SignFile(ctx, path, key, "1.0.0", "windows/amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, _ := os.ReadFile(path)
+	before, err := Scan(ctx, bytes.NewReader(signed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	authenticode := func(tail int) []byte {
+		b := cat(signed, randBytes(r, tail))
+		binary.LittleEndian.PutUint32(b[0x98:], 0x1234abcd)          // CheckSum
+		binary.LittleEndian.PutUint32(b[0xe8:], uint32(len(signed))) // certificate table offset
+		binary.LittleEndian.PutUint32(b[0xec:], uint32(tail))        // and size
+		return b
+	}
+	b := authenticode(2000)
+	s, err := Scan(ctx, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Verify(pub); err != nil || got != in {
+		t.Fatalf("after Authenticode: Verify = %+v, %v", got, err)
+	}
+	if s.FileID == before.FileID {
+		t.Error("the file ID did not change with the code signature")
+	}
+	if _, err := Verify(ctx, bytes.NewReader(authenticode(int(MaxTail(int64(len(signed))))+1)), pub); !errors.Is(err, ErrSizeMismatch) {
+		t.Errorf("a certificate table over MaxTail: %v, want ErrSizeMismatch", err)
+	}
+	// A changed byte of the content still fails.
+	b[0x40+24+4] ^= 1
+	if _, err := Verify(ctx, bytes.NewReader(b), pub); !errors.Is(err, ErrHashMismatch) {
+		t.Errorf("changed header byte: %v, want ErrHashMismatch", err)
+	}
+}

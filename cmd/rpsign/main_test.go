@@ -182,31 +182,37 @@ func TestCleanVersion(t *testing.T) {
 }
 
 // TestGoldenVectors runs rpsign sign on the files of the known-answer
-// vectors of docs/FORMAT.md: the region it writes must equal each vector's
-// byte for byte. (The vector files embed no public key, so the embedded-key
-// check is off.)
+// vectors of docs/FORMAT.md, in both formats: the region it writes must
+// equal each vector's byte for byte. (The vector files embed no public key,
+// so the embedded-key check is off.)
 func TestGoldenVectors(t *testing.T) {
-	for _, v := range regiontest.ReadVectors(t, filepath.Join("..", "..", "region", "testdata", "golden-v0.txt")) {
-		t.Run(v.Name, func(t *testing.T) {
-			dir := t.TempDir()
-			bin, key := filepath.Join(dir, "bin"), filepath.Join(dir, "key")
-			if err := os.WriteFile(bin, regiontest.File(v.Prefix, v.Suffix), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(key, []byte(v.Seed), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			var stdout, stderr bytes.Buffer
-			if code := run([]string{"sign", bin, "--key-file", key, "--version", v.Version, "--runtime-key", "--format", "v0"}, &stdout, &stderr, os.Getenv); code != 0 {
-				t.Fatalf("rpsign sign exited %d: %s", code, &stderr)
-			}
-			got, err := os.ReadFile(bin)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if reg := got[v.Prefix : v.Prefix+region.Size]; !bytes.Equal(reg, v.Region) {
-				t.Errorf("rpsign wrote region\n%x\nwant\n%x", reg, v.Region)
-			}
-		})
+	for _, golden := range []string{"golden-v0.txt", "golden-v1.txt"} {
+		for _, v := range regiontest.ReadVectors(t, filepath.Join("..", "..", "region", "testdata", golden)) {
+			t.Run(v.Format.String()+"/"+v.Name, func(t *testing.T) {
+				dir := t.TempDir()
+				bin, key := filepath.Join(dir, "bin"), filepath.Join(dir, "key")
+				if err := os.WriteFile(bin, v.File(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(key, []byte(v.Seed), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args := []string{"sign", bin, "--key-file", key, "--version", v.Version, "--runtime-key", "--format", v.Format.String()}
+				if v.Target != "" {
+					args = append(args, "--target", v.Target)
+				}
+				var stdout, stderr bytes.Buffer
+				if code := run(args, &stdout, &stderr, os.Getenv); code != 0 {
+					t.Fatalf("rpsign sign exited %d: %s", code, &stderr)
+				}
+				got, err := os.ReadFile(bin)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if reg := got[v.Offset() : v.Offset()+region.Size]; !bytes.Equal(reg, v.Region) {
+					t.Errorf("rpsign wrote region\n%x\nwant\n%x", reg, v.Region)
+				}
+			})
+		}
 	}
 }

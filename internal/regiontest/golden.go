@@ -20,18 +20,34 @@ import (
 	"github.com/org/rustpatcher-go/region"
 )
 
-// A Vector is one known-answer vector of a golden file such as
-// region/testdata/golden-v0.txt (see docs/FORMAT.md): the file
-// File(Prefix, Suffix) signed with Seed as Version holds exactly Region at
-// offset Prefix.
+// A Vector is one known-answer vector of a golden file,
+// region/testdata/golden-v0.txt or golden-v1.txt (see docs/FORMAT.md): the
+// unsigned file v.File() signed with Seed as Version (and, in V1, for
+// Target) holds exactly Region at offset v.Offset().
 type Vector struct {
 	Name, Seed, Version string
-	Prefix, Suffix      int
-	Region              []byte
+	// Format is the format signed; Target its target (V1).
+	Format region.Format
+	Target string
+	// Header is the executable header the file starts with (V1 vectors;
+	// empty for a plain file).
+	Header         []byte
+	Prefix, Suffix int
+	Region         []byte
 }
 
-// File returns the unsigned file of a vector: Prefix bytes i mod 251,
-// an unsigned region (the markers around 120 zero bytes), then Suffix bytes
+// File returns the unsigned file of a vector: Header, then Prefix bytes
+// i mod 251, an unsigned region (the markers around 120 zero bytes), then
+// Suffix bytes 250 - (i mod 251).
+func (v Vector) File() []byte {
+	return append(append([]byte(nil), v.Header...), File(v.Prefix, v.Suffix)...)
+}
+
+// Offset returns where the vector's region is.
+func (v Vector) Offset() int { return len(v.Header) + v.Prefix }
+
+// File returns a plain unsigned file: prefix bytes i mod 251, an unsigned
+// region (the markers around 120 zero bytes), then suffix bytes
 // 250 - (i mod 251).
 func File(prefix, suffix int) []byte {
 	b := make([]byte, 0, prefix+region.Size+suffix)
@@ -46,8 +62,10 @@ func File(prefix, suffix int) []byte {
 	return b
 }
 
-// ReadVectors reads the vectors of a golden file: one a line,
-// name:seed:version:prefix:suffix:region-hex; # starts a comment.
+// ReadVectors reads the vectors of a golden file, one a line; # starts a
+// comment. A V0 line is name:seed:version:prefix:suffix:region, a V1 line
+// name:seed:version:target:header:prefix:suffix:region, with the header and
+// the region in hex.
 func ReadVectors(t testing.TB, path string) []Vector {
 	t.Helper()
 	f, err := os.Open(path)
@@ -57,22 +75,39 @@ func ReadVectors(t testing.TB, path string) []Vector {
 	defer f.Close()
 	var out []Vector
 	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for line := 1; sc.Scan(); line++ {
 		l := sc.Text()
 		if l == "" || strings.HasPrefix(l, "#") {
 			continue
 		}
 		p := strings.Split(l, ":")
-		if len(p) != 6 {
-			t.Fatalf("%s:%d: %d fields, want 6", path, line, len(p))
+		v := Vector{Name: p[0]}
+		var nums []string
+		var regHex string
+		switch len(p) {
+		case 6:
+			v.Seed, v.Version, v.Format = p[1], p[2], region.V0
+			nums, regHex = p[3:5], p[5]
+		case 8:
+			v.Seed, v.Version, v.Target, v.Format = p[1], p[2], p[3], region.V1
+			h, err := hex.DecodeString(p[4])
+			if err != nil {
+				t.Fatalf("%s:%d: header: %v", path, line, err)
+			}
+			v.Header = h
+			nums, regHex = p[5:7], p[7]
+		default:
+			t.Fatalf("%s:%d: %d fields, want 6 (v0) or 8 (v1)", path, line, len(p))
 		}
-		pre, err1 := strconv.Atoi(p[3])
-		suf, err2 := strconv.Atoi(p[4])
-		reg, err3 := hex.DecodeString(p[5])
+		pre, err1 := strconv.Atoi(nums[0])
+		suf, err2 := strconv.Atoi(nums[1])
+		reg, err3 := hex.DecodeString(regHex)
 		if err1 != nil || err2 != nil || err3 != nil || len(reg) != region.Size {
 			t.Fatalf("%s:%d: bad vector", path, line)
 		}
-		out = append(out, Vector{p[0], p[1], p[2], pre, suf, reg})
+		v.Prefix, v.Suffix, v.Region = pre, suf, reg
+		out = append(out, v)
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
