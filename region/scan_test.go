@@ -23,16 +23,15 @@ import (
 // either format with a naive loop and computes the content's digests from a
 // canonical copy of the whole file.
 type refScan struct {
-	count      int
-	off        int
-	end        int64
-	v0Hash     [HashLen]byte
-	v0Size     uint64
-	root       [HashLen]byte
-	leaves     [][32]byte
-	fileID     [32]byte
-	layoutErr  error
-	mutableAll []exefmt.Range
+	count     int
+	off       int
+	end       int64
+	v0Hash    [HashLen]byte
+	v0Size    uint64
+	root      [HashLen]byte
+	leaves    [][32]byte
+	fileID    [32]byte
+	layoutErr error
 }
 
 func reference(b []byte) refScan {

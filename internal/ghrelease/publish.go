@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/google/go-github/v60/github"
 	"github.com/org/rustpatcher-go/internal/target"
@@ -216,9 +215,4 @@ func writeJSON(path string, v any) error {
 		return fmt.Errorf("writing %s: %w", filepath.Base(path), err)
 	}
 	return nil
-}
-
-// validAssetName reports whether name can be a release asset name as given.
-func validAssetName(name string) bool {
-	return name != "" && !strings.ContainsAny(name, "/\\")
 }
