@@ -1,6 +1,8 @@
 module github.com/org/rustpatcher-go
 
-go 1.26.8
+go 1.26.0
+
+toolchain go1.26.8
 
 require (
 	github.com/blacktop/go-macho v1.1.296
