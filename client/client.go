@@ -172,7 +172,8 @@ type Updater struct {
 // called. Spawn fails only on a bad Config: no key for this target
 // (ErrNoKey), a malformed key or one whose secret is published
 // (ErrPublishedKey), a key in the Config that differs from the one linked
-// into the build, an invalid Mode, or an executable it cannot locate.
+// into the build, an invalid Mode, a network that can never work
+// (ErrNetworkConfig), or an executable it cannot locate.
 //
 // In a self-test run (see the package documentation) Spawn does not return:
 // it verifies the binary and exits the process.
@@ -185,6 +186,9 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 		return nil, keyErr
 	}
 	if err := cfg.Mode.check(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Network.check(); err != nil {
 		return nil, err
 	}
 	exe := cfg.Executable

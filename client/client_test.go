@@ -33,6 +33,9 @@ func TestSpawnConfigErrors(t *testing.T) {
 		{"test vector key", Config{PublicKey: TestVectorPublicKey}, "test-vector key", ErrPublishedKey},
 		{"linked test vector key", Config{linked: ptr(TestVectorPublicKey)}, "test-vector key", ErrPublishedKey},
 		{"bad mode", Config{PublicKey: k.PublicText, Mode: At(24, 0)}, "hour must be 0 to 23", nil},
+		{"private network without bootstrap peers", Config{PublicKey: k.PublicText, Network: NetworkConfig{Private: true}}, "Network.Private needs Network.Bootstrap peers", ErrNetworkConfig},
+		{"bootstrap address without /p2p/", Config{PublicKey: k.PublicText, Network: NetworkConfig{Private: true, Bootstrap: []string{"/ip4/10.0.0.5/tcp/4001"}}}, `bootstrap peer "/ip4/10.0.0.5/tcp/4001"`, ErrNetworkConfig},
+		{"bad listen address", Config{PublicKey: k.PublicText, Network: NetworkConfig{ListenAddrs: []string{"0.0.0.0:4001"}}}, `listen address "0.0.0.0:4001"`, ErrNetworkConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

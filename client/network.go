@@ -1,15 +1,18 @@
 package client
 
 import (
-	"github.com/libp2p/go-libp2p/core/crypto"
-
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/region"
@@ -29,8 +32,11 @@ type NetworkConfig struct {
 	// /p2p/<peer id> (an rpseed prints them on its "listening:" lines).
 	// They are also asked for releases directly.
 	Bootstrap []string
-	// ListenAddrs are the multiaddrs to listen on; empty means QUIC and
-	// TCP on every interface, any port.
+	// ListenAddrs are the multiaddrs to listen on; empty means QUIC (UDP)
+	// and TCP on every interface, IPv4 and IPv6, on ports the system picks.
+	// Pin them to open a firewall, for example
+	// "/ip4/0.0.0.0/udp/4001/quic-v1" and "/ip4/0.0.0.0/tcp/4001", or to
+	// one interface. Peers reach a node only through what it listens on.
 	ListenAddrs []string
 	// DHTServer runs the DHT in server mode even when the node cannot
 	// tell whether it is reachable (loopback tests, LANs).
@@ -53,6 +59,31 @@ type NetworkConfig struct {
 	// OnListen, if set, is called once the network is up with each listen
 	// address, as a full multiaddr ending in /p2p/<peer id>.
 	OnListen func(addr string)
+}
+
+// ErrNetworkConfig means a NetworkConfig can never work.
+var ErrNetworkConfig = errors.New("bad network configuration")
+
+// check reports a configuration that can never work: a private network
+// with no peer to join through, or addresses that do not parse.
+func (nc NetworkConfig) check() error {
+	if nc.Disabled {
+		return nil
+	}
+	if nc.Private && len(nc.Bootstrap) == 0 {
+		return fmt.Errorf("client: %w: Network.Private needs Network.Bootstrap peers (such as an rpseed's listening: addresses): a private network has no other way in", ErrNetworkConfig)
+	}
+	for _, b := range nc.Bootstrap {
+		if _, err := peer.AddrInfoFromString(b); err != nil {
+			return fmt.Errorf("client: %w: bootstrap peer %q: %v (want a multiaddr ending in /p2p/<peer id>, as rpseed prints on its listening: lines)", ErrNetworkConfig, b, err)
+		}
+	}
+	for _, l := range nc.ListenAddrs {
+		if _, err := ma.NewMultiaddr(l); err != nil {
+			return fmt.Errorf("client: %w: listen address %q: %v (want a multiaddr such as /ip4/0.0.0.0/tcp/4001)", ErrNetworkConfig, l, err)
+		}
+	}
+	return nil
 }
 
 // startNetwork joins the peer-to-peer network and returns it as a Source

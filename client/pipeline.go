@@ -56,6 +56,11 @@ type pipeline struct {
 	applied   *region.Info    // the release on disk waiting for a restart
 	refused   refusals
 	restartAt time.Time // the pending restart in mode At, or zero
+	// After failures on this machine's side (an unwritable directory, a
+	// full disk), polls wait until resume, longer after each failure in a
+	// row, so that the same error is not logged every Interval.
+	localFails int
+	resume     time.Time
 }
 
 // newPipeline returns the pipeline that keeps the executable at exe up to
@@ -120,6 +125,13 @@ func (p *pipeline) run(ctx context.Context) io.Closer {
 	if removed, err := selfreplace.CleanStale(p.exe, time.Hour); err == nil && len(removed) > 0 {
 		p.log.Info("removed temporary files left by an interrupted update", "files", removed)
 	}
+	// An update would fail here: say so once, clearly, and keep serving.
+	r := &selfreplace.Replacer{Path: p.exe, FS: p.cfg.fs}
+	if err := r.Check(); err != nil {
+		p.localFailure(err)
+		p.log.Error("updates cannot be applied here; the program goes on and serves its own release", "err", err, "next_try", p.resume.Format(time.RFC3339))
+		p.emit(Event{Kind: EventFailed, Err: err})
+	}
 
 	// 2. Start sources: those of the Config serve the running binary at
 	// once; the network starts beside the polling of the others, which
@@ -142,7 +154,7 @@ func (p *pipeline) loop(ctx context.Context) {
 	defer tick.Stop()
 	var alarm alarm
 	defer alarm.stop()
-	poll := true
+	poll := p.resume.IsZero()
 	for {
 		if poll {
 			p.update(ctx)
@@ -153,7 +165,7 @@ func (p *pipeline) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			poll = true
+			poll = !p.cfg.now().Before(p.resume)
 		case <-p.ctl.check:
 			poll = true
 		case ns := <-p.joining:
@@ -173,6 +185,7 @@ func (p *pipeline) loop(ctx context.Context) {
 // update is one round of steps 3 to 10.
 func (p *pipeline) update(ctx context.Context) {
 	if applied, ok := p.poll(ctx); ok {
+		p.localFails, p.resume = 0, time.Time{}
 		p.afterApply(ctx, applied)
 	}
 }
@@ -268,6 +281,9 @@ func (p *pipeline) offers(ctx context.Context) []candidate {
 		for _, r := range rels {
 			c := candidate{src: src, rel: r, in: r.Info()}
 			if err := p.acceptable(c.in); err != nil {
+				if errors.Is(err, ErrNotNewer) && region.CompareVersions(c.in.Version, p.current().Version) == 0 {
+					continue // the version running, or just applied: nothing to say
+				}
 				if p.refused.reject(c) {
 					p.log.Info("release rejected", "version", c.in.Version, "source", c.name(), "reason", err)
 					p.emit(Event{Kind: EventRejected, Release: c.in, Source: c.name(), Err: err})
@@ -289,6 +305,21 @@ func (p *pipeline) current() region.Info {
 		return *p.applied
 	}
 	return p.running
+}
+
+// maxLocalBackoff bounds the wait after failures on this machine's side.
+const maxLocalBackoff = time.Hour
+
+// localFailure counts a failure on this machine's side and sets when the
+// next poll may run: Interval after the first, doubling up to
+// maxLocalBackoff.
+func (p *pipeline) localFailure(err error) {
+	d := p.cfg.Interval << min(p.localFails, 16)
+	if d <= 0 || d > maxLocalBackoff {
+		d = maxLocalBackoff
+	}
+	p.localFails++
+	p.resume = p.cfg.now().Add(d)
 }
 
 // acceptable reports why a release offered must not be applied, or nil:
@@ -321,9 +352,10 @@ func (p *pipeline) failed(c candidate, err error) bool {
 	var le *localError
 	if errors.As(err, &le) {
 		// Our side failed (disk full, permissions): the release may be
-		// fine, and the others would fail the same way, so try again at
-		// the next poll.
-		p.log.Error("update failed; the executable is unchanged, will retry", "version", c.in.Version, "source", c.name(), "err", err)
+		// fine, and the others would fail the same way, so try again
+		// later, and later after each failure in a row.
+		p.localFailure(err)
+		p.log.Error("update failed on this machine's side; the executable is unchanged", "version", c.in.Version, "source", c.name(), "err", err, "next_try", p.resume.Format(time.RFC3339))
 		return false
 	}
 	var bad *badFile

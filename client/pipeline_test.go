@@ -263,12 +263,18 @@ func TestApplyOnRestart(t *testing.T) {
 	if len(seeds) != 2 || seeds[0] != "1.0.0" || seeds[1] != "2.0.0" {
 		t.Errorf("seeded %v, want [1.0.0 2.0.0]", seeds)
 	}
-	// Another poll applies nothing: 2.0.0 is now the version to beat.
+	// Another poll applies nothing: 2.0.0 is now the version to beat. The
+	// older 1.5.0 is refused; 2.0.0, just applied, is not news.
 	mark := len(r.eventList())
 	u.Check()
-	r.waitEvent(mark, EventRejected, func(e Event) bool { return errors.Is(e.Err, ErrNotNewer) && e.Release.Version == "2.0.0" })
+	r.waitEvent(mark, EventRejected, func(e Event) bool { return errors.Is(e.Err, ErrNotNewer) && e.Release.Version == "1.5.0" })
 	if n := r.countEvents(EventApplied); n != 1 {
 		t.Errorf("%d applied events, want 1", n)
+	}
+	for _, e := range r.eventList() {
+		if strings.HasPrefix(e, "rejected 2.0.0") {
+			t.Errorf("the version just applied was reported: %s", e)
+		}
 	}
 	if err := u.Close(); err != nil {
 		t.Errorf("Close: %v", err)
@@ -406,7 +412,6 @@ func TestRefusals(t *testing.T) {
 		wantErr error
 	}{
 		{"other key", func(r *rig) { r.release("p", 2, regiontest.NewKey(r.t), "2.0.0") }, nil, EventRejected, region.ErrBadSignature},
-		{"same version", func(r *rig) { r.release("p", 2, r.key, "1.0.0") }, nil, EventRejected, ErrNotNewer},
 		{"older version", func(r *rig) { r.release("p", 2, r.key, "0.9.0") }, nil, EventRejected, ErrNotNewer},
 		{"pre-release not allowed", func(r *rig) { r.release("p", 2, r.key, "2.0.0-rc.1") }, nil, EventRejected, ErrPrerelease},
 		{"other target", func(r *rig) { r.releaseAs("p", 2, r.key, "2.0.0", region.V1, "plan9/arm") }, nil, EventRejected, ErrWrongTarget},
@@ -435,9 +440,6 @@ func TestRefusals(t *testing.T) {
 		{"disk full", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
 			c.fs = &faultFS{writeLimit: 100_000}
 		}, EventFailed, syscall.ENOSPC},
-		{"permission denied", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
-			c.fs = &faultFS{createErr: syscall.EACCES}
-		}, EventFailed, syscall.EACCES},
 		{"rename fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
 			c.fs = &faultFS{renameOverErr: syscall.EXDEV}
 		}, EventFailed, syscall.EXDEV},
@@ -690,5 +692,47 @@ func TestAcceptV0(t *testing.T) {
 	}
 	if e.FileID == ([32]byte{}) {
 		t.Error("the applied event names no file")
+	}
+}
+
+// TestUnwritableDirectory checks that an executable whose directory takes
+// no new file is reported once at start, with what to do, and that polls
+// then back off instead of failing every Interval.
+func TestUnwritableDirectory(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.release("p", 2, r.key, "2.0.0")
+	cfg := r.config()
+	cfg.fs = &faultFS{createErr: syscall.EACCES}
+	cfg.Interval = 200 * time.Millisecond
+	r.spawn(cfg)
+	e, _ := r.waitEvent(0, EventFailed, nil)
+	if !errors.Is(e.Err, selfreplace.ErrNotWritable) || !strings.Contains(e.Err.Error(), "make the directory writable") {
+		t.Errorf("failed event: %v, want ErrNotWritable saying what to do", e.Err)
+	}
+	// The first retry waits twice the Interval, then longer: a second
+	// failure must not come within one Interval.
+	time.Sleep(cfg.Interval)
+	if n := r.countEvents(EventFailed); n != 1 {
+		t.Errorf("%d failed events within one interval, want 1 (backoff): %v", n, r.eventList())
+	}
+	if n := r.countEvents(EventFound); n != 0 {
+		t.Errorf("polled %d times while the directory was known unwritable", n)
+	}
+}
+
+// TestSameVersionIsQuiet checks that the running version, offered back by
+// a source, is not reported as rejected, while an older one is.
+func TestSameVersionIsQuiet(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.release("same", 2, r.key, "1.0.0")
+	r.release("older", 3, r.key, "0.9.0")
+	r.spawn(r.config())
+	r.waitEvent(0, EventRejected, func(e Event) bool { return e.Release.Version == "0.9.0" })
+	for _, e := range r.eventList() {
+		if strings.HasPrefix(e, "rejected 1.0.0") {
+			t.Errorf("the running version was reported: %s", e)
+		}
 	}
 }

@@ -151,6 +151,28 @@ func (r *Replacer) hook(s Step) error {
 	return nil
 }
 
+// ErrNotWritable means the executable's directory does not take the new
+// file a replacement writes there.
+var ErrNotWritable = errors.New("the executable's directory is not writable")
+
+// Check reports, without changing anything, whether a replacement can
+// start: the executable is a regular file and its directory takes a new
+// file (it creates one and removes it). Its error wraps ErrNotWritable and
+// says what to do when the directory is the problem.
+func (r *Replacer) Check() error {
+	p, err := r.Begin()
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			dir := filepath.Dir(r.Path)
+			return fmt.Errorf("%w: an update writes the new binary into %s and renames it over %s, but this process (user id %d) cannot create files there (%v): make the directory writable by the user the program runs as, or install the program in a directory that user owns",
+				ErrNotWritable, dir, filepath.Base(r.Path), os.Getuid(), err)
+		}
+		return err
+	}
+	p.Abort()
+	return nil
+}
+
 // Begin creates the temporary file next to the executable. The caller
 // writes the new contents to the returned Pending and then calls Finish,
 // and either Commit or Abort.
