@@ -311,10 +311,10 @@ func (p *pipeline) current() region.Info {
 const maxLocalBackoff = time.Hour
 
 // localFailure counts a failure on this machine's side and sets when the
-// next poll may run: Interval after the first, doubling up to
+// next poll may run: two Intervals after the first, doubling up to
 // maxLocalBackoff.
 func (p *pipeline) localFailure(err error) {
-	d := p.cfg.Interval << min(p.localFails, 16)
+	d := p.cfg.Interval << min(p.localFails+1, 16)
 	if d <= 0 || d > maxLocalBackoff {
 		d = maxLocalBackoff
 	}

@@ -284,6 +284,9 @@ type StartOptions struct {
 	Env []string
 	// Dir is the working directory; empty means the test's current one.
 	Dir string
+	// Credential, if set, runs the process as another user (the test
+	// runs as root).
+	Credential *syscall.Credential
 }
 
 // Start runs the binary at path with args and captures its output. The
@@ -300,7 +303,7 @@ func StartWith(t testing.TB, opt StartOptions, path string, args ...string) *Pro
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), opt.Env...)
 	cmd.Dir = opt.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: opt.Credential}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
