@@ -72,7 +72,7 @@ func BenchmarkSelfVerify100MB(b *testing.B) {
 	b.SetBytes(benchSize)
 	b.ReportAllocs()
 	for b.Loop() {
-		in, err := verifySelf(context.Background(), p.exe, p.pub, p.cfg.current)
+		in, _, err := verifySelf(context.Background(), p.exe, p.pub, p.cfg.current)
 		if err != nil || in != running {
 			b.Fatal(err)
 		}

@@ -87,6 +87,9 @@ var (
 	// ErrSize means a source offers a file whose length does not fit its
 	// signed content.
 	ErrSize = errors.New("file length does not fit the signed content")
+	// ErrRolledBack means an update did not become healthy and was
+	// rolled back (see Config.HealthyAfter).
+	ErrRolledBack = errors.New("update rolled back")
 	// ErrNothingApplied means Restart was called before any update was
 	// applied.
 	ErrNothingApplied = errors.New("no update applied")
@@ -142,6 +145,19 @@ type Config struct {
 	// SelfTestTimeout bounds the self-test run of a new binary; zero means
 	// DefaultSelfTestTimeout.
 	SelfTestTimeout time.Duration
+	// HealthyAfter is how long an update must run before it counts as
+	// healthy, unless the program calls Updater.Healthy first; zero means
+	// DefaultHealthyAfter, and a negative value turns automatic rollback
+	// off. An update that does not become healthy in its first
+	// MaxUnhealthyStarts starts (it crashes, or is stopped, earlier) is
+	// rolled back at the next start: the previous binary (<exe>.old) is
+	// put back, the program restarts into it, and the update is never
+	// applied again. The state lives next to the executable, in
+	// <exe>.rustpatcher.json.
+	HealthyAfter time.Duration
+	// MaxUnhealthyStarts is how many starts an update gets to become
+	// healthy; zero means DefaultMaxUnhealthyStarts.
+	MaxUnhealthyStarts int
 	// Executable is the file to verify and replace; empty means the
 	// running program's own (os.Executable, symbolic links resolved).
 	Executable string
@@ -201,6 +217,7 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	u := &Updater{ctl: newControl(), cancel: cancel, done: make(chan struct{})}
 	p := newPipeline(cfg, key, exe, u.ctl)
+	p.startTrial(ctx)
 	go func() {
 		defer close(u.done)
 		u.net = p.run(ctx)
@@ -244,3 +261,10 @@ func (u *Updater) Restart() error {
 	request(u.ctl.restart)
 	return nil
 }
+
+// Healthy tells the engine that the program, running an update that is on
+// trial, works: the update stays, and is not rolled back (see
+// Config.HealthyAfter). Call it once the program has done what shows it
+// works, such as serving its first request. It does nothing when no update
+// is on trial.
+func (u *Updater) Healthy() { request(u.ctl.healthy) }

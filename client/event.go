@@ -38,6 +38,15 @@ const (
 	// EventFailed: something went wrong; Err says what. If Release is set
 	// the update to it was abandoned and the executable is unchanged.
 	EventFailed
+	// EventHealthy: the running update, on trial since it was applied,
+	// ran Config.HealthyAfter or the program called Updater.Healthy: it
+	// stays.
+	EventHealthy
+	// EventRolledBack: the running update did not become healthy in its
+	// first Config.MaxUnhealthyStarts starts; the previous binary is back
+	// in place and the program restarts into it. Release is the update
+	// rolled back, never applied again; Err says so.
+	EventRolledBack
 )
 
 var kindNames = map[EventKind]string{
@@ -50,6 +59,8 @@ var kindNames = map[EventKind]string{
 	EventRestartScheduled: "restart-scheduled",
 	EventRestarting:       "restarting",
 	EventFailed:           "failed",
+	EventHealthy:          "healthy",
+	EventRolledBack:       "rolled-back",
 }
 
 // String returns the kind's name, such as "applied".

@@ -61,6 +61,19 @@ type pipeline struct {
 	// row, so that the same error is not logged every Interval.
 	localFails int
 	resume     time.Time
+	// The update on trial (see trial), and when it counts as healthy.
+	trial     trial
+	healthyAt time.Time
+	// verified is the running binary's check, when startTrial already
+	// made it.
+	verified *selfCheck
+}
+
+// selfCheck is the outcome of verifySelf.
+type selfCheck struct {
+	in  region.Info
+	id  [sha256.Size]byte
+	err error
 }
 
 // newPipeline returns the pipeline that keeps the executable at exe up to
@@ -72,6 +85,12 @@ func newPipeline(cfg Config, pub ed25519.PublicKey, exe string, ctl *control) *p
 	}
 	if cfg.SelfTestTimeout <= 0 {
 		cfg.SelfTestTimeout = DefaultSelfTestTimeout
+	}
+	if cfg.HealthyAfter == 0 {
+		cfg.HealthyAfter = DefaultHealthyAfter
+	}
+	if cfg.MaxUnhealthyStarts <= 0 {
+		cfg.MaxUnhealthyStarts = DefaultMaxUnhealthyStarts
 	}
 	if cfg.now == nil {
 		cfg.now = time.Now
@@ -108,7 +127,13 @@ func newPipeline(cfg Config, pub ed25519.PublicKey, exe string, ctl *control) *p
 // joined, if any, for the Updater to leave.
 func (p *pipeline) run(ctx context.Context) io.Closer {
 	// 1. Verify self.
-	running, err := verifySelf(ctx, p.exe, p.pub, p.cfg.current)
+	var running region.Info
+	var err error
+	if c := p.verified; c != nil {
+		running, err = c.in, c.err
+	} else {
+		running, _, err = verifySelf(ctx, p.exe, p.pub, p.cfg.current)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			p.log.Warn("updates are off", "reason", err)
@@ -121,6 +146,9 @@ func (p *pipeline) run(ctx context.Context) io.Closer {
 	p.emit(Event{Kind: EventVerified, Release: running})
 	if running.Format == region.V0 && !p.cfg.AcceptV0 {
 		p.log.Info("this binary is signed in the v0 format (rustpatcher 0.2); only v1 releases will be applied (Config.AcceptV0 takes v0 ones)")
+	}
+	if p.healthyAt.IsZero() && p.trial.New != "" {
+		p.log.Info("update on trial", "version", running.Version, "start", p.trial.Starts, "of", p.cfg.MaxUnhealthyStarts, "healthy_after", p.cfg.HealthyAfter)
 	}
 	if removed, err := selfreplace.CleanStale(p.exe, time.Hour); err == nil && len(removed) > 0 {
 		p.log.Info("removed temporary files left by an interrupted update", "files", removed)
@@ -152,15 +180,17 @@ func (p *pipeline) run(ctx context.Context) io.Closer {
 func (p *pipeline) loop(ctx context.Context) {
 	tick := time.NewTicker(p.cfg.Interval)
 	defer tick.Stop()
-	var alarm alarm
-	defer alarm.stop()
+	var restartAlarm, healthy alarm
+	defer restartAlarm.stop()
+	defer healthy.stop()
 	poll := p.resume.IsZero()
 	for {
 		if poll {
 			p.update(ctx)
 			poll = false
 		}
-		alarm.set(p.restartAt, p.cfg.now())
+		restartAlarm.set(p.restartAt, p.cfg.now())
+		healthy.set(p.healthyAt, p.cfg.now())
 		select {
 		case <-ctx.Done():
 			return
@@ -175,9 +205,16 @@ func (p *pipeline) loop(ctx context.Context) {
 			if p.applied != nil {
 				p.restart(ctx, *p.applied, false)
 			}
-		case <-alarm.c():
-			alarm.fired()
+		case <-restartAlarm.c():
+			restartAlarm.fired()
 			p.restartIfDue(ctx)
+		case <-healthy.c():
+			healthy.fired()
+			if !p.healthyAt.IsZero() && !p.cfg.now().Before(p.healthyAt) {
+				p.confirmHealthy("it ran " + p.cfg.HealthyAfter.String())
+			}
+		case <-p.ctl.healthy:
+			p.confirmHealthy("the program said so")
 		}
 	}
 }
@@ -392,6 +429,9 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 	if err := tmp.Finish(); err != nil {
 		return &localError{err}
 	}
+	if p.refused.rolledBack[id] {
+		return fmt.Errorf("%w: %s is a file that was rolled back here", ErrRolledBack, c.name())
+	}
 	if p.refused.selfTestFailedRecently(id, p.cfg.now()) {
 		return fmt.Errorf("%w: %s is a file that failed it here less than %v ago", ErrSelfTest, c.name(), selfTestRetry)
 	}
@@ -410,8 +450,16 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 		// The new binary is in place; only the directory sync failed.
 		p.log.Warn("update in place but it may not survive a power loss", "err", err)
 	}
+	// On trial from its first start: see trial.
+	previous := p.current().Version
 	p.applied = &got
 	p.ctl.setApplied(got)
+	if p.cfg.HealthyAfter >= 0 {
+		p.trial.begin(id, got.Version, previous)
+		if err := p.trial.save(p.exe); err != nil {
+			p.log.Warn("the update cannot be rolled back automatically", "err", err)
+		}
+	}
 	p.log.Info("update applied", "version", got.Version, "executable", p.exe, "previous", p.exe+selfreplace.BackupSuffix)
 	// Serve the new release at once, before any restart.
 	p.seed(ctx, p.exe, got)
@@ -530,13 +578,14 @@ func (p *pipeline) emit(e Event) {
 type control struct {
 	check   chan struct{} // poll now
 	restart chan struct{} // restart into the applied release now
+	healthy chan struct{} // the running update is healthy
 
 	mu      sync.Mutex
 	applied *region.Info
 }
 
 func newControl() *control {
-	return &control{check: make(chan struct{}, 1), restart: make(chan struct{}, 1)}
+	return &control{check: make(chan struct{}, 1), restart: make(chan struct{}, 1), healthy: make(chan struct{}, 1)}
 }
 
 // request sends a request on c unless one is pending.
@@ -652,10 +701,13 @@ type refusals struct {
 	// transient). Another file of the same release (a different OS code
 	// signature) is still tried.
 	selfTest map[[sha256.Size]byte]time.Time
+	// rolledBack holds, by file ID, the updates rolled back here: never
+	// applied again (see trial).
+	rolledBack map[[sha256.Size]byte]bool
 }
 
 func newRefusals() refusals {
-	return refusals{byOffer: map[string]bool{}, selfTest: map[[sha256.Size]byte]time.Time{}}
+	return refusals{byOffer: map[string]bool{}, selfTest: map[[sha256.Size]byte]time.Time{}, rolledBack: map[[sha256.Size]byte]bool{}}
 }
 
 // reject remembers an offer as refused and reports whether it was new.
@@ -689,6 +741,9 @@ func (r refusals) selfTestFailedRecently(id [sha256.Size]byte, now time.Time) bo
 	if id == ([sha256.Size]byte{}) {
 		return false
 	}
+	if r.rolledBack[id] {
+		return true
+	}
 	t, ok := r.selfTest[id]
 	return ok && now.Sub(t) < selfTestRetry
 }
@@ -712,3 +767,87 @@ type localError struct{ err error }
 
 func (e *localError) Error() string { return e.err.Error() }
 func (e *localError) Unwrap() error { return e.err }
+
+// startTrial runs in Spawn, before the program goes on: it takes in the
+// files rolled back before, and if an update is on trial (see trial) and
+// the running binary is it, counts this start before returning, so that a
+// program that crashes at once still counts. At the start after
+// MaxUnhealthyStarts unhealthy ones it puts the previous binary back and
+// restarts into it; it returns only if that restart failed. The running
+// binary's check it makes is kept for run.
+func (p *pipeline) startTrial(ctx context.Context) {
+	t, err := loadTrial(p.exe)
+	if err != nil {
+		p.log.Warn("reading the update state; starting afresh", "err", err)
+	}
+	p.trial = t
+	for _, bad := range t.rolledBack() {
+		p.refused.rolledBack[bad] = true
+	}
+	if p.cfg.HealthyAfter < 0 || t.New == "" {
+		return
+	}
+	running, id, err := verifySelf(ctx, p.exe, p.pub, p.cfg.current)
+	p.verified = &selfCheck{running, id, err}
+	if err != nil || !t.onTrial(id) {
+		// Another binary runs than the one on trial (replaced by hand),
+		// or this one does not verify: there is nothing to judge.
+		p.trial.healthy()
+		p.saveTrial()
+		return
+	}
+	p.trial.Starts++
+	if p.trial.Starts <= p.cfg.MaxUnhealthyStarts {
+		p.saveTrial()
+		p.healthyAt = p.cfg.now().Add(p.cfg.HealthyAfter)
+		return
+	}
+	// Rolled back at this start: the update never became healthy.
+	bad, previous, starts := p.trial.Version, p.trial.Previous, p.trial.Starts-1
+	old := p.exe + selfreplace.BackupSuffix
+	prev, err := region.VerifyFile(ctx, old, p.pub)
+	if err == nil && prev.Version != previous {
+		err = fmt.Errorf("%s holds version %s, not %s", old, prev.Version, previous)
+	}
+	if err == nil {
+		err = selfreplace.Restore(p.exe, p.cfg.fs)
+	}
+	if err != nil {
+		p.log.Error("version did not become healthy, and the previous one cannot be put back", "version", bad, "starts", starts, "err", err)
+		p.emit(Event{Kind: EventFailed, Release: running, Err: fmt.Errorf("rolling back %s: %w", bad, err)})
+		return
+	}
+	p.trial.rollBack()
+	p.saveTrial()
+	p.refused.rolledBack[id] = true
+	err = fmt.Errorf("%w: %s did not become healthy in %d starts; back to %s, and %s is never applied again", ErrRolledBack, bad, starts, previous, bad)
+	p.log.Error("update rolled back", "version", bad, "previous", previous, "starts", starts, "reason", err)
+	p.emit(Event{Kind: EventRolledBack, Release: running, FileID: id, Err: err})
+	p.log.Info("restarting into the previous version", "version", previous, "executable", p.exe)
+	if err := p.cfg.restart(p.exe, os.Args, os.Environ()); err != nil {
+		p.log.Error("restart into the previous version failed; it runs at the next start", "err", err)
+		p.emit(Event{Kind: EventFailed, Err: fmt.Errorf("restarting: %w", err)})
+	}
+	// The previous binary is in place but this process runs the bad one
+	// (the restart failed, or a test hook returned): no updates from it.
+	p.verified = &selfCheck{running, id, fmt.Errorf("%w: this process still runs %s", ErrRolledBack, bad)}
+}
+
+// confirmHealthy ends the trial of the running update: it stays.
+func (p *pipeline) confirmHealthy(why string) {
+	if p.healthyAt.IsZero() {
+		return
+	}
+	v := p.trial.Version
+	p.healthyAt = time.Time{}
+	p.trial.healthy()
+	p.saveTrial()
+	p.log.Info("update is healthy", "version", v, "because", why)
+	p.emit(Event{Kind: EventHealthy, Release: p.running})
+}
+
+func (p *pipeline) saveTrial() {
+	if err := p.trial.save(p.exe); err != nil {
+		p.log.Warn("saving the update state", "err", err)
+	}
+}

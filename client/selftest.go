@@ -48,7 +48,8 @@ func selfTestCheck(key ed25519.PublicKey, keyErr error) (region.Info, error) {
 	if err != nil {
 		return region.Info{}, err
 	}
-	return verifySelf(context.Background(), exe, key, region.Current)
+	in, _, err := verifySelf(context.Background(), exe, key, region.Current)
+	return in, err
 }
 
 // maxBusyRetries bounds the retries of a self-test run that fails to start

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,32 +14,40 @@ import (
 // verifySelf checks that the executable file at exe verifies with pub and
 // holds exactly the region the program runs with, which current returns
 // (region.Current, but for tests). It returns that region, also on most
-// errors, for messages.
+// errors, for messages, and the file's ID.
 //
 // It is the one check of a program's own file: the pipeline's first step
 // (updates are off when it fails) and the whole of a self-test run.
-func verifySelf(ctx context.Context, exe string, pub ed25519.PublicKey, current func() (region.Info, error)) (region.Info, error) {
+func verifySelf(ctx context.Context, exe string, pub ed25519.PublicKey, current func() (region.Info, error)) (region.Info, [sha256.Size]byte, error) {
+	var id [sha256.Size]byte
 	cur, err := current()
 	if err != nil {
-		return cur, fmt.Errorf("reading the program's own region: %w", err)
+		return cur, id, fmt.Errorf("reading the program's own region: %w", err)
 	}
 	if !cur.Signed() {
-		return cur, fmt.Errorf("%w: this build was never signed (sign it with rpsign sign)", region.ErrUnsigned)
+		return cur, id, fmt.Errorf("%w: this build was never signed (sign it with rpsign sign)", region.ErrUnsigned)
 	}
 	if err := cur.VerifySignature(pub); err != nil {
-		return cur, fmt.Errorf("the program's own region: %w", err)
+		return cur, id, fmt.Errorf("the program's own region: %w", err)
 	}
-	onDisk, err := region.VerifyFile(ctx, exe, pub)
+	s, err := region.ScanFile(ctx, exe)
+	var onDisk region.Info
+	if err == nil {
+		onDisk, err = s.Verify(pub)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", exe, err)
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return cur, ctx.Err()
+			return cur, id, ctx.Err()
 		}
-		return cur, fmt.Errorf("%w: %w", ErrFileMismatch, err)
+		return cur, id, fmt.Errorf("%w: %w", ErrFileMismatch, err)
 	}
 	if onDisk != cur {
-		return cur, fmt.Errorf("%w: %s holds version %s, the program runs %s", ErrFileMismatch, exe, onDisk.Version, cur.Version)
+		return cur, id, fmt.Errorf("%w: %s holds version %s, the program runs %s", ErrFileMismatch, exe, onDisk.Version, cur.Version)
 	}
-	return cur, nil
+	return cur, s.FileID, nil
 }
 
 // executable returns the running program's file, symbolic links resolved,

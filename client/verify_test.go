@@ -49,7 +49,7 @@ func TestVerifySelf(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			current := func() (region.Info, error) { return tt.current, nil }
-			got, err := verifySelf(tt.ctx, tt.exe, tt.pub.Public, current)
+			got, _, err := verifySelf(tt.ctx, tt.exe, tt.pub.Public, current)
 			if got != tt.current {
 				t.Errorf("verifySelf returned version %q, want the running region %q", got.Version, tt.current.Version)
 			}
@@ -67,7 +67,7 @@ func TestVerifySelf(t *testing.T) {
 	t.Run("own region unreadable", func(t *testing.T) {
 		t.Parallel()
 		boom := errors.New("boom")
-		_, err := verifySelf(context.Background(), exe, k.Public, func() (region.Info, error) { return region.Info{}, boom })
+		_, _, err := verifySelf(context.Background(), exe, k.Public, func() (region.Info, error) { return region.Info{}, boom })
 		if !errors.Is(err, boom) || !strings.Contains(err.Error(), "reading the program's own region") {
 			t.Errorf("verifySelf error = %v", err)
 		}

@@ -39,6 +39,7 @@ type options struct {
 	mode     string
 	source   string
 	interval time.Duration
+	healthy  time.Duration
 	logJSON  bool
 
 	private   bool
@@ -60,6 +61,7 @@ func parseOptions() options {
 	flag.StringVar(&o.mode, "mode", "now", "when to run an update: now, onrestart or at=HH:MM")
 	flag.StringVar(&o.source, "source", "", "a directory (or file: URL) of signed releases")
 	flag.DurationVar(&o.interval, "interval", time.Minute, "time between checks for updates")
+	flag.DurationVar(&o.healthy, "healthy-after", 0, "how long an update must run before it counts as healthy (default 1m); one that does not, in its first two starts, is rolled back")
 	flag.BoolVar(&o.private, "private", false, "join a private network (only --bootstrap peers) instead of the public one")
 	flag.Var(&o.bootstrap, "bootstrap", "`multiaddr` with /p2p/<id> of a peer to join through, such as an rpseed (repeatable)")
 	flag.Var(&o.listen, "listen", "`multiaddr` to listen on (repeatable; default QUIC and TCP on all interfaces)")
@@ -105,10 +107,11 @@ func main() {
 	}
 	// No PublicKey: the key linked in at build time is used.
 	cfg := client.Config{
-		Mode:     mode,
-		Interval: opt.interval,
-		Network:  opt.network(),
-		Logger:   log,
+		Mode:         mode,
+		Interval:     opt.interval,
+		HealthyAfter: opt.healthy,
+		Network:      opt.network(),
+		Logger:       log,
 	}
 	if opt.logJSON {
 		cfg.OnEvent = func(e client.Event) { logEvent(log, e) }

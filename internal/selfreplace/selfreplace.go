@@ -407,6 +407,39 @@ func (p *Pending) Abort() {
 // Written returns the number of bytes written so far.
 func (p *Pending) Written() int64 { return p.n }
 
+// Restore puts the previous binary, <exe>.old as Commit kept it, back in
+// place of the executable: a hard link to it (or a synced copy) under a
+// temporary name is renamed over the executable, atomically, and the
+// directory synced. <exe>.old stays. It is the rollback of a Commit.
+func Restore(exe string, fsys FS) error {
+	if fsys == nil {
+		fsys = OS{}
+	}
+	old := exe + BackupSuffix
+	st, err := fsys.Stat(old)
+	if err != nil {
+		return fmt.Errorf("restoring the previous binary: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("restoring the previous binary: %s is not a regular file", old)
+	}
+	dir := filepath.Dir(exe)
+	tmp := filepath.Join(dir, "."+filepath.Base(exe)+tempMarker+"restore-"+fmt.Sprint(time.Now().UnixNano()))
+	if err := fsys.Link(old, tmp); err != nil {
+		if err := copyFile(fsys, old, dir, filepath.Base(tmp)); err != nil {
+			return fmt.Errorf("restoring %s: %w", old, err)
+		}
+	}
+	if err := renameOver(fsys, tmp, exe); err != nil {
+		fsys.Remove(tmp)
+		return fmt.Errorf("restoring %s over %s: %w", old, exe, err)
+	}
+	if err := fsys.SyncDir(dir); err != nil {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	return nil
+}
+
 // CleanStale removes temporary files that a crashed replacement of exe left
 // behind and that are older than age. It returns the paths removed. Younger
 // ones may belong to a replacement still running in another process.

@@ -1,0 +1,134 @@
+package client
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Defaults of the rollback settings.
+const (
+	DefaultHealthyAfter       = time.Minute
+	DefaultMaxUnhealthyStarts = 2
+)
+
+// StateSuffix is appended to the executable's path to name the file where
+// the engine keeps, across restarts, the update on trial and the files it
+// rolled back.
+const StateSuffix = ".rustpatcher.json"
+
+// maxRolledBack bounds the files the state remembers as rolled back.
+const maxRolledBack = 64
+
+// A trial is what the engine keeps next to the executable, in
+// <exe>.rustpatcher.json, about the update it applied last: until the new
+// version is healthy (it ran HealthyAfter, or the app said so), each start
+// of it counts; at the start after MaxUnhealthyStarts unhealthy ones, the
+// previous binary (<exe>.old) is put back and the new file is remembered as
+// rolled back, never applied again.
+type trial struct {
+	// New is the file ID of the update on trial; empty when none is.
+	New string `json:"new,omitempty"`
+	// Version and Previous are the versions of the update and of the
+	// binary it replaced (kept as <exe>.old).
+	Version  string `json:"version,omitempty"`
+	Previous string `json:"previous,omitempty"`
+	// Starts counts the starts of New that did not become healthy.
+	Starts int `json:"starts,omitempty"`
+	// RolledBack lists the file IDs of updates rolled back, oldest
+	// first.
+	RolledBack []string `json:"rolled_back,omitempty"`
+}
+
+// statePath returns the path of the state file of the executable exe.
+func statePath(exe string) string { return exe + StateSuffix }
+
+// loadTrial reads the state of the executable exe; a missing file is an
+// empty state.
+func loadTrial(exe string) (trial, error) {
+	var t trial
+	b, err := os.ReadFile(statePath(exe))
+	if errors.Is(err, fs.ErrNotExist) {
+		return t, nil
+	}
+	if err != nil {
+		return t, err
+	}
+	if err := json.Unmarshal(b, &t); err != nil {
+		return trial{}, fmt.Errorf("%s: %w (delete it to start afresh)", statePath(exe), err)
+	}
+	return t, nil
+}
+
+// save writes the state atomically: a temporary file in the executable's
+// directory, synced and renamed over the state file.
+func (t trial) save(exe string) error {
+	b, err := json.MarshalIndent(t, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := statePath(exe)
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("saving %s: %w", path, err)
+	}
+	return nil
+}
+
+// hexID is the form of file IDs in the state file.
+func hexID(id [sha256.Size]byte) string { return hex.EncodeToString(id[:]) }
+
+// begin puts the file id, version v replacing previous, on trial.
+func (t *trial) begin(id [sha256.Size]byte, v, previous string) {
+	t.New, t.Version, t.Previous, t.Starts = hexID(id), v, previous, 0
+}
+
+// onTrial reports whether the file id is the update on trial.
+func (t trial) onTrial(id [sha256.Size]byte) bool {
+	return t.New != "" && t.New == hexID(id)
+}
+
+// healthy ends the trial: the update stays.
+func (t *trial) healthy() { t.New, t.Version, t.Previous, t.Starts = "", "", "", 0 }
+
+// rollBack ends the trial: the update is remembered as rolled back.
+func (t *trial) rollBack() {
+	t.RolledBack = append(t.RolledBack, t.New)
+	if len(t.RolledBack) > maxRolledBack {
+		t.RolledBack = t.RolledBack[len(t.RolledBack)-maxRolledBack:]
+	}
+	t.healthy()
+}
+
+// rolledBack returns the file IDs rolled back.
+func (t trial) rolledBack() [][sha256.Size]byte {
+	var out [][sha256.Size]byte
+	for _, s := range t.RolledBack {
+		var id [sha256.Size]byte
+		if b, err := hex.DecodeString(s); err == nil && len(b) == len(id) {
+			copy(id[:], b)
+			out = append(out, id)
+		}
+	}
+	return out
+}

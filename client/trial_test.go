@@ -1,0 +1,138 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/org/rustpatcher-go/internal/regiontest"
+	"github.com/org/rustpatcher-go/internal/selfreplace"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// onTrial makes the rig's program an update on trial: the executable is
+// 2.0.0 (returned, with its file ID), the rig's 1.0.0 is <exe>.old, and the
+// state says 2.0.0 has started starts times without becoming healthy.
+func (r *rig) onTrial(starts int) (region.Info, [32]byte) {
+	r.t.Helper()
+	if err := os.WriteFile(r.exe+selfreplace.BackupSuffix, r.oldData, 0o755); err != nil {
+		r.t.Fatal(err)
+	}
+	in := regiontest.WriteBinary(r.t, r.exe, 200_000, 7, r.key, "2.0.0")
+	s, err := region.ScanFile(context.Background(), r.exe)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.running = in
+	var t trial
+	t.begin(s.FileID, "2.0.0", "1.0.0")
+	t.Starts = starts
+	if err := t.save(r.exe); err != nil {
+		r.t.Fatal(err)
+	}
+	return in, s.FileID
+}
+
+func TestRollback(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	_, id := r.onTrial(DefaultMaxUnhealthyStarts)
+	r.spawn(r.config())
+	e, _ := r.waitEvent(0, EventRolledBack, nil)
+	if !errors.Is(e.Err, ErrRolledBack) || e.Release.Version != "2.0.0" || e.FileID != id {
+		t.Errorf("rolled-back event = %+v", e)
+	}
+	if got, _ := os.ReadFile(r.exe); !bytes.Equal(got, r.oldData) {
+		t.Error("the executable is not the previous binary")
+	}
+	r.mu.Lock()
+	restarts := len(r.restarts)
+	r.mu.Unlock()
+	if restarts != 1 {
+		t.Errorf("%d restarts, want one into the previous binary", restarts)
+	}
+	st, err := loadTrial(r.exe)
+	if err != nil || st.New != "" || len(st.rolledBack()) != 1 || st.rolledBack()[0] != id {
+		t.Errorf("state after the rollback = %+v, %v", st, err)
+	}
+}
+
+func TestRollbackCountsStarts(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.onTrial(0)
+	cfg := r.config()
+	u := r.spawn(cfg)
+	r.waitEvent(0, EventVerified, nil)
+	u.Close()
+	st, err := loadTrial(r.exe)
+	if err != nil || st.Starts != 1 || st.New == "" {
+		t.Errorf("state after the first start = %+v, %v", st, err)
+	}
+	if n := r.countEvents(EventRolledBack); n != 0 {
+		t.Error("rolled back at the first start")
+	}
+}
+
+func TestTrialHealthy(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		after time.Duration
+		call  bool // the program calls Healthy
+	}{
+		{"after HealthyAfter", 100 * time.Millisecond, false},
+		{"the program says so", time.Hour, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t)
+			r.onTrial(1)
+			cfg := r.config()
+			cfg.HealthyAfter = tt.after
+			u := r.spawn(cfg)
+			if tt.call {
+				r.waitEvent(0, EventVerified, nil)
+				u.Healthy()
+			}
+			r.waitEvent(0, EventHealthy, nil)
+			st, err := loadTrial(r.exe)
+			if err != nil || st.New != "" {
+				t.Errorf("state after becoming healthy = %+v, %v", st, err)
+			}
+		})
+	}
+}
+
+// TestRolledBackNotApplied checks that a release rolled back here is not
+// applied again, though offered, while a newer one is.
+func TestRolledBackNotApplied(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	bad := r.release("bad", 8, r.key, "2.0.0")
+	s, err := region.ScanFile(context.Background(), bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := trial{RolledBack: []string{hexID(s.FileID)}}
+	if err := st.save(r.exe); err != nil {
+		t.Fatal(err)
+	}
+	u := r.spawn(r.config())
+	r.waitEvent(0, EventVerified, nil)
+	r.release("good", 9, r.key, "2.0.1")
+	u.Check()
+	e, _ := r.waitEvent(0, EventApplied, nil)
+	if e.Release.Version != "2.0.1" {
+		t.Errorf("applied %s, want 2.0.1", e.Release.Version)
+	}
+	for _, ev := range r.eventList() {
+		if ev == "found 2.0.0 from "+bad {
+			t.Errorf("the rolled-back release was fetched again: %v", r.eventList())
+		}
+	}
+}

@@ -1,0 +1,81 @@
+//go:build unix
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestRollbackAfterCrash runs hello 1.0.0 under a supervisor loop (as
+// systemd's Restart=always would): it updates itself to a 2.0.0 that passes
+// its self-test but crashes five seconds after every start (or at once).
+// At its third start 2.0.0 is rolled back: the node ends on 1.0.0, with
+// 2.0.0 still offered, and stays there.
+func TestRollbackAfterCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes for half a minute")
+	}
+	for _, after := range []string{"5s", "0s"} {
+		t.Run("crash after "+after, func(t *testing.T) { testRollback(t, after) })
+	}
+}
+
+func testRollback(t *testing.T, crashAfter string) {
+	key := NewKey(t)
+	hello := BuildHello(t, key.Public)
+	crashy := GoBuild(t, "github.com/org/rustpatcher-go/e2e/internal/crashy",
+		"-X main.crashAfter="+crashAfter+" -X github.com/org/rustpatcher-go/client.linkedPublicKey="+key.Public)
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "app", "hello")
+	SignedCopy(t, hello, exe, key, "1.0.0")
+	oldSum := FileSum(t, exe)
+	rels := filepath.Join(dir, "releases")
+	SignedCopy(t, crashy, filepath.Join(rels, "app-2.0.0"), key, "2.0.0")
+	args := []string{"--mode", "now", "--source", rels, "--interval", "1s", "--healthy-after", "20s", "a", "b"}
+
+	// The supervisor: start the executable again whenever it exits, at
+	// most five times.
+	var runs []*Proc
+	starts := 0
+	for starts < 5 {
+		p := Start(t, exe, args...)
+		runs = append(runs, p)
+		starts++
+		// Until it exits, or has run 1.0.0 for six intervals after the
+		// rollback.
+		if _, _, err := p.FindLine(0, 60*time.Second, `update rolled back`); err == nil {
+			p.WaitLine(0, 30*time.Second, `^hello 1\.0\.0 args=a b$`)
+			time.Sleep(6 * time.Second)
+			if p.Exited() {
+				t.Fatalf("1.0.0 exited after the rollback:\n%s", p.Output())
+			}
+			break
+		}
+		p.Wait(30 * time.Second)
+	}
+	last := runs[len(runs)-1]
+	if starts > 3 {
+		t.Errorf("the supervisor started the program %d times, want at most 3", starts)
+	}
+	if got := FileSum(t, exe); got != oldSum {
+		v, err := FileVersion(exe, key.Public)
+		t.Fatalf("executable is %q (%v), want the original 1.0.0", v, err)
+	}
+	// 2.0.0 is still offered, and never taken again.
+	if _, _, err := last.FindLine(0, 0, `update found.*version=2\.0\.0`); err == nil {
+		if _, i, _ := last.FindLine(0, 0, `hello 1\.0\.0`); i >= 0 {
+			if _, _, err := last.FindLine(i, 0, `update found.*version=2\.0\.0`); err == nil {
+				t.Errorf("1.0.0 fetched 2.0.0 again after the rollback:\n%s", last.Output())
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(rels, "app-2.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runs[0].FindLine(0, 0, `^crashy 2\.0\.0 args=a b$`); err != nil {
+		t.Errorf("2.0.0 never ran: %v\n%s", err, runs[0].Output())
+	}
+}
