@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -82,6 +83,11 @@ func runSelfTest(ctx context.Context, path string, want region.Info, timeout tim
 			return fmt.Errorf("%w: %s did not exit within %v (does its main call client.Spawn first?): %s", ErrSelfTest, path, timeout, lastLine(out))
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case err != nil && errors.Is(err, fs.ErrPermission):
+			// The file could not be started at all (a noexec mount, a mode
+			// without execute permission for this user): a problem of this
+			// machine, not of the release.
+			return &localError{fmt.Errorf("starting the self-test of %s: %w (is the directory on a noexec mount?)", path, err)}
 		case err != nil:
 			return fmt.Errorf("%w: running %s: %v: %s", ErrSelfTest, path, err, lastLine(out))
 		}

@@ -60,3 +60,18 @@ func TestRunSelfTest(t *testing.T) {
 		})
 	}
 }
+
+// TestSelfTestCannotStart checks that a new file this machine cannot start
+// at all (here: a mode without execute permission) is a problem of this
+// machine, not of the release: a localError, not ErrSelfTest.
+func TestSelfTestCannotStart(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "new")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\nexit 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := runSelfTest(context.Background(), p, region.Info{Version: "2.0.0"}, 5*time.Second, slog.New(slog.DiscardHandler))
+	var le *localError
+	if !errors.As(err, &le) || errors.Is(err, ErrSelfTest) {
+		t.Fatalf("self-test of a file that cannot start: %v, want a local error", err)
+	}
+}

@@ -391,3 +391,32 @@ func BenchmarkUpdate100MB(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-found-to-applied")
 }
+
+// TestUpdateThroughSymlink runs hello through a symbolic link, as a
+// program installed in /opt and linked from /usr/local/bin is: the update
+// replaces the link's target, with its mode, and leaves the link alone.
+func TestUpdateThroughSymlink(t *testing.T) {
+	s := newUpdateSetup(t)
+	if err := os.Chmod(s.exe, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "bin", "hello")
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(s.exe, link); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, s.key, "2.0.0")
+	p := Start(t, link, "--mode", "now", "--source", s.rels, "--interval", "1s", "a", "b")
+	p.WaitLine(0, 30*time.Second, `^hello 1\.0\.0 args=a b$`)
+	p.WaitLine(0, 60*time.Second, `^hello 2\.0\.0 args=a b$`)
+	s.waitFileVersion(t, "2.0.0", 10*time.Second)
+	if dst, err := os.Readlink(link); err != nil || dst != s.exe {
+		t.Errorf("the link now points to %q (%v), want %s", dst, err, s.exe)
+	}
+	if st, err := os.Stat(s.exe); err != nil || st.Mode().Perm() != 0o750 {
+		t.Errorf("the target's mode after the update: %v, %v; want 0750", st.Mode(), err)
+	}
+	s.checkBackup(t)
+}

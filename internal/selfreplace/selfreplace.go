@@ -192,7 +192,11 @@ func (r *Replacer) Begin() (*Pending, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating a temporary file next to %s: %w", r.Path, err)
 	}
-	p := &Pending{r: r, f: f, mode: st.Mode().Perm()}
+	// The new file belongs to this process's user, who may not own the
+	// old one (it runs it through group or other permissions): that user
+	// must be able to read and run it, or the self-test and the restart
+	// fail. Group and other permissions are kept as they were.
+	p := &Pending{r: r, f: f, mode: st.Mode().Perm() | 0o500}
 	if err := r.hook(StepCreated); err != nil {
 		p.Abort()
 		return nil, err

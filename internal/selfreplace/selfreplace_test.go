@@ -362,3 +362,34 @@ func TestCleanStaleKeepsYoungFiles(t *testing.T) {
 		t.Errorf("CleanStale = %v, %v; want [%s]", removed, err, young)
 	}
 }
+
+// TestNewFileRunnableByItsOwner checks that the new file, which belongs to
+// the user doing the update, can be read and run by that user even when
+// the old one gave its owner (another user) no rights: the program ran
+// through its group or other permissions.
+func TestNewFileRunnableByItsOwner(t *testing.T) {
+	exe := filepath.Join(t.TempDir(), "prog")
+	if err := os.WriteFile(exe, []byte("old"), 0o070); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(exe, 0o075)
+	r := &Replacer{Path: exe}
+	p, err := r.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Write([]byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Mode().Perm(); got != 0o575 {
+		t.Errorf("new file mode %04o, want 0575 (the old 0075 and owner read and execute)", got)
+	}
+	p.Abort()
+}
