@@ -61,6 +61,13 @@ func (e *fileError) Unwrap() error { return e.err }
 
 // action does the work of runAction and returns its error.
 func action(ctx context.Context, a *githubactions.Action, e *env) error {
+	// Outside GitHub Actions, "::add-mask::" masks nothing: it would print
+	// the key in clear to another CI's log. Check first, print nothing
+	// of the inputs.
+	if e.getenv("GITHUB_ACTIONS") != "true" {
+		return errors.New(`GITHUB_ACTIONS is not "true": rpsign action runs only as a step of a GitHub Actions job, and prints nothing of its inputs elsewhere; ` +
+			"in another CI or a shell use rpsign sign BINARY --key-env VAR (and rpsign publish)")
+	}
 	// Mask the key before anything else is printed.
 	keyStr := strings.TrimSpace(a.GetInput("key"))
 	if keyStr != "" {
