@@ -83,13 +83,19 @@ import (
 )
 
 func main() {
+	os.Exit(rpseedMain())
+}
+
+// rpseedMain is rpseed's main, returning the exit status (the tests' scripts
+// run it as the rpseed command).
+func rpseedMain() int {
 	if os.Getenv(client.SelfTestEnv) != "" {
 		// A self-test run of a new rpseed binary (see the package
 		// documentation): Spawn verifies this file with the linked key
 		// and exits.
 		_, err := client.Spawn(context.Background(), client.Config{})
 		fmt.Fprintln(os.Stderr, "rpseed: self-test run did not exit:", err)
-		os.Exit(1)
+		return 1
 	}
 	// Before anything logs: the libraries' logs go through rpseed's
 	// handler once run has made it.
@@ -99,11 +105,12 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, client.LinkedPublicKey(), os.Stdout, os.Stderr, libs); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
+			return 0
 		}
 		fmt.Fprintln(os.Stderr, "rpseed:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // listFlag is a repeatable string flag.
