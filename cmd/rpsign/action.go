@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,6 +33,9 @@ import (
 // Outputs: files (the signed paths, one a line), signed (a JSON array of
 // ghrelease.PatchInfo with "file" set), public-key, version, release-url.
 func runAction(e *env, args []string) error {
+	if len(args) == 1 && isHelp(args[0]) {
+		return flag.ErrHelp
+	}
 	if len(args) != 0 {
 		return fmt.Errorf("%w: rpsign action takes no arguments; it reads INPUT_* variables", errUsage)
 	}
