@@ -35,10 +35,13 @@ func newHandler(w io.Writer, format string, level slog.Leveler) (slog.Handler, e
 // forwarding handler at start and set points it at rpseed's handler once
 // there is one; until then their records are dropped.
 //
-// The libraries log at rpseed's level, but never below INFO: their debug
-// records would bury rpseed's own. fx's records are debug records: fx logs
-// the error that stops a libp2p host from starting (a port in use) three
-// times before returning it, and rpseed prints the error it returns.
+// The libraries log one level above rpseed's own: at the default INFO their
+// warnings and errors show, and --log-level debug adds their INFO records
+// (their DEBUG records would bury rpseed's). fx's records are debug records:
+// fx logs the error that stops a libp2p host from starting (a port in use)
+// three times before returning it, and rpseed prints the error it returns.
+// So are zap's complaints about a library's malformed log call ("Ignored key
+// without a value."), which zap logs at ERROR.
 type libraryLogs struct {
 	h atomic.Pointer[slog.Handler] // nil until set
 }
@@ -51,13 +54,26 @@ func (l *libraryLogs) install() {
 	slog.SetDefault(slog.New(&forward{to: l}))
 }
 
-// set sends the libraries' records at level or above (at least INFO) to h.
+// set sends the libraries' records one level above level (see
+// libraryLevel) to h.
 func (l *libraryLogs) set(h slog.Handler, level slog.Level) {
-	level = max(level, slog.LevelInfo)
+	level = libraryLevel(level)
 	var lh slog.Handler = &minLevel{Handler: h, level: level}
 	l.h.Store(&lh)
 	golog.SetLogLevel("*", strings.ToLower(level.String()))
 }
+
+// libraryLevel returns the level of the libraries' records that rpseed
+// shows at its own level: one step higher (DEBUG shows their INFO, INFO
+// their WARN), at most ERROR.
+func libraryLevel(level slog.Level) slog.Level {
+	return min(max(level+4, slog.LevelInfo), slog.LevelError)
+}
+
+// zapMisuse are the messages zap's sugared logger logs, at ERROR, when a
+// library passes it malformed key-value pairs: a bug of that library's log
+// call, not an error of rpseed's.
+var zapMisuse = []string{"Ignored key without a value.", "Ignored key-value pairs with non-string keys.", "Multiple errors without a key."}
 
 // minLevel is a handler that drops records below level.
 type minLevel struct {
@@ -154,7 +170,15 @@ func (c *zapCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Chec
 }
 
 func (c *zapCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
-	r := slog.NewRecord(e.Time, zapToSlog(e.Level), e.Message, 0)
+	level := zapToSlog(e.Level)
+	if slices.Contains(zapMisuse, e.Message) {
+		level = slog.LevelDebug
+	}
+	ctx := context.Background()
+	if !c.to.Enabled(ctx, level) {
+		return nil
+	}
+	r := slog.NewRecord(e.Time, level, e.Message, 0)
 	if e.LoggerName != "" {
 		r.AddAttrs(slog.String("logger", e.LoggerName))
 	}
@@ -170,7 +194,7 @@ func (c *zapCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 	for _, k := range keys {
 		r.AddAttrs(slog.Any(k, enc.Fields[k]))
 	}
-	return c.to.Handle(context.Background(), r)
+	return c.to.Handle(ctx, r)
 }
 
 func (c *zapCore) Sync() error { return nil }

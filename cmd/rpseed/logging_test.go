@@ -32,6 +32,7 @@ func TestLibraryLogs(t *testing.T) {
 
 	z := zap.New(&zapCore{to: &forward{to: &l}}).Named("dht").With(zap.String("peer", "12D3"))
 	z.Warn("failed to bootstrap", zap.Int("tries", 3), zap.Duration("after", time.Second))
+	z.Sugar().Infow("no closer peers to send", "12D3") // a key without a value: zap complains at ERROR
 
 	got := out.String()
 	for _, want := range []string{
@@ -39,6 +40,8 @@ func TestLibraryLogs(t *testing.T) {
 		`level=DEBUG msg="kept at debug" logger=swarm2`,
 		`level=DEBUG msg="OnStart hook failed" logger=p2p-config system=fx`,
 		`level=WARN msg="failed to bootstrap" logger=dht after=1s peer=12D3 tries=3`,
+		`level=DEBUG msg="Ignored key without a value." logger=dht`,
+		`level=INFO msg="no closer peers to send" logger=dht`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("log lacks %q:\n%s", want, got)
@@ -51,14 +54,20 @@ func TestLibraryLogs(t *testing.T) {
 		t.Error("zapToSlog maps levels wrongly")
 	}
 
-	// set never lets the libraries below INFO.
+	// The libraries log one level above rpseed.
+	for _, tt := range []struct{ rpseed, lib slog.Level }{
+		{slog.LevelDebug, slog.LevelInfo}, {slog.LevelInfo, slog.LevelWarn}, {slog.LevelWarn, slog.LevelError}, {slog.LevelError, slog.LevelError},
+	} {
+		if got := libraryLevel(tt.rpseed); got != tt.lib {
+			t.Errorf("libraryLevel(%v) = %v, want %v", tt.rpseed, got, tt.lib)
+		}
+	}
 	var l2 libraryLogs
 	out.Reset()
-	l2.h.Store(nil)
-	var lh slog.Handler = &minLevel{Handler: h, level: max(slog.LevelDebug, slog.LevelInfo)}
+	var lh slog.Handler = &minLevel{Handler: h, level: libraryLevel(slog.LevelDebug)}
 	l2.h.Store(&lh)
 	slog.New(&forward{to: &l2}).Debug("library debug")
 	if out.Len() != 0 {
-		t.Errorf("a library's debug record passed: %s", &out)
+		t.Errorf("a library's debug record passed at --log-level debug: %s", &out)
 	}
 }

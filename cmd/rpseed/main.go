@@ -164,7 +164,7 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 	fs.DurationVar(&o.scanEvery, "scan-interval", 10*time.Second, "how often to look for new files in DIR")
 	fs.DurationVar(&o.idle, "idle-timeout", p2p.DefaultIdleTimeout, "drop a transfer when a read or write stalls this long")
 	fs.DurationVar(&o.reprovide, "reprovide-interval", p2p.DefaultReprovideInterval, "how often to announce the releases again")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (libp2p's own logs: at least info)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (libp2p's own logs one level higher: at info, their warnings)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text (logfmt) or json, one record a line on standard error")
 	fs.DurationVar(&o.unhealthyAfter, "unhealthy-after", DefaultUnhealthyAfter, "/healthz reports unhealthy when no DHT announcement has succeeded for this long (counted from start)")
 	fs.BoolVar(&o.showVersion, "version", false, "print rpseed's version and exit")
