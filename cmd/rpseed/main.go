@@ -18,8 +18,23 @@
 // take a comma-separated list there. A flag on the command line wins.
 //
 // rpseed prints each listen address as "listening: <multiaddr>/p2p/<id>" on
-// standard output, logs to standard error, and stops cleanly on SIGINT or
-// SIGTERM.
+// standard output, logs to standard error in one format (--log-format text
+// or json; libp2p's own logs included, one level above --log-level), and
+// stops cleanly on SIGINT or SIGTERM. A file in DIR that is not served is
+// named at WARN with the reason, and failed announcements in the DHT are
+// logged at WARN at most once a minute.
+//
+// The node's key (its peer ID) is kept in --identity, by default
+// $STATE_DIRECTORY/identity.key under systemd, else rpseed/identity.key in
+// the user's configuration directory: never in DIR (an identity file left
+// there by an earlier version is still used, with a warning). The file is
+// created with mode 0600 and refused if others can read it or if it is a
+// symbolic link.
+//
+// With --metrics-addr, /metrics serves Prometheus metrics and /healthz a JSON
+// report: 200 when the seed serves a release, has a peer and its
+// announcements succeed, 503 with the reasons otherwise (see
+// docs/OPERATING.md, and deploy/ for a systemd unit and a container image).
 //
 // With --github OWNER/REPO it also follows the repository's GitHub releases
 // and downloads each target's newest release into DIR once it verifies (see
