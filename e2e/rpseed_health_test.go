@@ -20,12 +20,12 @@ import (
 // seedHealth is what an rpseed's /healthz answers.
 type seedHealth struct {
 	code int
-	Status
+	healthStatus
 	raw string
 }
 
-// Status is the JSON body of /healthz (the fields the tests read).
-type Status struct {
+// healthStatus is the JSON body of /healthz (the fields the tests read).
+type healthStatus struct {
 	Status       string   `json:"status"`
 	Reasons      []string `json:"reasons"`
 	Peers        int      `json:"peers"`
@@ -33,8 +33,8 @@ type Status struct {
 	LastAnnounce string   `json:"last_announce"`
 }
 
-// getHealth asks the rpseed whose metrics listen on addr for /healthz.
-func getHealth(t *testing.T, addr string) seedHealth {
+// getRpseedHealth asks the rpseed whose metrics listen on addr for /healthz.
+func getRpseedHealth(t *testing.T, addr string) seedHealth {
 	t.Helper()
 	c := &http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get("http://" + addr + "/healthz")
@@ -47,14 +47,14 @@ func getHealth(t *testing.T, addr string) seedHealth {
 		t.Fatal(err)
 	}
 	h := seedHealth{code: resp.StatusCode, raw: string(b)}
-	if err := json.Unmarshal(b, &h.Status); err != nil {
+	if err := json.Unmarshal(b, &h.healthStatus); err != nil {
 		t.Fatalf("/healthz: %v\n%s", err, b)
 	}
 	return h
 }
 
-// seedAddrs waits for n "listening: " lines of p and returns the addresses.
-func seedAddrs(t *testing.T, p *Proc, n int) []string {
+// rpseedListenAddrs waits for n "listening: " lines of p and returns the addresses.
+func rpseedListenAddrs(t *testing.T, p *Proc, n int) []string {
 	t.Helper()
 	var addrs []string
 	from := 0
@@ -92,11 +92,11 @@ func TestRpseedHealth(t *testing.T) {
 
 	seed := Start(t, rpseed, append([]string{"--private", "--dir", seedDir, "--pub", pub, "--identity", filepath.Join(dir, "a.key"),
 		"--metrics-addr", metrics, "--scan-interval", "200ms"}, listen...)...)
-	addrs := seedAddrs(t, seed, 1)
+	addrs := rpseedListenAddrs(t, seed, 1)
 	seed.WaitLine(0, 30*time.Second, `level=WARN msg="serving no release yet"`)
 
-	h := getHealth(t, metrics)
-	if h.code != http.StatusServiceUnavailable || h.Status.Status != "unhealthy" || len(h.Reasons) != 2 ||
+	h := getRpseedHealth(t, metrics)
+	if h.code != http.StatusServiceUnavailable || h.healthStatus.Status != "unhealthy" || len(h.Reasons) != 2 ||
 		!strings.Contains(h.Reasons[0], "serves no release") || !strings.Contains(h.Reasons[1], "no connected peer") {
 		t.Fatalf("a lone seed with no release: /healthz %d\n%s\nwant 503, unhealthy for no release and no peer", h.code, h.raw)
 	}
@@ -110,24 +110,24 @@ func TestRpseedHealth(t *testing.T) {
 	}
 	seed.WaitLine(0, 30*time.Second, `msg="release found" file=app-1\.0\.0`)
 	seed.WaitLine(0, 30*time.Second, `level=WARN msg="announcing releases in the DHT failed; retrying" failures=\d+ err=.+ peers=0 .*hint=".*--bootstrap`)
-	h = getHealth(t, metrics)
+	h = getRpseedHealth(t, metrics)
 	if h.code != http.StatusServiceUnavailable || len(h.Reasons) != 1 || !strings.Contains(h.Reasons[0], "no connected peer") || h.Releases != 1 {
 		t.Fatalf("a lone seed with a release: /healthz %d\n%s\nwant 503 for no peer alone", h.code, h.raw)
 	}
 
 	other := Start(t, rpseed, append(append([]string{"--private", "--dir", otherDir, "--pub", pub, "--identity", filepath.Join(dir, "b.key")}, listen...),
 		"--bootstrap", addrs[0])...)
-	seedAddrs(t, other, 1)
+	rpseedListenAddrs(t, other, 1)
 	Eventually(t, 30*time.Second, "the seed becomes healthy once a peer joins", func() bool {
-		h = getHealth(t, metrics)
+		h = getRpseedHealth(t, metrics)
 		return h.code == http.StatusOK
 	})
-	if h.Status.Status != "ok" || len(h.Reasons) != 0 || h.Peers < 1 || h.Releases != 1 {
+	if h.healthStatus.Status != "ok" || len(h.Reasons) != 0 || h.Peers < 1 || h.Releases != 1 {
 		t.Errorf("healthy seed: /healthz %d\n%s", h.code, h.raw)
 	}
 	// Announcements are retried with backoff (at most 32 s apart).
 	seed.WaitLine(0, 90*time.Second, `level=INFO msg="announcing releases in the DHT works again"`)
-	if h = getHealth(t, metrics); h.code != http.StatusOK || h.LastAnnounce == "" {
+	if h = getRpseedHealth(t, metrics); h.code != http.StatusOK || h.LastAnnounce == "" {
 		t.Errorf("after an announcement succeeded: /healthz %d\n%s", h.code, h.raw)
 	}
 
