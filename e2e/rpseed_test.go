@@ -214,7 +214,7 @@ func TestRpseedSelfUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := Start(t, otherExe, append([]string{"--self-update", "now", "--self-update-interval", "1s", "--private",
-		"--dir", otherDir, "--pub", target + "=" + appKey.Public}, append(loopback(), bootstrapArgs(addrs2)...)...)...)
+		"--dir", otherDir, "--pub", target + "=" + appKey.Public, "--identity", filepath.Join(dir, "seed2.key")}, append(loopback(), bootstrapArgs(addrs2)...)...)...)
 	other.WaitLine(0, p2pTimeout, `update found.*version=2\.0\.0.*source="p2p `)
 	_, i := other.WaitLine(0, p2pTimeout, `restarting into the update.*version=2\.0\.0`)
 	other.WaitLine(i, 30*time.Second, `rpseed running.*version=2\.0\.0`)

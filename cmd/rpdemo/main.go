@@ -179,7 +179,7 @@ func run(ctx context.Context, out io.Writer, opts options) error {
 	}
 	target := runtime.GOOS + "/" + runtime.GOARCH
 	seed, err := d.startProc("rpseed", filepath.Join(bin, "rpseed"), append([]string{"--dir", seedDir, "--private",
-		"--pub", target + "=" + pubS, "--upload-slots", "2"}, loop...)...)
+		"--identity", filepath.Join(dir, "rpseed.key"), "--pub", target + "=" + pubS, "--upload-slots", "2"}, loop...)...)
 	if err != nil {
 		return err
 	}

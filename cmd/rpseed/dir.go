@@ -161,31 +161,64 @@ func (w *watcher) ownerOf(e releasedir.Entry) (*owner, region.Info, error) {
 			matches = append(matches, o)
 		}
 	}
-	switch len(matches) {
-	case 0:
+	if len(matches) == 0 {
 		return nil, region.Info{}, fmt.Errorf("verifies with none of the configured keys (%w)", lastErr)
-	case 1:
-		return &matches[0], info, nil
 	}
-	targets := make([]string, len(matches))
-	for i, m := range matches {
-		targets[i] = m.target
-	}
-	f, err := os.Open(e.Path)
+	t, err := fileTarget(e.Path, info)
 	if err != nil {
+		if errors.Is(err, target.ErrUnknownFormat) && len(matches) == 1 && info.Target == "" {
+			// A v0 release names no target: one owner, so its target.
+			return &matches[0], info, nil
+		}
+		if errors.Is(err, target.ErrUnknownFormat) {
+			return nil, region.Info{}, fmt.Errorf("signed with a key shared by %v, and its target cannot be told: %w", ownerTargets(matches), err)
+		}
 		return nil, region.Info{}, err
-	}
-	defer f.Close()
-	t, err := target.Detect(f)
-	if err != nil {
-		return nil, region.Info{}, fmt.Errorf("signed with a key shared by %v, and its target cannot be told: %w", targets, err)
 	}
 	for i, m := range matches {
 		if m.target == t.String() {
 			return &matches[i], info, nil
 		}
 	}
-	return nil, region.Info{}, fmt.Errorf("built for %s, but signed with the key of %v", t, targets)
+	how := "built for"
+	if info.Target != "" {
+		how = "signed for"
+	}
+	return nil, region.Info{}, fmt.Errorf("%s %s, and its key is given with --pub only for %v: add --pub %s=%s to serve it, or remove the file",
+		how, t, ownerTargets(matches), t, region.EncodePublicKey(matches[0].pub))
+}
+
+// ownerTargets lists the owners' targets.
+func ownerTargets(owners []owner) []string {
+	targets := make([]string, len(owners))
+	for i, o := range owners {
+		targets[i] = o.target
+	}
+	return targets
+}
+
+// fileTarget returns the target of the release at path: the one its region
+// is signed for (format v1), which must agree with its executable header
+// when that names one, or else the one its header names. An error wraps
+// target.ErrUnknownFormat when neither tells.
+func fileTarget(path string, in region.Info) (target.Target, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return target.Target{}, err
+	}
+	defer f.Close()
+	built, derr := target.Detect(f)
+	if in.Target == "" {
+		return built, derr
+	}
+	signed, err := target.Parse(in.Target)
+	if err != nil {
+		return target.Target{}, fmt.Errorf("signed for %q: %w", in.Target, err)
+	}
+	if derr == nil && built != signed {
+		return target.Target{}, fmt.Errorf("signed for %s, but built for %s (its header says so): every node would refuse it; sign the %s build for %s", signed, built, built, built)
+	}
+	return signed, nil
 }
 
 // watch scans the directory every interval until ctx is done.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
@@ -9,9 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
+	targetpkg "github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -68,11 +71,18 @@ func elfHeader(machine uint16) []byte {
 	return h
 }
 
-// dropRelease puts a stand-in release signed with key as version into
+// dropRelease puts a stand-in release signed with key as version, for the
+// target its head names (else the running one), into
 // dir as name, the way an operator should: written elsewhere, then renamed
 // in, so that the watcher never sees it half written. Unless head is nil,
 // the file starts with head (an executable header). It returns the region.
 func dropRelease(t *testing.T, dir, name string, head []byte, key regiontest.Key, version string) region.Info {
+	t.Helper()
+	return dropReleaseFor(t, dir, name, head, key, version, "")
+}
+
+// dropReleaseFor is dropRelease signing for target, unless it is empty.
+func dropReleaseFor(t *testing.T, dir, name string, head []byte, key regiontest.Key, version, target string) region.Info {
 	t.Helper()
 	tmp := filepath.Join(t.TempDir(), name)
 	h := fnv.New64a()
@@ -91,7 +101,13 @@ func dropRelease(t *testing.T, dir, name string, head []byte, key regiontest.Key
 			t.Fatal(err)
 		}
 	}
-	in, err := region.SignFile(context.Background(), tmp, key.Private, version, regiontest.Target)
+	if target == "" {
+		target = regiontest.Target
+		if built, err := targetpkg.Detect(bytes.NewReader(head)); err == nil {
+			target = built.String()
+		}
+	}
+	in, err := region.SignFile(context.Background(), tmp, key.Private, version, target)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,9 +130,9 @@ func TestWatcher(t *testing.T) {
 		dir := t.TempDir()
 		srv := newFakeServer(nil)
 		w := newWatcher(dir, []owner{{"linux/amd64", pubA}, {"linux/arm64", pubB}}, srv, log)
-		dropRelease(t, dir, "a-1", nil, keyA, "1.0.0")
-		dropRelease(t, dir, "a-2", nil, keyA, "2.0.0")
-		dropRelease(t, dir, "b-1", nil, keyB, "1.5.0")
+		dropRelease(t, dir, "a-1", elfHeader(amd64), keyA, "1.0.0")
+		dropRelease(t, dir, "a-2", elfHeader(amd64), keyA, "2.0.0")
+		dropRelease(t, dir, "b-1", elfHeader(arm64), keyB, "1.5.0")
 		dropRelease(t, dir, "x-9", nil, stranger, "9.0.0")
 		dropRelease(t, dir, ".hidden", nil, keyA, "7.0.0")
 		dropRelease(t, dir, "partial.part", nil, keyA, "8.0.0")
@@ -135,7 +151,7 @@ func TestWatcher(t *testing.T) {
 			}
 		}
 		check(map[string]string{"linux/amd64": "2.0.0", "linux/arm64": "1.5.0"})
-		dropRelease(t, dir, "b-3", nil, keyB, "3.0.0") // picked up while running
+		dropRelease(t, dir, "b-3", elfHeader(arm64), keyB, "3.0.0") // picked up while running
 		check(map[string]string{"linux/amd64": "2.0.0", "linux/arm64": "3.0.0"})
 		os.Remove(filepath.Join(dir, "a-2")) // removed: the next newest takes over
 		check(map[string]string{"linux/amd64": "1.0.0", "linux/arm64": "3.0.0"})
@@ -150,7 +166,7 @@ func TestWatcher(t *testing.T) {
 		w := newWatcher(dir, []owner{{"linux/amd64", pubA}, {"linux/arm64", pubA}}, srv, log)
 		dropRelease(t, dir, "amd", elfHeader(amd64), keyA, "2.0.0")
 		dropRelease(t, dir, "arm", elfHeader(arm64), keyA, "2.1.0")
-		dropRelease(t, dir, "script", []byte("#!/bin/sh\n"), keyA, "9.0.0") // target cannot be told
+		dropReleaseFor(t, dir, "script", []byte("#!/bin/sh\n"), keyA, "9.0.0", "linux/riscv64") // signed for a target A has no --pub for
 		if _, err := w.scan(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -158,6 +174,28 @@ func TestWatcher(t *testing.T) {
 			t.Fatalf("served %v", srv.served)
 		}
 	})
+	t.Run("key and target mismatches", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		srv := newFakeServer(nil)
+		var logs strings.Builder
+		w := newWatcher(dir, []owner{{"linux/amd64", pubA}, {"linux/arm64", pubB}}, srv, slog.New(slog.NewTextHandler(&logs, nil)))
+		dropRelease(t, dir, "ok", elfHeader(amd64), keyA, "1.0.0")
+		dropRelease(t, dir, "b-for-amd64", elfHeader(amd64), keyB, "2.0.0")                            // B has --pub for arm64 only
+		dropReleaseFor(t, dir, "liar", elfHeader(arm64), keyA, "3.0.0", "linux/amd64")                 // header and region disagree
+		dropReleaseFor(t, dir, "b-v0-no-header", []byte("#!/bin/sh\n"), keyB, "4.0.0", "darwin/arm64") // signed for a target nobody configured
+		scanWant(t, w, srv, map[string]string{"linux/amd64": "1.0.0"})
+		for _, want := range []string{
+			`level=WARN msg="not serving file" file=b-for-amd64 reason="signed for linux/amd64, and its key is given with --pub only for [linux/arm64]: add --pub linux/amd64=` + region.EncodePublicKey(pubB),
+			`level=WARN msg="not serving file" file=liar reason="signed for linux/amd64, but built for linux/arm64 (its header says so)`,
+			`level=WARN msg="not serving file" file=b-v0-no-header reason="signed for darwin/arm64, and its key is given with --pub only for [linux/arm64]`,
+		} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("log lacks %q:\n%s", want, &logs)
+			}
+		}
+	})
+
 	t.Run("two owners for one target", func(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()

@@ -18,8 +18,23 @@
 // take a comma-separated list there. A flag on the command line wins.
 //
 // rpseed prints each listen address as "listening: <multiaddr>/p2p/<id>" on
-// standard output, logs to standard error, and stops cleanly on SIGINT or
-// SIGTERM.
+// standard output, logs to standard error in one format (--log-format text
+// or json; libp2p's own logs included, one level above --log-level), and
+// stops cleanly on SIGINT or SIGTERM. A file in DIR that is not served is
+// named at WARN with the reason, and failed announcements in the DHT are
+// logged at WARN at most once a minute.
+//
+// The node's key (its peer ID) is kept in --identity, by default
+// $STATE_DIRECTORY/identity.key under systemd, else rpseed/identity.key in
+// the user's configuration directory: never in DIR (an identity file left
+// there by an earlier version is still used, with a warning). The file is
+// created with mode 0600 and refused if others can read it or if it is a
+// symbolic link.
+//
+// With --metrics-addr, /metrics serves Prometheus metrics and /healthz a JSON
+// report: 200 when the seed serves a release, has a peer and its
+// announcements succeed, 503 with the reasons otherwise (see
+// docs/OPERATING.md, and deploy/ for a systemd unit and a container image).
 //
 // With --github OWNER/REPO it also follows the repository's GitHub releases
 // and downloads each target's newest release into DIR once it verifies (see
@@ -56,7 +71,6 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -66,8 +80,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -78,27 +92,40 @@ import (
 	"github.com/org/rustpatcher-go/client"
 	"github.com/org/rustpatcher-go/internal/ghrelease"
 	"github.com/org/rustpatcher-go/internal/p2p"
+	targetpkg "github.com/org/rustpatcher-go/internal/target"
+	"github.com/org/rustpatcher-go/internal/version"
 	"github.com/org/rustpatcher-go/region"
 )
 
 func main() {
+	os.Exit(rpseedMain())
+}
+
+// rpseedMain is rpseed's main, returning the exit status (the tests' scripts
+// run it as the rpseed command).
+func rpseedMain() int {
 	if os.Getenv(client.SelfTestEnv) != "" {
 		// A self-test run of a new rpseed binary (see the package
 		// documentation): Spawn verifies this file with the linked key
 		// and exits.
 		_, err := client.Spawn(context.Background(), client.Config{})
 		fmt.Fprintln(os.Stderr, "rpseed: self-test run did not exit:", err)
-		os.Exit(1)
+		return 1
 	}
+	// Before anything logs: the libraries' logs go through rpseed's
+	// handler once run has made it.
+	libs := &libraryLogs{}
+	libs.install()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, client.LinkedPublicKey(), os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, client.LinkedPublicKey(), os.Stdout, os.Stderr, libs); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
+			return 0
 		}
 		fmt.Fprintln(os.Stderr, "rpseed:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // listFlag is a repeatable string flag.
@@ -112,7 +139,11 @@ func (l *listFlag) Set(s string) error {
 
 // options are rpseed's parsed flags.
 type options struct {
+	showVersion                                  bool
 	dir, identity, metricsAddr, logLevel, prefix string
+	logFormat                                    string
+	unhealthyAfter                               time.Duration
+	identityNote                                 string // a warning about the identity file, logged at start
 	github, githubAPI                            string // see internal/ghrelease: rpseed --github
 	githubEvery                                  time.Duration
 	pubs, listen, bootstrap                      listFlag
@@ -137,7 +168,8 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 	fs.Var(&o.bootstrap, "bootstrap", "`multiaddr` with /p2p/<id> of a peer to join through (repeatable)")
 	fs.BoolVar(&o.private, "private", false, "join a private network (own DHT prefix, only --bootstrap peers) instead of the public one")
 	fs.StringVar(&o.prefix, "dht-prefix", p2p.PrivatePrefix, "DHT protocol prefix of the private network")
-	fs.StringVar(&o.identity, "identity", "", "file holding the node's key, created if missing, for a stable peer ID (default DIR/.rpseed.key)")
+	fs.StringVar(&o.identity, "identity", "", "`FILE` holding the node's secret key, created if missing (mode 0600), for a stable peer ID; outside DIR "+
+		"(default $STATE_DIRECTORY/identity.key under systemd, else rpseed/identity.key in the user's configuration directory)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "`host:port` to serve Prometheus /metrics and /healthz on (off when empty)")
 	fs.BoolVar(&o.relay, "relay", false, "act as a circuit relay for peers behind NAT (hole punching, small requests)")
 	fs.BoolVar(&o.dhtClient, "dht-client", false, "run the DHT in automatic mode instead of always as a server")
@@ -147,15 +179,22 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 	fs.DurationVar(&o.scanEvery, "scan-interval", 10*time.Second, "how often to look for new files in DIR")
 	fs.DurationVar(&o.idle, "idle-timeout", p2p.DefaultIdleTimeout, "drop a transfer when a read or write stalls this long")
 	fs.DurationVar(&o.reprovide, "reprovide-interval", p2p.DefaultReprovideInterval, "how often to announce the releases again")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (libp2p's own logs one level higher: at info, their warnings)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text (logfmt) or json, one record a line on standard error")
+	fs.DurationVar(&o.unhealthyAfter, "unhealthy-after", DefaultUnhealthyAfter, "/healthz reports unhealthy when no DHT announcement has succeeded for this long (counted from start)")
+	fs.BoolVar(&o.showVersion, "version", false, "print rpseed's version and exit")
 	fs.StringVar(&o.github, "github", "", "`OWNER/REPO` whose GitHub releases to follow: new verified per-target assets are downloaded into DIR (token, if any, from $GITHUB_TOKEN)")
 	fs.StringVar(&o.githubAPI, "github-api-url", "", "GitHub API base `URL` for --github (default https://api.github.com)")
 	fs.DurationVar(&o.githubEvery, "github-interval", 5*time.Minute, "how often --github polls the releases (unchanged polls are free conditional requests)")
 	fs.StringVar(&o.selfUpdate, "self-update", selfUpdateOff, "`MODE` in which rpseed updates its own binary from the network and DIR: off, now, onrestart or at=HH:MM (local time). "+
 		"Needs the owner key linked into the build with -ldflags \"-X "+client.LinkedKeyFlag+"=<key>\" and the binary signed with that key")
 	fs.DurationVar(&o.selfUpdateEvery, "self-update-interval", client.DefaultInterval, "how often --self-update looks for a newer rpseed")
+	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.showVersion {
+		return &o, nil
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -167,7 +206,7 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 		if set[f.Name] || envErr != nil {
 			return
 		}
-		name := "RPSEED_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := envName(f.Name)
 		v := getenv(name)
 		if v == "" {
 			return
@@ -194,8 +233,11 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 	if len(o.pubs) == 0 {
 		return nil, errors.New("at least one --pub GOOS/GOARCH=KEY is required (or RPSEED_PUB)")
 	}
-	if o.identity == "" {
-		o.identity = filepath.Join(o.dir, ".rpseed.key")
+	if _, err := parseOwners(o.pubs); err != nil {
+		return nil, err
+	}
+	if _, err := newHandler(io.Discard, o.logFormat, slog.LevelInfo); err != nil {
+		return nil, err
 	}
 	if len(o.listen) == 0 {
 		o.listen = listFlag{"/ip4/0.0.0.0/udp/4001/quic-v1", "/ip4/0.0.0.0/tcp/4001", "/ip6/::/udp/4001/quic-v1", "/ip6/::/tcp/4001"}
@@ -205,6 +247,15 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 		return nil, err
 	}
 	o.self = self
+	if o.identity == "" {
+		id, note, err := defaultIdentity(getenv, o.dir)
+		if err != nil {
+			return nil, err
+		}
+		o.identity, o.identityNote = id, note
+	} else if inside(o.dir, o.identity) {
+		o.identityNote = "the identity file is inside --dir: keep the node's secret key out of the directory it serves (see --identity)"
+	}
 	return &o, nil
 }
 
@@ -215,10 +266,14 @@ func parseOwners(pubs []string) ([]owner, error) {
 	seen := map[string]bool{}
 	for _, p := range pubs {
 		target, key, ok := strings.Cut(p, "=")
-		goos, goarch, ok2 := strings.Cut(target, "/")
-		if !ok || !ok2 || goos == "" || goarch == "" {
+		t, err := targetpkg.Parse(target)
+		if !ok || err != nil {
 			return nil, fmt.Errorf("--pub %q: want GOOS/GOARCH=KEY, e.g. linux/amd64=<52 z-base-32 characters>", p)
 		}
+		if !targetpkg.Known(t) {
+			return nil, fmt.Errorf("--pub %s: Go builds no such target; for %s it knows %s (go tool dist list)", t, t.OS, strings.Join(targetpkg.KnownFor(t.OS), ", "))
+		}
+		target = t.String()
 		k, err := region.ParsePublicKey(key)
 		if err != nil {
 			return nil, fmt.Errorf("--pub %s: %w", target, err)
@@ -259,9 +314,17 @@ func githubKeys(owners []owner) (map[string]ed25519.PublicKey, error) {
 
 // run is rpseed: linked is the owner key linked into the build
 // (client.LinkedPublicKey in the real program).
-func run(ctx context.Context, args []string, getenv func(string) string, linked string, stdout, stderr io.Writer) error {
+//
+// libs, when not nil, is where the libraries' logs go (main installs it);
+// run points it at rpseed's handler.
+func run(ctx context.Context, args []string, getenv func(string) string, linked string, stdout, stderr io.Writer, libs *libraryLogs) error {
+	start := time.Now()
 	o, err := parseFlags(args, getenv, linked, stderr)
 	if err != nil {
+		return err
+	}
+	if o.showVersion {
+		_, err := fmt.Fprintln(stdout, version.Line("rpseed"))
 		return err
 	}
 	owners, err := parseOwners(o.pubs)
@@ -281,7 +344,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	handler, err := newHandler(stderr, o.logFormat, level)
+	if err != nil {
+		return err
+	}
+	log := slog.New(handler)
+	if libs != nil {
+		libs.set(handler, level)
+	}
 	if st, err := os.Stat(o.dir); err != nil {
 		return fmt.Errorf("--dir: %w", err)
 	} else if !st.IsDir() {
@@ -289,10 +359,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 	}
 	id, err := p2p.LoadIdentity(o.identity)
 	if err != nil {
-		return err
+		return fmt.Errorf("--identity: %w", err)
+	}
+	if o.identityNote != "" {
+		log.Warn(o.identityNote, "identity", o.identity)
 	}
 
-	reg := prometheus.NewRegistry()
+	reg := prometheus.NewRegistry() // the process's metrics and libp2p's, not the global registry
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	node, err := p2p.New(ctx, p2p.Config{
 		Private:            o.private,
@@ -311,10 +384,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 		Logger:             log,
 	})
 	if err != nil {
-		return err
+		return explainListen(err)
 	}
 	defer node.Close()
 	registerNodeMetrics(reg, node)
+	h := &health{peerID: node.ID().String(), version: version.Current(), start: start, after: o.unhealthyAfter, stats: node.Stats}
 
 	if o.github != "" {
 		gp, err := ghrelease.NewSeedPoller(ghrelease.SeedConfig{Repo: o.github, APIURL: o.githubAPI, Token: getenv("GITHUB_TOKEN"),
@@ -332,8 +406,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 		srv = &ownServer{server: node, ctx: ctx, own: own, log: log}
 	}
 	w := newWatcher(o.dir, owners, srv, log)
-	if _, err := w.scan(ctx); err != nil {
+	if n, err := w.scan(ctx); err != nil {
 		return err
+	} else if n == 0 {
+		log.Warn("serving no release yet", "dir", o.dir,
+			"hint", "put binaries signed with a --pub key into --dir (copy under a hidden or .tmp name, then rename); /healthz reports unhealthy until one is served")
 	}
 	if o.self.on {
 		u, err := startSelfUpdate(ctx, o.self, node, own, o.dir, o.selfUpdateEvery, log)
@@ -349,15 +426,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) {
-			st := node.Stats()
-			rw.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(rw).Encode(map[string]any{
-				"status": "ok", "peer_id": node.ID().String(), "peers": st.Peers,
-				"releases": st.Served, "active_uploads": st.ActiveUploads,
-			})
-		})
+		mux.Handle("/metrics", promhttp.HandlerFor(noPaths{reg}, promhttp.HandlerOpts{}))
+		mux.Handle("/healthz", h)
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
 		defer func() {
@@ -370,40 +440,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 	for _, a := range node.Addrs() {
 		fmt.Fprintf(stdout, "listening: %s\n", a)
 	}
-	log.Info("rpseed running", "version", ownVersion(), "peer", node.ID(), "dir", o.dir, "owners", len(owners), "self_update", o.self.String())
+	log.Info("rpseed running", "version", version.Current(), "peer", node.ID(), "dir", o.dir, "identity", o.identity, "owners", len(owners), "self_update", o.self.String())
+	aw := &announceWarner{log: log, every: announceWarnEvery}
+	wctx, wcancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { aw.watch(wctx, 5*time.Second, node.Stats) })
+	defer func() { wcancel(); wg.Wait() }()
 	w.watch(ctx, o.scanEvery)
 	log.Info("rpseed stopping")
 	return nil
-}
-
-// ownVersion returns the version in rpseed's own signed region, or
-// "unsigned".
-func ownVersion() string {
-	in, err := region.Current()
-	if err != nil || !in.Signed() {
-		return "unsigned"
-	}
-	return in.Version
-}
-
-// registerNodeMetrics exports the node's counters.
-func registerNodeMetrics(reg prometheus.Registerer, n *p2p.Node) {
-	gauge := func(name, help string, f func(p2p.Stats) float64) {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "rpseed", Name: name, Help: help},
-			func() float64 { return f(n.Stats()) }))
-	}
-	counter := func(name, help string, f func(p2p.Stats) float64) {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "rpseed", Name: name, Help: help},
-			func() float64 { return f(n.Stats()) }))
-	}
-	gauge("peers", "Connected peers.", func(s p2p.Stats) float64 { return float64(s.Peers) })
-	gauge("releases_served", "Releases served.", func(s p2p.Stats) float64 { return float64(s.Served) })
-	gauge("uploads_active", "Uploads running now.", func(s p2p.Stats) float64 { return float64(s.ActiveUploads) })
-	counter("info_requests_total", "Info requests answered.", func(s p2p.Stats) float64 { return float64(s.InfoRequests) })
-	counter("fetch_requests_total", "Fetch requests answered.", func(s p2p.Stats) float64 { return float64(s.FetchRequests) })
-	counter("busy_total", "Fetches refused for want of an upload slot.", func(s p2p.Stats) float64 { return float64(s.Busy) })
-	counter("bad_requests_total", "Malformed requests and failed namespace checks.", func(s p2p.Stats) float64 { return float64(s.BadRequests) })
-	counter("uploaded_bytes_total", "Release bytes uploaded.", func(s p2p.Stats) float64 { return float64(s.BytesUploaded) })
-	counter("provides_total", "DHT announcements made.", func(s p2p.Stats) float64 { return float64(s.Provides) })
-	counter("provide_errors_total", "DHT announcements that failed.", func(s p2p.Stats) float64 { return float64(s.ProvideErrors) })
 }

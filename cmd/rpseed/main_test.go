@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -25,7 +26,19 @@ func TestParseFlags(t *testing.T) {
 	t.Parallel()
 	pub := regiontest.NewKey(t).Public
 	k := region.EncodePublicKey(pub)
-	env := func(m map[string]string) func(string) string { return func(s string) string { return m[s] } }
+	env := func(m map[string]string) func(string) string {
+		return func(s string) string {
+			if v, ok := m[s]; ok {
+				return v
+			}
+			if s == "HOME" {
+				return "/home/op"
+			}
+			return ""
+		}
+	}
+	oldDir := t.TempDir() // holds the identity file of an earlier rpseed
+	os.WriteFile(filepath.Join(oldDir, ".rpseed.key"), nil, 0o600)
 	base := []string{"--dir", "/d", "--pub", "linux/amd64=" + k}
 	here := runtime.GOOS + "/" + runtime.GOARCH
 	tests := []struct {
@@ -38,7 +51,7 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{name: "flags", args: []string{"--dir", "/d", "--pub", "linux/amd64=" + k, "--private", "--upload-slots", "2"},
 			check: func(o *options) bool {
-				return o.dir == "/d" && o.private && o.slots == 2 && o.identity == "/d/.rpseed.key" && len(o.listen) == 4
+				return o.dir == "/d" && o.private && o.slots == 2 && strings.HasSuffix(o.identity, filepath.Join("rpseed", "identity.key")) && o.identityNote == "" && len(o.listen) == 4
 			}},
 		{name: "environment", env: map[string]string{"RPSEED_DIR": "/e", "RPSEED_PUB": "linux/amd64=" + k + ",linux/arm64=" + k, "RPSEED_PRIVATE": "true", "RPSEED_METRICS_ADDR": ":9"},
 			check: func(o *options) bool { return o.dir == "/e" && len(o.pubs) == 2 && o.private && o.metricsAddr == ":9" }},
@@ -47,6 +60,27 @@ func TestParseFlags(t *testing.T) {
 		{name: "no dir", args: []string{"--pub", "linux/amd64=" + k}, wantErr: "--dir"},
 		{name: "no key", args: []string{"--dir", "/d"}, wantErr: "--pub"},
 		{name: "bad env value", env: map[string]string{"RPSEED_DIR": "/e", "RPSEED_PUB": "x", "RPSEED_UPLOAD_SLOTS": "many"}, wantErr: "RPSEED_UPLOAD_SLOTS"},
+
+		// --identity
+		{name: "identity in the systemd state directory", args: base, env: map[string]string{"STATE_DIRECTORY": "/var/lib/rpseed:/var/lib/other"},
+			check: func(o *options) bool { return o.identity == filepath.Join("/var/lib/rpseed", "identity.key") }},
+		{name: "identity given", args: append(base[:4:4], "--identity", "/etc/rpseed/id"), check: func(o *options) bool { return o.identity == "/etc/rpseed/id" && o.identityNote == "" }},
+		{name: "identity inside the served directory", args: append(base[:4:4], "--identity", "/d/id"), check: func(o *options) bool {
+			return o.identity == "/d/id" && strings.Contains(o.identityNote, "inside --dir")
+		}},
+		{name: "identity of an earlier rpseed kept", args: []string{"--dir", oldDir, "--pub", "linux/amd64=" + k}, env: map[string]string{"XDG_CONFIG_HOME": "/cfg"}, check: func(o *options) bool {
+			return o.identity == filepath.Join(oldDir, ".rpseed.key") && strings.Contains(o.identityNote, "mv "+filepath.Join(oldDir, ".rpseed.key")+" "+filepath.Join("/cfg", "rpseed", "identity.key"))
+		}},
+		{name: "no place for the identity", args: base, env: map[string]string{"HOME": ""}, wantErr: "no --identity given, and neither $STATE_DIRECTORY (systemd) nor $XDG_CONFIG_HOME nor $HOME is set: pass --identity FILE"},
+
+		// --pub targets, --log-format, --version
+		{name: "unknown target", args: []string{"--dir", "/d", "--pub", "linux/amd65=" + k}, wantErr: "--pub linux/amd65: Go builds no such target; for linux it knows linux/386, linux/amd64, linux/arm"},
+		{name: "target spelled in upper case", args: []string{"--dir", "/d", "--pub", "LINUX_ARM64=" + k}, check: func(o *options) bool { return len(o.pubs) == 1 }},
+		{name: "json logs", args: append(base[:4:4], "--log-format", "json"), check: func(o *options) bool { return o.logFormat == "json" }},
+		{name: "bad log format", args: append(base[:4:4], "--log-format", "xml"), wantErr: `--log-format "xml": want text or json`},
+		{name: "version needs nothing else", args: []string{"--version"}, check: func(o *options) bool { return o.showVersion }},
+		{name: "unhealthy after", env: map[string]string{"RPSEED_DIR": "/e", "RPSEED_PUB": "linux/amd64=" + k, "RPSEED_UNHEALTHY_AFTER": "3m"},
+			check: func(o *options) bool { return o.unhealthyAfter == 3*time.Minute }},
 
 		// --self-update
 		{name: "self-update off by default", args: base, check: func(o *options) bool {
@@ -102,7 +136,7 @@ func TestSelfUpdateNoLinkedKey(t *testing.T) {
 	args := []string{"--dir", t.TempDir(), "--pub", "linux/amd64=" + region.EncodePublicKey(pub), "--self-update", "now",
 		"--listen", "/ip4/127.0.0.1/tcp/0"}
 	var stdout strings.Builder
-	err := run(context.Background(), args, func(string) string { return "" }, "", &stdout, io.Discard)
+	err := run(context.Background(), args, func(string) string { return "" }, "", &stdout, io.Discard, nil)
 	if err == nil {
 		t.Fatal("rpseed started with --self-update now and no linked key")
 	}
@@ -160,16 +194,17 @@ func TestRunServesDirectory(t *testing.T) {
 	dropRelease(t, dir, "app-2.0.0", nil, key, "2.0.0")
 	dropRelease(t, dir, "stranger", nil, otherKey, "9.0.0") // signed by a key rpseed was not given
 	os.WriteFile(filepath.Join(dir, "README"), []byte("not a binary"), 0o644)
+	identity := filepath.Join(t.TempDir(), "identity.key")
 
 	start := func() (peerID string, addrs []string, metrics string, stop func() error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		pr, pw := io.Pipe()
 		done := make(chan error, 1)
 		go func() {
-			done <- run(ctx, []string{"--dir", dir, "--private", "--pub", "linux/amd64=" + region.EncodePublicKey(pub),
+			done <- run(ctx, []string{"--dir", dir, "--private", "--pub", "linux/amd64=" + region.EncodePublicKey(pub), "--identity", identity,
 				"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--listen", "/ip4/127.0.0.1/tcp/0",
 				"--metrics-addr", "127.0.0.1:0", "--scan-interval", "100ms", "--log-level", "warn", "--relay"},
-				func(string) string { return "" }, "", pw, io.Discard)
+				func(string) string { return "" }, "", pw, io.Discard, nil)
 			pw.Close()
 		}()
 		sc := bufio.NewScanner(pr)
@@ -259,10 +294,13 @@ func TestRunServesDirectory(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"rpseed_info_requests_total", "rpseed_releases_served 1", "rpseed_peers"} {
+	for _, m := range []string{"rpseed_info_requests_total", "rpseed_releases_served 1", "rpseed_peers", "libp2p_"} {
 		if !strings.Contains(string(body), m) {
 			t.Errorf("/metrics lacks %q", m)
 		}
+	}
+	if m := regexp.MustCompile(`="[^"]*\.go(-L\d+|:\d+)?"`).Find(body); m != nil {
+		t.Errorf("/metrics has a source file path in a label: %s", m)
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("rpseed stopped with %v", err)

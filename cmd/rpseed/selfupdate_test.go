@@ -47,9 +47,16 @@ func startRun(t *testing.T, args []string, linked string) (addrs []string, log *
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	log = &syncBuffer{}
+	cfg := t.TempDir() // for the default --identity
+	env := func(k string) string {
+		if k == "XDG_CONFIG_HOME" {
+			return cfg
+		}
+		return ""
+	}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, args, func(string) string { return "" }, linked, pw, log)
+		done <- run(ctx, args, env, linked, pw, log, nil)
 		pw.Close()
 	}()
 	sc := bufio.NewScanner(pr)

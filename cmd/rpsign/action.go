@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,6 +33,9 @@ import (
 // Outputs: files (the signed paths, one a line), signed (a JSON array of
 // ghrelease.PatchInfo with "file" set), public-key, version, release-url.
 func runAction(e *env, args []string) error {
+	if len(args) == 1 && isHelp(args[0]) {
+		return flag.ErrHelp
+	}
 	if len(args) != 0 {
 		return fmt.Errorf("%w: rpsign action takes no arguments; it reads INPUT_* variables", errUsage)
 	}
@@ -61,6 +65,13 @@ func (e *fileError) Unwrap() error { return e.err }
 
 // action does the work of runAction and returns its error.
 func action(ctx context.Context, a *githubactions.Action, e *env) error {
+	// Outside GitHub Actions, "::add-mask::" masks nothing: it would print
+	// the key in clear to another CI's log. Check first, print nothing
+	// of the inputs.
+	if e.getenv("GITHUB_ACTIONS") != "true" {
+		return errors.New(`GITHUB_ACTIONS is not "true": rpsign action runs only as a step of a GitHub Actions job, and prints nothing of its inputs elsewhere; ` +
+			"in another CI or a shell use rpsign sign BINARY --key-env VAR (and rpsign publish)")
+	}
 	// Mask the key before anything else is printed.
 	keyStr := strings.TrimSpace(a.GetInput("key"))
 	if keyStr != "" {

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -69,6 +70,7 @@ type actionRun struct {
 func newActionRun(t *testing.T, vars map[string]string) *actionRun {
 	dir := t.TempDir()
 	r := &actionRun{vars: map[string]string{}, output: filepath.Join(dir, "output"), summary: filepath.Join(dir, "summary")}
+	r.vars["GITHUB_ACTIONS"] = "true"
 	r.vars["GITHUB_OUTPUT"] = r.output
 	r.vars["GITHUB_STEP_SUMMARY"] = r.summary
 	for k, v := range vars {
@@ -236,7 +238,7 @@ func TestActionErrors(t *testing.T) {
 			"::error file=" + hello + ",title=rpsign::signing: " + hello + ": binary does not embed the signing key's public key " + region.EncodePublicKey(otherPub)},
 		{"bad runtime-key", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "INPUT_VERSION": "1.0.0", "INPUT_RUNTIME-KEY": "yes"}, false,
 			`::error title=rpsign::input "runtime-key" is "yes"; want true or false`},
-		{"outside Actions", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "INPUT_VERSION": "1.0.0"}, true,
+		{"no GITHUB_OUTPUT", map[string]string{"INPUT_KEY": key, "INPUT_FILES": hello, "INPUT_VERSION": "1.0.0"}, true,
 			"::error title=rpsign::GITHUB_OUTPUT is not set"},
 	}
 	for _, tt := range tests {
@@ -264,6 +266,27 @@ func TestActionErrors(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"action"}, &stdout, &stderr, func(string) string { return "" }); code != 1 {
 		t.Errorf("rpsign action with no environment exited %d, want 1", code)
+	}
+}
+
+// TestActionOutsideActions runs rpsign action where GITHUB_ACTIONS is not
+// "true" (another CI, a shell): "::add-mask::" masks nothing there, so the
+// action must fail before it prints anything of its inputs.
+func TestActionOutsideActions(t *testing.T) {
+	t.Parallel()
+	key, _ := randomKey(t)
+	hello := copyHello(t, t.TempDir(), "hello")
+	for _, v := range []string{"", "false", "1"} {
+		r := newActionRun(t, map[string]string{"INPUT_KEY": key, "INPUT_TOKEN": "secret-token", "INPUT_FILES": hello, "INPUT_VERSION": "1.0.0", "GITHUB_ACTIONS": v})
+		err := r.run()
+		if err == nil || !strings.Contains(err.Error(), `GITHUB_ACTIONS is not "true"`) || !strings.Contains(err.Error(), "rpsign sign BINARY --key-env VAR") {
+			t.Errorf("GITHUB_ACTIONS=%q: error %v, want one that says to use rpsign sign", v, err)
+		}
+		for _, secret := range []string{key, "secret-token", "add-mask"} {
+			if strings.Contains(r.stdout.String(), secret) || strings.Contains(fmt.Sprint(err), secret) {
+				t.Errorf("GITHUB_ACTIONS=%q: %q printed:\n%s", v, secret, &r.stdout)
+			}
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/org/rustpatcher-go/internal/keyfile"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -27,25 +28,14 @@ func runGen(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// No newline after the key: rustpatcher's loader decodes the file's
+	// bytes as they are and would refuse one.
+	err = keyfile.Create(path, []byte(region.EncodeSecretKey(key)))
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%s already exists; refusing to overwrite a key (choose another path, or delete it yourself if you are sure)", path)
 	}
 	if err != nil {
-		return fmt.Errorf("creating key file: %w", err)
-	}
-	// No newline after the key: rustpatcher's loader decodes the file's
-	// bytes as they are and would refuse one.
-	_, err = fmt.Fprint(f, region.EncodeSecretKey(key))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("writing key file %s: %w", path, err)
+		return fmt.Errorf("key file: %w", err)
 	}
 	p := region.EncodePublicKey(pub)
 	fmt.Fprintf(e.stdout, `Owner signing key written to %s (mode 0600). Keep it secret: add "%s" to .gitignore.
@@ -98,8 +88,15 @@ func (k *keyFlags) load(e *env) (ed25519.PrivateKey, error) {
 			return nil, fmt.Errorf("reading key file: %w", err)
 		}
 		defer f.Close()
-		if st, err := f.Stat(); err == nil && st.IsDir() {
+		st, err := f.Stat()
+		if err != nil {
+			return nil, fmt.Errorf("reading key file: %w", err)
+		}
+		if st.IsDir() {
 			return nil, fmt.Errorf("key file %s is a directory", k.file)
+		}
+		if keyfile.Exposed(st.Mode()) {
+			fmt.Fprintf(e.stderr, "rpsign: warning: key file %s is readable by others (mode %04o): make it private with chmod 600 %s\n", k.file, st.Mode().Perm(), k.file)
 		}
 		b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
 		if err != nil {

@@ -3,6 +3,8 @@
 //
 // Usage:
 //
+//	rpsign help [COMMAND]
+//	rpsign --version
 //	rpsign gen PATH
 //	rpsign pub --key-file PATH | --key-env VAR
 //	rpsign sign BINARY --key-file PATH | --key-env VAR [--version V]
@@ -24,13 +26,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
+
+	"github.com/org/rustpatcher-go/internal/version"
 )
 
 // command is one rpsign subcommand.
 type command struct {
-	name  string
-	usage string // one line, after "rpsign "
-	run   func(env *env, args []string) error
+	name    string
+	usage   string // one line, after "rpsign "
+	summary string // what it does, in one line
+	help    string // what it does and examples, for rpsign help NAME
+	run     func(env *env, args []string) error
 }
 
 // env is what a command may touch: its output streams and the process
@@ -44,48 +52,98 @@ type env struct {
 // command's usage after it and exits with status 2.
 var errUsage = errors.New("usage")
 
+// helpRequest is the error of a command given -h or --help: it carries the
+// command's flags, for its help.
+type helpRequest struct{ flags string }
+
+func (h *helpRequest) Error() string        { return flag.ErrHelp.Error() }
+func (h *helpRequest) Is(target error) bool { return target == flag.ErrHelp }
+
 func commands() []command {
 	return []command{
-		{"gen", "gen PATH", runGen},
-		{"pub", "pub --key-file PATH | --key-env VAR", runPub},
-		{"sign", "sign BINARY --key-file PATH | --key-env VAR [--version V]", runSign},
-		{"verify", "verify BINARY --pub KEY", runVerify},
-		{"inspect", "inspect BINARY [--json]", runInspect},
-		{"action", "action (the GitHub Action entrypoint; reads INPUT_* variables)", runAction},
-		{"publish", publishUsage, runPublish},
+		{"gen", "gen PATH", "make an owner key", genHelp, runGen},
+		{"pub", "pub --key-file PATH | --key-env VAR", "print an owner key's public key", pubHelp, runPub},
+		{"sign", "sign BINARY --key-file PATH | --key-env VAR [--version V] [flags]", "sign a release binary in place", signHelp, runSign},
+		{"verify", "verify BINARY --pub KEY", "check a binary's signature", verifyHelp, runVerify},
+		{"inspect", "inspect BINARY [--json]", "show a binary's signed region", inspectHelp, runInspect},
+		{"action", "action", "the GitHub Action's entrypoint (reads INPUT_* variables)", actionHelp, runAction},
+		{"publish", publishUsage, "attach signed binaries and their manifests to a GitHub release", publishHelp, runPublish},
 	}
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage:")
+	fmt.Fprint(w, `rpsign makes owner keys and signs, verifies and inspects the release binaries
+of apps that update themselves with rustpatcher-go.
+
+usage:
+`)
 	for _, c := range commands() {
-		fmt.Fprintln(w, "  rpsign", c.usage)
+		fmt.Fprintf(w, "  rpsign %-9s %s\n", c.name, c.summary)
 	}
+	fmt.Fprint(w, `
+  rpsign help COMMAND   what a command does, its flags and examples
+  rpsign --version      rpsign's version
+
+Flags may come before or after a command's arguments. See docs/RELEASING.md.
+`)
+}
+
+// commandHelp prints the help of c: its usage line, what it does with
+// examples, and its flags.
+func commandHelp(w io.Writer, c command, flags string) {
+	fmt.Fprintf(w, "usage: rpsign %s\n\n%s", c.usage, c.help)
+	if strings.TrimSpace(flags) != "" {
+		fmt.Fprintf(w, "\nFlags:\n%s", flags)
+	}
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help"
 }
 
 // run runs rpsign with args (without the program name) and returns the exit
 // status.
 func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		usage(stderr)
 		if len(args) == 0 {
 			return 2
 		}
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "version" {
+		fmt.Fprintln(stdout, version.Line("rpsign"))
+		return 0
+	}
+	if args[0] == "help" {
+		if len(args) == 1 {
+			usage(stdout)
+			return 0
+		}
+		args = []string{args[1], "--help"}
+	}
 	for _, c := range commands() {
 		if c.name != args[0] {
 			continue
 		}
-		err := c.run(&env{stdout, stderr, getenv}, args[1:])
+		e := &env{stdout, stderr, getenv}
+		if len(args) > 1 && slices.ContainsFunc(args[1:], isHelp) {
+			args = []string{c.name, "--help"} // help, whatever else was given
+		}
+		err := c.run(e, args[1:])
+		var hr *helpRequest
 		switch {
 		case err == nil:
 			return 0
+		case errors.As(err, &hr):
+			commandHelp(stdout, c, hr.flags)
+			return 0
 		case errors.Is(err, flag.ErrHelp):
-			fmt.Fprintln(stderr, "usage: rpsign", c.usage)
+			commandHelp(stdout, c, "")
 			return 0
 		case errors.Is(err, errUsage):
-			fmt.Fprintf(stderr, "rpsign %s: %v\nusage: rpsign %s\n", c.name, err, c.usage)
+			fmt.Fprintf(stderr, "rpsign %s: %v\nusage: rpsign %s\n(rpsign help %s for more)\n", c.name, err, c.usage, c.name)
 			return 2
 		default:
 			fmt.Fprintf(stderr, "rpsign %s: %v\n", c.name, err)
@@ -121,7 +179,10 @@ func parseAny(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
+				var b strings.Builder
+				fs.SetOutput(&b)
+				fs.PrintDefaults()
+				return nil, &helpRequest{flags: b.String()}
 			}
 			return nil, fmt.Errorf("%w: %v", errUsage, err)
 		}

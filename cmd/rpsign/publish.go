@@ -114,6 +114,10 @@ func runPublish(e *env, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	p := &ghrelease.Publisher{Client: c, Repo: repo, Log: slog.New(slog.NewTextHandler(e.stderr, nil))}
+	if isTerminal(e.stderr) && e.getenv("CI") == "" {
+		// On a terminal only: a CI log would keep every update.
+		p.Progress = newProgressLine(e.stderr).update
+	}
 	rel, err := p.Publish(ctx, *tag, files)
 	if err != nil {
 		return err

@@ -106,6 +106,9 @@ func TestPublish(t *testing.T) {
 			if strings.Contains(stdout.String()+stderr.String(), "tok\n") {
 				t.Error("the token was printed")
 			}
+			if strings.ContainsAny(stderr.String(), "\r\x1b") || strings.Contains(stderr.String(), "uploading ") {
+				t.Errorf("progress drawn on a stderr that is no terminal:\n%q", &stderr)
+			}
 			if tt.release == "" {
 				if len(srv.Assets("org/app", "v9.0.0")) != 0 {
 					t.Error("a failed publish uploaded assets")

@@ -29,6 +29,7 @@ func runSign(e *env, args []string) error {
 	runtimeKey := flags.Bool("runtime-key", false, "the app loads its public key at run time: skip the check that the binary embeds the signing key's public key")
 	targetFlag := flags.String("target", "", "`GOOS/GOARCH` of the binary; default: read from its ELF, Mach-O or PE header, which must agree")
 	formatFlag := flags.String("format", "v1", "region `FORMAT`: v1, or v0 for rustpatcher 0.2's tools")
+	force := flags.Bool("force", false, "sign even if the binary is already signed as a higher version")
 	pos, err := parse(flags, args, 1)
 	if err != nil {
 		return err
@@ -48,8 +49,14 @@ func runSign(e *env, args []string) error {
 			return err
 		}
 	}
-	if _, err := region.ParseVersion(v); err != nil {
+	pv, err := region.ParseVersion(v)
+	if err != nil {
 		return fmt.Errorf("--version: %w", err)
+	}
+	if !*force {
+		if err := checkNotLower(bin, pv); err != nil {
+			return err
+		}
 	}
 	t, err := binaryTarget(bin, *targetFlag, "--target", format)
 	if err != nil {
@@ -70,6 +77,25 @@ func runSign(e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "signed %s: version %s (%s) for public key %s, %d bytes of content, hash %s\n", bin, in.Version, what, pub, in.ContentLen(), hex.EncodeToString(in.Hash[:]))
 	for _, w := range codeSignatureNotes(bin) {
 		fmt.Fprintf(e.stderr, "rpsign sign: %s\n", w)
+	}
+	return nil
+}
+
+// checkNotLower refuses to sign the binary at path as version when it is
+// signed already as a higher one: apps never go back to a lower version, so
+// such a re-signing is a mistake (a stale version flag, the wrong file).
+// A binary that cannot be read is left to the signing to report.
+func checkNotLower(path, version string) error {
+	s, err := region.ScanFile(context.Background(), path)
+	if err != nil {
+		return nil
+	}
+	in, err := s.Info()
+	if err != nil || !in.Signed() {
+		return nil
+	}
+	if region.CompareVersions(version, in.Version) < 0 {
+		return fmt.Errorf("%s is signed as %s already; refusing to sign it as %s, a lower version that no app would update to: give a higher --version, or --force to sign it anyway", path, in.Version, version)
 	}
 	return nil
 }

@@ -5,8 +5,10 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 
@@ -24,6 +26,9 @@ type Publisher struct {
 	Repo Repo
 	// Log receives progress; nil means slog.Default().
 	Log *slog.Logger
+	// Progress, if set, is called while an asset uploads, as its bytes are
+	// read: with the asset's name, the bytes read so far and its size.
+	Progress func(asset string, sent, size int64)
 }
 
 // A Signed is one signed binary to publish.
@@ -199,11 +204,41 @@ func (p *Publisher) upload(ctx context.Context, id int64, path, name, mediaType 
 		return err
 	}
 	defer f.Close()
-	_, _, err = p.Client.Repositories.UploadReleaseAsset(ctx, p.Repo.Owner, p.Repo.Name, id, &github.UploadOptions{
-		Name:      name,
-		MediaType: mediaType,
-	}, f)
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var body io.Reader = f
+	if p.Progress != nil {
+		body = &progressReader{r: f, name: name, size: st.Size(), report: p.Progress}
+		p.Progress(name, 0, st.Size())
+	}
+	// As Repositories.UploadReleaseAsset, which takes only an *os.File.
+	u := fmt.Sprintf("repos/%s/%s/releases/%d/assets?%s", p.Repo.Owner, p.Repo.Name, id, url.Values{"name": {name}}.Encode())
+	req, err := p.Client.NewUploadRequest(u, body, st.Size(), mediaType)
+	if err != nil {
+		return err
+	}
+	_, err = p.Client.Do(ctx, req, new(github.ReleaseAsset))
 	return err
+}
+
+// progressReader reports the bytes read through it.
+type progressReader struct {
+	r      io.Reader
+	name   string
+	sent   int64
+	size   int64
+	report func(asset string, sent, size int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.sent += int64(n)
+		p.report(p.name, p.sent, p.size)
+	}
+	return n, err
 }
 
 func writeJSON(path string, v any) error {

@@ -40,6 +40,19 @@ type announcer struct {
 	keys map[cid.Cid]*announcement
 
 	provided, failed atomic.Uint64 // for Stats
+
+	outcomeMu sync.Mutex // guards the outcomes, for Stats
+	okAt      time.Time  // of the last announcement that succeeded
+	errAt     time.Time  // of the last one that failed
+	lastErr   error      // and its error
+}
+
+// outcomes returns when an announcement last succeeded and last failed, and
+// that failure's error.
+func (a *announcer) outcomes() (ok, failed time.Time, err error) {
+	a.outcomeMu.Lock()
+	defer a.outcomeMu.Unlock()
+	return a.okAt, a.errAt, a.lastErr
 }
 
 // announcement is the state of one key.
@@ -137,6 +150,13 @@ func (a *announcer) announce(ctx context.Context, key cid.Cid, name string) {
 		}
 	}
 	a.mu.Unlock()
+	a.outcomeMu.Lock()
+	if err != nil {
+		a.errAt, a.lastErr = time.Now(), err
+	} else {
+		a.okAt = time.Now()
+	}
+	a.outcomeMu.Unlock()
 	if err != nil {
 		a.failed.Add(1)
 		a.log.Debug("announcing failed; will retry", "key", name, "err", err)

@@ -112,3 +112,29 @@ func TestAnnouncerRunStops(t *testing.T) {
 		t.Fatal("run did not return within 5s of its context ending")
 	}
 }
+
+// TestAnnouncerOutcomes checks the times and the error that Stats reports.
+func TestAnnouncerOutcomes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := &fakeDHT{fail: true}
+	a := newAnnouncer(d, time.Hour, slog.New(slog.DiscardHandler))
+	if ok, failed, err := a.outcomes(); !ok.IsZero() || !failed.IsZero() || err != nil {
+		t.Fatalf("outcomes before any announcement: %v, %v, %v", ok, failed, err)
+	}
+	k := derivedCID("test\x00", []byte("1"))
+	a.add(k, "k")
+	a.announceDue(ctx)
+	ok, failed, err := a.outcomes()
+	if !ok.IsZero() || failed.IsZero() || err == nil || err.Error() != "routing table empty" {
+		t.Fatalf("outcomes after a failure: %v, %v, %v", ok, failed, err)
+	}
+	d.mu.Lock()
+	d.fail = false
+	d.mu.Unlock()
+	a.keys[k].last = time.Time{}
+	a.announceDue(ctx)
+	if ok2, failed2, _ := a.outcomes(); ok2.Before(failed) || failed2 != failed {
+		t.Fatalf("outcomes after a success: ok %v, failed %v (was %v)", ok2, failed2, failed)
+	}
+}

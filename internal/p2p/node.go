@@ -257,23 +257,32 @@ type Stats struct {
 	Strikes uint64
 	// Provides and ProvideErrors count DHT announcements.
 	Provides, ProvideErrors uint64
+	// LastProvide is when an announcement last succeeded, and
+	// LastProvideError when one last failed, with ProvideError its error
+	// (zero and nil while none did).
+	LastProvide, LastProvideError time.Time
+	ProvideError                  error
 }
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
 	c := &n.server.counts
+	ok, failed, err := n.ann.outcomes()
 	return Stats{
-		Peers:           len(n.h.Network().Peers()),
-		Served:          n.server.count(),
-		ActiveUploads:   n.server.slots.active(),
-		InfoRequests:    c.info.Load(),
-		FetchRequests:   c.fetch.Load(),
-		Busy:            c.busy.Load(),
-		BadRequests:     c.bad.Load(),
-		BytesUploaded:   c.up.Load(),
-		BytesDownloaded: n.downloaded.Load(),
-		Strikes:         n.strikes.given.Load(),
-		Provides:        n.ann.provided.Load(),
-		ProvideErrors:   n.ann.failed.Load(),
+		LastProvide:      ok,
+		LastProvideError: failed,
+		ProvideError:     err,
+		Peers:            len(n.h.Network().Peers()),
+		Served:           n.server.count(),
+		ActiveUploads:    n.server.slots.active(),
+		InfoRequests:     c.info.Load(),
+		FetchRequests:    c.fetch.Load(),
+		Busy:             c.busy.Load(),
+		BadRequests:      c.bad.Load(),
+		BytesUploaded:    c.up.Load(),
+		BytesDownloaded:  n.downloaded.Load(),
+		Strikes:          n.strikes.given.Load(),
+		Provides:         n.ann.provided.Load(),
+		ProvideErrors:    n.ann.failed.Load(),
 	}
 }

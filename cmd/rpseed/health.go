@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/org/rustpatcher-go/internal/p2p"
+)
+
+// DefaultUnhealthyAfter is the default of --unhealthy-after.
+const DefaultUnhealthyAfter = 10 * time.Minute
+
+// announceWarnEvery is the least time between two warnings about failed
+// announcements.
+const announceWarnEvery = time.Minute
+
+// health judges whether the seed does its job: it serves a release, it has
+// a peer, and its announcements in the DHT succeed.
+type health struct {
+	peerID  string
+	version string
+	start   time.Time
+	// after is how long announcements may fail (or not happen) before the
+	// seed is unhealthy, counted from start.
+	after time.Duration
+	stats func() p2p.Stats
+}
+
+// healthReport is the JSON body of /healthz.
+type healthReport struct {
+	// Status is "ok" or "unhealthy".
+	Status string `json:"status"`
+	// Reasons says why the seed is unhealthy, one sentence each.
+	Reasons       []string `json:"reasons,omitempty"`
+	PeerID        string   `json:"peer_id"`
+	Version       string   `json:"version"`
+	UptimeSeconds int64    `json:"uptime_seconds"`
+	Peers         int      `json:"peers"`
+	Releases      int      `json:"releases"`
+	ActiveUploads int      `json:"active_uploads"`
+	Announcements uint64   `json:"announcements"`
+	// AnnounceFailures counts failed announcements since the start.
+	AnnounceFailures uint64 `json:"announce_failures"`
+	// LastAnnounce is when an announcement last succeeded (absent if none
+	// did), LastAnnounceError the last failure's error.
+	LastAnnounce      *time.Time `json:"last_announce,omitempty"`
+	LastAnnounceError string     `json:"last_announce_error,omitempty"`
+}
+
+// check returns the seed's health at now.
+func (h *health) check(now time.Time) healthReport {
+	st := h.stats()
+	r := healthReport{
+		Status:           "ok",
+		PeerID:           h.peerID,
+		Version:          h.version,
+		UptimeSeconds:    int64(now.Sub(h.start) / time.Second),
+		Peers:            st.Peers,
+		Releases:         st.Served,
+		ActiveUploads:    st.ActiveUploads,
+		Announcements:    st.Provides,
+		AnnounceFailures: st.ProvideErrors,
+	}
+	if !st.LastProvide.IsZero() {
+		t := st.LastProvide.UTC()
+		r.LastAnnounce = &t
+	}
+	failing := st.ProvideError != nil && st.LastProvideError.After(st.LastProvide)
+	if failing {
+		r.LastAnnounceError = st.ProvideError.Error()
+	}
+	if st.Served == 0 {
+		r.Reasons = append(r.Reasons, "serves no release: no file in --dir verifies with a --pub key for its target (rpseed logs why at WARN for each file), or --dir is empty")
+	}
+	if st.Peers == 0 {
+		r.Reasons = append(r.Reasons, "no connected peer: give --bootstrap addresses of other nodes, and check that TCP and UDP port 4001 (or the --listen ports) are reachable")
+	}
+	since := st.LastProvide
+	if since.Before(h.start) {
+		since = h.start
+	}
+	if st.Served > 0 && (st.LastProvide.IsZero() || failing) && now.Sub(since) > h.after {
+		what := "since rpseed started"
+		if !st.LastProvide.IsZero() {
+			what = "since " + st.LastProvide.UTC().Format(time.RFC3339)
+		}
+		reason := fmt.Sprintf("no announcement in the DHT has succeeded %s (%v, more than --unhealthy-after %v)", what, now.Sub(since).Round(time.Second), h.after)
+		if failing {
+			reason += ": " + st.ProvideError.Error()
+		}
+		r.Reasons = append(r.Reasons, reason)
+	}
+	if len(r.Reasons) > 0 {
+		r.Status = "unhealthy"
+	}
+	return r
+}
+
+// ServeHTTP answers /healthz: 200 with the report when the seed is healthy,
+// 503 with the report and its reasons otherwise.
+func (h *health) ServeHTTP(rw http.ResponseWriter, _ *http.Request) {
+	r := h.check(time.Now())
+	rw.Header().Set("Content-Type", "application/json")
+	rw.Header().Set("Cache-Control", "no-store")
+	if r.Status != "ok" {
+		rw.WriteHeader(http.StatusServiceUnavailable)
+	}
+	enc := json.NewEncoder(rw)
+	enc.SetIndent("", "  ")
+	enc.Encode(r)
+}
+
+// announceWarner turns failed announcements into WARN lines with their
+// cause, at most one every announceWarnEvery with the number of failures
+// since the last line, and says at INFO when announcing works again.
+type announceWarner struct {
+	log      *slog.Logger
+	every    time.Duration
+	warnedAt time.Time // of the last warning
+	reported uint64    // ProvideErrors counted in warnings so far
+	failing  bool      // a warning was logged and no success seen since
+}
+
+// observe looks at the node's counters at now and logs what is due.
+func (w *announceWarner) observe(now time.Time, st p2p.Stats) {
+	if w.failing && st.LastProvide.After(st.LastProvideError) {
+		w.failing = false
+		w.log.Info("announcing releases in the DHT works again", "announcements", st.Provides)
+	}
+	n := st.ProvideErrors - w.reported
+	if n == 0 || (!w.warnedAt.IsZero() && now.Sub(w.warnedAt) < w.every) {
+		return
+	}
+	attrs := []any{"failures", n, "err", st.ProvideError, "peers", st.Peers}
+	if !st.LastProvide.IsZero() {
+		attrs = append(attrs, "last_success", st.LastProvide.UTC().Format(time.RFC3339))
+	}
+	if st.Peers == 0 {
+		attrs = append(attrs, "hint", "this seed is connected to no other node: give --bootstrap addresses of other nodes (or wait for apps to connect); nodes cannot find its releases until an announcement succeeds")
+	}
+	w.log.Warn("announcing releases in the DHT failed; retrying", attrs...)
+	w.warnedAt, w.reported = now, st.ProvideErrors
+	w.failing = st.LastProvideError.After(st.LastProvide)
+}
+
+// watch observes stats every interval until ctx is done.
+func (w *announceWarner) watch(ctx context.Context, every time.Duration, stats func() p2p.Stats) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			w.observe(now, stats())
+		}
+	}
+}
