@@ -87,6 +87,9 @@ var (
 	// ErrSize means a source offers a file whose length does not fit its
 	// signed content.
 	ErrSize = errors.New("file length does not fit the signed content")
+	// ErrRotatedKey means a release is signed with an owner key that a
+	// key rotation statement retired for this target.
+	ErrRotatedKey = errors.New("signed with a retired key")
 	// ErrRolledBack means an update did not become healthy and was
 	// rolled back (see Config.HealthyAfter).
 	ErrRolledBack = errors.New("update rolled back")

@@ -47,6 +47,10 @@ const (
 	// in place and the program restarts into it. Release is the update
 	// rolled back, never applied again; Err says so.
 	EventRolledBack
+	// EventKeyRotated: a valid key rotation statement, signed by the key
+	// trusted so far, moved this target to the owner key Key: releases
+	// must be signed with it from now on, and the old one is refused.
+	EventKeyRotated
 )
 
 var kindNames = map[EventKind]string{
@@ -61,6 +65,7 @@ var kindNames = map[EventKind]string{
 	EventFailed:           "failed",
 	EventHealthy:          "healthy",
 	EventRolledBack:       "rolled-back",
+	EventKeyRotated:       "key-rotated",
 }
 
 // String returns the kind's name, such as "applied".
@@ -84,6 +89,9 @@ type Event struct {
 	// FileID names the exact file applied (EventApplied): see
 	// region.Scanned.FileID.
 	FileID [sha256.Size]byte
+	// Key is the owner key trusted from now on (EventKeyRotated), in
+	// z-base-32.
+	Key string
 	// Done and Total count bytes for EventProgress.
 	Done, Total int64
 	// At is the restart time for EventRestartScheduled.

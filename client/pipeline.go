@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
@@ -42,7 +43,7 @@ import (
 type pipeline struct {
 	// Set by newPipeline, then only read.
 	cfg      Config // with defaults
-	pub      ed25519.PublicKey
+	pub      ed25519.PublicKey // the key the program runs with: its own file verifies with it
 	exe      string
 	log      *slog.Logger
 	selfTest func(ctx context.Context, path string, want region.Info) error
@@ -67,6 +68,10 @@ type pipeline struct {
 	// verified is the running binary's check, when startTrial already
 	// made it.
 	verified *selfCheck
+	// trusted is the key releases must be signed with: pub, or the key
+	// that rotation statements signed by pub (and its successors) moved
+	// this target to.
+	trusted ed25519.PublicKey
 }
 
 // selfCheck is the outcome of verifySelf.
@@ -114,6 +119,7 @@ func newPipeline(cfg Config, pub ed25519.PublicKey, exe string, ctl *control) *p
 		ctl:      ctl,
 		sources:  append([]Source(nil), cfg.Sources...),
 		refused:  newRefusals(),
+		trusted:  pub,
 	}
 	if p.selfTest == nil {
 		p.selfTest = func(ctx context.Context, path string, want region.Info) error {
@@ -242,7 +248,7 @@ func (p *pipeline) joinNetwork(ctx context.Context) <-chan netStart {
 	}
 	c := make(chan netStart, 1)
 	go func() {
-		src, closer, err := startNetwork(ctx, p.cfg.Network, p.pub, p.log)
+		src, closer, err := startNetwork(ctx, p.cfg.Network, p.trusted, p.log)
 		c <- netStart{src, closer, err}
 	}()
 	return c
@@ -303,8 +309,10 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 }
 
 // offers returns the releases the sources offer that may be applied,
-// reporting each one refused, once.
+// reporting each one refused, once. It first takes in the key rotation
+// statements the sources offer.
 func (p *pipeline) offers(ctx context.Context) []candidate {
+	p.followRotations(ctx)
 	var cands []candidate
 	for _, src := range p.sources {
 		if ctx.Err() != nil {
@@ -362,7 +370,10 @@ func (p *pipeline) localFailure(err error) {
 // acceptable reports why a release offered must not be applied, or nil:
 // before a byte of it is fetched, from its signed region alone.
 func (p *pipeline) acceptable(in region.Info) error {
-	if err := in.VerifySignature(p.pub); err != nil {
+	if err := in.VerifySignature(p.trusted); err != nil {
+		if !p.trusted.Equal(p.pub) && in.VerifySignature(p.pub) == nil {
+			return fmt.Errorf("%w: signed with %s, which this target moved away from to %s", ErrRotatedKey, region.EncodePublicKey(p.pub), region.EncodePublicKey(p.trusted))
+		}
 		return err
 	}
 	switch {
@@ -490,7 +501,7 @@ func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.
 	if err != nil {
 		return region.Info{}, none, fmt.Errorf("downloading %s: %w", c.name(), err)
 	}
-	got, err := s.Verify(p.pub)
+	got, err := s.Verify(p.trusted)
 	if err != nil {
 		return region.Info{}, none, fmt.Errorf("verifying %s: %w", c.name(), err)
 	}
@@ -784,6 +795,9 @@ func (p *pipeline) startTrial(ctx context.Context) {
 	for _, bad := range t.rolledBack() {
 		p.refused.rolledBack[bad] = true
 	}
+	if key, chain := rotation.Follow(p.pub, runningTarget, t.rotations()); len(chain) > 0 {
+		p.trusted = key
+	}
 	if p.cfg.HealthyAfter < 0 || t.New == "" {
 		return
 	}
@@ -806,6 +820,9 @@ func (p *pipeline) startTrial(ctx context.Context) {
 	bad, previous, starts := p.trial.Version, p.trial.Previous, p.trial.Starts-1
 	old := p.exe + selfreplace.BackupSuffix
 	prev, err := region.VerifyFile(ctx, old, p.pub)
+	if err != nil && !p.trusted.Equal(p.pub) {
+		prev, err = region.VerifyFile(ctx, old, p.trusted)
+	}
 	if err == nil && prev.Version != previous {
 		err = fmt.Errorf("%s holds version %s, not %s", old, prev.Version, previous)
 	}
@@ -849,5 +866,52 @@ func (p *pipeline) confirmHealthy(why string) {
 func (p *pipeline) saveTrial() {
 	if err := p.trial.save(p.exe); err != nil {
 		p.log.Warn("saving the update state", "err", err)
+	}
+}
+
+// rotationSource is a Source that also offers key rotation statements,
+// such as a directory (files named *.rotation) and the network.
+type rotationSource interface {
+	rotations(ctx context.Context) ([]rotation.Statement, error)
+}
+
+// trustingSource is a Source that looks for releases signed by one key,
+// such as the network, and must be told when the trusted key changes.
+type trustingSource interface {
+	trust(ctx context.Context, key ed25519.PublicKey)
+}
+
+// followRotations takes in the key rotation statements the sources offer:
+// when, with those kept from before, a valid chain of them moves this
+// target from the program's own key to another, that key is trusted from
+// then on, and the old one no more. The chain is kept next to the
+// executable, so that a restart keeps trusting the new key.
+func (p *pipeline) followRotations(ctx context.Context) {
+	stmts := p.trial.rotations()
+	for _, src := range p.sources {
+		rs, ok := src.(rotationSource)
+		if !ok {
+			continue
+		}
+		got, err := rs.rotations(ctx)
+		if err != nil {
+			p.log.Debug("reading key rotation statements", "source", src.String(), "err", err)
+		}
+		stmts = append(stmts, got...)
+	}
+	key, chain := rotation.Follow(p.pub, runningTarget, stmts)
+	if key.Equal(p.trusted) {
+		return
+	}
+	from := p.trusted
+	p.trusted = key
+	p.trial.setRotations(chain)
+	p.saveTrial()
+	p.log.Warn("owner key rotated: releases must now be signed with the new key", "target", runningTarget, "from", region.EncodePublicKey(from), "to", region.EncodePublicKey(key), "statements", len(chain))
+	p.emit(Event{Kind: EventKeyRotated, Key: region.EncodePublicKey(key)})
+	for _, src := range p.sources {
+		if ts, ok := src.(trustingSource); ok {
+			ts.trust(ctx, key)
+		}
 	}
 }

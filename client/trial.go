@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/org/rustpatcher-go/internal/rotation"
 )
 
 // Defaults of the rollback settings.
@@ -44,6 +46,9 @@ type trial struct {
 	// RolledBack lists the file IDs of updates rolled back, oldest
 	// first.
 	RolledBack []string `json:"rolled_back,omitempty"`
+	// Rotations holds the key rotation statements the engine followed
+	// (their text form), oldest first: see Config's key.
+	Rotations []string `json:"rotations,omitempty"`
 }
 
 // statePath returns the path of the state file of the executable exe.
@@ -110,6 +115,27 @@ func (t trial) onTrial(id [sha256.Size]byte) bool {
 
 // healthy ends the trial: the update stays.
 func (t *trial) healthy() { t.New, t.Version, t.Previous, t.Starts = "", "", "", 0 }
+
+// rotations returns the statements kept, parsed; ones that do not parse
+// are left out (they are checked again anyway: see rotation.Follow).
+func (t trial) rotations() []rotation.Statement {
+	var out []rotation.Statement
+	for _, text := range t.Rotations {
+		if s, err := rotation.Parse([]byte(text)); err == nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// setRotations keeps the chain of statements followed.
+func (t *trial) setRotations(chain []rotation.Statement) {
+	t.Rotations = t.Rotations[:0]
+	for _, s := range chain {
+		b, _ := s.MarshalText()
+		t.Rotations = append(t.Rotations, string(b))
+	}
+}
 
 // rollBack ends the trial: the update is remembered as rolled back.
 func (t *trial) rollBack() {

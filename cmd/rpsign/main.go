@@ -68,6 +68,7 @@ func commands() []command {
 		{"inspect", "inspect BINARY [--json]", "show a binary's signed region", inspectHelp, runInspect},
 		{"action", "action", "the GitHub Action's entrypoint (reads INPUT_* variables)", actionHelp, runAction},
 		{"publish", publishUsage, "attach signed binaries and their manifests to a GitHub release", publishHelp, runPublish},
+		{"rotate", "rotate FILE --key-file OLD --to NEWKEY --target GOOS/GOARCH [--sequence N]", "move a target to a new owner key, with a statement signed by the old one", rotateHelp, runRotate},
 	}
 }
 

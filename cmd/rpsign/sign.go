@@ -343,6 +343,9 @@ func runInspect(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if isRotation(pos[0]) {
+		return inspectRotation(e, pos[0])
+	}
 	s, err := region.ScanFile(context.Background(), pos[0])
 	if err != nil {
 		return explainNoRegion(err)

@@ -1,0 +1,135 @@
+package rotation
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/org/rustpatcher-go/internal/regiontest"
+)
+
+func TestStatementRoundTrip(t *testing.T) {
+	k0, k1 := regiontest.NewKey(t), regiontest.NewKey(t)
+	s, err := New(k0.Private, k1.Public, "linux/amd64", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := s.MarshalText()
+	if !strings.HasPrefix(string(b), "rustpatcher-go key rotation v1\ntarget: linux/amd64\nfrom: "+k0.PublicText+"\nto: "+k1.PublicText+"\nsequence: 1\nsignature: ") {
+		t.Errorf("text form:\n%s", b)
+	}
+	got, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Target != s.Target || !got.From.Equal(s.From) || !got.To.Equal(s.To) || got.Sequence != 1 || got.Signature != s.Signature {
+		t.Errorf("Parse(MarshalText) = %+v, want %+v", got, s)
+	}
+}
+
+func TestVerifyRefuses(t *testing.T) {
+	k0, k1, evil := regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t)
+	good, _ := New(k0.Private, k1.Public, "linux/amd64", 1)
+	tests := []struct {
+		name   string
+		change func(*Statement)
+		want   error
+	}{
+		{"signed by another key", func(s *Statement) { *s, _ = New(evil.Private, k1.Public, "linux/amd64", 1); s.From = k0.Public }, ErrBadSignature},
+		{"target changed", func(s *Statement) { s.Target = "linux/arm64" }, ErrBadSignature},
+		{"new key changed", func(s *Statement) { s.To = evil.Public }, ErrBadSignature},
+		{"sequence changed", func(s *Statement) { s.Sequence = 2 }, ErrBadSignature},
+		{"to itself", func(s *Statement) { s.To = s.From }, ErrMalformed},
+		{"no sequence", func(s *Statement) { s.Sequence = 0 }, ErrMalformed},
+		{"bad target", func(s *Statement) { s.Target = "linux" }, ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := good
+			s.From = append(ed25519.PublicKey(nil), good.From...)
+			tt.change(&s)
+			if err := s.Verify(); !errors.Is(err, tt.want) {
+				t.Errorf("Verify = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	k0, k1 := regiontest.NewKey(t), regiontest.NewKey(t)
+	s, _ := New(k0.Private, k1.Public, "linux/amd64", 3)
+	b, _ := s.MarshalText()
+	good := string(b)
+	for name, text := range map[string]string{
+		"empty":           "",
+		"other header":    strings.Replace(good, "rotation v1", "rotation v9", 1),
+		"bad key":         strings.Replace(good, k1.PublicText, "nope", 1),
+		"bad sequence":    strings.Replace(good, "sequence: 3", "sequence: three", 1),
+		"short signature": good[:len(good)-10] + "\n",
+		"too long":        good + strings.Repeat("x", MaxSize),
+		"missing field":   strings.Replace(good, "sequence: 3\n", "", 1),
+	} {
+		if _, err := Parse([]byte(text)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: Parse = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+func TestFollow(t *testing.T) {
+	k0, k1, k2, evil := regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t)
+	s01, _ := New(k0.Private, k1.Public, "linux/amd64", 1)
+	s12, _ := New(k1.Private, k2.Public, "linux/amd64", 2)
+	s0e, _ := New(k0.Private, evil.Public, "linux/amd64", 5) // later, same key
+	forged, _ := New(evil.Private, evil.Public, "linux/amd64", 1)
+	forged.From = k0.Public
+	other, _ := New(k0.Private, evil.Public, "linux/arm64", 1)
+	back, _ := New(k1.Private, k0.Public, "linux/amd64", 1) // sequence not above 1
+	tests := []struct {
+		name  string
+		stmts []Statement
+		want  ed25519.PublicKey
+		chain int
+	}{
+		{"none", nil, k0.Public, 0},
+		{"one", []Statement{s01}, k1.Public, 1},
+		{"a chain, in any order", []Statement{s12, s01}, k2.Public, 2},
+		{"a forged statement", []Statement{forged}, k0.Public, 0},
+		{"another target", []Statement{other}, k0.Public, 0},
+		{"the lower sequence wins", []Statement{s0e, s01}, k1.Public, 1},
+		{"no way back", []Statement{s01, back}, k1.Public, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, chain := Follow(k0.Public, "linux/amd64", tt.stmts)
+			if !got.Equal(tt.want) || len(chain) != tt.chain {
+				t.Errorf("Follow = %x (chain of %d), want %x (chain of %d)", got[:4], len(chain), tt.want[:4], tt.chain)
+			}
+		})
+	}
+}
+
+// FuzzParse checks that parsing untrusted statements never panics and that
+// an accepted one survives a round trip.
+func FuzzParse(f *testing.F) {
+	k0, k1 := regiontest.NewKey(f), regiontest.NewKey(f)
+	s, _ := New(k0.Private, k1.Public, "linux/amd64", 1)
+	b, _ := s.MarshalText()
+	f.Add(b)
+	f.Add([]byte("rustpatcher-go key rotation v1\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := Parse(b)
+		if err != nil {
+			return
+		}
+		out, _ := s.MarshalText()
+		s2, err := Parse(out)
+		if err != nil || s2.Target != s.Target || !s2.From.Equal(s.From) || s2.Sequence != s.Sequence {
+			t.Fatalf("round trip: %v", err)
+		}
+		_ = s.Verify()
+	})
+}
