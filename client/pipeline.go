@@ -42,7 +42,7 @@ import (
 // control: requests one way, the applied release the other.
 type pipeline struct {
 	// Set by newPipeline, then only read.
-	cfg      Config // with defaults
+	cfg      Config            // with defaults
 	pub      ed25519.PublicKey // the key the program runs with: its own file verifies with it
 	exe      string
 	log      *slog.Logger
