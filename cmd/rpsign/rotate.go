@@ -57,6 +57,9 @@ func runRotate(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if region.EncodeSecretKey(key) == *to {
+		return fmt.Errorf("--to holds the old owner key itself, a secret: pass the new key's public key (rpsign pub --key-file NEW)")
+	}
 	if err := checkKeyTarget(kf.env, t, "the statement"); err != nil {
 		return err
 	}

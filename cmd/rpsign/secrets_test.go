@@ -87,6 +87,10 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		{"publish", signed, "--repo", "org/app", "--tag", "v2.0.0", "--pub", secret},
 		{"publish", hello, "--repo", "org/app", "--tag", "v2.0.0", "--pub", pub},
 		{"sign", "--help"},
+		{"rotate", filepath.Join(dir, "r1.rotation"), "--key-file", keyFile, "--to", "axegnqus3miex47g1kxf1j7j8spczbc57go7jgpeixq8nxjfz7gy", "--target", "linux/amd64"},
+		{"rotate", "-", "--key-env", "MY_KEY", "--to", "axegnqus3miex47g1kxf1j7j8spczbc57go7jgpeixq8nxjfz7gy", "--target", "linux/amd64"},
+		{"rotate", "-", "--key-env", "MY_KEY", "--to", secret, "--target", "linux/amd64"}, // a secret as --to
+		{"inspect", filepath.Join(dir, "r1.rotation")},
 	}
 	for _, args := range cmds {
 		var stdout, stderr bytes.Buffer
