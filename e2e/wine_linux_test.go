@@ -48,9 +48,14 @@ func newWinePrefix(t *testing.T, wine, mingw string) *winePrefix {
 	server := filepath.Join(filepath.Dir(wine), "wineserver")
 	start := time.Now()
 	t.Cleanup(func() {
-		// Ends every process of the prefix and its server.
-		if out, err := w.runErr(t, time.Minute, server, "-k"); err != nil && !strings.Contains(out, "No server") {
+		// Ends every process of the prefix and its server, and waits
+		// for the server to save the registry and exit before the
+		// prefix is removed.
+		if out, err := w.runErr(t, time.Minute, server, "-k"); err != nil {
 			t.Logf("wineserver -k: %v: %s", err, out)
+		}
+		if out, err := w.runErr(t, time.Minute, server, "-w"); err != nil {
+			t.Logf("wineserver -w: %v: %s", err, out)
 		}
 	})
 	logs := t.TempDir()
