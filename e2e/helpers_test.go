@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -282,6 +283,9 @@ type Proc struct {
 type StartOptions struct {
 	// Env is added to the test process's environment.
 	Env []string
+	// Unset names variables of the test process's environment that the
+	// process does not get, such as DISPLAY.
+	Unset []string
 	// Dir is the working directory; empty means the test's current one.
 	Dir string
 	// Credential, if set, runs the process as another user (the test
@@ -301,7 +305,12 @@ func Start(t testing.TB, path string, args ...string) *Proc {
 func StartWith(t testing.TB, opt StartOptions, path string, args ...string) *Proc {
 	t.Helper()
 	cmd := exec.Command(path, args...)
-	cmd.Env = append(os.Environ(), opt.Env...)
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); !slices.Contains(opt.Unset, name) {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, opt.Env...)
 	cmd.Dir = opt.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: opt.Credential}
 	stdout, err := cmd.StdoutPipe()

@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,29 +173,46 @@ func TestActionlint(t *testing.T) {
 	}
 }
 
+// actTargets are the legs of .github/workflows/action-selftest.yml, as
+// RP_KEY_/RP_PUB_ suffixes. They all run on ubuntu-latest (the Action
+// cross-signs), so act runs every one of them here, in host mode.
+func actTargets() []string {
+	return []string{"LINUX_AMD64", "LINUX_ARM64", "DARWIN_ARM64", "WINDOWS_AMD64"}
+}
+
 // TestActSelftest runs .github/workflows/action-selftest.yml with nektos/act
-// in host mode (no Docker): both matrix legs build examples/hello with their
-// target's public key from a variables file linked in, sign it with
-// `uses: ./` and their own target's key from a secret file (the Action
-// refuses a build that does not embed it), check the action's outputs and
-// run rpsign verify. The test then verifies each leg's
-// binary itself with its target's public key (and not the other one), and
-// checks that neither key appears in the run's output.
+// in host mode (no Docker): every matrix leg (linux/amd64, linux/arm64,
+// darwin/arm64, windows/amd64; all run on ubuntu) builds examples/hello with
+// its target's public key from a variables file linked in, signs it with
+// `uses: ./` and its own target's key from a secret file (the Action
+// refuses a build that does not embed it), checks the action's outputs and
+// runs rpsign verify. The test then verifies each leg's binary itself with
+// its target's public key (and no other), and checks that no key appears
+// in the run's output.
 func TestActSelftest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the act run in -short mode")
 	}
 	act := testtools.Install(t, testtools.Act())
 	dir := repoCopy(t)
-	keys := map[string]Key{"amd64": NewKey(t), "arm64": NewKey(t)}
+	keys := make(map[string]Key) // by target, such as linux/amd64
+	var secretText, varText strings.Builder
+	for _, name := range actTargets() {
+		tg, err := target.Parse(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := NewKey(t)
+		keys[tg.String()] = k
+		fmt.Fprintf(&secretText, "RP_KEY_%s=%s\n", name, k.Secret)
+		fmt.Fprintf(&varText, "RP_PUB_%s=%s\n", name, k.Public)
+	}
 	secrets := filepath.Join(t.TempDir(), "secrets.env")
-	secretText := "RP_KEY_LINUX_AMD64=" + keys["amd64"].Secret + "\nRP_KEY_LINUX_ARM64=" + keys["arm64"].Secret + "\n"
-	if err := os.WriteFile(secrets, []byte(secretText), 0o600); err != nil {
+	if err := os.WriteFile(secrets, []byte(secretText.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	vars := filepath.Join(t.TempDir(), "vars.env")
-	varText := "RP_PUB_LINUX_AMD64=" + keys["amd64"].Public + "\nRP_PUB_LINUX_ARM64=" + keys["arm64"].Public + "\n"
-	if err := os.WriteFile(vars, []byte(varText), 0o644); err != nil {
+	if err := os.WriteFile(vars, []byte(varText.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cache := t.TempDir() // act's host-mode work trees go here (removed after each job)
@@ -212,13 +230,13 @@ func TestActSelftest(t *testing.T) {
 			t.Error("a signing key appears in act's output")
 		}
 	}
-	if n := strings.Count(out, "Success - Main Check the outputs and verify"); n != 2 {
-		t.Errorf("the check step succeeded in %d legs, want 2", n)
+	if n, want := strings.Count(out, "Success - Main Check the outputs and verify"), len(keys); n != want {
+		t.Errorf("the check step succeeded in %d legs, want %d", n, want)
 	}
 	// act removes its host-mode work trees after the run, so the binaries
 	// are checked through what the run printed: each leg's signed output
 	// (the signed region of its binary) must verify with the test's key of
-	// that target and not the other's, and the workflow's own rpsign verify
+	// that target and no other's, and the workflow's own rpsign verify
 	// of the binary must have passed with that same key.
 	signed := make(map[string]ghrelease.PatchInfo)
 	for _, line := range strings.Split(out, "\n") {
@@ -232,49 +250,51 @@ func TestActSelftest(t *testing.T) {
 		}
 		signed[infos[0].Target] = infos[0]
 	}
-	for arch, key := range keys {
-		pi, ok := signed["linux/"+arch]
+	for tg, key := range keys {
+		pi, ok := signed[tg]
 		if !ok {
-			t.Errorf("no signed output for linux/%s", arch)
+			t.Errorf("no signed output for %s", tg)
 			continue
 		}
 		pub, err := region.ParsePublicKey(key.Public)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if in, err := pi.Verify(pub); err != nil || in.Version != "1.2.3" || pi.PublicKey != key.Public {
-			t.Errorf("linux/%s: signed %+v does not verify with its own key: %v", arch, pi, err)
+		if in, err := pi.Verify(pub); err != nil || in.Version != "1.2.3" || in.Target != tg || pi.PublicKey != key.Public {
+			t.Errorf("%s: signed %+v does not verify with its own key: %v", tg, pi, err)
 		}
-		other := keys["amd64"]
-		if arch == "amd64" {
-			other = keys["arm64"]
-		}
-		opub, _ := region.ParsePublicKey(other.Public)
-		if _, err := pi.Verify(opub); err == nil {
-			t.Errorf("linux/%s verifies with the other target's key", arch)
-		}
-		ok = false
-		for _, line := range strings.Split(out, "\n") {
-			if strings.Contains(line, "dist/linux_"+arch+"/hello: OK, version 1.2.3 signed by "+key.Public) {
-				ok = true
+		for other, ok := range keys {
+			opub, _ := region.ParsePublicKey(ok.Public)
+			if _, err := pi.Verify(opub); err == nil && other != tg {
+				t.Errorf("%s verifies with the key of %s", tg, other)
 			}
 		}
-		if !ok {
-			t.Errorf("the workflow's rpsign verify of linux/%s did not pass with its own key", arch)
+		exe := ""
+		if strings.HasPrefix(tg, "windows/") {
+			exe = ".exe"
+		}
+		file := "dist/" + strings.ReplaceAll(tg, "/", "_") + "/hello" + exe
+		if !strings.Contains(out, file+": OK, version 1.2.3 signed by "+key.Public) {
+			t.Errorf("the workflow's rpsign verify of %s did not pass with its own key", file)
 		}
 	}
 
-	// Without the public keys, the build steps stop with a message that
-	// names the missing variable.
+	// Without the public keys, the build step stops with a message that
+	// names the missing variable. One leg, chosen with act's --matrix, is
+	// enough: legs failing at once in parallel sometimes lose act's echo
+	// of their error annotation.
 	out, err = runTool(t, 15*time.Minute, dir, env, act, "push",
 		"-W", ".github/workflows/action-selftest.yml",
-		"-P", "ubuntu-latest=-self-hosted",
+		"-P", "ubuntu-latest=-self-hosted", "--matrix", "target:WINDOWS_AMD64",
 		"--secret-file", secrets, "--var-file", filepath.Join(t.TempDir(), "none.env"))
 	if err == nil {
 		t.Fatalf("act succeeded without the RP_PUB_* variables:\n%s", out)
 	}
-	if !strings.Contains(out, "set the repository variable RP_PUB_LINUX_AMD64 to the public key of RP_KEY_LINUX_AMD64") {
-		t.Errorf("the failed run does not name the missing variable:\n%s", out)
+	if !strings.Contains(out, "set the repository variable RP_PUB_WINDOWS_AMD64 to the public key of RP_KEY_WINDOWS_AMD64") {
+		t.Errorf("the failed run does not name the missing variable RP_PUB_WINDOWS_AMD64:\n%s", out)
+	}
+	if strings.Contains(out, "linux/amd64") {
+		t.Errorf("act --matrix target:WINDOWS_AMD64 ran other legs too:\n%s", out)
 	}
 }
 

@@ -4,7 +4,7 @@
 //
 //	hello [--mode now|onrestart|at=HH:MM] [--source DIR] [--interval DURATION]
 //	      [--private] [--bootstrap MULTIADDR]... [--listen MULTIADDR]... [--dht-server]
-//	      [--identity FILE] [--log-json] [ARGS...]
+//	      [--identity FILE] [--log-json] [--accept-v0] [ARGS...]
 //	hello --version
 //
 // The owner public key is linked in at build time, the way release
@@ -41,6 +41,7 @@ type options struct {
 	interval time.Duration
 	healthy  time.Duration
 	logJSON  bool
+	acceptV0 bool
 
 	private   bool
 	dhtServer bool
@@ -68,6 +69,7 @@ func parseOptions() options {
 	flag.BoolVar(&o.dhtServer, "dht-server", false, "always answer DHT queries (for LANs and loopback)")
 	flag.StringVar(&o.identity, "identity", "", "`file` holding the node's network key, created if missing, to keep one peer ID across restarts")
 	flag.BoolVar(&o.logJSON, "log-json", false, "log JSON lines to stderr instead of text, with one record per update event (event=KIND) for tools that follow the app")
+	flag.BoolVar(&o.acceptV0, "accept-v0", false, "also apply releases signed in the v0 format (rustpatcher 0.2's); see client.Config.AcceptV0")
 	flag.Parse()
 	return o
 }
@@ -112,6 +114,7 @@ func main() {
 		HealthyAfter: opt.healthy,
 		Network:      opt.network(),
 		Logger:       log,
+		AcceptV0:     opt.acceptV0,
 	}
 	if opt.logJSON {
 		cfg.OnEvent = func(e client.Event) { logEvent(log, e) }

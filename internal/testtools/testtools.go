@@ -1,6 +1,8 @@
 // Package testtools installs the pinned command-line tools that end-to-end
 // tests run (goreleaser, actionlint, act) with go install from the Go
-// module proxy, into a per-user cache directory reused across runs.
+// module proxy, into a per-user cache directory reused across runs, and
+// the Debian packages some tests need (qemu-user-static, Wine, MinGW) with
+// apt-get when they are missing.
 //
 // A test calls Install and gets the tool's path. When the install itself is
 // impossible (no go command, no module proxy), the test is skipped with a
