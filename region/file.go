@@ -220,7 +220,21 @@ func (s *Scanned) Matches(in Info) error {
 		if l.Signature.Off != end {
 			return fmt.Errorf("%w: the code signature starts at %d, the signed content ends at %d", ErrSizeMismatch, l.Signature.Off, end)
 		}
+		if l.Signature.End() != s.FileSize {
+			return fmt.Errorf("%w: %d bytes follow the code signature", ErrSizeMismatch, s.FileSize-l.Signature.End())
+		}
 	case l.Kind == exefmt.PE:
+		// Only the certificate table the Security directory names may
+		// follow, aligned to 8 bytes after the content.
+		switch {
+		case tail == 0:
+		case !l.HasSignature():
+			return fmt.Errorf("%w: %d bytes follow the signed content of a PE file that names no certificate table", ErrSizeMismatch, tail)
+		case l.Signature.Off < end || l.Signature.Off-end >= 8:
+			return fmt.Errorf("%w: the certificate table starts at %d, the signed content ends at %d", ErrSizeMismatch, l.Signature.Off, end)
+		case l.Signature.End() != s.FileSize:
+			return fmt.Errorf("%w: the certificate table ends at %d, the file at %d", ErrSizeMismatch, l.Signature.End(), s.FileSize)
+		}
 	default:
 		if tail > 0 {
 			return fmt.Errorf("%w: %d bytes follow the signed content of a %v file that has no code signature", ErrSizeMismatch, tail, l.Kind)

@@ -427,6 +427,15 @@ func TestPESignedAfterwards(t *testing.T) {
 	if _, err := Verify(ctx, bytes.NewReader(authenticode(int(MaxTail(int64(len(signed))))+1)), pub); !errors.Is(err, ErrSizeMismatch) {
 		t.Errorf("a certificate table over MaxTail: %v, want ErrSizeMismatch", err)
 	}
+	// Bytes appended to a PE file that names no certificate table, or
+	// after the table it names, do not verify.
+	junk := cat(signed, randBytes(r, 100))
+	if _, err := Verify(ctx, bytes.NewReader(junk), pub); !errors.Is(err, ErrSizeMismatch) {
+		t.Errorf("bytes appended without a certificate table: %v, want ErrSizeMismatch", err)
+	}
+	if _, err := Verify(ctx, bytes.NewReader(cat(authenticode(2000), []byte{1})), pub); !errors.Is(err, ErrSizeMismatch) {
+		t.Errorf("a byte after the certificate table: %v, want ErrSizeMismatch", err)
+	}
 	// A changed byte of the content still fails.
 	b[0x40+24+4] ^= 1
 	if _, err := Verify(ctx, bytes.NewReader(b), pub); !errors.Is(err, ErrHashMismatch) {
