@@ -149,7 +149,7 @@ func TestSourceFromURL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s.String() != tt.want {
+			if tt.want = filepath.FromSlash(tt.want); s.String() != tt.want {
 				t.Errorf("SourceFromURL(%q) = %s, want %s", tt.in, s, tt.want)
 			}
 		})

@@ -349,7 +349,7 @@ func TestPatchInfoJSON(t *testing.T) {
 	t.Parallel()
 	key := regiontest.NewKey(t)
 	pub := key.Public
-	in := regiontest.WriteBinary(t, filepath.Join(t.TempDir(), "app"), 4000, 1, key, "3.1.4-rc.1")
+	in := regiontest.WriteBinaryFor(t, filepath.Join(t.TempDir(), "app"), 4000, 1, key, "3.1.4-rc.1", linuxAMD64.String())
 	pi := NewPatchInfo(linuxAMD64, in, pub)
 	pi.Asset = "app"
 	b, err := json.Marshal(pi)

@@ -348,6 +348,9 @@ func renameOver(fsys FS, src, dst string) error {
 		}
 		return err
 	}
+	// The old file goes now if nothing runs it; a running program's file
+	// stays until CleanStale at the next start.
+	fsys.Remove(aside)
 	return nil
 }
 
@@ -463,7 +466,13 @@ func CleanStale(exe string, age time.Duration) ([]string, error) {
 			continue
 		}
 		info, err := e.Info()
-		if err != nil || !info.Mode().IsRegular() || time.Since(info.ModTime()) < age {
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		// A file moved aside because it was running (Windows) is garbage
+		// once that program is gone, whatever its age; one that still runs
+		// cannot be removed and stays.
+		if time.Since(info.ModTime()) < age && !strings.Contains(n, tempMarker+"running-") {
 			continue
 		}
 		p := filepath.Join(dir, n)
