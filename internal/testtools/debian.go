@@ -96,14 +96,14 @@ func aptInstall(ctx context.Context, pkgs []string) error {
 	}
 	// Wait for another apt-get (a parallel test binary) rather than fail.
 	install := append([]string{"-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", "--no-install-recommends"}, pkgs...)
-	out, err := apt(ctx, install...)
-	if err == nil {
+	if _, err := apt(ctx, install...); err == nil {
 		return nil
 	}
+	// The package lists may be missing or old: update them, then again.
 	if out, err := apt(ctx, "-o", "DPkg::Lock::Timeout=600", "update", "-q"); err != nil {
 		return fmt.Errorf("apt-get update: %w\n%s", err, tail(out, 2000))
 	}
-	if out, err = apt(ctx, install...); err != nil {
+	if out, err := apt(ctx, install...); err != nil {
 		return fmt.Errorf("apt-get install: %w\n%s", err, tail(out, 2000))
 	}
 	return nil
