@@ -196,3 +196,35 @@ func TestOldProtocolPeer(t *testing.T) {
 		t.Fatal("the v1 protocol ID is the v0 one")
 	}
 }
+
+// TestNameAfterFailedDownload checks that a release whose download failed
+// without a piece delivered is named apart from a fresh offer of the same
+// file: the update engine remembers refusals by name, and must try the
+// file again at its next poll.
+func TestNameAfterFailedDownload(t *testing.T) {
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
+	path := filepath.Join(t.TempDir(), "release")
+	regiontest.WriteBinary(t, path, 2<<20, 1, key, "2.0.0")
+	f := loadTestFile(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	liar := startTestPeer(t, pub, f, func(s network.Stream, _ *testFile, _, _ int64) {
+		wire.WritePiecesHeader(s)
+		s.Write(junk(1 << 20))
+	})
+	client := newTestNode(t, Config{}, liar.Node)
+	src := client.Source(pub, testTarget)
+	r := onlyRelease(t, ctx, src)
+	fresh := r.String()
+	if _, err := fetchFile(ctx, r, pub); err == nil {
+		t.Fatal("a download from a liar alone succeeded")
+	}
+	if r.String() == fresh {
+		t.Fatalf("name %q unchanged by a failed download", fresh)
+	}
+	if again := onlyRelease(t, ctx, src); again.String() != fresh {
+		t.Fatalf("a new offer of the file is named %q, want %q", again.String(), fresh)
+	}
+}

@@ -44,6 +44,7 @@ type Release struct {
 	from     map[peer.ID]bool     // peers that delivered bytes of it
 	unsigned map[peer.ID]bool     // peers that delivered bytes the signature does not cover
 	piece0   peer.ID              // the peer that delivered piece 0 last
+	opened   bool                 // Open was called
 	found    []peer.AddrInfo      // the last lookup of the file's providers
 	foundAt  time.Time
 }
@@ -74,17 +75,22 @@ func (r *Release) Peers() []peer.ID {
 	return out
 }
 
-// String names the release, its file and, once this Release delivered
-// bytes, the peers they came from. The update engine remembers a release
-// that failed by this name, so a file whose bytes from some peers were
-// refused is tried again at the next poll (Releases returns new Release
-// values), from peers that have not been struck.
+// String names the release, its file and, once it was opened, the peers
+// that delivered its bytes. The update engine remembers a release that
+// failed by this name, so a file whose download failed (its bytes were
+// refused, or no peer delivered them) is tried again at the next poll
+// (Releases returns new Release values), from peers that have not been
+// struck.
 func (r *Release) String() string {
 	r.mu.Lock()
 	from := slices.Sorted(maps.Keys(r.from))
+	opened := r.opened
 	r.mu.Unlock()
 	s := fmt.Sprintf("p2p %s release %s file %x", r.src.target, r.offer.Info.Version, r.offer.FileID[:6])
-	if len(from) == 0 {
+	switch {
+	case len(from) == 0 && opened:
+		return s + " (no peer delivered a piece)"
+	case len(from) == 0:
 		return s
 	}
 	names := make([]string, len(from))
@@ -137,6 +143,9 @@ func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error)
 	if offset == size {
 		return io.NopCloser(strings.NewReader("")), nil
 	}
+	r.mu.Lock()
+	r.opened = true
+	r.mu.Unlock()
 	d := newDownload(ctx, r, offset)
 	d.start()
 	return d, nil

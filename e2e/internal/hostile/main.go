@@ -252,6 +252,10 @@ func (h *hostile) handle(s network.Stream) {
 		return
 	}
 	s.SetWriteDeadline(time.Now().Add(h.stall + 30*time.Second))
+	if req.Kind != wire.KindInfo && h.offer == nil {
+		wire.WriteError(s, wire.StatusNotFound, "no")
+		return
+	}
 	switch req.Kind {
 	case wire.KindInfo:
 		i := h.info.Add(1)
