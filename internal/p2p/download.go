@@ -26,8 +26,9 @@ const (
 	// fetchWindow is the number of pieces, from the one the reader is at,
 	// that may be asked for or held at once: the reader gets the bytes in
 	// order, and the memory a download holds is at most fetchWindow
-	// pieces (16 MiB, plus the tail if it is longer than a piece),
-	// whatever the length of the file.
+	// pieces and a second copy of one of them (17 MiB; more only where
+	// the tail is longer than a piece: see bound), whatever the length of
+	// the file.
 	fetchWindow = 16
 	// piecesPerRequest is the number of pieces asked of one peer at a time
 	// while several peers may be asked; the only peer known gets
@@ -40,6 +41,12 @@ const (
 	// minProgress is what a peer must send within each IdleTimeout of an
 	// answer: a peer that stalls, or drips a byte at a time, is dropped.
 	minProgress = 64 << 10
+	// stealAfter is how long a piece may be on its way from one peer
+	// before a worker with nothing else to do asks another peer for it
+	// too: a slow peer (one that sends just enough not to be dropped)
+	// must not hold the window, and the download, for long. One piece at
+	// a time is asked twice; whichever copy arrives first is kept.
+	stealAfter = 2 * time.Second
 )
 
 // errBadData marks provably bad data from a peer: a piece or a list of
@@ -89,8 +96,10 @@ type download struct {
 
 // pieceSlot is a claimed or received piece.
 type pieceSlot struct {
-	by   peer.ID
-	data []byte // nil while in flight
+	by   peer.ID   // the peer asked for it
+	at   time.Time // when it was asked
+	dup  peer.ID   // another peer asked for it too (see stealAfter)
+	data []byte    // nil while in flight
 }
 
 // fetchPeer is what a download knows of one peer.
@@ -142,9 +151,10 @@ func (d *download) start() {
 }
 
 // bound returns the most bytes the download may hold in piece buffers:
-// fetchWindow pieces, one of which may be the tail.
+// fetchWindow pieces, one of which may be the tail, and a second copy of
+// one piece on its way from another peer (see stealAfter).
 func (d *download) bound() int64 {
-	return (fetchWindow-1)*region.PieceSize + d.l.MaxPieceLen()
+	return (fetchWindow-1)*region.PieceSize + 2*d.l.MaxPieceLen()
 }
 
 // notifyLocked wakes everyone waiting for a change. d.mu is held.
@@ -415,29 +425,41 @@ func (d *download) serve(ai peer.AddrInfo) error {
 }
 
 // claim waits for a run of pieces that p may ask for and marks them as
-// asked of p. It returns nil when no piece is left unclaimed or the
-// download ended.
+// asked of p. It returns nil when every piece is received or the download
+// ended.
 func (d *download) claim(p peer.ID) []int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for {
-		if d.err != nil || !d.unclaimedLocked() {
+		if d.err != nil || !d.haveWorkLocked() {
 			return nil
 		}
+		now := time.Now()
 		if batch := d.claimableLocked(p); len(batch) > 0 {
 			for _, i := range batch {
-				d.pieces[i] = &pieceSlot{by: p}
+				d.pieces[i] = &pieceSlot{by: p, at: now}
 			}
 			return batch
 		}
-		// The window is full, or only the tail is left and waits for
-		// the peer that delivered piece 0.
+		if i, ok := d.stealableLocked(p, now); ok {
+			d.pieces[i].dup = p
+			return []int64{i}
+		}
+		if !d.unclaimedLocked() && !d.inFlightLocked() {
+			return nil
+		}
+		// The window is full, only the tail is left and waits for the
+		// peer that delivered piece 0, or pieces are on their way from
+		// others: wait for a change, or until one may be stolen.
 		wake := d.wake
 		d.mu.Unlock()
+		t := time.NewTimer(stealAfter / 4)
 		select {
 		case <-wake:
+		case <-t.C:
 		case <-d.ctx.Done():
 		}
+		t.Stop()
 		d.mu.Lock()
 	}
 }
@@ -461,14 +483,55 @@ func (d *download) claimableLocked(p peer.ID) []int64 {
 			}
 			continue
 		}
-		if d.l.IsTail(i) && d.tailFor != "" && d.tailFor != p {
-			if o := d.peers[d.tailFor]; o != nil && o.active {
-				break
-			}
+		if !d.tailOKLocked(p, i) {
+			break
 		}
 		batch = append(batch, i)
 	}
 	return batch
+}
+
+// tailOKLocked reports whether p may ask for piece i: any piece but the
+// tail, which waits for the peer that delivered piece 0 while that peer is
+// asked in this download. d.mu is held.
+func (d *download) tailOKLocked(p peer.ID, i int64) bool {
+	if !d.l.IsTail(i) || d.tailFor == "" || d.tailFor == p {
+		return true
+	}
+	o := d.peers[d.tailFor]
+	return o == nil || !o.active
+}
+
+// stealableLocked returns the first piece in the window that another peer
+// was asked for more than stealAfter ago and has not delivered, for p to
+// be asked too, unless a piece is asked of two peers already. d.mu is held.
+func (d *download) stealableLocked(p peer.ID, now time.Time) (int64, bool) {
+	end := min(d.l.NumPieces(), d.next+fetchWindow)
+	var found int64 = -1
+	for i := d.next; i < end; i++ {
+		s := d.pieces[i]
+		if s == nil || s.data != nil {
+			continue
+		}
+		if s.dup != "" {
+			return 0, false
+		}
+		if found < 0 && s.by != p && now.Sub(s.at) > stealAfter && d.tailOKLocked(p, i) {
+			found = i
+		}
+	}
+	return found, found >= 0
+}
+
+// inFlightLocked reports whether some piece is asked for and not
+// received. d.mu is held.
+func (d *download) inFlightLocked() bool {
+	for _, s := range d.pieces {
+		if s.data == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // fetchHashes asks ai for the file's piece hashes and keeps them when
@@ -592,14 +655,24 @@ func (d *download) putBufferLocked(b []byte) {
 	}
 }
 
-// receive hands piece i, checked, from p to the reader.
+// receive hands piece i, checked, from p to the reader, unless another
+// peer asked for it too delivered it first.
 func (d *download) receive(p peer.ID, i int64, b []byte) {
-	d.r.delivered(p, i)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.pieces[i].data = b
-	d.received++
 	d.peers[p].fails = 0
+	s := d.pieces[i]
+	if s != nil && s.dup == p {
+		s.dup = ""
+	}
+	if s == nil || s.data != nil {
+		d.putBufferLocked(b) // the other copy came first
+		d.notifyLocked()
+		return
+	}
+	s.data = b
+	d.received++
+	d.r.delivered(p, i)
 	if i == 0 {
 		d.tailFor = p
 	}
@@ -607,7 +680,7 @@ func (d *download) receive(p peer.ID, i int64, b []byte) {
 }
 
 // unclaim gives back the pieces of batch that p was asked for and did not
-// deliver.
+// deliver; a piece asked of another peer too stays with that peer.
 func (d *download) unclaim(p peer.ID, batch []int64) {
 	if len(batch) == 0 {
 		return
@@ -615,7 +688,14 @@ func (d *download) unclaim(p peer.ID, batch []int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, i := range batch {
-		if s := d.pieces[i]; s != nil && s.by == p && s.data == nil {
+		s := d.pieces[i]
+		switch {
+		case s == nil:
+		case s.dup == p:
+			s.dup = ""
+		case s.by == p && s.data == nil && s.dup != "":
+			s.by, s.dup, s.at = s.dup, "", time.Now()
+		case s.by == p && s.data == nil:
 			delete(d.pieces, i)
 		}
 	}

@@ -88,8 +88,8 @@ func TestDownloadMemoryBound(t *testing.T) {
 	}
 	defer rc.Close()
 	d := rc.(*download)
-	if want := int64(fetchWindow) << 20; d.bound() != want {
-		t.Fatalf("bound = %d, want %d (the window, no tail)", d.bound(), want)
+	if want := int64(fetchWindow+1) << 20; d.bound() != want {
+		t.Fatalf("bound = %d, want %d (the window and a stolen piece, no tail)", d.bound(), want)
 	}
 	buf := make([]byte, 256<<10)
 	var n int64
@@ -226,5 +226,55 @@ func TestNameAfterFailedDownload(t *testing.T) {
 	}
 	if again := onlyRelease(t, ctx, src); again.String() != fresh {
 		t.Fatalf("a new offer of the file is named %q, want %q", again.String(), fresh)
+	}
+}
+
+// TestSlowPeerIsOvertaken downloads from an honest seed and a peer that
+// sends the right bytes just fast enough not to be dropped: the pieces it
+// holds are asked of the seed too, so the download does not wait for it,
+// and nobody is struck.
+func TestSlowPeerIsOvertaken(t *testing.T) {
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
+	path := filepath.Join(t.TempDir(), "release")
+	regiontest.WriteBinary(t, path, 12<<20, 1, key, "2.0.0")
+	f := loadTestFile(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	slow := startTestPeer(t, pub, f, func(s network.Stream, f *testFile, first, count int64) {
+		wire.WritePiecesHeader(s)
+		b := f.pieces(first, count)
+		for len(b) > 0 {
+			k := min(len(b), minProgress)
+			if _, err := s.Write(b[:k]); err != nil {
+				return
+			}
+			b = b[k:]
+			time.Sleep(700 * time.Millisecond) // 64 KiB per 0.7 s: never dropped
+		}
+	})
+	seed := newTestNode(t, Config{})
+	if err := seed.Serve(ctx, pub, testTarget, path, f.info); err != nil {
+		t.Fatal(err)
+	}
+	client := newTestNode(t, Config{IdleTimeout: time.Second}, slow.Node, seed)
+	r := onlyRelease(t, ctx, client.Source(pub, testTarget))
+	start := time.Now()
+	got, err := fetchFile(ctx, r, pub)
+	if err != nil || !bytes.Equal(got, f.bytes) {
+		t.Fatalf("download: %d bytes, %v", len(got), err)
+	}
+	took := time.Since(start)
+	t.Logf("downloaded in %v; the slow peer was asked %d times", took.Round(time.Millisecond), slow.asked.Load())
+	if slow.asked.Load() == 0 {
+		t.Fatal("the slow peer was never asked")
+	}
+	// The slow peer needs 45 s for one run of 4 pieces.
+	if took > 15*time.Second {
+		t.Errorf("download took %v: the slow peer held it up", took)
+	}
+	if client.strikes.of(slow.ID())+client.strikes.of(seed.ID()) != 0 {
+		t.Error("a peer that sent only right bytes got a strike")
 	}
 }
