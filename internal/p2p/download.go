@@ -75,23 +75,24 @@ type download struct {
 	wg     sync.WaitGroup // run, the workers and lookups
 	closed sync.Once
 
-	mu       sync.Mutex
-	wake     chan struct{}        // closed and replaced on every change
-	next     int64                // the piece the reader is at
-	skip     int64                // bytes of piece next already read
-	pieces   map[int64]*pieceSlot // claimed or received pieces, all in the window
-	free     [][]byte             // piece buffers to use again
-	held     int64                // bytes in piece buffers in use
-	maxHeld  int64                // the most bytes ever held, for tests
-	peers    map[peer.ID]*fetchPeer
-	order    []peer.ID // the peers in the order to ask them
-	active   int       // workers running
-	received int       // pieces received, to tell progress
-	tailFor  peer.ID   // the peer that delivered piece 0: it gets the tail
-	lookedUp bool      // a lookup of providers has finished
-	looking  bool      // one runs
-	err      error     // why the download failed; the reader returns it
-	lastErr  error     // the last failure of a peer
+	mu         sync.Mutex
+	wake       chan struct{}        // closed and replaced on every change
+	next       int64                // the piece the reader is at
+	skip       int64                // bytes of piece next already read
+	pieces     map[int64]*pieceSlot // claimed or received pieces, all in the window
+	free       [][]byte             // piece buffers to use again
+	held       int64                // bytes in piece buffers in use
+	maxHeld    int64                // the most bytes ever held, for tests
+	peers      map[peer.ID]*fetchPeer
+	order      []peer.ID // the peers in the order to ask them
+	active     int       // workers running
+	received   int       // pieces received, to tell progress
+	tailFor    peer.ID   // the peer that delivered piece 0: it gets the tail
+	lookedUp   bool      // a lookup of providers has finished
+	lookedUpAt time.Time // when the last one did
+	looking    bool      // one runs
+	err        error     // why the download failed; the reader returns it
+	lastErr    error     // the last failure of a peer
 }
 
 // pieceSlot is a claimed or received piece.
@@ -183,20 +184,24 @@ func (d *download) addPeers(ais []peer.AddrInfo) {
 
 func (d *download) addPeersLocked(ais []peer.AddrInfo) {
 	self := d.n.h.ID()
+	added := false
 	for _, ai := range ais {
 		if ai.ID == self || d.peers[ai.ID] != nil {
 			continue
 		}
 		d.peers[ai.ID] = &fetchPeer{ai: ai}
 		d.order = append(d.order, ai.ID)
+		added = true
 	}
-	d.notifyLocked()
+	if added {
+		d.notifyLocked()
+	}
 }
 
-// lookupLocked starts a lookup of the file's providers unless one runs.
-// d.mu is held.
+// lookupLocked starts a lookup of the file's providers unless one runs or
+// the last one ended less than openLookupTimeout ago. d.mu is held.
 func (d *download) lookupLocked() {
-	if d.looking {
+	if d.looking || time.Since(d.lookedUpAt) < openLookupTimeout {
 		return
 	}
 	d.looking = true
@@ -206,8 +211,9 @@ func (d *download) lookupLocked() {
 		found := d.r.lookup(d.ctx)
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		d.looking, d.lookedUp = false, true
+		d.looking, d.lookedUp, d.lookedUpAt = false, true, time.Now()
 		d.addPeersLocked(d.withoutBad(found))
+		d.notifyLocked() // the manager may wait for the lookup's end
 	}()
 }
 
@@ -251,13 +257,13 @@ func (d *download) run() {
 				d.mu.Unlock()
 				return
 			}
-			if idle++; idle > maxIdleRounds {
+			if idle > maxIdleRounds {
 				d.failLocked(d.noPeersError(fmt.Sprintf("no piece in %d rounds", maxIdleRounds)))
 				d.mu.Unlock()
 				return
 			}
 			d.lookupLocked()
-			wait = d.retryWaitLocked(idle)
+			wait = d.retryWaitLocked(idle + 1)
 		}
 		d.mu.Unlock()
 		var timer *time.Timer
@@ -269,6 +275,7 @@ func (d *download) run() {
 		select {
 		case <-wake:
 		case <-fire:
+			idle++ // a round in which nobody could be asked
 		case <-d.ctx.Done():
 			d.mu.Lock()
 			d.failLocked(d.ctx.Err())

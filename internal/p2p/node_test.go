@@ -223,13 +223,18 @@ func TestUploadSlots(t *testing.T) {
 	io.Copy(io.Discard, first)
 	first.Close()
 	waitFor(t, "the slot freed", func() bool { return seed.Stats().ActiveUploads == 0 })
+	// The slot is kept for a's next request for slotGrace, then b gets it.
+	if _, err := askPieces(ctx, b, pub, seedAI, r.FileID(), 8, 1); !errors.Is(err, wire.ErrBusy) {
+		t.Errorf("request while the slot is kept for another: got %v, want ErrBusy", err)
+	}
+	time.Sleep(slotGrace)
 	s, err := askPieces(ctx, b, pub, seedAI, r.FileID(), 8, 1)
 	if err != nil {
 		t.Fatalf("request after the slot was freed: %v", err)
 	}
 	s.Close()
-	if got := seed.Stats().Busy; got != 2 {
-		t.Errorf("busy answers = %d, want 2", got)
+	if got := seed.Stats().Busy; got != 3 {
+		t.Errorf("busy answers = %d, want 3", got)
 	}
 }
 

@@ -134,7 +134,7 @@ func newServer(ctx context.Context, h host.Host, cfg Config) *server {
 		ctx:       ctx,
 		h:         h,
 		idle:      cfg.IdleTimeout,
-		slots:     newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer),
+		slots:     newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer, slotGrace),
 		log:       cfg.Logger,
 		newest:    map[string]*served{},
 		byID:      map[[wire.IDLen]byte]*served{},
