@@ -565,8 +565,8 @@ func (d *download) fetchHashes(ai peer.AddrInfo) error {
 }
 
 // fetchPieces asks ai for the pieces of batch, a run, checks each as it
-// arrives and hands it to the reader. The pieces not received go back to
-// be asked of others.
+// arrives and hands it to the reader. The check of a piece runs while the
+// next one is read. The pieces not received go back to be asked of others.
 func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64) error {
 	got := 0
 	defer func() { d.unclaim(ai.ID, batch[got:]) }()
@@ -582,23 +582,60 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64) error {
 		s.Reset()
 		return fmt.Errorf("peer %s: pieces %d+%d: %w", ai.ID, batch[0], len(batch), err)
 	}
+	// prev is the check of the piece read before, if any.
+	var prev chan checkedPiece
+	finish := func() error {
+		c := <-prev
+		prev = nil
+		if c.err != nil {
+			d.putBuffer(c.buf)
+			return c.err
+		}
+		d.receive(ai.ID, c.i, c.piece)
+		got++
+		return nil
+	}
 	for _, i := range batch {
 		buf := d.buffer(i)
 		b, err := d.l.ReadPiece(pr, i, buf)
-		if err == nil {
-			d.n.downloaded.Add(uint64(len(b)))
-			err = d.check(i, b)
-		}
 		if err != nil {
 			d.putBuffer(buf)
 			s.Reset()
+			if prev != nil {
+				if cerr := finish(); cerr != nil {
+					err = cerr
+				}
+			}
 			return fmt.Errorf("peer %s: %w", ai.ID, err)
 		}
-		d.receive(ai.ID, i, b)
-		got++
+		d.n.downloaded.Add(uint64(len(b)))
+		ch := make(chan checkedPiece, 1)
+		go func() { ch <- checkedPiece{i: i, piece: b, buf: buf, err: d.check(i, b)} }()
+		if prev != nil {
+			if err := finish(); err != nil {
+				s.Reset()
+				if c := <-ch; c.buf != nil {
+					d.putBuffer(c.buf)
+				}
+				return fmt.Errorf("peer %s: %w", ai.ID, err)
+			}
+		}
+		prev = ch
+	}
+	if err := finish(); err != nil {
+		s.Reset()
+		return fmt.Errorf("peer %s: %w", ai.ID, err)
 	}
 	s.Close()
 	return nil
+}
+
+// checkedPiece is the outcome of the check of piece i, read into buf.
+type checkedPiece struct {
+	i     int64
+	piece []byte
+	buf   []byte
+	err   error
 }
 
 // check checks piece i of a v1 release against the signed root and,
