@@ -40,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -82,8 +83,10 @@ var (
 	// and the Config does not accept it.
 	ErrV0 = errors.New("v0 (rustpatcher 0.2) releases are not accepted")
 	// ErrOtherFile means a source delivered another file than the one it
-	// offered.
-	ErrOtherFile = errors.New("downloaded file differs from the one offered")
+	// offered. It is the network's own error, so that the network can
+	// tell it among the reasons a Release is rejected with and strike the
+	// peers that delivered the bytes the signature does not cover.
+	ErrOtherFile = p2p.ErrOtherFile
 	// ErrSize means a source offers a file whose length does not fit its
 	// signed content.
 	ErrSize = errors.New("file length does not fit the signed content")

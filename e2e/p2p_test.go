@@ -88,9 +88,12 @@ func hostileCounts(t *testing.T, p *Proc) (info, fetch, flood int) {
 // and restart into 2.0.0, then (with the seed stopped) a late 1.0.0 node that
 // must update from the updated peers. Two hostile peers are in the network
 // throughout: one answers every info request with a forged or malformed
-// release, the other offers the real release but serves only wrong bytes
-// (garbage, wrong lengths, too many bytes, a wrong hash, stalls) and floods
-// its peers with requests. Every node must end with exactly the seed's bytes.
+// release, the other offers the real release (its region, length and file
+// ID) but answers piece hashes with garbage every other time and pieces only
+// with wrong bytes (a garbage status, garbage or changed pieces, the pieces
+// of a moved-region copy, truncated or reset answers, stalls, drips, too
+// many bytes), and floods its peers with requests. Every node must end with
+// exactly the seed's bytes.
 func TestP2PUpdate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process network test")

@@ -200,7 +200,7 @@ func fetchVerified(ctx context.Context, src *Source, pub ed25519.PublicKey, path
 		if err != nil {
 			return region.Info{}, err
 		}
-		rr := &resumer{ctx: ctx, r: r, limit: r.Info().ContentLen()}
+		rr := &resumer{ctx: ctx, r: r, limit: r.Size()}
 		sc, err := region.Scan(context.Background(), io.TeeReader(rr, f))
 		f.Close()
 		if rr.rc != nil {
@@ -208,10 +208,11 @@ func fetchVerified(ctx context.Context, src *Source, pub ed25519.PublicKey, path
 		}
 		if err == nil {
 			var in region.Info
-			if in, err = sc.Verify(pub); err == nil && in == r.Info() {
+			if in, err = sc.Verify(pub); err == nil && in == r.Info() && sc.FileID == r.FileID() {
 				return in, nil
 			}
 		}
+		r.Reject(fmt.Errorf("%w or did not verify: %v", ErrOtherFile, err))
 		time.Sleep(100 * time.Millisecond)
 	}
 	return region.Info{}, ctx.Err()

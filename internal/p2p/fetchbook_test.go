@@ -1,10 +1,7 @@
 package p2p
 
 import (
-	"slices"
 	"testing"
-
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/org/rustpatcher-go/internal/wire"
 )
@@ -22,19 +19,13 @@ func TestFetchBook(t *testing.T) {
 	if got := b.nextTurn(y); got != 0 {
 		t.Fatalf("first turn of y = %d, want 0", got)
 	}
-	b.markDelivered(x, "p")
-	b.markDelivered(x, "q")
-	b.markDelivered(x, "p")
-	b.markDelivered(y, "r")
-	got := b.takeDelivered(x)
-	slices.Sort(got)
-	if !slices.Equal(got, []peer.ID{"p", "q"}) {
-		t.Fatalf("takeDelivered(x) = %v, want [p q]", got)
+	// The book is bounded: past maxBookedFiles it starts afresh.
+	for i := range maxBookedFiles {
+		var z [wire.IDLen]byte
+		z[1], z[2] = byte(i), byte(i>>8)
+		b.nextTurn(z)
 	}
-	if got := b.takeDelivered(x); len(got) != 0 {
-		t.Fatalf("takeDelivered(x) again = %v, want none", got)
-	}
-	if got := b.takeDelivered(y); !slices.Equal(got, []peer.ID{"r"}) {
-		t.Fatalf("takeDelivered(y) = %v, want [r]", got)
+	if len(b.turns) > maxBookedFiles {
+		t.Fatalf("%d files booked, limit %d", len(b.turns), maxBookedFiles)
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"os"
@@ -21,167 +21,140 @@ import (
 	"github.com/org/rustpatcher-go/region"
 )
 
-func junk(n uint64) []byte {
-	b := make([]byte, n)
-	rand.Read(b)
-	return b
+// movedCopy returns f's bytes with the region moved to half its offset:
+// the same region, other bytes.
+func movedCopy(t *testing.T, f *testFile) []byte {
+	at := int64(f.info.Offset)
+	to := at / 2
+	var b []byte
+	b = append(b, f.bytes[:to]...)
+	b = append(b, f.bytes[at:at+region.Size]...)
+	b = append(b, f.bytes[to:at]...)
+	return append(b, f.bytes[at+region.Size:]...)
 }
 
-// lie is how a hostile peer answers a fetch of a release of total bytes from
-// offset: it never has the real bytes.
-type lie func(s network.Stream, reg [region.Size]byte, total, offset uint64)
-
-var fetchLies = []struct {
-	name string
-	lie  lie
-	// delivers is true when the lie passes the length checks and only the
-	// hash can tell (the engine's job).
-	delivers bool
+// pieceLies are the ways a peer that offers the real file answers pieces
+// requests; struck says whether the lie is provably bad data (a strike),
+// or only a failure of the peer (skipped, no strike).
+var pieceLies = []struct {
+	name   string
+	lie    pieceLie
+	struck bool
 }{
-	{"garbage status", func(s network.Stream, _ [region.Size]byte, _, _ uint64) { s.Write(junk(20)) }, false},
-	{"longer than signed", func(s network.Stream, _ [region.Size]byte, total, off uint64) {
-		wire.WriteFetchHeader(s, total-off+1)
-		s.Write(junk(total - off + 1))
-	}, false},
-	{"shorter than signed", func(s network.Stream, _ [region.Size]byte, total, off uint64) {
-		wire.WriteFetchHeader(s, (total-off)/2)
-		s.Write(junk((total - off) / 2))
-	}, false},
-	{"absurd length", func(s network.Stream, _ [region.Size]byte, _, _ uint64) {
-		wire.WriteFetchHeader(s, 1<<63)
-	}, false},
-	{"more bytes than signed", func(s network.Stream, reg [region.Size]byte, total, off uint64) {
-		wire.WriteFetchHeader(s, total-off)
-		s.Write(junk(total - off + 1<<20))
+	{"garbage status", func(s network.Stream, _ *testFile, _, _ int64) { s.Write(junk(20)) }, true},
+	{"garbage of the right length", func(s network.Stream, f *testFile, first, count int64) {
+		wire.WritePiecesHeader(s)
+		s.Write(junk(int64(len(f.pieces(first, count)))))
 	}, true},
-	{"wrong hash", func(s network.Stream, reg [region.Size]byte, total, off uint64) {
-		wire.WriteFetchHeader(s, total-off)
-		s.Write(reg[:])
-		s.Write(junk(total - off - region.Size))
+	{"a changed byte", func(s network.Stream, f *testFile, first, count int64) {
+		b := bytes.Clone(f.pieces(first, count))
+		b[len(b)-1] ^= 1
+		wire.WritePiecesHeader(s)
+		s.Write(b)
 	}, true},
-	{"stall mid-transfer", func(s network.Stream, _ [region.Size]byte, total, off uint64) {
-		wire.WriteFetchHeader(s, total-off)
-		s.Write(junk((total - off) / 3))
-		time.Sleep(5 * time.Second)
+	{"1 MiB of garbage and close", func(s network.Stream, _ *testFile, _, _ int64) {
+		wire.WritePiecesHeader(s)
+		s.Write(junk(1 << 20))
+	}, true},
+	{"truncated (clean close)", func(s network.Stream, f *testFile, first, count int64) {
+		wire.WritePiecesHeader(s)
+		s.Write(f.pieces(first, count)[:1000])
+	}, true},
+	{"reset", func(s network.Stream, f *testFile, first, count int64) {
+		wire.WritePiecesHeader(s)
+		s.Write(f.pieces(first, count)[:1000])
+		s.Reset()
 	}, false},
-	{"drip a byte at a time", func(s network.Stream, _ [region.Size]byte, total, off uint64) {
-		wire.WriteFetchHeader(s, total-off)
-		for i := 0; i < 40; i++ {
-			if _, err := s.Write(junk(1)); err != nil {
+	{"refused stream", func(s network.Stream, _ *testFile, _, _ int64) { s.Reset() }, false},
+	{"busy", func(s network.Stream, _ *testFile, _, _ int64) { wire.WriteError(s, wire.StatusBusy, "busy") }, false},
+	{"not found", func(s network.Stream, _ *testFile, _, _ int64) { wire.WriteError(s, wire.StatusNotFound, "gone") }, false},
+	{"stall", func(s network.Stream, f *testFile, first, count int64) {
+		wire.WritePiecesHeader(s)
+		s.Write(f.pieces(first, count)[:1000])
+		time.Sleep(3 * time.Second)
+	}, false},
+	{"drip", func(s network.Stream, f *testFile, first, count int64) {
+		wire.WritePiecesHeader(s)
+		for _, c := range f.pieces(first, count)[:30] {
+			if _, err := s.Write([]byte{c}); err != nil {
 				return
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}, false},
-	{"close early", func(s network.Stream, _ [region.Size]byte, total, off uint64) {
-		wire.WriteFetchHeader(s, total-off)
-		s.Write(junk((total - off) / 3))
-	}, false},
 }
 
-// startLiar starts a node that offers reg (a real region) and answers
-// fetches with l.
-func startLiar(t *testing.T, pub ed25519.PublicKey, reg [region.Size]byte, total uint64, l lie) *Node {
-	n := newTestNode(t, Config{})
-	n.Host().SetStreamHandler(protocol.ID(wire.ProtocolID(pub)), func(s network.Stream) {
-		defer s.Close()
-		req, err := wire.ReadRequest(s)
-		if err != nil {
-			return
-		}
-		if req.Kind == wire.KindInfo {
-			wire.WriteInfo(s, reg)
-			return
-		}
-		l(s, reg, total, req.Offset)
-	})
-	return n
-}
-
-// download reads a release the way the update engine does: it reopens at the
-// offset reached after a read error, and starts over with the releases of a
-// new poll when the bytes do not verify. It returns the verified bytes.
-func download(t *testing.T, src *Source, pub ed25519.PublicKey) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for attempt := 0; attempt < 4; attempt++ {
-		rels, err := src.Releases(ctx)
-		if err != nil || len(rels) != 1 {
-			t.Fatalf("Releases = %d, %v", len(rels), err)
-		}
-		r := rels[0]
-		total := r.Info().ContentLen()
-		var buf bytes.Buffer
-		for tries := 0; buf.Len() < int(total) && tries < 10; tries++ {
-			rc, err := r.Open(ctx, int64(buf.Len()))
-			if err != nil {
-				t.Fatalf("Open at %d: %v", buf.Len(), err)
-			}
-			io.Copy(&buf, rc)
-			rc.Close()
-		}
-		sc, err := region.Scan(context.Background(), bytes.NewReader(buf.Bytes()))
-		if err == nil {
-			if _, err = sc.Verify(pub); err == nil {
-				return buf.Bytes()
-			}
-		}
-		t.Logf("attempt %d via %v did not verify: %v", attempt, r, err)
-	}
-	t.Fatal("no verified download in 4 attempts")
-	return nil
-}
-
-func TestHostileFetch(t *testing.T) {
+// TestHostilePieces runs each lie in a peer that offers the real file next
+// to an honest seed: the download ends with the real bytes, the liar gets
+// a strike exactly when its lie is provably bad data, and the seed never
+// gets one.
+func TestHostilePieces(t *testing.T) {
 	t.Parallel()
 	key := regiontest.NewKey(t)
 	pub := key.Public
 	path := filepath.Join(t.TempDir(), "release")
-	in := regiontest.WriteBinary(t, path, 256<<10, 1, key, "2.0.0")
-	want, _ := os.ReadFile(path)
-	reg, _ := in.Marshal()
-	total := uint64(in.ContentLen())
-	id := wire.ReleaseID(reg)
-	for _, tt := range fetchLies {
-		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			seed := newTestNode(t, Config{})
-			if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
-				t.Fatal(err)
-			}
-			liar := startLiar(t, pub, reg, total, tt.lie)
-			client := newTestNode(t, Config{IdleTimeout: time.Second}, liar, seed)
-
-			// Straight from the liar: refused, broken, or (when only the
-			// hash can tell) exactly the signed length and never more.
-			liarAI := client.bootstrap[0]
-			rc, err := client.fetch(ctx, pub, testTarget, id, total, 0, liarAI)
-			if err == nil {
-				got, rerr := io.ReadAll(rc)
-				rc.Close()
-				switch {
-				case tt.delivers && rerr == nil:
-					if uint64(len(got)) != total || bytes.Equal(got, want) {
-						t.Fatalf("liar delivered %d bytes (want %d of wrong bytes)", len(got), total)
-					}
-				case rerr == nil:
-					t.Fatalf("read %d bytes from the liar without an error", len(got))
-				}
-			}
-			if tt.delivers {
-				client.suspectDelivered(id)
-			}
-			if client.strikes.of(liar.ID()) == 0 {
-				t.Errorf("liar got no strike")
-			}
-			// With the liar and an honest seed both offering the release,
-			// the download ends with the real bytes.
-			if got := download(t, client.Source(pub, testTarget), pub); !bytes.Equal(got, want) {
-				t.Fatal("downloaded bytes differ from the release")
-			}
+	regiontest.WriteBinary(t, path, 12<<20, 1, key, "2.0.0")
+	f := loadTestFile(t, path)
+	for _, tt := range pieceLies {
+		t.Run(strings.ReplaceAll(tt.name, " ", "_"), func(t *testing.T) {
+			t.Parallel()
+			testLiar(t, pub, path, f, tt.lie, nil, tt.struck)
 		})
+	}
+	t.Run("moved_region_copy", func(t *testing.T) {
+		t.Parallel()
+		moved := movedCopy(t, f)
+		testLiar(t, pub, path, f, func(s network.Stream, f *testFile, first, count int64) {
+			off, _ := f.layout.Piece(first)
+			end, n := f.layout.Piece(first + count - 1)
+			wire.WritePiecesHeader(s)
+			s.Write(moved[off : end+n])
+		}, nil, true)
+	})
+	t.Run("forged_hashes", func(t *testing.T) {
+		t.Parallel()
+		forged := make([][sha256.Size]byte, len(f.leaves))
+		testLiar(t, pub, path, f, nil, forged, true)
+	})
+}
+
+// testLiar downloads f from a liar (asked first) and an honest seed.
+func testLiar(t *testing.T, pub ed25519.PublicKey, path string, f *testFile, lie pieceLie, hashes [][sha256.Size]byte, struck bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	seed := newTestNode(t, Config{})
+	if err := seed.Serve(ctx, pub, testTarget, path, f.info); err != nil {
+		t.Fatal(err)
+	}
+	liar := startTestPeer(t, pub, f, lie)
+	if hashes != nil {
+		liar.hashes = hashes
+	}
+	client := newTestNode(t, Config{IdleTimeout: time.Second}, liar.Node, seed)
+	r := onlyRelease(t, ctx, client.Source(pub, testTarget))
+	if len(r.Peers()) != 2 {
+		t.Fatalf("offered by %v, want the liar and the seed", r.Peers())
+	}
+	// The liar is asked first.
+	r.peers[0], r.peers[1] = r.peers[1], r.peers[0]
+	if r.peers[0].ID != liar.ID() {
+		r.peers[0], r.peers[1] = r.peers[1], r.peers[0]
+	}
+	got, err := fetchFile(ctx, r, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, f.bytes) {
+		t.Fatal("downloaded bytes differ from the release")
+	}
+	if hashes == nil && liar.asked.Load() == 0 {
+		t.Fatal("the liar was never asked for pieces")
+	}
+	if s := client.strikes.of(liar.ID()); (s > 0) != struck {
+		t.Errorf("liar has %d strikes; want strikes %v", s, struck)
+	}
+	if s := client.strikes.of(seed.ID()); s != 0 {
+		t.Errorf("the honest seed got %d strikes", s)
 	}
 }
 
@@ -191,22 +164,32 @@ func TestHostileInfo(t *testing.T) {
 	pub := key.Public
 	path := filepath.Join(t.TempDir(), "release")
 	in := regiontest.WriteBinary(t, path, 4096, 1, key, "2.0.0")
+	f := loadTestFile(t, path)
 	forged := in
 	forged.Signature[3] ^= 1
 	foreign := in
 	foreign.Version = "9.0.0"
 	foreign.Sign(regiontest.NewKey(t).Private)
-	reg := func(in region.Info) []byte { b, _ := in.Marshal(); return append([]byte{0}, b[:]...) }
+	answer := func(in region.Info, size int64) []byte {
+		b, _ := in.Marshal()
+		var buf bytes.Buffer
+		wire.WriteInfo(&buf, b, size, f.id)
+		return buf.Bytes()
+	}
 	tests := []struct {
 		name   string
 		answer []byte
+		struck bool
 	}{
-		{"garbage", junk(177)},
-		{"truncated", reg(in)[:100]},
-		{"bad signature", reg(forged)},
-		{"other key", reg(foreign)},
-		{"unknown status", []byte{7, 1, 2}},
-		{"long message", append([]byte{1, 255}, junk(10)...)},
+		{"garbage", junk(wire.InfoAnswerLen), true},
+		{"truncated", answer(in, f.layout.Size)[:100], true},
+		{"bad signature", answer(forged, f.layout.Size), true},
+		{"other key", answer(foreign, f.layout.Size), true},
+		{"shorter than the content", answer(in, f.layout.Size-1), true},
+		{"tail too long", answer(in, f.layout.Size+region.MaxTail(f.layout.Size)+1), true},
+		{"unknown status", []byte{7, 1, 2}, true},
+		{"long message", append([]byte{1, 255}, junk(10)...), true},
+		{"not found", []byte{2, 0}, false},
 	}
 	seed := newTestNode(t, Config{})
 	if err := seed.Serve(context.Background(), pub, testTarget, path, in); err != nil {
@@ -230,6 +213,9 @@ func TestHostileInfo(t *testing.T) {
 			}
 			if len(rels) != 1 || rels[0].Info() != in || len(rels[0].Peers()) != 1 || rels[0].Peers()[0] != seed.ID() {
 				t.Fatalf("Releases = %v, want only the seed's 2.0.0", rels)
+			}
+			if s := client.strikes.of(liar.ID()); (s > 0) != tt.struck {
+				t.Errorf("liar has %d strikes; want strikes %v", s, tt.struck)
 			}
 		})
 	}
@@ -268,7 +254,7 @@ func TestRequestFloodAndBadAuth(t *testing.T) {
 				s.Write(staleB)
 			}
 			s.CloseWrite()
-			_, _, err = wire.ReadInfo(s)
+			_, err = wire.ReadInfo(s)
 			done <- errors.Is(err, wire.ErrRefused)
 		}()
 	}
@@ -282,16 +268,16 @@ func TestRequestFloodAndBadAuth(t *testing.T) {
 	}
 	// The seed still answers honest peers.
 	client := newTestNode(t, Config{}, seed)
-	rels, err := client.Source(pub, testTarget).Releases(ctx)
-	if err != nil || len(rels) != 1 {
-		t.Fatalf("after the flood: Releases = %d, %v", len(rels), err)
+	r := onlyRelease(t, ctx, client.Source(pub, testTarget))
+	if got, err := fetchFile(ctx, r, pub); err != nil || int64(len(got)) != in.ContentLen() {
+		t.Fatalf("after the flood: %d bytes, %v", len(got), err)
 	}
 	if seed.Stats().BadRequests == 0 {
 		t.Error("no bad request counted")
 	}
 }
 
-// TestTrailingBytesResetStream sends a valid fetch request followed by
+// TestTrailingBytesResetStream sends a valid pieces request followed by
 // more bytes, which no peer may send: the seed ends the stream instead of
 // letting them wait in its receive window while it uploads, counts a bad
 // request, and goes on serving honest peers; over TCP (yamux, whose
@@ -318,11 +304,8 @@ func testTrailingBytes(t *testing.T, pub ed25519.PublicKey, path string, in regi
 		t.Fatal(err)
 	}
 	client := newTestNode(t, cfg, seed)
-	rels, err := client.Source(pub, testTarget).Releases(ctx)
-	if err != nil || len(rels) != 1 {
-		t.Fatalf("Releases = %d, %v", len(rels), err)
-	}
-	req := &wire.Request{Kind: wire.KindFetch, Target: testTarget, Auth: wire.Auth(pub, time.Now()), ID: rels[0].ID()}
+	r := onlyRelease(t, ctx, client.Source(pub, testTarget))
+	req := &wire.Request{Kind: wire.KindPieces, Target: testTarget, Auth: wire.Auth(pub, time.Now()), ID: r.FileID(), Count: wire.MaxPiecesPerRequest}
 	reqB, err := req.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -338,20 +321,113 @@ func testTrailingBytes(t *testing.T, pub ed25519.PublicKey, path string, in regi
 		t.Logf("write: %v", err)
 	}
 	// Nothing is read until the seed has seen the trailing bytes: the
-	// upload, far larger than the stream's window, cannot finish first.
-	deadline := time.Now().Add(10 * time.Second)
-	for seed.Stats().BadRequests == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if seed.Stats().BadRequests == 0 {
-		t.Fatal("trailing bytes not counted as a bad request")
-	}
+	// answer (8 MiB, as large as the stream's window) cannot finish first.
+	waitFor(t, "trailing bytes counted as a bad request", func() bool { return seed.Stats().BadRequests > 0 })
 	n, err := io.Copy(io.Discard, s)
-	total := in.ContentLen()
-	if err == nil || n >= total {
-		t.Fatalf("read %d of %d bytes, %v; want the stream reset", n, total, err)
+	if want := int64(wire.MaxPiecesPerRequest) << 20; err == nil || n >= want {
+		t.Fatalf("read %d of %d bytes, %v; want the stream reset", n, want, err)
 	}
-	if got := download(t, client.Source(pub, testTarget), pub); int64(len(got)) != total {
-		t.Errorf("honest download after the reset: %d bytes, want %d", len(got), total)
+	if got, err := fetchFile(ctx, r, pub); err != nil || int64(len(got)) != in.ContentLen() {
+		t.Errorf("honest download after the reset: %d bytes, %v", len(got), err)
+	}
+}
+
+// TestBlameOtherFile serves one release file with two different tails (the
+// part the signature does not cover) under one file ID: the download takes
+// piece 0 and the tail from one peer, and when the engine finds the file is
+// not the one offered (ErrOtherFile), Reject strikes the peer that
+// delivered them, and no other.
+func TestBlameOtherFile(t *testing.T) {
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
+	path := filepath.Join(t.TempDir(), "release")
+	regiontest.WriteBinary(t, path, 10<<20, 1, key, "2.0.0")
+	real := loadTestFile(t, path)
+	// Both peers claim the file with a 4 KiB tail; the pieces of the
+	// content are the real ones, which the root covers.
+	withTail := func(tail []byte) *testFile {
+		f := *real
+		f.bytes = append(bytes.Clone(real.bytes), tail...)
+		f.layout.Size = int64(len(f.bytes))
+		return &f
+	}
+	a, b := withTail(bytes.Repeat([]byte{1}, 4096)), withTail(bytes.Repeat([]byte{2}, 4096))
+	b.id = a.id
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pa, pb := startTestPeer(t, pub, a, nil), startTestPeer(t, pub, b, nil)
+	client := newTestNode(t, Config{}, pa.Node, pb.Node)
+	r := onlyRelease(t, ctx, client.Source(pub, testTarget))
+	if len(r.Peers()) != 2 {
+		t.Fatalf("offered by %v, want both peers", r.Peers())
+	}
+	rc, err := r.Open(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || int64(len(got)) != a.layout.Size {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+	if pa.asked.Load() == 0 || pb.asked.Load() == 0 {
+		t.Errorf("pieces requests: %d and %d; want both peers asked", pa.asked.Load(), pb.asked.Load())
+	}
+	first := r.firstPieceFrom()
+	tail := got[len(got)-1]
+	if (first == pa.ID()) != (tail == 1) {
+		t.Fatalf("piece 0 from %s, tail of %d: not from the same peer", first, tail)
+	}
+	r.Reject(errors.New("self-test failed")) // says nothing about the peers
+	if client.strikes.of(pa.ID())+client.strikes.of(pb.ID()) != 0 {
+		t.Fatal("a rejection other than ErrOtherFile struck a peer")
+	}
+	r.Reject(ErrOtherFile)
+	other := pa.ID()
+	if first == pa.ID() {
+		other = pb.ID()
+	}
+	if client.strikes.of(first) == 0 || client.strikes.of(other) != 0 {
+		t.Errorf("strikes: %d for the peer of piece 0 and the tail, %d for the other; want only the first struck",
+			client.strikes.of(first), client.strikes.of(other))
+	}
+}
+
+// TestV0Release fetches a v0 release over protocol v1: no piece hashes,
+// pieces from one peer at a time, unchecked; a rejection strikes the peer
+// that delivered them.
+func TestV0Release(t *testing.T) {
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
+	path := filepath.Join(t.TempDir(), "release")
+	regiontest.WriteBinary(t, path, 3<<20, 1, key, "")
+	in, err := region.Sign(context.Background(), path, key.Private, region.SignOptions{Version: "2.0.0", Format: region.V0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(path)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	seed := newTestNode(t, Config{})
+	if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
+		t.Fatal(err)
+	}
+	client := newTestNode(t, Config{}, seed)
+	r := onlyRelease(t, ctx, client.Source(pub, testTarget))
+	if r.Info().Format != region.V0 {
+		t.Fatalf("format %v", r.Info().Format)
+	}
+	got, err := fetchFile(ctx, r, pub)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("v0 download: %d bytes, %v", len(got), err)
+	}
+	if seed.Stats().HashesRequests != 0 {
+		t.Errorf("%d hashes requests for a v0 release", seed.Stats().HashesRequests)
+	}
+	r.Reject(errors.New("hash mismatch"))
+	if client.strikes.of(seed.ID()) == 0 {
+		t.Error("the peer that delivered a refused v0 file got no strike")
 	}
 }

@@ -12,17 +12,19 @@ import (
 
 // ChannelCID returns the key under which nodes holding a verified release of
 // target signed by pub announce themselves: a raw CIDv1 of
-// SHA-256("rustpatcher/v0/channel\x00" || pub || target).
+// SHA-256("rustpatcher/v1/channel\x00" || pub || target). The v1 domain
+// keeps it apart from the keys of protocol v0, whose nodes cannot talk to
+// this one.
 func ChannelCID(pub ed25519.PublicKey, target string) cid.Cid {
-	return derivedCID("rustpatcher/v0/channel\x00", pub, []byte(target))
+	return derivedCID("rustpatcher/v1/channel\x00", pub, []byte(target))
 }
 
-// ReleaseCID returns the key under which nodes serving one exact release
-// announce themselves: a raw CIDv1 of SHA-256("rustpatcher/v0/release\x00" ||
-// pub || target || "\x00" || release ID), where the release ID is
-// wire.ReleaseID of the signed region.
-func ReleaseCID(pub ed25519.PublicKey, target string, id [wire.IDLen]byte) cid.Cid {
-	return derivedCID("rustpatcher/v0/release\x00", pub, []byte(target), []byte{0}, id[:])
+// ReleaseCID returns the key under which nodes serving one exact file of a
+// release announce themselves: a raw CIDv1 of
+// SHA-256("rustpatcher/v1/release\x00" || pub || target || "\x00" || file
+// ID), where the file ID is region.Scanned.FileID of the file served.
+func ReleaseCID(pub ed25519.PublicKey, target string, fileID [wire.IDLen]byte) cid.Cid {
+	return derivedCID("rustpatcher/v1/release\x00", pub, []byte(target), []byte{0}, fileID[:])
 }
 
 func derivedCID(domain string, parts ...[]byte) cid.Cid {

@@ -1,19 +1,22 @@
 // Package p2p is the libp2p node that both the client library and rpseed
 // run: a host with QUIC and TCP, a Kademlia DHT for discovery, and the
-// rustpatcher stream protocol (see package wire and docs/PROTOCOL.md) for
-// signed info and ranged fetches.
+// rustpatcher stream protocol v1 (see package wire and docs/PROTOCOL.md) for
+// signed info, piece hashes and pieces.
 //
 // A node serves the verified releases it was given with Serve and announces
 // them in the DHT; it finds and fetches releases offered by others through a
-// Source. It never trusts a peer: every info is checked against the owner
-// key, every length against the signed size, and every peer that misbehaves
-// gets a strike that sends it to the back of the queue.
+// Source, from several peers at once. It never trusts a peer: every info is
+// checked against the owner key, every length is computed from the signed
+// region, every piece of a v1 release is checked against the signed root as
+// it arrives, and a peer that sends provably bad data gets a strike that
+// sends it to the back of the queue.
 //
 // A Node composes small parts, each with its own lock and file: the host
 // setup (host.go), the served releases and the stream handler (serve.go,
 // served.go), upload slots (slots.go), strikes (strikes.go), announcements
 // (announce.go), and the bookkeeping of fetches (fetchbook.go); Source and
-// Release (source.go, release.go) find and fetch releases.
+// Release (source.go, release.go) find and fetch releases, and a download
+// (download.go) moves the pieces of one Open.
 package p2p
 
 import (
@@ -245,9 +248,10 @@ type Stats struct {
 	Served int
 	// ActiveUploads is the number of uploads running now.
 	ActiveUploads int
-	// InfoRequests and FetchRequests count requests answered.
-	InfoRequests, FetchRequests uint64
-	// Busy counts fetches refused for want of an upload slot.
+	// InfoRequests, HashesRequests and FetchRequests count the info,
+	// hashes and pieces requests answered.
+	InfoRequests, HashesRequests, FetchRequests uint64
+	// Busy counts pieces requests refused for want of an upload slot.
 	Busy uint64
 	// BadRequests counts malformed requests and failed namespace checks.
 	BadRequests uint64
@@ -276,7 +280,8 @@ func (n *Node) Stats() Stats {
 		Served:           n.server.count(),
 		ActiveUploads:    n.server.slots.active(),
 		InfoRequests:     c.info.Load(),
-		FetchRequests:    c.fetch.Load(),
+		HashesRequests:   c.hashes.Load(),
+		FetchRequests:    c.pieces.Load(),
 		Busy:             c.busy.Load(),
 		BadRequests:      c.bad.Load(),
 		BytesUploaded:    c.up.Load(),

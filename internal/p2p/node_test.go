@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
@@ -70,6 +73,10 @@ func TestServeFindFetch(t *testing.T) {
 	path := filepath.Join(dir, "release-2.0.0")
 	in := regiontest.WriteBinary(t, path, 3<<20, 1, key, "2.0.0")
 	want, _ := os.ReadFile(path)
+	sc, err := region.ScanFile(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	seed := newTestNode(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -90,17 +97,22 @@ func TestServeFindFetch(t *testing.T) {
 	if len(rels) != 1 || rels[0].Info() != in {
 		t.Fatalf("Releases = %d releases, want the one served", len(rels))
 	}
-	if got := readAllFrom(t, rels[0], 0); !bytes.Equal(got, want) {
-		t.Fatalf("fetched %d bytes that differ from the %d served", len(got), len(want))
+	r := rels[0]
+	if r.FileID() != sc.FileID || r.Size() != int64(len(want)) {
+		t.Fatalf("offered file %x of %d bytes, want %x of %d", r.FileID(), r.Size(), sc.FileID, len(want))
 	}
-	if got := readAllFrom(t, rels[0], 1000); !bytes.Equal(got, want[1000:]) {
-		t.Fatal("ranged fetch from offset 1000 differs")
+	// From the start, from inside piece 0, from the middle of a piece
+	// further on, from a piece boundary, and from the end.
+	for _, off := range []int64{0, 1000, 1<<20 + 12345, 2 << 20, int64(len(want)) - 1, int64(len(want))} {
+		if got := readAllFrom(t, r, off); !bytes.Equal(got, want[off:]) {
+			t.Fatalf("fetch from offset %d: %d bytes that differ from the %d served", off, len(got), len(want)-int(off))
+		}
 	}
-	if got := readAllFrom(t, rels[0], int64(len(want))); len(got) != 0 {
-		t.Fatalf("fetch from the end returned %d bytes", len(got))
-	}
-	if _, err := rels[0].Open(ctx, int64(len(want))+1); err == nil {
+	if _, err := r.Open(ctx, int64(len(want))+1); err == nil {
 		t.Fatal("Open past the end succeeded")
+	}
+	if s := seed.Stats(); s.HashesRequests != 1 {
+		t.Errorf("%d hashes requests; the piece hashes are fetched once per Release", s.HashesRequests)
 	}
 
 	// Another target and another key find nothing.
@@ -195,35 +207,50 @@ func TestUploadSlots(t *testing.T) {
 	}
 	a := newTestNode(t, Config{}, seed)
 	b := newTestNode(t, Config{}, seed)
-	reg, _ := in.Marshal()
-	id := wire.ReleaseID(reg)
-	total := uint64(in.ContentLen())
+	r := onlyRelease(t, ctx, a.Source(pub, testTarget))
 	seedAI := a.bootstrap[0]
-	first, err := a.fetch(ctx, pub, testTarget, id, total, 0, seedAI)
+	first, err := askPieces(ctx, a, pub, seedAI, r.FileID(), 0, wire.MaxPiecesPerRequest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The only slot is taken: a second fetch, from the same or another
+	// The only slot is taken: a second request, from the same or another
 	// peer, is told the seed is busy.
 	for _, n := range []*Node{a, b} {
-		if _, err := n.fetch(ctx, pub, testTarget, id, total, 0, seedAI); !errors.Is(err, wire.ErrBusy) {
-			t.Errorf("second fetch: got %v, want ErrBusy", err)
+		if _, err := askPieces(ctx, n, pub, seedAI, r.FileID(), 8, 1); !errors.Is(err, wire.ErrBusy) {
+			t.Errorf("second request: got %v, want ErrBusy", err)
 		}
 	}
 	io.Copy(io.Discard, first)
 	first.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for seed.Stats().ActiveUploads != 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	waitFor(t, "the slot freed", func() bool { return seed.Stats().ActiveUploads == 0 })
+	// The slot is kept for a's next request for slotGrace, then b gets it.
+	if _, err := askPieces(ctx, b, pub, seedAI, r.FileID(), 8, 1); !errors.Is(err, wire.ErrBusy) {
+		t.Errorf("request while the slot is kept for another: got %v, want ErrBusy", err)
 	}
-	rc, err := b.fetch(ctx, pub, testTarget, id, total, 0, seedAI)
+	time.Sleep(slotGrace)
+	s, err := askPieces(ctx, b, pub, seedAI, r.FileID(), 8, 1)
 	if err != nil {
-		t.Fatalf("fetch after the slot was freed: %v", err)
+		t.Fatalf("request after the slot was freed: %v", err)
 	}
-	rc.Close()
-	if got := seed.Stats().Busy; got != 2 {
-		t.Errorf("busy answers = %d, want 2", got)
+	s.Close()
+	if got := seed.Stats().Busy; got != 3 {
+		t.Errorf("busy answers = %d, want 3", got)
 	}
+}
+
+// askPieces sends a pieces request to ai and reads the answer's status: it
+// returns the stream, positioned at the pieces' bytes.
+func askPieces(ctx context.Context, n *Node, pub ed25519.PublicKey, ai peer.AddrInfo, id [wire.IDLen]byte, first, count uint32) (network.Stream, error) {
+	s, err := n.request(ctx, pub, ai, &wire.Request{Kind: wire.KindPieces, Target: testTarget, ID: id, First: first, Count: count})
+	if err != nil {
+		return nil, err
+	}
+	s.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if err := wire.ReadPiecesHeader(s); err != nil {
+		s.Reset()
+		return nil, err
+	}
+	return s, nil
 }
 
 func TestNewerReplacesOlder(t *testing.T) {

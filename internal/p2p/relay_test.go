@@ -11,7 +11,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
-	"github.com/org/rustpatcher-go/region"
+	"github.com/org/rustpatcher-go/internal/wire"
 )
 
 // TestRelayedInfo checks that a seed with RelayService relays for a node
@@ -45,9 +45,9 @@ func TestRelayedInfo(t *testing.T) {
 		circuit = append(circuit, ma.StringCast(a+"/p2p-circuit"))
 	}
 	client := newTestNode(t, Config{})
-	var got region.Info
+	var got wire.Offer
 	for i := 0; i < 100; i++ {
-		_, got, err = client.askInfo(ctx, pub, testTarget, peer.AddrInfo{ID: hidden.ID(), Addrs: circuit})
+		got, err = client.askInfo(ctx, pub, testTarget, peer.AddrInfo{ID: hidden.ID(), Addrs: circuit})
 		if err == nil {
 			break
 		}
@@ -56,8 +56,8 @@ func TestRelayedInfo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("info through the relay: %v", err)
 	}
-	if got != in {
-		t.Fatalf("info through the relay = %+v", got)
+	if got.Info != in {
+		t.Fatalf("info through the relay = %+v", got.Info)
 	}
 	if c := client.Host().Network().ConnsToPeer(hidden.ID()); len(c) == 0 || !c[0].Stat().Limited {
 		t.Errorf("the connection to the hidden node is not a limited (relayed) one")

@@ -2,83 +2,71 @@ package p2p
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
 
-// Limits of fetching a release.
-const (
-	maxOpenRounds     = 12          // rounds of asking every candidate in one Open
-	openLookupTimeout = time.Second // see Release.candidates
-)
+// openLookupTimeout bounds a lookup of a file's providers during a
+// download, and is the least time between two of them.
+const openLookupTimeout = time.Second
 
-// A Release is one signed release offered by one or more peers. Its Info
-// verifies with the owner key; its bytes are checked by the caller.
+// ErrOtherFile means that the update engine refused the bytes a Release
+// delivered because they are another file than the one offered: their file
+// ID differs. client.ErrOtherFile is this error, so that a Release can tell
+// it among the reasons it is given by Reject.
+var ErrOtherFile = errors.New("downloaded file differs from the one offered")
+
+// A Release is one file of a signed release, offered by one or more peers:
+// the same region, file length and file ID. Its Info verifies with the owner
+// key. It implements the update engine's Release (and Rejecter): Open
+// downloads the file from several peers at once, checking each piece of a
+// v1 release against the signed root as it arrives.
 type Release struct {
 	src   *Source
-	reg   [region.Size]byte
-	info  region.Info
-	id    [wire.IDLen]byte
-	peers []peer.AddrInfo
+	offer wire.Offer
+	peers []peer.AddrInfo // who offered it; set by Releases
 
-	mu      sync.Mutex
-	used    map[peer.ID]bool // peers this Release fetched from
-	found   []peer.AddrInfo  // the last lookup of the release's providers
-	foundAt time.Time
+	mu       sync.Mutex
+	checker  *region.PieceChecker // once the piece hashes are in (v1)
+	bad      map[peer.ID]bool     // peers that sent provably bad data for this file
+	from     map[peer.ID]bool     // peers that delivered bytes of it
+	unsigned map[peer.ID]bool     // peers that delivered bytes the signature does not cover
+	piece0   peer.ID              // the peer that delivered piece 0 last
+	opened   bool                 // Open was called
+	found    []peer.AddrInfo      // the last lookup of the file's providers
+	foundAt  time.Time
+}
+
+// newRelease returns the Release of the file o describes, offered by no
+// peer yet.
+func newRelease(s *Source, o wire.Offer) *Release {
+	return &Release{src: s, offer: o, bad: map[peer.ID]bool{}, from: map[peer.ID]bool{}, unsigned: map[peer.ID]bool{}}
 }
 
 // Info returns the release's signed region.
-func (r *Release) Info() region.Info { return r.info }
+func (r *Release) Info() region.Info { return r.offer.Info }
 
-// FileID is zero: the v0 protocol does not name the file before the
-// download.
-func (r *Release) FileID() [sha256.Size]byte { return [sha256.Size]byte{} }
+// FileID returns the ID of the file the peers offered (see
+// region.Scanned.FileID).
+func (r *Release) FileID() [sha256.Size]byte { return r.offer.FileID }
 
-// Size is the length of the file peers serve: its content.
-func (r *Release) Size() int64 { return r.info.ContentLen() }
+// Size returns the length of the file the peers offered: its content and
+// the OS code signature that may follow.
+func (r *Release) Size() int64 { return r.offer.Layout.Size }
 
-// Reject is told that the bytes this Release delivered were refused; the
-// peers that delivered them get strikes the next time the release is
-// fetched from the start.
-func (r *Release) Reject(reason error) {}
-
-// String names the release and, once this Release fetched bytes, the peers
-// they came from. The update engine remembers a release that failed by this
-// name, so a release whose bytes from one peer did not verify is tried again
-// at the next poll (Releases returns new Release values), from other peers:
-// the ones that delivered bad bytes get strikes.
-func (r *Release) String() string {
-	r.mu.Lock()
-	var from []string
-	for p := range r.used {
-		from = append(from, p.String())
-	}
-	r.mu.Unlock()
-	slices.Sort(from)
-	if len(from) == 0 {
-		return fmt.Sprintf("p2p %s release %s", r.src.target, r.info.Version)
-	}
-	return fmt.Sprintf("p2p %s release %s from %s", r.src.target, r.info.Version, strings.Join(from, ","))
-}
-
-// ID returns the release ID (see wire.ReleaseID).
-func (r *Release) ID() [wire.IDLen]byte { return r.id }
-
-// Peers returns the peers that offered the release.
+// Peers returns the peers that offered the file.
 func (r *Release) Peers() []peer.ID {
 	var out []peer.ID
 	for _, ai := range r.peers {
@@ -87,89 +75,150 @@ func (r *Release) Peers() []peer.ID {
 	return out
 }
 
-// Open fetches the release from offset. It asks the peers that offered it
-// and the DHT's providers of the release, starting each call with a
-// different peer and putting peers with strikes last; a busy peer is
-// skipped, and when all are busy Open waits and asks again, up to
-// maxOpenRounds rounds. The returned reader yields exactly the bytes the
-// signed size leaves from offset, and fails (so the caller calls Open again
-// with the offset reached) when the peer stalls for IdleTimeout or closes
-// early.
-func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error) {
-	n := r.src.n
-	total := uint64(r.info.ContentLen())
-	if offset < 0 || uint64(offset) > total {
-		return nil, fmt.Errorf("release %s: offset %d outside 0..%d", r.info.Version, offset, total)
+// String names the release, its file and, once it was opened, the peers
+// that delivered its bytes. The update engine remembers a release that
+// failed by this name, so a file whose download failed (its bytes were
+// refused, or no peer delivered them) is tried again at the next poll
+// (Releases returns new Release values), from peers that have not been
+// struck.
+func (r *Release) String() string {
+	r.mu.Lock()
+	from := slices.Sorted(maps.Keys(r.from))
+	opened := r.opened
+	r.mu.Unlock()
+	s := fmt.Sprintf("p2p %s release %s file %x", r.src.target, r.offer.Info.Version, r.offer.FileID[:6])
+	switch {
+	case len(from) == 0 && opened:
+		return s + " (no peer delivered a piece)"
+	case len(from) == 0:
+		return s
 	}
-	if offset == 0 {
-		n.suspectDelivered(r.id)
+	names := make([]string, len(from))
+	for i, p := range from {
+		names[i] = p.String()
 	}
-	var lastErr error
-	for round := 0; round < maxOpenRounds; round++ {
-		cands := r.candidates(ctx, round > 0 || len(r.peers) == 0)
-		if len(cands) == 0 {
-			lastErr = fmt.Errorf("%w: nobody offers release %s", ErrNoPeers, r.info.Version)
-		}
-		busy := 0
-		for _, ai := range cands {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			rc, err := n.fetch(ctx, r.src.pub, r.src.target, r.id, total, uint64(offset), ai)
-			if err == nil {
-				r.mu.Lock()
-				if r.used == nil {
-					r.used = map[peer.ID]bool{}
-				}
-				r.used[ai.ID] = true
-				r.mu.Unlock()
-				return rc, nil
-			}
-			lastErr = err
-			if errors.Is(err, wire.ErrBusy) {
-				busy++
-			}
-		}
-		wait := min(50*time.Millisecond<<round, 500*time.Millisecond)
-		wait += time.Duration(rand.Int64N(int64(wait)))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-	}
-	return nil, fmt.Errorf("%w: release %s not served after %d rounds: %w", ErrNoPeers, r.info.Version, maxOpenRounds, lastErr)
+	return s + " from " + strings.Join(names, ",")
 }
 
-// candidates returns the peers to fetch from, in the order to try them.
-func (r *Release) candidates(ctx context.Context, lookup bool) []peer.AddrInfo {
-	n := r.src.n
-	all := append([]peer.AddrInfo{}, r.peers...)
+// Reject is told that the update engine refused the bytes this Release
+// delivered, and why. The peers that delivered bytes nobody could check on
+// arrival get strikes: for a v0 release every peer that delivered bytes of
+// it; for a v1 release, whose content was checked piece by piece, only
+// when the file is not the one offered (ErrOtherFile), the peers that
+// delivered piece 0 (whose OS code signature header fields the root does
+// not cover) or the tail (the code signature). Other refusals of a v1
+// release (a failed self-test) say nothing about the peers.
+func (r *Release) Reject(reason error) {
 	r.mu.Lock()
-	fresh := time.Since(r.foundAt) < openLookupTimeout
-	found := r.found
-	r.mu.Unlock()
-	if lookup && !fresh {
-		// Short lookups, at most one per openLookupTimeout: while every
-		// peer is busy, the rounds must come back quickly to grab a slot
-		// as it frees.
-		ch := make(chan peer.AddrInfo, maxCandidates)
-		go n.candidates(ctx, r.src.pub, ReleaseCID(r.src.pub, r.src.target, r.id), min(n.cfg.LookupTimeout, openLookupTimeout), ch)
-		found = nil
-		for ai := range ch {
-			found = append(found, ai)
-		}
-		r.mu.Lock()
-		r.found, r.foundAt = found, time.Now()
-		r.mu.Unlock()
+	var blame map[peer.ID]bool
+	switch {
+	case r.offer.Info.Format != region.V1:
+		blame = r.from
+	case errors.Is(reason, ErrOtherFile):
+		blame = r.unsigned
 	}
-	all = append(all, found...)
+	struck := slices.Sorted(maps.Keys(blame))
+	clear(blame)
+	r.mu.Unlock()
+	for _, p := range struck {
+		r.src.n.strike(p, strikeForged, fmt.Errorf("delivered bytes of file %x (release %s) that were refused: %w", r.offer.FileID[:8], r.offer.Info.Version, reason))
+	}
+}
+
+// Open returns the file's bytes from offset to its end. It starts a download
+// (see download.go) that asks the peers that offered the file and the DHT's
+// providers of it, several at once, checks every piece of a v1 release
+// against the signed root before handing it on, and strikes only peers that
+// send provably bad data. The reader fails only when no peer can deliver
+// the next piece for a while; the caller may then call Open again with the
+// offset reached. Close the reader to stop the download.
+func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error) {
+	if err := r.src.n.checkOpen(); err != nil {
+		return nil, err
+	}
+	size := r.offer.Layout.Size
+	if offset < 0 || offset > size {
+		return nil, fmt.Errorf("file %x of release %s: offset %d outside 0..%d", r.offer.FileID[:8], r.offer.Info.Version, offset, size)
+	}
+	if offset == size {
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	r.mu.Lock()
+	r.opened = true
+	r.mu.Unlock()
+	d := newDownload(ctx, r, offset)
+	d.start()
+	return d, nil
+}
+
+// pieceChecker returns the checker of the file's pieces, or nil until the
+// piece hashes are in.
+func (r *Release) pieceChecker() *region.PieceChecker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.checker
+}
+
+// setPieceChecker keeps c unless a checker is kept already.
+func (r *Release) setPieceChecker(c *region.PieceChecker) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.checker == nil {
+		r.checker = c
+	}
+}
+
+// needsHashes reports whether a download must fetch the piece hashes
+// before it can check pieces: a v1 release whose hashes are not in yet.
+func (r *Release) needsHashes() bool {
+	return r.offer.Info.Format == region.V1 && r.pieceChecker() == nil
+}
+
+// delivered records that p delivered piece i, which is not covered by the
+// signature in full when it is piece 0 or the tail of a v1 release, or any
+// piece of a v0 one.
+func (r *Release) delivered(p peer.ID, i int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.from[p] = true
+	if r.offer.Info.Format != region.V1 || i == 0 || r.offer.Layout.IsTail(i) {
+		r.unsigned[p] = true
+	}
+	if i == 0 {
+		r.piece0 = p
+	}
+}
+
+// firstPieceFrom returns the peer that delivered piece 0, if any.
+func (r *Release) firstPieceFrom() peer.ID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.piece0
+}
+
+// markBad records that p sent provably bad data for this file: no
+// download of it asks p again.
+func (r *Release) markBad(p peer.ID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.bad[p] = true
+}
+
+// candidates returns the peers to download from, in the order to try
+// them: the peers that offered the file, then its providers found so far,
+// without the peers that sent bad data for it. Each download starts with
+// another peer (round robin per file), peers with strikes go last, and
+// peers with maxStrikes or more are left out while others remain.
+func (r *Release) candidates() []peer.AddrInfo {
+	n := r.src.n
+	r.mu.Lock()
+	all := append(slices.Clone(r.peers), r.found...)
+	bad := maps.Clone(r.bad)
+	r.mu.Unlock()
 	seen := map[peer.ID]bool{n.h.ID(): true}
 	var out []peer.AddrInfo
 	for _, ai := range all {
-		if !seen[ai.ID] {
+		if !seen[ai.ID] && !bad[ai.ID] {
 			seen[ai.ID] = true
 			out = append(out, ai)
 		}
@@ -177,16 +226,13 @@ func (r *Release) candidates(ctx context.Context, lookup bool) []peer.AddrInfo {
 	if len(out) == 0 {
 		return nil
 	}
-	// Rotate so that each call starts with another peer, then put peers
-	// with strikes last (stable, so the rotation holds among equals).
-	k := n.book.nextTurn(r.id) % len(out)
+	k := n.book.nextTurn(r.offer.FileID) % len(out)
 	out = append(out[k:], out[:k]...)
 	strikes := map[peer.ID]int{}
 	for _, ai := range out {
 		strikes[ai.ID] = n.strikes.of(ai.ID)
 	}
 	slices.SortStableFunc(out, func(a, b peer.AddrInfo) int { return strikes[a.ID] - strikes[b.ID] })
-	// Drop peers with too many strikes unless nobody else is left.
 	good := out[:0:0]
 	for _, ai := range out {
 		if strikes[ai.ID] < maxStrikes {
@@ -199,96 +245,28 @@ func (r *Release) candidates(ctx context.Context, lookup bool) []peer.AddrInfo {
 	return out
 }
 
-// suspectDelivered gives a strike to every peer that delivered the whole
-// release id before: the caller asking for it from the start again means the
-// bytes did not verify.
-func (n *Node) suspectDelivered(id [wire.IDLen]byte) {
-	for _, p := range n.book.takeDelivered(id) {
-		n.strike(p, strikeForged, errors.New("delivered release bytes that were asked for again (failed verification)"))
+// lookup returns the DHT's providers of the file, looking them up (for at
+// most openLookupTimeout) unless the last lookup is more recent than that.
+func (r *Release) lookup(ctx context.Context) []peer.AddrInfo {
+	r.mu.Lock()
+	if time.Since(r.foundAt) < openLookupTimeout {
+		found := r.found
+		r.mu.Unlock()
+		return found
 	}
-}
-
-// fetch asks ai for release id from offset and returns a reader of exactly
-// the total-offset bytes that follow.
-func (n *Node) fetch(ctx context.Context, pub ed25519.PublicKey, target string, id [wire.IDLen]byte, total, offset uint64, ai peer.AddrInfo) (io.ReadCloser, error) {
-	s, err := n.request(ctx, pub, ai, &wire.Request{Kind: wire.KindFetch, Target: target, ID: id, Offset: offset})
-	if err != nil {
-		return nil, err
-	}
-	if err := wire.ReadFetchHeader(s, total-offset); err != nil {
-		s.Reset()
-		if !errors.Is(err, wire.ErrBusy) && !errors.Is(err, wire.ErrNotFound) {
-			n.strike(ai.ID, strikeMalformed, fmt.Errorf("fetch answer: %w", err))
+	r.foundAt = time.Now() // one lookup at a time
+	r.mu.Unlock()
+	n := r.src.n
+	lctx, cancel := context.WithTimeout(ctx, min(n.cfg.LookupTimeout, openLookupTimeout))
+	defer cancel()
+	var found []peer.AddrInfo
+	for ai := range n.dht.FindProvidersAsync(lctx, ReleaseCID(r.src.pub, r.src.target, r.offer.FileID), providerLookupN) {
+		if ai.ID != n.h.ID() {
+			found = append(found, ai)
 		}
-		return nil, fmt.Errorf("peer %s: %w", ai.ID, err)
 	}
-	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	return &fetchReader{ctx: ctx, n: n, s: s, peer: ai.ID, id: id, left: total - offset, stop: stop}, nil
-}
-
-// fetchReader reads the body of a fetch response: exactly left bytes, each
-// read within IdleTimeout.
-type fetchReader struct {
-	ctx  context.Context
-	n    *Node
-	s    network.Stream
-	peer peer.ID
-	id   [wire.IDLen]byte
-	left uint64
-	stop func() bool
-	err  error
-
-	window time.Time // start of the current progress window
-	got    uint64    // bytes received in it
-}
-
-// minProgress is what a peer must send within each IdleTimeout of a
-// transfer.
-const minProgress = 64 << 10
-
-func (f *fetchReader) Read(p []byte) (int, error) {
-	if f.err != nil {
-		return 0, f.err
-	}
-	if f.left == 0 {
-		f.n.book.markDelivered(f.id, f.peer)
-		f.err = io.EOF
-		return 0, io.EOF
-	}
-	if uint64(len(p)) > f.left {
-		p = p[:f.left]
-	}
-	// The peer must deliver minProgress bytes (or the rest) within each
-	// IdleTimeout: a per-read deadline alone would let a peer that drips
-	// a byte at a time hold the download forever.
-	if f.window.IsZero() || f.got >= minProgress {
-		f.window, f.got = time.Now(), 0
-		f.s.SetReadDeadline(f.window.Add(f.n.cfg.IdleTimeout))
-	}
-	k, err := f.s.Read(p)
-	f.got += uint64(k)
-	f.left -= uint64(k)
-	f.n.downloaded.Add(uint64(k))
-	if err != nil {
-		if errors.Is(err, io.EOF) && f.left == 0 {
-			return k, nil
-		}
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		f.err = fmt.Errorf("peer %s: transfer broke with %d bytes left: %w", f.peer, f.left, err)
-		if f.ctx.Err() == nil {
-			f.n.strike(f.peer, strikeMalformed, f.err)
-		}
-		return k, f.err
-	}
-	return k, nil
-}
-
-func (f *fetchReader) Close() error {
-	f.stop()
-	if f.left > 0 {
-		return f.s.Reset()
-	}
-	return f.s.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.found, r.foundAt = found, time.Now()
+	return found
 }

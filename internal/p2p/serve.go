@@ -22,11 +22,12 @@ import (
 )
 
 // Serve starts serving the release at path for target, signed by pub, whose
-// region is in. It opens the file and checks it against pub and in before
-// serving a byte (the path may be replaced afterwards), replaces an older
-// release of the same target, and announces the release in the DHT at once
-// and every ReprovideInterval. Serving a release already served, or one older
-// than the one served, does nothing.
+// region is in. It opens the file and scans it once through the open
+// descriptor (the path may be replaced afterwards), checking it against pub
+// and in and keeping its file ID, length and piece hashes in memory;
+// it replaces an older release of the same target, and announces the
+// release in the DHT at once and every ReprovideInterval. Serving a release
+// already served, or one older than the one served, does nothing.
 func (n *Node) Serve(ctx context.Context, pub ed25519.PublicKey, target string, path string, in region.Info) error {
 	if err := n.checkOpen(); err != nil {
 		return err
@@ -38,14 +39,14 @@ func (n *Node) Serve(ctx context.Context, pub ed25519.PublicKey, target string, 
 	if err != nil {
 		return fmt.Errorf("serving %s: %w", path, err)
 	}
-	if n.server.supersedes(pub, target, wire.ReleaseID(reg), in.Version) {
+	if n.server.supersedes(pub, target, reg, in.Version) {
 		return nil
 	}
-	f, err := openVerified(ctx, path, pub, in)
+	f, sc, l, err := openVerified(ctx, path, pub, in)
 	if err != nil {
 		return fmt.Errorf("serving %s: %w", path, err)
 	}
-	s := newServed(pub, target, in, reg, f)
+	s := newServed(pub, target, in, reg, f, sc, l)
 	old, added, err := n.install(s)
 	if err != nil || !added {
 		f.Close()
@@ -54,7 +55,7 @@ func (n *Node) Serve(ctx context.Context, pub ed25519.PublicKey, target string, 
 	if old != nil {
 		old.release()
 	}
-	n.log.Info("serving release", "target", target, "version", in.Version, "size", s.total, "path", path)
+	n.log.Info("serving release", "target", target, "version", in.Version, "format", in.Format, "size", l.Size, "file", fmt.Sprintf("%x", s.id[:8]), "path", path)
 	return nil
 }
 
@@ -72,7 +73,7 @@ func (n *Node) install(s *served) (old *served, added bool, err error) {
 		n.ann.remove(ReleaseCID(s.pub, s.target, old.id))
 	}
 	n.ann.add(ChannelCID(s.pub, s.target), "channel "+s.target)
-	n.ann.add(ReleaseCID(s.pub, s.target, s.id), fmt.Sprintf("release %s %s", s.target, s.info.Version))
+	n.ann.add(ReleaseCID(s.pub, s.target, s.id), fmt.Sprintf("release %s %s file %x", s.target, s.info.Version, s.id[:8]))
 	return old, true, nil
 }
 
@@ -83,14 +84,13 @@ func (n *Node) Unserve(pub ed25519.PublicKey, target string, in region.Info) {
 	if err != nil {
 		return
 	}
-	id := wire.ReleaseID(reg)
 	n.serveMu.Lock()
-	s, wasNewest := n.server.remove(pub, target, id)
+	s, wasNewest := n.server.remove(pub, target, reg)
 	if s != nil {
 		if wasNewest {
 			n.ann.remove(ChannelCID(pub, target))
 		}
-		n.ann.remove(ReleaseCID(pub, target, id))
+		n.ann.remove(ReleaseCID(pub, target, s.id))
 	}
 	n.serveMu.Unlock()
 	if s == nil {
@@ -101,7 +101,8 @@ func (n *Node) Unserve(pub ed25519.PublicKey, target string, in region.Info) {
 }
 
 // A server holds the releases a node serves, by owner key and target (the
-// newest, which info requests get) and by release ID (what fetches name),
+// newest, which info requests get) and by file ID (what hashes and pieces
+// requests name),
 // registers the stream handler of each owner's protocol, and answers its
 // streams: one request, one answer.
 type server struct {
@@ -123,7 +124,7 @@ type server struct {
 
 // serverCounts are a server's counters, for Stats.
 type serverCounts struct {
-	info, fetch, busy, bad, up atomic.Uint64
+	info, hashes, pieces, busy, bad, up atomic.Uint64
 }
 
 // newServer returns the server of a node with host h and configuration cfg
@@ -133,7 +134,7 @@ func newServer(ctx context.Context, h host.Host, cfg Config) *server {
 		ctx:       ctx,
 		h:         h,
 		idle:      cfg.IdleTimeout,
-		slots:     newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer),
+		slots:     newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer, slotGrace),
 		log:       cfg.Logger,
 		newest:    map[string]*served{},
 		byID:      map[[wire.IDLen]byte]*served{},
@@ -145,12 +146,13 @@ func newServer(ctx context.Context, h host.Host, cfg Config) *server {
 	return s
 }
 
-// supersedes reports whether the release id, or a newer one of target
-// signed by pub, is served.
-func (s *server) supersedes(pub ed25519.PublicKey, target string, id [wire.IDLen]byte, version string) bool {
+// supersedes reports whether a file of the release whose region is reg,
+// or a newer release of target signed by pub, is served.
+func (s *server) supersedes(pub ed25519.PublicKey, target string, reg [region.Size]byte, version string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.newest[ownerKey(pub, target)].newerOrSame(id, version)
+	sv := s.newest[ownerKey(pub, target)]
+	return sv != nil && (sv.reg == reg || region.CompareVersions(sv.info.Version, version) > 0)
 }
 
 // put serves sv in place of the newest release of its owner key and
@@ -182,17 +184,22 @@ func (s *server) put(sv *served) (old *served, added bool, err error) {
 	return old, true, nil
 }
 
-// remove stops serving the release id and returns it (not released yet),
-// and whether it was the newest of target signed by pub; nil when it was
-// not served.
-func (s *server) remove(pub ed25519.PublicKey, target string, id [wire.IDLen]byte) (sv *served, wasNewest bool) {
+// remove stops serving the release whose region is reg and returns it (not
+// released yet), and whether it was the newest of target signed by pub; nil
+// when it was not served.
+func (s *server) remove(pub ed25519.PublicKey, target string, reg [region.Size]byte) (sv *served, wasNewest bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sv = s.byID[id]
+	for _, c := range s.byID {
+		if c.reg == reg && c.pub.Equal(pub) && c.target == target {
+			sv = c
+			break
+		}
+	}
 	if sv == nil {
 		return nil, false
 	}
-	delete(s.byID, id)
+	delete(s.byID, sv.id)
 	k := ownerKey(pub, target)
 	if s.newest[k] == sv {
 		delete(s.newest, k)
@@ -233,8 +240,8 @@ func (s *server) newestOf(pub ed25519.PublicKey, target string) *served {
 	return s.newest[ownerKey(pub, target)]
 }
 
-// acquire returns the release id of target signed by pub with a reference
-// taken for an upload, or nil when it is not served.
+// acquire returns the file id of a release of target signed by pub with a
+// reference taken for an upload, or nil when it is not served.
 func (s *server) acquire(pub ed25519.PublicKey, target string, id [wire.IDLen]byte) *served {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -282,10 +289,13 @@ func (s *server) handle(ctx context.Context, pub ed25519.PublicKey, st network.S
 			wire.WriteError(st, wire.StatusNotFound, "no release for "+req.Target)
 			return
 		}
-		wire.WriteInfo(st, sv.reg)
-	case wire.KindFetch:
-		s.counts.fetch.Add(1)
-		s.serveFetch(ctx, st, remote, pub, req)
+		wire.WriteInfo(st, sv.reg, sv.layout.Size, sv.id)
+	case wire.KindHashes:
+		s.counts.hashes.Add(1)
+		s.serveHashes(st, pub, req)
+	case wire.KindPieces:
+		s.counts.pieces.Add(1)
+		s.servePieces(ctx, st, remote, pub, req)
 	}
 }
 
@@ -304,18 +314,35 @@ func (s *server) refuseTrailing(st network.Stream, remote peer.ID) {
 	}
 }
 
-// serveFetch answers a fetch request: the release's bytes from the offset
-// asked, in an upload slot, or "busy" when none is free.
-func (s *server) serveFetch(ctx context.Context, st network.Stream, remote peer.ID, pub ed25519.PublicKey, req *wire.Request) {
+// serveHashes answers a hashes request: the piece hashes of a v1 file,
+// kept in memory. A v0 file has none: not found. It takes no upload slot,
+// as the answer is 32 bytes per MiB of release.
+func (s *server) serveHashes(st network.Stream, pub ed25519.PublicKey, req *wire.Request) {
 	sv := s.acquire(pub, req.Target, req.ID)
 	if sv == nil {
-		wire.WriteError(st, wire.StatusNotFound, "release not served here")
+		wire.WriteError(st, wire.StatusNotFound, "file not served here")
 		return
 	}
 	defer sv.release()
-	if req.Offset > sv.total {
+	if sv.leaves == nil {
+		wire.WriteError(st, wire.StatusNotFound, "a v0 release has no piece hashes")
+		return
+	}
+	wire.WriteHashes(st, sv.leaves)
+}
+
+// servePieces answers a pieces request: the exact bytes of the pieces
+// asked, in an upload slot, or "busy" when none is free.
+func (s *server) servePieces(ctx context.Context, st network.Stream, remote peer.ID, pub ed25519.PublicKey, req *wire.Request) {
+	sv := s.acquire(pub, req.Target, req.ID)
+	if sv == nil {
+		wire.WriteError(st, wire.StatusNotFound, "file not served here")
+		return
+	}
+	defer sv.release()
+	if err := sv.layout.CheckRange(req.First, req.Count); err != nil {
 		s.counts.bad.Add(1)
-		wire.WriteError(st, wire.StatusBadRequest, "offset past the end of the release")
+		wire.WriteError(st, wire.StatusBadRequest, "no such pieces")
 		return
 	}
 	if !s.slots.acquire(remote) {
@@ -325,32 +352,35 @@ func (s *server) serveFetch(ctx context.Context, st network.Stream, remote peer.
 	}
 	defer s.slots.release(remote)
 
-	left := sv.total - req.Offset
-	if err := wire.WriteFetchHeader(st, left); err != nil {
-		return
-	}
-	sent, err := s.copyWithDeadlines(ctx, st, io.NewSectionReader(sv.f, int64(req.Offset), int64(left)))
-	s.counts.up.Add(uint64(sent))
+	off, _ := sv.layout.Piece(int64(req.First))
+	lastOff, lastLen := sv.layout.Piece(int64(req.First) + int64(req.Count) - 1)
+	n := lastOff + lastLen - off
+	sent, err := s.copyWithDeadlines(ctx, st, []byte{byte(wire.StatusOK)}, io.NewSectionReader(sv.f, off, n))
+	s.counts.up.Add(uint64(max(sent-1, 0)))
 	if err != nil {
 		s.log.Debug("upload ended early", "peer", remote, "version", sv.info.Version, "sent", sent, "err", err)
 		st.Reset()
 		return
 	}
-	s.log.Debug("upload done", "peer", remote, "version", sv.info.Version, "offset", req.Offset, "bytes", sent)
+	s.log.Debug("upload done", "peer", remote, "version", sv.info.Version, "first", req.First, "count", req.Count, "bytes", n)
 }
 
 // copyBuf is the unit of one write of an upload: what one yamux frame
 // carries, so that a write is one frame and never leaves a small one.
 const copyBuf = muxerMaxMessage - muxerHeader
 
-// copyWithDeadlines copies src to st, giving each write the idle timeout
-// to complete, at no more than the upload rate; waits for the rate end
-// when ctx is done.
-func (s *server) copyWithDeadlines(ctx context.Context, st network.Stream, src io.Reader) (int64, error) {
+// copyWithDeadlines writes head and then src to st, giving each write the
+// idle timeout to complete, at no more than the upload rate; waits for the
+// rate end when ctx is done. head goes out with src's first bytes, in one
+// write. It returns the number of bytes written, head included.
+func (s *server) copyWithDeadlines(ctx context.Context, st network.Stream, head []byte, src io.Reader) (int64, error) {
 	buf := make([]byte, copyBuf)
+	k := copy(buf, head)
 	var total int64
 	for {
-		nr, rerr := src.Read(buf)
+		nr, rerr := src.Read(buf[k:])
+		nr += k
+		k = 0
 		if nr > 0 {
 			if s.upRate != nil {
 				if err := s.upRate.WaitN(ctx, nr); err != nil {

@@ -3,6 +3,7 @@ package p2p
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"sync"
@@ -13,24 +14,31 @@ import (
 
 // served is one release file the node uploads. The open file is kept, so
 // the path may be renamed over; it is closed when the release is no longer
-// served and its last upload ended.
+// served and its last upload ended. What a peer may ask about it is kept in
+// memory from the one scan that verified it: its file ID, its length and,
+// for a v1 release, its piece hashes (32 bytes per MiB).
 type served struct {
 	pub    ed25519.PublicKey
 	target string
 	info   region.Info
 	reg    [region.Size]byte
-	id     [wire.IDLen]byte
+	id     [wire.IDLen]byte // the file ID
+	layout wire.Layout
+	leaves [][sha256.Size]byte // nil for a v0 release
 	f      *os.File
-	total  uint64 // info.ContentLen()
 
 	mu   sync.Mutex
 	refs int // 1 while served, +1 per running upload
 }
 
-// newServed returns the release in f, whose region reg holds in, served
-// once (one reference).
-func newServed(pub ed25519.PublicKey, target string, in region.Info, reg [region.Size]byte, f *os.File) *served {
-	return &served{pub: pub, target: target, info: in, reg: reg, id: wire.ReleaseID(reg), f: f, total: uint64(in.ContentLen()), refs: 1}
+// newServed returns the release in f, whose region reg holds in and whose
+// scan is sc, served once (one reference).
+func newServed(pub ed25519.PublicKey, target string, in region.Info, reg [region.Size]byte, f *os.File, sc *region.Scanned, l wire.Layout) *served {
+	s := &served{pub: pub, target: target, info: in, reg: reg, id: sc.FileID, layout: l, f: f, refs: 1}
+	if in.Format == region.V1 {
+		s.leaves = sc.Leaves
+	}
+	return s
 }
 
 // acquire takes a reference for an upload.
@@ -47,42 +55,52 @@ func (s *served) release() {
 	}
 }
 
-// newerOrSame reports whether s, which may be nil, is the release id or
-// newer than version.
+// newerOrSame reports whether s, which may be nil, is the file id or a
+// release newer than version.
 func (s *served) newerOrSame(id [wire.IDLen]byte, version string) bool {
 	return s != nil && (s.id == id || region.CompareVersions(s.info.Version, version) > 0)
 }
 
 // openVerified opens path, checks through the open descriptor that it is a
-// release signed by pub whose region is exactly in, and returns the file.
-// The check reads the whole file once, and stops when ctx is done.
-func openVerified(ctx context.Context, path string, pub ed25519.PublicKey, in region.Info) (*os.File, error) {
+// release signed by pub whose region is exactly in, and returns the file,
+// its scan and its layout. The check reads the whole file once, and stops
+// when ctx is done.
+func openVerified(ctx context.Context, path string, pub ed25519.PublicKey, in region.Info) (*os.File, *region.Scanned, wire.Layout, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, wire.Layout{}, err
 	}
-	st, err := f.Stat()
+	sc, l, err := verifyOpen(ctx, f, pub, in)
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, wire.Layout{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if want := in.ContentLen(); st.Size() != want {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w: file has %d bytes, signed for %d", path, region.ErrSizeMismatch, st.Size(), want)
+	return f, sc, l, nil
+}
+
+// verifyOpen scans the open file f and checks it as openVerified says.
+func verifyOpen(ctx context.Context, f *os.File, pub ed25519.PublicKey, in region.Info) (*region.Scanned, wire.Layout, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, wire.Layout{}, err
 	}
 	sc, err := region.Scan(ctx, f)
 	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, wire.Layout{}, err
+	}
+	if sc.FileSize != st.Size() {
+		return nil, wire.Layout{}, fmt.Errorf("the file changed size while it was read (%d bytes, then %d)", st.Size(), sc.FileSize)
 	}
 	got, err := sc.Verify(pub)
 	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, wire.Layout{}, err
 	}
 	if got != in {
-		f.Close()
-		return nil, fmt.Errorf("%s: holds version %s, not the release %s it was given for", path, got.Version, in.Version)
+		return nil, wire.Layout{}, fmt.Errorf("holds version %s, not the release %s it was given for", got.Version, in.Version)
 	}
-	return f, nil
+	l, err := wire.NewLayout(in.ContentLen(), sc.FileSize)
+	if err != nil {
+		return nil, wire.Layout{}, err
+	}
+	return sc, l, nil
 }

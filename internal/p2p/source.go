@@ -56,8 +56,9 @@ func (s *Source) Seed(ctx context.Context, path string, in region.Info) error {
 // Releases asks the providers of the channel, the bootstrap peers and the
 // connected peers that speak the owner's protocol for their newest release,
 // and returns those whose signature verifies with the owner key, grouped by
-// release. Peers that answer with a forged or malformed info get a strike.
-// It returns an error only when no peer at all could be asked.
+// file: one Release per region, file length and file ID, with the peers
+// that offered it. Peers that answer with a forged or malformed info get a
+// strike. It returns an error only when no peer at all could be asked.
 func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 	if err := s.n.checkOpen(); err != nil {
 		return nil, err
@@ -74,8 +75,8 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 
 	var (
 		mu    sync.Mutex
-		byID  = map[[wire.IDLen]byte]*Release{}
-		order [][wire.IDLen]byte
+		byKey = map[offerKey]*Release{}
+		order []offerKey
 		asked = map[peer.ID]bool{}
 		g     errgroup.Group
 	)
@@ -89,7 +90,7 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 		}
 		asked[ai.ID] = true
 		g.Go(func() error {
-			reg, in, err := s.n.askInfo(ctx, s.pub, s.target, ai)
+			o, err := s.n.askInfo(ctx, s.pub, s.target, ai)
 			if err != nil {
 				if !errors.Is(err, wire.ErrNotFound) && ctx.Err() == nil {
 					s.n.log.Debug("info request failed", "peer", ai.ID, "err", err)
@@ -97,14 +98,14 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 				return nil // other peers may answer
 			}
 			grace.Do(func() { time.AfterFunc(answerGrace, cancel) })
-			id := wire.ReleaseID(reg)
+			k := offerKey{reg: o.Region, size: o.Layout.Size, id: o.FileID}
 			mu.Lock()
 			defer mu.Unlock()
-			r := byID[id]
+			r := byKey[k]
 			if r == nil {
-				r = &Release{src: s, reg: reg, info: in, id: id}
-				byID[id] = r
-				order = append(order, id)
+				r = newRelease(s, o)
+				byKey[k] = r
+				order = append(order, k)
 			}
 			r.peers = append(r.peers, ai)
 			return nil
@@ -115,10 +116,18 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 		return nil, fmt.Errorf("%w: none known yet to ask for %s releases", ErrNoPeers, s.target)
 	}
 	out := make([]*Release, 0, len(order))
-	for _, id := range order {
-		out = append(out, byID[id])
+	for _, k := range order {
+		out = append(out, byKey[k])
 	}
 	return out, nil
+}
+
+// offerKey groups the peers that offer one file: a peer that names the
+// file ID of others with another region or length offers another file.
+type offerKey struct {
+	reg  [region.Size]byte
+	size int64
+	id   [wire.IDLen]byte
 }
 
 // candidates sends on out the peers to ask about key: bootstrap peers
@@ -209,25 +218,26 @@ func (n *Node) request(ctx context.Context, pub ed25519.PublicKey, ai peer.AddrI
 	return s, nil
 }
 
-// askInfo asks ai for its newest release of target and checks the answer
-// against the owner key. A malformed or forged answer gives ai a strike.
-func (n *Node) askInfo(ctx context.Context, pub ed25519.PublicKey, target string, ai peer.AddrInfo) ([region.Size]byte, region.Info, error) {
-	var zero [region.Size]byte
+// askInfo asks ai for its newest release of target and checks the answer:
+// the frame, the file length against the signed content, and the
+// signature with the owner key. A malformed or forged answer gives ai a
+// strike; a refused or broken stream does not.
+func (n *Node) askInfo(ctx context.Context, pub ed25519.PublicKey, target string, ai peer.AddrInfo) (wire.Offer, error) {
 	s, err := n.request(ctx, pub, ai, &wire.Request{Kind: wire.KindInfo, Target: target})
 	if err != nil {
-		return zero, region.Info{}, err
+		return wire.Offer{}, err
 	}
 	defer s.Close()
-	reg, in, err := wire.ReadInfo(s)
+	o, err := wire.ReadInfo(s)
 	if err != nil {
 		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil {
 			n.strike(ai.ID, strikeMalformed, fmt.Errorf("info answer: %w", err))
 		}
-		return zero, region.Info{}, fmt.Errorf("peer %s: %w", ai.ID, err)
+		return wire.Offer{}, fmt.Errorf("peer %s: %w", ai.ID, err)
 	}
-	if err := in.VerifySignature(pub); err != nil {
-		n.strike(ai.ID, strikeForged, fmt.Errorf("offered %s release %q: %w", target, in.Version, err))
-		return zero, region.Info{}, fmt.Errorf("peer %s: offered release %q: %w", ai.ID, in.Version, err)
+	if err := o.Info.VerifySignature(pub); err != nil {
+		n.strike(ai.ID, strikeForged, fmt.Errorf("offered %s release %q: %w", target, o.Info.Version, err))
+		return wire.Offer{}, fmt.Errorf("peer %s: offered release %q: %w", ai.ID, o.Info.Version, err)
 	}
-	return reg, in, nil
+	return o, nil
 }

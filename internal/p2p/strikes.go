@@ -8,13 +8,17 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Strike weights, and how strikes count.
+// Strike weights, and how strikes count. Only provably bad data gets a
+// strike: a reset or refused stream, a busy or not-found answer, a stall
+// or a drip gets none (the download skips the peer for a while instead).
 const (
-	// strikeMalformed is the weight of a malformed answer or a broken
-	// transfer.
+	// strikeMalformed is the weight of a malformed answer: bytes that
+	// break the frame format, or a frame that ends early.
 	strikeMalformed = 2
-	// strikeForged is the weight of a forged info, or of a whole file
-	// that failed verification.
+	// strikeForged is the weight of a forged info, a list of piece hashes
+	// or a piece that does not match the signed root, or bytes the update
+	// engine refused that nobody could check on arrival (see
+	// Release.Reject).
 	strikeForged = 3
 	// maxStrikes is where a peer is no longer asked while others are left.
 	maxStrikes = 6

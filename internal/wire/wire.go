@@ -1,10 +1,10 @@
 // Package wire encodes and decodes the frames of the rustpatcher stream
-// protocol, /rustpatcher/<owner>/v0. See docs/PROTOCOL.md.
+// protocol, /rustpatcher/<owner>/v1. See docs/PROTOCOL.md.
 //
 // Every stream carries one request from the client and one response from the
-// server. All lengths are fixed or bounded by small constants, except the body
-// of a fetch response, whose length the client checks against the signed size
-// before reading a byte of it.
+// server. Requests and error answers have small fixed limits. The length of
+// every answer body is computed by the receiver, never read from the peer:
+// from the signed region and the file length it accepted (see Layout).
 package wire
 
 import (
@@ -26,12 +26,24 @@ const (
 	MaxTargetLen = 32
 	// MaxMessageLen is the longest error message a response carries.
 	MaxMessageLen = 255
-	// MaxRequestLen is the longest request frame.
-	MaxRequestLen = 2 + 1 + AuthLen + 1 + MaxTargetLen + IDLen + 8
 	// AuthLen is the length of the namespace check (see Auth).
 	AuthLen = sha512.Size
-	// IDLen is the length of a release ID (see ReleaseID).
+	// IDLen is the length of a file ID (see region.Scanned.FileID).
 	IDLen = sha256.Size
+	// MaxRequestLen is the longest request frame: a pieces request with
+	// the longest target.
+	MaxRequestLen = 2 + 1 + AuthLen + 1 + MaxTargetLen + IDLen + 4 + 4
+	// InfoAnswerLen is the length of an info answer: status, region, file
+	// length and file ID.
+	InfoAnswerLen = 1 + region.Size + 8 + IDLen
+	// MaxErrorLen is the longest error answer: status, message length,
+	// message.
+	MaxErrorLen = 2 + MaxMessageLen
+	// MaxPiecesPerRequest is the most pieces one pieces request asks for.
+	MaxPiecesPerRequest = 8
+	// MaxContentLen is the longest content a node fetches: 64 GiB, whose
+	// piece hashes take 2 MiB.
+	MaxContentLen = 1 << 36
 )
 
 // magic opens every request.
@@ -42,11 +54,13 @@ type Kind byte
 
 // Request kinds.
 const (
-	// KindInfo asks for the signed region of the newest release the peer
-	// serves for a target.
+	// KindInfo asks for the newest release the peer serves for a target:
+	// its signed region, the file's length and its file ID.
 	KindInfo Kind = 1
-	// KindFetch asks for the bytes of one release from an offset.
-	KindFetch Kind = 2
+	// KindHashes asks for the piece hashes of a file, by file ID.
+	KindHashes Kind = 2
+	// KindPieces asks for a run of pieces of a file, by file ID.
+	KindPieces Kind = 3
 )
 
 // String returns the kind's name, as logs show it.
@@ -54,8 +68,10 @@ func (k Kind) String() string {
 	switch k {
 	case KindInfo:
 		return "info"
-	case KindFetch:
-		return "fetch"
+	case KindHashes:
+		return "hashes"
+	case KindPieces:
+		return "pieces"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }
@@ -91,9 +107,13 @@ func (s Status) String() string {
 	return fmt.Sprintf("status(%d)", byte(s))
 }
 
-// Sentinel errors. Decoders wrap them with details.
+// Sentinel errors. Decoders wrap them with details. An error that wraps
+// none of them is an I/O error of the stream (reset, deadline), which says
+// nothing about the peer's honesty.
 var (
-	// ErrMalformed means a frame does not follow the format.
+	// ErrMalformed means a frame does not follow the format: bytes no
+	// honest peer sends, or a frame that ends early (the peer closed its
+	// side before the length the format gives).
 	ErrMalformed = errors.New("malformed frame")
 	// ErrAuth means a request failed the namespace check.
 	ErrAuth = errors.New("namespace check failed")
@@ -103,15 +123,14 @@ var (
 	ErrNotFound = errors.New("peer does not serve it")
 	// ErrRefused means the peer answered StatusBadRequest.
 	ErrRefused = errors.New("peer refused the request")
-	// ErrLength means a fetch response announced a length other than the
-	// one the signed size implies.
-	ErrLength = errors.New("wrong transfer length")
+	// ErrTooLarge means a signed release is longer than MaxContentLen.
+	ErrTooLarge = errors.New("release too large")
 )
 
 // ProtocolID returns the stream protocol of the owner key pub:
-// /rustpatcher/<z-base-32 key>/v0, as the original's ALPN.
+// /rustpatcher/<z-base-32 key>/v1.
 func ProtocolID(pub ed25519.PublicKey) string {
-	return "/rustpatcher/" + region.EncodePublicKey(pub) + "/v0"
+	return "/rustpatcher/" + region.EncodePublicKey(pub) + "/v1"
 }
 
 // Auth returns the rotating namespace check of the original:
@@ -140,26 +159,19 @@ func CheckAuth(pub ed25519.PublicKey, a [AuthLen]byte, t time.Time) bool {
 	return false
 }
 
-// ReleaseID names one release exactly: SHA-256 of its 176-byte signed
-// region. The region covers the content hash, size, version and signature,
-// so two releases with the same content but different versions (which sign
-// the same hash) have different IDs.
-func ReleaseID(reg [region.Size]byte) [IDLen]byte {
-	return sha256.Sum256(reg[:])
-}
-
 // Request is a decoded request frame.
 type Request struct {
-	// Kind is KindInfo or KindFetch.
+	// Kind is KindInfo, KindHashes or KindPieces.
 	Kind Kind
 	// Auth is the namespace check (see Auth).
 	Auth [AuthLen]byte
 	// Target is the "GOOS/GOARCH" asked about.
 	Target string
-	// ID is the release asked for (KindFetch only).
+	// ID is the file asked for (KindHashes and KindPieces).
 	ID [IDLen]byte
-	// Offset is where the fetched bytes start (KindFetch only).
-	Offset uint64
+	// First is the first piece asked for, and Count the number of pieces,
+	// 1 to MaxPiecesPerRequest (KindPieces only).
+	First, Count uint32
 }
 
 // validTarget reports whether t is a plausible "GOOS/GOARCH": 1 to
@@ -177,15 +189,28 @@ func validTarget(t string) bool {
 	return true
 }
 
+// check validates the fields of r that the frame format constrains.
+func (r *Request) check() error {
+	if r.Kind != KindInfo && r.Kind != KindHashes && r.Kind != KindPieces {
+		return fmt.Errorf("%w: unknown kind %v", ErrMalformed, r.Kind)
+	}
+	if !validTarget(r.Target) {
+		return fmt.Errorf("%w: target %q", ErrMalformed, r.Target)
+	}
+	if r.Kind == KindPieces && (r.Count == 0 || r.Count > MaxPiecesPerRequest) {
+		return fmt.Errorf("%w: %d pieces asked, want 1 to %d", ErrMalformed, r.Count, MaxPiecesPerRequest)
+	}
+	return nil
+}
+
 // Marshal encodes r:
 //
-//	"RP" | kind (1) | auth (64) | target length (1) | target | [id (32) | offset (u64 LE)]
+//	"RP" | kind (1) | auth (64) | target length (1) | target
+//	     | [file ID (32)                                  hashes, pieces]
+//	     | [first piece (u32 LE) | piece count (u32 LE)   pieces]
 func (r *Request) Marshal() ([]byte, error) {
-	if !validTarget(r.Target) {
-		return nil, fmt.Errorf("%w: target %q", ErrMalformed, r.Target)
-	}
-	if r.Kind != KindInfo && r.Kind != KindFetch {
-		return nil, fmt.Errorf("%w: unknown kind %v", ErrMalformed, r.Kind)
+	if err := r.check(); err != nil {
+		return nil, err
 	}
 	b := make([]byte, 0, MaxRequestLen)
 	b = append(b, magic...)
@@ -193,25 +218,42 @@ func (r *Request) Marshal() ([]byte, error) {
 	b = append(b, r.Auth[:]...)
 	b = append(b, byte(len(r.Target)))
 	b = append(b, r.Target...)
-	if r.Kind == KindFetch {
+	if r.Kind != KindInfo {
 		b = append(b, r.ID[:]...)
-		b = binary.LittleEndian.AppendUint64(b, r.Offset)
+	}
+	if r.Kind == KindPieces {
+		b = binary.LittleEndian.AppendUint32(b, r.First)
+		b = binary.LittleEndian.AppendUint32(b, r.Count)
 	}
 	return b, nil
+}
+
+// readFull reads len(b) bytes of the frame part named what. A frame that
+// ends early is malformed; any other error is the stream's and is returned
+// as it is, wrapped.
+func readFull(r io.Reader, b []byte, what string) error {
+	_, err := io.ReadFull(r, b)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w: the frame ends in its %s", ErrMalformed, what)
+	}
+	return fmt.Errorf("reading %s: %w", what, err)
 }
 
 // ReadRequest reads one request frame from r. It reads at most MaxRequestLen
 // bytes.
 func ReadRequest(r io.Reader) (*Request, error) {
 	var hdr [2 + 1 + AuthLen + 1]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, fmt.Errorf("%w: reading request header: %w", ErrMalformed, err)
+	if err := readFull(r, hdr[:], "request header"); err != nil {
+		return nil, err
 	}
 	if string(hdr[:2]) != magic {
 		return nil, fmt.Errorf("%w: bad magic %q", ErrMalformed, hdr[:2])
 	}
 	req := &Request{Kind: Kind(hdr[2])}
-	if req.Kind != KindInfo && req.Kind != KindFetch {
+	if req.Kind != KindInfo && req.Kind != KindHashes && req.Kind != KindPieces {
 		return nil, fmt.Errorf("%w: unknown kind %v", ErrMalformed, req.Kind)
 	}
 	copy(req.Auth[:], hdr[3:3+AuthLen])
@@ -220,20 +262,25 @@ func ReadRequest(r io.Reader) (*Request, error) {
 		return nil, fmt.Errorf("%w: target length %d", ErrMalformed, n)
 	}
 	var tb [MaxTargetLen]byte
-	if _, err := io.ReadFull(r, tb[:n]); err != nil {
-		return nil, fmt.Errorf("%w: reading target: %w", ErrMalformed, err)
+	if err := readFull(r, tb[:n], "target"); err != nil {
+		return nil, err
 	}
 	req.Target = string(tb[:n])
-	if !validTarget(req.Target) {
-		return nil, fmt.Errorf("%w: target %q", ErrMalformed, req.Target)
-	}
-	if req.Kind == KindFetch {
-		var tail [IDLen + 8]byte
-		if _, err := io.ReadFull(r, tail[:]); err != nil {
-			return nil, fmt.Errorf("%w: reading fetch request: %w", ErrMalformed, err)
+	if req.Kind != KindInfo {
+		if err := readFull(r, req.ID[:], "file ID"); err != nil {
+			return nil, err
 		}
-		copy(req.ID[:], tail[:IDLen])
-		req.Offset = binary.LittleEndian.Uint64(tail[IDLen:])
+	}
+	if req.Kind == KindPieces {
+		var rng [8]byte
+		if err := readFull(r, rng[:], "piece range"); err != nil {
+			return nil, err
+		}
+		req.First = binary.LittleEndian.Uint32(rng[:4])
+		req.Count = binary.LittleEndian.Uint32(rng[4:])
+	}
+	if err := req.check(); err != nil {
+		return nil, err
 	}
 	return req, nil
 }
@@ -251,32 +298,13 @@ func WriteError(w io.Writer, s Status, msg string) error {
 	return err
 }
 
-// WriteInfo writes an info response: status OK (1) | region (176).
-func WriteInfo(w io.Writer, reg [region.Size]byte) error {
-	b := make([]byte, 0, 1+region.Size)
-	b = append(b, byte(StatusOK))
-	b = append(b, reg[:]...)
-	_, err := w.Write(b)
-	return err
-}
-
-// WriteFetchHeader writes the head of a fetch response: status OK (1) |
-// length (u64 LE) of the bytes that follow.
-func WriteFetchHeader(w io.Writer, n uint64) error {
-	var b [9]byte
-	b[0] = byte(StatusOK)
-	binary.LittleEndian.PutUint64(b[1:], n)
-	_, err := w.Write(b[:])
-	return err
-}
-
 // readStatus reads a status byte and, for a non-OK status, its message, and
 // returns the status as an error wrapping ErrBusy, ErrNotFound, ErrRefused or
-// ErrMalformed.
+// ErrMalformed. It reads at most MaxErrorLen bytes.
 func readStatus(r io.Reader) error {
 	var s [1]byte
-	if _, err := io.ReadFull(r, s[:]); err != nil {
-		return fmt.Errorf("%w: reading status: %w", ErrMalformed, err)
+	if err := readFull(r, s[:], "status"); err != nil {
+		return err
 	}
 	st := Status(s[0])
 	if st == StatusOK {
@@ -294,12 +322,12 @@ func readStatus(r io.Reader) error {
 		return fmt.Errorf("%w: unknown status %d", ErrMalformed, st)
 	}
 	var l [1]byte
-	if _, err := io.ReadFull(r, l[:]); err != nil {
-		return fmt.Errorf("%w: reading %v message: %w", ErrMalformed, st, err)
+	if err := readFull(r, l[:], st.String()+" message length"); err != nil {
+		return err
 	}
 	var msg [MaxMessageLen]byte
-	if _, err := io.ReadFull(r, msg[:l[0]]); err != nil {
-		return fmt.Errorf("%w: reading %v message: %w", ErrMalformed, st, err)
+	if err := readFull(r, msg[:l[0]], st.String()+" message"); err != nil {
+		return err
 	}
 	if l[0] == 0 {
 		return sentinel
@@ -320,37 +348,198 @@ func printable(b []byte) string {
 	return string(out)
 }
 
-// ReadInfo reads an info response and returns the region's raw bytes and
-// decoded Info. It does not check the signature. It reads at most
-// 1+region.Size bytes (or 2+MaxMessageLen for an error).
-func ReadInfo(r io.Reader) ([region.Size]byte, region.Info, error) {
-	var reg [region.Size]byte
-	if err := readStatus(r); err != nil {
-		return reg, region.Info{}, err
-	}
-	if _, err := io.ReadFull(r, reg[:]); err != nil {
-		return reg, region.Info{}, fmt.Errorf("%w: reading region: %w", ErrMalformed, err)
-	}
-	in, err := region.Parse(reg[:])
-	if err != nil {
-		return reg, region.Info{}, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	return reg, in, nil
+// An Offer is what an info answer says: the newest release a peer serves
+// for a target, as one exact file.
+type Offer struct {
+	// Region is the release's signed region as sent, and Info its
+	// decoding (the signature is not checked by the decoder).
+	Region [region.Size]byte
+	Info   region.Info
+	// Layout gives the file's length and its pieces.
+	Layout Layout
+	// FileID names the file's exact bytes (see region.Scanned.FileID).
+	FileID [IDLen]byte
 }
 
-// ReadFetchHeader reads the head of a fetch response and checks that the
-// announced length is exactly want, the number of bytes the signed size
-// leaves from the requested offset.
-func ReadFetchHeader(r io.Reader, want uint64) error {
+// WriteInfo writes an info answer: status OK (1) | region (176) | file
+// length (u64 LE) | file ID (32).
+func WriteInfo(w io.Writer, reg [region.Size]byte, size int64, id [IDLen]byte) error {
+	b := make([]byte, 0, InfoAnswerLen)
+	b = append(b, byte(StatusOK))
+	b = append(b, reg[:]...)
+	b = binary.LittleEndian.AppendUint64(b, uint64(size))
+	b = append(b, id[:]...)
+	_, err := w.Write(b)
+	return err
+}
+
+// ReadInfo reads an info answer. It checks the region's format and that
+// the file length fits the signed content (see NewLayout); it does not check
+// the signature. It reads at most InfoAnswerLen bytes (MaxErrorLen for an
+// error).
+func ReadInfo(r io.Reader) (Offer, error) {
+	var o Offer
 	if err := readStatus(r); err != nil {
-		return err
+		return o, err
 	}
-	var l [8]byte
-	if _, err := io.ReadFull(r, l[:]); err != nil {
-		return fmt.Errorf("%w: reading length: %w", ErrMalformed, err)
+	var b [InfoAnswerLen - 1]byte
+	if err := readFull(r, b[:], "info answer"); err != nil {
+		return o, err
 	}
-	if n := binary.LittleEndian.Uint64(l[:]); n != want {
-		return fmt.Errorf("%w: peer announced %d bytes, the signed size leaves %d", ErrLength, n, want)
+	copy(o.Region[:], b[:region.Size])
+	in, err := region.Parse(o.Region[:])
+	if err != nil {
+		return o, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if !in.Signed() {
+		return o, fmt.Errorf("%w: an unsigned region", ErrMalformed)
+	}
+	o.Info = in
+	size := binary.LittleEndian.Uint64(b[region.Size:])
+	if size > MaxContentLen+uint64(region.MaxTail(MaxContentLen)) {
+		return o, fmt.Errorf("%w: file length %d", ErrMalformed, size)
+	}
+	if o.Layout, err = NewLayout(in.ContentLen(), int64(size)); err != nil {
+		return o, err
+	}
+	copy(o.FileID[:], b[region.Size+8:])
+	return o, nil
+}
+
+// WriteHashes writes a hashes answer: status OK (1) | the piece hashes, 32
+// bytes each, in order.
+func WriteHashes(w io.Writer, leaves [][sha256.Size]byte) error {
+	b := make([]byte, 0, 1+len(leaves)*sha256.Size)
+	b = append(b, byte(StatusOK))
+	for _, l := range leaves {
+		b = append(b, l[:]...)
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+// ReadHashes reads a hashes answer for a file of layout l: exactly
+// l.ContentPieces() hashes, a number computed from the signed region.
+func ReadHashes(r io.Reader, l Layout) ([][sha256.Size]byte, error) {
+	if err := readStatus(r); err != nil {
+		return nil, err
+	}
+	n := l.ContentPieces()
+	if n <= 0 || n > MaxContentLen/region.PieceSize {
+		return nil, fmt.Errorf("%w: %d piece hashes", ErrTooLarge, n)
+	}
+	leaves := make([][sha256.Size]byte, n)
+	const batch = 256 // hashes read at a time
+	buf := make([]byte, batch*sha256.Size)
+	for i := int64(0); i < n; i += batch {
+		k := min(batch, n-i)
+		if err := readFull(r, buf[:k*sha256.Size], "piece hashes"); err != nil {
+			return nil, err
+		}
+		for j := range k {
+			copy(leaves[i+j][:], buf[j*sha256.Size:])
+		}
+	}
+	return leaves, nil
+}
+
+// WritePiecesHeader writes the head of a pieces answer, status OK; the
+// pieces' bytes follow.
+func WritePiecesHeader(w io.Writer) error {
+	_, err := w.Write([]byte{byte(StatusOK)})
+	return err
+}
+
+// ReadPiecesHeader reads the head of a pieces answer: nil for status OK,
+// after which the pieces' bytes follow (see Layout.ReadPiece), else the
+// error the status stands for.
+func ReadPiecesHeader(r io.Reader) error { return readStatus(r) }
+
+// A Layout is how a file is cut into pieces on the wire: pieces 0 to n-1
+// are the content's region.PieceSize pieces (the last one shorter), and
+// piece n, only when the file is longer than its content, is the tail: the
+// OS code signature after the content, which the region does not sign.
+type Layout struct {
+	// Content is the length of the content (region.Info.ContentLen).
+	Content int64
+	// Size is the length of the file.
+	Size int64
+}
+
+// NewLayout returns the layout of a file of size bytes whose signed content
+// is content bytes long. It fails with ErrMalformed unless the tail fits
+// region.MaxTail, and with ErrTooLarge for content over MaxContentLen.
+func NewLayout(content, size int64) (Layout, error) {
+	if content <= 0 || content > MaxContentLen {
+		return Layout{}, fmt.Errorf("%w: %d bytes of content", ErrTooLarge, content)
+	}
+	if size < content || size-content > region.MaxTail(content) {
+		return Layout{}, fmt.Errorf("%w: a file of %d bytes for %d bytes of signed content", ErrMalformed, size, content)
+	}
+	return Layout{Content: content, Size: size}, nil
+}
+
+// ContentPieces returns the number of content pieces.
+func (l Layout) ContentPieces() int64 { return region.NumPieces(l.Content) }
+
+// NumPieces returns the number of pieces, the tail included.
+func (l Layout) NumPieces() int64 {
+	n := l.ContentPieces()
+	if l.Size > l.Content {
+		n++
+	}
+	return n
+}
+
+// IsTail reports whether piece i is the tail.
+func (l Layout) IsTail(i int64) bool { return i == l.ContentPieces() && l.Size > l.Content }
+
+// Piece returns the offset and length in the file of piece i, which must be
+// below NumPieces.
+func (l Layout) Piece(i int64) (off, n int64) {
+	if l.IsTail(i) {
+		return l.Content, l.Size - l.Content
+	}
+	off = i * region.PieceSize
+	return off, min(region.PieceSize, l.Content-off)
+}
+
+// PieceAt returns the piece that holds byte off of the file, which must be
+// below Size.
+func (l Layout) PieceAt(off int64) int64 {
+	if off >= l.Content {
+		return l.ContentPieces()
+	}
+	return off / region.PieceSize
+}
+
+// MaxPieceLen returns the length of the longest piece.
+func (l Layout) MaxPieceLen() int64 {
+	return max(min(region.PieceSize, l.Content), l.Size-l.Content)
+}
+
+// CheckRange reports whether count pieces from first are pieces of l, and
+// at most MaxPiecesPerRequest of them.
+func (l Layout) CheckRange(first, count uint32) error {
+	if count == 0 || count > MaxPiecesPerRequest || int64(first)+int64(count) > l.NumPieces() {
+		return fmt.Errorf("%w: pieces %d+%d of %d", ErrMalformed, first, count, l.NumPieces())
 	}
 	return nil
+}
+
+// ReadPiece reads piece i of the file from r, after ReadPiecesHeader, into
+// b, which must hold it, and returns the piece's bytes. A stream that ends
+// before the piece does is malformed.
+func (l Layout) ReadPiece(r io.Reader, i int64, b []byte) ([]byte, error) {
+	if i < 0 || i >= l.NumPieces() {
+		return nil, fmt.Errorf("no piece %d in %d", i, l.NumPieces())
+	}
+	_, n := l.Piece(i)
+	if int64(len(b)) < n {
+		return nil, fmt.Errorf("a buffer of %d bytes for piece %d of %d bytes", len(b), i, n)
+	}
+	if err := readFull(r, b[:n], fmt.Sprintf("piece %d", i)); err != nil {
+		return nil, err
+	}
+	return b[:n], nil
 }

@@ -3,8 +3,11 @@ package wire
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +19,9 @@ func TestRequestRoundTrip(t *testing.T) {
 	pub := make(ed25519.PublicKey, ed25519.PublicKeySize)
 	tests := []Request{
 		{Kind: KindInfo, Auth: Auth(pub, time.Unix(600, 0)), Target: "linux/amd64"},
-		{Kind: KindFetch, Auth: Auth(pub, time.Unix(600, 0)), Target: "windows/arm64", ID: [IDLen]byte{1, 2, 3}, Offset: 1 << 40},
-		{Kind: KindFetch, Target: strings.Repeat("a", MaxTargetLen)},
+		{Kind: KindHashes, Auth: Auth(pub, time.Unix(600, 0)), Target: "windows/arm64", ID: [IDLen]byte{1, 2, 3}},
+		{Kind: KindPieces, Target: "darwin/arm64", ID: [IDLen]byte{9}, First: 1 << 30, Count: MaxPiecesPerRequest},
+		{Kind: KindPieces, Target: strings.Repeat("a", MaxTargetLen), First: 0, Count: 1},
 	}
 	for _, want := range tests {
 		b, err := want.Marshal()
@@ -38,7 +42,12 @@ func TestRequestRoundTrip(t *testing.T) {
 }
 
 func TestReadRequestRejects(t *testing.T) {
-	good, _ := (&Request{Kind: KindFetch, Target: "linux/amd64"}).Marshal()
+	good, _ := (&Request{Kind: KindPieces, Target: "linux/amd64", Count: 2}).Marshal()
+	withCount := func(n uint32) []byte {
+		b := append([]byte{}, good...)
+		binary.LittleEndian.PutUint32(b[len(b)-4:], n)
+		return b
+	}
 	tests := []struct {
 		name string
 		b    []byte
@@ -46,10 +55,13 @@ func TestReadRequestRejects(t *testing.T) {
 		{"empty", nil},
 		{"bad magic", append([]byte("XX"), good[2:]...)},
 		{"unknown kind", append([]byte("RP\x09"), good[3:]...)},
+		{"v0 fetch kind is hashes without its ID", good[:3+AuthLen+1+11]},
 		{"zero target", append(append([]byte{}, good[:3+AuthLen]...), 0)},
 		{"long target", append(append([]byte{}, good[:3+AuthLen]...), MaxTargetLen+1)},
 		{"bad target bytes", append(append(append([]byte{}, good[:3+AuthLen]...), 2), "A\n"...)},
-		{"truncated fetch", good[:len(good)-1]},
+		{"truncated range", good[:len(good)-1]},
+		{"no pieces", withCount(0)},
+		{"too many pieces", withCount(MaxPiecesPerRequest + 1)},
 	}
 	for _, tt := range tests {
 		if _, err := ReadRequest(bytes.NewReader(tt.b)); !errors.Is(err, ErrMalformed) {
@@ -58,10 +70,17 @@ func TestReadRequestRejects(t *testing.T) {
 	}
 }
 
-func TestMarshalRejectsBadTarget(t *testing.T) {
-	for _, target := range []string{"", "Linux/amd64", strings.Repeat("a", MaxTargetLen+1)} {
-		if _, err := (&Request{Kind: KindInfo, Target: target}).Marshal(); !errors.Is(err, ErrMalformed) {
-			t.Errorf("target %q: got %v, want ErrMalformed", target, err)
+func TestMarshalRejects(t *testing.T) {
+	for _, r := range []Request{
+		{Kind: KindInfo, Target: ""},
+		{Kind: KindInfo, Target: "Linux/amd64"},
+		{Kind: KindInfo, Target: strings.Repeat("a", MaxTargetLen+1)},
+		{Kind: 7, Target: "linux/amd64"},
+		{Kind: KindPieces, Target: "linux/amd64", Count: 0},
+		{Kind: KindPieces, Target: "linux/amd64", Count: 9},
+	} {
+		if _, err := r.Marshal(); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%+v: got %v, want ErrMalformed", r, err)
 		}
 	}
 }
@@ -88,19 +107,64 @@ func TestAuthWindow(t *testing.T) {
 	}
 }
 
-func TestResponses(t *testing.T) {
-	var reg [region.Size]byte
-	in := region.Info{Version: "2.0.0", Size: 42}
-	reg, _ = in.Marshal()
-
-	var buf bytes.Buffer
-	WriteInfo(&buf, reg)
-	gotReg, got, err := ReadInfo(&buf)
-	if err != nil || gotReg != reg || got.Version != "2.0.0" || got.Size != 42 {
-		t.Fatalf("ReadInfo = %v, %+v, %v", gotReg == reg, got, err)
+func TestProtocolIDIsV1(t *testing.T) {
+	pub := make(ed25519.PublicKey, ed25519.PublicKeySize)
+	if id := ProtocolID(pub); !strings.HasPrefix(id, "/rustpatcher/") || !strings.HasSuffix(id, "/v1") {
+		t.Errorf("ProtocolID = %q", id)
 	}
+}
 
-	statusTests := []struct {
+// testRegion returns a signed v1 region of content bytes.
+func testRegion(t testing.TB, content int64) region.Info {
+	_, priv, _ := ed25519.GenerateKey(nil)
+	in := region.Info{Format: region.V1, Version: "2.0.0", Size: uint64(content), Offset: 10, Target: "linux/amd64"}
+	in.Sign(priv)
+	return in
+}
+
+func TestInfoAnswer(t *testing.T) {
+	in := testRegion(t, 3<<20+5)
+	reg, _ := in.Marshal()
+	id := [IDLen]byte{7, 7}
+	var buf bytes.Buffer
+	for _, size := range []int64{in.ContentLen(), in.ContentLen() + region.MaxTail(in.ContentLen())} {
+		buf.Reset()
+		WriteInfo(&buf, reg, size, id)
+		if buf.Len() != InfoAnswerLen {
+			t.Fatalf("info answer is %d bytes, want %d", buf.Len(), InfoAnswerLen)
+		}
+		o, err := ReadInfo(&buf)
+		if err != nil || o.Region != reg || o.Info != in || o.FileID != id || o.Layout.Size != size {
+			t.Fatalf("ReadInfo = %+v, %v", o, err)
+		}
+	}
+	for _, size := range []int64{in.ContentLen() - 1, in.ContentLen() + region.MaxTail(in.ContentLen()) + 1, -1} {
+		buf.Reset()
+		WriteInfo(&buf, reg, size, id)
+		if _, err := ReadInfo(&buf); !errors.Is(err, ErrMalformed) {
+			t.Errorf("file length %d: got %v, want ErrMalformed", size, err)
+		}
+	}
+	buf.Reset()
+	WriteInfo(&buf, [region.Size]byte{}, 10, id)
+	if _, err := ReadInfo(&buf); !errors.Is(err, ErrMalformed) {
+		t.Errorf("zero region: got %v, want ErrMalformed", err)
+	}
+	unsigned, _ := region.Info{}.Marshal()
+	buf.Reset()
+	WriteInfo(&buf, unsigned, 1000, id)
+	if _, err := ReadInfo(&buf); !errors.Is(err, ErrMalformed) {
+		t.Errorf("unsigned region: got %v, want ErrMalformed", err)
+	}
+	buf.Reset()
+	WriteInfo(&buf, reg, in.ContentLen(), id)
+	if _, err := ReadInfo(bytes.NewReader(buf.Bytes()[:100])); !errors.Is(err, ErrMalformed) {
+		t.Errorf("truncated: got %v, want ErrMalformed", err)
+	}
+}
+
+func TestStatuses(t *testing.T) {
+	tests := []struct {
 		s    Status
 		want error
 	}{
@@ -108,35 +172,102 @@ func TestResponses(t *testing.T) {
 		{StatusNotFound, ErrNotFound},
 		{StatusBadRequest, ErrRefused},
 	}
-	for _, tt := range statusTests {
+	var buf bytes.Buffer
+	for _, tt := range tests {
 		buf.Reset()
 		WriteError(&buf, tt.s, strings.Repeat("x\x00", 200))
-		if err := ReadFetchHeader(&buf, 10); !errors.Is(err, tt.want) {
+		if err := ReadPiecesHeader(&buf); !errors.Is(err, tt.want) {
 			t.Errorf("%v: got %v, want %v", tt.s, err, tt.want)
 		} else if strings.ContainsRune(err.Error(), 0) {
 			t.Errorf("%v: message not sanitised: %q", tt.s, err)
 		}
 	}
-
-	buf.Reset()
-	WriteFetchHeader(&buf, 11)
-	if err := ReadFetchHeader(&buf, 10); !errors.Is(err, ErrLength) {
-		t.Errorf("longer than signed: got %v, want ErrLength", err)
-	}
-	buf.Reset()
-	WriteFetchHeader(&buf, 10)
-	if err := ReadFetchHeader(&buf, 10); err != nil {
-		t.Errorf("exact length: %v", err)
-	}
-	if err := ReadFetchHeader(bytes.NewReader([]byte{9}), 10); !errors.Is(err, ErrMalformed) {
+	if err := ReadPiecesHeader(bytes.NewReader([]byte{9})); !errors.Is(err, ErrMalformed) {
 		t.Errorf("unknown status: got %v, want ErrMalformed", err)
 	}
-	if _, _, err := ReadInfo(bytes.NewReader(append([]byte{0}, make([]byte, region.Size)...))); !errors.Is(err, ErrMalformed) {
-		t.Errorf("garbage region: got %v, want ErrMalformed", err)
+	if err := ReadPiecesHeader(bytes.NewReader(nil)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("no status: got %v, want ErrMalformed (the frame ends early)", err)
+	}
+	// An error of the stream is not a malformed frame.
+	reset := errors.New("stream reset")
+	if err := ReadPiecesHeader(&failReader{err: reset}); !errors.Is(err, reset) || errors.Is(err, ErrMalformed) {
+		t.Errorf("reset stream: got %v, want the stream's error and not ErrMalformed", err)
 	}
 }
 
-// limitedReader fails the test if a decoder reads more than n bytes.
+type failReader struct{ err error }
+
+func (f *failReader) Read([]byte) (int, error) { return 0, f.err }
+
+func TestHashes(t *testing.T) {
+	l, err := NewLayout(3<<20+1, 3<<20+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaves := make([][sha256.Size]byte, 4)
+	for i := range leaves {
+		leaves[i][0] = byte(i + 1)
+	}
+	var buf bytes.Buffer
+	WriteHashes(&buf, leaves)
+	got, err := ReadHashes(&buf, l)
+	if err != nil || len(got) != 4 || got[3] != leaves[3] {
+		t.Fatalf("ReadHashes = %v, %v", got, err)
+	}
+	buf.Reset()
+	WriteHashes(&buf, leaves[:3])
+	if _, err := ReadHashes(&buf, l); !errors.Is(err, ErrMalformed) {
+		t.Errorf("short list: got %v, want ErrMalformed", err)
+	}
+}
+
+func TestLayout(t *testing.T) {
+	if _, err := NewLayout(MaxContentLen+1, MaxContentLen+1); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("huge content: %v", err)
+	}
+	l, err := NewLayout(2<<20+10, 2<<20+10+500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.ContentPieces() != 3 || l.NumPieces() != 4 || !l.IsTail(3) || l.IsTail(2) {
+		t.Fatalf("pieces: %d content, %d in all", l.ContentPieces(), l.NumPieces())
+	}
+	for _, tt := range []struct{ i, off, n int64 }{{0, 0, 1 << 20}, {2, 2 << 20, 10}, {3, 2<<20 + 10, 500}} {
+		if off, n := l.Piece(tt.i); off != tt.off || n != tt.n {
+			t.Errorf("piece %d = %d+%d, want %d+%d", tt.i, off, n, tt.off, tt.n)
+		}
+	}
+	if l.PieceAt(2<<20+9) != 2 || l.PieceAt(2<<20+10) != 3 || l.PieceAt(5) != 0 {
+		t.Error("PieceAt")
+	}
+	if l.MaxPieceLen() != 1<<20 {
+		t.Errorf("MaxPieceLen = %d", l.MaxPieceLen())
+	}
+	for _, r := range [][2]uint32{{0, 0}, {0, 9}, {3, 2}, {1 << 31, 1}} {
+		if err := l.CheckRange(r[0], r[1]); !errors.Is(err, ErrMalformed) {
+			t.Errorf("range %v: %v", r, err)
+		}
+	}
+	if err := l.CheckRange(0, 4); err != nil {
+		t.Errorf("all pieces: %v", err)
+	}
+	var buf bytes.Buffer
+	WritePiecesHeader(&buf)
+	buf.Write(bytes.Repeat([]byte{1}, 10))
+	buf.Write(bytes.Repeat([]byte{2}, 499))
+	if err := ReadPiecesHeader(&buf); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, l.MaxPieceLen())
+	if p, err := l.ReadPiece(&buf, 2, b); err != nil || len(p) != 10 {
+		t.Fatalf("piece 2: %d bytes, %v", len(p), err)
+	}
+	if _, err := l.ReadPiece(&buf, 3, b); !errors.Is(err, ErrMalformed) {
+		t.Errorf("truncated tail: got %v, want ErrMalformed", err)
+	}
+}
+
+// countingReader counts the bytes a decoder reads.
 type countingReader struct {
 	r io.Reader
 	n int
@@ -149,10 +280,14 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 func FuzzReadRequest(f *testing.F) {
-	b, _ := (&Request{Kind: KindFetch, Target: "linux/amd64", Offset: 7}).Marshal()
-	f.Add(b)
-	b, _ = (&Request{Kind: KindInfo, Target: "darwin/arm64"}).Marshal()
-	f.Add(b)
+	for _, r := range []Request{
+		{Kind: KindInfo, Target: "darwin/arm64"},
+		{Kind: KindHashes, Target: "linux/amd64", ID: [IDLen]byte{1}},
+		{Kind: KindPieces, Target: "linux/amd64", First: 7, Count: 3},
+	} {
+		b, _ := r.Marshal()
+		f.Add(b)
+	}
 	f.Add([]byte("RP"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cr := &countingReader{r: bytes.NewReader(b)}
@@ -161,6 +296,9 @@ func FuzzReadRequest(f *testing.F) {
 			t.Fatalf("read %d bytes, limit %d", cr.n, MaxRequestLen)
 		}
 		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v is not ErrMalformed", err)
+			}
 			return
 		}
 		out, err := req.Marshal()
@@ -174,38 +312,103 @@ func FuzzReadRequest(f *testing.F) {
 }
 
 func FuzzReadInfo(f *testing.F) {
-	in := region.Info{Version: "1.2.3", Size: 9}
+	in := testRegion(f, 5<<20)
 	reg, _ := in.Marshal()
 	var buf bytes.Buffer
-	WriteInfo(&buf, reg)
+	WriteInfo(&buf, reg, in.ContentLen()+100, [IDLen]byte{1})
 	f.Add(buf.Bytes())
 	buf.Reset()
 	WriteError(&buf, StatusBusy, "busy")
 	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cr := &countingReader{r: bytes.NewReader(b)}
-		ReadInfo(cr)
-		if cr.n > 2+MaxMessageLen && cr.n > 1+region.Size {
+		o, err := ReadInfo(cr)
+		if cr.n > max(InfoAnswerLen, MaxErrorLen) {
 			t.Fatalf("read %d bytes", cr.n)
+		}
+		if err != nil {
+			return
+		}
+		l := o.Layout
+		if l.Content != o.Info.ContentLen() || l.Size < l.Content || l.Size-l.Content > region.MaxTail(l.Content) || l.Content > MaxContentLen {
+			t.Fatalf("accepted layout %+v for content %d", l, o.Info.ContentLen())
 		}
 	})
 }
 
-func FuzzReadFetchHeader(f *testing.F) {
+func FuzzReadHashes(f *testing.F) {
 	var buf bytes.Buffer
-	WriteFetchHeader(&buf, 100)
-	f.Add(buf.Bytes(), uint64(100))
+	WriteHashes(&buf, make([][sha256.Size]byte, 3))
+	f.Add(buf.Bytes(), int64(3<<20))
 	buf.Reset()
-	WriteError(&buf, StatusNotFound, "no")
-	f.Add(buf.Bytes(), uint64(1))
-	f.Fuzz(func(t *testing.T, b []byte, want uint64) {
+	WriteError(&buf, StatusNotFound, "v0 file")
+	f.Add(buf.Bytes(), int64(1))
+	f.Fuzz(func(t *testing.T, b []byte, content int64) {
+		l, err := NewLayout(content, content)
+		if err != nil {
+			return
+		}
 		cr := &countingReader{r: bytes.NewReader(b)}
-		err := ReadFetchHeader(cr, want)
-		if cr.n > 2+MaxMessageLen {
+		leaves, err := ReadHashes(cr, l)
+		if cr.n > max(MaxErrorLen, 1+int(l.ContentPieces())*sha256.Size) {
 			t.Fatalf("read %d bytes", cr.n)
 		}
-		if err == nil && (len(b) < 9 || b[0] != 0) {
-			t.Fatalf("accepted %x", b)
+		if err == nil && int64(len(leaves)) != l.ContentPieces() {
+			t.Fatalf("%d hashes for %d pieces", len(leaves), l.ContentPieces())
 		}
 	})
+}
+
+func FuzzReadPieces(f *testing.F) {
+	var buf bytes.Buffer
+	WritePiecesHeader(&buf)
+	buf.Write(make([]byte, 3000))
+	f.Add(buf.Bytes(), int64(1<<20+1000), int64(2000), uint32(1), uint32(2))
+	f.Add([]byte{1, 3, 'a', 'b', 'c'}, int64(10), int64(10), uint32(0), uint32(1))
+	piece := make([]byte, region.PieceSize)
+	f.Fuzz(func(t *testing.T, b []byte, content, tail int64, first, count uint32) {
+		// Small files keep the fuzzer fast; the layout's rules are the
+		// same for every length.
+		if tail < 0 || tail > 64<<10 || content <= 0 || content > 3<<20 {
+			return
+		}
+		l, err := NewLayout(content, content+tail)
+		if err != nil || l.CheckRange(first, count) != nil {
+			return
+		}
+		cr := &countingReader{r: bytes.NewReader(b)}
+		if err := ReadPiecesHeader(cr); err != nil {
+			if cr.n > MaxErrorLen {
+				t.Fatalf("read %d bytes of an error", cr.n)
+			}
+			return
+		}
+		want := 1
+		for i := int64(first); i < int64(first)+int64(count); i++ {
+			_, n := l.Piece(i)
+			want += int(n)
+			p, err := l.ReadPiece(cr, i, piece)
+			if err != nil {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("piece %d: %v", i, err)
+				}
+				break
+			}
+			if int64(len(p)) != n {
+				t.Fatalf("piece %d: %d bytes, want %d", i, len(p), n)
+			}
+		}
+		if cr.n > want {
+			t.Fatalf("read %d bytes for pieces of %d", cr.n, want)
+		}
+	})
+}
+
+// TestFuzzCorpus checks that every fuzz target has a committed seed corpus.
+func TestFuzzCorpus(t *testing.T) {
+	for _, name := range []string{"FuzzReadRequest", "FuzzReadInfo", "FuzzReadHashes", "FuzzReadPieces"} {
+		if es, err := os.ReadDir("testdata/fuzz/" + name); err != nil || len(es) == 0 {
+			t.Errorf("%s: no seed corpus in testdata/fuzz (%v)", name, err)
+		}
+	}
 }

@@ -1,29 +1,45 @@
-// Command hostile is a test peer that speaks the rustpatcher protocol wrongly.
-// The end-to-end tests run it inside the network to check that no node takes
-// anything from it. It joins the DHT like any node, announces the channel and
-// the real release (so that clients find it), and answers every request
-// with one of its lies, in turn:
+// Command hostile is a test peer that speaks the rustpatcher protocol v1
+// wrongly. The end-to-end tests run it inside the network to check that no
+// node takes anything from it and that its lies cost it strikes, never an
+// honest peer. It joins the DHT like any node, announces the channel and
+// the file it claims (so that clients find it), and answers every request
+// with one of its lies.
 //
-// With --role info it lies about releases: garbage, a truncated answer, a
-// region with a bad signature, a region signed by another key, and a
-// correctly signed older release (--older).
+// With --role info it lies about releases, in turn: garbage, a truncated
+// answer, a region with a bad signature, a region signed by another key,
+// and a correctly signed older release (--older).
 //
-// With --role fetch it offers the real release's region (--real) but never
-// has its bytes: it answers fetches with a garbage status, a length longer
-// or shorter than signed, the right length of wrong bytes followed by more
-// bytes than signed, the right length of wrong bytes (a wrong hash), a stall
-// mid-transfer, a drip of one byte a second, or an early close. It also
-// floods every peer it meets with malformed requests.
+// With --role fetch it offers the real release (--real: its region, length
+// and file ID) and answers hashes requests with the real hashes or garbage,
+// in turn, but never sends the real pieces: it answers pieces requests, in
+// turn, with a garbage status, garbage bytes of the right length, the real
+// pieces with one byte changed, the pieces of a copy of the release whose
+// region was moved, a stall, a drip of a byte a second, an early close, or
+// a reset. It also floods every peer it meets with malformed requests.
+//
+// With --role moved it serves a copy of the real release whose region was
+// moved to half its offset (the same region, other bytes): with --claim
+// real it offers the real file ID and hashes, so that it is asked among the
+// honest peers, and its pieces fail the root; with --claim own it offers
+// the copy's own file ID and hashes, which fail the root.
+//
+// With --role garbage it offers the real release and hashes, and answers
+// every pieces request with status OK, 1 MiB of garbage, and a close: the
+// blame-shifting attack that made protocol v0 strike the honest seed.
 //
 // It prints "listening: <multiaddr>" lines like hello and rpseed, and
-// "hostile: <role> info=N fetch=N flood=N" after every request and on exit.
+// "hostile: <role> info=N fetch=N flood=N" after every request and on exit
+// (fetch counts hashes and pieces requests).
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -49,61 +65,107 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
+// file is a release file as the hostile peer knows it.
+type file struct {
+	reg    [region.Size]byte
+	layout wire.Layout
+	id     [wire.IDLen]byte
+	leaves [][sha256.Size]byte
+	bytes  []byte
+}
+
+// readFile reads and scans the release at path; nil for an empty path.
+func readFile(path string) (*file, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return scanBytes(b)
+}
+
+// scanBytes scans a release held in memory.
+func scanBytes(b []byte) (*file, error) {
+	sc, err := region.Scan(context.Background(), bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	in, err := sc.Info()
+	if err != nil {
+		return nil, err
+	}
+	l, err := wire.NewLayout(in.ContentLen(), int64(len(b)))
+	if err != nil {
+		return nil, err
+	}
+	return &file{reg: sc.Region, layout: l, id: sc.FileID, leaves: sc.Leaves, bytes: b}, nil
+}
+
+// moved returns a copy of f whose region is moved to half its offset: the
+// bytes between the two places shift by the region's length.
+func moved(f *file) (*file, error) {
+	sc, err := region.Scan(context.Background(), bytes.NewReader(f.bytes))
+	if err != nil {
+		return nil, err
+	}
+	at := sc.Offset
+	to := at / 2
+	b := make([]byte, 0, len(f.bytes))
+	b = append(b, f.bytes[:to]...)
+	b = append(b, f.bytes[at:at+region.Size]...)
+	b = append(b, f.bytes[to:at]...)
+	b = append(b, f.bytes[at+region.Size:]...)
+	return scanBytes(b)
+}
+
+// piece returns the bytes of piece i of f.
+func (f *file) piece(i int64) []byte {
+	off, n := f.layout.Piece(i)
+	return f.bytes[off : off+n]
+}
+
 type hostile struct {
 	role   string
 	pub    ed25519.PublicKey
-	real   [region.Size]byte
-	older  [region.Size]byte
-	total  uint64
-	stall  time.Duration
-	info   atomic.Int64
-	fetch  atomic.Int64
-	flood  atomic.Int64
-	out    sync.Mutex
-	node   *p2p.Node
 	target string
+	stall  time.Duration
+	offer  *file // what it offers: region, length, file ID, hashes
+	real   *file // the real release, if known
+	copy   *file // the moved-region copy, if any
+	older  *file
+
+	info, fetch, flood atomic.Int64
+	out                sync.Mutex
+	node               *p2p.Node
 }
 
 func main() {
 	var (
-		pubS, target, realPath, olderPath, role string
-		boot, listen                            listFlag
-		private                                 bool
-		stall                                   time.Duration
+		pubS, target, realPath, olderPath, role, claim string
+		boot, listen                                   listFlag
+		private                                        bool
+		stall                                          time.Duration
 	)
 	flag.StringVar(&pubS, "pub", "", "owner public key (z-base-32)")
 	flag.StringVar(&target, "target", "", "GOOS/GOARCH to lie about")
-	flag.StringVar(&role, "role", "fetch", "info or fetch")
-	flag.StringVar(&realPath, "real", "", "a real signed release: its region is offered (fetch role)")
-	flag.StringVar(&olderPath, "older", "", "a real signed older release: its region is offered (info role)")
+	flag.StringVar(&role, "role", "fetch", "info, fetch, moved or garbage")
+	flag.StringVar(&claim, "claim", "real", "moved role: offer the real file ID and hashes (real) or the copy's (own)")
+	flag.StringVar(&realPath, "real", "", "a real signed release: it is offered (fetch, moved, garbage roles)")
+	flag.StringVar(&olderPath, "older", "", "a real signed older release: it is offered (info role)")
 	flag.Var(&boot, "bootstrap", "bootstrap multiaddr (repeatable)")
 	flag.Var(&listen, "listen", "listen multiaddr (repeatable)")
 	flag.BoolVar(&private, "private", true, "private network")
 	flag.DurationVar(&stall, "stall", time.Minute, "how long a stalling answer stalls")
 	flag.Parse()
-	if err := run(pubS, target, role, realPath, olderPath, boot, listen, private, stall); err != nil {
+	if err := run(pubS, target, role, claim, realPath, olderPath, boot, listen, private, stall); err != nil {
 		fmt.Fprintln(os.Stderr, "hostile:", err)
 		os.Exit(1)
 	}
 }
 
-func readRegion(path string) ([region.Size]byte, uint64, error) {
-	var r [region.Size]byte
-	if path == "" {
-		return r, 0, nil
-	}
-	sc, err := region.ScanFile(context.Background(), path)
-	if err != nil {
-		return r, 0, err
-	}
-	in, err := sc.Info()
-	if err != nil {
-		return r, 0, err
-	}
-	return sc.Region, uint64(in.ContentLen()), nil
-}
-
-func run(pubS, target, role, realPath, olderPath string, boot, listen []string, private bool, stall time.Duration) error {
+func run(pubS, target, role, claim, realPath, olderPath string, boot, listen []string, private bool, stall time.Duration) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	pub, err := region.ParsePublicKey(pubS)
@@ -111,11 +173,30 @@ func run(pubS, target, role, realPath, olderPath string, boot, listen []string, 
 		return err
 	}
 	h := &hostile{role: role, pub: pub, target: target, stall: stall}
-	if h.real, h.total, err = readRegion(realPath); err != nil {
+	if h.real, err = readFile(realPath); err != nil {
 		return err
 	}
-	if h.older, _, err = readRegion(olderPath); err != nil {
+	if h.older, err = readFile(olderPath); err != nil {
 		return err
+	}
+	switch role {
+	case "info":
+		if h.older == nil {
+			return errors.New("--role info needs --older")
+		}
+	case "fetch", "garbage", "moved":
+		if h.real == nil {
+			return fmt.Errorf("--role %s needs --real", role)
+		}
+		h.offer = h.real
+		if h.copy, err = moved(h.real); err != nil {
+			return err
+		}
+		if role == "moved" && claim == "own" {
+			h.offer = h.copy
+		}
+	default:
+		return fmt.Errorf("unknown role %q", role)
 	}
 	n, err := p2p.New(ctx, p2p.Config{Private: private, Bootstrap: boot, ListenAddrs: listen, DHTServer: true})
 	if err != nil {
@@ -133,8 +214,8 @@ func run(pubS, target, role, realPath, olderPath string, boot, listen []string, 
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err1 := n.Provide(pctx, p2p.ChannelCID(pub, target))
 			var err2 error
-			if role == "fetch" {
-				err2 = n.Provide(pctx, p2p.ReleaseCID(pub, target, wire.ReleaseID(h.real)))
+			if h.offer != nil {
+				err2 = n.Provide(pctx, p2p.ReleaseCID(pub, target, h.offer.id))
 			}
 			cancel()
 			if err1 == nil && err2 == nil {
@@ -170,102 +251,135 @@ func (h *hostile) handle(s network.Stream) {
 	if err != nil {
 		return
 	}
+	s.SetWriteDeadline(time.Now().Add(h.stall + 30*time.Second))
+	if req.Kind != wire.KindInfo && h.offer == nil {
+		wire.WriteError(s, wire.StatusNotFound, "no")
+		return
+	}
 	switch req.Kind {
 	case wire.KindInfo:
 		i := h.info.Add(1)
 		h.lieInfo(s, int(i))
-	case wire.KindFetch:
+	case wire.KindHashes:
 		i := h.fetch.Add(1)
-		h.lieFetch(s, req, int(i))
+		h.lieHashes(s, req, int(i))
+	case wire.KindPieces:
+		i := h.fetch.Add(1)
+		h.liePieces(s, req, int(i))
 	}
 	h.report()
 }
 
 // lieInfo answers an info request.
 func (h *hostile) lieInfo(s network.Stream, i int) {
-	if h.role == "fetch" {
-		wire.WriteInfo(s, h.real) // the lure: a real region, bytes it does not have
+	if h.role != "info" {
+		// The lure: a real region and length, bytes it does not have.
+		wire.WriteInfo(s, h.offer.reg, h.offer.layout.Size, h.offer.id)
 		return
 	}
+	o := h.older
 	switch i % 5 {
 	case 0: // garbage
 		s.Write(garbage(300))
 	case 1: // truncated
-		s.Write(append([]byte{0}, h.older[:100]...))
+		s.Write(append([]byte{0}, o.reg[:100]...))
 	case 2: // bad signature: a real region with one bit flipped
-		r := h.older
-		r[68+10] ^= 1
-		wire.WriteInfo(s, r)
+		r := o.reg
+		r[100] ^= 1
+		wire.WriteInfo(s, r, o.layout.Size, o.id)
 	case 3: // signed by another key, a high version
 		_, other, _ := ed25519.GenerateKey(nil)
-		in := region.Info{Version: "9.9.9", Size: 1000}
+		in := region.Info{Format: region.V1, Version: "9.9.9", Size: 1 << 20, Offset: 4096, Target: h.target}
 		copy(in.Hash[:], garbage(32))
 		in.Sign(other)
 		r, _ := in.Marshal()
-		wire.WriteInfo(s, r)
+		wire.WriteInfo(s, r, 1<<20, [wire.IDLen]byte{9})
 	case 4: // correctly signed but older
-		wire.WriteInfo(s, h.older)
+		wire.WriteInfo(s, o.reg, o.layout.Size, o.id)
 	}
 }
 
-// lieFetch answers a fetch request for the real release.
-func (h *hostile) lieFetch(s network.Stream, req *wire.Request, i int) {
-	if req.Offset > h.total {
-		wire.WriteError(s, wire.StatusBadRequest, "no")
+// lieHashes answers a hashes request with the offered file's hashes or,
+// in the fetch role every other time, garbage.
+func (h *hostile) lieHashes(s network.Stream, req *wire.Request, i int) {
+	if req.ID != h.offer.id {
+		wire.WriteError(s, wire.StatusNotFound, "no")
 		return
 	}
-	left := h.total - req.Offset
-	s.SetWriteDeadline(time.Now().Add(h.stall + 30*time.Second))
-	body := func(n uint64) {
-		// The real region first (if at offset 0), then random bytes: never
-		// the real content.
-		if req.Offset == 0 {
-			k := min(n, region.Size)
-			s.Write(h.real[:k])
-			n -= k
-		}
-		buf := garbage(64 << 10)
-		for n > 0 {
-			k := min(n, uint64(len(buf)))
-			if _, err := s.Write(buf[:k]); err != nil {
+	if h.role == "fetch" && i%2 == 0 {
+		wire.WriteHashes(s, make([][sha256.Size]byte, len(h.offer.leaves)))
+		return
+	}
+	wire.WriteHashes(s, h.offer.leaves)
+}
+
+// liePieces answers a pieces request: never with the real pieces.
+func (h *hostile) liePieces(s network.Stream, req *wire.Request, i int) {
+	l := h.offer.layout
+	if req.ID != h.offer.id || l.CheckRange(req.First, req.Count) != nil {
+		wire.WriteError(s, wire.StatusNotFound, "no")
+		return
+	}
+	first, count := int64(req.First), int64(req.Count)
+	off, _ := l.Piece(first)
+	lastOff, lastN := l.Piece(first + count - 1)
+	total := lastOff + lastN - off
+	pieces := func(f *file) {
+		for j := first; j < first+count; j++ {
+			if _, err := s.Write(f.piece(j)); err != nil {
 				return
 			}
-			n -= k
 		}
 	}
-	switch i % 8 {
+	switch h.role {
+	case "moved":
+		wire.WritePiecesHeader(s)
+		pieces(h.copy)
+		return
+	case "garbage":
+		wire.WritePiecesHeader(s)
+		s.Write(garbage(1 << 20))
+		return
+	}
+	switch i % 9 {
 	case 0: // garbage status
 		s.Write(garbage(9))
 		s.Write([]byte{0xee})
-	case 1: // longer than signed
-		wire.WriteFetchHeader(s, left+1000)
-		body(left + 1000)
-	case 2: // shorter than signed
-		wire.WriteFetchHeader(s, left/2)
-		body(left / 2)
-	case 3: // right length, wrong bytes, then more than signed
-		wire.WriteFetchHeader(s, left)
-		body(left)
-		s.Write(garbage(1 << 20))
-	case 4: // right length, wrong bytes: a wrong hash
-		wire.WriteFetchHeader(s, left)
-		body(left)
-	case 5: // stall mid-transfer
-		wire.WriteFetchHeader(s, left)
-		body(left / 3)
+	case 1: // garbage bytes of the right length
+		wire.WritePiecesHeader(s)
+		s.Write(garbage(int(total)))
+	case 2: // the real pieces, one byte changed in each
+		wire.WritePiecesHeader(s)
+		for j := first; j < first+count; j++ {
+			p := bytes.Clone(h.real.piece(j))
+			p[len(p)/2] ^= 0x5a
+			s.Write(p)
+		}
+	case 3: // the moved-region copy's pieces
+		wire.WritePiecesHeader(s)
+		pieces(h.copy)
+	case 4: // stall after a third
+		wire.WritePiecesHeader(s)
+		s.Write(garbage(int(total / 3)))
 		time.Sleep(h.stall)
-	case 6: // close early
-		wire.WriteFetchHeader(s, left)
-		body(left / 2)
+	case 5: // close early, cleanly: a truncated answer
+		wire.WritePiecesHeader(s)
+		s.Write(garbage(int(total / 2)))
+	case 6: // reset after a half
+		wire.WritePiecesHeader(s)
+		s.Write(garbage(int(total / 2)))
 		s.Reset()
 	case 7: // drip a byte at a time, never stalling long enough for a read deadline
-		wire.WriteFetchHeader(s, left)
+		wire.WritePiecesHeader(s)
 		for end := time.Now().Add(h.stall); time.Now().Before(end); {
 			if _, err := s.Write(garbage(1)); err != nil {
 				return
 			}
 			time.Sleep(time.Second)
 		}
+	case 8: // more than asked: garbage of the right length, then more
+		wire.WritePiecesHeader(s)
+		s.Write(garbage(int(total) + 1<<20))
 	}
 }
 
@@ -305,10 +419,9 @@ func (h *hostile) floodPeer(ctx context.Context, p peer.ID, proto protocol.ID) {
 			switch i % 3 {
 			case 0:
 				s.Write(garbage(200))
-			case 1: // a fetch with a stale namespace check and a huge offset
-				req := &wire.Request{Kind: wire.KindFetch, Target: h.target, Auth: wire.Auth(h.pub, time.Unix(0, 0))}
+			case 1: // pieces with a stale namespace check, far past the end
+				req := &wire.Request{Kind: wire.KindPieces, Target: h.target, Auth: wire.Auth(h.pub, time.Unix(0, 0)), First: 1 << 30, Count: 8}
 				binary.LittleEndian.PutUint64(req.ID[:], uint64(i))
-				req.Offset = 1 << 62
 				b, _ := req.Marshal()
 				s.Write(b)
 			case 2: // a valid info request, over and over
