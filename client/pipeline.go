@@ -494,7 +494,7 @@ func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.
 	}}
 	rr := &releaseReader{ctx: ctx, rel: c.rel, limit: total}
 	defer rr.close()
-	s, err := region.Scan(ctx, io.TeeReader(rr, pw))
+	s, err := region.ScanAs(ctx, io.TeeReader(rr, pw), c.in.Format)
 	if pw.err != nil {
 		return region.Info{}, none, &localError{pw.err}
 	}

@@ -11,32 +11,45 @@ import (
 	"github.com/org/rustpatcher-go/internal/exefmt"
 )
 
-// ScanFile opens the file at path and scans it; see Scan.
+// ScanFile opens the file at path and scans it; see ScanOpen.
 func ScanFile(ctx context.Context, path string) (*Scanned, error) {
 	f, err := openRegular(path, os.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	// A first pass only locates the region, at the speed of reading, so
-	// that the second computes only the digest of the region's format.
-	loc, err := scanFile(ctx, f, scanOptions{})
+	s, err := ScanOpen(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// ScanOpen scans the open file f from its start, as Scan, in two passes:
+// the first only locates the region, at the speed of reading, so that the
+// second computes only the digest of the region's format. It leaves f's
+// offset at its end.
+func ScanOpen(ctx context.Context, f *os.File) (*Scanned, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	loc, err := scanFile(ctx, f, scanOptions{})
+	if err != nil {
+		return nil, err
 	}
 	opt := scanOptions{v0: true, v1: true}
 	if in, err := loc.Info(); err == nil && in.Format != 0 {
 		opt = scanOptions{v0: in.Format == V0, v1: in.Format == V1}
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	s, err := scanFile(ctx, f, opt)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	if s.Offset != loc.Offset {
-		return nil, fmt.Errorf("%s: the file changed while it was read", path)
+		return nil, errors.New("the file changed while it was read")
 	}
 	return s, nil
 }

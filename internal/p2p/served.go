@@ -84,7 +84,7 @@ func verifyOpen(ctx context.Context, f *os.File, pub ed25519.PublicKey, in regio
 	if err != nil {
 		return nil, wire.Layout{}, err
 	}
-	sc, err := region.Scan(ctx, f)
+	sc, err := region.ScanOpen(ctx, f)
 	if err != nil {
 		return nil, wire.Layout{}, err
 	}
