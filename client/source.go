@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"io"
 
+	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -49,6 +50,16 @@ type Release interface {
 // (disk full, permissions) are never reported.
 type Rejecter interface {
 	Reject(reason error)
+}
+
+// piecesChecker is a Release that checks every byte its readers return
+// (but an OS code signature after the content) against the signed root of
+// a v1 release, piece by piece as it arrives, as the network does: the
+// engine then does not hash the bytes again, and checks only what
+// surrounds the content (region.Scanned.MatchesLayout). Only the module's
+// own network source can have the method: its argument's type is internal.
+type piecesChecker interface {
+	PiecesChecked(p2p.PieceCheck) bool
 }
 
 // A Seeder is a Source that also serves releases to others, such as the

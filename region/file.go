@@ -219,6 +219,40 @@ func (s *Scanned) Verify(pub ed25519.PublicKey) (Info, error) {
 // the caller checked): the region's position (V1), the content's length
 // and digest, and what follows the content.
 func (s *Scanned) Matches(in Info) error {
+	if err := s.MatchesLayout(in); err != nil {
+		return err
+	}
+	switch in.Format {
+	case V0:
+		if !s.v0 {
+			return errors.New("the scan did not compute the v0 digest")
+		}
+		if s.V0Size != in.Size {
+			return fmt.Errorf("%w: content has %d bytes without the region, signed for %d", ErrSizeMismatch, s.V0Size, in.Size)
+		}
+		if s.V0Hash != in.Hash {
+			return ErrHashMismatch
+		}
+	case V1:
+		if !s.v1 {
+			return errors.New("the scan did not compute the v1 digest")
+		}
+		if s.Root != in.Hash {
+			return ErrHashMismatch
+		}
+	}
+	return nil
+}
+
+// MatchesLayout is Matches but for the digest: the scanned region is in
+// (its bytes), at its signed position, the file has the signed content
+// length and only what the layout allows follows it. It is the whole check
+// of a stream whose content was checked piece by piece against in's root
+// as it arrived (see PieceChecker and ScanLayout).
+func (s *Scanned) MatchesLayout(in Info) error {
+	if got, err := s.Info(); err != nil || got != in {
+		return fmt.Errorf("%w: the file holds another region than the one checked", ErrMalformed)
+	}
 	end := in.ContentLen()
 	if in.Format == V1 && int64(in.Offset) != s.Offset {
 		return fmt.Errorf("%w: signed for offset %d, found at %d", ErrMoved, in.Offset, s.Offset)
@@ -255,25 +289,6 @@ func (s *Scanned) Matches(in Info) error {
 	}
 	if tail > MaxTail(end) {
 		return fmt.Errorf("%w: %d bytes of code signature after %d bytes of content, more than %d", ErrSizeMismatch, tail, end, MaxTail(end))
-	}
-	switch in.Format {
-	case V0:
-		if !s.v0 {
-			return errors.New("the scan did not compute the v0 digest")
-		}
-		if s.V0Size != in.Size {
-			return fmt.Errorf("%w: content has %d bytes without the region, signed for %d", ErrSizeMismatch, s.V0Size, in.Size)
-		}
-		if s.V0Hash != in.Hash {
-			return ErrHashMismatch
-		}
-	case V1:
-		if !s.v1 {
-			return errors.New("the scan did not compute the v1 digest")
-		}
-		if s.Root != in.Hash {
-			return ErrHashMismatch
-		}
 	}
 	return nil
 }

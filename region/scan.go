@@ -81,6 +81,15 @@ func ScanAs(ctx context.Context, r io.Reader, f Format) (*Scanned, error) {
 	return scan(ctx, r, opt, make([]byte, chunkSize+Size))
 }
 
+// ScanLayout is Scan without the digests: it locates the region, reads the
+// executable layout and computes the content end and the file ID, at the
+// speed of reading. It is for a stream whose content was checked piece by
+// piece against a signed root as it arrived (see PieceChecker):
+// Scanned.MatchesLayout checks the rest.
+func ScanLayout(ctx context.Context, r io.Reader) (*Scanned, error) {
+	return scan(ctx, r, scanOptions{size: -1}, make([]byte, chunkSize+Size))
+}
+
 // scanOptions say what a scan computes.
 type scanOptions struct {
 	v0, v1 bool     // the digests to compute

@@ -66,6 +66,16 @@ func (r *Release) FileID() [sha256.Size]byte { return r.offer.FileID }
 // the OS code signature that may follow.
 func (r *Release) Size() int64 { return r.offer.Layout.Size }
 
+// PiecesChecked reports whether Open's readers return only bytes checked
+// against the signed root as they arrived (a v1 release; but for the
+// code-signature tail, which the root does not cover): the update engine
+// then need not hash them again. Its argument's type is this package's, so
+// that no Source outside the module can claim to check pieces.
+func (r *Release) PiecesChecked(PieceCheck) bool { return r.offer.Info.Format == region.V1 }
+
+// PieceCheck is the argument of Release.PiecesChecked.
+type PieceCheck struct{}
+
 // Peers returns the peers that offered the file.
 func (r *Release) Peers() []peer.ID {
 	var out []peer.ID
