@@ -17,6 +17,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -61,6 +62,9 @@ const (
 	KindHashes Kind = 2
 	// KindPieces asks for a run of pieces of a file, by file ID.
 	KindPieces Kind = 3
+	// KindRotations asks for the key rotation statements the peer has
+	// that move a target away from the owner key of the protocol.
+	KindRotations Kind = 4
 )
 
 // String returns the kind's name, as logs show it.
@@ -70,6 +74,8 @@ func (k Kind) String() string {
 		return "info"
 	case KindHashes:
 		return "hashes"
+	case KindRotations:
+		return "rotations"
 	case KindPieces:
 		return "pieces"
 	}
@@ -159,9 +165,17 @@ func CheckAuth(pub ed25519.PublicKey, a [AuthLen]byte, t time.Time) bool {
 	return false
 }
 
+// known reports whether k is a request kind of the protocol.
+func (k Kind) known() bool {
+	return k == KindInfo || k == KindHashes || k == KindPieces || k == KindRotations
+}
+
+// hasID reports whether a request of kind k names a file.
+func (k Kind) hasID() bool { return k == KindHashes || k == KindPieces }
+
 // Request is a decoded request frame.
 type Request struct {
-	// Kind is KindInfo, KindHashes or KindPieces.
+	// Kind is KindInfo, KindHashes, KindPieces or KindRotations.
 	Kind Kind
 	// Auth is the namespace check (see Auth).
 	Auth [AuthLen]byte
@@ -191,7 +205,7 @@ func validTarget(t string) bool {
 
 // check validates the fields of r that the frame format constrains.
 func (r *Request) check() error {
-	if r.Kind != KindInfo && r.Kind != KindHashes && r.Kind != KindPieces {
+	if !r.Kind.known() {
 		return fmt.Errorf("%w: unknown kind %v", ErrMalformed, r.Kind)
 	}
 	if !validTarget(r.Target) {
@@ -218,7 +232,7 @@ func (r *Request) Marshal() ([]byte, error) {
 	b = append(b, r.Auth[:]...)
 	b = append(b, byte(len(r.Target)))
 	b = append(b, r.Target...)
-	if r.Kind != KindInfo {
+	if r.Kind.hasID() {
 		b = append(b, r.ID[:]...)
 	}
 	if r.Kind == KindPieces {
@@ -253,7 +267,7 @@ func ReadRequest(r io.Reader) (*Request, error) {
 		return nil, fmt.Errorf("%w: bad magic %q", ErrMalformed, hdr[:2])
 	}
 	req := &Request{Kind: Kind(hdr[2])}
-	if req.Kind != KindInfo && req.Kind != KindHashes && req.Kind != KindPieces {
+	if !req.Kind.known() {
 		return nil, fmt.Errorf("%w: unknown kind %v", ErrMalformed, req.Kind)
 	}
 	copy(req.Auth[:], hdr[3:3+AuthLen])
@@ -266,7 +280,7 @@ func ReadRequest(r io.Reader) (*Request, error) {
 		return nil, err
 	}
 	req.Target = string(tb[:n])
-	if req.Kind != KindInfo {
+	if req.Kind.hasID() {
 		if err := readFull(r, req.ID[:], "file ID"); err != nil {
 			return nil, err
 		}
@@ -542,4 +556,68 @@ func (l Layout) ReadPiece(r io.Reader, i int64, b []byte) ([]byte, error) {
 		return nil, err
 	}
 	return b[:n], nil
+}
+
+// Limits of a rotations answer.
+const (
+	// MaxRotations is the most statements a rotations answer carries.
+	MaxRotations = 16
+	// MaxRotationLen is the longest statement it carries.
+	MaxRotationLen = rotation.MaxSize
+)
+
+// WriteRotations writes a rotations answer: status OK (1) | count (1) |
+// for each statement, its length (u16 LE) and its text form. It writes at
+// most MaxRotations statements.
+func WriteRotations(w io.Writer, stmts []rotation.Statement) error {
+	stmts = stmts[:min(len(stmts), MaxRotations)]
+	b := []byte{byte(StatusOK), byte(len(stmts))}
+	for _, st := range stmts {
+		text, err := st.MarshalText()
+		if err != nil {
+			return err
+		}
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(text)))
+		b = append(b, text...)
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+// ReadRotations reads a rotations answer: at most MaxRotations statements
+// of at most MaxRotationLen bytes each. A statement that does not parse
+// makes the answer malformed; signatures are not checked here (see
+// rotation.Statement.Verify).
+func ReadRotations(r io.Reader) ([]rotation.Statement, error) {
+	if err := readStatus(r); err != nil {
+		return nil, err
+	}
+	var n [1]byte
+	if err := readFull(r, n[:], "rotation count"); err != nil {
+		return nil, err
+	}
+	if n[0] > MaxRotations {
+		return nil, fmt.Errorf("%w: %d rotation statements, at most %d", ErrMalformed, n[0], MaxRotations)
+	}
+	var out []rotation.Statement
+	var buf [MaxRotationLen]byte
+	for range int(n[0]) {
+		var l [2]byte
+		if err := readFull(r, l[:], "rotation length"); err != nil {
+			return nil, err
+		}
+		k := binary.LittleEndian.Uint16(l[:])
+		if k == 0 || int(k) > MaxRotationLen {
+			return nil, fmt.Errorf("%w: a rotation statement of %d bytes", ErrMalformed, k)
+		}
+		if err := readFull(r, buf[:k], "rotation statement"); err != nil {
+			return nil, err
+		}
+		st, err := rotation.Parse(buf[:k])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }

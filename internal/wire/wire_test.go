@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -22,6 +23,7 @@ func TestRequestRoundTrip(t *testing.T) {
 		{Kind: KindHashes, Auth: Auth(pub, time.Unix(600, 0)), Target: "windows/arm64", ID: [IDLen]byte{1, 2, 3}},
 		{Kind: KindPieces, Target: "darwin/arm64", ID: [IDLen]byte{9}, First: 1 << 30, Count: MaxPiecesPerRequest},
 		{Kind: KindPieces, Target: strings.Repeat("a", MaxTargetLen), First: 0, Count: 1},
+		{Kind: KindRotations, Auth: Auth(pub, time.Unix(600, 0)), Target: "linux/arm64"},
 	}
 	for _, want := range tests {
 		b, err := want.Marshal()
@@ -284,6 +286,7 @@ func FuzzReadRequest(f *testing.F) {
 		{Kind: KindInfo, Target: "darwin/arm64"},
 		{Kind: KindHashes, Target: "linux/amd64", ID: [IDLen]byte{1}},
 		{Kind: KindPieces, Target: "linux/amd64", First: 7, Count: 3},
+		{Kind: KindRotations, Target: "windows/amd64"},
 	} {
 		b, _ := r.Marshal()
 		f.Add(b)
@@ -404,9 +407,116 @@ func FuzzReadPieces(f *testing.F) {
 	})
 }
 
+// rotationChain returns n statements for target, each signed by the key
+// the one before moved to.
+func rotationChain(t testing.TB, target string, n int) []rotation.Statement {
+	t.Helper()
+	var out []rotation.Statement
+	_, old, _ := ed25519.GenerateKey(nil)
+	for i := range n {
+		next, nextPriv, _ := ed25519.GenerateKey(nil)
+		st, err := rotation.New(old, next, target, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, st)
+		old = nextPriv
+	}
+	return out
+}
+
+func TestRotations(t *testing.T) {
+	for _, n := range []int{0, 1, 3, MaxRotations} {
+		want := rotationChain(t, "linux/amd64", n)
+		var buf bytes.Buffer
+		if err := WriteRotations(&buf, want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadRotations(&buf)
+		if err != nil {
+			t.Fatalf("%d statements: %v", n, err)
+		}
+		if len(got) != n {
+			t.Fatalf("got %d statements, want %d", len(got), n)
+		}
+		for i := range got {
+			if !got[i].From.Equal(want[i].From) || !got[i].To.Equal(want[i].To) || got[i].Signature != want[i].Signature || got[i].Sequence != want[i].Sequence {
+				t.Errorf("statement %d: got %+v, want %+v", i, got[i], want[i])
+			}
+		}
+		if buf.Len() != 0 {
+			t.Errorf("%d bytes left unread", buf.Len())
+		}
+	}
+
+	// A writer never sends more than MaxRotations.
+	var buf bytes.Buffer
+	WriteRotations(&buf, rotationChain(t, "linux/amd64", MaxRotations+2))
+	if got, err := ReadRotations(&buf); err != nil || len(got) != MaxRotations {
+		t.Errorf("too many statements: read %d, %v; want %d", len(got), err, MaxRotations)
+	}
+
+	one := rotationChain(t, "linux/amd64", 1)
+	text, _ := one[0].MarshalText()
+	frame := func(count byte, l uint16, body []byte) []byte {
+		b := []byte{byte(StatusOK), count}
+		b = binary.LittleEndian.AppendUint16(b, l)
+		return append(b, body...)
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"too many", frame(MaxRotations+1, uint16(len(text)), text)},
+		{"empty statement", frame(1, 0, nil)},
+		{"too long", frame(1, MaxRotationLen+1, bytes.Repeat([]byte("a"), MaxRotationLen+1))},
+		{"not a statement", frame(1, 5, []byte("hello"))},
+		{"cut short", frame(1, uint16(len(text)), text[:10])},
+		{"count missing", []byte{byte(StatusOK)}},
+	} {
+		if _, err := ReadRotations(bytes.NewReader(tc.b)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", tc.name, err)
+		}
+	}
+	// A refusal is the peer's status, not a malformed answer.
+	buf.Reset()
+	WriteError(&buf, StatusNotFound, "none")
+	if _, err := ReadRotations(&buf); !errors.Is(err, ErrNotFound) {
+		t.Errorf("not found: err = %v", err)
+	}
+}
+
+func FuzzReadRotations(f *testing.F) {
+	var buf bytes.Buffer
+	WriteRotations(&buf, rotationChain(f, "linux/amd64", 2))
+	f.Add(buf.Bytes())
+	buf.Reset()
+	WriteRotations(&buf, nil)
+	f.Add(buf.Bytes())
+	f.Add([]byte{1, 1, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cr := &countingReader{r: bytes.NewReader(b)}
+		stmts, err := ReadRotations(cr)
+		if cr.n > max(MaxErrorLen, 2+MaxRotations*(2+MaxRotationLen)) {
+			t.Fatalf("read %d bytes", cr.n)
+		}
+		if err != nil {
+			return
+		}
+		if len(stmts) > MaxRotations {
+			t.Fatalf("%d statements", len(stmts))
+		}
+		for _, st := range stmts {
+			if _, err := st.MarshalText(); err != nil {
+				t.Fatalf("accepted a statement that does not encode: %v", err)
+			}
+		}
+	})
+}
+
 // TestFuzzCorpus checks that every fuzz target has a committed seed corpus.
 func TestFuzzCorpus(t *testing.T) {
-	for _, name := range []string{"FuzzReadRequest", "FuzzReadInfo", "FuzzReadHashes", "FuzzReadPieces"} {
+	for _, name := range []string{"FuzzReadRequest", "FuzzReadInfo", "FuzzReadHashes", "FuzzReadPieces", "FuzzReadRotations"} {
 		if es, err := os.ReadDir("testdata/fuzz/" + name); err != nil || len(es) == 0 {
 			t.Errorf("%s: no seed corpus in testdata/fuzz (%v)", name, err)
 		}
