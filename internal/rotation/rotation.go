@@ -40,6 +40,11 @@ const domain = "rustpatcher-go/v1 rotation\x00"
 // MaxSize bounds the encoding of one statement; readers read no more.
 const MaxSize = 512
 
+// FileSuffix ends the names of files that hold one statement each, as
+// rpsign rotate writes them next to the releases (such as
+// linux-amd64-1.rotation); directory sources and rpseed read them.
+const FileSuffix = ".rotation"
+
 // MaxChain bounds how many statements a chain may hold.
 const MaxChain = 16
 
