@@ -493,7 +493,7 @@ func FuzzReadRotations(f *testing.F) {
 	buf.Reset()
 	WriteRotations(&buf, nil)
 	f.Add(buf.Bytes())
-	f.Add([]byte{1, 1, 0xff, 0xff})
+	f.Add([]byte{0, 1, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cr := &countingReader{r: bytes.NewReader(b)}
 		stmts, err := ReadRotations(cr)
