@@ -60,7 +60,7 @@ type watcher struct {
 	log        *slog.Logger
 
 	rotationErr string          // the last error reading statements, logged once
-	unfollowed map[string]bool // statements logged as moving no owner, by signature
+	unfollowed  map[string]bool // statements logged as moving no owner, by signature
 
 	files  map[string]*fileState // by file name, for the files listed last
 	served map[string]servedFile // by owner.id
