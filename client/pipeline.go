@@ -915,7 +915,11 @@ type trustingSource interface {
 // then on, and the old one no more. The chain is kept next to the
 // executable, so that a restart keeps trusting the new key.
 func (p *pipeline) followRotations(ctx context.Context) {
-	stmts := p.trial.rotations()
+	// The chain followed before is kept as it is and only extended: a
+	// statement by a key the chain already left is ignored (see
+	// rotation.Extend).
+	_, kept := rotation.Follow(p.pub, runningTarget, p.trial.rotations())
+	var stmts []rotation.Statement
 	for _, src := range p.sources {
 		rs, ok := src.(rotationSource)
 		if !ok {
@@ -927,7 +931,7 @@ func (p *pipeline) followRotations(ctx context.Context) {
 		}
 		stmts = append(stmts, got...)
 	}
-	key, chain := rotation.Follow(p.pub, runningTarget, stmts)
+	key, chain := rotation.Extend(p.pub, runningTarget, kept, stmts)
 	if key.Equal(p.trusted) {
 		return
 	}

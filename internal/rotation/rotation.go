@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -207,12 +208,26 @@ func Read(r io.Reader) (Statement, error) {
 // after the valid statements among stmts: it follows the chain from key,
 // each step a statement for target from the key trusted so far, signed by
 // it, with a higher sequence than the step before; when two statements
-// would move the same key, the lower sequence wins. It returns the chain
-// it followed, oldest first (none: key stays). Statements for other
-// targets or keys, and forged ones, are ignored.
+// would move the same key, the lower sequence wins (of equal ones, the
+// first in stmts). It returns the chain it followed, oldest first (none:
+// key stays), at most MaxChain statements. Statements for other targets
+// or keys, and forged ones, are ignored.
 func Follow(key ed25519.PublicKey, target string, stmts []Statement) (ed25519.PublicKey, []Statement) {
-	var chain []Statement
+	return Extend(key, target, nil, stmts)
+}
+
+// Extend continues chain, a chain followed before from key (see Follow),
+// with the valid statements among stmts, and returns the key trusted at
+// its end and the whole chain. The steps taken before are never undone: a
+// statement that would have moved an earlier key of the chain, even with
+// a lower sequence, is ignored, so that whoever holds a retired key cannot
+// move an app that already followed a chain away from it.
+func Extend(key ed25519.PublicKey, target string, chain []Statement, stmts []Statement) (ed25519.PublicKey, []Statement) {
+	chain = slices.Clone(chain)
 	var seq uint64
+	if len(chain) > 0 {
+		key, seq = chain[len(chain)-1].To, chain[len(chain)-1].Sequence
+	}
 	for len(chain) < MaxChain {
 		var next *Statement
 		for i := range stmts {
