@@ -29,10 +29,10 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,8 +118,11 @@ type Config struct {
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
 
-	// extra are more libp2p options, for tests.
-	extra []libp2p.Option
+	// For tests: noListen listens on no address at all (an empty
+	// ListenAddrs means the defaults), and reachability, if known, fixes
+	// what AutoNAT reports instead of asking peers.
+	noListen     bool
+	reachability network.Reachability
 }
 
 // A Node is a libp2p host with the DHT and the rustpatcher protocol.

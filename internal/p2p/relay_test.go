@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -25,11 +25,11 @@ func TestRelayedInfo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// libp2p runs the relay service only once it believes itself public.
-	relay := newTestNode(t, Config{RelayService: true, extra: []libp2p.Option{libp2p.ForceReachabilityPublic()}})
+	relay := newTestNode(t, Config{RelayService: true, reachability: network.ReachabilityPublic})
 	// The hidden node listens nowhere: it can only be reached through the
 	// relay. AutoNAT is told it is behind a NAT.
 	hidden, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: []string{}, Bootstrap: relay.Addrs(),
-		extra: []libp2p.Option{libp2p.NoListenAddrs, libp2p.EnableRelay(), libp2p.ForceReachabilityPrivate()}})
+		noListen: true, reachability: network.ReachabilityPrivate})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,86 @@
+package p2p
+
+import (
+	"context"
+	"reflect"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// TestServiceLimitsMatchLibp2p checks that setDefaultServiceLimits, a copy,
+// still gives what libp2p.SetDefaultServiceLimits gives.
+func TestServiceLimitsMatchLibp2p(t *testing.T) {
+	var mine, theirs rcmgr.ScalingLimitConfig
+	setDefaultServiceLimits(&mine)
+	libp2p.SetDefaultServiceLimits(&theirs)
+	if !reflect.DeepEqual(mine, theirs) {
+		t.Errorf("service limits differ from libp2p's:\n%+v\n%+v", mine, theirs)
+	}
+}
+
+// TestHostServices checks what a node's host offers: QUIC and TCP
+// listeners only, and the protocols of identify, ping, AutoNAT and the
+// relay client. (Hole punching's /libp2p/dcutr is offered once the node has
+// a public address, and the relay's hop protocol once AutoNAT finds it
+// public, which never happens on loopback.)
+func TestHostServices(t *testing.T) {
+	for _, relay := range []bool{false, true} {
+		n := newTestNode(t, Config{RelayService: relay})
+		for _, a := range n.Host().Addrs() {
+			if _, err := a.ValueForProtocol(ma.P_TCP); err == nil && len(ma.Split(a)) == 2 {
+				continue
+			}
+			if _, err := a.ValueForProtocol(ma.P_QUIC_V1); err == nil && len(ma.Split(a)) == 3 {
+				continue
+			}
+			t.Errorf("listens on %s, not plain QUIC or TCP", a)
+		}
+		protos := n.Host().Mux().Protocols()
+		want := []protocol.ID{
+			"/ipfs/id/1.0.0", "/ipfs/id/push/1.0.0", "/ipfs/ping/1.0.0",
+			"/libp2p/autonat/1.0.0",
+			"/libp2p/circuit/relay/0.2.0/stop",
+		}
+		for _, p := range want {
+			if !slices.Contains(protos, p) {
+				t.Errorf("relay service %v: protocol %s missing from %v", relay, p, protos)
+			}
+		}
+		if slices.Contains(protos, "/libp2p/circuit/relay/0.2.0/hop") {
+			t.Errorf("relay service %v: hop protocol offered on loopback", relay)
+		}
+	}
+}
+
+// TestHostClose checks that closing a node stops every goroutine its host
+// started.
+func TestHostClose(t *testing.T) {
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range 3 {
+		n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var now int
+	for range 100 {
+		if now = runtime.NumGoroutine(); now <= before+2 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	buf := make([]byte, 1<<20)
+	t.Errorf("%d goroutines before, %d after three nodes closed:\n%s", before, now, buf[:runtime.Stack(buf, true)])
+}
