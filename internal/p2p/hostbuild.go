@@ -166,7 +166,7 @@ func startHost(cfg Config, h *partsHost, sw *nodeSwarm, obs *observedaddrs.Manag
 		return err
 	}
 	if err := sw.Listen(listen...); err != nil {
-		return fmt.Errorf("listening: %w", err)
+		return err
 	}
 	obs.Start(sw)
 	if len(boot) > 0 {
