@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/sec"
 	"github.com/libp2p/go-libp2p/core/transport"
 	"github.com/libp2p/go-libp2p/p2p/host/autonat"
@@ -51,6 +52,14 @@ import (
 // yamux, identify, AutoNAT, hole punching and the relay client (and the
 // relay service for rpseed --relay), which is what buildHost assembles, the
 // same way libp2p.New does (go-libp2p config.Config.NewNode).
+
+// A SecurityProtocol is a security protocol for TCP connections offered
+// after TLS: its protocol ID and a constructor with the parameters of
+// go-libp2p's (noise.New, for one).
+type SecurityProtocol struct {
+	ID  protocol.ID
+	New func(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMuxer) (sec.SecureTransport, error)
+}
 
 // partsHost is a basic host with the parts its Close must stop besides
 // those the basic host closes itself (the swarm, the peerstore, AutoNAT, the
@@ -109,7 +118,7 @@ func buildHost(cfg Config, boot []peer.AddrInfo, rm network.ResourceManager, cm 
 	if metrics {
 		swarmOpts = append(swarmOpts, swarm.WithMetricsTracer(swarm.NewMetricsTracer(swarm.WithRegisterer(reg))))
 	}
-	sw, qcm, err := newSwarm(key, bus, rm, reg, swarmOpts...)
+	sw, qcm, err := newSwarm(key, cfg.MoreSecurity, bus, rm, reg, swarmOpts...)
 	if err != nil {
 		rm.Close()
 		cm.Close()
@@ -212,9 +221,10 @@ type nodeSwarm struct {
 }
 
 // newSwarm returns a swarm of key with a fresh peerstore and the QUIC and
-// TCP transports, and the QUIC connection manager that the caller closes
-// after the swarm. reg, if not nil, receives the QUIC metrics.
-func newSwarm(key crypto.PrivKey, bus event.Bus, rm network.ResourceManager, reg prometheus.Registerer, opts ...swarm.Option) (_ *nodeSwarm, _ *quicreuse.ConnManager, err error) {
+// TCP transports (TCP secured with TLS, then the more protocols), and the
+// QUIC connection manager that the caller closes after the swarm. reg, if
+// not nil, receives the QUIC metrics.
+func newSwarm(key crypto.PrivKey, more []SecurityProtocol, bus event.Bus, rm network.ResourceManager, reg prometheus.Registerer, opts ...swarm.Option) (_ *nodeSwarm, _ *quicreuse.ConnManager, err error) {
 	id, err := peer.IDFromPrivateKey(key)
 	if err != nil {
 		return nil, nil, err
@@ -250,7 +260,15 @@ func newSwarm(key crypto.PrivKey, bus event.Bus, rm network.ResourceManager, reg
 	if err != nil {
 		return nil, nil, err
 	}
-	up, err := tptu.New([]sec.SecureTransport{tls}, muxers, nil, rm, nil)
+	secs := []sec.SecureTransport{tls}
+	for _, p := range more {
+		t, err := p.New(p.ID, key, muxers)
+		if err != nil {
+			return nil, nil, fmt.Errorf("security protocol %s: %w", p.ID, err)
+		}
+		secs = append(secs, t)
+	}
+	up, err := tptu.New(secs, muxers, nil, rm, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -335,7 +353,7 @@ func addAutoNAT(cfg Config, h *basichost.BasicHost, rm network.ResourceManager, 
 	if err != nil {
 		return err
 	}
-	dialer, qcm, err := newSwarm(key, eventbus.NewBus(), rm, nil,
+	dialer, qcm, err := newSwarm(key, cfg.MoreSecurity, eventbus.NewBus(), rm, nil,
 		swarm.WithDialRanker(swarm.NoDelayDialRanker),
 		swarm.WithResourceManager(rm),
 		swarm.WithUDPBlackHoleSuccessCounter(nil),

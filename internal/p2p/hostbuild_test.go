@@ -9,8 +9,14 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/sec"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	tptu "github.com/libp2p/go-libp2p/p2p/net/upgrader"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -55,6 +61,36 @@ func TestHostServices(t *testing.T) {
 		}
 		if slices.Contains(protos, "/libp2p/circuit/relay/0.2.0/hop") {
 			t.Errorf("relay service %v: hop protocol offered on loopback", relay)
+		}
+	}
+}
+
+// TestMoreSecurity checks that a node offers Noise on TCP only when
+// Config.MoreSecurity asks for it (rpseed does): a peer that speaks Noise
+// alone connects to such a node and not to one with TLS alone.
+func TestMoreSecurity(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	noiseOnly, err := libp2p.New(libp2p.NoListenAddrs, libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer noiseOnly.Close()
+	newNoise := func(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMuxer) (sec.SecureTransport, error) {
+		return noise.New(id, key, muxers)
+	}
+	for _, tt := range []struct {
+		more []SecurityProtocol
+		ok   bool
+	}{
+		{nil, false},
+		{[]SecurityProtocol{{ID: noise.ID, New: newNoise}}, true},
+	} {
+		n := newTestNode(t, Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, MoreSecurity: tt.more})
+		err := noiseOnly.Connect(ctx, peer.AddrInfo{ID: n.ID(), Addrs: n.Host().Addrs()})
+		if (err == nil) != tt.ok {
+			t.Errorf("more security %v: a Noise-only peer connects: %v", tt.more != nil, err)
 		}
 	}
 }

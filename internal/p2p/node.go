@@ -96,6 +96,11 @@ type Config struct {
 	// RelayService lets the node act as a circuit relay for others, for
 	// hole punching and small requests.
 	RelayService bool
+	// MoreSecurity are security protocols offered on TCP after TLS, which
+	// every go-libp2p peer and every rustpatcher node speaks: rpseed adds
+	// Noise, for peers of the public DHT that speak nothing else. Each one
+	// grows every program that links it, so the client offers TLS alone.
+	MoreSecurity []SecurityProtocol
 	// UploadSlots bounds concurrent uploads in total, and
 	// UploadSlotsPerPeer per peer; a peer that finds no free slot gets a
 	// "busy" answer and moves on. Zero means the defaults (2 and 1).
