@@ -1,0 +1,500 @@
+//go:build unix
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	"github.com/org/rustpatcher-go/internal/wire"
+)
+
+// The shape of TestRpseedFloods: each flood runs for floodProbes probes,
+// one every probeEvery, each with probeTimeout to get its answers.
+const (
+	floodProbes  = 9
+	probeEvery   = 2 * time.Second
+	probeTimeout = 5 * time.Second
+	// floodWarmup is how long a flood runs before the first probe.
+	floodWarmup = time.Second
+	// minAnswered is how many of floodProbes probes must be answered.
+	minAnswered = 8
+	// maxSeedMemory bounds rpseed's peak resident memory under a flood.
+	maxSeedMemory = 100 << 20
+)
+
+// floodTarget is an rpseed under attack: the protocol it speaks, its
+// addresses and the release it serves.
+type floodTarget struct {
+	pub    ed25519.PublicKey
+	proto  protocol.ID
+	target string
+	seed   peer.AddrInfo
+	file   []byte // the release's bytes
+	layout wire.Layout
+	id     [wire.IDLen]byte
+}
+
+// floodHost starts a libp2p host that only dials, over TCP (the first
+// transport our nodes dial on loopback), with a fresh identity and no
+// resource limits of its own.
+func floodHost(t testing.TB) host.Host {
+	h, err := libp2p.New(
+		libp2p.NoListenAddrs,
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.ResourceManager(&network.NullResourceManager{}),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// request opens a stream of the protocol from h and sends req (with a
+// fresh namespace check) and closes the write side.
+func (ft *floodTarget) request(ctx context.Context, h host.Host, req *wire.Request) (network.Stream, error) {
+	req.Auth = wire.Auth(ft.pub, time.Now())
+	b, err := req.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	return ft.send(ctx, h, b)
+}
+
+// send opens a stream of the protocol from h, writes b and closes the
+// write side.
+func (ft *floodTarget) send(ctx context.Context, h host.Host, b []byte) (network.Stream, error) {
+	h.Peerstore().AddAddrs(ft.seed.ID, ft.seed.Addrs, time.Hour)
+	s, err := h.NewStream(ctx, ft.seed.ID, ft.proto)
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		s.SetDeadline(d)
+	}
+	if _, err := s.Write(b); err != nil {
+		s.Reset()
+		return nil, err
+	}
+	if err := s.CloseWrite(); err != nil {
+		s.Reset()
+		return nil, err
+	}
+	return s, nil
+}
+
+// probe is an honest peer with a fresh identity: it connects, asks for
+// info, then for one random piece (again after a busy answer, as a
+// download does), and checks the piece's bytes. It returns nil when both
+// were answered within probeTimeout.
+func (ft *floodTarget) probe(t testing.TB) error {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	h := floodHost(t)
+	defer h.Close()
+	if err := h.Connect(ctx, ft.seed); err != nil {
+		return fmt.Errorf("connecting: %w", err)
+	}
+	s, err := ft.request(ctx, h, &wire.Request{Kind: wire.KindInfo, Target: ft.target})
+	if err != nil {
+		return fmt.Errorf("info: %w", err)
+	}
+	o, err := wire.ReadInfo(s)
+	s.Close()
+	if err != nil {
+		return fmt.Errorf("info: %w", err)
+	}
+	if o.FileID != ft.id {
+		return fmt.Errorf("info: file %x, want %x", o.FileID[:8], ft.id[:8])
+	}
+	i := rand.Int64N(ft.layout.NumPieces())
+	buf := make([]byte, ft.layout.MaxPieceLen())
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		s, err := ft.request(ctx, h, &wire.Request{Kind: wire.KindPieces, Target: ft.target, ID: ft.id, First: uint32(i), Count: 1})
+		if err != nil {
+			return fmt.Errorf("piece %d: %w", i, err)
+		}
+		err = wire.ReadPiecesHeader(s)
+		if errors.Is(err, wire.ErrBusy) {
+			s.Close()
+			select {
+			case <-time.After(wait):
+				continue
+			case <-ctx.Done():
+				return fmt.Errorf("piece %d: busy until the probe's time was up", i)
+			}
+		}
+		if err != nil {
+			s.Reset()
+			return fmt.Errorf("piece %d: %w", i, err)
+		}
+		b, err := ft.layout.ReadPiece(s, i, buf)
+		s.Close()
+		if err != nil {
+			return fmt.Errorf("piece %d: %w", i, err)
+		}
+		off, n := ft.layout.Piece(i)
+		if !bytes.Equal(b, ft.file[off:off+n]) {
+			return fmt.Errorf("piece %d: wrong bytes", i)
+		}
+		return nil
+	}
+}
+
+// A flood attacks ft until ctx is done, and returns a line that says what
+// it did.
+type flood func(t *testing.T, ctx context.Context, ft *floodTarget) string
+
+// floodSilentStreams: 16 identities keep 16 streams each open to the seed,
+// negotiated but without a byte of request.
+func floodSilentStreams(t *testing.T, ctx context.Context, ft *floodTarget) string {
+	var opened, refused atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		h := floodHost(t)
+		defer h.Close()
+		if err := h.Connect(ctx, ft.seed); err != nil {
+			t.Logf("silent streams: connecting: %v", err)
+			continue
+		}
+		for range 16 {
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					s, err := h.NewStream(ctx, ft.seed.ID, ft.proto)
+					if err != nil {
+						refused.Add(1)
+						pause(ctx, 50*time.Millisecond)
+						continue
+					}
+					// Reading sends the protocol's name (multistream's lazy
+					// negotiation) and then waits, sending no request.
+					opened.Add(1)
+					stop := context.AfterFunc(ctx, func() { s.Reset() })
+					s.Read(make([]byte, 1))
+					stop()
+					s.Reset()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return fmt.Sprintf("16 identities x 16 silent streams: %d streams opened, %d refused", opened.Load(), refused.Load())
+}
+
+// floodConnections: 300 identities hold a connection to the seed each,
+// and connect again when it is closed.
+func floodConnections(t *testing.T, ctx context.Context, ft *floodTarget) string {
+	var connects, fails atomic.Int64
+	var wg sync.WaitGroup
+	for range 300 {
+		h := floodHost(t)
+		defer h.Close()
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if h.Network().Connectedness(ft.seed.ID) != network.Connected {
+					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					if err := h.Connect(cctx, ft.seed); err != nil {
+						fails.Add(1)
+					} else {
+						connects.Add(1)
+					}
+					cancel()
+				}
+				pause(ctx, 100*time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	return fmt.Sprintf("300 identities holding connections: %d connects, %d failed", connects.Load(), fails.Load())
+}
+
+// floodSlowDownloads: 16 identities ask for 8 pieces at a time and read
+// them at 120 kB/s.
+func floodSlowDownloads(t *testing.T, ctx context.Context, ft *floodTarget) string {
+	const rate = 120_000
+	var bytesRead, busy, requests atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		h := floodHost(t)
+		defer h.Close()
+		wg.Go(func() {
+			buf := make([]byte, 4096)
+			for ctx.Err() == nil {
+				n := ft.layout.NumPieces()
+				first := rand.Int64N(max(n-wire.MaxPiecesPerRequest, 1))
+				count := min(wire.MaxPiecesPerRequest, n-first)
+				s, err := ft.request(ctx, h, &wire.Request{Kind: wire.KindPieces, Target: ft.target, ID: ft.id, First: uint32(first), Count: uint32(count)})
+				if err != nil {
+					pause(ctx, 100*time.Millisecond)
+					continue
+				}
+				requests.Add(1)
+				stop := context.AfterFunc(ctx, func() { s.Reset() })
+				s.SetDeadline(time.Time{})
+				if err := wire.ReadPiecesHeader(s); err != nil {
+					busy.Add(1)
+					stop()
+					s.Reset()
+					pause(ctx, 100*time.Millisecond)
+					continue
+				}
+				start := time.Now()
+				var got int64
+				for {
+					k, err := s.Read(buf)
+					got += int64(k)
+					bytesRead.Add(int64(k))
+					if err != nil {
+						break
+					}
+					// Sleep until got bytes took got/rate seconds.
+					if d := time.Duration(got*int64(time.Second)/rate) - time.Since(start); d > 0 {
+						if !pause(ctx, d) {
+							break
+						}
+					}
+				}
+				stop()
+				s.Reset()
+			}
+		})
+	}
+	wg.Wait()
+	return fmt.Sprintf("16 slow downloaders at 120 kB/s: %d requests, %d refused (busy or reset before the answer), %d bytes read", requests.Load(), busy.Load(), bytesRead.Load())
+}
+
+// floodRequests: 8 identities with 16 streams each send info requests as
+// fast as they can, and among them junk, oversized requests and requests
+// followed by trailing bytes.
+func floodRequests(t *testing.T, ctx context.Context, ft *floodTarget) string {
+	var sent, answered atomic.Int64
+	var wg sync.WaitGroup
+	junk := make([]byte, 4096)
+	for i := range junk {
+		junk[i] = byte(rand.Uint32())
+	}
+	for range 8 {
+		h := floodHost(t)
+		defer h.Close()
+		if err := h.Connect(ctx, ft.seed); err != nil {
+			t.Logf("request flood: connecting: %v", err)
+			continue
+		}
+		for g := range 16 {
+			wg.Go(func() {
+				for k := 0; ctx.Err() == nil; k++ {
+					var b []byte
+					req := &wire.Request{Kind: wire.KindInfo, Target: ft.target, Auth: wire.Auth(ft.pub, time.Now())}
+					valid, _ := req.Marshal()
+					switch (g + k) % 8 {
+					case 0:
+						b = junk[:1+rand.IntN(200)]
+					case 1:
+						b = junk // oversized
+					case 2:
+						b = append(valid, junk[:512]...) // trailing bytes
+					default:
+						b = valid
+					}
+					sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					s, err := ft.send(sctx, h, b)
+					if err == nil {
+						sent.Add(1)
+						if _, err := io.Copy(io.Discard, io.LimitReader(s, wire.InfoAnswerLen)); err == nil {
+							answered.Add(1)
+						}
+						s.Reset()
+					} else {
+						pause(ctx, 10*time.Millisecond)
+					}
+					cancel()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return fmt.Sprintf("request flood: %d requests sent (%d info, junk, oversized, trailing), %d streams ended cleanly", sent.Load(), sent.Load()*5/8, answered.Load())
+}
+
+// pause waits d or until ctx is done, and reports whether d passed.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// procMemory returns a process's peak and current resident memory in
+// bytes, from /proc.
+func procMemory(t *testing.T, pid int) (hwm, rss int64) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatalf("reading rpseed's memory: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmHWM:":
+			hwm = v << 10
+		case "VmRSS:":
+			rss = v << 10
+		}
+	}
+	return hwm, rss
+}
+
+// startFloodSeed starts an rpseed with its own identity serving release
+// (signed with key) on a private loopback network and returns the process
+// and what the attackers need to know.
+func startFloodSeed(t *testing.T, rpseed, release string, key Key, extra ...string) (*Proc, *floodTarget) {
+	dir := t.TempDir()
+	seedDir := filepath.Join(dir, "releases")
+	target := runtime.GOOS + "/" + runtime.GOARCH
+	CopyFile(t, release, filepath.Join(seedDir, "app-2.0.0"))
+	args := append([]string{"--dir", seedDir, "--identity", filepath.Join(dir, "identity.key"), "--private",
+		"--pub", target + "=" + key.Public}, loopback()...)
+	p := Start(t, rpseed, append(args, extra...)...)
+	addrs := listenAddrs(t, p, 0, 2)
+	p.WaitLine(0, 30*time.Second, `msg="serving release".* version=2\.0\.0`)
+	var seed peer.AddrInfo
+	for _, a := range addrs {
+		if strings.Contains(a, "/tcp/") {
+			ai, err := peer.AddrInfoFromString(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seed = *ai
+		}
+	}
+	pub := key.Private.Public().(ed25519.PublicKey)
+	ft := &floodTarget{pub: pub, proto: protocol.ID(wire.ProtocolID(pub)), target: target, seed: seed}
+	b, err := os.ReadFile(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft.file = b
+	// The file ID and layout, as the seed's info gives them.
+	h := floodHost(t)
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.Connect(ctx, seed); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ft.request(ctx, h, &wire.Request{Kind: wire.KindInfo, Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := wire.ReadInfo(s)
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft.layout, ft.id = o.Layout, o.FileID
+	return p, ft
+}
+
+// TestRpseedFloods runs each of four floods against a real rpseed serving
+// a real signed release, from attackers that are libp2p hosts in the test
+// process, while an honest probe with a fresh identity asks for info and a
+// piece every probeEvery: at least minAnswered of floodProbes probes must
+// be answered, and rpseed's peak memory must stay under maxSeedMemory.
+// docs/BENCHMARKS.md ("rpseed under floods") has the figures.
+func TestRpseedFloods(t *testing.T) {
+	if testing.Short() {
+		t.Skip("floods a real rpseed for over a minute")
+	}
+	key := NewKey(t)
+	rpseed := GoBuild(t, rpseedPkg, "")
+	release := filepath.Join(t.TempDir(), "app-2.0.0")
+	SignedCopy(t, BuildHello(t, key.Public), release, key, "2.0.0")
+	floods := []struct {
+		name string
+		run  flood
+	}{
+		{"silent_streams", floodSilentStreams},
+		{"connections", floodConnections},
+		{"slow_downloads", floodSlowDownloads},
+		{"requests", floodRequests},
+	}
+	for _, f := range floods {
+		t.Run(f.name, func(t *testing.T) {
+			seed, ft := startFloodSeed(t, rpseed, release, key)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			summary := make(chan string, 1)
+			go func() { summary <- f.run(t, ctx, ft) }()
+			time.Sleep(floodWarmup)
+			var (
+				mu       sync.Mutex
+				answered int
+				failures []string
+				wg       sync.WaitGroup
+			)
+			for i := range floodProbes {
+				if i > 0 {
+					time.Sleep(probeEvery)
+				}
+				wg.Go(func() {
+					start := time.Now()
+					err := ft.probe(t)
+					mu.Lock()
+					defer mu.Unlock()
+					if err == nil {
+						answered++
+						return
+					}
+					failures = append(failures, fmt.Sprintf("probe %d (%v): %v", i, time.Since(start).Round(time.Millisecond), err))
+				})
+			}
+			wg.Wait()
+			hwm, rss := procMemory(t, seed.Pid())
+			cancel()
+			what := <-summary
+			t.Logf("%s: %d of %d probes answered; rpseed VmHWM %.1f MB, VmRSS %.1f MB", what, answered, floodProbes, float64(hwm)/1e6, float64(rss)/1e6)
+			for _, f := range failures {
+				t.Log(f)
+			}
+			if answered < minAnswered {
+				t.Errorf("%d of %d probes answered under the flood, want at least %d", answered, floodProbes, minAnswered)
+			}
+			if hwm > maxSeedMemory {
+				t.Errorf("rpseed's peak memory %.1f MB, over %d MB", float64(hwm)/1e6, maxSeedMemory>>20)
+			}
+			if seed.Exited() {
+				t.Fatalf("rpseed died:\n%s", seed.Output())
+			}
+		})
+	}
+}
