@@ -56,6 +56,12 @@ const (
 	// DefaultUploadSlotsPerPeer is the number of uploads one peer may
 	// hold at once.
 	DefaultUploadSlotsPerPeer = 1
+	// DefaultMinUploadRate is the rate, in bytes a second, below which an
+	// upload that has run for 2 s loses its slot to a peer that asks for
+	// one while none is free: a downloader that reads slowly (on purpose or
+	// not) must not hold a slot others would use at full speed. 256 KiB/s
+	// moves a 1 MiB piece in 4 s.
+	DefaultMinUploadRate = 256 << 10
 	// DefaultIdleTimeout bounds every read and write of a transfer.
 	DefaultIdleTimeout = 10 * time.Second
 	// DefaultLookupTimeout bounds one DHT provider lookup.
@@ -103,6 +109,12 @@ type Config struct {
 	// UploadRate caps the node's upload bandwidth, in bytes per second,
 	// over all uploads; zero means no cap.
 	UploadRate int
+	// MinUploadRate is the rate, in bytes per second, below which an
+	// upload that has run for 2 s loses its slot to a peer that asks for
+	// one while none is free. Zero means DefaultMinUploadRate, or half an
+	// upload's share of UploadRate when that is lower; negative means
+	// slots are never taken back.
+	MinUploadRate int
 	// IdleTimeout bounds every read and write of a transfer and the
 	// reading of a request; zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration
