@@ -267,6 +267,13 @@ type Stats struct {
 	Busy uint64
 	// BadRequests counts malformed requests and failed namespace checks.
 	BadRequests uint64
+	// StreamsRefused counts streams of the protocol refused by the stream
+	// limits, and StreamsEvicted streams without a request that gave
+	// their place to a peer with fewer streams.
+	StreamsRefused, StreamsEvicted uint64
+	// UploadsTakenBack counts uploads slower than the minimum rate whose
+	// slot went to a peer that asked while none was free.
+	UploadsTakenBack uint64
 	// BytesUploaded and BytesDownloaded count release bytes moved.
 	BytesUploaded, BytesDownloaded uint64
 	// Strikes counts misbehaviour seen from peers.
@@ -296,6 +303,9 @@ func (n *Node) Stats() Stats {
 		FetchRequests:    c.pieces.Load(),
 		Busy:             c.busy.Load(),
 		BadRequests:      c.bad.Load(),
+		StreamsRefused:   n.server.admit.refused.Load(),
+		StreamsEvicted:   n.server.admit.evicted.Load(),
+		UploadsTakenBack: n.server.slots.revoked.Load(),
 		BytesUploaded:    c.up.Load(),
 		BytesDownloaded:  n.downloaded.Load(),
 		Strikes:          n.strikes.given.Load(),
