@@ -132,6 +132,8 @@ type Config struct {
 
 	// extra are more libp2p options, for tests.
 	extra []libp2p.Option
+	// streamLimit replaces maxStreams when positive, for tests.
+	streamLimit int
 }
 
 // A Node is a libp2p host with the DHT and the rustpatcher protocol.

@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -137,7 +138,7 @@ func newServer(ctx context.Context, h host.Host, cfg Config) *server {
 		h:         h,
 		idle:      cfg.IdleTimeout,
 		slots:     newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer, slotGrace, minUploadRate(cfg)),
-		admit:     newAdmission(maxStreams, maxStreamsPerIP),
+		admit:     newAdmission(cmp.Or(cfg.streamLimit, maxStreams), maxStreamsPerIP),
 		log:       cfg.Logger,
 		newest:    map[string]*served{},
 		byID:      map[[wire.IDLen]byte]*served{},
