@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -496,5 +497,119 @@ func TestRpseedFloods(t *testing.T) {
 				t.Fatalf("rpseed died:\n%s", seed.Output())
 			}
 		})
+	}
+}
+
+// floodOneStreamEach: n identities hold one silent stream each, more than
+// the seed's handler holds, so that every place is held by a peer with as
+// few streams as a newcomer and new streams are refused.
+func floodOneStreamEach(t *testing.T, ctx context.Context, ft *floodTarget, n int) string {
+	var opened atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		h := floodHost(t)
+		defer h.Close()
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				h.Peerstore().AddAddrs(ft.seed.ID, ft.seed.Addrs, time.Hour)
+				s, err := h.NewStream(ctx, ft.seed.ID, ft.proto)
+				if err != nil {
+					pause(ctx, 50*time.Millisecond)
+					continue
+				}
+				opened.Add(1)
+				stop := context.AfterFunc(ctx, func() { s.Reset() })
+				s.Read(make([]byte, 1))
+				stop()
+				s.Reset()
+			}
+		})
+	}
+	wg.Wait()
+	return fmt.Sprintf("%d identities with one silent stream each: %d streams opened", n, opened.Load())
+}
+
+// seedMetric reads one counter from an rpseed's /metrics.
+func seedMetric(t *testing.T, url, name string) float64 {
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("rpseed metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", l, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("rpseed has no metric %s", name)
+	return 0
+}
+
+// TestP2PUpdateAfterFlood floods an rpseed serving hello 2.0.0 for 15 s
+// with more identities, each holding one silent stream, than the seed's
+// handler holds streams: a hello 1.0.0 node that polls the seed meanwhile
+// has its streams refused (reset). It must give the seed no strike for
+// them and run 2.0.0 within two poll intervals of the flood's end.
+func TestP2PUpdateAfterFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process network test with a flood")
+	}
+	const (
+		interval = 4 * time.Second
+		length   = 15 * time.Second
+	)
+	key := NewKey(t)
+	rpseed := GoBuild(t, rpseedPkg, "")
+	hello := BuildHello(t, key.Public)
+	release := filepath.Join(t.TempDir(), "hello-2.0.0")
+	SignedCopy(t, hello, release, key, "2.0.0")
+	seed, ft := startFloodSeed(t, rpseed, release, key, "--metrics-addr", "127.0.0.1:0")
+	l, _ := seed.WaitLine(0, 30*time.Second, `^metrics: http://`)
+	metrics := strings.TrimPrefix(l.Text, "metrics: ")
+	seedID := ft.seed.ID.String()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	summary := make(chan string, 1)
+	go func() { summary <- floodOneStreamEach(t, ctx, ft, 300) }()
+	time.Sleep(3 * time.Second) // the flood takes every place
+	refused := seedMetric(t, metrics, "rpseed_streams_refused_total")
+
+	exe := filepath.Join(t.TempDir(), "node", "hello")
+	SignedCopy(t, hello, exe, key, "1.0.0")
+	var seedAddrs []string
+	for _, a := range ft.seed.Addrs {
+		seedAddrs = append(seedAddrs, a.String()+"/p2p/"+seedID)
+	}
+	args := append([]string{"--private", "--dht-server", "--interval", interval.String()}, loopback()...)
+	node := Start(t, exe, append(args, bootstrapArgs(seedAddrs)...)...)
+	node.WaitLine(0, 30*time.Second, `^hello 1\.0\.0`)
+	time.Sleep(length - 3*time.Second)
+	_, _, err := node.FindLine(0, 0, `^hello 2\.0\.0`)
+	duringFlood := err == nil
+	refused = seedMetric(t, metrics, "rpseed_streams_refused_total") - refused
+	cancel()
+	ended := time.Now()
+	t.Log(<-summary)
+	t.Logf("the seed refused %.0f streams during the flood; the node updated during it: %v", refused, duringFlood)
+	if refused == 0 {
+		t.Error("the seed refused no stream: the flood did not bite")
+	}
+	node.WaitLine(0, 2*interval, `^hello 2\.0\.0`)
+	t.Logf("the node ran 2.0.0 %v after the flood ended (limit %v)", time.Since(ended).Round(time.Millisecond), 2*interval)
+	if !sameBytes(t, exe, release) {
+		t.Error("the node's executable differs from the seed's 2.0.0")
+	}
+	if n := struckPeers(node)[seedID]; n > 0 {
+		t.Errorf("the node struck the honest seed %d times", n)
 	}
 }
