@@ -42,7 +42,7 @@ const (
 const (
 	// maxInboundConns bounds inbound connections in all (libp2p scales
 	// its default with memory: 64 plus 64 per GiB of an eighth of it).
-	// One is about 50 KB, so 512 cost about 25 MB; they are far above
+	// One is about 65 KB, so 512 cost about 35 MB; they are far above
 	// highConns, so that peers connecting while others hold connections
 	// open are let in, and the connection manager trims.
 	maxInboundConns = 512
