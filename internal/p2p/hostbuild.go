@@ -124,7 +124,7 @@ func buildHost(cfg Config, boot []peer.AddrInfo, rm network.ResourceManager, cm 
 		cm.Close()
 		return nil, err
 	}
-	obs, err := observedaddrs.NewManager(bus, sw)
+	obs, err := observedaddrs.NewManager(bus, sw.Swarm)
 	if err != nil {
 		sw.Close()
 		qcm.Close()
@@ -133,7 +133,7 @@ func buildHost(cfg Config, boot []peer.AddrInfo, rm network.ResourceManager, cm 
 		cm.Close()
 		return nil, fmt.Errorf("observed addresses: %w", err)
 	}
-	bh, err := basichost.NewHost(sw, &basichost.HostOpts{
+	bh, err := basichost.NewHost(sw.Swarm, &basichost.HostOpts{
 		EventBus:             bus,
 		ConnManager:          cm,
 		EnablePing:           true,
@@ -177,7 +177,7 @@ func startHost(cfg Config, h *partsHost, sw *nodeSwarm, obs *observedaddrs.Manag
 	if err := sw.Listen(listen...); err != nil {
 		return err
 	}
-	obs.Start(sw)
+	obs.Start(sw.Swarm)
 	if len(boot) > 0 {
 		// Behind a NAT (as AutoNAT finds), reserve a slot on a bootstrap
 		// peer that runs a relay (rpseed --relay), so that others can
@@ -214,7 +214,9 @@ func listenMultiaddrs(cfg Config) ([]ma.Multiaddr, error) {
 }
 
 // nodeSwarm is a swarm with its QUIC and TCP transports and the upgrader
-// that secures and multiplexes TCP connections.
+// that secures and multiplexes TCP connections. The host is given the
+// *swarm.Swarm itself, which is what its Network() returns (source.go
+// clears the swarm's dial backoff through it).
 type nodeSwarm struct {
 	*swarm.Swarm
 	upgrader transport.Upgrader

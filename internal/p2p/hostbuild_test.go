@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/sec"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	tptu "github.com/libp2p/go-libp2p/p2p/net/upgrader"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -47,6 +48,9 @@ func TestHostServices(t *testing.T) {
 				continue
 			}
 			t.Errorf("listens on %s, not plain QUIC or TCP", a)
+		}
+		if _, ok := n.Host().Network().(*swarm.Swarm); !ok {
+			t.Errorf("the host's network is a %T, not a *swarm.Swarm", n.Host().Network())
 		}
 		protos := n.Host().Mux().Protocols()
 		want := []protocol.ID{

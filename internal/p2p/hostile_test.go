@@ -33,6 +33,10 @@ func movedCopy(t *testing.T, f *testFile) []byte {
 	return append(b, f.bytes[at+region.Size:]...)
 }
 
+// head returns the first n bytes of b, or all of b when it is shorter
+// (the tail piece may be).
+func head(b []byte, n int) []byte { return b[:min(n, len(b))] }
+
 // pieceLies are the ways a peer that offers the real file answers pieces
 // requests; struck says whether the lie is provably bad data (a strike),
 // or only a failure of the peer (skipped, no strike).
@@ -58,11 +62,11 @@ var pieceLies = []struct {
 	}, true},
 	{"truncated (clean close)", func(s network.Stream, f *testFile, first, count int64) {
 		wire.WritePiecesHeader(s)
-		s.Write(f.pieces(first, count)[:1000])
+		s.Write(head(f.pieces(first, count), 1000))
 	}, true},
 	{"reset", func(s network.Stream, f *testFile, first, count int64) {
 		wire.WritePiecesHeader(s)
-		s.Write(f.pieces(first, count)[:1000])
+		s.Write(head(f.pieces(first, count), 1000))
 		s.Reset()
 	}, false},
 	{"refused stream", func(s network.Stream, _ *testFile, _, _ int64) { s.Reset() }, false},
@@ -70,7 +74,7 @@ var pieceLies = []struct {
 	{"not found", func(s network.Stream, _ *testFile, _, _ int64) { wire.WriteError(s, wire.StatusNotFound, "gone") }, false},
 	{"stall", func(s network.Stream, f *testFile, first, count int64) {
 		wire.WritePiecesHeader(s)
-		s.Write(f.pieces(first, count)[:1000])
+		s.Write(head(f.pieces(first, count), 1000))
 		time.Sleep(3 * time.Second)
 	}, false},
 	{"drip", func(s network.Stream, f *testFile, first, count int64) {
@@ -429,5 +433,28 @@ func TestV0Release(t *testing.T) {
 	r.Reject(errors.New("hash mismatch"))
 	if client.strikes.of(seed.ID()) == 0 {
 		t.Error("the peer that delivered a refused v0 file got no strike")
+	}
+}
+
+// TestTailAfterResume: a download resumed past piece 0, by a release that
+// has no peer of piece 0 to give the tail to, still fetches the tail; a
+// download from the start gets piece 0 and the tail from one peer
+// (TestBlameOtherFile).
+func TestTailAfterResume(t *testing.T) {
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	path := filepath.Join(t.TempDir(), "release")
+	regiontest.WriteBinary(t, path, 3<<20, 1, key, "2.0.0")
+	f := *loadTestFile(t, path)
+	f.bytes = append(bytes.Clone(f.bytes), bytes.Repeat([]byte{7}, 4096)...)
+	f.layout.Size = int64(len(f.bytes))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pa, pb := startTestPeer(t, key.Public, &f, nil), startTestPeer(t, key.Public, &f, nil)
+	client := newTestNode(t, Config{}, pa.Node, pb.Node)
+	r := onlyRelease(t, ctx, client.Source(key.Public, testTarget))
+	off := int64(2<<20 + 5)
+	if got := readAllFrom(t, r, off); !bytes.Equal(got, f.bytes[off:]) {
+		t.Fatalf("resumed download: %d bytes, want the file's last %d", len(got), len(f.bytes)-int(off))
 	}
 }

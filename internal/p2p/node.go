@@ -56,6 +56,12 @@ const (
 	// DefaultUploadSlotsPerPeer is the number of uploads one peer may
 	// hold at once.
 	DefaultUploadSlotsPerPeer = 1
+	// DefaultMinUploadRate is the rate, in bytes a second, below which an
+	// upload that has run for 2 s loses its slot to a peer that asks for
+	// one while none is free: a downloader that reads slowly (on purpose or
+	// not) must not hold a slot others would use at full speed. 256 KiB/s
+	// moves a 1 MiB piece in 4 s.
+	DefaultMinUploadRate = 256 << 10
 	// DefaultIdleTimeout bounds every read and write of a transfer.
 	DefaultIdleTimeout = 10 * time.Second
 	// DefaultLookupTimeout bounds one DHT provider lookup.
@@ -108,6 +114,12 @@ type Config struct {
 	// UploadRate caps the node's upload bandwidth, in bytes per second,
 	// over all uploads; zero means no cap.
 	UploadRate int
+	// MinUploadRate is the rate, in bytes per second, below which an
+	// upload that has run for 2 s loses its slot to a peer that asks for
+	// one while none is free. Zero means DefaultMinUploadRate, or half an
+	// upload's share of UploadRate when that is lower; negative means
+	// slots are never taken back.
+	MinUploadRate int
 	// IdleTimeout bounds every read and write of a transfer and the
 	// reading of a request; zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration
@@ -128,6 +140,8 @@ type Config struct {
 	// what AutoNAT reports instead of asking peers.
 	noListen     bool
 	reachability network.Reachability
+	// streamLimit replaces maxStreams when positive, for tests.
+	streamLimit int
 }
 
 // A Node is a libp2p host with the DHT and the rustpatcher protocol.
@@ -263,6 +277,13 @@ type Stats struct {
 	Busy uint64
 	// BadRequests counts malformed requests and failed namespace checks.
 	BadRequests uint64
+	// StreamsRefused counts streams of the protocol refused by the stream
+	// limits, and StreamsEvicted streams without a request that gave
+	// their place to a peer with fewer streams.
+	StreamsRefused, StreamsEvicted uint64
+	// UploadsTakenBack counts uploads slower than the minimum rate whose
+	// slot went to a peer that asked while none was free.
+	UploadsTakenBack uint64
 	// BytesUploaded and BytesDownloaded count release bytes moved.
 	BytesUploaded, BytesDownloaded uint64
 	// Strikes counts misbehaviour seen from peers.
@@ -292,6 +313,9 @@ func (n *Node) Stats() Stats {
 		FetchRequests:    c.pieces.Load(),
 		Busy:             c.busy.Load(),
 		BadRequests:      c.bad.Load(),
+		StreamsRefused:   n.server.admit.refused.Load(),
+		StreamsEvicted:   n.server.admit.evicted.Load(),
+		UploadsTakenBack: n.server.slots.revoked.Load(),
 		BytesUploaded:    c.up.Load(),
 		BytesDownloaded:  n.downloaded.Load(),
 		Strikes:          n.strikes.given.Load(),

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/org/rustpatcher-go/internal/wire"
@@ -181,6 +182,13 @@ func (n *Node) connect(ctx context.Context, ai peer.AddrInfo) error {
 	}
 	if len(ai.Addrs) > 0 {
 		n.h.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
+	}
+	// libp2p refuses to dial a peer whose dials failed lately, for up to
+	// minutes: a seed that refused connections during a flood would stay
+	// out of reach long after it ended. The callers pace their own
+	// retries (a poll, a download's backoff), so every one dials.
+	if sw, ok := n.h.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(ai.ID)
 	}
 	return n.h.Connect(ctx, ai)
 }

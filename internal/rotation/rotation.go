@@ -81,7 +81,7 @@ func New(old ed25519.PrivateKey, next ed25519.PublicKey, target string, sequence
 
 func (s Statement) check() error {
 	switch {
-	case !validTarget(s.Target):
+	case !region.ValidTarget(s.Target):
 		return fmt.Errorf("%w: target %q (want GOOS/GOARCH)", ErrMalformed, s.Target)
 	case len(s.From) != ed25519.PublicKeySize || len(s.To) != ed25519.PublicKeySize:
 		return fmt.Errorf("%w: keys must be %d bytes", ErrMalformed, ed25519.PublicKeySize)
@@ -91,24 +91,6 @@ func (s Statement) check() error {
 		return fmt.Errorf("%w: sequence must be 1 or more", ErrMalformed)
 	}
 	return nil
-}
-
-// validTarget reports whether t is a plausible GOOS/GOARCH.
-func validTarget(t string) bool {
-	goos, goarch, ok := strings.Cut(t, "/")
-	return ok && len(t) <= region.TargetLen && word(goos) && word(goarch)
-}
-
-func word(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // message returns SHA-512(domain || target NUL-padded to 16 bytes || from

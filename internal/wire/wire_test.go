@@ -22,7 +22,7 @@ func TestRequestRoundTrip(t *testing.T) {
 		{Kind: KindInfo, Auth: Auth(pub, time.Unix(600, 0)), Target: "linux/amd64"},
 		{Kind: KindHashes, Auth: Auth(pub, time.Unix(600, 0)), Target: "windows/arm64", ID: [IDLen]byte{1, 2, 3}},
 		{Kind: KindPieces, Target: "darwin/arm64", ID: [IDLen]byte{9}, First: 1 << 30, Count: MaxPiecesPerRequest},
-		{Kind: KindPieces, Target: strings.Repeat("a", MaxTargetLen), First: 0, Count: 1},
+		{Kind: KindPieces, Target: "aaaaaaa/" + strings.Repeat("b", MaxTargetLen-8), First: 0, Count: 1},
 		{Kind: KindRotations, Auth: Auth(pub, time.Unix(600, 0)), Target: "linux/arm64"},
 	}
 	for _, want := range tests {
@@ -61,6 +61,7 @@ func TestReadRequestRejects(t *testing.T) {
 		{"zero target", append(append([]byte{}, good[:3+AuthLen]...), 0)},
 		{"long target", append(append([]byte{}, good[:3+AuthLen]...), MaxTargetLen+1)},
 		{"bad target bytes", append(append(append([]byte{}, good[:3+AuthLen]...), 2), "A\n"...)},
+		{"target without a slash", append(append(append([]byte{}, good[:3+AuthLen]...), 5), "linux"...)},
 		{"truncated range", good[:len(good)-1]},
 		{"no pieces", withCount(0)},
 		{"too many pieces", withCount(MaxPiecesPerRequest + 1)},
@@ -76,7 +77,9 @@ func TestMarshalRejects(t *testing.T) {
 	for _, r := range []Request{
 		{Kind: KindInfo, Target: ""},
 		{Kind: KindInfo, Target: "Linux/amd64"},
-		{Kind: KindInfo, Target: strings.Repeat("a", MaxTargetLen+1)},
+		{Kind: KindInfo, Target: "linux/" + strings.Repeat("a", MaxTargetLen-5)},
+		{Kind: KindInfo, Target: "linuxamd64"},
+		{Kind: KindInfo, Target: "linux/amd64/v2"},
 		{Kind: 7, Target: "linux/amd64"},
 		{Kind: KindPieces, Target: "linux/amd64", Count: 0},
 		{Kind: KindPieces, Target: "linux/amd64", Count: 9},
