@@ -61,7 +61,7 @@ func scanFile(ctx context.Context, f *os.File, opt scanOptions) (*Scanned, error
 		return nil, err
 	}
 	opt.size = st.Size()
-	s, err := scanBuffered(ctx, f, opt)
+	s, err := scan(ctx, f, opt, make([]byte, chunkSize+Size))
 	if err != nil {
 		return nil, err
 	}

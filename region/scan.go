@@ -10,31 +10,17 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"sync"
 
 	"github.com/org/rustpatcher-go/internal/exefmt"
 )
 
 // chunkSize is how much of a file a scan reads at a time. Memory use of a
 // scan is this plus one region and the piece hashes (32 bytes a MiB),
-// whatever the size of the file.
-const chunkSize = 1 << 20
-
-// scanBufs holds the read buffers of scans (chunkSize plus one region):
-// an app verifies itself and its releases with several scans in a row, and
-// each taking a fresh MiB grows the heap by as many, which a long-running
-// app keeps resident.
-var scanBufs = sync.Pool{New: func() any {
-	b := make([]byte, chunkSize+Size)
-	return &b
-}}
-
-// scanBuffered runs scan with a buffer from scanBufs.
-func scanBuffered(ctx context.Context, r io.Reader, opt scanOptions) (*Scanned, error) {
-	b := scanBufs.Get().(*[]byte)
-	defer scanBufs.Put(b)
-	return scan(ctx, r, opt, *b)
-}
+// whatever the size of the file. An app scans itself four times as it
+// starts (ScanOpen's two passes, to check itself and to serve itself), and
+// every byte those scans allocate stays in its heap; larger reads are no
+// faster (BenchmarkVerifyFile30MB).
+const chunkSize = 256 << 10
 
 // Scanned is what one pass over a file tells: where its region is, what the
 // region holds, where its content ends, and the digests of the content.
@@ -95,7 +81,7 @@ func Scan(ctx context.Context, r io.Reader) (*Scanned, error) {
 // Scanned.Verify then fails for a region of the other format.
 func ScanAs(ctx context.Context, r io.Reader, f Format) (*Scanned, error) {
 	opt := scanOptions{v0: f != V1, v1: f != V0, size: -1}
-	return scanBuffered(ctx, r, opt)
+	return scan(ctx, r, opt, make([]byte, chunkSize+Size))
 }
 
 // ScanLayout is Scan without the digests: it locates the region, reads the
@@ -104,7 +90,7 @@ func ScanAs(ctx context.Context, r io.Reader, f Format) (*Scanned, error) {
 // piece against a signed root as it arrived (see PieceChecker):
 // Scanned.MatchesLayout checks the rest.
 func ScanLayout(ctx context.Context, r io.Reader) (*Scanned, error) {
-	return scanBuffered(ctx, r, scanOptions{size: -1})
+	return scan(ctx, r, scanOptions{size: -1}, make([]byte, chunkSize+Size))
 }
 
 // scanOptions say what a scan computes.
