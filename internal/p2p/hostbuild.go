@@ -91,13 +91,20 @@ func (h *partsHost) Close() error {
 // for it. rm and cm are the resource and connection managers; the host owns
 // them from then on, also when buildHost fails.
 func buildHost(cfg Config, boot []peer.AddrInfo, rm network.ResourceManager, cm *connmgr.BasicConnMgr) (host.Host, error) {
+	// undo stops what was started, last first, until the basic host
+	// takes over.
+	undo := []func() error{rm.Close, cm.Close}
+	fail := func(err error) (host.Host, error) {
+		for _, f := range slices.Backward(undo) {
+			f()
+		}
+		return nil, err
+	}
 	key := cfg.Identity
 	if key == nil {
 		var err error
 		if key, _, err = crypto.GenerateEd25519Key(rand.Reader); err != nil {
-			rm.Close()
-			cm.Close()
-			return nil, err
+			return fail(err)
 		}
 	}
 	reg := cfg.Registerer
@@ -120,19 +127,14 @@ func buildHost(cfg Config, boot []peer.AddrInfo, rm network.ResourceManager, cm 
 	}
 	sw, qcm, err := newSwarm(key, cfg.MoreSecurity, bus, rm, reg, swarmOpts...)
 	if err != nil {
-		rm.Close()
-		cm.Close()
-		return nil, err
+		return fail(err)
 	}
+	undo = append(undo, sw.Peerstore().Close, qcm.Close, sw.Close)
 	obs, err := observedaddrs.NewManager(bus, sw.Swarm)
 	if err != nil {
-		sw.Close()
-		qcm.Close()
-		sw.Peerstore().Close()
-		rm.Close()
-		cm.Close()
-		return nil, fmt.Errorf("observed addresses: %w", err)
+		return fail(fmt.Errorf("observed addresses: %w", err))
 	}
+	undo = append(undo, obs.Close)
 	bh, err := basichost.NewHost(sw.Swarm, &basichost.HostOpts{
 		EventBus:             bus,
 		ConnManager:          cm,
@@ -144,13 +146,7 @@ func buildHost(cfg Config, boot []peer.AddrInfo, rm network.ResourceManager, cm 
 		ObservedAddrsManager: obs,
 	})
 	if err != nil {
-		obs.Close()
-		sw.Close()
-		qcm.Close()
-		sw.Peerstore().Close()
-		rm.Close()
-		cm.Close()
-		return nil, fmt.Errorf("host: %w", err)
+		return fail(fmt.Errorf("host: %w", err))
 	}
 	// From here on h.Close stops everything.
 	h := &partsHost{BasicHost: bh, closers: []func() error{obs.Close}, after: []func() error{qcm.Close}}

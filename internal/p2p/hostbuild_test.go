@@ -2,6 +2,8 @@ package p2p
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"reflect"
 	"runtime"
 	"slices"
@@ -100,8 +102,14 @@ func TestMoreSecurity(t *testing.T) {
 }
 
 // TestHostClose checks that closing a node stops every goroutine its host
-// started.
+// started, and so does a host that fails to start.
 func TestHostClose(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	inUse := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", busy.Addr().(*net.TCPAddr).Port)
 	before := runtime.NumGoroutine()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -112,6 +120,10 @@ func TestHostClose(t *testing.T) {
 		}
 		if err := n.Close(); err != nil {
 			t.Fatal(err)
+		}
+		if n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: []string{inUse}}); err == nil {
+			n.Close()
+			t.Fatalf("a node listening on %s, which is in use, started", inUse)
 		}
 	}
 	var now int
