@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -82,13 +83,8 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 		g     errgroup.Group
 	)
 	g.SetLimit(infoConcurrency)
-	for ai := range cands {
-		if ai.ID == s.n.h.ID() || asked[ai.ID] || len(asked) >= maxCandidates {
-			continue
-		}
-		if s.n.strikes.of(ai.ID) >= maxStrikes {
-			continue
-		}
+	var struck []peer.AddrInfo // asked only if no other peer offers a release
+	ask := func(ai peer.AddrInfo) {
 		asked[ai.ID] = true
 		g.Go(func() error {
 			o, err := s.n.askInfo(ctx, s.pub, s.target, ai)
@@ -112,7 +108,28 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 			return nil
 		})
 	}
+	for ai := range cands {
+		if ai.ID == s.n.h.ID() || asked[ai.ID] || len(asked)+len(struck) >= maxCandidates {
+			continue
+		}
+		if s.n.strikes.of(ai.ID) >= maxStrikes {
+			if !slices.ContainsFunc(struck, func(p peer.AddrInfo) bool { return p.ID == ai.ID }) {
+				struck = append(struck, ai)
+			}
+			continue
+		}
+		ask(ai)
+	}
 	g.Wait()
+	if len(order) == 0 && len(struck) > 0 && ctx.Err() == nil {
+		// Peers with too many strikes are asked last, when nobody else
+		// has the release: a strike may be a misunderstanding, and no
+		// update at all is worse than a download that checks every piece.
+		for _, ai := range struck {
+			ask(ai)
+		}
+		g.Wait()
+	}
 	if len(asked) == 0 {
 		return nil, fmt.Errorf("%w: none known yet to ask for %s releases", ErrNoPeers, s.target)
 	}
