@@ -215,6 +215,9 @@ func (n *Node) request(ctx context.Context, pub ed25519.PublicKey, ai peer.AddrI
 		s.Reset()
 		return nil, fmt.Errorf("peer %s: %w", ai.ID, err)
 	}
+	// Which path the request takes: a /p2p-circuit address (limited) is a
+	// relayed connection, any other a direct one.
+	n.log.Debug("request sent", "peer", ai.ID, "kind", req.Kind, "conn", s.Conn().RemoteMultiaddr(), "limited", s.Conn().Stat().Limited)
 	return s, nil
 }
 
