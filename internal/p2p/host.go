@@ -207,7 +207,14 @@ func hostOptions(cfg Config, boot []peer.AddrInfo, rm network.ResourceManager, c
 		opts = append(opts, libp2p.Identity(cfg.Identity))
 	}
 	if cfg.RelayService {
-		opts = append(opts, libp2p.EnableRelayService())
+		// libp2p starts the relay only once AutoNAT finds the node
+		// publicly reachable, which needs peers with public addresses
+		// of their own to ask: in a private network whose other nodes
+		// are all behind NATs nobody can, and the relay would never
+		// start. A node told to relay is public by the operator's
+		// word. Its AutoNAT service still dials others back, which is
+		// how nodes behind NATs learn that they are.
+		opts = append(opts, libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic())
 	}
 	if len(boot) > 0 {
 		// Behind a NAT (as AutoNAT finds), reserve a slot on a bootstrap

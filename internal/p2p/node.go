@@ -100,7 +100,9 @@ type Config struct {
 	// otherwise the DHT switches modes by reachability (AutoNAT).
 	DHTServer bool
 	// RelayService lets the node act as a circuit relay for others, for
-	// hole punching and small requests.
+	// hole punching and info requests. It declares the node publicly
+	// reachable, so that the relay runs at once: set it only on a node
+	// that others can dial.
 	RelayService bool
 	// UploadSlots bounds concurrent uploads in total, and
 	// UploadSlotsPerPeer per peer; a peer that finds no free slot gets a

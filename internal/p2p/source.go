@@ -223,7 +223,17 @@ func (n *Node) request(ctx context.Context, pub ed25519.PublicKey, ai peer.AddrI
 	if err != nil {
 		return nil, err
 	}
-	s, err := n.h.NewStream(network.WithAllowLimitedConn(dctx, "rustpatcher"), ai.ID, protocol.ID(wire.ProtocolID(pub)))
+	// Only an info request may go over a limited (relayed) connection. A
+	// relay carries at most 128 KiB, for 2 minutes, per connection, and
+	// cuts a stream at its limit as if the peer had ended its answer early
+	// (a malformed answer, struck). Hashes and pieces wait, within
+	// dialTimeout, for the direct connection that hole punching makes; a
+	// peer that cannot be reached directly fails the request unstruck.
+	sctx := dctx
+	if req.Kind == wire.KindInfo {
+		sctx = network.WithAllowLimitedConn(dctx, "rustpatcher")
+	}
+	s, err := n.h.NewStream(sctx, ai.ID, protocol.ID(wire.ProtocolID(pub)))
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: opening a stream: %w", ai.ID, err)
 	}
@@ -240,6 +250,9 @@ func (n *Node) request(ctx context.Context, pub ed25519.PublicKey, ai peer.AddrI
 		s.Reset()
 		return nil, fmt.Errorf("peer %s: %w", ai.ID, err)
 	}
+	// Which path the request takes: a /p2p-circuit address (limited) is a
+	// relayed connection, any other a direct one.
+	n.log.Debug("request sent", "peer", ai.ID, "kind", req.Kind, "conn", s.Conn().RemoteMultiaddr(), "limited", s.Conn().Stat().Limited)
 	return s, nil
 }
 
