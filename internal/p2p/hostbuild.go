@@ -337,7 +337,8 @@ func newQUICConnManager(key crypto.PrivKey, rm network.ResourceManager, reg prom
 // addAutoNAT starts AutoNAT on h: a client that asks peers to dial back
 // the host's public addresses, and the service that does so for others,
 // from a swarm of its own with a throwaway key, as libp2p.New with
-// EnableNATService does. cfg.reachability (tests) fixes the answer.
+// EnableNATService does. A node with the relay service is public;
+// cfg.reachability (tests) fixes the answer.
 func addAutoNAT(cfg Config, h *basichost.BasicHost, rm network.ResourceManager, reg prometheus.Registerer) error {
 	opts := []autonat.Option{
 		autonat.UsingAddresses(func() []ma.Multiaddr {
@@ -367,8 +368,19 @@ func addAutoNAT(cfg Config, h *basichost.BasicHost, rm network.ResourceManager, 
 		dialer.Peerstore().Close()
 	}()
 	opts = append(opts, autonat.EnableService(dialer.Swarm))
-	if cfg.reachability != network.ReachabilityUnknown {
-		opts = append(opts, autonat.WithReachability(cfg.reachability))
+	reach := cfg.reachability
+	if reach == network.ReachabilityUnknown && cfg.RelayService {
+		// libp2p starts the relay only once AutoNAT finds the node
+		// publicly reachable, which needs peers with public addresses
+		// of their own to ask: in a private network whose other nodes
+		// are all behind NATs nobody can, and the relay would never
+		// start. A node told to relay is public by the operator's
+		// word. Its AutoNAT service still dials others back, which is
+		// how nodes behind NATs learn that they are.
+		reach = network.ReachabilityPublic
+	}
+	if reach != network.ReachabilityUnknown {
+		opts = append(opts, autonat.WithReachability(reach))
 	}
 	an, err := autonat.New(h, opts...)
 	if err != nil {

@@ -100,7 +100,9 @@ type Config struct {
 	// otherwise the DHT switches modes by reachability (AutoNAT).
 	DHTServer bool
 	// RelayService lets the node act as a circuit relay for others, for
-	// hole punching and small requests.
+	// hole punching and info requests. It declares the node publicly
+	// reachable, so that the relay runs at once: set it only on a node
+	// that others can dial.
 	RelayService bool
 	// MoreSecurity are security protocols offered on TCP after TLS, which
 	// every go-libp2p peer and every rustpatcher node speaks: rpseed adds
