@@ -32,9 +32,10 @@ func registerNodeMetrics(reg prometheus.Registerer, n *p2p.Node) {
 	gauge("uploads_active", "Uploads running now.", func(s p2p.Stats) float64 { return float64(s.ActiveUploads) })
 	counter("info_requests_total", "Info requests answered.", func(s p2p.Stats) float64 { return float64(s.InfoRequests) })
 	counter("fetch_requests_total", "Fetch requests answered.", func(s p2p.Stats) float64 { return float64(s.FetchRequests) })
+	counter("packed_requests_total", "Fetch requests answered with packed pieces (compressed, or deltas).", func(s p2p.Stats) float64 { return float64(s.PackedRequests) })
 	counter("busy_total", "Fetches refused for want of an upload slot.", func(s p2p.Stats) float64 { return float64(s.Busy) })
 	counter("bad_requests_total", "Malformed requests and failed namespace checks.", func(s p2p.Stats) float64 { return float64(s.BadRequests) })
-	counter("uploaded_bytes_total", "Release bytes uploaded.", func(s p2p.Stats) float64 { return float64(s.BytesUploaded) })
+	counter("uploaded_bytes_total", "Release bytes uploaded, as sent on the wire (packed pieces count their compressed bytes).", func(s p2p.Stats) float64 { return float64(s.BytesUploaded) })
 	counter("provides_total", "DHT announcements made.", func(s p2p.Stats) float64 { return float64(s.Provides) })
 	counter("provide_errors_total", "DHT announcements that failed.", func(s p2p.Stats) float64 { return float64(s.ProvideErrors) })
 	gauge("last_provide_timestamp_seconds", "Unix time of the last DHT announcement that succeeded (0: none yet).",
