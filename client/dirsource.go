@@ -150,41 +150,11 @@ type ctxReadCloser struct {
 // RotationSuffix ends the names of the key rotation statements a directory
 // source offers: files such as linux-amd64-1.rotation, written by rpsign
 // rotate, next to the releases.
-const RotationSuffix = ".rotation"
-
-// maxRotationFiles bounds the statements read from one directory.
-const maxRotationFiles = 64
+const RotationSuffix = rotation.FileSuffix
 
 // rotations reads the key rotation statements in the directory; the
-// engine checks each (see rotation.Follow). A statement that does not
-// parse is reported and skipped.
+// engine checks each (see rotation.Follow). A file that does not hold a
+// statement is reported and skipped.
 func (d *dirSource) rotations(ctx context.Context) ([]rotation.Statement, error) {
-	dir := d.dir.Path()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, nil // a single file, or none: no statements
-	}
-	var out []rotation.Statement
-	var errs []error
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), RotationSuffix) || !e.Type().IsRegular() || len(out) >= maxRotationFiles {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return out, err
-		}
-		f, err := os.Open(filepath.Join(dir, e.Name()))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		st, err := rotation.Read(f)
-		f.Close()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", filepath.Join(dir, e.Name()), err))
-			continue
-		}
-		out = append(out, st)
-	}
-	return out, errors.Join(errs...)
+	return d.dir.Rotations(ctx)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -15,6 +16,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -128,18 +130,33 @@ func startNetwork(ctx context.Context, nc NetworkConfig, pub []byte, log *slog.L
 		}
 	}
 	target := runtime.GOOS + "/" + runtime.GOARCH
-	return &networkSource{s: n.Source(ed25519.PublicKey(pub), target)}, n, nil
+	own := ed25519.PublicKey(pub)
+	return &networkSource{node: n, target: target, own: own, log: log, s: n.Source(own, target)}, n, nil
 }
 
 // networkSource adapts the p2p source to the Source and Seeder interfaces.
+// It looks for releases signed by the key the program trusts: its own, or
+// the one a key rotation moved its target to (see trust).
 type networkSource struct {
-	s *p2p.Source
+	node   *p2p.Node
+	target string
+	own    ed25519.PublicKey // the key the program was built with
+	log    *slog.Logger
+
+	mu sync.Mutex
+	s  *p2p.Source // of the key trusted now
+}
+
+func (n *networkSource) source() *p2p.Source {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.s
 }
 
 // Releases returns the releases peers offer, each a Release and a
 // Rejecter (p2p strikes the peers that delivered refused bytes).
 func (n *networkSource) Releases(ctx context.Context) ([]Release, error) {
-	rs, err := n.s.Releases(ctx)
+	rs, err := n.source().Releases(ctx)
 	out := make([]Release, len(rs))
 	for i, r := range rs {
 		out[i] = r
@@ -147,8 +164,30 @@ func (n *networkSource) Releases(ctx context.Context) ([]Release, error) {
 	return out, err
 }
 
-func (n *networkSource) String() string { return n.s.String() }
+func (n *networkSource) String() string { return n.source().String() }
 
+// Seed serves a binary signed by the trusted key, or by the program's own
+// key (the running binary, after a rotation).
 func (n *networkSource) Seed(ctx context.Context, path string, in region.Info) error {
-	return n.s.Seed(ctx, path, in)
+	if in.VerifySignature(n.own) == nil {
+		return n.node.Serve(ctx, n.own, n.target, path, in)
+	}
+	return n.source().Seed(ctx, path, in)
+}
+
+// rotations asks peers for the statements that move the target on from
+// the key trusted now.
+func (n *networkSource) rotations(ctx context.Context) ([]rotation.Statement, error) {
+	return n.source().Rotations(ctx)
+}
+
+// trust switches to releases signed by key, which chain moved the target
+// to, and serves chain to the peers that still trust an older key.
+func (n *networkSource) trust(ctx context.Context, key ed25519.PublicKey, chain []rotation.Statement) {
+	n.mu.Lock()
+	n.s = n.node.Source(key, n.target)
+	n.mu.Unlock()
+	if err := n.node.ServeRotations(ctx, chain); err != nil {
+		n.log.Warn("serving the key rotation statements followed", "err", err)
+	}
 }

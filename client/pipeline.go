@@ -249,7 +249,7 @@ func (p *pipeline) joinNetwork(ctx context.Context) <-chan netStart {
 	}
 	c := make(chan netStart, 1)
 	go func() {
-		src, closer, err := startNetwork(ctx, p.cfg.Network, p.trusted, p.log)
+		src, closer, err := startNetwork(ctx, p.cfg.Network, p.pub, p.log)
 		c <- netStart{src, closer, err}
 	}()
 	return c
@@ -271,6 +271,13 @@ func (p *pipeline) joined(ctx context.Context, ns netStart) bool {
 		return false
 	}
 	p.sources = append(p.sources, ns.src)
+	// The statements followed before (by this build, or by the one it
+	// updated from) are passed on to peers that still trust an older key.
+	if ts, ok := ns.src.(trustingSource); ok {
+		if stmts := p.trial.rotations(); len(stmts) > 0 {
+			ts.trust(ctx, p.trusted, stmts)
+		}
+	}
 	p.seedOne(ctx, ns.src, p.exe, p.current())
 	return true
 }
@@ -898,9 +905,10 @@ type rotationSource interface {
 }
 
 // trustingSource is a Source that looks for releases signed by one key,
-// such as the network, and must be told when the trusted key changes.
+// such as the network, and must be told when a chain of key rotation
+// statements moves the trusted key (it may pass the chain on).
 type trustingSource interface {
-	trust(ctx context.Context, key ed25519.PublicKey)
+	trust(ctx context.Context, key ed25519.PublicKey, chain []rotation.Statement)
 }
 
 // followRotations takes in the key rotation statements the sources offer:
@@ -909,7 +917,11 @@ type trustingSource interface {
 // then on, and the old one no more. The chain is kept next to the
 // executable, so that a restart keeps trusting the new key.
 func (p *pipeline) followRotations(ctx context.Context) {
-	stmts := p.trial.rotations()
+	// The chain followed before is kept as it is and only extended: a
+	// statement by a key the chain already left is ignored (see
+	// rotation.Extend).
+	_, kept := rotation.Follow(p.pub, runningTarget, p.trial.rotations())
+	var stmts []rotation.Statement
 	for _, src := range p.sources {
 		rs, ok := src.(rotationSource)
 		if !ok {
@@ -921,7 +933,7 @@ func (p *pipeline) followRotations(ctx context.Context) {
 		}
 		stmts = append(stmts, got...)
 	}
-	key, chain := rotation.Follow(p.pub, runningTarget, stmts)
+	key, chain := rotation.Extend(p.pub, runningTarget, kept, stmts)
 	if key.Equal(p.trusted) {
 		return
 	}
@@ -933,7 +945,7 @@ func (p *pipeline) followRotations(ctx context.Context) {
 	p.emit(Event{Kind: EventKeyRotated, Key: region.EncodePublicKey(key)})
 	for _, src := range p.sources {
 		if ts, ok := src.(trustingSource); ok {
-			ts.trust(ctx, key)
+			ts.trust(ctx, key, chain)
 		}
 	}
 }

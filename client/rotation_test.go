@@ -96,3 +96,28 @@ func TestForgedRotation(t *testing.T) {
 		t.Error("a forged statement rotated the key")
 	}
 }
+
+// TestRetiredKeyCannotMoveBack: once the program followed a statement, one
+// signed by the key it left (a leaked key), even with a lower sequence,
+// moves nothing, and that key's releases stay refused.
+func TestRetiredKeyCannotMoveBack(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	next, evil := regiontest.NewKey(t), regiontest.NewKey(t)
+	r.writeRotation("rotate", r.key, next, 2)
+	u := r.spawn(r.config())
+	r.waitEvent(0, EventKeyRotated, nil)
+	u.Close()
+
+	r.writeRotation("leak", r.key, evil, 1)
+	r.release("evil-5.0.0", 5, evil, "5.0.0")
+	r.events = nil
+	r.spawn(r.config())
+	e, _ := r.waitEvent(0, EventRejected, func(e Event) bool { return e.Release.Version == "5.0.0" })
+	if !errors.Is(e.Err, region.ErrBadSignature) {
+		t.Errorf("5.0.0 rejected with %v, want a bad signature", e.Err)
+	}
+	if n := r.countEvents(EventKeyRotated); n != 0 {
+		t.Errorf("the retired key's statement rotated the key again (%d events)", n)
+	}
+}

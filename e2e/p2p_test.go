@@ -116,7 +116,7 @@ func TestP2PUpdate(t *testing.T) {
 	SignedCopy(t, bin, older, key, "0.5.0")
 
 	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", target + "=" + key.Public,
-		"--scan-interval", "1s"}, loopback()...)...)
+		"--identity", filepath.Join(t.TempDir(), "seed.key"), "--scan-interval", "1s"}, loopback()...)...)
 	seedAddrs := listenAddrs(t, seed, 0, 2)
 
 	liarInfo := Start(t, hostile, append([]string{"--role", "info", "--pub", key.Public, "--target", target,

@@ -64,7 +64,8 @@ func startHostileSwarm(t *testing.T, roles [][]string) *hostileSwarm {
 	}
 	sw.release = filepath.Join(seedDir, "hello-2.0.0")
 	SignedCopy(t, sw.hello, sw.release, key, "2.0.0")
-	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", target + "=" + key.Public}, loopback()...)...)
+	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", target + "=" + key.Public,
+		"--identity", filepath.Join(dir, "seed.key")}, loopback()...)...)
 	sw.seedAddrs = listenAddrs(t, seed, 0, 2)
 	sw.seedID = peerID(t, sw.seedAddrs[0])
 	seed.WaitLine(0, 30*time.Second, `msg="serving release".* version=2\.0\.0`)

@@ -474,6 +474,7 @@ func TestGitHubSeed(t *testing.T) {
 	seedDir := filepath.Join(dir, "seed")
 	os.MkdirAll(seedDir, 0o755)
 	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", host.String() + "=" + key.Public,
+		"--identity", filepath.Join(t.TempDir(), "seed.key"),
 		"--github", "org/hello", "--github-api-url", srv.URL, "--github-interval", "1s",
 		"--scan-interval", "1s", "--log-level", "debug"}, loopback()...)...)
 	seedAddrs := listenAddrs(t, seed, 0, 2)
@@ -512,7 +513,7 @@ func updateOverSeed(t *testing.T, key Key, old, next string) {
 	seedDir := filepath.Join(dir, "seed")
 	CopyFile(t, next, filepath.Join(seedDir, "hello-2.0.0"))
 	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", host.String() + "=" + key.Public,
-		"--scan-interval", "1s"}, loopback()...)...)
+		"--identity", filepath.Join(t.TempDir(), "seed.key"), "--scan-interval", "1s"}, loopback()...)...)
 	seed.WaitLine(0, 30*time.Second, `release found.*version=2\.0\.0`)
 	seedAddrs := listenAddrs(t, seed, 0, 2)
 

@@ -245,7 +245,7 @@ func TestRpseedSelfUpdateNoLinkedKey(t *testing.T) {
 		t.Skip("multi-process test")
 	}
 	rpseed := GoBuild(t, rpseedPkg, "")
-	p := Start(t, rpseed, append([]string{"--self-update", "now", "--private", "--dir", t.TempDir(),
+	p := Start(t, rpseed, append([]string{"--self-update", "now", "--private", "--dir", t.TempDir(), "--identity", filepath.Join(t.TempDir(), "seed.key"),
 		"--pub", runtime.GOOS + "/" + runtime.GOARCH + "=" + NewKey(t).Public}, loopback()...)...)
 	err := p.Wait(30 * time.Second)
 	var ee *exec.ExitError

@@ -124,7 +124,7 @@ func Sign(ctx context.Context, path string, key ed25519.PrivateKey, opts SignOpt
 	default:
 		return Info{}, fmt.Errorf("unknown region format %d", format)
 	}
-	if format == V1 && !validTarget(opts.Target) {
+	if format == V1 && !ValidTarget(opts.Target) {
 		return Info{}, fmt.Errorf("target %q: want GOOS/GOARCH such as linux/amd64, at most %d bytes", opts.Target, TargetLen)
 	}
 	f, err := openRegular(path, os.O_RDWR)

@@ -213,7 +213,7 @@ func (in Info) check() error {
 			return fmt.Errorf("%w: a v0 region has no offset or target", ErrMalformed)
 		}
 	case V1:
-		if !validTarget(in.Target) {
+		if !ValidTarget(in.Target) {
 			return fmt.Errorf("%w: target %q (want GOOS/GOARCH, at most %d bytes)", ErrMalformed, in.Target, TargetLen)
 		}
 		if in.Offset > in.Size || in.Size-in.Offset < Size {
@@ -225,9 +225,12 @@ func (in Info) check() error {
 	return nil
 }
 
-// validTarget reports whether t is a plausible "GOOS/GOARCH": at most
-// TargetLen bytes of [a-z0-9_-] with exactly one slash inside.
-func validTarget(t string) bool {
+// ValidTarget reports whether t is a plausible "GOOS/GOARCH", as a V1
+// region, a key rotation statement and a request of the peer protocol
+// carry it: at most TargetLen bytes of [a-z0-9_-] with exactly one slash
+// inside. Whether Go knows the pair is another question (see rpsign's and
+// rpseed's checks).
+func ValidTarget(t string) bool {
 	if len(t) == 0 || len(t) > TargetLen || bytes.Count([]byte(t), []byte("/")) != 1 || t[0] == '/' || t[len(t)-1] == '/' {
 		return false
 	}

@@ -13,15 +13,17 @@ import (
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/releasedir"
+	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
-// server is what the directory watcher serves releases with; *p2p.Node
-// implements it.
+// server is what the directory watcher serves releases and key rotation
+// statements with; *p2p.Node implements it.
 type server interface {
 	Serve(ctx context.Context, pub ed25519.PublicKey, target, path string, in region.Info) error
 	Unserve(pub ed25519.PublicKey, target string, in region.Info)
+	ServeRotations(ctx context.Context, stmts []rotation.Statement) error
 }
 
 // deltaMaker makes the compressed pieces of a served release and its
@@ -53,11 +55,18 @@ type fileState struct {
 
 // watcher serves the newest verified release of each owner (key and target)
 // found in a directory, rescanning it for new, changed and removed files.
+// It also serves the key rotation statements in the directory that move a
+// configured owner's target to a new key, and from then on serves that
+// key's releases too (see followRotations).
 type watcher struct {
-	dir    *releasedir.Dir
-	owners []owner
-	srv    server
-	log    *slog.Logger
+	dir        *releasedir.Dir
+	configured []owner // given with --pub (and rpseed's own)
+	owners     []owner // configured, and the keys statements moved them to
+	srv        server
+	log        *slog.Logger
+
+	rotationErr string          // the last error reading statements, logged once
+	unfollowed  map[string]bool // statements logged as moving no owner, by signature
 
 	files  map[string]*fileState // by file name, for the files listed last
 	served map[string]servedFile // by owner.id
@@ -76,12 +85,66 @@ type servedFile struct {
 }
 
 func newWatcher(dir string, owners []owner, srv server, log *slog.Logger) *watcher {
-	return &watcher{dir: releasedir.New(dir), owners: owners, srv: srv, log: log, files: map[string]*fileState{}, served: map[string]servedFile{}}
+	return &watcher{
+		dir: releasedir.New(dir), configured: owners, owners: owners, srv: srv, log: log,
+		unfollowed: map[string]bool{}, files: map[string]*fileState{}, served: map[string]servedFile{},
+	}
+}
+
+// followRotations reads the key rotation statements in the directory and
+// serves those that move a configured owner's target on to another key
+// (a chain, see rotation.Follow); the releases of each key a chain moves
+// through are served from then on, with no --pub for it. A statement that
+// moves no configured owner is logged once and not served: apps trust no
+// key rpseed does not serve.
+func (w *watcher) followRotations(ctx context.Context) {
+	stmts, err := w.dir.Rotations(ctx)
+	if msg := fmt.Sprint(err); err != nil && msg != w.rotationErr {
+		w.log.Warn("reading key rotation statements", "err", err)
+		w.rotationErr = msg
+	} else if err == nil {
+		w.rotationErr = ""
+	}
+	owners := slices.Clone(w.configured)
+	var serve []rotation.Statement
+	followed := map[[ed25519.SignatureSize]byte]bool{}
+	for _, o := range w.configured {
+		_, chain := rotation.Follow(o.pub, o.target, stmts)
+		for _, st := range chain {
+			if !followed[st.Signature] {
+				followed[st.Signature] = true
+				serve = append(serve, st)
+			}
+			owners = withOwner(owners, owner{target: st.Target, pub: st.To})
+		}
+	}
+	for _, st := range stmts {
+		if k := string(st.Signature[:]); !followed[st.Signature] && !w.unfollowed[k] {
+			w.unfollowed[k] = true
+			w.log.Warn("not serving key rotation statement: it moves no key given with --pub, or does not verify", "target", st.Target, "from", region.EncodePublicKey(st.From), "to", region.EncodePublicKey(st.To), "sequence", st.Sequence)
+		}
+	}
+	if len(serve) > 0 {
+		if err := w.srv.ServeRotations(ctx, serve); err != nil {
+			w.log.Error("cannot serve key rotation statements", "err", err)
+		}
+	}
+	same := func(a, b owner) bool { return a.id() == b.id() }
+	if !slices.EqualFunc(owners, w.owners, same) {
+		for _, o := range owners {
+			if !slices.ContainsFunc(w.owners, func(h owner) bool { return same(h, o) }) {
+				w.log.Info("key rotation: serving releases signed by the new key", "target", o.target, "owner", region.EncodePublicKey(o.pub))
+			}
+		}
+		w.owners = owners
+		w.files = map[string]*fileState{} // identify every file again
+	}
 }
 
 // scan looks at the directory once and serves what changed. It returns the
 // number of releases served.
 func (w *watcher) scan(ctx context.Context) (int, error) {
+	w.followRotations(ctx)
 	entries, err := w.dir.List(ctx)
 	if err != nil {
 		return len(w.served), fmt.Errorf("reading %s: %w", w.dir.Path(), err)

@@ -10,10 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
+	"github.com/org/rustpatcher-go/internal/rotation"
 	targetpkg "github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -21,9 +23,10 @@ import (
 // fakeServer records what the watcher serves, as a node does: the newest
 // release per key and target.
 type fakeServer struct {
-	names  map[string]string // key -> a short name for the expectations
-	served map[string]string // "target" (first key) or "target name" -> version
-	paths  map[string]string // same keys -> path served
+	names     map[string]string // key -> a short name for the expectations
+	served    map[string]string // "target" (first key) or "target name" -> version
+	paths     map[string]string // same keys -> path served
+	rotations []rotation.Statement
 }
 
 func newFakeServer(names map[string]ed25519.PublicKey) *fakeServer {
@@ -48,6 +51,18 @@ func (f *fakeServer) Serve(_ context.Context, pub ed25519.PublicKey, target, pat
 		return nil
 	}
 	f.served[k], f.paths[k] = in.Version, path
+	return nil
+}
+
+func (f *fakeServer) ServeRotations(_ context.Context, stmts []rotation.Statement) error {
+	for _, st := range stmts {
+		if err := st.Verify(); err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(f.rotations, func(h rotation.Statement) bool { return h.Signature == st.Signature }) {
+			f.rotations = append(f.rotations, st)
+		}
+	}
 	return nil
 }
 
@@ -256,6 +271,70 @@ func TestWatcher(t *testing.T) {
 		os.Remove(filepath.Join(dir, "hello-2"))
 		scanWant(t, w, srv, map[string]string{"linux/amd64 S": "1.0.0"})
 	})
+}
+
+// dropRotation writes the statement moving target from old to next into
+// dir as name.rotation.
+func dropRotation(t *testing.T, dir, name string, old, next regiontest.Key, target string, seq uint64) rotation.Statement {
+	t.Helper()
+	st, err := rotation.New(old.Private, next.Public, target, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := st.MarshalText()
+	if err := os.WriteFile(filepath.Join(dir, name+rotation.FileSuffix), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestWatcherFollowsRotations: a statement in the directory that moves a
+// configured owner's target to a new key is served, and so are the new
+// key's releases, without --pub for it; a statement for a key rpseed does
+// not serve is not.
+func TestWatcherFollowsRotations(t *testing.T) {
+	t.Parallel()
+	k0, k1, k2, stranger := regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t)
+	const amd64 = 62
+	var logs bytes.Buffer
+	dir := t.TempDir()
+	srv := newFakeServer(map[string]ed25519.PublicKey{"new": k1.Public, "newer": k2.Public})
+	w := newWatcher(dir, []owner{{"linux/amd64", k0.Public}}, srv, slog.New(slog.NewTextHandler(&logs, nil)))
+	dropRelease(t, dir, "app-1", elfHeader(amd64), k0, "1.0.0")
+	dropRelease(t, dir, "app-2", elfHeader(amd64), k1, "2.0.0")
+	scanWant(t, w, srv, map[string]string{"linux/amd64": "1.0.0"})
+
+	st := dropRotation(t, dir, "linux-amd64-1", k0, k1, "linux/amd64", 1)
+	dropRotation(t, dir, "stranger", stranger, k2, "linux/amd64", 1)
+	dropRotation(t, dir, "other-target", k0, k2, "linux/arm64", 1)
+	scanWant(t, w, srv, map[string]string{"linux/amd64": "1.0.0", "linux/amd64 new": "2.0.0"})
+	if len(srv.rotations) != 1 || srv.rotations[0].Signature != st.Signature {
+		t.Errorf("serves %d statements, want the one from the configured key", len(srv.rotations))
+	}
+	for _, want := range []string{"key rotation: serving releases signed by the new key", "not serving key rotation statement"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	if n := strings.Count(logs.String(), "not serving key rotation statement"); n != 2 {
+		t.Errorf("%d warnings about unfollowed statements, want 2 (one each)", n)
+	}
+	scanWant(t, w, srv, map[string]string{"linux/amd64": "1.0.0", "linux/amd64 new": "2.0.0"})
+	if n := strings.Count(logs.String(), "not serving key rotation statement"); n != 2 {
+		t.Errorf("warnings repeated at every scan: %d", n)
+	}
+
+	// A chain: the second statement is followed through the first.
+	dropRotation(t, dir, "linux-amd64-2", k1, k2, "linux/amd64", 2)
+	dropRelease(t, dir, "app-3", elfHeader(amd64), k2, "3.0.0")
+	scanWant(t, w, srv, map[string]string{"linux/amd64": "1.0.0", "linux/amd64 new": "2.0.0", "linux/amd64 newer": "3.0.0"})
+	if len(srv.rotations) != 2 {
+		t.Errorf("serves %d statements, want the chain of 2", len(srv.rotations))
+	}
+
+	// Statements removed: the new keys' releases are no longer served.
+	os.Remove(filepath.Join(dir, "linux-amd64-1"+rotation.FileSuffix))
+	scanWant(t, w, srv, map[string]string{"linux/amd64": "1.0.0"})
 }
 
 // scanWant scans once and checks what srv serves.

@@ -105,6 +105,7 @@ type download struct {
 	active     int       // workers running
 	received   int       // pieces received, to tell progress
 	tailFor    peer.ID   // the peer that delivered piece 0: it gets the tail
+	withFirst  bool      // piece 0 is fetched by this download
 	lookedUp   bool      // a lookup of providers has finished
 	lookedUpAt time.Time // when the last one did
 	looking    bool      // one runs
@@ -147,6 +148,7 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		peers:    map[peer.ID]*fetchPeer{},
 		tailFor:  r.firstPieceFrom(),
 	}
+	d.withFirst = d.next == 0
 	off, _ := l.Piece(d.next)
 	d.skip = offset - off
 	if r.offer.Info.Format != region.V1 {
@@ -555,11 +557,16 @@ func (d *download) claimableLocked(p peer.ID) []int64 {
 }
 
 // tailOKLocked reports whether p may ask for piece i: any piece but the
-// tail, which waits for the peer that delivered piece 0 while that peer is
-// asked in this download. d.mu is held.
+// tail, which waits until piece 0 is in and then goes to the peer that
+// delivered it, while that peer is asked in this download. d.mu is held.
 func (d *download) tailOKLocked(p peer.ID, i int64) bool {
-	if !d.l.IsTail(i) || d.tailFor == "" || d.tailFor == p {
+	if !d.l.IsTail(i) || d.tailFor == p {
 		return true
+	}
+	if d.tailFor == "" {
+		// Piece 0, asked first, is on its way; a download resumed past
+		// it has no peer to wait for.
+		return !d.withFirst
 	}
 	o := d.peers[d.tailFor]
 	return o == nil || !o.active

@@ -431,3 +431,26 @@ func TestV0Release(t *testing.T) {
 		t.Error("the peer that delivered a refused v0 file got no strike")
 	}
 }
+
+// TestTailAfterResume: a download resumed past piece 0, by a release that
+// has no peer of piece 0 to give the tail to, still fetches the tail; a
+// download from the start gets piece 0 and the tail from one peer
+// (TestBlameOtherFile).
+func TestTailAfterResume(t *testing.T) {
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	path := filepath.Join(t.TempDir(), "release")
+	regiontest.WriteBinary(t, path, 3<<20, 1, key, "2.0.0")
+	f := *loadTestFile(t, path)
+	f.bytes = append(bytes.Clone(f.bytes), bytes.Repeat([]byte{7}, 4096)...)
+	f.layout.Size = int64(len(f.bytes))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pa, pb := startTestPeer(t, key.Public, &f, nil), startTestPeer(t, key.Public, &f, nil)
+	client := newTestNode(t, Config{}, pa.Node, pb.Node)
+	r := onlyRelease(t, ctx, client.Source(key.Public, testTarget))
+	off := int64(2<<20 + 5)
+	if got := readAllFrom(t, r, off); !bytes.Equal(got, f.bytes[off:]) {
+		t.Fatalf("resumed download: %d bytes, want the file's last %d", len(got), len(f.bytes)-int(off))
+	}
+}

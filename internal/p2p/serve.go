@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/org/rustpatcher-go/internal/pack"
+	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -88,8 +89,8 @@ func (n *Node) Unserve(pub ed25519.PublicKey, target string, in region.Info) {
 	n.serveMu.Lock()
 	s, wasNewest := n.server.remove(pub, target, reg)
 	if s != nil {
-		if wasNewest {
-			n.ann.remove(ChannelCID(pub, target))
+		if wasNewest && len(n.server.rotationsFrom(pub, target)) == 0 {
+			n.ann.remove(ChannelCID(pub, target)) // kept for statements served
 		}
 		n.ann.remove(ReleaseCID(pub, target, s.id))
 	}
@@ -122,13 +123,14 @@ type server struct {
 	newest    map[string]*served // by ownerKey(pub, target)
 	byID      map[[wire.IDLen]byte]*served
 	protocols map[protocol.ID]bool
+	rotations []rotation.Statement // verified, at most maxServedRotations
 
 	counts serverCounts
 }
 
 // serverCounts are a server's counters, for Stats.
 type serverCounts struct {
-	info, hashes, pieces, packed, busy, bad, up atomic.Uint64
+	info, hashes, pieces, packed, rotations, busy, bad, up atomic.Uint64
 }
 
 // newServer returns the server of a node with host h and configuration cfg
@@ -184,13 +186,18 @@ func (s *server) put(sv *served) (old *served, added bool, err error) {
 	if old != nil {
 		delete(s.byID, old.id)
 	}
-	proto := protocol.ID(wire.ProtocolID(sv.pub))
+	s.handleProtocol(sv.pub)
+	return old, true, nil
+}
+
+// handleProtocol registers the stream handler of pub's protocol, once.
+// s.mu is held.
+func (s *server) handleProtocol(pub ed25519.PublicKey) {
+	proto := protocol.ID(wire.ProtocolID(pub))
 	if !s.protocols[proto] {
 		s.protocols[proto] = true
-		pub := sv.pub
 		s.h.SetStreamHandler(proto, func(st network.Stream) { s.handle(s.ctx, pub, st) })
 	}
-	return old, true, nil
 }
 
 // remove stops serving the release whose region is reg and returns it (not
@@ -232,6 +239,7 @@ func (s *server) close() []*served {
 	}
 	s.byID = map[[wire.IDLen]byte]*served{}
 	s.newest = map[string]*served{}
+	s.rotations = nil
 	return all
 }
 
@@ -328,6 +336,9 @@ func (s *server) handle(ctx context.Context, pub ed25519.PublicKey, st network.S
 		s.counts.pieces.Add(1)
 		s.counts.packed.Add(1)
 		s.servePacked(ctx, st, remote, pub, req)
+	case wire.KindRotations:
+		s.counts.rotations.Add(1)
+		s.serveRotations(st, pub, req)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,15 +21,22 @@ import (
 	"sync"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/region"
 )
 
 // Skip reports whether a file name in a directory is never a release:
 // hidden files (such as rpseed's identity key and files being copied in
-// under a hidden name) and partial downloads ending in .tmp or .part.
+// under a hidden name), partial downloads ending in .tmp or .part, and key
+// rotation statements (see Rotations).
 func Skip(name string) bool {
-	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tmp") || strings.HasSuffix(name, ".part")
+	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tmp") || strings.HasSuffix(name, ".part") ||
+		strings.HasSuffix(name, rotation.FileSuffix)
 }
+
+// MaxRotationFiles bounds the statements Rotations reads from one
+// directory.
+const MaxRotationFiles = 64
 
 // An Entry is one file of a listing and what its scan found.
 type Entry struct {
@@ -135,6 +143,51 @@ type file struct {
 	name  string
 	size  int64
 	mtime time.Time
+}
+
+// Rotations reads the key rotation statements in the directory: regular
+// files named *.rotation (rotation.FileSuffix), in name order, at most
+// MaxRotationFiles of them. It checks no signature: what a statement
+// moves, and whether to follow it, is the caller's (see rotation.Follow).
+// A file that does not hold a statement is reported, by name, in the
+// joined error, and the others are returned. A Dir whose path is a single
+// file has none.
+func (d *Dir) Rotations(ctx context.Context) ([]rotation.Statement, error) {
+	ents, err := os.ReadDir(d.path)
+	if err != nil {
+		if fi, serr := os.Stat(d.path); serr == nil && !fi.IsDir() {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []rotation.Statement
+	var errs []error
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), rotation.FileSuffix) || strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+			continue
+		}
+		if len(out) >= MaxRotationFiles {
+			errs = append(errs, fmt.Errorf("%s: more than %d statements; the rest are not read", d.path, MaxRotationFiles))
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		path := filepath.Join(d.path, e.Name())
+		f, err := os.Open(path)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		st, err := rotation.Read(f)
+		f.Close()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", path, err))
+			continue
+		}
+		out = append(out, st)
+	}
+	return out, errors.Join(errs...)
 }
 
 // files lists the candidate files.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
+	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -27,11 +28,52 @@ func TestSkip(t *testing.T) {
 		{".app-2.0.0", true},
 		{"app-2.0.0.tmp", true},
 		{"app-2.0.0.part", true},
+		{"linux-amd64-1.rotation", true},
 	}
 	for _, tt := range tests {
 		if got := Skip(tt.name); got != tt.skip {
 			t.Errorf("Skip(%q) = %v, want %v", tt.name, got, tt.skip)
 		}
+	}
+}
+
+func TestRotations(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	old, next := regiontest.NewKey(t), regiontest.NewKey(t)
+	st, err := rotation.New(old.Private, next.Public, "linux/amd64", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := st.MarshalText()
+	for name, body := range map[string][]byte{
+		"linux-amd64-1.rotation": b,
+		"bad.rotation":           []byte("not a statement\n"),
+		".hidden.rotation":       []byte("not read\n"),
+		"app-1.0.0":              []byte("a release, not a statement"),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := New(dir).Rotations(context.Background())
+	if len(got) != 1 || !got[0].To.Equal(next.Public) || got[0].Signature != st.Signature {
+		t.Errorf("got %+v, want the one statement", got)
+	}
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "bad.rotation")) || !errors.Is(err, rotation.ErrMalformed) {
+		t.Errorf("err = %v, want the malformed file named", err)
+	}
+	// Statements are not releases.
+	if ents, _ := New(dir).List(context.Background()); summary(ents) != "app-1.0.0=error*" {
+		t.Errorf("List lists %s, want only app-1.0.0", summary(ents))
+	}
+
+	// A Dir that is one file has no statements, and no error.
+	if got, err := New(filepath.Join(dir, "app-1.0.0")).Rotations(context.Background()); len(got) != 0 || err != nil {
+		t.Errorf("single file: %v, %v", got, err)
+	}
+	if _, err := New(filepath.Join(dir, "missing")).Rotations(context.Background()); err == nil {
+		t.Error("a missing directory gave no error")
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -39,6 +40,11 @@ const domain = "rustpatcher-go/v1 rotation\x00"
 
 // MaxSize bounds the encoding of one statement; readers read no more.
 const MaxSize = 512
+
+// FileSuffix ends the names of files that hold one statement each, as
+// rpsign rotate writes them next to the releases (such as
+// linux-amd64-1.rotation); directory sources and rpseed read them.
+const FileSuffix = ".rotation"
 
 // MaxChain bounds how many statements a chain may hold.
 const MaxChain = 16
@@ -75,7 +81,7 @@ func New(old ed25519.PrivateKey, next ed25519.PublicKey, target string, sequence
 
 func (s Statement) check() error {
 	switch {
-	case !validTarget(s.Target):
+	case !region.ValidTarget(s.Target):
 		return fmt.Errorf("%w: target %q (want GOOS/GOARCH)", ErrMalformed, s.Target)
 	case len(s.From) != ed25519.PublicKeySize || len(s.To) != ed25519.PublicKeySize:
 		return fmt.Errorf("%w: keys must be %d bytes", ErrMalformed, ed25519.PublicKeySize)
@@ -85,24 +91,6 @@ func (s Statement) check() error {
 		return fmt.Errorf("%w: sequence must be 1 or more", ErrMalformed)
 	}
 	return nil
-}
-
-// validTarget reports whether t is a plausible GOOS/GOARCH.
-func validTarget(t string) bool {
-	goos, goarch, ok := strings.Cut(t, "/")
-	return ok && len(t) <= region.TargetLen && word(goos) && word(goarch)
-}
-
-func word(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // message returns SHA-512(domain || target NUL-padded to 16 bytes || from
@@ -202,12 +190,26 @@ func Read(r io.Reader) (Statement, error) {
 // after the valid statements among stmts: it follows the chain from key,
 // each step a statement for target from the key trusted so far, signed by
 // it, with a higher sequence than the step before; when two statements
-// would move the same key, the lower sequence wins. It returns the chain
-// it followed, oldest first (none: key stays). Statements for other
-// targets or keys, and forged ones, are ignored.
+// would move the same key, the lower sequence wins (of equal ones, the
+// first in stmts). It returns the chain it followed, oldest first (none:
+// key stays), at most MaxChain statements. Statements for other targets
+// or keys, and forged ones, are ignored.
 func Follow(key ed25519.PublicKey, target string, stmts []Statement) (ed25519.PublicKey, []Statement) {
-	var chain []Statement
+	return Extend(key, target, nil, stmts)
+}
+
+// Extend continues chain, a chain followed before from key (see Follow),
+// with the valid statements among stmts, and returns the key trusted at
+// its end and the whole chain. The steps taken before are never undone: a
+// statement that would have moved an earlier key of the chain, even with
+// a lower sequence, is ignored, so that whoever holds a retired key cannot
+// move an app that already followed a chain away from it.
+func Extend(key ed25519.PublicKey, target string, chain []Statement, stmts []Statement) (ed25519.PublicKey, []Statement) {
+	chain = slices.Clone(chain)
 	var seq uint64
+	if len(chain) > 0 {
+		key, seq = chain[len(chain)-1].To, chain[len(chain)-1].Sequence
+	}
 	for len(chain) < MaxChain {
 		var next *Statement
 		for i := range stmts {

@@ -3,10 +3,12 @@ package rotation
 import (
 	"crypto/ed25519"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
+	"github.com/org/rustpatcher-go/region"
 )
 
 func TestStatementRoundTrip(t *testing.T) {
@@ -112,6 +114,33 @@ func TestFollow(t *testing.T) {
 	}
 }
 
+// TestExtendKeepsTheChain: a chain once followed is only extended; a
+// statement by a key it left, even with a lower sequence, moves nothing.
+func TestExtendKeepsTheChain(t *testing.T) {
+	k0, k1, k2, evil := regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t)
+	s01, _ := New(k0.Private, k1.Public, "linux/amd64", 2)
+	s12, _ := New(k1.Private, k2.Public, "linux/amd64", 3)
+	leaked, _ := New(k0.Private, evil.Public, "linux/amd64", 1) // the leaked k0, lower sequence
+	_, kept := Follow(k0.Public, "linux/amd64", []Statement{s01})
+
+	key, chain := Extend(k0.Public, "linux/amd64", kept, []Statement{leaked})
+	if !key.Equal(k1.Public) || len(chain) != 1 {
+		t.Errorf("a leaked key's statement moved the chain: key %x, %d steps", key[:4], len(chain))
+	}
+	key, chain = Extend(k0.Public, "linux/amd64", kept, []Statement{leaked, s12})
+	if !key.Equal(k2.Public) || len(chain) != 2 || chain[1].Signature != s12.Signature {
+		t.Errorf("Extend = %x, %d steps; want k2 in 2", key[:4], len(chain))
+	}
+	if len(kept) != 1 {
+		t.Error("Extend changed the chain it was given")
+	}
+	// Follow from scratch would take the lower sequence: that is why apps
+	// extend what they kept.
+	if key, _ := Follow(k0.Public, "linux/amd64", []Statement{s01, leaked}); !key.Equal(evil.Public) {
+		t.Errorf("Follow took %x, want the lower sequence", key[:4])
+	}
+}
+
 // FuzzParse checks that parsing untrusted statements never panics and that
 // an accepted one survives a round trip.
 func FuzzParse(f *testing.F) {
@@ -132,4 +161,40 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = s.Verify()
 	})
+}
+
+// TestGolden checks the known-answer statement in testdata, also given in
+// docs/FORMAT.md: the test-vector key (seed
+// 5wrjzq7h54t61sr8izgqdkrjx9tcqey5n6apff5ju5yadoobuj3o) moves linux/amd64
+// to xobfxdf813f93u5mubhs6dgs53ee9zowymix8njqsdf4br1jmsuo, sequence 1.
+// Ed25519 signatures are deterministic, so New must write it byte for
+// byte.
+func TestGolden(t *testing.T) {
+	want, err := os.ReadFile("testdata/golden.rotation")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := Parse(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Verify(); err != nil {
+		t.Fatalf("the golden statement does not verify: %v", err)
+	}
+	seed, err := region.ParseSecretKey("5wrjzq7h54t61sr8izgqdkrjx9tcqey5n6apff5ju5yadoobuj3o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	to, err := region.ParsePublicKey("xobfxdf813f93u5mubhs6dgs53ee9zowymix8njqsdf4br1jmsuo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	made, err := New(seed, to, "linux/amd64", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := made.MarshalText()
+	if string(got) != string(want) {
+		t.Errorf("New wrote\n%s\nwant\n%s", got, want)
+	}
 }

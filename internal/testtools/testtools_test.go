@@ -27,6 +27,11 @@ func TestPaths(t *testing.T) {
 // TestInstallFailure checks that a failed install reports the package and
 // the go command's output instead of leaving a broken tool behind.
 func TestInstallFailure(t *testing.T) {
+	// The go command's telemetry may still write under the user config
+	// directory after go exits: keep it out of the test's temporary ones.
+	if cfg, err := os.UserConfigDir(); err == nil {
+		t.Setenv("XDG_CONFIG_HOME", cfg)
+	}
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("GOPROXY", "off")

@@ -23,8 +23,9 @@ import (
 
 // Limits of the protocol.
 const (
-	// MaxTargetLen is the longest target name ("GOOS/GOARCH") a frame carries.
-	MaxTargetLen = 32
+	// MaxTargetLen is the longest target name ("GOOS/GOARCH") a frame
+	// carries: as long as a V1 region's.
+	MaxTargetLen = region.TargetLen
 	// MaxMessageLen is the longest error message a response carries.
 	MaxMessageLen = 255
 	// AuthLen is the length of the namespace check (see Auth).
@@ -203,27 +204,12 @@ type Request struct {
 	Base [IDLen]byte
 }
 
-// validTarget reports whether t is a plausible "GOOS/GOARCH": 1 to
-// MaxTargetLen bytes of [a-z0-9_/-].
-func validTarget(t string) bool {
-	if len(t) == 0 || len(t) > MaxTargetLen {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '/' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // check validates the fields of r that the frame format constrains.
 func (r *Request) check() error {
 	if !r.Kind.known() {
 		return fmt.Errorf("%w: unknown kind %v", ErrMalformed, r.Kind)
 	}
-	if !validTarget(r.Target) {
+	if !region.ValidTarget(r.Target) {
 		return fmt.Errorf("%w: target %q", ErrMalformed, r.Target)
 	}
 	if r.Kind.hasRange() && (r.Count == 0 || r.Count > MaxPiecesPerRequest) {

@@ -22,9 +22,9 @@ func TestRequestRoundTrip(t *testing.T) {
 		{Kind: KindInfo, Auth: Auth(pub, time.Unix(600, 0)), Target: "linux/amd64"},
 		{Kind: KindHashes, Auth: Auth(pub, time.Unix(600, 0)), Target: "windows/arm64", ID: [IDLen]byte{1, 2, 3}},
 		{Kind: KindPieces, Target: "darwin/arm64", ID: [IDLen]byte{9}, First: 1 << 30, Count: MaxPiecesPerRequest},
-		{Kind: KindPieces, Target: strings.Repeat("a", MaxTargetLen), First: 0, Count: 1},
+		{Kind: KindPieces, Target: "aaaaaaa/" + strings.Repeat("b", MaxTargetLen-8), First: 0, Count: 1},
 		{Kind: KindRotations, Auth: Auth(pub, time.Unix(600, 0)), Target: "linux/arm64"},
-		{Kind: KindPacked, Target: strings.Repeat("b", MaxTargetLen), ID: [IDLen]byte{4}, First: 3, Count: MaxPiecesPerRequest, Base: [IDLen]byte{5, 6}},
+		{Kind: KindPacked, Target: "b/" + strings.Repeat("b", MaxTargetLen-2), ID: [IDLen]byte{4}, First: 3, Count: MaxPiecesPerRequest, Base: [IDLen]byte{5, 6}},
 		{Kind: KindPacked, Target: "linux/amd64", ID: [IDLen]byte{4}, First: 0, Count: 1},
 	}
 	for _, want := range tests {
@@ -63,6 +63,7 @@ func TestReadRequestRejects(t *testing.T) {
 		{"zero target", append(append([]byte{}, good[:3+AuthLen]...), 0)},
 		{"long target", append(append([]byte{}, good[:3+AuthLen]...), MaxTargetLen+1)},
 		{"bad target bytes", append(append(append([]byte{}, good[:3+AuthLen]...), 2), "A\n"...)},
+		{"target without a slash", append(append(append([]byte{}, good[:3+AuthLen]...), 5), "linux"...)},
 		{"truncated range", good[:len(good)-1]},
 		{"no pieces", withCount(0)},
 		{"too many pieces", withCount(MaxPiecesPerRequest + 1)},
@@ -78,7 +79,9 @@ func TestMarshalRejects(t *testing.T) {
 	for _, r := range []Request{
 		{Kind: KindInfo, Target: ""},
 		{Kind: KindInfo, Target: "Linux/amd64"},
-		{Kind: KindInfo, Target: strings.Repeat("a", MaxTargetLen+1)},
+		{Kind: KindInfo, Target: "linux/" + strings.Repeat("a", MaxTargetLen-5)},
+		{Kind: KindInfo, Target: "linuxamd64"},
+		{Kind: KindInfo, Target: "linux/amd64/v2"},
 		{Kind: 7, Target: "linux/amd64"},
 		{Kind: KindPieces, Target: "linux/amd64", Count: 0},
 		{Kind: KindPieces, Target: "linux/amd64", Count: 9},
@@ -502,7 +505,7 @@ func FuzzReadRotations(f *testing.F) {
 	buf.Reset()
 	WriteRotations(&buf, nil)
 	f.Add(buf.Bytes())
-	f.Add([]byte{1, 1, 0xff, 0xff})
+	f.Add([]byte{0, 1, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cr := &countingReader{r: bytes.NewReader(b)}
 		stmts, err := ReadRotations(cr)

@@ -1,0 +1,87 @@
+//go:build unix
+
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// TestRotationOverNetwork: the owner moves the target from key K0 to K1
+// with a statement made by rpsign rotate and put, with hello 2.0.0 built
+// and signed for K1, into the directory of an rpseed started with K0
+// alone. The seed also holds 3.0.0 signed with the retired K0. A hello
+// 1.0.0 built for K0 learns the statement from the seed, follows it, and
+// runs 2.0.0, never 3.0.0. Then, with the seed stopped, a second 1.0.0
+// node whose only peer is the updated first node learns the statement
+// from it and updates from it too: the first node, now running a build
+// for K1, keeps serving the statement it followed, and statements travel
+// peer to peer like releases.
+func TestRotationOverNetwork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process network test")
+	}
+	t.Parallel()
+	k0, k1 := NewKey(t), NewKey(t)
+	target := runtime.GOOS + "/" + runtime.GOARCH
+	helloK0, helloK1 := BuildHello(t, k0.Public), BuildHello(t, k1.Public)
+	rpseed := GoBuild(t, "github.com/org/rustpatcher-go/cmd/rpseed", "")
+	rpsign := GoBuild(t, "github.com/org/rustpatcher-go/cmd/rpsign", "")
+	dir := t.TempDir()
+	seedDir := filepath.Join(dir, "seed")
+	if err := os.MkdirAll(seedDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	release := filepath.Join(seedDir, "hello-2.0.0")
+	SignedCopy(t, helloK1, release, k1, "2.0.0")
+	SignedCopy(t, helloK0, filepath.Join(seedDir, "hello-3.0.0"), k0, "3.0.0")
+	oldKey := filepath.Join(dir, "k0.key")
+	if err := os.WriteFile(oldKey, []byte(k0.Secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stmt := filepath.Join(seedDir, "linux-amd64-1.rotation")
+	if out, err := exec.Command(rpsign, "rotate", stmt, "--key-file", oldKey, "--to", k1.Public, "--target", target).CombinedOutput(); err != nil {
+		t.Fatalf("rpsign rotate: %v\n%s", err, out)
+	}
+
+	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--identity", filepath.Join(dir, "seed.key"), "--pub", target + "=" + k0.Public}, loopback()...)...)
+	seedAddrs := listenAddrs(t, seed, 0, 2)
+	seed.WaitLine(0, 30*time.Second, `msg="serving key rotation"`)
+	seed.WaitLine(0, 30*time.Second, `msg="serving release".* version=2\.0\.0`)
+	seed.WaitLine(0, 30*time.Second, `msg="serving release".* version=3\.0\.0`)
+
+	const interval = 3 * time.Second
+	start := func(name string, boot []string) (*Proc, string) {
+		exe := filepath.Join(dir, name, "hello")
+		SignedCopy(t, helloK0, exe, k0, "1.0.0")
+		args := append([]string{"--private", "--dht-server", "--interval", interval.String(), "--identity", filepath.Join(dir, name+".key")}, loopback()...)
+		return Start(t, exe, append(args, bootstrapArgs(boot)...)...), exe
+	}
+	checkRotated := func(node *Proc, exe string) int {
+		t.Helper()
+		node.WaitLine(0, p2pTimeout, `msg="owner key rotated.*to=`+k1.Public)
+		_, i := node.WaitLine(0, p2pTimeout, `^hello 2\.0\.0`)
+		if !sameBytes(t, exe, release) {
+			t.Error("the node's executable differs from the seed's 2.0.0")
+		}
+		if _, _, err := node.FindLine(0, 0, `version=3\.0\.0`); err == nil {
+			t.Error("the node considered 3.0.0, signed with the retired key, after the rotation")
+		}
+		return i
+	}
+	first, exe1 := start("first", seedAddrs)
+	i := checkRotated(first, exe1)
+	firstAddrs := listenAddrs(t, first, i, 2) // printed again by 2.0.0
+
+	// With the seed gone, the first node is the only one that has the
+	// statement and 2.0.0.
+	if err := seed.Stop(10 * time.Second); err != nil {
+		t.Logf("stopping the seed: %v", err)
+	}
+	second, exe2 := start("second", firstAddrs)
+	checkRotated(second, exe2)
+}
