@@ -104,7 +104,9 @@ func Make(ctx context.Context, dir string, t Target, base *Base) (string, error)
 	w := bufio.NewWriterSize(io.NewOffsetWriter(f, off), 1<<20)
 	piece := make([]byte, t.Layout.MaxPieceLen())
 	check := make([]byte, t.Layout.MaxPieceLen())
-	var dict, frame []byte
+	var dict []byte
+	data := make([]byte, 0, t.Layout.MaxPieceLen())
+	frame := make([]byte, 0, wire.MaxPackedHeaderLen+t.Layout.MaxPieceLen())
 	for i := range n {
 		if err := ctx.Err(); err != nil {
 			return "", err
@@ -117,20 +119,24 @@ func Make(ctx context.Context, dir string, t Target, base *Base) (string, error)
 		var dictOff int64
 		dict = dict[:0]
 		if base != nil {
-			if do, dl, ok := base.Index.Span(p, po); ok {
-				if dict == nil {
-					dict = make([]byte, 0, wire.MaxDictLen)
-				}
-				dict, dictOff = dict[:dl], do
-				if _, err := base.File.ReadAt(dict, do); err != nil {
-					return "", fmt.Errorf("reading the base: %w", err)
-				}
+			// Every piece gets a dictionary, where its bytes were or
+			// else at its own offset: the encoder keeps its tables
+			// (switching between frames with and without one makes it
+			// anew).
+			do, dl, _ := base.Index.Span(p, po)
+			if dict == nil {
+				dict = make([]byte, 0, wire.MaxDictLen)
+			}
+			dict, dictOff = dict[:dl], do
+			if _, err := base.File.ReadAt(dict, do); err != nil {
+				return "", fmt.Errorf("reading the base: %w", err)
 			}
 		}
-		pp, err := enc.Pack(p, dict, dictOff, frame[:0])
+		pp, err := enc.Pack(p, dict, dictOff, data[:0])
 		if err != nil {
 			return "", err
 		}
+		data = pp.Data[:0]
 		var br io.ReaderAt
 		var bs int64
 		if base != nil {
@@ -139,7 +145,7 @@ func Make(ctx context.Context, dir string, t Target, base *Base) (string, error)
 		if err := dec.Unpack(pp, br, bs, check[:pn]); err != nil || string(check[:pn]) != string(p) {
 			return "", fmt.Errorf("piece %d does not decode to itself (%v)", i, err)
 		}
-		frame = wire.AppendPacked(pp.Data[:0:0], pp)
+		frame = wire.AppendPacked(frame[:0], pp)
 		if _, err := w.Write(frame); err != nil {
 			return "", err
 		}

@@ -136,7 +136,7 @@ func NewEncoder(l Level) (*Encoder, error) {
 	case Fast:
 		opts = append(opts, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithWindowSize(region.PieceSize))
 	default:
-		opts = append(opts, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithWindowSize(Window))
+		opts = append(opts, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithWindowSize(Window), zstd.WithLowerEncoderMem(true))
 	}
 	ze, err := zstd.NewWriter(nil, opts...)
 	if err != nil {

@@ -103,7 +103,8 @@ const maxVotes = 4
 // Span returns the span of the base to take as the dictionary of the
 // piece at offset off of the new file: wire.MaxDictLen bytes (or the whole
 // base, when shorter) centred where most of the piece's anchors say its
-// bytes were. ok is false when no anchor of the piece is in the base.
+// bytes were. When no anchor of the piece is in the base, ok is false and
+// the span is centred on the piece's own offset.
 func (x *Index) Span(piece []byte, off int64) (dictOff int64, dictLen int, ok bool) {
 	var moves []int64 // base position - new position, per vote
 	var h uint64
@@ -125,8 +126,9 @@ func (x *Index) Span(piece []byte, off int64) (dictOff int64, dictLen int, ok bo
 			moves = append(moves, x.anchors[j].pos-(off+int64(i)+1))
 		}
 	}
+	dictLen = int(min(int64(wire.MaxDictLen), x.size))
 	if len(moves) == 0 {
-		return 0, 0, false
+		return x.around(off+int64(len(piece))/2, dictLen), dictLen, false
 	}
 	slices.Sort(moves)
 	best, bestN := moves[0], 0
@@ -140,8 +142,11 @@ func (x *Index) Span(piece []byte, off int64) (dictOff int64, dictLen int, ok bo
 		}
 		i = j
 	}
-	dictLen = int(min(int64(wire.MaxDictLen), x.size))
-	center := off + int64(len(piece))/2 + best
-	dictOff = min(max(center-int64(dictLen)/2, 0), x.size-int64(dictLen))
-	return dictOff, dictLen, true
+	return x.around(off+int64(len(piece))/2+best, dictLen), dictLen, true
+}
+
+// around returns the start of the span of n bytes of the base centred on
+// center, moved to lie within the base.
+func (x *Index) around(center int64, n int) int64 {
+	return min(max(center-int64(n)/2, 0), x.size-int64(n))
 }

@@ -191,8 +191,8 @@ func TestSpan(t *testing.T) {
 	if do, _, ok := x.Span(next[:region.PieceSize], 0); !ok || do != 0 {
 		t.Errorf("first piece: span at %d, %v", do, ok)
 	}
-	if _, _, ok := x.Span(bytes.Repeat([]byte{0xaa}, 100000), 0); ok {
-		t.Error("bytes the base does not hold found a span")
+	if do, _, ok := x.Span(bytes.Repeat([]byte{0xaa}, 100000), 5<<20); ok || do != 5<<20+50000-wire.MaxDictLen/2 {
+		t.Errorf("bytes the base does not hold: span at %d, %v; want around their own offset", do, ok)
 	}
 	// A base shorter than a dictionary is the dictionary.
 	small := indexOf(t, base[:1<<20])
