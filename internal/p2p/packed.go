@@ -41,7 +41,7 @@ const maxDecoders = 2
 
 // extOf returns the info extension of sv: whether this node answers
 // packed requests with compressed pieces, and the bases it holds deltas
-// from, newest made first.
+// from.
 func (s *server) extOf(sv *served) wire.InfoExt {
 	if s.noCompress {
 		return wire.InfoExt{}
@@ -50,7 +50,7 @@ func (s *server) extOf(sv *served) wire.InfoExt {
 }
 
 // deltaBases returns the bases of the deltas made for s, at most
-// wire.MaxDeltaBases.
+// wire.MaxDeltaBases, in the order of their file IDs.
 func (s *served) deltaBases() [][wire.IDLen]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -162,15 +162,20 @@ func (s *server) servePacked(ctx context.Context, st network.Stream, remote peer
 	deltas := 0
 	for i := int64(req.First); i < int64(req.First)+int64(req.Count); i++ {
 		var err error
+		fromMade := false
 		if made != nil {
 			var b []byte
 			if b, err = made.Frame(i, frame[len(frame):cap(frame)]); err == nil {
 				frame = frame[:len(frame)+len(b)]
+				fromMade = true
 				if b[0] == wire.PackDelta {
 					deltas++
 				}
+			} else {
+				s.log.Warn("reading made frames failed; sending the piece as it is", "version", sv.info.Version, "piece", i, "err", err)
 			}
-		} else {
+		}
+		if !fromMade {
 			off, n := sv.layout.Piece(i)
 			if enc == nil {
 				// Raw: the piece is read straight into the frame.

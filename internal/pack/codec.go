@@ -35,9 +35,9 @@ const Window = 8 << 20
 var ErrBad = errors.New("packed piece does not decode")
 
 // A Decoder decodes packed pieces. It holds a zstd decoder, whose window
-// and output are at most region.PieceSize bytes (it decodes into the
-// caller's piece buffer), and a dictionary buffer of up to wire.MaxDictLen
-// bytes, allocated on the first delta. It is not safe for concurrent use.
+// and output are at most the piece's length (it decodes into the caller's
+// piece buffer), and a dictionary buffer of up to wire.MaxDictLen bytes,
+// allocated on the first delta. It is not safe for concurrent use.
 type Decoder struct {
 	zd   *zstd.Decoder
 	dict []byte
@@ -51,6 +51,8 @@ func NewDecoder() (*Decoder, error) {
 		zstd.WithDecoderMaxWindow(Window),
 		zstd.WithDecoderMaxMemory(region.PieceSize),
 		zstd.WithDecodeAllCapLimit(true))
+	// Unpack sets the output limit, and with it the window, to each
+	// piece's length.
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +77,7 @@ func (d *Decoder) Unpack(p wire.PackedPiece, base io.ReaderAt, baseSize int64, o
 		copy(out, p.Data)
 		return nil
 	case wire.PackZstd:
-		if err := d.zd.ResetWithOptions(nil, zstd.WithDecoderDictDelete()); err != nil {
+		if err := d.zd.ResetWithOptions(nil, limit(n), zstd.WithDecoderDictDelete()); err != nil {
 			return err
 		}
 	case wire.PackDelta:
@@ -92,7 +94,7 @@ func (d *Decoder) Unpack(p wire.PackedPiece, base io.ReaderAt, baseSize int64, o
 		if _, err := base.ReadAt(dict, p.DictOff); err != nil {
 			return fmt.Errorf("reading the base file: %w", err)
 		}
-		if err := d.zd.ResetWithOptions(nil, zstd.WithDecoderDictDelete(), zstd.WithDecoderDictRaw(0, dict)); err != nil {
+		if err := d.zd.ResetWithOptions(nil, limit(n), zstd.WithDecoderDictDelete(), zstd.WithDecoderDictRaw(0, dict)); err != nil {
 			return err
 		}
 	default:
@@ -106,6 +108,14 @@ func (d *Decoder) Unpack(p wire.PackedPiece, base io.ReaderAt, baseSize int64, o
 		return fmt.Errorf("%w: %d bytes for a piece of %d", ErrBad, len(got), n)
 	}
 	return nil
+}
+
+// limit caps a decoding's window at n bytes, the piece's length (more
+// than region.PieceSize for a long OS code signature after the content),
+// or zstd's least window; the output is capped at the piece's length by
+// the buffer given to DecodeAll.
+func limit(n int) zstd.DOption {
+	return zstd.WithDecoderMaxMemory(uint64(max(n, zstd.MinWindowSize)))
 }
 
 // Level is how hard an Encoder compresses.

