@@ -476,12 +476,13 @@ func (d *download) serve(ai peer.AddrInfo) error {
 			return err
 		}
 	}
+	var frame []byte
 	for {
 		batch := d.claim(ai.ID)
 		if batch == nil {
 			return nil
 		}
-		if err := d.fetchPieces(ai, batch); err != nil {
+		if err := d.fetchPieces(ai, batch, &frame); err != nil {
 			return err
 		}
 	}
@@ -630,7 +631,10 @@ func (d *download) fetchHashes(ai peer.AddrInfo) error {
 // fetchPieces asks ai for the pieces of batch, a run, checks each as it
 // arrives and hands it to the reader. The check of a piece runs while the
 // next one is read. The pieces not received go back to be asked of others.
-func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64) error {
+//
+// frame is the worker's buffer for the data of a packed piece before it
+// is decoded, made when first needed.
+func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) error {
 	got := 0
 	defer func() { d.unclaim(ai.ID, batch[got:]) }()
 	mode := d.r.modeFor(ai.ID, d.base)
@@ -655,7 +659,6 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64) error {
 		}
 		return fmt.Errorf("peer %s: %v pieces %d+%d: %w", ai.ID, req.Kind, batch[0], len(batch), err)
 	}
-	var frame []byte // the data of a packed piece, before it is decoded
 	// prev is the check of the piece read before, if any.
 	var prev chan checkedPiece
 	finish := func() error {
@@ -678,10 +681,10 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64) error {
 				d.n.downloaded.Add(uint64(len(b)))
 			}
 		} else {
-			if frame == nil {
-				frame = make([]byte, d.l.MaxPieceLen())
+			if *frame == nil {
+				*frame = make([]byte, d.l.MaxPieceLen())
 			}
-			b, err = d.readPacked(pr, i, buf, frame, mode)
+			b, err = d.readPacked(pr, i, buf, *frame, mode)
 		}
 		if err != nil {
 			d.putBuffer(buf)
