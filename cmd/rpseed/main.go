@@ -189,7 +189,7 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 	fs.StringVar(&o.identity, "identity", "", "`FILE` holding the node's secret key, created if missing (mode 0600), for a stable peer ID; outside DIR "+
 		"(default $STATE_DIRECTORY/identity.key under systemd, else rpseed/identity.key in the user's configuration directory)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "`host:port` to serve Prometheus /metrics and /healthz on (off when empty)")
-	fs.BoolVar(&o.relay, "relay", false, "act as a circuit relay for peers behind NAT (hole punching, small requests)")
+	fs.BoolVar(&o.relay, "relay", false, "act as a circuit relay for peers behind NAT (hole punching, info requests); only for a seed others can dial: it declares the seed publicly reachable")
 	fs.BoolVar(&o.dhtClient, "dht-client", false, "run the DHT in automatic mode instead of always as a server")
 	fs.IntVar(&o.slots, "upload-slots", 16, "concurrent uploads in total")
 	fs.IntVar(&o.slotsPerPeer, "upload-slots-per-peer", 1, "concurrent uploads per peer")

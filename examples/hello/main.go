@@ -4,7 +4,7 @@
 //
 //	hello [--mode now|onrestart|at=HH:MM] [--source DIR] [--interval DURATION]
 //	      [--private] [--bootstrap MULTIADDR]... [--listen MULTIADDR]... [--dht-server]
-//	      [--identity FILE] [--log-json] [--accept-v0] [ARGS...]
+//	      [--identity FILE] [--log-json] [--log-level LEVEL] [--accept-v0] [ARGS...]
 //	hello --version
 //
 // The owner public key is linked in at build time, the way release
@@ -41,6 +41,7 @@ type options struct {
 	interval time.Duration
 	healthy  time.Duration
 	logJSON  bool
+	logLevel slog.Level
 	acceptV0 bool
 
 	private   bool
@@ -69,6 +70,7 @@ func parseOptions() options {
 	flag.BoolVar(&o.dhtServer, "dht-server", false, "always answer DHT queries (for LANs and loopback)")
 	flag.StringVar(&o.identity, "identity", "", "`file` holding the node's network key, created if missing, to keep one peer ID across restarts")
 	flag.BoolVar(&o.logJSON, "log-json", false, "log JSON lines to stderr instead of text, with one record per update event (event=KIND) for tools that follow the app")
+	flag.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error (debug names the connection, direct or relayed, of every request to a peer)")
 	flag.BoolVar(&o.acceptV0, "accept-v0", false, "also apply releases signed in the v0 format (rustpatcher 0.2's); see client.Config.AcceptV0")
 	flag.Parse()
 	return o
@@ -95,9 +97,10 @@ func main() {
 		fmt.Println(version())
 		return
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	hopts := &slog.HandlerOptions{Level: opt.logLevel}
+	log := slog.New(slog.NewTextHandler(os.Stderr, hopts))
 	if opt.logJSON {
-		log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+		log = slog.New(slog.NewJSONHandler(os.Stderr, hopts))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -24,10 +24,41 @@ import (
 )
 
 // Connection manager watermarks: above highConns connections libp2p trims
-// down to lowConns.
+// down to lowConns, closing first the connections of peers that are worth
+// least to it (no DHT routing table entry, no streams), among those older
+// than connGrace.
 const (
 	lowConns  = 160
 	highConns = 192
+	// connGrace is how long a new connection is safe from trimming
+	// (libp2p's default is a minute): long enough for a client to ask
+	// for info and start a download, short enough that connections held
+	// open by peers that ask nothing are trimmed soon under pressure.
+	connGrace = 20 * time.Second
+)
+
+// Resource manager limits beyond libp2p's defaults (see docs/PROTOCOL.md,
+// Limits).
+const (
+	// maxInboundConns bounds inbound connections in all (libp2p scales
+	// its default with memory: 64 plus 64 per GiB of an eighth of it).
+	// One is about 65 KB, so 512 cost about 35 MB; they are far above
+	// highConns, so that peers connecting while others hold connections
+	// open are let in, and the connection manager trims.
+	maxInboundConns = 512
+	// connsPerIP bounds the connections from one IPv4 address or IPv6
+	// /56 (libp2p's default is 8; loopback is exempt): a node holds one
+	// or two connections to a peer, and 32 leave room for a NATed site
+	// with 16 nodes. An IPv6 /48 may hold four times as many.
+	connsPerIP = 32
+	// serviceStreams is the hard limit of inbound streams of the protocol,
+	// twice maxStreams: the handler shares maxStreams fairly (admit.go)
+	// and needs to see the streams it chooses between.
+	serviceStreams = 2 * maxStreams
+	// streamsPerPeer bounds the inbound streams of the protocol one peer
+	// holds: a download asks each peer one request at a time, plus info
+	// and hashes requests; 8 leave room for two downloads and a poll.
+	streamsPerPeer = 8
 )
 
 // bootstrapDialTimeout bounds the dial of one bootstrap peer in New.
@@ -102,29 +133,43 @@ func mergeAddrInfos(in []peer.AddrInfo) []peer.AddrInfo {
 	return out
 }
 
-// resourceLimits returns libp2p's default limits plus those of the
-// rustpatcher service (ServiceName): at most 256 inbound streams and 32 MiB
-// in all, 16 inbound streams per peer.
+// resourceLimits returns libp2p's default limits with maxInboundConns, and
+// those of the rustpatcher service (ServiceName): serviceStreams inbound
+// streams and 32 MiB in all, streamsPerPeer inbound streams per peer.
 func resourceLimits() rcmgr.ConcreteLimitConfig {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
+	limits.SystemBaseLimit.ConnsInbound = maxInboundConns
+	limits.SystemLimitIncrease.ConnsInbound = 0
+	limits.SystemBaseLimit.Conns = max(limits.SystemBaseLimit.Conns, maxInboundConns+limits.SystemBaseLimit.ConnsOutbound)
+	limits.SystemLimitIncrease.Conns = limits.SystemLimitIncrease.ConnsOutbound
 	limits.AddServiceLimit(ServiceName,
-		rcmgr.BaseLimit{StreamsInbound: 256, StreamsOutbound: 256, Streams: 512, Memory: 32 << 20},
+		rcmgr.BaseLimit{StreamsInbound: serviceStreams, StreamsOutbound: 256, Streams: serviceStreams + 256, Memory: 32 << 20},
 		rcmgr.BaseLimitIncrease{})
 	limits.AddServicePeerLimit(ServiceName,
-		rcmgr.BaseLimit{StreamsInbound: 16, StreamsOutbound: 16, Streams: 32, Memory: 4 << 20},
+		rcmgr.BaseLimit{StreamsInbound: streamsPerPeer, StreamsOutbound: 16, Streams: streamsPerPeer + 16, Memory: 4 << 20},
 		rcmgr.BaseLimitIncrease{})
 	return limits.AutoScale()
+}
+
+// resourceOptions returns the resource manager's per-address connection
+// limits: connsPerIP per IPv4 address and IPv6 /56, four times as many per
+// IPv6 /48; loopback stays exempt, as in libp2p's defaults.
+func resourceOptions() []rcmgr.Option {
+	return []rcmgr.Option{rcmgr.WithLimitPerSubnet(
+		[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: connsPerIP}},
+		[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 56, ConnCount: connsPerIP}, {PrefixLength: 48, ConnCount: 4 * connsPerIP}},
+	)}
 }
 
 // newHost starts the libp2p host of cfg, with its resource and connection
 // managers.
 func newHost(cfg Config, boot []peer.AddrInfo) (host.Host, error) {
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits()))
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits()), resourceOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
-	cm, err := connmgr.NewConnManager(lowConns, highConns)
+	cm, err := connmgr.NewConnManager(lowConns, highConns, connmgr.WithGracePeriod(connGrace))
 	if err != nil {
 		rm.Close()
 		return nil, fmt.Errorf("connection manager: %w", err)
@@ -162,7 +207,14 @@ func hostOptions(cfg Config, boot []peer.AddrInfo, rm network.ResourceManager, c
 		opts = append(opts, libp2p.Identity(cfg.Identity))
 	}
 	if cfg.RelayService {
-		opts = append(opts, libp2p.EnableRelayService())
+		// libp2p starts the relay only once AutoNAT finds the node
+		// publicly reachable, which needs peers with public addresses
+		// of their own to ask: in a private network whose other nodes
+		// are all behind NATs nobody can, and the relay would never
+		// start. A node told to relay is public by the operator's
+		// word. Its AutoNAT service still dials others back, which is
+		// how nodes behind NATs learn that they are.
+		opts = append(opts, libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic())
 	}
 	if len(boot) > 0 {
 		// Behind a NAT (as AutoNAT finds), reserve a slot on a bootstrap

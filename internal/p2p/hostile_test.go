@@ -33,6 +33,10 @@ func movedCopy(t *testing.T, f *testFile) []byte {
 	return append(b, f.bytes[at+region.Size:]...)
 }
 
+// head returns the first n bytes of b, or all of b when it is shorter
+// (the tail piece may be).
+func head(b []byte, n int) []byte { return b[:min(n, len(b))] }
+
 // pieceLies are the ways a peer that offers the real file answers pieces
 // requests; struck says whether the lie is provably bad data (a strike),
 // or only a failure of the peer (skipped, no strike).
@@ -58,11 +62,11 @@ var pieceLies = []struct {
 	}, true},
 	{"truncated (clean close)", func(s network.Stream, f *testFile, first, count int64) {
 		wire.WritePiecesHeader(s)
-		s.Write(f.pieces(first, count)[:1000])
+		s.Write(head(f.pieces(first, count), 1000))
 	}, true},
 	{"reset", func(s network.Stream, f *testFile, first, count int64) {
 		wire.WritePiecesHeader(s)
-		s.Write(f.pieces(first, count)[:1000])
+		s.Write(head(f.pieces(first, count), 1000))
 		s.Reset()
 	}, false},
 	{"refused stream", func(s network.Stream, _ *testFile, _, _ int64) { s.Reset() }, false},
@@ -70,7 +74,7 @@ var pieceLies = []struct {
 	{"not found", func(s network.Stream, _ *testFile, _, _ int64) { wire.WriteError(s, wire.StatusNotFound, "gone") }, false},
 	{"stall", func(s network.Stream, f *testFile, first, count int64) {
 		wire.WritePiecesHeader(s)
-		s.Write(f.pieces(first, count)[:1000])
+		s.Write(head(f.pieces(first, count), 1000))
 		time.Sleep(3 * time.Second)
 	}, false},
 	{"drip", func(s network.Stream, f *testFile, first, count int64) {

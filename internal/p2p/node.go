@@ -56,6 +56,12 @@ const (
 	// DefaultUploadSlotsPerPeer is the number of uploads one peer may
 	// hold at once.
 	DefaultUploadSlotsPerPeer = 1
+	// DefaultMinUploadRate is the rate, in bytes a second, below which an
+	// upload that has run for 2 s loses its slot to a peer that asks for
+	// one while none is free: a downloader that reads slowly (on purpose or
+	// not) must not hold a slot others would use at full speed. 256 KiB/s
+	// moves a 1 MiB piece in 4 s.
+	DefaultMinUploadRate = 256 << 10
 	// DefaultIdleTimeout bounds every read and write of a transfer.
 	DefaultIdleTimeout = 10 * time.Second
 	// DefaultLookupTimeout bounds one DHT provider lookup.
@@ -94,7 +100,9 @@ type Config struct {
 	// otherwise the DHT switches modes by reachability (AutoNAT).
 	DHTServer bool
 	// RelayService lets the node act as a circuit relay for others, for
-	// hole punching and small requests.
+	// hole punching and info requests. It declares the node publicly
+	// reachable, so that the relay runs at once: set it only on a node
+	// that others can dial.
 	RelayService bool
 	// UploadSlots bounds concurrent uploads in total, and
 	// UploadSlotsPerPeer per peer; a peer that finds no free slot gets a
@@ -103,6 +111,12 @@ type Config struct {
 	// UploadRate caps the node's upload bandwidth, in bytes per second,
 	// over all uploads; zero means no cap.
 	UploadRate int
+	// MinUploadRate is the rate, in bytes per second, below which an
+	// upload that has run for 2 s loses its slot to a peer that asks for
+	// one while none is free. Zero means DefaultMinUploadRate, or half an
+	// upload's share of UploadRate when that is lower; negative means
+	// slots are never taken back.
+	MinUploadRate int
 	// IdleTimeout bounds every read and write of a transfer and the
 	// reading of a request; zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration
@@ -128,6 +142,8 @@ type Config struct {
 
 	// extra are more libp2p options, for tests.
 	extra []libp2p.Option
+	// streamLimit replaces maxStreams when positive, for tests.
+	streamLimit int
 }
 
 // A Node is a libp2p host with the DHT and the rustpatcher protocol.
@@ -274,6 +290,13 @@ type Stats struct {
 	Busy uint64
 	// BadRequests counts malformed requests and failed namespace checks.
 	BadRequests uint64
+	// StreamsRefused counts streams of the protocol refused by the stream
+	// limits, and StreamsEvicted streams without a request that gave
+	// their place to a peer with fewer streams.
+	StreamsRefused, StreamsEvicted uint64
+	// UploadsTakenBack counts uploads slower than the minimum rate whose
+	// slot went to a peer that asked while none was free.
+	UploadsTakenBack uint64
 	// BytesUploaded and BytesDownloaded count release bytes moved, as
 	// sent on the wire: packed pieces count their frames' bytes.
 	BytesUploaded, BytesDownloaded uint64
@@ -305,6 +328,9 @@ func (n *Node) Stats() Stats {
 		PackedRequests:   c.packed.Load(),
 		Busy:             c.busy.Load(),
 		BadRequests:      c.bad.Load(),
+		StreamsRefused:   n.server.admit.refused.Load(),
+		StreamsEvicted:   n.server.admit.evicted.Load(),
+		UploadsTakenBack: n.server.slots.revoked.Load(),
 		BytesUploaded:    c.up.Load(),
 		BytesDownloaded:  n.downloaded.Load(),
 		Strikes:          n.strikes.given.Load(),

@@ -139,12 +139,13 @@ func (s *server) servePacked(ctx context.Context, st network.Stream, remote peer
 		wire.WriteError(st, wire.StatusBadRequest, "no such pieces")
 		return
 	}
-	if !s.slots.acquire(remote) {
+	up := s.slots.acquire(remote, func() { st.Reset() })
+	if up == nil {
 		s.counts.busy.Add(1)
 		wire.WriteError(st, wire.StatusBusy, "all upload slots in use")
 		return
 	}
-	defer s.slots.release(remote)
+	defer s.slots.release(up)
 
 	var made *pack.Cache
 	var enc *pack.Encoder
@@ -200,12 +201,17 @@ func (s *server) servePacked(ctx context.Context, st network.Stream, remote peer
 		}
 		if err == nil {
 			var k int64
-			k, err = s.writeWithDeadlines(ctx, st, frame)
+			k, err = s.writeWithDeadlines(ctx, st, up, frame)
 			sent += k
 		}
 		if err != nil {
 			s.counts.up.Add(uint64(max(sent-1, 0)))
-			s.log.Debug("packed upload ended early", "peer", remote, "version", sv.info.Version, "piece", i, "sent", sent, "err", err)
+			if s.slots.wasTakenBack(up) {
+				s.log.Debug("upload taken back: slower than the minimum rate while another peer waited", "peer", remote,
+					"sent", sent, "took", time.Since(up.start).Round(time.Millisecond))
+			} else {
+				s.log.Debug("packed upload ended early", "peer", remote, "version", sv.info.Version, "piece", i, "sent", sent, "err", err)
+			}
 			st.Reset()
 			return
 		}
@@ -215,10 +221,10 @@ func (s *server) servePacked(ctx context.Context, st network.Stream, remote peer
 	s.log.Debug("packed upload done", "peer", remote, "version", sv.info.Version, "first", req.First, "count", req.Count, "bytes", sent-1, "deltas", deltas)
 }
 
-// writeWithDeadlines writes b to st in writes of at most copyBuf bytes,
-// each given the idle timeout, at no more than the upload rate. It
-// returns the number of bytes written.
-func (s *server) writeWithDeadlines(ctx context.Context, st network.Stream, b []byte) (int64, error) {
+// writeWithDeadlines writes b to st for the upload up in writes of at
+// most copyBuf bytes, each given the idle timeout, at no more than the
+// upload rate. It returns the number of bytes written.
+func (s *server) writeWithDeadlines(ctx context.Context, st network.Stream, up *upload, b []byte) (int64, error) {
 	var total int64
 	for len(b) > 0 {
 		k := min(len(b), copyBuf)
@@ -230,6 +236,7 @@ func (s *server) writeWithDeadlines(ctx context.Context, st network.Stream, b []
 		st.SetWriteDeadline(time.Now().Add(s.idle))
 		nw, err := st.Write(b[:k])
 		total += int64(nw)
+		up.wrote(nw)
 		if err != nil {
 			return total, err
 		}

@@ -16,7 +16,8 @@ import (
 
 // TestRelayedInfo checks that a seed with RelayService relays for a node
 // behind a NAT: the node reserves a slot on its bootstrap peer, and another
-// peer gets the node's signed info through the relay alone.
+// peer gets the node's signed info through the relay alone, but never sends
+// a hashes or pieces request over it.
 func TestRelayedInfo(t *testing.T) {
 	key := regiontest.NewKey(t)
 	pub := key.Public
@@ -24,8 +25,9 @@ func TestRelayedInfo(t *testing.T) {
 	in := regiontest.WriteBinary(t, path, 4096, 1, key, "2.0.0")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	// libp2p runs the relay service only once it believes itself public.
-	relay := newTestNode(t, Config{RelayService: true, extra: []libp2p.Option{libp2p.ForceReachabilityPublic()}})
+	// RelayService runs the relay at once, although AutoNAT could never
+	// find a node on loopback publicly reachable.
+	relay := newTestNode(t, Config{RelayService: true})
 	// The hidden node listens nowhere: it can only be reached through the
 	// relay. AutoNAT is told it is behind a NAT.
 	hidden, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: []string{}, Bootstrap: relay.Addrs(),
@@ -61,5 +63,25 @@ func TestRelayedInfo(t *testing.T) {
 	}
 	if c := client.Host().Network().ConnsToPeer(hidden.ID()); len(c) == 0 || !c[0].Stat().Limited {
 		t.Errorf("the connection to the hidden node is not a limited (relayed) one")
+	}
+
+	// Release bytes never go through the relay: a hashes or pieces request
+	// waits for a direct connection, which cannot come here, and is never
+	// sent.
+	for _, kind := range []wire.Kind{wire.KindHashes, wire.KindPieces} {
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		s, err := client.request(rctx, pub, peer.AddrInfo{ID: hidden.ID(), Addrs: circuit},
+			&wire.Request{Kind: kind, Target: testTarget, ID: got.FileID, Count: 1})
+		rcancel()
+		if err == nil {
+			s.Reset()
+			t.Errorf("a %v request was sent over the relayed connection", kind)
+		}
+	}
+	if st := hidden.Stats(); st.HashesRequests != 0 || st.FetchRequests != 0 || st.BytesUploaded != 0 {
+		t.Errorf("the hidden node answered through the relay: %+v", st)
+	}
+	if st := client.Stats(); st.Strikes != 0 {
+		t.Errorf("the client struck the hidden node: %+v", st)
 	}
 }

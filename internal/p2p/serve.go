@@ -1,12 +1,14 @@
 package p2p
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,6 +115,7 @@ type server struct {
 	idle   time.Duration
 	upRate *rate.Limiter // nil: no cap
 	slots  *uploadSlots
+	admit  *admission
 	log    *slog.Logger
 
 	noCompress bool               // packed requests get raw pieces
@@ -140,7 +143,8 @@ func newServer(ctx context.Context, h host.Host, cfg Config) *server {
 		ctx:        ctx,
 		h:          h,
 		idle:       cfg.IdleTimeout,
-		slots:      newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer, slotGrace),
+		slots:      newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer, slotGrace, minUploadRate(cfg)),
+		admit:      newAdmission(cmp.Or(cfg.streamLimit, maxStreams), maxStreamsPerIP),
 		log:        cfg.Logger,
 		newest:     map[string]*served{},
 		byID:       map[[wire.IDLen]byte]*served{},
@@ -298,13 +302,32 @@ func (s *server) handle(ctx context.Context, pub ed25519.PublicKey, st network.S
 		st.Reset()
 		return
 	}
-	st.SetReadDeadline(time.Now().Add(s.idle))
+	place, why := s.admit.admit(remote, streamPrefix(st), func() { st.Reset() })
+	if place == nil {
+		s.log.Debug("stream refused by the stream limits", "peer", remote, "why", why)
+		st.Reset()
+		return
+	}
+	defer s.admit.done(place)
+	st.SetReadDeadline(time.Now().Add(min(s.idle, requestTimeout)))
 	req, err := wire.ReadRequest(st)
+	if err == nil && !s.admit.requested(place) {
+		err = errors.New("evicted")
+	}
 	if err != nil {
+		if s.admit.wasEvicted(place) {
+			s.log.Debug("waiting stream gave its place to a peer with fewer streams", "peer", remote)
+			st.Reset()
+			return
+		}
 		s.counts.bad.Add(1)
+		msg := "malformed request"
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+			msg = "no request in time"
+		}
 		s.log.Debug("bad request", "peer", remote, "err", err)
 		st.SetWriteDeadline(time.Now().Add(s.idle))
-		wire.WriteError(st, wire.StatusBadRequest, "malformed request")
+		wire.WriteError(st, wire.StatusBadRequest, msg)
 		return
 	}
 	st.SetReadDeadline(time.Time{})
@@ -388,20 +411,26 @@ func (s *server) servePieces(ctx context.Context, st network.Stream, remote peer
 		wire.WriteError(st, wire.StatusBadRequest, "no such pieces")
 		return
 	}
-	if !s.slots.acquire(remote) {
+	up := s.slots.acquire(remote, func() { st.Reset() })
+	if up == nil {
 		s.counts.busy.Add(1)
 		wire.WriteError(st, wire.StatusBusy, "all upload slots in use")
 		return
 	}
-	defer s.slots.release(remote)
+	defer s.slots.release(up)
 
 	off, _ := sv.layout.Piece(int64(req.First))
 	lastOff, lastLen := sv.layout.Piece(int64(req.First) + int64(req.Count) - 1)
 	n := lastOff + lastLen - off
-	sent, err := s.copyWithDeadlines(ctx, st, []byte{byte(wire.StatusOK)}, io.NewSectionReader(sv.f, off, n))
+	sent, err := s.copyWithDeadlines(ctx, st, up, []byte{byte(wire.StatusOK)}, io.NewSectionReader(sv.f, off, n))
 	s.counts.up.Add(uint64(max(sent-1, 0)))
 	if err != nil {
-		s.log.Debug("upload ended early", "peer", remote, "version", sv.info.Version, "sent", sent, "err", err)
+		if s.slots.wasTakenBack(up) {
+			s.log.Debug("upload taken back: slower than the minimum rate while another peer waited", "peer", remote,
+				"sent", sent, "took", time.Since(up.start).Round(time.Millisecond))
+		} else {
+			s.log.Debug("upload ended early", "peer", remote, "version", sv.info.Version, "sent", sent, "err", err)
+		}
 		st.Reset()
 		return
 	}
@@ -412,11 +441,12 @@ func (s *server) servePieces(ctx context.Context, st network.Stream, remote peer
 // carries, so that a write is one frame and never leaves a small one.
 const copyBuf = muxerMaxMessage - muxerHeader
 
-// copyWithDeadlines writes head and then src to st, giving each write the
-// idle timeout to complete, at no more than the upload rate; waits for the
-// rate end when ctx is done. head goes out with src's first bytes, in one
-// write. It returns the number of bytes written, head included.
-func (s *server) copyWithDeadlines(ctx context.Context, st network.Stream, head []byte, src io.Reader) (int64, error) {
+// copyWithDeadlines writes head and then src to st for the upload up,
+// giving each write the idle timeout to complete, at no more than the
+// upload rate; waits for the rate end when ctx is done. head goes out with
+// src's first bytes, in one write. It returns the number of bytes written,
+// head included.
+func (s *server) copyWithDeadlines(ctx context.Context, st network.Stream, up *upload, head []byte, src io.Reader) (int64, error) {
 	buf := make([]byte, copyBuf)
 	k := copy(buf, head)
 	var total int64
@@ -433,6 +463,7 @@ func (s *server) copyWithDeadlines(ctx context.Context, st network.Stream, head 
 			st.SetWriteDeadline(time.Now().Add(s.idle))
 			nw, werr := st.Write(buf[:nr])
 			total += int64(nw)
+			up.wrote(nw)
 			if werr != nil {
 				return total, werr
 			}

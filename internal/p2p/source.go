@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/org/rustpatcher-go/internal/wire"
@@ -81,13 +83,8 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 		g     errgroup.Group
 	)
 	g.SetLimit(infoConcurrency)
-	for ai := range cands {
-		if ai.ID == s.n.h.ID() || asked[ai.ID] || len(asked) >= maxCandidates {
-			continue
-		}
-		if s.n.strikes.of(ai.ID) >= maxStrikes {
-			continue
-		}
+	var struck []peer.AddrInfo // asked only if no other peer offers a release
+	ask := func(ai peer.AddrInfo) {
 		asked[ai.ID] = true
 		g.Go(func() error {
 			o, err := s.n.askInfo(ctx, s.pub, s.target, ai)
@@ -114,7 +111,28 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 			return nil
 		})
 	}
+	for ai := range cands {
+		if ai.ID == s.n.h.ID() || asked[ai.ID] || len(asked)+len(struck) >= maxCandidates {
+			continue
+		}
+		if s.n.strikes.of(ai.ID) >= maxStrikes {
+			if !slices.ContainsFunc(struck, func(p peer.AddrInfo) bool { return p.ID == ai.ID }) {
+				struck = append(struck, ai)
+			}
+			continue
+		}
+		ask(ai)
+	}
 	g.Wait()
+	if len(order) == 0 && len(struck) > 0 && ctx.Err() == nil {
+		// Peers with too many strikes are asked last, when nobody else
+		// has the release: a strike may be a misunderstanding, and no
+		// update at all is worse than a download that checks every piece.
+		for _, ai := range struck {
+			ask(ai)
+		}
+		g.Wait()
+	}
 	if len(asked) == 0 {
 		return nil, fmt.Errorf("%w: none known yet to ask for %s releases", ErrNoPeers, s.target)
 	}
@@ -185,6 +203,13 @@ func (n *Node) connect(ctx context.Context, ai peer.AddrInfo) error {
 	if len(ai.Addrs) > 0 {
 		n.h.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
 	}
+	// libp2p refuses to dial a peer whose dials failed lately, for up to
+	// minutes: a seed that refused connections during a flood would stay
+	// out of reach long after it ended. The callers pace their own
+	// retries (a poll, a download's backoff), so every one dials.
+	if sw, ok := n.h.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(ai.ID)
+	}
 	return n.h.Connect(ctx, ai)
 }
 
@@ -201,7 +226,18 @@ func (n *Node) request(ctx context.Context, pub ed25519.PublicKey, ai peer.AddrI
 	if err != nil {
 		return nil, err
 	}
-	s, err := n.h.NewStream(network.WithAllowLimitedConn(dctx, "rustpatcher"), ai.ID, protocol.ID(wire.ProtocolID(pub)))
+	// Only info and rotations requests, whose answers are at most 8 KiB,
+	// may go over a limited (relayed) connection. A relay carries at most
+	// 128 KiB, for 2 minutes, per connection, and cuts a stream at its
+	// limit as if the peer had ended its answer early (a malformed answer,
+	// struck). Hashes and pieces wait, within dialTimeout, for the direct
+	// connection that hole punching makes; a peer that cannot be reached
+	// directly fails the request unstruck.
+	sctx := dctx
+	if req.Kind == wire.KindInfo || req.Kind == wire.KindRotations {
+		sctx = network.WithAllowLimitedConn(dctx, "rustpatcher")
+	}
+	s, err := n.h.NewStream(sctx, ai.ID, protocol.ID(wire.ProtocolID(pub)))
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: opening a stream: %w", ai.ID, err)
 	}
@@ -218,6 +254,9 @@ func (n *Node) request(ctx context.Context, pub ed25519.PublicKey, ai peer.AddrI
 		s.Reset()
 		return nil, fmt.Errorf("peer %s: %w", ai.ID, err)
 	}
+	// Which path the request takes: a /p2p-circuit address (limited) is a
+	// relayed connection, any other a direct one.
+	n.log.Debug("request sent", "peer", ai.ID, "kind", req.Kind, "conn", s.Conn().RemoteMultiaddr(), "limited", s.Conn().Stat().Limited)
 	return s, nil
 }
 

@@ -1,11 +1,16 @@
 package p2p
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/org/rustpatcher-go/internal/regiontest"
 )
 
 func TestStrikesAddUp(t *testing.T) {
@@ -48,5 +53,28 @@ func TestStrikesBounded(t *testing.T) {
 	last := peer.ID(fmt.Sprint(maxStruckPeers + 9))
 	if s.of(last) != 1 {
 		t.Fatal("the newest strike was dropped")
+	}
+}
+
+// TestStruckPeerAskedWhenAlone: a peer with too many strikes is still
+// asked when no other peer offers the release.
+func TestStruckPeerAskedWhenAlone(t *testing.T) {
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	path := filepath.Join(t.TempDir(), "release")
+	in := regiontest.WriteBinary(t, path, 64<<10, 1, key, "2.0.0")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	seed := newTestNode(t, Config{})
+	if err := seed.Serve(ctx, key.Public, testTarget, path, in); err != nil {
+		t.Fatal(err)
+	}
+	client := newTestNode(t, Config{}, seed)
+	for client.strikes.of(seed.ID()) < maxStrikes {
+		client.strike(seed.ID(), strikeForged, errors.New("a test strike"))
+	}
+	r := onlyRelease(t, ctx, client.Source(key.Public, testTarget))
+	if r.Info() != in {
+		t.Errorf("found %v, want the seed's 2.0.0", r.Info())
 	}
 }
