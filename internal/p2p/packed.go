@@ -309,7 +309,7 @@ type packer struct {
 
 	mu    sync.Mutex
 	queue []packJob
-	known map[string]bool // jobs queued or done, by packJob.key
+	known map[string]time.Time // jobs queued or done (zero), or failed (when), by packJob.key
 	wake  chan struct{}
 }
 
@@ -322,7 +322,7 @@ type packJob struct {
 }
 
 func newPacker(dir string, s *server, log *slog.Logger) *packer {
-	return &packer{dir: dir, server: s, log: log, known: map[string]bool{}, wake: make(chan struct{}, 1)}
+	return &packer{dir: dir, server: s, log: log, known: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
 // add queues the jobs of sv not queued or done before: its compressed
@@ -339,13 +339,13 @@ func (p *packer) add(sv *served, bases []string) {
 			}
 			key += fmt.Sprintf("\x00%d\x00%d", st.Size(), st.ModTime().UnixNano())
 		}
-		if p.known[key] {
+		if failed, ok := p.known[key]; ok && (failed.IsZero() || time.Since(failed) < packRetry) {
 			continue
 		}
 		if len(p.known) > 4096 {
 			clear(p.known)
 		}
-		p.known[key] = true
+		p.known[key] = time.Time{}
 		sv.acquire()
 		p.queue = append(p.queue, packJob{target: sv, base: b, key: key})
 	}
@@ -361,6 +361,7 @@ func (p *packer) run(ctx context.Context) {
 		p.log.Warn("no directory for compressed pieces and deltas; pieces are compressed on the fly", "dir", p.dir, "err", err)
 	}
 	p.clean(true)
+	worked := false // since the last clean
 	for {
 		p.mu.Lock()
 		var job packJob
@@ -371,7 +372,12 @@ func (p *packer) run(ctx context.Context) {
 		}
 		p.mu.Unlock()
 		if !ok {
-			p.clean(false)
+			if worked {
+				// Only once jobs ran, so that the frames of a release
+				// about to be served again (at a start) are kept.
+				p.clean(false)
+				worked = false
+			}
 			select {
 			case <-ctx.Done():
 				p.drain()
@@ -382,14 +388,18 @@ func (p *packer) run(ctx context.Context) {
 		}
 		p.do(ctx, job)
 		job.target.release()
+		worked = true
 	}
 }
 
-// forget lets the job key be queued again (after a failure).
+// packRetry is how long after a failure a job is not queued again.
+const packRetry = 10 * time.Minute
+
+// forget lets the job key be queued again packRetry after a failure.
 func (p *packer) forget(key string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.known, key)
+	p.known[key] = time.Now()
 }
 
 // drain gives back the references of the jobs left.
@@ -505,8 +515,8 @@ func (p *packer) keep(sv *served, c *pack.Cache) bool {
 	return false
 }
 
-// clean removes from the directory the frames of files no longer served
-// and, at start, the temporary files an interrupted job left.
+// clean removes from the directory the temporary files an interrupted job
+// left (at start) or the frames of files no longer served (after jobs).
 func (p *packer) clean(start bool) {
 	es, err := os.ReadDir(p.dir)
 	if err != nil {
@@ -518,6 +528,9 @@ func (p *packer) clean(start bool) {
 			if start {
 				os.Remove(filepath.Join(p.dir, name))
 			}
+			continue
+		}
+		if start {
 			continue
 		}
 		if !strings.HasSuffix(name, ".zst") && !strings.HasSuffix(name, ".delta") {

@@ -293,3 +293,76 @@ func TestPackedOlderPeer(t *testing.T) {
 		}
 	}
 }
+
+// TestPackDir checks the frames kept in a PackDir: a node started again
+// on the same directory uses them as they are, asking twice makes nothing
+// twice, and the frames of a release no longer served are removed.
+func TestPackDir(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sw := startPackedSwarm(t, ctx, false)
+	files := func() map[string]time.Time {
+		es, err := os.ReadDir(sw.packDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]time.Time{}
+		for _, e := range es {
+			fi, err := e.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[e.Name()] = fi.ModTime()
+		}
+		return out
+	}
+	made := files()
+	if len(made) != 2 {
+		t.Fatalf("%d files in the pack directory, want the compressed pieces and one delta", len(made))
+	}
+	sw.seed.Close()
+
+	again := newTestNode(t, Config{PackDir: sw.packDir})
+	if err := again.Serve(ctx, sw.key.Public, testTarget, sw.newPath, sw.newIn); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		again.MakeDeltas(sw.key.Public, testTarget, sw.newIn, []string{sw.oldPath})
+	}
+	sv := again.server.newestOf(sw.key.Public, testTarget)
+	waitFor(t, "the frames made before", func() bool { return len(sv.deltaBases()) == 1 && sv.hasPack([wire.IDLen]byte{}) })
+	for name, mod := range files() {
+		if !made[name].Equal(mod) {
+			t.Errorf("%s was made again", name)
+		}
+	}
+	again.packer.mu.Lock()
+	queued := len(again.packer.queue)
+	again.packer.mu.Unlock()
+	if queued != 0 {
+		t.Errorf("%d jobs still queued", queued)
+	}
+
+	// 3.0.0 replaces 2.0.0: the frames of 2.0.0 go.
+	next := filepath.Join(t.TempDir(), "app-3.0.0")
+	b, _ := os.ReadFile(sw.newPath)
+	os.WriteFile(next, b, 0o755)
+	in, err := region.SignFile(ctx, next, sw.key.Private, "3.0.0", testTarget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Serve(ctx, sw.key.Public, testTarget, next, in); err != nil {
+		t.Fatal(err)
+	}
+	again.MakeDeltas(sw.key.Public, testTarget, in, nil)
+	waitFor(t, "only the frames of 3.0.0", func() bool {
+		fs := files()
+		for name := range made {
+			if _, ok := fs[name]; ok {
+				return false
+			}
+		}
+		return len(fs) == 1
+	})
+}
