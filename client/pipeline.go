@@ -441,10 +441,12 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 		return &localError{err}
 	}
 	defer tmp.Abort() // no-op after a successful Commit
+	start := time.Now()
 	got, id, err := p.fetch(ctx, c, tmp)
 	if err != nil {
 		return err
 	}
+	p.log.Info("update downloaded and verified", "version", got.Version, "source", c.name(), "bytes", c.rel.Size(), "took", time.Since(start).Round(time.Millisecond))
 	if err := tmp.Finish(); err != nil {
 		return &localError{err}
 	}

@@ -26,6 +26,12 @@ type server interface {
 	ServeRotations(ctx context.Context, stmts []rotation.Statement) error
 }
 
+// deltaMaker makes the compressed pieces of a served release and its
+// deltas from older files; *p2p.Node implements it.
+type deltaMaker interface {
+	MakeDeltas(pub ed25519.PublicKey, target string, in region.Info, bases []string)
+}
+
 // An owner is one owner key whose releases rpseed serves for one target. A
 // target may have several owners (a seed may serve several apps), and an
 // owner key may sign several targets.
@@ -64,6 +70,12 @@ type watcher struct {
 
 	files  map[string]*fileState // by file name, for the files listed last
 	served map[string]servedFile // by owner.id
+
+	// deltas, if set, is told after each scan to make deltas to each
+	// release served from the maxBases newest older releases of its owner
+	// in the directory.
+	deltas   deltaMaker
+	maxBases int
 }
 
 type servedFile struct {
@@ -188,7 +200,36 @@ func (w *watcher) scan(ctx context.Context) (int, error) {
 		w.served[id] = b
 		w.log.Info("release found", "file", b.name, "target", b.owner.target, "owner", region.EncodePublicKey(b.owner.pub), "version", b.info.Version)
 	}
+	w.makeDeltas()
 	return len(w.served), nil
+}
+
+// makeDeltas tells w.deltas, for each release served, the older releases
+// of its owner and target in the directory, newest first, at most
+// w.maxBases: the node makes (once) the deltas from each to the release.
+func (w *watcher) makeDeltas() {
+	if w.deltas == nil {
+		return
+	}
+	for id, sf := range w.served {
+		var older []servedFile
+		for name, st := range w.files {
+			if st.owner != nil && st.owner.id() == id && region.CompareVersions(st.info.Version, sf.info.Version) < 0 {
+				older = append(older, servedFile{name: name, info: st.info})
+			}
+		}
+		slices.SortFunc(older, func(a, b servedFile) int {
+			if c := region.CompareVersions(b.info.Version, a.info.Version); c != 0 {
+				return c
+			}
+			return strings.Compare(a.name, b.name)
+		})
+		bases := []string{}
+		for _, o := range older[:min(len(older), w.maxBases)] {
+			bases = append(bases, filepath.Join(w.dir.Path(), o.name))
+		}
+		w.deltas.MakeDeltas(sf.owner.pub, sf.owner.target, sf.info, bases)
+	}
 }
 
 // identify verifies the listed file with every configured key and says

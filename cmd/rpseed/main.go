@@ -31,6 +31,16 @@
 // created with mode 0600 and refused if others can read it or if it is a
 // symbolic link.
 //
+// Peers that ask for packed pieces get them compressed (zstd) and, when
+// they run an older release that is in DIR too, as deltas from it: for
+// each release served rpseed makes, in the background on one core, its
+// pieces compressed and its deltas from the --deltas newest older releases
+// of the same key and target in DIR, and keeps them in DIR/.rpseed-packs
+// (removed when the release is no longer served). A node checks every
+// piece it rebuilds against the signed root, as any piece, so a damaged
+// delta costs it the full pieces, never a bad update. --compress=false
+// sends raw pieces only.
+//
 // With --metrics-addr, /metrics serves Prometheus metrics and /healthz a JSON
 // report: 200 when the seed serves a release, has a peer and its
 // announcements succeed, 503 with the reasons otherwise (see
@@ -80,6 +90,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -97,6 +108,11 @@ import (
 	"github.com/org/rustpatcher-go/internal/version"
 	"github.com/org/rustpatcher-go/region"
 )
+
+// packSubdir is the hidden subdirectory of DIR where rpseed keeps the
+// compressed pieces and deltas it made (see --compress): the watcher skips
+// hidden names.
+const packSubdir = ".rpseed-packs"
 
 func main() {
 	os.Exit(rpseedMain())
@@ -150,6 +166,8 @@ type options struct {
 	pubs, listen, bootstrap                      listFlag
 	private, relay, dhtClient                    bool
 	slots, slotsPerPeer, uploadRate              int
+	deltas                                       int  // older releases per target to make deltas from
+	compress                                     bool // packed pieces, compressed and as deltas
 	scanEvery, idle, reprovide                   time.Duration
 	selfUpdate                                   string // off, now, onrestart or at=HH:MM
 	selfUpdateEvery                              time.Duration
@@ -177,6 +195,8 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 	fs.IntVar(&o.slots, "upload-slots", 16, "concurrent uploads in total")
 	fs.IntVar(&o.slotsPerPeer, "upload-slots-per-peer", 1, "concurrent uploads per peer")
 	fs.IntVar(&o.uploadRate, "upload-rate", 0, "cap on upload bandwidth in bytes per second (0: none)")
+	fs.BoolVar(&o.compress, "compress", true, "send pieces compressed and as deltas to nodes that hold an older release, made in the background and kept in DIR/"+packSubdir+" (false: raw pieces only, no CPU spent)")
+	fs.IntVar(&o.deltas, "deltas", 4, "make deltas to each release served from this many older releases of its target in DIR, newest first (0: none; at most 16)")
 	fs.DurationVar(&o.scanEvery, "scan-interval", 10*time.Second, "how often to look for new files in DIR")
 	fs.DurationVar(&o.idle, "idle-timeout", p2p.DefaultIdleTimeout, "drop a transfer when a read or write stalls this long")
 	fs.DurationVar(&o.reprovide, "reprovide-interval", p2p.DefaultReprovideInterval, "how often to announce the releases again")
@@ -239,6 +259,9 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 	}
 	if _, err := newHandler(io.Discard, o.logFormat, slog.LevelInfo); err != nil {
 		return nil, err
+	}
+	if o.deltas < 0 || o.deltas > 16 {
+		return nil, fmt.Errorf("--deltas %d: want 0 to 16", o.deltas)
 	}
 	if len(o.listen) == 0 {
 		o.listen = listFlag{"/ip4/0.0.0.0/udp/4001/quic-v1", "/ip4/0.0.0.0/tcp/4001", "/ip6/::/udp/4001/quic-v1", "/ip6/::/tcp/4001"}
@@ -366,6 +389,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 		log.Warn(o.identityNote, "identity", o.identity)
 	}
 
+	packDir := ""
+	if o.compress {
+		packDir = filepath.Join(o.dir, packSubdir)
+	}
 	reg := prometheus.NewRegistry() // the process's metrics and libp2p's, not the global registry
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	node, err := p2p.New(ctx, p2p.Config{
@@ -382,6 +409,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 		UploadRate:         o.uploadRate,
 		IdleTimeout:        o.idle,
 		ReprovideInterval:  o.reprovide,
+		PackDir:            packDir,
+		NoCompression:      !o.compress,
 		Registerer:         reg,
 		Logger:             log,
 	})
@@ -408,6 +437,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 		srv = &ownServer{server: node, ctx: ctx, own: own, log: log}
 	}
 	w := newWatcher(o.dir, owners, srv, log)
+	w.deltas, w.maxBases = node, o.deltas
 	if n, err := w.scan(ctx); err != nil {
 		return err
 	} else if n == 0 {

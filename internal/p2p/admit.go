@@ -27,7 +27,7 @@ const (
 	// counted.
 	maxStreamsPerIP = 64
 	// requestTimeout is how long a stream may be open without its request:
-	// a client writes its request (at most 124 bytes) with the stream's
+	// a client writes its request (at most 156 bytes) with the stream's
 	// opening, so 3 s covers a slow link's round trips, and a stream that
 	// sends nothing holds its place for no longer.
 	requestTimeout = 3 * time.Second

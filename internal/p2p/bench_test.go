@@ -270,6 +270,12 @@ func consume(r io.Reader) (int64, error) {
 // like the update engine (resume on read errors, verify while streaming,
 // start over when it does not verify) and returns its region.
 func fetchVerified(ctx context.Context, src *Source, pub ed25519.PublicKey, path string) (region.Info, error) {
+	return fetchVerifiedWith(ctx, src, pub, path, nil)
+}
+
+// fetchVerifiedWith is fetchVerified calling done, unless nil, with the
+// release it verified.
+func fetchVerifiedWith(ctx context.Context, src *Source, pub ed25519.PublicKey, path string, done func(*Release)) (region.Info, error) {
 	for ctx.Err() == nil {
 		rels, err := src.Releases(ctx)
 		if err != nil || len(rels) == 0 {
@@ -295,6 +301,9 @@ func fetchVerified(ctx context.Context, src *Source, pub ed25519.PublicKey, path
 		if err == nil {
 			var in region.Info
 			if in, err = sc.Verify(pub); err == nil && in == r.Info() && sc.FileID == r.FileID() {
+				if done != nil {
+					done(r)
+				}
 				return in, nil
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/org/rustpatcher-go/internal/pack"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -53,6 +54,21 @@ const (
 // piece hashes that does not match the signed root. The peer gets a strike.
 var errBadData = errors.New("bad data")
 
+// Failures of packed pieces (see fetchMode). The peer of a packed piece
+// that fails, malformed, not decoding or not matching the signed root, gets
+// a strike and is asked again in the next mode down: deltas, compressed
+// pieces, raw pieces; so a bad delta or compressed stream costs a fallback
+// to the full release, and an honest peer whose frames are damaged still
+// delivers it.
+var (
+	// errBadDelta: a piece asked as a delta failed.
+	errBadDelta = errors.New("bad delta")
+	// errBadPacked: a piece asked compressed failed.
+	errBadPacked = errors.New("bad compressed piece")
+	// errNoPacked: the peer refused a packed request (an older node).
+	errNoPacked = errors.New("packed pieces refused")
+)
+
 // A download fetches one file from an offset to its end, for one call of
 // Release.Open, and is the reader Open returns. A manager goroutine (run)
 // keeps up to fetchParallel workers busy, one per peer; each worker asks
@@ -69,6 +85,7 @@ type download struct {
 	n        *Node
 	l        wire.Layout
 	parallel int
+	base     *served // the node's own file that peers hold deltas from, or nil; released by Close
 
 	ctx    context.Context // ends with Close, a failure or the caller's context
 	cancel context.CancelFunc
@@ -137,6 +154,7 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 	if r.offer.Info.Format != region.V1 {
 		d.parallel = 1
 	}
+	d.base = r.deltaBase()
 	d.addPeers(r.candidates())
 	return d
 }
@@ -357,6 +375,7 @@ func (d *download) fillLocked() {
 	if d.r.needsHashes() {
 		limit = 1
 	}
+	deltasOnly := d.deltaPeersLocked() > 0
 	now := time.Now()
 	for _, id := range d.order {
 		if d.active >= limit || !d.unclaimedLocked() {
@@ -366,11 +385,31 @@ func (d *download) fillLocked() {
 		if p.active || p.bad || now.Before(p.retryAt) {
 			continue
 		}
+		if deltasOnly && d.r.modeFor(id, d.base) != modeDelta {
+			continue
+		}
 		p.active = true
 		d.active++
 		d.wg.Add(1)
 		go d.work(p)
 	}
+}
+
+// deltaPeersLocked returns the number of peers that may be asked for
+// deltas now or soon: while there are, only they are asked, since a
+// delta is a small part of what the others would send. A peer that failed
+// twice in a row (busy, unreachable) no longer counts. d.mu is held.
+func (d *download) deltaPeersLocked() int {
+	if d.base == nil {
+		return 0
+	}
+	n := 0
+	for id, p := range d.peers {
+		if !p.bad && p.fails < 2 && d.r.modeFor(id, d.base) == modeDelta {
+			n++
+		}
+	}
+	return n
 }
 
 // work asks p for pieces until none is left to ask for, or p fails.
@@ -384,6 +423,19 @@ func (d *download) work(p *fetchPeer) {
 	if err != nil && d.ctx.Err() == nil {
 		d.lastErr = err
 		switch {
+		case errors.Is(err, errNoPacked):
+			d.r.demote(p.ai.ID, modePacked) // an older node: ask it at once for raw pieces
+		case errors.Is(err, errBadDelta), errors.Is(err, errBadPacked):
+			strike = strikeForged
+			if errors.Is(err, wire.ErrMalformed) {
+				strike = strikeMalformed
+			}
+			m := modePacked
+			if errors.Is(err, errBadDelta) {
+				m = modeDelta
+			}
+			d.r.demote(p.ai.ID, m)
+			d.n.log.Info("packed pieces from a peer failed; asking for the full pieces", "peer", p.ai.ID, "file", fmt.Sprintf("%x", d.r.offer.FileID[:8]), "err", err)
 		case errors.Is(err, errBadData):
 			p.bad, strike = true, strikeForged
 		case errors.Is(err, wire.ErrMalformed):
@@ -397,7 +449,9 @@ func (d *download) work(p *fetchPeer) {
 	d.notifyLocked()
 	d.mu.Unlock()
 	if strike > 0 {
-		d.r.markBad(p.ai.ID)
+		if p.bad {
+			d.r.markBad(p.ai.ID)
+		}
 		d.n.strike(p.ai.ID, strike, fmt.Errorf("file %x of release %s: %w", d.r.offer.FileID[:8], d.r.offer.Info.Version, err))
 	}
 }
@@ -422,12 +476,13 @@ func (d *download) serve(ai peer.AddrInfo) error {
 			return err
 		}
 	}
+	var frame []byte
 	for {
 		batch := d.claim(ai.ID)
 		if batch == nil {
 			return nil
 		}
-		if err := d.fetchPieces(ai, batch); err != nil {
+		if err := d.fetchPieces(ai, batch, &frame); err != nil {
 			return err
 		}
 	}
@@ -480,7 +535,9 @@ func (d *download) claim(p peer.ID) []int64 {
 // is held.
 func (d *download) claimableLocked(p peer.ID) []int64 {
 	per := int64(piecesPerRequest)
-	if d.usableLocked() == 1 {
+	if d.usableLocked() == 1 || d.r.modeFor(p, d.base) == modeDelta {
+		// The only peer, or deltas, which take few bytes: fewer round
+		// trips.
 		per = wire.MaxPiecesPerRequest
 	}
 	end := min(d.l.NumPieces(), d.next+fetchWindow)
@@ -574,10 +631,20 @@ func (d *download) fetchHashes(ai peer.AddrInfo) error {
 // fetchPieces asks ai for the pieces of batch, a run, checks each as it
 // arrives and hands it to the reader. The check of a piece runs while the
 // next one is read. The pieces not received go back to be asked of others.
-func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64) error {
+//
+// frame is the worker's buffer for the data of a packed piece before it
+// is decoded, made when first needed.
+func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) error {
 	got := 0
 	defer func() { d.unclaim(ai.ID, batch[got:]) }()
+	mode := d.r.modeFor(ai.ID, d.base)
 	req := &wire.Request{Kind: wire.KindPieces, Target: d.r.src.target, ID: d.r.offer.FileID, First: uint32(batch[0]), Count: uint32(len(batch))}
+	if mode != modePieces {
+		req.Kind = wire.KindPacked
+		if mode == modeDelta {
+			req.Base = d.base.id
+		}
+	}
 	s, err := d.n.request(d.ctx, d.r.src.pub, ai, req)
 	if err != nil {
 		return err
@@ -587,7 +654,10 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64) error {
 	pr := &progressReader{s: s, idle: d.n.cfg.IdleTimeout}
 	if err := wire.ReadPiecesHeader(pr); err != nil {
 		s.Reset()
-		return fmt.Errorf("peer %s: pieces %d+%d: %w", ai.ID, batch[0], len(batch), err)
+		if mode != modePieces && errors.Is(err, wire.ErrRefused) {
+			err = fmt.Errorf("%w: %w", errNoPacked, err)
+		}
+		return fmt.Errorf("peer %s: %v pieces %d+%d: %w", ai.ID, req.Kind, batch[0], len(batch), err)
 	}
 	// prev is the check of the piece read before, if any.
 	var prev chan checkedPiece
@@ -604,7 +674,18 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64) error {
 	}
 	for _, i := range batch {
 		buf := d.buffer(i)
-		b, err := d.l.ReadPiece(pr, i, buf)
+		var b []byte
+		var err error
+		if mode == modePieces {
+			if b, err = d.l.ReadPiece(pr, i, buf); err == nil {
+				d.n.downloaded.Add(uint64(len(b)))
+			}
+		} else {
+			if *frame == nil {
+				*frame = make([]byte, d.l.MaxPieceLen())
+			}
+			b, err = d.readPacked(pr, i, buf, *frame, mode)
+		}
 		if err != nil {
 			d.putBuffer(buf)
 			s.Reset()
@@ -615,9 +696,14 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64) error {
 			}
 			return fmt.Errorf("peer %s: %w", ai.ID, err)
 		}
-		d.n.downloaded.Add(uint64(len(b)))
 		ch := make(chan checkedPiece, 1)
-		go func() { ch <- checkedPiece{i: i, piece: b, buf: buf, err: d.check(i, b)} }()
+		go func() {
+			err := d.check(i, b)
+			if err != nil && mode != modePieces {
+				err = packedError(mode, err)
+			}
+			ch <- checkedPiece{i: i, piece: b, buf: buf, err: err}
+		}()
 		if prev != nil {
 			if err := finish(); err != nil {
 				s.Reset()
@@ -635,6 +721,48 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64) error {
 	}
 	s.Close()
 	return nil
+}
+
+// readPacked reads the frame of piece i from r, its data into frame, and
+// decodes it into buf. A frame that is malformed or does not decode fails
+// with packedError; a failure to read the base, this node's own file, does
+// not.
+func (d *download) readPacked(r io.Reader, i int64, buf, frame []byte, mode fetchMode) ([]byte, error) {
+	p, err := d.l.ReadPacked(r, i, frame)
+	if err != nil {
+		if errors.Is(err, wire.ErrMalformed) {
+			err = packedError(mode, err)
+		}
+		return nil, err
+	}
+	d.n.downloaded.Add(uint64(1 + len(p.Data)))
+	dec, err := d.n.decoders.get(d.ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer d.n.decoders.put(dec)
+	var base io.ReaderAt
+	var baseSize int64
+	if mode == modeDelta {
+		base, baseSize = d.base.f, d.base.layout.Size
+	}
+	_, n := d.l.Piece(i)
+	if err := dec.Unpack(p, base, baseSize, buf[:n]); err != nil {
+		if errors.Is(err, pack.ErrBad) {
+			err = packedError(mode, fmt.Errorf("piece %d: %w", i, err))
+		}
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// packedError marks err, the failure of a piece asked in mode m, as the
+// failure of that mode (errBadDelta or errBadPacked).
+func packedError(m fetchMode, err error) error {
+	if m == modeDelta {
+		return fmt.Errorf("%w: %w", errBadDelta, err)
+	}
+	return fmt.Errorf("%w: %w", errBadPacked, err)
 }
 
 // checkedPiece is the outcome of the check of piece i, read into buf.
@@ -795,6 +923,9 @@ func (d *download) Close() error {
 		d.mu.Lock()
 		d.pieces, d.free = nil, nil
 		d.mu.Unlock()
+		if d.base != nil {
+			d.base.release()
+		}
 	})
 	return nil
 }

@@ -131,6 +131,14 @@ type Config struct {
 	// ReprovideInterval is how often served releases are announced again;
 	// zero means DefaultReprovideInterval.
 	ReprovideInterval time.Duration
+	// PackDir, if set, is a directory where the node keeps the pieces of
+	// the releases it serves compressed, and deltas from older files (see
+	// MakeDeltas), made in the background; packed requests are answered
+	// from them. Without it, pieces are compressed on the fly.
+	PackDir string
+	// NoCompression answers packed requests with raw pieces and makes
+	// nothing in PackDir: for seeds short of CPU.
+	NoCompression bool
 	// Registerer, if set, receives libp2p's own Prometheus metrics;
 	// otherwise libp2p metrics are off.
 	Registerer prometheus.Registerer
@@ -167,6 +175,9 @@ type Node struct {
 	strikes *strikes
 	book    *fetchBook
 
+	packer   *packer      // nil without Config.PackDir
+	decoders *decoderPool // shared by the downloads' packed pieces
+
 	downloaded atomic.Uint64 // release bytes fetched, for Stats
 }
 
@@ -200,6 +211,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		ann:       newAnnouncer(kad, cfg.ReprovideInterval, cfg.Logger),
 		strikes:   newStrikes(),
 		book:      newFetchBook(),
+		decoders:  newDecoderPool(),
+	}
+	if cfg.PackDir != "" && !cfg.NoCompression {
+		n.packer = newPacker(cfg.PackDir, n.server, cfg.Logger)
 	}
 	n.connectBootstrap(ctx)
 	if err := kad.Bootstrap(nctx); err != nil {
@@ -207,6 +222,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("bootstrapping the DHT: %w", err)
 	}
 	n.wg.Go(func() { n.ann.run(nctx) })
+	if n.packer != nil {
+		n.wg.Go(func() { n.packer.run(nctx) })
+	}
 	n.log.Info("p2p node started", "peer", h.ID(), "private", cfg.Private, "bootstrap", len(boot), "dht_server", cfg.DHTServer)
 	return n, nil
 }
@@ -273,8 +291,9 @@ type Stats struct {
 	// ActiveUploads is the number of uploads running now.
 	ActiveUploads int
 	// InfoRequests, HashesRequests and FetchRequests count the info,
-	// hashes and pieces requests answered.
-	InfoRequests, HashesRequests, FetchRequests uint64
+	// hashes and pieces requests answered (packed ones included), and
+	// PackedRequests the packed requests among them.
+	InfoRequests, HashesRequests, FetchRequests, PackedRequests uint64
 	// Busy counts pieces requests refused for want of an upload slot.
 	Busy uint64
 	// BadRequests counts malformed requests and failed namespace checks.
@@ -286,7 +305,8 @@ type Stats struct {
 	// UploadsTakenBack counts uploads slower than the minimum rate whose
 	// slot went to a peer that asked while none was free.
 	UploadsTakenBack uint64
-	// BytesUploaded and BytesDownloaded count release bytes moved.
+	// BytesUploaded and BytesDownloaded count release bytes moved, as
+	// sent on the wire: packed pieces count their frames' bytes.
 	BytesUploaded, BytesDownloaded uint64
 	// Strikes counts misbehaviour seen from peers.
 	Strikes uint64
@@ -313,6 +333,7 @@ func (n *Node) Stats() Stats {
 		InfoRequests:     c.info.Load(),
 		HashesRequests:   c.hashes.Load(),
 		FetchRequests:    c.pieces.Load(),
+		PackedRequests:   c.packed.Load(),
 		Busy:             c.busy.Load(),
 		BadRequests:      c.bad.Load(),
 		StreamsRefused:   n.server.admit.refused.Load(),

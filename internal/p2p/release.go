@@ -39,20 +39,24 @@ type Release struct {
 	peers []peer.AddrInfo // who offered it; set by Releases
 
 	mu       sync.Mutex
-	checker  *region.PieceChecker // once the piece hashes are in (v1)
-	bad      map[peer.ID]bool     // peers that sent provably bad data for this file
-	from     map[peer.ID]bool     // peers that delivered bytes of it
-	unsigned map[peer.ID]bool     // peers that delivered bytes the signature does not cover
-	piece0   peer.ID              // the peer that delivered piece 0 last
-	opened   bool                 // Open was called
-	found    []peer.AddrInfo      // the last lookup of the file's providers
+	checker  *region.PieceChecker     // once the piece hashes are in (v1)
+	bad      map[peer.ID]bool         // peers that sent provably bad data for this file
+	from     map[peer.ID]bool         // peers that delivered bytes of it
+	unsigned map[peer.ID]bool         // peers that delivered bytes the signature does not cover
+	piece0   peer.ID                  // the peer that delivered piece 0 last
+	opened   bool                     // Open was called
+	exts     map[peer.ID]wire.InfoExt // what the peers that offered it said after their info answer
+	noPack   map[peer.ID]bool         // peers asked for pieces only: they refused packed requests, or sent a packed piece that failed
+	noDelta  map[peer.ID]bool         // peers not asked for deltas: they sent one that failed
+	found    []peer.AddrInfo          // the last lookup of the file's providers
 	foundAt  time.Time
 }
 
 // newRelease returns the Release of the file o describes, offered by no
 // peer yet.
 func newRelease(s *Source, o wire.Offer) *Release {
-	return &Release{src: s, offer: o, bad: map[peer.ID]bool{}, from: map[peer.ID]bool{}, unsigned: map[peer.ID]bool{}}
+	return &Release{src: s, offer: o, bad: map[peer.ID]bool{}, from: map[peer.ID]bool{}, unsigned: map[peer.ID]bool{},
+		exts: map[peer.ID]wire.InfoExt{}, noPack: map[peer.ID]bool{}, noDelta: map[peer.ID]bool{}}
 }
 
 // Info returns the release's signed region.
@@ -159,6 +163,78 @@ func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error)
 	d := newDownload(ctx, r, offset)
 	d.start()
 	return d, nil
+}
+
+// fetchMode is how a download asks a peer for pieces.
+type fetchMode int
+
+const (
+	// modePieces asks for raw pieces (wire.KindPieces), as every node
+	// answers.
+	modePieces fetchMode = iota
+	// modePacked asks for packed pieces without a base: compressed.
+	modePacked
+	// modeDelta asks for packed pieces as deltas from the download's base.
+	modeDelta
+)
+
+// modeFor returns how to ask p for pieces of the file, for a download
+// whose base is the file base (nil: none). A v0 release, whose pieces are
+// not checked on arrival, is asked for raw pieces only; a peer whose info
+// answer had no extension (an older node) too, and one that refused a
+// packed request or sent a packed piece that failed. A peer found
+// otherwise (a provider in the DHT) is asked for packed pieces: it
+// refuses them if it is an older node.
+func (r *Release) modeFor(p peer.ID, base *served) fetchMode {
+	if r.offer.Info.Format != region.V1 {
+		return modePieces
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ext, known := r.exts[p]
+	switch {
+	case r.noPack[p], known && !ext.Packed:
+		return modePieces
+	case base != nil && ext.HasBase(base.id) && !r.noDelta[p]:
+		return modeDelta
+	}
+	return modePacked
+}
+
+// demote records that p is no longer to be asked in mode m: a peer that
+// refused or failed packed pieces is asked for raw pieces, and one that
+// failed deltas for compressed pieces.
+func (r *Release) demote(p peer.ID, m fetchMode) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m == modeDelta {
+		r.noDelta[p] = true
+	} else {
+		r.noPack[p] = true
+	}
+}
+
+// deltaBase returns the file this node serves that some peer offering
+// the file holds deltas from, with a reference taken, or nil.
+func (r *Release) deltaBase() *served {
+	if r.offer.Info.Format != region.V1 {
+		return nil
+	}
+	r.mu.Lock()
+	var bases [][wire.IDLen]byte
+	for _, ext := range r.exts {
+		bases = append(bases, ext.Bases...)
+	}
+	r.mu.Unlock()
+	for _, id := range bases {
+		if id == r.offer.FileID {
+			continue
+		}
+		if sv := r.src.n.server.acquireID(id); sv != nil {
+			return sv
+		}
+	}
+	return nil
 }
 
 // pieceChecker returns the checker of the file's pieces, or nil until the

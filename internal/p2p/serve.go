@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"golang.org/x/time/rate"
 
+	"github.com/org/rustpatcher-go/internal/pack"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
@@ -117,6 +118,9 @@ type server struct {
 	admit  *admission
 	log    *slog.Logger
 
+	noCompress bool               // packed requests get raw pieces
+	encoders   chan *pack.Encoder // see encoder; nil entries until made
+
 	mu        sync.Mutex
 	closed    bool
 	newest    map[string]*served // by ownerKey(pub, target)
@@ -129,22 +133,27 @@ type server struct {
 
 // serverCounts are a server's counters, for Stats.
 type serverCounts struct {
-	info, hashes, pieces, rotations, busy, bad, up atomic.Uint64
+	info, hashes, pieces, packed, rotations, busy, bad, up atomic.Uint64
 }
 
 // newServer returns the server of a node with host h and configuration cfg
 // (defaults set); ctx ends with the node.
 func newServer(ctx context.Context, h host.Host, cfg Config) *server {
 	s := &server{
-		ctx:       ctx,
-		h:         h,
-		idle:      cfg.IdleTimeout,
-		slots:     newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer, slotGrace, minUploadRate(cfg)),
-		admit:     newAdmission(cmp.Or(cfg.streamLimit, maxStreams), maxStreamsPerIP),
-		log:       cfg.Logger,
-		newest:    map[string]*served{},
-		byID:      map[[wire.IDLen]byte]*served{},
-		protocols: map[protocol.ID]bool{},
+		ctx:        ctx,
+		h:          h,
+		idle:       cfg.IdleTimeout,
+		slots:      newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer, slotGrace, minUploadRate(cfg)),
+		admit:      newAdmission(cmp.Or(cfg.streamLimit, maxStreams), maxStreamsPerIP),
+		log:        cfg.Logger,
+		newest:     map[string]*served{},
+		byID:       map[[wire.IDLen]byte]*served{},
+		protocols:  map[protocol.ID]bool{},
+		noCompress: cfg.NoCompression,
+		encoders:   make(chan *pack.Encoder, onTheFlyEncoders),
+	}
+	for range onTheFlyEncoders {
+		s.encoders <- nil
 	}
 	if cfg.UploadRate > 0 {
 		s.upRate = rate.NewLimiter(rate.Limit(cfg.UploadRate), max(cfg.UploadRate/10, copyBuf))
@@ -252,6 +261,25 @@ func (s *server) newestOf(pub ed25519.PublicKey, target string) *served {
 	return s.newest[ownerKey(pub, target)]
 }
 
+// byIDOf returns the release served whose file ID is id, or nil.
+func (s *server) byIDOf(id [wire.IDLen]byte) *served {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byID[id]
+}
+
+// acquireID returns the release served whose file ID is id, whatever its
+// owner key and target, with a reference taken, or nil.
+func (s *server) acquireID(id [wire.IDLen]byte) *served {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sv := s.byID[id]
+	if sv != nil {
+		sv.acquire()
+	}
+	return sv
+}
+
 // acquire returns the file id of a release of target signed by pub with a
 // reference taken for an upload, or nil when it is not served.
 func (s *server) acquire(pub ed25519.PublicKey, target string, id [wire.IDLen]byte) *served {
@@ -320,13 +348,17 @@ func (s *server) handle(ctx context.Context, pub ed25519.PublicKey, st network.S
 			wire.WriteError(st, wire.StatusNotFound, "no release for "+req.Target)
 			return
 		}
-		wire.WriteInfo(st, sv.reg, sv.layout.Size, sv.id)
+		wire.WriteInfoExt(st, sv.reg, sv.layout.Size, sv.id, s.extOf(sv))
 	case wire.KindHashes:
 		s.counts.hashes.Add(1)
 		s.serveHashes(st, pub, req)
 	case wire.KindPieces:
 		s.counts.pieces.Add(1)
 		s.servePieces(ctx, st, remote, pub, req)
+	case wire.KindPacked:
+		s.counts.pieces.Add(1)
+		s.counts.packed.Add(1)
+		s.servePacked(ctx, st, remote, pub, req)
 	case wire.KindRotations:
 		s.counts.rotations.Add(1)
 		s.serveRotations(st, pub, req)

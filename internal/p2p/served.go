@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/org/rustpatcher-go/internal/pack"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -27,8 +28,9 @@ type served struct {
 	leaves [][sha256.Size]byte // nil for a v0 release
 	f      *os.File
 
-	mu   sync.Mutex
-	refs int // 1 while served, +1 per running upload
+	mu    sync.Mutex
+	refs  int                              // 1 while served, +1 per running upload
+	packs map[[wire.IDLen]byte]*pack.Cache // made frames, by base file ID (zero: compressed alone); see packed.go
 }
 
 // newServed returns the release in f, whose region reg holds in and whose
@@ -49,9 +51,16 @@ func (s *served) release() {
 	s.mu.Lock()
 	s.refs--
 	last := s.refs == 0
+	packs := s.packs
+	if last {
+		s.packs = nil
+	}
 	s.mu.Unlock()
 	if last {
 		s.f.Close()
+		for _, c := range packs {
+			c.Close()
+		}
 	}
 }
 

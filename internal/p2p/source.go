@@ -105,6 +105,9 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 				order = append(order, k)
 			}
 			r.peers = append(r.peers, ai)
+			r.mu.Lock()
+			r.exts[ai.ID] = o.Ext
+			r.mu.Unlock()
 			return nil
 		})
 	}

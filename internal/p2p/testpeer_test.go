@@ -70,13 +70,17 @@ type pieceLie func(s network.Stream, f *testFile, first, count int64)
 
 // testPeer is a node that answers the owner's protocol by hand: info with
 // its file, hashes with hashes (the real ones unless set), pieces with lie
-// (the real pieces when nil). It counts the requests it answers.
+// (the real pieces when nil), and packed requests as a node of an older
+// release, whose decoder does not know the kind: bad request. It counts
+// the requests it answers.
 type testPeer struct {
 	*Node
-	file   *testFile
-	hashes [][sha256.Size]byte
-	lie    pieceLie
-	asked  atomic.Int64 // pieces requests
+	file    *testFile
+	hashes  [][sha256.Size]byte
+	lie     pieceLie
+	ext     *wire.InfoExt // said after the info answer, when set
+	asked   atomic.Int64  // pieces requests
+	refused atomic.Int64  // packed requests
 }
 
 // startTestPeer starts a test peer for f; set hashes and lie before it is
@@ -93,9 +97,18 @@ func (p *testPeer) handle(s network.Stream) {
 	if err != nil {
 		return
 	}
+	if req.Kind == wire.KindPacked {
+		p.refused.Add(1)
+		wire.WriteError(s, wire.StatusBadRequest, "malformed request")
+		return
+	}
 	f := p.file
 	switch req.Kind {
 	case wire.KindInfo:
+		if p.ext != nil {
+			wire.WriteInfoExt(s, f.reg, f.layout.Size, f.id, *p.ext)
+			return
+		}
 		wire.WriteInfo(s, f.reg, f.layout.Size, f.id)
 	case wire.KindHashes:
 		wire.WriteHashes(s, p.hashes)

@@ -32,9 +32,9 @@ const (
 	AuthLen = sha512.Size
 	// IDLen is the length of a file ID (see region.Scanned.FileID).
 	IDLen = sha256.Size
-	// MaxRequestLen is the longest request frame: a pieces request with
-	// the longest target.
-	MaxRequestLen = 2 + 1 + AuthLen + 1 + MaxTargetLen + IDLen + 4 + 4
+	// MaxRequestLen is the longest request frame: a packed pieces
+	// request with the longest target.
+	MaxRequestLen = 2 + 1 + AuthLen + 1 + MaxTargetLen + IDLen + 4 + 4 + IDLen
 	// InfoAnswerLen is the length of an info answer: status, region, file
 	// length and file ID.
 	InfoAnswerLen = 1 + region.Size + 8 + IDLen
@@ -66,6 +66,12 @@ const (
 	// KindRotations asks for the key rotation statements the peer has
 	// that move a target away from the owner key of the protocol.
 	KindRotations Kind = 4
+	// KindPacked asks for a run of pieces of a file, by file ID, each
+	// sent as a packed frame (see PackedPiece): raw, compressed, or as a
+	// delta from a base file the asking node holds, named by its file ID.
+	// A node of an older release refuses the kind with StatusBadRequest;
+	// the asking node then uses KindPieces with that peer.
+	KindPacked Kind = 5
 )
 
 // String returns the kind's name, as logs show it.
@@ -79,6 +85,8 @@ func (k Kind) String() string {
 		return "rotations"
 	case KindPieces:
 		return "pieces"
+	case KindPacked:
+		return "packed"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }
@@ -168,25 +176,32 @@ func CheckAuth(pub ed25519.PublicKey, a [AuthLen]byte, t time.Time) bool {
 
 // known reports whether k is a request kind of the protocol.
 func (k Kind) known() bool {
-	return k == KindInfo || k == KindHashes || k == KindPieces || k == KindRotations
+	return k == KindInfo || k == KindHashes || k == KindPieces || k == KindRotations || k == KindPacked
 }
 
 // hasID reports whether a request of kind k names a file.
-func (k Kind) hasID() bool { return k == KindHashes || k == KindPieces }
+func (k Kind) hasID() bool { return k == KindHashes || k == KindPieces || k == KindPacked }
+
+// hasRange reports whether a request of kind k names a run of pieces.
+func (k Kind) hasRange() bool { return k == KindPieces || k == KindPacked }
 
 // Request is a decoded request frame.
 type Request struct {
-	// Kind is KindInfo, KindHashes, KindPieces or KindRotations.
+	// Kind is KindInfo, KindHashes, KindPieces, KindRotations or
+	// KindPacked.
 	Kind Kind
 	// Auth is the namespace check (see Auth).
 	Auth [AuthLen]byte
 	// Target is the "GOOS/GOARCH" asked about.
 	Target string
-	// ID is the file asked for (KindHashes and KindPieces).
+	// ID is the file asked for (KindHashes, KindPieces and KindPacked).
 	ID [IDLen]byte
 	// First is the first piece asked for, and Count the number of pieces,
-	// 1 to MaxPiecesPerRequest (KindPieces only).
+	// 1 to MaxPiecesPerRequest (KindPieces and KindPacked).
 	First, Count uint32
+	// Base is the file ID of the file the asking node holds, which the
+	// pieces may be sent as deltas from; zero for none (KindPacked only).
+	Base [IDLen]byte
 }
 
 // check validates the fields of r that the frame format constrains.
@@ -197,7 +212,7 @@ func (r *Request) check() error {
 	if !region.ValidTarget(r.Target) {
 		return fmt.Errorf("%w: target %q", ErrMalformed, r.Target)
 	}
-	if r.Kind == KindPieces && (r.Count == 0 || r.Count > MaxPiecesPerRequest) {
+	if r.Kind.hasRange() && (r.Count == 0 || r.Count > MaxPiecesPerRequest) {
 		return fmt.Errorf("%w: %d pieces asked, want 1 to %d", ErrMalformed, r.Count, MaxPiecesPerRequest)
 	}
 	return nil
@@ -206,8 +221,9 @@ func (r *Request) check() error {
 // Marshal encodes r:
 //
 //	"RP" | kind (1) | auth (64) | target length (1) | target
-//	     | [file ID (32)                                  hashes, pieces]
-//	     | [first piece (u32 LE) | piece count (u32 LE)   pieces]
+//	     | [file ID (32)                                  hashes, pieces, packed]
+//	     | [first piece (u32 LE) | piece count (u32 LE)   pieces, packed]
+//	     | [base file ID (32)                             packed]
 func (r *Request) Marshal() ([]byte, error) {
 	if err := r.check(); err != nil {
 		return nil, err
@@ -221,9 +237,12 @@ func (r *Request) Marshal() ([]byte, error) {
 	if r.Kind.hasID() {
 		b = append(b, r.ID[:]...)
 	}
-	if r.Kind == KindPieces {
+	if r.Kind.hasRange() {
 		b = binary.LittleEndian.AppendUint32(b, r.First)
 		b = binary.LittleEndian.AppendUint32(b, r.Count)
+	}
+	if r.Kind == KindPacked {
+		b = append(b, r.Base[:]...)
 	}
 	return b, nil
 }
@@ -271,13 +290,18 @@ func ReadRequest(r io.Reader) (*Request, error) {
 			return nil, err
 		}
 	}
-	if req.Kind == KindPieces {
+	if req.Kind.hasRange() {
 		var rng [8]byte
 		if err := readFull(r, rng[:], "piece range"); err != nil {
 			return nil, err
 		}
 		req.First = binary.LittleEndian.Uint32(rng[:4])
 		req.Count = binary.LittleEndian.Uint32(rng[4:])
+	}
+	if req.Kind == KindPacked {
+		if err := readFull(r, req.Base[:], "base file ID"); err != nil {
+			return nil, err
+		}
 	}
 	if err := req.check(); err != nil {
 		return nil, err
@@ -359,23 +383,116 @@ type Offer struct {
 	Layout Layout
 	// FileID names the file's exact bytes (see region.Scanned.FileID).
 	FileID [IDLen]byte
+	// Ext is what the peer said after the answer; zero for a peer of an
+	// older release, which says nothing more.
+	Ext InfoExt
 }
 
-// WriteInfo writes an info answer: status OK (1) | region (176) | file
-// length (u64 LE) | file ID (32).
+// Limits of the info extension.
+const (
+	// MaxDeltaBases is the most delta bases an info answer names.
+	MaxDeltaBases = 16
+	// MaxInfoExtLen is the longest info extension: tag, flags, count and
+	// the bases.
+	MaxInfoExtLen = 3 + MaxDeltaBases*IDLen
+)
+
+// infoExtTag opens the info extension.
+const infoExtTag = 'P'
+
+// Flags of the info extension.
+const extPacked = 1 << 0
+
+// InfoExt is what a node of this release appends to an info answer, which
+// older nodes read no further than InfoAnswerLen (see docs/PROTOCOL.md):
+//
+//	'P' | flags (1; bit 0: packed) | n (1, at most MaxDeltaBases) | n file IDs (32 each)
+type InfoExt struct {
+	// Packed reports that the peer answers KindPacked requests with
+	// compressed pieces.
+	Packed bool
+	// Bases are the files the peer holds deltas from to the file offered,
+	// by file ID: a node that holds one of them asks for the pieces as
+	// deltas from it.
+	Bases [][IDLen]byte
+}
+
+// HasBase reports whether the peer holds a delta from the file id.
+func (e InfoExt) HasBase(id [IDLen]byte) bool {
+	for _, b := range e.Bases {
+		if b == id {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteInfo writes an info answer of an older release: status OK (1) |
+// region (176) | file length (u64 LE) | file ID (32), and no extension.
 func WriteInfo(w io.Writer, reg [region.Size]byte, size int64, id [IDLen]byte) error {
-	b := make([]byte, 0, InfoAnswerLen)
-	b = append(b, byte(StatusOK))
-	b = append(b, reg[:]...)
-	b = binary.LittleEndian.AppendUint64(b, uint64(size))
-	b = append(b, id[:]...)
+	_, err := w.Write(appendInfo(nil, reg, size, id))
+	return err
+}
+
+// WriteInfoExt writes an info answer followed by the extension ext, with
+// at most MaxDeltaBases bases, in one write.
+func WriteInfoExt(w io.Writer, reg [region.Size]byte, size int64, id [IDLen]byte, ext InfoExt) error {
+	bases := ext.Bases[:min(len(ext.Bases), MaxDeltaBases)]
+	b := make([]byte, 0, InfoAnswerLen+3+len(bases)*IDLen)
+	b = appendInfo(b, reg, size, id)
+	var flags byte
+	if ext.Packed {
+		flags |= extPacked
+	}
+	b = append(b, infoExtTag, flags, byte(len(bases)))
+	for _, base := range bases {
+		b = append(b, base[:]...)
+	}
 	_, err := w.Write(b)
 	return err
 }
 
-// ReadInfo reads an info answer. It checks the region's format and that
-// the file length fits the signed content (see NewLayout); it does not check
-// the signature. It reads at most InfoAnswerLen bytes (MaxErrorLen for an
+func appendInfo(b []byte, reg [region.Size]byte, size int64, id [IDLen]byte) []byte {
+	b = append(b, byte(StatusOK))
+	b = append(b, reg[:]...)
+	b = binary.LittleEndian.AppendUint64(b, uint64(size))
+	return append(b, id[:]...)
+}
+
+// readInfoExt reads the extension that may follow an info answer. A peer
+// that sends no byte more (it closes its side, or the stream fails) is of
+// an older release: no extension and no error. A peer that starts one must
+// send it whole and well formed. It reads at most MaxInfoExtLen bytes.
+func readInfoExt(r io.Reader) (InfoExt, error) {
+	var h [3]byte
+	if k, _ := io.ReadFull(r, h[:1]); k == 0 {
+		return InfoExt{}, nil
+	}
+	if h[0] != infoExtTag {
+		return InfoExt{}, fmt.Errorf("%w: info extension tag %#x", ErrMalformed, h[0])
+	}
+	if err := readFull(r, h[1:], "info extension"); err != nil {
+		return InfoExt{}, err
+	}
+	n := int(h[2])
+	if n > MaxDeltaBases {
+		return InfoExt{}, fmt.Errorf("%w: %d delta bases, at most %d", ErrMalformed, n, MaxDeltaBases)
+	}
+	ext := InfoExt{Packed: h[1]&extPacked != 0}
+	for range n {
+		var id [IDLen]byte
+		if err := readFull(r, id[:], "delta base"); err != nil {
+			return InfoExt{}, err
+		}
+		ext.Bases = append(ext.Bases, id)
+	}
+	return ext, nil
+}
+
+// ReadInfo reads an info answer and the extension that may follow it (see
+// InfoExt). It checks the region's format and that the file length fits
+// the signed content (see NewLayout); it does not check the signature. It
+// reads at most InfoAnswerLen+MaxInfoExtLen bytes (MaxErrorLen for an
 // error).
 func ReadInfo(r io.Reader) (Offer, error) {
 	var o Offer
@@ -403,6 +520,9 @@ func ReadInfo(r io.Reader) (Offer, error) {
 		return o, err
 	}
 	copy(o.FileID[:], b[region.Size+8:])
+	if o.Ext, err = readInfoExt(r); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -606,4 +726,118 @@ func ReadRotations(r io.Reader) ([]rotation.Statement, error) {
 		out = append(out, st)
 	}
 	return out, nil
+}
+
+// How a piece of a packed answer is sent (PackedPiece.Method).
+const (
+	// PackRaw sends the piece's bytes as they are.
+	PackRaw byte = 0
+	// PackZstd sends a zstd frame (RFC 8878) that decodes to the piece.
+	PackZstd byte = 1
+	// PackDelta sends a zstd frame that decodes to the piece with a span
+	// of the base file named in the request as its raw dictionary.
+	PackDelta byte = 2
+)
+
+// Limits of a packed answer.
+const (
+	// MaxDictLen is the longest span of the base file a delta piece
+	// takes as its dictionary.
+	MaxDictLen = 4 << 20
+	// MaxPackedHeaderLen is the longest head of a packed piece: method,
+	// dictionary span and data length.
+	MaxPackedHeaderLen = 1 + 8 + 4 + 4
+)
+
+// A PackedPiece is one piece of a packed answer. Its frame is
+//
+//	method (1) | [dictionary offset (u64 LE) | dictionary length (u32 LE)    PackDelta]
+//	           | [data length (u32 LE), 1 to the piece's length              PackZstd, PackDelta]
+//	           | data
+//
+// where the data of a PackRaw piece is the piece itself (its length is the
+// piece's), and that of the others a zstd frame no longer than the piece: a
+// piece that does not compress is sent raw.
+type PackedPiece struct {
+	// Method is PackRaw, PackZstd or PackDelta.
+	Method byte
+	// DictOff and DictLen are the span of the base file that is the
+	// dictionary of a PackDelta piece; DictLen is 1 to MaxDictLen.
+	DictOff int64
+	DictLen int
+	// Data is the piece (PackRaw) or its zstd frame.
+	Data []byte
+}
+
+// AppendPacked appends the frame of p to b.
+func AppendPacked(b []byte, p PackedPiece) []byte {
+	b = append(b, p.Method)
+	if p.Method == PackDelta {
+		b = binary.LittleEndian.AppendUint64(b, uint64(p.DictOff))
+		b = binary.LittleEndian.AppendUint32(b, uint32(p.DictLen))
+	}
+	if p.Method != PackRaw {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(p.Data)))
+	}
+	return append(b, p.Data...)
+}
+
+// WritePackedHeader writes the head of a packed answer, status OK; the
+// pieces' frames follow.
+func WritePackedHeader(w io.Writer) error { return WritePiecesHeader(w) }
+
+// ReadPackedHeader reads the head of a packed answer: nil for status OK,
+// after which the frames follow (see Layout.ReadPacked), else the error the
+// status stands for.
+func ReadPackedHeader(r io.Reader) error { return readStatus(r) }
+
+// ReadPacked reads the frame of piece i of the file from r, after
+// ReadPackedHeader, with its data in buf, which must hold the piece. It
+// reads at most MaxPackedHeaderLen bytes and the piece's length. The data
+// is not decoded here (see internal/pack).
+func (l Layout) ReadPacked(r io.Reader, i int64, buf []byte) (PackedPiece, error) {
+	if i < 0 || i >= l.NumPieces() {
+		return PackedPiece{}, fmt.Errorf("no piece %d in %d", i, l.NumPieces())
+	}
+	_, n := l.Piece(i)
+	if int64(len(buf)) < n {
+		return PackedPiece{}, fmt.Errorf("a buffer of %d bytes for piece %d of %d bytes", len(buf), i, n)
+	}
+	what := fmt.Sprintf("packed piece %d", i)
+	var h [MaxPackedHeaderLen]byte
+	if err := readFull(r, h[:1], what); err != nil {
+		return PackedPiece{}, err
+	}
+	p := PackedPiece{Method: h[0]}
+	size := n
+	switch p.Method {
+	case PackRaw:
+	case PackZstd, PackDelta:
+		hl := 4
+		if p.Method == PackDelta {
+			hl += 12
+		}
+		if err := readFull(r, h[1:1+hl], what); err != nil {
+			return PackedPiece{}, err
+		}
+		if p.Method == PackDelta {
+			off := binary.LittleEndian.Uint64(h[1:])
+			dl := binary.LittleEndian.Uint32(h[9:])
+			if off > MaxContentLen*2 || dl == 0 || dl > MaxDictLen {
+				return PackedPiece{}, fmt.Errorf("%w: %s: dictionary of %d bytes at %d", ErrMalformed, what, dl, off)
+			}
+			p.DictOff, p.DictLen = int64(off), int(dl)
+		}
+		size = int64(binary.LittleEndian.Uint32(h[hl-3:]))
+		if size == 0 || size > n {
+			return PackedPiece{}, fmt.Errorf("%w: %s: %d bytes of data for a piece of %d", ErrMalformed, what, size, n)
+		}
+	default:
+		return PackedPiece{}, fmt.Errorf("%w: %s: unknown method %d", ErrMalformed, what, p.Method)
+	}
+	if err := readFull(r, buf[:size], what); err != nil {
+		return PackedPiece{}, err
+	}
+	p.Data = buf[:size]
+	return p, nil
 }

@@ -24,6 +24,8 @@ func TestRequestRoundTrip(t *testing.T) {
 		{Kind: KindPieces, Target: "darwin/arm64", ID: [IDLen]byte{9}, First: 1 << 30, Count: MaxPiecesPerRequest},
 		{Kind: KindPieces, Target: "aaaaaaa/" + strings.Repeat("b", MaxTargetLen-8), First: 0, Count: 1},
 		{Kind: KindRotations, Auth: Auth(pub, time.Unix(600, 0)), Target: "linux/arm64"},
+		{Kind: KindPacked, Target: "b/" + strings.Repeat("b", MaxTargetLen-2), ID: [IDLen]byte{4}, First: 3, Count: MaxPiecesPerRequest, Base: [IDLen]byte{5, 6}},
+		{Kind: KindPacked, Target: "linux/amd64", ID: [IDLen]byte{4}, First: 0, Count: 1},
 	}
 	for _, want := range tests {
 		b, err := want.Marshal()
@@ -290,6 +292,7 @@ func FuzzReadRequest(f *testing.F) {
 		{Kind: KindHashes, Target: "linux/amd64", ID: [IDLen]byte{1}},
 		{Kind: KindPieces, Target: "linux/amd64", First: 7, Count: 3},
 		{Kind: KindRotations, Target: "windows/amd64"},
+		{Kind: KindPacked, Target: "linux/amd64", First: 2, Count: 8, Base: [IDLen]byte{3}},
 	} {
 		b, _ := r.Marshal()
 		f.Add(b)
@@ -324,12 +327,15 @@ func FuzzReadInfo(f *testing.F) {
 	WriteInfo(&buf, reg, in.ContentLen()+100, [IDLen]byte{1})
 	f.Add(buf.Bytes())
 	buf.Reset()
+	WriteInfoExt(&buf, reg, in.ContentLen(), [IDLen]byte{1}, InfoExt{Packed: true, Bases: [][IDLen]byte{{2}, {3}}})
+	f.Add(buf.Bytes())
+	buf.Reset()
 	WriteError(&buf, StatusBusy, "busy")
 	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cr := &countingReader{r: bytes.NewReader(b)}
 		o, err := ReadInfo(cr)
-		if cr.n > max(InfoAnswerLen, MaxErrorLen) {
+		if cr.n > max(InfoAnswerLen+MaxInfoExtLen, MaxErrorLen) {
 			t.Fatalf("read %d bytes", cr.n)
 		}
 		if err != nil {
@@ -338,6 +344,9 @@ func FuzzReadInfo(f *testing.F) {
 		l := o.Layout
 		if l.Content != o.Info.ContentLen() || l.Size < l.Content || l.Size-l.Content > region.MaxTail(l.Content) || l.Content > MaxContentLen {
 			t.Fatalf("accepted layout %+v for content %d", l, o.Info.ContentLen())
+		}
+		if len(o.Ext.Bases) > MaxDeltaBases {
+			t.Fatalf("%d delta bases", len(o.Ext.Bases))
 		}
 	})
 }
@@ -519,7 +528,7 @@ func FuzzReadRotations(f *testing.F) {
 
 // TestFuzzCorpus checks that every fuzz target has a committed seed corpus.
 func TestFuzzCorpus(t *testing.T) {
-	for _, name := range []string{"FuzzReadRequest", "FuzzReadInfo", "FuzzReadHashes", "FuzzReadPieces", "FuzzReadRotations"} {
+	for _, name := range []string{"FuzzReadRequest", "FuzzReadInfo", "FuzzReadHashes", "FuzzReadPieces", "FuzzReadRotations", "FuzzReadPacked"} {
 		if es, err := os.ReadDir("testdata/fuzz/" + name); err != nil || len(es) == 0 {
 			t.Errorf("%s: no seed corpus in testdata/fuzz (%v)", name, err)
 		}

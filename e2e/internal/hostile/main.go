@@ -252,6 +252,12 @@ func (h *hostile) handle(s network.Stream) {
 		return
 	}
 	s.SetWriteDeadline(time.Now().Add(h.stall + 30*time.Second))
+	if req.Kind == wire.KindPacked {
+		// As a node of an older release, whose decoder does not know the
+		// kind: the asking node falls back to pieces requests.
+		wire.WriteError(s, wire.StatusBadRequest, "malformed request")
+		return
+	}
 	if req.Kind != wire.KindInfo && h.offer == nil {
 		wire.WriteError(s, wire.StatusNotFound, "no")
 		return
