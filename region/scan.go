@@ -16,10 +16,10 @@ import (
 
 // chunkSize is how much of a file a scan reads at a time. Memory use of a
 // scan is this plus one region and the piece hashes (32 bytes a MiB),
-// whatever the size of the file. An app scans itself four times as it
-// starts (ScanOpen's two passes, to check itself and to serve itself), and
-// every byte those scans allocate stays in its heap; larger reads are no
-// faster (BenchmarkVerifyFile30MB).
+// whatever the size of the file. An app scans itself as it starts, to
+// check itself and to serve itself (ScanOpen: two passes through one
+// buffer), and every byte those scans allocate stays in its heap; larger
+// reads are no faster (BenchmarkVerifyFile30MB).
 const chunkSize = 256 << 10
 
 // Scanned is what one pass over a file tells: where its region is, what the
