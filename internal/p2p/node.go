@@ -12,11 +12,11 @@
 // sends it to the back of the queue.
 //
 // A Node composes small parts, each with its own lock and file: the host
-// setup (host.go, hostbuild.go), the served releases and the stream handler (serve.go,
-// served.go), upload slots (slots.go), strikes (strikes.go), announcements
-// (announce.go), and the bookkeeping of fetches (fetchbook.go); Source and
-// Release (source.go, release.go) find and fetch releases, and a download
-// (download.go) moves the pieces of one Open.
+// setup (host.go, hostbuild.go), the served releases and the stream handler
+// (serve.go, served.go), upload slots (slots.go), strikes (strikes.go),
+// announcements (announce.go), and the bookkeeping of fetches
+// (fetchbook.go); Source and Release (source.go, release.go) find and fetch
+// releases, and a download (download.go) moves the pieces of one Open.
 package p2p
 
 import (
