@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
@@ -373,15 +376,38 @@ func BenchmarkPropagation(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				d := propagate(b, pub, path, in, nodes, rate, swarm)
-				b.ReportMetric(d.Seconds(), "s/all-updated")
+				res := propagate(b, pub, path, in, nodes, rate, swarm)
+				var at []time.Duration
+				for _, d := range res.dones {
+					at = append(at, d.at.Round(100*time.Millisecond))
+				}
+				b.Logf("completion times: %v", at)
+				b.ReportMetric(res.total.Seconds(), "s/all-updated")
 			}
 		})
 	}
 }
 
-func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info, nodes, rate int, swarm bool) time.Duration {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+// propagation is the outcome of one run of propagate.
+type propagation struct {
+	total time.Duration
+	seed  *Node  // closed by then
+	dones []done // in the order the nodes finished
+}
+
+// done is one node's verified copy: when, and from which peers.
+type done struct {
+	id   peer.ID
+	at   time.Duration
+	from []peer.ID
+}
+
+// propagate starts a seed serving the release at path (2 upload slots) and
+// nodes nodes bootstrapped to it, every upload capped at rate bytes per
+// second, and has every node fetch and verify the release at once; with
+// swarm, each serves its copy as soon as it verified it.
+func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info, nodes, rate int, swarm bool) propagation {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	listen := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
 	seed, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, UploadSlots: 2, UploadRate: rate})
@@ -404,9 +430,11 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 	}
 	b.ResetTimer()
 	start := time.Now()
-	var wg sync.WaitGroup
-	var doneMu sync.Mutex
-	var doneAt []time.Duration
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		dones []done
+	)
 	errs := make(chan error, nodes)
 	for i, n := range all {
 		wg.Add(1)
@@ -414,14 +442,14 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 			defer wg.Done()
 			p := filepath.Join(dir, fmt.Sprintf("node-%d", i))
 			src := n.Source(pub, testTarget)
-			got, err := fetchVerified(ctx, src, pub, p)
+			got, from, err := fetchVerifiedFrom(ctx, src, pub, p)
 			if err != nil {
 				errs <- fmt.Errorf("node %d: %w", i, err)
 				return
 			}
-			doneMu.Lock()
-			doneAt = append(doneAt, time.Since(start))
-			doneMu.Unlock()
+			mu.Lock()
+			dones = append(dones, done{n.ID(), time.Since(start), from})
+			mu.Unlock()
 			if swarm {
 				if err := src.Seed(ctx, p, got); err != nil {
 					errs <- err
@@ -430,20 +458,16 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 		}()
 	}
 	wg.Wait()
-	d := time.Since(start)
+	total := time.Since(start)
 	b.StopTimer()
 	close(errs)
 	for err := range errs {
 		b.Fatal(err)
 	}
+	slices.SortFunc(dones, func(x, y done) int { return cmp.Compare(x.at, y.at) })
 	b.Logf("%d nodes updated in %v (swarm %v); seed uploaded %d MB, busy answers %d",
-		nodes, d.Round(10*time.Millisecond), swarm, seed.Stats().BytesUploaded>>20, seed.Stats().Busy)
-	slices.Sort(doneAt)
-	for i := range doneAt {
-		doneAt[i] = doneAt[i].Round(100 * time.Millisecond)
-	}
-	b.Logf("completion times: %v", doneAt)
-	return d
+		nodes, total.Round(10*time.Millisecond), swarm, seed.Stats().BytesUploaded>>20, seed.Stats().Busy)
+	return propagation{total: total, seed: seed, dones: dones}
 }
 
 // BenchmarkDiscovery measures how long a new node takes from its start
