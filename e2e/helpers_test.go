@@ -97,6 +97,9 @@ type Build struct {
 	Flags []string
 	// Env is added to the environment, such as GOOS=windows.
 	Env []string
+	// Dir, if set, is the directory go build runs in: another checkout
+	// of the module, whose Pkg (such as ./examples/hello) is built.
+	Dir string
 }
 
 // GoBuildWith is GoBuild with more build settings; each distinct Build is
@@ -106,7 +109,7 @@ func GoBuildWith(t testing.TB, b Build) string {
 	if builds == nil {
 		t.Fatal("GoBuild: TestMain did not run")
 	}
-	key := fmt.Sprintf("%q", []any{b.Pkg, b.LDFlags, b.Flags, b.Env})
+	key := fmt.Sprintf("%q", []any{b.Pkg, b.LDFlags, b.Flags, b.Env, b.Dir})
 	builds.mu.Lock()
 	r, ok := builds.bin[key]
 	if !ok {
@@ -126,6 +129,7 @@ func GoBuildWith(t testing.TB, b Build) string {
 		args = append(append(args, b.Flags...), b.Pkg)
 		cmd := exec.CommandContext(ctx, regiontest.GoTool(), args...)
 		cmd.Env = append(os.Environ(), b.Env...)
+		cmd.Dir = b.Dir
 		if out, err := cmd.CombinedOutput(); err != nil {
 			r.err = fmt.Errorf("%v go %s: %w\n%s", b.Env, strings.Join(args, " "), err, out)
 			return

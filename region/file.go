@@ -33,7 +33,8 @@ func ScanOpen(ctx context.Context, f *os.File) (*Scanned, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	loc, err := scanFile(ctx, f, scanOptions{})
+	buf := make([]byte, chunkSize+Size) // both passes read through it
+	loc, err := scanFile(ctx, f, scanOptions{}, buf)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +45,7 @@ func ScanOpen(ctx context.Context, f *os.File) (*Scanned, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	s, err := scanFile(ctx, f, opt)
+	s, err := scanFile(ctx, f, opt, buf)
 	if err != nil {
 		return nil, err
 	}
@@ -54,14 +55,18 @@ func ScanOpen(ctx context.Context, f *os.File) (*Scanned, error) {
 	return s, nil
 }
 
-// scanFile scans an open file, whose size it takes from the file.
-func scanFile(ctx context.Context, f *os.File, opt scanOptions) (*Scanned, error) {
+// scanFile scans an open file, whose size it takes from the file, reading
+// through buf (chunkSize+Size bytes, or nil for a new one).
+func scanFile(ctx context.Context, f *os.File, opt scanOptions, buf []byte) (*Scanned, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
 	opt.size = st.Size()
-	s, err := scan(ctx, f, opt, make([]byte, chunkSize+Size))
+	if buf == nil {
+		buf = make([]byte, chunkSize+Size)
+	}
+	s, err := scan(ctx, f, opt, buf)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +137,7 @@ func Sign(ctx context.Context, path string, key ed25519.PrivateKey, opts SignOpt
 		return Info{}, err
 	}
 	defer f.Close()
-	s, err := scanFile(ctx, f, scanOptions{v0: format == V0, v1: format == V1, sign: true, find: opts.Find})
+	s, err := scanFile(ctx, f, scanOptions{v0: format == V0, v1: format == V1, sign: true, find: opts.Find}, nil)
 	if err != nil {
 		return Info{}, fmt.Errorf("%s: %w", path, err)
 	}

@@ -96,6 +96,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -402,6 +403,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 		Identity:           id,
 		DHTServer:          !o.dhtClient,
 		RelayService:       o.relay,
+		MoreSecurity:       []p2p.SecurityProtocol{{ID: noise.ID, New: newNoise}},
 		UploadSlots:        o.slots,
 		UploadSlotsPerPeer: o.slotsPerPeer,
 		UploadRate:         o.uploadRate,

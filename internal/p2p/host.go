@@ -7,20 +7,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
-	libp2pyamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	"github.com/libp2p/go-libp2p/p2p/net/swarm"
-	"github.com/libp2p/go-libp2p/p2p/security/noise"
-	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
-	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 )
 
 // Connection manager watermarks: above highConns connections libp2p trims
@@ -138,7 +130,7 @@ func mergeAddrInfos(in []peer.AddrInfo) []peer.AddrInfo {
 // streams and 32 MiB in all, streamsPerPeer inbound streams per peer.
 func resourceLimits() rcmgr.ConcreteLimitConfig {
 	limits := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&limits)
+	setDefaultServiceLimits(&limits)
 	limits.SystemBaseLimit.ConnsInbound = maxInboundConns
 	limits.SystemLimitIncrease.ConnsInbound = 0
 	limits.SystemBaseLimit.Conns = max(limits.SystemBaseLimit.Conns, maxInboundConns+limits.SystemBaseLimit.ConnsOutbound)
@@ -174,60 +166,11 @@ func newHost(cfg Config, boot []peer.AddrInfo) (host.Host, error) {
 		rm.Close()
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
-	h, err := libp2p.New(hostOptions(cfg, boot, rm, cm)...)
+	h, err := buildHost(cfg, boot, rm, cm)
 	if err != nil {
 		return nil, fmt.Errorf("starting libp2p host: %w", err)
 	}
 	return h, nil
-}
-
-// hostOptions returns the libp2p options of a node: QUIC and TCP, TLS
-// (batched, coalesce.go) then Noise, yamux with larger frames and windows,
-// TCP dialled first on private networks (dial.go), hole punching, AutoNAT,
-// and what cfg asks for.
-func hostOptions(cfg Config, boot []peer.AddrInfo, rm network.ResourceManager, cm *connmgr.BasicConnMgr) []libp2p.Option {
-	opts := []libp2p.Option{
-		libp2p.ListenAddrStrings(cfg.ListenAddrs...),
-		libp2p.Transport(quic.NewTransport),
-		libp2p.Transport(tcp.NewTCPTransport),
-		// libp2p's default security transports, TLS first, with the
-		// records of TLS written in batches, and yamux with larger
-		// frames (coalesce.go).
-		libp2p.Security(libp2ptls.ID, newCoalescedTLS),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(libp2pyamux.ID, muxer()),
-		// TCP first on loopback and private networks (dial.go).
-		libp2p.SwarmOpts(swarm.WithDialRanker(dialRanker)),
-		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
-		libp2p.EnableHolePunching(),
-		libp2p.EnableNATService(),
-	}
-	if cfg.Identity != nil {
-		opts = append(opts, libp2p.Identity(cfg.Identity))
-	}
-	if cfg.RelayService {
-		// libp2p starts the relay only once AutoNAT finds the node
-		// publicly reachable, which needs peers with public addresses
-		// of their own to ask: in a private network whose other nodes
-		// are all behind NATs nobody can, and the relay would never
-		// start. A node told to relay is public by the operator's
-		// word. Its AutoNAT service still dials others back, which is
-		// how nodes behind NATs learn that they are.
-		opts = append(opts, libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic())
-	}
-	if len(boot) > 0 {
-		// Behind a NAT (as AutoNAT finds), reserve a slot on a bootstrap
-		// peer that runs a relay (rpseed --relay), so that others can
-		// reach this node and hole punching can start.
-		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(boot))
-	}
-	if cfg.Registerer != nil {
-		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Registerer))
-	} else {
-		opts = append(opts, libp2p.DisableMetrics())
-	}
-	return append(opts, cfg.extra...)
 }
 
 // dhtOptions returns the DHT options of cfg: server mode or modes by

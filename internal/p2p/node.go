@@ -12,11 +12,11 @@
 // sends it to the back of the queue.
 //
 // A Node composes small parts, each with its own lock and file: the host
-// setup (host.go), the served releases and the stream handler (serve.go,
-// served.go), upload slots (slots.go), strikes (strikes.go), announcements
-// (announce.go), and the bookkeeping of fetches (fetchbook.go); Source and
-// Release (source.go, release.go) find and fetch releases, and a download
-// (download.go) moves the pieces of one Open.
+// setup (host.go, hostbuild.go), the served releases and the stream handler
+// (serve.go, served.go), upload slots (slots.go), strikes (strikes.go),
+// announcements (announce.go), and the bookkeeping of fetches
+// (fetchbook.go); Source and Release (source.go, release.go) find and fetch
+// releases, and a download (download.go) moves the pieces of one Open.
 package p2p
 
 import (
@@ -29,10 +29,10 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,6 +104,11 @@ type Config struct {
 	// reachable, so that the relay runs at once: set it only on a node
 	// that others can dial.
 	RelayService bool
+	// MoreSecurity are security protocols offered on TCP after TLS, which
+	// every go-libp2p peer and every rustpatcher node speaks: rpseed adds
+	// Noise, for peers of the public DHT that speak nothing else. Each one
+	// grows every program that links it, so the client offers TLS alone.
+	MoreSecurity []SecurityProtocol
 	// UploadSlots bounds concurrent uploads in total, and
 	// UploadSlotsPerPeer per peer; a peer that finds no free slot gets a
 	// "busy" answer and moves on. Zero means the defaults (2 and 1).
@@ -140,8 +145,11 @@ type Config struct {
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
 
-	// extra are more libp2p options, for tests.
-	extra []libp2p.Option
+	// For tests: noListen listens on no address at all (an empty
+	// ListenAddrs means the defaults), and reachability, if known, fixes
+	// what AutoNAT reports instead of asking peers.
+	noListen     bool
+	reachability network.Reachability
 	// streamLimit replaces maxStreams when positive, for tests.
 	streamLimit int
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -31,7 +31,7 @@ func TestRelayedInfo(t *testing.T) {
 	// The hidden node listens nowhere: it can only be reached through the
 	// relay. AutoNAT is told it is behind a NAT.
 	hidden, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: []string{}, Bootstrap: relay.Addrs(),
-		extra: []libp2p.Option{libp2p.NoListenAddrs, libp2p.EnableRelay(), libp2p.ForceReachabilityPrivate()}})
+		noListen: true, reachability: network.ReachabilityPrivate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestRelayedInfo(t *testing.T) {
 	// The client listens nowhere either, so that neither side can dial
 	// the other directly (hole punching would otherwise make a direct
 	// connection on loopback, and the release bytes would rightly take it).
-	client, err := New(ctx, Config{Private: true, ListenAddrs: []string{}, extra: []libp2p.Option{libp2p.NoListenAddrs, libp2p.EnableRelay()}})
+	client, err := New(ctx, Config{Private: true, ListenAddrs: []string{}, noListen: true})
 	if err != nil {
 		t.Fatal(err)
 	}

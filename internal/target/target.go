@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"debug/macho"
 	"debug/pe"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -81,43 +82,88 @@ func DetectFile(path string) (Target, error) {
 // executables are linux unless their OS ABI names a BSD; Mach-O executables
 // are darwin; PE executables are windows. An executable of another format,
 // or for a machine Detect does not know, is an ErrUnknownFormat.
+//
+// Detect reads the few header fields it needs and nothing more: the
+// parsers of debug/elf, debug/macho and debug/pe would link their section
+// readers, with zlib and zstd decompression, into every app that embeds
+// the client.
 func Detect(r io.ReaderAt) (Target, error) {
-	ef, elfErr := elf.NewFile(r)
-	if elfErr == nil {
-		return elfTarget(ef)
-	}
-	if mf, err := macho.NewFile(r); err == nil {
-		switch mf.Cpu {
-		case macho.CpuAmd64:
-			return Target{"darwin", "amd64"}, nil
-		case macho.CpuArm64:
-			return Target{"darwin", "arm64"}, nil
+	var h [64]byte
+	n, _ := r.ReadAt(h[:], 0)
+	b := h[:n]
+	switch {
+	case len(b) >= 4 && string(b[:4]) == elf.ELFMAG:
+		return elfTarget(b)
+	case len(b) >= 8 && (binary.LittleEndian.Uint32(b) == macho.Magic64 || binary.LittleEndian.Uint32(b) == macho.Magic32):
+		return machoTarget(macho.Cpu(binary.LittleEndian.Uint32(b[4:])))
+	case len(b) >= 8 && (binary.BigEndian.Uint32(b) == macho.Magic64 || binary.BigEndian.Uint32(b) == macho.Magic32):
+		return machoTarget(macho.Cpu(binary.BigEndian.Uint32(b[4:])))
+	case len(b) >= 0x40 && string(b[:2]) == "MZ":
+		var sig [6]byte
+		off := int64(binary.LittleEndian.Uint32(b[0x3c:]))
+		if _, err := r.ReadAt(sig[:], off); err != nil || string(sig[:4]) != "PE\x00\x00" {
+			return Target{}, ErrUnknownFormat
 		}
-		return Target{}, fmt.Errorf("Mach-O for CPU %v: %w", mf.Cpu, ErrUnknownFormat)
-	}
-	if pf, err := pe.NewFile(r); err == nil {
-		switch pf.Machine {
+		switch m := binary.LittleEndian.Uint16(sig[4:]); m {
 		case pe.IMAGE_FILE_MACHINE_AMD64:
 			return Target{"windows", "amd64"}, nil
 		case pe.IMAGE_FILE_MACHINE_ARM64:
 			return Target{"windows", "arm64"}, nil
 		case pe.IMAGE_FILE_MACHINE_I386:
 			return Target{"windows", "386"}, nil
+		default:
+			return Target{}, fmt.Errorf("PE for machine %#x: %w", m, ErrUnknownFormat)
 		}
-		return Target{}, fmt.Errorf("PE for machine %#x: %w", pf.Machine, ErrUnknownFormat)
-	}
-	var magic [len(elf.ELFMAG)]byte
-	if _, err := r.ReadAt(magic[:], 0); err == nil && string(magic[:]) == elf.ELFMAG {
-		// Say why an ELF file, likely truncated, did not parse.
-		return Target{}, fmt.Errorf("%w: %v", ErrUnknownFormat, elfErr)
 	}
 	return Target{}, ErrUnknownFormat
 }
 
-// elfTarget returns the target of an ELF executable.
-func elfTarget(ef *elf.File) (Target, error) {
+// machoTarget returns the target of a Mach-O executable for cpu.
+func machoTarget(cpu macho.Cpu) (Target, error) {
+	switch cpu {
+	case macho.CpuAmd64:
+		return Target{"darwin", "amd64"}, nil
+	case macho.CpuArm64:
+		return Target{"darwin", "arm64"}, nil
+	}
+	return Target{}, fmt.Errorf("Mach-O for CPU %v: %w", cpu, ErrUnknownFormat)
+}
+
+// elfTarget returns the target of an ELF executable whose header starts
+// h (the first 64 bytes of the file, or all of a shorter one).
+func elfTarget(h []byte) (Target, error) {
+	// The header is 52 bytes in a 32-bit ELF file, 64 in a 64-bit one.
+	if len(h) < elf.EI_NIDENT {
+		return Target{}, fmt.Errorf("%w: ELF file of %d bytes (truncated?)", ErrUnknownFormat, len(h))
+	}
+	var size int
+	switch elf.Class(h[elf.EI_CLASS]) {
+	case elf.ELFCLASS32:
+		size = 52
+	case elf.ELFCLASS64:
+		size = 64
+	default:
+		return Target{}, fmt.Errorf("%w: ELF class %d", ErrUnknownFormat, h[elf.EI_CLASS])
+	}
+	var order binary.ByteOrder
+	switch elf.Data(h[elf.EI_DATA]) {
+	case elf.ELFDATA2LSB:
+		order = binary.LittleEndian
+	case elf.ELFDATA2MSB:
+		order = binary.BigEndian
+	default:
+		return Target{}, fmt.Errorf("%w: ELF data encoding %d", ErrUnknownFormat, h[elf.EI_DATA])
+	}
+	if len(h) < size {
+		return Target{}, fmt.Errorf("%w: ELF header of %d bytes, want %d (truncated?)", ErrUnknownFormat, len(h), size)
+	}
+	if elf.Version(h[elf.EI_VERSION]) != elf.EV_CURRENT || elf.Version(order.Uint32(h[20:])) != elf.EV_CURRENT {
+		return Target{}, fmt.Errorf("%w: ELF version %d", ErrUnknownFormat, h[elf.EI_VERSION])
+	}
+	osabi, machine := elf.OSABI(h[elf.EI_OSABI]), elf.Machine(order.Uint16(h[18:]))
+	data := elf.Data(h[elf.EI_DATA])
 	goos := "linux"
-	switch ef.OSABI {
+	switch osabi {
 	case elf.ELFOSABI_FREEBSD:
 		goos = "freebsd"
 	case elf.ELFOSABI_NETBSD:
@@ -126,7 +172,7 @@ func elfTarget(ef *elf.File) (Target, error) {
 		goos = "openbsd"
 	}
 	var arch string
-	switch ef.Machine {
+	switch machine {
 	case elf.EM_X86_64:
 		arch = "amd64"
 	case elf.EM_AARCH64:
@@ -143,11 +189,11 @@ func elfTarget(ef *elf.File) (Target, error) {
 		arch = "loong64"
 	case elf.EM_PPC64:
 		arch = "ppc64"
-		if ef.Data == elf.ELFDATA2LSB {
+		if data == elf.ELFDATA2LSB {
 			arch = "ppc64le"
 		}
 	default:
-		return Target{}, fmt.Errorf("ELF for machine %v: %w", ef.Machine, ErrUnknownFormat)
+		return Target{}, fmt.Errorf("ELF for machine %v: %w", machine, ErrUnknownFormat)
 	}
 	return Target{OS: goos, Arch: arch}, nil
 }

@@ -75,6 +75,19 @@ func elfHeader(m elf.Machine, data elf.Data, abi elf.OSABI) []byte {
 	return h
 }
 
+// elfHeader32 returns a 32-bit little-endian ELF header for m.
+func elfHeader32(m elf.Machine) []byte {
+	h := make([]byte, 52)
+	copy(h, elf.ELFMAG)
+	h[elf.EI_CLASS] = byte(elf.ELFCLASS32)
+	h[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
+	h[elf.EI_VERSION] = byte(elf.EV_CURRENT)
+	binary.LittleEndian.PutUint16(h[16:], uint16(elf.ET_EXEC))
+	binary.LittleEndian.PutUint16(h[18:], uint16(m))
+	binary.LittleEndian.PutUint32(h[20:], uint32(elf.EV_CURRENT))
+	return h
+}
+
 // machoHeader returns a 64-bit little-endian Mach-O header with no load
 // commands.
 func machoHeader(cpu macho.Cpu) []byte {
@@ -115,6 +128,9 @@ func TestDetect(t *testing.T) {
 		{"elf freebsd", elfHeader(elf.EM_X86_64, lsb, elf.ELFOSABI_FREEBSD), Target{"freebsd", "amd64"}, false},
 		{"elf netbsd", elfHeader(elf.EM_AARCH64, lsb, elf.ELFOSABI_NETBSD), Target{"netbsd", "arm64"}, false},
 		{"elf openbsd", elfHeader(elf.EM_X86_64, lsb, elf.ELFOSABI_OPENBSD), Target{"openbsd", "amd64"}, false},
+		{"elf 386", elfHeader32(elf.EM_386), Target{"linux", "386"}, false},
+		{"elf 386 truncated", elfHeader32(elf.EM_386)[:50], Target{}, true},
+		{"elf bad version", append(elfHeader(elf.EM_X86_64, lsb, elf.ELFOSABI_NONE)[:elf.EI_VERSION], make([]byte, 64-elf.EI_VERSION)...), Target{}, true},
 		{"elf unknown machine", elfHeader(elf.EM_SPARCV9, msb, elf.ELFOSABI_NONE), Target{}, true},
 		{"elf truncated", elfHeader(elf.EM_X86_64, lsb, elf.ELFOSABI_NONE)[:40], Target{}, true},
 		{"elf magic only", []byte(elf.ELFMAG), Target{}, true},
