@@ -118,7 +118,7 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 		if err != nil {
 			return &fileError{f, err}
 		}
-		in, err := signBinary(f, key, version, t, format, `input "key"`, runtimeKey)
+		in, err := signBinary(f, key, version, t, format, `input "key"`, runtimeKey, "")
 		if err != nil {
 			return &fileError{f, fmt.Errorf("signing: %w", err)}
 		}

@@ -53,10 +53,9 @@ func runSign(e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--version: %w", err)
 	}
-	if !*force {
-		if err := checkNotLower(bin, pv); err != nil {
-			return err
-		}
+	notBelow := pv // the version the binary is signed with must not be higher
+	if *force {
+		notBelow = ""
 	}
 	t, err := binaryTarget(bin, *targetFlag, "--target", format)
 	if err != nil {
@@ -65,7 +64,7 @@ func runSign(e *env, args []string) error {
 	if err := checkKeyTarget(kf.env, t, bin); err != nil {
 		return err
 	}
-	in, err := signBinary(bin, key, v, t, format, kf.String(), *runtimeKey)
+	in, err := signBinary(bin, key, v, t, format, kf.String(), *runtimeKey, notBelow)
 	if err != nil {
 		return err
 	}
@@ -81,15 +80,11 @@ func runSign(e *env, args []string) error {
 	return nil
 }
 
-// checkNotLower refuses to sign the binary at path as version when it is
-// signed already as a higher one: apps never go back to a lower version, so
-// such a re-signing is a mistake (a stale version flag, the wrong file).
-// A binary that cannot be read is left to the signing to report.
-func checkNotLower(path, version string) error {
-	s, err := region.ScanFile(context.Background(), path)
-	if err != nil {
-		return nil
-	}
+// checkNotLower refuses to sign the binary at path, whose scan is s, as
+// version when it is signed already as a higher one: apps never go back to
+// a lower version, so such a re-signing is a mistake (a stale version
+// flag, the wrong file).
+func checkNotLower(path string, s *region.Scanned, version string) error {
 	in, err := s.Info()
 	if err != nil || !in.Signed() {
 		return nil
@@ -203,19 +198,32 @@ func codeSignatureNotes(path string) []string {
 const linkedKeyFlag = "github.com/org/rustpatcher-go/client.linkedPublicKey"
 
 // signBinary signs the binary at path for target t with key as version, in
-// format f. Unless runtimeKey is set, it first checks, in the same pass over
-// the file, that the binary embeds the key's public key as z-base-32 text
-// (a Config literal or a key linked in with -X), and refuses to sign
-// otherwise; from names the key's origin in that message.
-func signBinary(path string, key ed25519.PrivateKey, version string, t target.Target, f region.Format, from string, runtimeKey bool) (region.Info, error) {
+// format f. In the same pass over the file, before it writes anything, it
+// checks, unless notBelow is empty, that the binary is not signed already
+// with a version above notBelow, and, unless runtimeKey is set, that the
+// binary embeds the key's public key as z-base-32 text (a Config literal
+// or a key linked in with -X); it refuses to sign otherwise. from names
+// the key's origin in that message.
+func signBinary(path string, key ed25519.PrivateKey, version string, t target.Target, f region.Format, from string, runtimeKey bool, notBelow string) (region.Info, error) {
 	opts := region.SignOptions{Version: version, Format: f}
 	if f == region.V1 {
 		opts.Target = t.String()
 	}
+	pub := region.EncodePublicKey(key.Public().(ed25519.PublicKey))
 	if !runtimeKey {
-		pub := region.EncodePublicKey(key.Public().(ed25519.PublicKey))
 		opts.Find = []string{pub, region.EncodeSecretKey(key)}
-		opts.Check = func(s *region.Scanned) error { return checkEmbedsKey(path, pub, from, s.Found) }
+	}
+	// Checked in the signing pass, before anything is written.
+	opts.Check = func(s *region.Scanned) error {
+		if notBelow != "" {
+			if err := checkNotLower(path, s, notBelow); err != nil {
+				return err
+			}
+		}
+		if runtimeKey {
+			return nil
+		}
+		return checkEmbedsKey(path, pub, from, s.Found)
 	}
 	in, err := region.Sign(context.Background(), path, key, opts)
 	if err != nil {
