@@ -137,6 +137,29 @@ type Encoder struct {
 	ze     *zstd.Encoder
 	level  Level
 	dicted bool
+	sample []byte // the frame of a sample of a piece (Fast)
+}
+
+// samples and sampleLen say how much of a piece an Encoder of level Fast
+// compresses first: sampleLen bytes at each of samples places spread over
+// the piece, each on its own. A piece none of whose samples shrinks by at
+// least 1/32 (random or already compressed data, such as an embedded
+// archive) is sent as it is, without the cost of compressing all of it.
+const (
+	samples   = 4
+	sampleLen = 16 << 10
+)
+
+// worthCompressing reports whether a sample of piece compresses.
+func (e *Encoder) worthCompressing(piece []byte) bool {
+	for i := range samples {
+		at := len(piece) / samples * i
+		e.sample = e.ze.EncodeAll(piece[at:at+sampleLen], e.sample[:0])
+		if len(e.sample) <= sampleLen-sampleLen/32 {
+			return true
+		}
+	}
+	return false
 }
 
 // NewEncoder returns an Encoder of level l.
@@ -161,7 +184,8 @@ func (e *Encoder) Close() { e.ze.Close() }
 // Pack returns the frame of piece as a packed piece, with its data
 // appended to dst: a zstd frame, with dict (a span of the base file at
 // dictOff) as its dictionary when dict is not empty, or the piece itself
-// when the frame would be no shorter. A dictionary needs level Small.
+// when the frame would be no shorter, or, at level Fast, when no sample of
+// the piece compresses. A dictionary needs level Small.
 func (e *Encoder) Pack(piece, dict []byte, dictOff int64, dst []byte) (wire.PackedPiece, error) {
 	if len(dict) > wire.MaxDictLen || len(dict) > 0 && e.level == Fast {
 		return wire.PackedPiece{}, fmt.Errorf("a dictionary of %d bytes at level %d", len(dict), e.level)
@@ -179,6 +203,9 @@ func (e *Encoder) Pack(piece, dict []byte, dictOff int64, dst []byte) (wire.Pack
 		e.dicted = false
 	}
 	start := len(dst)
+	if e.level == Fast && len(dict) == 0 && len(piece) >= 4*samples*sampleLen && !e.worthCompressing(piece) {
+		return wire.PackedPiece{Method: wire.PackRaw, Data: append(dst, piece...)[start:]}, nil
+	}
 	out := e.ze.EncodeAll(piece, dst)
 	if len(out)-start >= len(piece) {
 		return wire.PackedPiece{Method: wire.PackRaw, Data: append(out[:start], piece...)[start:]}, nil

@@ -286,3 +286,51 @@ func TestCache(t *testing.T) {
 		t.Errorf("%d files after a cancelled Make", len(es))
 	}
 }
+
+// TestFastSkipsIncompressible: at level Fast a piece none of whose samples
+// compresses goes raw, and one with a compressible part anywhere is
+// compressed; both unpack to themselves.
+func TestFastSkipsIncompressible(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	text := bytes.Repeat([]byte("a release of the program, "), region.PieceSize/26+1)
+	lateText := random(region.PieceSize)
+	copy(lateText[region.PieceSize*3/4:], text) // compressible only in its last quarter
+	enc, err := NewEncoder(Fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	dec, err := NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		piece []byte
+		want  byte
+	}{
+		{"random", random(region.PieceSize), wire.PackRaw},
+		{"text", text[:region.PieceSize], wire.PackZstd},
+		{"text in the last quarter", lateText, wire.PackZstd},
+		{"short random", random(1000), wire.PackRaw},
+	} {
+		p, err := enc.Pack(tt.piece, nil, 0, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if p.Method != tt.want {
+			t.Errorf("%s: method %d, want %d", tt.name, p.Method, tt.want)
+		}
+		out := make([]byte, len(tt.piece))
+		if err := dec.Unpack(p, nil, 0, out); err != nil || !bytes.Equal(out, tt.piece) {
+			t.Errorf("%s: unpacks to another piece (%v)", tt.name, err)
+		}
+	}
+}
