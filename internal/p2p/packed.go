@@ -128,24 +128,11 @@ func (s *server) putEncoder(e *pack.Encoder) {
 // upload slot, or "busy" when none is free. It holds a frame buffer and,
 // for pieces it compresses or sends raw, a piece buffer: about 2 MiB.
 func (s *server) servePacked(ctx context.Context, st network.Stream, remote peer.ID, pub ed25519.PublicKey, req *wire.Request) {
-	sv := s.acquire(pub, req.Target, req.ID)
+	sv, up := s.startUpload(st, remote, pub, req)
 	if sv == nil {
-		wire.WriteError(st, wire.StatusNotFound, "file not served here")
 		return
 	}
-	defer sv.release()
-	if err := sv.layout.CheckRange(req.First, req.Count); err != nil {
-		s.counts.bad.Add(1)
-		wire.WriteError(st, wire.StatusBadRequest, "no such pieces")
-		return
-	}
-	up := s.slots.acquire(remote, func() { st.Reset() })
-	if up == nil {
-		s.counts.busy.Add(1)
-		wire.WriteError(st, wire.StatusBusy, "all upload slots in use")
-		return
-	}
-	defer s.slots.release(up)
+	defer s.endUpload(sv, up)
 
 	var made *pack.Cache
 	var enc *pack.Encoder
@@ -206,13 +193,7 @@ func (s *server) servePacked(ctx context.Context, st network.Stream, remote peer
 		}
 		if err != nil {
 			s.counts.up.Add(uint64(max(sent-1, 0)))
-			if s.slots.wasTakenBack(up) {
-				s.log.Debug("upload taken back: slower than the minimum rate while another peer waited", "peer", remote,
-					"sent", sent, "took", time.Since(up.start).Round(time.Millisecond))
-			} else {
-				s.log.Debug("packed upload ended early", "peer", remote, "version", sv.info.Version, "piece", i, "sent", sent, "err", err)
-			}
-			st.Reset()
+			s.uploadFailed(st, remote, sv, up, sent, fmt.Errorf("packed piece %d: %w", i, err))
 			return
 		}
 		frame = frame[:0]

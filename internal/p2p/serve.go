@@ -400,24 +400,11 @@ func (s *server) serveHashes(st network.Stream, pub ed25519.PublicKey, req *wire
 // servePieces answers a pieces request: the exact bytes of the pieces
 // asked, in an upload slot, or "busy" when none is free.
 func (s *server) servePieces(ctx context.Context, st network.Stream, remote peer.ID, pub ed25519.PublicKey, req *wire.Request) {
-	sv := s.acquire(pub, req.Target, req.ID)
+	sv, up := s.startUpload(st, remote, pub, req)
 	if sv == nil {
-		wire.WriteError(st, wire.StatusNotFound, "file not served here")
 		return
 	}
-	defer sv.release()
-	if err := sv.layout.CheckRange(req.First, req.Count); err != nil {
-		s.counts.bad.Add(1)
-		wire.WriteError(st, wire.StatusBadRequest, "no such pieces")
-		return
-	}
-	up := s.slots.acquire(remote, func() { st.Reset() })
-	if up == nil {
-		s.counts.busy.Add(1)
-		wire.WriteError(st, wire.StatusBusy, "all upload slots in use")
-		return
-	}
-	defer s.slots.release(up)
+	defer s.endUpload(sv, up)
 
 	off, _ := sv.layout.Piece(int64(req.First))
 	lastOff, lastLen := sv.layout.Piece(int64(req.First) + int64(req.Count) - 1)
@@ -425,16 +412,54 @@ func (s *server) servePieces(ctx context.Context, st network.Stream, remote peer
 	sent, err := s.copyWithDeadlines(ctx, st, up, []byte{byte(wire.StatusOK)}, io.NewSectionReader(sv.f, off, n))
 	s.counts.up.Add(uint64(max(sent-1, 0)))
 	if err != nil {
-		if s.slots.wasTakenBack(up) {
-			s.log.Debug("upload taken back: slower than the minimum rate while another peer waited", "peer", remote,
-				"sent", sent, "took", time.Since(up.start).Round(time.Millisecond))
-		} else {
-			s.log.Debug("upload ended early", "peer", remote, "version", sv.info.Version, "sent", sent, "err", err)
-		}
-		st.Reset()
+		s.uploadFailed(st, remote, sv, up, sent, err)
 		return
 	}
 	s.log.Debug("upload done", "peer", remote, "version", sv.info.Version, "first", req.First, "count", req.Count, "bytes", n)
+}
+
+// startUpload does what every request for pieces does first: it finds the
+// file asked for, checks the range and takes an upload slot, answering the
+// peer with an error when one of them fails (then sv is nil). Otherwise the
+// caller ends with endUpload(sv, up).
+func (s *server) startUpload(st network.Stream, remote peer.ID, pub ed25519.PublicKey, req *wire.Request) (sv *served, up *upload) {
+	sv = s.acquire(pub, req.Target, req.ID)
+	if sv == nil {
+		wire.WriteError(st, wire.StatusNotFound, "file not served here")
+		return nil, nil
+	}
+	if err := sv.layout.CheckRange(req.First, req.Count); err != nil {
+		sv.release()
+		s.counts.bad.Add(1)
+		wire.WriteError(st, wire.StatusBadRequest, "no such pieces")
+		return nil, nil
+	}
+	up = s.slots.acquire(remote, func() { st.Reset() })
+	if up == nil {
+		sv.release()
+		s.counts.busy.Add(1)
+		wire.WriteError(st, wire.StatusBusy, "all upload slots in use")
+		return nil, nil
+	}
+	return sv, up
+}
+
+// endUpload gives back what startUpload took.
+func (s *server) endUpload(sv *served, up *upload) {
+	s.slots.release(up)
+	sv.release()
+}
+
+// uploadFailed logs why an upload ended before its last byte (its slot
+// taken back for a faster peer, or the write failed) and resets st.
+func (s *server) uploadFailed(st network.Stream, remote peer.ID, sv *served, up *upload, sent int64, err error) {
+	if s.slots.wasTakenBack(up) {
+		s.log.Debug("upload taken back: slower than the minimum rate while another peer waited", "peer", remote,
+			"sent", sent, "took", time.Since(up.start).Round(time.Millisecond))
+	} else {
+		s.log.Debug("upload ended early", "peer", remote, "version", sv.info.Version, "sent", sent, "err", err)
+	}
+	st.Reset()
 }
 
 // copyBuf is the unit of one write of an upload: what one yamux frame
