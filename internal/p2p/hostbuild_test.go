@@ -23,7 +23,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// TestServiceLimitsMatchLibp2p checks that setDefaultServiceLimits, a copy,
+// TestServiceLimitsMatchLibp2p checks that setDefaultServiceLimits
 // still gives what libp2p.SetDefaultServiceLimits gives.
 func TestServiceLimitsMatchLibp2p(t *testing.T) {
 	var mine, theirs rcmgr.ScalingLimitConfig
