@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
-	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -22,20 +20,14 @@ import (
 // pieces come from all of them, each piece from one.
 func TestMultiPeerFetch(t *testing.T) {
 	t.Parallel()
-	key := regiontest.NewKey(t)
+	key, path, in := writeRelease(t, 24<<20)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	in := regiontest.WriteBinary(t, path, 24<<20, 1, key, "2.0.0")
 	want, _ := os.ReadFile(path)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var seeds []*Node
 	for range 3 {
-		s := newTestNode(t, Config{})
-		if err := s.Serve(ctx, pub, testTarget, path, in); err != nil {
-			t.Fatal(err)
-		}
-		seeds = append(seeds, s)
+		seeds = append(seeds, newTestSeed(t, ctx, Config{}, pub, path, in))
 	}
 	client := newTestNode(t, Config{}, seeds...)
 	r := onlyRelease(t, ctx, client.Source(pub, testTarget))
@@ -69,19 +61,13 @@ func TestMultiPeerFetch(t *testing.T) {
 // seeds: the download never holds more than its window of pieces.
 func TestDownloadMemoryBound(t *testing.T) {
 	t.Parallel()
-	key := regiontest.NewKey(t)
+	key, path, in := writeRelease(t, 64<<20)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	in := regiontest.WriteBinary(t, path, 64<<20, 1, key, "2.0.0")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var seeds []*Node
 	for range 3 {
-		s := newTestNode(t, Config{})
-		if err := s.Serve(ctx, pub, testTarget, path, in); err != nil {
-			t.Fatal(err)
-		}
-		seeds = append(seeds, s)
+		seeds = append(seeds, newTestSeed(t, ctx, Config{}, pub, path, in))
 	}
 	client := newTestNode(t, Config{}, seeds...)
 	r := onlyRelease(t, ctx, client.Source(pub, testTarget))
@@ -139,10 +125,8 @@ func TestDownloadMemoryBound(t *testing.T) {
 // negotiation, before any handler sees it.
 func TestOldProtocolPeer(t *testing.T) {
 	t.Parallel()
-	key := regiontest.NewKey(t)
+	key, path, in := writeRelease(t, 3<<20)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	in := regiontest.WriteBinary(t, path, 3<<20, 1, key, "2.0.0")
 	want, _ := os.ReadFile(path)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -160,10 +144,7 @@ func TestOldProtocolPeer(t *testing.T) {
 		io.CopyN(io.Discard, s, 140)
 		s.Write(append([]byte{0}, reg[:]...))
 	})
-	seed := newTestNode(t, Config{})
-	if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
-		t.Fatal(err)
-	}
+	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
 	client := newTestNode(t, Config{}, old, seed)
 	r := onlyRelease(t, ctx, client.Source(pub, testTarget))
 	if p := r.Peers(); len(p) != 1 || p[0] != seed.ID() {
@@ -206,10 +187,8 @@ func TestOldProtocolPeer(t *testing.T) {
 // file again at its next poll.
 func TestNameAfterFailedDownload(t *testing.T) {
 	t.Parallel()
-	key := regiontest.NewKey(t)
+	key, path, _ := writeRelease(t, 2<<20)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	regiontest.WriteBinary(t, path, 2<<20, 1, key, "2.0.0")
 	f := loadTestFile(t, path)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -238,10 +217,8 @@ func TestNameAfterFailedDownload(t *testing.T) {
 // and nobody is struck.
 func TestSlowPeerIsOvertaken(t *testing.T) {
 	t.Parallel()
-	key := regiontest.NewKey(t)
+	key, path, _ := writeRelease(t, 12<<20)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	regiontest.WriteBinary(t, path, 12<<20, 1, key, "2.0.0")
 	f := loadTestFile(t, path)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -2,7 +2,6 @@ package p2p
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
-	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/wire"
 )
 
@@ -72,16 +70,11 @@ func holdSilent(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID) 
 // backoff.
 func TestFloodNoBlame(t *testing.T) {
 	t.Parallel()
-	key := regiontest.NewKey(t)
+	key, path, in := writeRelease(t, 3<<20)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	in := regiontest.WriteBinary(t, path, 3<<20, 1, key, "2.0.0")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	seed := newTestNode(t, Config{streamLimit: 4, IdleTimeout: time.Second})
-	if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
-		t.Fatal(err)
-	}
+	seed := newTestSeed(t, ctx, Config{streamLimit: 4, IdleTimeout: time.Second}, pub, path, in)
 	client := newTestNode(t, Config{IdleTimeout: time.Second}, seed)
 	src := client.Source(pub, testTarget)
 	r := onlyRelease(t, ctx, src)
@@ -135,16 +128,11 @@ func TestFloodNoBlame(t *testing.T) {
 // and its requests are answered.
 func TestFloodFairStreams(t *testing.T) {
 	t.Parallel()
-	key := regiontest.NewKey(t)
+	key, path, in := writeRelease(t, 2<<20)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	in := regiontest.WriteBinary(t, path, 2<<20, 1, key, "2.0.0")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	seed := newTestNode(t, Config{streamLimit: 8})
-	if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
-		t.Fatal(err)
-	}
+	seed := newTestSeed(t, ctx, Config{streamLimit: 8}, pub, path, in)
 	fctx, stopFlood := context.WithCancel(ctx)
 	wait := silentFlood(t, fctx, seed, protocol.ID(wire.ProtocolID(pub)), 4, 4)
 	defer func() { stopFlood(); wait() }()

@@ -94,10 +94,8 @@ var pieceLies = []struct {
 // gets one.
 func TestHostilePieces(t *testing.T) {
 	t.Parallel()
-	key := regiontest.NewKey(t)
+	key, path, _ := writeRelease(t, 12<<20)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	regiontest.WriteBinary(t, path, 12<<20, 1, key, "2.0.0")
 	f := loadTestFile(t, path)
 	for _, tt := range pieceLies {
 		t.Run(strings.ReplaceAll(tt.name, " ", "_"), func(t *testing.T) {
@@ -164,10 +162,8 @@ func testLiar(t *testing.T, pub ed25519.PublicKey, path string, f *testFile, lie
 
 func TestHostileInfo(t *testing.T) {
 	t.Parallel()
-	key := regiontest.NewKey(t)
+	key, path, in := writeRelease(t, 4096)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	in := regiontest.WriteBinary(t, path, 4096, 1, key, "2.0.0")
 	f := loadTestFile(t, path)
 	forged := in
 	forged.Signature[3] ^= 1
@@ -227,16 +223,11 @@ func TestHostileInfo(t *testing.T) {
 
 func TestRequestFloodAndBadAuth(t *testing.T) {
 	t.Parallel()
-	key := regiontest.NewKey(t)
+	key, path, in := writeRelease(t, 4096)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	in := regiontest.WriteBinary(t, path, 4096, 1, key, "2.0.0")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	seed := newTestNode(t, Config{})
-	if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
-		t.Fatal(err)
-	}
+	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
 	flooder := newTestNode(t, Config{}, seed)
 	proto := protocol.ID(wire.ProtocolID(pub))
 	stale := &wire.Request{Kind: wire.KindInfo, Target: testTarget, Auth: wire.Auth(pub, time.Now().Add(-time.Hour))}
@@ -288,10 +279,8 @@ func TestRequestFloodAndBadAuth(t *testing.T) {
 // windows are this node's muxerWindow) and QUIC.
 func TestTrailingBytesResetStream(t *testing.T) {
 	t.Parallel()
-	key := regiontest.NewKey(t)
+	key, path, in := writeRelease(t, 32<<20)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	in := regiontest.WriteBinary(t, path, 32<<20, 1, key, "2.0.0")
 	for _, addr := range []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"} {
 		t.Run(strings.Split(addr, "/")[3], func(t *testing.T) {
 			testTrailingBytes(t, pub, path, in, addr)
@@ -303,10 +292,7 @@ func testTrailingBytes(t *testing.T, pub ed25519.PublicKey, path string, in regi
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cfg := Config{ListenAddrs: []string{addr}}
-	seed := newTestNode(t, cfg)
-	if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
-		t.Fatal(err)
-	}
+	seed := newTestSeed(t, ctx, cfg, pub, path, in)
 	client := newTestNode(t, cfg, seed)
 	r := onlyRelease(t, ctx, client.Source(pub, testTarget))
 	req := &wire.Request{Kind: wire.KindPieces, Target: testTarget, Auth: wire.Auth(pub, time.Now()), ID: r.FileID(), Count: wire.MaxPiecesPerRequest}
@@ -343,10 +329,8 @@ func testTrailingBytes(t *testing.T, pub ed25519.PublicKey, path string, in regi
 // delivered them, and no other.
 func TestBlameOtherFile(t *testing.T) {
 	t.Parallel()
-	key := regiontest.NewKey(t)
+	key, path, _ := writeRelease(t, 10<<20)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	regiontest.WriteBinary(t, path, 10<<20, 1, key, "2.0.0")
 	real := loadTestFile(t, path)
 	// Both peers claim the file with a 4 KiB tail; the pieces of the
 	// content are the real ones, which the root covers.
@@ -414,10 +398,7 @@ func TestV0Release(t *testing.T) {
 	want, _ := os.ReadFile(path)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	seed := newTestNode(t, Config{})
-	if err := seed.Serve(ctx, pub, testTarget, path, in); err != nil {
-		t.Fatal(err)
-	}
+	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
 	client := newTestNode(t, Config{}, seed)
 	r := onlyRelease(t, ctx, client.Source(pub, testTarget))
 	if r.Info().Format != region.V0 {

@@ -49,6 +49,26 @@ func newTestNode(t testing.TB, cfg Config, boot ...*Node) *Node {
 	return n
 }
 
+// writeRelease writes a signed release 2.0.0 of size bytes for
+// testTarget, by a new key, into a temporary directory.
+func writeRelease(t testing.TB, size int64) (key regiontest.Key, path string, in region.Info) {
+	t.Helper()
+	key = regiontest.NewKey(t)
+	path = filepath.Join(t.TempDir(), "release")
+	return key, path, regiontest.WriteBinary(t, path, size, 1, key, "2.0.0")
+}
+
+// newTestSeed starts a node as newTestNode does and serves on it the
+// release of pub at path.
+func newTestSeed(t testing.TB, ctx context.Context, cfg Config, pub ed25519.PublicKey, path string, in region.Info, boot ...*Node) *Node {
+	t.Helper()
+	n := newTestNode(t, cfg, boot...)
+	if err := n.Serve(ctx, pub, testTarget, path, in); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func readAllFrom(t *testing.T, r *Release, off int64) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -130,10 +150,8 @@ func TestServeFindFetch(t *testing.T) {
 
 func TestSwarmFindsProvidersThroughDHT(t *testing.T) {
 	t.Parallel()
-	key := regiontest.NewKey(t)
+	key, path, in := writeRelease(t, 64<<10)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	in := regiontest.WriteBinary(t, path, 64<<10, 1, key, "2.0.0")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

@@ -2,7 +2,6 @@ package p2p
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/wire"
 )
 
@@ -19,10 +17,8 @@ import (
 // peer gets the node's signed info through the relay alone, but never sends
 // a hashes or pieces request over it.
 func TestRelayedInfo(t *testing.T) {
-	key := regiontest.NewKey(t)
+	key, path, in := writeRelease(t, 4096)
 	pub := key.Public
-	path := filepath.Join(t.TempDir(), "release")
-	in := regiontest.WriteBinary(t, path, 4096, 1, key, "2.0.0")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// RelayService runs the relay at once, although AutoNAT could never
