@@ -25,41 +25,36 @@ func TestGolden(t *testing.T) {
 	}
 	// The document wraps each region over several lines.
 	doc = []byte(strings.Join(strings.Fields(string(doc)), ""))
-	for _, golden := range []string{"golden-v0.txt", "golden-v1.txt"} {
-		for _, v := range regiontest.ReadVectors(t, filepath.Join("testdata", golden)) {
-			t.Run(v.Format.String()+"/"+v.Name, func(t *testing.T) {
-				t.Parallel()
-				key, err := region.ParseSecretKey(v.Seed)
-				if err != nil {
-					t.Fatal(err)
-				}
-				file := v.File()
-				p := filepath.Join(t.TempDir(), v.Name)
-				if err := os.WriteFile(p, file, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				opts := region.SignOptions{Version: v.Version, Format: v.Format, Target: v.Target}
-				if _, err := region.Sign(context.Background(), p, key, opts); err != nil {
-					t.Fatal(err)
-				}
-				got, err := os.ReadFile(p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				off := v.Offset()
-				if reg := got[off : off+region.Size]; !bytes.Equal(reg, v.Region) {
-					t.Errorf("region:\n got %x\nwant %x", reg, v.Region)
-				}
-				if !bytes.Equal(got[:off], file[:off]) || !bytes.Equal(got[off+region.Size:], file[off+region.Size:]) {
-					t.Error("signing changed bytes outside the region")
-				}
-				if in, err := region.VerifyFile(context.Background(), p, key.Public().(ed25519.PublicKey)); err != nil || in.Version != v.Version {
-					t.Errorf("VerifyFile = %+v, %v", in, err)
-				}
-				if !bytes.Contains(doc, []byte(hex.EncodeToString(v.Region))) {
-					t.Errorf("docs/FORMAT.md does not print the region of vector %s", v.Name)
-				}
-			})
-		}
+	for _, v := range regiontest.AllVectors(t, "testdata") {
+		t.Run(v.TestName(), func(t *testing.T) {
+			t.Parallel()
+			key := v.Key(t)
+			file := v.File()
+			p := filepath.Join(t.TempDir(), v.Name)
+			if err := os.WriteFile(p, file, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			opts := region.SignOptions{Version: v.Version, Format: v.Format, Target: v.Target}
+			if _, err := region.Sign(context.Background(), p, key, opts); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			off := v.Offset()
+			if reg := got[off : off+region.Size]; !bytes.Equal(reg, v.Region) {
+				t.Errorf("region:\n got %x\nwant %x", reg, v.Region)
+			}
+			if !bytes.Equal(got[:off], file[:off]) || !bytes.Equal(got[off+region.Size:], file[off+region.Size:]) {
+				t.Error("signing changed bytes outside the region")
+			}
+			if in, err := region.VerifyFile(context.Background(), p, key.Public().(ed25519.PublicKey)); err != nil || in.Version != v.Version {
+				t.Errorf("VerifyFile = %+v, %v", in, err)
+			}
+			if !bytes.Contains(doc, []byte(hex.EncodeToString(v.Region))) {
+				t.Errorf("docs/FORMAT.md does not print the region of vector %s", v.Name)
+			}
+		})
 	}
 }

@@ -26,42 +26,37 @@ func TestOpenSSLCrossCheck(t *testing.T) {
 			t.Skipf("%s is not installed", tool)
 		}
 	}
-	for _, golden := range []string{"golden-v0.txt", "golden-v1.txt"} {
-		for _, v := range regiontest.ReadVectors(t, filepath.Join("testdata", golden)) {
-			t.Run(v.Format.String()+"/"+v.Name, func(t *testing.T) {
-				t.Parallel()
-				key, err := region.ParseSecretKey(v.Seed)
-				if err != nil {
-					t.Fatal(err)
-				}
-				// The signed file: the scripts take the region out
-				// themselves.
-				b := v.File()
-				copy(b[v.Offset():], v.Region)
-				p := filepath.Join(t.TempDir(), "signed")
-				if err := os.WriteFile(p, b, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				seed := hex.EncodeToString(key.Seed())
-				var cmd *exec.Cmd
-				want := hex.EncodeToString(v.Region)
-				if v.Format == region.V0 {
-					cmd = exec.Command("sh", "testdata/openssl-sign.sh", p, strconv.Itoa(v.Offset()), seed, v.Version)
-					want = hex.EncodeToString(v.Region[68:132]) // it prints the signature
-				} else {
-					end, fields := peContent(b)
-					args := []string{"testdata/openssl-sign-v1.sh", p, strconv.Itoa(v.Offset()), strconv.Itoa(end), seed, v.Version, v.Target}
-					cmd = exec.Command("sh", append(args, fields...)...)
-				}
-				out, err := cmd.CombinedOutput()
-				if err != nil {
-					t.Fatalf("%v: %v\n%s", cmd.Args, err, out)
-				}
-				if got := strings.TrimSpace(string(out)); got != want {
-					t.Fatalf("OpenSSL differs:\nopenssl: %s\nvector:  %s", got, want)
-				}
-			})
-		}
+	for _, v := range regiontest.AllVectors(t, "testdata") {
+		t.Run(v.TestName(), func(t *testing.T) {
+			t.Parallel()
+			key := v.Key(t)
+			// The signed file: the scripts take the region out
+			// themselves.
+			b := v.File()
+			copy(b[v.Offset():], v.Region)
+			p := filepath.Join(t.TempDir(), "signed")
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			seed := hex.EncodeToString(key.Seed())
+			var cmd *exec.Cmd
+			want := hex.EncodeToString(v.Region)
+			if v.Format == region.V0 {
+				cmd = exec.Command("sh", "testdata/openssl-sign.sh", p, strconv.Itoa(v.Offset()), seed, v.Version)
+				want = hex.EncodeToString(v.Region[68:132]) // it prints the signature
+			} else {
+				end, fields := peContent(b)
+				args := []string{"testdata/openssl-sign-v1.sh", p, strconv.Itoa(v.Offset()), strconv.Itoa(end), seed, v.Version, v.Target}
+				cmd = exec.Command("sh", append(args, fields...)...)
+			}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v: %v\n%s", cmd.Args, err, out)
+			}
+			if got := strings.TrimSpace(string(out)); got != want {
+				t.Fatalf("OpenSSL differs:\nopenssl: %s\nvector:  %s", got, want)
+			}
+		})
 	}
 }
 

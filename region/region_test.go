@@ -43,12 +43,7 @@ func TestMarkerBytes(t *testing.T) {
 
 func TestLayout(t *testing.T) {
 	in := Info{Format: V0, Version: "0.2.0", Size: 0x0102030405060708}
-	for i := range in.Hash {
-		in.Hash[i] = byte(i + 1)
-	}
-	for i := range in.Signature {
-		in.Signature[i] = byte(0x80 + i)
-	}
+	in = withPattern(in)
 	b, err := in.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -110,14 +105,21 @@ func TestMarshalRejectsBadVersion(t *testing.T) {
 	}
 }
 
-func TestLayoutV1(t *testing.T) {
-	in := Info{Format: V1, Version: "2.0.0-rc.1", Target: "windows/arm64", Size: 0x0102030405060708, Offset: 0x1112131415161718}
+// withPattern returns in with a hash of bytes 1, 2, 3... and a signature
+// of bytes 0x80, 0x81..., so that a field's place shows in the bytes.
+func withPattern(in Info) Info {
 	for i := range in.Hash {
 		in.Hash[i] = byte(i + 1)
 	}
 	for i := range in.Signature {
 		in.Signature[i] = byte(0x80 + i)
 	}
+	return in
+}
+
+func TestLayoutV1(t *testing.T) {
+	in := Info{Format: V1, Version: "2.0.0-rc.1", Target: "windows/arm64", Size: 0x0102030405060708, Offset: 0x1112131415161718}
+	in = withPattern(in)
 	b, err := in.Marshal()
 	if err != nil {
 		t.Fatal(err)

@@ -186,33 +186,31 @@ func TestCleanVersion(t *testing.T) {
 // equal each vector's byte for byte. (The vector files embed no public key,
 // so the embedded-key check is off.)
 func TestGoldenVectors(t *testing.T) {
-	for _, golden := range []string{"golden-v0.txt", "golden-v1.txt"} {
-		for _, v := range regiontest.ReadVectors(t, filepath.Join("..", "..", "region", "testdata", golden)) {
-			t.Run(v.Format.String()+"/"+v.Name, func(t *testing.T) {
-				dir := t.TempDir()
-				bin, key := filepath.Join(dir, "bin"), filepath.Join(dir, "key")
-				if err := os.WriteFile(bin, v.File(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(key, []byte(v.Seed), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				args := []string{"sign", bin, "--key-file", key, "--version", v.Version, "--runtime-key", "--format", v.Format.String()}
-				if v.Target != "" {
-					args = append(args, "--target", v.Target)
-				}
-				var stdout, stderr bytes.Buffer
-				if code := run(args, &stdout, &stderr, os.Getenv); code != 0 {
-					t.Fatalf("rpsign sign exited %d: %s", code, &stderr)
-				}
-				got, err := os.ReadFile(bin)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if reg := got[v.Offset() : v.Offset()+region.Size]; !bytes.Equal(reg, v.Region) {
-					t.Errorf("rpsign wrote region\n%x\nwant\n%x", reg, v.Region)
-				}
-			})
-		}
+	for _, v := range regiontest.AllVectors(t, filepath.Join("..", "..", "region", "testdata")) {
+		t.Run(v.TestName(), func(t *testing.T) {
+			dir := t.TempDir()
+			bin, key := filepath.Join(dir, "bin"), filepath.Join(dir, "key")
+			if err := os.WriteFile(bin, v.File(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(key, []byte(v.Seed), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"sign", bin, "--key-file", key, "--version", v.Version, "--runtime-key", "--format", v.Format.String()}
+			if v.Target != "" {
+				args = append(args, "--target", v.Target)
+			}
+			var stdout, stderr bytes.Buffer
+			if code := run(args, &stdout, &stderr, os.Getenv); code != 0 {
+				t.Fatalf("rpsign sign exited %d: %s", code, &stderr)
+			}
+			got, err := os.ReadFile(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reg := got[v.Offset() : v.Offset()+region.Size]; !bytes.Equal(reg, v.Region) {
+				t.Errorf("rpsign wrote region\n%x\nwant\n%x", reg, v.Region)
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -116,6 +117,26 @@ func ReadVectors(t testing.TB, path string) []Vector {
 		t.Fatalf("%s holds no vectors", path)
 	}
 	return out
+}
+
+// AllVectors reads the vectors of both formats from dir, the folder of
+// golden-v0.txt and golden-v1.txt (region/testdata).
+func AllVectors(t testing.TB, dir string) []Vector {
+	t.Helper()
+	return append(ReadVectors(t, filepath.Join(dir, "golden-v0.txt")), ReadVectors(t, filepath.Join(dir, "golden-v1.txt"))...)
+}
+
+// TestName names the vector in a subtest: its format and name.
+func (v Vector) TestName() string { return v.Format.String() + "/" + v.Name }
+
+// Key returns the vector's secret key, parsed from Seed.
+func (v Vector) Key(t testing.TB) ed25519.PrivateKey {
+	t.Helper()
+	key, err := region.ParseSecretKey(v.Seed)
+	if err != nil {
+		t.Fatalf("vector %s: %v", v.Name, err)
+	}
+	return key
 }
 
 // rustpatcherMarker is rustpatcher 0.2's EMBED_BOUNDS.
