@@ -442,8 +442,7 @@ func TestGitHubSeed(t *testing.T) {
 	host := target.Current()
 	dir := t.TempDir()
 
-	srv := ghreleasetest.NewServer()
-	defer srv.Close()
+	srv := ghreleasetest.NewServer(t)
 	gc, err := ghrelease.NewClient(ghrelease.ClientConfig{APIURL: srv.URL, Token: "test"})
 	if err != nil {
 		t.Fatal(err)

@@ -22,8 +22,7 @@ import (
 // the file holds it, and the raw key, in hex and base64) and the token.
 func TestSecretsNeverLogged(t *testing.T) {
 	t.Parallel()
-	srv := ghreleasetest.NewServer()
-	defer srv.Close()
+	srv := ghreleasetest.NewServer(t)
 	const token = "ghp_rpseedsecrettoken0123456789"
 	key := regiontest.NewKey(t)
 	dir, state := t.TempDir(), t.TempDir()

@@ -294,8 +294,7 @@ func TestActionOutsideActions(t *testing.T) {
 // local server speaking the GitHub REST shapes used, as GitHub cannot be
 // reached from tests.
 func TestActionPublishes(t *testing.T) {
-	srv := ghreleasetest.NewServer()
-	defer srv.Close()
+	srv := ghreleasetest.NewServer(t)
 	key, pub := testKey(t)
 	dir := t.TempDir()
 	hello := copyHello(t, dir, "hello")

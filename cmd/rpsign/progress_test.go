@@ -36,8 +36,7 @@ func TestIsTerminal(t *testing.T) {
 // checks the same with a buffer).
 func TestPublishNoProgressInLogs(t *testing.T) {
 	t.Parallel()
-	srv := ghreleasetest.NewServer()
-	defer srv.Close()
+	srv := ghreleasetest.NewServer(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "app_linux_arm64")
 	key := regiontest.VectorKey(t)

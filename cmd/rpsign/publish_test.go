@@ -20,8 +20,7 @@ import (
 // the GitHub REST shapes used (release by tag, create, list, upload and
 // delete assets), as GitHub cannot be reached from tests.
 func TestPublish(t *testing.T) {
-	srv := ghreleasetest.NewServer()
-	defer srv.Close()
+	srv := ghreleasetest.NewServer(t)
 	keyA, pubA := testKey(t)
 	_, pubB := randomKey(t)
 	dir := t.TempDir()

@@ -34,8 +34,7 @@ func secretForms(t *testing.T, secret string) []string {
 // Actions, which is what keeps them out of the rest of the log.
 func TestSecretsNeverPrinted(t *testing.T) {
 	dir := t.TempDir()
-	srv := ghreleasetest.NewServer()
-	defer srv.Close()
+	srv := ghreleasetest.NewServer(t)
 	const token = "ghp_secrettokenvalue0123456789"
 	keyFile := filepath.Join(dir, "owner.key")
 

@@ -90,8 +90,7 @@ func publish(t *testing.T, srv *ghreleasetest.Server, keys map[target.Target]reg
 // assets), as GitHub itself cannot be reached from tests.
 func TestPublish(t *testing.T) {
 	t.Parallel()
-	srv := ghreleasetest.NewServer()
-	defer srv.Close()
+	srv := ghreleasetest.NewServer(t)
 	keyA, keyB := regiontest.NewKey(t), regiontest.NewKey(t)
 	keys := map[target.Target]regiontest.Key{linuxAMD64: keyA, linuxARM64: keyB}
 	pubs := map[target.Target]ed25519.PublicKey{linuxAMD64: keyA.Public, linuxARM64: keyB.Public}
@@ -159,8 +158,7 @@ func TestPublish(t *testing.T) {
 
 func TestPublishErrors(t *testing.T) {
 	t.Parallel()
-	srv := ghreleasetest.NewServer()
-	defer srv.Close()
+	srv := ghreleasetest.NewServer(t)
 	key := regiontest.NewKey(t)
 	pub := key.Public
 	dir := t.TempDir()
@@ -196,8 +194,7 @@ func TestPublishErrors(t *testing.T) {
 // asset download, rate-limit headers), as GitHub cannot be reached from tests.
 func TestPoller(t *testing.T) {
 	t.Parallel()
-	srv := ghreleasetest.NewServer()
-	defer srv.Close()
+	srv := ghreleasetest.NewServer(t)
 	keyA, keyB, otherKey := regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t)
 	pubA, pubB := keyA.Public, keyB.Public
 
@@ -299,8 +296,7 @@ func TestPoller(t *testing.T) {
 
 func TestPollerRateLimits(t *testing.T) {
 	t.Parallel()
-	srv := ghreleasetest.NewServer()
-	defer srv.Close()
+	srv := ghreleasetest.NewServer(t)
 	now := time.Unix(1_800_000_000, 0)
 	tests := []struct {
 		name  string
@@ -384,8 +380,7 @@ func TestPatchInfoJSON(t *testing.T) {
 // used, as GitHub cannot be reached from tests.
 func TestSeedPoller(t *testing.T) {
 	t.Parallel()
-	srv := ghreleasetest.NewServer()
-	defer srv.Close()
+	srv := ghreleasetest.NewServer(t)
 	key := regiontest.NewKey(t)
 	pub := key.Public
 	dir := t.TempDir()

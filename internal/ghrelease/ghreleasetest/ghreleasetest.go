@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -70,8 +71,8 @@ type Limit struct {
 	Reset time.Time
 }
 
-// NewServer starts a Server. Close it when done.
-func NewServer() *Server {
+// NewServer starts a Server, which is closed when the test ends.
+func NewServer(t testing.TB) *Server {
 	s := &Server{releases: make(map[string][]*Release), nextID: 1000, remaining: 5000, maxUpload: 1 << 30}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /repos/{owner}/{repo}/releases", s.listReleases)
@@ -101,6 +102,7 @@ func NewServer() *Server {
 		s.mu.Unlock()
 		mux.ServeHTTP(w, r)
 	}))
+	t.Cleanup(s.Close)
 	return s
 }
 
