@@ -184,19 +184,11 @@ func floodSilentStreams(t *testing.T, ctx context.Context, ft *floodTarget) stri
 		for range 16 {
 			wg.Go(func() {
 				for ctx.Err() == nil {
-					s, err := h.NewStream(ctx, ft.seed.ID, ft.proto)
-					if err != nil {
+					if holdSilentStream(ctx, h, ft) {
+						opened.Add(1)
+					} else {
 						refused.Add(1)
-						pause(ctx, 50*time.Millisecond)
-						continue
 					}
-					// Reading sends the protocol's name (multistream's lazy
-					// negotiation) and then waits, sending no request.
-					opened.Add(1)
-					stop := context.AfterFunc(ctx, func() { s.Reset() })
-					s.Read(make([]byte, 1))
-					stop()
-					s.Reset()
 				}
 			})
 		}
@@ -512,21 +504,31 @@ func floodOneStreamEach(t *testing.T, ctx context.Context, ft *floodTarget, n in
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				h.Peerstore().AddAddrs(ft.seed.ID, ft.seed.Addrs, time.Hour)
-				s, err := h.NewStream(ctx, ft.seed.ID, ft.proto)
-				if err != nil {
-					pause(ctx, 50*time.Millisecond)
-					continue
+				if holdSilentStream(ctx, h, ft) {
+					opened.Add(1)
 				}
-				opened.Add(1)
-				stop := context.AfterFunc(ctx, func() { s.Reset() })
-				s.Read(make([]byte, 1))
-				stop()
-				s.Reset()
 			}
 		})
 	}
 	wg.Wait()
 	return fmt.Sprintf("%d identities with one silent stream each: %d streams opened", n, opened.Load())
+}
+
+// holdSilentStream opens a stream of the release protocol to the seed and
+// sends no request: reading sends the protocol's name (multistream's lazy
+// negotiation) and then waits until the seed ends the stream or ctx ends.
+// It reports false, after a short pause, when the stream did not open.
+func holdSilentStream(ctx context.Context, h host.Host, ft *floodTarget) bool {
+	s, err := h.NewStream(ctx, ft.seed.ID, ft.proto)
+	if err != nil {
+		pause(ctx, 50*time.Millisecond)
+		return false
+	}
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	s.Read(make([]byte, 1))
+	stop()
+	s.Reset()
+	return true
 }
 
 // seedMetric reads one counter from an rpseed's /metrics.

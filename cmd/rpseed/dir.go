@@ -326,17 +326,10 @@ func fileTarget(path string, in region.Info) (target.Target, error) {
 }
 
 // watch scans the directory every interval until ctx is done.
-func (w *watcher) watch(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := w.scan(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				w.log.Error("scanning the release directory", "err", err)
-			}
+func (w *watcher) watch(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func(time.Time) {
+		if _, err := w.scan(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			w.log.Error("scanning the release directory", "err", err)
 		}
-	}
+	})
 }

@@ -151,27 +151,13 @@ func TestWatcher(t *testing.T) {
 		dropRelease(t, dir, "x-9", nil, stranger, "9.0.0")
 		dropRelease(t, dir, ".hidden", nil, keyA, "7.0.0")
 		dropRelease(t, dir, "partial.part", nil, keyA, "8.0.0")
-		check := func(want map[string]string) {
-			t.Helper()
-			if _, err := w.scan(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if len(srv.served) != len(want) {
-				t.Fatalf("served %v, want %v", srv.served, want)
-			}
-			for k, v := range want {
-				if srv.served[k] != v {
-					t.Fatalf("served %v, want %v", srv.served, want)
-				}
-			}
-		}
-		check(map[string]string{"linux/amd64": "2.0.0", "linux/arm64": "1.5.0"})
+		scanWant(t, w, srv, map[string]string{"linux/amd64": "2.0.0", "linux/arm64": "1.5.0"})
 		dropRelease(t, dir, "b-3", elfHeader(arm64), keyB, "3.0.0") // picked up while running
-		check(map[string]string{"linux/amd64": "2.0.0", "linux/arm64": "3.0.0"})
+		scanWant(t, w, srv, map[string]string{"linux/amd64": "2.0.0", "linux/arm64": "3.0.0"})
 		os.Remove(filepath.Join(dir, "a-2")) // removed: the next newest takes over
-		check(map[string]string{"linux/amd64": "1.0.0", "linux/arm64": "3.0.0"})
+		scanWant(t, w, srv, map[string]string{"linux/amd64": "1.0.0", "linux/arm64": "3.0.0"})
 		os.Remove(filepath.Join(dir, "a-1"))
-		check(map[string]string{"linux/arm64": "3.0.0"})
+		scanWant(t, w, srv, map[string]string{"linux/arm64": "3.0.0"})
 	})
 
 	t.Run("shared key", func(t *testing.T) {

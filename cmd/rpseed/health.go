@@ -148,15 +148,20 @@ func (w *announceWarner) observe(now time.Time, st p2p.Stats) {
 }
 
 // watch observes stats every interval until ctx is done.
-func (w *announceWarner) watch(ctx context.Context, every time.Duration, stats func() p2p.Stats) {
-	t := time.NewTicker(every)
+func (w *announceWarner) watch(ctx context.Context, interval time.Duration, stats func() p2p.Stats) {
+	every(ctx, interval, func(now time.Time) { w.observe(now, stats()) })
+}
+
+// every calls f with the time once an interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, f func(now time.Time)) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			w.observe(now, stats())
+			f(now)
 		}
 	}
 }
