@@ -2,7 +2,6 @@ package p2p
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"os"
 	"sync/atomic"
@@ -23,8 +22,7 @@ func TestMultiPeerFetch(t *testing.T) {
 	key, path, in := writeRelease(t, 24<<20)
 	pub := key.Public
 	want, _ := os.ReadFile(path)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	var seeds []*Node
 	for range 3 {
 		seeds = append(seeds, newTestSeed(t, ctx, Config{}, pub, path, in))
@@ -63,8 +61,7 @@ func TestDownloadMemoryBound(t *testing.T) {
 	t.Parallel()
 	key, path, in := writeRelease(t, 64<<20)
 	pub := key.Public
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	var seeds []*Node
 	for range 3 {
 		seeds = append(seeds, newTestSeed(t, ctx, Config{}, pub, path, in))
@@ -128,8 +125,7 @@ func TestOldProtocolPeer(t *testing.T) {
 	key, path, in := writeRelease(t, 3<<20)
 	pub := key.Public
 	want, _ := os.ReadFile(path)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	reg, _ := in.Marshal()
 
 	// The stand-in of an old node: it answers /rustpatcher/<owner>/v0
@@ -190,8 +186,7 @@ func TestNameAfterFailedDownload(t *testing.T) {
 	key, path, _ := writeRelease(t, 2<<20)
 	pub := key.Public
 	f := loadTestFile(t, path)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	liar := startTestPeer(t, pub, f, func(s network.Stream, _ *testFile, _, _ int64) {
 		wire.WritePiecesHeader(s)
 		s.Write(junk(1 << 20))
@@ -220,8 +215,7 @@ func TestSlowPeerIsOvertaken(t *testing.T) {
 	key, path, _ := writeRelease(t, 12<<20)
 	pub := key.Public
 	f := loadTestFile(t, path)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	slow := startTestPeer(t, pub, f, func(s network.Stream, f *testFile, first, count int64) {
 		wire.WritePiecesHeader(s)
 		b := f.pieces(first, count)

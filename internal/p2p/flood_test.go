@@ -72,8 +72,7 @@ func TestFloodNoBlame(t *testing.T) {
 	t.Parallel()
 	key, path, in := writeRelease(t, 3<<20)
 	pub := key.Public
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	seed := newTestSeed(t, ctx, Config{streamLimit: 4, IdleTimeout: time.Second}, pub, path, in)
 	client := newTestNode(t, Config{IdleTimeout: time.Second}, seed)
 	src := client.Source(pub, testTarget)
@@ -130,8 +129,7 @@ func TestFloodFairStreams(t *testing.T) {
 	t.Parallel()
 	key, path, in := writeRelease(t, 2<<20)
 	pub := key.Public
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	seed := newTestSeed(t, ctx, Config{streamLimit: 8}, pub, path, in)
 	fctx, stopFlood := context.WithCancel(ctx)
 	wait := silentFlood(t, fctx, seed, protocol.ID(wire.ProtocolID(pub)), 4, 4)

@@ -122,8 +122,7 @@ func TestHostilePieces(t *testing.T) {
 
 // testLiar downloads f from a liar (asked first) and an honest seed.
 func testLiar(t *testing.T, pub ed25519.PublicKey, path string, f *testFile, lie pieceLie, hashes [][sha256.Size]byte, struck bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	seed := newTestNode(t, Config{})
 	if err := seed.Serve(ctx, pub, testTarget, path, f.info); err != nil {
 		t.Fatal(err)
@@ -198,8 +197,7 @@ func TestHostileInfo(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
+			ctx := testContext(t)
 			liar := newTestNode(t, Config{})
 			liar.Host().SetStreamHandler(protocol.ID(wire.ProtocolID(pub)), func(s network.Stream) {
 				defer s.Close()
@@ -225,8 +223,7 @@ func TestRequestFloodAndBadAuth(t *testing.T) {
 	t.Parallel()
 	key, path, in := writeRelease(t, 4096)
 	pub := key.Public
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
 	flooder := newTestNode(t, Config{}, seed)
 	proto := protocol.ID(wire.ProtocolID(pub))
@@ -289,8 +286,7 @@ func TestTrailingBytesResetStream(t *testing.T) {
 }
 
 func testTrailingBytes(t *testing.T, pub ed25519.PublicKey, path string, in region.Info, addr string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	cfg := Config{ListenAddrs: []string{addr}}
 	seed := newTestSeed(t, ctx, cfg, pub, path, in)
 	client := newTestNode(t, cfg, seed)
@@ -342,8 +338,7 @@ func TestBlameOtherFile(t *testing.T) {
 	}
 	a, b := withTail(bytes.Repeat([]byte{1}, 4096)), withTail(bytes.Repeat([]byte{2}, 4096))
 	b.id = a.id
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	pa, pb := startTestPeer(t, pub, a, nil), startTestPeer(t, pub, b, nil)
 	client := newTestNode(t, Config{}, pa.Node, pb.Node)
 	r := onlyRelease(t, ctx, client.Source(pub, testTarget))
@@ -396,8 +391,7 @@ func TestV0Release(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := os.ReadFile(path)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
 	client := newTestNode(t, Config{}, seed)
 	r := onlyRelease(t, ctx, client.Source(pub, testTarget))
@@ -429,8 +423,7 @@ func TestTailAfterResume(t *testing.T) {
 	f := *loadTestFile(t, path)
 	f.bytes = append(bytes.Clone(f.bytes), bytes.Repeat([]byte{7}, 4096)...)
 	f.layout.Size = int64(len(f.bytes))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	pa, pb := startTestPeer(t, key.Public, &f, nil), startTestPeer(t, key.Public, &f, nil)
 	client := newTestNode(t, Config{}, pa.Node, pb.Node)
 	r := onlyRelease(t, ctx, client.Source(key.Public, testTarget))

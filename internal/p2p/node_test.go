@@ -49,6 +49,14 @@ func newTestNode(t testing.TB, cfg Config, boot ...*Node) *Node {
 	return n
 }
 
+// testContext returns a context that ends with the test, or after a
+// minute: every wait of a test is bounded.
+func testContext(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // writeRelease writes a signed release 2.0.0 of size bytes for
 // testTarget, by a new key, into a temporary directory.
 func writeRelease(t testing.TB, size int64) (key regiontest.Key, path string, in region.Info) {

@@ -267,8 +267,7 @@ func TestPackedOlderPeer(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "release")
 	regiontest.WriteBinary(t, path, 5<<20, 3, key, "2.0.0")
 	f := loadTestFile(t, path)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	for _, tt := range []struct {
 		name    string
 		ext     *wire.InfoExt

@@ -19,8 +19,7 @@ import (
 func TestRelayedInfo(t *testing.T) {
 	key, path, in := writeRelease(t, 4096)
 	pub := key.Public
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	// RelayService runs the relay at once, although AutoNAT could never
 	// find a node on loopback publicly reachable.
 	relay := newTestNode(t, Config{RelayService: true})

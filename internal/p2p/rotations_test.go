@@ -89,8 +89,7 @@ func TestRotationsFromBootstrapPeer(t *testing.T) {
 // channel up asks it.
 func TestRotationsFoundThroughDHT(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t)
 	k0, k1 := regiontest.NewKey(t), regiontest.NewKey(t)
 	st := rotate(t, k0, k1, testTarget, 1)
 	boot := newTestNode(t, Config{})
@@ -152,8 +151,7 @@ func TestHostileRotations(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
+			ctx := testContext(t)
 			liar := newTestNode(t, Config{})
 			liar.Host().SetStreamHandler(protocol.ID(wire.ProtocolID(k0.Public)), func(s network.Stream) {
 				defer s.Close()
