@@ -723,12 +723,12 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) e
 	return nil
 }
 
-// readPacked reads the frame of piece i from r, its data into frame, and
-// decodes it into buf. A frame that is malformed or does not decode fails
+// readPacked reads the frame of piece i from r, its data into frame (a
+// raw piece's straight into buf), and decodes it into buf. A frame that is malformed or does not decode fails
 // with packedError; a failure to read the base, this node's own file, does
 // not.
 func (d *download) readPacked(r io.Reader, i int64, buf, frame []byte, mode fetchMode) ([]byte, error) {
-	p, err := d.l.ReadPacked(r, i, frame)
+	p, err := d.l.ReadPackedInto(r, i, frame, buf)
 	if err != nil {
 		if errors.Is(err, wire.ErrMalformed) {
 			err = packedError(mode, err)
@@ -736,6 +736,10 @@ func (d *download) readPacked(r io.Reader, i int64, buf, frame []byte, mode fetc
 		return nil, err
 	}
 	d.n.downloaded.Add(uint64(1 + len(p.Data)))
+	_, n := d.l.Piece(i)
+	if p.Method == wire.PackRaw {
+		return p.Data, nil // read into buf, exactly the piece's length
+	}
 	dec, err := d.n.decoders.get(d.ctx)
 	if err != nil {
 		return nil, err
@@ -746,7 +750,6 @@ func (d *download) readPacked(r io.Reader, i int64, buf, frame []byte, mode fetc
 	if mode == modeDelta {
 		base, baseSize = d.base.f, d.base.layout.Size
 	}
-	_, n := d.l.Piece(i)
 	if err := dec.Unpack(p, base, baseSize, buf[:n]); err != nil {
 		if errors.Is(err, pack.ErrBad) {
 			err = packedError(mode, fmt.Errorf("piece %d: %w", i, err))

@@ -165,7 +165,7 @@ func (s *server) servePacked(ctx context.Context, st network.Stream, remote peer
 		}
 		if !fromMade {
 			off, n := sv.layout.Piece(i)
-			if enc == nil {
+			if enc == nil || sv.rawKnown(i) {
 				// Raw: the piece is read straight into the frame.
 				frame = append(frame, wire.PackRaw)
 				_, err = sv.f.ReadAt(frame[len(frame):len(frame)+int(n)], off)
@@ -182,6 +182,9 @@ func (s *server) servePacked(ctx context.Context, st network.Stream, remote peer
 					var p wire.PackedPiece
 					if p, err = enc.Pack(piece[:n], nil, 0, append(frame, 0, 0, 0, 0, 0)); err == nil {
 						frame = wire.AppendPacked(frame[:start], p)
+						if p.Method == wire.PackRaw {
+							sv.setRaw(i)
+						}
 					}
 				}
 			}

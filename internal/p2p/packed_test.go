@@ -197,6 +197,55 @@ func TestPackedTransfer(t *testing.T) {
 		if packed := seed.Stats().PackedRequests > 0; packed != tt.packed {
 			t.Errorf("%s: packed requests %v, want %v", tt.name, packed, tt.packed)
 		}
+		if sv := seed.server.newestOf(sw.key.Public, testTarget); tt.packed && rawKnown(sv) == sv.layout.NumPieces() {
+			t.Errorf("%s: every piece of a release that compresses is marked raw", tt.name)
+		}
+	}
+}
+
+// rawKnown counts the pieces of sv that an upload found not worth
+// compressing.
+func rawKnown(sv *served) int64 {
+	var n int64
+	for i := range sv.layout.NumPieces() {
+		if sv.rawKnown(i) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestIncompressibleRemembered downloads a release of random bytes twice
+// from a seed that compresses on the fly: the first upload finds that no
+// piece is worth compressing and the seed remembers it, so the second
+// sends every piece as it is without trying; both get the release's bytes.
+func TestIncompressibleRemembered(t *testing.T) {
+	t.Parallel()
+	key, path, in := writeRelease(t, 6<<20)
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testContext(t)
+	seed := newTestSeed(t, ctx, Config{}, key.Public, path, in)
+	sv := seed.server.newestOf(key.Public, testTarget)
+	pieces := sv.layout.NumPieces()
+	for round := range 2 {
+		n := newTestNode(t, Config{}, seed)
+		r := onlyRelease(t, ctx, n.Source(key.Public, testTarget))
+		if got, err := fetchFile(ctx, r, key.Public); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("download %d: %v, equal %v", round, err, bytes.Equal(got, want))
+		}
+		if known := rawKnown(sv); known != pieces {
+			t.Fatalf("after download %d, %d of %d pieces known not to compress", round, known, pieces)
+		}
+	}
+	// Raw frames: one byte of method before each piece.
+	if got, want := seed.Stats().BytesUploaded, 2*(uint64(len(want))+uint64(pieces)); got != want {
+		t.Errorf("the seed uploaded %d bytes, want %d", got, want)
+	}
+	if seed.Stats().PackedRequests == 0 {
+		t.Error("no packed request: the test did not try compression")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/org/rustpatcher-go/internal/pack"
 	"github.com/org/rustpatcher-go/internal/wire"
@@ -28,6 +29,10 @@ type served struct {
 	leaves [][sha256.Size]byte // nil for a v0 release
 	f      *os.File
 
+	// raw has a bit set for each piece an upload found not worth
+	// compressing: later uploads send it as it is without trying again.
+	raw []atomic.Uint64
+
 	mu    sync.Mutex
 	refs  int                              // 1 while served, +1 per running upload
 	packs map[[wire.IDLen]byte]*pack.Cache // made frames, by base file ID (zero: compressed alone); see packed.go
@@ -37,11 +42,18 @@ type served struct {
 // scan is sc, served once (one reference).
 func newServed(pub ed25519.PublicKey, target string, in region.Info, reg [region.Size]byte, f *os.File, sc *region.Scanned, l wire.Layout) *served {
 	s := &served{pub: pub, target: target, info: in, reg: reg, id: sc.FileID, layout: l, f: f, refs: 1}
+	s.raw = make([]atomic.Uint64, (l.NumPieces()+63)/64)
 	if in.Format == region.V1 {
 		s.leaves = sc.Leaves
 	}
 	return s
 }
+
+// rawKnown reports whether an upload found piece i not worth compressing.
+func (s *served) rawKnown(i int64) bool { return s.raw[i/64].Load()&(1<<(i%64)) != 0 }
+
+// setRaw records that piece i is not worth compressing.
+func (s *served) setRaw(i int64) { s.raw[i/64].Or(1 << (i % 64)) }
 
 // acquire takes a reference for an upload.
 func (s *served) acquire() { s.mu.Lock(); s.refs++; s.mu.Unlock() }

@@ -97,14 +97,22 @@ func TestPacked(t *testing.T) {
 	if err := ReadPackedHeader(&buf); err != nil {
 		t.Fatal(err)
 	}
-	b := make([]byte, l.MaxPieceLen())
+	b, raw := make([]byte, l.MaxPieceLen()), make([]byte, l.MaxPieceLen())
 	for _, p := range pieces {
-		got, err := l.ReadPacked(&buf, p.i, b)
+		got, err := l.ReadPackedInto(&buf, p.i, b, raw)
 		if err != nil {
 			t.Fatalf("piece %d: %v", p.i, err)
 		}
 		if got.Method != p.p.Method || got.DictOff != p.p.DictOff || got.DictLen != p.p.DictLen || !bytes.Equal(got.Data, p.p.Data) {
 			t.Errorf("piece %d: got %+v", p.i, got)
+		}
+		// ReadPackedInto reads a raw piece's data into raw, others' into b.
+		want := &b[0]
+		if p.p.Method == PackRaw {
+			want = &raw[0]
+		}
+		if &got.Data[0] != want {
+			t.Errorf("piece %d (method %d): data read into the other buffer", p.i, p.p.Method)
 		}
 	}
 	if buf.Len() != 0 {

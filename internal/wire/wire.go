@@ -796,12 +796,19 @@ func ReadPackedHeader(r io.Reader) error { return readStatus(r) }
 // reads at most MaxPackedHeaderLen bytes and the piece's length. The data
 // is not decoded here (see internal/pack).
 func (l Layout) ReadPacked(r io.Reader, i int64, buf []byte) (PackedPiece, error) {
+	return l.ReadPackedInto(r, i, buf, buf)
+}
+
+// ReadPackedInto is ReadPacked with the data of a raw frame read into raw
+// instead of buf: a raw piece needs no decoding, so it can be read where
+// the piece goes. Both must hold the piece.
+func (l Layout) ReadPackedInto(r io.Reader, i int64, buf, raw []byte) (PackedPiece, error) {
 	if i < 0 || i >= l.NumPieces() {
 		return PackedPiece{}, fmt.Errorf("no piece %d in %d", i, l.NumPieces())
 	}
 	_, n := l.Piece(i)
-	if int64(len(buf)) < n {
-		return PackedPiece{}, fmt.Errorf("a buffer of %d bytes for piece %d of %d bytes", len(buf), i, n)
+	if int64(min(len(buf), len(raw))) < n {
+		return PackedPiece{}, fmt.Errorf("a buffer of %d bytes for piece %d of %d bytes", min(len(buf), len(raw)), i, n)
 	}
 	what := fmt.Sprintf("packed piece %d", i)
 	var h [MaxPackedHeaderLen]byte
@@ -812,6 +819,7 @@ func (l Layout) ReadPacked(r io.Reader, i int64, buf []byte) (PackedPiece, error
 	size := n
 	switch p.Method {
 	case PackRaw:
+		buf = raw
 	case PackZstd, PackDelta:
 		hl := 4
 		if p.Method == PackDelta {
