@@ -724,9 +724,9 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) e
 }
 
 // readPacked reads the frame of piece i from r, its data into frame (a
-// raw piece's straight into buf), and decodes it into buf. A frame that is malformed or does not decode fails
-// with packedError; a failure to read the base, this node's own file, does
-// not.
+// raw piece's straight into buf), and decodes it into buf. A frame that is
+// malformed or does not decode fails with packedError; a failure to read
+// the base, this node's own file, does not.
 func (d *download) readPacked(r io.Reader, i int64, buf, frame []byte, mode fetchMode) ([]byte, error) {
 	p, err := d.l.ReadPackedInto(r, i, frame, buf)
 	if err != nil {
