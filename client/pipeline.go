@@ -919,8 +919,9 @@ type trustingSource interface {
 func (p *pipeline) followRotations(ctx context.Context) {
 	// The chain followed before is kept as it is and only extended: a
 	// statement by a key the chain already left is ignored (see
-	// rotation.Extend).
-	_, kept := rotation.Follow(p.pub, runningTarget, p.trial.rotations())
+	// rotation.Extend), and a chain that led here from the key of the
+	// build this one updated from keeps that key left (rotation.Resume).
+	origin, kept := rotation.Resume(p.pub, runningTarget, p.trial.rotations())
 	var stmts []rotation.Statement
 	for _, src := range p.sources {
 		rs, ok := src.(rotationSource)
@@ -933,7 +934,7 @@ func (p *pipeline) followRotations(ctx context.Context) {
 		}
 		stmts = append(stmts, got...)
 	}
-	key, chain := rotation.Extend(p.pub, runningTarget, kept, stmts)
+	key, chain := rotation.Extend(origin, runningTarget, kept, stmts)
 	if key.Equal(p.trusted) {
 		return
 	}
