@@ -337,7 +337,7 @@ func (p *pipeline) offers(ctx context.Context) []candidate {
 				if errors.Is(err, ErrNotNewer) && region.CompareVersions(c.in.Version, p.current().Version) == 0 {
 					continue // the version running, or just applied: nothing to say
 				}
-				if p.refused.reject(c) {
+				if p.refused.rejectFor(c, err, p.trusted) {
 					p.log.Info("release rejected", "version", c.in.Version, "source", c.name(), "reason", err)
 					p.emit(Event{Kind: EventRejected, Release: c.in, Source: c.name(), Err: err})
 				}
@@ -732,7 +732,9 @@ const selfTestRetry = time.Hour
 // each is reported once and not fetched again.
 type refusals struct {
 	// byOffer remembers offers refused for what they are (version,
-	// signature, bad bytes), by candidate.key: never retried.
+	// signature, bad bytes), by candidate.key: never retried. Offers
+	// refused only for their key are remembered with the key trusted
+	// then (see rejectFor).
 	byOffer map[string]bool
 	// selfTest remembers, by file ID (the exact bytes), when a file that
 	// verified failed its self-test on this machine. Such a file is bad
@@ -751,8 +753,24 @@ func newRefusals() refusals {
 }
 
 // reject remembers an offer as refused and reports whether it was new.
-func (r refusals) reject(c candidate) bool {
+func (r refusals) reject(c candidate) bool { return r.remember(c.key()) }
+
+// rejectFor is reject for an offer refused, before a byte of it was
+// fetched, for err while trusted was the key trusted. An offer refused only
+// because it is not signed by that key is remembered with the key, not for
+// good: once a rotation moves the trust to another key, it is judged
+// again (and reported again if refused again), so that a release that
+// arrived before its rotation statement is applied.
+func (r refusals) rejectFor(c candidate, err error, trusted ed25519.PublicKey) bool {
 	k := c.key()
+	if errors.Is(err, region.ErrBadSignature) || errors.Is(err, ErrRotatedKey) {
+		k += "\x00untrusted by " + hex.EncodeToString(trusted)
+	}
+	return r.remember(k)
+}
+
+// remember adds k to the offers refused and reports whether it was new.
+func (r refusals) remember(k string) bool {
 	if r.byOffer[k] {
 		return false
 	}

@@ -142,3 +142,44 @@ func TestRotationNoWayBack(t *testing.T) {
 		t.Errorf("the executable verifies with B as %q (%v), want 2.0.0", v, err)
 	}
 }
+
+// TestRotationAfterRelease: hello 2.0.0, built and signed for key B, is in
+// the release directory before any statement: hello 1.0.0, built for A,
+// refuses it (not signed by A). Then the owner's A→B statement appears
+// beside it; at the next poll the app follows it and applies the 2.0.0
+// it refused before, without the file being touched or the app restarted:
+// a refusal for the key alone lasts only as long as that key is trusted.
+func TestRotationAfterRelease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds hello for two keys")
+	}
+	t.Parallel()
+	a, b := NewKey(t), NewKey(t)
+	helloA, helloB := BuildHello(t, a.Public), BuildHello(t, b.Public)
+	dir := t.TempDir()
+	rels := filepath.Join(dir, "releases")
+	release := filepath.Join(rels, "hello-2.0.0")
+	SignedCopy(t, helloB, release, b, "2.0.0")
+	exe := filepath.Join(dir, "app", "hello")
+	SignedCopy(t, helloA, exe, a, "1.0.0")
+	p := Start(t, exe, "--source", rels, "--interval", "1s")
+	_, i := p.WaitLine(0, 30*time.Second, `msg="release rejected".* version=2\.0\.0.*signature does not verify`)
+
+	s, err := rotation.New(a.Private, b.Private.Public().(ed25519.PublicKey), runtime.GOOS+"/"+runtime.GOARCH, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := s.MarshalText()
+	tmp := filepath.Join(dir, "a-b"+rotation.FileSuffix)
+	if err := os.WriteFile(tmp, text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(rels, filepath.Base(tmp))); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitLine(i, 30*time.Second, `msg="owner key rotated.*to=`+b.Public)
+	p.WaitLine(i, 30*time.Second, `^hello 2\.0\.0`)
+	if !sameBytes(t, exe, release) {
+		t.Error("the executable differs from the directory's 2.0.0")
+	}
+}
