@@ -491,18 +491,25 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 // fetch streams the release into w, reporting progress, and verifies it
 // on the way: the content must have the signed digest and length, only an
 // OS code signature may follow it, the region must be the one offered, and
-// the file the one offered when the source named it. It returns the region
+// the file the one offered when the source named it. A length that the
+// region, or the file's headers as soon as they are in, rule out fails at
+// once with ErrSize. It returns the region
 // and the file's ID. A write error is a localError.
 func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.Info, [sha256.Size]byte, error) {
 	var none [sha256.Size]byte
 	total, content := c.rel.Size(), c.in.ContentLen()
-	if total < content || total-content > region.MaxTail(content) {
-		return region.Info{}, none, fmt.Errorf("%w: %s offers a file of %d bytes for %d bytes of signed content", ErrSize, c.name(), total, content)
+	if err := c.in.CheckFileSize(total); err != nil {
+		return region.Info{}, none, fmt.Errorf("%w: %s offers a file of %d bytes for %d bytes of signed content: %w", ErrSize, c.name(), total, content, err)
 	}
 	pw := &progressWriter{w: w, total: total, emit: func(done int64) {
 		p.emit(Event{Kind: EventProgress, Release: c.in, Source: c.name(), Done: done, Total: total})
 	}}
-	rr := &releaseReader{ctx: ctx, rel: c.rel, limit: total}
+	rr := &releaseReader{ctx: ctx, rel: c.rel, limit: total, checkHeader: func(h []byte) error {
+		if err := c.in.CheckHeader(h, total); err != nil {
+			return fmt.Errorf("%w: %s offers a file of %d bytes, which its headers rule out: %w", ErrSize, c.name(), total, err)
+		}
+		return nil
+	}}
 	defer rr.close()
 	// A release whose source checks every piece against the signed root
 	// as it arrives is not hashed again: the scan only locates the region
