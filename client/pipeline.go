@@ -122,6 +122,11 @@ func newPipeline(cfg Config, pub ed25519.PublicKey, exe string, ctl *control) *p
 		refused:  newRefusals(),
 		trusted:  pub,
 	}
+	for _, src := range p.sources {
+		if l, ok := src.(loggedSource); ok {
+			l.setLogger(p.log)
+		}
+	}
 	if p.selfTest == nil {
 		p.selfTest = func(ctx context.Context, path string, want region.Info) error {
 			return runSelfTest(ctx, path, want, cfg.SelfTestTimeout, p.log)

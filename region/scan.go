@@ -98,6 +98,7 @@ type scanOptions struct {
 	v0, v1 bool     // the digests to compute
 	size   int64    // the file's length if known, else -1
 	sign   bool     // take the content end from the headers, not the region
+	locate bool     // stop at the first whole region: only Offset, Region, FileSize (as given) and the layout
 	find   []string // texts to look for (Scanned.Found)
 }
 
@@ -193,6 +194,10 @@ func scan(ctx context.Context, r io.Reader, opt scanOptions, buf []byte) (*Scann
 			}
 			s.emit(off+int64(done), buf[done:j])
 			s.region(off+int64(j), buf[j:j+Size])
+			if s.opt.locate {
+				s.res.FileSize = s.opt.size
+				return &s.res, nil
+			}
 			done = j + Size
 			from = done
 		}

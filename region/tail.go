@@ -61,13 +61,23 @@ func (in Info) CheckHeader(header []byte, size int64) error {
 	if err := in.CheckFileSize(size); err != nil {
 		return err
 	}
-	tail := size - in.ContentLen()
-	if tail == 0 {
+	if size == in.ContentLen() {
 		return nil
 	}
 	l, err := exefmt.Parse(header[:min(len(header), exefmt.MaxHeader)], size)
-	if err != nil || l.Kind == exefmt.PE || (l.Kind == exefmt.MachO && l.HasSignature()) {
-		// Malformed headers fail the piece check or the scan.
+	if err != nil {
+		return nil // malformed headers fail the piece check or the scan
+	}
+	return in.checkLayout(l, size)
+}
+
+// checkLayout is CheckHeader with the headers parsed into l.
+func (in Info) checkLayout(l exefmt.Layout, size int64) error {
+	if err := in.CheckFileSize(size); err != nil {
+		return err
+	}
+	tail := size - in.ContentLen()
+	if tail == 0 || l.Kind == exefmt.PE || (l.Kind == exefmt.MachO && l.HasSignature()) {
 		return nil
 	}
 	return fmt.Errorf("%w: %d bytes follow the signed content of a %v file that has no code signature", ErrSizeMismatch, tail, l.Kind)

@@ -1,8 +1,13 @@
 package region
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -96,6 +101,88 @@ func TestCheckHeader(t *testing.T) {
 			}
 			if !tt.ok && !errors.Is(err, ErrSizeMismatch) {
 				t.Errorf("CheckHeader(%d) = %v, want ErrSizeMismatch", tt.size, err)
+			}
+		})
+	}
+}
+
+// TestScanReleaseFile: a file in a release directory is refused without
+// being read when it is longer than any release, and after reading only
+// up to its region when the region or its file type rules its length
+// out; other files scan as with ScanFile.
+func TestScanReleaseFile(t *testing.T) {
+	ctx := context.Background()
+	key := vectorKey(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	signed := func(name, target string, format Format) string {
+		t.Helper()
+		p := write(name, cat([]byte("\x7fELF"), randBytes(r, 20000), unsignedRegion(), randBytes(r, 20000)))
+		if _, err := Sign(ctx, p, key, SignOptions{Version: "1.0.0", Format: format, Target: target}); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	appendZeros := func(p string, n int64) string {
+		t.Helper()
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(p, st.Size()+n); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	huge := write("huge", nil)
+	if err := os.Truncate(huge, MaxFileLen+1); err != nil {
+		t.Skipf("no sparse file of %d bytes here: %v", int64(MaxFileLen+1), err)
+	}
+	tests := []struct {
+		name string
+		path string
+		want error // nil: scans as ScanFile does
+	}{
+		{"a release", signed("ok", "linux/amd64", V1), nil},
+		{"zeros after an ELF signed for windows: its header tells", appendZeros(signed("win", "windows/amd64", V1), 100), ErrSizeMismatch},
+		{"zeros after a release for linux", appendZeros(signed("linux-tail", "linux/amd64", V1), 4096), ErrSizeMismatch},
+		{"zeros after a v0 ELF", appendZeros(signed("v0-tail", "", V0), 4096), ErrSizeMismatch},
+		{"shorter than its content", func() string {
+			p := signed("short", "linux/amd64", V1)
+			st, _ := os.Stat(p)
+			os.Truncate(p, st.Size()-1)
+			return p
+		}(), ErrSizeMismatch},
+		{"longer than any release", huge, ErrSizeMismatch},
+		{"no region", write("none", randBytes(r, 5000)), ErrNoRegion},
+		{"two regions", write("two", cat(randBytes(r, 100), unsignedRegion(), randBytes(r, 100), unsignedRegion())), ErrMultipleRegions},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := ScanReleaseFile(ctx, tt.path)
+			if tt.want != nil {
+				if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.path) {
+					t.Fatalf("ScanReleaseFile = %v, want %v naming the file", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := ScanFile(ctx, tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Offset != want.Offset || s.Root != want.Root || s.FileID != want.FileID || s.FileSize != want.FileSize {
+				t.Errorf("ScanReleaseFile and ScanFile disagree: %+v, %+v", s, want)
 			}
 		})
 	}
