@@ -106,7 +106,11 @@ func scanFile(ctx context.Context, f *os.File, opt scanOptions, buf []byte) (*Sc
 	if buf == nil {
 		buf = make([]byte, chunkSize+Size)
 	}
-	s, err := scan(ctx, f, opt, buf)
+	var r io.Reader = f
+	if h := holes(f); opt.locate && h != nil {
+		r = holeFile{f, h}
+	}
+	s, err := scan(ctx, r, opt, buf)
 	if err != nil {
 		return nil, err
 	}
@@ -114,6 +118,12 @@ func scanFile(ctx context.Context, f *os.File, opt scanOptions, buf []byte) (*Sc
 		return nil, fmt.Errorf("the file changed size while it was read (%d bytes, then %d)", opt.size, s.FileSize)
 	}
 	return s, nil
+}
+
+// holeFile is a file read by a scan that skips its holes.
+type holeFile struct {
+	io.Reader
+	dataSeeker
 }
 
 // SignFile signs the binary at path in place with key and version, in

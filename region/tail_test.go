@@ -187,3 +187,51 @@ func TestScanReleaseFile(t *testing.T) {
 		})
 	}
 }
+
+// TestScanSkipsHoles: the pass that locates the region skips the holes of
+// a sparse file (on Linux; elsewhere it reads their zeros) and still finds
+// the region at its offset, after islands of data, one of which ends in
+// the first bytes of a marker.
+func TestScanSkipsHoles(t *testing.T) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(7, 8))
+	rel := filepath.Join(t.TempDir(), "rel")
+	if err := os.WriteFile(rel, cat(randBytes(r, 20000), unsignedRegion(), randBytes(r, 20000)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Sign(ctx, rel, vectorKey(t), SignOptions{Version: "1.0.0", Target: "linux/amd64"}); err != nil {
+		t.Fatal(err)
+	}
+	relBytes, _ := os.ReadFile(rel)
+	at, err := ScanFile(ctx, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "sparse")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const island, release = 256 << 20, 512 << 20
+	m1, _ := markersV1()
+	if _, err := f.WriteAt(cat(randBytes(r, 10000), m1[:10]), island); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(relBytes, release); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(release + int64(len(relBytes)) + 1<<20); err != nil {
+		t.Skipf("no sparse file here: %v", err)
+	}
+	s, err := ScanReleaseFile(ctx, path)
+	if !errors.Is(err, ErrSizeMismatch) || s == nil {
+		t.Fatalf("ScanReleaseFile = %v, want ErrSizeMismatch and the region found", err)
+	}
+	if s.Offset != release+at.Offset {
+		t.Errorf("region found at %d, want %d", s.Offset, release+at.Offset)
+	}
+	if in, err := s.Info(); err != nil || in.Version != "1.0.0" {
+		t.Errorf("region found: %+v, %v", in, err)
+	}
+}

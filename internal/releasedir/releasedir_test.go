@@ -294,7 +294,8 @@ func TestListCanceled(t *testing.T) {
 }
 
 // TestHostileFiles: a file longer than any release (a sparse 1 TiB one) is
-// listed with ErrTooLarge without being read, and a release with zeros
+// listed with ErrTooLarge without being read, a sparse 32 GiB one as
+// holding no region, and a release with zeros
 // after its content (a length its region rules out) with ErrSizeMismatch;
 // the genuine release beside them is listed, and a second List scans
 // nothing again.
@@ -315,14 +316,23 @@ func TestHostileFiles(t *testing.T) {
 	if err := os.Truncate(huge, 1<<40); err != nil {
 		t.Skipf("no sparse 1 TiB file here: %v", err)
 	}
+	// Not too large to be a release, but all holes: the pass that
+	// locates the region skips them (on Linux).
+	holes := filepath.Join(dir, "holes")
+	if err := os.WriteFile(holes, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(holes, 32<<30); err != nil {
+		t.Fatal(err)
+	}
 	d := New(dir)
 	for round := range 2 {
 		ents, err := d.List(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ents) != 3 {
-			t.Fatalf("listed %d files, want 3", len(ents))
+		if len(ents) != 4 {
+			t.Fatalf("listed %d files, want 4", len(ents))
 		}
 		byName := map[string]Entry{}
 		for _, e := range ents {
@@ -333,6 +343,9 @@ func TestHostileFiles(t *testing.T) {
 		}
 		if e := byName["app-2.0.0"]; e.Err != nil || e.Info.Version != "2.0.0" {
 			t.Errorf("the genuine release: %+v", e)
+		}
+		if e := byName["holes"]; !errors.Is(e.Err, region.ErrNoRegion) {
+			t.Errorf("the 32 GiB sparse file: %v, want ErrNoRegion", e.Err)
 		}
 		if e := byName["huge"]; !errors.Is(e.Err, ErrTooLarge) || !strings.Contains(e.Err.Error(), huge) {
 			t.Errorf("the 1 TiB file: %v, want ErrTooLarge naming it", e.Err)
