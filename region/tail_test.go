@@ -61,13 +61,7 @@ func TestCheckHeader(t *testing.T) {
 	const n = 1 << 20
 	elf := append([]byte("\x7fELF"), make([]byte, 60)...)
 	pe := func(certOff, certLen uint32) []byte {
-		h := make([]byte, 0x148)
-		copy(h, "MZ")
-		binary.LittleEndian.PutUint32(h[0x3c:], 0x40)
-		copy(h[0x40:], "PE\x00\x00")
-		binary.LittleEndian.PutUint16(h[0x54:], 240)
-		binary.LittleEndian.PutUint16(h[0x58:], 0x20b)
-		binary.LittleEndian.PutUint32(h[0xc4:], 16)
+		h := peHeader()
 		binary.LittleEndian.PutUint32(h[0xe8:], certOff)
 		binary.LittleEndian.PutUint32(h[0xec:], certLen)
 		return h

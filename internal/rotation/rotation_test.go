@@ -114,6 +114,16 @@ func TestFollow(t *testing.T) {
 	}
 }
 
+// mustNew returns the statement, signed by from, that moves target to to.
+func mustNew(t *testing.T, from, to regiontest.Key, target string, seq uint64) Statement {
+	t.Helper()
+	s, err := New(from.Private, to.Public, target, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestNoWayBackToALeftKey: a chain never returns to a key it left, the
 // starting key or one it moved through, whatever the sequences; a step
 // that would is ignored, in Follow and in Extend, and the chain goes on
@@ -121,14 +131,7 @@ func TestFollow(t *testing.T) {
 func TestNoWayBackToALeftKey(t *testing.T) {
 	a, b, c, x := regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t)
 	const target = "linux/amd64"
-	st := func(from regiontest.Key, to regiontest.Key, seq uint64) Statement {
-		t.Helper()
-		s, err := New(from.Private, to.Public, target, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	st := func(from, to regiontest.Key, seq uint64) Statement { return mustNew(t, from, to, target, seq) }
 	ab1, ba2, ax3 := st(a, b, 1), st(b, a, 2), st(a, x, 3)
 	bc2, ca3, cb3, bx4, cx5 := st(b, c, 2), st(c, a, 3), st(c, b, 3), st(b, x, 4), st(c, x, 5)
 	tests := []struct {
@@ -177,14 +180,7 @@ func TestNoWayBackToALeftKey(t *testing.T) {
 func TestResume(t *testing.T) {
 	a, b, c, x := regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t)
 	const target = "linux/amd64"
-	st := func(from regiontest.Key, to regiontest.Key, seq uint64) Statement {
-		t.Helper()
-		s, err := New(from.Private, to.Public, target, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	st := func(from, to regiontest.Key, seq uint64) Statement { return mustNew(t, from, to, target, seq) }
 	ab1, bc2, ba2, ax3, cx3 := st(a, b, 1), st(b, c, 2), st(b, a, 2), st(a, x, 3), st(c, x, 3)
 	tests := []struct {
 		name   string
