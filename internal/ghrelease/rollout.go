@@ -181,3 +181,43 @@ func (p *Publisher) PublishRollouts(ctx context.Context, tag string, paths []str
 	}
 	return nil
 }
+
+// releasesSearched is how many of the newest releases FindRollout looks at.
+const releasesSearched = 30
+
+// FindRollout returns the statement of target t with the highest sequence
+// among the assets named RolloutName(t) of the newest releases of repo
+// that verify (with the key each names: the caller checks whose key it is),
+// and the tag of the release that holds it; nil when none does. Assets
+// that are too large or do not verify are skipped.
+func FindRollout(ctx context.Context, c *github.Client, repo Repo, t target.Target) (*rollout.Statement, string, error) {
+	rels, _, err := c.Repositories.ListReleases(ctx, repo.Owner, repo.Name, &github.ListOptions{PerPage: releasesSearched})
+	if err != nil {
+		return nil, "", fmt.Errorf("listing releases of %s: %w", repo, err)
+	}
+	p := &Poller{Client: c, Repo: repo, statements: map[int64]rollout.Statement{}}
+	var best *rollout.Statement
+	tag := ""
+	for _, rel := range rels {
+		if rel.GetDraft() {
+			continue
+		}
+		for _, a := range rel.Assets {
+			if a.GetName() != RolloutName(t) {
+				continue
+			}
+			st, err := p.readRollout(ctx, a)
+			var dl *downloadError
+			if errors.As(err, &dl) {
+				return nil, "", err
+			}
+			if err != nil || st.Verify() != nil || st.Target != t.String() {
+				continue
+			}
+			if best == nil || st.Sequence > best.Sequence {
+				best, tag = &st, rel.GetTagName()
+			}
+		}
+	}
+	return best, tag, nil
+}
