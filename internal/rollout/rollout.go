@@ -53,6 +53,8 @@ const (
 	MaxYanks    = 32
 	// MaxNameLen bounds a channel's name.
 	MaxNameLen = 32
+	// MaxRamp bounds a channel's ramp: ten years.
+	MaxRamp = 10 * 365 * 24 * time.Hour
 )
 
 // FileSuffix ends the names of files that hold one statement each, as
@@ -207,6 +209,8 @@ func (s Statement) check() error {
 			return bad("channel %s: percent %d (want 0 to 100)", c.Name, c.Percent)
 		case c.Ramp < 0:
 			return bad("channel %s: negative ramp", c.Name)
+		case c.Ramp > MaxRamp:
+			return bad("channel %s: a ramp of %s, longer than ten years", c.Name, c.Ramp)
 		case c.Ramp > 0 && c.Start.IsZero():
 			return bad("channel %s: a ramp needs a start", c.Name)
 		case c.Ramp == 0 && !c.Start.IsZero():
@@ -402,7 +406,7 @@ func parseChannel(v string) (Channel, error) {
 	rest := f[3:]
 	if len(rest) >= 2 && strings.HasPrefix(rest[0], "ramp=") {
 		secs, err := strconv.ParseInt(strings.TrimPrefix(rest[0], "ramp="), 10, 64)
-		if err != nil || secs <= 0 || secs > 10*365*24*3600 {
+		if err != nil || secs <= 0 || secs > int64(MaxRamp/time.Second) {
 			return c, fmt.Errorf("ramp %q: want seconds, 1 to ten years", rest[0])
 		}
 		c.Ramp = time.Duration(secs) * time.Second
