@@ -171,7 +171,7 @@ func setRolloutOutputs(a *githubactions.Action, e *env, sts []rollout.Statement)
 	b.WriteString("### rpsign: rollout statements\n\n| Target | Sequence | Expires | Channels | Yanked |\n| --- | ---: | --- | --- | --- |\n")
 	for _, st := range sts {
 		outs = append(outs, rolloutOutput{Target: st.Target, Sequence: st.Sequence, Expires: st.Expires, File: rollout.FileName(st.Target)})
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s |\n", st.Target, st.Sequence, st.Expires.Format(time.RFC3339), mdEscape(describeChannels(st)), mdEscape(describeYanks(st)))
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s |\n", st.Target, st.Sequence, st.Expires.Format(time.RFC3339), mdEscape(st.ChannelSummary()), mdEscape(st.YankSummary()))
 	}
 	js, err := json.Marshal(outs)
 	if err != nil {
@@ -182,31 +182,6 @@ func setRolloutOutputs(a *githubactions.Action, e *env, sts []rollout.Statement)
 		a.AddStepSummary(b.String())
 	}
 	return nil
-}
-
-// describeChannels says which version each channel of st is on.
-func describeChannels(st rollout.Statement) string {
-	var s []string
-	for _, c := range st.Channels {
-		d := fmt.Sprintf("%s: %s for %d%%", c.Name, c.Version, c.Percent)
-		if c.Ramp > 0 {
-			d += fmt.Sprintf(" growing over %s", c.Ramp)
-		}
-		if c.Halted {
-			d += " (halted)"
-		}
-		s = append(s, d)
-	}
-	return strings.Join(s, "; ")
-}
-
-// describeYanks lists the yanks of st.
-func describeYanks(st rollout.Statement) string {
-	var s []string
-	for _, y := range st.Yanks {
-		s = append(s, y.Version+" → "+y.To)
-	}
-	return strings.Join(s, "; ")
 }
 
 // describeOp names the change, for messages.

@@ -214,8 +214,7 @@ func writeRollout(e *env, key ed25519.PrivateKey, keyName string, t target.Targe
 	if err := next.Sign(key); err != nil {
 		return rollout.Statement{}, err
 	}
-	text, _ := next.MarshalText()
-	if err := replaceFile(path, text); err != nil {
+	if err := rollout.WriteFile(path, next); err != nil {
 		return rollout.Statement{}, err
 	}
 	fmt.Fprintf(e.stdout, "wrote %s: %s, sequence %d, expires %s\n", path, what, next.Sequence, next.Expires.Format(time.RFC3339))
@@ -361,34 +360,6 @@ func readRolloutFile(path string) (*rollout.Statement, error) {
 	return &s, nil
 }
 
-// replaceFile writes b to path through a hidden temporary file in the same
-// directory and renames it over path: readers see the old file or the new
-// one, never a part.
-func replaceFile(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, err = tmp.Write(b)
-	if serr := tmp.Sync(); err == nil {
-		err = serr
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
-}
-
 // printRollout prints s in readable form, with the shares at now.
 func printRollout(e *env, s rollout.Statement, now time.Time) {
 	fmt.Fprintf(e.stdout, "target:    %s\n", s.Target)
@@ -505,13 +476,4 @@ func showRollout(e *env, path string, asJSON bool, now time.Time) error {
 }
 
 // isRollout reports whether the file at path is a rollout statement.
-func isRollout(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var b [32]byte
-	n, _ := f.Read(b[:])
-	return bytes.HasPrefix(b[:n], []byte("rustpatcher-go rollout"))
-}
+func isRollout(path string) bool { return startsWith(path, "rustpatcher-go rollout") }

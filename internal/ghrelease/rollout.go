@@ -78,8 +78,7 @@ func (p *Poller) updateRollout(ctx context.Context, rels []*github.RepositoryRel
 		}
 		return nil
 	}
-	text, _ := best.MarshalText()
-	if err := writeAtomic(p.Dir, RolloutName(t), text); err != nil {
+	if err := rollout.WriteFile(dst, *best); err != nil {
 		return err
 	}
 	p.log().Info("rollout statement placed", "repo", p.Repo.String(), "target", t.String(), "sequence", best.Sequence,
@@ -106,33 +105,6 @@ func (p *Poller) readRollout(ctx context.Context, a *github.ReleaseAsset) (rollo
 		p.statements[a.GetID()] = st
 	}
 	return st, err
-}
-
-// writeAtomic writes b to dir/name through a hidden temporary file renamed
-// into place.
-func writeAtomic(dir, name string, b []byte) error {
-	tmp, err := os.CreateTemp(dir, ".download-"+name+"-*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(b)
-	if serr := tmp.Sync(); err == nil {
-		err = serr
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", filepath.Join(dir, name), err)
-	}
-	return nil
 }
 
 // PublishRollouts attaches the rollout statement files at paths to the
