@@ -109,8 +109,8 @@ func rolloutChangeInput(a *githubactions.Action, op, version string) (rolloutCha
 
 // actionRollout writes the next rollout statement of each target with key,
 // building on the newest one attached to the repository's releases, and
-// attaches it to the release of tag (empty: the release that held the
-// previous statement). It returns the statements written.
+// attaches it to the release of tag (empty: the newest release, whose
+// assets seeds read). It returns the statements written.
 func actionRollout(ctx context.Context, a *githubactions.Action, e *env, key ed25519.PrivateKey, token, tag string, targets []target.Target, c rolloutChange, life time.Duration) ([]rollout.Statement, error) {
 	if token == "" {
 		return nil, fmt.Errorf(`input "rollout" needs the "token" input (contents:write): the statement is read from and attached to the releases`)
@@ -122,7 +122,7 @@ func actionRollout(ctx context.Context, a *githubactions.Action, e *env, key ed2
 	pub := &ghrelease.Publisher{Client: gc, Repo: repo}
 	var out []rollout.Statement
 	for _, t := range targets {
-		prev, prevTag, err := ghrelease.FindRollout(ctx, gc, repo, t)
+		prev, newest, err := ghrelease.FindRollout(ctx, gc, repo, t)
 		if err != nil {
 			return nil, err
 		}
@@ -136,11 +136,11 @@ func actionRollout(ctx context.Context, a *githubactions.Action, e *env, key ed2
 			if err := os.WriteFile(filepath.Join(dir, rollout.FileName(t.String())), text, 0o644); err != nil {
 				return nil, err
 			}
-			a.Infof("the rollout statement of %s so far: sequence %d, on release %s", t, prev.Sequence, prevTag)
+			a.Infof("the rollout statement of %s so far: sequence %d", t, prev.Sequence)
 		}
-		to := cmp.Or(tag, prevTag)
-		if to == "" {
-			return nil, fmt.Errorf("rollout: %s: no release of %s holds a rollout statement of %s yet: publish one first (rollout: publish, with a release), or give the \"tag\" input", describeOp(c), repo, t)
+		to := cmp.Or(tag, newest)
+		if to == "" || prev == nil && !c.publishes() {
+			return nil, fmt.Errorf("rollout: %s: no release of %s holds a rollout statement of %s yet: publish one first (rollout: publish, with a release)", describeOp(c), repo, t)
 		}
 		st, err := writeRollout(e, key, `input "key"`, t, dir, c, time.Now(), life)
 		if err != nil {

@@ -119,4 +119,12 @@ func TestActionRollout(t *testing.T) {
 	if st := statement("v2.0.0"); st.Sequence != 5 {
 		t.Errorf("after the refused runs, the statement has sequence %d, want 5 still", st.Sequence)
 	}
+
+	// A newer release without a statement: the next one goes there, where
+	// seeds that read the newest releases find it.
+	srv.AddRelease("org/app", "v2.0.1")
+	run(with(map[string]string{"INPUT_ROLLOUT": "refresh", "INPUT_TARGET": host.String()}))
+	if st := statement("v2.0.1"); st.Sequence != 6 || !st.Yanked("2.0.0") {
+		t.Errorf("the refreshed statement on the newest release: %+v", st)
+	}
 }

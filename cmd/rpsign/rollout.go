@@ -157,6 +157,10 @@ func runRollout(e *env, args []string) error {
 	return err
 }
 
+// publishes reports whether c puts a channel on a version, which needs no
+// statement before it.
+func (c rolloutChange) publishes() bool { return c.version != "" }
+
 // flagSet reports whether the flag name was given.
 func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false

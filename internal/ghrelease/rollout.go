@@ -160,8 +160,10 @@ const releasesSearched = 30
 // FindRollout returns the statement of target t with the highest sequence
 // among the assets named RolloutName(t) of the newest releases of repo
 // that verify (with the key each names: the caller checks whose key it is),
-// and the tag of the release that holds it; nil when none does. Assets
-// that are too large or do not verify are skipped.
+// nil when none does, and the tag of the newest release that is not a
+// draft, where the next statement belongs: seeds read the statements of
+// the newest releases only. Assets that are too large or do not verify are
+// skipped.
 func FindRollout(ctx context.Context, c *github.Client, repo Repo, t target.Target) (*rollout.Statement, string, error) {
 	rels, _, err := c.Repositories.ListReleases(ctx, repo.Owner, repo.Name, &github.ListOptions{PerPage: releasesSearched})
 	if err != nil {
@@ -169,10 +171,13 @@ func FindRollout(ctx context.Context, c *github.Client, repo Repo, t target.Targ
 	}
 	p := &Poller{Client: c, Repo: repo, statements: map[int64]rollout.Statement{}}
 	var best *rollout.Statement
-	tag := ""
+	newest := ""
 	for _, rel := range rels {
 		if rel.GetDraft() {
 			continue
+		}
+		if newest == "" {
+			newest = rel.GetTagName()
 		}
 		for _, a := range rel.Assets {
 			if a.GetName() != RolloutName(t) {
@@ -187,9 +192,9 @@ func FindRollout(ctx context.Context, c *github.Client, repo Repo, t target.Targ
 				continue
 			}
 			if best == nil || st.Sequence > best.Sequence {
-				best, tag = &st, rel.GetTagName()
+				best = &st
 			}
 		}
 	}
-	return best, tag, nil
+	return best, newest, nil
 }
