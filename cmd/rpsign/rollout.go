@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/releasedir"
 	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
@@ -214,6 +216,9 @@ func writeRollout(e *env, key ed25519.PrivateKey, keyName string, t target.Targe
 	if err != nil {
 		return rollout.Statement{}, err
 	}
+	if c.yank != "" {
+		warnMissingRelease(e, dir, pub, t, c.to)
+	}
 	next.Issued, next.Expires = now, now.Add(life)
 	if err := next.Sign(key); err != nil {
 		return rollout.Statement{}, err
@@ -332,6 +337,31 @@ func applyRollout(s *rollout.Statement, c rolloutChange, now time.Time) (string,
 		}
 	}
 	return what, nil
+}
+
+// warnMissingRelease warns when dir holds releases of t signed with pub but
+// none of version v: nodes that run a yanked version go to v, and find it
+// only where it is served.
+func warnMissingRelease(e *env, dir string, pub ed25519.PublicKey, t target.Target, v string) {
+	ents, err := releasedir.New(dir).List(context.Background())
+	if err != nil {
+		return
+	}
+	var have []string
+	for _, ent := range ents {
+		in, err := ent.Verify(pub)
+		if err != nil || in.Target != "" && in.Target != t.String() {
+			continue
+		}
+		if region.CompareVersions(in.Version, v) == 0 {
+			return
+		}
+		have = append(have, in.Version)
+	}
+	if len(have) > 0 {
+		fmt.Fprintf(e.stderr, "rpsign: warning: %s holds releases of %s signed with this key (%s) but none of %s: nodes that run the yanked version go to %s, so make sure seeds serve it\n",
+			dir, t, strings.Join(have, ", "), v, v)
+	}
 }
 
 // channelNames lists the channels of s, for messages.
