@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(crashStepEnv) != "" {
 		os.Exit(crashChild())
 	}
+	if os.Getenv(trialExeEnv) != "" {
+		os.Exit(trialChild())
+	}
 	os.Exit(m.Run())
 }
 

@@ -866,7 +866,7 @@ func (p *pipeline) startTrial(ctx context.Context) {
 	p.trial.rollBack()
 	p.saveTrial()
 	p.refused.rolledBack[id] = true
-	err = fmt.Errorf("%w: %s did not become healthy in %d starts; back to %s, and %s is never applied again", ErrRolledBack, bad, starts, previous, bad)
+	err = fmt.Errorf("%w: %s did not become healthy in %d starts (each crashed, was killed or exited without Updater.Close before it ran %v); back to %s, and this file of %s is not applied again (%s)", ErrRolledBack, bad, starts, p.cfg.HealthyAfter, previous, bad, rolledBackHint(p.exe))
 	p.log.Error("update rolled back", "version", bad, "previous", previous, "starts", starts, "reason", err)
 	p.emit(Event{Kind: EventRolledBack, Release: running, FileID: id, Err: err})
 	p.log.Info("restarting into the previous version", "version", previous, "executable", p.exe)
