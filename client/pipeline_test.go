@@ -719,7 +719,7 @@ func TestUnwritableDirectory(t *testing.T) {
 	cfg := r.config()
 	ffs := &faultFS{createErr: syscall.EACCES}
 	cfg.fs = ffs
-	var logs syncBuffer
+	var logs regiontest.Buffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	src := &countingSource{Source: DirSource(r.rels)}
 	cfg.Sources = []Source{src}
@@ -803,24 +803,6 @@ func (r *rig) waitPolls(src *countingSource, n int) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestSameVersionIsQuiet checks that the running version, offered back by

@@ -115,20 +115,28 @@ func TestTrialHealthy(t *testing.T) {
 	}
 }
 
+// rolledBackRelease offers a release 2.0.0 and saves the state st with it
+// rolled back here; it returns the release's path.
+func (r *rig) rolledBackRelease(st trial) string {
+	r.t.Helper()
+	bad := r.release("bad", 8, r.key, "2.0.0")
+	s, err := region.ScanFile(context.Background(), bad)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	st.RolledBack = []string{hexID(s.FileID)}
+	if err := st.save(r.exe); err != nil {
+		r.t.Fatal(err)
+	}
+	return bad
+}
+
 // TestRolledBackNotApplied checks that a release rolled back here is not
 // applied again, though offered, while a newer one is.
 func TestRolledBackNotApplied(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	bad := r.release("bad", 8, r.key, "2.0.0")
-	s, err := region.ScanFile(context.Background(), bad)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := trial{RolledBack: []string{hexID(s.FileID)}}
-	if err := st.save(r.exe); err != nil {
-		t.Fatal(err)
-	}
+	bad := r.rolledBackRelease(trial{})
 	u := r.spawn(r.config())
 	r.waitEvent(0, EventVerified, nil)
 	r.release("good", 9, r.key, "2.0.1")
@@ -149,15 +157,7 @@ func TestRolledBackNotApplied(t *testing.T) {
 func TestForgetRolledBack(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	bad := r.release("bad", 8, r.key, "2.0.0")
-	s, err := region.ScanFile(context.Background(), bad)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := trial{RolledBack: []string{hexID(s.FileID)}, Rotations: []string{"kept"}}
-	if err := st.save(r.exe); err != nil {
-		t.Fatal(err)
-	}
+	r.rolledBackRelease(trial{Rotations: []string{"kept"}})
 	if err := ForgetRolledBack(r.exe); err != nil {
 		t.Fatal(err)
 	}
