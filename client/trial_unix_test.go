@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -16,8 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/org/rustpatcher-go/region"
 )
 
 // The trial child: when trialExeEnv is set, the test binary runs the engine
@@ -30,35 +27,23 @@ const (
 )
 
 func trialChild() int {
-	exe := os.Getenv(trialExeEnv)
-	s, err := region.ScanFile(context.Background(), exe)
+	cfg, err := childConfig(os.Getenv(trialExeEnv), os.Getenv(trialKeyEnv))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 11
 	}
-	running, _ := s.Info()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	cfg := Config{
-		PublicKey:    os.Getenv(trialKeyEnv),
-		Mode:         OnRestart(),
-		Interval:     time.Hour,
-		HealthyAfter: time.Hour,
-		Network:      NetworkConfig{Disabled: true},
-		Logger:       slog.New(slog.NewTextHandler(os.Stderr, nil)),
-		Executable:   exe,
-		OnEvent: func(e Event) {
-			switch e.Kind {
-			case EventVerified:
-				fmt.Fprintln(os.Stderr, "verified")
-			case EventRolledBack:
-				fmt.Fprintln(os.Stderr, "rolled back")
-			}
-		},
-		current:  func() (region.Info, error) { return running, nil },
-		restart:  func(string, []string, []string) error { return errors.New("no restart in this test") },
-		selfTest: func(context.Context, string, region.Info) error { return nil },
+	cfg.HealthyAfter = time.Hour
+	cfg.OnEvent = func(e Event) {
+		switch e.Kind {
+		case EventVerified:
+			fmt.Fprintln(os.Stderr, "verified")
+		case EventRolledBack:
+			fmt.Fprintln(os.Stderr, "rolled back")
+		}
 	}
+	cfg.restart = func(string, []string, []string) error { return errors.New("no restart in this test") }
 	u, err := Spawn(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
