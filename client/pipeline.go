@@ -895,10 +895,13 @@ func (p *pipeline) confirmHealthy(why string) {
 	if p.healthyAt.IsZero() {
 		return
 	}
-	v := p.trial.Version
+	v := p.running.Version
 	p.healthyAt = time.Time{}
-	p.trial.healthy()
-	p.saveTrial()
+	// A newer update applied meanwhile is on trial now: it stays so.
+	if p.verified != nil && p.trial.onTrial(p.verified.id) {
+		p.trial.healthy()
+		p.saveTrial()
+	}
 	p.log.Info("update is healthy", "version", v, "because", why)
 	p.emit(Event{Kind: EventHealthy, Release: p.running})
 }

@@ -185,3 +185,22 @@ func TestRollbackMessageSaysHow(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthyKeepsNewerTrial checks that an update on trial that applies a
+// newer one (to run at the next start) and then becomes healthy leaves the
+// newer one on trial.
+func TestHealthyKeepsNewerTrial(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.onTrial(1)
+	r.release("p", 3, r.key, "3.0.0")
+	u := r.spawn(r.config())
+	r.waitEvent(0, EventApplied, nil)
+	u.Healthy()
+	r.waitEvent(0, EventHealthy, nil)
+	u.Close()
+	st, err := loadTrial(r.exe)
+	if err != nil || st.Version != "3.0.0" || st.New == "" || st.Starts != 0 {
+		t.Errorf("state after 2.0.0 became healthy with 3.0.0 applied = %+v, %v; want 3.0.0 on trial", st, err)
+	}
+}
