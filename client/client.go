@@ -250,7 +250,10 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 // the update (see Config.HealthyAfter). A program that stops on SIGTERM or
 // SIGINT should therefore cancel its context (signal.NotifyContext) and
 // call Close on its way out, as examples/hello does, rather than exit from
-// a signal handler.
+// a signal handler. Close is the program's word that it stops cleanly: one
+// that stops because it failed, to exit with a non-zero status, should
+// exit without calling it (log.Fatal and os.Exit skip deferred calls), so
+// that the start counts.
 func (u *Updater) Close() error {
 	var err error
 	u.stop.Do(func() {
