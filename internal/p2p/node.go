@@ -183,6 +183,7 @@ type Node struct {
 	ann     *announcer
 	strikes *strikes
 	book    *fetchBook
+	refused *refusedOffers
 
 	packer   *packer      // nil without Config.PackDir
 	decoders *decoderPool // shared by the downloads' packed pieces
@@ -222,6 +223,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		ann:       newAnnouncer(kad, cfg.ReprovideInterval, cfg.Logger),
 		strikes:   newStrikes(),
 		book:      newFetchBook(),
+		refused:   newRefusedOffers(),
 		decoders:  newDecoderPool(),
 	}
 	if cfg.PackDir != "" && !cfg.NoCompression {
