@@ -21,7 +21,10 @@
 //  1. Run go test ./internal/p2phost. The drift tests compare every value
 //     copied from go-libp2p with what go-libp2p itself produces:
 //     TestServiceLimitsMatchLibp2p (servicelimits.go against
-//     libp2p.SetDefaultServiceLimits). A failure names the value; copy the
+//     libp2p.SetDefaultServiceLimits), TestQUICKeysMatchLibp2p (the HKDF
+//     info strings of the QUIC stateless reset and token keys, against
+//     config.PrivKeyToStatelessResetKey and PrivKeyToTokenGeneratorKey).
+//     A failure names the value; copy the
 //     new one, and say in the commit what go-libp2p changed.
 //  2. Read the diff of go-libp2p's config/config.go (Config.NewNode,
 //     addTransports, addAutoNAT) and config/quic.go between the two

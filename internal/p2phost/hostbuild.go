@@ -295,16 +295,8 @@ func addKeys(ps peerstore.Peerstore, id peer.ID, key crypto.PrivKey) error {
 // so that they survive restarts with the same identity), and every inbound
 // connection is counted by the resource manager before its handshake.
 func newQUICConnManager(key crypto.PrivKey, rm network.ResourceManager, reg prometheus.Registerer) (*quicreuse.ConnManager, error) {
-	var reset quic.StatelessResetKey
-	var token quic.TokenGeneratorKey
-	raw, err := key.Raw()
+	reset, token, err := quicKeys(key)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := io.ReadFull(hkdf.New(sha256.New, raw, nil, []byte("libp2p quic stateless reset key")), reset[:]); err != nil {
-		return nil, err
-	}
-	if _, err := io.ReadFull(hkdf.New(sha256.New, raw, nil, []byte("libp2p quic token generator key")), token[:]); err != nil {
 		return nil, err
 	}
 	opts := []quicreuse.Option{
@@ -328,6 +320,30 @@ func newQUICConnManager(key crypto.PrivKey, rm network.ResourceManager, reg prom
 		opts = append(opts, quicreuse.EnableMetrics(reg))
 	}
 	return quicreuse.NewConnManager(reset, token, opts...)
+}
+
+// The HKDF info strings that derive a host's QUIC keys from its identity,
+// as go-libp2p's config.PrivKeyToStatelessResetKey and
+// PrivKeyToTokenGeneratorKey derive them (TestQUICKeysMatchLibp2p).
+const (
+	quicResetKeyInfo = "libp2p quic stateless reset key"
+	quicTokenKeyInfo = "libp2p quic token generator key"
+)
+
+// quicKeys derives the QUIC stateless reset and token generator keys of
+// the host of key with HKDF-SHA256 over its raw bytes.
+func quicKeys(key crypto.PrivKey) (reset quic.StatelessResetKey, token quic.TokenGeneratorKey, err error) {
+	raw, err := key.Raw()
+	if err != nil {
+		return reset, token, err
+	}
+	if _, err := io.ReadFull(hkdf.New(sha256.New, raw, nil, []byte(quicResetKeyInfo)), reset[:]); err != nil {
+		return reset, token, err
+	}
+	if _, err := io.ReadFull(hkdf.New(sha256.New, raw, nil, []byte(quicTokenKeyInfo)), token[:]); err != nil {
+		return reset, token, err
+	}
+	return reset, token, nil
 }
 
 // addAutoNAT starts AutoNAT on h: a client that asks peers to dial back
