@@ -23,15 +23,20 @@
 //     TestServiceLimitsMatchLibp2p (servicelimits.go against
 //     libp2p.SetDefaultServiceLimits), TestQUICKeysMatchLibp2p (the HKDF
 //     info strings of the QUIC stateless reset and token keys, against
-//     config.PrivKeyToStatelessResetKey and PrivKeyToTokenGeneratorKey).
-//     A failure names the value; copy the
+//     config.PrivKeyToStatelessResetKey and PrivKeyToTokenGeneratorKey),
+//     TestHostMatchesLibp2pNew (the transport wiring against a host
+//     libp2p.New builds from the same parts: the transport of each kind
+//     of address, the protocols offered, TLS and yamux negotiated over
+//     TCP, QUIC). A failure names the value; copy the
 //     new one, and say in the commit what go-libp2p changed.
 //  2. Read the diff of go-libp2p's config/config.go (Config.NewNode,
 //     addTransports, addAutoNAT) and config/quic.go between the two
 //     versions, for new parts libp2p.New adds to a host or new options of
 //     the parts this package builds (basichost.HostOpts, swarm, upgrader,
 //     quicreuse, autonat, autorelay): buildHost, newSwarm,
-//     newQUICConnManager and addAutoNAT follow NewNode.
+//     newQUICConnManager and addAutoNAT follow NewNode. No test can see
+//     the options of the AutoNAT service's dialer swarm (addAutoNAT),
+//     which libp2p.New keeps inside: compare them by reading.
 //  3. Check that the root package github.com/libp2p/go-libp2p is still
 //     linked only by tests: go list -deps ./client | grep -x
 //     github.com/libp2p/go-libp2p must print nothing.
