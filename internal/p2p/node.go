@@ -12,7 +12,7 @@
 // sends it to the back of the queue.
 //
 // A Node composes small parts, each with its own lock and file: the host
-// setup (host.go, hostbuild.go), the served releases and the stream handler
+// (internal/p2phost, configured in host.go), the served releases and the stream handler
 // (serve.go, served.go), upload slots (slots.go), strikes (strikes.go),
 // announcements (announce.go), and the bookkeeping of fetches
 // (fetchbook.go); Source and Release (source.go, release.go) find and fetch
