@@ -62,6 +62,18 @@ type PatchInfo struct {
 	// for. Readers must verify with their own copy of the key, never with
 	// this field: it is there for people and for cross-checks.
 	PublicKey string `json:"public_key"`
+	// FileSize is the length of the binary's file, its OS code signature
+	// included (manifests written by Layout).
+	FileSize int64 `json:"file_size,omitempty"`
+	// FileID is the hex of the file's ID (see region.Scanned.FileID),
+	// which names exactly its bytes (manifests written by Layout).
+	FileID string `json:"file_id,omitempty"`
+	// Pieces is the name of the asset that holds the piece hashes of a
+	// v1 binary (see PiecesSuffix).
+	Pieces string `json:"pieces,omitempty"`
+	// Statements are the names of the statement assets that go with the
+	// release, such as key rotations (see IsStatement).
+	Statements []string `json:"statements,omitempty"`
 }
 
 // NewPatchInfo returns the PatchInfo of a binary of target t whose region is
