@@ -40,7 +40,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -86,7 +86,7 @@ var (
 	// offered. It is the network's own error, so that the network can
 	// tell it among the reasons a Release is rejected with and strike the
 	// peers that delivered the bytes the signature does not cover.
-	ErrOtherFile = p2p.ErrOtherFile
+	ErrOtherFile = checked.ErrOtherFile
 	// ErrSize means a source offers a file whose length does not fit its
 	// signed content.
 	ErrSize = errors.New("file length does not fit the signed content")

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/internal/target"
@@ -507,10 +506,7 @@ func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.
 	// A release whose source checks every piece against the signed root
 	// as it arrives is not hashed again: the scan only locates the region
 	// and reads what surrounds the content.
-	checked := false
-	if pc, ok := c.rel.(piecesChecker); ok && c.in.Format == region.V1 {
-		checked = pc.PiecesChecked(p2p.PieceCheck{})
-	}
+	checked := c.in.Format == region.V1 && piecesChecked(c.rel)
 	var s *region.Scanned
 	var err error
 	if checked {

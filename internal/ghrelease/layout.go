@@ -15,13 +15,6 @@ import (
 	"github.com/org/rustpatcher-go/region"
 )
 
-// PiecesSuffix ends the name of the asset that holds a v1 binary's piece
-// hashes, after the binary's own asset name: 32 bytes (SHA-256) a piece
-// of region.PieceSize, in order, nothing else. Their root (region.Root)
-// is the signed hash, so a reader checks the file before it uses a
-// single hash, and then each piece of the binary as it arrives.
-const PiecesSuffix = ".pieces"
-
 // A statementKind is a kind of signed statement that a release carries
 // next to its binaries, such as key rotations: files whose names end in
 // suffix, each checked by check before it is published.
