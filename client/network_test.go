@@ -1,3 +1,5 @@
+//go:build !rustpatcher_nop2p
+
 package client
 
 import (
@@ -123,3 +125,7 @@ func TestNetworkIdentityFile(t *testing.T) {
 		t.Errorf("a damaged identity file gave %v, want an error naming it", err)
 	}
 }
+
+// netWant is the error a network setting that cannot work gets: want, in
+// a build with the network.
+func netWant(want string) string { return want }

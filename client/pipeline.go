@@ -241,9 +241,9 @@ type netStart struct {
 }
 
 // joinNetwork starts joining the network in the background, unless it is
-// disabled (nil).
+// disabled or not built in (nil).
 func (p *pipeline) joinNetwork(ctx context.Context) <-chan netStart {
-	if p.cfg.Network.Disabled {
+	if !p.cfg.Network.enabled() {
 		return nil
 	}
 	c := make(chan netStart, 1)
