@@ -124,6 +124,14 @@ type Config struct {
 	Interval time.Duration
 	// Sources are where releases come from, in addition to the network.
 	Sources []Source
+	// PeerWait applies with the network on, to HTTPS sources (see
+	// SourceFromURL): a release that only such a source offers is taken
+	// from it at a random time within PeerWait after it was first seen,
+	// unless a peer offers it before; a release peers offer is taken from
+	// them, and over HTTPS only when their copy fails. So the server sends
+	// a release to the first few nodes of a network, and they spread it.
+	// Zero means DefaultPeerWait; negative means no wait.
+	PeerWait time.Duration
 	// AllowPrerelease lets pre-release versions (such as 2.0.0-rc.1) be
 	// applied.
 	AllowPrerelease bool
@@ -213,6 +221,7 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 	if err := cfg.Network.check(); err != nil {
 		return nil, err
 	}
+	preferPeers(cfg)
 	exe := cfg.Executable
 	if exe == "" {
 		var err error

@@ -125,9 +125,11 @@ type httpSource struct {
 	info      manifest.PatchInfo // decoded from it
 	dir       string             // URL of the directory of the files it names
 	fetchedAt time.Time
+	polledAt  time.Time                // fetchedAt by the monotonic clock, for the jitter
 	stmts     map[string]mirror.Cached // statements fetched, by URL
 	retries   map[string]*httpRetryState
 	checkers  map[string]*region.PieceChecker // by pieces URL and file ID
+	waits     peerWaits                       // with the network on
 }
 
 // httpRetryState counts the refusals of one file in a row.
@@ -165,7 +167,10 @@ func (s *httpSource) refresh(ctx context.Context) (manifest.PatchInfo, string, e
 		return s.info, s.dir, nil
 	}
 	if !at.IsZero() {
-		if err := sleep(ctx, jitter(s.now().Sub(at))); err != nil {
+		s.mu.Lock()
+		since := time.Since(s.polledAt) // by the monotonic clock
+		s.mu.Unlock()
+		if err := sleep(ctx, jitter(since)); err != nil {
 			return manifest.PatchInfo{}, "", err
 		}
 	}
@@ -173,7 +178,7 @@ func (s *httpSource) refresh(ctx context.Context) (manifest.PatchInfo, string, e
 	c, changed, err := s.f.Small(ctx, s.base+name, manifest.MaxSize, prev)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.fetchedAt = s.now()
+	s.fetchedAt, s.polledAt = s.now(), time.Now()
 	if err != nil {
 		if errors.Is(err, mirror.ErrNotFound) {
 			s.man, s.info = nil, manifest.PatchInfo{}
@@ -399,6 +404,26 @@ func (s *httpSource) checker(ctx context.Context, r *httpRelease) (*region.Piece
 	s.checkers[key] = c
 	s.mu.Unlock()
 	return c, nil
+}
+
+// preferPeers makes the source give way to the network (see
+// fallbackSource).
+func (s *httpSource) preferPeers(wait time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.waits.wait = wait
+}
+
+func (s *httpSource) fallback() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waits.wait > 0
+}
+
+func (s *httpSource) due(in region.Info) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waits.due(in, s.now())
 }
 
 // httpRelease is the release a manifest describes, its binary at url.

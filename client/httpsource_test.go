@@ -330,3 +330,71 @@ func TestMirrorKeyRotation(t *testing.T) {
 	}
 	m.waitEvent(0, EventApplied, func(e Event) bool { return e.Release.Version == "2.0.0" })
 }
+
+// TestMirrorGivesWayToPeers: with the network on, a release that another
+// source (here a directory, standing in for the peers) offers is taken
+// from it and not downloaded from the mirror; one that only the mirror
+// offers is taken once the wait for a peer is over; and when the other
+// copy fails, the mirror's is taken in the same poll.
+func TestMirrorGivesWayToPeers(t *testing.T) {
+	t.Parallel()
+	binRequests := func(m *mirrorRig) int {
+		n := 0
+		for _, r := range m.requestList() {
+			if strings.Contains(r, "/prog_") && !strings.Contains(r, ".pieces") {
+				n++
+			}
+		}
+		return n
+	}
+	setup := func(t *testing.T) (*mirrorRig, func(time.Duration)) {
+		m := newMirrorRig(t)
+		var mu sync.Mutex
+		now := time.Now()
+		m.src.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		m.src.preferPeers(time.Hour)
+		return m, func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	}
+	t.Run("peer has it", func(t *testing.T) {
+		t.Parallel()
+		m, _ := setup(t)
+		m.publish("2.0.0", 300_000, 2)
+		m.release("p", 2, m.key, "2.0.0")
+		cfg := m.config()
+		cfg.Sources = []Source{m.src, DirSource(m.rels)}
+		m.spawn(cfg)
+		e, _ := m.waitEvent(0, EventApplied, nil)
+		if !strings.HasPrefix(e.Source, m.rels) || binRequests(m) != 0 {
+			t.Errorf("applied from %s; %d requests for the mirror's binary", e.Source, binRequests(m))
+		}
+	})
+	t.Run("only the mirror", func(t *testing.T) {
+		t.Parallel()
+		m, advance := setup(t)
+		m.publish("2.0.0", 300_000, 2)
+		u := m.spawn(m.config())
+		m.waitEvent(0, EventVerified, nil)
+		advance(2 * minRefresh)
+		u.Check()
+		time.Sleep(300 * time.Millisecond)
+		if n := m.countEvents(EventFound); n != 0 || binRequests(m) != 0 {
+			t.Fatalf("taken from the mirror before the wait was over: %v", m.eventList())
+		}
+		advance(time.Hour)
+		u.Check()
+		m.waitEvent(0, EventApplied, nil)
+	})
+	t.Run("peer copy fails", func(t *testing.T) {
+		t.Parallel()
+		m, _ := setup(t)
+		m.publish("2.0.0", 300_000, 2)
+		regiontest.FlipByte(t, m.release("p", 2, m.key, "2.0.0"), 1000)
+		cfg := m.config()
+		cfg.Sources = []Source{DirSource(m.rels), m.src}
+		m.spawn(cfg)
+		e, _ := m.waitEvent(0, EventApplied, nil)
+		if !strings.HasPrefix(e.Source, "https://") || m.countEvents(EventFailed) != 1 {
+			t.Errorf("applied from %s; events %v", e.Source, m.eventList())
+		}
+	})
+}

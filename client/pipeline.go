@@ -288,10 +288,15 @@ func (p *pipeline) joined(ctx context.Context, ns netStart) bool {
 // release applied, if any.
 func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 	cands := p.offers(ctx)
-	// Newest first; among equal versions keep the sources' order.
+	// Newest first; among equal versions peers before fallbacks (see
+	// fallbackSource), else keep the sources' order.
 	sort.SliceStable(cands, func(i, j int) bool {
-		return region.CompareVersions(cands[i].in.Version, cands[j].in.Version) > 0
+		if c := region.CompareVersions(cands[i].in.Version, cands[j].in.Version); c != 0 {
+			return c > 0
+		}
+		return !isFallback(cands[i]) && isFallback(cands[j])
 	})
+	tried := map[string]bool{}
 	for _, c := range cands {
 		if ctx.Err() != nil {
 			return region.Info{}, false
@@ -299,6 +304,10 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 		if p.acceptable(c.in) != nil {
 			continue // a newer one was applied in this poll
 		}
+		if !fallbackReady(c, tried) {
+			continue // no peer offers it yet: wait for one a while
+		}
+		tried[c.in.Version] = true
 		if p.refused.selfTestFailedRecently(c.rel.FileID(), p.cfg.now()) {
 			continue // another copy of it failed its self-test in this poll
 		}
