@@ -7,8 +7,11 @@ import (
 	"github.com/org/rustpatcher-go/region"
 )
 
-// DefaultPeerWait is Config.PeerWait's default.
-const DefaultPeerWait = 2 * time.Minute
+// DefaultPeerWait is Config.PeerWait's default. A network of N nodes that
+// poll every Interval takes a release over HTTPS about 1 + N x (Interval +
+// the time the release takes to spread) / PeerWait times: with the
+// defaults, 3 times for 20 nodes.
+const DefaultPeerWait = 10 * time.Minute
 
 // A fallbackSource is a Source to take a release from only when no peer
 // offers it: an HTTPS source of a program with the network on. Among

@@ -345,3 +345,76 @@ func TestHTTPSMirrorHostile(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPSAndPeers: 20 nodes on one network (loopback) with the network
+// on and the HTTPS mirror as their source prefer their peers: the first
+// node whose wait for a peer runs out takes the release over HTTPS, serves
+// it, and the others take it from the network. Counted at the server, the
+// mirror sends at most two copies of the release.
+func TestHTTPSAndPeers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process network test")
+	}
+	const nodes = 20
+	m := newMirrorSetup(t)
+	rpseed := GoBuild(t, "github.com/org/rustpatcher-go/cmd/rpseed", "")
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "seed")
+	if err := os.MkdirAll(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A bootstrap peer without releases.
+	seed := Start(t, rpseed, append([]string{"--dir", empty, "--private", "--pub", runtime.GOOS + "/" + runtime.GOARCH + "=" + m.key.Public,
+		"--identity", filepath.Join(dir, "seed.key")}, loopback()...)...)
+	seedAddrs := listenAddrs(t, seed, 0, 2)
+	var exes []string
+	for i := range nodes {
+		exe := filepath.Join(dir, fmt.Sprint("node", i), "hello")
+		CopyFile(t, m.exe, exe)
+		exes = append(exes, exe)
+		args := append([]string{"--mode", "onrestart", "--private", "--dht-server", "--interval", "1s",
+			"--source", m.url("127.0.0.1"), "--peer-wait", "300s"}, loopback()...)
+		args = append(args, bootstrapArgs(seedAddrs)...)
+		StartWith(t, StartOptions{Env: []string{"SSL_CERT_FILE=" + m.ca.CAFile}}, exe, args...)
+	}
+	// The first of 20 waits within 300 s ends after about 15 s; the others
+	// find the release on the network before theirs end.
+	Eventually(t, 4*time.Minute, "every node has 2.0.0", func() bool {
+		for _, exe := range exes {
+			if v, err := FileVersion(exe, m.key.Public); err != nil || v != "2.0.0" {
+				return false
+			}
+		}
+		return true
+	})
+	st, _ := os.Stat(filepath.Join(m.mirror, m.asset))
+	sent := m.sent.Load()
+	t.Logf("the mirror sent %d bytes for %d nodes; the release is %d bytes", sent, nodes, st.Size())
+	if sent > 2*st.Size() {
+		t.Errorf("the mirror sent %d bytes, more than two copies of the release (%d bytes each)", sent, st.Size())
+	}
+}
+
+// TestHTTPSNoPeers: a node with the network on whose peers cannot be
+// reached (its only bootstrap peer is gone) updates over HTTPS once its
+// wait for a peer is over.
+func TestHTTPSNoPeers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process network test")
+	}
+	m := newMirrorSetup(t)
+	rpseed := GoBuild(t, "github.com/org/rustpatcher-go/cmd/rpseed", "")
+	dir := t.TempDir()
+	seed := Start(t, rpseed, append([]string{"--dir", dir, "--private", "--pub", runtime.GOOS + "/" + runtime.GOARCH + "=" + m.key.Public,
+		"--identity", filepath.Join(t.TempDir(), "seed.key")}, loopback()...)...)
+	seedAddrs := listenAddrs(t, seed, 0, 2)
+	seed.Kill()
+	args := append([]string{"--mode", "now", "--private", "--dht-server", "--interval", "1s",
+		"--source", m.url("127.0.0.1"), "--peer-wait", "5s"}, loopback()...)
+	args = append(args, bootstrapArgs(seedAddrs)...)
+	p := StartWith(t, StartOptions{Env: []string{"SSL_CERT_FILE=" + m.ca.CAFile}}, m.exe, append(args, "a", "b")...)
+	p.WaitLine(0, 30*time.Second, `^hello 1\.0\.0 args=a b$`)
+	p.WaitLine(0, 60*time.Second, `^hello 2\.0\.0 args=a b$`)
+	m.waitFileVersion(t, "2.0.0", 5*time.Second)
+	p.Stop(10 * time.Second)
+}

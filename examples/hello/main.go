@@ -71,7 +71,7 @@ func parseOptions() options {
 	flag.BoolVar(&o.version, "version", false, "print the signed version and exit")
 	flag.StringVar(&o.mode, "mode", "now", "when to run an update: now, onrestart or at=HH:MM")
 	flag.StringVar(&o.source, "source", "", "a directory (or file: URL) of signed releases, an https:// URL of a mirror, or github:OWNER/REPO")
-	flag.DurationVar(&o.peerWait, "peer-wait", 0, "with the network on, how long a release only --source offers waits for a peer to offer it (default 2m)")
+	flag.DurationVar(&o.peerWait, "peer-wait", 0, "with the network on, how long a release only --source offers waits for a peer to offer it (default 10m)")
 	flag.DurationVar(&o.interval, "interval", time.Minute, "time between checks for updates")
 	flag.DurationVar(&o.healthy, "healthy-after", 0, "how long an update must run before it counts as healthy (default 1m); one that does not, in its first two starts, is rolled back")
 	flag.BoolVar(&o.private, "private", false, "join a private network (only --bootstrap peers) instead of the public one")
