@@ -43,7 +43,7 @@ type testCA struct {
 	cert   tls.Certificate
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -83,7 +83,7 @@ func newTestCA(t *testing.T) *testCA {
 }
 
 // serveTLS starts an HTTPS server on loopback with the CA's certificate.
-func (c *testCA) serveTLS(t *testing.T, h http.Handler) *httptest.Server {
+func (c *testCA) serveTLS(t testing.TB, h http.Handler) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(h)
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{c.cert}}
