@@ -17,6 +17,7 @@ import (
 	"github.com/org/rustpatcher-go/internal/ghrelease/ghreleasetest"
 	"github.com/org/rustpatcher-go/internal/manifest"
 	"github.com/org/rustpatcher-go/internal/mirror"
+	"github.com/org/rustpatcher-go/internal/mirror/mirrortest"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
@@ -214,18 +215,7 @@ func TestMirrorSourceRefuses(t *testing.T) {
 				return
 			}
 			b, _ := os.ReadFile(bin)
-			w.Header().Set("Content-Length", fmt.Sprint(len(b)))
-			for _, c := range b {
-				if _, err := w.Write([]byte{c}); err != nil {
-					return
-				}
-				w.(http.Flusher).Flush()
-				select {
-				case <-r.Context().Done():
-					return
-				case <-time.After(10 * time.Millisecond):
-				}
-			}
+			mirrortest.Drip(w, r, b, 1, 10*time.Millisecond)
 		}))
 		m.spawn(m.config())
 		m.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, mirror.ErrStalled) })
@@ -236,25 +226,13 @@ func TestMirrorSourceRefuses(t *testing.T) {
 		m := newMirrorRig(t)
 		bin := m.publish("2.0.0", region.PieceSize+5000, 2)
 		files := http.FileServer(http.Dir(m.dir))
-		var sent int64
-		var smu sync.Mutex
 		m.handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !strings.HasSuffix(r.URL.Path, filepath.Base(bin)) {
 				files.ServeHTTP(w, r)
 				return
 			}
 			b, _ := os.ReadFile(bin)
-			buf := make([]byte, 64<<10)
-			for {
-				n, err := w.Write(b)
-				smu.Lock()
-				sent += int64(n)
-				smu.Unlock()
-				if err != nil {
-					return
-				}
-				b = buf
-			}
+			mirrortest.Endless(w, r, b)
 		}))
 		m.spawn(m.config())
 		m.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, ErrTooLong) })

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/ghrelease/ghreleasetest"
+	"github.com/org/rustpatcher-go/internal/mirror/mirrortest"
 )
 
 // mirrorHost is the name the test CA's certificate holds besides loopback
@@ -293,27 +294,10 @@ func TestHTTPSMirrorHostile(t *testing.T) {
 		want string
 	}{
 		{"drip", func(w http.ResponseWriter, r *http.Request, b []byte) {
-			w.Header().Set("Content-Length", fmt.Sprint(len(b)))
-			for i := 0; i < len(b); i += 16 {
-				if _, err := w.Write(b[i:min(i+16, len(b))]); err != nil {
-					return
-				}
-				w.(http.Flusher).Flush()
-				select {
-				case <-r.Context().Done():
-					return
-				case <-time.After(20 * time.Millisecond):
-				}
-			}
+			mirrortest.Drip(w, r, b, 16, 20*time.Millisecond)
 		}, `server stalled: less than 65536 bytes in 10s`},
 		{"endless", func(w http.ResponseWriter, r *http.Request, b []byte) {
-			w.Write(b)
-			junk := make([]byte, 64<<10)
-			for r.Context().Err() == nil {
-				if _, err := w.Write(junk); err != nil {
-					return
-				}
-			}
+			mirrortest.Endless(w, r, b)
 		}, `release is longer than its signed size`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

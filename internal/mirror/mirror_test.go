@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/mirror/mirrortest"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -178,18 +179,7 @@ func TestFetcher(t *testing.T) {
 func TestStalled(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "100000")
-		for range 100000 {
-			if _, err := w.Write([]byte{1}); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
+		mirrortest.Drip(w, r, make([]byte, 100000), 1, 10*time.Millisecond)
 	}))
 	defer srv.Close()
 	f := &Fetcher{HTTP: srv.Client(), IdleTimeout: 200 * time.Millisecond}
