@@ -44,7 +44,7 @@ type testCA struct {
 	cert   tls.Certificate
 }
 
-func newTestCA(t testing.TB) *testCA {
+func newTestCA(t testing.TB, ips ...net.IP) *testCA {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -68,7 +68,7 @@ func newTestCA(t testing.TB) *testCA {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: mirrorHost},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		DNSNames: []string{mirrorHost, "localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames: []string{mirrorHost, "localhost"}, IPAddresses: append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, ips...),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
@@ -86,7 +86,19 @@ func newTestCA(t testing.TB) *testCA {
 // serveTLS starts an HTTPS server on loopback with the CA's certificate.
 func (c *testCA) serveTLS(t testing.TB, h http.Handler) *httptest.Server {
 	t.Helper()
+	return c.serveTLSOn(t, "127.0.0.1:0", h)
+}
+
+// serveTLSOn is serveTLS listening on addr.
+func (c *testCA) serveTLSOn(t testing.TB, addr string, h http.Handler) *httptest.Server {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(h)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener.Close()
+	srv.Listener = l
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{c.cert}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)

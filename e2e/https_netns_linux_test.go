@@ -1,0 +1,82 @@
+//go:build linux
+
+package e2e
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/org/rustpatcher-go/internal/testtools"
+)
+
+// The addresses of the link between the test's namespace and the host.
+const (
+	httpsHostIP = "10.77.0.1" // the host's end, where the mirror listens
+	httpsAppIP  = "10.77.0.2"
+)
+
+// TestHTTPSOnlyNetns: an app with the network on, in a network namespace
+// whose only way out is TCP to the HTTPS mirror's port (no peer, no DNS,
+// no UDP), updates over HTTPS once its wait for a peer is over. It needs
+// root, iproute2 and nftables, and runs only with RP_NETNS_TESTS=1.
+func TestHTTPSOnlyNetns(t *testing.T) {
+	if os.Getenv("RP_NETNS_TESTS") != "1" {
+		t.Skip("network namespace test: set RP_NETNS_TESTS=1 to run it")
+	}
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "network namespaces and nftables need root")
+	}
+	tools := testtools.Debian(t,
+		testtools.Package{Name: "iproute2", Command: "ip"},
+		testtools.Package{Name: "nftables", Command: "nft"},
+	)
+	n := &natNet{ip: tools[0], nft: tools[1]}
+	n.sweep(t)
+	var tag [3]byte
+	rand.Read(tag[:])
+	ns := n.addNS(t, fmt.Sprintf("%s%d-%s-https", natNSPrefix, os.Getpid(), hex.EncodeToString(tag[:])))
+	// A veth pair from the host to the namespace; deleting the namespace
+	// deletes both ends.
+	host := "rph-" + hex.EncodeToString(tag[:])
+	n.run(t, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	n.run(t, "addr", "add", httpsHostIP+"/24", "dev", host)
+	n.run(t, "link", "set", host, "up")
+	n.addr(t, ns, "eth0", httpsAppIP, 24)
+	n.run(t, "-n", ns, "route", "add", "default", "via", httpsHostIP)
+
+	m := newMirrorSetup(t)
+	m.ca = newTestCA(t, net.ParseIP(httpsHostIP))
+	srv := m.ca.serveTLSOn(t, httpsHostIP+":0", http.FileServer(http.Dir(m.mirror)))
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	// Out of the namespace only to the mirror's port, and the answers.
+	n.exec(t, ns, strings.NewReader(fmt.Sprintf(`
+table inet only_https {
+	chain out {
+		type filter hook output priority 0; policy drop;
+		oif "lo" accept
+		ct state established,related accept
+		ip daddr %s tcp dport %s accept
+	}
+}
+`, httpsHostIP, port)), n.nft, "-f", "-")
+
+	// Networked: the public network (its bootstrap peers are out of
+	// reach), listening on TCP.
+	p := n.start(t, "the app", ns, []string{"SSL_CERT_FILE=" + m.ca.CAFile}, m.exe,
+		"--mode", "now", "--source", "https://"+net.JoinHostPort(httpsHostIP, port)+"/", "--peer-wait", "3s",
+		"--interval", "1s", "--listen", "/ip4/0.0.0.0/tcp/0", "a", "b")
+	p.WaitLine(0, 30*time.Second, `^hello 1\.0\.0 args=a b$`)
+	p.WaitLine(0, 90*time.Second, `^hello 2\.0\.0 args=a b$`)
+	m.waitFileVersion(t, "2.0.0", 5*time.Second)
+	if _, _, err := p.FindLine(0, 0, `p2p node started`); err != nil {
+		t.Error("the app's network did not start: it was not a networked app")
+	}
+	p.Stop(10 * time.Second)
+}
