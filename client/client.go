@@ -4,8 +4,8 @@
 //
 // In the background, Spawn verifies the running binary's own file against
 // the region rpsign wrote into it, then polls its sources (a directory of
-// signed binaries, the peer-to-peer network) for a strictly newer release
-// signed by the same key. It streams the chosen release into a temporary
+// signed binaries, an HTTPS mirror or GitHub release, the peer-to-peer
+// network) for a strictly newer release signed by the same key. It streams the chosen release into a temporary
 // file next to the executable while hashing it, checks hash, size and
 // signature, runs the new file once in self-test mode, and renames it over
 // the executable, keeping the previous binary as "<exe>.old". Depending on
@@ -29,6 +29,14 @@
 // environment, in the same process (same pid, same standard streams). On
 // Windows, which has no exec, it starts the new binary with the same
 // arguments, environment and standard streams and exits.
+//
+// # Without libp2p
+//
+// Built with -tags rustpatcher_nop2p the package has no peer-to-peer
+// network and links no libp2p: the same API, with directory and HTTPS
+// sources only (see SourceFromURL), and the same engine. There a zero
+// NetworkConfig means no network, and Spawn refuses any network setting
+// (ErrNetworkConfig, naming the tag).
 package client
 
 import (
