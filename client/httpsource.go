@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -194,9 +195,12 @@ func (s *httpSource) refresh(ctx context.Context) (manifest.PatchInfo, string, e
 	if err != nil {
 		return manifest.PatchInfo{}, "", fmt.Errorf("%s: manifest %s: %w", s.name, name, err)
 	}
+	if prev == nil || !bytes.Equal(prev.Body, c.Body) {
+		// A new manifest: whatever was refused may be fixed. (A server
+		// without validators answers 200 with the same manifest.)
+		clear(s.retries)
+	}
 	s.man, s.info, s.dir = &c, pi, s.filesDir(c.Via, name)
-	// A new manifest: whatever was refused may be fixed.
-	clear(s.retries)
 	return pi, s.dir, nil
 }
 

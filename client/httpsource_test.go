@@ -204,6 +204,56 @@ func TestMirrorSourceRefuses(t *testing.T) {
 		u.Check()
 		m.waitEvent(i, EventApplied, nil)
 	})
+	t.Run("damaged, server without validators", func(t *testing.T) {
+		t.Parallel()
+		m := newMirrorRig(t)
+		var mu sync.Mutex
+		now := time.Now()
+		m.src.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		bin := m.publish("2.0.0", region.PieceSize+1000, 2)
+		regiontest.FlipByte(t, bin, 1000)
+		m.handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, err := os.ReadFile(filepath.Join(m.dir, filepath.Base(r.URL.Path)))
+			if err != nil {
+				http.NotFound(w, r)
+				return
+			}
+			w.Write(b) // no ETag, no Last-Modified: every poll is a 200
+		}))
+		u := m.spawn(m.config())
+		m.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, region.ErrBadPiece) })
+		binGets := func() int {
+			n := 0
+			for _, r := range m.requestList() {
+				if strings.HasPrefix(r, "/"+filepath.Base(bin)+" ") {
+					n++
+				}
+			}
+			return n
+		}
+		time.Sleep(300 * time.Millisecond) // the last try's request is logged when its handler ends
+		first := binGets()
+		for range 2 { // 4 s, within httpRetryMin
+			if 4*minRefresh >= httpRetryMin {
+				t.Fatal("the test needs polls within httpRetryMin")
+			}
+			mu.Lock()
+			now = now.Add(2 * minRefresh)
+			mu.Unlock()
+			u.Check()
+			time.Sleep(100 * time.Millisecond)
+		}
+		if n := binGets(); n != first {
+			t.Errorf("the damaged binary was fetched %d more times before its retry time: %v\n%v", n-first, m.requestList(), m.eventList())
+		}
+		// Fixed: taken at its retry time, though every poll was a 200.
+		regiontest.FlipByte(t, bin, 1000)
+		mu.Lock()
+		now = now.Add(httpRetryMin)
+		mu.Unlock()
+		u.Check()
+		m.waitEvent(0, EventApplied, nil)
+	})
 	t.Run("drip", func(t *testing.T) {
 		t.Parallel()
 		m := newMirrorRig(t)
