@@ -203,6 +203,9 @@ func TestHTTPSMirror(t *testing.T) {
 // loopback named by HTTPS_PROXY. The mirror is addressed as mirror.test,
 // which only the proxy resolves, so the update went through it.
 func TestHTTPSMirrorThroughProxy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: TestHTTPSMirror is the HTTPS update of -short")
+	}
 	m := newMirrorSetup(t)
 	var tunnels atomic.Int64
 	_, port, _ := net.SplitHostPort(m.srv.Listener.Addr().String())
@@ -245,6 +248,9 @@ func TestHTTPSMirrorThroughProxy(t *testing.T) {
 // release of its tag and to the object store. The release holds what
 // rpsign publish --out laid out.
 func TestHTTPSGitHub(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: TestHTTPSMirror is the HTTPS update of -short")
+	}
 	m := newMirrorSetup(t)
 	gh := ghreleasetest.NewServer(t)
 	gh.AddRelease("org/hello", "v2.0.0")
@@ -272,6 +278,9 @@ func TestHTTPSGitHub(t *testing.T) {
 // TestHTTPSMirrorDamaged: a damaged binary on the mirror fails its piece
 // check and is refused; once the mirror is fixed, the node updates.
 func TestHTTPSMirrorDamaged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: TestHTTPSMirror is the HTTPS update of -short")
+	}
 	m := newMirrorSetup(t)
 	bin := filepath.Join(m.mirror, m.asset)
 	good, err := os.ReadFile(bin)
@@ -300,6 +309,9 @@ func TestHTTPSMirrorDamaged(t *testing.T) {
 // time is dropped for stalling, and one that sends endless bytes after it
 // is refused after one byte too many: the node stays on 1.0.0 and runs on.
 func TestHTTPSMirrorHostile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: TestHTTPSMirror is the HTTPS update of -short")
+	}
 	for _, tt := range []struct {
 		name string
 		body func(w http.ResponseWriter, r *http.Request, b []byte)
@@ -313,9 +325,6 @@ func TestHTTPSMirrorHostile(t *testing.T) {
 		}, `release is longer than its signed size`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.name == "drip" && testing.Short() {
-				t.Skip("-short: a dripping mirror is dropped after 4 idle timeouts of 10 s")
-			}
 			m := newMirrorSetup(t)
 			files := http.FileServer(http.Dir(m.mirror))
 			b, err := os.ReadFile(filepath.Join(m.mirror, m.asset))
