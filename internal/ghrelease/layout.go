@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -28,13 +29,20 @@ type statementKind struct {
 // new kind is one line here.
 func statementKinds() []statementKind {
 	return []statementKind{
-		{rotation.FileSuffix, rotation.MaxSize, func(b []byte) error {
-			s, err := rotation.Parse(b)
-			if err == nil {
-				err = s.Verify()
-			}
+		{rotation.FileSuffix, rotation.MaxSize, verified(rotation.Parse)},
+		{rollout.FileSuffix, rollout.MaxSize, verified(rollout.Parse)},
+	}
+}
+
+// verified returns a check that parses a statement and verifies its
+// signature.
+func verified[S interface{ Verify() error }](parse func([]byte) (S, error)) func([]byte) error {
+	return func(b []byte) error {
+		s, err := parse(b)
+		if err != nil {
 			return err
-		}},
+		}
+		return s.Verify()
 	}
 }
 
