@@ -97,10 +97,30 @@ func (m *mirrorRig) config() Config {
 	return cfg
 }
 
+// fakeClock makes the source read a clock that only the returned function
+// moves on.
+func (m *mirrorRig) fakeClock() (advance func(time.Duration)) {
+	var mu sync.Mutex
+	now := time.Now()
+	m.src.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	return func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+}
+
 func (m *mirrorRig) handle(h http.Handler) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.serve = h
+}
+
+// binaryGets counts the requests for a release's binary.
+func (m *mirrorRig) binaryGets() int {
+	n := 0
+	for _, r := range m.requestList() {
+		if strings.HasPrefix(r, "/prog_") && !strings.Contains(r, ".pieces") {
+			n++
+		}
+	}
+	return n
 }
 
 func (m *mirrorRig) requestList() []string {
@@ -179,9 +199,7 @@ func TestMirrorSourceRefuses(t *testing.T) {
 	t.Run("damaged then fixed", func(t *testing.T) {
 		t.Parallel()
 		m := newMirrorRig(t)
-		var mu sync.Mutex
-		now := time.Now()
-		m.src.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		advance := m.fakeClock()
 		bin := m.publish("2.0.0", 2*region.PieceSize, 2)
 		good, _ := os.ReadFile(bin)
 		regiontest.FlipByte(t, bin, 1000)
@@ -190,26 +208,20 @@ func TestMirrorSourceRefuses(t *testing.T) {
 		m.exeUnchanged()
 		// Fixed, but not fetched again before its retry time.
 		os.WriteFile(bin, good, 0o644)
-		mu.Lock()
-		now = now.Add(2 * minRefresh)
-		mu.Unlock()
+		advance(2 * minRefresh)
 		u.Check()
 		time.Sleep(200 * time.Millisecond)
 		if n := m.countEvents(EventApplied); n != 0 {
 			t.Fatalf("applied before the retry time")
 		}
-		mu.Lock()
-		now = now.Add(httpRetryMin)
-		mu.Unlock()
+		advance(httpRetryMin)
 		u.Check()
 		m.waitEvent(i, EventApplied, nil)
 	})
 	t.Run("damaged, server without validators", func(t *testing.T) {
 		t.Parallel()
 		m := newMirrorRig(t)
-		var mu sync.Mutex
-		now := time.Now()
-		m.src.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		advance := m.fakeClock()
 		bin := m.publish("2.0.0", region.PieceSize+1000, 2)
 		regiontest.FlipByte(t, bin, 1000)
 		m.handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -222,35 +234,22 @@ func TestMirrorSourceRefuses(t *testing.T) {
 		}))
 		u := m.spawn(m.config())
 		m.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, region.ErrBadPiece) })
-		binGets := func() int {
-			n := 0
-			for _, r := range m.requestList() {
-				if strings.HasPrefix(r, "/"+filepath.Base(bin)+" ") {
-					n++
-				}
-			}
-			return n
-		}
 		time.Sleep(300 * time.Millisecond) // the last try's request is logged when its handler ends
-		first := binGets()
+		first := m.binaryGets()
 		for range 2 { // 4 s, within httpRetryMin
 			if 4*minRefresh >= httpRetryMin {
 				t.Fatal("the test needs polls within httpRetryMin")
 			}
-			mu.Lock()
-			now = now.Add(2 * minRefresh)
-			mu.Unlock()
+			advance(2 * minRefresh)
 			u.Check()
 			time.Sleep(100 * time.Millisecond)
 		}
-		if n := binGets(); n != first {
+		if n := m.binaryGets(); n != first {
 			t.Errorf("the damaged binary was fetched %d more times before its retry time: %v\n%v", n-first, m.requestList(), m.eventList())
 		}
 		// Fixed: taken at its retry time, though every poll was a 200.
 		regiontest.FlipByte(t, bin, 1000)
-		mu.Lock()
-		now = now.Add(httpRetryMin)
-		mu.Unlock()
+		advance(httpRetryMin)
 		u.Check()
 		m.waitEvent(0, EventApplied, nil)
 	})
@@ -366,22 +365,11 @@ func TestMirrorKeyRotation(t *testing.T) {
 // copy fails, the mirror's is taken in the same poll.
 func TestMirrorGivesWayToPeers(t *testing.T) {
 	t.Parallel()
-	binRequests := func(m *mirrorRig) int {
-		n := 0
-		for _, r := range m.requestList() {
-			if strings.Contains(r, "/prog_") && !strings.Contains(r, ".pieces") {
-				n++
-			}
-		}
-		return n
-	}
 	setup := func(t *testing.T) (*mirrorRig, func(time.Duration)) {
 		m := newMirrorRig(t)
-		var mu sync.Mutex
-		now := time.Now()
-		m.src.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		advance := m.fakeClock()
 		m.src.preferPeers(time.Hour)
-		return m, func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+		return m, advance
 	}
 	t.Run("peer has it", func(t *testing.T) {
 		t.Parallel()
@@ -392,8 +380,8 @@ func TestMirrorGivesWayToPeers(t *testing.T) {
 		cfg.Sources = []Source{m.src, DirSource(m.rels)}
 		m.spawn(cfg)
 		e, _ := m.waitEvent(0, EventApplied, nil)
-		if !strings.HasPrefix(e.Source, m.rels) || binRequests(m) != 0 {
-			t.Errorf("applied from %s; %d requests for the mirror's binary", e.Source, binRequests(m))
+		if !strings.HasPrefix(e.Source, m.rels) || m.binaryGets() != 0 {
+			t.Errorf("applied from %s; %d requests for the mirror's binary", e.Source, m.binaryGets())
 		}
 	})
 	t.Run("only the mirror", func(t *testing.T) {
@@ -405,7 +393,7 @@ func TestMirrorGivesWayToPeers(t *testing.T) {
 		advance(2 * minRefresh)
 		u.Check()
 		time.Sleep(300 * time.Millisecond)
-		if n := m.countEvents(EventFound); n != 0 || binRequests(m) != 0 {
+		if n := m.countEvents(EventFound); n != 0 || m.binaryGets() != 0 {
 			t.Fatalf("taken from the mirror before the wait was over: %v", m.eventList())
 		}
 		advance(time.Hour)

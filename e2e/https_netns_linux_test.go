@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/org/rustpatcher-go/internal/testtools"
 )
 
 // The addresses of the link between the test's namespace and the host.
@@ -30,21 +26,12 @@ func TestHTTPSOnlyNetns(t *testing.T) {
 	if os.Getenv("RP_NETNS_TESTS") != "1" {
 		t.Skip("network namespace test: set RP_NETNS_TESTS=1 to run it")
 	}
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "network namespaces and nftables need root")
-	}
-	tools := testtools.Debian(t,
-		testtools.Package{Name: "iproute2", Command: "ip"},
-		testtools.Package{Name: "nftables", Command: "nft"},
-	)
-	n := &natNet{ip: tools[0], nft: tools[1]}
-	n.sweep(t)
-	var tag [3]byte
-	rand.Read(tag[:])
-	ns := n.addNS(t, fmt.Sprintf("%s%d-%s-https", natNSPrefix, os.Getpid(), hex.EncodeToString(tag[:])))
+	n, prefix := newNetns(t)
+	ns := n.addNS(t, prefix+"https")
 	// A veth pair from the host to the namespace; deleting the namespace
-	// deletes both ends.
-	host := "rph-" + hex.EncodeToString(tag[:])
+	// deletes both ends. The host's end is named after the run's tag.
+	tag := strings.TrimSuffix(prefix, "-")
+	host := "rph-" + tag[strings.LastIndex(tag, "-")+1:]
 	n.run(t, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns)
 	n.run(t, "addr", "add", httpsHostIP+"/24", "dev", host)
 	n.run(t, "link", "set", host, "up")
