@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -112,6 +113,25 @@ func (m *mirrorRig) handle(h http.Handler) {
 	m.serve = h
 }
 
+// answerBinary makes the mirror answer requests for the binary at bin
+// with answer, given the file's bytes, and serve the other files as they
+// are.
+func (m *mirrorRig) answerBinary(bin string, answer func(w http.ResponseWriter, r *http.Request, b []byte)) {
+	files := http.FileServer(http.Dir(m.dir))
+	m.handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/"+filepath.Base(bin) {
+			files.ServeHTTP(w, r)
+			return
+		}
+		b, err := os.ReadFile(bin)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		answer(w, r, b)
+	}))
+}
+
 // binaryGets counts the requests for a release's binary.
 func (m *mirrorRig) binaryGets() int {
 	n := 0
@@ -167,22 +187,19 @@ func TestMirrorSourceResumes(t *testing.T) {
 	t.Parallel()
 	m := newMirrorRig(t)
 	bin := m.publish("2.0.0", 3*region.PieceSize, 2)
-	files := http.FileServer(http.Dir(m.dir))
 	var once sync.Once
-	m.handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, filepath.Base(bin)) {
-			cut := false
-			once.Do(func() { cut = true })
-			if cut {
-				// Headers as for the whole file, then half of it.
-				b, _ := os.ReadFile(bin)
-				w.Header().Set("Content-Length", fmt.Sprint(len(b)))
-				w.Write(b[:region.PieceSize+region.PieceSize/2])
-				panic(http.ErrAbortHandler)
-			}
+	m.answerBinary(bin, func(w http.ResponseWriter, r *http.Request, b []byte) {
+		cut := false
+		once.Do(func() { cut = true })
+		if !cut {
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
+			return
 		}
-		files.ServeHTTP(w, r)
-	}))
+		// Headers as for the whole file, then half of it.
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		w.Write(b[:region.PieceSize+region.PieceSize/2])
+		panic(http.ErrAbortHandler)
+	})
 	m.spawn(m.config())
 	m.waitEvent(0, EventApplied, nil)
 	want := fmt.Sprintf("/%s bytes=%d- -> 206", filepath.Base(bin), region.PieceSize)
@@ -257,15 +274,9 @@ func TestMirrorSourceRefuses(t *testing.T) {
 		t.Parallel()
 		m := newMirrorRig(t)
 		bin := m.publish("2.0.0", region.PieceSize, 2)
-		files := http.FileServer(http.Dir(m.dir))
-		m.handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !strings.HasSuffix(r.URL.Path, filepath.Base(bin)) {
-				files.ServeHTTP(w, r)
-				return
-			}
-			b, _ := os.ReadFile(bin)
+		m.answerBinary(bin, func(w http.ResponseWriter, r *http.Request, b []byte) {
 			mirrortest.Drip(w, r, b, 1, 10*time.Millisecond)
-		}))
+		})
 		m.spawn(m.config())
 		m.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, mirror.ErrStalled) })
 		m.exeUnchanged()
@@ -274,15 +285,9 @@ func TestMirrorSourceRefuses(t *testing.T) {
 		t.Parallel()
 		m := newMirrorRig(t)
 		bin := m.publish("2.0.0", region.PieceSize+5000, 2)
-		files := http.FileServer(http.Dir(m.dir))
-		m.handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !strings.HasSuffix(r.URL.Path, filepath.Base(bin)) {
-				files.ServeHTTP(w, r)
-				return
-			}
-			b, _ := os.ReadFile(bin)
+		m.answerBinary(bin, func(w http.ResponseWriter, r *http.Request, b []byte) {
 			mirrortest.Endless(w, r, b)
-		}))
+		})
 		m.spawn(m.config())
 		m.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, ErrTooLong) })
 		m.exeUnchanged()
