@@ -96,8 +96,10 @@ var (
 	// peers that delivered the bytes the signature does not cover.
 	ErrOtherFile = checked.ErrOtherFile
 	// ErrSize means a source offers a file whose length does not fit its
-	// signed content.
-	ErrSize = errors.New("file length does not fit the signed content")
+	// signed content, or its file type (a tail after an ELF file). It is
+	// the network's own error, so that the network can strike the peers
+	// that offered that length and never download the offer again.
+	ErrSize = checked.ErrSize
 	// ErrRotatedKey means a release is signed with an owner key that a
 	// key rotation statement retired for this target.
 	ErrRotatedKey = errors.New("signed with a retired key")

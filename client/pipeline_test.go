@@ -435,6 +435,12 @@ func TestRefusals(t *testing.T) {
 			f.Write([]byte("tail"))
 			f.Close()
 		}, nil, EventFailed, region.ErrSizeMismatch},
+		{"a tail after a file with no code signature (v0: its headers tell)", func(r *rig) {
+			p := r.releaseAs("p", 2, r.key, "2.0.0", region.V0, "")
+			f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+			f.Write(make([]byte, 4096))
+			f.Close()
+		}, func(c *Config) { c.AcceptV0 = true }, EventFailed, ErrSize},
 		{"self-test fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
 			c.selfTest = func(context.Context, string, region.Info) error {
 				return fmt.Errorf("%w: exec format error", ErrSelfTest)
@@ -819,4 +825,62 @@ func TestSameVersionIsQuiet(t *testing.T) {
 			t.Errorf("the running version was reported: %s", e)
 		}
 	}
+}
+
+// TestImpossibleTailNotRead: a release whose headers rule out its length
+// (a tail of zeros after a file that can have no code signature) is
+// refused with ErrSize as soon as its headers are read, not after reading
+// it to its end, and not fetched again at the next poll.
+func TestImpossibleTailNotRead(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	tmp := filepath.Join(t.TempDir(), "p")
+	regiontest.WriteBinary(t, tmp, 8<<20, 2, r.key, "")
+	in, err := region.Sign(context.Background(), tmp, r.key.Private, region.SignOptions{Version: "2.0.0", Format: region.V0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(tmp, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(make([]byte, region.MaxTail(in.ContentLen())))
+	f.Close()
+	if err := os.Rename(tmp, filepath.Join(r.rels, "p")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := r.config()
+	cfg.AcceptV0 = true
+	u := r.spawn(cfg)
+	e, i := r.waitEvent(0, EventFailed, func(e Event) bool { return e.Release.Version == "2.0.0" })
+	if !errors.Is(e.Err, ErrSize) {
+		t.Fatalf("failed with %v, want ErrSize", e.Err)
+	}
+	r.mu.Lock()
+	for _, e := range r.events {
+		if e.Kind == EventProgress && e.Done > 1<<20 {
+			t.Errorf("read %d of %d bytes before refusing it", e.Done, e.Total)
+		}
+	}
+	r.mu.Unlock()
+	// The next poll applies another release and leaves this one alone.
+	r.release("q", 3, r.key, "1.5.0")
+	u.Check()
+	r.waitEvent(i, EventApplied, func(e Event) bool { return e.Release.Version == "1.5.0" })
+	if n := countFound(r, "2.0.0"); n != 1 {
+		t.Errorf("2.0.0 was found %d times, want once", n)
+	}
+}
+
+// countFound counts the EventFound events of version.
+func countFound(r *rig, version string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Kind == EventFound && e.Release.Version == version {
+			n++
+		}
+	}
+	return n
 }

@@ -187,7 +187,7 @@ func TestReleasingCIBeforePublish(t *testing.T) {
 			t.Fatalf("git %v: %v\n%s", git, err, out)
 		}
 	}
-	actionlint := testtools.Install(t, testtools.Actionlint())
+	actionlint := testtools.Find(t, testtools.Actionlint())
 	if out, err := runTool(t, 2*time.Minute, app, toolEnv(), actionlint, "-verbose", ".github/workflows/ci.yml"); err != nil || !strings.Contains(out, "Found total 0 errors") {
 		t.Errorf("actionlint on the documented workflow: %v\n%s", err, out)
 	}

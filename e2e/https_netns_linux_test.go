@@ -21,10 +21,11 @@ const (
 // TestHTTPSOnlyNetns: an app with the network on, in a network namespace
 // whose only way out is TCP to the HTTPS mirror's port (no peer, no DNS,
 // no UDP), updates over HTTPS once its wait for a peer is over. It needs
-// root, iproute2 and nftables, and runs only with RP_NETNS_TESTS=1.
+// root, ip and nft (scripts/test-deps.sh), and runs only with
+// RP_NETNS_TESTS=1 (natEnv).
 func TestHTTPSOnlyNetns(t *testing.T) {
-	if os.Getenv("RP_NETNS_TESTS") != "1" {
-		t.Skip("network namespace test: set RP_NETNS_TESTS=1 to run it")
+	if os.Getenv(natEnv) != "1" {
+		t.Skip("skipping: makes a network namespace, a veth pair and nftables rules as root; set " + natEnv + "=1 to run it (.ci/run does)")
 	}
 	n, prefix := newNetns(t)
 	ns := n.addNS(t, prefix+"https")

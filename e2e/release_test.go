@@ -6,8 +6,9 @@ package e2e
 // workflows (and through `uses: ./` on action.yml), nektos/act running the
 // action self-test workflow in host mode, and goreleaser checking both
 // configurations and building the example with its signing hook. The tools
-// are installed by internal/testtools (go install, pinned, cached); a test
-// is skipped only when that install is impossible.
+// are installed by scripts/test-deps.sh (go install, pinned, into the
+// directories internal/testtools looks in); a test without them skips and
+// names the script (or fails under RP_REQUIRE_TOOLS=1).
 
 import (
 	"bytes"
@@ -136,7 +137,7 @@ func goEnv(t testing.TB) []string {
 // input that action.yml does not define must fail, which shows that
 // action.yml is really being checked.
 func TestActionlint(t *testing.T) {
-	actionlint := testtools.Install(t, testtools.Actionlint())
+	actionlint := testtools.Find(t, testtools.Actionlint())
 	root := repoRoot(t)
 	workflows, _ := filepath.Glob(filepath.Join(root, ".github", "workflows", "*.yml"))
 	var names []string
@@ -193,7 +194,7 @@ func TestActSelftest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the act run in -short mode")
 	}
-	act := testtools.Install(t, testtools.Act())
+	act := testtools.Find(t, testtools.Act())
 	dir := repoCopy(t)
 	keys := make(map[string]Key) // by target, such as linux/amd64
 	var secretText, varText strings.Builder
@@ -321,7 +322,7 @@ func TestActCachesRpsign(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the act run in -short mode")
 	}
-	act := testtools.Install(t, testtools.Act())
+	act := testtools.Find(t, testtools.Act())
 	dir := repoCopy(t)
 	k := NewKey(t)
 	secrets := filepath.Join(t.TempDir(), "secrets.env")
@@ -371,7 +372,7 @@ func goreleaserTargets() []string {
 
 // TestGoreleaserCheck runs goreleaser check on both configurations.
 func TestGoreleaserCheck(t *testing.T) {
-	goreleaser := testtools.Install(t, testtools.Goreleaser())
+	goreleaser := testtools.Find(t, testtools.Goreleaser())
 	root := repoRoot(t)
 	tests := []struct {
 		dir, config string
@@ -399,7 +400,7 @@ func TestGoreleaserBuildSigns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping goreleaser builds in -short mode")
 	}
-	goreleaser := testtools.Install(t, testtools.Goreleaser())
+	goreleaser := testtools.Find(t, testtools.Goreleaser())
 	dir := repoCopy(t)
 	hello := filepath.Join(dir, "examples", "hello")
 	keys := make(map[string]Key)
@@ -605,7 +606,7 @@ func TestGoreleaserUpdates(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping goreleaser builds in -short mode")
 	}
-	goreleaser := testtools.Install(t, testtools.Goreleaser())
+	goreleaser := testtools.Find(t, testtools.Goreleaser())
 	dir := repoCopy(t)
 	hello := filepath.Join(dir, "examples", "hello")
 	host := target.Current()

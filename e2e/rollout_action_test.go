@@ -33,8 +33,8 @@ func TestRolloutWorkflows(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the act runs in -short mode")
 	}
-	actionlint := testtools.Install(t, testtools.Actionlint())
-	act := testtools.Install(t, testtools.Act())
+	actionlint := testtools.Find(t, testtools.Actionlint())
+	act := testtools.Find(t, testtools.Act())
 	srv := ghreleasetest.NewServer(t)
 	dir := repoCopy(t)
 	host := target.Current()

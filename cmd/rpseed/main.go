@@ -11,7 +11,10 @@
 // may have several keys (one seed serving several apps), and several
 // targets may share a key: the target is then read from the executable's
 // header. New, changed and removed files are picked up every
-// --scan-interval.
+// --scan-interval. A file longer than any release can be
+// (region.MaxFileLen) is named at WARN and never read; every other file
+// is read to its end at most once per change. rpseed listens, and serves
+// /healthz, before its first scan of DIR ends.
 //
 // Every flag can also be set through the environment as RPSEED_<NAME> with
 // dashes as underscores (RPSEED_DIR, RPSEED_METRICS_ADDR); repeatable flags
@@ -511,24 +514,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 	w.deltas, w.maxBases, w.pubFrom = node, o.deltas, o.pubFrom
 	h.fleet, h.rollouts = fl, w.rollouts.all
 	reg.MustRegister(newFleetCollector(fl, w.rollouts.all))
-	if n, err := w.scan(ctx); err != nil {
-		return err
-	} else if w.secretPub != nil {
-		// As rpsign verify: a secret key given as a public key is
-		// refused, not served around.
-		return w.secretPub
-	} else if n == 0 {
-		log.Warn("serving no release yet", "dir", o.dir,
-			"hint", "put binaries signed with a --pub key into --dir (copy under a hidden or .tmp name, then rename); /healthz reports unhealthy until one is served")
-	}
-	if o.self.on {
-		u, err := startSelfUpdate(ctx, o.self, node, own, o.dir, o.selfUpdateEvery, log)
-		if err != nil {
-			return err
-		}
-		defer u.Close()
-	}
-
+	// Listen first: the first scan reads every file in --dir, which takes
+	// as long as reading the releases there, and /healthz and the
+	// listening lines must not wait for it.
 	if o.metricsAddr != "" {
 		ln, err := net.Listen("tcp", o.metricsAddr)
 		if err != nil {
@@ -549,7 +537,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 	for _, a := range node.Addrs() {
 		fmt.Fprintf(stdout, "listening: %s\n", a)
 	}
+	if n, err := w.scan(ctx); err != nil {
+		if ctx.Err() != nil { // stopped during the first scan
+			log.Info("rpseed stopping")
+			return nil
+		}
+		return err
+	} else if w.secretPub != nil {
+		// As rpsign verify: a secret key given as a public key is
+		// refused, not served around.
+		return w.secretPub
+	} else if n == 0 {
+		log.Warn("serving no release yet", "dir", o.dir,
+			"hint", "put binaries signed with a --pub key into --dir (copy under a hidden or .tmp name, then rename); /healthz reports unhealthy until one is served")
+	}
 	log.Info("rpseed running", "version", version.Current(), "peer", node.ID(), "dir", o.dir, "identity", o.identity, "owners", len(owners), "self_update", o.self.String())
+	if o.self.on {
+		u, err := startSelfUpdate(ctx, o.self, node, own, o.dir, o.selfUpdateEvery, log)
+		if err != nil {
+			return err
+		}
+		defer u.Close()
+	}
+
 	aw := &announceWarner{log: log, every: announceWarnEvery}
 	wctx, wcancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

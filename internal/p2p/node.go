@@ -12,7 +12,7 @@
 // sends it to the back of the queue.
 //
 // A Node composes small parts, each with its own lock and file: the host
-// setup (host.go, hostbuild.go), the served releases and the stream handler
+// (internal/p2phost, configured in host.go), the served releases and the stream handler
 // (serve.go, served.go), upload slots (slots.go), strikes (strikes.go),
 // announcements (announce.go), and the bookkeeping of fetches
 // (fetchbook.go); Source and Release (source.go, release.go) find and fetch
@@ -183,6 +183,7 @@ type Node struct {
 	ann     *announcer
 	strikes *strikes
 	book    *fetchBook
+	refused *refusedOffers
 
 	packer   *packer      // nil without Config.PackDir
 	decoders *decoderPool // shared by the downloads' packed pieces
@@ -222,6 +223,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		ann:       newAnnouncer(kad, cfg.ReprovideInterval, cfg.Logger),
 		strikes:   newStrikes(),
 		book:      newFetchBook(),
+		refused:   newRefusedOffers(),
 		decoders:  newDecoderPool(),
 	}
 	if cfg.PackDir != "" && !cfg.NoCompression {

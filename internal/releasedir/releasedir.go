@@ -3,7 +3,10 @@
 // file whose name says it may be a release is scanned once for its signed
 // region, and the scan is kept until the file's size or modification time
 // changes, so that listing a directory of large binaries again costs one
-// stat per file.
+// stat per file. A scan reads a file to its end at most once; a file
+// longer than any release can be (region.MaxFileLen) is not read at all
+// (ErrTooLarge), and one whose length its region rules out is read only
+// up to the region (region.ScanReleaseFile).
 //
 // The package only reads the files. It verifies nothing: what to make of a
 // region, and with which key, is the caller's policy (see Entry.Verify).
@@ -37,6 +40,10 @@ func Skip(name string) bool {
 		strings.HasSuffix(name, rotation.FileSuffix) || strings.HasSuffix(name, rollout.FileSuffix)
 }
 
+// ErrTooLarge means a file is longer than any release can be
+// (region.MaxFileLen): it is listed, with this error, without being read.
+var ErrTooLarge = errors.New("longer than any release can be")
+
 // MaxRotationFiles bounds the statements Rotations reads from one
 // directory.
 const MaxRotationFiles = 64
@@ -54,7 +61,8 @@ type Entry struct {
 	ModTime time.Time
 	// Info is the region found in the file, not verified with any key
 	// (an unsigned region has an empty Version). It is valid only when
-	// Err is nil.
+	// Err is nil, or wraps region.ErrSizeMismatch: then it is the
+	// release the file claims to be, whose length rules the file out.
 	Info region.Info
 	// Err says why the file has no usable region: none, several, a
 	// malformed one, or the file could not be read. It names the file.
@@ -109,8 +117,9 @@ func (d *Dir) Path() string { return d.path }
 // If the Dir's path names a regular file instead of a directory, List
 // returns that one file, whatever its name.
 //
-// List reads each new or changed file to its end, or until ctx is done; it
-// then returns ctx's error and keeps the cache as it was.
+// List reads each new or changed file, at most to its end and once (see
+// the package comment), or until ctx is done; it then returns ctx's error
+// and keeps the cache as it was.
 func (d *Dir) List(ctx context.Context) ([]Entry, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -243,12 +252,20 @@ func (d *Dir) files() ([]file, error) {
 	return files, nil
 }
 
-// scan reads the file at path once with the region scanner.
+// scan reads the file at path with the region scanner, unless it is too
+// large to be a release.
 func scan(ctx context.Context, path string, fi file) Entry {
 	e := Entry{Name: filepath.Base(path), Path: path, Size: fi.size, ModTime: fi.mtime, Changed: true}
-	s, err := region.ScanFile(ctx, path)
+	if fi.size > region.MaxFileLen {
+		e.Err = fmt.Errorf("%s: %w: %d bytes, more than %d", path, ErrTooLarge, fi.size, int64(region.MaxFileLen))
+		return e
+	}
+	s, err := region.ScanReleaseFile(ctx, path)
 	if err != nil {
 		e.Err = err
+		if s != nil { // a length the region found rules out
+			e.Info, _ = s.Info()
+		}
 		return e
 	}
 	in, err := s.Info()

@@ -350,3 +350,66 @@ func TestListCanceled(t *testing.T) {
 		t.Errorf("List after a canceled one = %q, want a=2.0.0*", got)
 	}
 }
+
+// TestHostileFiles: a file longer than any release (a sparse 1 TiB one) is
+// listed with ErrTooLarge without being read, a sparse 32 GiB one as
+// holding no region, and a release with zeros
+// after its content (a length its region rules out) with ErrSizeMismatch;
+// the genuine release beside them is listed, and a second List scans
+// nothing again.
+func TestHostileFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key := regiontest.NewKey(t)
+	regiontest.WriteBinary(t, filepath.Join(dir, "app-2.0.0"), 300_000, 1, key, "2.0.0")
+	padded := filepath.Join(dir, "app-3.0.0")
+	in := regiontest.WriteBinary(t, padded, 300_000, 2, key, "3.0.0")
+	if err := os.Truncate(padded, in.ContentLen()+region.MaxTail(in.ContentLen())); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "huge")
+	if err := os.WriteFile(huge, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, 1<<40); err != nil {
+		t.Skipf("no sparse 1 TiB file here: %v", err)
+	}
+	// Not too large to be a release, but all holes: the pass that
+	// locates the region skips them (on Linux).
+	holes := filepath.Join(dir, "holes")
+	if err := os.WriteFile(holes, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(holes, 32<<30); err != nil {
+		t.Fatal(err)
+	}
+	d := New(dir)
+	for round := range 2 {
+		ents, err := d.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) != 4 {
+			t.Fatalf("listed %d files, want 4", len(ents))
+		}
+		byName := map[string]Entry{}
+		for _, e := range ents {
+			byName[e.Name] = e
+			if e.Changed != (round == 0) {
+				t.Errorf("round %d: %s Changed = %v", round, e.Name, e.Changed)
+			}
+		}
+		if e := byName["app-2.0.0"]; e.Err != nil || e.Info.Version != "2.0.0" {
+			t.Errorf("the genuine release: %+v", e)
+		}
+		if e := byName["holes"]; !errors.Is(e.Err, region.ErrNoRegion) {
+			t.Errorf("the 32 GiB sparse file: %v, want ErrNoRegion", e.Err)
+		}
+		if e := byName["huge"]; !errors.Is(e.Err, ErrTooLarge) || !strings.Contains(e.Err.Error(), huge) {
+			t.Errorf("the 1 TiB file: %v, want ErrTooLarge naming it", e.Err)
+		}
+		if e := byName["app-3.0.0"]; !errors.Is(e.Err, region.ErrSizeMismatch) || !strings.Contains(e.Err.Error(), padded) || e.Info.Version != "3.0.0" {
+			t.Errorf("the padded release: %v (region %q), want ErrSizeMismatch naming it, and the 3.0.0 it claims to be", e.Err, e.Info.Version)
+		}
+	}
+}

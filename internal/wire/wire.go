@@ -44,8 +44,8 @@ const (
 	// MaxPiecesPerRequest is the most pieces one pieces request asks for.
 	MaxPiecesPerRequest = 8
 	// MaxContentLen is the longest content a node fetches: 64 GiB, whose
-	// piece hashes take 2 MiB.
-	MaxContentLen = 1 << 36
+	// piece hashes take 2 MiB (region.MaxContentLen).
+	MaxContentLen = region.MaxContentLen
 )
 
 // magic opens every request.
