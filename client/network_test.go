@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -129,3 +130,24 @@ func TestNetworkIdentityFile(t *testing.T) {
 // netWant is the error a network setting that cannot work gets: want, in
 // a build with the network.
 func netWant(want string) string { return want }
+
+// TestNoP2PBuildLinksNoLibp2p: the package built with -tags
+// rustpatcher_nop2p depends on no libp2p package (nor on multiaddr, quic-go
+// or go-github), so that it links none.
+func TestNoP2PBuildLinksNoLibp2p(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(regiontest.GoTool(), "list", "-deps", "-tags", "rustpatcher_nop2p", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		for _, bad := range []string{"libp2p", "multiformats", "quic-go", "go-github", "internal/p2p"} {
+			if strings.Contains(pkg, bad) {
+				t.Errorf("the nop2p build depends on %s", pkg)
+			}
+		}
+	}
+	if !strings.Contains(string(out), "internal/mirror") {
+		t.Error("the nop2p build has no HTTPS source (internal/mirror)")
+	}
+}
