@@ -191,7 +191,7 @@ func (s *httpSource) refresh(ctx context.Context) (manifest.PatchInfo, string, e
 		s.man = &c
 		return s.info, s.dir, nil
 	}
-	pi, err := manifest.Read(strings.NewReader(string(c.Body)))
+	pi, err := manifest.Read(bytes.NewReader(c.Body))
 	if err != nil {
 		return manifest.PatchInfo{}, "", fmt.Errorf("%s: manifest %s: %w", s.name, name, err)
 	}
