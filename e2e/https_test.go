@@ -123,7 +123,13 @@ type mirrorSetup struct {
 
 func newMirrorSetup(t *testing.T) *mirrorSetup {
 	t.Helper()
-	m := &mirrorSetup{updateSetup: newUpdateSetup(t), ca: newTestCA(t), mirror: filepath.Join(t.TempDir(), "mirror")}
+	return newMirrorSetupFrom(t, newUpdateSetup(t))
+}
+
+// newMirrorSetupFrom is newMirrorSetup with the installed hello of u.
+func newMirrorSetupFrom(t *testing.T, u *updateSetup) *mirrorSetup {
+	t.Helper()
+	m := &mirrorSetup{updateSetup: u, ca: newTestCA(t), mirror: filepath.Join(t.TempDir(), "mirror")}
 	rel := m.release(t, m.key, "2.0.0")
 	rpsign := GoBuild(t, rpsignPkg, "")
 	out, err := exec.Command(rpsign, "publish", "--out", m.mirror, rel, "--pub", m.key.Public).CombinedOutput()
@@ -203,6 +209,25 @@ func TestHTTPSMirror(t *testing.T) {
 	st, _ := os.Stat(filepath.Join(m.mirror, m.asset))
 	if sent := m.sent.Load(); sent < st.Size() || sent > st.Size()+st.Size()/10 {
 		t.Errorf("the server sent %d bytes for a release of %d", sent, st.Size())
+	}
+	p.Stop(10 * time.Second)
+}
+
+// TestHTTPSNoP2PBuild: hello built with -tags rustpatcher_nop2p (no
+// libp2p) updates from the HTTPS mirror the same way.
+func TestHTTPSNoP2PBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: TestHTTPSMirror is the HTTPS update of -short")
+	}
+	bin := GoBuildWith(t, Build{Pkg: helloPkg, LDFlags: "-X github.com/org/rustpatcher-go/client.linkedPublicKey=" + OwnerKey(t).Public,
+		Flags: []string{"-tags", "rustpatcher_nop2p"}})
+	m := newMirrorSetupFrom(t, newUpdateSetupFrom(t, bin))
+	p := m.start(t, m.url("127.0.0.1"))
+	p.WaitLine(0, 60*time.Second, `^hello 2\.0\.0 args=a b$`)
+	m.waitFileVersion(t, "2.0.0", 5*time.Second)
+	m.checkBackup(t)
+	if _, _, err := p.FindLine(0, 0, `p2p node started|listening: `); err == nil {
+		t.Error("the nop2p build started a network")
 	}
 	p.Stop(10 * time.Second)
 }
