@@ -180,6 +180,14 @@ func (m *mirrorSetup) start(t *testing.T, source string, env ...string) *Proc {
 	return p
 }
 
+// waitUpdated waits for p, started by start, to run 2.0.0 (after its
+// line from) with the executable verifying as 2.0.0.
+func (m *mirrorSetup) waitUpdated(t *testing.T, p *Proc, from int) {
+	t.Helper()
+	p.WaitLine(from, 60*time.Second, `^hello 2\.0\.0 args=a b$`)
+	m.waitFileVersion(t, "2.0.0", 5*time.Second)
+}
+
 type countingWriter struct {
 	http.ResponseWriter
 	n, bin *atomic.Int64 // bin may be nil
@@ -203,8 +211,7 @@ func (w *countingWriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
 func TestHTTPSMirror(t *testing.T) {
 	m := newMirrorSetup(t)
 	p := m.start(t, m.url("127.0.0.1"))
-	p.WaitLine(0, 60*time.Second, `^hello 2\.0\.0 args=a b$`)
-	m.waitFileVersion(t, "2.0.0", 5*time.Second)
+	m.waitUpdated(t, p, 0)
 	m.checkBackup(t)
 	st, _ := os.Stat(filepath.Join(m.mirror, m.asset))
 	if sent := m.sent.Load(); sent < st.Size() || sent > st.Size()+st.Size()/10 {
@@ -223,8 +230,7 @@ func TestHTTPSNoP2PBuild(t *testing.T) {
 		Flags: []string{"-tags", "rustpatcher_nop2p"}})
 	m := newMirrorSetupFrom(t, newUpdateSetupFrom(t, bin))
 	p := m.start(t, m.url("127.0.0.1"))
-	p.WaitLine(0, 60*time.Second, `^hello 2\.0\.0 args=a b$`)
-	m.waitFileVersion(t, "2.0.0", 5*time.Second)
+	m.waitUpdated(t, p, 0)
 	m.checkBackup(t)
 	if _, _, err := p.FindLine(0, 0, `p2p node started|listening: `); err == nil {
 		t.Error("the nop2p build started a network")
@@ -267,8 +273,7 @@ func TestHTTPSMirrorThroughProxy(t *testing.T) {
 	}))
 	defer proxy.Close()
 	p := m.start(t, m.url(mirrorHost), "HTTPS_PROXY="+proxy.URL)
-	p.WaitLine(0, 60*time.Second, `^hello 2\.0\.0 args=a b$`)
-	m.waitFileVersion(t, "2.0.0", 5*time.Second)
+	m.waitUpdated(t, p, 0)
 	if tunnels.Load() == 0 {
 		t.Error("no tunnel through the proxy")
 	}
@@ -299,8 +304,7 @@ func TestHTTPSGitHub(t *testing.T) {
 		gh.AddAsset("org/hello", "v2.0.0", e.Name(), b)
 	}
 	p := m.start(t, "github:org/hello?base="+gh.URL)
-	p.WaitLine(0, 60*time.Second, `^hello 2\.0\.0 args=a b$`)
-	m.waitFileVersion(t, "2.0.0", 5*time.Second)
+	m.waitUpdated(t, p, 0)
 	reqs := strings.Join(gh.Requests(), "\n")
 	if !strings.Contains(reqs, "GET /org/hello/releases/latest/download/rustpatcher-") || !strings.Contains(reqs, "GET /org/hello/releases/download/v2.0.0/"+m.asset) {
 		t.Errorf("requests:\n%s", reqs)
@@ -333,8 +337,7 @@ func TestHTTPSMirrorDamaged(t *testing.T) {
 	if err := os.WriteFile(bin, good, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p.WaitLine(i, 60*time.Second, `^hello 2\.0\.0 args=a b$`)
-	m.waitFileVersion(t, "2.0.0", 5*time.Second)
+	m.waitUpdated(t, p, i)
 	p.Stop(10 * time.Second)
 }
 
@@ -458,7 +461,6 @@ func TestHTTPSNoPeers(t *testing.T) {
 	args = append(args, bootstrapArgs(seedAddrs)...)
 	p := StartWith(t, StartOptions{Env: []string{"SSL_CERT_FILE=" + m.ca.CAFile}}, m.exe, append(args, "a", "b")...)
 	p.WaitLine(0, 30*time.Second, `^hello 1\.0\.0 args=a b$`)
-	p.WaitLine(0, 60*time.Second, `^hello 2\.0\.0 args=a b$`)
-	m.waitFileVersion(t, "2.0.0", 5*time.Second)
+	m.waitUpdated(t, p, 0)
 	p.Stop(10 * time.Second)
 }
