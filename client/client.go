@@ -4,8 +4,8 @@
 //
 // In the background, Spawn verifies the running binary's own file against
 // the region rpsign wrote into it, then polls its sources (a directory of
-// signed binaries, the peer-to-peer network) for a strictly newer release
-// signed by the same key. It streams the chosen release into a temporary
+// signed binaries, an HTTPS mirror or GitHub release, the peer-to-peer
+// network) for a strictly newer release signed by the same key. It streams the chosen release into a temporary
 // file next to the executable while hashing it, checks hash, size and
 // signature, runs the new file once in self-test mode, and renames it over
 // the executable, keeping the previous binary as "<exe>.old". Depending on
@@ -29,6 +29,14 @@
 // environment, in the same process (same pid, same standard streams). On
 // Windows, which has no exec, it starts the new binary with the same
 // arguments, environment and standard streams and exits.
+//
+// # Without libp2p
+//
+// Built with -tags rustpatcher_nop2p the package has no peer-to-peer
+// network and links no libp2p: the same API, with directory and HTTPS
+// sources only (see SourceFromURL), and the same engine. There a zero
+// NetworkConfig means no network, and Spawn refuses any network setting
+// (ErrNetworkConfig, naming the tag).
 package client
 
 import (
@@ -40,7 +48,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -86,12 +94,12 @@ var (
 	// offered. It is the network's own error, so that the network can
 	// tell it among the reasons a Release is rejected with and strike the
 	// peers that delivered the bytes the signature does not cover.
-	ErrOtherFile = p2p.ErrOtherFile
+	ErrOtherFile = checked.ErrOtherFile
 	// ErrSize means a source offers a file whose length does not fit its
 	// signed content, or its file type (a tail after an ELF file). It is
 	// the network's own error, so that the network can strike the peers
 	// that offered that length and never download the offer again.
-	ErrSize = p2p.ErrSize
+	ErrSize = checked.ErrSize
 	// ErrRotatedKey means a release is signed with an owner key that a
 	// key rotation statement retired for this target.
 	ErrRotatedKey = errors.New("signed with a retired key")
@@ -126,6 +134,14 @@ type Config struct {
 	Interval time.Duration
 	// Sources are where releases come from, in addition to the network.
 	Sources []Source
+	// PeerWait applies with the network on, to HTTPS sources (see
+	// SourceFromURL): a release that only such a source offers is taken
+	// from it at a random time within PeerWait after it was first seen,
+	// unless a peer offers it before; a release peers offer is taken from
+	// them, and over HTTPS only when their copy fails. So the server sends
+	// a release to the first few nodes of a network, and they spread it.
+	// Zero means DefaultPeerWait; negative means no wait.
+	PeerWait time.Duration
 	// AllowPrerelease lets pre-release versions (such as 2.0.0-rc.1) be
 	// applied.
 	AllowPrerelease bool
@@ -222,6 +238,7 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 	if err := cfg.Network.check(); err != nil {
 		return nil, err
 	}
+	preferPeers(cfg)
 	exe := cfg.Executable
 	if exe == "" {
 		var err error

@@ -28,9 +28,9 @@ func TestSpawnConfigErrors(t *testing.T) {
 		{"bad key", Config{PublicKey: "not a key"}, "malformed key", region.ErrBadKey},
 		{"test vector key", Config{PublicKey: TestVectorPublicKey}, "test-vector key", ErrPublishedKey},
 		{"bad mode", Config{PublicKey: k.PublicText, Mode: At(24, 0)}, "hour must be 0 to 23", nil},
-		{"private network without bootstrap peers", Config{PublicKey: k.PublicText, Network: NetworkConfig{Private: true}}, "Network.Private needs Network.Bootstrap peers", ErrNetworkConfig},
-		{"bootstrap address without /p2p/", Config{PublicKey: k.PublicText, Network: NetworkConfig{Private: true, Bootstrap: []string{"/ip4/10.0.0.5/tcp/4001"}}}, `bootstrap peer "/ip4/10.0.0.5/tcp/4001"`, ErrNetworkConfig},
-		{"bad listen address", Config{PublicKey: k.PublicText, Network: NetworkConfig{ListenAddrs: []string{"0.0.0.0:4001"}}}, `listen address "0.0.0.0:4001"`, ErrNetworkConfig},
+		{"private network without bootstrap peers", Config{PublicKey: k.PublicText, Network: NetworkConfig{Private: true}}, netWant("Network.Private needs Network.Bootstrap peers"), ErrNetworkConfig},
+		{"bootstrap address without /p2p/", Config{PublicKey: k.PublicText, Network: NetworkConfig{Private: true, Bootstrap: []string{"/ip4/10.0.0.5/tcp/4001"}}}, netWant(`bootstrap peer "/ip4/10.0.0.5/tcp/4001"`), ErrNetworkConfig},
+		{"bad listen address", Config{PublicKey: k.PublicText, Network: NetworkConfig{ListenAddrs: []string{"0.0.0.0:4001"}}}, netWant(`listen address "0.0.0.0:4001"`), ErrNetworkConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,9 +36,16 @@ func DirSource(path string) Source {
 	return &dirSource{dir: releasedir.New(path)}
 }
 
-// SourceFromURL returns the Source for a URL. It knows file: URLs
-// ("file:///srv/releases", "file:relative/dir"), which give a DirSource,
-// and plain paths, taken as file paths.
+// SourceFromURL returns the Source for a URL:
+//
+//   - "https://HOST/PATH/": a static mirror of the releases as rpsign
+//     publish --out lays them out (see MirrorSource); plain http:// only
+//     to a loopback address;
+//   - "github:OWNER/REPO": the latest release of a GitHub repository (see
+//     GitHubSource); "github:OWNER/REPO?base=https://git.example.com" for
+//     GitHub Enterprise Server or a Gitea-style host;
+//   - file: URLs ("file:///srv/releases", "file:relative/dir") and plain
+//     paths: a DirSource.
 func SourceFromURL(raw string) (Source, error) {
 	if !strings.Contains(raw, ":") || (runtime.GOOS == "windows" && filepath.VolumeName(raw) != "") {
 		return DirSource(raw), nil
@@ -47,8 +54,18 @@ func SourceFromURL(raw string) (Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source %q: %w", raw, err)
 	}
-	if u.Scheme != "file" {
-		return nil, fmt.Errorf("source %q: unsupported scheme %q (want a file: URL or a path)", raw, u.Scheme)
+	switch u.Scheme {
+	case "https", "http":
+		return MirrorSource(raw)
+	case "github":
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil || len(q) > 1 || (len(q) == 1 && !q.Has("base")) || u.Opaque == "" {
+			return nil, fmt.Errorf("source %q: want github:OWNER/REPO, or github:OWNER/REPO?base=URL", raw)
+		}
+		return GitHubSource(u.Opaque, q.Get("base"))
+	case "file":
+	default:
+		return nil, fmt.Errorf("source %q: unsupported scheme %q (want https:, github:, a file: URL or a path)", raw, u.Scheme)
 	}
 	if u.Host != "" && u.Host != "localhost" {
 		return nil, fmt.Errorf("source %q: file URLs on another host (%q) are not supported", raw, u.Host)

@@ -1,28 +1,18 @@
 package client
 
 import (
-	"context"
-	"crypto/ed25519"
 	"errors"
-	"fmt"
-	"io"
-	"log/slog"
-	"runtime"
-	"sync"
 	"time"
-
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
-
-	"github.com/org/rustpatcher-go/internal/p2p"
-	"github.com/org/rustpatcher-go/internal/rotation"
-	"github.com/org/rustpatcher-go/region"
 )
 
 // NetworkConfig configures the peer-to-peer network that Spawn joins.
 // The zero value joins the public network (the Amino DHT with its default
 // bootstrap peers) with no extra bootstrap peers.
+//
+// A program built with the tag rustpatcher_nop2p has no peer-to-peer
+// network (and no libp2p in its binary): there the zero value means no
+// network, and Spawn refuses any setting but Disabled and OnListen with
+// ErrNetworkConfig.
 type NetworkConfig struct {
 	// Disabled turns the network off: only Config.Sources are used.
 	Disabled bool
@@ -65,129 +55,3 @@ type NetworkConfig struct {
 
 // ErrNetworkConfig means a NetworkConfig can never work.
 var ErrNetworkConfig = errors.New("bad network configuration")
-
-// check reports a configuration that can never work: a private network
-// with no peer to join through, or addresses that do not parse.
-func (nc NetworkConfig) check() error {
-	if nc.Disabled {
-		return nil
-	}
-	if nc.Private && len(nc.Bootstrap) == 0 {
-		return fmt.Errorf("client: %w: Network.Private needs Network.Bootstrap peers (such as an rpseed's listening: addresses): a private network has no other way in", ErrNetworkConfig)
-	}
-	for _, b := range nc.Bootstrap {
-		if _, err := peer.AddrInfoFromString(b); err != nil {
-			return fmt.Errorf("client: %w: bootstrap peer %q: %v (want a multiaddr ending in /p2p/<peer id>, as rpseed prints on its listening: lines)", ErrNetworkConfig, b, err)
-		}
-	}
-	for _, l := range nc.ListenAddrs {
-		if _, err := ma.NewMultiaddr(l); err != nil {
-			return fmt.Errorf("client: %w: listen address %q: %v (want a multiaddr such as /ip4/0.0.0.0/tcp/4001)", ErrNetworkConfig, l, err)
-		}
-	}
-	return nil
-}
-
-// startNetwork joins the peer-to-peer network and returns it as a Source
-// (which is also a Seeder) for releases signed by pub for the running
-// target, or nil when the network is disabled.
-func startNetwork(ctx context.Context, nc NetworkConfig, pub []byte, log *slog.Logger) (Source, io.Closer, error) {
-	if nc.Disabled {
-		return nil, nil, nil
-	}
-	if len(pub) != ed25519.PublicKeySize {
-		return nil, nil, fmt.Errorf("public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
-	}
-	if log == nil {
-		log = slog.Default()
-	}
-	var id crypto.PrivKey
-	if nc.IdentityFile != "" {
-		k, err := p2p.LoadIdentity(nc.IdentityFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		id = k
-	}
-	n, err := p2p.New(ctx, p2p.Config{
-		Identity:           id,
-		Private:            nc.Private,
-		Bootstrap:          nc.Bootstrap,
-		ListenAddrs:        nc.ListenAddrs,
-		DHTServer:          nc.DHTServer,
-		UploadSlots:        nc.UploadSlots,
-		UploadSlotsPerPeer: nc.UploadSlotsPerPeer,
-		UploadRate:         nc.UploadRate,
-		IdleTimeout:        nc.IdleTimeout,
-		Logger:             log,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	if nc.OnListen != nil {
-		for _, a := range n.Addrs() {
-			nc.OnListen(a)
-		}
-	}
-	target := runtime.GOOS + "/" + runtime.GOARCH
-	own := ed25519.PublicKey(pub)
-	return &networkSource{node: n, target: target, own: own, log: log, s: n.Source(own, target)}, n, nil
-}
-
-// networkSource adapts the p2p source to the Source and Seeder interfaces.
-// It looks for releases signed by the key the program trusts: its own, or
-// the one a key rotation moved its target to (see trust).
-type networkSource struct {
-	node   *p2p.Node
-	target string
-	own    ed25519.PublicKey // the key the program was built with
-	log    *slog.Logger
-
-	mu sync.Mutex
-	s  *p2p.Source // of the key trusted now
-}
-
-func (n *networkSource) source() *p2p.Source {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.s
-}
-
-// Releases returns the releases peers offer, each a Release and a
-// Rejecter (p2p strikes the peers that delivered refused bytes).
-func (n *networkSource) Releases(ctx context.Context) ([]Release, error) {
-	rs, err := n.source().Releases(ctx)
-	out := make([]Release, len(rs))
-	for i, r := range rs {
-		out[i] = r
-	}
-	return out, err
-}
-
-func (n *networkSource) String() string { return n.source().String() }
-
-// Seed serves a binary signed by the trusted key, or by the program's own
-// key (the running binary, after a rotation).
-func (n *networkSource) Seed(ctx context.Context, path string, in region.Info) error {
-	if in.VerifySignature(n.own) == nil {
-		return n.node.Serve(ctx, n.own, n.target, path, in)
-	}
-	return n.source().Seed(ctx, path, in)
-}
-
-// rotations asks peers for the statements that move the target on from
-// the key trusted now.
-func (n *networkSource) rotations(ctx context.Context) ([]rotation.Statement, error) {
-	return n.source().Rotations(ctx)
-}
-
-// trust switches to releases signed by key, which chain moved the target
-// to, and serves chain to the peers that still trust an older key.
-func (n *networkSource) trust(ctx context.Context, key ed25519.PublicKey, chain []rotation.Statement) {
-	n.mu.Lock()
-	n.s = n.node.Source(key, n.target)
-	n.mu.Unlock()
-	if err := n.node.ServeRotations(ctx, chain); err != nil {
-		n.log.Warn("serving the key rotation statements followed", "err", err)
-	}
-}

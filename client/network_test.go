@@ -1,3 +1,5 @@
+//go:build !rustpatcher_nop2p
+
 package client
 
 import (
@@ -5,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -121,5 +124,30 @@ func TestNetworkIdentityFile(t *testing.T) {
 	}
 	if _, _, err := startNetwork(context.Background(), NetworkConfig{Private: true, IdentityFile: idFile}, pub, log); err == nil || !strings.Contains(err.Error(), idFile) {
 		t.Errorf("a damaged identity file gave %v, want an error naming it", err)
+	}
+}
+
+// netWant is the error a network setting that cannot work gets: want, in
+// a build with the network.
+func netWant(want string) string { return want }
+
+// TestNoP2PBuildLinksNoLibp2p: the package built with -tags
+// rustpatcher_nop2p depends on no libp2p package (nor on multiaddr, quic-go
+// or go-github), so that it links none.
+func TestNoP2PBuildLinksNoLibp2p(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(regiontest.GoTool(), "list", "-deps", "-tags", "rustpatcher_nop2p", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		for _, bad := range []string{"libp2p", "multiformats", "quic-go", "go-github", "internal/p2p"} {
+			if strings.Contains(pkg, bad) {
+				t.Errorf("the nop2p build depends on %s", pkg)
+			}
+		}
+	}
+	if !strings.Contains(string(out), "internal/mirror") {
+		t.Error("the nop2p build has no HTTPS source (internal/mirror)")
 	}
 }

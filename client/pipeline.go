@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/internal/target"
@@ -252,9 +251,9 @@ type netStart struct {
 }
 
 // joinNetwork starts joining the network in the background, unless it is
-// disabled (nil).
+// disabled or not built in (nil).
 func (p *pipeline) joinNetwork(ctx context.Context) <-chan netStart {
-	if p.cfg.Network.Disabled {
+	if !p.cfg.Network.enabled() {
 		return nil
 	}
 	c := make(chan netStart, 1)
@@ -299,13 +298,18 @@ func (p *pipeline) joined(ctx context.Context, ns netStart) bool {
 // release applied, if any.
 func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 	cands := p.offers(ctx)
-	// Newest first; among equal versions keep the sources' order.
+	// Newest first; among equal versions peers before fallbacks (see
+	// fallbackSource), else keep the sources' order.
 	sort.SliceStable(cands, func(i, j int) bool {
-		return region.CompareVersions(cands[i].in.Version, cands[j].in.Version) > 0
+		if c := region.CompareVersions(cands[i].in.Version, cands[j].in.Version); c != 0 {
+			return c > 0
+		}
+		return !isFallback(cands[i]) && isFallback(cands[j])
 	})
 	if p.stillUnwritable(cands) {
 		return region.Info{}, false
 	}
+	tried := map[string]bool{}
 	for _, c := range cands {
 		if ctx.Err() != nil {
 			return region.Info{}, false
@@ -313,6 +317,10 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 		if p.acceptable(c.in) != nil {
 			continue // a newer one was applied in this poll
 		}
+		if !fallbackReady(c, tried) {
+			continue // no peer offers it yet: wait for one a while
+		}
+		tried[c.in.Version] = true
 		if p.refused.selfTestFailedRecently(c.rel.FileID(), p.cfg.now()) {
 			continue // another copy of it failed its self-test in this poll
 		}
@@ -530,10 +538,7 @@ func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.
 	// A release whose source checks every piece against the signed root
 	// as it arrives is not hashed again: the scan only locates the region
 	// and reads what surrounds the content.
-	checked := false
-	if pc, ok := c.rel.(piecesChecker); ok && c.in.Format == region.V1 {
-		checked = pc.PiecesChecked(p2p.PieceCheck{})
-	}
+	checked := c.in.Format == region.V1 && piecesChecked(c.rel)
 	var s *region.Scanned
 	var err error
 	if checked {

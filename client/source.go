@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"io"
 
-	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -57,9 +57,16 @@ type Rejecter interface {
 // a v1 release, piece by piece as it arrives, as the network does: the
 // engine then does not hash the bytes again, and checks only what
 // surrounds the content (region.Scanned.MatchesLayout). Only the module's
-// own network source can have the method: its argument's type is internal.
+// own sources (the network, HTTPS) can have the method: its argument's
+// type is internal.
 type piecesChecker interface {
-	PiecesChecked(p2p.PieceCheck) bool
+	PiecesChecked(checked.PieceCheck) bool
+}
+
+// piecesChecked reports whether r is a piecesChecker that checks pieces.
+func piecesChecked(r Release) bool {
+	pc, ok := r.(piecesChecker)
+	return ok && pc.PiecesChecked(checked.PieceCheck{})
 }
 
 // A Seeder is a Source that also serves releases to others, such as the

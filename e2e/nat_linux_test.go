@@ -86,19 +86,7 @@ const natEnv = "RP_NETNS_TESTS"
 // nftables rules live in the namespaces and go with them.
 func newNATNet(t *testing.T) *natNet {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		testtools.Missing(t, "network namespaces and nftables need root")
-	}
-	tools := testtools.Commands(t,
-		testtools.Package{Name: "iproute2", Command: "ip"},
-		testtools.Package{Name: "nftables", Command: "nft"},
-	)
-	n := &natNet{ip: tools[0], nft: tools[1]}
-	n.sweep(t)
-
-	var tag [3]byte
-	rand.Read(tag[:])
-	prefix := fmt.Sprintf("%s%d-%s-", natNSPrefix, os.Getpid(), hex.EncodeToString(tag[:]))
+	n, prefix := newNetns(t)
 	n.pub = n.addNS(t, prefix+"pub")
 	n.seed = n.addNS(t, prefix+"seed")
 	n.sites = [2]natSite{
@@ -161,6 +149,26 @@ table ip filter {
 	}
 }
 `
+
+// newNetns returns a natNet with no namespaces yet, after removing those
+// an earlier killed run left, and the prefix of the names of this run's
+// namespaces. It skips the test where the machine cannot run it: not root,
+// or no iproute2 and nftables.
+func newNetns(t *testing.T) (*natNet, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		testtools.Missing(t, "network namespaces and nftables need root")
+	}
+	tools := testtools.Commands(t,
+		testtools.Package{Name: "iproute2", Command: "ip"},
+		testtools.Package{Name: "nftables", Command: "nft"},
+	)
+	n := &natNet{ip: tools[0], nft: tools[1]}
+	n.sweep(t)
+	var tag [3]byte
+	rand.Read(tag[:])
+	return n, fmt.Sprintf("%s%d-%s-", natNSPrefix, os.Getpid(), hex.EncodeToString(tag[:]))
+}
 
 // addNS makes the namespace name with its loopback up, and removes it when
 // the test ends, after ending what still runs in it.

@@ -3,22 +3,32 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/org/rustpatcher-go/internal/ghrelease"
+	"github.com/org/rustpatcher-go/internal/target"
+	"github.com/org/rustpatcher-go/region"
 )
 
 // BenchmarkEmbeddingCost compares hello with the update client (network on,
 // private mode, idle with no peers: its one bootstrap peer is a loopback port
 // nobody listens on) against the same program without it: stripped binary
-// size and resident memory after 5 s idle. Run once:
+// size and resident memory after 5 s idle. "nop2p" is hello built with
+// -tags rustpatcher_nop2p, which has polled an HTTPS mirror on loopback
+// (holding the version it runs) once, trusting the system's roots and the
+// mirror's test CA. Run once:
 //
 //	go test -run '^$' -bench EmbeddingCost -benchtime 1x ./e2e/
 //
@@ -31,17 +41,21 @@ func BenchmarkEmbeddingCost(b *testing.B) {
 	linked := strip + " -X github.com/org/rustpatcher-go/client.linkedPublicKey=" + key.Public
 	with := GoBuild(b, helloPkg, linked)
 	bare := GoBuild(b, "github.com/org/rustpatcher-go/e2e/internal/hellobare", strip)
+	nop2p := GoBuildWith(b, Build{Pkg: helloPkg, LDFlags: linked, Flags: []string{"-tags", "rustpatcher_nop2p"}})
 	type prog struct {
 		name string
 		bin  string
 		args []string
+		env  []string
 	}
 	node := []string{"--private", "--bootstrap", unreachablePeer(b),
 		"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--listen", "/ip4/127.0.0.1/tcp/0"}
-	progs := []prog{{"bare", bare, nil}, {"client", with, node}}
+	ca, mirror := idleMirror(b, key, with)
+	progs := []prog{{"bare", bare, nil, nil}, {"client", with, node, nil},
+		{"nop2p", nop2p, []string{"--source", mirror}, append([]string{"SSL_CERT_FILE=" + ca}, rootsEnv()...)}}
 	if dir := os.Getenv("RP_EMBED_BEFORE"); dir != "" {
 		before := GoBuildWith(b, Build{Dir: dir, Pkg: "./examples/hello", LDFlags: linked})
-		progs = append(progs, prog{"before", before, node})
+		progs = append(progs, prog{"before", before, node, nil})
 	}
 	dir := b.TempDir()
 	for i := 0; i < b.N; i++ {
@@ -52,9 +66,12 @@ func BenchmarkEmbeddingCost(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			p := Start(b, exe, tt.args...)
+			p := StartWith(b, StartOptions{Env: tt.env}, exe, tt.args...)
 			p.WaitLine(0, 30*time.Second, `^hello 1\.0\.0`)
-			if tt.args != nil {
+			if tt.name == "nop2p" {
+				// Its first poll of the mirror is done.
+				p.WaitLine(0, 30*time.Second, `running binary verified`)
+			} else if tt.args != nil {
 				// The node is up (a client that refused its
 				// configuration would print no address).
 				p.WaitLine(0, 30*time.Second, `^listening: /`)
@@ -90,3 +107,34 @@ func unreachablePeer(b *testing.B) string {
 	l.Close()
 	return "/ip4/127.0.0.1/tcp/" + strconv.Itoa(port) + "/p2p/" + id.String()
 }
+
+// idleMirror serves over HTTPS on loopback a mirror holding hello 1.0.0
+// (bin signed with key), as rpsign publish --out lays it out, and returns
+// the file of the CA that the server's certificate chains to and the
+// mirror's URL.
+func idleMirror(b *testing.B, key Key, bin string) (caFile, url string) {
+	dir := b.TempDir()
+	exe := filepath.Join(dir, "hello")
+	in := SignedCopy(b, bin, exe, key, "1.0.0")
+	pub, err := region.ParsePublicKey(key.Public)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := target.Current()
+	assets, err := ghrelease.Layout(context.Background(), []ghrelease.Signed{{Path: exe, Target: t, Info: in, PublicKey: pub}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := ghrelease.WriteDir(dir, assets); err != nil {
+		b.Fatal(err)
+	}
+	ca := newTestCA(b)
+	srv := ca.serveTLS(b, http.FileServer(http.Dir(dir)))
+	return ca.CAFile, srv.URL + "/"
+}
+
+// rootsEnv is RP_EMBED_ROOTS_ENV (such as SSL_CERT_DIR=/nonexistent),
+// split at spaces: the nop2p run's environment for the system's roots.
+// Unset, SSL_CERT_FILE names the test CA, and crypto/x509 still reads
+// every file in the system's certificate directories.
+func rootsEnv() []string { return strings.Fields(os.Getenv("RP_EMBED_ROOTS_ENV")) }

@@ -65,8 +65,14 @@ type updateSetup struct {
 // makes an empty release directory.
 func newUpdateSetup(t *testing.T) *updateSetup {
 	t.Helper()
-	s := &updateSetup{key: OwnerKey(t)}
-	s.bin = BuildHello(t, s.key.Public)
+	return newUpdateSetupFrom(t, BuildHello(t, OwnerKey(t).Public))
+}
+
+// newUpdateSetupFrom is newUpdateSetup with bin, a build of hello that
+// links OwnerKey.
+func newUpdateSetupFrom(t *testing.T, bin string) *updateSetup {
+	t.Helper()
+	s := &updateSetup{key: OwnerKey(t), bin: bin}
 	dir := t.TempDir()
 	s.exe = filepath.Join(dir, "app", "hello")
 	SignedCopy(t, s.bin, s.exe, s.key, "1.0.0")

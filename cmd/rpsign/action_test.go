@@ -315,8 +315,8 @@ func TestActionPublishes(t *testing.T) {
 		}
 	}
 	assets := srv.Assets("org/app", "v1.4.0")
-	if len(assets) != 2 {
-		t.Fatalf("release has %d assets, want the binary and its manifest", len(assets))
+	if len(assets) != 3 {
+		t.Fatalf("release has %d assets, want the binary, its piece hashes and its manifest", len(assets))
 	}
 	pi, err := ghrelease.ReadPatchInfo(bytes.NewReader(assets[ghrelease.ManifestName(host)]))
 	if err != nil {

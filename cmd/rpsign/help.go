@@ -67,12 +67,23 @@ Example (a workflow step):
 `
 
 const publishHelp = `Attaches signed binaries to a GitHub release (created if missing), each with
-its per-target manifest rustpatcher-<os>-<arch>.json, which rpseed --github
-reads. Every binary must verify with its target's --pub key first. The token
-comes from $GITHUB_TOKEN (or --token-env VAR), never from a flag. On a
-terminal, uploads show their progress on standard error.
+its piece hashes (<asset>.pieces) and its per-target manifest
+rustpatcher-<os>-<arch>.json, which apps (client.SourceFromURL
+"github:OWNER/REPO") and rpseed --github read. FILEs named *.rotation (key
+rotations) and *.rollout (rollouts) are statements: they are attached too, and
+every manifest names them.
+Every binary must verify with its target's --pub key first, and every
+statement with its own signature. The token comes from $GITHUB_TOKEN (or
+--token-env VAR), never from a flag. On a terminal, uploads show their
+progress on standard error.
+
+With --out DIR, nothing is uploaded and no token is needed: the same files
+are written into DIR, exactly as the release would hold them. Served over
+HTTPS (S3, nginx, GitHub Pages), DIR is a source for apps:
+client.SourceFromURL("https://HOST/PATH/"). See docs/RELEASING.md.
 
 Examples:
   GITHUB_TOKEN=... rpsign publish dist/app_linux_amd64 dist/app_linux_arm64 \
       --repo org/app --tag v1.2.3 --pub linux/amd64=KEY1 --pub linux/arm64=KEY2
+  rpsign publish --out mirror dist/app_linux_amd64 releases/linux-amd64-1.rotation --pub KEY
 `

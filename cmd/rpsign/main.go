@@ -11,14 +11,16 @@
 //	rpsign verify BINARY --pub KEY
 //	rpsign inspect BINARY [--json]
 //	rpsign action
-//	rpsign publish BINARY... --repo OWNER/REPO --tag TAG --pub [TARGET=]KEY...
+//	rpsign publish FILE... --repo OWNER/REPO --tag TAG --pub [TARGET=]KEY...
+//	rpsign publish FILE... --out DIR --pub [TARGET=]KEY...
 //	rpsign rollout --key-file KEY --target OS/ARCH --version V [--percent P] [--ramp D] --out DIR
 //	rpsign rollout --key-file KEY --target OS/ARCH --out DIR --halt | --yank V --to W | --refresh
 //	rpsign rollout --show FILE [--json]
 //
 // action is the GitHub Action's entrypoint: it reads the INPUT_* variables
 // that action.yml passes in; publish attaches signed binaries and their
-// manifests to a GitHub release (see docs/RELEASING.md).
+// manifests to a GitHub release, or lays them out in a directory for a
+// static mirror (see docs/RELEASING.md).
 //
 // Flags may come before or after the positional argument.
 package main
@@ -70,7 +72,7 @@ func commands() []command {
 		{"verify", "verify BINARY --pub KEY", "check a binary's signature", verifyHelp, runVerify},
 		{"inspect", "inspect BINARY [--json]", "show a binary's signed region", inspectHelp, runInspect},
 		{"action", "action", "the GitHub Action's entrypoint (reads INPUT_* variables)", actionHelp, runAction},
-		{"publish", publishUsage, "attach signed binaries and their manifests to a GitHub release", publishHelp, runPublish},
+		{"publish", publishUsage, "attach signed binaries and their manifests to a GitHub release, or lay them out for a mirror", publishHelp, runPublish},
 		{"rollout", rolloutUsage, "roll a release out to a share of the nodes, halt it, yank it (a signed statement)", rolloutHelp, runRollout},
 		{"rotate", "rotate FILE --key-file OLD --to NEWKEY --target GOOS/GOARCH [--sequence N]", "move a target to a new owner key, with a statement signed by the old one", rotateHelp, runRotate},
 	}

@@ -104,6 +104,9 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Setup: func(e *testscript.Env) error {
+			// The host's target, as asset names spell it.
+			e.Setenv("HOSTOS", runtime.GOOS)
+			e.Setenv("HOSTARCH", runtime.GOARCH)
 			if err := copyExecutable(hello, filepath.Join(e.WorkDir, "hello")); err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 
 	"github.com/org/rustpatcher-go/internal/ghrelease"
@@ -16,7 +17,7 @@ import (
 	"github.com/org/rustpatcher-go/region"
 )
 
-const publishUsage = "publish BINARY... --repo OWNER/REPO --tag TAG --pub [TARGET=]KEY... [--target OS/ARCH] [--token-env VAR] [--api-url URL]"
+const publishUsage = "publish FILE... --pub [TARGET=]KEY... (--repo OWNER/REPO --tag TAG [--token-env VAR] [--api-url URL] | --out DIR) [--target OS/ARCH]"
 
 // pubKeys is the --pub flag: a public key for all targets, or one per
 // target as TARGET=KEY, repeatable.
@@ -59,9 +60,12 @@ func (p *pubKeys) key(t target.Target) (ed25519.PublicKey, bool) {
 	return p.all, p.all != nil
 }
 
-// runPublish attaches signed binaries and their per-target manifests to a
-// GitHub release. Each binary must verify with its target's public key
-// first: rpsign never publishes what a client would reject.
+// runPublish attaches signed binaries, their piece hashes and per-target
+// manifests, and the statements given with them, to a GitHub release, or
+// with --out lays them out the same way in a directory, for a static
+// mirror. Each binary must verify with its target's public key first, and
+// each statement with its own signature: rpsign never publishes what a
+// client would reject.
 func runPublish(e *env, args []string) error {
 	flags := flag.NewFlagSet("publish", flag.ContinueOnError)
 	repoStr := flags.String("repo", "", "GitHub repository `OWNER/REPO` (default: $GITHUB_REPOSITORY)")
@@ -71,29 +75,24 @@ func runPublish(e *env, args []string) error {
 	targetStr := flags.String("target", "", "`OS/ARCH` of the binaries (default: read from each binary's headers)")
 	tokenEnv := flags.String("token-env", "GITHUB_TOKEN", "environment `VAR` holding the GitHub token")
 	apiURL := flags.String("api-url", "", "GitHub API base `URL` (default: $GITHUB_API_URL or https://api.github.com)")
-	bins, err := parseAny(flags, args)
+	out := flags.String("out", "", "lay the release out in directory `DIR` (created if missing) for a static mirror, instead of publishing to GitHub")
+	paths, err := parseAny(flags, args)
 	if err != nil {
 		return err
+	}
+	var bins, stmts []string
+	for _, p := range paths {
+		if ghrelease.IsStatement(p) {
+			stmts = append(stmts, p)
+		} else {
+			bins = append(bins, p)
+		}
 	}
 	if len(bins) == 0 {
 		return fmt.Errorf("%w: no binaries given", errUsage)
 	}
-	repo, err := ghrelease.ParseRepo(cmp.Or(*repoStr, e.getenv("GITHUB_REPOSITORY")))
-	if err != nil {
-		return fmt.Errorf("%w: --repo: %v", errUsage, err)
-	}
-	if *tag == "" && e.getenv("GITHUB_REF_TYPE") == "tag" {
-		*tag = e.getenv("GITHUB_REF_NAME")
-	}
-	if *tag == "" {
-		return fmt.Errorf("%w: --tag is required", errUsage)
-	}
 	if pubs.all == nil && pubs.perTarget == nil {
 		return fmt.Errorf("%w: --pub is required (print it with: rpsign pub --key-file PATH)", errUsage)
-	}
-	token := e.getenv(*tokenEnv)
-	if token == "" {
-		return fmt.Errorf("environment variable %s is empty or unset; it should hold a GitHub token with contents:write", *tokenEnv)
 	}
 	var fixed *target.Target
 	if *targetStr != "" {
@@ -102,6 +101,30 @@ func runPublish(e *env, args []string) error {
 			return fmt.Errorf("%w: --target: %v", errUsage, err)
 		}
 		fixed = &t
+	}
+	if *out != "" {
+		if *repoStr != "" || *tag != "" {
+			return fmt.Errorf("%w: --out writes a directory; --repo and --tag publish to GitHub: give one or the other", errUsage)
+		}
+		files, err := verifyForPublish(bins, fixed, &pubs)
+		if err != nil {
+			return err
+		}
+		return publishDir(e, *out, files, stmts)
+	}
+	repo, err := ghrelease.ParseRepo(cmp.Or(*repoStr, e.getenv("GITHUB_REPOSITORY")))
+	if err != nil {
+		return fmt.Errorf("%w: --repo: %v (or --out DIR for a static mirror)", errUsage, err)
+	}
+	if *tag == "" && e.getenv("GITHUB_REF_TYPE") == "tag" {
+		*tag = e.getenv("GITHUB_REF_NAME")
+	}
+	if *tag == "" {
+		return fmt.Errorf("%w: --tag is required", errUsage)
+	}
+	token := e.getenv(*tokenEnv)
+	if token == "" {
+		return fmt.Errorf("environment variable %s is empty or unset; it should hold a GitHub token with contents:write", *tokenEnv)
 	}
 	files, err := verifyForPublish(bins, fixed, &pubs)
 	if err != nil {
@@ -113,7 +136,7 @@ func runPublish(e *env, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	p := &ghrelease.Publisher{Client: c, Repo: repo, Log: slog.New(slog.NewTextHandler(e.stderr, nil))}
+	p := &ghrelease.Publisher{Client: c, Repo: repo, Log: slog.New(slog.NewTextHandler(e.stderr, nil)), Statements: stmts}
 	if isTerminal(e.stderr) && e.getenv("CI") == "" {
 		// On a terminal only: a CI log would keep every update.
 		p.Progress = newProgressLine(e.stderr).update
@@ -125,8 +148,32 @@ func runPublish(e *env, args []string) error {
 	for _, f := range files {
 		fmt.Fprintf(e.stdout, "published %s as %s (%s %s) and %s\n", f.Path, f.Name, f.Target, f.Info.Version, ghrelease.ManifestName(f.Target))
 	}
+	for _, st := range stmts {
+		fmt.Fprintf(e.stdout, "published %s\n", st)
+	}
 	if u := rel.GetHTMLURL(); u != "" {
 		fmt.Fprintln(e.stdout, u)
+	}
+	return nil
+}
+
+// publishDir lays the release out in dir, as GitHub would hold it, and
+// prints each file written.
+func publishDir(e *env, dir string, files []ghrelease.Signed, stmts []string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	assets, err := ghrelease.Layout(ctx, files, stmts)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if err := ghrelease.WriteDir(dir, assets); err != nil {
+		return err
+	}
+	for _, a := range assets {
+		fmt.Fprintf(e.stdout, "wrote %s\n", filepath.Join(dir, a.Name))
 	}
 	return nil
 }

@@ -53,14 +53,14 @@ func TestPublish(t *testing.T) {
 			name:    "per-target key, detected target",
 			args:    []string{"publish", hello, "--repo", "org/app", "--tag", "v1.5.0", "--pub", host.String() + "=" + pubAs, "--pub", "linux/mips=" + pubBs},
 			release: "v1.5.0",
-			assets:  []string{"hello_" + host.OS + "_" + host.Arch, ghrelease.ManifestName(host)},
+			assets:  []string{"hello_" + host.OS + "_" + host.Arch, "hello_" + host.OS + "_" + host.Arch + ".pieces", ghrelease.ManifestName(host)},
 		},
 		{
 			name:    "tag and repo from the environment, fixed target, re-run",
 			args:    []string{"publish", "--pub", pubAs, "--target", "linux/arm64", arm},
 			env:     map[string]string{"GITHUB_REPOSITORY": "org/app", "GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "v1.5.0"},
 			release: "v1.5.0",
-			assets:  []string{"hello_" + host.OS + "_" + host.Arch, ghrelease.ManifestName(host), "hello_linux_arm64", "rustpatcher-linux-arm64.json"},
+			assets:  []string{"hello_" + host.OS + "_" + host.Arch, "hello_" + host.OS + "_" + host.Arch + ".pieces", ghrelease.ManifestName(host), "hello_linux_arm64", "hello_linux_arm64.pieces", "rustpatcher-linux-arm64.json"},
 		},
 		{
 			name:   "wrong key",

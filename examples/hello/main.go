@@ -5,10 +5,18 @@
 // that stopping an update on trial does not count against it (see
 // client.Config.HealthyAfter).
 //
-//	hello [--mode now|onrestart|at=HH:MM] [--source DIR] [--interval DURATION]
+//	hello [--mode now|onrestart|at=HH:MM] [--source DIR|URL] [--interval DURATION]
 //	      [--private] [--bootstrap MULTIADDR]... [--listen MULTIADDR]... [--dht-server]
-//	      [--identity FILE] [--log-json] [--log-level LEVEL] [--accept-v0] [ARGS...]
+//	      [--identity FILE] [--peer-wait DURATION] [--log-json] [--log-level LEVEL]
+//	      [--accept-v0] [ARGS...]
 //	hello --version
+//
+// --source takes a directory, a file: URL, an https:// URL of a mirror laid
+// out by rpsign publish --out, or github:OWNER/REPO (see
+// client.SourceFromURL). With --source alone the network is off; with
+// network flags (--private, --bootstrap, --listen, --dht-server) as well,
+// the app prefers its peers and takes a release from the source when no
+// peer offers it within --peer-wait.
 //
 // The owner public key is linked in at build time, the way release
 // pipelines do it for each target, and the binary signed after:
@@ -41,6 +49,7 @@ type options struct {
 	version  bool
 	mode     string
 	source   string
+	peerWait time.Duration
 	interval time.Duration
 	healthy  time.Duration
 	logJSON  bool
@@ -64,7 +73,8 @@ func parseOptions() options {
 	var o options
 	flag.BoolVar(&o.version, "version", false, "print the signed version and exit")
 	flag.StringVar(&o.mode, "mode", "now", "when to run an update: now, onrestart or at=HH:MM")
-	flag.StringVar(&o.source, "source", "", "a directory (or file: URL) of signed releases")
+	flag.StringVar(&o.source, "source", "", "a directory (or file: URL) of signed releases, an https:// URL of a mirror, or github:OWNER/REPO")
+	flag.DurationVar(&o.peerWait, "peer-wait", 0, "with the network on, how long a release only --source offers waits for a peer to offer it (default 10m)")
 	flag.DurationVar(&o.interval, "interval", time.Minute, "time between checks for updates")
 	flag.DurationVar(&o.healthy, "healthy-after", 0, "how long an update must run before it counts as healthy (default 1m); one that does not, in its first two starts, is rolled back")
 	flag.BoolVar(&o.private, "private", false, "join a private network (only --bootstrap peers) instead of the public one")
@@ -79,12 +89,14 @@ func parseOptions() options {
 	return o
 }
 
-// network returns the peer-to-peer settings: a --source directory means an
-// air-gapped setup without network. Each listen address is printed on its
-// own line as "listening: <multiaddr>/p2p/<id>".
+// network returns the peer-to-peer settings: a --source without network
+// flags means a setup without network (air-gapped, or HTTPS only). Each
+// listen address is printed on its own line as "listening:
+// <multiaddr>/p2p/<id>".
 func (o options) network() client.NetworkConfig {
+	netFlags := o.private || len(o.bootstrap) > 0 || len(o.listen) > 0 || o.dhtServer
 	return client.NetworkConfig{
-		Disabled:     o.source != "",
+		Disabled:     o.source != "" && !netFlags,
 		Private:      o.private,
 		Bootstrap:    o.bootstrap,
 		ListenAddrs:  o.listen,
@@ -119,6 +131,7 @@ func main() {
 		Interval:     opt.interval,
 		HealthyAfter: opt.healthy,
 		Network:      opt.network(),
+		PeerWait:     opt.peerWait,
 		Logger:       log,
 		AcceptV0:     opt.acceptV0,
 	}

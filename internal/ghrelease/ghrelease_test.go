@@ -109,7 +109,7 @@ func TestPublish(t *testing.T) {
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		want := []string{"app_linux_amd64", "app_linux_arm64", "rustpatcher-linux-amd64.json", "rustpatcher-linux-arm64.json"}
+		want := []string{"app_linux_amd64", "app_linux_amd64.pieces", "app_linux_arm64", "app_linux_arm64.pieces", "rustpatcher-linux-amd64.json", "rustpatcher-linux-arm64.json"}
 		if !slices.Equal(names, want) {
 			t.Fatalf("release assets = %v, want %v", names, want)
 		}
@@ -145,14 +145,14 @@ func TestPublish(t *testing.T) {
 			deletes++
 		}
 	}
-	if deletes != 5 { // the stale one, then all four
-		t.Errorf("%d assets deleted, want 5", deletes)
+	if deletes != 7 { // the stale one, then all six
+		t.Errorf("%d assets deleted, want 7", deletes)
 	}
 
 	// A release that does not exist yet is created.
 	publish(t, srv, map[target.Target]regiontest.Key{linuxAMD64: keyA}, "1.3.0")
-	if n := len(srv.Assets(repo, "v1.3.0")); n != 2 {
-		t.Errorf("new release has %d assets, want 2", n)
+	if n := len(srv.Assets(repo, "v1.3.0")); n != 3 {
+		t.Errorf("new release has %d assets, want 3 (binary, piece hashes, manifest)", n)
 	}
 }
 

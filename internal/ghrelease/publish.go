@@ -3,7 +3,6 @@ package ghrelease
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,6 +28,10 @@ type Publisher struct {
 	// Progress, if set, is called while an asset uploads, as its bytes are
 	// read: with the asset's name, the bytes read so far and its size.
 	Progress func(asset string, sent, size int64)
+	// Statements are statement files (see IsStatement), such as key
+	// rotations, to attach next to the binaries and name in every
+	// manifest.
+	Statements []string
 }
 
 // A Signed is one signed binary to publish.
@@ -55,45 +58,33 @@ func (s Signed) assetName() string {
 // maxAssetPages bounds the pagination over a release's assets.
 const maxAssetPages = 50
 
-// Publish attaches each binary and its manifest (see PatchInfo) to the
-// release of tag, creating the release if there is none. An asset that
-// already has the same name is deleted and uploaded again, so re-running a
-// release job replaces its assets. Binaries are uploaded before their
-// manifests, so a reader that sees a manifest finds its binary.
+// Publish attaches the assets that Layout lays out for the binaries and
+// p.Statements (each binary, its piece hashes, the statements, and each
+// target's manifest, see PatchInfo) to the release of tag, creating the
+// release if there is none. An asset that already has the same name is
+// deleted and uploaded again, so re-running a release job replaces its
+// assets. Manifests are uploaded last, so a reader that sees a manifest
+// finds what it names.
 func (p *Publisher) Publish(ctx context.Context, tag string, files []Signed) (*github.RepositoryRelease, error) {
 	if tag == "" {
 		return nil, fmt.Errorf("publishing to %s: no release tag", p.Repo)
 	}
-	names := make(map[string]string)
-	for _, f := range files {
-		for _, n := range []string{f.assetName(), ManifestName(f.Target)} {
-			if prev, ok := names[n]; ok {
-				return nil, fmt.Errorf("publishing %s and %s: both would be the release asset %q", prev, f.Path, n)
-			}
-			names[n] = f.Path
-		}
-	}
-	for _, f := range files {
-		if f.Info.Format == region.V1 && f.Info.Target != f.Target.String() {
-			return nil, fmt.Errorf("publishing %s as %s: it is signed for %s", f.Path, f.Target, f.Info.Target)
-		}
+	assets, err := Layout(ctx, files, p.Statements)
+	if err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "rpsign-manifests-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	type upload struct{ path, name, mediaType string }
-	var bins, manifests []upload
-	for _, f := range files {
-		pi := NewPatchInfo(f.Target, f.Info, f.PublicKey)
-		pi.Asset = f.assetName()
-		mp := filepath.Join(dir, ManifestName(f.Target))
-		if err := writeJSON(mp, pi); err != nil {
-			return nil, err
+	for i, a := range assets {
+		if a.Path == "" {
+			if err := WriteDir(dir, assets[i:i+1]); err != nil {
+				return nil, err
+			}
+			assets[i].Path = filepath.Join(dir, a.Name)
 		}
-		bins = append(bins, upload{f.Path, f.assetName(), "application/octet-stream"})
-		manifests = append(manifests, upload{mp, ManifestName(f.Target), "application/json"})
 	}
 
 	rel, err := p.release(ctx, tag)
@@ -104,8 +95,8 @@ func (p *Publisher) Publish(ctx context.Context, tag string, files []Signed) (*g
 	if err != nil {
 		return nil, err
 	}
-	for _, u := range append(bins, manifests...) {
-		if err := p.replace(ctx, rel, existing, u.path, u.name, u.mediaType); err != nil {
+	for _, a := range assets {
+		if err := p.replace(ctx, rel, existing, a.Path, a.Name, a.MediaType); err != nil {
 			return nil, err
 		}
 	}
@@ -239,15 +230,4 @@ func (p *progressReader) Read(b []byte) (int, error) {
 		p.report(p.name, p.sent, p.size)
 	}
 	return n, err
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", filepath.Base(path), err)
-	}
-	return nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	chk "github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -199,7 +200,7 @@ func BenchmarkDownloadVerified(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if rels[0].PiecesChecked(PieceCheck{}) {
+			if rels[0].PiecesChecked(chk.PieceCheck{}) {
 				checked(b, rc)
 			} else {
 				check(b, rc)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -24,18 +25,18 @@ const openLookupTimeout = time.Second
 
 // ErrOtherFile means that the update engine refused the bytes a Release
 // delivered because they are another file than the one offered: their file
-// ID differs. client.ErrOtherFile is this error, so that a Release can tell
-// it among the reasons it is given by Reject.
-var ErrOtherFile = errors.New("downloaded file differs from the one offered")
+// ID differs. It is checked.ErrOtherFile, as client.ErrOtherFile is, so
+// that a Release can tell it among the reasons it is given by Reject.
+var ErrOtherFile = checked.ErrOtherFile
 
 // ErrSize means that the update engine refused a Release before or while
 // downloading it because its file length cannot be the release's: shorter
 // than the signed content, longer by more than a code signature may be,
 // or longer at all for a file type that has none (see
-// region.Info.CheckFileSize and CheckHeader). client.ErrSize is this
-// error. The peers that offered that length get strikes, and the offer is
-// never downloaded again.
-var ErrSize = errors.New("file length does not fit the signed content")
+// region.Info.CheckFileSize and CheckHeader). It is checked.ErrSize, as
+// client.ErrSize is. The peers that offered that length get strikes, and
+// the offer is never downloaded again.
+var ErrSize = checked.ErrSize
 
 // A Release is one file of a signed release, offered by one or more peers:
 // the same region, file length and file ID. Its Info verifies with the owner
@@ -87,12 +88,9 @@ func (r *Release) Size() int64 { return r.offer.Layout.Size }
 // PiecesChecked reports whether Open's readers return only bytes checked
 // against the signed root as they arrived (a v1 release; but for the
 // code-signature tail, which the root does not cover): the update engine
-// then need not hash them again. Its argument's type is this package's, so
-// that no Source outside the module can claim to check pieces.
-func (r *Release) PiecesChecked(PieceCheck) bool { return r.offer.Info.Format == region.V1 }
-
-// PieceCheck is the argument of Release.PiecesChecked.
-type PieceCheck struct{}
+// then need not hash them again. Its argument's type is internal, so that no
+// Source outside the module can claim to check pieces.
+func (r *Release) PiecesChecked(checked.PieceCheck) bool { return r.offer.Info.Format == region.V1 }
 
 // Peers returns the peers that offered the file.
 func (r *Release) Peers() []peer.ID {

@@ -2,10 +2,15 @@
 // REST API that rustpatcher-go uses, for tests that cannot reach GitHub: the
 // releases of repositories, their assets (list, upload, delete, download),
 // ETag and If-None-Match with 304 answers on the release list, and
-// rate-limit headers and errors on demand.
+// rate-limit headers and errors on demand; and the web links a browser
+// downloads assets through, without the API: releases/latest/download/NAME
+// redirects to releases/download/TAG/NAME of the latest release, which
+// redirects to the object store, which answers Range and conditional
+// requests.
 package ghreleasetest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -95,6 +100,8 @@ func NewServer(t testing.TB) *Server {
 	})
 	mux.HandleFunc("POST /repos/{owner}/{repo}/releases/{id}/assets", s.uploadAsset)
 	mux.HandleFunc("GET /_objects/{id}", s.downloadObject)
+	mux.HandleFunc("GET /{owner}/{repo}/releases/latest/download/{name}", s.latestDownload)
+	mux.HandleFunc("GET /{owner}/{repo}/releases/download/{tag}/{name}", s.tagDownload)
 	mux.HandleFunc("DELETE /repos/{owner}/{repo}/releases/assets/{id}", s.deleteAsset)
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -118,6 +125,17 @@ func (s *Server) addRelease(repo, tag string) *Release {
 	r := &Release{ID: s.nextID, Tag: tag}
 	s.releases[repo] = append(s.releases[repo], r)
 	return r
+}
+
+// MarkPrerelease marks the release of tag in repo as a pre-release.
+func (s *Server) MarkPrerelease(repo, tag string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.releases[repo] {
+		if r.Tag == tag {
+			r.Prerelease = true
+		}
+	}
 }
 
 // AddAsset adds an asset to the release of tag in repo, replacing one of the
@@ -427,9 +445,53 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	sum := sha256.Sum256(data)
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-	w.Write(data)
+	w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:16])+`"`)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+}
+
+// latestDownload redirects, as GitHub's web links do, to the asset's link
+// in the latest release: the newest that is neither a draft nor a
+// pre-release.
+func (s *Server) latestDownload(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	rels, _ := s.find(r)
+	var latest *Release
+	for _, rel := range rels {
+		if !rel.Draft && !rel.Prerelease && (latest == nil || rel.ID > latest.ID) {
+			latest = rel
+		}
+	}
+	s.mu.Unlock()
+	if latest == nil {
+		http.NotFound(w, r)
+		return
+	}
+	http.Redirect(w, r, fmt.Sprintf("/%s/%s/releases/download/%s/%s", r.PathValue("owner"), r.PathValue("repo"), latest.Tag, r.PathValue("name")), http.StatusFound)
+}
+
+// tagDownload redirects to the object store, as GitHub does (to a signed
+// URL).
+func (s *Server) tagDownload(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	rels, _ := s.find(r)
+	var id int64
+	for _, rel := range rels {
+		if rel.Tag == r.PathValue("tag") {
+			for _, a := range rel.Assets {
+				if a.Name == r.PathValue("name") {
+					id = a.ID
+				}
+			}
+		}
+	}
+	s.mu.Unlock()
+	if id == 0 {
+		http.NotFound(w, r)
+		return
+	}
+	http.Redirect(w, r, fmt.Sprintf("/_objects/%d?X-Amz-Signature=test", id), http.StatusFound)
 }
 
 // AuthOnDownload returns how many redirected asset downloads carried an

@@ -1,0 +1,96 @@
+package client
+
+import (
+	"math/rand/v2"
+	"time"
+
+	"github.com/org/rustpatcher-go/region"
+)
+
+// DefaultPeerWait is Config.PeerWait's default. A network of N nodes that
+// poll every Interval takes a release over HTTPS about 1 + N x (Interval +
+// the time the release takes to spread) / PeerWait times: with the
+// defaults, 3 times for 20 nodes.
+const DefaultPeerWait = 10 * time.Minute
+
+// A fallbackSource is a Source to take a release from only when no peer
+// offers it: an HTTPS source of a program with the network on. Among
+// releases of one version the engine tries its peers' first; it takes one
+// that only such a source offers once the source's wait for a peer is
+// over (due), or at once when a peer's copy of that version failed in the
+// same poll. So the server sends a release to the first nodes of a
+// network, and the network spreads it.
+type fallbackSource interface {
+	// fallback reports whether the source is one now (see preferPeers).
+	fallback() bool
+	// due reports whether a release that no peer offers may be taken
+	// from the source now.
+	due(in region.Info) bool
+}
+
+// A peerPreferrer is a Source that can be told to give way to the
+// network.
+type peerPreferrer interface {
+	// preferPeers makes the source a fallbackSource that waits up to
+	// wait, a random part of it, for a peer to offer each release.
+	preferPeers(wait time.Duration)
+}
+
+// preferPeers makes the sources of cfg that can give way to the network
+// do so, when the network is on.
+func preferPeers(cfg Config) {
+	if !cfg.Network.enabled() || cfg.PeerWait < 0 {
+		return
+	}
+	wait := cfg.PeerWait
+	if wait == 0 {
+		wait = DefaultPeerWait
+	}
+	for _, s := range cfg.Sources {
+		if p, ok := s.(peerPreferrer); ok {
+			p.preferPeers(wait)
+		}
+	}
+}
+
+// isFallback reports whether c comes from a fallbackSource.
+func isFallback(c candidate) bool {
+	f, ok := c.src.(fallbackSource)
+	return ok && f.fallback()
+}
+
+// fallbackReady reports whether the candidate c may be tried now, in a
+// poll that tried (and failed with) the versions in tried: always unless
+// it comes from a fallbackSource whose wait is not over and no peer's copy
+// of the version failed.
+func fallbackReady(c candidate, tried map[string]bool) bool {
+	f, ok := c.src.(fallbackSource)
+	if !ok || !f.fallback() {
+		return true
+	}
+	return tried[c.in.Version] || f.due(c.in)
+}
+
+// peerWaits is when each release found on a fallback source may be taken
+// from it, by version and hash: at a random time within the wait after
+// it was first seen. Its zero value waits for nothing.
+type peerWaits struct {
+	wait time.Duration
+	at   map[string]time.Time
+}
+
+func (w *peerWaits) due(in region.Info, now time.Time) bool {
+	if w.wait <= 0 {
+		return true
+	}
+	k := in.Version + "\x00" + string(in.Hash[:])
+	at, ok := w.at[k]
+	if !ok {
+		if w.at == nil || len(w.at) >= maxRemembered {
+			w.at = map[string]time.Time{}
+		}
+		at = now.Add(rand.N(w.wait))
+		w.at[k] = at
+	}
+	return !now.Before(at)
+}

@@ -1,0 +1,421 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/org/rustpatcher-go/internal/ghrelease"
+	"github.com/org/rustpatcher-go/internal/ghrelease/ghreleasetest"
+	"github.com/org/rustpatcher-go/internal/manifest"
+	"github.com/org/rustpatcher-go/internal/mirror"
+	"github.com/org/rustpatcher-go/internal/mirror/mirrortest"
+	"github.com/org/rustpatcher-go/internal/regiontest"
+	"github.com/org/rustpatcher-go/internal/target"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// mirrorRig is a rig whose releases come from an HTTPS mirror: a TLS test
+// server serving a directory that ghrelease lays out as rpsign publish
+// --out does, through a handler the test may change.
+type mirrorRig struct {
+	*rig
+	dir string
+	srv *httptest.Server
+	src *httpSource
+
+	mu       sync.Mutex
+	requests []string // "PATH RANGE -> STATUS"
+	serve    http.Handler
+}
+
+func newMirrorRig(t *testing.T) *mirrorRig {
+	m := &mirrorRig{rig: newRig(t), dir: t.TempDir()}
+	files := http.FileServer(http.Dir(m.dir))
+	m.serve = files
+	m.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.mu.Lock()
+		h := m.serve
+		m.mu.Unlock()
+		rw := &statusWriter{ResponseWriter: w, status: 200}
+		h.ServeHTTP(rw, r)
+		m.mu.Lock()
+		m.requests = append(m.requests, fmt.Sprintf("%s %s -> %d", r.URL.Path, r.Header.Get("Range"), rw.status))
+		m.mu.Unlock()
+	}))
+	t.Cleanup(m.srv.Close)
+	s, err := MirrorSource(m.srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.src = s.(*httpSource)
+	m.src.f.HTTP = m.srv.Client() // trusts the test server's certificate
+	m.src.f.IdleTimeout = 300 * time.Millisecond
+	return m
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+func (w *statusWriter) Flush()               { w.ResponseWriter.(http.Flusher).Flush() }
+
+// publish signs a release of size bytes and lays it out in the mirror.
+func (m *mirrorRig) publish(version string, size int64, seed uint64) string {
+	return m.publishWith(m.key, version, size, seed)
+}
+
+// publishWith is publish signing with key, with the statement files stmts.
+func (m *mirrorRig) publishWith(key regiontest.Key, version string, size int64, seed uint64, stmts ...string) string {
+	m.t.Helper()
+	bin := filepath.Join(m.t.TempDir(), "prog_"+target.Current().OS+"_"+target.Current().Arch)
+	in := regiontest.WriteBinary(m.t, bin, size, seed, key, version)
+	files := []ghrelease.Signed{{Path: bin, Target: target.Current(), Info: in, PublicKey: key.Public}}
+	assets, err := ghrelease.Layout(context.Background(), files, stmts)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	if err := ghrelease.WriteDir(m.dir, assets); err != nil {
+		m.t.Fatal(err)
+	}
+	return filepath.Join(m.dir, filepath.Base(bin))
+}
+
+func (m *mirrorRig) config() Config {
+	cfg := m.rig.config()
+	cfg.Sources = []Source{m.src}
+	return cfg
+}
+
+// fakeClock makes the source read a clock that only the returned function
+// moves on.
+func (m *mirrorRig) fakeClock() (advance func(time.Duration)) {
+	var mu sync.Mutex
+	now := time.Now()
+	m.src.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	return func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+}
+
+func (m *mirrorRig) handle(h http.Handler) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.serve = h
+}
+
+// answerBinary makes the mirror answer requests for the binary at bin
+// with answer, given the file's bytes, and serve the other files as they
+// are.
+func (m *mirrorRig) answerBinary(bin string, answer func(w http.ResponseWriter, r *http.Request, b []byte)) {
+	files := http.FileServer(http.Dir(m.dir))
+	m.handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/"+filepath.Base(bin) {
+			files.ServeHTTP(w, r)
+			return
+		}
+		b, err := os.ReadFile(bin)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		answer(w, r, b)
+	}))
+}
+
+// binaryGets counts the requests for a release's binary.
+func (m *mirrorRig) binaryGets() int {
+	n := 0
+	for _, r := range m.requestList() {
+		if strings.HasPrefix(r, "/prog_") && !strings.Contains(r, ".pieces") {
+			n++
+		}
+	}
+	return n
+}
+
+func (m *mirrorRig) requestList() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.requests...)
+}
+
+// TestMirrorSourceUpdates: a release of several pieces is applied from an
+// HTTPS mirror, its pieces checked as they arrive; a poll of an unchanged
+// mirror is answered 304.
+func TestMirrorSourceUpdates(t *testing.T) {
+	t.Parallel()
+	m := newMirrorRig(t)
+	bin := m.publish("2.0.0", 2*region.PieceSize+300_000, 2)
+	u := m.spawn(m.config())
+	e, i := m.waitEvent(0, EventApplied, nil)
+	if e.Release.Version != "2.0.0" || !strings.HasSuffix(e.Source, filepath.Base(bin)) {
+		t.Errorf("applied %s from %s", e.Release.Version, e.Source)
+	}
+	want, _ := os.ReadFile(bin)
+	got, _ := os.ReadFile(m.exe)
+	if string(got) != string(want) {
+		t.Error("the executable is not the mirror's binary")
+	}
+	// The polls after (a manifest fetched less than minRefresh ago is
+	// used as it is): the manifest has not changed.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(strings.Join(m.requestList(), "\n"), ".json  -> 304") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no conditional poll answered 304: %v", m.requestList())
+		}
+		u.Check()
+		time.Sleep(300 * time.Millisecond)
+	}
+	if n := m.countEvents(EventApplied); n != 1 || i < 0 {
+		t.Errorf("%d applied events", n)
+	}
+}
+
+// TestMirrorSourceResumes: a connection cut in the middle of a piece is
+// resumed with a Range request from the start of that piece.
+func TestMirrorSourceResumes(t *testing.T) {
+	t.Parallel()
+	m := newMirrorRig(t)
+	bin := m.publish("2.0.0", 3*region.PieceSize, 2)
+	var once sync.Once
+	m.answerBinary(bin, func(w http.ResponseWriter, r *http.Request, b []byte) {
+		cut := false
+		once.Do(func() { cut = true })
+		if !cut {
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
+			return
+		}
+		// Headers as for the whole file, then half of it.
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		w.Write(b[:region.PieceSize+region.PieceSize/2])
+		panic(http.ErrAbortHandler)
+	})
+	m.spawn(m.config())
+	m.waitEvent(0, EventApplied, nil)
+	want := fmt.Sprintf("/%s bytes=%d- -> 206", filepath.Base(bin), region.PieceSize)
+	if !strings.Contains(strings.Join(m.requestList(), "\n"), want) {
+		t.Errorf("no request %q: %v", want, m.requestList())
+	}
+}
+
+// TestMirrorSourceRefuses: a damaged binary fails its piece check and
+// leaves the executable alone, and is fetched again once it may have been
+// fixed; a mirror that drips or sends endless bytes is dropped.
+func TestMirrorSourceRefuses(t *testing.T) {
+	t.Parallel()
+	t.Run("damaged then fixed", func(t *testing.T) {
+		t.Parallel()
+		m := newMirrorRig(t)
+		advance := m.fakeClock()
+		bin := m.publish("2.0.0", 2*region.PieceSize, 2)
+		good, _ := os.ReadFile(bin)
+		regiontest.FlipByte(t, bin, 1000)
+		u := m.spawn(m.config())
+		_, i := m.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, region.ErrBadPiece) })
+		m.exeUnchanged()
+		// Fixed, but not fetched again before its retry time.
+		os.WriteFile(bin, good, 0o644)
+		advance(2 * minRefresh)
+		u.Check()
+		time.Sleep(200 * time.Millisecond)
+		if n := m.countEvents(EventApplied); n != 0 {
+			t.Fatalf("applied before the retry time")
+		}
+		advance(httpRetryMin)
+		u.Check()
+		m.waitEvent(i, EventApplied, nil)
+	})
+	t.Run("damaged, server without validators", func(t *testing.T) {
+		t.Parallel()
+		m := newMirrorRig(t)
+		advance := m.fakeClock()
+		bin := m.publish("2.0.0", region.PieceSize+1000, 2)
+		regiontest.FlipByte(t, bin, 1000)
+		m.handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, err := os.ReadFile(filepath.Join(m.dir, filepath.Base(r.URL.Path)))
+			if err != nil {
+				http.NotFound(w, r)
+				return
+			}
+			w.Write(b) // no ETag, no Last-Modified: every poll is a 200
+		}))
+		u := m.spawn(m.config())
+		m.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, region.ErrBadPiece) })
+		time.Sleep(300 * time.Millisecond) // the last try's request is logged when its handler ends
+		first := m.binaryGets()
+		for range 2 { // 4 s, within httpRetryMin
+			if 4*minRefresh >= httpRetryMin {
+				t.Fatal("the test needs polls within httpRetryMin")
+			}
+			advance(2 * minRefresh)
+			u.Check()
+			time.Sleep(100 * time.Millisecond)
+		}
+		if n := m.binaryGets(); n != first {
+			t.Errorf("the damaged binary was fetched %d more times before its retry time: %v\n%v", n-first, m.requestList(), m.eventList())
+		}
+		// Fixed: taken at its retry time, though every poll was a 200.
+		regiontest.FlipByte(t, bin, 1000)
+		advance(httpRetryMin)
+		u.Check()
+		m.waitEvent(0, EventApplied, nil)
+	})
+	t.Run("drip", func(t *testing.T) {
+		t.Parallel()
+		m := newMirrorRig(t)
+		bin := m.publish("2.0.0", region.PieceSize, 2)
+		m.answerBinary(bin, func(w http.ResponseWriter, r *http.Request, b []byte) {
+			mirrortest.Drip(w, r, b, 1, 10*time.Millisecond)
+		})
+		m.spawn(m.config())
+		m.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, mirror.ErrStalled) })
+		m.exeUnchanged()
+	})
+	t.Run("endless", func(t *testing.T) {
+		t.Parallel()
+		m := newMirrorRig(t)
+		bin := m.publish("2.0.0", region.PieceSize+5000, 2)
+		m.answerBinary(bin, func(w http.ResponseWriter, r *http.Request, b []byte) {
+			mirrortest.Endless(w, r, b)
+		})
+		m.spawn(m.config())
+		m.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, ErrTooLong) })
+		m.exeUnchanged()
+	})
+}
+
+// TestGitHubSource reads the latest release of a repository through its
+// download links from ghreleasetest, a local server that speaks GitHub's
+// shapes (GitHub cannot be reached from tests): a pre-release is not the
+// latest, and every file comes from the release the manifest's link led
+// to.
+func TestGitHubSource(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	gh := ghreleasetest.NewServer(t)
+	add := func(tag, version string, seed uint64) {
+		bin := filepath.Join(t.TempDir(), "prog_"+target.Current().OS+"_"+target.Current().Arch)
+		in := regiontest.WriteBinary(t, bin, region.PieceSize+1000, seed, r.key, version)
+		assets, err := ghrelease.Layout(context.Background(), []ghrelease.Signed{{Path: bin, Target: target.Current(), Info: in, PublicKey: r.key.Public}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gh.AddRelease("org/app", tag)
+		for _, a := range assets {
+			b := a.Data
+			if a.Path != "" {
+				b, _ = os.ReadFile(a.Path)
+			}
+			gh.AddAsset("org/app", tag, a.Name, b)
+		}
+	}
+	add("v2.0.0", "2.0.0", 2)
+	add("v3.0.0-rc.1", "3.0.0-rc.1", 3)
+	gh.MarkPrerelease("org/app", "v3.0.0-rc.1")
+	src, err := SourceFromURL("github:org/app?base=" + gh.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := r.config()
+	cfg.Sources = []Source{src}
+	r.spawn(cfg)
+	e, _ := r.waitEvent(0, EventApplied, nil)
+	if e.Release.Version != "2.0.0" || !strings.Contains(e.Source, "/org/app/releases/download/v2.0.0/") {
+		t.Errorf("applied %s from %s", e.Release.Version, e.Source)
+	}
+	reqs := strings.Join(gh.Requests(), "\n")
+	for _, want := range []string{
+		"GET /org/app/releases/latest/download/" + manifest.Name(target.Current()),
+		"GET /org/app/releases/download/v2.0.0/prog_" + target.Current().OS + "_" + target.Current().Arch + ".pieces",
+	} {
+		if !strings.Contains(reqs, want) {
+			t.Errorf("no request %q: %s", want, reqs)
+		}
+	}
+	if strings.Contains(reqs, "/repos/") {
+		t.Errorf("the REST API was used: %s", reqs)
+	}
+}
+
+// TestMirrorKeyRotation: the key rotation statements a mirror's manifest
+// names are followed, and the release signed with the new key applied.
+func TestMirrorKeyRotation(t *testing.T) {
+	t.Parallel()
+	m := newMirrorRig(t)
+	next := regiontest.NewKey(t)
+	m.writeRotation("rotate", m.key, next, 1)
+	m.publishWith(next, "2.0.0", 300_000, 2, filepath.Join(m.rels, "rotate"+RotationSuffix))
+	m.spawn(m.config())
+	e, _ := m.waitEvent(0, EventKeyRotated, nil)
+	if e.Key != next.PublicText {
+		t.Errorf("rotated to %s, want %s", e.Key, next.PublicText)
+	}
+	m.waitEvent(0, EventApplied, func(e Event) bool { return e.Release.Version == "2.0.0" })
+}
+
+// TestMirrorGivesWayToPeers: with the network on, a release that another
+// source (here a directory, standing in for the peers) offers is taken
+// from it and not downloaded from the mirror; one that only the mirror
+// offers is taken once the wait for a peer is over; and when the other
+// copy fails, the mirror's is taken in the same poll.
+func TestMirrorGivesWayToPeers(t *testing.T) {
+	t.Parallel()
+	setup := func(t *testing.T) (*mirrorRig, func(time.Duration)) {
+		m := newMirrorRig(t)
+		advance := m.fakeClock()
+		m.src.preferPeers(time.Hour)
+		return m, advance
+	}
+	t.Run("peer has it", func(t *testing.T) {
+		t.Parallel()
+		m, _ := setup(t)
+		m.publish("2.0.0", 300_000, 2)
+		m.release("p", 2, m.key, "2.0.0")
+		cfg := m.config()
+		cfg.Sources = []Source{m.src, DirSource(m.rels)}
+		m.spawn(cfg)
+		e, _ := m.waitEvent(0, EventApplied, nil)
+		if !strings.HasPrefix(e.Source, m.rels) || m.binaryGets() != 0 {
+			t.Errorf("applied from %s; %d requests for the mirror's binary", e.Source, m.binaryGets())
+		}
+	})
+	t.Run("only the mirror", func(t *testing.T) {
+		t.Parallel()
+		m, advance := setup(t)
+		m.publish("2.0.0", 300_000, 2)
+		u := m.spawn(m.config())
+		m.waitEvent(0, EventVerified, nil)
+		advance(2 * minRefresh)
+		u.Check()
+		time.Sleep(300 * time.Millisecond)
+		if n := m.countEvents(EventFound); n != 0 || m.binaryGets() != 0 {
+			t.Fatalf("taken from the mirror before the wait was over: %v", m.eventList())
+		}
+		advance(time.Hour)
+		u.Check()
+		m.waitEvent(0, EventApplied, nil)
+	})
+	t.Run("peer copy fails", func(t *testing.T) {
+		t.Parallel()
+		m, _ := setup(t)
+		m.publish("2.0.0", 300_000, 2)
+		regiontest.FlipByte(t, m.release("p", 2, m.key, "2.0.0"), 1000)
+		cfg := m.config()
+		cfg.Sources = []Source{DirSource(m.rels), m.src}
+		m.spawn(cfg)
+		e, _ := m.waitEvent(0, EventApplied, nil)
+		if !strings.HasPrefix(e.Source, "https://") || m.countEvents(EventFailed) != 1 {
+			t.Errorf("applied from %s; events %v", e.Source, m.eventList())
+		}
+	})
+}
