@@ -39,10 +39,8 @@ func TestCIWorkflowAct(t *testing.T) {
 	}
 	env := toolEnv(append(goEnv(t), "XDG_CACHE_HOME="+cache)...)
 	runCI := func(dir, steps string) (string, error) {
-		return runTool(t, 15*time.Minute, dir, env, act, "push",
-			"-W", ".github/workflows/ci.yml", "-j", "ci",
-			"-P", "ubuntu-latest=-self-hosted",
-			"--env", "RP_CI_STEPS="+steps)
+		return runTool(t, 15*time.Minute, dir, env, act, actArgs(t, t.TempDir(), "push", "ci.yml",
+			"-j", "ci", "--env", "RP_CI_STEPS="+steps)...)
 	}
 
 	dir := repoCopy(t)

@@ -218,9 +218,7 @@ func TestActSelftest(t *testing.T) {
 	}
 	cache := t.TempDir() // act's host-mode work trees go here (removed after each job)
 	env := toolEnv(append(goEnv(t), "XDG_CACHE_HOME="+cache, "CGO_ENABLED=0")...)
-	out, err := runTool(t, 15*time.Minute, dir, env, act, append(actCacheArgs(t, t.TempDir()), "push",
-		"-W", ".github/workflows/action-selftest.yml",
-		"-P", "ubuntu-latest=-self-hosted",
+	out, err := runTool(t, 15*time.Minute, dir, env, act, actArgs(t, t.TempDir(), "push", "action-selftest.yml",
 		"--secret-file", secrets, "--var-file", vars)...)
 	t.Logf("act output:\n%s", out)
 	if err != nil {
@@ -284,9 +282,8 @@ func TestActSelftest(t *testing.T) {
 	// names the missing variable. One leg, chosen with act's --matrix, is
 	// enough: legs failing at once in parallel sometimes lose act's echo
 	// of their error annotation.
-	out, err = runTool(t, 15*time.Minute, dir, env, act, append(actCacheArgs(t, t.TempDir()), "push",
-		"-W", ".github/workflows/action-selftest.yml",
-		"-P", "ubuntu-latest=-self-hosted", "--matrix", "target:WINDOWS_AMD64",
+	out, err = runTool(t, 15*time.Minute, dir, env, act, actArgs(t, t.TempDir(), "push", "action-selftest.yml",
+		"--matrix", "target:WINDOWS_AMD64",
 		"--secret-file", secrets, "--var-file", filepath.Join(t.TempDir(), "none.env"))...)
 	if err == nil {
 		t.Fatalf("act succeeded without the RP_PUB_* variables:\n%s", out)
@@ -299,17 +296,24 @@ func TestActSelftest(t *testing.T) {
 	}
 }
 
-// actCacheArgs returns the act arguments that let the Action's
-// actions/cache steps run offline: act fetches every action a step uses
-// from github.com, so actions/cache@v4 is replaced with the stand-in in
+// actArgs returns the arguments of an act run of the workflow file
+// .github/workflows/<workflow> for event, followed by extra. Every e2e test
+// runs act through it, so that all runs share two things: host mode
+// (ubuntu-latest runs on this machine, `-P ubuntu-latest=-self-hosted`),
+// and running offline: act fetches every action a step uses from
+// github.com, even for a step its `if` skips, so actions/cache@v4 (the
+// Action caches its rpsign build) is replaced with the stand-in in
 // testdata/actcache (see its README.md), which keeps the cache in store.
-func actCacheArgs(t *testing.T, store string) []string {
+func actArgs(t *testing.T, store, event, workflow string, extra ...string) []string {
 	t.Helper()
 	stub, err := filepath.Abs(filepath.Join("testdata", "actcache"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []string{"--local-repository", "actions/cache@v4=" + stub, "--env", "ACT_CACHE_STORE=" + store}
+	args := []string{event, "-W", ".github/workflows/" + workflow,
+		"-P", "ubuntu-latest=-self-hosted",
+		"--local-repository", "actions/cache@v4=" + stub, "--env", "ACT_CACHE_STORE=" + store}
+	return append(args, extra...)
 }
 
 // TestActCachesRpsign runs one leg of the action self-test with act twice,
@@ -317,7 +321,7 @@ func actCacheArgs(t *testing.T, store string) []string {
 // that names the action's ref ("local" for uses: ./), the runner's OS and
 // architecture; the second run of the same ref restores it and does not
 // compile. act runs offline with the stand-in for actions/cache (see
-// actCacheArgs).
+// actArgs).
 func TestActCachesRpsign(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the act run in -short mode")
@@ -337,9 +341,8 @@ func TestActCachesRpsign(t *testing.T) {
 	env := toolEnv(append(goEnv(t), "XDG_CACHE_HOME="+t.TempDir(), "CGO_ENABLED=0")...)
 	run := func() string {
 		t.Helper()
-		out, err := runTool(t, 15*time.Minute, dir, env, act, append(actCacheArgs(t, store), "push",
-			"-W", ".github/workflows/action-selftest.yml",
-			"-P", "ubuntu-latest=-self-hosted", "--matrix", "target:LINUX_AMD64",
+		out, err := runTool(t, 15*time.Minute, dir, env, act, actArgs(t, store, "push", "action-selftest.yml",
+			"--matrix", "target:LINUX_AMD64",
 			"--secret-file", secrets, "--var-file", vars)...)
 		if err != nil || !strings.Contains(out, "Success - Main Check the outputs and verify") {
 			t.Fatalf("act: %v\n%s", err, out)

@@ -99,8 +99,8 @@ func TestRolloutWorkflows(t *testing.T) {
 	env := toolEnv(append(goEnv(t), "XDG_CACHE_HOME="+t.TempDir(), "CGO_ENABLED=0")...)
 	actRun := func(event, workflow string, args ...string) {
 		t.Helper()
-		out, err := runTool(t, 15*time.Minute, dir, env, act, append([]string{event, "-W", ".github/workflows/" + workflow,
-			"-P", "ubuntu-latest=-self-hosted", "--secret-file", secrets}, args...)...)
+		out, err := runTool(t, 15*time.Minute, dir, env, act, actArgs(t, t.TempDir(), event, workflow,
+			append([]string{"--secret-file", secrets}, args...)...)...)
 		if err != nil {
 			t.Fatalf("act %s %s: %v\n%s", event, workflow, err, out)
 		}

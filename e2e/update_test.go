@@ -252,6 +252,9 @@ func TestUpdateRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// Each case waits out two polls after its refusal; they wait
+			// side by side.
+			t.Parallel()
 			s := newUpdateSetup(t)
 			tt.make(t, s)
 			p := s.start(t, "now")

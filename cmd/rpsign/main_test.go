@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -47,16 +48,23 @@ func buildHello(t testing.TB) (withKey, noKey string) {
 		}
 		helloOnce.withKey = filepath.Join(dir, "hello")
 		helloOnce.noKey = filepath.Join(dir, "hello-nokey")
-		for _, b := range []struct{ out, ldflags string }{
+		// The two links, most of the time, run side by side.
+		builds := []struct{ out, ldflags string }{
 			{helloOnce.withKey, "-X " + client.LinkedKeyFlag + "=" + vectorPublicKey},
 			{helloOnce.noKey, ""},
-		} {
-			out, err := exec.Command("go", "build", "-o", b.out, "-ldflags", b.ldflags, "../../examples/hello").CombinedOutput()
-			if err != nil {
-				helloOnce.err = fmt.Errorf("building hello: %v\n%s", err, out)
-				return
-			}
 		}
+		errs := make([]error, len(builds))
+		var wg sync.WaitGroup
+		for i, b := range builds {
+			wg.Go(func() {
+				out, err := exec.Command("go", "build", "-o", b.out, "-ldflags", b.ldflags, "../../examples/hello").CombinedOutput()
+				if err != nil {
+					errs[i] = fmt.Errorf("building hello (-ldflags %q): %v\n%s", b.ldflags, err, out)
+				}
+			})
+		}
+		wg.Wait()
+		helloOnce.err = errors.Join(errs...)
 	})
 	if helloOnce.err != nil {
 		t.Fatal(helloOnce.err)

@@ -165,6 +165,20 @@ func onlyRelease(t *testing.T, ctx context.Context, src *Source) *Release {
 	return rels[0]
 }
 
+// releaseOf returns the release of version among those src finds, for a
+// node whose network also serves other versions.
+func releaseOf(t *testing.T, ctx context.Context, src *Source, version string) *Release {
+	t.Helper()
+	rels, err := src.Releases(ctx)
+	for _, r := range rels {
+		if r.Info().Version == version {
+			return r
+		}
+	}
+	t.Fatalf("Releases = %v, %v; want %s among them", rels, err, version)
+	return nil
+}
+
 // waitFor polls cond every 10 ms for at most 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
