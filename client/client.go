@@ -34,6 +34,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -41,12 +42,14 @@ import (
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/region"
 )
 
 // Defaults for the Config fields left zero.
 const (
+	DefaultChannel         = rollout.DefaultChannel
 	DefaultInterval        = time.Minute
 	DefaultSelfTestTimeout = 10 * time.Second
 )
@@ -125,8 +128,22 @@ type Config struct {
 	// Sources are where releases come from, in addition to the network.
 	Sources []Source
 	// AllowPrerelease lets pre-release versions (such as 2.0.0-rc.1) be
-	// applied.
+	// applied, while the owner has published no rollout statement for
+	// this target; under one, a node takes a pre-release only when its
+	// Channel is on one.
 	AllowPrerelease bool
+	// Channel is the rollout channel of this node, such as "stable" or
+	// "beta": lower-case letters, digits, '.', '_' and '-'. Empty means
+	// DefaultChannel. Once the owner publishes a rollout statement for
+	// this target (rpsign rollout), the node takes only the version the
+	// statement puts its channel on, when the node is among the share of
+	// nodes the rollout has reached (each node draws a random bucket once
+	// and keeps it in the state file; it never leaves the machine), and
+	// no version the owner halted or yanked. A node that runs a yanked
+	// version moves to the one the statement names, also an older one.
+	// Before any statement is seen the node takes the newest signed
+	// release, as without channels.
+	Channel string
 	// AcceptV0 lets releases signed in the v0 format, rustpatcher 0.2's,
 	// be applied. Their signature covers less than v1's (not where the
 	// region sits, nor the target) and their bytes can be checked only as
@@ -194,7 +211,7 @@ type Updater struct {
 // called. Spawn fails only on a bad Config: no key for this target
 // (ErrNoKey), a malformed key or one whose secret is published
 // (ErrPublishedKey), a key in the Config that differs from the one linked
-// into the build, an invalid Mode, a network that can never work
+// into the build, an invalid Mode or Channel, a network that can never work
 // (ErrNetworkConfig), or an executable it cannot locate.
 //
 // In a self-test run (see the package documentation) Spawn does not return:
@@ -212,6 +229,11 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 	}
 	if err := cfg.Network.check(); err != nil {
 		return nil, err
+	}
+	if cfg.Channel != "" {
+		if err := rollout.CheckChannel(cfg.Channel); err != nil {
+			return nil, fmt.Errorf("client: Config.Channel: %w", err)
+		}
 	}
 	exe := cfg.Executable
 	if exe == "" {

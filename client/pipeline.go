@@ -73,6 +73,8 @@ type pipeline struct {
 	// that rotation statements signed by pub (and its successors) moved
 	// this target to.
 	trusted ed25519.PublicKey
+	// ro holds the owner's rollout statement and the node's bucket.
+	ro rollouts
 }
 
 // selfCheck is the outcome of verifySelf.
@@ -318,9 +320,10 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 
 // offers returns the releases the sources offer that may be applied,
 // reporting each one refused, once. It first takes in the key rotation
-// statements the sources offer.
+// statements the sources offer, then the rollout statements.
 func (p *pipeline) offers(ctx context.Context) []candidate {
 	p.followRotations(ctx)
+	p.takeRollouts(ctx)
 	var cands []candidate
 	for _, src := range p.sources {
 		if ctx.Err() != nil {
@@ -336,6 +339,12 @@ func (p *pipeline) offers(ctx context.Context) []candidate {
 			if err := p.acceptable(c.in); err != nil {
 				if errors.Is(err, ErrNotNewer) && region.CompareVersions(c.in.Version, p.current().Version) == 0 {
 					continue // the version running, or just applied: nothing to say
+				}
+				if p.ro.mayAllow(err) {
+					// Not remembered as refused: a rollout statement
+					// may allow it later (a yank moves a node down).
+					p.reportHold(c, err)
+					continue
 				}
 				if p.refused.reject(c) {
 					p.log.Info("release rejected", "version", c.in.Version, "source", c.name(), "reason", err)
@@ -391,6 +400,10 @@ func (p *pipeline) acceptable(in region.Info) error {
 		return fmt.Errorf("%w: signed for %s, this is %s", ErrWrongTarget, in.Target, runningTarget)
 	}
 	cur := p.current()
+	if p.ro.held != nil {
+		// The owner's rollout statement rules, downgrades included.
+		return p.ro.allows(in.Version, cur.Version, p.cfg.now())
+	}
 	if region.CompareVersions(in.Version, cur.Version) <= 0 {
 		return fmt.Errorf("%w: %s is not above %s", ErrNotNewer, in.Version, cur.Version)
 	}
