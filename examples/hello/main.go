@@ -4,7 +4,7 @@
 //
 //	hello [--mode now|onrestart|at=HH:MM] [--source DIR] [--interval DURATION]
 //	      [--private] [--bootstrap MULTIADDR]... [--listen MULTIADDR]... [--dht-server]
-//	      [--identity FILE] [--log-json] [--log-level LEVEL] [--accept-v0] [ARGS...]
+//	      [--identity FILE] [--log-json] [--log-level LEVEL] [--accept-v0] [--channel NAME] [ARGS...]
 //	hello --version
 //
 // The owner public key is linked in at build time, the way release
@@ -43,6 +43,7 @@ type options struct {
 	logJSON  bool
 	logLevel slog.Level
 	acceptV0 bool
+	channel  string
 
 	private   bool
 	dhtServer bool
@@ -72,6 +73,7 @@ func parseOptions() options {
 	flag.BoolVar(&o.logJSON, "log-json", false, "log JSON lines to stderr instead of text, with one record per update event (event=KIND) for tools that follow the app")
 	flag.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error (debug names the connection, direct or relayed, of every request to a peer)")
 	flag.BoolVar(&o.acceptV0, "accept-v0", false, "also apply releases signed in the v0 format (rustpatcher 0.2's); see client.Config.AcceptV0")
+	flag.StringVar(&o.channel, "channel", client.DefaultChannel, "rollout `channel` to follow, such as stable or beta (see client.Config.Channel)")
 	flag.Parse()
 	return o
 }
@@ -118,6 +120,7 @@ func main() {
 		Network:      opt.network(),
 		Logger:       log,
 		AcceptV0:     opt.acceptV0,
+		Channel:      opt.channel,
 	}
 	if opt.logJSON {
 		cfg.OnEvent = func(e client.Event) { logEvent(log, e) }
