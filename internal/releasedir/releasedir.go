@@ -15,28 +15,34 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/region"
 )
 
 // Skip reports whether a file name in a directory is never a release:
 // hidden files (such as rpseed's identity key and files being copied in
-// under a hidden name), partial downloads ending in .tmp or .part, and key
-// rotation statements (see Rotations).
+// under a hidden name), partial downloads ending in .tmp or .part, key
+// rotation statements (see Rotations) and rollout statements (see
+// Rollouts).
 func Skip(name string) bool {
 	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tmp") || strings.HasSuffix(name, ".part") ||
-		strings.HasSuffix(name, rotation.FileSuffix)
+		strings.HasSuffix(name, rotation.FileSuffix) || strings.HasSuffix(name, rollout.FileSuffix)
 }
 
 // MaxRotationFiles bounds the statements Rotations reads from one
 // directory.
 const MaxRotationFiles = 64
+
+// MaxRolloutFiles bounds the statements Rollouts reads from one directory.
+const MaxRolloutFiles = 64
 
 // An Entry is one file of a listing and what its scan found.
 type Entry struct {
@@ -153,33 +159,50 @@ type file struct {
 // joined error, and the others are returned. A Dir whose path is a single
 // file has none.
 func (d *Dir) Rotations(ctx context.Context) ([]rotation.Statement, error) {
-	ents, err := os.ReadDir(d.path)
+	return readStatements(ctx, d.path, rotation.FileSuffix, MaxRotationFiles, rotation.Read)
+}
+
+// Rollouts reads the rollout statements in the directory: regular files
+// named *.rollout (rollout.FileSuffix), in name order, at most
+// MaxRolloutFiles of them, each at most rollout.MaxSize bytes. It checks
+// no signature and no key: which statement to take, for which target and
+// with which key, is the caller's (see rollout.Check). A file that does
+// not hold a statement is reported, by name, in the joined error, and the
+// others are returned. A Dir whose path is a single file has none.
+func (d *Dir) Rollouts(ctx context.Context) ([]rollout.Statement, error) {
+	return readStatements(ctx, d.path, rollout.FileSuffix, MaxRolloutFiles, rollout.Read)
+}
+
+// readStatements reads the regular, not hidden files of dir whose names end
+// in suffix, in name order, at most max of them, with read.
+func readStatements[T any](ctx context.Context, dir, suffix string, max int, read func(io.Reader) (T, error)) ([]T, error) {
+	ents, err := os.ReadDir(dir)
 	if err != nil {
-		if fi, serr := os.Stat(d.path); serr == nil && !fi.IsDir() {
+		if fi, serr := os.Stat(dir); serr == nil && !fi.IsDir() {
 			return nil, nil
 		}
 		return nil, err
 	}
-	var out []rotation.Statement
+	var out []T
 	var errs []error
 	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), rotation.FileSuffix) || strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+		if !strings.HasSuffix(e.Name(), suffix) || strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
 			continue
 		}
-		if len(out) >= MaxRotationFiles {
-			errs = append(errs, fmt.Errorf("%s: more than %d statements; the rest are not read", d.path, MaxRotationFiles))
+		if len(out) >= max {
+			errs = append(errs, fmt.Errorf("%s: more than %d statements; the rest are not read", dir, max))
 			break
 		}
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
-		path := filepath.Join(d.path, e.Name())
+		path := filepath.Join(dir, e.Name())
 		f, err := os.Open(path)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		st, err := rotation.Read(f)
+		st, err := read(f)
 		f.Close()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", path, err))

@@ -293,6 +293,7 @@ func FuzzReadRequest(f *testing.F) {
 		{Kind: KindPieces, Target: "linux/amd64", First: 7, Count: 3},
 		{Kind: KindRotations, Target: "windows/amd64"},
 		{Kind: KindPacked, Target: "linux/amd64", First: 2, Count: 8, Base: [IDLen]byte{3}},
+		{Kind: KindRollout, Target: "linux/amd64", Report: Report{Running: "2.0.0", RolledBackFrom: "2.1.0-rc.1"}},
 	} {
 		b, _ := r.Marshal()
 		f.Add(b)
@@ -528,7 +529,7 @@ func FuzzReadRotations(f *testing.F) {
 
 // TestFuzzCorpus checks that every fuzz target has a committed seed corpus.
 func TestFuzzCorpus(t *testing.T) {
-	for _, name := range []string{"FuzzReadRequest", "FuzzReadInfo", "FuzzReadHashes", "FuzzReadPieces", "FuzzReadRotations", "FuzzReadPacked"} {
+	for _, name := range []string{"FuzzReadRequest", "FuzzReadInfo", "FuzzReadHashes", "FuzzReadPieces", "FuzzReadRotations", "FuzzReadPacked", "FuzzReadRollouts"} {
 		if es, err := os.ReadDir("testdata/fuzz/" + name); err != nil || len(es) == 0 {
 			t.Errorf("%s: no seed corpus in testdata/fuzz (%v)", name, err)
 		}
