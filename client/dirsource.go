@@ -161,43 +161,9 @@ func (d *dirSource) rotations(ctx context.Context) ([]rotation.Statement, error)
 }
 
 // rollouts reads the rollout statements in the directory (files named
-// *.rollout); the engine checks each (see rollout.Check).
+// *.rollout, as rpsign rollout writes them); the engine checks each (see
+// rollout.Check). A file that does not hold a statement is reported and
+// skipped.
 func (d *dirSource) rollouts(ctx context.Context) ([]rollout.Statement, error) {
-	return readRollouts(ctx, d.dir.Path())
-}
-
-// readRollouts reads the files named *.rollout in dir, at most 64.
-// TODO(rollout-client): releasedir.Rollouts replaces it once merged.
-func readRollouts(ctx context.Context, dir string) ([]rollout.Statement, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		if fi, serr := os.Stat(dir); serr == nil && !fi.IsDir() {
-			return nil, nil
-		}
-		return nil, err
-	}
-	var out []rollout.Statement
-	var errs []error
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), rollout.FileSuffix) || strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() || len(out) >= 64 {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return out, err
-		}
-		path := filepath.Join(dir, e.Name())
-		f, err := os.Open(path)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		st, err := rollout.Read(f)
-		f.Close()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", path, err))
-			continue
-		}
-		out = append(out, st)
-	}
-	return out, errors.Join(errs...)
+	return d.dir.Rollouts(ctx)
 }
