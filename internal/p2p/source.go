@@ -226,15 +226,15 @@ func (n *Node) request(ctx context.Context, pub ed25519.PublicKey, ai peer.AddrI
 	if err != nil {
 		return nil, err
 	}
-	// Only info and rotations requests, whose answers are at most 8 KiB,
-	// may go over a limited (relayed) connection. A relay carries at most
+	// Only info, rotations and rollout requests, whose answers are at
+	// most 17 KiB, may go over a limited (relayed) connection. A relay carries at most
 	// 128 KiB, for 2 minutes, per connection, and cuts a stream at its
 	// limit as if the peer had ended its answer early (a malformed answer,
 	// struck). Hashes and pieces wait, within dialTimeout, for the direct
 	// connection that hole punching makes; a peer that cannot be reached
 	// directly fails the request unstruck.
 	sctx := dctx
-	if req.Kind == wire.KindInfo || req.Kind == wire.KindRotations {
+	if req.Kind == wire.KindInfo || req.Kind == wire.KindRotations || req.Kind == wire.KindRollout {
 		sctx = network.WithAllowLimitedConn(dctx, "rustpatcher")
 	}
 	s, err := n.h.NewStream(sctx, ai.ID, protocol.ID(wire.ProtocolID(pub)))

@@ -38,8 +38,8 @@ type Report struct {
 	RolledBackFrom string
 }
 
-// check validates the report's versions.
-func (r Report) check() error {
+// Check reports whether the versions of r are empty or in canonical form.
+func (r Report) Check() error {
 	for _, v := range []string{r.Running, r.RolledBackFrom} {
 		if v == "" {
 			continue
@@ -61,7 +61,7 @@ func (r Report) append(b []byte) []byte {
 }
 
 // readReport reads a report frame: at most MaxReportLen bytes. The
-// versions are checked by Request.check.
+// versions are checked by Report.Check.
 func readReport(r io.Reader) (Report, error) {
 	var out Report
 	for _, v := range []*string{&out.Running, &out.RolledBackFrom} {

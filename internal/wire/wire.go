@@ -221,7 +221,7 @@ func (r *Request) check() error {
 		return fmt.Errorf("%w: %d pieces asked, want 1 to %d", ErrMalformed, r.Count, MaxPiecesPerRequest)
 	}
 	if r.Kind == KindRollout {
-		return r.Report.check()
+		return r.Report.Check()
 	}
 	return nil
 }
