@@ -280,6 +280,9 @@ func (p *pipeline) joined(ctx context.Context, ns netStart) bool {
 			ts.trust(ctx, p.trusted, stmts)
 		}
 	}
+	// So is the rollout statement held, before a yanked version could be
+	// announced.
+	p.serveRollout(ctx, ns.src)
 	p.seedOne(ctx, ns.src, p.exe, p.current())
 	return true
 }

@@ -167,12 +167,8 @@ func (p *pipeline) takeRollouts(ctx context.Context) {
 		}
 		p.log.Info("rollout statement taken", "target", r.held.Target, "sequence", r.held.Sequence, "expires", r.held.Expires.Format(time.RFC3339), "statement", summary(*r.held))
 	}
-	if r.held != nil {
-		for _, src := range p.sources {
-			if s, ok := src.(rolloutServer); ok {
-				s.serveRollout(ctx, *r.held)
-			}
-		}
+	for _, src := range p.sources {
+		p.serveRollout(ctx, src)
 	}
 	switch {
 	case r.held == nil:
@@ -185,6 +181,19 @@ func (p *pipeline) takeRollouts(ctx context.Context) {
 		r.stale = false
 		p.log.Info("a fresh rollout statement came", "sequence", r.held.Sequence, "expires", r.held.Expires.Format(time.RFC3339))
 	}
+}
+
+// serveRollout passes the statement held on to src if it serves them,
+// and tells it what to report about this node.
+func (p *pipeline) serveRollout(ctx context.Context, src Source) {
+	s, ok := src.(rolloutServer)
+	if !ok {
+		return
+	}
+	if p.ro.held != nil {
+		s.serveRollout(ctx, *p.ro.held)
+	}
+	s.report(p.running.Version, p.trial.RolledBackFrom)
 }
 
 // refuseRollout logs a refused statement, once per statement and reason.
