@@ -23,6 +23,30 @@
 // binary that does not call Spawn, or cannot run on this machine, fails the
 // self-test and never replaces the working one.
 //
+// # Rollouts
+//
+// The owner steers the fleet with rollout statements, signed by the owner
+// key and found where releases are (directories, the network): which
+// version each channel (Config.Channel) is on, for what share of the
+// nodes, which rollouts are halted and which versions are yanked, and
+// until when the statement is fresh. Each node draws a bucket once, keeps
+// it in the state file and never sends it; it takes a channel's version
+// only when its bucket is in the share reached, so raising the share only
+// adds nodes, and halting and resuming keeps the same ones. A node that
+// runs a yanked version moves to the version the yank names, even an
+// older one: the only downgrade there is, and only a release signed by
+// the owner key. The engine keeps the newest statement it accepted, with
+// its sequence, across restarts, refuses older and conflicting ones and
+// ones signed by another key or for another target, and passes the one
+// it holds on to its peers; when it expires with no fresh one after it,
+// EventStale says so once. Before it sees any statement, a node takes the
+// newest signed release.
+//
+// Nodes also tell the peers they ask for statements the version they run
+// and the version they last rolled back from, so that a seed can count
+// them for the owner. These numbers are not authenticated: any node can
+// claim anything.
+//
 // # Restart
 //
 // On Unix a restart execs the executable's path with the same arguments and

@@ -30,7 +30,9 @@ import (
 //  2. start sources: the Config's at once, the network in the background;
 //  3. poll sources, every Interval and on request;
 //  4. choose: the newest release that is signed by the owner, newer than
-//     the running (or applied) one and not refused before;
+//     the running (or applied) one and not refused before, and that the
+//     owner's rollout statement, if one was seen, allows (see rollouts:
+//     it may also move a node down from a yanked version);
 //  5. fetch it into a temporary file next to the executable, resuming
 //     after a failed read;
 //  6. verify hash, size and signature while fetching;
