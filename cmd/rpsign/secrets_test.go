@@ -90,6 +90,11 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		{"rotate", "-", "--key-env", "MY_KEY", "--to", "axegnqus3miex47g1kxf1j7j8spczbc57go7jgpeixq8nxjfz7gy", "--target", "linux/amd64"},
 		{"rotate", "-", "--key-env", "MY_KEY", "--to", secret, "--target", "linux/amd64"}, // a secret as --to
 		{"inspect", filepath.Join(dir, "r1.rotation")},
+		{"rollout", "--key-file", keyFile, "--target", "linux/amd64", "--version", "2.0.0", "--percent", "10", "--out", dir},
+		{"rollout", "--key-env", "MY_KEY", "--target", "linux/amd64", "--halt", "--out", dir},
+		{"rollout", "--key-env", "RP_KEY_WINDOWS_ARM64", "--target", "linux/amd64", "--refresh", "--out", dir}, // another target's variable
+		{"rollout", "--key-file", hello, "--target", "linux/amd64", "--refresh", "--out", dir},                 // not a key file
+		{"rollout", "--show", filepath.Join(dir, "linux-amd64.rollout"), "--json"},
 	}
 	for _, args := range cmds {
 		var stdout, stderr bytes.Buffer

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
@@ -353,6 +354,9 @@ func runInspect(e *env, args []string) error {
 	}
 	if isRotation(pos[0]) {
 		return inspectRotation(e, pos[0])
+	}
+	if isRollout(pos[0]) {
+		return showRollout(e, pos[0], *asJSON, time.Now())
 	}
 	s, err := region.ScanFile(context.Background(), pos[0])
 	if err != nil {
