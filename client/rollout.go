@@ -196,9 +196,9 @@ func (p *pipeline) serveRollout(ctx context.Context, src Source) {
 	s.report(p.running.Version, p.trial.RolledBackFrom)
 }
 
-// refuseRollout logs a refused statement, once per statement and reason.
+// refuseRollout logs a refused statement, once per statement.
 func (p *pipeline) refuseRollout(st rollout.Statement, err error) {
-	if !p.ro.note("refused\x00" + hex.EncodeToString(st.Signature[:]) + "\x00" + err.Error()) {
+	if !p.ro.note("refused\x00" + hex.EncodeToString(st.Signature[:])) {
 		return
 	}
 	attrs := []any{"target", st.Target, "sequence", st.Sequence, "key", region.EncodePublicKey(st.Key), "reason", err}
