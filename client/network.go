@@ -202,9 +202,16 @@ func (n *networkSource) trust(ctx context.Context, key ed25519.PublicKey, chain 
 	}
 }
 
+// rolloutAsk bounds asking peers for rollout statements: the answers in
+// by then are used, and a peer that is gone (a dial that times out) does
+// not hold up the poll.
+const rolloutAsk = 5 * time.Second
+
 // rollouts asks peers for their rollout statement of the target, signed
 // by the key trusted now.
 func (n *networkSource) rollouts(ctx context.Context) ([]rollout.Statement, error) {
+	ctx, cancel := context.WithTimeout(ctx, rolloutAsk)
+	defer cancel()
 	return n.source().Rollouts(ctx)
 }
 
