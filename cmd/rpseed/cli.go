@@ -31,7 +31,11 @@ Usage:
 
 Each file in DIR that verifies with a --pub key, for that key's target, is
 served; the newest version per key and target wins. Files that do not are
-named at WARN with the reason.
+named at WARN with the reason. The rollout statements in DIR (*.rollout,
+written by rpsign rollout; placed there by --github from release assets) of a
+--pub key are served too, the newest per key and target, and the versions they
+yank are no longer served. /metrics and /healthz count the versions the nodes
+that ask for statements report running and rolling back from.
 
 Examples:
   # releases of one app for two targets, on the public network, with metrics

@@ -171,6 +171,7 @@ type options struct {
 	scanEvery, idle, reprovide                   time.Duration
 	selfUpdate                                   string // off, now, onrestart or at=HH:MM
 	selfUpdateEvery                              time.Duration
+	fleetWindow                                  time.Duration
 	self                                         selfUpdate // parsed from selfUpdate and the linked key
 }
 
@@ -203,6 +204,7 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (libp2p's own logs one level higher: at info, their warnings)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text (logfmt) or json, one record a line on standard error")
 	fs.DurationVar(&o.unhealthyAfter, "unhealthy-after", DefaultUnhealthyAfter, "/healthz reports unhealthy when no DHT announcement has succeeded for this long (counted from start)")
+	fs.DurationVar(&o.fleetWindow, "fleet-window", DefaultFleetWindow, "the window over which /metrics and /healthz count the versions nodes report running and rolling back from")
 	fs.BoolVar(&o.showVersion, "version", false, "print rpseed's version and exit")
 	fs.StringVar(&o.github, "github", "", "`OWNER/REPO` whose GitHub releases to follow: new verified per-target assets are downloaded into DIR (token, if any, from $GITHUB_TOKEN)")
 	fs.StringVar(&o.githubAPI, "github-api-url", "", "GitHub API base `URL` for --github (default https://api.github.com)")
@@ -259,6 +261,9 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 	}
 	if _, err := newHandler(io.Discard, o.logFormat, slog.LevelInfo); err != nil {
 		return nil, err
+	}
+	if o.fleetWindow < time.Second {
+		return nil, fmt.Errorf("--fleet-window %v: want a second or more, such as 1h", o.fleetWindow)
 	}
 	if o.deltas < 0 || o.deltas > 16 {
 		return nil, fmt.Errorf("--deltas %d: want 0 to 16", o.deltas)
@@ -395,6 +400,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 	}
 	reg := prometheus.NewRegistry() // the process's metrics and libp2p's, not the global registry
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	fl := newFleet(o.fleetWindow)
 	node, err := p2p.New(ctx, p2p.Config{
 		Private:            o.private,
 		ProtocolPrefix:     o.prefix,
@@ -413,6 +419,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 		NoCompression:      !o.compress,
 		Registerer:         reg,
 		Logger:             log,
+		OnReport:           fl.record,
 	})
 	if err != nil {
 		return explainListen(err)
@@ -438,6 +445,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 	}
 	w := newWatcher(o.dir, owners, srv, log)
 	w.deltas, w.maxBases = node, o.deltas
+	h.fleet, h.rollouts = fl, w.rollouts.all
+	reg.MustRegister(newFleetCollector(fl, w.rollouts.all))
 	if n, err := w.scan(ctx); err != nil {
 		return err
 	} else if n == 0 {

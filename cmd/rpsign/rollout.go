@@ -55,11 +55,6 @@ Examples:
   rpsign rollout --show releases/linux-amd64.rollout
 `
 
-// rolloutFileName returns the name of the statement file of target t.
-func rolloutFileName(t target.Target) string {
-	return t.OS + "-" + t.Arch + rollout.FileSuffix
-}
-
 // rolloutChange is what one rpsign rollout run changes in a statement.
 type rolloutChange struct {
 	channel string
@@ -189,7 +184,7 @@ func writeRollout(e *env, key ed25519.PrivateKey, keyName string, t target.Targe
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return rollout.Statement{}, fmt.Errorf("--out %s is not a directory (make it, or name the directory of the releases)", dir)
 	}
-	path := filepath.Join(dir, rolloutFileName(t))
+	path := filepath.Join(dir, rollout.FileName(t.String()))
 	prev, err := readRolloutFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

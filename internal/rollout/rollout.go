@@ -60,6 +60,13 @@ const (
 // linux-amd64.rollout); directory sources and rpseed read them.
 const FileSuffix = ".rollout"
 
+// FileName returns the name of the file, or release asset, that holds the
+// statement of target ("GOOS/GOARCH"): "GOOS-GOARCH.rollout", such as
+// linux-amd64.rollout.
+func FileName(target string) string {
+	return strings.Replace(target, "/", "-", 1) + FileSuffix
+}
+
 // DefaultChannel is the channel of a node that names none.
 const DefaultChannel = "stable"
 

@@ -167,6 +167,12 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+func TestFileName(t *testing.T) {
+	if got := FileName("linux/amd64"); got != "linux-amd64.rollout" {
+		t.Errorf("FileName = %q", got)
+	}
+}
+
 func TestShare(t *testing.T) {
 	c := Channel{Name: "stable", Version: "2.0.0", Percent: 20, Ramp: 10 * time.Hour, Start: t0}
 	for _, tt := range []struct {
