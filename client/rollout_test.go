@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -479,5 +480,78 @@ func TestRolloutBucket(t *testing.T) {
 	cfg := r.config("Beta!")
 	if _, err := Spawn(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "Config.Channel") {
 		t.Errorf("Spawn with channel %q: %v, want an error naming Config.Channel", cfg.Channel, err)
+	}
+}
+
+// servingDir is the rig's directory source that also passes statements on
+// and takes reports, as the network does.
+type servingDir struct {
+	polledDir
+	mu     sync.Mutex
+	served []uint64
+	reported [2]string
+}
+
+func (d *servingDir) serveRollout(_ context.Context, st rollout.Statement) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.served) == 0 || d.served[len(d.served)-1] != st.Sequence {
+		d.served = append(d.served, st.Sequence)
+	}
+}
+
+func (d *servingDir) report(running, rolledBackFrom string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.reported = [2]string{running, rolledBackFrom}
+}
+
+// TestRolloutPassedOn: the statement a node holds is passed on to the
+// sources that serve statements, each new one as it is taken and the one
+// kept from before at the next start; they are told the version running
+// and the one last rolled back from.
+func TestRolloutPassedOn(t *testing.T) {
+	t.Parallel()
+	r := newRolloutRig(t, 0)
+	b, _ := json.Marshal(map[string]any{"rollout_bucket": 0, "rolled_back_from": "1.1.0"})
+	if err := os.WriteFile(r.exe+StateSuffix, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := &servingDir{polledDir: polledDir{DirSource(r.rels).(*dirSource), r.polls}}
+	cfg := r.config("")
+	cfg.Sources = []Source{src}
+	r.publish(r.statement(r.key, 1, stable("1.0.0", 100, false)))
+	u := r.spawn(cfg)
+	r.poll(u)
+	r.publish(r.statement(r.key, 2, stable("1.0.0", 100, false)))
+	r.poll(u)
+	u.Close()
+	os.Remove(filepath.Join(r.rels, "target"+rollout.FileSuffix))
+	u = r.spawn(cfg)
+	r.poll(u)
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if got := fmt.Sprint(src.served); got != "[1 2]" {
+		t.Errorf("statements passed on: %s, want [1 2] (the second kept across the restart)", got)
+	}
+	if src.reported != [2]string{"1.0.0", "1.1.0"} {
+		t.Errorf("reported %q, want running 1.0.0 and rolled back from 1.1.0", src.reported)
+	}
+}
+
+// TestRolledBackFrom: a rollback keeps the version it rolled back from,
+// for the fleet report, in the state file.
+func TestRolledBackFrom(t *testing.T) {
+	t.Parallel()
+	exe := filepath.Join(t.TempDir(), "prog")
+	var tr trial
+	tr.begin([32]byte{1}, "2.0.0", "1.0.0")
+	tr.rollBack()
+	if err := tr.save(exe); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadTrial(exe)
+	if err != nil || got.RolledBackFrom != "2.0.0" {
+		t.Errorf("rolled back from %q, %v; want 2.0.0", got.RolledBackFrom, err)
 	}
 }
