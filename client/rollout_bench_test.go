@@ -66,7 +66,6 @@ func rolloutFleet(b *testing.B, n int, interval time.Duration) (halt, yank time.
 	took := map[uint64][]time.Time{1: make([]time.Time, n), 2: make([]time.Time, n)}
 	applied := make([]time.Time, n)
 	up := make(chan struct{}, n)
-	var us []*Updater
 	for i := range n {
 		exe := filepath.Join(dir, fmt.Sprintf("node%02d", i), "prog")
 		running := regiontest.WriteBinary(b, exe, 300_000, 1, k, "2.0.0")
@@ -95,7 +94,6 @@ func rolloutFleet(b *testing.B, n int, interval time.Duration) (halt, yank time.
 			b.Fatal(err)
 		}
 		defer u.Close()
-		us = append(us, u)
 	}
 	for range n {
 		select {
