@@ -188,6 +188,8 @@ func (n *networkSource) Seed(ctx context.Context, path string, in region.Info) e
 // rotations asks peers for the statements that move the target on from
 // the key trusted now.
 func (n *networkSource) rotations(ctx context.Context) ([]rotation.Statement, error) {
+	ctx, cancel := context.WithTimeout(ctx, statementAsk)
+	defer cancel()
 	return n.source().Rotations(ctx)
 }
 
@@ -202,15 +204,16 @@ func (n *networkSource) trust(ctx context.Context, key ed25519.PublicKey, chain 
 	}
 }
 
-// rolloutAsk bounds asking peers for rollout statements: the answers in
-// by then are used, and a peer that is gone (a dial that times out) does
-// not hold up the poll.
-const rolloutAsk = 5 * time.Second
+// statementAsk bounds asking peers for rollout and key rotation
+// statements: the answers in by then are used, and a peer that is gone (a
+// dial, or a QUIC connection to a process that exec'd an update, timing
+// out) does not hold up the poll; the next poll asks again.
+const statementAsk = 5 * time.Second
 
 // rollouts asks peers for their rollout statement of the target, signed
 // by the key trusted now.
 func (n *networkSource) rollouts(ctx context.Context) ([]rollout.Statement, error) {
-	ctx, cancel := context.WithTimeout(ctx, rolloutAsk)
+	ctx, cancel := context.WithTimeout(ctx, statementAsk)
 	defer cancel()
 	return n.source().Rollouts(ctx)
 }
