@@ -253,6 +253,12 @@ func TestRollout(t *testing.T) {
 	t.Logf("yank: all nodes back on 1.0.1 %v (%.1f poll intervals) after the statement reached the seed", took, took.Seconds()/interval.Seconds())
 	r.stays(r.nodes, 2*interval)
 	for _, n := range r.nodes {
+		// Once it held the yank, a node neither serves nor announces
+		// 2.0.0.
+		_, i := n.p.WaitLine(0, 0, `msg="rollout statement taken".* sequence=6 `)
+		if l, _, err := n.p.FindLine(i, 0, `msg="serving release".* version=2\.0\.0`); err == nil {
+			t.Errorf("%s served 2.0.0 after the yank: %s", n.exe, l.Text)
+		}
 		if v, err := FileVersion(n.exe, r.key.Public); err != nil || v != "1.0.1" {
 			t.Errorf("%s: executable holds %q, %v; want 1.0.1", n.exe, v, err)
 		}
