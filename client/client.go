@@ -58,7 +58,6 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -66,14 +65,12 @@ import (
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/p2p"
-	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/region"
 )
 
 // Defaults for the Config fields left zero.
 const (
-	DefaultChannel         = rollout.DefaultChannel
 	DefaultInterval        = time.Minute
 	DefaultSelfTestTimeout = 10 * time.Second
 )
@@ -248,16 +245,14 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 	if keyErr != nil {
 		return nil, keyErr
 	}
+	if err := cfg.checkChannel(); err != nil {
+		return nil, err
+	}
 	if err := cfg.Mode.check(); err != nil {
 		return nil, err
 	}
 	if err := cfg.Network.check(); err != nil {
 		return nil, err
-	}
-	if cfg.Channel != "" {
-		if err := rollout.CheckChannel(cfg.Channel); err != nil {
-			return nil, fmt.Errorf("client: Config.Channel: %w", err)
-		}
 	}
 	exe := cfg.Executable
 	if exe == "" {

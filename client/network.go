@@ -16,9 +16,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/org/rustpatcher-go/internal/p2p"
-	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/rotation"
-	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -170,26 +168,16 @@ func (n *networkSource) String() string { return n.source().String() }
 
 // Seed serves a binary signed by the trusted key, or by the program's own
 // key (the running binary, after a rotation).
-// A version the owner yanked is not served (see serveRollout).
 func (n *networkSource) Seed(ctx context.Context, path string, in region.Info) error {
-	var err error
 	if in.VerifySignature(n.own) == nil {
-		err = n.node.Serve(ctx, n.own, n.target, path, in)
-	} else {
-		err = n.source().Seed(ctx, path, in)
+		return n.node.Serve(ctx, n.own, n.target, path, in)
 	}
-	if errors.Is(err, p2p.ErrWithdrawn) {
-		n.log.Info("not serving a version the owner yanked", "version", in.Version)
-		return nil
-	}
-	return err
+	return n.source().Seed(ctx, path, in)
 }
 
 // rotations asks peers for the statements that move the target on from
 // the key trusted now.
 func (n *networkSource) rotations(ctx context.Context) ([]rotation.Statement, error) {
-	ctx, cancel := context.WithTimeout(ctx, statementAsk)
-	defer cancel()
 	return n.source().Rotations(ctx)
 }
 
@@ -201,37 +189,5 @@ func (n *networkSource) trust(ctx context.Context, key ed25519.PublicKey, chain 
 	n.mu.Unlock()
 	if err := n.node.ServeRotations(ctx, chain); err != nil {
 		n.log.Warn("serving the key rotation statements followed", "err", err)
-	}
-}
-
-// statementAsk bounds asking peers for rollout and key rotation
-// statements: the answers in by then are used, and a peer that is gone (a
-// dial, or a QUIC connection to a process that exec'd an update, timing
-// out) does not hold up the poll; the next poll asks again.
-const statementAsk = 5 * time.Second
-
-// rollouts asks peers for their rollout statement of the target, signed
-// by the key trusted now.
-func (n *networkSource) rollouts(ctx context.Context) ([]rollout.Statement, error) {
-	ctx, cancel := context.WithTimeout(ctx, statementAsk)
-	defer cancel()
-	return n.source().Rollouts(ctx)
-}
-
-// serveRollout passes the statement the node holds on to its peers, and
-// stops serving and announcing the versions it yanks. Serving the same
-// statement again does nothing.
-func (n *networkSource) serveRollout(ctx context.Context, st rollout.Statement) {
-	if err := n.node.ServeRollout(ctx, st); err != nil {
-		n.log.Debug("serving the rollout statement held", "sequence", st.Sequence, "err", err)
-	}
-}
-
-// report sets what the node tells the peers it asks for rollout
-// statements, for the owner's fleet view: the version it runs and the one
-// it last rolled back from (unauthenticated numbers).
-func (n *networkSource) report(running, rolledBackFrom string) {
-	if err := n.node.SetReport(wire.Report{Running: running, RolledBackFrom: rolledBackFrom}); err != nil {
-		n.log.Debug("setting the fleet report", "err", err)
 	}
 }

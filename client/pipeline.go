@@ -282,10 +282,12 @@ func (p *pipeline) joined(ctx context.Context, ns netStart) bool {
 			ts.trust(ctx, p.trusted, stmts)
 		}
 	}
-	// So is the rollout statement held, before a yanked version could be
-	// announced.
+	// So is the rollout statement held; a version it yanks is not
+	// served.
 	p.serveRollout(ctx, ns.src)
-	p.seedOne(ctx, ns.src, p.exe, p.current())
+	if !p.ro.yanks(p.current().Version) {
+		p.seedOne(ctx, ns.src, p.exe, p.current())
+	}
 	return true
 }
 

@@ -14,6 +14,20 @@ import (
 	"github.com/org/rustpatcher-go/region"
 )
 
+// DefaultChannel is the channel of a Config that names none.
+const DefaultChannel = rollout.DefaultChannel
+
+// checkChannel checks Config.Channel.
+func (cfg Config) checkChannel() error {
+	if cfg.Channel == "" {
+		return nil
+	}
+	if err := rollout.CheckChannel(cfg.Channel); err != nil {
+		return fmt.Errorf("client: Config.Channel: %w", err)
+	}
+	return nil
+}
+
 // Errors of releases that the owner's rollout statement holds back; test
 // with errors.Is.
 var (
@@ -211,6 +225,9 @@ func (p *pipeline) refuseRollout(st rollout.Statement, err error) {
 		p.log.Warn("rollout statement refused", attrs...)
 	}
 }
+
+// yanks reports whether the statement held yanks version v.
+func (r *rollouts) yanks(v string) bool { return r.held != nil && r.held.Yanked(v) }
 
 // note remembers k and reports whether it is new.
 func (r *rollouts) note(k string) bool {

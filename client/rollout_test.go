@@ -487,8 +487,8 @@ func TestRolloutBucket(t *testing.T) {
 // and takes reports, as the network does.
 type servingDir struct {
 	polledDir
-	mu     sync.Mutex
-	served []uint64
+	mu       sync.Mutex
+	served   []uint64
 	reported [2]string
 }
 
