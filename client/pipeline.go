@@ -65,6 +65,9 @@ type pipeline struct {
 	// row, so that the same error is not logged every Interval.
 	localFails int
 	resume     time.Time
+	// unwritable, when set, is why the executable's directory takes no
+	// new file: polls stay quiet (see unwritable).
+	unwritable *unwritable
 	// The update on trial (see trial), and when it counts as healthy.
 	trial     trial
 	healthyAt time.Time
@@ -165,8 +168,10 @@ func (p *pipeline) run(ctx context.Context) io.Closer {
 		p.log.Info("removed temporary files left by an interrupted update", "files", removed)
 	}
 	// An update would fail here: say so once, clearly, and keep serving.
-	r := &selfreplace.Replacer{Path: p.exe, FS: p.cfg.fs}
-	if err := r.Check(); err != nil {
+	if err := p.checkWritable(); errors.Is(err, selfreplace.ErrNotWritable) {
+		p.blockUnwritable(err, "")
+		p.emit(Event{Kind: EventFailed, Err: err})
+	} else if err != nil {
 		p.localFailure(err)
 		p.log.Error("updates cannot be applied here; the program goes on and serves its own release", "err", err, "next_try", p.resume.Format(time.RFC3339))
 		p.emit(Event{Kind: EventFailed, Err: err})
@@ -302,6 +307,9 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 	sort.SliceStable(cands, func(i, j int) bool {
 		return region.CompareVersions(cands[i].in.Version, cands[j].in.Version) > 0
 	})
+	if p.stillUnwritable(cands) {
+		return region.Info{}, false
+	}
 	for _, c := range cands {
 		if ctx.Err() != nil {
 			return region.Info{}, false
@@ -426,6 +434,9 @@ func (p *pipeline) acceptable(in region.Info) error {
 func (p *pipeline) failed(c candidate, err error) bool {
 	p.emit(Event{Kind: EventFailed, Release: c.in, Source: c.name(), Err: err})
 	var le *localError
+	if errors.As(err, &le) && p.unwritableAfter(c) {
+		return false
+	}
 	if errors.As(err, &le) {
 		// Our side failed (disk full, permissions): the release may be
 		// fine, and the others would fail the same way, so try again
@@ -886,7 +897,7 @@ func (p *pipeline) startTrial(ctx context.Context) {
 	p.trial.rollBack()
 	p.saveTrial()
 	p.refused.rolledBack[id] = true
-	err = fmt.Errorf("%w: %s did not become healthy in %d starts; back to %s, and %s is never applied again", ErrRolledBack, bad, starts, previous, bad)
+	err = fmt.Errorf("%w: %s did not become healthy in %d starts (each crashed, was killed or exited without Updater.Close before it ran %v); back to %s, and this file of %s is not applied again (%s)", ErrRolledBack, bad, starts, p.cfg.HealthyAfter, previous, bad, rolledBackHint(p.exe))
 	p.log.Error("update rolled back", "version", bad, "previous", previous, "starts", starts, "reason", err)
 	p.emit(Event{Kind: EventRolledBack, Release: running, FileID: id, Err: err})
 	p.log.Info("restarting into the previous version", "version", previous, "executable", p.exe)
@@ -904,10 +915,13 @@ func (p *pipeline) confirmHealthy(why string) {
 	if p.healthyAt.IsZero() {
 		return
 	}
-	v := p.trial.Version
+	v := p.running.Version
 	p.healthyAt = time.Time{}
-	p.trial.healthy()
-	p.saveTrial()
+	// A newer update applied meanwhile is on trial now: it stays so.
+	if p.verified != nil && p.trial.onTrial(p.verified.id) {
+		p.trial.healthy()
+		p.saveTrial()
+	}
 	p.log.Info("update is healthy", "version", v, "because", why)
 	p.emit(Event{Kind: EventHealthy, Release: p.running})
 }

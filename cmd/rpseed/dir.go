@@ -85,6 +85,25 @@ type watcher struct {
 	// in the directory.
 	deltas   deltaMaker
 	maxBases int
+
+	// pubFrom names where the keys came from in messages: --pub or
+	// RPSEED_PUB.
+	pubFrom string
+	// secretPub is set when a file showed that a key given as a public
+	// key is a secret key: rpseed refuses to start on it.
+	secretPub *secretPubError
+}
+
+// secretPubError means a value given as an owner public key is a secret
+// key: a file in the directory verifies with the public key derived from
+// it. rpsign verify refuses the same mistake.
+type secretPubError struct {
+	from, target, file, derived string
+}
+
+func (e *secretPubError) Error() string {
+	return fmt.Sprintf("%s %s holds a secret key (the owner key of public key %s, which %s is signed with), not a public key. Keep it secret, and pass the public key instead: %s %s=%s (rpsign pub prints it)",
+		e.from, e.target, e.derived, e.file, e.from, e.target, e.derived)
 }
 
 type servedFile struct {
@@ -98,6 +117,7 @@ func newWatcher(dir string, owners []owner, srv server, log *slog.Logger) *watch
 		dir: releasedir.New(dir), configured: owners, owners: owners, srv: srv, log: log,
 		unfollowed: map[string]bool{}, files: map[string]*fileState{}, served: map[string]servedFile{},
 		rollouts: &servedRollouts{}, unservedRollouts: map[string]bool{}, yankedFiles: map[string]bool{},
+		pubFrom: "--pub",
 	}
 }
 
@@ -284,6 +304,9 @@ func (w *watcher) ownerOf(e releasedir.Entry) (*owner, region.Info, error) {
 		}
 	}
 	if len(matches) == 0 {
+		if err := w.secretInstead(e); err != nil {
+			return nil, region.Info{}, err
+		}
 		return nil, region.Info{}, fmt.Errorf("verifies with none of the configured keys (%w)", lastErr)
 	}
 	t, err := fileTarget(e.Path, info)
@@ -308,6 +331,21 @@ func (w *watcher) ownerOf(e releasedir.Entry) (*owner, region.Info, error) {
 	}
 	return nil, region.Info{}, fmt.Errorf("%s %s, and its key is given with --pub only for %v: add --pub %s=%s to serve it, or remove the file",
 		how, t, ownerTargets(matches), t, region.EncodePublicKey(matches[0].pub))
+}
+
+// secretInstead returns a secretPubError when the file verifies with the
+// public key of a configured key taken as a secret key (its seed), and
+// remembers it.
+func (w *watcher) secretInstead(e releasedir.Entry) error {
+	for _, o := range w.configured {
+		derived := ed25519.NewKeyFromSeed(o.pub).Public().(ed25519.PublicKey)
+		if _, err := e.Verify(derived); err == nil {
+			err := &secretPubError{from: w.pubFrom, target: o.target, file: e.Name, derived: region.EncodePublicKey(derived)}
+			w.secretPub = err
+			return err
+		}
+	}
+	return nil
 }
 
 // ownerTargets lists the owners' targets.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -110,7 +109,7 @@ func (w *watcher) followRollouts(ctx context.Context, now time.Time) {
 		}
 		w.rollouts.put(owners[id], st)
 		w.log.Info("serving rollout statement", "target", st.Target, "owner", region.EncodePublicKey(st.Key), "sequence", st.Sequence,
-			"expires", st.Expires.Format(time.RFC3339), "channels", describeChannels(st), "yanked", describeYanks(st))
+			"expires", st.Expires.Format(time.RFC3339), "channels", st.ChannelSummary(), "yanked", st.YankSummary())
 	}
 }
 
@@ -122,29 +121,4 @@ func (w *watcher) warnRollout(st rollout.Statement, msg string) {
 	}
 	w.unservedRollouts[k] = true
 	w.log.Warn(msg, "target", st.Target, "owner", region.EncodePublicKey(st.Key), "sequence", st.Sequence)
-}
-
-// describeChannels says, for logs, which version each channel is on.
-func describeChannels(st rollout.Statement) string {
-	var s []string
-	for _, c := range st.Channels {
-		d := fmt.Sprintf("%s=%s@%d%%", c.Name, c.Version, c.Percent)
-		if c.Ramp > 0 {
-			d += "+ramp"
-		}
-		if c.Halted {
-			d += "(halted)"
-		}
-		s = append(s, d)
-	}
-	return strings.Join(s, " ")
-}
-
-// describeYanks lists, for logs, the yanks of st.
-func describeYanks(st rollout.Statement) string {
-	var s []string
-	for _, y := range st.Yanks {
-		s = append(s, y.Version+"->"+y.To)
-	}
-	return strings.Join(s, " ")
 }

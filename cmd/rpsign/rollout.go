@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/releasedir"
 	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
@@ -157,6 +159,10 @@ func runRollout(e *env, args []string) error {
 	return err
 }
 
+// publishes reports whether c puts a channel on a version, which needs no
+// statement before it.
+func (c rolloutChange) publishes() bool { return c.version != "" }
+
 // flagSet reports whether the flag name was given.
 func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
@@ -210,12 +216,14 @@ func writeRollout(e *env, key ed25519.PrivateKey, keyName string, t target.Targe
 	if err != nil {
 		return rollout.Statement{}, err
 	}
+	if c.yank != "" {
+		warnMissingRelease(e, dir, pub, t, c.to)
+	}
 	next.Issued, next.Expires = now, now.Add(life)
 	if err := next.Sign(key); err != nil {
 		return rollout.Statement{}, err
 	}
-	text, _ := next.MarshalText()
-	if err := replaceFile(path, text); err != nil {
+	if err := rollout.WriteFile(path, next); err != nil {
 		return rollout.Statement{}, err
 	}
 	fmt.Fprintf(e.stdout, "wrote %s: %s, sequence %d, expires %s\n", path, what, next.Sequence, next.Expires.Format(time.RFC3339))
@@ -331,6 +339,31 @@ func applyRollout(s *rollout.Statement, c rolloutChange, now time.Time) (string,
 	return what, nil
 }
 
+// warnMissingRelease warns when dir holds releases of t signed with pub but
+// none of version v: nodes that run a yanked version go to v, and find it
+// only where it is served.
+func warnMissingRelease(e *env, dir string, pub ed25519.PublicKey, t target.Target, v string) {
+	ents, err := releasedir.New(dir).List(context.Background())
+	if err != nil {
+		return
+	}
+	var have []string
+	for _, ent := range ents {
+		in, err := ent.Verify(pub)
+		if err != nil || in.Target != "" && in.Target != t.String() {
+			continue
+		}
+		if region.CompareVersions(in.Version, v) == 0 {
+			return
+		}
+		have = append(have, in.Version)
+	}
+	if len(have) > 0 {
+		fmt.Fprintf(e.stderr, "rpsign: warning: %s holds releases of %s signed with this key (%s) but none of %s: nodes that run the yanked version go to %s, so make sure seeds serve it\n",
+			dir, t, strings.Join(have, ", "), v, v)
+	}
+}
+
 // channelNames lists the channels of s, for messages.
 func channelNames(s rollout.Statement) string {
 	if len(s.Channels) == 0 {
@@ -359,34 +392,6 @@ func readRolloutFile(path string) (*rollout.Statement, error) {
 		return &s, fmt.Errorf("%s: %w", path, err)
 	}
 	return &s, nil
-}
-
-// replaceFile writes b to path through a hidden temporary file in the same
-// directory and renames it over path: readers see the old file or the new
-// one, never a part.
-func replaceFile(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, err = tmp.Write(b)
-	if serr := tmp.Sync(); err == nil {
-		err = serr
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }
 
 // printRollout prints s in readable form, with the shares at now.
@@ -505,13 +510,4 @@ func showRollout(e *env, path string, asJSON bool, now time.Time) error {
 }
 
 // isRollout reports whether the file at path is a rollout statement.
-func isRollout(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var b [32]byte
-	n, _ := f.Read(b[:])
-	return bytes.HasPrefix(b[:n], []byte("rustpatcher-go rollout"))
-}
+func isRollout(path string) bool { return startsWith(path, "rustpatcher-go rollout") }

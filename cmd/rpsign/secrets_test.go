@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -112,6 +113,10 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}{
 		{"signs and publishes", map[string]string{"INPUT_FILES": actionHello, "INPUT_VERSION": "1.0.0", "INPUT_RUNTIME-KEY": "true",
 			"INPUT_TOKEN": token, "INPUT_API-URL": srv.URL, "INPUT_TAG": "v1.0.0", "GITHUB_REPOSITORY": "org/app"}, true},
+		{"signs, publishes and rolls out", map[string]string{"INPUT_FILES": actionHello, "INPUT_VERSION": "1.0.1", "INPUT_RUNTIME-KEY": "true",
+			"INPUT_TOKEN": token, "INPUT_API-URL": srv.URL, "INPUT_TAG": "v1.0.1", "GITHUB_REPOSITORY": "org/app", "INPUT_ROLLOUT": "publish", "INPUT_ROLLOUT-PERCENT": "10"}, true},
+		{"halts", map[string]string{"INPUT_TARGET": runtime.GOOS + "/" + runtime.GOARCH, "INPUT_TOKEN": token, "INPUT_API-URL": srv.URL,
+			"GITHUB_REPOSITORY": "org/app", "INPUT_ROLLOUT": "halt"}, true},
 		{"fails on a binary without the key", map[string]string{"INPUT_FILES": actionHello, "INPUT_VERSION": "1.1.0"}, true},
 		{"fails on a bad version", map[string]string{"INPUT_FILES": actionHello, "INPUT_VERSION": "one"}, true},
 		{"outside Actions", map[string]string{"INPUT_FILES": actionHello, "INPUT_VERSION": "1.2.0", "INPUT_TOKEN": token}, false},

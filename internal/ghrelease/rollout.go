@@ -78,8 +78,7 @@ func (p *Poller) updateRollout(ctx context.Context, rels []*github.RepositoryRel
 		}
 		return nil
 	}
-	text, _ := best.MarshalText()
-	if err := writeAtomic(p.Dir, RolloutName(t), text); err != nil {
+	if err := rollout.WriteFile(dst, *best); err != nil {
 		return err
 	}
 	p.log().Info("rollout statement placed", "repo", p.Repo.String(), "target", t.String(), "sequence", best.Sequence,
@@ -106,33 +105,6 @@ func (p *Poller) readRollout(ctx context.Context, a *github.ReleaseAsset) (rollo
 		p.statements[a.GetID()] = st
 	}
 	return st, err
-}
-
-// writeAtomic writes b to dir/name through a hidden temporary file renamed
-// into place.
-func writeAtomic(dir, name string, b []byte) error {
-	tmp, err := os.CreateTemp(dir, ".download-"+name+"-*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(b)
-	if serr := tmp.Sync(); err == nil {
-		err = serr
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", filepath.Join(dir, name), err)
-	}
-	return nil
 }
 
 // PublishRollouts attaches the rollout statement files at paths to the
@@ -180,4 +152,49 @@ func (p *Publisher) PublishRollouts(ctx context.Context, tag string, paths []str
 		}
 	}
 	return nil
+}
+
+// releasesSearched is how many of the newest releases FindRollout looks at.
+const releasesSearched = 30
+
+// FindRollout returns the statement of target t with the highest sequence
+// among the assets named RolloutName(t) of the newest releases of repo
+// that verify (with the key each names: the caller checks whose key it is),
+// nil when none does, and the tag of the newest release that is not a
+// draft, where the next statement belongs: seeds read the statements of
+// the newest releases only. Assets that are too large or do not verify are
+// skipped.
+func FindRollout(ctx context.Context, c *github.Client, repo Repo, t target.Target) (*rollout.Statement, string, error) {
+	rels, _, err := c.Repositories.ListReleases(ctx, repo.Owner, repo.Name, &github.ListOptions{PerPage: releasesSearched})
+	if err != nil {
+		return nil, "", fmt.Errorf("listing releases of %s: %w", repo, err)
+	}
+	p := &Poller{Client: c, Repo: repo, statements: map[int64]rollout.Statement{}}
+	var best *rollout.Statement
+	newest := ""
+	for _, rel := range rels {
+		if rel.GetDraft() {
+			continue
+		}
+		if newest == "" {
+			newest = rel.GetTagName()
+		}
+		for _, a := range rel.Assets {
+			if a.GetName() != RolloutName(t) {
+				continue
+			}
+			st, err := p.readRollout(ctx, a)
+			var dl *downloadError
+			if errors.As(err, &dl) {
+				return nil, "", err
+			}
+			if err != nil || st.Verify() != nil || st.Target != t.String() {
+				continue
+			}
+			if best == nil || st.Sequence > best.Sequence {
+				best = &st
+			}
+		}
+	}
+	return best, newest, nil
 }

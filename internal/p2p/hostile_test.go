@@ -198,12 +198,7 @@ func TestHostileInfo(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
-			liar := newTestNode(t, Config{})
-			liar.Host().SetStreamHandler(protocol.ID(wire.ProtocolID(pub)), func(s network.Stream) {
-				defer s.Close()
-				wire.ReadRequest(s)
-				s.Write(tt.answer)
-			})
+			liar := newLiar(t, pub, tt.answer)
 			client := newTestNode(t, Config{IdleTimeout: time.Second}, liar, seed)
 			rels, err := client.Source(pub, testTarget).Releases(ctx)
 			if err != nil {

@@ -12,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/rollout"
@@ -246,12 +244,7 @@ func TestHostileRollouts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
-			liar := newTestNode(t, Config{})
-			liar.Host().SetStreamHandler(protocol.ID(wire.ProtocolID(k.Public)), func(s network.Stream) {
-				defer s.Close()
-				wire.ReadRequest(s)
-				s.Write(tt.answer)
-			})
+			liar := newLiar(t, k.Public, tt.answer)
 			client := newTestNode(t, Config{IdleTimeout: time.Second}, liar, seed)
 			got, err := client.Source(k.Public, testTarget).Rollouts(ctx)
 			if err != nil {

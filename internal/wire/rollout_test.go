@@ -3,8 +3,8 @@ package wire
 import (
 	"bytes"
 	"crypto/ed25519"
-	"encoding/binary"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -122,27 +122,8 @@ func TestRollouts(t *testing.T) {
 	}
 
 	text, _ := rolloutStatement(t, "linux/amd64", 1).MarshalText()
-	frame := func(count byte, l uint16, body []byte) []byte {
-		b := []byte{byte(StatusOK), count}
-		b = binary.LittleEndian.AppendUint16(b, l)
-		return append(b, body...)
-	}
-	for _, tc := range []struct {
-		name string
-		b    []byte
-	}{
-		{"too many", frame(MaxRollouts+1, uint16(len(text)), text)},
-		{"empty statement", frame(1, 0, nil)},
-		{"too long", frame(1, MaxRolloutLen+1, bytes.Repeat([]byte("a"), MaxRolloutLen+1))},
-		{"not a statement", frame(1, 5, []byte("hello"))},
-		{"a rotation statement", frame(1, 28, []byte("rustpatcher-go rotation v1\n\n"))},
-		{"cut short", frame(1, uint16(len(text)), text[:10])},
-		{"count missing", []byte{byte(StatusOK)}},
-	} {
-		if _, err := ReadRollouts(bytes.NewReader(tc.b)); !errors.Is(err, ErrMalformed) {
-			t.Errorf("%s: err = %v, want ErrMalformed", tc.name, err)
-		}
-	}
+	checkStatementsMalformed(t, text, MaxRollouts, MaxRolloutLen, func(r io.Reader) error { _, err := ReadRollouts(r); return err },
+		[]byte("rustpatcher-go rotation v1\n\n"))
 	buf.Reset()
 	WriteError(&buf, StatusBadRequest, "malformed request")
 	if _, err := ReadRollouts(&buf); !errors.Is(err, ErrRefused) {
