@@ -267,3 +267,82 @@ func TestRollout(t *testing.T) {
 		}
 	}
 }
+
+// TestRolloutChannelsAndStale: two hello 1.0.0 nodes read one directory
+// (no network) holding 2.0.0-rc.1 and a statement, written by rpsign
+// rollout, that puts channel beta on 2.0.0-rc.1 and stable on 1.0.0 (and
+// is then made fresh for a few seconds only): the node started with --channel beta runs the
+// pre-release, the one on the default channel stays on 1.0.0. Once the
+// statement expired and no fresh one came, each node warns once that it
+// cannot confirm it runs the newest release, and keeps running.
+func TestRolloutChannelsAndStale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	t.Parallel()
+	key := OwnerKey(t)
+	bin := BuildHello(t, key.Public)
+	rpsign := GoBuild(t, "github.com/org/rustpatcher-go/cmd/rpsign", "")
+	dir := t.TempDir()
+	rels := filepath.Join(dir, "releases")
+	keyFile := filepath.Join(dir, "owner.key")
+	if err := os.WriteFile(keyFile, []byte(key.Secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	SignedCopy(t, bin, filepath.Join(rels, "hello-2.0.0-rc.1"), key, "2.0.0-rc.1")
+	rpsignRollout(t, rpsign, keyFile, rels, "--version", "1.0.0")
+	rpsignRollout(t, rpsign, keyFile, rels, "--channel", "beta", "--version", "2.0.0-rc.1")
+	// rpsign makes statements fresh for a minute at least; this one is
+	// re-signed with the library, with an expiry seconds away, to see
+	// the warning soon.
+	const fresh = 8 * time.Second
+	path := filepath.Join(rels, runtime.GOOS+"-"+runtime.GOARCH+rollout.FileSuffix)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := rollout.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Sequence++
+	st.Issued, st.Expires = time.Now().Add(-time.Minute), time.Now().Add(fresh)
+	if err := st.Sign(key.Private); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = st.MarshalText()
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	written := time.Now()
+
+	start := func(name string, args ...string) *Proc {
+		exe := filepath.Join(dir, name, "hello")
+		SignedCopy(t, bin, exe, key, "1.0.0")
+		return Start(t, exe, append([]string{"--source", rels, "--interval", "1s"}, args...)...)
+	}
+	beta, stable := start("beta", "--channel", "beta"), start("stable")
+	beta.WaitLine(0, 30*time.Second, `^hello 2\.0\.0-rc\.1 `)
+	const warning = `level=WARN msg="cannot confirm this is the newest release; a network may be hiding updates"`
+	for _, p := range []*Proc{beta, stable} {
+		p.WaitLine(0, time.Until(written.Add(fresh+30*time.Second)), warning)
+	}
+	time.Sleep(3 * time.Second) // three more polls
+	for name, p := range map[string]*Proc{"beta": beta, "stable": stable} {
+		n := 0
+		for _, l := range p.Lines() {
+			if regexp.MustCompile(warning).MatchString(l.Text) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d stale warnings, want 1", name, n)
+		}
+		if p.Exited() {
+			t.Errorf("%s exited", name)
+		}
+	}
+	if _, _, err := stable.FindLine(0, 0, `^hello 2\.0\.0`); err == nil {
+		t.Error("the node on channel stable ran the pre-release")
+	}
+}
