@@ -23,6 +23,30 @@
 // binary that does not call Spawn, or cannot run on this machine, fails the
 // self-test and never replaces the working one.
 //
+// # Rollouts
+//
+// The owner steers the fleet with rollout statements, signed by the owner
+// key and found where releases are (directories, the network): which
+// version each channel (Config.Channel) is on, for what share of the
+// nodes, which rollouts are halted and which versions are yanked, and
+// until when the statement is fresh. Each node draws a bucket once, keeps
+// it in the state file and never sends it; it takes a channel's version
+// only when its bucket is in the share reached, so raising the share only
+// adds nodes, and halting and resuming keeps the same ones. A node that
+// runs a yanked version moves to the version the yank names, even an
+// older one: the only downgrade there is, and only a release signed by
+// the owner key. The engine keeps the newest statement it accepted, with
+// its sequence, across restarts, refuses older and conflicting ones and
+// ones signed by another key or for another target, and passes the one
+// it holds on to its peers; when it expires with no fresh one after it,
+// EventStale says so once. Before it sees any statement, a node takes the
+// newest signed release.
+//
+// Nodes also tell the peers they ask for statements the version they run
+// and the version they last rolled back from, so that a seed can count
+// them for the owner. These numbers are not authenticated: any node can
+// claim anything.
+//
 // # Restart
 //
 // On Unix a restart execs the executable's path with the same arguments and
@@ -143,8 +167,22 @@ type Config struct {
 	// Zero means DefaultPeerWait; negative means no wait.
 	PeerWait time.Duration
 	// AllowPrerelease lets pre-release versions (such as 2.0.0-rc.1) be
-	// applied.
+	// applied, while the owner has published no rollout statement for
+	// this target; under one, a node takes a pre-release only when its
+	// Channel is on one.
 	AllowPrerelease bool
+	// Channel is the rollout channel of this node, such as "stable" or
+	// "beta": lower-case letters, digits, '.', '_' and '-'. Empty means
+	// DefaultChannel. Once the owner publishes a rollout statement for
+	// this target (rpsign rollout), the node takes only the version the
+	// statement puts its channel on, when the node is among the share of
+	// nodes the rollout has reached (each node draws a random bucket once
+	// and keeps it in the state file; it never leaves the machine), and
+	// no version the owner halted or yanked. A node that runs a yanked
+	// version moves to the one the statement names, also an older one.
+	// Before any statement is seen the node takes the newest signed
+	// release, as without channels.
+	Channel string
 	// AcceptV0 lets releases signed in the v0 format, rustpatcher 0.2's,
 	// be applied. Their signature covers less than v1's (not where the
 	// region sits, nor the target) and their bytes can be checked only as
@@ -219,7 +257,7 @@ type Updater struct {
 // called. Spawn fails only on a bad Config: no key for this target
 // (ErrNoKey), a malformed key or one whose secret is published
 // (ErrPublishedKey), a key in the Config that differs from the one linked
-// into the build, an invalid Mode, a network that can never work
+// into the build, an invalid Mode or Channel, a network that can never work
 // (ErrNetworkConfig), or an executable it cannot locate.
 //
 // In a self-test run (see the package documentation) Spawn does not return:
@@ -231,6 +269,9 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 	}
 	if keyErr != nil {
 		return nil, keyErr
+	}
+	if err := cfg.checkChannel(); err != nil {
+		return nil, err
 	}
 	if err := cfg.Mode.check(); err != nil {
 		return nil, err

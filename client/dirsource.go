@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/releasedir"
+	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -189,4 +190,12 @@ const RotationSuffix = rotation.FileSuffix
 // statement is reported and skipped.
 func (d *dirSource) rotations(ctx context.Context) ([]rotation.Statement, error) {
 	return d.dir.Rotations(ctx)
+}
+
+// rollouts reads the rollout statements in the directory (files named
+// *.rollout, as rpsign rollout writes them); the engine checks each (see
+// rollout.Check). A file that does not hold a statement is reported and
+// skipped.
+func (d *dirSource) rollouts(ctx context.Context) ([]rollout.Statement, error) {
+	return d.dir.Rollouts(ctx)
 }

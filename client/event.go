@@ -51,6 +51,12 @@ const (
 	// trusted so far, moved this target to the owner key Key: releases
 	// must be signed with it from now on, and the old one is refused.
 	EventKeyRotated
+	// EventStale: the node held a rollout statement from the owner, it
+	// expired, and no fresh one came: the node cannot confirm that it
+	// runs the newest release, as a network that hides updates would
+	// make it. It keeps running under the last statement. Err says so;
+	// reported once, until a fresh statement comes.
+	EventStale
 )
 
 var kindNames = map[EventKind]string{
@@ -66,6 +72,7 @@ var kindNames = map[EventKind]string{
 	EventHealthy:          "healthy",
 	EventRolledBack:       "rolled-back",
 	EventKeyRotated:       "key-rotated",
+	EventStale:            "stale",
 }
 
 // String returns the kind's name, such as "applied".

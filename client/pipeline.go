@@ -29,7 +29,9 @@ import (
 //  2. start sources: the Config's at once, the network in the background;
 //  3. poll sources, every Interval and on request;
 //  4. choose: the newest release that is signed by the owner, newer than
-//     the running (or applied) one and not refused before;
+//     the running (or applied) one and not refused before, and that the
+//     owner's rollout statement, if one was seen, allows (see rollouts:
+//     it may also move a node down from a yanked version);
 //  5. fetch it into a temporary file next to the executable, resuming
 //     after a failed read;
 //  6. verify hash, size and signature while fetching;
@@ -75,6 +77,8 @@ type pipeline struct {
 	// that rotation statements signed by pub (and its successors) moved
 	// this target to.
 	trusted ed25519.PublicKey
+	// ro holds the owner's rollout statement and the node's bucket.
+	ro rollouts
 }
 
 // selfCheck is the outcome of verifySelf.
@@ -287,7 +291,12 @@ func (p *pipeline) joined(ctx context.Context, ns netStart) bool {
 			ts.trust(ctx, p.trusted, stmts)
 		}
 	}
-	p.seedOne(ctx, ns.src, p.exe, p.current())
+	// So is the rollout statement held; a version it yanks is not
+	// served.
+	p.serveRollout(ctx, ns.src)
+	if !p.ro.yanks(p.current().Version) {
+		p.seedOne(ctx, ns.src, p.exe, p.current())
+	}
 	return true
 }
 
@@ -339,9 +348,10 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 
 // offers returns the releases the sources offer that may be applied,
 // reporting each one refused, once. It first takes in the key rotation
-// statements the sources offer.
+// statements the sources offer, then the rollout statements.
 func (p *pipeline) offers(ctx context.Context) []candidate {
 	p.followRotations(ctx)
+	p.takeRollouts(ctx)
 	var cands []candidate
 	for _, src := range p.sources {
 		if ctx.Err() != nil {
@@ -357,6 +367,12 @@ func (p *pipeline) offers(ctx context.Context) []candidate {
 			if err := p.acceptable(c.in); err != nil {
 				if errors.Is(err, ErrNotNewer) && region.CompareVersions(c.in.Version, p.current().Version) == 0 {
 					continue // the version running, or just applied: nothing to say
+				}
+				if p.ro.mayAllow(err) {
+					// Not remembered as refused: a rollout statement
+					// may allow it later (a yank moves a node down).
+					p.reportHold(c, err)
+					continue
 				}
 				if p.refused.rejectFor(c, err, p.trusted) {
 					p.log.Info("release rejected", "version", c.in.Version, "source", c.name(), "reason", err)
@@ -412,6 +428,10 @@ func (p *pipeline) acceptable(in region.Info) error {
 		return fmt.Errorf("%w: signed for %s, this is %s", ErrWrongTarget, in.Target, runningTarget)
 	}
 	cur := p.current()
+	if p.ro.held != nil {
+		// The owner's rollout statement rules, downgrades included.
+		return p.ro.allows(in.Version, cur.Version, p.cfg.now())
+	}
 	if region.CompareVersions(in.Version, cur.Version) <= 0 {
 		return fmt.Errorf("%w: %s is not above %s", ErrNotNewer, in.Version, cur.Version)
 	}

@@ -55,6 +55,8 @@ type trial struct {
 	// Rotations holds the key rotation statements the engine followed
 	// (their text form), oldest first: see Config's key.
 	Rotations []string `json:"rotations,omitempty"`
+	// The rollout bucket and statement (see rollouts).
+	rolloutRecord
 }
 
 // statePath returns the path of the state file of the executable exe.
@@ -145,6 +147,7 @@ func (t *trial) setRotations(chain []rotation.Statement) {
 
 // rollBack ends the trial: the update is remembered as rolled back.
 func (t *trial) rollBack() {
+	t.RolledBackFrom = t.Version
 	t.RolledBack = append(t.RolledBack, t.New)
 	if len(t.RolledBack) > maxRolledBack {
 		t.RolledBack = t.RolledBack[len(t.RolledBack)-maxRolledBack:]

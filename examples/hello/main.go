@@ -8,7 +8,7 @@
 //	hello [--mode now|onrestart|at=HH:MM] [--source DIR|URL] [--interval DURATION]
 //	      [--private] [--bootstrap MULTIADDR]... [--listen MULTIADDR]... [--dht-server]
 //	      [--identity FILE] [--peer-wait DURATION] [--log-json] [--log-level LEVEL]
-//	      [--accept-v0] [ARGS...]
+//	      [--accept-v0] [--channel NAME] [ARGS...]
 //	hello --version
 //
 // --source takes a directory, a file: URL, an https:// URL of a mirror laid
@@ -55,6 +55,7 @@ type options struct {
 	logJSON  bool
 	logLevel slog.Level
 	acceptV0 bool
+	channel  string
 
 	private   bool
 	dhtServer bool
@@ -85,6 +86,7 @@ func parseOptions() options {
 	flag.BoolVar(&o.logJSON, "log-json", false, "log JSON lines to stderr instead of text, with one record per update event (event=KIND) for tools that follow the app")
 	flag.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error (debug names the connection, direct or relayed, of every request to a peer)")
 	flag.BoolVar(&o.acceptV0, "accept-v0", false, "also apply releases signed in the v0 format (rustpatcher 0.2's); see client.Config.AcceptV0")
+	flag.StringVar(&o.channel, "channel", client.DefaultChannel, "rollout `channel` to follow, such as stable or beta (see client.Config.Channel)")
 	flag.Parse()
 	return o
 }
@@ -134,6 +136,7 @@ func main() {
 		PeerWait:     opt.peerWait,
 		Logger:       log,
 		AcceptV0:     opt.acceptV0,
+		Channel:      opt.channel,
 	}
 	if opt.logJSON {
 		cfg.OnEvent = func(e client.Event) { logEvent(log, e) }
