@@ -33,7 +33,8 @@
 //     StealAfter loses that, so a claim never makes a slow peer the only
 //     source for longer than StealAfter.
 //   - The piece hashes are asked of one peer; when they have not arrived
-//     after StealAfter, of one more peer each StealAfter.
+//     after StealAfter, of one more peer each StealAfter, and the peer that
+//     let them wait is slow.
 //   - The tail (pieces beyond the signed content) goes to the peer that
 //     delivered piece 0 while that peer is asked.
 //   - A peer that sent provably bad data is never asked again; one that
@@ -168,6 +169,7 @@ type slot struct {
 
 // peerState is what the download knows of one peer.
 type peerState struct {
+	id       PeerID
 	delta    bool
 	has      []bool    // nil: every piece
 	worker   bool      // a worker asks it
@@ -187,8 +189,11 @@ type Scheduler struct {
 	tailFor    PeerID
 	pieces     map[int64]*slot
 	peers      map[PeerID]*peerState
-	order      []PeerID
+	list       []*peerState // the peers in the order to ask them
+	deltas     int          // peers that claim deltas
 	workers    int
+	usable     int // peers that have not sent bad data
+	partial    int // peers that hold only some pieces
 	received   int
 	needHashes bool
 	planned    bool
@@ -224,8 +229,16 @@ func (s *Scheduler) AddPeer(id PeerID, in PeerInfo) bool {
 	if s.peers[id] != nil {
 		return false
 	}
-	s.peers[id] = &peerState{delta: in.Delta, has: in.Has}
-	s.order = append(s.order, id)
+	p := &peerState{id: id, delta: in.Delta, has: in.Has}
+	s.peers[id] = p
+	s.list = append(s.list, p)
+	s.usable++
+	if in.Delta {
+		s.deltas++
+	}
+	if in.Has != nil {
+		s.partial++
+	}
 	return true
 }
 
@@ -241,8 +254,9 @@ func (s *Scheduler) Have(id PeerID, i int64) {
 // NoDelta records that peer id is no longer asked for deltas (one it sent
 // failed).
 func (s *Scheduler) NoDelta(id PeerID) {
-	if p := s.peers[id]; p != nil {
+	if p := s.peers[id]; p != nil && p.delta {
 		p.delta = false
+		s.deltas--
 	}
 }
 
@@ -256,15 +270,7 @@ func (s *Scheduler) Kept() int { return s.received }
 func (s *Scheduler) Slow(id PeerID) bool { p := s.peers[id]; return p != nil && p.slow }
 
 // Usable returns the number of peers that have not sent bad data.
-func (s *Scheduler) Usable() int {
-	n := 0
-	for _, p := range s.peers {
-		if !p.bad {
-			n++
-		}
-	}
-	return n
-}
+func (s *Scheduler) Usable() int { return s.usable }
 
 // Plan returns what the manager is to do at now: the peers to start a
 // worker for, whether to look for more peers, and when to plan again.
@@ -278,7 +284,7 @@ func (s *Scheduler) Plan(now time.Time) Plan {
 	var pl Plan
 	if !s.planned {
 		s.planned = true
-		if len(s.order) < s.cfg.Parallel {
+		if len(s.list) < s.cfg.Parallel {
 			pl.Lookup = s.startLookup(now)
 		}
 	}
@@ -351,11 +357,19 @@ func (s *Scheduler) haveWork() bool {
 // windowEnd returns the end of the window.
 func (s *Scheduler) windowEnd() int64 { return min(s.cfg.Pieces, s.next+s.cfg.Window) }
 
-// markSlow marks the peers whose pieces waited StealAfter as slow.
+// markSlow marks the peers whose pieces or piece hashes waited
+// StealAfter as slow.
 func (s *Scheduler) markSlow(now time.Time) {
 	for _, sl := range s.pieces {
 		if !sl.have && now.Sub(sl.at) >= s.cfg.StealAfter {
 			if p := s.peers[sl.by]; p != nil {
+				p.slow = true
+			}
+		}
+	}
+	if s.needHashes {
+		for _, p := range s.list {
+			if !p.hashesAt.IsZero() && now.Sub(p.hashesAt) >= s.cfg.StealAfter {
 				p.slow = true
 			}
 		}
@@ -366,7 +380,10 @@ func (s *Scheduler) markSlow(now time.Time) {
 // asked now or soon: while one may, only delta peers are started. A
 // peer that failed twice in a row no longer counts.
 func (s *Scheduler) deltaPreferred() bool {
-	for _, p := range s.peers {
+	if s.deltas == 0 {
+		return false
+	}
+	for _, p := range s.list {
 		if p.delta && !p.bad && !p.slow && p.fails < 2 {
 			return true
 		}
@@ -381,7 +398,7 @@ func (s *Scheduler) fill(now time.Time) []PeerID {
 	limit := s.cfg.Parallel
 	if s.needHashes {
 		limit = 1
-		for _, p := range s.peers {
+		for _, p := range s.list {
 			if p.worker && !p.hashesAt.IsZero() && now.Sub(p.hashesAt) >= s.cfg.StealAfter {
 				limit++
 			}
@@ -390,11 +407,11 @@ func (s *Scheduler) fill(now time.Time) []PeerID {
 	}
 	deltas := s.deltaPreferred()
 	var start []PeerID
-	for _, id := range s.order {
+	for _, p := range s.list {
+		id := p.id
 		if s.workers >= limit {
 			break
 		}
-		p := s.peers[id]
 		if p.worker || p.bad || now.Before(p.retryAt) || (deltas && !p.delta) {
 			continue
 		}
@@ -425,7 +442,7 @@ func (s *Scheduler) nextDeadline(now time.Time) time.Time {
 			earlier(sl.at.Add(s.cfg.StealAfter)) // the peer becomes slow
 		}
 	}
-	for _, p := range s.peers {
+	for _, p := range s.list {
 		if s.needHashes && p.worker && !p.hashesAt.IsZero() {
 			earlier(p.hashesAt.Add(s.cfg.StealAfter))
 		}
@@ -442,7 +459,7 @@ func (s *Scheduler) nextDeadline(now time.Time) time.Time {
 func (s *Scheduler) retryWait(now time.Time, idle int) time.Duration {
 	wait := min(50*time.Millisecond<<min(idle, 4), 500*time.Millisecond)
 	wait += time.Duration(s.cfg.Rand.Int64N(int64(wait)))
-	for _, p := range s.peers {
+	for _, p := range s.list {
 		if !p.bad && !p.worker && p.retryAt.After(now) {
 			wait = min(wait, max(p.retryAt.Sub(now), time.Millisecond))
 		}
@@ -502,14 +519,22 @@ func (s *Scheduler) Next(id PeerID, now time.Time) Action {
 }
 
 // stealDeadline returns when a piece on its way from another peer than id
-// may be asked of id too (zero: none is on its way).
+// may be asked of id too (zero: none will be by time alone; a piece asked
+// of two peers already waits for a change).
 func (s *Scheduler) stealDeadline(id PeerID, now time.Time) time.Time {
 	var t time.Time
-	for i, sl := range s.pieces {
-		if sl.have || sl.by == id || sl.dup != "" || !s.holds(id, i) {
+	for i := s.next; i < s.windowEnd(); i++ {
+		sl := s.pieces[i]
+		if sl == nil || sl.have {
 			continue
 		}
-		if u := sl.at.Add(s.stealDelay()); t.IsZero() || u.Before(t) {
+		if sl.dup != "" {
+			return time.Time{}
+		}
+		if sl.by == id || !s.holds(id, i) || !s.tailOK(id, i) {
+			continue
+		}
+		if u := sl.at.Add(s.stealDelay()); u.After(now) && (t.IsZero() || u.Before(t)) {
 			t = u
 		}
 	}
@@ -540,8 +565,8 @@ func (s *Scheduler) inFlight() bool {
 // rarity returns the number of usable peers that hold piece i.
 func (s *Scheduler) rarity(i int64) int {
 	n := 0
-	for id, p := range s.peers {
-		if !p.bad && s.holds(id, i) {
+	for _, p := range s.list {
+		if !p.bad && s.holds(p.id, i) {
 			n++
 		}
 	}
@@ -579,6 +604,8 @@ func (s *Scheduler) claimable(id PeerID) []int64 {
 		first = cands[len(cands)-1]
 	case s.received < s.cfg.RandomFirst:
 		first = cands[s.cfg.Rand.IntN(len(cands))]
+	case s.partial == 0:
+		// Every peer holds every piece: all are equally rare.
 	default:
 		best := -1
 		for _, i := range cands {
@@ -716,7 +743,10 @@ func (s *Scheduler) Done(id PeerID, out Outcome, now time.Time) {
 	}
 	switch out {
 	case Bad:
-		p.bad = true
+		if !p.bad {
+			p.bad = true
+			s.usable--
+		}
 	case Busy, Failed:
 		p.fails++
 		p.retryAt = now.Add(RetryDelay(s.cfg.Rand, p.fails, out == Busy))

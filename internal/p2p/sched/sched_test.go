@@ -208,8 +208,10 @@ func TestStealFromSlowPeer(t *testing.T) {
 	}
 	// One steal at a time.
 	s.AddPeer("third", PeerInfo{})
-	if a := s.Next("third", at(steal)); a.Kind != Wait {
-		t.Fatalf("a second steal while one runs: %+v", a)
+	if a := s.Next("third", at(steal)); a.Kind != Wait || !a.Until.IsZero() {
+		// A wait until a time past would spin: the steal that runs
+		// ends with a change, which wakes the worker.
+		t.Fatalf("Next while a steal runs = %+v, want a wait for a change", a)
 	}
 	if !s.Received("fast", 0, at(steal+time.Millisecond)) {
 		t.Fatal("the stealer's copy came first and was not kept")
@@ -346,30 +348,34 @@ func TestSlowFirstContact(t *testing.T) {
 	if a := s.Next("seed", at(steal)); a.Kind != Hashes {
 		t.Fatalf("second worker told %+v, want the hashes", a)
 	}
+	if !s.Slow("slow") {
+		t.Fatal("the peer that let the hashes wait is not slow")
+	}
 	// The slow peer's hashes come in first; the seed's request is
-	// still in flight when it is told what to do next.
+	// still in flight. The slow peer is asked for one piece, the last of
+	// the window, so that the reader does not wait for it.
 	s.HashesDone("slow", true)
 	a := s.Next("slow", at(steal+time.Millisecond))
-	if !slices.Equal(a.Pieces, []int64{0, 1, 2, 3}) {
-		t.Fatalf("slow asked for %+v", a)
+	if !slices.Equal(a.Pieces, []int64{15}) {
+		t.Fatalf("slow asked for %+v, want the window's last piece", a)
 	}
 	s.HashesDone("seed", true)
 	a = s.Next("seed", at(steal+time.Millisecond))
-	if !slices.Equal(a.Pieces, []int64{4, 5, 6, 7}) {
+	if !slices.Equal(a.Pieces, []int64{0, 1, 2, 3}) {
 		t.Fatalf("seed asked for %+v", a)
 	}
-	// The seed runs ahead through the window; after StealAfter without a
-	// piece from slow, it takes piece 0, which the reader waits for.
-	for k := 8; k < 16; k += 4 {
+	// The seed runs through the window; after StealAfter without a piece
+	// from slow, it takes piece 15 too.
+	for _, i := range a.Pieces {
+		s.Received("seed", i, at(steal+time.Millisecond))
+	}
+	for k := 4; k < 15; k += 4 {
 		for _, i := range s.Next("seed", at(steal+time.Millisecond)).Pieces {
 			s.Received("seed", i, at(steal+time.Millisecond))
 		}
 	}
-	for _, i := range []int64{4, 5, 6, 7} {
-		s.Received("seed", i, at(steal+time.Millisecond))
-	}
-	if a := s.Next("seed", at(2*steal+time.Millisecond)); !a.Steal || a.Pieces[0] != 0 {
-		t.Fatalf("seed told %+v, want piece 0 stolen from the slow peer", a)
+	if a := s.Next("seed", at(2*steal+time.Millisecond)); !a.Steal || a.Pieces[0] != 15 {
+		t.Fatalf("seed told %+v, want piece 15 stolen from the slow peer", a)
 	}
 }
 
