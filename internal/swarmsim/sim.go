@@ -171,10 +171,12 @@ type node struct {
 type download struct {
 	n       *node
 	s       *sched.Scheduler
-	workers map[int]*worker
+	workers []*worker // running, in the order they started
 	kicked  bool
 	ended   bool
-	planGen int // invalidates a planned wake
+	planGen int           // invalidates a planned wake
+	wakeGen int           // the planned wake pending, or 0
+	wakeAt  time.Duration // when it is
 }
 
 // worker asks one peer, like a download's worker goroutine.
@@ -307,7 +309,7 @@ func (s *sim) poll(n *node) {
 		for first < s.pieces && n.have[first] {
 			first++
 		}
-		d := &download{n: n, workers: map[int]*worker{}}
+		d := &download{n: n}
 		d.s = sched.New(sched.Config{
 			Pieces: s.pieces, First: first, Window: fetchWindow, Parallel: fetchParallel,
 			PerRequest: perRequest, MaxPerRequest: maxPerRequest, StealAfter: stealAfter,
@@ -347,7 +349,7 @@ func (s *sim) kick(d *download) {
 			return
 		}
 		s.plan(d)
-		for _, w := range d.workers {
+		for _, w := range slices.Clone(d.workers) {
 			if w.waiting {
 				s.next(w)
 			}
@@ -367,7 +369,7 @@ func (s *sim) plan(d *download) {
 	}
 	for _, id := range pl.Start {
 		w := &worker{d: d, peer: nodeID(id)}
-		d.workers[w.peer] = w
+		d.workers = append(d.workers, w)
 		s.next(w)
 	}
 	if pl.Lookup {
@@ -381,16 +383,24 @@ func (s *sim) plan(d *download) {
 			s.kick(d)
 		})
 	}
-	d.planGen++
-	if !pl.Wake.IsZero() {
-		g := pl.Wake.Sub(s.epoch)
-		gen := d.planGen
-		s.at(g, func() {
-			if d.planGen == gen {
-				s.plan(d)
-			}
-		})
+	if pl.Wake.IsZero() {
+		return
 	}
+	// One wake pending at a time: an earlier one plans again, and
+	// schedules the next.
+	g := pl.Wake.Sub(s.epoch)
+	if d.wakeGen != 0 && d.wakeAt >= s.now && d.wakeAt <= g {
+		return
+	}
+	d.planGen++
+	gen := d.planGen
+	d.wakeGen, d.wakeAt = gen, g
+	s.at(g, func() {
+		if d.planGen == gen {
+			d.wakeGen = 0
+			s.plan(d)
+		}
+	})
 }
 
 // endDownload ends d; when it failed, the node polls again shortly.
@@ -447,10 +457,11 @@ func (s *sim) next(w *worker) {
 // workerDone ends w with out.
 func (s *sim) workerDone(w *worker, out sched.Outcome) {
 	d := w.d
-	if d.ended || d.workers[w.peer] != w {
+	k := slices.Index(d.workers, w)
+	if d.ended || k < 0 {
 		return
 	}
-	delete(d.workers, w.peer)
+	d.workers = slices.Delete(d.workers, k, k+1)
 	d.s.Done(peerID(w.peer), out, s.clock())
 	s.kick(d)
 }

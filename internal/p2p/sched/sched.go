@@ -415,7 +415,7 @@ func (s *Scheduler) fill(now time.Time) []PeerID {
 		if p.worker || p.bad || now.Before(p.retryAt) || (deltas && !p.delta) {
 			continue
 		}
-		if !s.needHashes && len(s.claimable(id)) == 0 {
+		if !s.needHashes && !s.anyClaimable(id) {
 			if _, ok := s.stealable(id, now); !ok {
 				continue
 			}
@@ -542,8 +542,10 @@ func (s *Scheduler) stealDeadline(id PeerID, now time.Time) time.Time {
 }
 
 // holds reports whether peer id holds piece i.
-func (s *Scheduler) holds(id PeerID, i int64) bool {
-	p := s.peers[id]
+func (s *Scheduler) holds(id PeerID, i int64) bool { return s.peers[id].holds(i) }
+
+// holds reports whether the peer holds piece i.
+func (p *peerState) holds(i int64) bool {
 	return p.has == nil || (i < int64(len(p.has)) && p.has[i])
 }
 
@@ -566,7 +568,7 @@ func (s *Scheduler) inFlight() bool {
 func (s *Scheduler) rarity(i int64) int {
 	n := 0
 	for _, p := range s.list {
-		if !p.bad && s.holds(p.id, i) {
+		if !p.bad && p.holds(i) {
 			n++
 		}
 	}
@@ -622,6 +624,17 @@ func (s *Scheduler) claimable(id PeerID) []int64 {
 		batch = append(batch, i)
 	}
 	return batch
+}
+
+// anyClaimable reports whether claimable would return a run for peer id.
+func (s *Scheduler) anyClaimable(id PeerID) bool {
+	p := s.peers[id]
+	for i := s.next; i < s.windowEnd(); i++ {
+		if s.pieces[i] == nil && p.holds(i) && s.tailOK(id, i) {
+			return true
+		}
+	}
+	return false
 }
 
 // tailOK reports whether peer id may ask for piece i: any piece but the
