@@ -68,14 +68,7 @@ func checkSlowLimit(t *testing.T, honest, hostile time.Duration) {
 // must take the seed's pieces within 2 s of the slow peer's first
 // delay and download 2.0.0 within the slow-peer limit.
 func TestP2PHostileSlowDeltaPeer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process network test")
-	}
-	sw := newHostileSwarm(t)
-	const interval = 2 * time.Second
-	honest := sw.honestDownload(t, interval)
-	sw.startLiars(t, [][]string{{"--role", "slowdelta", "--base", "{old}", "--rate", "73728"}})
-	checkSlowLimit(t, honest, sw.slowDownload(t, interval))
+	testSlowPeer(t, "--role", "slowdelta", "--base", "{old}", "--rate", "73728")
 }
 
 // TestP2PHostileSlowFirstContact runs a hostile peer that is the node's
@@ -84,12 +77,19 @@ func TestP2PHostileSlowDeltaPeer(t *testing.T) {
 // node waited 45 s). The node must ask the seed for the hashes and the
 // pieces within 2 s and download 2.0.0 within the slow-peer limit.
 func TestP2PHostileSlowFirstContact(t *testing.T) {
+	testSlowPeer(t, "--role", "slowfirst", "--hashes-delay", "2s", "--rate", "49152")
+}
+
+// testSlowPeer measures the download of 2.0.0 by a node bootstrapped to
+// the seed alone, then starts a hostile peer with the flags role and
+// checks a node bootstrapped to it first against the slow-peer limit.
+func testSlowPeer(t *testing.T, role ...string) {
 	if testing.Short() {
 		t.Skip("multi-process network test")
 	}
 	sw := newHostileSwarm(t)
 	const interval = 2 * time.Second
 	honest := sw.honestDownload(t, interval)
-	sw.startLiars(t, [][]string{{"--role", "slowfirst", "--hashes-delay", "2s", "--rate", "49152"}})
+	sw.startLiars(t, [][]string{role})
 	checkSlowLimit(t, honest, sw.slowDownload(t, interval))
 }

@@ -20,13 +20,17 @@
 //     the reader's order when every peer holds every piece); the first
 //     RandomFirst pieces of a download are chosen at random instead.
 //   - A piece asked of a peer that has not delivered it within StealAfter
-//     is asked of a second peer too (one such piece at a time, which bounds
-//     memory); the first copy is kept. The peer that let it wait is slow
+//     is asked of a second peer too, with the following pieces asked of
+//     the same peer that waited as long, at most a request's worth (one
+//     such request at a time, which bounds memory); the first copy is
+//     kept. The peer that let it wait is slow
 //     from then on: it is asked one piece at a time, the last piece of the
 //     window rather than the first, and no longer counts as a delta peer.
 //   - Endgame: once every piece left of the file is asked for, a peer with
-//     nothing to ask asks for a piece on its way from another peer after
-//     EndgameAfter rather than StealAfter.
+//     nothing to ask asks for a piece on its way from another peer sooner:
+//     once that peer has sent nothing for EndgameAfter and for twice the
+//     time between its last two pieces (a peer that stalls, not one that
+//     is steadily slower than EndgameAfter a piece), or StealAfter.
 //   - Delta peers (whose info named a base the node holds: an unsigned
 //     claim) are preferred: while one that is not slow can be asked, the
 //     others are not started; a delta peer that lets a piece wait
@@ -171,13 +175,15 @@ type slot struct {
 type peerState struct {
 	id       PeerID
 	delta    bool
-	has      []bool    // nil: every piece
-	worker   bool      // a worker asks it
-	bad      bool      // it sent provably bad data
-	slow     bool      // it let a piece wait StealAfter
-	fails    int       // failures in a row without a piece
-	retryAt  time.Time // not asked before
-	hashesAt time.Time // when it was asked for the piece hashes, while they are
+	has      []bool        // nil: every piece
+	worker   bool          // a worker asks it
+	bad      bool          // it sent provably bad data
+	slow     bool          // it let a piece wait StealAfter
+	fails    int           // failures in a row without a piece
+	retryAt  time.Time     // not asked before
+	hashesAt time.Time     // when it was asked for the piece hashes, while they are
+	lastAt   time.Time     // when it last delivered a piece
+	gap      time.Duration // the time between its last two pieces
 }
 
 // A Scheduler is the state of one download. Its methods are not safe for
@@ -187,6 +193,7 @@ type Scheduler struct {
 	next       int64 // the piece the reader is at
 	withFirst  bool  // piece 0 is fetched by this download
 	tailFor    PeerID
+	stealer    PeerID // the peer asked for pieces on their way from another, while it is
 	pieces     map[int64]*slot
 	peers      map[PeerID]*peerState
 	list       []*peerState // the peers in the order to ask them
@@ -416,7 +423,7 @@ func (s *Scheduler) fill(now time.Time) []PeerID {
 			continue
 		}
 		if !s.needHashes && !s.anyClaimable(id) {
-			if _, ok := s.stealable(id, now); !ok {
+			if len(s.stealable(id, now)) == 0 {
 				continue
 			}
 		}
@@ -438,7 +445,7 @@ func (s *Scheduler) nextDeadline(now time.Time) time.Time {
 	}
 	for _, sl := range s.pieces {
 		if !sl.have && sl.dup == "" {
-			earlier(sl.at.Add(s.stealDelay()))
+			earlier(s.stealAt(sl))
 			earlier(sl.at.Add(s.cfg.StealAfter)) // the peer becomes slow
 		}
 	}
@@ -493,6 +500,9 @@ func (s *Scheduler) Next(id PeerID, now time.Time) Action {
 		}
 		return Action{Kind: Wait} // HashesDone from another peer wakes it
 	}
+	if s.stealer == id {
+		s.stealer = "" // its steal ended
+	}
 	s.markSlow(now)
 	if batch := s.claimable(id); len(batch) > 0 {
 		for _, i := range batch {
@@ -500,13 +510,16 @@ func (s *Scheduler) Next(id PeerID, now time.Time) Action {
 		}
 		return Action{Kind: Pieces, Pieces: batch}
 	}
-	if i, ok := s.stealable(id, now); ok {
-		sl := s.pieces[i]
-		sl.dup = id
-		if now.Sub(sl.at) >= s.cfg.StealAfter {
-			s.peers[sl.by].slow = true
+	if run := s.stealable(id, now); len(run) > 0 {
+		for _, i := range run {
+			sl := s.pieces[i]
+			sl.dup = id
+			if now.Sub(sl.at) >= s.cfg.StealAfter {
+				s.peers[sl.by].slow = true
+			}
 		}
-		return Action{Kind: Pieces, Pieces: []int64{i}, Steal: true}
+		s.stealer = id
+		return Action{Kind: Pieces, Pieces: run, Steal: true}
 	}
 	if !s.unclaimed() && !s.inFlight() {
 		return Action{Kind: Stop}
@@ -519,22 +532,22 @@ func (s *Scheduler) Next(id PeerID, now time.Time) Action {
 }
 
 // stealDeadline returns when a piece on its way from another peer than id
-// may be asked of id too (zero: none will be by time alone; a piece asked
-// of two peers already waits for a change).
+// may be asked of id too (zero: none will be by time alone; while a steal
+// runs, the worker waits for a change).
 func (s *Scheduler) stealDeadline(id PeerID, now time.Time) time.Time {
 	var t time.Time
+	if s.stealer != "" {
+		return t
+	}
 	for i := s.next; i < s.windowEnd(); i++ {
 		sl := s.pieces[i]
-		if sl == nil || sl.have {
+		if sl == nil || sl.have || sl.dup != "" {
 			continue
-		}
-		if sl.dup != "" {
-			return time.Time{}
 		}
 		if sl.by == id || !s.holds(id, i) || !s.tailOK(id, i) {
 			continue
 		}
-		if u := sl.at.Add(s.stealDelay()); u.After(now) && (t.IsZero() || u.Before(t)) {
+		if u := s.stealAt(sl); u.After(now) && (t.IsZero() || u.Before(t)) {
 			t = u
 		}
 	}
@@ -653,13 +666,27 @@ func (s *Scheduler) tailOK(id PeerID, i int64) bool {
 	return o == nil || !o.worker
 }
 
-// stealDelay returns how long a piece is on its way before another peer
-// may be asked for it: StealAfter, or EndgameAfter in the endgame.
-func (s *Scheduler) stealDelay() time.Duration {
-	if s.endgame() {
-		return min(s.cfg.StealAfter, s.cfg.EndgameAfter)
+// stealAt returns when the piece of sl may be asked of another peer too:
+// StealAfter after it was asked for or, in the endgame, once its peer has
+// sent nothing for EndgameAfter and for twice the time between its last
+// two pieces, if that is sooner.
+func (s *Scheduler) stealAt(sl *slot) time.Time {
+	t := sl.at.Add(s.cfg.StealAfter)
+	if !s.endgame() {
+		return t
 	}
-	return s.cfg.StealAfter
+	quiet := sl.at
+	var gap time.Duration
+	if p := s.peers[sl.by]; p != nil {
+		if p.lastAt.After(quiet) {
+			quiet = p.lastAt
+		}
+		gap = p.gap
+	}
+	if u := quiet.Add(max(s.cfg.EndgameAfter, 2*gap)); u.Before(t) {
+		return u
+	}
+	return t
 }
 
 // endgame reports whether every piece left of the file is asked for.
@@ -667,28 +694,33 @@ func (s *Scheduler) endgame() bool {
 	return s.next+s.cfg.Window >= s.cfg.Pieces && !s.unclaimed()
 }
 
-// stealable returns the first piece in the window that another peer was
-// asked for StealAfter ago (EndgameAfter in the endgame) and has not
-// delivered,
-// for peer id to be asked too, unless a piece is asked of two peers
-// already.
-func (s *Scheduler) stealable(id PeerID, now time.Time) (int64, bool) {
-	end := s.windowEnd()
-	after := s.stealDelay()
-	found := int64(-1)
-	for i := s.next; i < end; i++ {
+// stealable returns the run of pieces for peer id to ask for that another
+// peer was asked for and has not delivered: from the first piece in the
+// window that may be asked of a second peer (stealAt), the following ones
+// asked of the same peer that may be too, at most a request's worth;
+// none while another steal runs.
+func (s *Scheduler) stealable(id PeerID, now time.Time) []int64 {
+	if s.stealer != "" {
+		return nil
+	}
+	ok := func(i int64, by PeerID) bool {
 		sl := s.pieces[i]
-		if sl == nil || sl.have {
+		return sl != nil && !sl.have && sl.dup == "" && sl.by != id && (by == "" || sl.by == by) &&
+			!now.Before(s.stealAt(sl)) && s.holds(id, i) && s.tailOK(id, i)
+	}
+	end := s.windowEnd()
+	for i := s.next; i < end; i++ {
+		if !ok(i, "") {
 			continue
 		}
-		if sl.dup != "" {
-			return 0, false
+		by := s.pieces[i].by
+		run := []int64{i}
+		for j := i + 1; j < end && len(run) < s.cfg.PerRequest && ok(j, by); j++ {
+			run = append(run, j)
 		}
-		if found < 0 && sl.by != id && now.Sub(sl.at) >= after && s.holds(id, i) && s.tailOK(id, i) {
-			found = i
-		}
+		return run
 	}
-	return found, found >= 0
+	return nil
 }
 
 // HashesDone records that peer id's hashes request ended: ok when the
@@ -709,6 +741,10 @@ func (s *Scheduler) Received(id PeerID, i int64, now time.Time) bool {
 	p := s.peers[id]
 	if p != nil {
 		p.fails = 0
+		if !p.lastAt.IsZero() {
+			p.gap = now.Sub(p.lastAt)
+		}
+		p.lastAt = now
 	}
 	sl := s.pieces[i]
 	if sl != nil && sl.dup == id {
@@ -744,6 +780,9 @@ func (s *Scheduler) Done(id PeerID, out Outcome, now time.Time) {
 		s.workers--
 	}
 	p.hashesAt = time.Time{}
+	if s.stealer == id {
+		s.stealer = ""
+	}
 	for i, sl := range s.pieces {
 		switch {
 		case sl.dup == id:

@@ -174,7 +174,8 @@ func firstFree(taken int64) int64 {
 }
 
 // TestStealFromSlowPeer: a piece a peer has not delivered after StealAfter
-// is asked of a second peer, one piece at a time; the first copy is kept;
+// is asked of a second peer, with the rest of the slow peer's run, one
+// such steal at a time; the first copy is kept;
 // the peer that let it wait is asked one piece at a time from then on, at
 // the end of the window.
 func TestStealFromSlowPeer(t *testing.T) {
@@ -200,8 +201,8 @@ func TestStealFromSlowPeer(t *testing.T) {
 		t.Fatalf("Next before StealAfter = %+v, want a wait until %v", a, at(steal))
 	}
 	a = s.Next("fast", at(steal))
-	if a.Kind != Pieces || !a.Steal || !slices.Equal(a.Pieces, []int64{0}) {
-		t.Fatalf("Next at StealAfter = %+v, want a steal of piece 0", a)
+	if a.Kind != Pieces || !a.Steal || !slices.Equal(a.Pieces, []int64{0, 1, 2, 3}) {
+		t.Fatalf("Next at StealAfter = %+v, want a steal of the slow peer's run", a)
 	}
 	if !s.Slow("slow") {
 		t.Fatal("the peer whose piece was stolen is not slow")
@@ -230,7 +231,8 @@ func TestStealFromSlowPeer(t *testing.T) {
 }
 
 // TestEndgame: once every piece left is asked for, an idle peer asks for a
-// piece on its way from another after EndgameAfter, not StealAfter.
+// piece on its way from another after EndgameAfter of silence, not
+// StealAfter, unless the other peer's pace is slower than that.
 func TestEndgame(t *testing.T) {
 	s := New(cfg(6))
 	s.AddPeer("a", PeerInfo{})
@@ -253,6 +255,25 @@ func TestEndgame(t *testing.T) {
 	}
 	if s.Slow("a") {
 		t.Fatal("a peer within StealAfter marked slow in the endgame")
+	}
+	// A peer that delivers steadily, a piece every 400 ms, is not asked
+	// twice after EndgameAfter, only when it has sent nothing for twice
+	// its pace.
+	ms := func(n int) time.Time { return at(time.Duration(n) * time.Millisecond) }
+	s = New(cfg(6))
+	s.AddPeer("steady", PeerInfo{})
+	s.AddPeer("b", PeerInfo{})
+	s.Next("steady", t0)
+	s.Received("steady", 0, ms(400))
+	s.Received("steady", 1, ms(800))
+	for _, i := range s.Next("b", ms(800)).Pieces {
+		s.Received("b", i, ms(800))
+	}
+	if a := s.Next("b", ms(1300)); a.Kind != Wait || !a.Until.Equal(ms(1600)) {
+		t.Fatalf("Next beside a steady peer = %+v, want a wait until twice its pace", a)
+	}
+	if a := s.Next("b", ms(1600)); a.Kind != Pieces || a.Pieces[0] != 2 {
+		t.Fatalf("Next after twice the steady peer's pace = %+v, want piece 2", a)
 	}
 	// Not in the endgame: with pieces left beyond the window, a peer with
 	// nothing to ask waits until StealAfter.
@@ -492,24 +513,39 @@ func TestIdleRoundsFail(t *testing.T) {
 	t.Fatal("the download never failed")
 }
 
-// TestWindowBound: at most Window pieces are asked for or held, and one of
-// them asked twice, whatever the peers do.
+// TestWindowBound: at most Window pieces are asked for or held, and at most
+// one request's worth of them asked of a second peer, whatever the peers
+// do, as long as each peer is told what to do next only after its request
+// ended (as the download's workers are).
 func TestWindowBound(t *testing.T) {
 	s := New(cfg(100))
 	peers := ids("a", "b", "c", "d")
+	pending := map[PeerID][]int64{}
 	for _, id := range peers {
 		s.AddPeer(id, PeerInfo{})
 	}
 	now := t0
-	for step := range 400 {
+	steals := 0
+	for step := range 2000 {
 		id := peers[step%4]
-		a := s.Next(id, now)
-		if a.Kind == Pieces && step%3 == 0 {
-			for _, i := range a.Pieces {
+		switch {
+		case pending[id] == nil:
+			if a := s.Next(id, now); a.Kind == Pieces {
+				pending[id] = a.Pieces
+				if a.Steal {
+					steals++
+				}
+			}
+		case step%3 == 0:
+			for _, i := range pending[id] {
 				s.Received(id, i, now)
 			}
+			pending[id] = nil
+		case step%17 == 0:
+			s.Done(id, Failed, now)
+			pending[id] = nil
 		}
-		if step%7 == 0 && s.ReaderAt() < 100 {
+		if step%5 == 0 && s.ReaderAt() < 100 {
 			if sl := s.pieces[s.ReaderAt()]; sl != nil && sl.have {
 				s.Consumed()
 			}
@@ -517,18 +553,26 @@ func TestWindowBound(t *testing.T) {
 		if len(s.pieces) > 16 {
 			t.Fatalf("step %d: %d pieces held or asked", step, len(s.pieces))
 		}
-		dups := 0
+		dups := map[PeerID]int{}
 		for i, sl := range s.pieces {
 			if i < s.ReaderAt() || i >= s.ReaderAt()+16 {
 				t.Fatalf("piece %d outside the window at %d", i, s.ReaderAt())
 			}
 			if sl.dup != "" {
-				dups++
+				dups[sl.dup]++
 			}
 		}
-		if dups > 1 {
-			t.Fatalf("step %d: %d pieces asked twice", step, dups)
+		if len(dups) > 1 {
+			t.Fatalf("step %d: pieces asked of a second peer by %v", step, dups)
 		}
-		now = now.Add(700 * time.Millisecond)
+		for _, n := range dups {
+			if n > 4 {
+				t.Fatalf("step %d: %d pieces asked of a second peer", step, n)
+			}
+		}
+		now = now.Add(300 * time.Millisecond)
+	}
+	if s.ReaderAt() < 20 || steals == 0 {
+		t.Fatalf("the reader got to piece %d, with %d steals: the test did not exercise the window", s.ReaderAt(), steals)
 	}
 }
