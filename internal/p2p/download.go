@@ -373,7 +373,7 @@ func (d *download) serve(ai peer.AddrInfo) error {
 		case sched.Hashes:
 			err := d.fetchHashes(ai)
 			d.mu.Lock()
-			d.s.HashesDone(id, err == nil)
+			d.s.HashesDone(id, err == nil, time.Now())
 			d.notifyLocked() // the manager may start more workers now
 			d.mu.Unlock()
 			if err != nil {

@@ -438,7 +438,7 @@ func (s *sim) next(w *worker) {
 		s.request(w, a.Pieces)
 	case sched.Hashes:
 		// No piece hashes in the model: take them as in.
-		d.s.HashesDone(peerID(w.peer), true)
+		d.s.HashesDone(peerID(w.peer), true, s.clock())
 		s.at(s.now, func() { s.next(w) })
 	case sched.Wait:
 		w.waiting = true

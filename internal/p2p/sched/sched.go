@@ -25,7 +25,9 @@
 //     such request at a time, which bounds memory); the first copy is
 //     kept. The peer that let it wait is slow
 //     from then on: it is asked one piece at a time, the last piece of the
-//     window rather than the first, and no longer counts as a delta peer.
+//     window rather than the first, no longer counts as a delta peer, and
+//     its piece is asked of another peer at once when the reader comes to
+//     it.
 //   - Endgame: once every piece left of the file is asked for, a peer with
 //     nothing to ask asks for a piece on its way from another peer sooner:
 //     once that peer has sent nothing for EndgameAfter and for twice the
@@ -504,13 +506,18 @@ func (s *Scheduler) Next(id PeerID, now time.Time) Action {
 		s.stealer = "" // its steal ended
 	}
 	s.markSlow(now)
-	if batch := s.claimable(id); len(batch) > 0 {
-		for _, i := range batch {
-			s.pieces[i] = &slot{by: id, at: now}
+	run := s.stealable(id, now)
+	if len(run) == 0 || run[0] != s.next {
+		// Pieces nobody asked for go first, unless the reader waits for
+		// the piece to steal.
+		if batch := s.claimable(id); len(batch) > 0 {
+			for _, i := range batch {
+				s.pieces[i] = &slot{by: id, at: now}
+			}
+			return Action{Kind: Pieces, Pieces: batch}
 		}
-		return Action{Kind: Pieces, Pieces: batch}
 	}
-	if run := s.stealable(id, now); len(run) > 0 {
+	if len(run) > 0 {
 		for _, i := range run {
 			sl := s.pieces[i]
 			sl.dup = id
@@ -705,8 +712,11 @@ func (s *Scheduler) stealable(id PeerID, now time.Time) []int64 {
 	}
 	ok := func(i int64, by PeerID) bool {
 		sl := s.pieces[i]
-		return sl != nil && !sl.have && sl.dup == "" && sl.by != id && (by == "" || sl.by == by) &&
-			!now.Before(s.stealAt(sl)) && s.holds(id, i) && s.tailOK(id, i)
+		if sl == nil || sl.have || sl.dup != "" || sl.by == id || (by != "" && sl.by != by) || !s.holds(id, i) || !s.tailOK(id, i) {
+			return false
+		}
+		// A slow peer's piece the reader has come to is not waited for.
+		return !now.Before(s.stealAt(sl)) || (i == s.next && s.peers[sl.by].slow)
 	}
 	end := s.windowEnd()
 	for i := s.next; i < end; i++ {
@@ -723,10 +733,14 @@ func (s *Scheduler) stealable(id PeerID, now time.Time) []int64 {
 	return nil
 }
 
-// HashesDone records that peer id's hashes request ended: ok when the
-// hashes it sent add up to the signed root (the download keeps them).
-func (s *Scheduler) HashesDone(id PeerID, ok bool) {
+// HashesDone records that peer id's hashes request ended at now: ok when
+// the hashes it sent add up to the signed root (the download keeps them).
+// A peer that took StealAfter or more is slow.
+func (s *Scheduler) HashesDone(id PeerID, ok bool, now time.Time) {
 	if p := s.peers[id]; p != nil {
+		if !p.hashesAt.IsZero() && now.Sub(p.hashesAt) >= s.cfg.StealAfter {
+			p.slow = true
+		}
 		p.hashesAt = time.Time{}
 	}
 	if ok {

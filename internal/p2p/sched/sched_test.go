@@ -228,6 +228,23 @@ func TestStealFromSlowPeer(t *testing.T) {
 	if a.Kind != Pieces || !slices.Equal(a.Pieces, []int64{16}) {
 		t.Fatalf("slow peer asked for %+v, want the window's last free piece alone", a)
 	}
+	// When the reader comes to the slow peer's piece, it is asked of
+	// another at once, not StealAfter after the slow peer was asked.
+	s.Done("fast", Finished, at(3*time.Second))
+	for i := int64(1); i < 16; i++ {
+		if i >= 4 {
+			s.Consumed() // 4..15 came in before
+			continue
+		}
+		s.Received("fast", i, at(3*time.Second))
+		s.Consumed()
+	}
+	if s.ReaderAt() != 16 {
+		t.Fatalf("reader at %d, want 16", s.ReaderAt())
+	}
+	if a := s.Next("fast", at(3*time.Second+time.Millisecond)); !a.Steal || a.Pieces[0] != 16 {
+		t.Fatalf("fast told %+v when the reader came to the slow peer's piece, want it stolen", a)
+	}
 }
 
 // TestEndgame: once every piece left is asked for, an idle peer asks for a
@@ -313,9 +330,11 @@ func TestDeltaClaimNeverOnlySource(t *testing.T) {
 	if !slices.Equal(pl.Start, ids("seed")) {
 		t.Fatalf("plan at StealAfter started %v, want the seed", pl.Start)
 	}
+	// The reader waits for piece 0: the seed is asked for the slow delta
+	// peer's first pieces before those nobody asked for.
 	a := s.Next("seed", at(steal))
-	if a.Kind != Pieces || !slices.Equal(a.Pieces, []int64{8, 9, 10, 11}) {
-		t.Fatalf("seed asked for %+v", a)
+	if a.Kind != Pieces || !a.Steal || !slices.Equal(a.Pieces, []int64{0, 1, 2, 3}) {
+		t.Fatalf("seed asked for %+v, want the delta peer's first 4 pieces", a)
 	}
 	// A delta peer that delivers keeps the others out.
 	s = New(cfg(100))
@@ -375,12 +394,12 @@ func TestSlowFirstContact(t *testing.T) {
 	// The slow peer's hashes come in first; the seed's request is
 	// still in flight. The slow peer is asked for one piece, the last of
 	// the window, so that the reader does not wait for it.
-	s.HashesDone("slow", true)
+	s.HashesDone("slow", true, at(steal+time.Millisecond))
 	a := s.Next("slow", at(steal+time.Millisecond))
 	if !slices.Equal(a.Pieces, []int64{15}) {
 		t.Fatalf("slow asked for %+v, want the window's last piece", a)
 	}
-	s.HashesDone("seed", true)
+	s.HashesDone("seed", true, at(steal+time.Millisecond))
 	a = s.Next("seed", at(steal+time.Millisecond))
 	if !slices.Equal(a.Pieces, []int64{0, 1, 2, 3}) {
 		t.Fatalf("seed asked for %+v", a)
