@@ -46,13 +46,16 @@ const (
 	// stealAfter is how long a piece may be on its way from one peer
 	// before a worker with nothing else to do asks another peer for it
 	// too: a slow peer (one that sends just enough not to be dropped)
-	// must not hold the window, and the download, for long. One piece at
-	// a time is asked twice; whichever copy arrives first is kept.
+	// must not hold the window, and the download, for long. One request
+	// at a time asks for pieces on their way from another peer; whichever
+	// copy arrives first is kept (see sched).
 	stealAfter = 2 * time.Second
-	// endgameAfter replaces stealAfter once every piece left of the file
-	// is asked for: the last pieces wait less for a slow peer. Not at
-	// once, as BitTorrent's endgame asks, since a piece cannot be
-	// cancelled within an answer: a second copy costs its peer's upload.
+	// endgameAfter is the silence after which, once every piece left of
+	// the file is asked for, a peer's piece is asked of another too (and
+	// twice the peer's pace): the last pieces wait less for a peer that
+	// stalls. Not at once, as BitTorrent's endgame asks, since a piece
+	// cannot be cancelled within an answer: a second copy costs its
+	// peer's upload.
 	endgameAfter = 500 * time.Millisecond
 )
 

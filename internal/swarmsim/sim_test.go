@@ -57,9 +57,8 @@ func TestSimulateDeterministic(t *testing.T) {
 // picks one), plain and with 20% dial-out-only nodes and 5% churn. It
 // logs the time until all nodes hold the release against the broadcast
 // bound S/U + log2(N) x piece/U, and fails only when a node that stayed
-// never got the release. Whole-file serving at 10k nodes takes about 15
-// minutes on the development machine (busy answers dominate); 100k nodes
-// are practical with early serving only:
+// never got the release. 10k nodes take minutes (busy answers dominate
+// the events); 100k nodes about ten times as long as 10k:
 //
 //	go test ./internal/swarmsim -run TestSimulateScale -v -timeout 60m
 //	RP_SIM_NODES=100000 RP_SIM_SERVING=early go test ./internal/swarmsim -run TestSimulateScale -v -timeout 60m
