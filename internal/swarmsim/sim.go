@@ -62,6 +62,10 @@ type Config struct {
 	DialOutOnly float64
 	// DialTimeout is how long a request to such a node takes to fail.
 	DialTimeout time.Duration
+	// QuietDialOutOnly keeps dial-out-only nodes from announcing the
+	// release (as if AutoNAT told them they cannot be reached), so that
+	// no sample holds them.
+	QuietDialOutOnly bool
 	// Churn is the fraction of nodes that leave while the release
 	// spreads, at a time drawn uniformly from [0, ChurnWithin).
 	Churn       float64
@@ -681,6 +685,9 @@ func (s *sim) announce(n *node) {
 		return
 	}
 	n.announced = true
+	if n.natted && s.cfg.QuietDialOutOnly {
+		return
+	}
 	s.at(s.now+s.cfg.LookupDelay, func() {
 		if !n.gone {
 			s.provs = append(s.provs, n.id)

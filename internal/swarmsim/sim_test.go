@@ -140,3 +140,26 @@ func TestShardLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulateQuietDialOutOnly compares 1000 nodes, 20% of them
+// dial-out-only, serving pieces early, with those nodes announcing the
+// release (as today) and keeping quiet: quiet, no download asks a peer it
+// cannot reach, and the last node is done sooner.
+func TestSimulateQuietDialOutOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a minute of simulation")
+	}
+	c := benchSetup(1000)
+	c.PiecesEarly, c.DialOutOnly = true, 0.2
+	loud := Run(c)
+	c.QuietDialOutOnly = true
+	quiet := Run(c)
+	t.Logf("1000 nodes, 20%% dial-out-only: all done in %v when they announce, %v when they do not (bound %v)",
+		loud.AllDone.Round(10*time.Millisecond), quiet.AllDone.Round(10*time.Millisecond), quiet.Bound.Round(10*time.Millisecond))
+	if loud.Stuck+quiet.Stuck != 0 {
+		t.Fatalf("stuck nodes: %d announcing, %d quiet", loud.Stuck, quiet.Stuck)
+	}
+	if quiet.AllDone >= loud.AllDone {
+		t.Errorf("quiet dial-out-only nodes did not make the fleet faster: %v against %v", quiet.AllDone, loud.AllDone)
+	}
+}
