@@ -55,8 +55,9 @@ const (
 	// twice the peer's pace): the last pieces wait less for a peer that
 	// stalls. Not at once, as BitTorrent's endgame asks, since a piece
 	// cannot be cancelled within an answer: a second copy costs its
-	// peer's upload.
-	endgameAfter = 500 * time.Millisecond
+	// peer's upload; and not less than a second, which a node short of
+	// CPU may leave a fast peer's stream unread.
+	endgameAfter = time.Second
 )
 
 // errBadData marks provably bad data from a peer: a piece or a list of

@@ -38,7 +38,7 @@ const (
 	perRequest    = 4
 	maxPerRequest = 8
 	stealAfter    = 2 * time.Second
-	endgameAfter  = 500 * time.Millisecond
+	endgameAfter  = time.Second
 	maxIdleRounds = 12
 	lookupEvery   = time.Second
 	slotGrace     = 500 * time.Millisecond
