@@ -23,10 +23,10 @@
 //     is asked of a second peer too, with the following pieces asked of
 //     the same peer that waited as long, at most a request's worth (one
 //     such request at a time, which bounds memory); the first copy is
-//     kept. The peer that let it wait is slow
-//     from then on: it is asked one piece at a time, the last piece of the
-//     window rather than the first, no longer counts as a delta peer, and
-//     its piece is asked of another peer at once when the reader comes to
+//     kept. The peer that let it wait is slow from then on: it is asked
+//     one piece at a time, the last piece of the window rather than the
+//     first, no longer counts as a delta peer, and its piece is asked of
+//     another peer at once, before new pieces, when the reader comes to
 //     it.
 //   - Endgame: once every piece left of the file is asked for, a peer with
 //     nothing to ask asks for a piece on its way from another peer sooner:
