@@ -88,8 +88,10 @@ var (
 	// peers that delivered the bytes the signature does not cover.
 	ErrOtherFile = p2p.ErrOtherFile
 	// ErrSize means a source offers a file whose length does not fit its
-	// signed content.
-	ErrSize = errors.New("file length does not fit the signed content")
+	// signed content, or its file type (a tail after an ELF file). It is
+	// the network's own error, so that the network can strike the peers
+	// that offered that length and never download the offer again.
+	ErrSize = p2p.ErrSize
 	// ErrRotatedKey means a release is signed with an owner key that a
 	// key rotation statement retired for this target.
 	ErrRotatedKey = errors.New("signed with a retired key")
@@ -155,10 +157,14 @@ type Config struct {
 	// healthy, unless the program calls Updater.Healthy first; zero means
 	// DefaultHealthyAfter, and a negative value turns automatic rollback
 	// off. An update that does not become healthy in its first
-	// MaxUnhealthyStarts starts (it crashes, or is stopped, earlier) is
-	// rolled back at the next start: the previous binary (<exe>.old) is
-	// put back, the program restarts into it, and the update is never
-	// applied again. The state lives next to the executable, in
+	// MaxUnhealthyStarts starts (it crashes, is killed, hangs until it is
+	// killed, or exits without calling Updater.Close, earlier) is rolled
+	// back at the next start: the previous binary (<exe>.old) is put
+	// back, the program restarts into it, and that file is not applied
+	// again; a newer release is, and ForgetRolledBack gives the file
+	// another chance. A start that ends in Updater.Close (a clean stop,
+	// such as on SIGTERM through the program's normal path) does not
+	// count. The state lives next to the executable, in
 	// <exe>.rustpatcher.json.
 	HealthyAfter time.Duration
 	// MaxUnhealthyStarts is how many starts an update gets to become
@@ -186,7 +192,10 @@ type Updater struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the pipeline has stopped
 	net    io.Closer     // the network the pipeline joined; set before done is closed
-	stop   sync.Once
+	// stopped records a clean stop; called by Close once done is
+	// closed, when the pipeline's goroutine is over.
+	stopped func()
+	stop    sync.Once
 }
 
 // Spawn starts the update engine and returns at once; verification,
@@ -224,6 +233,7 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 	u := &Updater{ctl: newControl(), cancel: cancel, done: make(chan struct{})}
 	p := newPipeline(cfg, key, exe, u.ctl)
 	p.startTrial(ctx)
+	u.stopped = p.stopped
 	go func() {
 		defer close(u.done)
 		u.net = p.run(ctx)
@@ -236,11 +246,22 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 // also when the context given to Spawn is done, to leave the network. It
 // returns the error from leaving the network, if any. Close is safe to call
 // more than once.
+//
+// Close is also how the engine knows that the program stopped cleanly: a
+// start of an update on trial that ends in Close does not count against
+// the update (see Config.HealthyAfter). A program that stops on SIGTERM or
+// SIGINT should therefore cancel its context (signal.NotifyContext) and
+// call Close on its way out, as examples/hello does, rather than exit from
+// a signal handler. Close is the program's word that it stops cleanly: one
+// that stops because it failed, to exit with a non-zero status, should
+// exit without calling it (log.Fatal and os.Exit skip deferred calls), so
+// that the start counts.
 func (u *Updater) Close() error {
 	var err error
 	u.stop.Do(func() {
 		u.cancel()
 		<-u.done
+		u.stopped()
 		if u.net != nil {
 			err = u.net.Close()
 		}

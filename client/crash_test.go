@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(crashStepEnv) != "" {
 		os.Exit(crashChild())
 	}
+	if os.Getenv(trialExeEnv) != "" {
+		os.Exit(trialChild())
+	}
 	os.Exit(m.Run())
 }
 
@@ -43,38 +46,26 @@ func crashChild() int {
 	if err != nil {
 		return 10
 	}
-	exe := os.Getenv(crashExeEnv)
-	s, err := region.ScanFile(context.Background(), exe)
+	cfg, err := childConfig(os.Getenv(crashExeEnv), os.Getenv(crashKeyEnv))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 11
 	}
-	running, _ := s.Info()
 	kill := func() {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		time.Sleep(time.Minute)
 	}
-	cfg := Config{
-		PublicKey:  os.Getenv(crashKeyEnv),
-		Mode:       OnRestart(),
-		Interval:   time.Hour,
-		Sources:    []Source{DirSource(os.Getenv(crashRelsEnv))},
-		Network:    NetworkConfig{Disabled: true},
-		Logger:     slog.New(slog.NewTextHandler(os.Stderr, nil)),
-		Executable: exe,
-		OnEvent: func(e Event) {
-			if step == 0 && e.Kind == EventProgress && e.Done > e.Total/2 && e.Done < e.Total {
-				kill()
-			}
-		},
-		current:  func() (region.Info, error) { return running, nil },
-		selfTest: func(context.Context, string, region.Info) error { return nil },
-		step: func(s selfreplace.Step) error {
-			if int(s) == step {
-				kill()
-			}
-			return nil
-		},
+	cfg.Sources = []Source{DirSource(os.Getenv(crashRelsEnv))}
+	cfg.OnEvent = func(e Event) {
+		if step == 0 && e.Kind == EventProgress && e.Done > e.Total/2 && e.Done < e.Total {
+			kill()
+		}
+	}
+	cfg.step = func(s selfreplace.Step) error {
+		if int(s) == step {
+			kill()
+		}
+		return nil
 	}
 	u, err := Spawn(context.Background(), cfg)
 	if err != nil {
@@ -85,6 +76,28 @@ func crashChild() int {
 	u.Close()
 	fmt.Fprintln(os.Stderr, "crash child: did not crash")
 	return 13
+}
+
+// childConfig is the Config of the engine in a child process of these
+// tests: the program at exe, which runs as if it were that file, with key,
+// polling only when asked, without network or self-test, logging to
+// stderr.
+func childConfig(exe, key string) (Config, error) {
+	s, err := region.ScanFile(context.Background(), exe)
+	if err != nil {
+		return Config{}, err
+	}
+	running, _ := s.Info()
+	return Config{
+		PublicKey:  key,
+		Mode:       OnRestart(),
+		Interval:   time.Hour,
+		Network:    NetworkConfig{Disabled: true},
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		Executable: exe,
+		current:    func() (region.Info, error) { return running, nil },
+		selfTest:   func(context.Context, string, region.Info) error { return nil },
+	}, nil
 }
 
 // TestCrashDuringApply runs the whole engine in a child process and kills it

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -28,7 +29,8 @@ import (
 // ignored, and so are names that start with a dot or end in .tmp or .part
 // (files being copied in). A file's scan is cached until its
 // size or modification time changes, so polling a directory of large
-// binaries costs one stat per file. The engine checks every release it
+// binaries costs one stat per file. A file longer than any release can be
+// is logged, once, and never read. The engine checks every release it
 // takes, so the directory need not be trusted.
 func DirSource(path string) Source {
 	return &dirSource{dir: releasedir.New(path)}
@@ -64,7 +66,14 @@ func SourceFromURL(raw string) (Source, error) {
 // dirSource offers the signed files that releasedir lists.
 type dirSource struct {
 	dir *releasedir.Dir
+	log *slog.Logger // set by the engine (see loggedSource); nil: none
 }
+
+// loggedSource is a Source that logs through the engine's logger, which
+// the engine sets before it polls.
+type loggedSource interface{ setLogger(*slog.Logger) }
+
+func (d *dirSource) setLogger(l *slog.Logger) { d.log = l }
 
 func (d *dirSource) String() string { return "dir:" + d.dir.Path() }
 
@@ -76,7 +85,13 @@ func (d *dirSource) Releases(ctx context.Context) ([]Release, error) {
 	}
 	var rels []Release
 	for _, e := range ents {
-		if e.Err == nil && e.Info.Signed() {
+		if e.Changed && errors.Is(e.Err, releasedir.ErrTooLarge) && d.log != nil {
+			d.log.Warn("file skipped: longer than any release can be; it is not read", "file", e.Path, "size", e.Size, "max", int64(region.MaxFileLen))
+		}
+		// A file whose length its region rules out (one still being
+		// copied in) is offered all the same, so that the engine says
+		// which release it refuses and why (ErrSize), reading none of it.
+		if e.Info.Signed() && (e.Err == nil || errors.Is(e.Err, region.ErrSizeMismatch)) {
 			rels = append(rels, &dirRelease{path: e.Path, in: e.Info, size: e.Size, mtime: e.ModTime, id: e.FileID})
 		}
 	}

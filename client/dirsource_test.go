@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -153,5 +154,37 @@ func TestSourceFromURL(t *testing.T) {
 				t.Errorf("SourceFromURL(%q) = %s, want %s", tt.in, s, tt.want)
 			}
 		})
+	}
+}
+
+// TestDirSourceHugeFile: a file longer than any release can be (a sparse
+// 1 TiB one) is logged once, by name, never read, and the release beside
+// it is offered.
+func TestDirSourceHugeFile(t *testing.T) {
+	t.Parallel()
+	k := regiontest.NewKey(t)
+	dir := t.TempDir()
+	regiontest.WriteBinary(t, filepath.Join(dir, "a-2.0.0"), 5000, 1, k, "2.0.0")
+	huge := filepath.Join(dir, "huge")
+	if err := os.WriteFile(huge, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, 1<<40); err != nil {
+		t.Skipf("no sparse 1 TiB file here: %v", err)
+	}
+	var logs bytes.Buffer
+	src := DirSource(dir)
+	src.(loggedSource).setLogger(slog.New(slog.NewTextHandler(&logs, nil)))
+	for range 2 {
+		rels, err := src.Releases(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rels) != 1 || rels[0].Info().Version != "2.0.0" {
+			t.Fatalf("Releases = %v, want 2.0.0 alone", rels)
+		}
+	}
+	if n := strings.Count(logs.String(), "file="+huge); n != 1 {
+		t.Errorf("the huge file was logged %d times, want once:\n%s", n, logs.String())
 	}
 }

@@ -45,7 +45,7 @@ const (
 	// EventRolledBack: the running update did not become healthy in its
 	// first Config.MaxUnhealthyStarts starts; the previous binary is back
 	// in place and the program restarts into it. Release is the update
-	// rolled back, never applied again; Err says so.
+	// rolled back, not applied again (see ForgetRolledBack); Err says so.
 	EventRolledBack
 	// EventKeyRotated: a valid key rotation statement, signed by the key
 	// trusted so far, moved this target to the owner key Key: releases

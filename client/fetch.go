@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/org/rustpatcher-go/internal/exefmt"
 )
 
 // progressWriter writes to the temporary file, remembers a write error (so
@@ -51,6 +53,28 @@ type releaseReader struct {
 	rc       io.ReadCloser
 	failures int
 	lastErr  error
+	// checkHeader, if set, is called once with the release's first
+	// exefmt.MaxHeader bytes (all of a shorter one) as soon as they are
+	// read: an error it returns fails the read there, so that a release
+	// whose headers rule it out is not read further.
+	checkHeader func(header []byte) error
+	header      []byte
+}
+
+// sawHeader collects b, the bytes read at offset off, into the header and
+// checks it once it is whole.
+func (r *releaseReader) sawHeader(off int64, b []byte) error {
+	want := min(r.limit, exefmt.MaxHeader)
+	if r.checkHeader == nil || off >= want {
+		return nil
+	}
+	r.header = append(r.header, b[:min(int64(len(b)), want-off)]...)
+	if int64(len(r.header)) < want {
+		return nil
+	}
+	check, h := r.checkHeader, r.header
+	r.checkHeader, r.header = nil, nil
+	return check(h)
 }
 
 func (r *releaseReader) Read(b []byte) (int, error) {
@@ -83,6 +107,11 @@ func (r *releaseReader) Read(b []byte) (int, error) {
 			b = b[:r.limit-r.off]
 		}
 		n, err := r.rc.Read(b)
+		if herr := r.sawHeader(r.off, b[:n]); herr != nil {
+			r.off += int64(n)
+			r.close()
+			return n, herr
+		}
 		r.off += int64(n)
 		if n > 0 {
 			r.failures = 0

@@ -63,6 +63,9 @@ type pipeline struct {
 	// row, so that the same error is not logged every Interval.
 	localFails int
 	resume     time.Time
+	// unwritable, when set, is why the executable's directory takes no
+	// new file: polls stay quiet (see unwritable).
+	unwritable *unwritable
 	// The update on trial (see trial), and when it counts as healthy.
 	trial     trial
 	healthyAt time.Time
@@ -122,6 +125,11 @@ func newPipeline(cfg Config, pub ed25519.PublicKey, exe string, ctl *control) *p
 		refused:  newRefusals(),
 		trusted:  pub,
 	}
+	for _, src := range p.sources {
+		if l, ok := src.(loggedSource); ok {
+			l.setLogger(p.log)
+		}
+	}
 	if p.selfTest == nil {
 		p.selfTest = func(ctx context.Context, path string, want region.Info) error {
 			return runSelfTest(ctx, path, want, cfg.SelfTestTimeout, p.log)
@@ -161,8 +169,10 @@ func (p *pipeline) run(ctx context.Context) io.Closer {
 		p.log.Info("removed temporary files left by an interrupted update", "files", removed)
 	}
 	// An update would fail here: say so once, clearly, and keep serving.
-	r := &selfreplace.Replacer{Path: p.exe, FS: p.cfg.fs}
-	if err := r.Check(); err != nil {
+	if err := p.checkWritable(); errors.Is(err, selfreplace.ErrNotWritable) {
+		p.blockUnwritable(err, "")
+		p.emit(Event{Kind: EventFailed, Err: err})
+	} else if err != nil {
 		p.localFailure(err)
 		p.log.Error("updates cannot be applied here; the program goes on and serves its own release", "err", err, "next_try", p.resume.Format(time.RFC3339))
 		p.emit(Event{Kind: EventFailed, Err: err})
@@ -293,6 +303,9 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 	sort.SliceStable(cands, func(i, j int) bool {
 		return region.CompareVersions(cands[i].in.Version, cands[j].in.Version) > 0
 	})
+	if p.stillUnwritable(cands) {
+		return region.Info{}, false
+	}
 	for _, c := range cands {
 		if ctx.Err() != nil {
 			return region.Info{}, false
@@ -337,7 +350,7 @@ func (p *pipeline) offers(ctx context.Context) []candidate {
 				if errors.Is(err, ErrNotNewer) && region.CompareVersions(c.in.Version, p.current().Version) == 0 {
 					continue // the version running, or just applied: nothing to say
 				}
-				if p.refused.reject(c) {
+				if p.refused.rejectFor(c, err, p.trusted) {
 					p.log.Info("release rejected", "version", c.in.Version, "source", c.name(), "reason", err)
 					p.emit(Event{Kind: EventRejected, Release: c.in, Source: c.name(), Err: err})
 				}
@@ -406,6 +419,9 @@ func (p *pipeline) acceptable(in region.Info) error {
 func (p *pipeline) failed(c candidate, err error) bool {
 	p.emit(Event{Kind: EventFailed, Release: c.in, Source: c.name(), Err: err})
 	var le *localError
+	if errors.As(err, &le) && p.unwritableAfter(c) {
+		return false
+	}
 	if errors.As(err, &le) {
 		// Our side failed (disk full, permissions): the release may be
 		// fine, and the others would fail the same way, so try again
@@ -491,18 +507,25 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 // fetch streams the release into w, reporting progress, and verifies it
 // on the way: the content must have the signed digest and length, only an
 // OS code signature may follow it, the region must be the one offered, and
-// the file the one offered when the source named it. It returns the region
+// the file the one offered when the source named it. A length that the
+// region, or the file's headers as soon as they are in, rule out fails at
+// once with ErrSize. It returns the region
 // and the file's ID. A write error is a localError.
 func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.Info, [sha256.Size]byte, error) {
 	var none [sha256.Size]byte
 	total, content := c.rel.Size(), c.in.ContentLen()
-	if total < content || total-content > region.MaxTail(content) {
-		return region.Info{}, none, fmt.Errorf("%w: %s offers a file of %d bytes for %d bytes of signed content", ErrSize, c.name(), total, content)
+	if err := c.in.CheckFileSize(total); err != nil {
+		return region.Info{}, none, fmt.Errorf("%w: %s offers a file of %d bytes for %d bytes of signed content: %w", ErrSize, c.name(), total, content, err)
 	}
 	pw := &progressWriter{w: w, total: total, emit: func(done int64) {
 		p.emit(Event{Kind: EventProgress, Release: c.in, Source: c.name(), Done: done, Total: total})
 	}}
-	rr := &releaseReader{ctx: ctx, rel: c.rel, limit: total}
+	rr := &releaseReader{ctx: ctx, rel: c.rel, limit: total, checkHeader: func(h []byte) error {
+		if err := c.in.CheckHeader(h, total); err != nil {
+			return fmt.Errorf("%w: %s offers a file of %d bytes, which its headers rule out: %w", ErrSize, c.name(), total, err)
+		}
+		return nil
+	}}
 	defer rr.close()
 	// A release whose source checks every piece against the signed root
 	// as it arrives is not hashed again: the scan only locates the region
@@ -732,7 +755,9 @@ const selfTestRetry = time.Hour
 // each is reported once and not fetched again.
 type refusals struct {
 	// byOffer remembers offers refused for what they are (version,
-	// signature, bad bytes), by candidate.key: never retried.
+	// signature, bad bytes), by candidate.key: never retried. Offers
+	// refused only for their key are remembered with the key trusted
+	// then (see rejectFor).
 	byOffer map[string]bool
 	// selfTest remembers, by file ID (the exact bytes), when a file that
 	// verified failed its self-test on this machine. Such a file is bad
@@ -751,8 +776,24 @@ func newRefusals() refusals {
 }
 
 // reject remembers an offer as refused and reports whether it was new.
-func (r refusals) reject(c candidate) bool {
+func (r refusals) reject(c candidate) bool { return r.remember(c.key()) }
+
+// rejectFor is reject for an offer refused, before a byte of it was
+// fetched, for err while trusted was the key trusted. An offer refused only
+// because it is not signed by that key is remembered with the key, not for
+// good: once a rotation moves the trust to another key, it is judged
+// again (and reported again if refused again), so that a release that
+// arrived before its rotation statement is applied.
+func (r refusals) rejectFor(c candidate, err error, trusted ed25519.PublicKey) bool {
 	k := c.key()
+	if errors.Is(err, region.ErrBadSignature) || errors.Is(err, ErrRotatedKey) {
+		k += "\x00untrusted by " + hex.EncodeToString(trusted)
+	}
+	return r.remember(k)
+}
+
+// remember adds k to the offers refused and reports whether it was new.
+func (r refusals) remember(k string) bool {
 	if r.byOffer[k] {
 		return false
 	}
@@ -866,7 +907,7 @@ func (p *pipeline) startTrial(ctx context.Context) {
 	p.trial.rollBack()
 	p.saveTrial()
 	p.refused.rolledBack[id] = true
-	err = fmt.Errorf("%w: %s did not become healthy in %d starts; back to %s, and %s is never applied again", ErrRolledBack, bad, starts, previous, bad)
+	err = fmt.Errorf("%w: %s did not become healthy in %d starts (each crashed, was killed or exited without Updater.Close before it ran %v); back to %s, and this file of %s is not applied again (%s)", ErrRolledBack, bad, starts, p.cfg.HealthyAfter, previous, bad, rolledBackHint(p.exe))
 	p.log.Error("update rolled back", "version", bad, "previous", previous, "starts", starts, "reason", err)
 	p.emit(Event{Kind: EventRolledBack, Release: running, FileID: id, Err: err})
 	p.log.Info("restarting into the previous version", "version", previous, "executable", p.exe)
@@ -884,10 +925,13 @@ func (p *pipeline) confirmHealthy(why string) {
 	if p.healthyAt.IsZero() {
 		return
 	}
-	v := p.trial.Version
+	v := p.running.Version
 	p.healthyAt = time.Time{}
-	p.trial.healthy()
-	p.saveTrial()
+	// A newer update applied meanwhile is on trial now: it stays so.
+	if p.verified != nil && p.trial.onTrial(p.verified.id) {
+		p.trial.healthy()
+		p.saveTrial()
+	}
 	p.log.Info("update is healthy", "version", v, "because", why)
 	p.emit(Event{Kind: EventHealthy, Release: p.running})
 }
@@ -919,8 +963,9 @@ type trustingSource interface {
 func (p *pipeline) followRotations(ctx context.Context) {
 	// The chain followed before is kept as it is and only extended: a
 	// statement by a key the chain already left is ignored (see
-	// rotation.Extend).
-	_, kept := rotation.Follow(p.pub, runningTarget, p.trial.rotations())
+	// rotation.Extend), and a chain that led here from the key of the
+	// build this one updated from keeps that key left (rotation.Resume).
+	origin, kept := rotation.Resume(p.pub, runningTarget, p.trial.rotations())
 	var stmts []rotation.Statement
 	for _, src := range p.sources {
 		rs, ok := src.(rotationSource)
@@ -933,7 +978,7 @@ func (p *pipeline) followRotations(ctx context.Context) {
 		}
 		stmts = append(stmts, got...)
 	}
-	key, chain := rotation.Extend(p.pub, runningTarget, kept, stmts)
+	key, chain := rotation.Extend(origin, runningTarget, kept, stmts)
 	if key.Equal(p.trusted) {
 		return
 	}

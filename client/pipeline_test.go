@@ -435,6 +435,12 @@ func TestRefusals(t *testing.T) {
 			f.Write([]byte("tail"))
 			f.Close()
 		}, nil, EventFailed, region.ErrSizeMismatch},
+		{"a tail after a file with no code signature (v0: its headers tell)", func(r *rig) {
+			p := r.releaseAs("p", 2, r.key, "2.0.0", region.V0, "")
+			f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+			f.Write(make([]byte, 4096))
+			f.Close()
+		}, func(c *Config) { c.AcceptV0 = true }, EventFailed, ErrSize},
 		{"self-test fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
 			c.selfTest = func(context.Context, string, region.Info) error {
 				return fmt.Errorf("%w: exec format error", ErrSelfTest)
@@ -564,9 +570,18 @@ func (f *faultFS) setWriteLimit(n int64) {
 	f.mu.Unlock()
 }
 
+func (f *faultFS) setCreateErr(err error) {
+	f.mu.Lock()
+	f.createErr = err
+	f.mu.Unlock()
+}
+
 func (f *faultFS) CreateTemp(dir, pattern string) (selfreplace.File, error) {
-	if f.createErr != nil {
-		return nil, &fs.PathError{Op: "open", Path: filepath.Join(dir, pattern), Err: f.createErr}
+	f.mu.Lock()
+	createErr := f.createErr
+	f.mu.Unlock()
+	if createErr != nil {
+		return nil, &fs.PathError{Op: "open", Path: filepath.Join(dir, pattern), Err: createErr}
 	}
 	file, err := f.OS.CreateTemp(dir, pattern)
 	if err != nil {
@@ -699,28 +714,100 @@ func TestAcceptV0(t *testing.T) {
 }
 
 // TestUnwritableDirectory checks that an executable whose directory takes
-// no new file is reported once at start, with what to do, and that polls
-// then back off instead of failing every Interval.
+// no new file is reported once at start, with what to do; that polls then
+// stay quiet (no fetch, no error at every poll) but for a newer release,
+// said once each; and that a directory writable again is said once and the
+// newest release applied.
 func TestUnwritableDirectory(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	r.release("p", 2, r.key, "2.0.0")
 	cfg := r.config()
-	cfg.fs = &faultFS{createErr: syscall.EACCES}
-	cfg.Interval = 200 * time.Millisecond
-	r.spawn(cfg)
+	ffs := &faultFS{createErr: syscall.EACCES}
+	cfg.fs = ffs
+	var logs regiontest.Buffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	src := &countingSource{Source: DirSource(r.rels)}
+	cfg.Sources = []Source{src}
+	u := r.spawn(cfg)
 	e, _ := r.waitEvent(0, EventFailed, nil)
 	if !errors.Is(e.Err, selfreplace.ErrNotWritable) || !strings.Contains(e.Err.Error(), "make the directory writable") {
 		t.Errorf("failed event: %v, want ErrNotWritable saying what to do", e.Err)
 	}
-	// The first retry waits twice the Interval, then longer: a second
-	// failure must not come within one Interval.
-	time.Sleep(cfg.Interval)
-	if n := r.countEvents(EventFailed); n != 1 {
-		t.Errorf("%d failed events within one interval, want 1 (backoff): %v", n, r.eventList())
+	// The first poll finds 2.0.0: said once.
+	_, i := r.waitEvent(0, EventFailed, func(e Event) bool { return e.Release.Version == "2.0.0" })
+	// Polls go on, quietly.
+	polls := func(n int) {
+		t.Helper()
+		for range n {
+			want := src.polls() + 1
+			u.Check()
+			r.waitPolls(src, want)
+		}
+	}
+	polls(4)
+	if n := r.countEvents(EventFailed); n != 2 {
+		t.Errorf("%d failed events after 5 polls, want 2 (the start, 2.0.0 found): %v", n, r.eventList())
 	}
 	if n := r.countEvents(EventFound); n != 0 {
-		t.Errorf("polled %d times while the directory was known unwritable", n)
+		t.Errorf("fetched %d times while the directory was unwritable", n)
+	}
+	// A newer release: said once.
+	r.release("q", 3, r.key, "2.0.1")
+	u.Check()
+	_, i = r.waitEvent(i+1, EventFailed, func(e Event) bool { return e.Release.Version == "2.0.1" })
+	polls(3)
+	if n := r.countEvents(EventFailed); n != 3 {
+		t.Errorf("%d failed events, want 3: %v", n, r.eventList())
+	}
+	got := logs.String()
+	if n := strings.Count(got, "level=ERROR"); n != 1 {
+		t.Errorf("%d ERROR lines, want 1:\n%s", n, got)
+	}
+	if n := strings.Count(got, "level=WARN"); n != 2 {
+		t.Errorf("%d WARN lines, want 2 (2.0.0 and 2.0.1 cannot be applied):\n%s", n, got)
+	}
+	// Writable again: said once, and the newest release applied.
+	ffs.setCreateErr(nil)
+	u.Check()
+	e, _ = r.waitEvent(i+1, EventApplied, nil)
+	if e.Release.Version != "2.0.1" {
+		t.Errorf("applied %s, want 2.0.1", e.Release.Version)
+	}
+	if got := logs.String(); strings.Count(got, "takes new files again") != 1 {
+		t.Errorf("the directory writable again is not said once:\n%s", got)
+	}
+}
+
+// countingSource counts the polls of a source.
+type countingSource struct {
+	Source
+	mu sync.Mutex
+	n  int
+}
+
+func (s *countingSource) Releases(ctx context.Context) ([]Release, error) {
+	s.mu.Lock()
+	s.n++
+	s.mu.Unlock()
+	return s.Source.Releases(ctx)
+}
+
+func (s *countingSource) polls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// waitPolls waits (at most 10 s) until src was polled n times.
+func (r *rig) waitPolls(src *countingSource, n int) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for src.polls() < n {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("polled %d times, want %d", src.polls(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -738,4 +825,62 @@ func TestSameVersionIsQuiet(t *testing.T) {
 			t.Errorf("the running version was reported: %s", e)
 		}
 	}
+}
+
+// TestImpossibleTailNotRead: a release whose headers rule out its length
+// (a tail of zeros after a file that can have no code signature) is
+// refused with ErrSize as soon as its headers are read, not after reading
+// it to its end, and not fetched again at the next poll.
+func TestImpossibleTailNotRead(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	tmp := filepath.Join(t.TempDir(), "p")
+	regiontest.WriteBinary(t, tmp, 8<<20, 2, r.key, "")
+	in, err := region.Sign(context.Background(), tmp, r.key.Private, region.SignOptions{Version: "2.0.0", Format: region.V0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(tmp, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(make([]byte, region.MaxTail(in.ContentLen())))
+	f.Close()
+	if err := os.Rename(tmp, filepath.Join(r.rels, "p")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := r.config()
+	cfg.AcceptV0 = true
+	u := r.spawn(cfg)
+	e, i := r.waitEvent(0, EventFailed, func(e Event) bool { return e.Release.Version == "2.0.0" })
+	if !errors.Is(e.Err, ErrSize) {
+		t.Fatalf("failed with %v, want ErrSize", e.Err)
+	}
+	r.mu.Lock()
+	for _, e := range r.events {
+		if e.Kind == EventProgress && e.Done > 1<<20 {
+			t.Errorf("read %d of %d bytes before refusing it", e.Done, e.Total)
+		}
+	}
+	r.mu.Unlock()
+	// The next poll applies another release and leaves this one alone.
+	r.release("q", 3, r.key, "1.5.0")
+	u.Check()
+	r.waitEvent(i, EventApplied, func(e Event) bool { return e.Release.Version == "1.5.0" })
+	if n := countFound(r, "2.0.0"); n != 1 {
+		t.Errorf("2.0.0 was found %d times, want once", n)
+	}
+}
+
+// countFound counts the EventFound events of version.
+func countFound(r *rig, version string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Kind == EventFound && e.Release.Version == version {
+			n++
+		}
+	}
+	return n
 }

@@ -121,3 +121,26 @@ func TestRetiredKeyCannotMoveBack(t *testing.T) {
 		t.Errorf("the retired key's statement rotated the key again (%d events)", n)
 	}
 }
+
+// TestRotationRetriesKeyRefusals: a release refused only because it is not
+// signed by the trusted key is judged again once a statement moves the
+// trust to its key, in the same run, without the file being touched.
+func TestRotationRetriesKeyRefusals(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	next := regiontest.NewKey(t)
+	r.release("new-2.0.0", 2, next, "2.0.0")
+	u := r.spawn(r.config())
+	e, i := r.waitEvent(0, EventRejected, func(e Event) bool { return e.Release.Version == "2.0.0" })
+	if !errors.Is(e.Err, region.ErrBadSignature) {
+		t.Fatalf("2.0.0 rejected with %v, want a bad signature", e.Err)
+	}
+
+	r.writeRotation("rotate", r.key, next, 1)
+	u.Check()
+	r.waitEvent(i, EventKeyRotated, nil)
+	e, _ = r.waitEvent(i, EventApplied, nil)
+	if e.Release.Version != "2.0.0" {
+		t.Errorf("applied %s, want 2.0.0", e.Release.Version)
+	}
+}

@@ -31,9 +31,14 @@ const maxRolledBack = 64
 // A trial is what the engine keeps next to the executable, in
 // <exe>.rustpatcher.json, about the update it applied last: until the new
 // version is healthy (it ran HealthyAfter, or the app said so), each start
-// of it counts; at the start after MaxUnhealthyStarts unhealthy ones, the
+// of it counts, unless it ends in a clean stop (the program called
+// Updater.Close); at the start after MaxUnhealthyStarts unhealthy ones, the
 // previous binary (<exe>.old) is put back and the new file is remembered as
-// rolled back, never applied again.
+// rolled back, never applied again (until ForgetRolledBack).
+//
+// A start is counted as it begins, before the program goes on, so that a
+// crash, a kill or a hang that is then killed leaves it counted; Close
+// takes it back (see pipeline.stopped).
 type trial struct {
 	// New is the file ID of the update on trial; empty when none is.
 	New string `json:"new,omitempty"`
@@ -41,7 +46,8 @@ type trial struct {
 	// binary it replaced (kept as <exe>.old).
 	Version  string `json:"version,omitempty"`
 	Previous string `json:"previous,omitempty"`
-	// Starts counts the starts of New that did not become healthy.
+	// Starts counts the starts of New that did not become healthy and
+	// did not end in a clean stop.
 	Starts int `json:"starts,omitempty"`
 	// RolledBack lists the file IDs of updates rolled back, oldest
 	// first.
@@ -144,6 +150,54 @@ func (t *trial) rollBack() {
 		t.RolledBack = t.RolledBack[len(t.RolledBack)-maxRolledBack:]
 	}
 	t.healthy()
+}
+
+// ForgetRolledBack gives the updates rolled back for the executable at exe
+// another chance: it clears the record, kept in <exe>.rustpatcher.json, of
+// the files that did not become healthy, so that the next Spawn applies such
+// a file again when a source offers it. Empty exe means the running
+// program's own executable. Call it when no Updater runs for exe (before
+// Spawn, or from another program): a running engine keeps its own copy of
+// the record until it stops. A newer release never needs it: the record
+// names files, and a newer release is another file.
+//
+// The rest of the state (an update on trial, key rotations followed) is
+// kept. It is not an error that there is nothing to forget.
+func ForgetRolledBack(exe string) error {
+	if exe == "" {
+		var err error
+		if exe, err = executable(); err != nil {
+			return err
+		}
+	}
+	t, err := loadTrial(exe)
+	if err != nil {
+		return err
+	}
+	if len(t.RolledBack) == 0 {
+		return nil
+	}
+	t.RolledBack = nil
+	return t.save(exe)
+}
+
+// stopped runs when Close has stopped the engine: a clean stop. If the
+// running binary is the update on trial and it has not become healthy,
+// its start is taken back: stopping a program is not the program failing.
+// A start that ends otherwise (a crash, a kill, an exit without Close)
+// stays counted.
+func (p *pipeline) stopped() {
+	if p.healthyAt.IsZero() || p.verified == nil || !p.trial.onTrial(p.verified.id) || p.trial.Starts <= 0 {
+		return
+	}
+	p.trial.Starts--
+	p.saveTrial()
+	p.log.Info("stopped cleanly while the update is on trial; this start does not count against it", "version", p.trial.Version, "unhealthy_starts", p.trial.Starts, "of", p.cfg.MaxUnhealthyStarts)
+}
+
+// rolledBackHint says, in the rollback message, how to try the file again.
+func rolledBackHint(exe string) string {
+	return "a newer release is applied as usual; to try this one again, call client.ForgetRolledBack before Spawn, or delete the \"rolled_back\" list in " + statePath(exe)
 }
 
 // rolledBack returns the file IDs rolled back.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,10 +68,16 @@ func TestRollbackCountsStarts(t *testing.T) {
 	cfg := r.config()
 	u := r.spawn(cfg)
 	r.waitEvent(0, EventVerified, nil)
-	u.Close()
+	// Counted as it starts, so that a crash or a kill leaves it counted...
 	st, err := loadTrial(r.exe)
 	if err != nil || st.Starts != 1 || st.New == "" {
-		t.Errorf("state after the first start = %+v, %v", st, err)
+		t.Errorf("state during the first start = %+v, %v", st, err)
+	}
+	// ...and taken back by a clean stop.
+	u.Close()
+	st, err = loadTrial(r.exe)
+	if err != nil || st.Starts != 0 || st.New == "" {
+		t.Errorf("state after the first start stopped by Close = %+v, %v", st, err)
 	}
 	if n := r.countEvents(EventRolledBack); n != 0 {
 		t.Error("rolled back at the first start")
@@ -108,20 +115,28 @@ func TestTrialHealthy(t *testing.T) {
 	}
 }
 
+// rolledBackRelease offers a release 2.0.0 and saves the state st with it
+// rolled back here; it returns the release's path.
+func (r *rig) rolledBackRelease(st trial) string {
+	r.t.Helper()
+	bad := r.release("bad", 8, r.key, "2.0.0")
+	s, err := region.ScanFile(context.Background(), bad)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	st.RolledBack = []string{hexID(s.FileID)}
+	if err := st.save(r.exe); err != nil {
+		r.t.Fatal(err)
+	}
+	return bad
+}
+
 // TestRolledBackNotApplied checks that a release rolled back here is not
 // applied again, though offered, while a newer one is.
 func TestRolledBackNotApplied(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	bad := r.release("bad", 8, r.key, "2.0.0")
-	s, err := region.ScanFile(context.Background(), bad)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := trial{RolledBack: []string{hexID(s.FileID)}}
-	if err := st.save(r.exe); err != nil {
-		t.Fatal(err)
-	}
+	bad := r.rolledBackRelease(trial{})
 	u := r.spawn(r.config())
 	r.waitEvent(0, EventVerified, nil)
 	r.release("good", 9, r.key, "2.0.1")
@@ -134,5 +149,58 @@ func TestRolledBackNotApplied(t *testing.T) {
 		if ev == "found 2.0.0 from "+bad {
 			t.Errorf("the rolled-back release was fetched again: %v", r.eventList())
 		}
+	}
+}
+
+// TestForgetRolledBack checks that a file rolled back is applied again once
+// ForgetRolledBack cleared the record, and that the rest of the state stays.
+func TestForgetRolledBack(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.rolledBackRelease(trial{Rotations: []string{"kept"}})
+	if err := ForgetRolledBack(r.exe); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := loadTrial(r.exe); err != nil || len(st.RolledBack) != 0 || len(st.Rotations) != 1 {
+		t.Fatalf("state after ForgetRolledBack = %+v, %v", st, err)
+	}
+	r.spawn(r.config())
+	e, _ := r.waitEvent(0, EventApplied, nil)
+	if e.Release.Version != "2.0.0" {
+		t.Errorf("applied %s, want the file rolled back before, 2.0.0", e.Release.Version)
+	}
+}
+
+// TestRollbackMessageSaysHow checks that the rollback says how to give the
+// file another chance.
+func TestRollbackMessageSaysHow(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.onTrial(DefaultMaxUnhealthyStarts)
+	r.spawn(r.config())
+	e, _ := r.waitEvent(0, EventRolledBack, nil)
+	for _, want := range []string{"client.ForgetRolledBack", "a newer release is applied", "Updater.Close"} {
+		if !strings.Contains(e.Err.Error(), want) {
+			t.Errorf("rollback error %q does not say %q", e.Err, want)
+		}
+	}
+}
+
+// TestHealthyKeepsNewerTrial checks that an update on trial that applies a
+// newer one (to run at the next start) and then becomes healthy leaves the
+// newer one on trial.
+func TestHealthyKeepsNewerTrial(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.onTrial(1)
+	r.release("p", 3, r.key, "3.0.0")
+	u := r.spawn(r.config())
+	r.waitEvent(0, EventApplied, nil)
+	u.Healthy()
+	r.waitEvent(0, EventHealthy, nil)
+	u.Close()
+	st, err := loadTrial(r.exe)
+	if err != nil || st.Version != "3.0.0" || st.New == "" || st.Starts != 0 {
+		t.Errorf("state after 2.0.0 became healthy with 3.0.0 applied = %+v, %v; want 3.0.0 on trial", st, err)
 	}
 }

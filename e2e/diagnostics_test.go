@@ -14,7 +14,10 @@ import (
 // TestUnwritableDirectory runs hello from a directory its user cannot write
 // to, as a program installed in /usr/local/bin and run by a service user
 // is: it says once, at start, that updates cannot be applied there and what
-// to do, keeps running, and does not repeat the error every interval. As
+// to do, keeps running, and then stays quiet but for what changes: once
+// that the newer release 2.0.0 cannot be applied (it fetches nothing), and
+// once, when the directory becomes writable, that updates are applied
+// again, before it applies 2.0.0. As
 // root the test runs hello as the user nobody (root may write anywhere);
 // otherwise it makes the directory read-only.
 func TestUnwritableDirectory(t *testing.T) {
@@ -50,11 +53,23 @@ func TestUnwritableDirectory(t *testing.T) {
 			t.Errorf("the error does not say %q: %s", want, l.Text)
 		}
 	}
-	// One interval later: no second error (the first retry waits two
-	// intervals, the next four), and the program still runs.
-	time.Sleep(500 * time.Millisecond)
+	// Eight intervals later: still that one error, and one warning that
+	// 2.0.0 cannot be applied; nothing fetched, and the program runs.
+	time.Sleep(8 * 500 * time.Millisecond)
 	if _, _, err := p.FindLine(i+1, 10*time.Millisecond, `level=ERROR`); err == nil {
-		t.Errorf("the error was repeated within one interval:\n%s", p.Output())
+		t.Errorf("the error was repeated:\n%s", p.Output())
+	}
+	var warns []string
+	for _, l := range p.Lines()[i+1:] {
+		if strings.Contains(l.Text, "level=WARN") {
+			warns = append(warns, l.Text)
+		}
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0], "a newer release is available but cannot be applied here") || !strings.Contains(warns[0], "version=2.0.0") {
+		t.Errorf("want one warning that 2.0.0 cannot be applied, got %q", warns)
+	}
+	if _, _, err := p.FindLine(0, 10*time.Millisecond, `update found`); err == nil {
+		t.Errorf("a release was fetched while the directory was unwritable:\n%s", p.Output())
 	}
 	if p.Exited() {
 		t.Fatal("hello exited")
@@ -62,4 +77,10 @@ func TestUnwritableDirectory(t *testing.T) {
 	if v, err := FileVersion(exe, key.Public); err != nil || v != "1.0.0" {
 		t.Errorf("executable is %q, %v; want the unchanged 1.0.0", v, err)
 	}
+	// The directory becomes writable: said once, and 2.0.0 is applied.
+	if err := os.Chmod(filepath.Dir(exe), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitLine(i+1, 30*time.Second, `takes new files again; updates are applied again`)
+	p.WaitLine(i+1, 30*time.Second, `^hello 2\.0\.0`)
 }

@@ -82,23 +82,30 @@ func newHostileSwarm(t *testing.T) *hostileSwarm {
 }
 
 // startLiars starts one hostile peer per element of roles (each a list of
-// hostile's flags, where "{old}" stands for the path of the 1.0.0 that the
-// nodes run), bootstrapped to the seed.
+// hostile's flags, see addLiar).
 func (sw *hostileSwarm) startLiars(t *testing.T, roles [][]string) {
+	for _, role := range roles {
+		sw.addLiar(t, role...)
+	}
+}
+
+// addLiar starts a hostile peer with the flags args (where "{old}" stands
+// for the path of the 1.0.0 that the nodes run), offering the seed's 2.0.0
+// unless args says --real otherwise, bootstrapped to the seed.
+func (sw *hostileSwarm) addLiar(t *testing.T, args ...string) *Proc {
 	hostile := GoBuild(t, "github.com/org/rustpatcher-go/e2e/internal/hostile", "")
 	target := runtime.GOOS + "/" + runtime.GOARCH
-	for _, role := range roles {
-		role = slices.Clone(role)
-		for i, a := range role {
-			role[i] = strings.ReplaceAll(a, "{old}", sw.old)
-		}
-		args := append(append([]string{"--pub", sw.key.Public, "--target", target, "--real", sw.release}, role...), loopback()...)
-		p := Start(t, hostile, append(args, bootstrapArgs(sw.seedAddrs)...)...)
-		addrs := listenAddrs(t, p, 0, 2)
-		sw.liarIDs[peerID(t, addrs[0])] = true
-		sw.liarAddrs = append(sw.liarAddrs, addrs...)
-		sw.liars = append(sw.liars, p)
+	args = slices.Clone(args)
+	for i, a := range args {
+		args[i] = strings.ReplaceAll(a, "{old}", sw.old)
 	}
+	args = append(append([]string{"--pub", sw.key.Public, "--target", target, "--real", sw.release}, args...), loopback()...)
+	p := Start(t, hostile, append(args, bootstrapArgs(sw.seedAddrs)...)...)
+	addrs := listenAddrs(t, p, 0, 2)
+	sw.liarIDs[peerID(t, addrs[0])] = true
+	sw.liarAddrs = append(sw.liarAddrs, addrs...)
+	sw.liars = append(sw.liars, p)
+	return p
 }
 
 // startNode starts a hello 1.0.0 node that polls every interval,
@@ -196,4 +203,37 @@ func TestP2PGarbagePieces(t *testing.T) {
 	const interval = 4 * time.Second
 	node, exe := sw.startNode(t, interval)
 	sw.checkUpdate(t, node, exe, 2*interval)
+}
+
+// TestP2PImpossibleTail runs, next to the honest seed of 2.0.0, a hostile
+// peer that offers a genuine 3.0.0 with a tail of zeros as long as the
+// format allows any tail to be, after an ELF file, which may have none,
+// and would serve that file. The node must refuse the offer from its
+// length alone: a strike for the liar, not a byte asked of it (no hashes,
+// no pieces request) in this or the next polls, the update to 2.0.0 from
+// the seed within two poll intervals, and 3.0.0 never a candidate.
+func TestP2PImpossibleTail(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process network test")
+	}
+	if runtime.GOOS == "darwin" {
+		t.Skip("hello for darwin may carry a code signature")
+	}
+	sw := startHostileSwarm(t, nil)
+	newer := filepath.Join(t.TempDir(), "hello-3.0.0")
+	SignedCopy(t, sw.hello, newer, sw.key, "3.0.0")
+	liar := sw.addLiar(t, "--role", "tail", "--real", newer)
+	const interval = 2 * time.Second
+	node, exe := sw.startNode(t, interval)
+	sw.checkUpdate(t, node, exe, 2*interval)
+	node.WaitLine(0, 0, `msg="peer misbehaved".*offered \S+ release \\"3\.0\.0\\": .*bytes follow the signed content of a release for `)
+	// The node, now 2.0.0, polls on, and the liar's offer is still newer;
+	// once struck out, the liar is asked only if nobody else answers.
+	time.Sleep(3 * interval)
+	if _, _, err := node.FindLine(0, 0, `version=3\.0\.0`); err == nil {
+		t.Error("the node took the liar's 3.0.0 as a candidate")
+	}
+	if _, fetch, _ := hostileCounts(t, liar); fetch != 0 {
+		t.Errorf("the node sent the liar %d hashes or pieces requests for an offer it must refuse", fetch)
+	}
 }

@@ -6,8 +6,9 @@ package e2e
 // workflows (and through `uses: ./` on action.yml), nektos/act running the
 // action self-test workflow in host mode, and goreleaser checking both
 // configurations and building the example with its signing hook. The tools
-// are installed by internal/testtools (go install, pinned, cached); a test
-// is skipped only when that install is impossible.
+// are installed by scripts/test-deps.sh (go install, pinned, into the
+// directories internal/testtools looks in); a test without them skips and
+// names the script (or fails under RP_REQUIRE_TOOLS=1).
 
 import (
 	"bytes"
@@ -136,7 +137,7 @@ func goEnv(t testing.TB) []string {
 // input that action.yml does not define must fail, which shows that
 // action.yml is really being checked.
 func TestActionlint(t *testing.T) {
-	actionlint := testtools.Install(t, testtools.Actionlint())
+	actionlint := testtools.Find(t, testtools.Actionlint())
 	root := repoRoot(t)
 	workflows, _ := filepath.Glob(filepath.Join(root, ".github", "workflows", "*.yml"))
 	var names []string
@@ -193,7 +194,7 @@ func TestActSelftest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the act run in -short mode")
 	}
-	act := testtools.Install(t, testtools.Act())
+	act := testtools.Find(t, testtools.Act())
 	dir := repoCopy(t)
 	keys := make(map[string]Key) // by target, such as linux/amd64
 	var secretText, varText strings.Builder
@@ -217,10 +218,10 @@ func TestActSelftest(t *testing.T) {
 	}
 	cache := t.TempDir() // act's host-mode work trees go here (removed after each job)
 	env := toolEnv(append(goEnv(t), "XDG_CACHE_HOME="+cache, "CGO_ENABLED=0")...)
-	out, err := runTool(t, 15*time.Minute, dir, env, act, "push",
+	out, err := runTool(t, 15*time.Minute, dir, env, act, append(actCacheArgs(t, t.TempDir()), "push",
 		"-W", ".github/workflows/action-selftest.yml",
 		"-P", "ubuntu-latest=-self-hosted",
-		"--secret-file", secrets, "--var-file", vars)
+		"--secret-file", secrets, "--var-file", vars)...)
 	t.Logf("act output:\n%s", out)
 	if err != nil {
 		t.Fatalf("act: %v", err)
@@ -283,10 +284,10 @@ func TestActSelftest(t *testing.T) {
 	// names the missing variable. One leg, chosen with act's --matrix, is
 	// enough: legs failing at once in parallel sometimes lose act's echo
 	// of their error annotation.
-	out, err = runTool(t, 15*time.Minute, dir, env, act, "push",
+	out, err = runTool(t, 15*time.Minute, dir, env, act, append(actCacheArgs(t, t.TempDir()), "push",
 		"-W", ".github/workflows/action-selftest.yml",
 		"-P", "ubuntu-latest=-self-hosted", "--matrix", "target:WINDOWS_AMD64",
-		"--secret-file", secrets, "--var-file", filepath.Join(t.TempDir(), "none.env"))
+		"--secret-file", secrets, "--var-file", filepath.Join(t.TempDir(), "none.env"))...)
 	if err == nil {
 		t.Fatalf("act succeeded without the RP_PUB_* variables:\n%s", out)
 	}
@@ -298,6 +299,71 @@ func TestActSelftest(t *testing.T) {
 	}
 }
 
+// actCacheArgs returns the act arguments that let the Action's
+// actions/cache steps run offline: act fetches every action a step uses
+// from github.com, so actions/cache@v4 is replaced with the stand-in in
+// testdata/actcache (see its README.md), which keeps the cache in store.
+func actCacheArgs(t *testing.T, store string) []string {
+	t.Helper()
+	stub, err := filepath.Abs(filepath.Join("testdata", "actcache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--local-repository", "actions/cache@v4=" + stub, "--env", "ACT_CACHE_STORE=" + store}
+}
+
+// TestActCachesRpsign runs one leg of the action self-test with act twice,
+// with one cache: the first run builds rpsign and saves it under a key
+// that names the action's ref ("local" for uses: ./), the runner's OS and
+// architecture; the second run of the same ref restores it and does not
+// compile. act runs offline with the stand-in for actions/cache (see
+// actCacheArgs).
+func TestActCachesRpsign(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping the act run in -short mode")
+	}
+	act := testtools.Find(t, testtools.Act())
+	dir := repoCopy(t)
+	k := NewKey(t)
+	secrets := filepath.Join(t.TempDir(), "secrets.env")
+	if err := os.WriteFile(secrets, []byte("RP_KEY_LINUX_AMD64="+k.Secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := filepath.Join(t.TempDir(), "vars.env")
+	if err := os.WriteFile(vars, []byte("RP_PUB_LINUX_AMD64="+k.Public+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store := t.TempDir()
+	env := toolEnv(append(goEnv(t), "XDG_CACHE_HOME="+t.TempDir(), "CGO_ENABLED=0")...)
+	run := func() string {
+		t.Helper()
+		out, err := runTool(t, 15*time.Minute, dir, env, act, append(actCacheArgs(t, store), "push",
+			"-W", ".github/workflows/action-selftest.yml",
+			"-P", "ubuntu-latest=-self-hosted", "--matrix", "target:LINUX_AMD64",
+			"--secret-file", secrets, "--var-file", vars)...)
+		if err != nil || !strings.Contains(out, "Success - Main Check the outputs and verify") {
+			t.Fatalf("act: %v\n%s", err, out)
+		}
+		return out
+	}
+	first := run()
+	key := regexp.MustCompile(`Cache saved with key: (rustpatcher-go-rpsign-local-[A-Za-z]+-[A-Za-z0-9]+-go[0-9.]+-[0-9a-f]{16})`).FindStringSubmatch(first)
+	if key == nil || !strings.Contains(first, "building rpsign (not in the cache)") {
+		t.Fatalf("the first run did not build rpsign and save it under a key naming ref, OS and arch:\n%s", first)
+	}
+	ents, err := os.ReadDir(store)
+	if err != nil || len(ents) != 1 || ents[0].Name() != key[1] {
+		t.Fatalf("cache store holds %v (%v), want only %s", ents, err, key[1])
+	}
+	second := run()
+	if !strings.Contains(second, "Cache restored from key: "+key[1]) || !strings.Contains(second, "rpsign restored from the cache") {
+		t.Errorf("the second run did not restore rpsign from the cache:\n%s", second)
+	}
+	if strings.Contains(second, "building rpsign") || strings.Contains(second, "Cache saved") {
+		t.Errorf("the second run of the same ref compiled rpsign or saved it again:\n%s", second)
+	}
+}
+
 // goreleaserTargets returns the targets examples/hello/.goreleaser.yaml
 // builds.
 func goreleaserTargets() []string {
@@ -306,7 +372,7 @@ func goreleaserTargets() []string {
 
 // TestGoreleaserCheck runs goreleaser check on both configurations.
 func TestGoreleaserCheck(t *testing.T) {
-	goreleaser := testtools.Install(t, testtools.Goreleaser())
+	goreleaser := testtools.Find(t, testtools.Goreleaser())
 	root := repoRoot(t)
 	tests := []struct {
 		dir, config string
@@ -334,7 +400,7 @@ func TestGoreleaserBuildSigns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping goreleaser builds in -short mode")
 	}
-	goreleaser := testtools.Install(t, testtools.Goreleaser())
+	goreleaser := testtools.Find(t, testtools.Goreleaser())
 	dir := repoCopy(t)
 	hello := filepath.Join(dir, "examples", "hello")
 	keys := make(map[string]Key)
@@ -540,7 +606,7 @@ func TestGoreleaserUpdates(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping goreleaser builds in -short mode")
 	}
-	goreleaser := testtools.Install(t, testtools.Goreleaser())
+	goreleaser := testtools.Find(t, testtools.Goreleaser())
 	dir := repoCopy(t)
 	hello := filepath.Join(dir, "examples", "hello")
 	host := target.Current()

@@ -3,12 +3,16 @@
 package e2e
 
 import (
+	"crypto/ed25519"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/org/rustpatcher-go/internal/rotation"
 )
 
 // TestRotationOverNetwork: the owner moves the target from key K0 to K1
@@ -84,4 +88,98 @@ func TestRotationOverNetwork(t *testing.T) {
 	}
 	second, exe2 := start("second", firstAddrs)
 	checkRotated(second, exe2)
+}
+
+// TestRotationNoWayBack: a release directory holds, beside hello 2.0.0
+// built and signed for key B and 3.0.0 signed with key X, three valid
+// statements: A→B (1), B→A (2) and A→X (3), as whoever held the retired
+// A and B could sign them. A hello 1.0.0 built for A follows A→B and runs
+// 2.0.0; neither it nor the build for B it restarts into ever returns to
+// A, so A→X is never followed and 3.0.0 is refused, not applied
+// (docs/FORMAT.md, "Following a chain").
+func TestRotationNoWayBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds hello for two keys")
+	}
+	t.Parallel()
+	a, b, x := NewKey(t), NewKey(t), NewKey(t)
+	target := runtime.GOOS + "/" + runtime.GOARCH
+	helloA, helloB := BuildHello(t, a.Public), BuildHello(t, b.Public)
+	dir := t.TempDir()
+	rels := filepath.Join(dir, "releases")
+	release := filepath.Join(rels, "hello-2.0.0")
+	SignedCopy(t, helloB, release, b, "2.0.0")
+	SignedCopy(t, helloB, filepath.Join(rels, "hello-3.0.0"), x, "3.0.0")
+	for i, st := range []struct {
+		from, to Key
+	}{{a, b}, {b, a}, {a, x}} {
+		s, err := rotation.New(st.from.Private, st.to.Private.Public().(ed25519.PublicKey), target, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, _ := s.MarshalText()
+		if err := os.WriteFile(filepath.Join(rels, fmt.Sprintf("step-%d%s", i+1, rotation.FileSuffix)), text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exe := filepath.Join(dir, "app", "hello")
+	SignedCopy(t, helloA, exe, a, "1.0.0")
+	p := Start(t, exe, "--source", rels, "--interval", "1s")
+	p.WaitLine(0, 30*time.Second, `msg="owner key rotated.*to=`+b.Public)
+	_, i := p.WaitLine(0, 30*time.Second, `^hello 2\.0\.0`)
+	if !sameBytes(t, exe, release) {
+		t.Error("the executable differs from the directory's 2.0.0")
+	}
+	// The build for B polls the same statements and refuses 3.0.0: a
+	// release signed with a key it does not trust.
+	p.WaitLine(i, 30*time.Second, `msg="release rejected".* version=3\.0\.0`)
+	for _, re := range []string{`msg="owner key rotated.*to=(` + a.Public + `|` + x.Public + `)`, `msg="update found".* version=3\.0\.0`, `^hello 3\.0\.0`} {
+		if l, _, err := p.FindLine(0, 0, re); err == nil {
+			t.Errorf("the chain went back to a key it left: %s", l.Text)
+		}
+	}
+	if v, err := FileVersion(exe, b.Public); err != nil || v != "2.0.0" {
+		t.Errorf("the executable verifies with B as %q (%v), want 2.0.0", v, err)
+	}
+}
+
+// TestRotationAfterRelease: hello 2.0.0, built and signed for key B, is in
+// the release directory before any statement: hello 1.0.0, built for A,
+// refuses it (not signed by A). Then the owner's A→B statement appears
+// beside it; at the next poll the app follows it and applies the 2.0.0
+// it refused before, without the file being touched or the app restarted:
+// a refusal for the key alone lasts only as long as that key is trusted.
+func TestRotationAfterRelease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds hello for two keys")
+	}
+	t.Parallel()
+	a, b := NewKey(t), NewKey(t)
+	helloA, helloB := BuildHello(t, a.Public), BuildHello(t, b.Public)
+	dir := t.TempDir()
+	rels := filepath.Join(dir, "releases")
+	release := filepath.Join(rels, "hello-2.0.0")
+	SignedCopy(t, helloB, release, b, "2.0.0")
+	exe := filepath.Join(dir, "app", "hello")
+	SignedCopy(t, helloA, exe, a, "1.0.0")
+	p := Start(t, exe, "--source", rels, "--interval", "1s")
+	_, i := p.WaitLine(0, 30*time.Second, `msg="release rejected".* version=2\.0\.0.*signature does not verify`)
+
+	s, err := rotation.New(a.Private, b.Private.Public().(ed25519.PublicKey), runtime.GOOS+"/"+runtime.GOARCH, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := s.MarshalText()
+	tmp := filepath.Join(dir, "a-b"+rotation.FileSuffix)
+	if err := os.WriteFile(tmp, text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(rels, filepath.Base(tmp))); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitLine(i, 30*time.Second, `msg="owner key rotated.*to=`+b.Public)
+	p.WaitLine(i, 30*time.Second, `^hello 2\.0\.0`)
+	if !sameBytes(t, exe, release) {
+		t.Error("the executable differs from the directory's 2.0.0")
+	}
 }

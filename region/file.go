@@ -26,21 +26,61 @@ func ScanFile(ctx context.Context, path string) (*Scanned, error) {
 }
 
 // ScanOpen scans the open file f from its start, as Scan, in two passes:
-// the first only locates the region, at the speed of reading, so that the
-// second computes only the digest of the region's format. It leaves f's
-// offset at its end.
+// the first only locates the region, reading the file up to it, so that
+// the second, the only one that reads the file to its end, computes only
+// the digest of the region's format. It leaves f's offset at its end.
 func ScanOpen(ctx context.Context, f *os.File) (*Scanned, error) {
+	return scanOpen(ctx, f, false)
+}
+
+// ScanReleaseFile is ScanFile for a file offered as a release, such as one
+// in a release directory: a file longer than MaxFileLen is refused without
+// being read, and one whose length the region it holds rules out (see
+// Info.CheckFileSize) or the file type its headers show (see
+// Info.CheckHeader) is read only up to the region. Those errors wrap
+// ErrSizeMismatch; with the latter, it also returns what the scan found
+// (Offset, Region and FileSize), so that the caller can say which release
+// the file claims to be.
+func ScanReleaseFile(ctx context.Context, path string) (*Scanned, error) {
+	f, err := openRegular(path, os.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	s, err := scanOpen(ctx, f, true)
+	if err != nil {
+		return s, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// scanOpen is ScanOpen; with release, it is ScanReleaseFile's scan.
+func scanOpen(ctx context.Context, f *os.File, release bool) (*Scanned, error) {
+	if release {
+		st, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if st.Size() > MaxFileLen {
+			return nil, fmt.Errorf("%w: %d bytes, longer than any release can be (%d)", ErrSizeMismatch, st.Size(), int64(MaxFileLen))
+		}
+	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
 	buf := make([]byte, chunkSize+Size) // both passes read through it
-	loc, err := scanFile(ctx, f, scanOptions{}, buf)
+	loc, err := scanFile(ctx, f, scanOptions{locate: true}, buf)
 	if err != nil {
 		return nil, err
 	}
 	opt := scanOptions{v0: true, v1: true}
 	if in, err := loc.Info(); err == nil && in.Format != 0 {
 		opt = scanOptions{v0: in.Format == V0, v1: in.Format == V1}
+		if release && in.Signed() {
+			if err := in.checkLayout(loc.layout, loc.FileSize); err != nil {
+				return loc, err
+			}
+		}
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
@@ -66,7 +106,11 @@ func scanFile(ctx context.Context, f *os.File, opt scanOptions, buf []byte) (*Sc
 	if buf == nil {
 		buf = make([]byte, chunkSize+Size)
 	}
-	s, err := scan(ctx, f, opt, buf)
+	var r io.Reader = f
+	if h := holes(f); opt.locate && h != nil {
+		r = holeFile{f, h}
+	}
+	s, err := scan(ctx, r, opt, buf)
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +118,12 @@ func scanFile(ctx context.Context, f *os.File, opt scanOptions, buf []byte) (*Sc
 		return nil, fmt.Errorf("the file changed size while it was read (%d bytes, then %d)", opt.size, s.FileSize)
 	}
 	return s, nil
+}
+
+// holeFile is a file read by a scan that skips its holes.
+type holeFile struct {
+	io.Reader
+	dataSeeker
 }
 
 // SignFile signs the binary at path in place with key and version, in

@@ -89,6 +89,25 @@ func (f Format) String() string {
 	return "unsigned"
 }
 
+// MarshalText returns the format as String spells it, so that logs and
+// JSON write "v1" as text does, never the number.
+func (f Format) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// UnmarshalText reads the format as MarshalText writes it.
+func (f *Format) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "v0":
+		*f = V0
+	case "v1":
+		*f = V1
+	case "unsigned":
+		*f = 0
+	default:
+		return fmt.Errorf("unknown region format %q; want v0 or v1", b)
+	}
+	return nil
+}
+
 // Sentinel errors. Functions wrap them with the file name and details, so test
 // with errors.Is.
 var (

@@ -98,6 +98,7 @@ type scanOptions struct {
 	v0, v1 bool     // the digests to compute
 	size   int64    // the file's length if known, else -1
 	sign   bool     // take the content end from the headers, not the region
+	locate bool     // stop at the first whole region: only Offset, Region, FileSize (as given) and the layout
 	find   []string // texts to look for (Scanned.Found)
 }
 
@@ -117,6 +118,18 @@ type scanner struct {
 	finder    *finder
 }
 
+// A dataSeeker is a file that tells where its data is, past the holes of a
+// sparse file, which hold only zeros. A region never overlaps a hole,
+// since every byte of its markers is non-zero and a hole is longer than a
+// region, so a scan that only locates the region (scanOptions.locate)
+// skips the holes.
+type dataSeeker interface {
+	// nextData returns the offset of the first byte at or after off that
+	// is not in a hole, or the file's length if none is, and leaves the
+	// file's position there.
+	nextData(off int64) (int64, error)
+}
+
 func scan(ctx context.Context, r io.Reader, opt scanOptions, buf []byte) (*Scanned, error) {
 	s := &scanner{opt: opt, end: -1, id: sha256.New()}
 	if opt.v0 {
@@ -130,6 +143,10 @@ func scan(ctx context.Context, r io.Reader, opt scanOptions, buf []byte) (*Scann
 	}
 	m0 := markerV0()
 	m1, m1end := markersV1()
+	skip, _ := r.(dataSeeker)
+	if !opt.locate {
+		skip = nil
+	}
 	var (
 		off    int64 // file offset of buf[0]
 		n      int   // valid bytes in buf
@@ -193,6 +210,10 @@ func scan(ctx context.Context, r io.Reader, opt scanOptions, buf []byte) (*Scann
 			}
 			s.emit(off+int64(done), buf[done:j])
 			s.region(off+int64(j), buf[j:j+Size])
+			if s.opt.locate {
+				s.res.FileSize = s.opt.size
+				return &s.res, nil
+			}
 			done = j + Size
 			from = done
 		}
@@ -203,6 +224,18 @@ func scan(ctx context.Context, r io.Reader, opt scanOptions, buf []byte) (*Scann
 		off += int64(done)
 		n -= done
 		done, from = 0, 0
+		if skip != nil {
+			at := off + int64(n) // the next byte to read
+			next, err := skip.nextData(at)
+			switch {
+			case err != nil:
+				skip = nil // the file system does not say: read on
+			case next > at:
+				// The bytes kept for a marker across the chunk's end
+				// cannot complete one in a hole: drop them with it.
+				off, n = next, 0
+			}
+		}
 	}
 	return s.finish(off + int64(n))
 }

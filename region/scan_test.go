@@ -376,6 +376,20 @@ func TestSignFileErrors(t *testing.T) {
 	}
 }
 
+// peHeader returns the headers of a PE32+ file with 16 data directories,
+// none set: its Security directory (the certificate table's offset and
+// size) is at 0xe8.
+func peHeader() []byte {
+	hdr := make([]byte, 0x148)
+	copy(hdr, "MZ")
+	binary.LittleEndian.PutUint32(hdr[0x3c:], 0x40)
+	copy(hdr[0x40:], "PE\x00\x00")
+	binary.LittleEndian.PutUint16(hdr[0x54:], 240)
+	binary.LittleEndian.PutUint16(hdr[0x58:], 0x20b)
+	binary.LittleEndian.PutUint32(hdr[0xc4:], 16)
+	return hdr
+}
+
 // TestPESignedAfterwards signs a PE file, then changes it as Authenticode
 // signing does (CheckSum, the Security directory entry, a certificate
 // table appended): the release signature still verifies, the file ID
@@ -385,14 +399,7 @@ func TestPESignedAfterwards(t *testing.T) {
 	key := vectorKey(t)
 	pub := key.Public().(ed25519.PublicKey)
 	r := rand.New(rand.NewPCG(9, 10))
-	hdr := make([]byte, 0x148)
-	copy(hdr, "MZ")
-	binary.LittleEndian.PutUint32(hdr[0x3c:], 0x40)
-	copy(hdr[0x40:], "PE\x00\x00")
-	binary.LittleEndian.PutUint16(hdr[0x54:], 240)
-	binary.LittleEndian.PutUint16(hdr[0x58:], 0x20b)
-	binary.LittleEndian.PutUint32(hdr[0xc4:], 16)
-	file := cat(hdr, randBytes(r, 5000), unsignedRegion(), randBytes(r, 3000))
+	file := cat(peHeader(), randBytes(r, 5000), unsignedRegion(), randBytes(r, 3000))
 	path := filepath.Join(t.TempDir(), "app.exe")
 	if err := os.WriteFile(path, file, 0o755); err != nil {
 		t.Fatal(err)

@@ -28,7 +28,12 @@ size=$(( size_mb * 1000 * 1000 ))
 go build -C "$root" -o "$tmp/rpsign" ./cmd/rpsign
 if [ -z "$target" ]; then
 	go build -C "$root" -ldflags "-X github.com/org/rustpatcher-go/client.linkedPublicKey=$pub" -o "$tmp/app" ./examples/hello
-	head -c $(( size - $(stat -c %s "$tmp/app") )) /dev/urandom >> "$tmp/app"
+	pad=$(( size - $(stat -c %s "$tmp/app") ))
+	if [ "$pad" -lt 0 ]; then
+		echo "bench-sign.sh: SIZE_MB $size_mb is smaller than hello itself ($(stat -c %s "$tmp/app") bytes)" >&2
+		exit 2
+	fi
+	head -c "$pad" /dev/urandom >> "$tmp/app"
 else
 	# A module of its own, in a workspace with this one, that embeds the
 	# blob and imports region (which holds the unsigned region).

@@ -4,11 +4,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
+
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // envName returns the environment variable of the flag name:
@@ -31,7 +35,11 @@ Usage:
 
 Each file in DIR that verifies with a --pub key, for that key's target, is
 served; the newest version per key and target wins. Files that do not are
-named at WARN with the reason.
+named at WARN with the reason. The rollout statements in DIR (*.rollout,
+written by rpsign rollout; placed there by --github from release assets) of a
+--pub key are served too, the newest per key and target, and the versions they
+yank are no longer served. /metrics and /healthz count the versions the nodes
+that ask for statements report running and rolling back from.
 
 Examples:
   # releases of one app for two targets, on the public network, with metrics
@@ -92,6 +100,22 @@ func defaultIdentity(getenv func(string) string, dir string) (path, note string,
 	return path, "", nil
 }
 
+// identitySource says where the default identity path comes from, for
+// messages: the variable that set it.
+func identitySource(getenv func(string) string) string {
+	switch {
+	case getenv("STATE_DIRECTORY") != "":
+		return "from $STATE_DIRECTORY"
+	case runtime.GOOS == "windows":
+		return "from %AppData%"
+	case runtime.GOOS == "darwin" || runtime.GOOS == "ios" || runtime.GOOS == "plan9":
+		return "from $HOME"
+	case getenv("XDG_CONFIG_HOME") != "":
+		return "from $XDG_CONFIG_HOME"
+	}
+	return "from $HOME"
+}
+
 // userConfigDir is os.UserConfigDir with the environment from getenv.
 func userConfigDir(getenv func(string) string) (string, error) {
 	switch runtime.GOOS {
@@ -132,6 +156,53 @@ func inside(dir, path string) bool {
 	}
 	rel, err := filepath.Rel(d, p)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// checkListen binds each TCP and UDP listen address for a moment, and
+// fails on the first that cannot be bound, naming it. libp2p binds its TCP
+// ports with SO_REUSEPORT, so a second rpseed on the same port would share
+// it with the first instead of failing, and a QUIC port it cannot bind is
+// only a warning to it: rpseed must stop at start instead. A plain bind
+// (no SO_REUSEPORT) fails on a port another process holds, libp2p or not.
+// Among the default addresses, an IPv6 one on a host without IPv6 is
+// skipped, as libp2p skips it.
+func checkListen(addrs []string, defaults bool) error {
+	for _, s := range addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			continue // p2p.New names it
+		}
+		network, host := "", ""
+		if ip, err := a.ValueForProtocol(ma.P_IP4); err == nil {
+			network, host = "4", ip
+		} else if ip, err := a.ValueForProtocol(ma.P_IP6); err == nil {
+			network, host = "6", ip
+		} else {
+			continue
+		}
+		var l io.Closer
+		if port, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+			l, err = net.Listen("tcp"+network, net.JoinHostPort(host, port))
+			if err != nil {
+				if defaults && network == "6" && !errors.Is(err, syscall.EADDRINUSE) {
+					continue
+				}
+				return fmt.Errorf("listen address %s: %w", s, err)
+			}
+		} else if port, err := a.ValueForProtocol(ma.P_UDP); err == nil {
+			l, err = net.ListenPacket("udp"+network, net.JoinHostPort(host, port))
+			if err != nil {
+				if defaults && network == "6" && !errors.Is(err, syscall.EADDRINUSE) {
+					continue
+				}
+				return fmt.Errorf("listen address %s: %w", s, err)
+			}
+		} else {
+			continue
+		}
+		l.Close()
+	}
+	return nil
 }
 
 // explainListen adds to an error of starting the node what to do when a

@@ -4,8 +4,10 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
@@ -38,9 +40,16 @@ func TestRunDescriptorsCloseOnExec(t *testing.T) {
 	dir := t.TempDir()
 	dropRelease(t, dir, "app-2.0.0", nil, key, "2.0.0")
 	before := openFDs(t)
-	_, _, stop := startRun(t, []string{"--dir", dir, "--private", "--pub", runtime.GOOS + "/" + runtime.GOARCH + "=" + region.EncodePublicKey(pub),
+	_, log, stop := startRun(t, []string{"--dir", dir, "--private", "--pub", runtime.GOOS + "/" + runtime.GOARCH + "=" + region.EncodePublicKey(pub),
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--metrics-addr", "127.0.0.1:0",
-		"--self-update", "onrestart", "--log-level", "error"}, region.EncodePublicKey(ownPub))
+		"--self-update", "onrestart", "--log-level", "info"}, region.EncodePublicKey(ownPub))
+	// rpseed listens before its first scan of --dir ends: wait for the
+	// release to be served, so that its file is open.
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(log.String(), `msg="release found"`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("rpseed served no release within 20s:\n%s", log)
+		}
+	}
 	checked := 0
 	for fd, what := range openFDs(t) {
 		if before[fd] == what {

@@ -13,17 +13,19 @@ import (
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/releasedir"
+	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
 
-// server is what the directory watcher serves releases and key rotation
-// statements with; *p2p.Node implements it.
+// server is what the directory watcher serves releases, key rotation
+// statements and rollout statements with; *p2p.Node implements it.
 type server interface {
 	Serve(ctx context.Context, pub ed25519.PublicKey, target, path string, in region.Info) error
 	Unserve(pub ed25519.PublicKey, target string, in region.Info)
 	ServeRotations(ctx context.Context, stmts []rotation.Statement) error
+	ServeRollout(ctx context.Context, st rollout.Statement) error
 }
 
 // deltaMaker makes the compressed pieces of a served release and its
@@ -57,7 +59,9 @@ type fileState struct {
 // found in a directory, rescanning it for new, changed and removed files.
 // It also serves the key rotation statements in the directory that move a
 // configured owner's target to a new key, and from then on serves that
-// key's releases too (see followRotations).
+// key's releases too (see followRotations), and the newest rollout
+// statement of each owner, whose yanked versions it no longer serves (see
+// followRollouts).
 type watcher struct {
 	dir        *releasedir.Dir
 	configured []owner // given with --pub (and rpseed's own)
@@ -68,6 +72,11 @@ type watcher struct {
 	rotationErr string          // the last error reading statements, logged once
 	unfollowed  map[string]bool // statements logged as moving no owner, by signature
 
+	rollouts         *servedRollouts
+	rolloutErr       string          // the last error reading rollout statements, logged once
+	unservedRollouts map[string]bool // rollout statements logged as not served, by signature
+	yankedFiles      map[string]bool // files logged as yanked, by name
+
 	files  map[string]*fileState // by file name, for the files listed last
 	served map[string]servedFile // by owner.id
 
@@ -76,6 +85,25 @@ type watcher struct {
 	// in the directory.
 	deltas   deltaMaker
 	maxBases int
+
+	// pubFrom names where the keys came from in messages: --pub or
+	// RPSEED_PUB.
+	pubFrom string
+	// secretPub is set when a file showed that a key given as a public
+	// key is a secret key: rpseed refuses to start on it.
+	secretPub *secretPubError
+}
+
+// secretPubError means a value given as an owner public key is a secret
+// key: a file in the directory verifies with the public key derived from
+// it. rpsign verify refuses the same mistake.
+type secretPubError struct {
+	from, target, file, derived string
+}
+
+func (e *secretPubError) Error() string {
+	return fmt.Sprintf("%s %s holds a secret key (the owner key of public key %s, which %s is signed with), not a public key. Keep it secret, and pass the public key instead: %s %s=%s (rpsign pub prints it)",
+		e.from, e.target, e.derived, e.file, e.from, e.target, e.derived)
 }
 
 type servedFile struct {
@@ -88,6 +116,8 @@ func newWatcher(dir string, owners []owner, srv server, log *slog.Logger) *watch
 	return &watcher{
 		dir: releasedir.New(dir), configured: owners, owners: owners, srv: srv, log: log,
 		unfollowed: map[string]bool{}, files: map[string]*fileState{}, served: map[string]servedFile{},
+		rollouts: &servedRollouts{}, unservedRollouts: map[string]bool{}, yankedFiles: map[string]bool{},
+		pubFrom: "--pub",
 	}
 }
 
@@ -145,6 +175,7 @@ func (w *watcher) followRotations(ctx context.Context) {
 // number of releases served.
 func (w *watcher) scan(ctx context.Context) (int, error) {
 	w.followRotations(ctx)
+	w.followRollouts(ctx, time.Now())
 	entries, err := w.dir.List(ctx)
 	if err != nil {
 		return len(w.served), fmt.Errorf("reading %s: %w", w.dir.Path(), err)
@@ -172,6 +203,13 @@ func (w *watcher) scan(ctx context.Context) (int, error) {
 			continue
 		}
 		id := st.owner.id()
+		if w.rollouts.yanked(*st.owner, st.info.Version) {
+			if !w.yankedFiles[e.Name] {
+				w.yankedFiles[e.Name] = true
+				w.log.Warn("not serving file: its version is yanked by the rollout statement", "file", e.Name, "target", st.owner.target, "version", st.info.Version)
+			}
+			continue
+		}
 		if cur, ok := best[id]; !ok || region.CompareVersions(st.info.Version, cur.info.Version) > 0 {
 			best[id] = servedFile{name: e.Name, owner: *st.owner, info: st.info}
 		}
@@ -266,6 +304,9 @@ func (w *watcher) ownerOf(e releasedir.Entry) (*owner, region.Info, error) {
 		}
 	}
 	if len(matches) == 0 {
+		if err := w.secretInstead(e); err != nil {
+			return nil, region.Info{}, err
+		}
 		return nil, region.Info{}, fmt.Errorf("verifies with none of the configured keys (%w)", lastErr)
 	}
 	t, err := fileTarget(e.Path, info)
@@ -290,6 +331,21 @@ func (w *watcher) ownerOf(e releasedir.Entry) (*owner, region.Info, error) {
 	}
 	return nil, region.Info{}, fmt.Errorf("%s %s, and its key is given with --pub only for %v: add --pub %s=%s to serve it, or remove the file",
 		how, t, ownerTargets(matches), t, region.EncodePublicKey(matches[0].pub))
+}
+
+// secretInstead returns a secretPubError when the file verifies with the
+// public key of a configured key taken as a secret key (its seed), and
+// remembers it.
+func (w *watcher) secretInstead(e releasedir.Entry) error {
+	for _, o := range w.configured {
+		derived := ed25519.NewKeyFromSeed(o.pub).Public().(ed25519.PublicKey)
+		if _, err := e.Verify(derived); err == nil {
+			err := &secretPubError{from: w.pubFrom, target: o.target, file: e.Name, derived: region.EncodePublicKey(derived)}
+			w.secretPub = err
+			return err
+		}
+	}
+	return nil
 }
 
 // ownerTargets lists the owners' targets.

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
+	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	targetpkg "github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
@@ -27,6 +28,7 @@ type fakeServer struct {
 	served    map[string]string // "target" (first key) or "target name" -> version
 	paths     map[string]string // same keys -> path served
 	rotations []rotation.Statement
+	rollouts  []rollout.Statement // served, in order
 }
 
 func newFakeServer(names map[string]ed25519.PublicKey) *fakeServer {
@@ -63,6 +65,14 @@ func (f *fakeServer) ServeRotations(_ context.Context, stmts []rotation.Statemen
 			f.rotations = append(f.rotations, st)
 		}
 	}
+	return nil
+}
+
+func (f *fakeServer) ServeRollout(_ context.Context, st rollout.Statement) error {
+	if err := st.Verify(); err != nil {
+		return err
+	}
+	f.rollouts = append(f.rollouts, st)
 	return nil
 }
 

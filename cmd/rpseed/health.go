@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/rollout"
+	"github.com/org/rustpatcher-go/region"
 )
 
 // DefaultUnhealthyAfter is the default of --unhealthy-after.
@@ -28,6 +30,10 @@ type health struct {
 	// seed is unhealthy, counted from start.
 	after time.Duration
 	stats func() p2p.Stats
+	// fleet and rollouts, if set, add the fleet view and the rollout
+	// statements served to the report.
+	fleet    *fleet
+	rollouts func() []rollout.Statement
 }
 
 // healthReport is the JSON body of /healthz.
@@ -49,6 +55,34 @@ type healthReport struct {
 	// did), LastAnnounceError the last failure's error.
 	LastAnnounce      *time.Time `json:"last_announce,omitempty"`
 	LastAnnounceError string     `json:"last_announce_error,omitempty"`
+	// Warnings are what the owner should act on that does not stop the
+	// seed from doing its job, such as an expired rollout statement.
+	Warnings []string `json:"warnings,omitempty"`
+	// Rollouts are the rollout statements served.
+	Rollouts []rolloutStatus `json:"rollouts,omitempty"`
+	// Fleet counts what the nodes that asked for rollout statements
+	// reported (unauthenticated).
+	Fleet *fleetView `json:"fleet,omitempty"`
+}
+
+// rolloutStatus is one rollout statement served, in /healthz.
+type rolloutStatus struct {
+	Target   string          `json:"target"`
+	Owner    string          `json:"owner"`
+	Sequence uint64          `json:"sequence"`
+	Expires  time.Time       `json:"expires"`
+	Expired  bool            `json:"expired"`
+	Channels []channelStatus `json:"channels"`
+	Yanks    []rollout.Yank  `json:"yanks,omitempty"`
+}
+
+// channelStatus is one channel of a rollout statement, in /healthz.
+type channelStatus struct {
+	Name     string  `json:"name"`
+	Version  string  `json:"version"`
+	Percent  int     `json:"percent"`
+	ShareNow float64 `json:"share_now_percent"`
+	Halted   bool    `json:"halted"`
 }
 
 // check returns the seed's health at now.
@@ -96,6 +130,25 @@ func (h *health) check(now time.Time) healthReport {
 	}
 	if len(r.Reasons) > 0 {
 		r.Status = "unhealthy"
+	}
+	if h.rollouts != nil {
+		for _, st := range h.rollouts() {
+			rs := rolloutStatus{Target: st.Target, Owner: region.EncodePublicKey(st.Key), Sequence: st.Sequence,
+				Expires: st.Expires.UTC(), Expired: st.Expired(now), Channels: []channelStatus{}, Yanks: st.Yanks}
+			for _, c := range st.Channels {
+				rs.Channels = append(rs.Channels, channelStatus{Name: c.Name, Version: c.Version, Percent: c.Percent,
+					ShareNow: float64(c.Share(now)) * 100 / rollout.Buckets, Halted: c.Halted})
+			}
+			r.Rollouts = append(r.Rollouts, rs)
+			if rs.Expired {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("the rollout statement of %s (sequence %d) expired at %s: apps warn that they cannot confirm they run the newest release; re-sign it with rpsign rollout --refresh",
+					st.Target, st.Sequence, st.Expires.UTC().Format(time.RFC3339)))
+			}
+		}
+	}
+	if h.fleet != nil {
+		v := h.fleet.view(now)
+		r.Fleet = &v
 	}
 	return r
 }

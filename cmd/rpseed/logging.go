@@ -75,6 +75,37 @@ func libraryLevel(level slog.Level) slog.Level {
 // call, not an error of rpseed's.
 var zapMisuse = []string{"Ignored key without a value.", "Ignored key-value pairs with non-string keys.", "Multiple errors without a key."}
 
+// isNoise reports whether a library's record is one an operator cannot act
+// on, which rpseed lowers to DEBUG:
+//   - the DHT's "failed when refreshing routing table", which every first
+//     seed of a network logs at start (it has no peer to query yet); DHT
+//     trouble that matters shows in rpseed's own "announcing releases in
+//     the DHT failed" and in /healthz;
+//   - the swarm's "swarm listener accept error" when the listener was
+//     closed, which is how rpseed stops.
+func isNoise(msg string, errText string) bool {
+	switch {
+	case strings.HasPrefix(msg, "failed when refreshing routing table"):
+		return true
+	case msg == "swarm listener accept error":
+		return strings.Contains(errText, "closed")
+	}
+	return false
+}
+
+// recordErr returns the text of a record's "err" or "error" attribute.
+func recordErr(r slog.Record) string {
+	var s string
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" || a.Key == "error" {
+			s = a.Value.String()
+			return false
+		}
+		return true
+	})
+	return s
+}
+
 // minLevel is a handler that drops records below level.
 type minLevel struct {
 	slog.Handler
@@ -130,6 +161,9 @@ func (f *forward) Handle(ctx context.Context, r slog.Record) error {
 		return nil
 	}
 	r.Level = f.level(r.Level)
+	if r.Level > slog.LevelDebug && isNoise(r.Message, recordErr(r)) {
+		r.Level = slog.LevelDebug
+	}
 	if !h.Enabled(ctx, r.Level) {
 		return nil
 	}
@@ -173,6 +207,19 @@ func (c *zapCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 	level := zapToSlog(e.Level)
 	if slices.Contains(zapMisuse, e.Message) {
 		level = slog.LevelDebug
+	}
+	if level > slog.LevelDebug {
+		var errText string
+		for _, f := range fs {
+			if f.Key == "error" || f.Key == "err" {
+				if e, ok := f.Interface.(error); ok {
+					errText = e.Error()
+				}
+			}
+		}
+		if isNoise(e.Message, errText) {
+			level = slog.LevelDebug
+		}
 	}
 	ctx := context.Background()
 	if !c.to.Enabled(ctx, level) {

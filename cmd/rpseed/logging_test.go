@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -62,6 +63,34 @@ func TestLibraryLogs(t *testing.T) {
 			t.Errorf("libraryLevel(%v) = %v, want %v", tt.rpseed, got, tt.lib)
 		}
 	}
+	// Noise an operator cannot act on is lowered to DEBUG: shown at
+	// --log-level debug, not at the default info.
+	out.Reset()
+	var infoLib slog.Handler = &minLevel{Handler: h, level: libraryLevel(slog.LevelInfo)}
+	var l3 libraryLogs
+	l3.h.Store(&infoLib)
+	swarm := slog.New(&forward{to: &l3}).With("logger", "swarm2")
+	swarm.Error("swarm listener accept error", "addr", "/ip4/0.0.0.0/udp/4001/quic-v1", "err", errors.New("quic: server closed"))
+	swarm.Error("swarm listener accept error", "addr", "/ip4/0.0.0.0/tcp/4001", "err", errors.New("too many open files"))
+	rt := zap.New(&zapCore{to: &forward{to: &l3}}).Named("dht/RtRefreshManager").Sugar()
+	rt.Warn("failed when refreshing routing table", errors.New("failed to query for self, err=failed to find any peer in table"))
+	rt.Warnw("failed when refreshing routing table", "error", errors.New("failed to find any peer in table"))
+	got = out.String()
+	if strings.Contains(got, "routing table") || strings.Contains(got, "closed") {
+		t.Errorf("noise shown at the default level:\n%s", got)
+	}
+	if !strings.Contains(got, "too many open files") {
+		t.Errorf("an accept error that is not noise was lowered:\n%s", got)
+	}
+	out.Reset()
+	var l4 libraryLogs
+	var debugLib slog.Handler = &minLevel{Handler: h, level: slog.LevelDebug}
+	l4.h.Store(&debugLib)
+	zap.New(&zapCore{to: &forward{to: &l4}}).Named("dht/RtRefreshManager").Sugar().Warn("failed when refreshing routing table", errors.New("x"))
+	if !strings.Contains(out.String(), `level=DEBUG msg="failed when refreshing routing tablex"`) {
+		t.Errorf("noise not at DEBUG: %s", &out)
+	}
+
 	var l2 libraryLogs
 	out.Reset()
 	var lh slog.Handler = &minLevel{Handler: h, level: libraryLevel(slog.LevelDebug)}

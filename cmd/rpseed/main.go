@@ -11,7 +11,10 @@
 // may have several keys (one seed serving several apps), and several
 // targets may share a key: the target is then read from the executable's
 // header. New, changed and removed files are picked up every
-// --scan-interval.
+// --scan-interval. A file longer than any release can be
+// (region.MaxFileLen) is named at WARN and never read; every other file
+// is read to its end at most once per change. rpseed listens, and serves
+// /healthz, before its first scan of DIR ends.
 //
 // Every flag can also be set through the environment as RPSEED_<NAME> with
 // dashes as underscores (RPSEED_DIR, RPSEED_METRICS_ADDR); repeatable flags
@@ -139,11 +142,27 @@ func rpseedMain() int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		var ue *usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(os.Stderr, "rpseed: %v\nusage: %s\n(rpseed --help for more)\n", ue.err, usageLine)
+			return 2
+		}
 		fmt.Fprintln(os.Stderr, "rpseed:", err)
 		return 1
 	}
 	return 0
 }
+
+// usageLine is rpseed's synopsis, printed after a mistyped command line.
+const usageLine = "rpseed --dir DIR --pub GOOS/GOARCH=KEY [--pub ...] [flags]"
+
+// usageError is a command line rpseed cannot parse (a mistyped flag, a
+// value of the wrong kind, an extra argument): rpseed says what, prints
+// its synopsis and exits with status 2, not its whole help.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
 
 // listFlag is a repeatable string flag.
 type listFlag []string
@@ -161,6 +180,9 @@ type options struct {
 	logFormat                                    string
 	unhealthyAfter                               time.Duration
 	identityNote                                 string // a warning about the identity file, logged at start
+	identityFrom                                 string // where the default identity path came from, when --identity was not given
+	pubFrom                                      string // where the --pub values came from: "--pub" or "RPSEED_PUB"
+	listenDefault                                bool   // o.listen holds the default addresses
 	github, githubAPI                            string // see internal/ghrelease: rpseed --github
 	githubEvery                                  time.Duration
 	pubs, listen, bootstrap                      listFlag
@@ -171,6 +193,7 @@ type options struct {
 	scanEvery, idle, reprovide                   time.Duration
 	selfUpdate                                   string // off, now, onrestart or at=HH:MM
 	selfUpdateEvery                              time.Duration
+	fleetWindow                                  time.Duration
 	self                                         selfUpdate // parsed from selfUpdate and the linked key
 }
 
@@ -203,6 +226,7 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (libp2p's own logs one level higher: at info, their warnings)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text (logfmt) or json, one record a line on standard error")
 	fs.DurationVar(&o.unhealthyAfter, "unhealthy-after", DefaultUnhealthyAfter, "/healthz reports unhealthy when no DHT announcement has succeeded for this long (counted from start)")
+	fs.DurationVar(&o.fleetWindow, "fleet-window", DefaultFleetWindow, "the window over which /metrics and /healthz count the versions nodes report running and rolling back from")
 	fs.BoolVar(&o.showVersion, "version", false, "print rpseed's version and exit")
 	fs.StringVar(&o.github, "github", "", "`OWNER/REPO` whose GitHub releases to follow: new verified per-target assets are downloaded into DIR (token, if any, from $GITHUB_TOKEN)")
 	fs.StringVar(&o.githubAPI, "github-api-url", "", "GitHub API base `URL` for --github (default https://api.github.com)")
@@ -210,18 +234,30 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 	fs.StringVar(&o.selfUpdate, "self-update", selfUpdateOff, "`MODE` in which rpseed updates its own binary from the network and DIR: off, now, onrestart or at=HH:MM (local time). "+
 		"Needs the owner key linked into the build with -ldflags \"-X "+client.LinkedKeyFlag+"=<key>\" and the binary signed with that key")
 	fs.DurationVar(&o.selfUpdateEvery, "self-update-interval", client.DefaultInterval, "how often --self-update looks for a newer rpseed")
-	fs.Usage = func() { usage(fs) }
+	// The help on request; after a mistyped flag only what was wrong and
+	// the synopsis (see usageError).
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			usage(fs)
+			return nil, err
+		}
+		return nil, &usageError{err}
 	}
 	if o.showVersion {
 		return &o, nil
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, &usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.pubFrom = "--pub"
+	if !set["pub"] {
+		o.pubFrom = envName("pub")
+	}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] || envErr != nil {
@@ -254,16 +290,20 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 	if len(o.pubs) == 0 {
 		return nil, errors.New("at least one --pub GOOS/GOARCH=KEY is required (or RPSEED_PUB)")
 	}
-	if _, err := parseOwners(o.pubs); err != nil {
+	if _, err := parseOwnersFrom(o.pubs, o.pubFrom); err != nil {
 		return nil, err
 	}
 	if _, err := newHandler(io.Discard, o.logFormat, slog.LevelInfo); err != nil {
 		return nil, err
 	}
+	if o.fleetWindow < time.Second {
+		return nil, fmt.Errorf("--fleet-window %v: want a second or more, such as 1h", o.fleetWindow)
+	}
 	if o.deltas < 0 || o.deltas > 16 {
 		return nil, fmt.Errorf("--deltas %d: want 0 to 16", o.deltas)
 	}
 	if len(o.listen) == 0 {
+		o.listenDefault = true
 		o.listen = listFlag{"/ip4/0.0.0.0/udp/4001/quic-v1", "/ip4/0.0.0.0/tcp/4001", "/ip6/::/udp/4001/quic-v1", "/ip6/::/tcp/4001"}
 	}
 	self, err := parseSelfUpdate(o.selfUpdate, linked)
@@ -277,6 +317,7 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 			return nil, err
 		}
 		o.identity, o.identityNote = id, note
+		o.identityFrom = identitySource(getenv)
 	} else if inside(o.dir, o.identity) {
 		o.identityNote = "the identity file is inside --dir: keep the node's secret key out of the directory it serves (see --identity)"
 	}
@@ -285,31 +326,49 @@ func parseFlags(args []string, getenv func(string) string, linked string, stderr
 
 // parseOwners reads the --pub flags. A target may have several keys and a
 // key several targets; the same key and target twice is an error.
-func parseOwners(pubs []string) ([]owner, error) {
+func parseOwners(pubs []string) ([]owner, error) { return parseOwnersFrom(pubs, "--pub") }
+
+// parseOwnersFrom is parseOwners naming in its errors where the values
+// came from: the flag or its variable, RPSEED_PUB.
+func parseOwnersFrom(pubs []string, from string) ([]owner, error) {
 	var owners []owner
 	seen := map[string]bool{}
 	for _, p := range pubs {
 		target, key, ok := strings.Cut(p, "=")
 		t, err := targetpkg.Parse(target)
 		if !ok || err != nil {
-			return nil, fmt.Errorf("--pub %q: want GOOS/GOARCH=KEY, e.g. linux/amd64=<52 z-base-32 characters>", p)
+			return nil, fmt.Errorf("%s %q: want GOOS/GOARCH=KEY, e.g. linux/amd64=<52 z-base-32 characters>", from, p)
 		}
 		if !targetpkg.Known(t) {
-			return nil, fmt.Errorf("--pub %s: Go builds no such target; for %s it knows %s (go tool dist list)", t, t.OS, strings.Join(targetpkg.KnownFor(t.OS), ", "))
+			return nil, fmt.Errorf("%s %s: Go builds no such target; for %s it knows %s (go tool dist list)", from, t, t.OS, strings.Join(targetpkg.KnownFor(t.OS), ", "))
 		}
 		target = t.String()
 		k, err := region.ParsePublicKey(key)
 		if err != nil {
-			return nil, fmt.Errorf("--pub %s: %w", target, err)
+			return nil, fmt.Errorf("%s %s: %w", from, target, err)
 		}
 		o := owner{target: target, pub: k}
 		if seen[o.id()] {
-			return nil, fmt.Errorf("--pub %s given twice; give each key and target once", o)
+			return nil, fmt.Errorf("%s %s given twice; give each key and target once", from, o)
 		}
 		seen[o.id()] = true
 		owners = append(owners, o)
 	}
 	return owners, nil
+}
+
+// writableDir makes the directory dir if it is missing and checks that a
+// file can be created in it.
+func writableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // withOwner returns owners with o added, unless it is there already (the
@@ -351,7 +410,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 		_, err := fmt.Fprintln(stdout, version.Line("rpseed"))
 		return err
 	}
-	owners, err := parseOwners(o.pubs)
+	owners, err := parseOwnersFrom(o.pubs, o.pubFrom)
 	if err != nil {
 		return err
 	}
@@ -383,6 +442,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 	}
 	id, err := p2p.LoadIdentity(o.identity)
 	if err != nil {
+		if o.identityFrom != "" {
+			// No --identity given: say where rpseed tried and why.
+			return fmt.Errorf("identity key: no --identity given, and the default %s (%s) cannot be used: %w\npass --identity FILE (or RPSEED_IDENTITY) in a directory rpseed can write, outside --dir, or set STATE_DIRECTORY (systemd's StateDirectory= does)", o.identity, o.identityFrom, err)
+		}
 		return fmt.Errorf("--identity: %w", err)
 	}
 	if o.identityNote != "" {
@@ -392,9 +455,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 	packDir := ""
 	if o.compress {
 		packDir = filepath.Join(o.dir, packSubdir)
+		if err := writableDir(packDir); err != nil {
+			// Said once here, rather than by every job that would fail.
+			log.Warn("cannot write the directory for compressed pieces and deltas; pieces are compressed on the fly and no deltas are made",
+				"dir", packDir, "err", err, "hint", "let rpseed write to --dir (it keeps "+packSubdir+" there), or pass --compress=false")
+			packDir = ""
+		}
+	}
+	if err := checkListen(o.listen, o.listenDefault); err != nil {
+		return explainListen(err)
 	}
 	reg := prometheus.NewRegistry() // the process's metrics and libp2p's, not the global registry
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	fl := newFleet(o.fleetWindow)
 	node, err := p2p.New(ctx, p2p.Config{
 		Private:            o.private,
 		ProtocolPrefix:     o.prefix,
@@ -413,6 +486,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 		NoCompression:      !o.compress,
 		Registerer:         reg,
 		Logger:             log,
+		OnReport:           fl.record,
 	})
 	if err != nil {
 		return explainListen(err)
@@ -437,21 +511,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 		srv = &ownServer{server: node, ctx: ctx, own: own, log: log}
 	}
 	w := newWatcher(o.dir, owners, srv, log)
-	w.deltas, w.maxBases = node, o.deltas
-	if n, err := w.scan(ctx); err != nil {
-		return err
-	} else if n == 0 {
-		log.Warn("serving no release yet", "dir", o.dir,
-			"hint", "put binaries signed with a --pub key into --dir (copy under a hidden or .tmp name, then rename); /healthz reports unhealthy until one is served")
-	}
-	if o.self.on {
-		u, err := startSelfUpdate(ctx, o.self, node, own, o.dir, o.selfUpdateEvery, log)
-		if err != nil {
-			return err
-		}
-		defer u.Close()
-	}
-
+	w.deltas, w.maxBases, w.pubFrom = node, o.deltas, o.pubFrom
+	h.fleet, h.rollouts = fl, w.rollouts.all
+	reg.MustRegister(newFleetCollector(fl, w.rollouts.all))
+	// Listen first: the first scan reads every file in --dir, which takes
+	// as long as reading the releases there, and /healthz and the
+	// listening lines must not wait for it.
 	if o.metricsAddr != "" {
 		ln, err := net.Listen("tcp", o.metricsAddr)
 		if err != nil {
@@ -472,7 +537,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 	for _, a := range node.Addrs() {
 		fmt.Fprintf(stdout, "listening: %s\n", a)
 	}
+	if n, err := w.scan(ctx); err != nil {
+		if ctx.Err() != nil { // stopped during the first scan
+			log.Info("rpseed stopping")
+			return nil
+		}
+		return err
+	} else if w.secretPub != nil {
+		// As rpsign verify: a secret key given as a public key is
+		// refused, not served around.
+		return w.secretPub
+	} else if n == 0 {
+		log.Warn("serving no release yet", "dir", o.dir,
+			"hint", "put binaries signed with a --pub key into --dir (copy under a hidden or .tmp name, then rename); /healthz reports unhealthy until one is served")
+	}
 	log.Info("rpseed running", "version", version.Current(), "peer", node.ID(), "dir", o.dir, "identity", o.identity, "owners", len(owners), "self_update", o.self.String())
+	if o.self.on {
+		u, err := startSelfUpdate(ctx, o.self, node, own, o.dir, o.selfUpdateEvery, log)
+		if err != nil {
+			return err
+		}
+		defer u.Close()
+	}
+
 	aw := &announceWarner{log: log, every: announceWarnEvery}
 	wctx, wcancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -19,6 +19,8 @@ import (
 	"github.com/org/rustpatcher-go/client"
 	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/internal/regiontest"
+	"github.com/org/rustpatcher-go/internal/rollout"
+	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -274,6 +276,25 @@ func TestRunServesDirectory(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// A rollout statement yanking 3.0.0 to 2.0.0 is served, and 3.0.0 no
+	// more; the client's report shows in the fleet view.
+	if err := client.SetReport(wire.Report{Running: "2.0.0", RolledBackFrom: "3.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	dropRollout(t, dir, "linux-amd64.rollout", key, "linux/amd64", 1, time.Now(), rollout.Yank{Version: "3.0.0", To: "2.0.0"})
+	for sts, _ := client.Source(pub, "linux/amd64").Rollouts(ctx); len(sts) != 1 || sts[0].Sequence != 1; sts, _ = client.Source(pub, "linux/amd64").Rollouts(ctx) {
+		if time.Now().After(deadline.Add(15 * time.Second)) {
+			t.Fatalf("seed serves statements %v 15s after one was added", sts)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for v := versions(pub); len(v) != 1 || v[0] != "2.0.0"; v = versions(pub) {
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			t.Fatalf("seed offers %v after 3.0.0 was yanked to 2.0.0", v)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	resp, err := http.Get(metrics + "/healthz")
 	if err != nil {
 		t.Fatal(err)
@@ -282,11 +303,27 @@ func TestRunServesDirectory(t *testing.T) {
 		Status   string `json:"status"`
 		PeerID   string `json:"peer_id"`
 		Releases int    `json:"releases"`
+		Rollouts []struct {
+			Target   string `json:"target"`
+			Sequence uint64 `json:"sequence"`
+		} `json:"rollouts"`
+		Fleet struct {
+			Targets map[string]struct {
+				Peers     map[string]int `json:"peers"`
+				Rollbacks map[string]int `json:"rollbacks"`
+			} `json:"targets"`
+		} `json:"fleet"`
 	}
 	json.NewDecoder(resp.Body).Decode(&health)
 	resp.Body.Close()
 	if health.Status != "ok" || health.PeerID != id1 || health.Releases != 1 {
 		t.Errorf("healthz = %+v", health)
+	}
+	if len(health.Rollouts) != 1 || health.Rollouts[0].Sequence != 1 || health.Rollouts[0].Target != "linux/amd64" {
+		t.Errorf("healthz rollouts = %+v, want the statement of linux/amd64, sequence 1", health.Rollouts)
+	}
+	if f := health.Fleet.Targets["linux/amd64"]; f.Peers["2.0.0"] != 1 || f.Rollbacks["3.0.0"] != 1 {
+		t.Errorf("healthz fleet = %+v, want one peer on 2.0.0 that rolled back from 3.0.0", health.Fleet)
 	}
 	resp, err = http.Get(metrics + "/metrics")
 	if err != nil {
@@ -294,7 +331,9 @@ func TestRunServesDirectory(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"rpseed_info_requests_total", "rpseed_releases_served 1", "rpseed_peers", "libp2p_"} {
+	for _, m := range []string{"rpseed_info_requests_total", "rpseed_releases_served 1", "rpseed_peers", "libp2p_",
+		`rpseed_fleet_peers{target="linux/amd64",version="2.0.0"} 1`, `rpseed_fleet_rollbacks{target="linux/amd64",version="3.0.0"} 1`,
+		`rpseed_rollout_sequence{owner="` + region.EncodePublicKey(pub) + `",target="linux/amd64"} 1`, "rpseed_rollout_expiry_timestamp_seconds{"} {
 		if !strings.Contains(string(body), m) {
 			t.Errorf("/metrics lacks %q", m)
 		}

@@ -36,7 +36,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		}
 		return ""
 	}
-	var stdout, stderr syncBuffer
+	var stdout, stderr regiontest.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -21,32 +20,14 @@ import (
 	"github.com/org/rustpatcher-go/region"
 )
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startRun runs rpseed in this process with args and the linked key until
 // the returned stop is called, and returns its listen addresses and its
 // log.
-func startRun(t *testing.T, args []string, linked string) (addrs []string, log *syncBuffer, stop func() error) {
+func startRun(t *testing.T, args []string, linked string) (addrs []string, log *regiontest.Buffer, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	log = &syncBuffer{}
+	log = &regiontest.Buffer{}
 	cfg := t.TempDir() // for the default --identity
 	env := func(k string) string {
 		if k == "XDG_CONFIG_HOME" {

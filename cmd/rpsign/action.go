@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -93,6 +92,15 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 	}
 	pub := key.Public().(ed25519.PublicKey)
 
+	op, err := rolloutInput(a)
+	if err != nil {
+		return err
+	}
+	if op != "" && op != rolloutPublish {
+		// Only the statement changes: no file is signed.
+		return actionRolloutOnly(ctx, a, e, key, token, op)
+	}
+
 	files, err := expandGlobs(a.GetInput("files"))
 	if err != nil {
 		return err
@@ -132,13 +140,32 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 		a.Infof("signed %s: %s version %s for public key %s, hash %s", f, t, in.Version, region.EncodePublicKey(pub), hex.EncodeToString(in.Hash[:8]))
 	}
 
-	releaseURL := ""
+	releaseURL, tag := "", ""
 	if token != "" {
-		u, err := actionPublish(ctx, a, e, token, signed)
+		u, tg, err := actionPublish(ctx, a, e, token, signed)
 		if err != nil {
 			return err
 		}
-		releaseURL = u
+		releaseURL, tag = u, tg
+	}
+	if op == rolloutPublish {
+		c, life, err := rolloutChangeInput(a, op, infos[0].Version)
+		if err != nil {
+			return err
+		}
+		var targets []target.Target
+		for _, s := range signed {
+			if !slices.Contains(targets, s.Target) {
+				targets = append(targets, s.Target)
+			}
+		}
+		sts, err := actionRollout(ctx, a, e, key, token, tag, targets, c, life)
+		if err != nil {
+			return err
+		}
+		if err := setRolloutOutputs(a, e, sts); err != nil {
+			return err
+		}
 	}
 
 	js, err := json.Marshal(infos)
@@ -253,35 +280,28 @@ func assetName(path string, t target.Target) string {
 }
 
 // actionPublish publishes the signed files to the release of the tag input
-// or of the tag that triggered the run, and returns the release's URL.
-func actionPublish(ctx context.Context, a *githubactions.Action, e *env, token string, files []ghrelease.Signed) (string, error) {
+// or of the tag that triggered the run, and returns the release's URL and
+// tag.
+func actionPublish(ctx context.Context, a *githubactions.Action, e *env, token string, files []ghrelease.Signed) (string, string, error) {
 	tag := strings.TrimSpace(a.GetInput("tag"))
 	if tag == "" {
 		t, ok := strings.CutPrefix(e.getenv("GITHUB_REF"), "refs/tags/")
 		if !ok {
-			return "", fmt.Errorf(`input "token" is set but there is no release tag: set the "tag" input or run on a tag push (GITHUB_REF=%q)`, e.getenv("GITHUB_REF"))
+			return "", "", fmt.Errorf(`input "token" is set but there is no release tag: set the "tag" input or run on a tag push (GITHUB_REF=%q)`, e.getenv("GITHUB_REF"))
 		}
 		tag = t
 	}
-	repoStr := cmp.Or(strings.TrimSpace(a.GetInput("repository")), e.getenv("GITHUB_REPOSITORY"))
-	repo, err := ghrelease.ParseRepo(repoStr)
+	c, repo, err := actionClient(a, e, token)
 	if err != nil {
-		return "", fmt.Errorf(`input "repository": %w`, err)
-	}
-	c, err := ghrelease.NewClient(ghrelease.ClientConfig{
-		Token:  token,
-		APIURL: cmp.Or(strings.TrimSpace(a.GetInput("api-url")), e.getenv("GITHUB_API_URL")),
-	})
-	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	log := slog.New(slog.NewTextHandler(e.stdout, nil))
 	p := &ghrelease.Publisher{Client: c, Repo: repo, Log: log}
 	rel, err := p.Publish(ctx, tag, files)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return rel.GetHTMLURL(), nil
+	return rel.GetHTMLURL(), tag, nil
 }
 
 // summary renders the step summary: a table of the signed files.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/org/rustpatcher-go/internal/keyfile"
 	"github.com/org/rustpatcher-go/region"
@@ -27,6 +28,16 @@ func runGen(e *env, args []string) error {
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return err
+	}
+	// A key's directory (keys/ on a fresh checkout) is made private, as
+	// the key is.
+	if dir := filepath.Dir(path); dir != "." {
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return fmt.Errorf("key file: creating its directory: %w", err)
+			}
+			fmt.Fprintf(e.stderr, "rpsign: created directory %s (mode 0700) for the key\n", dir)
+		}
 	}
 	// No newline after the key: rustpatcher's loader decodes the file's
 	// bytes as they are and would refuse one.

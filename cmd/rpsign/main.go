@@ -12,6 +12,9 @@
 //	rpsign inspect BINARY [--json]
 //	rpsign action
 //	rpsign publish BINARY... --repo OWNER/REPO --tag TAG --pub [TARGET=]KEY...
+//	rpsign rollout --key-file KEY --target OS/ARCH --version V [--percent P] [--ramp D] --out DIR
+//	rpsign rollout --key-file KEY --target OS/ARCH --out DIR --halt | --yank V --to W | --refresh
+//	rpsign rollout --show FILE [--json]
 //
 // action is the GitHub Action's entrypoint: it reads the INPUT_* variables
 // that action.yml passes in; publish attaches signed binaries and their
@@ -68,6 +71,7 @@ func commands() []command {
 		{"inspect", "inspect BINARY [--json]", "show a binary's signed region", inspectHelp, runInspect},
 		{"action", "action", "the GitHub Action's entrypoint (reads INPUT_* variables)", actionHelp, runAction},
 		{"publish", publishUsage, "attach signed binaries and their manifests to a GitHub release", publishHelp, runPublish},
+		{"rollout", rolloutUsage, "roll a release out to a share of the nodes, halt it, yank it (a signed statement)", rolloutHelp, runRollout},
 		{"rotate", "rotate FILE --key-file OLD --to NEWKEY --target GOOS/GOARCH [--sequence N]", "move a target to a new owner key, with a statement signed by the old one", rotateHelp, runRotate},
 	}
 }

@@ -90,7 +90,11 @@ func runRotate(e *env, args []string) error {
 }
 
 // isRotation reports whether the file at path is a key rotation statement.
-func isRotation(path string) bool {
+func isRotation(path string) bool { return startsWith(path, "rustpatcher-go key rotation") }
+
+// startsWith reports whether the file at path starts with prefix, at most
+// 32 bytes.
+func startsWith(path, prefix string) bool {
 	f, err := os.Open(path)
 	if err != nil {
 		return false
@@ -98,7 +102,7 @@ func isRotation(path string) bool {
 	defer f.Close()
 	var b [32]byte
 	n, _ := f.Read(b[:])
-	return bytes.HasPrefix(b[:n], []byte("rustpatcher-go key rotation"))
+	return bytes.HasPrefix(b[:n], []byte(prefix))
 }
 
 // inspectRotation prints a key rotation statement and whether its

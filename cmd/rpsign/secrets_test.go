@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -90,6 +91,11 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		{"rotate", "-", "--key-env", "MY_KEY", "--to", "axegnqus3miex47g1kxf1j7j8spczbc57go7jgpeixq8nxjfz7gy", "--target", "linux/amd64"},
 		{"rotate", "-", "--key-env", "MY_KEY", "--to", secret, "--target", "linux/amd64"}, // a secret as --to
 		{"inspect", filepath.Join(dir, "r1.rotation")},
+		{"rollout", "--key-file", keyFile, "--target", "linux/amd64", "--version", "2.0.0", "--percent", "10", "--out", dir},
+		{"rollout", "--key-env", "MY_KEY", "--target", "linux/amd64", "--halt", "--out", dir},
+		{"rollout", "--key-env", "RP_KEY_WINDOWS_ARM64", "--target", "linux/amd64", "--refresh", "--out", dir}, // another target's variable
+		{"rollout", "--key-file", hello, "--target", "linux/amd64", "--refresh", "--out", dir},                 // not a key file
+		{"rollout", "--show", filepath.Join(dir, "linux-amd64.rollout"), "--json"},
 	}
 	for _, args := range cmds {
 		var stdout, stderr bytes.Buffer
@@ -107,6 +113,10 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}{
 		{"signs and publishes", map[string]string{"INPUT_FILES": actionHello, "INPUT_VERSION": "1.0.0", "INPUT_RUNTIME-KEY": "true",
 			"INPUT_TOKEN": token, "INPUT_API-URL": srv.URL, "INPUT_TAG": "v1.0.0", "GITHUB_REPOSITORY": "org/app"}, true},
+		{"signs, publishes and rolls out", map[string]string{"INPUT_FILES": actionHello, "INPUT_VERSION": "1.0.1", "INPUT_RUNTIME-KEY": "true",
+			"INPUT_TOKEN": token, "INPUT_API-URL": srv.URL, "INPUT_TAG": "v1.0.1", "GITHUB_REPOSITORY": "org/app", "INPUT_ROLLOUT": "publish", "INPUT_ROLLOUT-PERCENT": "10"}, true},
+		{"halts", map[string]string{"INPUT_TARGET": runtime.GOOS + "/" + runtime.GOARCH, "INPUT_TOKEN": token, "INPUT_API-URL": srv.URL,
+			"GITHUB_REPOSITORY": "org/app", "INPUT_ROLLOUT": "halt"}, true},
 		{"fails on a binary without the key", map[string]string{"INPUT_FILES": actionHello, "INPUT_VERSION": "1.1.0"}, true},
 		{"fails on a bad version", map[string]string{"INPUT_FILES": actionHello, "INPUT_VERSION": "one"}, true},
 		{"outside Actions", map[string]string{"INPUT_FILES": actionHello, "INPUT_VERSION": "1.2.0", "INPUT_TOKEN": token}, false},

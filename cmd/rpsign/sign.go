@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
@@ -248,10 +249,48 @@ func checkEmbedsKey(bin, pub, from string, found []bool) error {
 	case found[1]:
 		return fmt.Errorf("%s embeds the key from %s as its public key: that is a public key, not a secret key. Sign with the owner key that rpsign gen wrote (its public key is the one in the app), never with the public key itself", bin, from)
 	}
-	return fmt.Errorf(`%s: %w %s, so the app would refuse every release signed with it.
+	if linked, ok := linkedKey(bin); ok {
+		// The binary carries another key: most likely the signing key
+		// is the wrong one (another target's, another app's), not the
+		// build.
+		return fmt.Errorf(`%s: %w %s (the %s holds its owner key): the binary carries public key %s instead (linked in with -X %s).
+Sign with the owner key of %s (with per-target keys: the one of this binary's target), or, if %s is the key to release with, rebuild the app with -ldflags "-X %s=%s". If the app loads its key at run time, pass --runtime-key`,
+			bin, errKeyNotEmbedded, pub, from, linked, linkedKeyFlag, linked, pub, linkedKeyFlag, pub)
+	}
+	return fmt.Errorf(`%s: %w %s (the %s holds its owner key), so the app would refuse every release signed with it. The binary links in no key with -X %s; if it sets client.Config.PublicKey, that is another key.
 Build the app with that key linked in:
 	go build -ldflags "-X %s=%s" ...
-or set client.Config.PublicKey to it. The same error comes from signing with another target's key, or from a build that links in no key. If the app loads its key at run time, pass --runtime-key`, bin, errKeyNotEmbedded, pub, linkedKeyFlag, pub)
+or set client.Config.PublicKey to it. The same error comes from signing with another target's key. If the app loads its key at run time, pass --runtime-key`, bin, errKeyNotEmbedded, pub, from, linkedKeyFlag, linkedKeyFlag, pub)
+}
+
+// linkedKey returns the public key linked into the Go binary at path with
+// -X linkedKeyFlag=KEY, as its build info records the -ldflags.
+func linkedKey(path string) (string, bool) {
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return "", false
+	}
+	for _, s := range bi.Settings {
+		if s.Key != "-ldflags" {
+			continue
+		}
+		// The flags as go build quoted them: split on spaces and
+		// quotes, and take the last -X that sets the key.
+		var key string
+		fields := strings.FieldsFunc(s.Value, func(r rune) bool { return r == ' ' || r == '"' || r == '\'' })
+		for i, f := range fields {
+			f = strings.TrimPrefix(f, "-X=")
+			if i > 0 && fields[i-1] == "-X" || strings.HasPrefix(fields[i], "-X=") {
+				if v, ok := strings.CutPrefix(f, linkedKeyFlag+"="); ok {
+					key = v
+				}
+			}
+		}
+		if key != "" {
+			return key, true
+		}
+	}
+	return "", false
 }
 
 // explainNoRegion adds to a "no region" error what to do about it.
@@ -353,6 +392,9 @@ func runInspect(e *env, args []string) error {
 	}
 	if isRotation(pos[0]) {
 		return inspectRotation(e, pos[0])
+	}
+	if isRollout(pos[0]) {
+		return showRollout(e, pos[0], *asJSON, time.Now())
 	}
 	s, err := region.ScanFile(context.Background(), pos[0])
 	if err != nil {

@@ -1,6 +1,9 @@
 // Command hello is the smallest self-updating rustpatcher-go app, the one to
 // copy. It prints its signed version and arguments, then runs until
-// interrupted while client.Spawn keeps it up to date.
+// interrupted while client.Spawn keeps it up to date. On SIGINT or SIGTERM
+// it stops cleanly: its context is cancelled and it calls Updater.Close, so
+// that stopping an update on trial does not count against it (see
+// client.Config.HealthyAfter).
 //
 //	hello [--mode now|onrestart|at=HH:MM] [--source DIR] [--interval DURATION]
 //	      [--private] [--bootstrap MULTIADDR]... [--listen MULTIADDR]... [--dht-server]

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-github/v60/github"
+	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -40,6 +41,9 @@ type Verified struct {
 // (If-None-Match with the last ETag), so an unchanged poll is answered 304
 // and does not count against the rate limit. It backs off on rate limits
 // (X-RateLimit-Remaining and X-RateLimit-Reset, 403 and 429, Retry-After).
+// For each target with a key, it also puts the newest fresh rollout
+// statement signed by the key among the releases' assets named
+// <os>-<arch>.rollout into Dir (see RolloutName), for the seed to serve.
 // For each target with a key, it reads the target's manifest
 // (rustpatcher-<os>-<arch>.json, see PatchInfo) from each release, checks
 // its signature, and downloads the binary of the newest version above the
@@ -71,12 +75,13 @@ type Poller struct {
 	// (and with a binary already in Dir on the first poll that finds it).
 	OnVerified func(ctx context.Context, v Verified) error
 
-	etag     string
-	have     map[target.Target]string // newest version in place, per target
-	rejected map[int64]bool           // asset IDs whose binary or manifest failed
-	read     map[int64]PatchInfo      // manifests read, by asset ID
-	failures int                      // consecutive failed polls, for backoff
-	now      func() time.Time
+	etag       string
+	have       map[target.Target]string    // newest version in place, per target
+	rejected   map[int64]bool              // asset IDs whose binary or manifest failed
+	read       map[int64]PatchInfo         // manifests read, by asset ID
+	statements map[int64]rollout.Statement // rollout statements read, by asset ID
+	failures   int                         // consecutive failed polls, for backoff
+	now        func() time.Time
 }
 
 // Releases listed per poll: a new release is always among the newest.
@@ -110,6 +115,7 @@ func (p *Poller) Poll(ctx context.Context) (time.Duration, error) {
 		p.have = make(map[target.Target]string)
 		p.rejected = make(map[int64]bool)
 		p.read = make(map[int64]PatchInfo)
+		p.statements = make(map[int64]rollout.Statement)
 	}
 	rels, resp, err := p.list(ctx)
 	if err != nil {
@@ -128,6 +134,9 @@ func (p *Poller) Poll(ctx context.Context) (time.Duration, error) {
 	var errs []error
 	for t, pub := range p.Keys {
 		if err := p.update(ctx, rels, t, pub); err != nil {
+			errs = append(errs, err)
+		}
+		if err := p.updateRollout(ctx, rels, t, pub); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -38,7 +38,7 @@ func benchRelease(b *testing.B, size int64) (ed25519.PublicKey, string, region.I
 // ends took per download (cpu-ms/op), which varies less than throughput
 // on a shared machine, and the cores kept busy. p2p-both listens on QUIC
 // and TCP as nodes do by default and logs the transport the nodes chose
-// (TCP on loopback, dial.go).
+// (TCP on loopback, internal/p2phost/dial.go).
 // Run with:
 //
 //	go test -run '^$' -bench 'Transfer$' -benchtime 3x ./internal/p2p/

@@ -8,41 +8,18 @@ import (
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
-	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+
+	"github.com/org/rustpatcher-go/internal/p2phost"
 )
 
-// Connection manager watermarks: above highConns connections libp2p trims
-// down to lowConns, closing first the connections of peers that are worth
-// least to it (no DHT routing table entry, no streams), among those older
-// than connGrace.
+// The rustpatcher service's resource limits (see docs/PROTOCOL.md, Limits);
+// the host's own are in internal/p2phost.
 const (
-	lowConns  = 160
-	highConns = 192
-	// connGrace is how long a new connection is safe from trimming
-	// (libp2p's default is a minute): long enough for a client to ask
-	// for info and start a download, short enough that connections held
-	// open by peers that ask nothing are trimmed soon under pressure.
-	connGrace = 20 * time.Second
-)
-
-// Resource manager limits beyond libp2p's defaults (see docs/PROTOCOL.md,
-// Limits).
-const (
-	// maxInboundConns bounds inbound connections in all (libp2p scales
-	// its default with memory: 64 plus 64 per GiB of an eighth of it).
-	// One is about 65 KB, so 512 cost about 35 MB; they are far above
-	// highConns, so that peers connecting while others hold connections
-	// open are let in, and the connection manager trims.
-	maxInboundConns = 512
-	// connsPerIP bounds the connections from one IPv4 address or IPv6
-	// /56 (libp2p's default is 8; loopback is exempt): a node holds one
-	// or two connections to a peer, and 32 leave room for a NATed site
-	// with 16 nodes. An IPv6 /48 may hold four times as many.
-	connsPerIP = 32
 	// serviceStreams is the hard limit of inbound streams of the protocol,
 	// twice maxStreams: the handler shares maxStreams fairly (admit.go)
 	// and needs to see the streams it chooses between.
@@ -80,20 +57,9 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if len(c.ListenAddrs) == 0 {
-		c.ListenAddrs = defaultListenAddrs()
+		c.ListenAddrs = p2phost.DefaultListenAddrs()
 	}
 	return c
-}
-
-// defaultListenAddrs returns the addresses a node listens on when
-// Config.ListenAddrs is empty: QUIC and TCP on every interface, any port.
-func defaultListenAddrs() []string {
-	return []string{
-		"/ip4/0.0.0.0/udp/0/quic-v1",
-		"/ip4/0.0.0.0/tcp/0",
-		"/ip6/::/udp/0/quic-v1",
-		"/ip6/::/tcp/0",
-	}
 }
 
 // parseBootstrap parses bootstrap multiaddrs, each ending in /p2p/<peer id>,
@@ -125,52 +91,45 @@ func mergeAddrInfos(in []peer.AddrInfo) []peer.AddrInfo {
 	return out
 }
 
-// resourceLimits returns libp2p's default limits with maxInboundConns, and
-// those of the rustpatcher service (ServiceName): serviceStreams inbound
-// streams and 32 MiB in all, streamsPerPeer inbound streams per peer.
-func resourceLimits() rcmgr.ConcreteLimitConfig {
-	limits := rcmgr.DefaultLimits
-	setDefaultServiceLimits(&limits)
-	limits.SystemBaseLimit.ConnsInbound = maxInboundConns
-	limits.SystemLimitIncrease.ConnsInbound = 0
-	limits.SystemBaseLimit.Conns = max(limits.SystemBaseLimit.Conns, maxInboundConns+limits.SystemBaseLimit.ConnsOutbound)
-	limits.SystemLimitIncrease.Conns = limits.SystemLimitIncrease.ConnsOutbound
-	limits.AddServiceLimit(ServiceName,
-		rcmgr.BaseLimit{StreamsInbound: serviceStreams, StreamsOutbound: 256, Streams: serviceStreams + 256, Memory: 32 << 20},
-		rcmgr.BaseLimitIncrease{})
-	limits.AddServicePeerLimit(ServiceName,
-		rcmgr.BaseLimit{StreamsInbound: streamsPerPeer, StreamsOutbound: 16, Streams: streamsPerPeer + 16, Memory: 4 << 20},
-		rcmgr.BaseLimitIncrease{})
-	return limits.AutoScale()
-}
+// The yamux frame and window sizes of the host (serve.go sizes its copies
+// by them).
+const (
+	muxerMaxMessage = p2phost.MuxerMaxMessage
+	muxerHeader     = p2phost.MuxerHeader
+	muxerWindow     = p2phost.MuxerWindow
+)
 
-// resourceOptions returns the resource manager's per-address connection
-// limits: connsPerIP per IPv4 address and IPv6 /56, four times as many per
-// IPv6 /48; loopback stays exempt, as in libp2p's defaults.
-func resourceOptions() []rcmgr.Option {
-	return []rcmgr.Option{rcmgr.WithLimitPerSubnet(
-		[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: connsPerIP}},
-		[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 56, ConnCount: connsPerIP}, {PrefixLength: 48, ConnCount: 4 * connsPerIP}},
-	)}
-}
+// A SecurityProtocol is a security protocol for TCP connections offered
+// after TLS (Config.MoreSecurity).
+type SecurityProtocol = p2phost.SecurityProtocol
 
-// newHost starts the libp2p host of cfg, with its resource and connection
-// managers.
+// LoadIdentity reads the node key at path, or creates one there; see
+// p2phost.LoadIdentity.
+func LoadIdentity(path string) (crypto.PrivKey, error) { return p2phost.LoadIdentity(path) }
+
+// newHost starts the libp2p host of cfg (internal/p2phost) with the
+// bootstrap peers as static relays and the limits of the rustpatcher
+// service (ServiceName): serviceStreams inbound streams and 32 MiB in all,
+// streamsPerPeer inbound streams per peer.
 func newHost(cfg Config, boot []peer.AddrInfo) (host.Host, error) {
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits()), resourceOptions()...)
-	if err != nil {
-		return nil, fmt.Errorf("resource manager: %w", err)
+	listen := cfg.ListenAddrs
+	if cfg.noListen {
+		listen = nil
 	}
-	cm, err := connmgr.NewConnManager(lowConns, highConns, connmgr.WithGracePeriod(connGrace))
-	if err != nil {
-		rm.Close()
-		return nil, fmt.Errorf("connection manager: %w", err)
-	}
-	h, err := buildHost(cfg, boot, rm, cm)
-	if err != nil {
-		return nil, fmt.Errorf("starting libp2p host: %w", err)
-	}
-	return h, nil
+	return p2phost.New(p2phost.Config{
+		Identity:     cfg.Identity,
+		ListenAddrs:  listen,
+		MoreSecurity: cfg.MoreSecurity,
+		RelayService: cfg.RelayService,
+		StaticRelays: boot,
+		Registerer:   cfg.Registerer,
+		Reachability: cfg.reachability,
+		Service: p2phost.Service{
+			Name:      ServiceName,
+			Limit:     rcmgr.BaseLimit{StreamsInbound: serviceStreams, StreamsOutbound: 256, Streams: serviceStreams + 256, Memory: 32 << 20},
+			PeerLimit: rcmgr.BaseLimit{StreamsInbound: streamsPerPeer, StreamsOutbound: 16, Streams: streamsPerPeer + 16, Memory: 4 << 20},
+		},
+	})
 }
 
 // dhtOptions returns the DHT options of cfg: server mode or modes by

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -186,6 +187,7 @@ func TestHostileInfo(t *testing.T) {
 		{"other key", answer(foreign, f.layout.Size), true},
 		{"shorter than the content", answer(in, f.layout.Size-1), true},
 		{"tail too long", answer(in, f.layout.Size+region.MaxTail(f.layout.Size)+1), true},
+		{"a tail after a file for linux", answer(in, f.layout.Size+region.MaxTail(f.layout.Size)), true},
 		{"unknown status", []byte{7, 1, 2}, true},
 		{"long message", append([]byte{1, 255}, junk(10)...), true},
 		{"not found", []byte{2, 0}, false},
@@ -198,12 +200,7 @@ func TestHostileInfo(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
-			liar := newTestNode(t, Config{})
-			liar.Host().SetStreamHandler(protocol.ID(wire.ProtocolID(pub)), func(s network.Stream) {
-				defer s.Close()
-				wire.ReadRequest(s)
-				s.Write(tt.answer)
-			})
+			liar := newLiar(t, pub, tt.answer)
 			client := newTestNode(t, Config{IdleTimeout: time.Second}, liar, seed)
 			rels, err := client.Source(pub, testTarget).Releases(ctx)
 			if err != nil {
@@ -318,6 +315,73 @@ func testTrailingBytes(t *testing.T, pub ed25519.PublicKey, path string, in regi
 	}
 }
 
+// signedTailTarget is a target whose executables may carry a code
+// signature after their content (PE), for the tests of tails: an offer
+// of a file with a tail for testTarget (ELF) is refused as impossible
+// (TestImpossibleTail).
+const signedTailTarget = "windows/amd64"
+
+// TestImpossibleTail: a peer offers the genuine region of a release with
+// a tail its file type cannot have. For an ELF target the offer itself
+// says so (TestHostileInfo); for a PE or Mach-O target, the update engine
+// finds it in piece 0 and rejects the release with ErrSize: the peers
+// that offered that length get strikes, and the offer is never returned
+// by Releases again, while the honest seed's offer is.
+func TestImpossibleTail(t *testing.T) {
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	pub := key.Public
+	path := filepath.Join(t.TempDir(), "release")
+	in := regiontest.WriteBinaryFor(t, path, 3<<20, 1, key, "2.0.0", signedTailTarget)
+	real := loadTestFile(t, path)
+	padded := *real
+	padded.bytes = append(bytes.Clone(real.bytes), make([]byte, region.MaxTail(real.layout.Content))...)
+	padded.layout.Size = int64(len(padded.bytes))
+	padded.id[0] ^= 1 // another file, as its tail makes it
+	ctx := testContext(t)
+	liar := startTestPeer(t, pub, &padded, nil)
+	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
+	client := newTestNode(t, Config{}, liar.Node, seed)
+	src := client.Source(pub, testTarget)
+	offers := func() (lie, honest *Release) {
+		t.Helper()
+		rels, err := src.Releases(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rels {
+			switch r.Size() {
+			case padded.layout.Size:
+				lie = r
+			case real.layout.Size:
+				honest = r
+			}
+		}
+		if honest == nil {
+			t.Fatalf("Releases = %v: the seed's offer is missing", rels)
+		}
+		return lie, honest
+	}
+	lie, _ := offers()
+	if lie == nil {
+		t.Fatal("the padded offer is missing before any refusal")
+	}
+	lie.Reject(fmt.Errorf("%w: the headers show a PE file without a certificate table", ErrSize))
+	first := client.strikes.of(liar.ID())
+	if first == 0 {
+		t.Fatal("the peer that offered an impossible length got no strike")
+	}
+	if client.strikes.of(seed.ID()) != 0 {
+		t.Fatal("the honest seed got a strike")
+	}
+	if lie, _ := offers(); lie != nil {
+		t.Error("the refused offer is returned again")
+	}
+	if client.strikes.of(liar.ID()) <= first {
+		t.Error("offering the refused length again cost the peer nothing")
+	}
+}
+
 // TestBlameOtherFile serves one release file with two different tails (the
 // part the signature does not cover) under one file ID: the download takes
 // piece 0 and the tail from one peer, and when the engine finds the file is
@@ -325,8 +389,10 @@ func testTrailingBytes(t *testing.T, pub ed25519.PublicKey, path string, in regi
 // delivered them, and no other.
 func TestBlameOtherFile(t *testing.T) {
 	t.Parallel()
-	key, path, _ := writeRelease(t, 10<<20)
+	key := regiontest.NewKey(t)
 	pub := key.Public
+	path := filepath.Join(t.TempDir(), "release")
+	regiontest.WriteBinaryFor(t, path, 10<<20, 1, key, "2.0.0", signedTailTarget)
 	real := loadTestFile(t, path)
 	// Both peers claim the file with a 4 KiB tail; the pieces of the
 	// content are the real ones, which the root covers.
@@ -419,7 +485,7 @@ func TestTailAfterResume(t *testing.T) {
 	t.Parallel()
 	key := regiontest.NewKey(t)
 	path := filepath.Join(t.TempDir(), "release")
-	regiontest.WriteBinary(t, path, 3<<20, 1, key, "2.0.0")
+	regiontest.WriteBinaryFor(t, path, 3<<20, 1, key, "2.0.0", signedTailTarget)
 	f := *loadTestFile(t, path)
 	f.bytes = append(bytes.Clone(f.bytes), bytes.Repeat([]byte{7}, 4096)...)
 	f.layout.Size = int64(len(f.bytes))

@@ -12,7 +12,7 @@
 // sends it to the back of the queue.
 //
 // A Node composes small parts, each with its own lock and file: the host
-// setup (host.go, hostbuild.go), the served releases and the stream handler
+// (internal/p2phost, configured in host.go), the served releases and the stream handler
 // (serve.go, served.go), upload slots (slots.go), strikes (strikes.go),
 // announcements (announce.go), and the bookkeeping of fetches
 // (fetchbook.go); Source and Release (source.go, release.go) find and fetch
@@ -21,6 +21,7 @@ package p2p
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/org/rustpatcher-go/internal/wire"
 )
 
 // ServiceName is the resource manager service that owns the streams of the
@@ -144,6 +147,12 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
+	// OnReport, if set, is called with what each rollout request reports
+	// (see wire.Report): the asking peer, the owner key and target of the
+	// request, and the versions the peer says it runs and last rolled
+	// back from, unauthenticated. It runs on the stream's goroutine
+	// before the answer, so it must return quickly.
+	OnReport func(from peer.ID, pub ed25519.PublicKey, target string, r wire.Report)
 
 	// For tests: noListen listens on no address at all (an empty
 	// ListenAddrs means the defaults), and reachability, if known, fixes
@@ -174,11 +183,14 @@ type Node struct {
 	ann     *announcer
 	strikes *strikes
 	book    *fetchBook
+	refused *refusedOffers
 
 	packer   *packer      // nil without Config.PackDir
 	decoders *decoderPool // shared by the downloads' packed pieces
 
 	downloaded atomic.Uint64 // release bytes fetched, for Stats
+
+	report atomic.Pointer[wire.Report] // see SetReport
 }
 
 // New starts a node: it listens, joins the DHT through the bootstrap peers
@@ -211,6 +223,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		ann:       newAnnouncer(kad, cfg.ReprovideInterval, cfg.Logger),
 		strikes:   newStrikes(),
 		book:      newFetchBook(),
+		refused:   newRefusedOffers(),
 		decoders:  newDecoderPool(),
 	}
 	if cfg.PackDir != "" && !cfg.NoCompression {
@@ -294,6 +307,8 @@ type Stats struct {
 	// hashes and pieces requests answered (packed ones included), and
 	// PackedRequests the packed requests among them.
 	InfoRequests, HashesRequests, FetchRequests, PackedRequests uint64
+	// RolloutRequests counts the rollout requests answered.
+	RolloutRequests uint64
 	// Busy counts pieces requests refused for want of an upload slot.
 	Busy uint64
 	// BadRequests counts malformed requests and failed namespace checks.
@@ -334,6 +349,7 @@ func (n *Node) Stats() Stats {
 		HashesRequests:   c.hashes.Load(),
 		FetchRequests:    c.pieces.Load(),
 		PackedRequests:   c.packed.Load(),
+		RolloutRequests:  c.rollouts.Load(),
 		Busy:             c.busy.Load(),
 		BadRequests:      c.bad.Load(),
 		StreamsRefused:   n.server.admit.refused.Load(),

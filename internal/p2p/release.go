@@ -28,6 +28,15 @@ const openLookupTimeout = time.Second
 // it among the reasons it is given by Reject.
 var ErrOtherFile = errors.New("downloaded file differs from the one offered")
 
+// ErrSize means that the update engine refused a Release before or while
+// downloading it because its file length cannot be the release's: shorter
+// than the signed content, longer by more than a code signature may be,
+// or longer at all for a file type that has none (see
+// region.Info.CheckFileSize and CheckHeader). client.ErrSize is this
+// error. The peers that offered that length get strikes, and the offer is
+// never downloaded again.
+var ErrSize = errors.New("file length does not fit the signed content")
+
 // A Release is one file of a signed release, offered by one or more peers:
 // the same region, file length and file ID. Its Info verifies with the owner
 // key. It implements the update engine's Release (and Rejecter): Open
@@ -57,6 +66,11 @@ type Release struct {
 func newRelease(s *Source, o wire.Offer) *Release {
 	return &Release{src: s, offer: o, bad: map[peer.ID]bool{}, from: map[peer.ID]bool{}, unsigned: map[peer.ID]bool{},
 		exts: map[peer.ID]wire.InfoExt{}, noPack: map[peer.ID]bool{}, noDelta: map[peer.ID]bool{}}
+}
+
+// key names the offer: region, file length and file ID.
+func (r *Release) key() offerKey {
+	return offerKey{reg: r.offer.Region, size: r.offer.Layout.Size, id: r.offer.FileID}
 }
 
 // Info returns the release's signed region.
@@ -121,7 +135,11 @@ func (r *Release) String() string {
 // when the file is not the one offered (ErrOtherFile), the peers that
 // delivered piece 0 (whose OS code signature header fields the root does
 // not cover) or the tail (the code signature). Other refusals of a v1
-// release (a failed self-test) say nothing about the peers.
+// release (a failed self-test) say nothing about the peers, but for
+// ErrSize: the length the peers offered is impossible for the file (the
+// region and piece 0, both checked against the signature, tell), so every
+// peer that offered it gets a strike, and the node never downloads that
+// offer again (see Source.Releases).
 func (r *Release) Reject(reason error) {
 	r.mu.Lock()
 	var blame map[peer.ID]bool
@@ -130,12 +148,18 @@ func (r *Release) Reject(reason error) {
 		blame = r.from
 	case errors.Is(reason, ErrOtherFile):
 		blame = r.unsigned
+	case errors.Is(reason, ErrSize):
+		blame = map[peer.ID]bool{}
+		for _, ai := range r.peers {
+			blame[ai.ID] = true
+		}
+		r.src.n.refused.add(r.key())
 	}
 	struck := slices.Sorted(maps.Keys(blame))
 	clear(blame)
 	r.mu.Unlock()
 	for _, p := range struck {
-		r.src.n.strike(p, strikeForged, fmt.Errorf("delivered bytes of file %x (release %s) that were refused: %w", r.offer.FileID[:8], r.offer.Info.Version, reason))
+		r.src.n.strike(p, strikeForged, fmt.Errorf("file %x (release %s) it offered or delivered was refused: %w", r.offer.FileID[:8], r.offer.Info.Version, reason))
 	}
 }
 

@@ -100,6 +100,14 @@ func (s *Source) Rotations(ctx context.Context) ([]rotation.Statement, error) {
 	if err := s.n.checkOpen(); err != nil {
 		return nil, err
 	}
+	return askPeers(ctx, s, "rotations", s.askRotations), ctx.Err()
+}
+
+// askPeers asks the bootstrap peers and the connected peers that speak
+// the owner's protocol, at most maxCandidates of them and none with too
+// many strikes, infoConcurrency at a time, with ask, and returns all they
+// answered. what names the request in logs.
+func askPeers[T any](ctx context.Context, s *Source, what string, ask func(context.Context, peer.AddrInfo) ([]T, error)) []T {
 	proto := protocol.ID(wire.ProtocolID(s.pub))
 	var peers []peer.AddrInfo
 	seen := map[peer.ID]bool{s.n.h.ID(): true}
@@ -119,16 +127,16 @@ func (s *Source) Rotations(ctx context.Context) ([]rotation.Statement, error) {
 	}
 	var (
 		mu  sync.Mutex
-		out []rotation.Statement
+		out []T
 		g   errgroup.Group
 	)
 	g.SetLimit(infoConcurrency)
 	for _, ai := range peers {
 		g.Go(func() error {
-			got, err := s.askRotations(ctx, ai)
+			got, err := ask(ctx, ai)
 			if err != nil {
 				if ctx.Err() == nil && !errors.Is(err, wire.ErrNotFound) {
-					s.n.log.Debug("rotations request failed", "peer", ai.ID, "err", err)
+					s.n.log.Debug(what+" request failed", "peer", ai.ID, "err", err)
 				}
 				return nil
 			}
@@ -139,7 +147,7 @@ func (s *Source) Rotations(ctx context.Context) ([]rotation.Statement, error) {
 		})
 	}
 	g.Wait()
-	return out, ctx.Err()
+	return out
 }
 
 // askRotations asks ai for the statements that move the source's target

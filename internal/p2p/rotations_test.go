@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/protocol"
-
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/wire"
@@ -152,12 +149,7 @@ func TestHostileRotations(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
-			liar := newTestNode(t, Config{})
-			liar.Host().SetStreamHandler(protocol.ID(wire.ProtocolID(k0.Public)), func(s network.Stream) {
-				defer s.Close()
-				wire.ReadRequest(s)
-				s.Write(tt.answer)
-			})
+			liar := newLiar(t, k0.Public, tt.answer)
 			client := newTestNode(t, Config{IdleTimeout: time.Second}, liar, seed)
 			got, err := client.Source(k0.Public, testTarget).Rotations(ctx)
 			if err != nil {

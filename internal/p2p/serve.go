@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/org/rustpatcher-go/internal/pack"
+	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
@@ -31,7 +32,8 @@ import (
 // and in and keeping its file ID, length and piece hashes in memory;
 // it replaces an older release of the same target, and announces the
 // release in the DHT at once and every ReprovideInterval. Serving a release
-// already served, or one older than the one served, does nothing.
+// already served, or one older than the one served, does nothing; serving
+// a version withdrawn (see Withdraw) fails with ErrWithdrawn.
 func (n *Node) Serve(ctx context.Context, pub ed25519.PublicKey, target string, path string, in region.Info) error {
 	if err := n.checkOpen(); err != nil {
 		return err
@@ -45,6 +47,9 @@ func (n *Node) Serve(ctx context.Context, pub ed25519.PublicKey, target string, 
 	}
 	if n.server.supersedes(pub, target, reg, in.Version) {
 		return nil
+	}
+	if n.server.withdrawnVersion(pub, target, in.Version) {
+		return fmt.Errorf("serving %s: %s %s: %w", path, target, in.Version, ErrWithdrawn)
 	}
 	f, sc, l, err := openVerified(ctx, path, pub, in)
 	if err != nil {
@@ -91,7 +96,7 @@ func (n *Node) Unserve(pub ed25519.PublicKey, target string, in region.Info) {
 	n.serveMu.Lock()
 	s, wasNewest := n.server.remove(pub, target, reg)
 	if s != nil {
-		if wasNewest && len(n.server.rotationsFrom(pub, target)) == 0 {
+		if wasNewest && !n.server.keepsChannel(pub, target) {
 			n.ann.remove(ChannelCID(pub, target)) // kept for statements served
 		}
 		n.ann.remove(ReleaseCID(pub, target, s.id))
@@ -126,14 +131,18 @@ type server struct {
 	newest    map[string]*served // by ownerKey(pub, target)
 	byID      map[[wire.IDLen]byte]*served
 	protocols map[protocol.ID]bool
-	rotations []rotation.Statement // verified, at most maxServedRotations
+	rotations []rotation.Statement         // verified, at most maxServedRotations
+	rollouts  map[string]rollout.Statement // verified, by ownerKey; at most maxServedRollouts
+	withdrawn map[string]map[string]bool   // versions, by ownerKey; see Node.Withdraw
+
+	onReport func(peer.ID, ed25519.PublicKey, string, wire.Report) // Config.OnReport
 
 	counts serverCounts
 }
 
 // serverCounts are a server's counters, for Stats.
 type serverCounts struct {
-	info, hashes, pieces, packed, rotations, busy, bad, up atomic.Uint64
+	info, hashes, pieces, packed, rotations, rollouts, busy, bad, up atomic.Uint64
 }
 
 // newServer returns the server of a node with host h and configuration cfg
@@ -150,6 +159,7 @@ func newServer(ctx context.Context, h host.Host, cfg Config) *server {
 		byID:       map[[wire.IDLen]byte]*served{},
 		protocols:  map[protocol.ID]bool{},
 		noCompress: cfg.NoCompression,
+		onReport:   cfg.OnReport,
 		encoders:   make(chan *pack.Encoder, onTheFlyEncoders),
 	}
 	for range onTheFlyEncoders {
@@ -179,6 +189,9 @@ func (s *server) put(sv *served) (old *served, added bool, err error) {
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, false, ErrClosed
+	}
+	if s.isWithdrawn(sv.pub, sv.target, sv.info.Version) {
+		return nil, false, fmt.Errorf("serving %s %s: %w", sv.target, sv.info.Version, ErrWithdrawn)
 	}
 	k := ownerKey(sv.pub, sv.target)
 	old = s.newest[k]
@@ -244,6 +257,7 @@ func (s *server) close() []*served {
 	s.byID = map[[wire.IDLen]byte]*served{}
 	s.newest = map[string]*served{}
 	s.rotations = nil
+	s.rollouts = nil
 	return all
 }
 
@@ -362,6 +376,9 @@ func (s *server) handle(ctx context.Context, pub ed25519.PublicKey, st network.S
 	case wire.KindRotations:
 		s.counts.rotations.Add(1)
 		s.serveRotations(st, pub, req)
+	case wire.KindRollout:
+		s.counts.rollouts.Add(1)
+		s.serveRollout(st, remote, pub, req)
 	}
 }
 

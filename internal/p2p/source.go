@@ -94,8 +94,12 @@ func (s *Source) Releases(ctx context.Context) ([]*Release, error) {
 				}
 				return nil // other peers may answer
 			}
-			grace.Do(func() { time.AfterFunc(answerGrace, cancel) })
 			k := offerKey{reg: o.Region, size: o.Layout.Size, id: o.FileID}
+			if s.n.refused.has(k) {
+				s.n.strike(ai.ID, strikeForged, fmt.Errorf("offered again file %x of %s release %q with a length of %d bytes, refused as impossible", o.FileID[:8], s.target, o.Info.Version, o.Layout.Size))
+				return nil
+			}
+			grace.Do(func() { time.AfterFunc(answerGrace, cancel) })
 			mu.Lock()
 			defer mu.Unlock()
 			r := byKey[k]
@@ -226,15 +230,15 @@ func (n *Node) request(ctx context.Context, pub ed25519.PublicKey, ai peer.AddrI
 	if err != nil {
 		return nil, err
 	}
-	// Only info and rotations requests, whose answers are at most 8 KiB,
-	// may go over a limited (relayed) connection. A relay carries at most
+	// Only info, rotations and rollout requests, whose answers are at
+	// most 17 KiB, may go over a limited (relayed) connection. A relay carries at most
 	// 128 KiB, for 2 minutes, per connection, and cuts a stream at its
 	// limit as if the peer had ended its answer early (a malformed answer,
 	// struck). Hashes and pieces wait, within dialTimeout, for the direct
 	// connection that hole punching makes; a peer that cannot be reached
 	// directly fails the request unstruck.
 	sctx := dctx
-	if req.Kind == wire.KindInfo || req.Kind == wire.KindRotations {
+	if req.Kind == wire.KindInfo || req.Kind == wire.KindRotations || req.Kind == wire.KindRollout {
 		sctx = network.WithAllowLimitedConn(dctx, "rustpatcher")
 	}
 	s, err := n.h.NewStream(sctx, ai.ID, protocol.ID(wire.ProtocolID(pub)))
@@ -261,8 +265,8 @@ func (n *Node) request(ctx context.Context, pub ed25519.PublicKey, ai peer.AddrI
 }
 
 // askInfo asks ai for its newest release of target and checks the answer:
-// the frame, the file length against the signed content, and the
-// signature with the owner key. A malformed or forged answer gives ai a
+// the frame, the signature with the owner key, and the file length
+// against the signed content and target (region.Info.CheckFileSize). A malformed or forged answer gives ai a
 // strike; a refused or broken stream does not.
 func (n *Node) askInfo(ctx context.Context, pub ed25519.PublicKey, target string, ai peer.AddrInfo) (wire.Offer, error) {
 	s, err := n.request(ctx, pub, ai, &wire.Request{Kind: wire.KindInfo, Target: target})
@@ -278,6 +282,12 @@ func (n *Node) askInfo(ctx context.Context, pub ed25519.PublicKey, target string
 		return wire.Offer{}, fmt.Errorf("peer %s: %w", ai.ID, err)
 	}
 	if err := o.Info.VerifySignature(pub); err != nil {
+		n.strike(ai.ID, strikeForged, fmt.Errorf("offered %s release %q: %w", target, o.Info.Version, err))
+		return wire.Offer{}, fmt.Errorf("peer %s: offered release %q: %w", ai.ID, o.Info.Version, err)
+	}
+	// A genuine region with a length its file cannot have (a tail after
+	// an ELF file) is a lie about the file: it is never downloaded.
+	if err := o.Info.CheckFileSize(o.Layout.Size); err != nil {
 		n.strike(ai.ID, strikeForged, fmt.Errorf("offered %s release %q: %w", target, o.Info.Version, err))
 		return wire.Offer{}, fmt.Errorf("peer %s: offered release %q: %w", ai.ID, o.Info.Version, err)
 	}

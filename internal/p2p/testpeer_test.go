@@ -186,3 +186,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// newLiar starts a node that answers every request of pub's protocol with
+// answer, whatever was asked.
+func newLiar(t *testing.T, pub ed25519.PublicKey, answer []byte) *Node {
+	t.Helper()
+	liar := newTestNode(t, Config{})
+	liar.Host().SetStreamHandler(protocol.ID(wire.ProtocolID(pub)), func(s network.Stream) {
+		defer s.Close()
+		wire.ReadRequest(s)
+		s.Write(answer)
+	})
+	return liar
+}

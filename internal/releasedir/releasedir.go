@@ -3,7 +3,10 @@
 // file whose name says it may be a release is scanned once for its signed
 // region, and the scan is kept until the file's size or modification time
 // changes, so that listing a directory of large binaries again costs one
-// stat per file.
+// stat per file. A scan reads a file to its end at most once; a file
+// longer than any release can be (region.MaxFileLen) is not read at all
+// (ErrTooLarge), and one whose length its region rules out is read only
+// up to the region (region.ScanReleaseFile).
 //
 // The package only reads the files. It verifies nothing: what to make of a
 // region, and with which key, is the caller's policy (see Entry.Verify).
@@ -15,28 +18,38 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/region"
 )
 
 // Skip reports whether a file name in a directory is never a release:
 // hidden files (such as rpseed's identity key and files being copied in
-// under a hidden name), partial downloads ending in .tmp or .part, and key
-// rotation statements (see Rotations).
+// under a hidden name), partial downloads ending in .tmp or .part, key
+// rotation statements (see Rotations) and rollout statements (see
+// Rollouts).
 func Skip(name string) bool {
 	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tmp") || strings.HasSuffix(name, ".part") ||
-		strings.HasSuffix(name, rotation.FileSuffix)
+		strings.HasSuffix(name, rotation.FileSuffix) || strings.HasSuffix(name, rollout.FileSuffix)
 }
+
+// ErrTooLarge means a file is longer than any release can be
+// (region.MaxFileLen): it is listed, with this error, without being read.
+var ErrTooLarge = errors.New("longer than any release can be")
 
 // MaxRotationFiles bounds the statements Rotations reads from one
 // directory.
 const MaxRotationFiles = 64
+
+// MaxRolloutFiles bounds the statements Rollouts reads from one directory.
+const MaxRolloutFiles = 64
 
 // An Entry is one file of a listing and what its scan found.
 type Entry struct {
@@ -48,7 +61,8 @@ type Entry struct {
 	ModTime time.Time
 	// Info is the region found in the file, not verified with any key
 	// (an unsigned region has an empty Version). It is valid only when
-	// Err is nil.
+	// Err is nil, or wraps region.ErrSizeMismatch: then it is the
+	// release the file claims to be, whose length rules the file out.
 	Info region.Info
 	// Err says why the file has no usable region: none, several, a
 	// malformed one, or the file could not be read. It names the file.
@@ -103,8 +117,9 @@ func (d *Dir) Path() string { return d.path }
 // If the Dir's path names a regular file instead of a directory, List
 // returns that one file, whatever its name.
 //
-// List reads each new or changed file to its end, or until ctx is done; it
-// then returns ctx's error and keeps the cache as it was.
+// List reads each new or changed file, at most to its end and once (see
+// the package comment), or until ctx is done; it then returns ctx's error
+// and keeps the cache as it was.
 func (d *Dir) List(ctx context.Context) ([]Entry, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -153,33 +168,50 @@ type file struct {
 // joined error, and the others are returned. A Dir whose path is a single
 // file has none.
 func (d *Dir) Rotations(ctx context.Context) ([]rotation.Statement, error) {
-	ents, err := os.ReadDir(d.path)
+	return readStatements(ctx, d.path, rotation.FileSuffix, MaxRotationFiles, rotation.Read)
+}
+
+// Rollouts reads the rollout statements in the directory: regular files
+// named *.rollout (rollout.FileSuffix), in name order, at most
+// MaxRolloutFiles of them, each at most rollout.MaxSize bytes. It checks
+// no signature and no key: which statement to take, for which target and
+// with which key, is the caller's (see rollout.Check). A file that does
+// not hold a statement is reported, by name, in the joined error, and the
+// others are returned. A Dir whose path is a single file has none.
+func (d *Dir) Rollouts(ctx context.Context) ([]rollout.Statement, error) {
+	return readStatements(ctx, d.path, rollout.FileSuffix, MaxRolloutFiles, rollout.Read)
+}
+
+// readStatements reads the regular, not hidden files of dir whose names end
+// in suffix, in name order, at most max of them, with read.
+func readStatements[T any](ctx context.Context, dir, suffix string, max int, read func(io.Reader) (T, error)) ([]T, error) {
+	ents, err := os.ReadDir(dir)
 	if err != nil {
-		if fi, serr := os.Stat(d.path); serr == nil && !fi.IsDir() {
+		if fi, serr := os.Stat(dir); serr == nil && !fi.IsDir() {
 			return nil, nil
 		}
 		return nil, err
 	}
-	var out []rotation.Statement
+	var out []T
 	var errs []error
 	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), rotation.FileSuffix) || strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+		if !strings.HasSuffix(e.Name(), suffix) || strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
 			continue
 		}
-		if len(out) >= MaxRotationFiles {
-			errs = append(errs, fmt.Errorf("%s: more than %d statements; the rest are not read", d.path, MaxRotationFiles))
+		if len(out) >= max {
+			errs = append(errs, fmt.Errorf("%s: more than %d statements; the rest are not read", dir, max))
 			break
 		}
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
-		path := filepath.Join(d.path, e.Name())
+		path := filepath.Join(dir, e.Name())
 		f, err := os.Open(path)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		st, err := rotation.Read(f)
+		st, err := read(f)
 		f.Close()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", path, err))
@@ -220,12 +252,20 @@ func (d *Dir) files() ([]file, error) {
 	return files, nil
 }
 
-// scan reads the file at path once with the region scanner.
+// scan reads the file at path with the region scanner, unless it is too
+// large to be a release.
 func scan(ctx context.Context, path string, fi file) Entry {
 	e := Entry{Name: filepath.Base(path), Path: path, Size: fi.size, ModTime: fi.mtime, Changed: true}
-	s, err := region.ScanFile(ctx, path)
+	if fi.size > region.MaxFileLen {
+		e.Err = fmt.Errorf("%s: %w: %d bytes, more than %d", path, ErrTooLarge, fi.size, int64(region.MaxFileLen))
+		return e
+	}
+	s, err := region.ScanReleaseFile(ctx, path)
 	if err != nil {
 		e.Err = err
+		if s != nil { // a length the region found rules out
+			e.Info, _ = s.Info()
+		}
 		return e
 	}
 	in, err := s.Info()

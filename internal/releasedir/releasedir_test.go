@@ -3,6 +3,7 @@ package releasedir
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
+	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -29,6 +31,7 @@ func TestSkip(t *testing.T) {
 		{"app-2.0.0.tmp", true},
 		{"app-2.0.0.part", true},
 		{"linux-amd64-1.rotation", true},
+		{"linux-amd64.rollout", true},
 	}
 	for _, tt := range tests {
 		if got := Skip(tt.name); got != tt.skip {
@@ -74,6 +77,61 @@ func TestRotations(t *testing.T) {
 	}
 	if _, err := New(filepath.Join(dir, "missing")).Rotations(context.Background()); err == nil {
 		t.Error("a missing directory gave no error")
+	}
+}
+
+func TestRollouts(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	k := regiontest.NewKey(t)
+	now := time.Now()
+	st := rollout.Statement{Target: "linux/amd64", Sequence: 2, Issued: now, Expires: now.Add(time.Hour),
+		Channels: []rollout.Channel{{Name: "stable", Version: "2.0.0", Percent: 25}}}
+	if err := st.Sign(k.Private); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := st.MarshalText()
+	for name, body := range map[string][]byte{
+		"linux-amd64.rollout": b,
+		"bad.rollout":         []byte("not a statement\n"),
+		"huge.rollout":        append(b, make([]byte, rollout.MaxSize)...),
+		".hidden.rollout":     []byte("not read\n"),
+		"app-1.0.0":           []byte("a release, not a statement"),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub.rollout"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got, err := New(dir).Rollouts(context.Background())
+	if len(got) != 1 || !got[0].Equal(st) {
+		t.Errorf("got %+v, want the one statement", got)
+	}
+	for _, name := range []string{"bad.rollout", "huge.rollout"} {
+		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, name)) || !errors.Is(err, rollout.ErrMalformed) {
+			t.Errorf("err = %v, want %s named as malformed", err, name)
+		}
+	}
+	// Statements are not releases.
+	if ents, _ := New(dir).List(context.Background()); summary(ents) != "app-1.0.0=error*" {
+		t.Errorf("List lists %s, want only app-1.0.0", summary(ents))
+	}
+	if got, err := New(filepath.Join(dir, "app-1.0.0")).Rollouts(context.Background()); len(got) != 0 || err != nil {
+		t.Errorf("single file: %v, %v", got, err)
+	}
+
+	// At most MaxRolloutFiles are read.
+	many := t.TempDir()
+	for i := range MaxRolloutFiles + 3 {
+		if err := os.WriteFile(filepath.Join(many, fmt.Sprintf("t%03d.rollout", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err = New(many).Rollouts(context.Background())
+	if len(got) != MaxRolloutFiles || err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("%d statements read, err %v; want %d and a note of the rest", len(got), err, MaxRolloutFiles)
 	}
 }
 
@@ -290,5 +348,68 @@ func TestListCanceled(t *testing.T) {
 	}
 	if got := summary(ents); got != "a=2.0.0*" {
 		t.Errorf("List after a canceled one = %q, want a=2.0.0*", got)
+	}
+}
+
+// TestHostileFiles: a file longer than any release (a sparse 1 TiB one) is
+// listed with ErrTooLarge without being read, a sparse 32 GiB one as
+// holding no region, and a release with zeros
+// after its content (a length its region rules out) with ErrSizeMismatch;
+// the genuine release beside them is listed, and a second List scans
+// nothing again.
+func TestHostileFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key := regiontest.NewKey(t)
+	regiontest.WriteBinary(t, filepath.Join(dir, "app-2.0.0"), 300_000, 1, key, "2.0.0")
+	padded := filepath.Join(dir, "app-3.0.0")
+	in := regiontest.WriteBinary(t, padded, 300_000, 2, key, "3.0.0")
+	if err := os.Truncate(padded, in.ContentLen()+region.MaxTail(in.ContentLen())); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "huge")
+	if err := os.WriteFile(huge, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, 1<<40); err != nil {
+		t.Skipf("no sparse 1 TiB file here: %v", err)
+	}
+	// Not too large to be a release, but all holes: the pass that
+	// locates the region skips them (on Linux).
+	holes := filepath.Join(dir, "holes")
+	if err := os.WriteFile(holes, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(holes, 32<<30); err != nil {
+		t.Fatal(err)
+	}
+	d := New(dir)
+	for round := range 2 {
+		ents, err := d.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) != 4 {
+			t.Fatalf("listed %d files, want 4", len(ents))
+		}
+		byName := map[string]Entry{}
+		for _, e := range ents {
+			byName[e.Name] = e
+			if e.Changed != (round == 0) {
+				t.Errorf("round %d: %s Changed = %v", round, e.Name, e.Changed)
+			}
+		}
+		if e := byName["app-2.0.0"]; e.Err != nil || e.Info.Version != "2.0.0" {
+			t.Errorf("the genuine release: %+v", e)
+		}
+		if e := byName["holes"]; !errors.Is(e.Err, region.ErrNoRegion) {
+			t.Errorf("the 32 GiB sparse file: %v, want ErrNoRegion", e.Err)
+		}
+		if e := byName["huge"]; !errors.Is(e.Err, ErrTooLarge) || !strings.Contains(e.Err.Error(), huge) {
+			t.Errorf("the 1 TiB file: %v, want ErrTooLarge naming it", e.Err)
+		}
+		if e := byName["app-3.0.0"]; !errors.Is(e.Err, region.ErrSizeMismatch) || !strings.Contains(e.Err.Error(), padded) || e.Info.Version != "3.0.0" {
+			t.Errorf("the padded release: %v (region %q), want ErrSizeMismatch naming it, and the 3.0.0 it claims to be", e.Err, e.Info.Version)
+		}
 	}
 }

@@ -32,6 +32,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,12 +55,21 @@ const (
 	MaxYanks    = 32
 	// MaxNameLen bounds a channel's name.
 	MaxNameLen = 32
+	// MaxRamp bounds a channel's ramp: ten years.
+	MaxRamp = 10 * 365 * 24 * time.Hour
 )
 
 // FileSuffix ends the names of files that hold one statement each, as
 // rpsign rollout writes them next to the releases (such as
 // linux-amd64.rollout); directory sources and rpseed read them.
 const FileSuffix = ".rollout"
+
+// FileName returns the name of the file, or release asset, that holds the
+// statement of target ("GOOS/GOARCH"): "GOOS-GOARCH.rollout", such as
+// linux-amd64.rollout.
+func FileName(target string) string {
+	return strings.Replace(target, "/", "-", 1) + FileSuffix
+}
 
 // DefaultChannel is the channel of a node that names none.
 const DefaultChannel = "stable"
@@ -200,6 +211,8 @@ func (s Statement) check() error {
 			return bad("channel %s: percent %d (want 0 to 100)", c.Name, c.Percent)
 		case c.Ramp < 0:
 			return bad("channel %s: negative ramp", c.Name)
+		case c.Ramp > MaxRamp:
+			return bad("channel %s: a ramp of %s, longer than ten years", c.Name, c.Ramp)
 		case c.Ramp > 0 && c.Start.IsZero():
 			return bad("channel %s: a ramp needs a start", c.Name)
 		case c.Ramp == 0 && !c.Start.IsZero():
@@ -395,7 +408,7 @@ func parseChannel(v string) (Channel, error) {
 	rest := f[3:]
 	if len(rest) >= 2 && strings.HasPrefix(rest[0], "ramp=") {
 		secs, err := strconv.ParseInt(strings.TrimPrefix(rest[0], "ramp="), 10, 64)
-		if err != nil || secs <= 0 || secs > 10*365*24*3600 {
+		if err != nil || secs <= 0 || secs > int64(MaxRamp/time.Second) {
 			return c, fmt.Errorf("ramp %q: want seconds, 1 to ten years", rest[0])
 		}
 		c.Ramp = time.Duration(secs) * time.Second
@@ -584,4 +597,69 @@ func (s Statement) Decide(channel string, bucket int, running string, now time.T
 		return Decision{Why: fmt.Sprintf("channel %s is on %s for %.2f%% of nodes, and this node's bucket is not among them", c.Name, v, float64(c.Share(now))*100/Buckets)}
 	}
 	return Decision{Version: v, Why: fmt.Sprintf("channel %s is on %s", c.Name, v)}
+}
+
+// String describes the channel's line in words, for logs and summaries:
+// "stable 2.0.0 for 25%, growing to 100% over 24h0m0s from
+// 2026-12-04T17:00:00Z, halted".
+func (c Channel) String() string {
+	s := fmt.Sprintf("%s %s for %d%%", c.Name, c.Version, c.Percent)
+	if c.Ramp > 0 {
+		s += fmt.Sprintf(", growing to 100%% over %s from %s", c.Ramp, c.Start.UTC().Format(time.RFC3339))
+	}
+	if c.Halted {
+		s += ", halted"
+	}
+	return s
+}
+
+// String describes the yank, for logs and summaries: "1.9.0 to 1.8.2".
+func (y Yank) String() string { return y.Version + " to " + y.To }
+
+// WriteFile writes the statement's text form to path through a hidden
+// temporary file in the same directory (named so that directory readers
+// skip it) renamed over path: readers see the previous file or the new
+// one, never a part.
+func WriteFile(path string, s Statement) error {
+	text, err := s.MarshalText()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	_, err = tmp.Write(text)
+	if serr := tmp.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// ChannelSummary describes the statement's channels in words, separated
+// by "; " (see Channel.String).
+func (s Statement) ChannelSummary() string { return joinStrings(s.Channels) }
+
+// YankSummary describes the statement's yanks, separated by "; ".
+func (s Statement) YankSummary() string { return joinStrings(s.Yanks) }
+
+func joinStrings[T fmt.Stringer](a []T) string {
+	out := make([]string, len(a))
+	for i, x := range a {
+		out[i] = x.String()
+	}
+	return strings.Join(out, "; ")
 }

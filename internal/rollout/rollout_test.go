@@ -1,7 +1,9 @@
 package rollout
 
 import (
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -75,6 +77,7 @@ func TestVerifyRefuses(t *testing.T) {
 		{"percent above 100", func(s *Statement) { s.Channels[0].Percent = 101 }, ErrMalformed},
 		{"bad channel name", func(s *Statement) { s.Channels[0].Name = "Stable" }, ErrMalformed},
 		{"ramp without start", func(s *Statement) { s.Channels[0].Ramp = time.Hour }, ErrMalformed},
+		{"ramp over ten years", func(s *Statement) { s.Channels[0].Ramp, s.Channels[0].Start = MaxRamp+time.Second, t0 }, ErrMalformed},
 		{"yank to itself", func(s *Statement) { s.Yanks[0].To = s.Yanks[0].Version }, ErrMalformed},
 		{"non-canonical version", func(s *Statement) { s.Channels[0].Version = "v2.0.0" }, ErrMalformed},
 		{"channels twice", func(s *Statement) { s.Channels = append(s.Channels, s.Channels[0]) }, ErrMalformed},
@@ -164,6 +167,12 @@ func TestCheck(t *testing.T) {
 				t.Errorf("Check = %v, %v; want %v, %v", newer, err, tt.newer, tt.err)
 			}
 		})
+	}
+}
+
+func TestFileName(t *testing.T) {
+	if got := FileName("linux/amd64"); got != "linux-amd64.rollout" {
+		t.Errorf("FileName = %q", got)
 	}
 }
 
@@ -262,6 +271,34 @@ func TestGolden(t *testing.T) {
 	got, _ := made.MarshalText()
 	if string(got) != string(want) {
 		t.Errorf("Sign wrote\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestFormatDoc checks that docs/FORMAT.md prints the known-answer
+// statement byte for byte and the digest its key signs.
+func TestFormatDoc(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/FORMAT.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden, err := os.ReadFile("testdata/golden.rollout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```\n"+string(golden)+"```\n") {
+		t.Error("docs/FORMAT.md does not print testdata/golden.rollout")
+	}
+	st, err := Parse(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := digest(st.body())
+	h := hex.EncodeToString(m[:])
+	if !strings.Contains(string(doc), "    "+h[:64]+"\n    "+h[64:]+"\n") {
+		t.Errorf("docs/FORMAT.md does not print the digest %s", h)
+	}
+	if want := fmt.Sprintf("Its body is %d bytes\n(the statement %d)", len(st.body()), len(golden)); !strings.Contains(string(doc), want) {
+		t.Errorf("docs/FORMAT.md does not say %q", want)
 	}
 }
 

@@ -191,11 +191,35 @@ func Read(r io.Reader) (Statement, error) {
 // each step a statement for target from the key trusted so far, signed by
 // it, with a higher sequence than the step before; when two statements
 // would move the same key, the lower sequence wins (of equal ones, the
-// first in stmts). It returns the chain it followed, oldest first (none:
+// first in stmts). A statement to a key the chain already held (the
+// starting key or any key it moved through) is ignored: a chain never
+// returns to a key it left. It returns the chain it followed, oldest first (none:
 // key stays), at most MaxChain statements. Statements for other targets
 // or keys, and forged ones, are ignored.
 func Follow(key ed25519.PublicKey, target string, stmts []Statement) (ed25519.PublicKey, []Statement) {
 	return Extend(key, target, nil, stmts)
+}
+
+// Resume returns what an app that runs with key and kept the chain kept
+// (oldest first, as Extend returned it) passes to Extend: the key the
+// chain started from and the chain, checked again. The chain may have been
+// followed by a build for an earlier key, the one this build updated from:
+// when it leads to key, it starts at that earlier key, so that the keys it
+// left stay left for this build too (a build for B that came from A
+// through A→B never follows B→A). Otherwise it is the part of kept that
+// moves key on (see Follow).
+func Resume(key ed25519.PublicKey, target string, kept []Statement) (ed25519.PublicKey, []Statement) {
+	if len(kept) > 0 && !kept[0].From.Equal(key) {
+		origin := kept[0].From
+		_, chain := Follow(origin, target, kept)
+		for _, s := range chain {
+			if s.To.Equal(key) {
+				return origin, chain
+			}
+		}
+	}
+	_, chain := Follow(key, target, kept)
+	return key, chain
 }
 
 // Extend continues chain, a chain followed before from key (see Follow),
@@ -203,18 +227,28 @@ func Follow(key ed25519.PublicKey, target string, stmts []Statement) (ed25519.Pu
 // its end and the whole chain. The steps taken before are never undone: a
 // statement that would have moved an earlier key of the chain, even with
 // a lower sequence, is ignored, so that whoever holds a retired key cannot
-// move an app that already followed a chain away from it.
+// move an app that already followed a chain away from it. Nor does a chain
+// ever return to a key it left: a statement whose new key is the starting
+// key or one the chain already moved through is ignored, so that A→B, B→A,
+// A→X never reaches X.
 func Extend(key ed25519.PublicKey, target string, chain []Statement, stmts []Statement) (ed25519.PublicKey, []Statement) {
 	chain = slices.Clone(chain)
+	visited := []ed25519.PublicKey{key}
+	for _, s := range chain {
+		visited = append(visited, s.To)
+	}
 	var seq uint64
 	if len(chain) > 0 {
 		key, seq = chain[len(chain)-1].To, chain[len(chain)-1].Sequence
+	}
+	left := func(k ed25519.PublicKey) bool {
+		return slices.ContainsFunc(visited, func(v ed25519.PublicKey) bool { return v.Equal(k) })
 	}
 	for len(chain) < MaxChain {
 		var next *Statement
 		for i := range stmts {
 			s := &stmts[i]
-			if s.Target != target || !s.From.Equal(key) || s.Sequence <= seq || s.Verify() != nil {
+			if s.Target != target || !s.From.Equal(key) || s.Sequence <= seq || left(s.To) || s.Verify() != nil {
 				continue
 			}
 			if next == nil || s.Sequence < next.Sequence {
@@ -226,6 +260,7 @@ func Extend(key ed25519.PublicKey, target string, chain []Statement, stmts []Sta
 		}
 		chain = append(chain, *next)
 		key, seq = next.To, next.Sequence
+		visited = append(visited, key)
 	}
 	return key, chain
 }

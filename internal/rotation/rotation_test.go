@@ -114,6 +114,103 @@ func TestFollow(t *testing.T) {
 	}
 }
 
+// mustNew returns the statement, signed by from, that moves target to to.
+func mustNew(t *testing.T, from, to regiontest.Key, target string, seq uint64) Statement {
+	t.Helper()
+	s, err := New(from.Private, to.Public, target, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestNoWayBackToALeftKey: a chain never returns to a key it left, the
+// starting key or one it moved through, whatever the sequences; a step
+// that would is ignored, in Follow and in Extend, and the chain goes on
+// by the next statement that does not return.
+func TestNoWayBackToALeftKey(t *testing.T) {
+	a, b, c, x := regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t)
+	const target = "linux/amd64"
+	st := func(from, to regiontest.Key, seq uint64) Statement { return mustNew(t, from, to, target, seq) }
+	ab1, ba2, ax3 := st(a, b, 1), st(b, a, 2), st(a, x, 3)
+	bc2, ca3, cb3, bx4, cx5 := st(b, c, 2), st(c, a, 3), st(c, b, 3), st(b, x, 4), st(c, x, 5)
+	tests := []struct {
+		name  string
+		kept  []Statement // the chain followed before (Extend)
+		stmts []Statement
+		want  regiontest.Key
+		steps int
+	}{
+		{"A→B, B→A, A→X stays on B", nil, []Statement{ab1, ba2, ax3}, b, 1},
+		{"in any order", nil, []Statement{ax3, ba2, ab1}, b, 1},
+		{"back to the start two steps on", nil, []Statement{ab1, bc2, ca3}, c, 2},
+		{"back to a key moved through", nil, []Statement{ab1, bc2, cb3}, c, 2},
+		{"a return is skipped for the next step", nil, []Statement{ab1, bc2, ca3, cx5}, x, 3},
+		{"a lower return does not hide a forward step", nil, []Statement{ab1, ba2, bx4}, x, 2},
+		{"Extend: back to the start", []Statement{ab1}, []Statement{ba2, ax3}, b, 1},
+		{"Extend: back through a kept step", []Statement{ab1, bc2}, []Statement{cb3, bx4}, c, 2},
+		{"Extend: forward still works", []Statement{ab1, bc2}, []Statement{cb3, cx5}, x, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, chain := Extend(a.Public, target, tt.kept, tt.stmts)
+			if !got.Equal(tt.want.Public) || len(chain) != tt.steps {
+				t.Errorf("Extend = %x (chain of %d), want %x (chain of %d)", got[:4], len(chain), tt.want.Public[:4], tt.steps)
+			}
+			if tt.kept == nil {
+				if got, chain := Follow(a.Public, target, tt.stmts); !got.Equal(tt.want.Public) || len(chain) != tt.steps {
+					t.Errorf("Follow = %x (chain of %d), want %x (chain of %d)", got[:4], len(chain), tt.want.Public[:4], tt.steps)
+				}
+			}
+			seen := map[string]bool{string(a.Public): true}
+			for _, s := range chain {
+				if seen[string(s.To)] {
+					t.Errorf("the chain returns to %x", s.To[:4])
+				}
+				seen[string(s.To)] = true
+			}
+		})
+	}
+}
+
+// TestResume: a build for a later key of a chain, updated from a build
+// that followed it, resumes the chain from where it started, so that the
+// keys it left stay left; a kept chain that does not lead to the build's
+// key is not its history.
+func TestResume(t *testing.T) {
+	a, b, c, x := regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t), regiontest.NewKey(t)
+	const target = "linux/amd64"
+	st := func(from, to regiontest.Key, seq uint64) Statement { return mustNew(t, from, to, target, seq) }
+	ab1, bc2, ba2, ax3, cx3 := st(a, b, 1), st(b, c, 2), st(b, a, 2), st(a, x, 3), st(c, x, 3)
+	tests := []struct {
+		name   string
+		build  regiontest.Key
+		kept   []Statement
+		origin regiontest.Key
+		steps  int
+		stmts  []Statement // offered next
+		want   regiontest.Key
+	}{
+		{"nothing kept: B→A is a first step", b, nil, b, 0, []Statement{ba2, ax3}, x},
+		{"the build for A itself", a, []Statement{ab1}, a, 1, []Statement{ba2, ax3}, b},
+		{"the build for B that came from A", b, []Statement{ab1}, a, 1, []Statement{ba2, ax3}, b},
+		{"the build for C, two steps on", c, []Statement{ab1, bc2}, a, 2, []Statement{cx3}, x},
+		{"the build for B, a chain on past it", b, []Statement{ab1, bc2}, a, 2, []Statement{ba2}, c},
+		{"a chain that does not lead here", c, []Statement{ab1}, c, 0, []Statement{cx3}, x},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			origin, kept := Resume(tt.build.Public, target, tt.kept)
+			if !origin.Equal(tt.origin.Public) || len(kept) != tt.steps {
+				t.Fatalf("Resume = %x (chain of %d), want %x (chain of %d)", origin[:4], len(kept), tt.origin.Public[:4], tt.steps)
+			}
+			if got, _ := Extend(origin, target, kept, tt.stmts); !got.Equal(tt.want.Public) {
+				t.Errorf("then Extend = %x, want %x", got[:4], tt.want.Public[:4])
+			}
+		})
+	}
+}
+
 // TestExtendKeepsTheChain: a chain once followed is only extended; a
 // statement by a key it left, even with a lower sequence, moves nothing.
 func TestExtendKeepsTheChain(t *testing.T) {

@@ -1,27 +1,28 @@
-// Package testtools installs the pinned command-line tools that end-to-end
-// tests run (goreleaser, actionlint, act) with go install from the Go
-// module proxy, into a per-user cache directory reused across runs, and
-// the Debian packages some tests need (qemu-user-static, Wine, MinGW) with
-// apt-get when they are missing.
+// Package testtools finds the tools that end-to-end tests run: the pinned
+// Go tools (goreleaser, actionlint, act) in a per-user cache directory, and
+// the commands of Debian packages (qemu-user-static, Wine, MinGW,
+// osslsigncode, nftables) on the machine.
 //
-// A test calls Install and gets the tool's path. When the install itself is
-// impossible (no go command, no module proxy), the test is skipped with a
-// message saying so, unless RP_REQUIRE_TOOLS=1 is set (as in CI), which
-// makes it fail instead.
+// Tests install nothing. scripts/test-deps.sh installs all of it (the Go
+// tools with go run ./internal/testtools/installtools, the packages with
+// apt-get) and registers the binfmt_misc handlers. A test whose tool is
+// missing is skipped with a message naming that script, unless
+// RP_REQUIRE_TOOLS=1 is set (as .ci/run does), which makes it fail.
 package testtools
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
-	"time"
 )
+
+// Script is the setup script that installs what the tests need, relative to
+// the repository root.
+const Script = "scripts/test-deps.sh"
 
 // A Tool is a Go command installable with go install Pkg@Version.
 type Tool struct {
@@ -49,10 +50,10 @@ func Act() Tool {
 	return Tool{"act", "github.com/nektos/act", "v0.2.89"}
 }
 
-// installTimeout bounds one go install, with room for the slowest:
-// goreleaser's with a cold build cache on a small machine (its time is in
-// README.md).
-const installTimeout = 30 * time.Minute
+// All returns every pinned tool, the ones installtools installs.
+func All() []Tool {
+	return []Tool{Actionlint(), Act(), Goreleaser()}
+}
 
 // Dir returns the directory that holds tool once installed:
 // $XDG_CACHE_HOME/rustpatcher-go/tools/<name>-<version> or the platform's
@@ -78,81 +79,89 @@ func Path(tool Tool) (string, error) {
 	return filepath.Join(dir, name), nil
 }
 
-// Install returns the path of tool, installing it first when it is not in
-// the cache. It skips the test (or fails it under RP_REQUIRE_TOOLS=1) when
-// the install is impossible.
-func Install(t testing.TB, tool Tool) string {
+// Executable reports whether path is an executable regular file.
+func Executable(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular() && (runtime.GOOS == "windows" || st.Mode()&0o111 != 0)
+}
+
+// Find returns the path of the installed tool. It skips the test (or fails
+// it under RP_REQUIRE_TOOLS=1) when the tool is not installed, naming the
+// script that installs it.
+func Find(t testing.TB, tool Tool) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
-	defer cancel()
-	if dl, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if d, ok := dl.Deadline(); ok {
-			ctx, cancel = context.WithDeadline(ctx, d.Add(-30*time.Second))
-			defer cancel()
-		}
-	}
-	path, err := install(ctx, tool)
+	path, err := Path(tool)
 	if err != nil {
-		msg := fmt.Sprintf("cannot install %s %s (go install %s@%s): %v", tool.Name, tool.Version, tool.Pkg, tool.Version, err)
-		if os.Getenv("RP_REQUIRE_TOOLS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip("skipping: " + msg + " (set RP_REQUIRE_TOOLS=1 to fail instead)")
+		Missing(t, fmt.Sprintf("no cache directory for %s %s: %v", tool.Name, tool.Version, err))
+	}
+	if !Executable(path) {
+		Missing(t, fmt.Sprintf("%s %s is not installed at %s", tool.Name, tool.Version, path))
 	}
 	return path
 }
 
-// install installs tool unless it is already in the cache, and returns its
-// path. Concurrent installs of the same tool (parallel test binaries) each
-// build into their own directory and the first rename wins.
-func install(ctx context.Context, tool Tool) (string, error) {
-	path, err := Path(tool)
-	if err != nil {
-		return "", err
+// Missing skips the test because something it needs is missing, as msg
+// says, and names the script that installs it; under RP_REQUIRE_TOOLS=1
+// it fails the test instead.
+func Missing(t testing.TB, msg string) {
+	t.Helper()
+	msg += " (run " + Script + " to set up what the tests need)"
+	if os.Getenv("RP_REQUIRE_TOOLS") == "1" {
+		t.Fatal(msg)
 	}
-	if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-		return path, nil
-	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		return "", errors.New("no go command on PATH")
-	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".install-"+tool.Name+"-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	cmd := exec.CommandContext(ctx, gobin, "install", tool.Pkg+"@"+tool.Version)
-	// Run outside any module so that the project's go.mod plays no part.
-	cmd.Dir = tmp
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOWORK=off", "CGO_ENABLED=0")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (gave up after %v)", err, installTimeout)
-		}
-		return "", fmt.Errorf("%w\n%s", err, tail(out.Bytes(), 2000))
-	}
-	if _, err := os.Stat(filepath.Join(tmp, filepath.Base(path))); err != nil {
-		return "", fmt.Errorf("go install succeeded but wrote no %s: %w", filepath.Base(path), err)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		// Another process installed it meanwhile.
-		if _, serr := os.Stat(path); serr != nil {
-			return "", err
-		}
-	}
-	return path, nil
+	t.Skip("skipping: " + msg + "; set RP_REQUIRE_TOOLS=1 to fail instead")
 }
 
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
+// A Package is a Debian package that provides a command a test runs.
+type Package struct {
+	// Name is the Debian package, such as qemu-user-static.
+	Name string
+	// Command is the file the test runs: a name looked up in PATH, or an
+	// absolute path for programs installed outside it (Wine's
+	// /usr/lib/wine/wine64).
+	Command string
+}
+
+// Commands returns the paths of the packages' commands, in order. When one
+// is missing it skips the test (or fails it under RP_REQUIRE_TOOLS=1),
+// naming the packages to install and the script that installs them.
+func Commands(t testing.TB, pkgs ...Package) []string {
+	t.Helper()
+	paths, err := commands(pkgs)
+	if err != nil {
+		Missing(t, err.Error())
 	}
-	return b
+	return paths
+}
+
+func commands(pkgs []Package) ([]string, error) {
+	paths := make([]string, len(pkgs))
+	var missing []string
+	for i, p := range pkgs {
+		path, err := lookCommand(p.Command)
+		if err != nil {
+			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", p.Command, p.Name))
+			continue
+		}
+		paths[i] = path
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("missing %s", strings.Join(missing, ", "))
+	}
+	return paths, nil
+}
+
+// lookCommand finds cmd in PATH, or checks the absolute path cmd.
+func lookCommand(cmd string) (string, error) {
+	if !filepath.IsAbs(cmd) {
+		return exec.LookPath(cmd)
+	}
+	st, err := os.Stat(cmd)
+	if err != nil {
+		return "", err
+	}
+	if !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("%s is not an executable file", cmd)
+	}
+	return cmd, nil
 }

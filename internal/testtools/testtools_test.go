@@ -1,16 +1,14 @@
 package testtools
 
 import (
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
 func TestPaths(t *testing.T) {
-	for _, tool := range []Tool{Goreleaser(), Actionlint(), Act()} {
+	for _, tool := range All() {
 		p, err := Path(tool)
 		if err != nil {
 			t.Fatal(err)
@@ -24,53 +22,67 @@ func TestPaths(t *testing.T) {
 	}
 }
 
-// TestInstallFailure checks that a failed install reports the package and
-// the go command's output instead of leaving a broken tool behind.
-func TestInstallFailure(t *testing.T) {
-	// The go command's telemetry may still write under the user config
-	// directory after go exits: keep it out of the test's temporary ones.
-	if cfg, err := os.UserConfigDir(); err == nil {
-		t.Setenv("XDG_CONFIG_HOME", cfg)
-	}
+// TestFind checks that an installed tool is found where installtools puts
+// it, and that a missing one skips the test naming the setup script.
+func TestFind(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	t.Setenv("HOME", t.TempDir())
-	t.Setenv("GOPROXY", "off")
-	t.Setenv("GOFLAGS", "")
-	tool := Tool{"nosuchtool", "example.com/nosuch/tool", "v0.0.1"}
-	_, err := install(context.Background(), tool)
-	if err == nil || !strings.Contains(err.Error(), "example.com/nosuch/tool") {
-		t.Fatalf("install = %v, want an error naming the module", err)
-	}
-	p, _ := Path(tool)
-	if _, err := os.Stat(p); err == nil {
-		t.Error("a failed install left a binary behind")
-	}
-}
-
-// TestInstallCached checks that an installed tool is reused without running
-// go install again.
-func TestInstallCached(t *testing.T) {
-	t.Setenv("XDG_CACHE_HOME", t.TempDir())
-	t.Setenv("HOME", t.TempDir())
-	t.Setenv("PATH", "") // no go command: only the cache can answer
+	t.Setenv("RP_REQUIRE_TOOLS", "")
 	tool := Tool{"cached", "example.com/cached", "v1.0.0"}
+	var skipped bool
+	t.Run("missing", func(t *testing.T) {
+		defer func() { skipped = t.Skipped() }()
+		Find(t, tool)
+		t.Error("Find returned a tool that is not installed")
+	})
+	if !skipped {
+		t.Error("Find did not skip the test of a missing tool")
+	}
 	p, err := Path(tool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := install(context.Background(), tool); err == nil || !strings.Contains(err.Error(), "no go command") {
-		t.Fatalf("install without go and cache = %v", err)
-	}
 	os.MkdirAll(filepath.Dir(p), 0o755)
-	if err := os.WriteFile(p, []byte("#!/bin/sh\necho cached\n"), 0o755); err != nil {
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	got, err := install(context.Background(), tool)
-	if err != nil || got != p {
-		t.Fatalf("install = %s, %v; want %s", got, err, p)
+	if got := Find(t, tool); got != p {
+		t.Errorf("Find = %s, want %s", got, p)
 	}
-	out, err := exec.Command(got).Output()
-	if err != nil || string(out) != "cached\n" {
-		t.Errorf("running the cached tool: %q, %v", out, err)
+}
+
+// TestCommands checks that commands already there are found, by name in
+// PATH and by absolute path, and that a missing one is reported with its
+// package.
+func TestCommands(t *testing.T) {
+	sh, err := lookCommand("sh")
+	if err != nil {
+		t.Skipf("no sh in PATH: %v", err)
+	}
+	paths, err := commands([]Package{{Name: "dash", Command: "sh"}, {Name: "dash", Command: sh}})
+	if err != nil || len(paths) != 2 || paths[0] != sh || paths[1] != sh {
+		t.Fatalf("commands = %v, %v; want %s twice", paths, err, sh)
+	}
+	_, err = commands([]Package{{Name: "dash", Command: "sh"}, {Name: "nosuch-pkg", Command: "nosuch-command-rp"}})
+	if err == nil || !strings.Contains(err.Error(), "nosuch-command-rp (Debian package nosuch-pkg)") {
+		t.Errorf("commands with a missing command = %v", err)
+	}
+}
+
+// TestLookCommandAbsolute checks that an absolute path must be an
+// executable regular file.
+func TestLookCommandAbsolute(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{plain, dir, filepath.Join(dir, "missing")} {
+		if _, err := lookCommand(p); err == nil {
+			t.Errorf("lookCommand(%s) found a command", p)
+		}
+	}
+	if _, err := lookCommand(plain); err == nil || !strings.Contains(err.Error(), "not an executable") {
+		t.Errorf("lookCommand(%s) = %v, want not an executable", plain, err)
 	}
 }

@@ -44,8 +44,8 @@ const (
 	// MaxPiecesPerRequest is the most pieces one pieces request asks for.
 	MaxPiecesPerRequest = 8
 	// MaxContentLen is the longest content a node fetches: 64 GiB, whose
-	// piece hashes take 2 MiB.
-	MaxContentLen = 1 << 36
+	// piece hashes take 2 MiB (region.MaxContentLen).
+	MaxContentLen = region.MaxContentLen
 )
 
 // magic opens every request.
@@ -87,6 +87,8 @@ func (k Kind) String() string {
 		return "pieces"
 	case KindPacked:
 		return "packed"
+	case KindRollout:
+		return "rollout"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }
@@ -176,7 +178,7 @@ func CheckAuth(pub ed25519.PublicKey, a [AuthLen]byte, t time.Time) bool {
 
 // known reports whether k is a request kind of the protocol.
 func (k Kind) known() bool {
-	return k == KindInfo || k == KindHashes || k == KindPieces || k == KindRotations || k == KindPacked
+	return k == KindInfo || k == KindHashes || k == KindPieces || k == KindRotations || k == KindPacked || k == KindRollout
 }
 
 // hasID reports whether a request of kind k names a file.
@@ -187,8 +189,8 @@ func (k Kind) hasRange() bool { return k == KindPieces || k == KindPacked }
 
 // Request is a decoded request frame.
 type Request struct {
-	// Kind is KindInfo, KindHashes, KindPieces, KindRotations or
-	// KindPacked.
+	// Kind is KindInfo, KindHashes, KindPieces, KindRotations,
+	// KindPacked or KindRollout.
 	Kind Kind
 	// Auth is the namespace check (see Auth).
 	Auth [AuthLen]byte
@@ -202,6 +204,9 @@ type Request struct {
 	// Base is the file ID of the file the asking node holds, which the
 	// pieces may be sent as deltas from; zero for none (KindPacked only).
 	Base [IDLen]byte
+	// Report is what the asking node says about itself (KindRollout
+	// only); unauthenticated.
+	Report Report
 }
 
 // check validates the fields of r that the frame format constrains.
@@ -215,6 +220,9 @@ func (r *Request) check() error {
 	if r.Kind.hasRange() && (r.Count == 0 || r.Count > MaxPiecesPerRequest) {
 		return fmt.Errorf("%w: %d pieces asked, want 1 to %d", ErrMalformed, r.Count, MaxPiecesPerRequest)
 	}
+	if r.Kind == KindRollout {
+		return r.Report.Check()
+	}
 	return nil
 }
 
@@ -224,6 +232,7 @@ func (r *Request) check() error {
 //	     | [file ID (32)                                  hashes, pieces, packed]
 //	     | [first piece (u32 LE) | piece count (u32 LE)   pieces, packed]
 //	     | [base file ID (32)                             packed]
+//	     | [report (see Report)                           rollout]
 func (r *Request) Marshal() ([]byte, error) {
 	if err := r.check(); err != nil {
 		return nil, err
@@ -243,6 +252,9 @@ func (r *Request) Marshal() ([]byte, error) {
 	}
 	if r.Kind == KindPacked {
 		b = append(b, r.Base[:]...)
+	}
+	if r.Kind == KindRollout {
+		b = r.Report.append(b)
 	}
 	return b, nil
 }
@@ -300,6 +312,12 @@ func ReadRequest(r io.Reader) (*Request, error) {
 	}
 	if req.Kind == KindPacked {
 		if err := readFull(r, req.Base[:], "base file ID"); err != nil {
+			return nil, err
+		}
+	}
+	if req.Kind == KindRollout {
+		var err error
+		if req.Report, err = readReport(r); err != nil {
 			return nil, err
 		}
 	}
@@ -676,7 +694,22 @@ const (
 // for each statement, its length (u16 LE) and its text form. It writes at
 // most MaxRotations statements.
 func WriteRotations(w io.Writer, stmts []rotation.Statement) error {
-	stmts = stmts[:min(len(stmts), MaxRotations)]
+	return writeStatements(w, stmts, MaxRotations)
+}
+
+// ReadRotations reads a rotations answer: at most MaxRotations statements
+// of at most MaxRotationLen bytes each. A statement that does not parse
+// makes the answer malformed; signatures are not checked here (see
+// rotation.Statement.Verify).
+func ReadRotations(r io.Reader) ([]rotation.Statement, error) {
+	return readStatements(r, "rotation", MaxRotations, MaxRotationLen, rotation.Parse)
+}
+
+// writeStatements writes an answer of statements in text form: status OK
+// (1) | count (1) | for each statement, its length (u16 LE) and its text.
+// It writes at most max statements.
+func writeStatements[T interface{ MarshalText() ([]byte, error) }](w io.Writer, stmts []T, max int) error {
+	stmts = stmts[:min(len(stmts), max)]
 	b := []byte{byte(StatusOK), byte(len(stmts))}
 	for _, st := range stmts {
 		text, err := st.MarshalText()
@@ -690,36 +723,35 @@ func WriteRotations(w io.Writer, stmts []rotation.Statement) error {
 	return err
 }
 
-// ReadRotations reads a rotations answer: at most MaxRotations statements
-// of at most MaxRotationLen bytes each. A statement that does not parse
-// makes the answer malformed; signatures are not checked here (see
-// rotation.Statement.Verify).
-func ReadRotations(r io.Reader) ([]rotation.Statement, error) {
+// readStatements reads an answer that writeStatements wrote: at most max
+// statements of at most maxLen bytes each, each parsed with parse. what
+// names the statements in errors.
+func readStatements[T any](r io.Reader, what string, max, maxLen int, parse func([]byte) (T, error)) ([]T, error) {
 	if err := readStatus(r); err != nil {
 		return nil, err
 	}
 	var n [1]byte
-	if err := readFull(r, n[:], "rotation count"); err != nil {
+	if err := readFull(r, n[:], what+" count"); err != nil {
 		return nil, err
 	}
-	if n[0] > MaxRotations {
-		return nil, fmt.Errorf("%w: %d rotation statements, at most %d", ErrMalformed, n[0], MaxRotations)
+	if int(n[0]) > max {
+		return nil, fmt.Errorf("%w: %d %s statements, at most %d", ErrMalformed, n[0], what, max)
 	}
-	var out []rotation.Statement
-	var buf [MaxRotationLen]byte
+	var out []T
+	buf := make([]byte, maxLen)
 	for range int(n[0]) {
 		var l [2]byte
-		if err := readFull(r, l[:], "rotation length"); err != nil {
+		if err := readFull(r, l[:], what+" length"); err != nil {
 			return nil, err
 		}
-		k := binary.LittleEndian.Uint16(l[:])
-		if k == 0 || int(k) > MaxRotationLen {
-			return nil, fmt.Errorf("%w: a rotation statement of %d bytes", ErrMalformed, k)
+		k := int(binary.LittleEndian.Uint16(l[:]))
+		if k == 0 || k > maxLen {
+			return nil, fmt.Errorf("%w: a %s statement of %d bytes", ErrMalformed, what, k)
 		}
-		if err := readFull(r, buf[:k], "rotation statement"); err != nil {
+		if err := readFull(r, buf[:k], what+" statement"); err != nil {
 			return nil, err
 		}
-		st, err := rotation.Parse(buf[:k])
+		st, err := parse(buf[:k])
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}

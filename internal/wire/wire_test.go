@@ -293,6 +293,7 @@ func FuzzReadRequest(f *testing.F) {
 		{Kind: KindPieces, Target: "linux/amd64", First: 7, Count: 3},
 		{Kind: KindRotations, Target: "windows/amd64"},
 		{Kind: KindPacked, Target: "linux/amd64", First: 2, Count: 8, Base: [IDLen]byte{3}},
+		{Kind: KindRollout, Target: "linux/amd64", Report: Report{Running: "2.0.0", RolledBackFrom: "2.1.0-rc.1"}},
 	} {
 		b, _ := r.Marshal()
 		f.Add(b)
@@ -470,6 +471,20 @@ func TestRotations(t *testing.T) {
 
 	one := rotationChain(t, "linux/amd64", 1)
 	text, _ := one[0].MarshalText()
+	checkStatementsMalformed(t, text, MaxRotations, MaxRotationLen, func(r io.Reader) error { _, err := ReadRotations(r); return err })
+	// A refusal is the peer's status, not a malformed answer.
+	buf.Reset()
+	WriteError(&buf, StatusNotFound, "none")
+	if _, err := ReadRotations(&buf); !errors.Is(err, ErrNotFound) {
+		t.Errorf("not found: err = %v", err)
+	}
+}
+
+// checkStatementsMalformed checks that read, the reader of an answer of at
+// most max statements of at most maxLen bytes, refuses malformed answers;
+// text is a good statement.
+func checkStatementsMalformed(t *testing.T, text []byte, max, maxLen int, read func(io.Reader) error, more ...[]byte) {
+	t.Helper()
 	frame := func(count byte, l uint16, body []byte) []byte {
 		b := []byte{byte(StatusOK), count}
 		b = binary.LittleEndian.AppendUint16(b, l)
@@ -479,22 +494,21 @@ func TestRotations(t *testing.T) {
 		name string
 		b    []byte
 	}{
-		{"too many", frame(MaxRotations+1, uint16(len(text)), text)},
+		{"too many", frame(byte(max+1), uint16(len(text)), text)},
 		{"empty statement", frame(1, 0, nil)},
-		{"too long", frame(1, MaxRotationLen+1, bytes.Repeat([]byte("a"), MaxRotationLen+1))},
+		{"too long", frame(1, uint16(maxLen+1), bytes.Repeat([]byte("a"), maxLen+1))},
 		{"not a statement", frame(1, 5, []byte("hello"))},
 		{"cut short", frame(1, uint16(len(text)), text[:10])},
 		{"count missing", []byte{byte(StatusOK)}},
 	} {
-		if _, err := ReadRotations(bytes.NewReader(tc.b)); !errors.Is(err, ErrMalformed) {
+		if err := read(bytes.NewReader(tc.b)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want ErrMalformed", tc.name, err)
 		}
 	}
-	// A refusal is the peer's status, not a malformed answer.
-	buf.Reset()
-	WriteError(&buf, StatusNotFound, "none")
-	if _, err := ReadRotations(&buf); !errors.Is(err, ErrNotFound) {
-		t.Errorf("not found: err = %v", err)
+	for _, body := range more {
+		if err := read(bytes.NewReader(frame(1, uint16(len(body)), body))); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: err = %v, want ErrMalformed", body, err)
+		}
 	}
 }
 
@@ -528,7 +542,7 @@ func FuzzReadRotations(f *testing.F) {
 
 // TestFuzzCorpus checks that every fuzz target has a committed seed corpus.
 func TestFuzzCorpus(t *testing.T) {
-	for _, name := range []string{"FuzzReadRequest", "FuzzReadInfo", "FuzzReadHashes", "FuzzReadPieces", "FuzzReadRotations", "FuzzReadPacked"} {
+	for _, name := range []string{"FuzzReadRequest", "FuzzReadInfo", "FuzzReadHashes", "FuzzReadPieces", "FuzzReadRotations", "FuzzReadPacked", "FuzzReadRollouts"} {
 		if es, err := os.ReadDir("testdata/fuzz/" + name); err != nil || len(es) == 0 {
 			t.Errorf("%s: no seed corpus in testdata/fuzz (%v)", name, err)
 		}

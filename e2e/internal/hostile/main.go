@@ -27,6 +27,12 @@
 // every pieces request with status OK, 1 MiB of garbage, and a close: the
 // blame-shifting attack that made protocol v0 strike the honest seed.
 //
+// With --role tail it offers the real release with a tail of zeros, as
+// long as the format allows any tail to be (region.MaxTail), after a file
+// type that may have none (ELF), and serves that file honestly: its
+// hashes and pieces, the real content's, and the zeros. A node must refuse
+// the offer before downloading a byte of it.
+//
 // With --role slowdelta it offers the real release and claims, in its info
 // extension, deltas from the file at --base (the asking node's own
 // release); it answers packed and pieces requests with the real pieces,
@@ -164,9 +170,9 @@ func main() {
 	)
 	flag.StringVar(&pubS, "pub", "", "owner public key (z-base-32)")
 	flag.StringVar(&target, "target", "", "GOOS/GOARCH to lie about")
-	flag.StringVar(&role, "role", "fetch", "info, fetch, moved or garbage")
+	flag.StringVar(&role, "role", "fetch", "info, fetch, moved, garbage, tail, slowdelta or slowfirst")
 	flag.StringVar(&claim, "claim", "real", "moved role: offer the real file ID and hashes (real) or the copy's (own)")
-	flag.StringVar(&realPath, "real", "", "a real signed release: it is offered (fetch, moved, garbage roles)")
+	flag.StringVar(&realPath, "real", "", "a real signed release: it is offered (fetch, moved, garbage, tail, slowdelta, slowfirst roles)")
 	flag.StringVar(&olderPath, "older", "", "a real signed older release: it is offered (info role)")
 	flag.Var(&boot, "bootstrap", "bootstrap multiaddr (repeatable)")
 	flag.Var(&listen, "listen", "listen multiaddr (repeatable)")
@@ -205,6 +211,14 @@ func run(h *hostile, pubS, target, claim, realPath, olderPath, basePath string, 
 	case "info":
 		if h.older == nil {
 			return errors.New("--role info needs --older")
+		}
+	case "tail":
+		if h.real == nil {
+			return errors.New("--role tail needs --real")
+		}
+		b := append(bytes.Clone(h.real.bytes), make([]byte, region.MaxTail(h.real.layout.Content))...)
+		if h.offer, err = scanBytes(b); err != nil {
+			return err
 		}
 	case "slowdelta":
 		if h.base == nil {
@@ -368,7 +382,8 @@ func (h *hostile) lieHashes(s network.Stream, req *wire.Request, i int) {
 	wire.WriteHashes(s, h.offer.leaves)
 }
 
-// liePieces answers a pieces request: never with the real pieces.
+// liePieces answers a pieces request: never with the real pieces, but in
+// the tail role, whose lie is the length.
 func (h *hostile) liePieces(s network.Stream, req *wire.Request, i int) {
 	l := h.offer.layout
 	if req.ID != h.offer.id || l.CheckRange(req.First, req.Count) != nil {
@@ -389,6 +404,10 @@ func (h *hostile) liePieces(s network.Stream, req *wire.Request, i int) {
 	switch h.role {
 	case "slowdelta", "slowfirst":
 		h.slowPieces(s, req, false)
+		return
+	case "tail":
+		wire.WritePiecesHeader(s)
+		pieces(h.offer)
 		return
 	case "moved":
 		wire.WritePiecesHeader(s)

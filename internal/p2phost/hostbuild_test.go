@@ -1,4 +1,4 @@
-package p2p
+package p2phost
 
 import (
 	"context"
@@ -34,15 +34,15 @@ func TestServiceLimitsMatchLibp2p(t *testing.T) {
 	}
 }
 
-// TestHostServices checks what a node's host offers: QUIC and TCP
+// TestHostServices checks what a host offers: QUIC and TCP
 // listeners only, and the protocols of identify, ping, AutoNAT and the
 // relay client, and the relay's with RelayService. (Hole punching's
 // /libp2p/dcutr is offered once the node has a public address, which never
 // happens on loopback.)
 func TestHostServices(t *testing.T) {
 	for _, relay := range []bool{false, true} {
-		n := newTestNode(t, Config{RelayService: relay})
-		for _, a := range n.Host().Addrs() {
+		h := newTestHost(t, Config{RelayService: relay})
+		for _, a := range h.Addrs() {
 			if _, err := a.ValueForProtocol(ma.P_TCP); err == nil && len(ma.Split(a)) == 2 {
 				continue
 			}
@@ -51,10 +51,10 @@ func TestHostServices(t *testing.T) {
 			}
 			t.Errorf("listens on %s, not plain QUIC or TCP", a)
 		}
-		if _, ok := n.Host().Network().(*swarm.Swarm); !ok {
-			t.Errorf("the host's network is a %T, not a *swarm.Swarm", n.Host().Network())
+		if _, ok := h.Network().(*swarm.Swarm); !ok {
+			t.Errorf("the host's network is a %T, not a *swarm.Swarm", h.Network())
 		}
-		protos := n.Host().Mux().Protocols()
+		protos := h.Mux().Protocols()
 		want := []protocol.ID{
 			"/ipfs/id/1.0.0", "/ipfs/id/push/1.0.0", "/ipfs/ping/1.0.0",
 			"/libp2p/autonat/1.0.0",
@@ -70,7 +70,7 @@ func TestHostServices(t *testing.T) {
 		hop := slices.Contains(protos, "/libp2p/circuit/relay/0.2.0/hop")
 		for i := 0; relay && !hop && i < 100; i++ { // the relay starts on an event
 			time.Sleep(20 * time.Millisecond)
-			hop = slices.Contains(n.Host().Mux().Protocols(), "/libp2p/circuit/relay/0.2.0/hop")
+			hop = slices.Contains(h.Mux().Protocols(), "/libp2p/circuit/relay/0.2.0/hop")
 		}
 		if hop != relay {
 			t.Errorf("relay service %v: hop protocol offered: %v", relay, hop)
@@ -78,9 +78,9 @@ func TestHostServices(t *testing.T) {
 	}
 }
 
-// TestMoreSecurity checks that a node offers Noise on TCP only when
+// TestMoreSecurity checks that a host offers Noise on TCP only when
 // Config.MoreSecurity asks for it (rpseed does): a peer that speaks Noise
-// alone connects to such a node and not to one with TLS alone.
+// alone connects to such a host and not to one with TLS alone.
 func TestMoreSecurity(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -100,15 +100,15 @@ func TestMoreSecurity(t *testing.T) {
 		{nil, false},
 		{[]SecurityProtocol{{ID: noise.ID, New: newNoise}}, true},
 	} {
-		n := newTestNode(t, Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, MoreSecurity: tt.more})
-		err := noiseOnly.Connect(ctx, peer.AddrInfo{ID: n.ID(), Addrs: n.Host().Addrs()})
+		h := newTestHost(t, Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, MoreSecurity: tt.more})
+		err := noiseOnly.Connect(ctx, peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
 		if (err == nil) != tt.ok {
 			t.Errorf("more security %v: a Noise-only peer connects: %v", tt.more != nil, err)
 		}
 	}
 }
 
-// TestHostClose checks that closing a node stops every goroutine its host
+// TestHostClose checks that closing a host stops every goroutine it
 // started, and so does a host that fails to start.
 func TestHostClose(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -118,19 +118,17 @@ func TestHostClose(t *testing.T) {
 	defer busy.Close()
 	inUse := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", busy.Addr().(*net.TCPAddr).Port)
 	before := runtime.NumGoroutine()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	for range 3 {
-		n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}})
+		h, err := New(Config{ListenAddrs: []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := n.Close(); err != nil {
+		if err := h.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: []string{inUse}}); err == nil {
-			n.Close()
-			t.Fatalf("a node listening on %s, which is in use, started", inUse)
+		if h, err := New(Config{ListenAddrs: []string{inUse}}); err == nil {
+			h.Close()
+			t.Fatalf("a host listening on %s, which is in use, started", inUse)
 		}
 	}
 	var now int
@@ -141,5 +139,5 @@ func TestHostClose(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	buf := make([]byte, 1<<20)
-	t.Errorf("%d goroutines before, %d after three nodes closed:\n%s", before, now, buf[:runtime.Stack(buf, true)])
+	t.Errorf("%d goroutines before, %d after three hosts closed:\n%s", before, now, buf[:runtime.Stack(buf, true)])
 }

@@ -1,4 +1,4 @@
-package p2p
+package p2phost
 
 import (
 	"context"
@@ -23,10 +23,10 @@ import (
 // of one write of the secure connection (one yamux frame, up to 64
 // records) into one write syscall, and reads up to 64 records per syscall
 // while the peer streams. With yamux frames of 1 MiB instead of 64 KiB
-// (muxerMaxMessage), a transfer takes one write syscall per MiB instead of
+// (MuxerMaxMessage), a transfer takes one write syscall per MiB instead of
 // one per 16 KiB record, and fewer goroutine hand-overs and wake-ups,
 // which matter most when the two ends are separate processes; a receive
-// window of 8 MiB (muxerWindow) keeps both ends busy at once. The bytes on
+// window of 8 MiB (MuxerWindow) keeps both ends busy at once. The bytes on
 // the wire are the same as with any TLS and yamux peer, which stay
 // interoperable.
 //
@@ -40,7 +40,7 @@ import (
 const maxRecordWire = 16<<10 + 1 + 5 + 16
 
 // coalesceRecords is the size of the pooled buffers in full records: a
-// yamux frame of muxerMaxMessage bytes (64 records) is one write, and
+// yamux frame of MuxerMaxMessage bytes (64 records) is one write, and
 // reads take up to 64 records at a time.
 const coalesceRecords = 64
 
@@ -53,7 +53,7 @@ var coalescePool = sync.Pool{New: func() any {
 	return &b
 }}
 
-// newCoalescedTLS is the constructor given to libp2p.Security: the same
+// newCoalescedTLS makes the TLS security transport, with the same
 // parameters as libp2ptls.New.
 func newCoalescedTLS(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMuxer) (*coalescedTLS, error) {
 	t, err := libp2ptls.New(id, key, muxers)
@@ -251,20 +251,20 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// muxerMaxMessage is the largest yamux frame this node sends, header
+// MuxerMaxMessage is the largest yamux frame this node sends, header
 // included (yamux's default is 64 KiB). A frame is one write of the secure
 // connection, so one syscall, and one hand-over between goroutines on
 // either side. Frames never exceed the receiver's stream window (256 KiB
 // at first, as the yamux specification sets it), so any yamux peer accepts
 // them. A power of two keeps yamux's pooled frame buffers exact.
-const muxerMaxMessage = 1 << 20
+const MuxerMaxMessage = 1 << 20
 
-// muxerHeader is the size of a yamux frame header: a frame of
-// muxerMaxMessage bytes carries muxerMaxMessage-muxerHeader bytes of a
+// MuxerHeader is the size of a yamux frame header: a frame of
+// MuxerMaxMessage bytes carries MuxerMaxMessage-MuxerHeader bytes of a
 // stream.
-const muxerHeader = 12
+const MuxerHeader = 12
 
-// muxerWindow is the receive window this node grants each stream from its
+// MuxerWindow is the receive window this node grants each stream from its
 // first window update (yamux's default is 256 KiB, growing up to 16 MiB).
 // yamux grows a window only when the previous one was used up within a few
 // round trips as measured by its pings; on loopback and fast LANs those
@@ -276,19 +276,19 @@ const muxerHeader = 12
 //
 // Memory: a stream can hold up to this much received and unread, and
 // yamux reserves only its default 256 KiB of it with the resource
-// manager. On this node's protocol a server resets a stream whose peer
-// sends anything after its request (refuseTrailing), and downloads read
-// as the bytes arrive; other protocols read their messages as they come
+// manager. On the rustpatcher protocol a server resets a stream whose
+// peer sends anything after its request (internal/p2p's refuseTrailing),
+// and downloads read as the bytes arrive; other protocols read their messages as they come
 // (the DHT's may be up to 4 MiB). The window is the receiver's to grant:
 // this node's downloads get it from any libp2p peer, while a peer with
 // yamux's defaults that downloads from this node grants 256 KiB.
-const muxerWindow = 8 << 20
+const MuxerWindow = 8 << 20
 
-// muxer returns libp2p's yamux transport with muxerMaxMessage and
-// muxerWindow.
+// muxer returns libp2p's yamux transport with MuxerMaxMessage and
+// MuxerWindow.
 func muxer() *libp2pyamux.Transport {
 	t := *libp2pyamux.DefaultTransport
-	t.MaxMessageSize = muxerMaxMessage
-	t.InitialStreamWindowSize = muxerWindow
+	t.MaxMessageSize = MuxerMaxMessage
+	t.InitialStreamWindowSize = MuxerWindow
 	return &t
 }

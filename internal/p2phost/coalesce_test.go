@@ -1,4 +1,4 @@
-package p2p
+package p2phost
 
 import (
 	"bytes"
@@ -391,16 +391,12 @@ func TestCoalescingConnReads(t *testing.T) {
 }
 
 // TestCoalescedTLSInterop moves a release-sized payload both ways between
-// a node and a stock go-libp2p host (default TLS and yamux) over TCP.
+// a host of this package and a stock go-libp2p host (default TLS and yamux) over TCP.
 func TestCoalescedTLSInterop(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := newTestHost(t, Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}})
 	stock, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New), libp2p.DisableRelay())
 	if err != nil {
@@ -412,7 +408,7 @@ func TestCoalescedTLSInterop(t *testing.T) {
 		defer s.Close()
 		io.Copy(s, s)
 	}
-	n.Host().SetStreamHandler(proto, echo)
+	n.SetStreamHandler(proto, echo)
 	stock.SetStreamHandler(proto, echo)
 	msg := make([]byte, 8<<20)
 	rand.Read(msg)
@@ -421,11 +417,11 @@ func TestCoalescedTLSInterop(t *testing.T) {
 		from func() (network.Stream, error)
 	}{
 		{"node to stock", func() (network.Stream, error) {
-			n.Host().Peerstore().AddAddrs(stock.ID(), stock.Addrs(), time.Hour)
-			return n.Host().NewStream(ctx, stock.ID(), proto)
+			n.Peerstore().AddAddrs(stock.ID(), stock.Addrs(), time.Hour)
+			return n.NewStream(ctx, stock.ID(), proto)
 		}},
 		{"stock to node", func() (network.Stream, error) {
-			stock.Peerstore().AddAddrs(n.ID(), n.Host().Addrs(), time.Hour)
+			stock.Peerstore().AddAddrs(n.ID(), n.Addrs(), time.Hour)
 			return stock.NewStream(ctx, n.ID(), proto)
 		}},
 	}

@@ -1,10 +1,11 @@
-package p2p
+package p2phost
 
 import (
 	"context"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -62,18 +63,18 @@ func TestDialRanker(t *testing.T) {
 	}
 }
 
-// TestLANPeersConnectOverTCP starts two nodes that listen on QUIC and TCP,
+// TestLANPeersConnectOverTCP starts two hosts that listen on QUIC and TCP,
 // as nodes do by default, and checks that they end up connected over TCP.
 func TestLANPeersConnectOverTCP(t *testing.T) {
 	t.Parallel()
-	a := newTestNode(t, Config{})
-	b := newTestNode(t, Config{}, a)
+	a := newTestHost(t, Config{})
+	b := newTestHost(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := b.Host().Connect(ctx, a.Host().Peerstore().PeerInfo(a.ID())); err != nil {
+	if err := b.Connect(ctx, peer.AddrInfo{ID: a.ID(), Addrs: a.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
-	conns := b.Host().Network().ConnsToPeer(a.ID())
+	conns := b.Network().ConnsToPeer(a.ID())
 	if len(conns) == 0 {
 		t.Fatal("not connected")
 	}

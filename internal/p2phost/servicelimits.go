@@ -1,4 +1,4 @@
-package p2p
+package p2phost
 
 import (
 	"github.com/libp2p/go-libp2p/core/protocol"

@@ -1,4 +1,4 @@
-package p2p
+package p2phost
 
 import (
 	"context"
@@ -87,10 +87,9 @@ func (h *partsHost) Close() error {
 // coalesce.go), yamux with larger frames and windows, TCP dialled first on
 // private networks (dial.go), identify and ping, hole punching, AutoNAT (as
 // a client, and as a service to others), the relay transport, AutoRelay with
-// the bootstrap peers as static relays, and the relay service if cfg asks
-// for it. rm and cm are the resource and connection managers; the host owns
+// cfg.StaticRelays, and the relay service if cfg asks for it. rm and cm are the resource and connection managers; the host owns
 // them from then on, also when buildHost fails.
-func buildHost(cfg Config, boot []peer.AddrInfo, rm network.ResourceManager, cm *connmgr.BasicConnMgr) (host.Host, error) {
+func buildHost(cfg Config, rm network.ResourceManager, cm *connmgr.BasicConnMgr) (host.Host, error) {
 	// undo stops what was started, last first, until the basic host
 	// takes over.
 	undo := []func() error{rm.Close, cm.Close}
@@ -150,7 +149,7 @@ func buildHost(cfg Config, boot []peer.AddrInfo, rm network.ResourceManager, cm 
 	}
 	// From here on h.Close stops everything.
 	h := &partsHost{BasicHost: bh, closers: []func() error{obs.Close}, after: []func() error{qcm.Close}}
-	if err := startHost(cfg, h, sw, obs, boot, reg); err != nil {
+	if err := startHost(cfg, h, sw, obs, reg); err != nil {
 		h.Close()
 		return nil, err
 	}
@@ -158,9 +157,9 @@ func buildHost(cfg Config, boot []peer.AddrInfo, rm network.ResourceManager, cm 
 }
 
 // startHost adds the relay transport to the new host h, listens, and
-// starts its services: AutoRelay with the bootstrap peers as static relays,
-// identify and AutoNAT.
-func startHost(cfg Config, h *partsHost, sw *nodeSwarm, obs *observedaddrs.Manager, boot []peer.AddrInfo, reg prometheus.Registerer) error {
+// starts its services: AutoRelay with cfg.StaticRelays, identify and
+// AutoNAT.
+func startHost(cfg Config, h *partsHost, sw *nodeSwarm, obs *observedaddrs.Manager, reg prometheus.Registerer) error {
 	// The relay transport: connections through a relay to peers that
 	// cannot be reached directly, and their hole punching.
 	if err := relayclient.AddTransport(h.BasicHost, sw.upgrader); err != nil {
@@ -174,11 +173,11 @@ func startHost(cfg Config, h *partsHost, sw *nodeSwarm, obs *observedaddrs.Manag
 		return err
 	}
 	obs.Start(sw.Swarm)
-	if len(boot) > 0 {
-		// Behind a NAT (as AutoNAT finds), reserve a slot on a bootstrap
-		// peer that runs a relay (rpseed --relay), so that others can
-		// reach this node and hole punching can start.
-		opts := []autorelay.Option{autorelay.WithStaticRelays(boot)}
+	if len(cfg.StaticRelays) > 0 {
+		// Behind a NAT (as AutoNAT finds), reserve a slot on a static
+		// relay (a bootstrap peer that runs rpseed --relay), so that
+		// others can reach this node and hole punching can start.
+		opts := []autorelay.Option{autorelay.WithStaticRelays(cfg.StaticRelays)}
 		if reg != nil {
 			opts = append(opts, autorelay.WithMetricsTracer(autorelay.NewMetricsTracer(autorelay.WithRegisterer(reg))))
 		}
@@ -193,11 +192,8 @@ func startHost(cfg Config, h *partsHost, sw *nodeSwarm, obs *observedaddrs.Manag
 	return addAutoNAT(cfg, h.BasicHost, sw.ResourceManager(), reg)
 }
 
-// listenMultiaddrs parses cfg.ListenAddrs; cfg.noListen (tests) means none.
+// listenMultiaddrs parses cfg.ListenAddrs.
 func listenMultiaddrs(cfg Config) ([]ma.Multiaddr, error) {
-	if cfg.noListen {
-		return nil, nil
-	}
 	var out []ma.Multiaddr
 	for _, s := range cfg.ListenAddrs {
 		a, err := ma.NewMultiaddr(s)
@@ -212,7 +208,7 @@ func listenMultiaddrs(cfg Config) ([]ma.Multiaddr, error) {
 // nodeSwarm is a swarm with its QUIC and TCP transports and the upgrader
 // that secures and multiplexes TCP connections. The host is given the
 // *swarm.Swarm itself, which is what its Network() returns (source.go
-// clears the swarm's dial backoff through it).
+// (internal/p2p's source.go) clears the swarm's dial backoff through it).
 type nodeSwarm struct {
 	*swarm.Swarm
 	upgrader transport.Upgrader
@@ -299,16 +295,8 @@ func addKeys(ps peerstore.Peerstore, id peer.ID, key crypto.PrivKey) error {
 // so that they survive restarts with the same identity), and every inbound
 // connection is counted by the resource manager before its handshake.
 func newQUICConnManager(key crypto.PrivKey, rm network.ResourceManager, reg prometheus.Registerer) (*quicreuse.ConnManager, error) {
-	var reset quic.StatelessResetKey
-	var token quic.TokenGeneratorKey
-	raw, err := key.Raw()
+	reset, token, err := quicKeys(key)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := io.ReadFull(hkdf.New(sha256.New, raw, nil, []byte("libp2p quic stateless reset key")), reset[:]); err != nil {
-		return nil, err
-	}
-	if _, err := io.ReadFull(hkdf.New(sha256.New, raw, nil, []byte("libp2p quic token generator key")), token[:]); err != nil {
 		return nil, err
 	}
 	opts := []quicreuse.Option{
@@ -334,11 +322,35 @@ func newQUICConnManager(key crypto.PrivKey, rm network.ResourceManager, reg prom
 	return quicreuse.NewConnManager(reset, token, opts...)
 }
 
+// The HKDF info strings that derive a host's QUIC keys from its identity,
+// as go-libp2p's config.PrivKeyToStatelessResetKey and
+// PrivKeyToTokenGeneratorKey derive them (TestQUICKeysMatchLibp2p).
+const (
+	quicResetKeyInfo = "libp2p quic stateless reset key"
+	quicTokenKeyInfo = "libp2p quic token generator key"
+)
+
+// quicKeys derives the QUIC stateless reset and token generator keys of
+// the host of key with HKDF-SHA256 over its raw bytes.
+func quicKeys(key crypto.PrivKey) (reset quic.StatelessResetKey, token quic.TokenGeneratorKey, err error) {
+	raw, err := key.Raw()
+	if err != nil {
+		return reset, token, err
+	}
+	if _, err := io.ReadFull(hkdf.New(sha256.New, raw, nil, []byte(quicResetKeyInfo)), reset[:]); err != nil {
+		return reset, token, err
+	}
+	if _, err := io.ReadFull(hkdf.New(sha256.New, raw, nil, []byte(quicTokenKeyInfo)), token[:]); err != nil {
+		return reset, token, err
+	}
+	return reset, token, nil
+}
+
 // addAutoNAT starts AutoNAT on h: a client that asks peers to dial back
 // the host's public addresses, and the service that does so for others,
 // from a swarm of its own with a throwaway key, as libp2p.New with
 // EnableNATService does. A node with the relay service is public;
-// cfg.reachability (tests) fixes the answer.
+// cfg.Reachability (tests) fixes the answer.
 func addAutoNAT(cfg Config, h *basichost.BasicHost, rm network.ResourceManager, reg prometheus.Registerer) error {
 	opts := []autonat.Option{
 		autonat.UsingAddresses(func() []ma.Multiaddr {
@@ -368,7 +380,7 @@ func addAutoNAT(cfg Config, h *basichost.BasicHost, rm network.ResourceManager, 
 		dialer.Peerstore().Close()
 	}()
 	opts = append(opts, autonat.EnableService(dialer.Swarm))
-	reach := cfg.reachability
+	reach := cfg.Reachability
 	if reach == network.ReachabilityUnknown && cfg.RelayService {
 		// libp2p starts the relay only once AutoNAT finds the node
 		// publicly reachable, which needs peers with public addresses
