@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ func struckPeers(p *Proc) map[string]int {
 type hostileSwarm struct {
 	key       Key
 	hello     string // the hello build, unsigned
+	old       string // hello 1.0.0, the bytes startNode's nodes run
 	release   string // the seed's 2.0.0
 	seedID    string
 	seedAddrs []string
@@ -49,9 +51,15 @@ type hostileSwarm struct {
 }
 
 // startHostileSwarm starts the seed with 2.0.0, then one hostile peer per
-// element of roles (each a list of hostile's flags), bootstrapped to the
-// seed.
+// element of roles (see startLiars).
 func startHostileSwarm(t *testing.T, roles [][]string) *hostileSwarm {
+	sw := newHostileSwarm(t)
+	sw.startLiars(t, roles)
+	return sw
+}
+
+// newHostileSwarm starts the seed with 2.0.0, and no hostile peer yet.
+func newHostileSwarm(t *testing.T) *hostileSwarm {
 	key := NewKey(t)
 	sw := &hostileSwarm{key: key, hello: BuildHello(t, key.Public), liarIDs: map[string]bool{}}
 	rpseed := GoBuild(t, "github.com/org/rustpatcher-go/cmd/rpseed", "")
@@ -63,22 +71,34 @@ func startHostileSwarm(t *testing.T, roles [][]string) *hostileSwarm {
 	}
 	sw.release = filepath.Join(seedDir, "hello-2.0.0")
 	SignedCopy(t, sw.hello, sw.release, key, "2.0.0")
+	sw.old = filepath.Join(dir, "hello-1.0.0")
+	SignedCopy(t, sw.hello, sw.old, key, "1.0.0")
 	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", target + "=" + key.Public,
 		"--identity", filepath.Join(dir, "seed.key")}, loopback()...)...)
 	sw.seedAddrs = listenAddrs(t, seed, 0, 2)
 	sw.seedID = peerID(t, sw.seedAddrs[0])
 	seed.WaitLine(0, 30*time.Second, `msg="serving release".* version=2\.0\.0`)
-	for _, role := range roles {
-		sw.addLiar(t, role...)
-	}
 	return sw
 }
 
-// addLiar starts a hostile peer with the flags args, offering the seed's
-// 2.0.0 unless args says --real otherwise, bootstrapped to the seed.
+// startLiars starts one hostile peer per element of roles (each a list of
+// hostile's flags, see addLiar).
+func (sw *hostileSwarm) startLiars(t *testing.T, roles [][]string) {
+	for _, role := range roles {
+		sw.addLiar(t, role...)
+	}
+}
+
+// addLiar starts a hostile peer with the flags args (where "{old}" stands
+// for the path of the 1.0.0 that the nodes run), offering the seed's 2.0.0
+// unless args says --real otherwise, bootstrapped to the seed.
 func (sw *hostileSwarm) addLiar(t *testing.T, args ...string) *Proc {
 	hostile := GoBuild(t, "github.com/org/rustpatcher-go/e2e/internal/hostile", "")
 	target := runtime.GOOS + "/" + runtime.GOARCH
+	args = slices.Clone(args)
+	for i, a := range args {
+		args[i] = strings.ReplaceAll(a, "{old}", sw.old)
+	}
 	args = append(append([]string{"--pub", sw.key.Public, "--target", target, "--real", sw.release}, args...), loopback()...)
 	p := Start(t, hostile, append(args, bootstrapArgs(sw.seedAddrs)...)...)
 	addrs := listenAddrs(t, p, 0, 2)
@@ -91,10 +111,19 @@ func (sw *hostileSwarm) addLiar(t *testing.T, args ...string) *Proc {
 // startNode starts a hello 1.0.0 node that polls every interval,
 // bootstrapped to the hostile peers first, then the seed.
 func (sw *hostileSwarm) startNode(t *testing.T, interval time.Duration) (*Proc, string) {
+	return sw.startNodeWith(t, interval, sw.liarAddrs, sw.seedAddrs)
+}
+
+// startNodeWith starts a hello 1.0.0 node that polls every interval,
+// bootstrapped to the peers at boot, in order.
+func (sw *hostileSwarm) startNodeWith(t *testing.T, interval time.Duration, boot ...[]string) (*Proc, string) {
 	exe := filepath.Join(t.TempDir(), "node", "hello")
 	SignedCopy(t, sw.hello, exe, sw.key, "1.0.0")
+	if !sameBytes(t, exe, sw.old) {
+		t.Fatal("two signed copies of hello 1.0.0 differ")
+	}
 	args := append([]string{"--private", "--dht-server", "--interval", interval.String()}, loopback()...)
-	args = append(args, bootstrapArgs(sw.liarAddrs, sw.seedAddrs)...)
+	args = append(args, bootstrapArgs(boot...)...)
 	return Start(t, exe, args...), exe
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/org/rustpatcher-go/internal/p2p/sched"
 	"github.com/org/rustpatcher-go/internal/pack"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
@@ -45,9 +46,18 @@ const (
 	// stealAfter is how long a piece may be on its way from one peer
 	// before a worker with nothing else to do asks another peer for it
 	// too: a slow peer (one that sends just enough not to be dropped)
-	// must not hold the window, and the download, for long. One piece at
-	// a time is asked twice; whichever copy arrives first is kept.
+	// must not hold the window, and the download, for long. One request
+	// at a time asks for pieces on their way from another peer; whichever
+	// copy arrives first is kept (see sched).
 	stealAfter = 2 * time.Second
+	// endgameAfter is the silence after which, once every piece left of
+	// the file is asked for, a peer's piece is asked of another too (and
+	// twice the peer's pace): the last pieces wait less for a peer that
+	// stalls. Not at once, as BitTorrent's endgame asks, since a piece
+	// cannot be cancelled within an answer: a second copy costs its
+	// peer's upload; and not less than a second, which a node short of
+	// CPU may leave a fast peer's stream unread.
+	endgameAfter = time.Second
 )
 
 // errBadData marks provably bad data from a peer: a piece or a list of
@@ -70,10 +80,13 @@ var (
 )
 
 // A download fetches one file from an offset to its end, for one call of
-// Release.Open, and is the reader Open returns. A manager goroutine (run)
-// keeps up to fetchParallel workers busy, one per peer; each worker asks
-// its peer for runs of pieces inside the window, checks each piece as it
-// arrives and hands it to the reader, which gets the bytes in order.
+// Release.Open, and is the reader Open returns. Which piece to ask of which
+// peer, when to ask a second peer for a piece and when to leave a peer
+// alone is decided by a sched.Scheduler, under d.mu; this type does the
+// network's part: a manager goroutine (run) starts a worker for each peer
+// the scheduler names, each worker does what the scheduler tells it
+// (fetch the piece hashes, a run of pieces, or wait), checks each piece
+// as it arrives and hands it to the reader, which gets the bytes in order.
 //
 // A peer that sends provably bad data (a piece or hash list that does not
 // match the signed root, a malformed answer) gets a strike and is not asked
@@ -92,42 +105,17 @@ type download struct {
 	wg     sync.WaitGroup // run, the workers and lookups
 	closed sync.Once
 
-	mu         sync.Mutex
-	wake       chan struct{}        // closed and replaced on every change
-	next       int64                // the piece the reader is at
-	skip       int64                // bytes of piece next already read
-	pieces     map[int64]*pieceSlot // claimed or received pieces, all in the window
-	free       [][]byte             // piece buffers to use again
-	held       int64                // bytes in piece buffers in use
-	maxHeld    int64                // the most bytes ever held, for tests
-	peers      map[peer.ID]*fetchPeer
-	order      []peer.ID // the peers in the order to ask them
-	active     int       // workers running
-	received   int       // pieces received, to tell progress
-	tailFor    peer.ID   // the peer that delivered piece 0: it gets the tail
-	withFirst  bool      // piece 0 is fetched by this download
-	lookedUp   bool      // a lookup of providers has finished
-	lookedUpAt time.Time // when the last one did
-	looking    bool      // one runs
-	err        error     // why the download failed; the reader returns it
-	lastErr    error     // the last failure of a peer
-}
-
-// pieceSlot is a claimed or received piece.
-type pieceSlot struct {
-	by   peer.ID   // the peer asked for it
-	at   time.Time // when it was asked
-	dup  peer.ID   // another peer asked for it too (see stealAfter)
-	data []byte    // nil while in flight
-}
-
-// fetchPeer is what a download knows of one peer.
-type fetchPeer struct {
-	ai      peer.AddrInfo
-	active  bool      // a worker asks it
-	bad     bool      // it sent provably bad data
-	fails   int       // consecutive failures without a piece
-	retryAt time.Time // not asked before
+	mu      sync.Mutex
+	s       *sched.Scheduler
+	wake    chan struct{}             // closed and replaced on every change
+	skip    int64                     // bytes of the reader's piece already read
+	data    map[int64][]byte          // received pieces, all in the window
+	free    [][]byte                  // piece buffers to use again
+	held    int64                     // bytes in piece buffers in use
+	maxHeld int64                     // the most bytes ever held, for tests
+	peers   map[peer.ID]peer.AddrInfo // every peer the download knows
+	err     error                     // why the download failed; the reader returns it
+	lastErr error                     // the last failure of a peer
 }
 
 // newDownload returns the download of r's file from offset, which must be
@@ -143,30 +131,38 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		ctx:      ctx,
 		cancel:   cancel,
 		wake:     make(chan struct{}),
-		next:     l.PieceAt(offset),
-		pieces:   map[int64]*pieceSlot{},
-		peers:    map[peer.ID]*fetchPeer{},
-		tailFor:  r.firstPieceFrom(),
+		data:     map[int64][]byte{},
+		peers:    map[peer.ID]peer.AddrInfo{},
 	}
-	d.withFirst = d.next == 0
-	off, _ := l.Piece(d.next)
+	next := l.PieceAt(offset)
+	off, _ := l.Piece(next)
 	d.skip = offset - off
 	if r.offer.Info.Format != region.V1 {
 		d.parallel = 1
 	}
 	d.base = r.deltaBase()
+	d.s = sched.New(sched.Config{
+		Pieces:        l.NumPieces(),
+		First:         next,
+		Tail:          l.NumPieces() > 0 && l.IsTail(l.NumPieces()-1),
+		TailFor:       sched.PeerID(r.firstPieceFrom()),
+		Window:        fetchWindow,
+		Parallel:      d.parallel,
+		PerRequest:    piecesPerRequest,
+		MaxPerRequest: wire.MaxPiecesPerRequest,
+		StealAfter:    stealAfter,
+		EndgameAfter:  endgameAfter,
+		NeedHashes:    r.needsHashes(),
+		MaxIdleRounds: maxIdleRounds,
+		LookupEvery:   openLookupTimeout,
+		Rand:          rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	})
 	d.addPeers(r.candidates())
 	return d
 }
 
-// start starts the manager, and a lookup of providers when fewer peers
-// are known than the download would ask at once.
+// start starts the manager.
 func (d *download) start() {
-	d.mu.Lock()
-	if len(d.order) < d.parallel {
-		d.lookupLocked()
-	}
-	d.mu.Unlock()
 	d.wg.Add(1)
 	go d.run()
 }
@@ -189,6 +185,7 @@ func (d *download) notifyLocked() {
 func (d *download) failLocked(err error) {
 	if d.err == nil {
 		d.err = err
+		d.s.Fail(err.Error())
 		d.cancel()
 		d.notifyLocked()
 	}
@@ -206,33 +203,31 @@ func (d *download) addPeersLocked(ais []peer.AddrInfo) {
 	self := d.n.h.ID()
 	added := false
 	for _, ai := range ais {
-		if ai.ID == self || d.peers[ai.ID] != nil {
+		if ai.ID == self {
 			continue
 		}
-		d.peers[ai.ID] = &fetchPeer{ai: ai}
-		d.order = append(d.order, ai.ID)
-		added = true
+		delta := d.r.modeFor(ai.ID, d.base) == modeDelta
+		if d.s.AddPeer(sched.PeerID(ai.ID), sched.PeerInfo{Delta: delta}) {
+			d.peers[ai.ID] = ai
+			added = true
+		}
 	}
 	if added {
 		d.notifyLocked()
 	}
 }
 
-// lookupLocked starts a lookup of the file's providers unless one runs or
-// the last one ended less than openLookupTimeout ago. d.mu is held.
+// lookupLocked starts a lookup of the file's providers, which the
+// scheduler asked for. d.mu is held.
 func (d *download) lookupLocked() {
-	if d.looking || time.Since(d.lookedUpAt) < openLookupTimeout {
-		return
-	}
-	d.looking = true
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
 		found := d.r.lookup(d.ctx)
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		d.looking, d.lookedUp, d.lookedUpAt = false, true, time.Now()
 		d.addPeersLocked(d.withoutBad(found))
+		d.s.LookupDone(time.Now())
 		d.notifyLocked() // the manager may wait for the lookup's end
 	}()
 }
@@ -251,180 +246,86 @@ func (d *download) withoutBad(ais []peer.AddrInfo) []peer.AddrInfo {
 	return out
 }
 
-// run is the manager: it starts workers for the peers that may be asked,
-// waits for changes, and fails the download after maxIdleRounds rounds in
-// which no peer could be asked and no piece arrived, or at once when every
-// peer known after a lookup sent bad data.
+// run is the manager: it asks the scheduler what to do, starts the
+// workers and lookups it names, and waits for a change or the time the
+// scheduler gave, until every piece is received or the download failed.
 func (d *download) run() {
 	defer d.wg.Done()
-	idle, seen := 0, -1
 	for {
 		d.mu.Lock()
-		if d.err != nil || !d.haveWorkLocked() {
+		if d.err != nil {
 			d.mu.Unlock()
 			return
 		}
-		if d.received != seen {
-			seen, idle = d.received, 0
+		pl := d.s.Plan(time.Now())
+		if pl.Fail != "" {
+			d.failLocked(d.noPeersError(pl.Fail))
 		}
-		d.fillLocked()
-		wake := d.wake
-		var wait time.Duration
-		if d.active == 0 {
-			// Nobody is asked, and nobody can be now.
-			if !d.anyUsableLocked() && d.lookedUp && !d.looking {
-				d.failLocked(d.noPeersError("every peer that offers it sent bad data or none is left"))
-				d.mu.Unlock()
-				return
-			}
-			if idle > maxIdleRounds {
-				d.failLocked(d.noPeersError(fmt.Sprintf("no piece in %d rounds", maxIdleRounds)))
-				d.mu.Unlock()
-				return
-			}
+		if pl.Done {
+			d.mu.Unlock()
+			return
+		}
+		for _, id := range pl.Start {
+			d.wg.Add(1)
+			go d.work(d.peers[peer.ID(id)])
+		}
+		if pl.Lookup {
 			d.lookupLocked()
-			wait = d.retryWaitLocked(idle + 1)
 		}
+		wake := d.wake
 		d.mu.Unlock()
-		var timer *time.Timer
-		var fire <-chan time.Time
-		if wait > 0 {
-			timer = time.NewTimer(wait)
-			fire = timer.C
-		}
-		select {
-		case <-wake:
-		case <-fire:
-			idle++ // a round in which nobody could be asked
-		case <-d.ctx.Done():
+		if !d.wait(wake, pl.Wake) {
 			d.mu.Lock()
 			d.failLocked(d.ctx.Err())
 			d.mu.Unlock()
 		}
-		if timer != nil {
-			timer.Stop()
-		}
 	}
+}
+
+// wait waits for wake to be closed or until (when it is set), and reports
+// false when the download ended first.
+func (d *download) wait(wake <-chan struct{}, until time.Time) bool {
+	var fire <-chan time.Time
+	if !until.IsZero() {
+		t := time.NewTimer(max(time.Until(until), time.Millisecond))
+		defer t.Stop()
+		fire = t.C
+	}
+	select {
+	case <-wake:
+	case <-fire:
+	case <-d.ctx.Done():
+		return false
+	}
+	return true
 }
 
 // noPeersError says why no peer could deliver. d.mu is held.
 func (d *download) noPeersError(why string) error {
-	err := fmt.Errorf("%w: file %x of release %s at piece %d: %s", ErrNoPeers, d.r.offer.FileID[:8], d.r.offer.Info.Version, d.next, why)
+	err := fmt.Errorf("%w: file %x of release %s at piece %d: %s", ErrNoPeers, d.r.offer.FileID[:8], d.r.offer.Info.Version, d.s.ReaderAt(), why)
 	if d.lastErr != nil {
 		err = fmt.Errorf("%w (last: %w)", err, d.lastErr)
 	}
 	return err
 }
 
-// retryWaitLocked returns how long the manager waits in an idle round:
-// until the next skipped peer may be asked again, within a backoff of 50
-// ms doubling to 500 ms, plus as much again at random. d.mu is held.
-func (d *download) retryWaitLocked(idle int) time.Duration {
-	wait := min(50*time.Millisecond<<min(idle, 4), 500*time.Millisecond)
-	wait += time.Duration(rand.Int64N(int64(wait)))
-	now := time.Now()
-	for _, p := range d.peers {
-		if !p.bad && !p.active && p.retryAt.After(now) {
-			wait = min(wait, max(p.retryAt.Sub(now), time.Millisecond))
-		}
-	}
-	return wait
-}
-
-// anyUsableLocked reports whether some peer has not sent bad data. d.mu
-// is held.
-func (d *download) anyUsableLocked() bool { return d.usableLocked() > 0 }
-
-// usableLocked returns the number of peers that have not sent bad data.
-// d.mu is held.
-func (d *download) usableLocked() int {
-	n := 0
-	for _, p := range d.peers {
-		if !p.bad {
-			n++
-		}
-	}
-	return n
-}
-
-// haveWorkLocked reports whether some piece still has to be asked for or
-// is on its way. d.mu is held.
-func (d *download) haveWorkLocked() bool {
-	end := d.l.NumPieces()
-	if d.next+fetchWindow < end {
-		return true
-	}
-	for i := d.next; i < end; i++ {
-		if s := d.pieces[i]; s == nil || s.data == nil {
-			return true
-		}
-	}
-	return false
-}
-
-// unclaimedLocked reports whether some piece is neither received nor
-// asked for. d.mu is held.
-func (d *download) unclaimedLocked() bool {
-	return int64(len(d.pieces)) < d.l.NumPieces()-d.next
-}
-
-// fillLocked starts workers for the first peers that may be asked, up to
-// d.parallel of them (one while the piece hashes are not in). d.mu is held.
-func (d *download) fillLocked() {
-	limit := d.parallel
-	if d.r.needsHashes() {
-		limit = 1
-	}
-	deltasOnly := d.deltaPeersLocked() > 0
-	now := time.Now()
-	for _, id := range d.order {
-		if d.active >= limit || !d.unclaimedLocked() {
-			return
-		}
-		p := d.peers[id]
-		if p.active || p.bad || now.Before(p.retryAt) {
-			continue
-		}
-		if deltasOnly && d.r.modeFor(id, d.base) != modeDelta {
-			continue
-		}
-		p.active = true
-		d.active++
-		d.wg.Add(1)
-		go d.work(p)
-	}
-}
-
-// deltaPeersLocked returns the number of peers that may be asked for
-// deltas now or soon: while there are, only they are asked, since a
-// delta is a small part of what the others would send. A peer that failed
-// twice in a row (busy, unreachable) no longer counts. d.mu is held.
-func (d *download) deltaPeersLocked() int {
-	if d.base == nil {
-		return 0
-	}
-	n := 0
-	for id, p := range d.peers {
-		if !p.bad && p.fails < 2 && d.r.modeFor(id, d.base) == modeDelta {
-			n++
-		}
-	}
-	return n
-}
-
-// work asks p for pieces until none is left to ask for, or p fails.
-func (d *download) work(p *fetchPeer) {
+// work does what the scheduler tells for peer ai until it says stop, or
+// a request fails; it then tells the scheduler how it ended.
+func (d *download) work(ai peer.AddrInfo) {
 	defer d.wg.Done()
-	err := d.serve(p.ai)
+	id := sched.PeerID(ai.ID)
+	err := d.serve(ai)
+	out := sched.Finished
 	var strike int
+	bad := false
 	d.mu.Lock()
-	p.active = false
-	d.active--
 	if err != nil && d.ctx.Err() == nil {
 		d.lastErr = err
 		switch {
 		case errors.Is(err, errNoPacked):
-			d.r.demote(p.ai.ID, modePacked) // an older node: ask it at once for raw pieces
+			d.r.demote(ai.ID, modePacked) // an older node: ask it at once for raw pieces
+			d.s.NoDelta(id)
+			out = sched.Retry
 		case errors.Is(err, errBadDelta), errors.Is(err, errBadPacked):
 			strike = strikeForged
 			if errors.Is(err, wire.ErrMalformed) {
@@ -434,175 +335,64 @@ func (d *download) work(p *fetchPeer) {
 			if errors.Is(err, errBadDelta) {
 				m = modeDelta
 			}
-			d.r.demote(p.ai.ID, m)
-			d.n.log.Info("packed pieces from a peer failed; asking for the full pieces", "peer", p.ai.ID, "file", fmt.Sprintf("%x", d.r.offer.FileID[:8]), "err", err)
+			d.r.demote(ai.ID, m)
+			d.s.NoDelta(id)
+			out = sched.Retry
+			d.n.log.Info("packed pieces from a peer failed; asking for the full pieces", "peer", ai.ID, "file", fmt.Sprintf("%x", d.r.offer.FileID[:8]), "err", err)
 		case errors.Is(err, errBadData):
-			p.bad, strike = true, strikeForged
+			bad, strike, out = true, strikeForged, sched.Bad
 		case errors.Is(err, wire.ErrMalformed):
-			p.bad, strike = true, strikeMalformed
+			bad, strike, out = true, strikeMalformed, sched.Bad
+		case errors.Is(err, wire.ErrBusy):
+			out = sched.Busy
 		default:
-			p.fails++
-			p.retryAt = time.Now().Add(retryDelay(p.fails, err))
-			d.n.log.Debug("peer skipped for a while", "peer", p.ai.ID, "file", fmt.Sprintf("%x", d.r.offer.FileID[:8]), "err", err)
+			out = sched.Failed
+			d.n.log.Debug("peer skipped for a while", "peer", ai.ID, "file", fmt.Sprintf("%x", d.r.offer.FileID[:8]), "err", err)
 		}
 	}
+	d.s.Done(id, out, time.Now())
 	d.notifyLocked()
 	d.mu.Unlock()
 	if strike > 0 {
-		if p.bad {
-			d.r.markBad(p.ai.ID)
+		if bad {
+			d.r.markBad(ai.ID)
 		}
-		d.n.strike(p.ai.ID, strike, fmt.Errorf("file %x of release %s: %w", d.r.offer.FileID[:8], d.r.offer.Info.Version, err))
+		d.n.strike(ai.ID, strike, fmt.Errorf("file %x of release %s: %w", d.r.offer.FileID[:8], d.r.offer.Info.Version, err))
 	}
 }
 
-// retryDelay is how long a peer that failed fails times in a row without
-// proving bad is left alone: a busy peer briefly (a slot may free at any
-// time), others longer, up to 10 s, with some jitter.
-func retryDelay(fails int, err error) time.Duration {
-	base, top := 500*time.Millisecond, 10*time.Second
-	if errors.Is(err, wire.ErrBusy) {
-		base, top = 50*time.Millisecond, time.Second
-	}
-	d := min(base<<min(fails-1, 8), top)
-	return d + time.Duration(rand.Int64N(int64(d)/2+1))
-}
-
-// serve fetches the piece hashes from ai if they are not in yet, then runs
-// of pieces until no piece is left to ask for.
+// serve asks ai for what the scheduler tells: the piece hashes, runs of
+// pieces, until it says stop.
 func (d *download) serve(ai peer.AddrInfo) error {
-	if d.r.needsHashes() {
-		if err := d.fetchHashes(ai); err != nil {
-			return err
-		}
-	}
+	id := sched.PeerID(ai.ID)
 	var frame []byte
 	for {
-		batch := d.claim(ai.ID)
-		if batch == nil {
-			return nil
-		}
-		if err := d.fetchPieces(ai, batch, &frame); err != nil {
-			return err
-		}
-	}
-}
-
-// claim waits for a run of pieces that p may ask for and marks them as
-// asked of p. It returns nil when every piece is received or the download
-// ended.
-func (d *download) claim(p peer.ID) []int64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for {
-		if d.err != nil || !d.haveWorkLocked() {
-			return nil
-		}
-		now := time.Now()
-		if batch := d.claimableLocked(p); len(batch) > 0 {
-			for _, i := range batch {
-				d.pieces[i] = &pieceSlot{by: p, at: now}
-			}
-			return batch
-		}
-		if i, ok := d.stealableLocked(p, now); ok {
-			d.pieces[i].dup = p
-			return []int64{i}
-		}
-		if !d.unclaimedLocked() && !d.inFlightLocked() {
-			return nil
-		}
-		// The window is full, only the tail is left and waits for the
-		// peer that delivered piece 0, or pieces are on their way from
-		// others: wait for a change, or until one may be stolen.
+		d.mu.Lock()
+		a := d.s.Next(id, time.Now())
 		wake := d.wake
 		d.mu.Unlock()
-		t := time.NewTimer(stealAfter / 4)
-		select {
-		case <-wake:
-		case <-t.C:
-		case <-d.ctx.Done():
-		}
-		t.Stop()
-		d.mu.Lock()
-	}
-}
-
-// claimableLocked returns the first run of pieces in the window that
-// nobody asked for, at most a request's worth. The tail goes to the peer
-// that delivered piece 0 while it is asked in this download, so that the
-// two parts of the file the root does not cover come from one peer. d.mu
-// is held.
-func (d *download) claimableLocked(p peer.ID) []int64 {
-	per := int64(piecesPerRequest)
-	if d.usableLocked() == 1 || d.r.modeFor(p, d.base) == modeDelta {
-		// The only peer, or deltas, which take few bytes: fewer round
-		// trips.
-		per = wire.MaxPiecesPerRequest
-	}
-	end := min(d.l.NumPieces(), d.next+fetchWindow)
-	var batch []int64
-	for i := d.next; i < end && int64(len(batch)) < per; i++ {
-		if d.pieces[i] != nil {
-			if len(batch) > 0 {
-				break
+		switch a.Kind {
+		case sched.Stop:
+			return nil
+		case sched.Hashes:
+			err := d.fetchHashes(ai)
+			d.mu.Lock()
+			d.s.HashesDone(id, err == nil, time.Now())
+			d.notifyLocked() // the manager may start more workers now
+			d.mu.Unlock()
+			if err != nil {
+				return err
 			}
-			continue
-		}
-		if !d.tailOKLocked(p, i) {
-			break
-		}
-		batch = append(batch, i)
-	}
-	return batch
-}
-
-// tailOKLocked reports whether p may ask for piece i: any piece but the
-// tail, which waits until piece 0 is in and then goes to the peer that
-// delivered it, while that peer is asked in this download. d.mu is held.
-func (d *download) tailOKLocked(p peer.ID, i int64) bool {
-	if !d.l.IsTail(i) || d.tailFor == p {
-		return true
-	}
-	if d.tailFor == "" {
-		// Piece 0, asked first, is on its way; a download resumed past
-		// it has no peer to wait for.
-		return !d.withFirst
-	}
-	o := d.peers[d.tailFor]
-	return o == nil || !o.active
-}
-
-// stealableLocked returns the first piece in the window that another peer
-// was asked for more than stealAfter ago and has not delivered, for p to
-// be asked too, unless a piece is asked of two peers already. d.mu is held.
-func (d *download) stealableLocked(p peer.ID, now time.Time) (int64, bool) {
-	end := min(d.l.NumPieces(), d.next+fetchWindow)
-	var found int64 = -1
-	for i := d.next; i < end; i++ {
-		s := d.pieces[i]
-		if s == nil || s.data != nil {
-			continue
-		}
-		if s.dup != "" {
-			return 0, false
-		}
-		if found < 0 && s.by != p && now.Sub(s.at) > stealAfter && d.tailOKLocked(p, i) {
-			found = i
+		case sched.Pieces:
+			if err := d.fetchPieces(ai, a.Pieces, &frame); err != nil {
+				return err
+			}
+		case sched.Wait:
+			if !d.wait(wake, a.Until) {
+				return nil
+			}
 		}
 	}
-	return found, found >= 0
-}
-
-// inFlightLocked reports whether some piece is asked for and not
-// received. d.mu is held.
-func (d *download) inFlightLocked() bool {
-	for _, s := range d.pieces {
-		if s.data == nil {
-			return true
-		}
-	}
-	return false
 }
 
 // fetchHashes asks ai for the file's piece hashes and keeps them when
@@ -629,14 +419,13 @@ func (d *download) fetchHashes(ai peer.AddrInfo) error {
 }
 
 // fetchPieces asks ai for the pieces of batch, a run, checks each as it
-// arrives and hands it to the reader. The check of a piece runs while the
-// next one is read. The pieces not received go back to be asked of others.
+// arrives and hands it to the reader at once. The check of a piece runs
+// while the next one is read. The pieces not received go back to be asked
+// of others when the worker ends (sched.Scheduler.Done).
 //
 // frame is the worker's buffer for the data of a packed piece before it
 // is decoded, made when first needed.
 func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) error {
-	got := 0
-	defer func() { d.unclaim(ai.ID, batch[got:]) }()
 	mode := d.r.modeFor(ai.ID, d.base)
 	req := &wire.Request{Kind: wire.KindPieces, Target: d.r.src.target, ID: d.r.offer.FileID, First: uint32(batch[0]), Count: uint32(len(batch))}
 	if mode != modePieces {
@@ -659,18 +448,15 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) e
 		}
 		return fmt.Errorf("peer %s: %v pieces %d+%d: %w", ai.ID, req.Kind, batch[0], len(batch), err)
 	}
-	// prev is the check of the piece read before, if any.
-	var prev chan checkedPiece
+	// prev is the check of the piece read before, if any: a piece that
+	// passes is handed on by its check, without waiting for the next
+	// piece to be read (a slow peer's piece 0 must reach the reader, and
+	// wake the manager, as soon as it is in).
+	var prev chan error
 	finish := func() error {
-		c := <-prev
+		err := <-prev
 		prev = nil
-		if c.err != nil {
-			d.putBuffer(c.buf)
-			return c.err
-		}
-		d.receive(ai.ID, c.i, c.piece)
-		got++
-		return nil
+		return err
 	}
 	for _, i := range batch {
 		buf := d.buffer(i)
@@ -696,20 +482,23 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) e
 			}
 			return fmt.Errorf("peer %s: %w", ai.ID, err)
 		}
-		ch := make(chan checkedPiece, 1)
+		ch := make(chan error, 1)
 		go func() {
 			err := d.check(i, b)
-			if err != nil && mode != modePieces {
-				err = packedError(mode, err)
+			if err != nil {
+				if mode != modePieces {
+					err = packedError(mode, err)
+				}
+				d.putBuffer(buf)
+			} else {
+				d.receive(ai.ID, i, b)
 			}
-			ch <- checkedPiece{i: i, piece: b, buf: buf, err: err}
+			ch <- err
 		}()
 		if prev != nil {
 			if err := finish(); err != nil {
 				s.Reset()
-				if c := <-ch; c.buf != nil {
-					d.putBuffer(c.buf)
-				}
+				<-ch
 				return fmt.Errorf("peer %s: %w", ai.ID, err)
 			}
 		}
@@ -766,14 +555,6 @@ func packedError(m fetchMode, err error) error {
 		return fmt.Errorf("%w: %w", errBadDelta, err)
 	}
 	return fmt.Errorf("%w: %w", errBadPacked, err)
-}
-
-// checkedPiece is the outcome of the check of piece i, read into buf.
-type checkedPiece struct {
-	i     int64
-	piece []byte
-	buf   []byte
-	err   error
 }
 
 // check checks piece i of a v1 release against the signed root and,
@@ -842,45 +623,13 @@ func (d *download) putBufferLocked(b []byte) {
 func (d *download) receive(p peer.ID, i int64, b []byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.peers[p].fails = 0
-	s := d.pieces[i]
-	if s != nil && s.dup == p {
-		s.dup = ""
-	}
-	if s == nil || s.data != nil {
+	if d.err != nil || !d.s.Received(sched.PeerID(p), i, time.Now()) {
 		d.putBufferLocked(b) // the other copy came first
 		d.notifyLocked()
 		return
 	}
-	s.data = b
-	d.received++
+	d.data[i] = b
 	d.r.delivered(p, i)
-	if i == 0 {
-		d.tailFor = p
-	}
-	d.notifyLocked()
-}
-
-// unclaim gives back the pieces of batch that p was asked for and did not
-// deliver; a piece asked of another peer too stays with that peer.
-func (d *download) unclaim(p peer.ID, batch []int64) {
-	if len(batch) == 0 {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, i := range batch {
-		s := d.pieces[i]
-		switch {
-		case s == nil:
-		case s.dup == p:
-			s.dup = ""
-		case s.by == p && s.data == nil && s.dup != "":
-			s.by, s.dup, s.at = s.dup, "", time.Now()
-		case s.by == p && s.data == nil:
-			delete(d.pieces, i)
-		}
-	}
 	d.notifyLocked()
 }
 
@@ -891,16 +640,17 @@ func (d *download) Read(p []byte) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for {
-		if d.next == d.l.NumPieces() {
+		next := d.s.ReaderAt()
+		if next == d.l.NumPieces() {
 			return 0, io.EOF
 		}
-		if s := d.pieces[d.next]; s != nil && s.data != nil {
-			k := copy(p, s.data[d.skip:])
+		if b := d.data[next]; b != nil {
+			k := copy(p, b[d.skip:])
 			d.skip += int64(k)
-			if d.skip == int64(len(s.data)) {
-				d.putBufferLocked(s.data)
-				delete(d.pieces, d.next)
-				d.next++
+			if d.skip == int64(len(b)) {
+				d.putBufferLocked(b)
+				delete(d.data, next)
+				d.s.Consumed()
 				d.skip = 0
 				d.notifyLocked()
 			}
@@ -924,7 +674,7 @@ func (d *download) Close() error {
 		d.mu.Unlock()
 		d.wg.Wait()
 		d.mu.Lock()
-		d.pieces, d.free = nil, nil
+		d.data, d.free = nil, nil
 		d.mu.Unlock()
 		if d.base != nil {
 			d.base.release()

@@ -69,18 +69,22 @@ func (f *testFile) pieces(first, count int64) []byte {
 type pieceLie func(s network.Stream, f *testFile, first, count int64)
 
 // testPeer is a node that answers the owner's protocol by hand: info with
-// its file, hashes with hashes (the real ones unless set), pieces with lie
-// (the real pieces when nil), and packed requests as a node of an older
-// release, whose decoder does not know the kind: bad request. It counts
-// the requests it answers.
+// its file, hashes with hashes (the real ones unless set) after
+// hashesDelay, pieces with lie (the real pieces when nil), and packed
+// requests with packed or, when it is nil, as a node of an older release,
+// whose decoder does not know the kind: bad request. It counts the
+// requests it answers.
 type testPeer struct {
 	*Node
-	file    *testFile
-	hashes  [][sha256.Size]byte
-	lie     pieceLie
-	ext     *wire.InfoExt // said after the info answer, when set
-	asked   atomic.Int64  // pieces requests
-	refused atomic.Int64  // packed requests
+	file        *testFile
+	hashes      [][sha256.Size]byte
+	hashesDelay time.Duration
+	lie         pieceLie
+	packed      pieceLie      // answers packed requests, when set
+	ext         *wire.InfoExt // said after the info answer, when set
+	asked       atomic.Int64  // pieces and answered packed requests
+	hashesAsked atomic.Int64  // hashes requests
+	refused     atomic.Int64  // packed requests
 }
 
 // startTestPeer starts a test peer for f; set hashes and lie before it is
@@ -97,6 +101,11 @@ func (p *testPeer) handle(s network.Stream) {
 	if err != nil {
 		return
 	}
+	if req.Kind == wire.KindPacked && p.packed != nil {
+		p.asked.Add(1)
+		p.packed(s, p.file, int64(req.First), int64(req.Count))
+		return
+	}
 	if req.Kind == wire.KindPacked {
 		p.refused.Add(1)
 		wire.WriteError(s, wire.StatusBadRequest, "malformed request")
@@ -111,6 +120,8 @@ func (p *testPeer) handle(s network.Stream) {
 		}
 		wire.WriteInfo(s, f.reg, f.layout.Size, f.id)
 	case wire.KindHashes:
+		p.hashesAsked.Add(1)
+		time.Sleep(p.hashesDelay)
 		wire.WriteHashes(s, p.hashes)
 	case wire.KindPieces:
 		p.asked.Add(1)

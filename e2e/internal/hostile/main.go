@@ -33,6 +33,16 @@
 // hashes and pieces, the real content's, and the zeros. A node must refuse
 // the offer before downloading a byte of it.
 //
+// With --role slowdelta it offers the real release and claims, in its info
+// extension, deltas from the file at --base (the asking node's own
+// release); it answers packed and pieces requests with the real pieces,
+// raw, at --rate bytes a second: honest bytes just fast enough not to be
+// dropped, which made it the only source of the download (issue 24).
+//
+// With --role slowfirst it offers the real release, answers hashes
+// requests --hashes-delay late, and pieces requests with the real pieces
+// at --rate bytes a second; packed requests it refuses as an older node.
+//
 // It prints "listening: <multiaddr>" lines like hello and rpseed, and
 // "hostile: <role> info=N fetch=N flood=N" after every request and on exit
 // (fetch counts hashes and pieces requests).
@@ -137,9 +147,12 @@ type hostile struct {
 	pub    ed25519.PublicKey
 	target string
 	stall  time.Duration
-	offer  *file // what it offers: region, length, file ID, hashes
-	real   *file // the real release, if known
-	copy   *file // the moved-region copy, if any
+	rate   int           // bytes a second of the slow roles
+	delay  time.Duration // of a slowfirst hashes answer
+	base   *file         // the file a slowdelta peer claims deltas from
+	offer  *file         // what it offers: region, length, file ID, hashes
+	real   *file         // the real release, if known
+	copy   *file         // the moved-region copy, if any
 	older  *file
 
 	info, fetch, flood atomic.Int64
@@ -149,36 +162,45 @@ type hostile struct {
 
 func main() {
 	var (
-		pubS, target, realPath, olderPath, role, claim string
-		boot, listen                                   listFlag
-		private                                        bool
-		stall                                          time.Duration
+		pubS, target, realPath, olderPath, role, claim, basePath string
+		boot, listen                                             listFlag
+		private                                                  bool
+		stall, delay                                             time.Duration
+		rate                                                     int
 	)
 	flag.StringVar(&pubS, "pub", "", "owner public key (z-base-32)")
 	flag.StringVar(&target, "target", "", "GOOS/GOARCH to lie about")
-	flag.StringVar(&role, "role", "fetch", "info, fetch, moved, garbage or tail")
+	flag.StringVar(&role, "role", "fetch", "info, fetch, moved, garbage, tail, slowdelta or slowfirst")
 	flag.StringVar(&claim, "claim", "real", "moved role: offer the real file ID and hashes (real) or the copy's (own)")
-	flag.StringVar(&realPath, "real", "", "a real signed release: it is offered (fetch, moved, garbage, tail roles)")
+	flag.StringVar(&realPath, "real", "", "a real signed release: it is offered (fetch, moved, garbage, tail, slowdelta, slowfirst roles)")
 	flag.StringVar(&olderPath, "older", "", "a real signed older release: it is offered (info role)")
 	flag.Var(&boot, "bootstrap", "bootstrap multiaddr (repeatable)")
 	flag.Var(&listen, "listen", "listen multiaddr (repeatable)")
 	flag.BoolVar(&private, "private", true, "private network")
 	flag.DurationVar(&stall, "stall", time.Minute, "how long a stalling answer stalls")
+	flag.StringVar(&basePath, "base", "", "slowdelta role: the file it claims deltas from")
+	flag.IntVar(&rate, "rate", 72<<10, "slowdelta and slowfirst roles: bytes a second of pieces")
+	flag.DurationVar(&delay, "hashes-delay", 2*time.Second, "slowfirst role: how late it answers hashes")
 	flag.Parse()
-	if err := run(pubS, target, role, claim, realPath, olderPath, boot, listen, private, stall); err != nil {
+	h := &hostile{role: role, stall: stall, rate: rate, delay: delay}
+	if err := run(h, pubS, target, claim, realPath, olderPath, basePath, boot, listen, private); err != nil {
 		fmt.Fprintln(os.Stderr, "hostile:", err)
 		os.Exit(1)
 	}
 }
 
-func run(pubS, target, role, claim, realPath, olderPath string, boot, listen []string, private bool, stall time.Duration) error {
+func run(h *hostile, pubS, target, claim, realPath, olderPath, basePath string, boot, listen []string, private bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	pub, err := region.ParsePublicKey(pubS)
 	if err != nil {
 		return err
 	}
-	h := &hostile{role: role, pub: pub, target: target, stall: stall}
+	role := h.role
+	h.pub, h.target = pub, target
+	if h.base, err = readFile(basePath); err != nil {
+		return err
+	}
 	if h.real, err = readFile(realPath); err != nil {
 		return err
 	}
@@ -198,7 +220,15 @@ func run(pubS, target, role, claim, realPath, olderPath string, boot, listen []s
 		if h.offer, err = scanBytes(b); err != nil {
 			return err
 		}
-	case "fetch", "garbage", "moved":
+	case "slowdelta":
+		if h.base == nil {
+			return errors.New("--role slowdelta needs --base")
+		}
+		fallthrough
+	case "fetch", "garbage", "moved", "slowfirst":
+		if h.rate <= 0 {
+			return fmt.Errorf("--rate %d: must be positive", h.rate)
+		}
 		if h.real == nil {
 			return fmt.Errorf("--role %s needs --real", role)
 		}
@@ -266,6 +296,12 @@ func (h *hostile) handle(s network.Stream) {
 		return
 	}
 	s.SetWriteDeadline(time.Now().Add(h.stall + 30*time.Second))
+	if req.Kind == wire.KindPacked && h.role == "slowdelta" && req.ID == h.offer.id && h.offer.layout.CheckRange(req.First, req.Count) == nil {
+		h.fetch.Add(1)
+		h.slowPieces(s, req, true)
+		h.report()
+		return
+	}
 	if req.Kind == wire.KindPacked {
 		// As a node of an older release, whose decoder does not know the
 		// kind: the asking node falls back to pieces requests.
@@ -277,6 +313,11 @@ func (h *hostile) handle(s network.Stream) {
 		return
 	}
 	switch req.Kind {
+	case wire.KindRotations:
+		if h.role == "slowdelta" || h.role == "slowfirst" {
+			// Right bytes only: no rotation statements.
+			wire.WriteRotations(s, nil)
+		}
 	case wire.KindInfo:
 		i := h.info.Add(1)
 		h.lieInfo(s, int(i))
@@ -292,6 +333,11 @@ func (h *hostile) handle(s network.Stream) {
 
 // lieInfo answers an info request.
 func (h *hostile) lieInfo(s network.Stream, i int) {
+	if h.role == "slowdelta" {
+		// The lure: deltas from the asking node's own file.
+		wire.WriteInfoExt(s, h.offer.reg, h.offer.layout.Size, h.offer.id, wire.InfoExt{Packed: true, Bases: [][wire.IDLen]byte{h.base.id}})
+		return
+	}
 	if h.role != "info" {
 		// The lure: a real region and length, bytes it does not have.
 		wire.WriteInfo(s, h.offer.reg, h.offer.layout.Size, h.offer.id)
@@ -326,6 +372,9 @@ func (h *hostile) lieHashes(s network.Stream, req *wire.Request, i int) {
 		wire.WriteError(s, wire.StatusNotFound, "no")
 		return
 	}
+	if h.role == "slowfirst" {
+		time.Sleep(h.delay)
+	}
 	if h.role == "fetch" && i%2 == 0 {
 		wire.WriteHashes(s, make([][sha256.Size]byte, len(h.offer.leaves)))
 		return
@@ -353,6 +402,9 @@ func (h *hostile) liePieces(s network.Stream, req *wire.Request, i int) {
 		}
 	}
 	switch h.role {
+	case "slowdelta", "slowfirst":
+		h.slowPieces(s, req, false)
+		return
 	case "tail":
 		wire.WritePiecesHeader(s)
 		pieces(h.offer)
@@ -405,6 +457,30 @@ func (h *hostile) liePieces(s network.Stream, req *wire.Request, i int) {
 	case 8: // more than asked: garbage of the right length, then more
 		wire.WritePiecesHeader(s)
 		s.Write(garbage(int(total) + 1<<20))
+	}
+}
+
+// slowPieces answers a pieces or (packed) packed request with the real
+// pieces, raw, at h.rate bytes a second.
+func (h *hostile) slowPieces(s network.Stream, req *wire.Request, packed bool) {
+	first, count := int64(req.First), int64(req.Count)
+	var b []byte
+	for i := first; i < first+count; i++ {
+		if packed {
+			b = wire.AppendPacked(b, wire.PackedPiece{Method: wire.PackRaw, Data: h.real.piece(i)})
+		} else {
+			b = append(b, h.real.piece(i)...)
+		}
+	}
+	wire.WritePiecesHeader(s)
+	chunk := max(h.rate/10, 1)
+	for len(b) > 0 {
+		k := min(len(b), chunk)
+		if _, err := s.Write(b[:k]); err != nil {
+			return
+		}
+		b = b[k:]
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

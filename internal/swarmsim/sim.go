@@ -1,0 +1,733 @@
+// Package swarmsim is a discrete-event simulation of a release spreading
+// through a fleet: virtual time, no sockets, no goroutines. Every node's
+// download is driven by the same scheduler as the real one
+// (internal/p2p/sched), and every node serves by the same rules as a real
+// node (internal/p2p/slots.go): a fixed number of upload slots, one per
+// peer, busy when none is free, a slot kept 500 ms for the peer whose
+// answer just ended, the node's uplink shared by its uploads.
+//
+// The network model: each node has an uplink and a downlink bandwidth and
+// a one-way latency to every other; a node that can only dial out (behind
+// a NAT, no hole punch) serves nobody, and a request to it fails after
+// DialTimeout; nodes that churn leave at a random time while the release
+// spreads, cutting their uploads. Discovery is a sample of at most 32 of
+// the nodes that announced the release, as a DHT lookup returns, taken
+// when a node polls and when its download asks for a lookup.
+//
+// It models what limits a swarm at scale: slots, bandwidth, latency,
+// reachability, the scheduler's rules. It leaves out CPU, TLS and the DHT's
+// own traffic.
+package swarmsim
+
+import (
+	"container/heap"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/org/rustpatcher-go/internal/p2p/sched"
+)
+
+// The protocol's constants the simulation uses, as in internal/p2p.
+const (
+	pieceSize     = 1 << 20
+	fetchWindow   = 16
+	fetchParallel = 4
+	perRequest    = 4
+	maxPerRequest = 8
+	stealAfter    = 2 * time.Second
+	endgameAfter  = time.Second
+	maxIdleRounds = 12
+	lookupEvery   = time.Second
+	slotGrace     = 500 * time.Millisecond
+	lookupN       = 32
+)
+
+// Config is one simulated fleet.
+type Config struct {
+	// Nodes is the number of nodes that update, besides the seed.
+	Nodes int
+	// Size is the release's length in bytes.
+	Size int64
+	// Uplink and Downlink are every node's bandwidth in bytes a second;
+	// a Downlink of 0 is unlimited. SeedUplink is the seed's uplink.
+	Uplink, Downlink, SeedUplink float64
+	// Slots and SeedSlots are the upload slots of a node and the seed.
+	Slots, SeedSlots int
+	// Latency is the one-way delay between any two nodes.
+	Latency time.Duration
+	// DialOutOnly is the fraction of nodes that accept no connection.
+	DialOutOnly float64
+	// DialTimeout is how long a request to such a node takes to fail.
+	DialTimeout time.Duration
+	// QuietDialOutOnly keeps dial-out-only nodes from announcing the
+	// release (as if AutoNAT told them they cannot be reached), so that
+	// no sample holds them.
+	QuietDialOutOnly bool
+	// Churn is the fraction of nodes that leave while the release
+	// spreads, at a time drawn uniformly from [0, ChurnWithin).
+	Churn       float64
+	ChurnWithin time.Duration
+	// PiecesEarly makes a node serve each piece as soon as it holds it
+	// (and announce itself at its first piece); otherwise a node serves
+	// the release only once it holds all of it, as protocol v1 does.
+	PiecesEarly bool
+	// LookupDelay is how long a poll or a lookup takes.
+	LookupDelay time.Duration
+	// Seed seeds the randomness; the same Config gives the same Result.
+	Seed uint64
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	// AllDone is when the last node that stayed held the release.
+	AllDone time.Duration
+	// Median is when half of the nodes that stayed held it.
+	Median time.Duration
+	// Bound is S/U + log2(N) x piece/U, the broadcast bound for equal
+	// uplinks U.
+	Bound time.Duration
+	// Done and Left count the nodes that got the release and those that
+	// left first; Stuck those that neither did by the end of the run.
+	Done, Left, Stuck int
+	// SeedUploaded is the bytes the seed sent; Uploaded all nodes'.
+	SeedUploaded, Uploaded int64
+	// Busy counts busy answers; Lookups the polls and lookups.
+	Busy, Lookups int
+	// Events is the number of events simulated.
+	Events int
+}
+
+// Bound returns S/U + log2(n) x piece/U for a release of size bytes and
+// uplinks of up bytes a second.
+func Bound(size int64, up float64, n int) time.Duration {
+	s := float64(size)/up + math.Log2(float64(n))*float64(pieceSize)/up
+	return time.Duration(s * float64(time.Second))
+}
+
+// event is something that happens at a time; seq keeps the order of
+// events at the same time deterministic.
+type event struct {
+	at  time.Duration
+	seq uint64
+	fn  func()
+}
+
+type queue []*event
+
+func (q queue) Len() int { return len(q) }
+func (q queue) Less(i, j int) bool {
+	return q[i].at < q[j].at || (q[i].at == q[j].at && q[i].seq < q[j].seq)
+}
+func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *queue) Push(x any)   { *q = append(*q, x.(*event)) }
+func (q *queue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+// sim is one run.
+type sim struct {
+	cfg     Config
+	rng     *rand.Rand
+	now     time.Duration
+	q       queue
+	seq     uint64
+	nodes   []*node
+	pieces  int64
+	lastLen int64 // the last piece's length
+	provs   []int // nodes that announced, in order
+	res     Result
+	epoch   time.Time // the scheduler's clock at virtual time 0
+}
+
+// node is one simulated node.
+type node struct {
+	id        int
+	up        float64
+	slots     int
+	natted    bool
+	gone      bool
+	have      []bool
+	nHave     int64
+	doneAt    time.Duration
+	announced bool
+
+	// serving
+	flows   []*flow               // uploads running
+	knownBy []*download           // downloads that have it among their peers (PiecesEarly)
+	kept    map[int]time.Duration // a slot kept for a peer until then
+	rated   time.Duration         // when the flows' remaining bytes were last brought up to date
+	gen     int                   // invalidates the scheduled end of the next piece
+
+	// downloading
+	dl       *download
+	inFlows  int // downloads into this node running, for the downlink share
+	fetching bool
+}
+
+// download is one Open of the release by a node: a scheduler and its
+// workers.
+type download struct {
+	n       *node
+	s       *sched.Scheduler
+	workers []*worker // running, in the order they started
+	kicked  bool
+	ended   bool
+	planGen int           // invalidates a planned wake
+	wakeGen int           // the planned wake pending, or 0
+	wakeAt  time.Duration // when it is
+}
+
+// worker asks one peer, like a download's worker goroutine.
+type worker struct {
+	d       *download
+	peer    int
+	waitGen int // invalidates a planned wake
+	waiting bool
+	flow    *flow
+}
+
+// flow is one answer being sent: a run of pieces from a server to a
+// downloader's worker.
+type flow struct {
+	from, to *node
+	w        *worker
+	pieces   []int64
+	left     float64 // bytes of the current piece still to send
+	rate     float64
+	dead     bool
+}
+
+// Run simulates cfg and returns what happened.
+func Run(cfg Config) Result {
+	if cfg.Slots == 0 {
+		cfg.Slots = 2
+	}
+	if cfg.SeedSlots == 0 {
+		cfg.SeedSlots = cfg.Slots
+	}
+	if cfg.SeedUplink == 0 {
+		cfg.SeedUplink = cfg.Uplink
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	s := &sim{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), epoch: time.Unix(1<<30, 0)}
+	s.pieces = (cfg.Size + pieceSize - 1) / pieceSize
+	s.lastLen = cfg.Size - (s.pieces-1)*pieceSize
+	s.res.Bound = Bound(cfg.Size, cfg.Uplink, cfg.Nodes)
+	seed := &node{id: 0, up: cfg.SeedUplink, slots: cfg.SeedSlots, have: make([]bool, s.pieces), nHave: s.pieces, announced: true, kept: map[int]time.Duration{}}
+	for i := range seed.have {
+		seed.have[i] = true
+	}
+	s.nodes = append(s.nodes, seed)
+	s.provs = append(s.provs, 0)
+	for i := 1; i <= cfg.Nodes; i++ {
+		n := &node{id: i, up: cfg.Uplink, slots: cfg.Slots, have: make([]bool, s.pieces), kept: map[int]time.Duration{},
+			natted: s.rng.Float64() < cfg.DialOutOnly}
+		s.nodes = append(s.nodes, n)
+		s.at(0, func() { s.poll(n) })
+		if s.rng.Float64() < cfg.Churn {
+			leave := time.Duration(s.rng.Int64N(int64(max(cfg.ChurnWithin, time.Millisecond))))
+			s.at(leave, func() { s.leave(n) })
+		}
+	}
+	limit := 100*s.res.Bound + time.Hour
+	for s.q.Len() > 0 && s.res.Done+s.res.Left < cfg.Nodes {
+		e := heap.Pop(&s.q).(*event)
+		if e.at > limit {
+			break
+		}
+		s.now = e.at
+		s.res.Events++
+		e.fn()
+	}
+	var times []time.Duration
+	for _, n := range s.nodes[1:] {
+		switch {
+		case n.gone:
+		case n.nHave == s.pieces:
+			times = append(times, n.doneAt)
+			s.res.AllDone = max(s.res.AllDone, n.doneAt)
+		default:
+			s.res.Stuck++
+		}
+	}
+	if len(times) > 0 {
+		slices.Sort(times)
+		s.res.Median = times[len(times)/2]
+	}
+	return s.res
+}
+
+// at schedules fn at time t.
+func (s *sim) at(t time.Duration, fn func()) {
+	s.seq++
+	heap.Push(&s.q, &event{at: max(t, s.now), seq: s.seq, fn: fn})
+}
+
+// clock returns the scheduler's time for the virtual time now.
+func (s *sim) clock() time.Time { return s.epoch.Add(s.now) }
+
+// sample returns up to lookupN announced nodes other than n, at random,
+// the seed among them when fewer than lookupN have announced.
+func (s *sim) sample(n *node) []int {
+	var out []int
+	seen := map[int]bool{n.id: true}
+	if len(s.provs) <= lookupN+1 {
+		for _, p := range s.provs {
+			if !seen[p] {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	for tries := 0; len(out) < lookupN && tries < 4*lookupN; tries++ {
+		p := s.provs[s.rng.IntN(len(s.provs))]
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// poll starts a download by n of the release from where it is, after a
+// lookup: as the update engine's poll and Open.
+func (s *sim) poll(n *node) {
+	if n.gone || n.nHave == s.pieces || n.fetching {
+		return
+	}
+	n.fetching = true
+	s.res.Lookups++
+	s.at(s.now+s.cfg.LookupDelay, func() {
+		if n.gone {
+			return
+		}
+		first := int64(0)
+		for first < s.pieces && n.have[first] {
+			first++
+		}
+		d := &download{n: n}
+		d.s = sched.New(sched.Config{
+			Pieces: s.pieces, First: first, Window: fetchWindow, Parallel: fetchParallel,
+			PerRequest: perRequest, MaxPerRequest: maxPerRequest, StealAfter: stealAfter,
+			EndgameAfter: endgameAfter, MaxIdleRounds: maxIdleRounds, LookupEvery: lookupEvery,
+			Rand: rand.New(rand.NewPCG(s.rng.Uint64(), uint64(n.id))),
+		})
+		n.dl = d
+		s.addPeers(d, s.sample(n))
+		s.plan(d)
+	})
+}
+
+// addPeers adds candidates to d, with what they hold when nodes serve
+// pieces early.
+func (s *sim) addPeers(d *download, ids []int) {
+	for _, id := range ids {
+		var has []bool
+		if s.cfg.PiecesEarly {
+			has = append([]bool(nil), s.nodes[id].have...)
+		}
+		if d.s.AddPeer(peerID(id), sched.PeerInfo{Has: has}) && s.cfg.PiecesEarly {
+			s.nodes[id].knownBy = append(s.nodes[id].knownBy, d)
+		}
+	}
+}
+
+// kick runs the download's manager and waiting workers once after a
+// change, as closing the download's wake channel does.
+func (s *sim) kick(d *download) {
+	if d.kicked || d.ended {
+		return
+	}
+	d.kicked = true
+	s.at(s.now, func() {
+		d.kicked = false
+		if d.ended {
+			return
+		}
+		s.plan(d)
+		for _, w := range slices.Clone(d.workers) {
+			if w.waiting {
+				s.next(w)
+			}
+		}
+	})
+}
+
+// plan runs the download's manager.
+func (s *sim) plan(d *download) {
+	if d.ended {
+		return
+	}
+	pl := d.s.Plan(s.clock())
+	if pl.Done {
+		s.endDownload(d, pl.Fail != "")
+		return
+	}
+	for _, id := range pl.Start {
+		w := &worker{d: d, peer: nodeID(id)}
+		d.workers = append(d.workers, w)
+		s.next(w)
+	}
+	if pl.Lookup {
+		s.res.Lookups++
+		s.at(s.now+s.cfg.LookupDelay, func() {
+			if d.ended {
+				return
+			}
+			s.addPeers(d, s.sample(d.n))
+			d.s.LookupDone(s.clock())
+			s.kick(d)
+		})
+	}
+	if pl.Wake.IsZero() {
+		return
+	}
+	// One wake pending at a time: an earlier one plans again, and
+	// schedules the next.
+	g := pl.Wake.Sub(s.epoch)
+	if d.wakeGen != 0 && d.wakeAt >= s.now && d.wakeAt <= g {
+		return
+	}
+	d.planGen++
+	gen := d.planGen
+	d.wakeGen, d.wakeAt = gen, g
+	s.at(g, func() {
+		if d.planGen == gen {
+			d.wakeGen = 0
+			s.plan(d)
+		}
+	})
+}
+
+// endDownload ends d; when it failed, the node polls again shortly.
+func (s *sim) endDownload(d *download, failed bool) {
+	if d.ended {
+		return
+	}
+	d.ended = true
+	d.n.fetching = false
+	if d.n.dl == d {
+		d.n.dl = nil
+	}
+	for _, w := range d.workers {
+		if w.flow != nil {
+			w.flow.dead = true
+		}
+	}
+	if failed && !d.n.gone && d.n.nHave < s.pieces {
+		s.at(s.now+100*time.Millisecond, func() { s.poll(d.n) })
+	}
+}
+
+// next asks the scheduler what worker w does now.
+func (s *sim) next(w *worker) {
+	d := w.d
+	if d.ended {
+		return
+	}
+	w.waiting = false
+	a := d.s.Next(peerID(w.peer), s.clock())
+	switch a.Kind {
+	case sched.Stop:
+		s.workerDone(w, sched.Finished)
+	case sched.Pieces:
+		s.request(w, a.Pieces)
+	case sched.Hashes:
+		// No piece hashes in the model: take them as in.
+		d.s.HashesDone(peerID(w.peer), true, s.clock())
+		s.at(s.now, func() { s.next(w) })
+	case sched.Wait:
+		w.waiting = true
+		w.waitGen++
+		if !a.Until.IsZero() {
+			gen := w.waitGen
+			s.at(a.Until.Sub(s.epoch), func() {
+				if w.waiting && w.waitGen == gen {
+					s.next(w)
+				}
+			})
+		}
+	}
+}
+
+// workerDone ends w with out.
+func (s *sim) workerDone(w *worker, out sched.Outcome) {
+	d := w.d
+	k := slices.Index(d.workers, w)
+	if d.ended || k < 0 {
+		return
+	}
+	d.workers = slices.Delete(d.workers, k, k+1)
+	d.s.Done(peerID(w.peer), out, s.clock())
+	s.kick(d)
+}
+
+// request sends w's request for pieces to its peer, which answers a
+// latency later.
+func (s *sim) request(w *worker, pieces []int64) {
+	srv := s.nodes[w.peer]
+	lat := s.cfg.Latency
+	if srv.natted {
+		s.at(s.now+s.cfg.DialTimeout, func() { s.workerDone(w, sched.Failed) })
+		return
+	}
+	s.at(s.now+lat, func() {
+		if w.d.ended {
+			return
+		}
+		if srv.gone || !srv.holds(pieces) {
+			s.at(s.now+lat, func() { s.workerDone(w, sched.Failed) })
+			return
+		}
+		if !s.takeSlot(srv, w.d.n.id) {
+			s.res.Busy++
+			s.at(s.now+lat, func() { s.workerDone(w, sched.Busy) })
+			return
+		}
+		f := &flow{from: srv, to: w.d.n, w: w, pieces: pieces}
+		w.flow = f
+		f.left = float64(s.pieceLen(pieces[0]))
+		s.update(srv)
+		srv.flows = append(srv.flows, f)
+		f.to.inFlows++
+		s.reschedule(srv)
+	})
+}
+
+// holds reports whether n holds every piece of pieces.
+func (n *node) holds(pieces []int64) bool {
+	for _, i := range pieces {
+		if !n.have[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// pieceLen returns the length of piece i.
+func (s *sim) pieceLen(i int64) int64 {
+	if i == s.pieces-1 {
+		return s.lastLen
+	}
+	return pieceSize
+}
+
+// takeSlot reports whether srv has an upload slot for peer p now, as
+// internal/p2p's uploadSlots: one per peer, none while the others are
+// kept for the peers whose answers just ended.
+func (s *sim) takeSlot(srv *node, p int) bool {
+	for _, f := range srv.flows {
+		if f.to.id == p {
+			return false
+		}
+	}
+	kept := 0
+	for q, until := range srv.kept {
+		switch {
+		case until <= s.now:
+			delete(srv.kept, q)
+		case q == p:
+			delete(srv.kept, q)
+			return true // its own kept slot
+		default:
+			kept++
+		}
+	}
+	return len(srv.flows)+kept < srv.slots
+}
+
+// update brings the remaining bytes of srv's flows up to now.
+func (s *sim) update(srv *node) {
+	dt := (s.now - srv.rated).Seconds()
+	srv.rated = s.now
+	for _, f := range srv.flows {
+		f.left -= f.rate * dt
+	}
+}
+
+// reschedule shares srv's uplink among its flows (each capped by its
+// receiver's share of its downlink) and schedules the end of the piece
+// that ends first.
+func (s *sim) reschedule(srv *node) {
+	srv.gen++
+	if len(srv.flows) == 0 {
+		return
+	}
+	share := srv.up / float64(len(srv.flows))
+	var first *flow
+	for _, f := range srv.flows {
+		f.rate = share
+		if s.cfg.Downlink > 0 {
+			f.rate = min(f.rate, s.cfg.Downlink/float64(max(f.to.inFlows, 1)))
+		}
+		if first == nil || f.left/f.rate < first.left/first.rate {
+			first = f
+		}
+	}
+	dt := time.Duration(max(first.left/first.rate, 0) * float64(time.Second))
+	gen := srv.gen
+	s.at(s.now+dt, func() {
+		if srv.gen == gen {
+			s.pieceSent(srv, first)
+		}
+	})
+}
+
+// pieceSent ends the piece f is sending: it arrives a latency later; the
+// flow goes on with the next piece of its run or ends.
+func (s *sim) pieceSent(srv *node, f *flow) {
+	s.update(srv)
+	i := f.pieces[0]
+	n := s.pieceLen(i)
+	srv.uploadedAdd(s, n)
+	f.pieces = f.pieces[1:]
+	last := len(f.pieces) == 0
+	if last || f.dead {
+		s.endFlow(srv, f)
+	} else {
+		f.left = float64(s.pieceLen(f.pieces[0]))
+	}
+	s.reschedule(srv)
+	w := f.w
+	dead := f.dead
+	s.at(s.now+s.cfg.Latency, func() {
+		if dead || w.d.ended {
+			return
+		}
+		s.received(w, i)
+		if last {
+			w.flow = nil
+			s.next(w)
+		}
+	})
+}
+
+func (srv *node) uploadedAdd(s *sim, n int64) {
+	s.res.Uploaded += n
+	if srv.id == 0 {
+		s.res.SeedUploaded += n
+	}
+}
+
+// endFlow removes f from srv and keeps the slot for its peer.
+func (s *sim) endFlow(srv *node, f *flow) {
+	for k, g := range srv.flows {
+		if g == f {
+			srv.flows = append(srv.flows[:k], srv.flows[k+1:]...)
+			break
+		}
+	}
+	f.to.inFlows--
+	if !f.dead {
+		srv.kept[f.to.id] = s.now + slotGrace
+	}
+}
+
+// received hands piece i from w's peer to w's node.
+func (s *sim) received(w *worker, i int64) {
+	d := w.d
+	n := d.n
+	if !d.s.Received(peerID(w.peer), i, s.clock()) {
+		s.kick(d)
+		return
+	}
+	if !n.have[i] {
+		n.have[i] = true
+		n.nHave++
+		if s.cfg.PiecesEarly {
+			s.tellHave(n, i)
+		}
+	}
+	for d.s.ReaderAt() < s.pieces && n.have[d.s.ReaderAt()] {
+		d.s.Consumed()
+	}
+	if n.nHave == s.pieces {
+		n.doneAt = s.now
+		s.res.Done++
+		s.endDownload(d, false)
+		s.announce(n)
+		return
+	}
+	if s.cfg.PiecesEarly && !n.announced {
+		s.announce(n)
+	}
+	s.kick(d)
+}
+
+// tellHave sends have-updates for piece i of n, a latency later, to the
+// downloads that have n among their peers.
+func (s *sim) tellHave(n *node, i int64) {
+	s.at(s.now+s.cfg.Latency, func() {
+		live := n.knownBy[:0]
+		for _, d := range n.knownBy {
+			if d.ended {
+				continue
+			}
+			live = append(live, d)
+			d.s.Have(peerID(n.id), i)
+			s.kick(d)
+		}
+		n.knownBy = live
+	})
+}
+
+// announce makes n a provider, a lookup's delay later.
+func (s *sim) announce(n *node) {
+	if n.announced {
+		return
+	}
+	n.announced = true
+	if n.natted && s.cfg.QuietDialOutOnly {
+		return
+	}
+	s.at(s.now+s.cfg.LookupDelay, func() {
+		if !n.gone {
+			s.provs = append(s.provs, n.id)
+		}
+	})
+}
+
+// leave takes n out of the fleet: its uploads end as resets, its
+// download stops.
+func (s *sim) leave(n *node) {
+	if n.gone || n.nHave == s.pieces {
+		return
+	}
+	n.gone = true
+	s.res.Left++
+	s.update(n)
+	for _, f := range n.flows {
+		f.dead = true
+		f.to.inFlows--
+		w := f.w
+		s.at(s.now+s.cfg.Latency, func() { s.workerDone(w, sched.Failed) })
+	}
+	n.flows = nil
+	n.gen++
+	if n.dl != nil {
+		s.endDownload(n.dl, false)
+	}
+	for k, p := range s.provs {
+		if p == n.id {
+			s.provs = append(s.provs[:k], s.provs[k+1:]...)
+			break
+		}
+	}
+}
+
+// peerID names node id for the scheduler.
+func peerID(id int) sched.PeerID { return sched.PeerID(strconv.Itoa(id)) }
+
+// nodeID is the node peerID names.
+func nodeID(p sched.PeerID) int {
+	id, _ := strconv.Atoi(string(p))
+	return id
+}

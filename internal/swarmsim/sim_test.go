@@ -1,0 +1,165 @@
+package swarmsim
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// benchSetup is BenchmarkPropagation's setup (internal/p2p): a 20 MB
+// release, one seed with 2 upload slots, every node's upload capped at
+// 10 MB/s, 2 upload slots per node, loopback latency and an unlimited
+// downlink.
+func benchSetup(n int) Config {
+	return Config{Nodes: n, Size: 20 << 20, Uplink: 10 << 20, Slots: 2, Latency: time.Millisecond,
+		LookupDelay: 100 * time.Millisecond, Seed: 1}
+}
+
+// realPropagation50 is BenchmarkPropagation's 50-node figure with swarm
+// serving, from docs/BENCHMARKS.md (2026-12-01, idle machine, one run:
+// "Propagation to 25, 50, 100 and 200 nodes").
+const realPropagation50 = 15100 * time.Millisecond
+
+// TestSimulateValidate runs the simulator on BenchmarkPropagation's setup
+// at 50 nodes, as protocol v1 serves (a whole file), and requires the time
+// until all nodes hold the release within 25% of the real benchmark's.
+func TestSimulateValidate(t *testing.T) {
+	r := Run(benchSetup(50))
+	t.Logf("50 nodes, whole-file serving: simulated %v, real benchmark %v; seed uploaded %d MB, %d busy answers",
+		r.AllDone.Round(10*time.Millisecond), realPropagation50, r.SeedUploaded>>20, r.Busy)
+	if r.Done != 50 {
+		t.Fatalf("%d of 50 nodes got the release", r.Done)
+	}
+	if diff := float64(r.AllDone-realPropagation50) / float64(realPropagation50); diff > 0.25 || diff < -0.25 {
+		t.Errorf("simulated %v, %.0f%% off the real %v: the model does not match the benchmark", r.AllDone, 100*diff, realPropagation50)
+	}
+}
+
+// TestSimulateDeterministic: the same Config gives the same Result.
+func TestSimulateDeterministic(t *testing.T) {
+	c := benchSetup(40)
+	c.PiecesEarly, c.Churn, c.ChurnWithin, c.DialOutOnly = true, 0.25, 5*time.Second, 0.2
+	a, b := Run(c), Run(c)
+	if a != b {
+		t.Fatalf("two runs of one Config differ:\n%+v\n%+v", a, b)
+	}
+	if a.Left == 0 || a.Done+a.Left+a.Stuck != 40 {
+		t.Fatalf("result %+v: want some nodes gone and every node counted", a)
+	}
+}
+
+// TestSimulateScale runs the fleets of issue 20: N nodes (RP_SIM_NODES,
+// default 1000,10000), each with whole-file serving (protocol v1 today:
+// "whole") and pieces served as soon as held ("early"; RP_SIM_SERVING
+// picks one), plain and with 20% dial-out-only nodes and 5% churn. It
+// logs the time until all nodes hold the release against the broadcast
+// bound S/U + log2(N) x piece/U, and fails only when a node that stayed
+// never got the release. 10k nodes take minutes (busy answers dominate
+// the events); 100k nodes about ten times as long as 10k:
+//
+//	go test ./internal/swarmsim -run TestSimulateScale -v -timeout 60m
+//	RP_SIM_NODES=100000 RP_SIM_SERVING=early go test ./internal/swarmsim -run TestSimulateScale -v -timeout 60m
+func TestSimulateScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("minutes of simulation")
+	}
+	ns := []int{1000, 10000}
+	if v := os.Getenv("RP_SIM_NODES"); v != "" {
+		ns = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				t.Fatalf("RP_SIM_NODES=%q: want a list of node counts", v)
+			}
+			ns = append(ns, n)
+		}
+	}
+	serving := []bool{false, true}
+	switch os.Getenv("RP_SIM_SERVING") {
+	case "whole":
+		serving = []bool{false}
+	case "early":
+		serving = []bool{true}
+	case "":
+	default:
+		t.Fatalf("RP_SIM_SERVING=%q: want whole or early", os.Getenv("RP_SIM_SERVING"))
+	}
+	for _, n := range ns {
+		for _, early := range serving {
+			for _, hostile := range []bool{false, true} {
+				name := fmt.Sprintf("nodes=%d/early=%v/natchurn=%v", n, early, hostile)
+				t.Run(name, func(t *testing.T) {
+					c := benchSetup(n)
+					c.PiecesEarly = early
+					if hostile {
+						c.DialOutOnly, c.Churn, c.ChurnWithin = 0.2, 0.05, 10*time.Second
+					}
+					start := time.Now()
+					r := Run(c)
+					t.Logf("%s: all %d in %v (median %v), bound %v, %.2fx; left %d, stuck %d; seed uploaded %d MB (%.1fx the release); %d busy, %d lookups; %d events in %v",
+						name, r.Done, r.AllDone.Round(10*time.Millisecond), r.Median.Round(10*time.Millisecond), r.Bound.Round(10*time.Millisecond),
+						r.AllDone.Seconds()/r.Bound.Seconds(), r.Left, r.Stuck, r.SeedUploaded>>20, float64(r.SeedUploaded)/float64(c.Size),
+						r.Busy, r.Lookups, r.Events, time.Since(start).Round(time.Millisecond))
+					if r.Stuck != 0 {
+						t.Errorf("%d nodes never got the release", r.Stuck)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestShardLoad measures the sharded announcement scheme of ShardLoad:
+// at most about 10k provider records per key at a million nodes, one
+// lookup per poll while the channel's key is not full, and at most two on
+// average at a million nodes (issue 20, item 4).
+func TestShardLoad(t *testing.T) {
+	for _, tt := range []struct {
+		nodes, shards int
+		maxRecords    int
+		maxLookups    float64
+	}{
+		{1, 128, 1, 1},
+		{31, 128, 31, 1},
+		{32, 128, 32, 2},
+		{1000, 128, 1000, 5},
+		{1_000_000, 0, 1_000_000, 1}, // today: one key
+		{1_000_000, 128, 10_000, 2.1},
+	} {
+		r := ShardLoad(ShardConfig{Nodes: tt.nodes, Shards: tt.shards, Full: 32, Want: 32, Polls: 1000, MaxShardLookups: 4, Seed: 3})
+		t.Logf("%8d nodes, %3d shards: %6d records under the channel's key, at most %6d under a shard key; %.2f lookups per poll (at most %d)",
+			tt.nodes, tt.shards, r.ChannelRecords, r.MaxShardRecords, r.LookupsPerPoll, r.MaxLookups)
+		if most := max(r.ChannelRecords, r.MaxShardRecords); most > tt.maxRecords {
+			t.Errorf("%d nodes, %d shards: %d records under one key, want at most %d", tt.nodes, tt.shards, most, tt.maxRecords)
+		}
+		if r.LookupsPerPoll > tt.maxLookups {
+			t.Errorf("%d nodes, %d shards: %.2f lookups per poll, want at most %.2f", tt.nodes, tt.shards, r.LookupsPerPoll, tt.maxLookups)
+		}
+	}
+}
+
+// TestSimulateQuietDialOutOnly compares 1000 nodes, 20% of them
+// dial-out-only, serving pieces early, with those nodes announcing the
+// release (as today) and keeping quiet: quiet, no download asks a peer it
+// cannot reach, and the last node is done sooner.
+func TestSimulateQuietDialOutOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a minute of simulation")
+	}
+	c := benchSetup(1000)
+	c.PiecesEarly, c.DialOutOnly = true, 0.2
+	loud := Run(c)
+	c.QuietDialOutOnly = true
+	quiet := Run(c)
+	t.Logf("1000 nodes, 20%% dial-out-only: all done in %v when they announce, %v when they do not (bound %v)",
+		loud.AllDone.Round(10*time.Millisecond), quiet.AllDone.Round(10*time.Millisecond), quiet.Bound.Round(10*time.Millisecond))
+	if loud.Stuck+quiet.Stuck != 0 {
+		t.Fatalf("stuck nodes: %d announcing, %d quiet", loud.Stuck, quiet.Stuck)
+	}
+	if quiet.AllDone >= loud.AllDone {
+		t.Errorf("quiet dial-out-only nodes did not make the fleet faster: %v against %v", quiet.AllDone, loud.AllDone)
+	}
+}
