@@ -163,17 +163,3 @@ func TestSlowFirstContact(t *testing.T) {
 		t.Error("a peer that sent only right bytes got a strike")
 	}
 }
-
-// releaseOf returns the release of version v that src finds (nodes that
-// serve 1.0.0 are in the network too).
-func releaseOf(t *testing.T, ctx context.Context, src *Source, v string) *Release {
-	t.Helper()
-	rels, err := src.Releases(ctx)
-	for _, r := range rels {
-		if r.Info().Version == v {
-			return r
-		}
-	}
-	t.Fatalf("Releases = %v, %v; want one of version %s", rels, err, v)
-	return nil
-}
