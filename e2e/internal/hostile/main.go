@@ -318,6 +318,11 @@ func (h *hostile) handle(s network.Stream) {
 			// Right bytes only: no rotation statements.
 			wire.WriteRotations(s, nil)
 		}
+	case wire.KindRollout:
+		if h.role == "slowdelta" || h.role == "slowfirst" {
+			// Right bytes only: no rollout statement.
+			wire.WriteRollouts(s, nil)
+		}
 	case wire.KindInfo:
 		i := h.info.Add(1)
 		h.lieInfo(s, int(i))
