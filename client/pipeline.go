@@ -67,8 +67,9 @@ type pipeline struct {
 	// unwritable, when set, is why the executable's directory takes no
 	// new file: polls stay quiet (see unwritable).
 	unwritable *unwritable
-	// The update on trial (see trial), and when it counts as healthy.
-	trial     trial
+	// The state saved next to the executable (see savedState), and when
+	// the update on trial counts as healthy.
+	state     savedState
 	healthyAt time.Time
 	// verified is the running binary's check, when startTrial already
 	// made it.
@@ -165,8 +166,8 @@ func (p *pipeline) run(ctx context.Context) io.Closer {
 	if running.Format == region.V0 && !p.cfg.AcceptV0 {
 		p.log.Info("this binary is signed in the v0 format (rustpatcher 0.2); only v1 releases will be applied (Config.AcceptV0 takes v0 ones)")
 	}
-	if p.healthyAt.IsZero() && p.trial.New != "" {
-		p.log.Info("update on trial", "version", running.Version, "start", p.trial.Starts, "of", p.cfg.MaxUnhealthyStarts, "healthy_after", p.cfg.HealthyAfter)
+	if p.healthyAt.IsZero() && p.state.New != "" {
+		p.log.Info("update on trial", "version", running.Version, "start", p.state.Starts, "of", p.cfg.MaxUnhealthyStarts, "healthy_after", p.cfg.HealthyAfter)
 	}
 	if removed, err := selfreplace.CleanStale(p.exe, time.Hour); err == nil && len(removed) > 0 {
 		p.log.Info("removed temporary files left by an interrupted update", "files", removed)
@@ -287,7 +288,7 @@ func (p *pipeline) joined(ctx context.Context, ns netStart) bool {
 	// The statements followed before (by this build, or by the one it
 	// updated from) are passed on to peers that still trust an older key.
 	if ts, ok := ns.src.(trustingSource); ok {
-		if stmts := p.trial.rotations(); len(stmts) > 0 {
+		if stmts := p.state.rotations(); len(stmts) > 0 {
 			ts.trust(ctx, p.trusted, stmts)
 		}
 	}
@@ -515,13 +516,13 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 		// The new binary is in place; only the directory sync failed.
 		p.log.Warn("update in place but it may not survive a power loss", "err", err)
 	}
-	// On trial from its first start: see trial.
+	// On trial from its first start: see savedState.
 	previous := p.current().Version
 	p.applied = &got
 	p.ctl.setApplied(got)
 	if p.cfg.HealthyAfter >= 0 {
-		p.trial.begin(id, got.Version, previous)
-		if err := p.trial.save(p.exe); err != nil {
+		p.state.begin(id, got.Version, previous)
+		if err := p.state.save(p.exe); err != nil {
 			p.log.Warn("the update cannot be rolled back automatically", "err", err)
 		}
 	}
@@ -792,7 +793,7 @@ type refusals struct {
 	// signature) is still tried.
 	selfTest map[[sha256.Size]byte]time.Time
 	// rolledBack holds, by file ID, the updates rolled back here: never
-	// applied again (see trial).
+	// applied again (see savedState).
 	rolledBack map[[sha256.Size]byte]bool
 }
 
@@ -875,18 +876,18 @@ func (e *localError) Error() string { return e.err.Error() }
 func (e *localError) Unwrap() error { return e.err }
 
 // startTrial runs in Spawn, before the program goes on: it takes in the
-// files rolled back before, and if an update is on trial (see trial) and
+// files rolled back before, and if an update is on trial (see savedState) and
 // the running binary is it, counts this start before returning, so that a
 // program that crashes at once still counts. At the start after
 // MaxUnhealthyStarts unhealthy ones it puts the previous binary back and
 // restarts into it; it returns only if that restart failed. The running
 // binary's check it makes is kept for run.
 func (p *pipeline) startTrial(ctx context.Context) {
-	t, err := loadTrial(p.exe)
+	t, err := loadState(p.exe)
 	if err != nil {
 		p.log.Warn("reading the update state; starting afresh", "err", err)
 	}
-	p.trial = t
+	p.state = t
 	for _, bad := range t.rolledBack() {
 		p.refused.rolledBack[bad] = true
 	}
@@ -901,18 +902,18 @@ func (p *pipeline) startTrial(ctx context.Context) {
 	if err != nil || !t.onTrial(id) {
 		// Another binary runs than the one on trial (replaced by hand),
 		// or this one does not verify: there is nothing to judge.
-		p.trial.healthy()
-		p.saveTrial()
+		p.state.healthy()
+		p.saveState()
 		return
 	}
-	p.trial.Starts++
-	if p.trial.Starts <= p.cfg.MaxUnhealthyStarts {
-		p.saveTrial()
+	p.state.Starts++
+	if p.state.Starts <= p.cfg.MaxUnhealthyStarts {
+		p.saveState()
 		p.healthyAt = p.cfg.now().Add(p.cfg.HealthyAfter)
 		return
 	}
 	// Rolled back at this start: the update never became healthy.
-	bad, previous, starts := p.trial.Version, p.trial.Previous, p.trial.Starts-1
+	bad, previous, starts := p.state.Version, p.state.Previous, p.state.Starts-1
 	old := p.exe + selfreplace.BackupSuffix
 	prev, err := region.VerifyFile(ctx, old, p.pub)
 	if err != nil && !p.trusted.Equal(p.pub) {
@@ -929,8 +930,8 @@ func (p *pipeline) startTrial(ctx context.Context) {
 		p.emit(Event{Kind: EventFailed, Release: running, Err: fmt.Errorf("rolling back %s: %w", bad, err)})
 		return
 	}
-	p.trial.rollBack()
-	p.saveTrial()
+	p.state.rollBack()
+	p.saveState()
 	p.refused.rolledBack[id] = true
 	err = fmt.Errorf("%w: %s did not become healthy in %d starts (each crashed, was killed or exited without Updater.Close before it ran %v); back to %s, and this file of %s is not applied again (%s)", ErrRolledBack, bad, starts, p.cfg.HealthyAfter, previous, bad, rolledBackHint(p.exe))
 	p.log.Error("update rolled back", "version", bad, "previous", previous, "starts", starts, "reason", err)
@@ -953,16 +954,16 @@ func (p *pipeline) confirmHealthy(why string) {
 	v := p.running.Version
 	p.healthyAt = time.Time{}
 	// A newer update applied meanwhile is on trial now: it stays so.
-	if p.verified != nil && p.trial.onTrial(p.verified.id) {
-		p.trial.healthy()
-		p.saveTrial()
+	if p.verified != nil && p.state.onTrial(p.verified.id) {
+		p.state.healthy()
+		p.saveState()
 	}
 	p.log.Info("update is healthy", "version", v, "because", why)
 	p.emit(Event{Kind: EventHealthy, Release: p.running})
 }
 
-func (p *pipeline) saveTrial() {
-	if err := p.trial.save(p.exe); err != nil {
+func (p *pipeline) saveState() {
+	if err := p.state.save(p.exe); err != nil {
 		p.log.Warn("saving the update state", "err", err)
 	}
 }
@@ -990,7 +991,7 @@ func (p *pipeline) followRotations(ctx context.Context) {
 	// statement by a key the chain already left is ignored (see
 	// rotation.Extend), and a chain that led here from the key of the
 	// build this one updated from keeps that key left (rotation.Resume).
-	origin, kept := rotation.Resume(p.pub, runningTarget, p.trial.rotations())
+	origin, kept := rotation.Resume(p.pub, runningTarget, p.state.rotations())
 	var stmts []rotation.Statement
 	for _, src := range p.sources {
 		rs, ok := src.(rotationSource)
@@ -1009,8 +1010,8 @@ func (p *pipeline) followRotations(ctx context.Context) {
 	}
 	from := p.trusted
 	p.trusted = key
-	p.trial.setRotations(chain)
-	p.saveTrial()
+	p.state.setRotations(chain)
+	p.saveState()
 	p.log.Warn("owner key rotated: releases must now be signed with the new key", "target", runningTarget, "from", region.EncodePublicKey(from), "to", region.EncodePublicKey(key), "statements", len(chain))
 	p.emit(Event{Kind: EventKeyRotated, Key: region.EncodePublicKey(key)})
 	for _, src := range p.sources {

@@ -45,7 +45,7 @@ var (
 )
 
 // rolloutRecord is what the engine keeps about rollouts in the state file
-// next to the executable (see trial), so that a restart keeps the node's
+// next to the executable (see savedState), so that a restart keeps the node's
 // bucket and its replay protection.
 type rolloutRecord struct {
 	// Bucket is the node's rollout bucket, drawn once in [0,
@@ -101,7 +101,7 @@ func (p *pipeline) startRollouts() {
 	r.started = true
 	r.channel = cmp.Or(p.cfg.Channel, rollout.DefaultChannel)
 	r.noted = map[string]bool{}
-	rec := p.trial.rolloutRecord
+	rec := p.state.rolloutRecord
 	if rec.Rollout != "" {
 		st, err := rollout.Parse([]byte(rec.Rollout))
 		if err == nil {
@@ -130,8 +130,8 @@ func (p *pipeline) startRollouts() {
 func (p *pipeline) drawBucket() {
 	b := rand.IntN(rollout.Buckets)
 	p.ro.bucket = b
-	p.trial.Bucket = &b
-	p.saveTrial()
+	p.state.Bucket = &b
+	p.saveState()
 	p.log.Info("rollout bucket", "channel", p.ro.channel, "bucket", b, "drawn", true)
 }
 
@@ -173,11 +173,11 @@ func (p *pipeline) takeRollouts(ctx context.Context) {
 	}
 	if taken {
 		b, _ := r.held.MarshalText()
-		p.trial.Rollout = string(b)
+		p.state.Rollout = string(b)
 		if r.bucket < 0 {
 			p.drawBucket() // saves the statement too
 		} else {
-			p.saveTrial()
+			p.saveState()
 		}
 		p.log.Info("rollout statement taken", "target", r.held.Target, "sequence", r.held.Sequence, "expires", r.held.Expires.Format(time.RFC3339), "statement", summary(*r.held))
 	}
@@ -207,7 +207,7 @@ func (p *pipeline) serveRollout(ctx context.Context, src Source) {
 	if p.ro.held != nil {
 		s.serveRollout(ctx, *p.ro.held)
 	}
-	s.report(p.running.Version, p.trial.RolledBackFrom)
+	s.report(p.running.Version, p.state.RolledBackFrom)
 }
 
 // refuseRollout logs a refused statement, once per statement.

@@ -544,13 +544,13 @@ func TestRolloutPassedOn(t *testing.T) {
 func TestRolledBackFrom(t *testing.T) {
 	t.Parallel()
 	exe := filepath.Join(t.TempDir(), "prog")
-	var tr trial
+	var tr savedState
 	tr.begin([32]byte{1}, "2.0.0", "1.0.0")
 	tr.rollBack()
 	if err := tr.save(exe); err != nil {
 		t.Fatal(err)
 	}
-	got, err := loadTrial(exe)
+	got, err := loadState(exe)
 	if err != nil || got.RolledBackFrom != "2.0.0" {
 		t.Errorf("rolled back from %q, %v; want 2.0.0", got.RolledBackFrom, err)
 	}

@@ -85,7 +85,7 @@ func TestTrialStops(t *testing.T) {
 						t.Fatalf("rolled back at start %d", start)
 					}
 				}
-				st, err := loadTrial(r.exe)
+				st, err := loadState(r.exe)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -28,7 +28,7 @@ func (r *rig) onTrial(starts int) (region.Info, [32]byte) {
 		r.t.Fatal(err)
 	}
 	r.running = in
-	var t trial
+	var t savedState
 	t.begin(s.FileID, "2.0.0", "1.0.0")
 	t.Starts = starts
 	if err := t.save(r.exe); err != nil {
@@ -55,7 +55,7 @@ func TestRollback(t *testing.T) {
 	if restarts != 1 {
 		t.Errorf("%d restarts, want one into the previous binary", restarts)
 	}
-	st, err := loadTrial(r.exe)
+	st, err := loadState(r.exe)
 	if err != nil || st.New != "" || len(st.rolledBack()) != 1 || st.rolledBack()[0] != id {
 		t.Errorf("state after the rollback = %+v, %v", st, err)
 	}
@@ -69,13 +69,13 @@ func TestRollbackCountsStarts(t *testing.T) {
 	u := r.spawn(cfg)
 	r.waitEvent(0, EventVerified, nil)
 	// Counted as it starts, so that a crash or a kill leaves it counted...
-	st, err := loadTrial(r.exe)
+	st, err := loadState(r.exe)
 	if err != nil || st.Starts != 1 || st.New == "" {
 		t.Errorf("state during the first start = %+v, %v", st, err)
 	}
 	// ...and taken back by a clean stop.
 	u.Close()
-	st, err = loadTrial(r.exe)
+	st, err = loadState(r.exe)
 	if err != nil || st.Starts != 0 || st.New == "" {
 		t.Errorf("state after the first start stopped by Close = %+v, %v", st, err)
 	}
@@ -107,7 +107,7 @@ func TestTrialHealthy(t *testing.T) {
 				u.Healthy()
 			}
 			r.waitEvent(0, EventHealthy, nil)
-			st, err := loadTrial(r.exe)
+			st, err := loadState(r.exe)
 			if err != nil || st.New != "" {
 				t.Errorf("state after becoming healthy = %+v, %v", st, err)
 			}
@@ -117,7 +117,7 @@ func TestTrialHealthy(t *testing.T) {
 
 // rolledBackRelease offers a release 2.0.0 and saves the state st with it
 // rolled back here; it returns the release's path.
-func (r *rig) rolledBackRelease(st trial) string {
+func (r *rig) rolledBackRelease(st savedState) string {
 	r.t.Helper()
 	bad := r.release("bad", 8, r.key, "2.0.0")
 	s, err := region.ScanFile(context.Background(), bad)
@@ -136,7 +136,7 @@ func (r *rig) rolledBackRelease(st trial) string {
 func TestRolledBackNotApplied(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	bad := r.rolledBackRelease(trial{})
+	bad := r.rolledBackRelease(savedState{})
 	u := r.spawn(r.config())
 	r.waitEvent(0, EventVerified, nil)
 	r.release("good", 9, r.key, "2.0.1")
@@ -157,11 +157,11 @@ func TestRolledBackNotApplied(t *testing.T) {
 func TestForgetRolledBack(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	r.rolledBackRelease(trial{Rotations: []string{"kept"}})
+	r.rolledBackRelease(savedState{Rotations: []string{"kept"}})
 	if err := ForgetRolledBack(r.exe); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := loadTrial(r.exe); err != nil || len(st.RolledBack) != 0 || len(st.Rotations) != 1 {
+	if st, err := loadState(r.exe); err != nil || len(st.RolledBack) != 0 || len(st.Rotations) != 1 {
 		t.Fatalf("state after ForgetRolledBack = %+v, %v", st, err)
 	}
 	r.spawn(r.config())
@@ -199,7 +199,7 @@ func TestHealthyKeepsNewerTrial(t *testing.T) {
 	u.Healthy()
 	r.waitEvent(0, EventHealthy, nil)
 	u.Close()
-	st, err := loadTrial(r.exe)
+	st, err := loadState(r.exe)
 	if err != nil || st.Version != "3.0.0" || st.New == "" || st.Starts != 0 {
 		t.Errorf("state after 2.0.0 became healthy with 3.0.0 applied = %+v, %v; want 3.0.0 on trial", st, err)
 	}
