@@ -227,8 +227,14 @@ type Config struct {
 	// Executable is the file to verify and replace; empty means the
 	// running program's own (os.Executable, symbolic links resolved).
 	Executable string
+}
 
-	// Test hooks; nil means the real thing.
+// options is what spawn takes: a Config and the parts of the engine that
+// tests replace. Spawn leaves the hooks zero, which means the real thing;
+// only tests set them.
+type options struct {
+	Config
+
 	linked             *string // stands for linkedPublicKey
 	allowTestVectorKey bool
 	now                func() time.Time
@@ -263,6 +269,11 @@ type Updater struct {
 // In a self-test run (see the package documentation) Spawn does not return:
 // it verifies the binary and exits the process.
 func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
+	return spawn(ctx, options{Config: cfg})
+}
+
+// spawn is Spawn with the test hooks of cfg.
+func spawn(ctx context.Context, cfg options) (*Updater, error) {
 	key, keyErr := cfg.key()
 	if os.Getenv(SelfTestEnv) != "" {
 		os.Exit(selfTestMain(key, keyErr, os.Stderr))
@@ -279,7 +290,7 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 	if err := cfg.Network.check(); err != nil {
 		return nil, err
 	}
-	preferPeers(cfg)
+	preferPeers(cfg.Config)
 	exe := cfg.Executable
 	if exe == "" {
 		var err error

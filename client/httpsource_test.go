@@ -92,7 +92,7 @@ func (m *mirrorRig) publishWith(key regiontest.Key, version string, size int64, 
 	return filepath.Join(m.dir, filepath.Base(bin))
 }
 
-func (m *mirrorRig) config() Config {
+func (m *mirrorRig) config() options {
 	cfg := m.rig.config()
 	cfg.Sources = []Source{m.src}
 	return cfg

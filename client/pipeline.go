@@ -44,7 +44,7 @@ import (
 // control: requests one way, the applied release the other.
 type pipeline struct {
 	// Set by newPipeline, then only read.
-	cfg      Config            // with defaults
+	cfg      options           // with defaults
 	pub      ed25519.PublicKey // the key the program runs with: its own file verifies with it
 	exe      string
 	log      *slog.Logger
@@ -92,7 +92,7 @@ type selfCheck struct {
 // newPipeline returns the pipeline that keeps the executable at exe up to
 // date with releases signed by pub. Config fields left zero take their
 // defaults.
-func newPipeline(cfg Config, pub ed25519.PublicKey, exe string, ctl *control) *pipeline {
+func newPipeline(cfg options, pub ed25519.PublicKey, exe string, ctl *control) *pipeline {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}

@@ -79,25 +79,27 @@ func (r *rig) releaseAs(name string, seed uint64, key regiontest.Key, version st
 	return p
 }
 
-// config returns a Config using the rig's hooks; selfTest nil means a
-// self-test that passes.
-func (r *rig) config() Config {
-	return Config{
-		PublicKey:  r.key.PublicText,
-		Mode:       OnRestart(),
-		Interval:   time.Hour, // tests poll with Check
-		Sources:    []Source{DirSource(r.rels)},
-		Network:    NetworkConfig{Disabled: true},
-		Logger:     slog.New(slog.NewTextHandler(testWriter{r.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Executable: r.exe,
-		OnEvent: func(e Event) {
-			r.mu.Lock()
-			r.events = append(r.events, e)
-			r.mu.Unlock()
-			select {
-			case r.notify <- struct{}{}:
-			default:
-			}
+// config returns a Config with the rig's test hooks: a self-test that
+// passes, restarts recorded.
+func (r *rig) config() options {
+	return options{
+		Config: Config{
+			PublicKey:  r.key.PublicText,
+			Mode:       OnRestart(),
+			Interval:   time.Hour, // tests poll with Check
+			Sources:    []Source{DirSource(r.rels)},
+			Network:    NetworkConfig{Disabled: true},
+			Logger:     slog.New(slog.NewTextHandler(testWriter{r.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Executable: r.exe,
+			OnEvent: func(e Event) {
+				r.mu.Lock()
+				r.events = append(r.events, e)
+				r.mu.Unlock()
+				select {
+				case r.notify <- struct{}{}:
+				default:
+				}
+			},
 		},
 		current: func() (region.Info, error) { return r.running, nil },
 		restart: func(path string, argv, env []string) error {
@@ -110,9 +112,9 @@ func (r *rig) config() Config {
 	}
 }
 
-func (r *rig) spawn(cfg Config) *Updater {
+func (r *rig) spawn(cfg options) *Updater {
 	r.t.Helper()
-	u, err := Spawn(context.Background(), cfg)
+	u, err := spawn(context.Background(), cfg)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -410,7 +412,7 @@ func TestRefusals(t *testing.T) {
 	tests := []struct {
 		name    string
 		setup   func(r *rig)
-		cfg     func(cfg *Config)
+		cfg     func(cfg *options)
 		kind    EventKind
 		wantErr error
 	}{
@@ -419,7 +421,7 @@ func TestRefusals(t *testing.T) {
 		{"pre-release not allowed", func(r *rig) { r.release("p", 2, r.key, "2.0.0-rc.1") }, nil, EventRejected, ErrPrerelease},
 		{"other target", func(r *rig) { r.releaseAs("p", 2, r.key, "2.0.0", region.V1, "plan9/arm") }, nil, EventRejected, ErrWrongTarget},
 		{"v0 without opting in", func(r *rig) { r.releaseAs("p", 2, r.key, "2.0.0", region.V0, "") }, nil, EventRejected, ErrV0},
-		{"older pre-release", func(r *rig) { r.release("p", 2, r.key, "1.0.0-rc.1") }, func(c *Config) { c.AllowPrerelease = true }, EventRejected, ErrNotNewer},
+		{"older pre-release", func(r *rig) { r.release("p", 2, r.key, "1.0.0-rc.1") }, func(c *options) { c.AllowPrerelease = true }, EventRejected, ErrNotNewer},
 		{"flipped byte", func(r *rig) {
 			p := r.release("p", 2, r.key, "2.0.0")
 			regiontest.FlipByte(r.t, p, 1000)
@@ -440,16 +442,16 @@ func TestRefusals(t *testing.T) {
 			f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
 			f.Write(make([]byte, 4096))
 			f.Close()
-		}, func(c *Config) { c.AcceptV0 = true }, EventFailed, ErrSize},
-		{"self-test fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
+		}, func(c *options) { c.AcceptV0 = true }, EventFailed, ErrSize},
+		{"self-test fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *options) {
 			c.selfTest = func(context.Context, string, region.Info) error {
 				return fmt.Errorf("%w: exec format error", ErrSelfTest)
 			}
 		}, EventFailed, ErrSelfTest},
-		{"disk full", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
+		{"disk full", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *options) {
 			c.fs = &faultFS{writeLimit: 100_000}
 		}, EventFailed, syscall.ENOSPC},
-		{"rename fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
+		{"rename fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *options) {
 			c.fs = &faultFS{renameOverErr: syscall.EXDEV}
 		}, EventFailed, syscall.EXDEV},
 	}
@@ -515,19 +517,19 @@ func TestDisabled(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
-		mutate  func(r *rig, cfg *Config)
+		mutate  func(r *rig, cfg *options)
 		wantErr error
 	}{
-		{"unsigned build", func(r *rig, cfg *Config) {
+		{"unsigned build", func(r *rig, cfg *options) {
 			cfg.current = func() (region.Info, error) { return region.Info{}, nil }
 		}, region.ErrUnsigned},
-		{"file changed on disk", func(r *rig, cfg *Config) {
+		{"file changed on disk", func(r *rig, cfg *options) {
 			regiontest.FlipByte(r.t, r.exe, 500)
 		}, ErrFileMismatch},
-		{"file is another version", func(r *rig, cfg *Config) {
+		{"file is another version", func(r *rig, cfg *options) {
 			regiontest.WriteBinary(r.t, r.exe, 1000, 9, r.key, "1.0.1")
 		}, ErrFileMismatch},
-		{"signed by another key", func(r *rig, cfg *Config) {
+		{"signed by another key", func(r *rig, cfg *options) {
 			cfg.PublicKey = regiontest.NewKey(r.t).PublicText
 		}, region.ErrBadSignature},
 	}

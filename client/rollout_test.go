@@ -95,7 +95,7 @@ func (d polledDir) Releases(ctx context.Context) ([]Release, error) {
 	return d.dirSource.Releases(ctx)
 }
 
-func (r *rolloutRig) config(channel string) Config {
+func (r *rolloutRig) config(channel string) options {
 	cfg := r.rig.config()
 	cfg.Channel = channel
 	cfg.Sources = []Source{polledDir{DirSource(r.rels).(*dirSource), r.polls}}
@@ -478,7 +478,7 @@ func TestRolloutBucket(t *testing.T) {
 	}
 
 	cfg := r.config("Beta!")
-	if _, err := Spawn(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "Config.Channel") {
+	if _, err := spawn(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "Config.Channel") {
 		t.Errorf("Spawn with channel %q: %v, want an error naming Config.Channel", cfg.Channel, err)
 	}
 }

@@ -44,7 +44,7 @@ func trialChild() int {
 		}
 	}
 	cfg.restart = func(string, []string, []string) error { return errors.New("no restart in this test") }
-	u, err := Spawn(ctx, cfg)
+	u, err := spawn(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 12
