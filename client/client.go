@@ -237,7 +237,6 @@ type options struct {
 
 	linked             *string // stands for linkedPublicKey
 	allowTestVectorKey bool
-	now                func() time.Time
 	restart            func(path string, argv, env []string) error
 	fs                 selfreplace.FS
 	step               func(selfreplace.Step) error

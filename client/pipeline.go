@@ -105,9 +105,6 @@ func newPipeline(cfg options, pub ed25519.PublicKey, exe string, ctl *control) *
 	if cfg.MaxUnhealthyStarts <= 0 {
 		cfg.MaxUnhealthyStarts = DefaultMaxUnhealthyStarts
 	}
-	if cfg.now == nil {
-		cfg.now = time.Now
-	}
 	if cfg.restart == nil {
 		cfg.restart = restartProcess
 	}
@@ -210,13 +207,13 @@ func (p *pipeline) loop(ctx context.Context) {
 			p.update(ctx)
 			poll = false
 		}
-		restartAlarm.set(p.restartAt, p.cfg.now())
-		healthy.set(p.healthyAt, p.cfg.now())
+		restartAlarm.set(p.restartAt, time.Now())
+		healthy.set(p.healthyAt, time.Now())
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			poll = !p.cfg.now().Before(p.resume)
+			poll = !time.Now().Before(p.resume)
 		case <-p.ctl.check:
 			poll = true
 		case ns := <-p.joining:
@@ -231,7 +228,7 @@ func (p *pipeline) loop(ctx context.Context) {
 			p.restartIfDue(ctx)
 		case <-healthy.c():
 			healthy.fired()
-			if !p.healthyAt.IsZero() && !p.cfg.now().Before(p.healthyAt) {
+			if !p.healthyAt.IsZero() && !time.Now().Before(p.healthyAt) {
 				p.confirmHealthy("it ran " + p.cfg.HealthyAfter.String())
 			}
 		case <-p.ctl.healthy:
@@ -331,7 +328,7 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 			continue // no peer offers it yet: wait for one a while
 		}
 		tried[c.in.Version] = true
-		if p.refused.selfTestFailedRecently(c.rel.FileID(), p.cfg.now()) {
+		if p.refused.selfTestFailedRecently(c.rel.FileID(), time.Now()) {
 			continue // another copy of it failed its self-test in this poll
 		}
 		p.log.Info("update found", "version", c.in.Version, "source", c.name(), "size", c.in.ContentLen())
@@ -381,7 +378,7 @@ func (p *pipeline) offers(ctx context.Context) []candidate {
 				}
 				continue
 			}
-			if !p.refused.rejected(c) && !p.refused.selfTestFailedRecently(c.rel.FileID(), p.cfg.now()) {
+			if !p.refused.rejected(c) && !p.refused.selfTestFailedRecently(c.rel.FileID(), time.Now()) {
 				cands = append(cands, c)
 			}
 		}
@@ -410,7 +407,7 @@ func (p *pipeline) localFailure(err error) {
 		d = maxLocalBackoff
 	}
 	p.localFails++
-	p.resume = p.cfg.now().Add(d)
+	p.resume = time.Now().Add(d)
 }
 
 // acceptable reports why a release offered must not be applied, or nil:
@@ -431,7 +428,7 @@ func (p *pipeline) acceptable(in region.Info) error {
 	cur := p.current()
 	if p.ro.held != nil {
 		// The owner's rollout statement rules, downgrades included.
-		return p.ro.allows(in.Version, cur.Version, p.cfg.now())
+		return p.ro.allows(in.Version, cur.Version, time.Now())
 	}
 	if region.CompareVersions(in.Version, cur.Version) <= 0 {
 		return fmt.Errorf("%w: %s is not above %s", ErrNotNewer, in.Version, cur.Version)
@@ -463,7 +460,7 @@ func (p *pipeline) failed(c candidate, err error) bool {
 	if errors.As(err, &bad) {
 		// The bytes verified but failed the self-test: this file is bad
 		// here whichever source offers it, for a while.
-		p.refused.failSelfTest(bad.id, p.cfg.now())
+		p.refused.failSelfTest(bad.id, time.Now())
 	} else {
 		p.refused.reject(c)
 	}
@@ -498,7 +495,7 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 	if p.refused.rolledBack[id] {
 		return fmt.Errorf("%w: %s is a file that was rolled back here", ErrRolledBack, c.name())
 	}
-	if p.refused.selfTestFailedRecently(id, p.cfg.now()) {
+	if p.refused.selfTestFailedRecently(id, time.Now()) {
 		return fmt.Errorf("%w: %s is a file that failed it here less than %v ago", ErrSelfTest, c.name(), selfTestRetry)
 	}
 	// The executable header must name this machine's target: the only
@@ -616,10 +613,10 @@ func (p *pipeline) seedOne(ctx context.Context, src Source, path string, in regi
 func (p *pipeline) afterApply(ctx context.Context, applied region.Info) {
 	switch p.cfg.Mode.kind {
 	case modeNow:
-		p.emit(Event{Kind: EventRestartScheduled, Release: applied, At: p.cfg.now()})
+		p.emit(Event{Kind: EventRestartScheduled, Release: applied, At: time.Now()})
 		p.restart(ctx, applied, true)
 	case modeAt:
-		p.restartAt = NextAt(p.cfg.now(), p.cfg.Mode.hour, p.cfg.Mode.minute)
+		p.restartAt = NextAt(time.Now(), p.cfg.Mode.hour, p.cfg.Mode.minute)
 		p.log.Info("restart scheduled", "version", applied.Version, "at", p.restartAt.Format(time.RFC3339))
 		p.emit(Event{Kind: EventRestartScheduled, Release: applied, At: p.restartAt})
 	default:
@@ -630,7 +627,7 @@ func (p *pipeline) afterApply(ctx context.Context, applied region.Info) {
 // restartIfDue restarts into the applied release, asking the app, once
 // the restart time of mode At has come.
 func (p *pipeline) restartIfDue(ctx context.Context) {
-	if p.restartAt.IsZero() || p.cfg.now().Before(p.restartAt) {
+	if p.restartAt.IsZero() || time.Now().Before(p.restartAt) {
 		return
 	}
 	p.restartAt = time.Time{}
@@ -909,7 +906,7 @@ func (p *pipeline) startTrial(ctx context.Context) {
 	p.state.Starts++
 	if p.state.Starts <= p.cfg.MaxUnhealthyStarts {
 		p.saveState()
-		p.healthyAt = p.cfg.now().Add(p.cfg.HealthyAfter)
+		p.healthyAt = time.Now().Add(p.cfg.HealthyAfter)
 		return
 	}
 	// Rolled back at this start: the update never became healthy.

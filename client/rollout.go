@@ -143,7 +143,7 @@ func (p *pipeline) drawBucket() {
 func (p *pipeline) takeRollouts(ctx context.Context) {
 	p.startRollouts()
 	r := &p.ro
-	now := p.cfg.now()
+	now := time.Now()
 	var got []rollout.Statement
 	for _, src := range p.sources {
 		rs, ok := src.(rolloutSource)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
@@ -20,22 +21,31 @@ import (
 	"github.com/org/rustpatcher-go/region"
 )
 
-// t0 is the rollout tests' start time on their clock.
+// t0 is when the clock starts in the rollout tests that move it (see
+// fromT0).
 var t0 = time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 
-// rolloutRig is a rig with a clock, a log to read, polls to wait for and a
-// bucket set before the start.
+// fromT0 runs f in a synctest bubble whose clock starts at t0, for the
+// tests that move the clock (rolloutRig.advance).
+func fromT0(t *testing.T, f func(t *testing.T)) {
+	synctest.Test(t, func(t *testing.T) {
+		time.Sleep(time.Until(t0))
+		f(t)
+	})
+}
+
+// rolloutRig is a rig with a log to read, polls to wait for and a bucket
+// set before the start.
 type rolloutRig struct {
 	*rig
 	polls chan struct{} // a receive per poll that reached the directory
 
 	mu  sync.Mutex
-	now time.Time
 	log bytes.Buffer
 }
 
 func newRolloutRig(t *testing.T, bucket int) *rolloutRig {
-	r := &rolloutRig{rig: newRig(t), polls: make(chan struct{}, 100), now: t0}
+	r := &rolloutRig{rig: newRig(t), polls: make(chan struct{}, 100)}
 	if bucket >= 0 {
 		b, _ := json.Marshal(map[string]int{"rollout_bucket": bucket})
 		if err := os.WriteFile(r.exe+StateSuffix, b, 0o644); err != nil {
@@ -69,17 +79,11 @@ func (r *rolloutRig) logged(subs ...string) []string {
 	return out
 }
 
-func (r *rolloutRig) clock() time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.now
-}
+func (r *rolloutRig) clock() time.Time { return time.Now() }
 
-func (r *rolloutRig) advance(d time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.now = r.now.Add(d)
-}
+// advance moves the clock on by d, the engine's timers with it: only in a
+// synctest bubble (see fromT0).
+func (r *rolloutRig) advance(d time.Duration) { time.Sleep(d) }
 
 // polledDir is the rig's directory source, telling each poll.
 type polledDir struct {
@@ -100,7 +104,6 @@ func (r *rolloutRig) config(channel string) options {
 	cfg.Channel = channel
 	cfg.Sources = []Source{polledDir{DirSource(r.rels).(*dirSource), r.polls}}
 	cfg.Logger = slog.New(slog.NewTextHandler(r, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg.now = r.clock
 	return cfg
 }
 
@@ -225,18 +228,20 @@ func TestRolloutStaged(t *testing.T) {
 // of bucket 5000 after five hours, not before.
 func TestRolloutRamp(t *testing.T) {
 	t.Parallel()
-	r := newRolloutRig(t, 5000)
-	r.release("b-2.0.0", 3, r.key, "2.0.0")
-	r.publish(r.statement(r.key, 1, func(s *rollout.Statement) {
-		s.Channels = []rollout.Channel{{Name: "stable", Version: "2.0.0", Ramp: 10 * time.Hour, Start: t0}}
-	}))
-	u := r.spawn(r.config(""))
-	r.advance(4*time.Hour + 59*time.Minute)
-	r.poll(u)
-	r.wantApplied()
-	r.advance(2 * time.Minute)
-	r.poll(u)
-	r.wantApplied("2.0.0")
+	fromT0(t, func(t *testing.T) {
+		r := newRolloutRig(t, 5000)
+		r.release("b-2.0.0", 3, r.key, "2.0.0")
+		r.publish(r.statement(r.key, 1, func(s *rollout.Statement) {
+			s.Channels = []rollout.Channel{{Name: "stable", Version: "2.0.0", Ramp: 10 * time.Hour, Start: t0}}
+		}))
+		u := r.spawn(r.config(""))
+		r.advance(4*time.Hour + 59*time.Minute)
+		r.poll(u)
+		r.wantApplied()
+		r.advance(2 * time.Minute)
+		r.poll(u)
+		r.wantApplied("2.0.0")
+	})
 }
 
 // TestRolloutHaltResume: a halt stops a rollout where it is: a node not
@@ -406,35 +411,37 @@ func TestRolloutRefused(t *testing.T) {
 // fresh statement clears it, and the next expiry warns again.
 func TestRolloutStale(t *testing.T) {
 	t.Parallel()
-	r := newRolloutRig(t, 9000)
-	r.release("b-2.0.0", 3, r.key, "2.0.0")
-	r.publish(r.statement(r.key, 1, func(s *rollout.Statement) {
-		stable("2.0.0", 25, false)(s)
-		s.Expires = t0.Add(time.Hour)
-	}))
-	u := r.spawn(r.config(""))
-	r.poll(u)
-	r.advance(time.Hour)
-	r.poll(u)
-	r.poll(u)
-	const warning = "cannot confirm this is the newest release; a network may be hiding updates"
-	if n := len(r.logged("level=WARN", warning)); n != 1 {
-		t.Errorf("%d stale warnings, want 1", n)
-	}
-	if n := r.countEvents(EventStale); n != 1 {
-		t.Errorf("%d stale events, want 1", n)
-	}
-	r.wantApplied() // still under the statement: out of the 25%
-	r.publish(r.statement(r.key, 2, stable("2.0.0", 25, false)))
-	r.poll(u)
-	if len(r.logged("a fresh rollout statement came")) != 1 {
-		t.Error("the fresh statement was not noted")
-	}
-	r.advance(8 * 24 * time.Hour)
-	r.poll(u)
-	if n := r.countEvents(EventStale); n != 2 {
-		t.Errorf("%d stale events after the second expiry, want 2", n)
-	}
+	fromT0(t, func(t *testing.T) {
+		r := newRolloutRig(t, 9000)
+		r.release("b-2.0.0", 3, r.key, "2.0.0")
+		r.publish(r.statement(r.key, 1, func(s *rollout.Statement) {
+			stable("2.0.0", 25, false)(s)
+			s.Expires = t0.Add(time.Hour)
+		}))
+		u := r.spawn(r.config(""))
+		r.poll(u)
+		r.advance(time.Hour)
+		r.poll(u)
+		r.poll(u)
+		const warning = "cannot confirm this is the newest release; a network may be hiding updates"
+		if n := len(r.logged("level=WARN", warning)); n != 1 {
+			t.Errorf("%d stale warnings, want 1", n)
+		}
+		if n := r.countEvents(EventStale); n != 1 {
+			t.Errorf("%d stale events, want 1", n)
+		}
+		r.wantApplied() // still under the statement: out of the 25%
+		r.publish(r.statement(r.key, 2, stable("2.0.0", 25, false)))
+		r.poll(u)
+		if len(r.logged("a fresh rollout statement came")) != 1 {
+			t.Error("the fresh statement was not noted")
+		}
+		r.advance(8 * 24 * time.Hour)
+		r.poll(u)
+		if n := r.countEvents(EventStale); n != 2 {
+			t.Errorf("%d stale events after the second expiry, want 2", n)
+		}
+	})
 }
 
 // TestRolloutBucket: a node draws its bucket once and keeps it across

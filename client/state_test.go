@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
@@ -39,78 +40,97 @@ func (r *rig) onTrial(starts int) (region.Info, [32]byte) {
 
 func TestRollback(t *testing.T) {
 	t.Parallel()
-	r := newRig(t)
-	_, id := r.onTrial(DefaultMaxUnhealthyStarts)
-	r.spawn(r.config())
-	e, _ := r.waitEvent(0, EventRolledBack, nil)
-	if !errors.Is(e.Err, ErrRolledBack) || e.Release.Version != "2.0.0" || e.FileID != id {
-		t.Errorf("rolled-back event = %+v", e)
-	}
-	if got, _ := os.ReadFile(r.exe); !bytes.Equal(got, r.oldData) {
-		t.Error("the executable is not the previous binary")
-	}
-	r.mu.Lock()
-	restarts := len(r.restarts)
-	r.mu.Unlock()
-	if restarts != 1 {
-		t.Errorf("%d restarts, want one into the previous binary", restarts)
-	}
-	st, err := loadState(r.exe)
-	if err != nil || st.New != "" || len(st.rolledBack()) != 1 || st.rolledBack()[0] != id {
-		t.Errorf("state after the rollback = %+v, %v", st, err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		_, id := r.onTrial(DefaultMaxUnhealthyStarts)
+		r.spawn(r.config())
+		e, _ := r.waitEvent(0, EventRolledBack, nil)
+		if !errors.Is(e.Err, ErrRolledBack) || e.Release.Version != "2.0.0" || e.FileID != id {
+			t.Errorf("rolled-back event = %+v", e)
+		}
+		if got, _ := os.ReadFile(r.exe); !bytes.Equal(got, r.oldData) {
+			t.Error("the executable is not the previous binary")
+		}
+		r.mu.Lock()
+		restarts := len(r.restarts)
+		r.mu.Unlock()
+		if restarts != 1 {
+			t.Errorf("%d restarts, want one into the previous binary", restarts)
+		}
+		st, err := loadState(r.exe)
+		if err != nil || st.New != "" || len(st.rolledBack()) != 1 || st.rolledBack()[0] != id {
+			t.Errorf("state after the rollback = %+v, %v", st, err)
+		}
+	})
 }
 
 func TestRollbackCountsStarts(t *testing.T) {
 	t.Parallel()
-	r := newRig(t)
-	r.onTrial(0)
-	cfg := r.config()
-	u := r.spawn(cfg)
-	r.waitEvent(0, EventVerified, nil)
-	// Counted as it starts, so that a crash or a kill leaves it counted...
-	st, err := loadState(r.exe)
-	if err != nil || st.Starts != 1 || st.New == "" {
-		t.Errorf("state during the first start = %+v, %v", st, err)
-	}
-	// ...and taken back by a clean stop.
-	u.Close()
-	st, err = loadState(r.exe)
-	if err != nil || st.Starts != 0 || st.New == "" {
-		t.Errorf("state after the first start stopped by Close = %+v, %v", st, err)
-	}
-	if n := r.countEvents(EventRolledBack); n != 0 {
-		t.Error("rolled back at the first start")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		r.onTrial(0)
+		cfg := r.config()
+		u := r.spawn(cfg)
+		r.waitEvent(0, EventVerified, nil)
+		// Counted as it starts, so that a crash or a kill leaves it counted...
+		st, err := loadState(r.exe)
+		if err != nil || st.Starts != 1 || st.New == "" {
+			t.Errorf("state during the first start = %+v, %v", st, err)
+		}
+		// ...and taken back by a clean stop.
+		u.Close()
+		st, err = loadState(r.exe)
+		if err != nil || st.Starts != 0 || st.New == "" {
+			t.Errorf("state after the first start stopped by Close = %+v, %v", st, err)
+		}
+		if n := r.countEvents(EventRolledBack); n != 0 {
+			t.Error("rolled back at the first start")
+		}
+	})
 }
 
 func TestTrialHealthy(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
-		after time.Duration
-		call  bool // the program calls Healthy
+		after time.Duration // HealthyAfter
+		at    time.Duration // when the update must be healthy
+		call  bool          // the program calls Healthy then
 	}{
-		{"after HealthyAfter", 100 * time.Millisecond, false},
-		{"the program says so", time.Hour, true},
+		{"after HealthyAfter", time.Minute, time.Minute, false},
+		{"the program says so", time.Hour, 10 * time.Second, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := newRig(t)
-			r.onTrial(1)
-			cfg := r.config()
-			cfg.HealthyAfter = tt.after
-			u := r.spawn(cfg)
-			if tt.call {
-				r.waitEvent(0, EventVerified, nil)
-				u.Healthy()
-			}
-			r.waitEvent(0, EventHealthy, nil)
-			st, err := loadState(r.exe)
-			if err != nil || st.New != "" {
-				t.Errorf("state after becoming healthy = %+v, %v", st, err)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				r := newRig(t)
+				r.onTrial(1)
+				cfg := r.config()
+				cfg.HealthyAfter = tt.after
+				start := time.Now()
+				u := r.spawn(cfg)
+				time.Sleep(tt.at - time.Second)
+				synctest.Wait()
+				if n := r.countEvents(EventHealthy); n != 0 {
+					t.Fatalf("healthy after %v, want %v", time.Since(start), tt.at)
+				}
+				if st, err := loadState(r.exe); err != nil || st.New == "" {
+					t.Errorf("state before becoming healthy = %+v, %v; want the update on trial", st, err)
+				}
+				time.Sleep(time.Second)
+				if tt.call {
+					u.Healthy()
+				}
+				synctest.Wait()
+				if n := r.countEvents(EventHealthy); n != 1 {
+					t.Fatalf("%d healthy events after %v, want 1", n, time.Since(start))
+				}
+				st, err := loadState(r.exe)
+				if err != nil || st.New != "" {
+					t.Errorf("state after becoming healthy = %+v, %v", st, err)
+				}
+			})
 		})
 	}
 }
@@ -135,55 +155,61 @@ func (r *rig) rolledBackRelease(st savedState) string {
 // applied again, though offered, while a newer one is.
 func TestRolledBackNotApplied(t *testing.T) {
 	t.Parallel()
-	r := newRig(t)
-	bad := r.rolledBackRelease(savedState{})
-	u := r.spawn(r.config())
-	r.waitEvent(0, EventVerified, nil)
-	r.release("good", 9, r.key, "2.0.1")
-	u.Check()
-	e, _ := r.waitEvent(0, EventApplied, nil)
-	if e.Release.Version != "2.0.1" {
-		t.Errorf("applied %s, want 2.0.1", e.Release.Version)
-	}
-	for _, ev := range r.eventList() {
-		if ev == "found 2.0.0 from "+bad {
-			t.Errorf("the rolled-back release was fetched again: %v", r.eventList())
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		bad := r.rolledBackRelease(savedState{})
+		u := r.spawn(r.config())
+		r.waitEvent(0, EventVerified, nil)
+		r.release("good", 9, r.key, "2.0.1")
+		u.Check()
+		e, _ := r.waitEvent(0, EventApplied, nil)
+		if e.Release.Version != "2.0.1" {
+			t.Errorf("applied %s, want 2.0.1", e.Release.Version)
 		}
-	}
+		for _, ev := range r.eventList() {
+			if ev == "found 2.0.0 from "+bad {
+				t.Errorf("the rolled-back release was fetched again: %v", r.eventList())
+			}
+		}
+	})
 }
 
 // TestForgetRolledBack checks that a file rolled back is applied again once
 // ForgetRolledBack cleared the record, and that the rest of the state stays.
 func TestForgetRolledBack(t *testing.T) {
 	t.Parallel()
-	r := newRig(t)
-	r.rolledBackRelease(savedState{Rotations: []string{"kept"}})
-	if err := ForgetRolledBack(r.exe); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := loadState(r.exe); err != nil || len(st.RolledBack) != 0 || len(st.Rotations) != 1 {
-		t.Fatalf("state after ForgetRolledBack = %+v, %v", st, err)
-	}
-	r.spawn(r.config())
-	e, _ := r.waitEvent(0, EventApplied, nil)
-	if e.Release.Version != "2.0.0" {
-		t.Errorf("applied %s, want the file rolled back before, 2.0.0", e.Release.Version)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		r.rolledBackRelease(savedState{Rotations: []string{"kept"}})
+		if err := ForgetRolledBack(r.exe); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := loadState(r.exe); err != nil || len(st.RolledBack) != 0 || len(st.Rotations) != 1 {
+			t.Fatalf("state after ForgetRolledBack = %+v, %v", st, err)
+		}
+		r.spawn(r.config())
+		e, _ := r.waitEvent(0, EventApplied, nil)
+		if e.Release.Version != "2.0.0" {
+			t.Errorf("applied %s, want the file rolled back before, 2.0.0", e.Release.Version)
+		}
+	})
 }
 
 // TestRollbackMessageSaysHow checks that the rollback says how to give the
 // file another chance.
 func TestRollbackMessageSaysHow(t *testing.T) {
 	t.Parallel()
-	r := newRig(t)
-	r.onTrial(DefaultMaxUnhealthyStarts)
-	r.spawn(r.config())
-	e, _ := r.waitEvent(0, EventRolledBack, nil)
-	for _, want := range []string{"client.ForgetRolledBack", "a newer release is applied", "Updater.Close"} {
-		if !strings.Contains(e.Err.Error(), want) {
-			t.Errorf("rollback error %q does not say %q", e.Err, want)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		r.onTrial(DefaultMaxUnhealthyStarts)
+		r.spawn(r.config())
+		e, _ := r.waitEvent(0, EventRolledBack, nil)
+		for _, want := range []string{"client.ForgetRolledBack", "a newer release is applied", "Updater.Close"} {
+			if !strings.Contains(e.Err.Error(), want) {
+				t.Errorf("rollback error %q does not say %q", e.Err, want)
+			}
 		}
-	}
+	})
 }
 
 // TestHealthyKeepsNewerTrial checks that an update on trial that applies a
@@ -191,16 +217,18 @@ func TestRollbackMessageSaysHow(t *testing.T) {
 // newer one on trial.
 func TestHealthyKeepsNewerTrial(t *testing.T) {
 	t.Parallel()
-	r := newRig(t)
-	r.onTrial(1)
-	r.release("p", 3, r.key, "3.0.0")
-	u := r.spawn(r.config())
-	r.waitEvent(0, EventApplied, nil)
-	u.Healthy()
-	r.waitEvent(0, EventHealthy, nil)
-	u.Close()
-	st, err := loadState(r.exe)
-	if err != nil || st.Version != "3.0.0" || st.New == "" || st.Starts != 0 {
-		t.Errorf("state after 2.0.0 became healthy with 3.0.0 applied = %+v, %v; want 3.0.0 on trial", st, err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		r.onTrial(1)
+		r.release("p", 3, r.key, "3.0.0")
+		u := r.spawn(r.config())
+		r.waitEvent(0, EventApplied, nil)
+		u.Healthy()
+		r.waitEvent(0, EventHealthy, nil)
+		u.Close()
+		st, err := loadState(r.exe)
+		if err != nil || st.Version != "3.0.0" || st.New == "" || st.Starts != 0 {
+			t.Errorf("state after 2.0.0 became healthy with 3.0.0 applied = %+v, %v; want 3.0.0 on trial", st, err)
+		}
+	})
 }
