@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/backoff"
 	"github.com/org/rustpatcher-go/internal/exefmt"
 )
 
@@ -36,11 +37,11 @@ func (pw *progressWriter) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// Retry policy for reading a release.
-const (
-	maxReadFailures = 4                      // consecutive failures without progress
-	retryBackoff    = 100 * time.Millisecond // times the number of failures
-)
+// Retry policy for reading a release: at most maxReadFailures failures in
+// a row without progress, waiting readBackoff between them.
+const maxReadFailures = 4
+
+var readBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: time.Second}
 
 // releaseReader reads exactly limit bytes of a release, reopening it at the
 // offset reached when a read fails, and refuses a release that goes on past
@@ -140,7 +141,7 @@ func (r *releaseReader) fail(err error) error {
 		}
 		return fmt.Errorf("reading at byte %d of %d, %d tries: %w", r.off, r.limit, r.failures, err)
 	}
-	t := time.NewTimer(time.Duration(r.failures) * retryBackoff)
+	t := time.NewTimer(readBackoff.Delay(r.failures, nil))
 	defer t.Stop()
 	select {
 	case <-r.ctx.Done():

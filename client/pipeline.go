@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/backoff"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/internal/target"
@@ -402,12 +403,9 @@ const maxLocalBackoff = time.Hour
 // next poll may run: two Intervals after the first, doubling up to
 // maxLocalBackoff.
 func (p *pipeline) localFailure(err error) {
-	d := p.cfg.Interval << min(p.localFails+1, 16)
-	if d <= 0 || d > maxLocalBackoff {
-		d = maxLocalBackoff
-	}
 	p.localFails++
-	p.resume = time.Now().Add(d)
+	wait := backoff.Policy{Base: 2 * p.cfg.Interval, Max: maxLocalBackoff}
+	p.resume = time.Now().Add(wait.Delay(p.localFails, nil))
 }
 
 // acceptable reports why a release offered must not be applied, or nil:
