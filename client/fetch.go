@@ -100,7 +100,7 @@ func (r *releaseReader) Read(b []byte) (int, error) {
 			n, _ := io.ReadFull(r.rc, one[:])
 			r.close()
 			if n > 0 {
-				return 0, fmt.Errorf("%w (%d bytes)", ErrTooLong, r.limit)
+				return 0, fmt.Errorf("%w (%d bytes)", errTooLong, r.limit)
 			}
 			return 0, io.EOF
 		}
@@ -137,7 +137,7 @@ func (r *releaseReader) fail(err error) error {
 	r.lastErr = err
 	if r.failures >= maxReadFailures {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%w: it ends after %d of %d bytes", ErrTruncated, r.off, r.limit)
+			return fmt.Errorf("%w: it ends after %d of %d bytes", errTruncated, r.off, r.limit)
 		}
 		return fmt.Errorf("reading at byte %d of %d, %d tries: %w", r.off, r.limit, r.failures, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/backoff"
+	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/internal/target"
@@ -98,13 +99,13 @@ func newPipeline(cfg options, pub ed25519.PublicKey, exe string, ctl *control) *
 		cfg.Interval = DefaultInterval
 	}
 	if cfg.SelfTestTimeout <= 0 {
-		cfg.SelfTestTimeout = DefaultSelfTestTimeout
+		cfg.SelfTestTimeout = defaultSelfTestTimeout
 	}
 	if cfg.HealthyAfter == 0 {
 		cfg.HealthyAfter = DefaultHealthyAfter
 	}
 	if cfg.MaxUnhealthyStarts <= 0 {
-		cfg.MaxUnhealthyStarts = DefaultMaxUnhealthyStarts
+		cfg.MaxUnhealthyStarts = defaultMaxUnhealthyStarts
 	}
 	if cfg.restart == nil {
 		cfg.restart = restartProcess
@@ -356,15 +357,15 @@ func (p *pipeline) offers(ctx context.Context) []candidate {
 		if ctx.Err() != nil {
 			return nil
 		}
-		rels, err := src.Releases(ctx)
+		rels, err := offersOf(ctx, src)
 		if err != nil {
 			p.log.Warn("source failed", "source", src.String(), "err", err)
 			p.emit(Event{Kind: EventFailed, Source: src.String(), Err: fmt.Errorf("source %s: %w", src, err)})
 		}
 		for _, r := range rels {
-			c := candidate{src: src, rel: r, in: r.Info()}
+			c := candidate{src: src, rel: r.Release, in: r.Info(), piecesVerified: r.piecesVerified}
 			if err := p.acceptable(c.in); err != nil {
-				if errors.Is(err, ErrNotNewer) && region.CompareVersions(c.in.Version, p.current().Version) == 0 {
+				if errors.Is(err, errNotNewer) && region.CompareVersions(c.in.Version, p.current().Version) == 0 {
 					continue // the version running, or just applied: nothing to say
 				}
 				if p.ro.mayAllow(err) {
@@ -419,9 +420,9 @@ func (p *pipeline) acceptable(in region.Info) error {
 	}
 	switch {
 	case in.Format == region.V0 && !p.cfg.AcceptV0:
-		return fmt.Errorf("%w (set Config.AcceptV0 to take them)", ErrV0)
+		return fmt.Errorf("%w (set Config.AcceptV0 to take them)", errV0)
 	case in.Format == region.V1 && in.Target != runningTarget:
-		return fmt.Errorf("%w: signed for %s, this is %s", ErrWrongTarget, in.Target, runningTarget)
+		return fmt.Errorf("%w: signed for %s, this is %s", errWrongTarget, in.Target, runningTarget)
 	}
 	cur := p.current()
 	if p.ro.held != nil {
@@ -429,10 +430,10 @@ func (p *pipeline) acceptable(in region.Info) error {
 		return p.ro.allows(in.Version, cur.Version, time.Now())
 	}
 	if region.CompareVersions(in.Version, cur.Version) <= 0 {
-		return fmt.Errorf("%w: %s is not above %s", ErrNotNewer, in.Version, cur.Version)
+		return fmt.Errorf("%w: %s is not above %s", errNotNewer, in.Version, cur.Version)
 	}
 	if region.IsPrerelease(in.Version) && !p.cfg.AllowPrerelease {
-		return fmt.Errorf("%w: %s", ErrPrerelease, in.Version)
+		return fmt.Errorf("%w: %s", errPrerelease, in.Version)
 	}
 	return nil
 }
@@ -499,7 +500,7 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 	// The executable header must name this machine's target: the only
 	// check a v0 release gets, a second one for v1.
 	if t, err := target.DetectFile(tmp.Name()); err == nil && t.String() != runningTarget {
-		return fmt.Errorf("%w: %s is a %s executable, this is %s", ErrWrongTarget, c.name(), t, runningTarget)
+		return fmt.Errorf("%w: %s is a %s executable, this is %s", errWrongTarget, c.name(), t, runningTarget)
 	}
 	if err := p.selfTest(ctx, tmp.Name(), got); err != nil {
 		return &badFile{id: id, err: err}
@@ -533,31 +534,32 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 // OS code signature may follow it, the region must be the one offered, and
 // the file the one offered when the source named it. A length that the
 // region, or the file's headers as soon as they are in, rule out fails at
-// once with ErrSize. It returns the region
+// once with checked.ErrSize. It returns the region
 // and the file's ID. A write error is a localError.
 func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.Info, [sha256.Size]byte, error) {
 	var none [sha256.Size]byte
 	total, content := c.rel.Size(), c.in.ContentLen()
 	if err := c.in.CheckFileSize(total); err != nil {
-		return region.Info{}, none, fmt.Errorf("%w: %s offers a file of %d bytes for %d bytes of signed content: %w", ErrSize, c.name(), total, content, err)
+		return region.Info{}, none, fmt.Errorf("%w: %s offers a file of %d bytes for %d bytes of signed content: %w", checked.ErrSize, c.name(), total, content, err)
 	}
 	pw := &progressWriter{w: w, total: total, emit: func(done int64) {
 		p.emit(Event{Kind: EventProgress, Release: c.in, Source: c.name(), Done: done, Total: total})
 	}}
 	rr := &releaseReader{ctx: ctx, rel: c.rel, limit: total, checkHeader: func(h []byte) error {
 		if err := c.in.CheckHeader(h, total); err != nil {
-			return fmt.Errorf("%w: %s offers a file of %d bytes, which its headers rule out: %w", ErrSize, c.name(), total, err)
+			return fmt.Errorf("%w: %s offers a file of %d bytes, which its headers rule out: %w", checked.ErrSize, c.name(), total, err)
 		}
 		return nil
 	}}
 	defer rr.close()
-	// A release whose source checks every piece against the signed root
-	// as it arrives is not hashed again: the scan only locates the region
-	// and reads what surrounds the content.
-	checked := c.in.Format == region.V1 && piecesChecked(c.rel)
+	// A release whose source vouches that it checked every piece against
+	// the signed root as it arrived is not hashed again: the scan only
+	// locates the region and reads what surrounds the content. Any other
+	// is hashed whole.
+	vouched := c.in.Format == region.V1 && c.piecesVerified
 	var s *region.Scanned
 	var err error
-	if checked {
+	if vouched {
 		s, err = region.ScanLayout(ctx, io.TeeReader(rr, pw))
 	} else {
 		s, err = region.ScanAs(ctx, io.TeeReader(rr, pw), c.in.Format)
@@ -569,7 +571,7 @@ func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.
 		return region.Info{}, none, fmt.Errorf("downloading %s: %w", c.name(), err)
 	}
 	var got region.Info
-	if checked {
+	if vouched {
 		// c.in's signature was checked before the download (acceptable).
 		got, err = c.in, s.MatchesLayout(c.in)
 	} else {
@@ -579,10 +581,10 @@ func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.
 		return region.Info{}, none, fmt.Errorf("verifying %s: %w", c.name(), err)
 	}
 	if got != c.in {
-		return region.Info{}, none, fmt.Errorf("%w: %s holds version %s", ErrRegionMismatch, c.name(), got.Version)
+		return region.Info{}, none, fmt.Errorf("%w: %s holds version %s", errRegionMismatch, c.name(), got.Version)
 	}
 	if want := c.rel.FileID(); want != none && s.FileID != want {
-		return region.Info{}, none, fmt.Errorf("%w: %s delivered file %x, offered %x", ErrOtherFile, c.name(), s.FileID[:8], want[:8])
+		return region.Info{}, none, fmt.Errorf("%w: %s delivered file %x, offered %x", checked.ErrOtherFile, c.name(), s.FileID[:8], want[:8])
 	}
 	return got, s.FileID, nil
 }
@@ -614,7 +616,7 @@ func (p *pipeline) afterApply(ctx context.Context, applied region.Info) {
 		p.emit(Event{Kind: EventRestartScheduled, Release: applied, At: time.Now()})
 		p.restart(ctx, applied, true)
 	case modeAt:
-		p.restartAt = NextAt(time.Now(), p.cfg.Mode.hour, p.cfg.Mode.minute)
+		p.restartAt = nextAt(time.Now(), p.cfg.Mode.hour, p.cfg.Mode.minute)
 		p.log.Info("restart scheduled", "version", applied.Version, "at", p.restartAt.Format(time.RFC3339))
 		p.emit(Event{Kind: EventRestartScheduled, Release: applied, At: p.restartAt})
 	default:
@@ -732,6 +734,8 @@ type candidate struct {
 	src Source
 	rel Release
 	in  region.Info
+	// piecesVerified: the source vouches for every piece (see offer).
+	piecesVerified bool
 }
 
 // name identifies the candidate's bytes as offered by its source, for logs

@@ -18,6 +18,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/region"
@@ -201,7 +202,7 @@ func (r *rig) noLeftovers(backup bool) {
 	want := map[string]bool{filepath.Base(r.exe): true}
 	if backup {
 		want[filepath.Base(r.exe)+selfreplace.BackupSuffix] = true
-		want[filepath.Base(r.exe)+StateSuffix] = true // the update on trial
+		want[filepath.Base(r.exe)+stateSuffix] = true // the update on trial
 	}
 	var extra []string
 	for _, e := range ents {
@@ -273,7 +274,7 @@ func TestApplyOnRestart(t *testing.T) {
 	// older 1.5.0 is refused; 2.0.0, just applied, is not news.
 	mark := len(r.eventList())
 	u.Check()
-	r.waitEvent(mark, EventRejected, func(e Event) bool { return errors.Is(e.Err, ErrNotNewer) && e.Release.Version == "1.5.0" })
+	r.waitEvent(mark, EventRejected, func(e Event) bool { return errors.Is(e.Err, errNotNewer) && e.Release.Version == "1.5.0" })
 	if n := r.countEvents(EventApplied); n != 1 {
 		t.Errorf("%d applied events, want 1", n)
 	}
@@ -418,11 +419,11 @@ func TestRefusals(t *testing.T) {
 		wantErr error
 	}{
 		{"other key", func(r *rig) { r.release("p", 2, regiontest.NewKey(r.t), "2.0.0") }, nil, EventRejected, region.ErrBadSignature},
-		{"older version", func(r *rig) { r.release("p", 2, r.key, "0.9.0") }, nil, EventRejected, ErrNotNewer},
-		{"pre-release not allowed", func(r *rig) { r.release("p", 2, r.key, "2.0.0-rc.1") }, nil, EventRejected, ErrPrerelease},
-		{"other target", func(r *rig) { r.releaseAs("p", 2, r.key, "2.0.0", region.V1, "plan9/arm") }, nil, EventRejected, ErrWrongTarget},
-		{"v0 without opting in", func(r *rig) { r.releaseAs("p", 2, r.key, "2.0.0", region.V0, "") }, nil, EventRejected, ErrV0},
-		{"older pre-release", func(r *rig) { r.release("p", 2, r.key, "1.0.0-rc.1") }, func(c *options) { c.AllowPrerelease = true }, EventRejected, ErrNotNewer},
+		{"older version", func(r *rig) { r.release("p", 2, r.key, "0.9.0") }, nil, EventRejected, errNotNewer},
+		{"pre-release not allowed", func(r *rig) { r.release("p", 2, r.key, "2.0.0-rc.1") }, nil, EventRejected, errPrerelease},
+		{"other target", func(r *rig) { r.releaseAs("p", 2, r.key, "2.0.0", region.V1, "plan9/arm") }, nil, EventRejected, errWrongTarget},
+		{"v0 without opting in", func(r *rig) { r.releaseAs("p", 2, r.key, "2.0.0", region.V0, "") }, nil, EventRejected, errV0},
+		{"older pre-release", func(r *rig) { r.release("p", 2, r.key, "1.0.0-rc.1") }, func(c *options) { c.AllowPrerelease = true }, EventRejected, errNotNewer},
 		{"flipped byte", func(r *rig) {
 			p := r.release("p", 2, r.key, "2.0.0")
 			regiontest.FlipByte(r.t, p, 1000)
@@ -431,7 +432,7 @@ func TestRefusals(t *testing.T) {
 			p := r.release("p", 2, r.key, "2.0.0")
 			st, _ := os.Stat(p)
 			os.Truncate(p, st.Size()-10)
-		}, nil, EventFailed, ErrSize},
+		}, nil, EventFailed, checked.ErrSize},
 		{"appended bytes", func(r *rig) {
 			p := r.release("p", 2, r.key, "2.0.0")
 			f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
@@ -443,7 +444,7 @@ func TestRefusals(t *testing.T) {
 			f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
 			f.Write(make([]byte, 4096))
 			f.Close()
-		}, func(c *options) { c.AcceptV0 = true }, EventFailed, ErrSize},
+		}, func(c *options) { c.AcceptV0 = true }, EventFailed, checked.ErrSize},
 		{"self-test fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *options) {
 			c.selfTest = func(context.Context, string, region.Info) error {
 				return fmt.Errorf("%w: exec format error", ErrSelfTest)
@@ -638,7 +639,7 @@ func TestDirReleaseCompletedLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := r.spawn(r.config())
-	_, i := r.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, ErrSize) })
+	_, i := r.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, checked.ErrSize) })
 	if err := os.WriteFile(p, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -835,7 +836,7 @@ func TestSameVersionIsQuiet(t *testing.T) {
 
 // TestImpossibleTailNotRead: a release whose headers rule out its length
 // (a tail of zeros after a file that can have no code signature) is
-// refused with ErrSize as soon as its headers are read, not after reading
+// refused with checked.ErrSize as soon as its headers are read, not after reading
 // it to its end, and not fetched again at the next poll.
 func TestImpossibleTailNotRead(t *testing.T) {
 	t.Parallel()
@@ -859,8 +860,8 @@ func TestImpossibleTailNotRead(t *testing.T) {
 	cfg.AcceptV0 = true
 	u := r.spawn(cfg)
 	e, i := r.waitEvent(0, EventFailed, func(e Event) bool { return e.Release.Version == "2.0.0" })
-	if !errors.Is(e.Err, ErrSize) {
-		t.Fatalf("failed with %v, want ErrSize", e.Err)
+	if !errors.Is(e.Err, checked.ErrSize) {
+		t.Fatalf("failed with %v, want checked.ErrSize", e.Err)
 	}
 	r.mu.Lock()
 	for _, e := range r.events {

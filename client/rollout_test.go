@@ -48,7 +48,7 @@ func newRolloutRig(t *testing.T, bucket int) *rolloutRig {
 	r := &rolloutRig{rig: newRig(t), polls: make(chan struct{}, 100)}
 	if bucket >= 0 {
 		b, _ := json.Marshal(map[string]int{"rollout_bucket": bucket})
-		if err := os.WriteFile(r.exe+StateSuffix, b, 0o644); err != nil {
+		if err := os.WriteFile(r.exe+stateSuffix, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -207,7 +207,7 @@ func TestRolloutStaged(t *testing.T) {
 			} else {
 				r.wantApplied()
 				r.waitEvent(0, EventRejected, func(e Event) bool {
-					return e.Release.Version == "2.0.0" && errors.Is(e.Err, ErrRolloutHold)
+					return e.Release.Version == "2.0.0" && errors.Is(e.Err, errRolloutHold)
 				})
 			}
 			if len(r.logged(`msg="rollout bucket"`, "channel=stable", "bucket="+strconv.Itoa(tc.bucket))) != 1 {
@@ -218,7 +218,7 @@ func TestRolloutStaged(t *testing.T) {
 			r.wantApplied("2.0.0")
 			// 3.0.0 is offered all along, and never taken.
 			r.waitEvent(0, EventRejected, func(e Event) bool {
-				return e.Release.Version == "3.0.0" && errors.Is(e.Err, ErrRolloutHold)
+				return e.Release.Version == "3.0.0" && errors.Is(e.Err, errRolloutHold)
 			})
 		})
 	}
@@ -315,10 +315,10 @@ func TestRolloutYank(t *testing.T) {
 		return e.Release.Version == "0.9.0" && errors.Is(e.Err, region.ErrBadSignature)
 	})
 	r.waitEvent(0, EventRejected, func(e Event) bool {
-		return e.Release.Version == "2.0.0" && errors.Is(e.Err, ErrYanked)
+		return e.Release.Version == "2.0.0" && errors.Is(e.Err, errYanked)
 	})
 	r.waitEvent(0, EventRejected, func(e Event) bool {
-		return e.Release.Version == "0.9.5" && errors.Is(e.Err, ErrRolloutHold)
+		return e.Release.Version == "0.9.5" && errors.Is(e.Err, errRolloutHold)
 	})
 	r.release("w-0.9.0", 6, r.key, "0.9.0")
 	r.poll(u)
@@ -386,7 +386,7 @@ func TestRolloutRefused(t *testing.T) {
 			u := r.spawn(r.config(""))
 			r.poll(u)
 			u.Close()
-			state, err := os.ReadFile(r.exe + StateSuffix)
+			state, err := os.ReadFile(r.exe + stateSuffix)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -399,7 +399,7 @@ func TestRolloutRefused(t *testing.T) {
 				t.Errorf("%d lines refusing the statement (%q), want 1:\n%s", len(lines), tc.reason, strings.Join(r.logged("rollout"), "\n"))
 			}
 			r.wantApplied()
-			if now, _ := os.ReadFile(r.exe + StateSuffix); !bytes.Equal(now, state) {
+			if now, _ := os.ReadFile(r.exe + stateSuffix); !bytes.Equal(now, state) {
 				t.Errorf("the state changed:\n%s\nwas\n%s", now, state)
 			}
 		})
@@ -452,7 +452,7 @@ func TestRolloutBucket(t *testing.T) {
 	bucket := func() int {
 		t.Helper()
 		var rec rolloutRecord
-		b, err := os.ReadFile(r.exe + StateSuffix)
+		b, err := os.ReadFile(r.exe + stateSuffix)
 		if err == nil {
 			err = json.Unmarshal(b, &rec)
 		}
@@ -464,7 +464,7 @@ func TestRolloutBucket(t *testing.T) {
 	u := r.spawn(r.config(""))
 	r.poll(u)
 	u.Close()
-	if _, err := os.Stat(r.exe + StateSuffix); err == nil {
+	if _, err := os.Stat(r.exe + stateSuffix); err == nil {
 		t.Fatal("a node that saw no rollout statement wrote a state file")
 	}
 	r.publish(r.statement(r.key, 1, stable("1.0.0", 100, false)))
@@ -521,7 +521,7 @@ func TestRolloutPassedOn(t *testing.T) {
 	t.Parallel()
 	r := newRolloutRig(t, 0)
 	b, _ := json.Marshal(map[string]any{"rollout_bucket": 0, "rolled_back_from": "1.1.0"})
-	if err := os.WriteFile(r.exe+StateSuffix, b, 0o644); err != nil {
+	if err := os.WriteFile(r.exe+stateSuffix, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	src := &servingDir{polledDir: polledDir{DirSource(r.rels).(*dirSource), r.polls}}

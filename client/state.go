@@ -17,13 +17,13 @@ import (
 // Defaults of the rollback settings.
 const (
 	DefaultHealthyAfter       = time.Minute
-	DefaultMaxUnhealthyStarts = 2
+	defaultMaxUnhealthyStarts = 2
 )
 
-// StateSuffix is appended to the executable's path to name the file where
+// stateSuffix is appended to the executable's path to name the file where
 // the engine keeps, across restarts, the update on trial and the files it
 // rolled back.
-const StateSuffix = ".rustpatcher.json"
+const stateSuffix = ".rustpatcher.json"
 
 // maxRolledBack bounds the files the state remembers as rolled back.
 const maxRolledBack = 64
@@ -63,7 +63,7 @@ type savedState struct {
 }
 
 // statePath returns the path of the state file of the executable exe.
-func statePath(exe string) string { return exe + StateSuffix }
+func statePath(exe string) string { return exe + stateSuffix }
 
 // loadState reads the state of the executable exe; a missing file is an
 // empty state.

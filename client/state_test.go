@@ -42,7 +42,7 @@ func TestRollback(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t)
-		_, id := r.onTrial(DefaultMaxUnhealthyStarts)
+		_, id := r.onTrial(defaultMaxUnhealthyStarts)
 		r.spawn(r.config())
 		e, _ := r.waitEvent(0, EventRolledBack, nil)
 		if !errors.Is(e.Err, ErrRolledBack) || e.Release.Version != "2.0.0" || e.FileID != id {
@@ -201,7 +201,7 @@ func TestRollbackMessageSaysHow(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t)
-		r.onTrial(DefaultMaxUnhealthyStarts)
+		r.onTrial(defaultMaxUnhealthyStarts)
 		r.spawn(r.config())
 		e, _ := r.waitEvent(0, EventRolledBack, nil)
 		for _, want := range []string{"client.ForgetRolledBack", "a newer release is applied", "Updater.Close"} {

@@ -74,14 +74,14 @@ func TestTrialStops(t *testing.T) {
 			r := newRig(t)
 			r.onTrial(0)
 			rolledBack := false
-			for start := 1; start <= DefaultMaxUnhealthyStarts+1; start++ {
+			for start := 1; start <= defaultMaxUnhealthyStarts+1; start++ {
 				line, err := runTrialChild(t, r, tt.sig)
 				if err != nil {
 					t.Fatalf("start %d: %v", start, err)
 				}
 				if line == "rolled back" {
 					rolledBack = true
-					if start != DefaultMaxUnhealthyStarts+1 {
+					if start != defaultMaxUnhealthyStarts+1 {
 						t.Fatalf("rolled back at start %d", start)
 					}
 				}
