@@ -26,10 +26,12 @@ func benchPipeline(b *testing.B, size int64) (*pipeline, region.Info, regiontest
 	dir := b.TempDir()
 	exe := filepath.Join(dir, "app", "prog")
 	running := regiontest.WriteBinary(b, exe, size, 1, k, "1.0.0")
-	p := newPipeline(Config{
-		Mode:     OnRestart(),
-		Network:  NetworkConfig{Disabled: true},
-		Logger:   slog.New(slog.DiscardHandler),
+	p := newPipeline(options{
+		Config: Config{
+			Mode:    OnRestart(),
+			Network: NetworkConfig{Disabled: true},
+			Logger:  slog.New(slog.DiscardHandler),
+		},
 		current:  func() (region.Info, error) { return running, nil },
 		selfTest: func(context.Context, string, region.Info) error { return nil },
 	}, k.Public, exe, newControl())
@@ -43,18 +45,20 @@ func BenchmarkSpawn(b *testing.B) {
 	dir := b.TempDir()
 	exe := filepath.Join(dir, "prog")
 	running := regiontest.WriteBinary(b, exe, benchSize, 1, k, "1.0.0")
-	cfg := Config{
-		PublicKey:  k.PublicText,
-		Interval:   time.Hour,
-		Sources:    []Source{DirSource(dir)},
-		Network:    NetworkConfig{Disabled: true},
-		Logger:     slog.New(slog.DiscardHandler),
-		Executable: exe,
-		current:    func() (region.Info, error) { return running, nil },
+	cfg := options{
+		Config: Config{
+			PublicKey:  k.PublicText,
+			Interval:   time.Hour,
+			Sources:    []Source{DirSource(dir)},
+			Network:    NetworkConfig{Disabled: true},
+			Logger:     slog.New(slog.DiscardHandler),
+			Executable: exe,
+		},
+		current: func() (region.Info, error) { return running, nil },
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		u, err := Spawn(context.Background(), cfg)
+		u, err := spawn(context.Background(), cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -72,60 +72,35 @@ import (
 	"sync"
 	"time"
 
-	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/region"
 )
 
 // Defaults for the Config fields left zero.
 const (
-	DefaultInterval        = time.Minute
-	DefaultSelfTestTimeout = 10 * time.Second
+	DefaultInterval = time.Minute
 )
 
-// Sentinel errors, wrapped with details; test with errors.Is.
+// defaultSelfTestTimeout is the SelfTestTimeout of a Config that sets none.
+const defaultSelfTestTimeout = 10 * time.Second
+
+// Sentinel errors, wrapped with details; test with errors.Is. They are the
+// errors a program may act on: the rest of the reasons an update is not
+// taken (see Event.Err) are for logs and people.
 var (
 	// ErrNoKey means the Config has no public key for the running target.
 	ErrNoKey = errors.New("no public key for this target")
 	// ErrFileMismatch means the running binary's file does not match the
 	// region the program holds in memory (the file was changed or replaced
-	// since the program started).
+	// since the program started): the reason of EventDisabled when
+	// something else replaced the executable, which a restart runs.
 	ErrFileMismatch = errors.New("executable file does not match the running program's region")
-	// ErrNotNewer means a release is not strictly newer than the running
-	// (or already applied) version.
-	ErrNotNewer = errors.New("not newer than the running version")
-	// ErrPrerelease means a release is a pre-release and the Config does
-	// not allow them.
-	ErrPrerelease = errors.New("pre-release not allowed")
-	// ErrTooLong means a source sent more bytes than the release's signed
-	// size.
-	ErrTooLong = errors.New("release is longer than its signed size")
-	// ErrTruncated means a source ended a release before its signed size,
-	// even after retries.
-	ErrTruncated = errors.New("release is shorter than its signed size")
-	// ErrRegionMismatch means the downloaded file's region is not the one
-	// the source announced.
-	ErrRegionMismatch = errors.New("downloaded file's region differs from the one offered")
-	// ErrSelfTest means the new binary failed its self-test run.
+	// ErrSelfTest means the new binary failed its self-test run: a
+	// release signed by the owner that does not run on this machine.
 	ErrSelfTest = errors.New("new binary failed its self-test")
-	// ErrWrongTarget means a release is for another GOOS/GOARCH than the
-	// running program's.
-	ErrWrongTarget = errors.New("release is for another target")
-	// ErrV0 means a release is signed in the v0 format (rustpatcher 0.2)
-	// and the Config does not accept it.
-	ErrV0 = errors.New("v0 (rustpatcher 0.2) releases are not accepted")
-	// ErrOtherFile means a source delivered another file than the one it
-	// offered. It is the network's own error, so that the network can
-	// tell it among the reasons a Release is rejected with and strike the
-	// peers that delivered the bytes the signature does not cover.
-	ErrOtherFile = checked.ErrOtherFile
-	// ErrSize means a source offers a file whose length does not fit its
-	// signed content, or its file type (a tail after an ELF file). It is
-	// the network's own error, so that the network can strike the peers
-	// that offered that length and never download the offer again.
-	ErrSize = checked.ErrSize
 	// ErrRotatedKey means a release is signed with an owner key that a
-	// key rotation statement retired for this target.
+	// key rotation statement retired for this target: whoever signed it
+	// holds a key the owner gave up.
 	ErrRotatedKey = errors.New("signed with a retired key")
 	// ErrRolledBack means an update did not become healthy and was
 	// rolled back (see Config.HealthyAfter).
@@ -133,6 +108,32 @@ var (
 	// ErrNothingApplied means Restart was called before any update was
 	// applied.
 	ErrNothingApplied = errors.New("no update applied")
+)
+
+// Reasons a release is not taken, wrapped with details. They are not
+// exported: nothing outside the engine branches on them.
+var (
+	// errNotNewer means a release is not strictly newer than the running
+	// (or already applied) version.
+	errNotNewer = errors.New("not newer than the running version")
+	// errPrerelease means a release is a pre-release and the Config does
+	// not allow them.
+	errPrerelease = errors.New("pre-release not allowed")
+	// errTooLong means a source sent more bytes than the release's signed
+	// size.
+	errTooLong = errors.New("release is longer than its signed size")
+	// errTruncated means a source ended a release before its signed size,
+	// even after retries.
+	errTruncated = errors.New("release is shorter than its signed size")
+	// errRegionMismatch means the downloaded file's region is not the one
+	// the source announced.
+	errRegionMismatch = errors.New("downloaded file's region differs from the one offered")
+	// errWrongTarget means a release is for another GOOS/GOARCH than the
+	// running program's.
+	errWrongTarget = errors.New("release is for another target")
+	// errV0 means a release is signed in the v0 format (rustpatcher 0.2)
+	// and the Config does not accept it.
+	errV0 = errors.New("v0 (rustpatcher 0.2) releases are not accepted")
 )
 
 // Config configures Spawn. Only a public key is required.
@@ -205,7 +206,7 @@ type Config struct {
 	// also the place to save state.
 	ConfirmRestart func(ctx context.Context, next region.Info) bool
 	// SelfTestTimeout bounds the self-test run of a new binary; zero means
-	// DefaultSelfTestTimeout.
+	// 10 seconds.
 	SelfTestTimeout time.Duration
 	// HealthyAfter is how long an update must run before it counts as
 	// healthy, unless the program calls Updater.Healthy first; zero means
@@ -222,16 +223,21 @@ type Config struct {
 	// <exe>.rustpatcher.json.
 	HealthyAfter time.Duration
 	// MaxUnhealthyStarts is how many starts an update gets to become
-	// healthy; zero means DefaultMaxUnhealthyStarts.
+	// healthy; zero means 2.
 	MaxUnhealthyStarts int
 	// Executable is the file to verify and replace; empty means the
 	// running program's own (os.Executable, symbolic links resolved).
 	Executable string
+}
 
-	// Test hooks; nil means the real thing.
+// options is what spawn takes: a Config and the parts of the engine that
+// tests replace. Spawn leaves the hooks zero, which means the real thing;
+// only tests set them.
+type options struct {
+	Config
+
 	linked             *string // stands for linkedPublicKey
 	allowTestVectorKey bool
-	now                func() time.Time
 	restart            func(path string, argv, env []string) error
 	fs                 selfreplace.FS
 	step               func(selfreplace.Step) error
@@ -252,17 +258,36 @@ type Updater struct {
 	stop    sync.Once
 }
 
-// Spawn starts the update engine and returns at once; verification,
-// polling and applying run in the background until ctx is done or Close is
-// called. Spawn fails only on a bad Config: no key for this target
-// (ErrNoKey), a malformed key or one whose secret is published
+// Spawn checks the Config and starts the update engine: verifying the
+// running binary, polling and applying run in the background until ctx is
+// done or Close is called. Spawn fails only on a bad Config: no key for
+// this target (ErrNoKey), a malformed key or one whose secret is published
 // (ErrPublishedKey), a key in the Config that differs from the one linked
 // into the build, an invalid Mode or Channel, a network that can never work
 // (ErrNetworkConfig), or an executable it cannot locate.
 //
+// Before it returns, Spawn does what must happen before the program goes
+// on. It reads the engine's state file next to the executable
+// (<exe>.rustpatcher.json). When that file has an update on trial and
+// rollback is on (see Config.HealthyAfter), Spawn also verifies the
+// executable's file (one pass over the whole file, as fast as the disk and
+// SHA-512 allow) and counts this start against the update, so that a
+// program that crashes right after Spawn still counts; at the start after
+// MaxUnhealthyStarts unhealthy ones it puts the previous binary back and
+// restarts into it (see Restart in the package documentation: the process
+// execs it, or on Windows starts it and exits), so that Spawn does not
+// return; it returns, with updates off, only if that restart failed. With
+// no update on trial, Spawn does not read the executable and returns at
+// once.
+//
 // In a self-test run (see the package documentation) Spawn does not return:
 // it verifies the binary and exits the process.
 func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
+	return spawn(ctx, options{Config: cfg})
+}
+
+// spawn is Spawn with the test hooks of cfg.
+func spawn(ctx context.Context, cfg options) (*Updater, error) {
 	key, keyErr := cfg.key()
 	if os.Getenv(SelfTestEnv) != "" {
 		os.Exit(selfTestMain(key, keyErr, os.Stderr))
@@ -279,7 +304,7 @@ func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
 	if err := cfg.Network.check(); err != nil {
 		return nil, err
 	}
-	preferPeers(cfg)
+	preferPeers(cfg.Config)
 	exe := cfg.Executable
 	if exe == "" {
 		var err error

@@ -20,22 +20,22 @@ func TestSpawnConfigErrors(t *testing.T) {
 	none := ""
 	tests := []struct {
 		name string
-		cfg  Config
+		cfg  options
 		want string
 		is   error
 	}{
-		{"no key", Config{linked: &none}, "neither PublicKey nor PublicKeys", ErrNoKey},
-		{"bad key", Config{PublicKey: "not a key"}, "malformed key", region.ErrBadKey},
-		{"test vector key", Config{PublicKey: TestVectorPublicKey}, "test-vector key", ErrPublishedKey},
-		{"bad mode", Config{PublicKey: k.PublicText, Mode: At(24, 0)}, "hour must be 0 to 23", nil},
-		{"private network without bootstrap peers", Config{PublicKey: k.PublicText, Network: NetworkConfig{Private: true}}, netWant("Network.Private needs Network.Bootstrap peers"), ErrNetworkConfig},
-		{"bootstrap address without /p2p/", Config{PublicKey: k.PublicText, Network: NetworkConfig{Private: true, Bootstrap: []string{"/ip4/10.0.0.5/tcp/4001"}}}, netWant(`bootstrap peer "/ip4/10.0.0.5/tcp/4001"`), ErrNetworkConfig},
-		{"bad listen address", Config{PublicKey: k.PublicText, Network: NetworkConfig{ListenAddrs: []string{"0.0.0.0:4001"}}}, netWant(`listen address "0.0.0.0:4001"`), ErrNetworkConfig},
+		{"no key", options{linked: &none}, "neither PublicKey nor PublicKeys", ErrNoKey},
+		{"bad key", options{Config: Config{PublicKey: "not a key"}}, "malformed key", region.ErrBadKey},
+		{"test vector key", options{Config: Config{PublicKey: TestVectorPublicKey}}, "test-vector key", ErrPublishedKey},
+		{"bad mode", options{Config: Config{PublicKey: k.PublicText, Mode: At(24, 0)}}, "hour must be 0 to 23", nil},
+		{"private network without bootstrap peers", options{Config: Config{PublicKey: k.PublicText, Network: NetworkConfig{Private: true}}}, netWant("Network.Private needs Network.Bootstrap peers"), ErrNetworkConfig},
+		{"bootstrap address without /p2p/", options{Config: Config{PublicKey: k.PublicText, Network: NetworkConfig{Private: true, Bootstrap: []string{"/ip4/10.0.0.5/tcp/4001"}}}}, netWant(`bootstrap peer "/ip4/10.0.0.5/tcp/4001"`), ErrNetworkConfig},
+		{"bad listen address", options{Config: Config{PublicKey: k.PublicText, Network: NetworkConfig{ListenAddrs: []string{"0.0.0.0:4001"}}}}, netWant(`listen address "0.0.0.0:4001"`), ErrNetworkConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			u, err := Spawn(context.Background(), tt.cfg)
+			u, err := spawn(context.Background(), tt.cfg)
 			if err == nil {
 				u.Close()
 				t.Fatal("Spawn succeeded")

@@ -67,7 +67,7 @@ func crashChild() int {
 		}
 		return nil
 	}
-	u, err := Spawn(context.Background(), cfg)
+	u, err := spawn(context.Background(), cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 12
@@ -82,21 +82,23 @@ func crashChild() int {
 // tests: the program at exe, which runs as if it were that file, with key,
 // polling only when asked, without network or self-test, logging to
 // stderr.
-func childConfig(exe, key string) (Config, error) {
+func childConfig(exe, key string) (options, error) {
 	s, err := region.ScanFile(context.Background(), exe)
 	if err != nil {
-		return Config{}, err
+		return options{}, err
 	}
 	running, _ := s.Info()
-	return Config{
-		PublicKey:  key,
-		Mode:       OnRestart(),
-		Interval:   time.Hour,
-		Network:    NetworkConfig{Disabled: true},
-		Logger:     slog.New(slog.NewTextHandler(os.Stderr, nil)),
-		Executable: exe,
-		current:    func() (region.Info, error) { return running, nil },
-		selfTest:   func(context.Context, string, region.Info) error { return nil },
+	return options{
+		Config: Config{
+			PublicKey:  key,
+			Mode:       OnRestart(),
+			Interval:   time.Hour,
+			Network:    NetworkConfig{Disabled: true},
+			Logger:     slog.New(slog.NewTextHandler(os.Stderr, nil)),
+			Executable: exe,
+		},
+		current:  func() (region.Info, error) { return running, nil },
+		selfTest: func(context.Context, string, region.Info) error { return nil },
 	}, nil
 }
 

@@ -108,7 +108,7 @@ func (d *dirSource) Releases(ctx context.Context) ([]Release, error) {
 		}
 		// A file whose length its region rules out (one still being
 		// copied in) is offered all the same, so that the engine says
-		// which release it refuses and why (ErrSize), reading none of it.
+		// which release it refuses and why (checked.ErrSize), reading none of it.
 		if e.Info.Signed() && (e.Err == nil || errors.Is(e.Err, region.ErrSizeMismatch)) {
 			rels = append(rels, &dirRelease{path: e.Path, in: e.Info, size: e.Size, mtime: e.ModTime, id: e.FileID})
 		}
@@ -180,10 +180,10 @@ type ctxReadCloser struct {
 	io.Closer
 }
 
-// RotationSuffix ends the names of the key rotation statements a directory
+// rotationSuffix ends the names of the key rotation statements a directory
 // source offers: files such as linux-amd64-1.rotation, written by rpsign
 // rotate, next to the releases.
-const RotationSuffix = rotation.FileSuffix
+const rotationSuffix = rotation.FileSuffix
 
 // rotations reads the key rotation statements in the directory; the
 // engine checks each (see rotation.Follow). A file that does not hold a

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/backoff"
 	"github.com/org/rustpatcher-go/internal/exefmt"
 )
 
@@ -36,11 +37,11 @@ func (pw *progressWriter) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// Retry policy for reading a release.
-const (
-	maxReadFailures = 4                      // consecutive failures without progress
-	retryBackoff    = 100 * time.Millisecond // times the number of failures
-)
+// Retry policy for reading a release: at most maxReadFailures failures in
+// a row without progress, waiting readBackoff between them.
+const maxReadFailures = 4
+
+var readBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: time.Second}
 
 // releaseReader reads exactly limit bytes of a release, reopening it at the
 // offset reached when a read fails, and refuses a release that goes on past
@@ -99,7 +100,7 @@ func (r *releaseReader) Read(b []byte) (int, error) {
 			n, _ := io.ReadFull(r.rc, one[:])
 			r.close()
 			if n > 0 {
-				return 0, fmt.Errorf("%w (%d bytes)", ErrTooLong, r.limit)
+				return 0, fmt.Errorf("%w (%d bytes)", errTooLong, r.limit)
 			}
 			return 0, io.EOF
 		}
@@ -136,11 +137,11 @@ func (r *releaseReader) fail(err error) error {
 	r.lastErr = err
 	if r.failures >= maxReadFailures {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%w: it ends after %d of %d bytes", ErrTruncated, r.off, r.limit)
+			return fmt.Errorf("%w: it ends after %d of %d bytes", errTruncated, r.off, r.limit)
 		}
 		return fmt.Errorf("reading at byte %d of %d, %d tries: %w", r.off, r.limit, r.failures, err)
 	}
-	t := time.NewTimer(time.Duration(r.failures) * retryBackoff)
+	t := time.NewTimer(readBackoff.Delay(r.failures, nil))
 	defer t.Stop()
 	select {
 	case <-r.ctx.Done():

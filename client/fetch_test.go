@@ -62,8 +62,8 @@ func TestReleaseReader(t *testing.T) {
 	}{
 		{"resumes after each failure", &flakyRelease{data: data, chunk: 7_000}, int64(len(data)), nil, ""},
 		{"resumes after a failed open", &flakyRelease{data: data, chunk: 30_000, failAt: 2}, int64(len(data)), nil, ""},
-		{"too long", &flakyRelease{data: data, chunk: len(data)}, int64(len(data) - 1), ErrTooLong, ""},
-		{"truncated", &flakyRelease{data: data, chunk: len(data)}, int64(len(data) + 1), ErrTruncated, "ends after 100000 of 100001 bytes"},
+		{"too long", &flakyRelease{data: data, chunk: len(data)}, int64(len(data) - 1), errTooLong, ""},
+		{"truncated", &flakyRelease{data: data, chunk: len(data)}, int64(len(data) + 1), errTruncated, "ends after 100000 of 100001 bytes"},
 		{"no progress at all", &flakyRelease{data: data, chunk: 0}, int64(len(data)), nil, "connection reset"},
 	}
 	for _, tt := range tests {

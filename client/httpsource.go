@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/internal/manifest"
 	"github.com/org/rustpatcher-go/internal/mirror"
 	"github.com/org/rustpatcher-go/internal/rotation"
@@ -255,6 +254,20 @@ func fileURL(dir, name string) (string, error) {
 // Releases returns the release the manifest of the running target
 // describes, if any.
 func (s *httpSource) Releases(ctx context.Context) ([]Release, error) {
+	offers, err := s.offers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Release
+	for _, o := range offers {
+		out = append(out, o.Release)
+	}
+	return out, nil
+}
+
+// offers is Releases, vouching for the pieces of a release whose manifest
+// names its piece hashes (see verifiesPieces).
+func (s *httpSource) offers(ctx context.Context) ([]offer, error) {
 	pi, dir, err := s.refresh(ctx)
 	if err != nil {
 		return nil, err
@@ -286,7 +299,7 @@ func (s *httpSource) Releases(ctx context.Context) ([]Release, error) {
 	s.mu.Lock()
 	r.gen = s.retryGen(bin)
 	s.mu.Unlock()
-	return []Release{r}, nil
+	return []offer{{Release: r, piecesVerified: r.verifiesPieces()}}, nil
 }
 
 // retryGen returns the generation of the file at u, bumping it when the
@@ -451,10 +464,10 @@ func (r *httpRelease) String() string { return r.url }
 // identity changes once a file refused may be tried again.
 func (r *httpRelease) identity() string { return fmt.Sprintf("%s\x00%d", r.url, r.gen) }
 
-// PiecesChecked reports whether Open's readers check every piece of the
+// verifiesPieces reports whether Open's readers check every piece of the
 // content against the signed root as it arrives: a v1 release whose
 // manifest names its piece hashes.
-func (r *httpRelease) PiecesChecked(checked.PieceCheck) bool {
+func (r *httpRelease) verifiesPieces() bool {
 	return r.in.Format == region.V1 && r.pieces != ""
 }
 
@@ -469,8 +482,8 @@ func (r *httpRelease) Open(ctx context.Context, offset int64) (io.ReadCloser, er
 		return nil, fmt.Errorf("%s: offset %d outside 0..%d", r.url, offset, r.size)
 	}
 	// At most one byte more than the file: the engine refuses a file that
-	// goes on (ErrTooLong), and reads nothing further.
-	if !r.PiecesChecked(checked.PieceCheck{}) {
+	// goes on (errTooLong), and reads nothing further.
+	if !r.verifiesPieces() {
 		return r.src.f.Open(ctx, r.url, offset, r.size-offset+1, r.size)
 	}
 	c, err := r.src.checker(ctx, r)

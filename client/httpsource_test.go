@@ -92,7 +92,7 @@ func (m *mirrorRig) publishWith(key regiontest.Key, version string, size int64, 
 	return filepath.Join(m.dir, filepath.Base(bin))
 }
 
-func (m *mirrorRig) config() Config {
+func (m *mirrorRig) config() options {
 	cfg := m.rig.config()
 	cfg.Sources = []Source{m.src}
 	return cfg
@@ -289,7 +289,7 @@ func TestMirrorSourceRefuses(t *testing.T) {
 			mirrortest.Endless(w, r, b)
 		})
 		m.spawn(m.config())
-		m.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, ErrTooLong) })
+		m.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, errTooLong) })
 		m.exeUnchanged()
 	})
 }
@@ -354,7 +354,7 @@ func TestMirrorKeyRotation(t *testing.T) {
 	m := newMirrorRig(t)
 	next := regiontest.NewKey(t)
 	m.writeRotation("rotate", m.key, next, 1)
-	m.publishWith(next, "2.0.0", 300_000, 2, filepath.Join(m.rels, "rotate"+RotationSuffix))
+	m.publishWith(next, "2.0.0", 300_000, 2, filepath.Join(m.rels, "rotate"+rotationSuffix))
 	m.spawn(m.config())
 	e, _ := m.waitEvent(0, EventKeyRotated, nil)
 	if e.Key != next.PublicText {

@@ -50,7 +50,7 @@ var ErrPublishedKey = errors.New("public key's secret is published")
 // key returns the public key for the running target: the Config's, else the
 // one linked in at build time. When both are set they must agree, so that
 // the key rpsign checked for in the binary is the one the app trusts.
-func (cfg *Config) key() (ed25519.PublicKey, error) {
+func (cfg *options) key() (ed25519.PublicKey, error) {
 	target := runtime.GOOS + "/" + runtime.GOARCH
 	s, from := cfg.PublicKey, "Config.PublicKey"
 	if s == "" {

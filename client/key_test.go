@@ -18,26 +18,26 @@ func TestConfigKey(t *testing.T) {
 	target := goTarget()
 	tests := []struct {
 		name    string
-		cfg     Config
+		cfg     options
 		want    string // the key used, or
 		wantErr string // a part of the error
 		is      error  // and the sentinel it wraps
 	}{
-		{name: "PublicKeys entry", cfg: Config{PublicKeys: map[string]string{target: k.PublicText}, linked: &none}, want: k.PublicText},
-		{name: "linked only", cfg: Config{linked: &k.PublicText}, want: k.PublicText},
-		{name: "linked and PublicKeys without this target", cfg: Config{PublicKeys: map[string]string{"plan9/mips": other.PublicText}, linked: &k.PublicText}, want: k.PublicText},
-		{name: "linked equals Config", cfg: Config{PublicKey: k.PublicText, linked: &k.PublicText}, want: k.PublicText},
-		{name: "test vector key opted in", cfg: Config{PublicKey: TestVectorPublicKey, allowTestVectorKey: true}, want: TestVectorPublicKey},
+		{name: "PublicKeys entry", cfg: options{Config: Config{PublicKeys: map[string]string{target: k.PublicText}}, linked: &none}, want: k.PublicText},
+		{name: "linked only", cfg: options{linked: &k.PublicText}, want: k.PublicText},
+		{name: "linked and PublicKeys without this target", cfg: options{Config: Config{PublicKeys: map[string]string{"plan9/mips": other.PublicText}}, linked: &k.PublicText}, want: k.PublicText},
+		{name: "linked equals Config", cfg: options{Config: Config{PublicKey: k.PublicText}, linked: &k.PublicText}, want: k.PublicText},
+		{name: "test vector key opted in", cfg: options{Config: Config{PublicKey: TestVectorPublicKey}, allowTestVectorKey: true}, want: TestVectorPublicKey},
 
-		{name: "no key", cfg: Config{linked: &none}, wantErr: "neither PublicKey nor PublicKeys", is: ErrNoKey},
-		{name: "no key for target", cfg: Config{PublicKeys: map[string]string{"plan9/mips": k.PublicText}, linked: &none}, wantErr: `no entry "` + target + `"`, is: ErrNoKey},
-		{name: "bad key", cfg: Config{PublicKey: "not a key"}, wantErr: "malformed key", is: region.ErrBadKey},
-		{name: "README placeholder", cfg: Config{PublicKey: "<your public key from rpsign gen>"}, wantErr: "want the 52-character z-base-32 key", is: region.ErrBadKey},
-		{name: "bad linked key", cfg: Config{linked: ptr("not a key")}, wantErr: "linked in with -X " + LinkedKeyFlag, is: region.ErrBadKey},
-		{name: "linked and Config differ", cfg: Config{PublicKey: k.PublicText, linked: &other.PublicText}, wantErr: "but the build links in " + other.PublicText},
-		{name: "linked and PublicKeys differ", cfg: Config{PublicKeys: map[string]string{target: k.PublicText}, linked: &other.PublicText}, wantErr: "but the build links in"},
-		{name: "test vector key", cfg: Config{PublicKey: TestVectorPublicKey}, wantErr: "test-vector key", is: ErrPublishedKey},
-		{name: "linked test vector key", cfg: Config{linked: ptr(TestVectorPublicKey)}, wantErr: "test-vector key", is: ErrPublishedKey},
+		{name: "no key", cfg: options{linked: &none}, wantErr: "neither PublicKey nor PublicKeys", is: ErrNoKey},
+		{name: "no key for target", cfg: options{Config: Config{PublicKeys: map[string]string{"plan9/mips": k.PublicText}}, linked: &none}, wantErr: `no entry "` + target + `"`, is: ErrNoKey},
+		{name: "bad key", cfg: options{Config: Config{PublicKey: "not a key"}}, wantErr: "malformed key", is: region.ErrBadKey},
+		{name: "README placeholder", cfg: options{Config: Config{PublicKey: "<your public key from rpsign gen>"}}, wantErr: "want the 52-character z-base-32 key", is: region.ErrBadKey},
+		{name: "bad linked key", cfg: options{linked: ptr("not a key")}, wantErr: "linked in with -X " + LinkedKeyFlag, is: region.ErrBadKey},
+		{name: "linked and Config differ", cfg: options{Config: Config{PublicKey: k.PublicText}, linked: &other.PublicText}, wantErr: "but the build links in " + other.PublicText},
+		{name: "linked and PublicKeys differ", cfg: options{Config: Config{PublicKeys: map[string]string{target: k.PublicText}}, linked: &other.PublicText}, wantErr: "but the build links in"},
+		{name: "test vector key", cfg: options{Config: Config{PublicKey: TestVectorPublicKey}}, wantErr: "test-vector key", is: ErrPublishedKey},
+		{name: "linked test vector key", cfg: options{linked: ptr(TestVectorPublicKey)}, wantErr: "test-vector key", is: ErrPublishedKey},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,9 +28,11 @@ func Now() Mode { return Mode{kind: modeNow} }
 func OnRestart() Mode { return Mode{kind: modeOnRestart} }
 
 // At applies an update on disk at once and restarts the program at the next
-// local time hour:minute (24-hour clock) after that. See NextAt for how
-// midnight and daylight saving time changes are handled. Spawn rejects hours
-// outside 0..23 and minutes outside 0..59.
+// local time hour:minute (24-hour clock) after that. Midnight is an
+// ordinary time (At(0, 0) after 23:59 restarts a minute later); a time that
+// a daylight saving change skips restarts at the change itself, and a time
+// that occurs twice, at its first occurrence. Spawn rejects hours outside
+// 0..23 and minutes outside 0..59.
 func At(hour, minute int) Mode { return Mode{kind: modeAt, hour: hour, minute: minute} }
 
 // ParseMode parses the forms String returns: "now", "onrestart" and

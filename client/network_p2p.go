@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/region"
@@ -117,6 +118,17 @@ func (n *networkSource) Releases(ctx context.Context) ([]Release, error) {
 	out := make([]Release, len(rs))
 	for i, r := range rs {
 		out[i] = r
+	}
+	return out, err
+}
+
+// offers is Releases, vouching for the pieces of the releases whose
+// readers check each piece against the signed root (v1 ones).
+func (n *networkSource) offers(ctx context.Context) ([]offer, error) {
+	rs, err := n.source().Releases(ctx)
+	out := make([]offer, len(rs))
+	for i, r := range rs {
+		out[i] = offer{Release: r, piecesVerified: r.PiecesChecked(checked.PieceCheck{})}
 	}
 	return out, err
 }

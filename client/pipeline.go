@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/backoff"
+	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/internal/target"
@@ -44,7 +46,7 @@ import (
 // control: requests one way, the applied release the other.
 type pipeline struct {
 	// Set by newPipeline, then only read.
-	cfg      Config            // with defaults
+	cfg      options           // with defaults
 	pub      ed25519.PublicKey // the key the program runs with: its own file verifies with it
 	exe      string
 	log      *slog.Logger
@@ -67,8 +69,9 @@ type pipeline struct {
 	// unwritable, when set, is why the executable's directory takes no
 	// new file: polls stay quiet (see unwritable).
 	unwritable *unwritable
-	// The update on trial (see trial), and when it counts as healthy.
-	trial     trial
+	// The state saved next to the executable (see savedState), and when
+	// the update on trial counts as healthy.
+	state     savedState
 	healthyAt time.Time
 	// verified is the running binary's check, when startTrial already
 	// made it.
@@ -91,21 +94,18 @@ type selfCheck struct {
 // newPipeline returns the pipeline that keeps the executable at exe up to
 // date with releases signed by pub. Config fields left zero take their
 // defaults.
-func newPipeline(cfg Config, pub ed25519.PublicKey, exe string, ctl *control) *pipeline {
+func newPipeline(cfg options, pub ed25519.PublicKey, exe string, ctl *control) *pipeline {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
 	if cfg.SelfTestTimeout <= 0 {
-		cfg.SelfTestTimeout = DefaultSelfTestTimeout
+		cfg.SelfTestTimeout = defaultSelfTestTimeout
 	}
 	if cfg.HealthyAfter == 0 {
 		cfg.HealthyAfter = DefaultHealthyAfter
 	}
 	if cfg.MaxUnhealthyStarts <= 0 {
-		cfg.MaxUnhealthyStarts = DefaultMaxUnhealthyStarts
-	}
-	if cfg.now == nil {
-		cfg.now = time.Now
+		cfg.MaxUnhealthyStarts = defaultMaxUnhealthyStarts
 	}
 	if cfg.restart == nil {
 		cfg.restart = restartProcess
@@ -165,8 +165,8 @@ func (p *pipeline) run(ctx context.Context) io.Closer {
 	if running.Format == region.V0 && !p.cfg.AcceptV0 {
 		p.log.Info("this binary is signed in the v0 format (rustpatcher 0.2); only v1 releases will be applied (Config.AcceptV0 takes v0 ones)")
 	}
-	if p.healthyAt.IsZero() && p.trial.New != "" {
-		p.log.Info("update on trial", "version", running.Version, "start", p.trial.Starts, "of", p.cfg.MaxUnhealthyStarts, "healthy_after", p.cfg.HealthyAfter)
+	if p.healthyAt.IsZero() && p.state.New != "" {
+		p.log.Info("update on trial", "version", running.Version, "start", p.state.Starts, "of", p.cfg.MaxUnhealthyStarts, "healthy_after", p.cfg.HealthyAfter)
 	}
 	if removed, err := selfreplace.CleanStale(p.exe, time.Hour); err == nil && len(removed) > 0 {
 		p.log.Info("removed temporary files left by an interrupted update", "files", removed)
@@ -209,13 +209,13 @@ func (p *pipeline) loop(ctx context.Context) {
 			p.update(ctx)
 			poll = false
 		}
-		restartAlarm.set(p.restartAt, p.cfg.now())
-		healthy.set(p.healthyAt, p.cfg.now())
+		restartAlarm.set(p.restartAt, time.Now())
+		healthy.set(p.healthyAt, time.Now())
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			poll = !p.cfg.now().Before(p.resume)
+			poll = !time.Now().Before(p.resume)
 		case <-p.ctl.check:
 			poll = true
 		case ns := <-p.joining:
@@ -230,7 +230,7 @@ func (p *pipeline) loop(ctx context.Context) {
 			p.restartIfDue(ctx)
 		case <-healthy.c():
 			healthy.fired()
-			if !p.healthyAt.IsZero() && !p.cfg.now().Before(p.healthyAt) {
+			if !p.healthyAt.IsZero() && !time.Now().Before(p.healthyAt) {
 				p.confirmHealthy("it ran " + p.cfg.HealthyAfter.String())
 			}
 		case <-p.ctl.healthy:
@@ -287,7 +287,7 @@ func (p *pipeline) joined(ctx context.Context, ns netStart) bool {
 	// The statements followed before (by this build, or by the one it
 	// updated from) are passed on to peers that still trust an older key.
 	if ts, ok := ns.src.(trustingSource); ok {
-		if stmts := p.trial.rotations(); len(stmts) > 0 {
+		if stmts := p.state.rotations(); len(stmts) > 0 {
 			ts.trust(ctx, p.trusted, stmts)
 		}
 	}
@@ -330,7 +330,7 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 			continue // no peer offers it yet: wait for one a while
 		}
 		tried[c.in.Version] = true
-		if p.refused.selfTestFailedRecently(c.rel.FileID(), p.cfg.now()) {
+		if p.refused.selfTestFailedRecently(c.rel.FileID(), time.Now()) {
 			continue // another copy of it failed its self-test in this poll
 		}
 		p.log.Info("update found", "version", c.in.Version, "source", c.name(), "size", c.in.ContentLen())
@@ -357,15 +357,15 @@ func (p *pipeline) offers(ctx context.Context) []candidate {
 		if ctx.Err() != nil {
 			return nil
 		}
-		rels, err := src.Releases(ctx)
+		rels, err := offersOf(ctx, src)
 		if err != nil {
 			p.log.Warn("source failed", "source", src.String(), "err", err)
 			p.emit(Event{Kind: EventFailed, Source: src.String(), Err: fmt.Errorf("source %s: %w", src, err)})
 		}
 		for _, r := range rels {
-			c := candidate{src: src, rel: r, in: r.Info()}
+			c := candidate{src: src, rel: r.Release, in: r.Info(), piecesVerified: r.piecesVerified}
 			if err := p.acceptable(c.in); err != nil {
-				if errors.Is(err, ErrNotNewer) && region.CompareVersions(c.in.Version, p.current().Version) == 0 {
+				if errors.Is(err, errNotNewer) && region.CompareVersions(c.in.Version, p.current().Version) == 0 {
 					continue // the version running, or just applied: nothing to say
 				}
 				if p.ro.mayAllow(err) {
@@ -380,7 +380,7 @@ func (p *pipeline) offers(ctx context.Context) []candidate {
 				}
 				continue
 			}
-			if !p.refused.rejected(c) && !p.refused.selfTestFailedRecently(c.rel.FileID(), p.cfg.now()) {
+			if !p.refused.rejected(c) && !p.refused.selfTestFailedRecently(c.rel.FileID(), time.Now()) {
 				cands = append(cands, c)
 			}
 		}
@@ -404,12 +404,9 @@ const maxLocalBackoff = time.Hour
 // next poll may run: two Intervals after the first, doubling up to
 // maxLocalBackoff.
 func (p *pipeline) localFailure(err error) {
-	d := p.cfg.Interval << min(p.localFails+1, 16)
-	if d <= 0 || d > maxLocalBackoff {
-		d = maxLocalBackoff
-	}
 	p.localFails++
-	p.resume = p.cfg.now().Add(d)
+	wait := backoff.Policy{Base: 2 * p.cfg.Interval, Max: maxLocalBackoff}
+	p.resume = time.Now().Add(wait.Delay(p.localFails, nil))
 }
 
 // acceptable reports why a release offered must not be applied, or nil:
@@ -423,20 +420,20 @@ func (p *pipeline) acceptable(in region.Info) error {
 	}
 	switch {
 	case in.Format == region.V0 && !p.cfg.AcceptV0:
-		return fmt.Errorf("%w (set Config.AcceptV0 to take them)", ErrV0)
+		return fmt.Errorf("%w (set Config.AcceptV0 to take them)", errV0)
 	case in.Format == region.V1 && in.Target != runningTarget:
-		return fmt.Errorf("%w: signed for %s, this is %s", ErrWrongTarget, in.Target, runningTarget)
+		return fmt.Errorf("%w: signed for %s, this is %s", errWrongTarget, in.Target, runningTarget)
 	}
 	cur := p.current()
 	if p.ro.held != nil {
 		// The owner's rollout statement rules, downgrades included.
-		return p.ro.allows(in.Version, cur.Version, p.cfg.now())
+		return p.ro.allows(in.Version, cur.Version, time.Now())
 	}
 	if region.CompareVersions(in.Version, cur.Version) <= 0 {
-		return fmt.Errorf("%w: %s is not above %s", ErrNotNewer, in.Version, cur.Version)
+		return fmt.Errorf("%w: %s is not above %s", errNotNewer, in.Version, cur.Version)
 	}
 	if region.IsPrerelease(in.Version) && !p.cfg.AllowPrerelease {
-		return fmt.Errorf("%w: %s", ErrPrerelease, in.Version)
+		return fmt.Errorf("%w: %s", errPrerelease, in.Version)
 	}
 	return nil
 }
@@ -462,7 +459,7 @@ func (p *pipeline) failed(c candidate, err error) bool {
 	if errors.As(err, &bad) {
 		// The bytes verified but failed the self-test: this file is bad
 		// here whichever source offers it, for a while.
-		p.refused.failSelfTest(bad.id, p.cfg.now())
+		p.refused.failSelfTest(bad.id, time.Now())
 	} else {
 		p.refused.reject(c)
 	}
@@ -497,13 +494,13 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 	if p.refused.rolledBack[id] {
 		return fmt.Errorf("%w: %s is a file that was rolled back here", ErrRolledBack, c.name())
 	}
-	if p.refused.selfTestFailedRecently(id, p.cfg.now()) {
+	if p.refused.selfTestFailedRecently(id, time.Now()) {
 		return fmt.Errorf("%w: %s is a file that failed it here less than %v ago", ErrSelfTest, c.name(), selfTestRetry)
 	}
 	// The executable header must name this machine's target: the only
 	// check a v0 release gets, a second one for v1.
 	if t, err := target.DetectFile(tmp.Name()); err == nil && t.String() != runningTarget {
-		return fmt.Errorf("%w: %s is a %s executable, this is %s", ErrWrongTarget, c.name(), t, runningTarget)
+		return fmt.Errorf("%w: %s is a %s executable, this is %s", errWrongTarget, c.name(), t, runningTarget)
 	}
 	if err := p.selfTest(ctx, tmp.Name(), got); err != nil {
 		return &badFile{id: id, err: err}
@@ -515,13 +512,13 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 		// The new binary is in place; only the directory sync failed.
 		p.log.Warn("update in place but it may not survive a power loss", "err", err)
 	}
-	// On trial from its first start: see trial.
+	// On trial from its first start: see savedState.
 	previous := p.current().Version
 	p.applied = &got
 	p.ctl.setApplied(got)
 	if p.cfg.HealthyAfter >= 0 {
-		p.trial.begin(id, got.Version, previous)
-		if err := p.trial.save(p.exe); err != nil {
+		p.state.begin(id, got.Version, previous)
+		if err := p.state.save(p.exe); err != nil {
 			p.log.Warn("the update cannot be rolled back automatically", "err", err)
 		}
 	}
@@ -537,31 +534,32 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 // OS code signature may follow it, the region must be the one offered, and
 // the file the one offered when the source named it. A length that the
 // region, or the file's headers as soon as they are in, rule out fails at
-// once with ErrSize. It returns the region
+// once with checked.ErrSize. It returns the region
 // and the file's ID. A write error is a localError.
 func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.Info, [sha256.Size]byte, error) {
 	var none [sha256.Size]byte
 	total, content := c.rel.Size(), c.in.ContentLen()
 	if err := c.in.CheckFileSize(total); err != nil {
-		return region.Info{}, none, fmt.Errorf("%w: %s offers a file of %d bytes for %d bytes of signed content: %w", ErrSize, c.name(), total, content, err)
+		return region.Info{}, none, fmt.Errorf("%w: %s offers a file of %d bytes for %d bytes of signed content: %w", checked.ErrSize, c.name(), total, content, err)
 	}
 	pw := &progressWriter{w: w, total: total, emit: func(done int64) {
 		p.emit(Event{Kind: EventProgress, Release: c.in, Source: c.name(), Done: done, Total: total})
 	}}
 	rr := &releaseReader{ctx: ctx, rel: c.rel, limit: total, checkHeader: func(h []byte) error {
 		if err := c.in.CheckHeader(h, total); err != nil {
-			return fmt.Errorf("%w: %s offers a file of %d bytes, which its headers rule out: %w", ErrSize, c.name(), total, err)
+			return fmt.Errorf("%w: %s offers a file of %d bytes, which its headers rule out: %w", checked.ErrSize, c.name(), total, err)
 		}
 		return nil
 	}}
 	defer rr.close()
-	// A release whose source checks every piece against the signed root
-	// as it arrives is not hashed again: the scan only locates the region
-	// and reads what surrounds the content.
-	checked := c.in.Format == region.V1 && piecesChecked(c.rel)
+	// A release whose source vouches that it checked every piece against
+	// the signed root as it arrived is not hashed again: the scan only
+	// locates the region and reads what surrounds the content. Any other
+	// is hashed whole.
+	vouched := c.in.Format == region.V1 && c.piecesVerified
 	var s *region.Scanned
 	var err error
-	if checked {
+	if vouched {
 		s, err = region.ScanLayout(ctx, io.TeeReader(rr, pw))
 	} else {
 		s, err = region.ScanAs(ctx, io.TeeReader(rr, pw), c.in.Format)
@@ -573,7 +571,7 @@ func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.
 		return region.Info{}, none, fmt.Errorf("downloading %s: %w", c.name(), err)
 	}
 	var got region.Info
-	if checked {
+	if vouched {
 		// c.in's signature was checked before the download (acceptable).
 		got, err = c.in, s.MatchesLayout(c.in)
 	} else {
@@ -583,10 +581,10 @@ func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.
 		return region.Info{}, none, fmt.Errorf("verifying %s: %w", c.name(), err)
 	}
 	if got != c.in {
-		return region.Info{}, none, fmt.Errorf("%w: %s holds version %s", ErrRegionMismatch, c.name(), got.Version)
+		return region.Info{}, none, fmt.Errorf("%w: %s holds version %s", errRegionMismatch, c.name(), got.Version)
 	}
 	if want := c.rel.FileID(); want != none && s.FileID != want {
-		return region.Info{}, none, fmt.Errorf("%w: %s delivered file %x, offered %x", ErrOtherFile, c.name(), s.FileID[:8], want[:8])
+		return region.Info{}, none, fmt.Errorf("%w: %s delivered file %x, offered %x", checked.ErrOtherFile, c.name(), s.FileID[:8], want[:8])
 	}
 	return got, s.FileID, nil
 }
@@ -615,10 +613,10 @@ func (p *pipeline) seedOne(ctx context.Context, src Source, path string, in regi
 func (p *pipeline) afterApply(ctx context.Context, applied region.Info) {
 	switch p.cfg.Mode.kind {
 	case modeNow:
-		p.emit(Event{Kind: EventRestartScheduled, Release: applied, At: p.cfg.now()})
+		p.emit(Event{Kind: EventRestartScheduled, Release: applied, At: time.Now()})
 		p.restart(ctx, applied, true)
 	case modeAt:
-		p.restartAt = NextAt(p.cfg.now(), p.cfg.Mode.hour, p.cfg.Mode.minute)
+		p.restartAt = nextAt(time.Now(), p.cfg.Mode.hour, p.cfg.Mode.minute)
 		p.log.Info("restart scheduled", "version", applied.Version, "at", p.restartAt.Format(time.RFC3339))
 		p.emit(Event{Kind: EventRestartScheduled, Release: applied, At: p.restartAt})
 	default:
@@ -629,7 +627,7 @@ func (p *pipeline) afterApply(ctx context.Context, applied region.Info) {
 // restartIfDue restarts into the applied release, asking the app, once
 // the restart time of mode At has come.
 func (p *pipeline) restartIfDue(ctx context.Context) {
-	if p.restartAt.IsZero() || p.cfg.now().Before(p.restartAt) {
+	if p.restartAt.IsZero() || time.Now().Before(p.restartAt) {
 		return
 	}
 	p.restartAt = time.Time{}
@@ -736,6 +734,8 @@ type candidate struct {
 	src Source
 	rel Release
 	in  region.Info
+	// piecesVerified: the source vouches for every piece (see offer).
+	piecesVerified bool
 }
 
 // name identifies the candidate's bytes as offered by its source, for logs
@@ -792,7 +792,7 @@ type refusals struct {
 	// signature) is still tried.
 	selfTest map[[sha256.Size]byte]time.Time
 	// rolledBack holds, by file ID, the updates rolled back here: never
-	// applied again (see trial).
+	// applied again (see savedState).
 	rolledBack map[[sha256.Size]byte]bool
 }
 
@@ -875,18 +875,18 @@ func (e *localError) Error() string { return e.err.Error() }
 func (e *localError) Unwrap() error { return e.err }
 
 // startTrial runs in Spawn, before the program goes on: it takes in the
-// files rolled back before, and if an update is on trial (see trial) and
+// files rolled back before, and if an update is on trial (see savedState) and
 // the running binary is it, counts this start before returning, so that a
 // program that crashes at once still counts. At the start after
 // MaxUnhealthyStarts unhealthy ones it puts the previous binary back and
 // restarts into it; it returns only if that restart failed. The running
 // binary's check it makes is kept for run.
 func (p *pipeline) startTrial(ctx context.Context) {
-	t, err := loadTrial(p.exe)
+	t, err := loadState(p.exe)
 	if err != nil {
 		p.log.Warn("reading the update state; starting afresh", "err", err)
 	}
-	p.trial = t
+	p.state = t
 	for _, bad := range t.rolledBack() {
 		p.refused.rolledBack[bad] = true
 	}
@@ -901,18 +901,18 @@ func (p *pipeline) startTrial(ctx context.Context) {
 	if err != nil || !t.onTrial(id) {
 		// Another binary runs than the one on trial (replaced by hand),
 		// or this one does not verify: there is nothing to judge.
-		p.trial.healthy()
-		p.saveTrial()
+		p.state.healthy()
+		p.saveState()
 		return
 	}
-	p.trial.Starts++
-	if p.trial.Starts <= p.cfg.MaxUnhealthyStarts {
-		p.saveTrial()
-		p.healthyAt = p.cfg.now().Add(p.cfg.HealthyAfter)
+	p.state.Starts++
+	if p.state.Starts <= p.cfg.MaxUnhealthyStarts {
+		p.saveState()
+		p.healthyAt = time.Now().Add(p.cfg.HealthyAfter)
 		return
 	}
 	// Rolled back at this start: the update never became healthy.
-	bad, previous, starts := p.trial.Version, p.trial.Previous, p.trial.Starts-1
+	bad, previous, starts := p.state.Version, p.state.Previous, p.state.Starts-1
 	old := p.exe + selfreplace.BackupSuffix
 	prev, err := region.VerifyFile(ctx, old, p.pub)
 	if err != nil && !p.trusted.Equal(p.pub) {
@@ -929,8 +929,8 @@ func (p *pipeline) startTrial(ctx context.Context) {
 		p.emit(Event{Kind: EventFailed, Release: running, Err: fmt.Errorf("rolling back %s: %w", bad, err)})
 		return
 	}
-	p.trial.rollBack()
-	p.saveTrial()
+	p.state.rollBack()
+	p.saveState()
 	p.refused.rolledBack[id] = true
 	err = fmt.Errorf("%w: %s did not become healthy in %d starts (each crashed, was killed or exited without Updater.Close before it ran %v); back to %s, and this file of %s is not applied again (%s)", ErrRolledBack, bad, starts, p.cfg.HealthyAfter, previous, bad, rolledBackHint(p.exe))
 	p.log.Error("update rolled back", "version", bad, "previous", previous, "starts", starts, "reason", err)
@@ -953,16 +953,16 @@ func (p *pipeline) confirmHealthy(why string) {
 	v := p.running.Version
 	p.healthyAt = time.Time{}
 	// A newer update applied meanwhile is on trial now: it stays so.
-	if p.verified != nil && p.trial.onTrial(p.verified.id) {
-		p.trial.healthy()
-		p.saveTrial()
+	if p.verified != nil && p.state.onTrial(p.verified.id) {
+		p.state.healthy()
+		p.saveState()
 	}
 	p.log.Info("update is healthy", "version", v, "because", why)
 	p.emit(Event{Kind: EventHealthy, Release: p.running})
 }
 
-func (p *pipeline) saveTrial() {
-	if err := p.trial.save(p.exe); err != nil {
+func (p *pipeline) saveState() {
+	if err := p.state.save(p.exe); err != nil {
 		p.log.Warn("saving the update state", "err", err)
 	}
 }
@@ -990,7 +990,7 @@ func (p *pipeline) followRotations(ctx context.Context) {
 	// statement by a key the chain already left is ignored (see
 	// rotation.Extend), and a chain that led here from the key of the
 	// build this one updated from keeps that key left (rotation.Resume).
-	origin, kept := rotation.Resume(p.pub, runningTarget, p.trial.rotations())
+	origin, kept := rotation.Resume(p.pub, runningTarget, p.state.rotations())
 	var stmts []rotation.Statement
 	for _, src := range p.sources {
 		rs, ok := src.(rotationSource)
@@ -1009,8 +1009,8 @@ func (p *pipeline) followRotations(ctx context.Context) {
 	}
 	from := p.trusted
 	p.trusted = key
-	p.trial.setRotations(chain)
-	p.saveTrial()
+	p.state.setRotations(chain)
+	p.saveState()
 	p.log.Warn("owner key rotated: releases must now be signed with the new key", "target", runningTarget, "from", region.EncodePublicKey(from), "to", region.EncodePublicKey(key), "statements", len(chain))
 	p.emit(Event{Kind: EventKeyRotated, Key: region.EncodePublicKey(key)})
 	for _, src := range p.sources {

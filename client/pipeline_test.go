@@ -15,8 +15,10 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/selfreplace"
 	"github.com/org/rustpatcher-go/region"
@@ -79,25 +81,27 @@ func (r *rig) releaseAs(name string, seed uint64, key regiontest.Key, version st
 	return p
 }
 
-// config returns a Config using the rig's hooks; selfTest nil means a
-// self-test that passes.
-func (r *rig) config() Config {
-	return Config{
-		PublicKey:  r.key.PublicText,
-		Mode:       OnRestart(),
-		Interval:   time.Hour, // tests poll with Check
-		Sources:    []Source{DirSource(r.rels)},
-		Network:    NetworkConfig{Disabled: true},
-		Logger:     slog.New(slog.NewTextHandler(testWriter{r.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Executable: r.exe,
-		OnEvent: func(e Event) {
-			r.mu.Lock()
-			r.events = append(r.events, e)
-			r.mu.Unlock()
-			select {
-			case r.notify <- struct{}{}:
-			default:
-			}
+// config returns a Config with the rig's test hooks: a self-test that
+// passes, restarts recorded.
+func (r *rig) config() options {
+	return options{
+		Config: Config{
+			PublicKey:  r.key.PublicText,
+			Mode:       OnRestart(),
+			Interval:   time.Hour, // tests poll with Check
+			Sources:    []Source{DirSource(r.rels)},
+			Network:    NetworkConfig{Disabled: true},
+			Logger:     slog.New(slog.NewTextHandler(testWriter{r.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Executable: r.exe,
+			OnEvent: func(e Event) {
+				r.mu.Lock()
+				r.events = append(r.events, e)
+				r.mu.Unlock()
+				select {
+				case r.notify <- struct{}{}:
+				default:
+				}
+			},
 		},
 		current: func() (region.Info, error) { return r.running, nil },
 		restart: func(path string, argv, env []string) error {
@@ -110,9 +114,9 @@ func (r *rig) config() Config {
 	}
 }
 
-func (r *rig) spawn(cfg Config) *Updater {
+func (r *rig) spawn(cfg options) *Updater {
 	r.t.Helper()
-	u, err := Spawn(context.Background(), cfg)
+	u, err := spawn(context.Background(), cfg)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -198,7 +202,7 @@ func (r *rig) noLeftovers(backup bool) {
 	want := map[string]bool{filepath.Base(r.exe): true}
 	if backup {
 		want[filepath.Base(r.exe)+selfreplace.BackupSuffix] = true
-		want[filepath.Base(r.exe)+StateSuffix] = true // the update on trial
+		want[filepath.Base(r.exe)+stateSuffix] = true // the update on trial
 	}
 	var extra []string
 	for _, e := range ents {
@@ -270,7 +274,7 @@ func TestApplyOnRestart(t *testing.T) {
 	// older 1.5.0 is refused; 2.0.0, just applied, is not news.
 	mark := len(r.eventList())
 	u.Check()
-	r.waitEvent(mark, EventRejected, func(e Event) bool { return errors.Is(e.Err, ErrNotNewer) && e.Release.Version == "1.5.0" })
+	r.waitEvent(mark, EventRejected, func(e Event) bool { return errors.Is(e.Err, errNotNewer) && e.Release.Version == "1.5.0" })
 	if n := r.countEvents(EventApplied); n != 1 {
 		t.Errorf("%d applied events, want 1", n)
 	}
@@ -361,48 +365,48 @@ func TestRestartMethod(t *testing.T) {
 	r.waitEvent(0, EventRestarting, nil)
 }
 
-// TestModeAtSchedules checks that mode At reports the next occurrence
-// computed from the injected clock.
-func TestModeAtSchedules(t *testing.T) {
-	t.Parallel()
-	ny := mustLoad(t, "America/New_York")
-	r := newRig(t)
-	r.release("prog-2.0.0", 2, r.key, "2.0.0")
-	cfg := r.config()
-	cfg.Mode = At(2, 30)
-	now := time.Date(2026, 3, 7, 23, 0, 0, 0, ny)
-	cfg.now = func() time.Time { return now }
-	r.spawn(cfg)
-	e, _ := r.waitEvent(0, EventRestartScheduled, nil)
-	if want := time.Date(2026, 3, 8, 3, 0, 0, 0, ny); !e.At.Equal(want) {
-		t.Errorf("restart scheduled at %v, want %v (the end of the DST gap)", e.At, want)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.restarts) != 0 {
-		t.Error("restarted before the scheduled time")
-	}
-}
-
+// TestModeAtRestartsWhenDue checks, on synctest's clock, that mode At
+// schedules the restart for the next time the wall clock reads its time of
+// day, and restarts then, not a second before, across the hours in
+// between (the alarm wakes the loop at most a minute ahead). TestNextAt
+// has the days when the clocks change.
 func TestModeAtRestartsWhenDue(t *testing.T) {
-	r := newRig(t)
-	r.release("prog-2.0.0", 2, r.key, "2.0.0")
-	cfg := r.config()
-	var mu sync.Mutex
-	now := time.Date(2026, 5, 1, 9, 29, 59, 500_000_000, time.UTC)
-	cfg.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	cfg.Mode = At(9, 30)
-	r.spawn(cfg)
-	e, _ := r.waitEvent(0, EventRestartScheduled, nil)
-	if want := time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC); !e.At.Equal(want) {
-		t.Fatalf("scheduled at %v, want %v", e.At, want)
-	}
-	// The timer fires after half a second of real time; the injected
-	// clock says it is time by then.
-	mu.Lock()
-	now = now.Add(time.Second)
-	mu.Unlock()
-	r.waitEvent(0, EventRestarting, nil)
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		time.Sleep(time.Until(time.Date(2026, 5, 1, 7, 0, 0, 0, time.Local)))
+		r := newRig(t)
+		r.release("prog-2.0.0", 2, r.key, "2.0.0")
+		cfg := r.config()
+		cfg.Mode = At(9, 30)
+		var restarted []time.Time
+		cfg.restart = func(string, []string, []string) error {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			restarted = append(restarted, time.Now())
+			return nil
+		}
+		r.spawn(cfg)
+		synctest.Wait()
+		e, _ := r.waitEvent(0, EventRestartScheduled, nil)
+		want := time.Date(2026, 5, 1, 9, 30, 0, 0, time.Local)
+		if !e.At.Equal(want) {
+			t.Fatalf("restart scheduled at %v, want %v", e.At, want)
+		}
+		time.Sleep(time.Until(want) - time.Second)
+		synctest.Wait()
+		r.mu.Lock()
+		if len(restarted) != 0 {
+			t.Errorf("restarted at %v, before the scheduled %v", restarted, want)
+		}
+		r.mu.Unlock()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if len(restarted) != 1 || !restarted[0].Equal(want) {
+			t.Errorf("restarted at %v, want once at %v", restarted, want)
+		}
+	})
 }
 
 func TestRefusals(t *testing.T) {
@@ -410,16 +414,16 @@ func TestRefusals(t *testing.T) {
 	tests := []struct {
 		name    string
 		setup   func(r *rig)
-		cfg     func(cfg *Config)
+		cfg     func(cfg *options)
 		kind    EventKind
 		wantErr error
 	}{
 		{"other key", func(r *rig) { r.release("p", 2, regiontest.NewKey(r.t), "2.0.0") }, nil, EventRejected, region.ErrBadSignature},
-		{"older version", func(r *rig) { r.release("p", 2, r.key, "0.9.0") }, nil, EventRejected, ErrNotNewer},
-		{"pre-release not allowed", func(r *rig) { r.release("p", 2, r.key, "2.0.0-rc.1") }, nil, EventRejected, ErrPrerelease},
-		{"other target", func(r *rig) { r.releaseAs("p", 2, r.key, "2.0.0", region.V1, "plan9/arm") }, nil, EventRejected, ErrWrongTarget},
-		{"v0 without opting in", func(r *rig) { r.releaseAs("p", 2, r.key, "2.0.0", region.V0, "") }, nil, EventRejected, ErrV0},
-		{"older pre-release", func(r *rig) { r.release("p", 2, r.key, "1.0.0-rc.1") }, func(c *Config) { c.AllowPrerelease = true }, EventRejected, ErrNotNewer},
+		{"older version", func(r *rig) { r.release("p", 2, r.key, "0.9.0") }, nil, EventRejected, errNotNewer},
+		{"pre-release not allowed", func(r *rig) { r.release("p", 2, r.key, "2.0.0-rc.1") }, nil, EventRejected, errPrerelease},
+		{"other target", func(r *rig) { r.releaseAs("p", 2, r.key, "2.0.0", region.V1, "plan9/arm") }, nil, EventRejected, errWrongTarget},
+		{"v0 without opting in", func(r *rig) { r.releaseAs("p", 2, r.key, "2.0.0", region.V0, "") }, nil, EventRejected, errV0},
+		{"older pre-release", func(r *rig) { r.release("p", 2, r.key, "1.0.0-rc.1") }, func(c *options) { c.AllowPrerelease = true }, EventRejected, errNotNewer},
 		{"flipped byte", func(r *rig) {
 			p := r.release("p", 2, r.key, "2.0.0")
 			regiontest.FlipByte(r.t, p, 1000)
@@ -428,7 +432,7 @@ func TestRefusals(t *testing.T) {
 			p := r.release("p", 2, r.key, "2.0.0")
 			st, _ := os.Stat(p)
 			os.Truncate(p, st.Size()-10)
-		}, nil, EventFailed, ErrSize},
+		}, nil, EventFailed, checked.ErrSize},
 		{"appended bytes", func(r *rig) {
 			p := r.release("p", 2, r.key, "2.0.0")
 			f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
@@ -440,16 +444,16 @@ func TestRefusals(t *testing.T) {
 			f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
 			f.Write(make([]byte, 4096))
 			f.Close()
-		}, func(c *Config) { c.AcceptV0 = true }, EventFailed, ErrSize},
-		{"self-test fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
+		}, func(c *options) { c.AcceptV0 = true }, EventFailed, checked.ErrSize},
+		{"self-test fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *options) {
 			c.selfTest = func(context.Context, string, region.Info) error {
 				return fmt.Errorf("%w: exec format error", ErrSelfTest)
 			}
 		}, EventFailed, ErrSelfTest},
-		{"disk full", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
+		{"disk full", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *options) {
 			c.fs = &faultFS{writeLimit: 100_000}
 		}, EventFailed, syscall.ENOSPC},
-		{"rename fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *Config) {
+		{"rename fails", func(r *rig) { r.release("p", 2, r.key, "2.0.0") }, func(c *options) {
 			c.fs = &faultFS{renameOverErr: syscall.EXDEV}
 		}, EventFailed, syscall.EXDEV},
 	}
@@ -515,19 +519,19 @@ func TestDisabled(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
-		mutate  func(r *rig, cfg *Config)
+		mutate  func(r *rig, cfg *options)
 		wantErr error
 	}{
-		{"unsigned build", func(r *rig, cfg *Config) {
+		{"unsigned build", func(r *rig, cfg *options) {
 			cfg.current = func() (region.Info, error) { return region.Info{}, nil }
 		}, region.ErrUnsigned},
-		{"file changed on disk", func(r *rig, cfg *Config) {
+		{"file changed on disk", func(r *rig, cfg *options) {
 			regiontest.FlipByte(r.t, r.exe, 500)
 		}, ErrFileMismatch},
-		{"file is another version", func(r *rig, cfg *Config) {
+		{"file is another version", func(r *rig, cfg *options) {
 			regiontest.WriteBinary(r.t, r.exe, 1000, 9, r.key, "1.0.1")
 		}, ErrFileMismatch},
-		{"signed by another key", func(r *rig, cfg *Config) {
+		{"signed by another key", func(r *rig, cfg *options) {
 			cfg.PublicKey = regiontest.NewKey(r.t).PublicText
 		}, region.ErrBadSignature},
 	}
@@ -635,7 +639,7 @@ func TestDirReleaseCompletedLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := r.spawn(r.config())
-	_, i := r.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, ErrSize) })
+	_, i := r.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, checked.ErrSize) })
 	if err := os.WriteFile(p, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -648,51 +652,61 @@ func TestDirReleaseCompletedLater(t *testing.T) {
 // source in the same or later polls, and is tried again after selfTestRetry.
 func TestSelfTestFailureRememberedByRelease(t *testing.T) {
 	t.Parallel()
-	r := newRig(t)
-	p := r.release("p", 2, r.key, "2.0.0")
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The same release under another name, and an older good one.
-	if err := os.WriteFile(filepath.Join(r.rels, "q"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	r.release("s", 3, r.key, "1.5.0")
-
-	var (
-		mu       sync.Mutex
-		now      = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-		selfTest = map[string]int{}
-	)
-	cfg := r.config()
-	cfg.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	cfg.selfTest = func(_ context.Context, _ string, in region.Info) error {
-		mu.Lock()
-		defer mu.Unlock()
-		selfTest[in.Version]++
-		if in.Version == "2.0.0" {
-			return fmt.Errorf("%w: exec format error", ErrSelfTest)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		p := r.release("p", 2, r.key, "2.0.0")
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	}
-	u := r.spawn(cfg)
-	// The first poll tries 2.0.0 once, skips its copy, and applies 1.5.0.
-	_, i := r.waitEvent(0, EventApplied, func(e Event) bool { return e.Release.Version == "1.5.0" })
-	mu.Lock()
-	if got := selfTest["2.0.0"]; got != 1 {
-		t.Errorf("2.0.0 self-tested %d times in the first poll, want 1", got)
-	}
-	now = now.Add(selfTestRetry + time.Minute)
-	mu.Unlock()
-	// An hour later it is tried again (once more, not once per copy).
-	u.Check()
-	r.waitEvent(i, EventFailed, func(e Event) bool { return errors.Is(e.Err, ErrSelfTest) })
-	mu.Lock()
-	defer mu.Unlock()
-	if got := selfTest["2.0.0"]; got != 2 {
-		t.Errorf("2.0.0 self-tested %d times after the retry delay, want 2", got)
-	}
+		// The same release under another name, and an older good one.
+		if err := os.WriteFile(filepath.Join(r.rels, "q"), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		r.release("s", 3, r.key, "1.5.0")
+
+		var (
+			mu       sync.Mutex
+			selfTest = map[string]int{}
+		)
+		tested := func() int {
+			mu.Lock()
+			defer mu.Unlock()
+			return selfTest["2.0.0"]
+		}
+		cfg := r.config()
+		cfg.Interval = 24 * time.Hour // only Check polls in this test
+		cfg.selfTest = func(_ context.Context, _ string, in region.Info) error {
+			mu.Lock()
+			defer mu.Unlock()
+			selfTest[in.Version]++
+			if in.Version == "2.0.0" {
+				return fmt.Errorf("%w: exec format error", ErrSelfTest)
+			}
+			return nil
+		}
+		u := r.spawn(cfg)
+		// The first poll tries 2.0.0 once, skips its copy, and applies 1.5.0.
+		_, i := r.waitEvent(0, EventApplied, func(e Event) bool { return e.Release.Version == "1.5.0" })
+		if got := tested(); got != 1 {
+			t.Errorf("2.0.0 self-tested %d times in the first poll, want 1", got)
+		}
+		// Until selfTestRetry has passed it is not tried again...
+		time.Sleep(selfTestRetry - time.Minute)
+		u.Check()
+		synctest.Wait()
+		if got := tested(); got != 1 {
+			t.Errorf("2.0.0 self-tested %d times before the retry delay, want 1", got)
+		}
+		// ...then it is (once more, not once per copy).
+		time.Sleep(2 * time.Minute)
+		u.Check()
+		r.waitEvent(i, EventFailed, func(e Event) bool { return errors.Is(e.Err, ErrSelfTest) })
+		synctest.Wait()
+		if got := tested(); got != 2 {
+			t.Errorf("2.0.0 self-tested %d times after the retry delay, want 2", got)
+		}
+	})
 }
 
 // TestAcceptV0 checks that a v0 release (rustpatcher 0.2's format) is
@@ -720,63 +734,68 @@ func TestAcceptV0(t *testing.T) {
 // newest release applied.
 func TestUnwritableDirectory(t *testing.T) {
 	t.Parallel()
-	r := newRig(t)
-	r.release("p", 2, r.key, "2.0.0")
-	cfg := r.config()
-	ffs := &faultFS{createErr: syscall.EACCES}
-	cfg.fs = ffs
-	var logs regiontest.Buffer
-	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	src := &countingSource{Source: DirSource(r.rels)}
-	cfg.Sources = []Source{src}
-	u := r.spawn(cfg)
-	e, _ := r.waitEvent(0, EventFailed, nil)
-	if !errors.Is(e.Err, selfreplace.ErrNotWritable) || !strings.Contains(e.Err.Error(), "make the directory writable") {
-		t.Errorf("failed event: %v, want ErrNotWritable saying what to do", e.Err)
-	}
-	// The first poll finds 2.0.0: said once.
-	_, i := r.waitEvent(0, EventFailed, func(e Event) bool { return e.Release.Version == "2.0.0" })
-	// Polls go on, quietly.
-	polls := func(n int) {
-		t.Helper()
-		for range n {
-			want := src.polls() + 1
-			u.Check()
-			r.waitPolls(src, want)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		r.release("p", 2, r.key, "2.0.0")
+		cfg := r.config()
+		ffs := &faultFS{createErr: syscall.EACCES}
+		cfg.fs = ffs
+		var logs regiontest.Buffer
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		src := &countingSource{Source: DirSource(r.rels)}
+		cfg.Sources = []Source{src}
+		u := r.spawn(cfg)
+		e, _ := r.waitEvent(0, EventFailed, nil)
+		if !errors.Is(e.Err, selfreplace.ErrNotWritable) || !strings.Contains(e.Err.Error(), "make the directory writable") {
+			t.Errorf("failed event: %v, want ErrNotWritable saying what to do", e.Err)
 		}
-	}
-	polls(4)
-	if n := r.countEvents(EventFailed); n != 2 {
-		t.Errorf("%d failed events after 5 polls, want 2 (the start, 2.0.0 found): %v", n, r.eventList())
-	}
-	if n := r.countEvents(EventFound); n != 0 {
-		t.Errorf("fetched %d times while the directory was unwritable", n)
-	}
-	// A newer release: said once.
-	r.release("q", 3, r.key, "2.0.1")
-	u.Check()
-	_, i = r.waitEvent(i+1, EventFailed, func(e Event) bool { return e.Release.Version == "2.0.1" })
-	polls(3)
-	if n := r.countEvents(EventFailed); n != 3 {
-		t.Errorf("%d failed events, want 3: %v", n, r.eventList())
-	}
-	got := logs.String()
-	if n := strings.Count(got, "level=ERROR"); n != 1 {
-		t.Errorf("%d ERROR lines, want 1:\n%s", n, got)
-	}
-	if n := strings.Count(got, "level=WARN"); n != 2 {
-		t.Errorf("%d WARN lines, want 2 (2.0.0 and 2.0.1 cannot be applied):\n%s", n, got)
-	}
-	// Writable again: said once, and the newest release applied.
-	ffs.setCreateErr(nil)
-	u.Check()
-	e, _ = r.waitEvent(i+1, EventApplied, nil)
-	if e.Release.Version != "2.0.1" {
-		t.Errorf("applied %s, want 2.0.1", e.Release.Version)
-	}
-	if got := logs.String(); strings.Count(got, "takes new files again") != 1 {
-		t.Errorf("the directory writable again is not said once:\n%s", got)
-	}
+		// The first poll finds 2.0.0: said once.
+		_, i := r.waitEvent(0, EventFailed, func(e Event) bool { return e.Release.Version == "2.0.0" })
+		// Polls go on, quietly.
+		polls := func(n int) {
+			t.Helper()
+			for range n {
+				want := src.polls() + 1
+				u.Check()
+				synctest.Wait()
+				if got := src.polls(); got != want {
+					t.Fatalf("polled %d times, want %d", got, want)
+				}
+			}
+		}
+		polls(4)
+		if n := r.countEvents(EventFailed); n != 2 {
+			t.Errorf("%d failed events after 5 polls, want 2 (the start, 2.0.0 found): %v", n, r.eventList())
+		}
+		if n := r.countEvents(EventFound); n != 0 {
+			t.Errorf("fetched %d times while the directory was unwritable", n)
+		}
+		// A newer release: said once.
+		r.release("q", 3, r.key, "2.0.1")
+		u.Check()
+		_, i = r.waitEvent(i+1, EventFailed, func(e Event) bool { return e.Release.Version == "2.0.1" })
+		polls(3)
+		if n := r.countEvents(EventFailed); n != 3 {
+			t.Errorf("%d failed events, want 3: %v", n, r.eventList())
+		}
+		got := logs.String()
+		if n := strings.Count(got, "level=ERROR"); n != 1 {
+			t.Errorf("%d ERROR lines, want 1:\n%s", n, got)
+		}
+		if n := strings.Count(got, "level=WARN"); n != 2 {
+			t.Errorf("%d WARN lines, want 2 (2.0.0 and 2.0.1 cannot be applied):\n%s", n, got)
+		}
+		// Writable again: said once, and the newest release applied.
+		ffs.setCreateErr(nil)
+		u.Check()
+		e, _ = r.waitEvent(i+1, EventApplied, nil)
+		if e.Release.Version != "2.0.1" {
+			t.Errorf("applied %s, want 2.0.1", e.Release.Version)
+		}
+		if got := logs.String(); strings.Count(got, "takes new files again") != 1 {
+			t.Errorf("the directory writable again is not said once:\n%s", got)
+		}
+	})
 }
 
 // countingSource counts the polls of a source.
@@ -799,18 +818,6 @@ func (s *countingSource) polls() int {
 	return s.n
 }
 
-// waitPolls waits (at most 10 s) until src was polled n times.
-func (r *rig) waitPolls(src *countingSource, n int) {
-	r.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for src.polls() < n {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("polled %d times, want %d", src.polls(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestSameVersionIsQuiet checks that the running version, offered back by
 // a source, is not reported as rejected, while an older one is.
 func TestSameVersionIsQuiet(t *testing.T) {
@@ -829,7 +836,7 @@ func TestSameVersionIsQuiet(t *testing.T) {
 
 // TestImpossibleTailNotRead: a release whose headers rule out its length
 // (a tail of zeros after a file that can have no code signature) is
-// refused with ErrSize as soon as its headers are read, not after reading
+// refused with checked.ErrSize as soon as its headers are read, not after reading
 // it to its end, and not fetched again at the next poll.
 func TestImpossibleTailNotRead(t *testing.T) {
 	t.Parallel()
@@ -853,8 +860,8 @@ func TestImpossibleTailNotRead(t *testing.T) {
 	cfg.AcceptV0 = true
 	u := r.spawn(cfg)
 	e, i := r.waitEvent(0, EventFailed, func(e Event) bool { return e.Release.Version == "2.0.0" })
-	if !errors.Is(e.Err, ErrSize) {
-		t.Fatalf("failed with %v, want ErrSize", e.Err)
+	if !errors.Is(e.Err, checked.ErrSize) {
+		t.Fatalf("failed with %v, want checked.ErrSize", e.Err)
 	}
 	r.mu.Lock()
 	for _, e := range r.events {

@@ -28,24 +28,24 @@ func (cfg Config) checkChannel() error {
 	return nil
 }
 
-// Errors of releases that the owner's rollout statement holds back; test
-// with errors.Is.
+// Reasons of releases that the owner's rollout statement holds back, and
+// of EventStale.
 var (
-	// ErrYanked means the owner's rollout statement yanked the version: no
+	// errYanked means the owner's rollout statement yanked the version: no
 	// node installs it.
-	ErrYanked = errors.New("version yanked by the owner's rollout statement")
-	// ErrRolloutHold means the owner's rollout statement does not give
+	errYanked = errors.New("version yanked by the owner's rollout statement")
+	// errRolloutHold means the owner's rollout statement does not give
 	// this node the version (yet): the node's channel is on an older one,
 	// its rollout is halted, or the node's bucket is not in the share of
 	// nodes the rollout has reached. Such a release is looked at again at
 	// every poll, as the statement changes.
-	ErrRolloutHold = errors.New("held back by the owner's rollout statement")
-	// ErrStale is the reason of EventStale.
-	ErrStale = errors.New("cannot confirm this is the newest release; a network may be hiding updates")
+	errRolloutHold = errors.New("held back by the owner's rollout statement")
+	// errStale is the reason of EventStale.
+	errStale = errors.New("cannot confirm this is the newest release; a network may be hiding updates")
 )
 
 // rolloutRecord is what the engine keeps about rollouts in the state file
-// next to the executable (see trial), so that a restart keeps the node's
+// next to the executable (see savedState), so that a restart keeps the node's
 // bucket and its replay protection.
 type rolloutRecord struct {
 	// Bucket is the node's rollout bucket, drawn once in [0,
@@ -101,7 +101,7 @@ func (p *pipeline) startRollouts() {
 	r.started = true
 	r.channel = cmp.Or(p.cfg.Channel, rollout.DefaultChannel)
 	r.noted = map[string]bool{}
-	rec := p.trial.rolloutRecord
+	rec := p.state.rolloutRecord
 	if rec.Rollout != "" {
 		st, err := rollout.Parse([]byte(rec.Rollout))
 		if err == nil {
@@ -130,8 +130,8 @@ func (p *pipeline) startRollouts() {
 func (p *pipeline) drawBucket() {
 	b := rand.IntN(rollout.Buckets)
 	p.ro.bucket = b
-	p.trial.Bucket = &b
-	p.saveTrial()
+	p.state.Bucket = &b
+	p.saveState()
 	p.log.Info("rollout bucket", "channel", p.ro.channel, "bucket", b, "drawn", true)
 }
 
@@ -143,7 +143,7 @@ func (p *pipeline) drawBucket() {
 func (p *pipeline) takeRollouts(ctx context.Context) {
 	p.startRollouts()
 	r := &p.ro
-	now := p.cfg.now()
+	now := time.Now()
 	var got []rollout.Statement
 	for _, src := range p.sources {
 		rs, ok := src.(rolloutSource)
@@ -173,11 +173,11 @@ func (p *pipeline) takeRollouts(ctx context.Context) {
 	}
 	if taken {
 		b, _ := r.held.MarshalText()
-		p.trial.Rollout = string(b)
+		p.state.Rollout = string(b)
 		if r.bucket < 0 {
 			p.drawBucket() // saves the statement too
 		} else {
-			p.saveTrial()
+			p.saveState()
 		}
 		p.log.Info("rollout statement taken", "target", r.held.Target, "sequence", r.held.Sequence, "expires", r.held.Expires.Format(time.RFC3339), "statement", summary(*r.held))
 	}
@@ -188,8 +188,8 @@ func (p *pipeline) takeRollouts(ctx context.Context) {
 	case r.held == nil:
 	case r.held.Expired(now) && !r.stale:
 		r.stale = true
-		err := fmt.Errorf("%w: the newest rollout statement seen (sequence %d) expired at %s", ErrStale, r.held.Sequence, r.held.Expires.Format(time.RFC3339))
-		p.log.Warn(ErrStale.Error(), "sequence", r.held.Sequence, "expired", r.held.Expires.Format(time.RFC3339), "running", p.current().Version)
+		err := fmt.Errorf("%w: the newest rollout statement seen (sequence %d) expired at %s", errStale, r.held.Sequence, r.held.Expires.Format(time.RFC3339))
+		p.log.Warn(errStale.Error(), "sequence", r.held.Sequence, "expired", r.held.Expires.Format(time.RFC3339), "running", p.current().Version)
 		p.emit(Event{Kind: EventStale, Release: p.current(), Err: err})
 	case !r.held.Expired(now) && r.stale:
 		r.stale = false
@@ -207,7 +207,7 @@ func (p *pipeline) serveRollout(ctx context.Context, src Source) {
 	if p.ro.held != nil {
 		s.serveRollout(ctx, *p.ro.held)
 	}
-	s.report(p.running.Version, p.trial.RolledBackFrom)
+	s.report(p.running.Version, p.state.RolledBackFrom)
 }
 
 // refuseRollout logs a refused statement, once per statement.
@@ -251,25 +251,25 @@ func (r *rollouts) allows(v, cur string, now time.Time) error {
 	s := r.held
 	c := region.CompareVersions(v, cur)
 	if c == 0 {
-		return fmt.Errorf("%w: %s is not above %s", ErrNotNewer, v, cur)
+		return fmt.Errorf("%w: %s is not above %s", errNotNewer, v, cur)
 	}
 	if s.Yanked(v) {
-		return fmt.Errorf("%w: %s (statement %d)", ErrYanked, v, s.Sequence)
+		return fmt.Errorf("%w: %s (statement %d)", errYanked, v, s.Sequence)
 	}
 	d := s.Decide(r.channel, r.bucket, cur, now)
 	switch {
 	case d.Downgrade && region.CompareVersions(v, d.Version) == 0:
 		return nil
 	case d.Downgrade:
-		return fmt.Errorf("%w: %s; the statement moves this node to %s only", ErrRolloutHold, d.Why, d.Version)
+		return fmt.Errorf("%w: %s; the statement moves this node to %s only", errRolloutHold, d.Why, d.Version)
 	case c < 0:
-		return fmt.Errorf("%w: %s is not above %s", ErrNotNewer, v, cur)
+		return fmt.Errorf("%w: %s is not above %s", errNotNewer, v, cur)
 	case d.Version == "":
-		return fmt.Errorf("%w: %s", ErrRolloutHold, d.Why)
+		return fmt.Errorf("%w: %s", errRolloutHold, d.Why)
 	case region.CompareVersions(v, d.Version) > 0:
-		return fmt.Errorf("%w: %s is above %s, the version channel %s is on", ErrRolloutHold, v, d.Version, r.channel)
+		return fmt.Errorf("%w: %s is above %s, the version channel %s is on", errRolloutHold, v, d.Version, r.channel)
 	case region.IsPrerelease(v) && !region.IsPrerelease(d.Version):
-		return fmt.Errorf("%w: %s, and channel %s is on a release (%s)", ErrPrerelease, v, r.channel, d.Version)
+		return fmt.Errorf("%w: %s, and channel %s is on a release (%s)", errPrerelease, v, r.channel, d.Version)
 	}
 	return nil
 }
@@ -279,8 +279,8 @@ func (r *rollouts) allows(v, cur string, now time.Time) error {
 // yank may move the node down to it), and, under a statement, one it
 // holds back.
 func (r *rollouts) mayAllow(err error) bool {
-	return errors.Is(err, ErrNotNewer) || errors.Is(err, ErrRolloutHold) || errors.Is(err, ErrYanked) ||
-		r.held != nil && errors.Is(err, ErrPrerelease)
+	return errors.Is(err, errNotNewer) || errors.Is(err, errRolloutHold) || errors.Is(err, errYanked) ||
+		r.held != nil && errors.Is(err, errPrerelease)
 }
 
 // reportHold reports an offer that mayAllow refused, once per offer and
@@ -294,7 +294,7 @@ func (p *pipeline) reportHold(c candidate, err error) {
 		return
 	}
 	msg := "release rejected"
-	if !errors.Is(err, ErrNotNewer) {
+	if !errors.Is(err, errNotNewer) {
 		msg = "release held back by the rollout statement"
 	}
 	p.log.Info(msg, "version", c.in.Version, "source", c.name(), "reason", err)

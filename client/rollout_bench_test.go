@@ -70,26 +70,28 @@ func rolloutFleet(b *testing.B, n int, interval time.Duration) (halt, yank time.
 		exe := filepath.Join(dir, fmt.Sprintf("node%02d", i), "prog")
 		running := regiontest.WriteBinary(b, exe, 300_000, 1, k, "2.0.0")
 		var once sync.Once
-		cfg := Config{
-			PublicKey: k.PublicText,
-			Mode:      OnRestart(),
-			Interval:  interval,
-			Network: NetworkConfig{Private: true, Bootstrap: seed.Addrs(), ListenAddrs: loopback, DHTServer: true,
-				OnListen: func(string) { once.Do(func() { up <- struct{}{} }) }},
-			Logger:     slog.New(&takenHandler{on: func(seq uint64) { mu.Lock(); took[seq][i] = time.Now(); mu.Unlock() }}),
-			Executable: exe,
-			OnEvent: func(e Event) {
-				if e.Kind == EventApplied && e.Release.Version == "1.0.1" {
-					mu.Lock()
-					applied[i] = time.Now()
-					mu.Unlock()
-				}
+		cfg := options{
+			Config: Config{
+				PublicKey: k.PublicText,
+				Mode:      OnRestart(),
+				Interval:  interval,
+				Network: NetworkConfig{Private: true, Bootstrap: seed.Addrs(), ListenAddrs: loopback, DHTServer: true,
+					OnListen: func(string) { once.Do(func() { up <- struct{}{} }) }},
+				Logger:     slog.New(&takenHandler{on: func(seq uint64) { mu.Lock(); took[seq][i] = time.Now(); mu.Unlock() }}),
+				Executable: exe,
+				OnEvent: func(e Event) {
+					if e.Kind == EventApplied && e.Release.Version == "1.0.1" {
+						mu.Lock()
+						applied[i] = time.Now()
+						mu.Unlock()
+					}
+				},
 			},
 			current:  func() (region.Info, error) { return running, nil },
 			restart:  func(string, []string, []string) error { return nil },
 			selfTest: func(context.Context, string, region.Info) error { return nil },
 		}
-		u, err := Spawn(ctx, cfg)
+		u, err := spawn(ctx, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

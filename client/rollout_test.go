@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
@@ -20,25 +21,34 @@ import (
 	"github.com/org/rustpatcher-go/region"
 )
 
-// t0 is the rollout tests' start time on their clock.
+// t0 is when the clock starts in the rollout tests that move it (see
+// fromT0).
 var t0 = time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 
-// rolloutRig is a rig with a clock, a log to read, polls to wait for and a
-// bucket set before the start.
+// fromT0 runs f in a synctest bubble whose clock starts at t0, for the
+// tests that move the clock (rolloutRig.advance).
+func fromT0(t *testing.T, f func(t *testing.T)) {
+	synctest.Test(t, func(t *testing.T) {
+		time.Sleep(time.Until(t0))
+		f(t)
+	})
+}
+
+// rolloutRig is a rig with a log to read, polls to wait for and a bucket
+// set before the start.
 type rolloutRig struct {
 	*rig
 	polls chan struct{} // a receive per poll that reached the directory
 
 	mu  sync.Mutex
-	now time.Time
 	log bytes.Buffer
 }
 
 func newRolloutRig(t *testing.T, bucket int) *rolloutRig {
-	r := &rolloutRig{rig: newRig(t), polls: make(chan struct{}, 100), now: t0}
+	r := &rolloutRig{rig: newRig(t), polls: make(chan struct{}, 100)}
 	if bucket >= 0 {
 		b, _ := json.Marshal(map[string]int{"rollout_bucket": bucket})
-		if err := os.WriteFile(r.exe+StateSuffix, b, 0o644); err != nil {
+		if err := os.WriteFile(r.exe+stateSuffix, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -69,17 +79,11 @@ func (r *rolloutRig) logged(subs ...string) []string {
 	return out
 }
 
-func (r *rolloutRig) clock() time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.now
-}
+func (r *rolloutRig) clock() time.Time { return time.Now() }
 
-func (r *rolloutRig) advance(d time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.now = r.now.Add(d)
-}
+// advance moves the clock on by d, the engine's timers with it: only in a
+// synctest bubble (see fromT0).
+func (r *rolloutRig) advance(d time.Duration) { time.Sleep(d) }
 
 // polledDir is the rig's directory source, telling each poll.
 type polledDir struct {
@@ -95,12 +99,11 @@ func (d polledDir) Releases(ctx context.Context) ([]Release, error) {
 	return d.dirSource.Releases(ctx)
 }
 
-func (r *rolloutRig) config(channel string) Config {
+func (r *rolloutRig) config(channel string) options {
 	cfg := r.rig.config()
 	cfg.Channel = channel
 	cfg.Sources = []Source{polledDir{DirSource(r.rels).(*dirSource), r.polls}}
 	cfg.Logger = slog.New(slog.NewTextHandler(r, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg.now = r.clock
 	return cfg
 }
 
@@ -204,7 +207,7 @@ func TestRolloutStaged(t *testing.T) {
 			} else {
 				r.wantApplied()
 				r.waitEvent(0, EventRejected, func(e Event) bool {
-					return e.Release.Version == "2.0.0" && errors.Is(e.Err, ErrRolloutHold)
+					return e.Release.Version == "2.0.0" && errors.Is(e.Err, errRolloutHold)
 				})
 			}
 			if len(r.logged(`msg="rollout bucket"`, "channel=stable", "bucket="+strconv.Itoa(tc.bucket))) != 1 {
@@ -215,7 +218,7 @@ func TestRolloutStaged(t *testing.T) {
 			r.wantApplied("2.0.0")
 			// 3.0.0 is offered all along, and never taken.
 			r.waitEvent(0, EventRejected, func(e Event) bool {
-				return e.Release.Version == "3.0.0" && errors.Is(e.Err, ErrRolloutHold)
+				return e.Release.Version == "3.0.0" && errors.Is(e.Err, errRolloutHold)
 			})
 		})
 	}
@@ -225,18 +228,20 @@ func TestRolloutStaged(t *testing.T) {
 // of bucket 5000 after five hours, not before.
 func TestRolloutRamp(t *testing.T) {
 	t.Parallel()
-	r := newRolloutRig(t, 5000)
-	r.release("b-2.0.0", 3, r.key, "2.0.0")
-	r.publish(r.statement(r.key, 1, func(s *rollout.Statement) {
-		s.Channels = []rollout.Channel{{Name: "stable", Version: "2.0.0", Ramp: 10 * time.Hour, Start: t0}}
-	}))
-	u := r.spawn(r.config(""))
-	r.advance(4*time.Hour + 59*time.Minute)
-	r.poll(u)
-	r.wantApplied()
-	r.advance(2 * time.Minute)
-	r.poll(u)
-	r.wantApplied("2.0.0")
+	fromT0(t, func(t *testing.T) {
+		r := newRolloutRig(t, 5000)
+		r.release("b-2.0.0", 3, r.key, "2.0.0")
+		r.publish(r.statement(r.key, 1, func(s *rollout.Statement) {
+			s.Channels = []rollout.Channel{{Name: "stable", Version: "2.0.0", Ramp: 10 * time.Hour, Start: t0}}
+		}))
+		u := r.spawn(r.config(""))
+		r.advance(4*time.Hour + 59*time.Minute)
+		r.poll(u)
+		r.wantApplied()
+		r.advance(2 * time.Minute)
+		r.poll(u)
+		r.wantApplied("2.0.0")
+	})
 }
 
 // TestRolloutHaltResume: a halt stops a rollout where it is: a node not
@@ -310,10 +315,10 @@ func TestRolloutYank(t *testing.T) {
 		return e.Release.Version == "0.9.0" && errors.Is(e.Err, region.ErrBadSignature)
 	})
 	r.waitEvent(0, EventRejected, func(e Event) bool {
-		return e.Release.Version == "2.0.0" && errors.Is(e.Err, ErrYanked)
+		return e.Release.Version == "2.0.0" && errors.Is(e.Err, errYanked)
 	})
 	r.waitEvent(0, EventRejected, func(e Event) bool {
-		return e.Release.Version == "0.9.5" && errors.Is(e.Err, ErrRolloutHold)
+		return e.Release.Version == "0.9.5" && errors.Is(e.Err, errRolloutHold)
 	})
 	r.release("w-0.9.0", 6, r.key, "0.9.0")
 	r.poll(u)
@@ -381,7 +386,7 @@ func TestRolloutRefused(t *testing.T) {
 			u := r.spawn(r.config(""))
 			r.poll(u)
 			u.Close()
-			state, err := os.ReadFile(r.exe + StateSuffix)
+			state, err := os.ReadFile(r.exe + stateSuffix)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -394,7 +399,7 @@ func TestRolloutRefused(t *testing.T) {
 				t.Errorf("%d lines refusing the statement (%q), want 1:\n%s", len(lines), tc.reason, strings.Join(r.logged("rollout"), "\n"))
 			}
 			r.wantApplied()
-			if now, _ := os.ReadFile(r.exe + StateSuffix); !bytes.Equal(now, state) {
+			if now, _ := os.ReadFile(r.exe + stateSuffix); !bytes.Equal(now, state) {
 				t.Errorf("the state changed:\n%s\nwas\n%s", now, state)
 			}
 		})
@@ -406,35 +411,37 @@ func TestRolloutRefused(t *testing.T) {
 // fresh statement clears it, and the next expiry warns again.
 func TestRolloutStale(t *testing.T) {
 	t.Parallel()
-	r := newRolloutRig(t, 9000)
-	r.release("b-2.0.0", 3, r.key, "2.0.0")
-	r.publish(r.statement(r.key, 1, func(s *rollout.Statement) {
-		stable("2.0.0", 25, false)(s)
-		s.Expires = t0.Add(time.Hour)
-	}))
-	u := r.spawn(r.config(""))
-	r.poll(u)
-	r.advance(time.Hour)
-	r.poll(u)
-	r.poll(u)
-	const warning = "cannot confirm this is the newest release; a network may be hiding updates"
-	if n := len(r.logged("level=WARN", warning)); n != 1 {
-		t.Errorf("%d stale warnings, want 1", n)
-	}
-	if n := r.countEvents(EventStale); n != 1 {
-		t.Errorf("%d stale events, want 1", n)
-	}
-	r.wantApplied() // still under the statement: out of the 25%
-	r.publish(r.statement(r.key, 2, stable("2.0.0", 25, false)))
-	r.poll(u)
-	if len(r.logged("a fresh rollout statement came")) != 1 {
-		t.Error("the fresh statement was not noted")
-	}
-	r.advance(8 * 24 * time.Hour)
-	r.poll(u)
-	if n := r.countEvents(EventStale); n != 2 {
-		t.Errorf("%d stale events after the second expiry, want 2", n)
-	}
+	fromT0(t, func(t *testing.T) {
+		r := newRolloutRig(t, 9000)
+		r.release("b-2.0.0", 3, r.key, "2.0.0")
+		r.publish(r.statement(r.key, 1, func(s *rollout.Statement) {
+			stable("2.0.0", 25, false)(s)
+			s.Expires = t0.Add(time.Hour)
+		}))
+		u := r.spawn(r.config(""))
+		r.poll(u)
+		r.advance(time.Hour)
+		r.poll(u)
+		r.poll(u)
+		const warning = "cannot confirm this is the newest release; a network may be hiding updates"
+		if n := len(r.logged("level=WARN", warning)); n != 1 {
+			t.Errorf("%d stale warnings, want 1", n)
+		}
+		if n := r.countEvents(EventStale); n != 1 {
+			t.Errorf("%d stale events, want 1", n)
+		}
+		r.wantApplied() // still under the statement: out of the 25%
+		r.publish(r.statement(r.key, 2, stable("2.0.0", 25, false)))
+		r.poll(u)
+		if len(r.logged("a fresh rollout statement came")) != 1 {
+			t.Error("the fresh statement was not noted")
+		}
+		r.advance(8 * 24 * time.Hour)
+		r.poll(u)
+		if n := r.countEvents(EventStale); n != 2 {
+			t.Errorf("%d stale events after the second expiry, want 2", n)
+		}
+	})
 }
 
 // TestRolloutBucket: a node draws its bucket once and keeps it across
@@ -445,7 +452,7 @@ func TestRolloutBucket(t *testing.T) {
 	bucket := func() int {
 		t.Helper()
 		var rec rolloutRecord
-		b, err := os.ReadFile(r.exe + StateSuffix)
+		b, err := os.ReadFile(r.exe + stateSuffix)
 		if err == nil {
 			err = json.Unmarshal(b, &rec)
 		}
@@ -457,7 +464,7 @@ func TestRolloutBucket(t *testing.T) {
 	u := r.spawn(r.config(""))
 	r.poll(u)
 	u.Close()
-	if _, err := os.Stat(r.exe + StateSuffix); err == nil {
+	if _, err := os.Stat(r.exe + stateSuffix); err == nil {
 		t.Fatal("a node that saw no rollout statement wrote a state file")
 	}
 	r.publish(r.statement(r.key, 1, stable("1.0.0", 100, false)))
@@ -478,7 +485,7 @@ func TestRolloutBucket(t *testing.T) {
 	}
 
 	cfg := r.config("Beta!")
-	if _, err := Spawn(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "Config.Channel") {
+	if _, err := spawn(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "Config.Channel") {
 		t.Errorf("Spawn with channel %q: %v, want an error naming Config.Channel", cfg.Channel, err)
 	}
 }
@@ -514,7 +521,7 @@ func TestRolloutPassedOn(t *testing.T) {
 	t.Parallel()
 	r := newRolloutRig(t, 0)
 	b, _ := json.Marshal(map[string]any{"rollout_bucket": 0, "rolled_back_from": "1.1.0"})
-	if err := os.WriteFile(r.exe+StateSuffix, b, 0o644); err != nil {
+	if err := os.WriteFile(r.exe+stateSuffix, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	src := &servingDir{polledDir: polledDir{DirSource(r.rels).(*dirSource), r.polls}}
@@ -544,13 +551,13 @@ func TestRolloutPassedOn(t *testing.T) {
 func TestRolledBackFrom(t *testing.T) {
 	t.Parallel()
 	exe := filepath.Join(t.TempDir(), "prog")
-	var tr trial
+	var tr savedState
 	tr.begin([32]byte{1}, "2.0.0", "1.0.0")
 	tr.rollBack()
 	if err := tr.save(exe); err != nil {
 		t.Fatal(err)
 	}
-	got, err := loadTrial(exe)
+	got, err := loadState(exe)
 	if err != nil || got.RolledBackFrom != "2.0.0" {
 		t.Errorf("rolled back from %q, %v; want 2.0.0", got.RolledBackFrom, err)
 	}

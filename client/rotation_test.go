@@ -20,7 +20,7 @@ func (r *rig) writeRotation(name string, old regiontest.Key, next regiontest.Key
 		r.t.Fatal(err)
 	}
 	b, _ := s.MarshalText()
-	if err := os.WriteFile(filepath.Join(r.rels, name+RotationSuffix), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(r.rels, name+rotationSuffix), b, 0o644); err != nil {
 		r.t.Fatal(err)
 	}
 }
@@ -56,7 +56,7 @@ func TestKeyRotation(t *testing.T) {
 
 	// Restarted, with the statement gone: the new key is still the only
 	// one trusted, and its release is applied.
-	os.Remove(filepath.Join(r.rels, "rotate"+RotationSuffix))
+	os.Remove(filepath.Join(r.rels, "rotate"+rotationSuffix))
 	r.release("new-2.1.0", 4, next, "2.1.0")
 	r.events = nil
 	r.spawn(r.config())
@@ -83,7 +83,7 @@ func TestForgedRotation(t *testing.T) {
 	s, _ = rotation.New(evil.Private, other.Public, runningTarget, 1)
 	s.From = r.key.Public // claims to move the program's key
 	b, _ := s.MarshalText()
-	if err := os.WriteFile(filepath.Join(r.rels, "forged"+RotationSuffix), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(r.rels, "forged"+rotationSuffix), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r.release("p", 2, other, "2.0.0")

@@ -2,7 +2,7 @@ package client
 
 import "time"
 
-// NextAt returns the first instant strictly after now at which the wall
+// nextAt returns the first instant strictly after now at which the wall
 // clock in now's location reads hour:minute:00.
 //
 // Wall-clock times that a daylight saving change skips (02:30 on the night
@@ -10,7 +10,7 @@ import "time"
 // gap, that is at the change itself; times that occur twice (01:30 on the
 // night clocks go back) fire at the first occurrence only. Midnight is an
 // ordinary time: At(0, 0) after 23:59 fires a minute later, on the next day.
-func NextAt(now time.Time, hour, minute int) time.Time {
+func nextAt(now time.Time, hour, minute int) time.Time {
 	loc := now.Location()
 	y, mo, d := now.Date()
 	// Three days cover "today already passed" plus a day whose time is

@@ -60,22 +60,22 @@ func TestNextAt(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			now := parse(tt.loc, tt.now)
 			want := parse(tt.loc, tt.want)
-			got := NextAt(now, tt.hour, tt.minute)
+			got := nextAt(now, tt.hour, tt.minute)
 			if !got.Equal(want) {
-				t.Errorf("NextAt(%v, %02d:%02d) = %v, want %v", now, tt.hour, tt.minute, got, want)
+				t.Errorf("nextAt(%v, %02d:%02d) = %v, want %v", now, tt.hour, tt.minute, got, want)
 			}
 			if !got.After(now) {
-				t.Errorf("NextAt(%v) = %v is not after now", now, got)
+				t.Errorf("nextAt(%v) = %v is not after now", now, got)
 			}
 			if got.Location() != tt.loc {
-				t.Errorf("NextAt returned a time in %v, want %v", got.Location(), tt.loc)
+				t.Errorf("nextAt returned a time in %v, want %v", got.Location(), tt.loc)
 			}
 		})
 	}
 }
 
 // TestNextAtEveryMinute checks over two whole years in New York that
-// NextAt is always in the future, at most a day (plus a DST hour) away,
+// nextAt is always in the future, at most a day (plus a DST hour) away,
 // and reads hour:minute unless the clocks skipped it.
 func TestNextAtEveryMinute(t *testing.T) {
 	t.Parallel()
@@ -83,15 +83,15 @@ func TestNextAtEveryMinute(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 7, 0, 0, ny)
 	for now := start; now.Before(start.AddDate(2, 0, 0)); now = now.Add(97 * time.Minute) {
 		for _, hm := range [][2]int{{0, 0}, {1, 30}, {2, 30}, {23, 59}} {
-			got := NextAt(now, hm[0], hm[1])
+			got := nextAt(now, hm[0], hm[1])
 			if !got.After(now) || got.Sub(now) > 25*time.Hour {
-				t.Fatalf("NextAt(%v, %v) = %v", now, hm, got)
+				t.Fatalf("nextAt(%v, %v) = %v", now, hm, got)
 			}
 			if got.Hour() != hm[0] || got.Minute() != hm[1] {
 				// Only allowed at a spring-forward gap: an hour earlier
 				// the wall clock read less.
 				if before := got.Add(-time.Second); before.Hour() != 1 || got.Hour() != 3 {
-					t.Fatalf("NextAt(%v, %v) = %v, which reads neither the time nor the end of a gap", now, hm, got)
+					t.Fatalf("nextAt(%v, %v) = %v, which reads neither the time nor the end of a gap", now, hm, got)
 				}
 			}
 		}

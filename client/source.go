@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"io"
 
-	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -52,21 +51,40 @@ type Rejecter interface {
 	Reject(reason error)
 }
 
-// piecesChecker is a Release that checks every byte its readers return
-// (but an OS code signature after the content) against the signed root of
-// a v1 release, piece by piece as it arrives, as the network does: the
-// engine then does not hash the bytes again, and checks only what
-// surrounds the content (region.Scanned.MatchesLayout). Only the module's
-// own sources (the network, HTTPS) can have the method: its argument's
-// type is internal.
-type piecesChecker interface {
-	PiecesChecked(checked.PieceCheck) bool
+// An offer is a release as the engine takes it from a source, with what
+// the source vouches for.
+type offer struct {
+	Release
+	// piecesVerified means that the source vouches that Open's readers
+	// return only bytes checked against the signed root of a v1 release,
+	// piece by piece as they arrive (all but an OS code signature after
+	// the content, which the root does not cover). The engine then does
+	// not hash the content again: it checks only what surrounds it
+	// (region.Scanned.MatchesLayout). Only the module's own sources that
+	// check pieces set it (the network; HTTPS with piece hashes); the
+	// releases of every other source are hashed whole.
+	piecesVerified bool
 }
 
-// piecesChecked reports whether r is a piecesChecker that checks pieces.
-func piecesChecked(r Release) bool {
-	pc, ok := r.(piecesChecker)
-	return ok && pc.PiecesChecked(checked.PieceCheck{})
+// A vouchingSource is one of the module's own sources, which says for
+// each release what it vouches for. Its method is unexported, so that no
+// Source outside the package can be one.
+type vouchingSource interface {
+	offers(ctx context.Context) ([]offer, error)
+}
+
+// offersOf returns the releases src offers: as it vouches for them when
+// it is one of the module's own sources, else vouched for by nobody.
+func offersOf(ctx context.Context, src Source) ([]offer, error) {
+	if v, ok := src.(vouchingSource); ok {
+		return v.offers(ctx)
+	}
+	rels, err := src.Releases(ctx)
+	out := make([]offer, len(rels))
+	for i, r := range rels {
+		out[i] = offer{Release: r}
+	}
+	return out, err
 }
 
 // A Seeder is a Source that also serves releases to others, such as the

@@ -44,7 +44,7 @@ func trialChild() int {
 		}
 	}
 	cfg.restart = func(string, []string, []string) error { return errors.New("no restart in this test") }
-	u, err := Spawn(ctx, cfg)
+	u, err := spawn(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 12
@@ -74,18 +74,18 @@ func TestTrialStops(t *testing.T) {
 			r := newRig(t)
 			r.onTrial(0)
 			rolledBack := false
-			for start := 1; start <= DefaultMaxUnhealthyStarts+1; start++ {
+			for start := 1; start <= defaultMaxUnhealthyStarts+1; start++ {
 				line, err := runTrialChild(t, r, tt.sig)
 				if err != nil {
 					t.Fatalf("start %d: %v", start, err)
 				}
 				if line == "rolled back" {
 					rolledBack = true
-					if start != DefaultMaxUnhealthyStarts+1 {
+					if start != defaultMaxUnhealthyStarts+1 {
 						t.Fatalf("rolled back at start %d", start)
 					}
 				}
-				st, err := loadTrial(r.exe)
+				st, err := loadState(r.exe)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-github/v60/github"
+	"github.com/org/rustpatcher-go/internal/backoff"
 	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
@@ -232,10 +233,7 @@ func (p *Poller) backoff(resp *github.Response) time.Duration {
 		// least a minute, growing exponentially.
 		d = max(d, minBackoff)
 	}
-	for i := 1; i < p.failures && d < maxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, maxBackoff)
+	return backoff.Policy{Base: d, Max: maxBackoff}.Delay(max(p.failures, 1), nil)
 }
 
 func (p *Poller) log() *slog.Logger {

@@ -17,19 +17,22 @@ import (
 // Defaults of the rollback settings.
 const (
 	DefaultHealthyAfter       = time.Minute
-	DefaultMaxUnhealthyStarts = 2
+	defaultMaxUnhealthyStarts = 2
 )
 
-// StateSuffix is appended to the executable's path to name the file where
+// stateSuffix is appended to the executable's path to name the file where
 // the engine keeps, across restarts, the update on trial and the files it
 // rolled back.
-const StateSuffix = ".rustpatcher.json"
+const stateSuffix = ".rustpatcher.json"
 
 // maxRolledBack bounds the files the state remembers as rolled back.
 const maxRolledBack = 64
 
-// A trial is what the engine keeps next to the executable, in
-// <exe>.rustpatcher.json, about the update it applied last: until the new
+// A savedState is all that the engine keeps next to the executable, in
+// <exe>.rustpatcher.json, across restarts: the update on trial, the files
+// rolled back, the key rotations followed and the rollout record.
+//
+// The update on trial is the one the engine applied last: until the new
 // version is healthy (it ran HealthyAfter, or the app said so), each start
 // of it counts, unless it ends in a clean stop (the program called
 // Updater.Close); at the start after MaxUnhealthyStarts unhealthy ones, the
@@ -39,7 +42,7 @@ const maxRolledBack = 64
 // A start is counted as it begins, before the program goes on, so that a
 // crash, a kill or a hang that is then killed leaves it counted; Close
 // takes it back (see pipeline.stopped).
-type trial struct {
+type savedState struct {
 	// New is the file ID of the update on trial; empty when none is.
 	New string `json:"new,omitempty"`
 	// Version and Previous are the versions of the update and of the
@@ -60,12 +63,12 @@ type trial struct {
 }
 
 // statePath returns the path of the state file of the executable exe.
-func statePath(exe string) string { return exe + StateSuffix }
+func statePath(exe string) string { return exe + stateSuffix }
 
-// loadTrial reads the state of the executable exe; a missing file is an
+// loadState reads the state of the executable exe; a missing file is an
 // empty state.
-func loadTrial(exe string) (trial, error) {
-	var t trial
+func loadState(exe string) (savedState, error) {
+	var t savedState
 	b, err := os.ReadFile(statePath(exe))
 	if errors.Is(err, fs.ErrNotExist) {
 		return t, nil
@@ -74,14 +77,14 @@ func loadTrial(exe string) (trial, error) {
 		return t, err
 	}
 	if err := json.Unmarshal(b, &t); err != nil {
-		return trial{}, fmt.Errorf("%s: %w (delete it to start afresh)", statePath(exe), err)
+		return savedState{}, fmt.Errorf("%s: %w (delete it to start afresh)", statePath(exe), err)
 	}
 	return t, nil
 }
 
 // save writes the state atomically: a temporary file in the executable's
 // directory, synced and renamed over the state file.
-func (t trial) save(exe string) error {
+func (t savedState) save(exe string) error {
 	b, err := json.MarshalIndent(t, "", "  ")
 	if err != nil {
 		return err
@@ -112,21 +115,21 @@ func (t trial) save(exe string) error {
 func hexID(id [sha256.Size]byte) string { return hex.EncodeToString(id[:]) }
 
 // begin puts the file id, version v replacing previous, on trial.
-func (t *trial) begin(id [sha256.Size]byte, v, previous string) {
+func (t *savedState) begin(id [sha256.Size]byte, v, previous string) {
 	t.New, t.Version, t.Previous, t.Starts = hexID(id), v, previous, 0
 }
 
 // onTrial reports whether the file id is the update on trial.
-func (t trial) onTrial(id [sha256.Size]byte) bool {
+func (t savedState) onTrial(id [sha256.Size]byte) bool {
 	return t.New != "" && t.New == hexID(id)
 }
 
 // healthy ends the trial: the update stays.
-func (t *trial) healthy() { t.New, t.Version, t.Previous, t.Starts = "", "", "", 0 }
+func (t *savedState) healthy() { t.New, t.Version, t.Previous, t.Starts = "", "", "", 0 }
 
 // rotations returns the statements kept, parsed; ones that do not parse
 // are left out (they are checked again anyway: see rotation.Follow).
-func (t trial) rotations() []rotation.Statement {
+func (t savedState) rotations() []rotation.Statement {
 	var out []rotation.Statement
 	for _, text := range t.Rotations {
 		if s, err := rotation.Parse([]byte(text)); err == nil {
@@ -137,7 +140,7 @@ func (t trial) rotations() []rotation.Statement {
 }
 
 // setRotations keeps the chain of statements followed.
-func (t *trial) setRotations(chain []rotation.Statement) {
+func (t *savedState) setRotations(chain []rotation.Statement) {
 	t.Rotations = t.Rotations[:0]
 	for _, s := range chain {
 		b, _ := s.MarshalText()
@@ -146,7 +149,7 @@ func (t *trial) setRotations(chain []rotation.Statement) {
 }
 
 // rollBack ends the trial: the update is remembered as rolled back.
-func (t *trial) rollBack() {
+func (t *savedState) rollBack() {
 	t.RolledBackFrom = t.Version
 	t.RolledBack = append(t.RolledBack, t.New)
 	if len(t.RolledBack) > maxRolledBack {
@@ -173,7 +176,7 @@ func ForgetRolledBack(exe string) error {
 			return err
 		}
 	}
-	t, err := loadTrial(exe)
+	t, err := loadState(exe)
 	if err != nil {
 		return err
 	}
@@ -190,12 +193,12 @@ func ForgetRolledBack(exe string) error {
 // A start that ends otherwise (a crash, a kill, an exit without Close)
 // stays counted.
 func (p *pipeline) stopped() {
-	if p.healthyAt.IsZero() || p.verified == nil || !p.trial.onTrial(p.verified.id) || p.trial.Starts <= 0 {
+	if p.healthyAt.IsZero() || p.verified == nil || !p.state.onTrial(p.verified.id) || p.state.Starts <= 0 {
 		return
 	}
-	p.trial.Starts--
-	p.saveTrial()
-	p.log.Info("stopped cleanly while the update is on trial; this start does not count against it", "version", p.trial.Version, "unhealthy_starts", p.trial.Starts, "of", p.cfg.MaxUnhealthyStarts)
+	p.state.Starts--
+	p.saveState()
+	p.log.Info("stopped cleanly while the update is on trial; this start does not count against it", "version", p.state.Version, "unhealthy_starts", p.state.Starts, "of", p.cfg.MaxUnhealthyStarts)
 }
 
 // rolledBackHint says, in the rollback message, how to try the file again.
@@ -204,7 +207,7 @@ func rolledBackHint(exe string) string {
 }
 
 // rolledBack returns the file IDs rolled back.
-func (t trial) rolledBack() [][sha256.Size]byte {
+func (t savedState) rolledBack() [][sha256.Size]byte {
 	var out [][sha256.Size]byte
 	for _, s := range t.RolledBack {
 		var id [sha256.Size]byte
