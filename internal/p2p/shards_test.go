@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"log/slog"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/org/rustpatcher-go/internal/swarmsim"
 )
 
 // TestShardCID pins the shard keys of docs/PROTOCOL.md to digests
@@ -255,16 +258,36 @@ func TestShardedNetwork(t *testing.T) {
 		t.Errorf("the channel key holds %v, want the first %d holders", got, full)
 	}
 
-	before := client.Stats().Lookups
 	rels, err := client.Source(pub, testTarget).Releases(ctx)
 	if err != nil || len(rels) != 1 {
 		t.Fatalf("Releases: %d releases, %v", len(rels), err)
 	}
-	if l := client.Stats().Lookups - before; l < 2 || l > 1+maxShardLookups {
-		t.Errorf("a poll made %d lookups, want 2 to %d", l, 1+maxShardLookups)
-	}
 	if b := readAllFrom(t, rels[0], 0); int64(len(b)) != rels[0].Size() {
 		t.Errorf("fetched %d bytes of %d", len(b), rels[0].Size())
+	}
+
+	// The lookups of a poll (what Releases and a download's lookup
+	// run), against ShardLoad's model of the same fleet.
+	const polls = 20
+	before := client.Stats().Lookups
+	most := uint64(0)
+	for range polls {
+		b := client.Stats().Lookups
+		found := 0
+		for range client.findProviders(ctx, ch) {
+			found++
+		}
+		l := client.Stats().Lookups - b
+		most = max(most, l)
+		if l < 2 || l > 1+maxShardLookups || found < full {
+			t.Errorf("a poll made %d lookups and found %d providers, want 2 to %d lookups and at least %d", l, found, 1+maxShardLookups, full)
+		}
+	}
+	mean := float64(client.Stats().Lookups-before) / polls
+	model := swarmsim.ShardLoad(swarmsim.ShardConfig{Nodes: holders, Shards: NumShards, Full: full, Want: full, Polls: 1000, MaxShardLookups: maxShardLookups, Seed: 1})
+	t.Logf("%d holders, full at %d: %.2f lookups per poll (at most %d); the model: %.2f (at most %d)", holders, full, mean, most, model.LookupsPerPoll, model.MaxLookups)
+	if math.Abs(mean-model.LookupsPerPoll) > 0.5 {
+		t.Errorf("%.2f lookups per poll, the model %.2f", mean, model.LookupsPerPoll)
 	}
 
 	// A holder that announces the channel key only, as older nodes do, is
