@@ -123,23 +123,19 @@ func (a *announcer) notify() {
 
 // setQuiet stops (true) or resumes (false) the announcements. A node that
 // AutoNAT finds unreachable and that has no relay address is quiet: peers
-// that find it could not ask it for a byte. On resuming, every key is
-// announced at once.
+// that find it could not ask it for a byte. On resuming, the keys that
+// fell due meanwhile, and those added, are announced at once; the records
+// of the others are still in the DHT.
 func (a *announcer) setQuiet(quiet bool) {
 	a.mu.Lock()
 	was := a.quiet
 	a.quiet = quiet
-	if was && !quiet {
-		for _, st := range a.keys {
-			st.last, st.fail = time.Time{}, 0
-		}
-	}
 	a.mu.Unlock()
 	if was != quiet {
 		if quiet {
 			a.log.Info("not announcing releases: AutoNAT finds this node unreachable and it has no relay address")
 		} else {
-			a.log.Info("announcing releases again: the node is reachable")
+			a.log.Info("announcing releases again: the node is reachable, or has a relay address")
 		}
 		a.notify()
 	}
@@ -306,10 +302,11 @@ func (a *announcer) announce(ctx context.Context, key cid.Cid, name string, plac
 // has no relay (/p2p-circuit) address, through which peers could reach it
 // and punch a hole. Such a node still serves the peers it is connected to,
 // but one found in the DHT could only fail the requests of whoever found
-// it. It returns when ctx ends, closing sub.
-func (n *Node) watchReachability(ctx context.Context, sub event.Subscription) {
+// it. sub delivers EvtLocalReachabilityChanged and
+// EvtLocalAddressesUpdated. watchReachability returns when ctx ends,
+// closing sub.
+func (n *Node) watchReachability(ctx context.Context, sub event.Subscription, reach network.Reachability) {
 	defer sub.Close()
-	reach := network.ReachabilityUnknown
 	for {
 		select {
 		case <-ctx.Done():
@@ -318,12 +315,20 @@ func (n *Node) watchReachability(ctx context.Context, sub event.Subscription) {
 			if !ok {
 				return
 			}
-			if r, ok := e.(event.EvtLocalReachabilityChanged); ok {
-				reach = r.Reachability
-			}
-			n.ann.setQuiet(reach == network.ReachabilityPrivate && !hasRelayAddr(n.h.Addrs()))
+			reach = n.reachabilityEvent(e, reach)
 		}
 	}
+}
+
+// reachabilityEvent takes in e, an event of watchReachability's, given
+// the reachability known before it, and returns the reachability known
+// after it.
+func (n *Node) reachabilityEvent(e any, reach network.Reachability) network.Reachability {
+	if r, ok := e.(event.EvtLocalReachabilityChanged); ok {
+		reach = r.Reachability
+	}
+	n.ann.setQuiet(reach == network.ReachabilityPrivate && !hasRelayAddr(n.h.Addrs()))
+	return reach
 }
 
 // hasRelayAddr reports whether one of addrs is a relay (/p2p-circuit)

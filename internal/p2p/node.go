@@ -37,6 +37,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/autonat"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -236,14 +237,19 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.PackDir != "" && !cfg.NoCompression {
 		n.packer = newPacker(cfg.PackDir, n.server, cfg.Logger)
 	}
-	// Subscribed before the announcer runs, so that a node AutoNAT
-	// already found unreachable announces nothing.
-	reach, err := h.EventBus().Subscribe([]any{new(event.EvtLocalReachabilityChanged), new(event.EvtLocalAddressesUpdated)})
+	// AutoNAT's verdict so far is taken in before the announcer runs, so
+	// that a node already found unreachable announces nothing; the
+	// events bring the changes (and the verdict again).
+	sub, err := h.EventBus().Subscribe([]any{new(event.EvtLocalReachabilityChanged), new(event.EvtLocalAddressesUpdated)})
 	if err != nil {
 		n.Close()
 		return nil, fmt.Errorf("watching reachability: %w", err)
 	}
-	n.wg.Go(func() { n.watchReachability(nctx, reach) })
+	reach := network.ReachabilityUnknown
+	if an, ok := h.(interface{ GetAutoNat() autonat.AutoNAT }); ok && an.GetAutoNat() != nil {
+		reach = n.reachabilityEvent(event.EvtLocalReachabilityChanged{Reachability: an.GetAutoNat().Status()}, reach)
+	}
+	n.wg.Go(func() { n.watchReachability(nctx, sub, reach) })
 	n.connectBootstrap(ctx)
 	if err := kad.Bootstrap(nctx); err != nil {
 		n.Close()

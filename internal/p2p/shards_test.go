@@ -115,8 +115,9 @@ func TestAnnouncerPlaces(t *testing.T) {
 	}
 }
 
-// TestAnnouncerQuiet checks that a quiet announcer announces nothing and
-// announces every key at once when it may again.
+// TestAnnouncerQuiet checks that a quiet announcer announces nothing and,
+// when it may again, announces at once the keys that fell due meanwhile
+// and no other.
 func TestAnnouncerQuiet(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -145,8 +146,19 @@ func TestAnnouncerQuiet(t *testing.T) {
 		t.Fatal("resuming did not wake the loop")
 	}
 	a.announceDue(ctx)
+	if d.count(k1) != 1 || d.count(k2) != 1 {
+		t.Fatalf("resumed: announced k1 %d and k2 %d times, want 1 and 1", d.count(k1), d.count(k2))
+	}
+	// k1 falls due while the node is quiet.
+	a.setQuiet(true)
+	a.mu.Lock()
+	a.keys[k1].last = time.Now().Add(-2 * time.Hour)
+	a.mu.Unlock()
+	a.announceDue(ctx)
+	a.setQuiet(false)
+	a.announceDue(ctx)
 	if d.count(k1) != 2 || d.count(k2) != 1 {
-		t.Fatalf("resumed: announced k1 %d and k2 %d times, want 2 and 1", d.count(k1), d.count(k2))
+		t.Fatalf("resumed after k1 fell due: announced k1 %d and k2 %d times, want 2 and 1", d.count(k1), d.count(k2))
 	}
 }
 
@@ -340,6 +352,10 @@ func TestQuietWhenUnreachable(t *testing.T) {
 	boot := newTestNode(t, Config{})
 	hidden := newTestNode(t, Config{reachability: network.ReachabilityPrivate}, boot)
 	public := newTestNode(t, Config{reachability: network.ReachabilityPublic}, boot)
+	// Quiet from New on, before any announcement could start.
+	if !hidden.Stats().Quiet {
+		t.Fatal("the unreachable node is not quiet once New returned")
+	}
 	for _, n := range []*Node{hidden, public} {
 		if err := n.Serve(ctx, pub, testTarget, path, in); err != nil {
 			t.Fatal(err)
