@@ -18,8 +18,9 @@ import "math/rand/v2"
 //     most MaxShardLookups, until the shards gave Want providers or one
 //     gave none (the shards are still sparse), so that the downloads
 //     spread over the whole fleet rather than the first Full nodes. The
-//     shard lookups may run beside the channel's, so a poll takes no
-//     longer than one lookup.
+//     shard lookups run one after another once the channel's returned
+//     Full providers; a poll asks the providers found so far meanwhile, so
+//     they add lookups, not time.
 //
 // At small N every provider is under the channel's key and a poll takes
 // one lookup, as today; at large N the channel's key holds about Full
