@@ -125,6 +125,8 @@ func (h *health) check(now time.Time) healthReport {
 		reason := fmt.Sprintf("no announcement in the DHT has succeeded %s (%v, more than --unhealthy-after %v)", what, now.Sub(since).Round(time.Second), h.after)
 		if failing {
 			reason += ": " + st.ProvideError.Error()
+		} else if st.Quiet {
+			reason += ": AutoNAT finds this seed unreachable and it has no relay address, so it announces nothing; open TCP and UDP port 4001 (or the --listen ports), or give it --relay if others can dial it"
 		}
 		r.Reasons = append(r.Reasons, reason)
 	}

@@ -32,6 +32,8 @@ func TestHealth(t *testing.T) {
 		{"announcing broke after a success", p2p.Stats{Served: 1, Peers: 1, LastProvide: start.Add(time.Minute), LastProvideError: start.Add(20 * time.Minute), ProvideError: fail}, 20 * time.Minute,
 			[]string{"no announcement in the DHT has succeeded since 2026-01-01T00:01:00Z (19m0s"}},
 		{"serving, never announced", p2p.Stats{Served: 1, Peers: 1}, 15 * time.Minute, []string{"since rpseed started (15m0s"}},
+		{"serving, unreachable", p2p.Stats{Served: 1, Peers: 1, Quiet: true}, 15 * time.Minute,
+			[]string{"since rpseed started (15m0s, more than --unhealthy-after 10m0s): AutoNAT finds this seed unreachable"}},
 	}
 	for _, tt := range tests {
 		h := &health{peerID: "12D3", start: start, after: 10 * time.Minute, stats: func() p2p.Stats { return tt.st }}

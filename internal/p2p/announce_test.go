@@ -3,19 +3,48 @@ package p2p
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// fakeDHT records announcements and fails while fail is set.
+// fakeDHT records announcements and fails while fail is set. A lookup of
+// a key returns held[key] made-up providers, and self first when selfIn.
 type fakeDHT struct {
-	mu   sync.Mutex
-	got  []cid.Cid
-	fail bool
+	mu       sync.Mutex
+	got      []cid.Cid
+	fail     bool
+	held     map[cid.Cid]int
+	selfIn   bool
+	lookedUp []cid.Cid
+}
+
+// fakeSelf is the ID of the node in tests with fakeDHT.
+const fakeSelf = peer.ID("self")
+
+func (d *fakeDHT) FindProvidersAsync(ctx context.Context, key cid.Cid, count int) <-chan peer.AddrInfo {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lookedUp = append(d.lookedUp, key)
+	var ps []peer.AddrInfo
+	if d.selfIn {
+		ps = append(ps, peer.AddrInfo{ID: fakeSelf})
+	}
+	for i := range d.held[key] {
+		ps = append(ps, peer.AddrInfo{ID: peer.ID(fmt.Sprintf("%s/%d", key, i))})
+	}
+	ps = ps[:min(len(ps), count)]
+	out := make(chan peer.AddrInfo, len(ps))
+	for _, ai := range ps {
+		out <- ai
+	}
+	close(out)
+	return out
 }
 
 func (d *fakeDHT) Provide(ctx context.Context, key cid.Cid, broadcast bool) error {
@@ -44,7 +73,7 @@ func TestAnnouncerDueAndBackoff(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	d := &fakeDHT{fail: true}
-	a := newAnnouncer(d, time.Hour, slog.New(slog.DiscardHandler))
+	a := newAnnouncer(d, fakeSelf, time.Hour, time.Second, providerLookupN, slog.New(slog.DiscardHandler))
 	k1 := derivedCID("test\x00", []byte("1"))
 	k2 := derivedCID("test\x00", []byte("2"))
 	a.add(k1, "k1")
@@ -92,7 +121,7 @@ func TestAnnouncerDueAndBackoff(t *testing.T) {
 func TestAnnouncerRunStops(t *testing.T) {
 	t.Parallel()
 	d := &fakeDHT{}
-	a := newAnnouncer(d, time.Hour, slog.New(slog.DiscardHandler))
+	a := newAnnouncer(d, fakeSelf, time.Hour, time.Second, providerLookupN, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.run(ctx); close(done) }()
@@ -118,7 +147,7 @@ func TestAnnouncerOutcomes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	d := &fakeDHT{fail: true}
-	a := newAnnouncer(d, time.Hour, slog.New(slog.DiscardHandler))
+	a := newAnnouncer(d, fakeSelf, time.Hour, time.Second, providerLookupN, slog.New(slog.DiscardHandler))
 	if ok, failed, err := a.outcomes(); !ok.IsZero() || !failed.IsZero() || err != nil {
 		t.Fatalf("outcomes before any announcement: %v, %v, %v", ok, failed, err)
 	}

@@ -20,6 +20,7 @@
 package p2p
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -32,9 +33,11 @@ import (
 	"github.com/ipfs/go-cid"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/autonat"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -161,6 +164,9 @@ type Config struct {
 	reachability network.Reachability
 	// streamLimit replaces maxStreams when positive, for tests.
 	streamLimit int
+	// shardFull replaces providerLookupN as the number of providers that
+	// makes a DHT key full (shards.go) when positive, for tests.
+	shardFull int
 }
 
 // A Node is a libp2p host with the DHT and the rustpatcher protocol.
@@ -189,6 +195,7 @@ type Node struct {
 	decoders *decoderPool // shared by the downloads' packed pieces
 
 	downloaded atomic.Uint64 // release bytes fetched, for Stats
+	lookups    atomic.Uint64 // DHT provider lookups made, for Stats
 
 	report atomic.Pointer[wire.Report] // see SetReport
 }
@@ -220,15 +227,29 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		ctx:       nctx,
 		cancel:    cancel,
 		server:    newServer(nctx, h, cfg),
-		ann:       newAnnouncer(kad, cfg.ReprovideInterval, cfg.Logger),
+		ann:       newAnnouncer(kad, h.ID(), cfg.ReprovideInterval, cfg.LookupTimeout, cmp.Or(cfg.shardFull, providerLookupN), cfg.Logger),
 		strikes:   newStrikes(),
 		book:      newFetchBook(),
 		refused:   newRefusedOffers(),
 		decoders:  newDecoderPool(),
 	}
+	n.ann.routes = func() bool { return kad.RoutingTable().Size() > 0 }
 	if cfg.PackDir != "" && !cfg.NoCompression {
 		n.packer = newPacker(cfg.PackDir, n.server, cfg.Logger)
 	}
+	// AutoNAT's verdict so far is taken in before the announcer runs, so
+	// that a node already found unreachable announces nothing; the
+	// events bring the changes (and the verdict again).
+	sub, err := h.EventBus().Subscribe([]any{new(event.EvtLocalReachabilityChanged), new(event.EvtLocalAddressesUpdated)})
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("watching reachability: %w", err)
+	}
+	reach := network.ReachabilityUnknown
+	if an, ok := h.(interface{ GetAutoNat() autonat.AutoNAT }); ok && an.GetAutoNat() != nil {
+		reach = n.reachabilityEvent(event.EvtLocalReachabilityChanged{Reachability: an.GetAutoNat().Status()}, reach)
+	}
+	n.wg.Go(func() { n.watchReachability(nctx, sub, reach) })
 	n.connectBootstrap(ctx)
 	if err := kad.Bootstrap(nctx); err != nil {
 		n.Close()
@@ -327,6 +348,12 @@ type Stats struct {
 	Strikes uint64
 	// Provides and ProvideErrors count DHT announcements.
 	Provides, ProvideErrors uint64
+	// Lookups counts DHT provider lookups (a channel or release key and
+	// each of its shard keys looked up counts one).
+	Lookups uint64
+	// Quiet reports that the node announces nothing: AutoNAT finds it
+	// unreachable and it has no relay address.
+	Quiet bool
 	// LastProvide is when an announcement last succeeded, and
 	// LastProvideError when one last failed, with ProvideError its error
 	// (zero and nil while none did).
@@ -360,5 +387,7 @@ func (n *Node) Stats() Stats {
 		Strikes:          n.strikes.given.Load(),
 		Provides:         n.ann.provided.Load(),
 		ProvideErrors:    n.ann.failed.Load(),
+		Lookups:          n.lookups.Load(),
+		Quiet:            n.ann.isQuiet(),
 	}
 }

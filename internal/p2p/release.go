@@ -353,7 +353,8 @@ func (r *Release) candidates() []peer.AddrInfo {
 	return out
 }
 
-// lookup returns the DHT's providers of the file, looking them up (for at
+// lookup returns the DHT's providers of the file (under its release key
+// and, when that is full, shard keys: findProviders), looking them up (for at
 // most openLookupTimeout) unless the last lookup is more recent than that.
 func (r *Release) lookup(ctx context.Context) []peer.AddrInfo {
 	r.mu.Lock()
@@ -368,7 +369,7 @@ func (r *Release) lookup(ctx context.Context) []peer.AddrInfo {
 	lctx, cancel := context.WithTimeout(ctx, min(n.cfg.LookupTimeout, openLookupTimeout))
 	defer cancel()
 	var found []peer.AddrInfo
-	for ai := range n.dht.FindProvidersAsync(lctx, ReleaseCID(r.src.pub, r.src.target, r.offer.FileID), providerLookupN) {
+	for ai := range n.findProviders(lctx, ReleaseCID(r.src.pub, r.src.target, r.offer.FileID)) {
 		if ai.ID != n.h.ID() {
 			found = append(found, ai)
 		}

@@ -157,7 +157,8 @@ type offerKey struct {
 
 // candidates sends on out the peers to ask about key: bootstrap peers
 // first, then connected peers that speak the owner's protocol, then the
-// DHT's providers of key as they are found. It closes out when the lookup
+// DHT's providers of key and, when it is full, of its shard keys
+// (findProviders) as they are found. It closes out when the lookup
 // ends or LookupTimeout passes.
 func (n *Node) candidates(ctx context.Context, pub ed25519.PublicKey, key cid.Cid, timeout time.Duration, out chan<- peer.AddrInfo) {
 	defer close(out)
@@ -184,7 +185,7 @@ func (n *Node) candidates(ctx context.Context, pub ed25519.PublicKey, key cid.Ci
 	}
 	lctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for ai := range n.dht.FindProvidersAsync(lctx, key, providerLookupN) {
+	for ai := range n.findProviders(lctx, key) {
 		if !send(ai) {
 			return
 		}

@@ -4,30 +4,40 @@ import "math/rand/v2"
 
 // ShardConfig is a fleet announcing one release in the DHT under sharded
 // keys (issue 20, item 4), a model of the scheme, not of Kademlia's
-// traffic:
+// traffic. internal/p2p (shards.go, announce.go) implements the same rules
+// for each channel key and each release key:
 //
 //   - the channel's own key (level 0) takes announcements while a lookup
-//     of it returns fewer than Full providers;
+//     of it returns fewer than Full providers besides the announcing node;
 //   - once it returns Full, a node announces under one of Shards shard
-//     keys instead (SHA-256 of the channel key and the shard's number),
-//     picked at random;
+//     keys instead (p2p.ShardCID: SHA-256 of the channel key's digest and
+//     the shard's number), picked at random, and keeps that place on every
+//     later announcement;
 //   - a poll looks the channel's key up; when that returns Full providers
 //     (the key is full), it also looks up shard keys in random order, at
 //     most MaxShardLookups, until the shards gave Want providers or one
 //     gave none (the shards are still sparse), so that the downloads
 //     spread over the whole fleet rather than the first Full nodes. The
-//     shard lookups may run beside the channel's, so a poll takes no
-//     longer than one lookup.
+//     shard lookups run one after another once the channel's returned
+//     Full providers; a poll asks the providers found so far meanwhile, so
+//     they add lookups, not time.
 //
 // At small N every provider is under the channel's key and a poll takes
 // one lookup, as today; at large N the channel's key holds about Full
 // records, each shard about N/Shards, and a poll takes two lookups.
+//
+// Nodes that place their keys at the same time all see the channel's key
+// as it was before any of them announced: Batch models that, and bounds
+// the records under the channel's key by Full-1+Batch.
 type ShardConfig struct {
-	Nodes  int // nodes that announce the release, one after another
+	Nodes  int // nodes that announce the release
 	Shards int // shard keys besides the channel's
 	Full   int // providers a lookup returns at most (32 in internal/p2p)
 	Want   int // providers a poll wants
-	Polls  int // polls to sample, by nodes that do not hold the release
+	// Batch is the number of nodes that place their keys at once, each
+	// seeing the records of the batches before; 0 or 1: one after another.
+	Batch int
+	Polls int // polls to sample, by nodes that do not hold the release
 	// MaxShardLookups bounds the shard keys one poll looks up.
 	MaxShardLookups int
 	Seed            uint64
@@ -51,13 +61,17 @@ func ShardLoad(cfg ShardConfig) ShardResult {
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5a4d))
 	channel := 0
 	shards := make([]int, cfg.Shards)
-	for range cfg.Nodes {
+	batch := max(cfg.Batch, 1)
+	for start := 0; start < cfg.Nodes; start += batch {
 		// A lookup of the channel's key returns min(records, Full).
-		if min(channel, cfg.Full) < cfg.Full || cfg.Shards == 0 {
-			channel++
-			continue
+		seen := min(channel, cfg.Full)
+		for range min(batch, cfg.Nodes-start) {
+			if seen < cfg.Full || cfg.Shards == 0 {
+				channel++
+				continue
+			}
+			shards[rng.IntN(cfg.Shards)]++
 		}
-		shards[rng.IntN(cfg.Shards)]++
 	}
 	var r ShardResult
 	r.ChannelRecords = channel
