@@ -233,7 +233,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		refused:   newRefusedOffers(),
 		decoders:  newDecoderPool(),
 	}
-	n.ann.routes = func() bool { return kad.RoutingTable().Size() > 0 }
+	n.ann.routes = kad.RoutingTable().Size
 	if cfg.PackDir != "" && !cfg.NoCompression {
 		n.packer = newPacker(cfg.PackDir, n.server, cfg.Logger)
 	}
