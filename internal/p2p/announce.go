@@ -14,16 +14,14 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/org/rustpatcher-go/internal/backoff"
 )
 
 // Timing of announcements.
 const (
 	// provideTimeout bounds one announcement.
 	provideTimeout = time.Minute
-	// maxProvideBackoffShift bounds the wait before an announcement that
-	// failed is tried again: 2 s after the first failure, doubling up to
-	// 32 s (never longer than the reprovide interval).
-	maxProvideBackoffShift = 5
 	// minProvideWait is the least time between two rounds of the loop.
 	minProvideWait = 50 * time.Millisecond
 	// fullNoteTTL is how long a lookup that found a key full spares the
@@ -97,10 +95,12 @@ type announcement struct {
 	placed cid.Cid
 }
 
-// due returns when a is next due.
+// due returns when a is next due: an announcement that failed is tried
+// again 2 s after the first failure, the wait doubling up to 32 s (never
+// longer than the reprovide interval).
 func (a *announcement) due(interval time.Duration) time.Time {
 	if a.fail > 0 {
-		return a.last.Add(min(time.Second<<min(a.fail, maxProvideBackoffShift), interval))
+		return a.last.Add(min(backoff.Policy{Base: 2 * time.Second, Max: 32 * time.Second}.Delay(a.fail, nil), interval))
 	}
 	return a.last.Add(interval)
 }
