@@ -164,6 +164,8 @@ type Config struct {
 	// unless a peer offers it before; a release peers offer is taken from
 	// them, and over HTTPS only when their copy fails. So the server sends
 	// a release to the first few nodes of a network, and they spread it.
+	// A node with no peer at all (none connected once the network is up
+	// and was asked, or the network failed to start) does not wait.
 	// Zero means DefaultPeerWait; negative means no wait.
 	PeerWait time.Duration
 	// AllowPrerelease lets pre-release versions (such as 2.0.0-rc.1) be
