@@ -70,6 +70,7 @@ type pipeline struct {
 	// The update on trial (see trial), and when it counts as healthy.
 	trial     trial
 	healthyAt time.Time
+	trimmed   int // stage of trimAfterPoll
 	// verified is the running binary's check, when startTrial already
 	// made it.
 	verified *selfCheck
@@ -208,6 +209,7 @@ func (p *pipeline) loop(ctx context.Context) {
 		if poll {
 			p.update(ctx)
 			poll = false
+			p.trimAfterPoll()
 		}
 		restartAlarm.set(p.restartAt, p.cfg.now())
 		healthy.set(p.healthyAt, p.cfg.now())

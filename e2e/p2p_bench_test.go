@@ -25,7 +25,8 @@ import (
 // BenchmarkEmbeddingCost compares hello with the update client (network on,
 // private mode, idle with no peers: its one bootstrap peer is a loopback port
 // nobody listens on) against the same program without it: stripped binary
-// size and resident memory after 5 s idle. "nop2p" is hello built with
+// size and resident memory after 5 s idle (all of it, and the part that is
+// not the binary's own pages: "anon"). "nop2p" is hello built with
 // -tags rustpatcher_nop2p, which has polled an HTTPS mirror on loopback
 // (holding the version it runs) once, trusting the system's roots and the
 // mirror's test CA. Run once:
@@ -78,12 +79,14 @@ func BenchmarkEmbeddingCost(b *testing.B) {
 			}
 			time.Sleep(5 * time.Second)
 			rss, ok := rssKiB(p.Pid())
-			if !ok {
-				b.Fatal("no VmRSS in /proc")
+			anon, ok2 := statusKiB(p.Pid(), "RssAnon:")
+			if !ok || !ok2 {
+				b.Fatal("no VmRSS or RssAnon in /proc")
 			}
 			p.Kill()
 			b.ReportMetric(float64(st.Size())/(1<<20), tt.name+"-MiB")
 			b.ReportMetric(rss/1024, tt.name+"-RSS-MiB")
+			b.ReportMetric(anon/1024, tt.name+"-anon-MiB")
 		}
 	}
 }
