@@ -262,6 +262,11 @@ type Updater struct {
 // into the build, an invalid Mode or Channel, a network that can never work
 // (ErrNetworkConfig), or an executable it cannot locate.
 //
+// After its first poll, and after its first poll with the network up, the
+// engine returns the memory its start freed to the system
+// (debug.FreeOSMemory: one garbage collection each time), so that a small
+// program does not idle megabytes above what it holds.
+//
 // In a self-test run (see the package documentation) Spawn does not return:
 // it verifies the binary and exits the process.
 func Spawn(ctx context.Context, cfg Config) (*Updater, error) {
