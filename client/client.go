@@ -165,6 +165,8 @@ type Config struct {
 	// unless a peer offers it before; a release peers offer is taken from
 	// them, and over HTTPS only when their copy fails. So the server sends
 	// a release to the first few nodes of a network, and they spread it.
+	// A node with no peer at all (none connected once the network is up
+	// and was asked, or the network failed to start) does not wait.
 	// Zero means DefaultPeerWait; negative means no wait.
 	PeerWait time.Duration
 	// AllowPrerelease lets pre-release versions (such as 2.0.0-rc.1) be
@@ -279,6 +281,11 @@ type Updater struct {
 // return; it returns, with updates off, only if that restart failed. With
 // no update on trial, Spawn does not read the executable and returns at
 // once.
+//
+// After its first poll, and after its first poll with the network up, the
+// engine returns the memory its start freed to the system
+// (debug.FreeOSMemory: one garbage collection each time), so that a small
+// program does not idle megabytes above what it holds.
 //
 // In a self-test run (see the package documentation) Spawn does not return:
 // it verifies the binary and exits the process.

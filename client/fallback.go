@@ -17,9 +17,11 @@ const DefaultPeerWait = 10 * time.Minute
 // offers it: an HTTPS source of a program with the network on. Among
 // releases of one version the engine tries its peers' first; it takes one
 // that only such a source offers once the source's wait for a peer is
-// over (due), or at once when a peer's copy of that version failed in the
-// same poll. So the server sends a release to the first nodes of a
-// network, and the network spreads it.
+// over (due), at once when a peer's copy of that version failed in the
+// same poll, and at once when the node has no peer at all to ask (see
+// peerCounter). So the server sends a release to the first nodes of a
+// network, and the network spreads it; a node that no peer can reach
+// (behind a firewall that lets only HTTPS out) does not wait for nothing.
 type fallbackSource interface {
 	// fallback reports whether the source is one now (see preferPeers).
 	fallback() bool
@@ -53,6 +55,15 @@ func preferPeers(cfg Config) {
 	}
 }
 
+// A peerCounter is a network source that can tell whether the node has
+// any peer: a node connected to none, after it dialled its bootstrap peers
+// and asked the network for releases, has nobody a release could come
+// from.
+type peerCounter interface {
+	// hasPeers reports whether the node is connected to a peer.
+	hasPeers() bool
+}
+
 // isFallback reports whether c comes from a fallbackSource.
 func isFallback(c candidate) bool {
 	f, ok := c.src.(fallbackSource)
@@ -60,15 +71,16 @@ func isFallback(c candidate) bool {
 }
 
 // fallbackReady reports whether the candidate c may be tried now, in a
-// poll that tried (and failed with) the versions in tried: always unless
-// it comes from a fallbackSource whose wait is not over and no peer's copy
-// of the version failed.
-func fallbackReady(c candidate, tried map[string]bool) bool {
+// poll that tried (and failed with) the versions in tried, by a node that
+// has no peer at all if alone: always unless it comes from a
+// fallbackSource whose wait is not over, no peer's copy of the version
+// failed and the node has peers.
+func fallbackReady(c candidate, tried map[string]bool, alone bool) bool {
 	f, ok := c.src.(fallbackSource)
 	if !ok || !f.fallback() {
 		return true
 	}
-	return tried[c.in.Version] || f.due(c.in)
+	return alone || tried[c.in.Version] || f.due(c.in)
 }
 
 // peerWaits is when each release found on a fallback source may be taken

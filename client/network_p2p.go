@@ -135,6 +135,11 @@ func (n *networkSource) offers(ctx context.Context) ([]offer, error) {
 
 func (n *networkSource) String() string { return n.source().String() }
 
+// hasPeers reports whether the node is connected to any peer.
+func (n *networkSource) hasPeers() bool {
+	return len(n.node.Host().Network().Peers()) > 0
+}
+
 // Seed serves a binary signed by the trusted key, or by the program's own
 // key (the running binary, after a rotation).
 func (n *networkSource) Seed(ctx context.Context, path string, in region.Info) error {

@@ -4,15 +4,22 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
 )
@@ -150,4 +157,115 @@ func TestNoP2PBuildLinksNoLibp2p(t *testing.T) {
 	if !strings.Contains(string(out), "internal/mirror") {
 		t.Error("the nop2p build has no HTTPS source (internal/mirror)")
 	}
+}
+
+// logLines records the lines a logger writes, and passes them to t.Log.
+type logLines struct {
+	t      *testing.T
+	mu     sync.Mutex
+	lines  []string
+	notify chan struct{}
+}
+
+func newLogLines(t *testing.T) *logLines { return &logLines{t: t, notify: make(chan struct{}, 1)} }
+
+func (l *logLines) Write(b []byte) (int, error) {
+	l.t.Log(strings.TrimSuffix(string(b), "\n"))
+	l.mu.Lock()
+	l.lines = append(l.lines, string(b))
+	l.mu.Unlock()
+	select {
+	case l.notify <- struct{}{}:
+	default:
+	}
+	return len(b), nil
+}
+
+// wait returns the index of the first line from index from on that
+// contains s, failing the test if none comes within 30 s.
+func (l *logLines) wait(from int, s string) int {
+	l.t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		l.mu.Lock()
+		for i := from; i < len(l.lines); i++ {
+			if strings.Contains(l.lines[i], s) {
+				l.mu.Unlock()
+				return i
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.notify:
+		case <-deadline:
+			l.t.Fatalf("no log line with %q within 30s", s)
+		}
+	}
+}
+
+// TestMirrorNoPeersAtAll: with the network on and an hour's PeerWait, a
+// node that has no peer at all (its one bootstrap peer does not exist)
+// takes the release from the mirror as soon as its network is up; one
+// connected to a peer (which has no release) waits for a peer to offer it.
+func TestMirrorNoPeersAtAll(t *testing.T) {
+	t.Parallel()
+	tcp := []string{"/ip4/127.0.0.1/tcp/0"}
+	setup := func(t *testing.T, bootstrap string) (*mirrorRig, options, *logLines) {
+		m := newMirrorRig(t)
+		m.publish("2.0.0", 300_000, 2)
+		cfg := m.config()
+		cfg.Network = NetworkConfig{Private: true, ListenAddrs: tcp, Bootstrap: []string{bootstrap}}
+		cfg.PeerWait = time.Hour
+		logs := newLogLines(t)
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		return m, cfg, logs
+	}
+	t.Run("alone", func(t *testing.T) {
+		t.Parallel()
+		m, cfg, _ := setup(t, deadPeer(t))
+		m.spawn(cfg)
+		e, _ := m.waitEvent(0, EventApplied, nil)
+		if !strings.HasPrefix(e.Source, "https://") {
+			t.Errorf("applied from %s, want the mirror", e.Source)
+		}
+	})
+	t.Run("peer connected", func(t *testing.T) {
+		t.Parallel()
+		var addr string
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		_, closer, err := startNetwork(context.Background(), NetworkConfig{Private: true, DHTServer: true, ListenAddrs: tcp,
+			OnListen: func(a string) { addr = a }}, regiontest.NewKey(t).Public, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closer.Close()
+		m, cfg, logs := setup(t, addr)
+		m.spawn(cfg)
+		// A poll after the network joined (and dialled its peer) left
+		// the release to peers.
+		logs.wait(logs.wait(0, "network joined"), "waiting for a peer to offer the update")
+		if n := m.countEvents(EventFound); n != 0 || m.binaryGets() != 0 {
+			t.Fatalf("taken from the mirror with a peer connected: %v", m.eventList())
+		}
+	})
+}
+
+// deadPeer returns the bootstrap address of a peer that does not exist: a
+// fresh peer ID at a loopback TCP port that was free a moment ago.
+func deadPeer(t *testing.T) string {
+	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return "/ip4/127.0.0.1/tcp/" + strconv.Itoa(port) + "/p2p/" + id.String()
 }

@@ -73,6 +73,7 @@ type pipeline struct {
 	// the update on trial counts as healthy.
 	state     savedState
 	healthyAt time.Time
+	trimmed   int // stage of trimAfterPoll
 	// verified is the running binary's check, when startTrial already
 	// made it.
 	verified *selfCheck
@@ -208,6 +209,7 @@ func (p *pipeline) loop(ctx context.Context) {
 		if poll {
 			p.update(ctx)
 			poll = false
+			p.trimAfterPoll()
 		}
 		restartAlarm.set(p.restartAt, time.Now())
 		healthy.set(p.healthyAt, time.Now())
@@ -284,6 +286,7 @@ func (p *pipeline) joined(ctx context.Context, ns netStart) bool {
 		return false
 	}
 	p.sources = append(p.sources, ns.src)
+	p.log.Debug("network joined", "source", ns.src.String())
 	// The statements followed before (by this build, or by the one it
 	// updated from) are passed on to peers that still trust an older key.
 	if ts, ok := ns.src.(trustingSource); ok {
@@ -319,6 +322,7 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 		return region.Info{}, false
 	}
 	tried := map[string]bool{}
+	alone := p.alone()
 	for _, c := range cands {
 		if ctx.Err() != nil {
 			return region.Info{}, false
@@ -326,8 +330,12 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 		if p.acceptable(c.in) != nil {
 			continue // a newer one was applied in this poll
 		}
-		if !fallbackReady(c, tried) {
+		if !fallbackReady(c, tried, alone) {
+			p.log.Debug("waiting for a peer to offer the update", "version", c.in.Version, "source", c.name())
 			continue // no peer offers it yet: wait for one a while
+		}
+		if alone && isFallback(c) {
+			p.log.Info("no peer to ask: taking the update from the fallback source now", "version", c.in.Version, "source", c.name())
 		}
 		tried[c.in.Version] = true
 		if p.refused.selfTestFailedRecently(c.rel.FileID(), time.Now()) {
@@ -344,6 +352,22 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 		}
 	}
 	return region.Info{}, false
+}
+
+// alone reports whether the network is on and up but the node has no peer
+// at all (see peerCounter), or the network failed to start: then no peer
+// can offer a release, and a fallback source need not wait for one. While
+// the network is being joined it reports false.
+func (p *pipeline) alone() bool {
+	if !p.cfg.Network.enabled() || p.joining != nil {
+		return false
+	}
+	for _, src := range p.sources {
+		if pc, ok := src.(peerCounter); ok && pc.hasPeers() {
+			return false
+		}
+	}
+	return true
 }
 
 // offers returns the releases the sources offer that may be applied,

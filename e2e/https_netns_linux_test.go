@@ -20,7 +20,8 @@ const (
 
 // TestHTTPSOnlyNetns: an app with the network on, in a network namespace
 // whose only way out is TCP to the HTTPS mirror's port (no peer, no DNS,
-// no UDP), updates over HTTPS once its wait for a peer is over. It needs
+// no UDP), updates over HTTPS without waiting PeerWait (10 minutes by
+// default): once its network is up it has no peer at all. It needs
 // root, ip and nft (scripts/test-deps.sh), and runs only with
 // RP_NETNS_TESTS=1 (natEnv).
 func TestHTTPSOnlyNetns(t *testing.T) {
@@ -58,7 +59,7 @@ table inet only_https {
 	// Networked: the public network (its bootstrap peers are out of
 	// reach), listening on TCP.
 	p := n.start(t, "the app", ns, []string{"SSL_CERT_FILE=" + m.ca.CAFile}, m.exe,
-		"--mode", "now", "--source", "https://"+net.JoinHostPort(httpsHostIP, port)+"/", "--peer-wait", "3s",
+		"--mode", "now", "--source", "https://"+net.JoinHostPort(httpsHostIP, port)+"/",
 		"--interval", "1s", "--listen", "/ip4/0.0.0.0/tcp/0", "a", "b")
 	p.WaitLine(0, 30*time.Second, `^hello 1\.0\.0 args=a b$`)
 	p.WaitLine(0, 90*time.Second, `^hello 2\.0\.0 args=a b$`)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,10 +26,11 @@ import (
 // BenchmarkEmbeddingCost compares hello with the update client (network on,
 // private mode, idle with no peers: its one bootstrap peer is a loopback port
 // nobody listens on) against the same program without it: stripped binary
-// size and resident memory after 5 s idle. "nop2p" is hello built with
-// -tags rustpatcher_nop2p, which has polled an HTTPS mirror on loopback
-// (holding the version it runs) once, trusting the system's roots and the
-// mirror's test CA. Run once:
+// size and resident memory after 5 s idle (all of it, and the part that is
+// not the binary's own pages: "anon"). "nop2p" is hello built with
+// -tags rustpatcher_nop2p, measured 5 s after it asked an HTTPS mirror on
+// loopback (holding the version it runs) for its manifest, trusting the
+// system's roots and the mirror's test CA. Run once:
 //
 //	go test -run '^$' -bench EmbeddingCost -benchtime 1x ./e2e/
 //
@@ -50,7 +52,7 @@ func BenchmarkEmbeddingCost(b *testing.B) {
 	}
 	node := []string{"--private", "--bootstrap", unreachablePeer(b),
 		"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--listen", "/ip4/127.0.0.1/tcp/0"}
-	ca, mirror := idleMirror(b, key, with)
+	ca, mirror, polled := idleMirror(b, key, with)
 	progs := []prog{{"bare", bare, nil, nil}, {"client", with, node, nil},
 		{"nop2p", nop2p, []string{"--source", mirror}, append([]string{"SSL_CERT_FILE=" + ca}, rootsEnv()...)}}
 	if dir := os.Getenv("RP_EMBED_BEFORE"); dir != "" {
@@ -69,8 +71,12 @@ func BenchmarkEmbeddingCost(b *testing.B) {
 			p := StartWith(b, StartOptions{Env: tt.env}, exe, tt.args...)
 			p.WaitLine(0, 30*time.Second, `^hello 1\.0\.0`)
 			if tt.name == "nop2p" {
-				// Its first poll of the mirror is done.
-				p.WaitLine(0, 30*time.Second, `running binary verified`)
+				// It polled the mirror: idle is after its first poll.
+				select {
+				case <-polled:
+				case <-time.After(30 * time.Second):
+					b.Fatal("nop2p did not ask the mirror for its manifest within 30 s")
+				}
 			} else if tt.args != nil {
 				// The node is up (a client that refused its
 				// configuration would print no address).
@@ -78,12 +84,14 @@ func BenchmarkEmbeddingCost(b *testing.B) {
 			}
 			time.Sleep(5 * time.Second)
 			rss, ok := rssKiB(p.Pid())
-			if !ok {
-				b.Fatal("no VmRSS in /proc")
+			anon, ok2 := statusKiB(p.Pid(), "RssAnon:")
+			if !ok || !ok2 {
+				b.Fatal("no VmRSS or RssAnon in /proc")
 			}
 			p.Kill()
 			b.ReportMetric(float64(st.Size())/(1<<20), tt.name+"-MiB")
 			b.ReportMetric(rss/1024, tt.name+"-RSS-MiB")
+			b.ReportMetric(anon/1024, tt.name+"-anon-MiB")
 		}
 	}
 }
@@ -110,9 +118,9 @@ func unreachablePeer(b *testing.B) string {
 
 // idleMirror serves over HTTPS on loopback a mirror holding hello 1.0.0
 // (bin signed with key), as rpsign publish --out lays it out, and returns
-// the file of the CA that the server's certificate chains to and the
-// mirror's URL.
-func idleMirror(b *testing.B, key Key, bin string) (caFile, url string) {
+// the file of the CA that the server's certificate chains to, the
+// mirror's URL, and a channel closed once a manifest was served.
+func idleMirror(b *testing.B, key Key, bin string) (caFile, url string, polled <-chan struct{}) {
 	dir := b.TempDir()
 	exe := filepath.Join(dir, "hello")
 	in := SignedCopy(b, bin, exe, key, "1.0.0")
@@ -129,8 +137,16 @@ func idleMirror(b *testing.B, key Key, bin string) (caFile, url string) {
 		b.Fatal(err)
 	}
 	ca := newTestCA(b)
-	srv := ca.serveTLS(b, http.FileServer(http.Dir(dir)))
-	return ca.CAFile, srv.URL + "/"
+	files := http.FileServer(http.Dir(dir))
+	served := make(chan struct{})
+	var once sync.Once
+	srv := ca.serveTLS(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		files.ServeHTTP(w, r)
+		if strings.HasSuffix(r.URL.Path, ".json") {
+			once.Do(func() { close(served) })
+		}
+	}))
+	return ca.CAFile, srv.URL + "/", served
 }
 
 // rootsEnv is RP_EMBED_ROOTS_ENV (such as SSL_CERT_DIR=/nonexistent),

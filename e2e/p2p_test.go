@@ -37,13 +37,17 @@ func listenAddrs(t *testing.T, p *Proc, from, n int) []string {
 
 // rssKiB reads a process's resident set size from /proc; ok is false where
 // there is no /proc.
-func rssKiB(pid int) (kib float64, ok bool) {
+func rssKiB(pid int) (kib float64, ok bool) { return statusKiB(pid, "VmRSS:") }
+
+// statusKiB returns the field (such as "RssAnon:", the resident memory
+// that is not the pages of files) of /proc/PID/status, in KiB.
+func statusKiB(pid int, field string) (kib float64, ok bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0, false
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field {
 			v, err := strconv.ParseFloat(f[1], 64)
 			return v, err == nil
 		}

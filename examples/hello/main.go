@@ -16,7 +16,7 @@
 // client.SourceFromURL). With --source alone the network is off; with
 // network flags (--private, --bootstrap, --listen, --dht-server) as well,
 // the app prefers its peers and takes a release from the source when no
-// peer offers it within --peer-wait.
+// peer offers it within --peer-wait, or at once when it has no peer at all.
 //
 // The owner public key is linked in at build time, the way release
 // pipelines do it for each target, and the binary signed after:
