@@ -55,6 +55,7 @@ type pipeline struct {
 	sources   []Source
 	joining   <-chan netStart // the network being joined, if it is
 	network   io.Closer       // the network joined, for the Updater to leave
+	netSrc    Source          // the network joined, among sources
 	running   region.Info     // the verified running binary
 	applied   *region.Info    // the release on disk waiting for a restart
 	refused   refusals
@@ -284,6 +285,7 @@ func (p *pipeline) joined(ctx context.Context, ns netStart) bool {
 		return false
 	}
 	p.sources = append(p.sources, ns.src)
+	p.netSrc = ns.src
 	// The statements followed before (by this build, or by the one it
 	// updated from) are passed on to peers that still trust an older key.
 	if ts, ok := ns.src.(trustingSource); ok {
@@ -648,9 +650,13 @@ func (p *pipeline) restart(ctx context.Context, in region.Info, confirm bool) {
 	}
 	p.log.Info("restarting into the update", "version", in.Version, "executable", p.exe)
 	p.emit(Event{Kind: EventRestarting, Release: in})
+	left := p.leaveNetwork()
 	if err := p.cfg.restart(p.exe, os.Args, os.Environ()); err != nil {
 		p.log.Error("restart failed; the update runs at the next start", "version", in.Version, "err", err)
 		p.emit(Event{Kind: EventFailed, Release: in, Err: fmt.Errorf("restarting: %w", err)})
+	}
+	if left {
+		p.joining = p.joinNetwork(ctx) // still running: back to the network
 	}
 }
 

@@ -255,6 +255,9 @@ func (s *Source) askRollouts(ctx context.Context, ai peer.AddrInfo) ([]rollout.S
 		return nil, err
 	}
 	defer st.Close()
+	// The stream's deadline is the idle timeout: ctx ending (the
+	// caller's bound, or a grace after other answers) ends the read.
+	defer context.AfterFunc(ctx, func() { st.Reset() })()
 	got, err := wire.ReadRollouts(st)
 	if err != nil {
 		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil {

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/rollout"
@@ -338,5 +340,60 @@ func TestWithdraw(t *testing.T) {
 	seed.ann.mu.Unlock()
 	if !announced {
 		t.Error("the channel is no longer announced, though the node serves a statement for it")
+	}
+}
+
+// TestRolloutsMutePeer: a peer that takes the request and never answers
+// (such as one whose process is gone without closing its connection)
+// holds up Rollouts neither past the grace after another peer's answer,
+// nor past the caller's context, however long the idle timeout.
+func TestRolloutsMutePeer(t *testing.T) {
+	t.Parallel()
+	k := regiontest.NewKey(t)
+	good := statement(t, k, testTarget, 4, 25)
+	seed := newTestNode(t, Config{})
+	if err := seed.ServeRollout(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	const idle = 30 * time.Second
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	mute := newTestNode(t, Config{})
+	mute.Host().SetStreamHandler(protocol.ID(wire.ProtocolID(k.Public)), func(s network.Stream) {
+		defer s.Reset()
+		wire.ReadRequest(s)
+		select { // no answer, and no end of one
+		case <-done:
+		case <-time.After(idle):
+		}
+	})
+	for _, tt := range []struct {
+		name  string
+		boot  []*Node
+		bound time.Duration // of the caller's context
+		want  int           // statements
+		most  time.Duration
+	}{
+		{"beside an answer", []*Node{mute, seed}, time.Minute, 1, statementGrace + 3*time.Second},
+		{"alone", []*Node{mute}, time.Second, 0, 4 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			client := newTestNode(t, Config{IdleTimeout: idle}, tt.boot...)
+			ctx, cancel := context.WithTimeout(testContext(t), tt.bound)
+			defer cancel()
+			start := time.Now()
+			got, _ := client.Source(k.Public, testTarget).Rollouts(ctx)
+			took := time.Since(start)
+			if len(got) != tt.want {
+				t.Errorf("got %q, want %d statements", sequences(got), tt.want)
+			}
+			if took > tt.most {
+				t.Errorf("Rollouts took %v, want at most %v (the mute peer held it up)", took, tt.most)
+			}
+			if s := client.strikes.of(mute.ID()); s != 0 {
+				t.Errorf("the mute peer has %d strikes: silence is no lie", s)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -103,10 +104,19 @@ func (s *Source) Rotations(ctx context.Context) ([]rotation.Statement, error) {
 	return askPeers(ctx, s, "rotations", s.askRotations), ctx.Err()
 }
 
+// statementGrace is how long, once one peer answered a statement request
+// (see askPeers), the others still get: statements are small and a peer
+// that is there answers at once, so a peer that is slower is most likely
+// gone (its connection dropped without a word, its timeouts not run out
+// yet), and what it holds the next poll asks for again.
+const statementGrace = 2 * time.Second
+
 // askPeers asks the bootstrap peers and the connected peers that speak
 // the owner's protocol, at most maxCandidates of them and none with too
-// many strikes, infoConcurrency at a time, with ask, and returns all they
-// answered. what names the request in logs.
+// many strikes, all at once (the requests and answers are small), with
+// ask, and returns all they answered. Once one peer answered, the others
+// get statementGrace more, so that a peer that is gone does not hold up
+// the caller until ctx ends. what names the request in logs.
 func askPeers[T any](ctx context.Context, s *Source, what string, ask func(context.Context, peer.AddrInfo) ([]T, error)) []T {
 	proto := protocol.ID(wire.ProtocolID(s.pub))
 	var peers []peer.AddrInfo
@@ -125,12 +135,14 @@ func askPeers[T any](ctx context.Context, s *Source, what string, ask func(conte
 			add(peer.AddrInfo{ID: p})
 		}
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var (
-		mu  sync.Mutex
-		out []T
-		g   errgroup.Group
+		mu    sync.Mutex
+		out   []T
+		g     errgroup.Group
+		grace sync.Once
 	)
-	g.SetLimit(infoConcurrency)
 	for _, ai := range peers {
 		g.Go(func() error {
 			got, err := ask(ctx, ai)
@@ -140,6 +152,7 @@ func askPeers[T any](ctx context.Context, s *Source, what string, ask func(conte
 				}
 				return nil
 			}
+			grace.Do(func() { time.AfterFunc(statementGrace, cancel) })
 			mu.Lock()
 			out = append(out, got...)
 			mu.Unlock()
@@ -158,6 +171,9 @@ func (s *Source) askRotations(ctx context.Context, ai peer.AddrInfo) ([]rotation
 		return nil, err
 	}
 	defer st.Close()
+	// The stream's deadline is the idle timeout: ctx ending (the
+	// caller's bound, or a grace after other answers) ends the read.
+	defer context.AfterFunc(ctx, func() { st.Reset() })()
 	got, err := wire.ReadRotations(st)
 	if err != nil {
 		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil {
