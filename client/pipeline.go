@@ -919,6 +919,9 @@ func (p *pipeline) startTrial(ctx context.Context) {
 	}
 	// Rolled back at this start: the update never became healthy.
 	bad, previous, starts := p.trial.Version, p.trial.Previous, p.trial.Starts-1
+	if p.keepYankTarget(running, starts) {
+		return
+	}
 	old := p.exe + selfreplace.BackupSuffix
 	prev, err := region.VerifyFile(ctx, old, p.pub)
 	if err != nil && !p.trusted.Equal(p.pub) {

@@ -223,8 +223,10 @@ func (n *Node) reportOf() wire.Report {
 	return wire.Report{}
 }
 
-// Rollouts asks the bootstrap peers and the connected peers that speak the
-// owner's protocol for their rollout statement of the source's target, and
+// Rollouts asks the bootstrap peers, the connected peers that speak the
+// owner's protocol and the DHT's providers of the channel of the source's
+// key and target (every node that serves a release or a statement of it)
+// for their rollout statement of the target, all at once, and
 // returns the distinct statements that verify, signed by the source's key,
 // for its target, highest sequence first. It does not check expiry,
 // sequence or replay: the caller holds the statement it accepted (see
@@ -236,7 +238,7 @@ func (s *Source) Rollouts(ctx context.Context) ([]rollout.Statement, error) {
 	if err := s.n.checkOpen(); err != nil {
 		return nil, err
 	}
-	got := askPeers(ctx, s, "rollout", s.askRollouts)
+	got := askPeers(ctx, s, "rollout", true, s.askRollouts)
 	var out []rollout.Statement
 	for _, st := range got {
 		if !slices.ContainsFunc(out, st.Equal) {

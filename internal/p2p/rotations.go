@@ -8,10 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/wire"
@@ -101,7 +100,7 @@ func (s *Source) Rotations(ctx context.Context) ([]rotation.Statement, error) {
 	if err := s.n.checkOpen(); err != nil {
 		return nil, err
 	}
-	return askPeers(ctx, s, "rotations", s.askRotations), ctx.Err()
+	return askPeers(ctx, s, "rotations", false, s.askRotations), ctx.Err()
 }
 
 // statementGrace is how long, once one peer answered a statement request
@@ -112,54 +111,49 @@ func (s *Source) Rotations(ctx context.Context) ([]rotation.Statement, error) {
 const statementGrace = 2 * time.Second
 
 // askPeers asks the bootstrap peers and the connected peers that speak
-// the owner's protocol, at most maxCandidates of them and none with too
-// many strikes, all at once (the requests and answers are small), with
-// ask, and returns all they answered. Once one peer answered, the others
+// the owner's protocol, and with lookup set the DHT's providers of the
+// source's channel as they are found too (see candidates), at most
+// maxCandidates of them and none with too many strikes, each as soon as
+// it is known (the requests and answers are small), with ask, and returns
+// all they answered. Once one peer answered, the others, and the lookup,
 // get statementGrace more, so that a peer that is gone does not hold up
 // the caller until ctx ends. what names the request in logs.
-func askPeers[T any](ctx context.Context, s *Source, what string, ask func(context.Context, peer.AddrInfo) ([]T, error)) []T {
-	proto := protocol.ID(wire.ProtocolID(s.pub))
-	var peers []peer.AddrInfo
-	seen := map[peer.ID]bool{s.n.h.ID(): true}
-	add := func(ai peer.AddrInfo) {
-		if !seen[ai.ID] && len(peers) < maxCandidates && s.n.strikes.of(ai.ID) < maxStrikes {
-			seen[ai.ID] = true
-			peers = append(peers, ai)
-		}
-	}
-	for _, ai := range s.n.bootstrap {
-		add(ai)
-	}
-	for _, p := range s.n.h.Network().Peers() {
-		if ok, _ := s.n.h.Peerstore().SupportsProtocols(p, proto); len(ok) > 0 {
-			add(peer.AddrInfo{ID: p})
-		}
-	}
+func askPeers[T any](ctx context.Context, s *Source, what string, lookup bool, ask func(context.Context, peer.AddrInfo) ([]T, error)) []T {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	cands := make(chan peer.AddrInfo, maxCandidates)
+	key := cid.Undef
+	if lookup {
+		key = ChannelCID(s.pub, s.target)
+	}
+	go s.n.candidates(ctx, s.pub, key, s.n.cfg.LookupTimeout, cands)
 	var (
 		mu    sync.Mutex
 		out   []T
-		g     errgroup.Group
+		wg    sync.WaitGroup
 		grace sync.Once
 	)
-	for _, ai := range peers {
-		g.Go(func() error {
+	seen := map[peer.ID]bool{s.n.h.ID(): true}
+	for ai := range cands {
+		if seen[ai.ID] || len(seen) > maxCandidates || s.n.strikes.of(ai.ID) >= maxStrikes {
+			continue
+		}
+		seen[ai.ID] = true
+		wg.Go(func() {
 			got, err := ask(ctx, ai)
 			if err != nil {
 				if ctx.Err() == nil && !errors.Is(err, wire.ErrNotFound) {
 					s.n.log.Debug(what+" request failed", "peer", ai.ID, "err", err)
 				}
-				return nil
+				return
 			}
 			grace.Do(func() { time.AfterFunc(statementGrace, cancel) })
 			mu.Lock()
 			out = append(out, got...)
 			mu.Unlock()
-			return nil
 		})
 	}
-	g.Wait()
+	wg.Wait()
 	return out
 }
 
