@@ -25,7 +25,9 @@ func TestRestartLeavesNetwork(t *testing.T) {
 	r := newRig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	loop := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+	// QUIC only: a QUIC connection to a process that is gone stays open
+	// until its idle timeout (a TCP one the kernel closes on exec).
+	loop := []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
 	seed, err := p2p.New(ctx, p2p.Config{Private: true, ListenAddrs: loop, DHTServer: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -40,9 +42,6 @@ func TestRestartLeavesNetwork(t *testing.T) {
 	cfg.Mode = Now()
 	cfg.Network = NetworkConfig{Private: true, Bootstrap: seed.Addrs(), ListenAddrs: loop, DHTServer: true,
 		OnListen: func(a string) {
-			if !strings.Contains(a, "/tcp/") {
-				return
-			}
 			id, err := peer.Decode(a[strings.LastIndex(a, "/")+1:])
 			if err != nil {
 				t.Errorf("listen address %q: %v", a, err)
