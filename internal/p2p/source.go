@@ -277,9 +277,6 @@ func (n *Node) askInfo(ctx context.Context, pub ed25519.PublicKey, target string
 		return wire.Offer{}, err
 	}
 	defer s.Close()
-	// The stream's deadline is the idle timeout: ctx ending (the
-	// caller's bound, or a grace after other answers) ends the read.
-	defer context.AfterFunc(ctx, func() { s.Reset() })()
 	o, err := wire.ReadInfo(s)
 	if err != nil {
 		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil {
