@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -260,9 +261,10 @@ func (s *Source) askRollouts(ctx context.Context, ai peer.AddrInfo) ([]rollout.S
 	// The stream's deadline is the idle timeout: ctx ending (the
 	// caller's bound, or a grace after other answers) ends the read.
 	defer context.AfterFunc(ctx, func() { st.Reset() })()
-	got, err := wire.ReadRollouts(st)
+	cr := &countingReader{r: st}
+	got, err := wire.ReadRollouts(cr)
 	if err != nil {
-		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil {
+		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil && cr.n > 0 {
 			s.n.strike(ai.ID, strikeMalformed, fmt.Errorf("rollout answer: %w", err))
 		}
 		return nil, fmt.Errorf("peer %s: %w", ai.ID, err)
@@ -298,4 +300,18 @@ func (s *server) serveRollout(st network.Stream, remote peer.ID, pub ed25519.Pub
 		out = append(out, r)
 	}
 	wire.WriteRollouts(st, out)
+}
+
+// countingReader counts the bytes read through it: a statement answer
+// that ends before its first byte is a peer going away (its node closing,
+// as before a restart), not a malformed answer, and earns no strike.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
 }

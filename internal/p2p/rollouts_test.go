@@ -234,6 +234,7 @@ func TestHostileRollouts(t *testing.T) {
 		{"too many", []byte{0, wire.MaxRollouts + 1}, true},
 		{"an older node refuses the kind", refused.Bytes(), false},
 		{"none", answer(), false},
+		{"the stream ends unanswered, as when a node closes", nil, false},
 		{"the same statement", answer(good), false},
 	}
 	seed := newTestNode(t, Config{})

@@ -168,9 +168,10 @@ func (s *Source) askRotations(ctx context.Context, ai peer.AddrInfo) ([]rotation
 	// The stream's deadline is the idle timeout: ctx ending (the
 	// caller's bound, or a grace after other answers) ends the read.
 	defer context.AfterFunc(ctx, func() { st.Reset() })()
-	got, err := wire.ReadRotations(st)
+	cr := &countingReader{r: st}
+	got, err := wire.ReadRotations(cr)
 	if err != nil {
-		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil {
+		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil && cr.n > 0 {
 			s.n.strike(ai.ID, strikeMalformed, fmt.Errorf("rotations answer: %w", err))
 		}
 		return nil, fmt.Errorf("peer %s: %w", ai.ID, err)
