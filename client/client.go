@@ -42,6 +42,14 @@
 // EventStale says so once. Before it sees any statement, a node takes the
 // newest signed release.
 //
+// A yanked version is never installed again, by a rollback neither: an
+// update that does not become healthy (see Config.HealthyAfter) while the
+// version before it is yanked, as when a yank moved the node down to it,
+// stays, with EventFailed and an ERROR line saying so, until a new
+// statement or release moves the node on. Once a node held a yank of V,
+// it does not serve V to its peers again for as long as it runs, even if
+// a later statement dropped the yank (rpsign never drops one).
+//
 // Nodes also tell the peers they ask for statements the version they run
 // and the version they last rolled back from, so that a seed can count
 // them for the owner. These numbers are not authenticated: any node can
@@ -52,7 +60,10 @@
 // On Unix a restart execs the executable's path with the same arguments and
 // environment, in the same process (same pid, same standard streams). On
 // Windows, which has no exec, it starts the new binary with the same
-// arguments, environment and standard streams and exits.
+// arguments, environment and standard streams and exits. Before either,
+// the engine leaves the peer-to-peer network (for at most a few seconds),
+// so that its peers see the connections close at once rather than wait on
+// a process that is gone; if the restart fails, it joins again.
 //
 // # Without libp2p
 //
@@ -219,7 +230,8 @@ type Config struct {
 	// back at the next start: the previous binary (<exe>.old) is put
 	// back, the program restarts into it, and that file is not applied
 	// again; a newer release is, and ForgetRolledBack gives the file
-	// another chance. A start that ends in Updater.Close (a clean stop,
+	// another chance. (Not when the previous binary's version is yanked:
+	// see Rollouts in the package documentation.) A start that ends in Updater.Close (a clean stop,
 	// such as on SIGTERM through the program's normal path) does not
 	// count. The state lives next to the executable, in
 	// <exe>.rustpatcher.json.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/org/rustpatcher-go/internal/manifest"
 	"github.com/org/rustpatcher-go/internal/mirror"
+	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/region"
@@ -28,7 +29,9 @@ const DefaultGitHubURL = "https://github.com"
 // MirrorSource returns a Source that reads the releases published at
 // base, an https:// URL of the directory that holds them as rpsign publish
 // --out lays them out (the manifest rustpatcher-<os>-<arch>.json of the
-// running target, the binary and piece hashes it names, the statements):
+// running target, the binary and piece hashes it names, the key rotation
+// statements it names, and the target's rollout statement
+// <os>-<arch>.rollout, named or not):
 // a bucket, a web server's directory, GitHub Pages. Plain http:// is
 // accepted only for a loopback address.
 //
@@ -371,6 +374,40 @@ func (s *httpSource) rotations(ctx context.Context) ([]rotation.Statement, error
 		out = append(out, st)
 	}
 	return out, errors.Join(errs...)
+}
+
+// rollouts reads the rollout statement of the running target, the file
+// <os>-<arch>.rollout (rollout.FileName, as rpsign rollout --out writes
+// it and rpseed --github reads it) in the directory of the files the
+// manifest names, whether or not the manifest names it: the owner halts
+// or yanks by putting a new statement there (in a mirror's directory, or
+// attached to the latest GitHub release), with no new manifest. The
+// engine checks it (rollout.Check). A directory without one has none.
+func (s *httpSource) rollouts(ctx context.Context) ([]rollout.Statement, error) {
+	_, dir, err := s.refresh(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		dir = s.base // the statement may be there without a release
+	}
+	name := rollout.FileName(s.target.String())
+	u, err := fileURL(dir, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.name, err)
+	}
+	b, err := s.statement(ctx, u, rollout.MaxSize)
+	if errors.Is(err, mirror.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", s.name, name, err)
+	}
+	st, err := rollout.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", s.name, name, err)
+	}
+	return []rollout.Statement{st}, nil
 }
 
 // statement fetches the statement at u, conditionally when it was fetched

@@ -150,8 +150,10 @@ func (n *networkSource) Seed(ctx context.Context, path string, in region.Info) e
 }
 
 // rotations asks peers for the statements that move the target on from
-// the key trusted now.
+// the key trusted now, for at most statementAsk.
 func (n *networkSource) rotations(ctx context.Context) ([]rotation.Statement, error) {
+	ctx, cancel := context.WithTimeout(ctx, statementAsk)
+	defer cancel()
 	return n.source().Rotations(ctx)
 }
 

@@ -10,10 +10,10 @@ import (
 	"github.com/org/rustpatcher-go/internal/wire"
 )
 
-// statementAsk bounds asking peers for rollout statements: the answers in
-// by then are used, and a peer that is gone (a dial, or a QUIC connection
-// to a process that exec'd an update, timing out) does not hold up the
-// poll; the next poll asks again.
+// statementAsk bounds asking peers for rollout and key rotation
+// statements: the answers in by then are used, and a peer that is gone (a
+// dial, or a connection to a process that died, timing out) does not hold
+// up the poll; the next poll asks again.
 const statementAsk = 5 * time.Second
 
 // rollouts asks peers for their rollout statement of the target, signed

@@ -57,6 +57,7 @@ type pipeline struct {
 	sources   []Source
 	joining   <-chan netStart // the network being joined, if it is
 	network   io.Closer       // the network joined, for the Updater to leave
+	netSrc    Source          // the network joined, among sources
 	running   region.Info     // the verified running binary
 	applied   *region.Info    // the release on disk waiting for a restart
 	refused   refusals
@@ -287,6 +288,7 @@ func (p *pipeline) joined(ctx context.Context, ns netStart) bool {
 	}
 	p.sources = append(p.sources, ns.src)
 	p.log.Debug("network joined", "source", ns.src.String())
+	p.netSrc = ns.src
 	// The statements followed before (by this build, or by the one it
 	// updated from) are passed on to peers that still trust an older key.
 	if ts, ok := ns.src.(trustingSource); ok {
@@ -670,9 +672,13 @@ func (p *pipeline) restart(ctx context.Context, in region.Info, confirm bool) {
 	}
 	p.log.Info("restarting into the update", "version", in.Version, "executable", p.exe)
 	p.emit(Event{Kind: EventRestarting, Release: in})
+	left := p.leaveNetwork()
 	if err := p.cfg.restart(p.exe, os.Args, os.Environ()); err != nil {
 		p.log.Error("restart failed; the update runs at the next start", "version", in.Version, "err", err)
 		p.emit(Event{Kind: EventFailed, Release: in, Err: fmt.Errorf("restarting: %w", err)})
+	}
+	if left {
+		p.joining = p.joinNetwork(ctx) // still running: back to the network
 	}
 }
 
@@ -937,6 +943,9 @@ func (p *pipeline) startTrial(ctx context.Context) {
 	}
 	// Rolled back at this start: the update never became healthy.
 	bad, previous, starts := p.state.Version, p.state.Previous, p.state.Starts-1
+	if p.keepYankTarget(running, starts) {
+		return
+	}
 	old := p.exe + selfreplace.BackupSuffix
 	prev, err := region.VerifyFile(ctx, old, p.pub)
 	if err != nil && !p.trusted.Equal(p.pub) {

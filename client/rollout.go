@@ -226,6 +226,36 @@ func (p *pipeline) refuseRollout(st rollout.Statement, err error) {
 	}
 }
 
+// keepYankTarget decides, at the start where the update on trial is due
+// to be rolled back, whether it stays instead: when the version before it
+// is yanked by the rollout statement kept in the state, as when a yank
+// moved the node down to this version. Putting that version back would
+// install a version the owner yanked, which no node does; so the update
+// stays, its trial ends and the failure is reported (an ERROR line and
+// EventFailed). The node goes on updating to what the next statements
+// give it. It reports whether the update stays; running is the update,
+// which did not become healthy in starts starts.
+func (p *pipeline) keepYankTarget(running region.Info, starts int) bool {
+	if p.state.Rollout == "" {
+		return false
+	}
+	st, err := rollout.Parse([]byte(p.state.Rollout))
+	if err == nil {
+		err = st.Verify()
+	}
+	if err != nil || !st.Yanked(p.state.Previous) {
+		return false
+	}
+	bad, previous := p.state.Version, p.state.Previous
+	p.state.healthy()
+	p.saveState()
+	err = fmt.Errorf("%s did not become healthy in %d starts (each crashed, was killed or exited without Updater.Close before it ran %v), and the version before it, %s, is yanked by the owner's rollout statement (sequence %d): %s stays, as no node installs a yanked version; a new statement or release moves it on",
+		bad, starts, p.cfg.HealthyAfter, previous, st.Sequence, bad)
+	p.log.Error("update did not become healthy; not rolling back to a yanked version", "version", bad, "previous", previous, "starts", starts, "sequence", st.Sequence, "reason", err)
+	p.emit(Event{Kind: EventFailed, Release: running, Err: err})
+	return true
+}
+
 // yanks reports whether the statement held yanks version v.
 func (r *rollouts) yanks(v string) bool { return r.held != nil && r.held.Yanked(v) }
 

@@ -109,6 +109,36 @@ func GoBuildWith(t testing.TB, b Build) string {
 	if builds == nil {
 		t.Fatal("GoBuild: TestMain did not run")
 	}
+	path, err := goBuild(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// GoBuildAll is GoBuildWith for several Builds at once, side by side (a
+// link waits on the disk and on one core much of the time); it returns
+// their paths in order.
+func GoBuildAll(t testing.TB, bs ...Build) []string {
+	t.Helper()
+	if builds == nil {
+		t.Fatal("GoBuild: TestMain did not run")
+	}
+	paths := make([]string, len(bs))
+	errs := make([]error, len(bs))
+	var wg sync.WaitGroup
+	for i, b := range bs {
+		wg.Go(func() { paths[i], errs[i] = goBuild(b) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return paths
+}
+
+// goBuild builds b, once per test run.
+func goBuild(b Build) (string, error) {
 	key := fmt.Sprintf("%q", []any{b.Pkg, b.LDFlags, b.Flags, b.Env, b.Dir})
 	builds.mu.Lock()
 	r, ok := builds.bin[key]
@@ -136,10 +166,7 @@ func GoBuildWith(t testing.TB, b Build) string {
 		}
 		r.path = out
 	})
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	return r.path
+	return r.path, r.err
 }
 
 // BuildHello builds examples/hello with pub (a z-base-32 public key, or ""
@@ -263,6 +290,8 @@ type Line struct {
 	Stream string
 	// Text is the line without its newline.
 	Text string
+	// At is when the test read the line.
+	At time.Time
 }
 
 // A Proc is a running process whose stdout and stderr are captured line by
@@ -358,7 +387,7 @@ func (p *Proc) read(stream string, r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	for sc.Scan() {
-		line := Line{Stream: stream, Text: sc.Text()}
+		line := Line{Stream: stream, Text: sc.Text(), At: time.Now()}
 		p.t.Logf("%s %s: %s", p.name, stream, line.Text)
 		p.mu.Lock()
 		p.lines = append(p.lines, line)

@@ -25,7 +25,7 @@ const openLookupTimeout = time.Second
 
 // ErrOtherFile means that the update engine refused the bytes a Release
 // delivered because they are another file than the one offered: their file
-// ID differs. It is checked.ErrOtherFile, as client.ErrOtherFile is, so
+// ID differs. It is checked.ErrOtherFile, the error the engine wraps, so
 // that a Release can tell it among the reasons it is given by Reject.
 var ErrOtherFile = checked.ErrOtherFile
 
@@ -33,8 +33,8 @@ var ErrOtherFile = checked.ErrOtherFile
 // downloading it because its file length cannot be the release's: shorter
 // than the signed content, longer by more than a code signature may be,
 // or longer at all for a file type that has none (see
-// region.Info.CheckFileSize and CheckHeader). It is checked.ErrSize, as
-// client.ErrSize is. The peers that offered that length get strikes, and
+// region.Info.CheckFileSize and CheckHeader). It is checked.ErrSize, the
+// error the engine wraps. The peers that offered that length get strikes, and
 // the offer is never downloaded again.
 var ErrSize = checked.ErrSize
 

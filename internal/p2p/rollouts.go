@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -223,8 +224,10 @@ func (n *Node) reportOf() wire.Report {
 	return wire.Report{}
 }
 
-// Rollouts asks the bootstrap peers and the connected peers that speak the
-// owner's protocol for their rollout statement of the source's target, and
+// Rollouts asks the bootstrap peers, the connected peers that speak the
+// owner's protocol and the DHT's providers of the channel of the source's
+// key and target (every node that serves a release or a statement of it)
+// for their rollout statement of the target, all at once, and
 // returns the distinct statements that verify, signed by the source's key,
 // for its target, highest sequence first. It does not check expiry,
 // sequence or replay: the caller holds the statement it accepted (see
@@ -236,7 +239,7 @@ func (s *Source) Rollouts(ctx context.Context) ([]rollout.Statement, error) {
 	if err := s.n.checkOpen(); err != nil {
 		return nil, err
 	}
-	got := askPeers(ctx, s, "rollout", s.askRollouts)
+	got := askPeers(ctx, s, "rollout", true, s.askRollouts)
 	var out []rollout.Statement
 	for _, st := range got {
 		if !slices.ContainsFunc(out, st.Equal) {
@@ -255,9 +258,13 @@ func (s *Source) askRollouts(ctx context.Context, ai peer.AddrInfo) ([]rollout.S
 		return nil, err
 	}
 	defer st.Close()
-	got, err := wire.ReadRollouts(st)
+	// The stream's deadline is the idle timeout: ctx ending (the
+	// caller's bound, or a grace after other answers) ends the read.
+	defer context.AfterFunc(ctx, func() { st.Reset() })()
+	cr := &countingReader{r: st}
+	got, err := wire.ReadRollouts(cr)
 	if err != nil {
-		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil {
+		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil && cr.n > 0 {
 			s.n.strike(ai.ID, strikeMalformed, fmt.Errorf("rollout answer: %w", err))
 		}
 		return nil, fmt.Errorf("peer %s: %w", ai.ID, err)
@@ -293,4 +300,18 @@ func (s *server) serveRollout(st network.Stream, remote peer.ID, pub ed25519.Pub
 		out = append(out, r)
 	}
 	wire.WriteRollouts(st, out)
+}
+
+// countingReader counts the bytes read through it: a statement answer
+// that ends before its first byte is a peer going away (its node closing,
+// as before a restart), not a malformed answer, and earns no strike.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
 }

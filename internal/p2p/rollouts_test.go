@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/rollout"
@@ -176,7 +178,8 @@ func TestRolloutNotSentOnceExpired(t *testing.T) {
 }
 
 // TestRolloutFoundThroughDHT: a node that serves only a statement, no
-// release, announces the channel; a client that looked it up asks it.
+// release, announces the channel; Rollouts looks the channel up and asks
+// it, with no Releases call before to connect to it.
 func TestRolloutFoundThroughDHT(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
@@ -191,10 +194,7 @@ func TestRolloutFoundThroughDHT(t *testing.T) {
 	src := client.Source(k.Public, testTarget)
 	var got []rollout.Statement
 	for i := 0; i < 100 && len(got) == 0; i++ {
-		rels, err := src.Releases(ctx)
-		if err != nil || len(rels) != 0 {
-			t.Fatalf("Releases = %v, %v; want none", rels, err)
-		}
+		var err error
 		if got, err = src.Rollouts(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -234,6 +234,7 @@ func TestHostileRollouts(t *testing.T) {
 		{"too many", []byte{0, wire.MaxRollouts + 1}, true},
 		{"an older node refuses the kind", refused.Bytes(), false},
 		{"none", answer(), false},
+		{"the stream ends unanswered, as when a node closes", nil, false},
 		{"the same statement", answer(good), false},
 	}
 	seed := newTestNode(t, Config{})
@@ -338,5 +339,66 @@ func TestWithdraw(t *testing.T) {
 	seed.ann.mu.Unlock()
 	if !announced {
 		t.Error("the channel is no longer announced, though the node serves a statement for it")
+	}
+}
+
+// TestRolloutsMutePeer: a peer that takes the request and never answers
+// (such as one whose process is gone without closing its connection)
+// holds up Rollouts neither past the grace after another peer's answer,
+// nor past the caller's context, however long the idle timeout.
+func TestRolloutsMutePeer(t *testing.T) {
+	t.Parallel()
+	k := regiontest.NewKey(t)
+	good := statement(t, k, testTarget, 4, 25)
+	seed := newTestNode(t, Config{})
+	if err := seed.ServeRollout(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	const idle = 30 * time.Second
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	newMute := func() *Node {
+		mute := newTestNode(t, Config{})
+		mute.Host().SetStreamHandler(protocol.ID(wire.ProtocolID(k.Public)), func(s network.Stream) {
+			defer s.Reset()
+			wire.ReadRequest(s)
+			select { // no answer, and no end of one
+			case <-done:
+			case <-time.After(idle):
+			}
+		})
+		return mute
+	}
+	// The lone one knows no other node, so no lookup finds the seed
+	// through it.
+	mute, lone := newMute(), newMute()
+	for _, tt := range []struct {
+		name  string
+		boot  []*Node
+		bound time.Duration // of the caller's context
+		want  int           // statements
+		most  time.Duration
+	}{
+		{"beside an answer", []*Node{mute, seed}, time.Minute, 1, statementGrace + 3*time.Second},
+		{"alone", []*Node{lone}, time.Second, 0, 4 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			client := newTestNode(t, Config{IdleTimeout: idle}, tt.boot...)
+			ctx, cancel := context.WithTimeout(testContext(t), tt.bound)
+			defer cancel()
+			start := time.Now()
+			got, _ := client.Source(k.Public, testTarget).Rollouts(ctx)
+			took := time.Since(start)
+			if len(got) != tt.want {
+				t.Errorf("got %q, want %d statements", sequences(got), tt.want)
+			}
+			if took > tt.most {
+				t.Errorf("Rollouts took %v, want at most %v (the mute peer held it up)", took, tt.most)
+			}
+			if s := client.strikes.of(tt.boot[0].ID()); s != 0 {
+				t.Errorf("the mute peer has %d strikes: silence is no lie", s)
+			}
+		})
 	}
 }

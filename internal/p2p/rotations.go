@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/internal/wire"
@@ -100,53 +100,60 @@ func (s *Source) Rotations(ctx context.Context) ([]rotation.Statement, error) {
 	if err := s.n.checkOpen(); err != nil {
 		return nil, err
 	}
-	return askPeers(ctx, s, "rotations", s.askRotations), ctx.Err()
+	return askPeers(ctx, s, "rotations", false, s.askRotations), ctx.Err()
 }
 
+// statementGrace is how long, once one peer answered a statement request
+// (see askPeers), the others still get: statements are small and a peer
+// that is there answers at once, so a peer that is slower is most likely
+// gone (its connection dropped without a word, its timeouts not run out
+// yet), and what it holds the next poll asks for again.
+const statementGrace = 2 * time.Second
+
 // askPeers asks the bootstrap peers and the connected peers that speak
-// the owner's protocol, at most maxCandidates of them and none with too
-// many strikes, infoConcurrency at a time, with ask, and returns all they
-// answered. what names the request in logs.
-func askPeers[T any](ctx context.Context, s *Source, what string, ask func(context.Context, peer.AddrInfo) ([]T, error)) []T {
-	proto := protocol.ID(wire.ProtocolID(s.pub))
-	var peers []peer.AddrInfo
-	seen := map[peer.ID]bool{s.n.h.ID(): true}
-	add := func(ai peer.AddrInfo) {
-		if !seen[ai.ID] && len(peers) < maxCandidates && s.n.strikes.of(ai.ID) < maxStrikes {
-			seen[ai.ID] = true
-			peers = append(peers, ai)
-		}
+// the owner's protocol, and with lookup set the DHT's providers of the
+// source's channel as they are found too (see candidates), at most
+// maxCandidates of them and none with too many strikes, each as soon as
+// it is known (the requests and answers are small), with ask, and returns
+// all they answered. Once one peer answered, the others, and the lookup,
+// get statementGrace more, so that a peer that is gone does not hold up
+// the caller until ctx ends. what names the request in logs.
+func askPeers[T any](ctx context.Context, s *Source, what string, lookup bool, ask func(context.Context, peer.AddrInfo) ([]T, error)) []T {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cands := make(chan peer.AddrInfo, maxCandidates)
+	key := cid.Undef
+	if lookup {
+		key = ChannelCID(s.pub, s.target)
 	}
-	for _, ai := range s.n.bootstrap {
-		add(ai)
-	}
-	for _, p := range s.n.h.Network().Peers() {
-		if ok, _ := s.n.h.Peerstore().SupportsProtocols(p, proto); len(ok) > 0 {
-			add(peer.AddrInfo{ID: p})
-		}
-	}
+	go s.n.candidates(ctx, s.pub, key, s.n.cfg.LookupTimeout, cands)
 	var (
-		mu  sync.Mutex
-		out []T
-		g   errgroup.Group
+		mu    sync.Mutex
+		out   []T
+		wg    sync.WaitGroup
+		grace sync.Once
 	)
-	g.SetLimit(infoConcurrency)
-	for _, ai := range peers {
-		g.Go(func() error {
+	seen := map[peer.ID]bool{s.n.h.ID(): true}
+	for ai := range cands {
+		if seen[ai.ID] || len(seen) > maxCandidates || s.n.strikes.of(ai.ID) >= maxStrikes {
+			continue
+		}
+		seen[ai.ID] = true
+		wg.Go(func() {
 			got, err := ask(ctx, ai)
 			if err != nil {
 				if ctx.Err() == nil && !errors.Is(err, wire.ErrNotFound) {
 					s.n.log.Debug(what+" request failed", "peer", ai.ID, "err", err)
 				}
-				return nil
+				return
 			}
+			grace.Do(func() { time.AfterFunc(statementGrace, cancel) })
 			mu.Lock()
 			out = append(out, got...)
 			mu.Unlock()
-			return nil
 		})
 	}
-	g.Wait()
+	wg.Wait()
 	return out
 }
 
@@ -158,9 +165,13 @@ func (s *Source) askRotations(ctx context.Context, ai peer.AddrInfo) ([]rotation
 		return nil, err
 	}
 	defer st.Close()
-	got, err := wire.ReadRotations(st)
+	// The stream's deadline is the idle timeout: ctx ending (the
+	// caller's bound, or a grace after other answers) ends the read.
+	defer context.AfterFunc(ctx, func() { st.Reset() })()
+	cr := &countingReader{r: st}
+	got, err := wire.ReadRotations(cr)
 	if err != nil {
-		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil {
+		if errors.Is(err, wire.ErrMalformed) && ctx.Err() == nil && cr.n > 0 {
 			s.n.strike(ai.ID, strikeMalformed, fmt.Errorf("rotations answer: %w", err))
 		}
 		return nil, fmt.Errorf("peer %s: %w", ai.ID, err)

@@ -158,8 +158,8 @@ type offerKey struct {
 // candidates sends on out the peers to ask about key: bootstrap peers
 // first, then connected peers that speak the owner's protocol, then the
 // DHT's providers of key and, when it is full, of its shard keys
-// (findProviders) as they are found. It closes out when the lookup
-// ends or LookupTimeout passes.
+// (findProviders) as they are found (none for cid.Undef). It closes out
+// when the lookup ends or timeout passes.
 func (n *Node) candidates(ctx context.Context, pub ed25519.PublicKey, key cid.Cid, timeout time.Duration, out chan<- peer.AddrInfo) {
 	defer close(out)
 	send := func(ai peer.AddrInfo) bool {
@@ -182,6 +182,9 @@ func (n *Node) candidates(ctx context.Context, pub ed25519.PublicKey, key cid.Ci
 				return
 			}
 		}
+	}
+	if !key.Defined() {
+		return
 	}
 	lctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
