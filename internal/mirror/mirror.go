@@ -132,7 +132,8 @@ func (f *Fetcher) idle() time.Duration {
 type Cached struct {
 	// Body is the file's content.
 	Body []byte
-	// ETag and LastModified are the validators the server sent.
+	// ETag and LastModified are the validators the server sent;
+	// LastModified only when it is strong (see strongLastModified).
 	ETag, LastModified string
 	// Via lists the URLs requested, the first one and each redirect's.
 	Via []*url.URL
@@ -182,7 +183,26 @@ func (f *Fetcher) Small(ctx context.Context, u string, max int64, prev *Cached) 
 	if int64(len(b)) > max {
 		return Cached{}, false, fmt.Errorf("fetching %s: %w: more than %d bytes", redact(u), ErrTooLarge, max)
 	}
-	return Cached{Body: b, ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified"), Via: via}, true, nil
+	return Cached{Body: b, ETag: resp.Header.Get("ETag"), LastModified: strongLastModified(resp.Header), Via: via}, true, nil
+}
+
+// strongLastModified returns the Last-Modified of h when it may stand for
+// the file's content in If-Modified-Since, else "". Times have a
+// resolution of a second: a file written again within the second its
+// Last-Modified names would be answered 304 forever. So, as RFC 9110
+// (section 8.8.2.2) says, Last-Modified is a strong validator only when
+// the response's Date is at least a second later: a mirror then
+// rewritten within that second is fetched whole at the next poll.
+func strongLastModified(h http.Header) string {
+	lm, err := http.ParseTime(h.Get("Last-Modified"))
+	if err != nil {
+		return ""
+	}
+	date, err := http.ParseTime(h.Get("Date"))
+	if err != nil || date.Sub(lm) < time.Second {
+		return ""
+	}
+	return h.Get("Last-Modified")
 }
 
 // Open returns the bytes of the file at u from offset off on, at most n

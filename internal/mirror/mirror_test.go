@@ -174,6 +174,49 @@ func TestFetcher(t *testing.T) {
 	}
 }
 
+// TestLastModifiedWeak: a file written again within the second its
+// first fetch's Last-Modified names (the Date in that same second) is
+// fetched whole at the next poll, not answered 304; one whose
+// Last-Modified is a second or more before the Date is asked for
+// conditionally.
+func TestLastModifiedWeak(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name        string
+		age         time.Duration // Date minus Last-Modified
+		conditional bool
+	}{
+		{"same second", 0, false},
+		{"modified after the date (clock skew)", -time.Minute, false},
+		{"a second", time.Second, true},
+		{"an hour", time.Hour, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			date := time.Date(2026, 12, 5, 7, 42, 40, 0, time.UTC)
+			var asked []string
+			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				asked = append(asked, r.Header.Get("If-Modified-Since"))
+				w.Header().Set("Date", date.Format(http.TimeFormat))
+				http.ServeContent(w, r, "m.json", date.Add(-tt.age), strings.NewReader("{}"))
+			}))
+			defer srv.Close()
+			f := &Fetcher{HTTP: srv.Client()}
+			c, _, err := f.Small(context.Background(), srv.URL+"/m.json", 100, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, changed, err := f.Small(context.Background(), srv.URL+"/m.json", 100, &c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := asked[1] != ""; got != tt.conditional || changed == tt.conditional {
+				t.Errorf("second fetch: If-Modified-Since %q, changed %v; want conditional %v", asked[1], changed, tt.conditional)
+			}
+		})
+	}
+}
+
 // TestStalled: a body that drips, or stalls, is dropped after the idle
 // timeout.
 func TestStalled(t *testing.T) {
