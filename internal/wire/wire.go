@@ -89,6 +89,8 @@ func (k Kind) String() string {
 		return "packed"
 	case KindRollout:
 		return "rollout"
+	case KindHave:
+		return "have"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }
@@ -178,11 +180,13 @@ func CheckAuth(pub ed25519.PublicKey, a [AuthLen]byte, t time.Time) bool {
 
 // known reports whether k is a request kind of the protocol.
 func (k Kind) known() bool {
-	return k == KindInfo || k == KindHashes || k == KindPieces || k == KindRotations || k == KindPacked || k == KindRollout
+	return k == KindInfo || k == KindHashes || k == KindPieces || k == KindRotations || k == KindPacked || k == KindRollout || k == KindHave
 }
 
 // hasID reports whether a request of kind k names a file.
-func (k Kind) hasID() bool { return k == KindHashes || k == KindPieces || k == KindPacked }
+func (k Kind) hasID() bool {
+	return k == KindHashes || k == KindPieces || k == KindPacked || k == KindHave
+}
 
 // hasRange reports whether a request of kind k names a run of pieces.
 func (k Kind) hasRange() bool { return k == KindPieces || k == KindPacked }
@@ -190,13 +194,14 @@ func (k Kind) hasRange() bool { return k == KindPieces || k == KindPacked }
 // Request is a decoded request frame.
 type Request struct {
 	// Kind is KindInfo, KindHashes, KindPieces, KindRotations,
-	// KindPacked or KindRollout.
+	// KindPacked, KindRollout or KindHave.
 	Kind Kind
 	// Auth is the namespace check (see Auth).
 	Auth [AuthLen]byte
 	// Target is the "GOOS/GOARCH" asked about.
 	Target string
-	// ID is the file asked for (KindHashes, KindPieces and KindPacked).
+	// ID is the file asked for (KindHashes, KindPieces, KindPacked and
+	// KindHave).
 	ID [IDLen]byte
 	// First is the first piece asked for, and Count the number of pieces,
 	// 1 to MaxPiecesPerRequest (KindPieces and KindPacked).
@@ -207,6 +212,10 @@ type Request struct {
 	// Report is what the asking node says about itself (KindRollout
 	// only); unauthenticated.
 	Report Report
+	// Known is the number of pieces of the file the asking node knows the
+	// peer holds (KindHave only): the peer answers when it holds more, or
+	// after at most MaxHaveWait.
+	Known uint32
 }
 
 // check validates the fields of r that the frame format constrains.
@@ -233,6 +242,7 @@ func (r *Request) check() error {
 //	     | [first piece (u32 LE) | piece count (u32 LE)   pieces, packed]
 //	     | [base file ID (32)                             packed]
 //	     | [report (see Report)                           rollout]
+//	     | [known piece count (u32 LE)                    have]
 func (r *Request) Marshal() ([]byte, error) {
 	if err := r.check(); err != nil {
 		return nil, err
@@ -255,6 +265,9 @@ func (r *Request) Marshal() ([]byte, error) {
 	}
 	if r.Kind == KindRollout {
 		b = r.Report.append(b)
+	}
+	if r.Kind == KindHave {
+		b = appendKnown(b, r.Known)
 	}
 	return b, nil
 }
@@ -318,6 +331,12 @@ func ReadRequest(r io.Reader) (*Request, error) {
 	if req.Kind == KindRollout {
 		var err error
 		if req.Report, err = readReport(r); err != nil {
+			return nil, err
+		}
+	}
+	if req.Kind == KindHave {
+		var err error
+		if req.Known, err = readKnown(r); err != nil {
 			return nil, err
 		}
 	}
