@@ -116,6 +116,8 @@ type download struct {
 	peers   map[peer.ID]peer.AddrInfo // every peer the download knows
 	err     error                     // why the download failed; the reader returns it
 	lastErr error                     // the last failure of a peer
+
+	havePolls chan struct{} // a token per have request in flight (see pollHave)
 }
 
 // newDownload returns the download of r's file from offset, which must be
@@ -133,6 +135,8 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		wake:     make(chan struct{}),
 		data:     map[int64][]byte{},
 		peers:    map[peer.ID]peer.AddrInfo{},
+
+		havePolls: make(chan struct{}, havePolls),
 	}
 	next := l.PieceAt(offset)
 	off, _ := l.Piece(next)
@@ -141,6 +145,10 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		d.parallel = 1
 	}
 	d.base = r.deltaBase()
+	random := 0
+	if r.offer.Info.Format == region.V1 {
+		random = randomFirst
+	}
 	d.s = sched.New(sched.Config{
 		Pieces:        l.NumPieces(),
 		First:         next,
@@ -153,6 +161,7 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		StealAfter:    stealAfter,
 		EndgameAfter:  endgameAfter,
 		NeedHashes:    r.needsHashes(),
+		RandomFirst:   random,
 		MaxIdleRounds: maxIdleRounds,
 		LookupEvery:   openLookupTimeout,
 		Rand:          rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
@@ -192,7 +201,11 @@ func (d *download) failLocked(err error) {
 }
 
 // addPeers adds candidates the download does not know yet, after those it
-// knows. The peers that sent bad data for this file are not among them.
+// knows. The peers that sent bad data for this file are not among them. A
+// peer that offered the file in its info answer holds all of it; one found
+// otherwise (a provider of the file in the DHT) may hold only some pieces
+// of a v1 release: it is added holding none, and asked which it holds
+// (pollHave).
 func (d *download) addPeers(ais []peer.AddrInfo) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -207,9 +220,18 @@ func (d *download) addPeersLocked(ais []peer.AddrInfo) {
 			continue
 		}
 		delta := d.r.modeFor(ai.ID, d.base) == modeDelta
-		if d.s.AddPeer(sched.PeerID(ai.ID), sched.PeerInfo{Delta: delta}) {
+		var has []bool
+		poll := !d.n.cfg.noHave && d.r.offer.Info.Format == region.V1 && !d.r.offered(ai.ID)
+		if poll {
+			has = make([]bool, d.l.NumPieces())
+		}
+		if d.s.AddPeer(sched.PeerID(ai.ID), sched.PeerInfo{Delta: delta, Has: has}) {
 			d.peers[ai.ID] = ai
 			added = true
+			if poll {
+				d.wg.Add(1)
+				go d.pollHave(ai)
+			}
 		}
 	}
 	if added {
@@ -414,7 +436,7 @@ func (d *download) fetchHashes(ai peer.AddrInfo) error {
 	if err != nil {
 		return fmt.Errorf("peer %s: %w: piece hashes: %w", ai.ID, errBadData, err)
 	}
-	d.r.setPieceChecker(c)
+	d.r.setPieceChecker(c, leaves)
 	return nil
 }
 
@@ -491,6 +513,7 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) e
 				}
 				d.putBuffer(buf)
 			} else {
+				d.n.keepPiece(d.r, i, b)
 				d.receive(ai.ID, i, b)
 			}
 			ch <- err

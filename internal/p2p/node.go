@@ -161,6 +161,13 @@ type Config struct {
 	reachability network.Reachability
 	// streamLimit replaces maxStreams when positive, for tests.
 	streamLimit int
+	// noHave makes the node behave as one of a release before have
+	// requests, for tests and benchmarks: it refuses them, serves only
+	// whole files and asks every peer for pieces as if it held them all.
+	noHave bool
+	// spoolDir is where the spools of files served while they download
+	// are made; empty means os.TempDir.
+	spoolDir string
 }
 
 // A Node is a libp2p host with the DHT and the rustpatcher protocol.
@@ -307,8 +314,9 @@ type Stats struct {
 	// hashes and pieces requests answered (packed ones included), and
 	// PackedRequests the packed requests among them.
 	InfoRequests, HashesRequests, FetchRequests, PackedRequests uint64
-	// RolloutRequests counts the rollout requests answered.
-	RolloutRequests uint64
+	// RolloutRequests counts the rollout requests answered, and
+	// HaveRequests the have requests.
+	RolloutRequests, HaveRequests uint64
 	// Busy counts pieces requests refused for want of an upload slot.
 	Busy uint64
 	// BadRequests counts malformed requests and failed namespace checks.
@@ -350,6 +358,7 @@ func (n *Node) Stats() Stats {
 		FetchRequests:    c.pieces.Load(),
 		PackedRequests:   c.packed.Load(),
 		RolloutRequests:  c.rollouts.Load(),
+		HaveRequests:     c.have.Load(),
 		Busy:             c.busy.Load(),
 		BadRequests:      c.bad.Load(),
 		StreamsRefused:   n.server.admit.refused.Load(),
