@@ -488,6 +488,17 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 	}
 	slices.SortFunc(dones, func(x, y done) int { return cmp.Compare(x.at, y.at) })
 	cpu := processCPU(b) - cpu0
+	var sum Stats
+	for _, n := range all {
+		st := n.Stats()
+		sum.HaveRequests += st.HaveRequests
+		sum.FetchRequests += st.FetchRequests
+		sum.Busy += st.Busy
+		sum.BytesUploaded += st.BytesUploaded
+		sum.Strikes += st.Strikes
+	}
+	b.Logf("the nodes answered %d have and %d pieces requests (%d busy), uploaded %d MB; %d strikes",
+		sum.HaveRequests, sum.FetchRequests, sum.Busy, sum.BytesUploaded>>20, sum.Strikes)
 	up := int64(seed.Stats().BytesUploaded)
 	b.Logf("%d nodes updated in %v (serving %v); seed uploaded %d MB (%.1fx the release), busy answers %d; %v of CPU (%.2f cores)",
 		nodes, total.Round(10*time.Millisecond), mode, up>>20, float64(up)/float64(in.ContentLen()), seed.Stats().Busy,

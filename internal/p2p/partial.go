@@ -32,7 +32,7 @@ const (
 	// (see serveHave); above it, a have request is answered at once.
 	maxHaveWaits = 64
 	// havePolls bounds the have requests one download has in flight.
-	havePolls = 8
+	havePolls = 32
 	// haveEvery is the least time between two have requests of one
 	// download to one peer, and haveIdle the time after an answer that
 	// told nothing new (the peer was too busy to hold the request).
