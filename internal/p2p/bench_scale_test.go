@@ -19,9 +19,9 @@ import (
 )
 
 // BenchmarkPropagationScale measures how a 20 MB release spreads from one
-// seed (2 upload slots) to N nodes with whole-file serving (a node serves
-// the release once it verified all of it, as nodes did before have
-// requests; BenchmarkPropagation compares it with pieces served early),
+// seed (2 upload slots) to N nodes with whole-file serving (the default: a
+// node serves the release once it verified all of it; BenchmarkPropagation
+// compares it with pieces served early),
 // for N = 25, 50, 100 and 200 (RP_SCALE_NODES=25,50 picks others), every node's upload capped
 // at 10 MB/s as in BenchmarkPropagation. Besides the time until every
 // node has verified the release it reports the number of generations: a

@@ -356,11 +356,11 @@ func (x *resumer) Read(p []byte) (int, error) {
 
 // BenchmarkPropagation measures how long a 20 MB release takes to reach 50
 // nodes (100 with RP_PROPAGATION_NODES=100) from one seed whose upload
-// slots are capped at 2, in three serving modes: "pieces" (this release:
+// slots are capped at 2, in three serving modes: "pieces" (Config.PiecesEarly:
 // every node serves each piece as soon as it checked it, and the whole
-// file once verified), "whole" (nodes of a release before have requests:
-// a node serves the release only once it verified all of it) and "off"
-// (nodes serve nothing; only the seed uploads). All nodes are libp2p hosts
+// file once verified), "whole" (the default: a node serves the release
+// only once it verified all of it) and "off" (nodes serve nothing; only
+// the seed uploads). All nodes are libp2p hosts
 // in this process (real QUIC and TCP on loopback, real DHT) to fit on 2
 // cores, and every node's upload is capped at 10 MB/s (UploadRate) to
 // stand for a network link: unshaped, on loopback the shared CPU would be
@@ -400,8 +400,8 @@ func BenchmarkPropagation(b *testing.B) {
 type serving int
 
 const (
-	servePieces serving = iota // each piece once checked, then the whole file
-	serveWhole                 // only the whole file, once verified (before have requests)
+	servePieces serving = iota // each piece once checked, then the whole file (Config.PiecesEarly)
+	serveWhole                 // only the whole file, once verified (the default)
 	serveOff                   // nothing
 )
 
@@ -442,7 +442,7 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 	all := make([]*Node, nodes)
 	for i := range all {
 		n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, Bootstrap: seed.Addrs(), UploadRate: rate,
-			noHave: mode != servePieces})
+			PiecesEarly: mode == servePieces})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/org/rustpatcher-go/internal/p2p/sched"
 	"github.com/org/rustpatcher-go/internal/pack"
@@ -245,6 +246,11 @@ func (d *download) lookupLocked() {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
+		if near := d.connectedSpeakers(); len(near) > 0 {
+			d.mu.Lock()
+			d.addPeersLocked(d.withoutBad(near))
+			d.mu.Unlock()
+		}
 		found := d.r.lookup(d.ctx)
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -252,6 +258,28 @@ func (d *download) lookupLocked() {
 		d.s.LookupDone(time.Now())
 		d.notifyLocked() // the manager may wait for the lookup's end
 	}()
+}
+
+// maxConnectedSpeakers bounds the connected peers a lookup adds at once.
+const maxConnectedSpeakers = 32
+
+// connectedSpeakers returns up to maxConnectedSpeakers peers this node is
+// connected to whose identify lists the owner's protocol, at random: a
+// node registers the protocol once it serves pieces of a release, so a
+// swarm that downloads together finds its members without waiting for
+// their DHT announcements (those of another file answer have requests
+// with not found, and are left alone).
+func (d *download) connectedSpeakers() []peer.AddrInfo {
+	n := d.n
+	proto := protocol.ID(wire.ProtocolID(d.r.src.pub))
+	var out []peer.AddrInfo
+	for _, p := range n.h.Network().Peers() {
+		if ok, _ := n.h.Peerstore().SupportsProtocols(p, proto); len(ok) > 0 {
+			out = append(out, peer.AddrInfo{ID: p, Addrs: n.h.Peerstore().Addrs(p)})
+		}
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out[:min(len(out), maxConnectedSpeakers)]
 }
 
 // withoutBad returns ais without the peers that sent bad data for the

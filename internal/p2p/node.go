@@ -142,6 +142,13 @@ type Config struct {
 	// NoCompression answers packed requests with raw pieces and makes
 	// nothing in PackDir: for seeds short of CPU.
 	NoCompression bool
+	// PiecesEarly makes the node serve each piece of a v1 release it
+	// downloads as soon as it checked it, before it holds the whole file
+	// (docs/PROTOCOL.md, "Serving pieces early"). Off by default: on
+	// loopback it does not yet spread a release faster than whole-file
+	// serving (docs/BENCHMARKS.md, propagation). Every node answers have
+	// requests and downloads from peers that serve pieces early either way.
+	PiecesEarly bool
 	// Registerer, if set, receives libp2p's own Prometheus metrics;
 	// otherwise libp2p metrics are off.
 	Registerer prometheus.Registerer

@@ -109,12 +109,13 @@ func earlyServable(l wire.Layout, i int64, b []byte) bool {
 }
 
 // keepPiece writes piece i of r's file, b, checked against the signed
-// root, to the node's spool of the file and serves it from there at once.
+// root, to the node's spool of the file and serves it from there at once,
+// when the node serves pieces early (Config.PiecesEarly).
 // The spool is made at the first piece, when the node serves the file
 // neither whole nor in part, and announced in the DHT under the file's
 // release key; a failure to write it costs only the early serving.
 func (n *Node) keepPiece(r *Release, i int64, b []byte) {
-	if n.cfg.noHave || r.offer.Info.Format != region.V1 || !earlyServable(r.offer.Layout, i, b) {
+	if !n.cfg.PiecesEarly || n.cfg.noHave || r.offer.Info.Format != region.V1 || !earlyServable(r.offer.Layout, i, b) {
 		return
 	}
 	sv, isNew := n.server.partialFor(n, r)

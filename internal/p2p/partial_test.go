@@ -52,7 +52,7 @@ func TestPiecesEarly(t *testing.T) {
 	pub := key.Public
 	ctx := testContext(t)
 	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
-	a := newTestNode(t, Config{}, seed)
+	a := newTestNode(t, Config{PiecesEarly: true}, seed)
 	b := newTestNode(t, Config{}, seed, a)
 	rb := onlyRelease(t, ctx, b.Source(pub, testTarget))
 	ra := onlyRelease(t, ctx, a.Source(pub, testTarget))
@@ -172,7 +172,7 @@ func TestHaveOlderPeer(t *testing.T) {
 		pub := key.Public
 		ctx := testContext(t)
 		seed := newTestSeed(t, ctx, Config{}, pub, path, in)
-		a := newTestNode(t, Config{}, seed)
+		a := newTestNode(t, Config{PiecesEarly: true}, seed)
 		ra := onlyRelease(t, ctx, a.Source(pub, testTarget))
 		rc, err := ra.Open(ctx, 0)
 		if err != nil {
