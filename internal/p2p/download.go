@@ -203,10 +203,11 @@ func (d *download) failLocked(err error) {
 
 // addPeers adds candidates the download does not know yet, after those it
 // knows. The peers that sent bad data for this file are not among them. A
-// peer that offered the file in its info answer holds all of it; one found
-// otherwise (a provider of the file in the DHT) may hold only some pieces
-// of a v1 release: it is added holding none, and asked which it holds
-// (pollHave).
+// peer that offered the file in its info answer holds all of it; with
+// Config.PiecesEarly, one found otherwise (a provider of the file in the
+// DHT) may hold only some pieces of a v1 release: it is added holding
+// none, and asked which it holds (pollHave). Without it, every peer is
+// asked as if it held the whole file, as nodes did before have requests.
 func (d *download) addPeers(ais []peer.AddrInfo) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -222,7 +223,7 @@ func (d *download) addPeersLocked(ais []peer.AddrInfo) {
 		}
 		delta := d.r.modeFor(ai.ID, d.base) == modeDelta
 		var has []bool
-		poll := !d.n.cfg.noHave && d.r.offer.Info.Format == region.V1 && !d.r.offered(ai.ID)
+		poll := d.n.cfg.PiecesEarly && !d.n.cfg.noHave && d.r.offer.Info.Format == region.V1 && !d.r.offered(ai.ID)
 		if poll {
 			has = make([]bool, d.l.NumPieces())
 		}
@@ -246,7 +247,8 @@ func (d *download) lookupLocked() {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		if near := d.connectedSpeakers(); len(near) > 0 {
+		if d.n.cfg.PiecesEarly {
+			near := d.connectedSpeakers()
 			d.mu.Lock()
 			d.addPeersLocked(d.withoutBad(near))
 			d.mu.Unlock()

@@ -146,8 +146,11 @@ type Config struct {
 	// downloads as soon as it checked it, before it holds the whole file
 	// (docs/PROTOCOL.md, "Serving pieces early"). Off by default: on
 	// loopback it does not yet spread a release faster than whole-file
-	// serving (docs/BENCHMARKS.md, propagation). Every node answers have
-	// requests and downloads from peers that serve pieces early either way.
+	// serving (docs/BENCHMARKS.md, propagation). With it, the node's
+	// downloads also ask the providers they find which pieces they hold,
+	// and add the connected peers that speak the owner's protocol. Every
+	// node answers have requests either way, and downloads from peers that
+	// serve pieces early as an older node does (see docs/PROTOCOL.md).
 	PiecesEarly bool
 	// Registerer, if set, receives libp2p's own Prometheus metrics;
 	// otherwise libp2p metrics are off.

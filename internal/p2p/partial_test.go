@@ -53,7 +53,7 @@ func TestPiecesEarly(t *testing.T) {
 	ctx := testContext(t)
 	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
 	a := newTestNode(t, Config{PiecesEarly: true}, seed)
-	b := newTestNode(t, Config{}, seed, a)
+	b := newTestNode(t, Config{PiecesEarly: true}, seed, a)
 	rb := onlyRelease(t, ctx, b.Source(pub, testTarget))
 	ra := onlyRelease(t, ctx, a.Source(pub, testTarget))
 	id, l := ra.FileID(), ra.offer.Layout
@@ -145,7 +145,7 @@ func TestHaveOlderPeer(t *testing.T) {
 		ctx := testContext(t)
 		seed := newTestSeed(t, ctx, Config{}, pub, path, in)
 		old := newTestSeed(t, ctx, Config{noHave: true}, pub, path, in, seed)
-		c := newTestNode(t, Config{}, seed, old)
+		c := newTestNode(t, Config{PiecesEarly: true}, seed, old)
 		r := onlyRelease(t, ctx, c.Source(pub, testTarget))
 		// The older node is to be found as a provider, not an offer: the
 		// download asks it which pieces it holds.
