@@ -19,8 +19,10 @@ import (
 )
 
 // BenchmarkPropagationScale measures how a 20 MB release spreads from one
-// seed (2 upload slots) to N nodes with swarm serving, for N = 25, 50, 100
-// and 200 (RP_SCALE_NODES=25,50 picks others), every node's upload capped
+// seed (2 upload slots) to N nodes with whole-file serving (the default: a
+// node serves the release once it verified all of it; BenchmarkPropagation
+// compares it with pieces served early),
+// for N = 25, 50, 100 and 200 (RP_SCALE_NODES=25,50 picks others), every node's upload capped
 // at 10 MB/s as in BenchmarkPropagation. Besides the time until every
 // node has verified the release it reports the number of generations: a
 // node's generation is one more than the highest generation among the
@@ -52,7 +54,7 @@ func BenchmarkPropagationScale(b *testing.B) {
 	for _, n := range ns {
 		b.Run(fmt.Sprintf("nodes-%d", n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				res := propagate(b, pub, path, in, n, rate, true)
+				res := propagate(b, pub, path, in, n, rate, serveWhole)
 				g := generations(b, res)
 				b.ReportMetric(res.total.Seconds(), "s/all-updated")
 				b.ReportMetric(float64(g), "generations")

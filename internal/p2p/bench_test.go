@@ -355,45 +355,64 @@ func (x *resumer) Read(p []byte) (int, error) {
 }
 
 // BenchmarkPropagation measures how long a 20 MB release takes to reach 50
-// nodes from one seed whose upload slots are capped at 2, with swarm
-// serving (every node serves the release as soon as it verified it) and
-// without. All 51 nodes are libp2p hosts in this process (real QUIC and
-// TCP on loopback, real DHT) to fit on 2 cores, and every node's upload is
-// capped at 10 MB/s (UploadRate) to stand for a network link: unshaped, on
-// loopback the shared CPU would be the bottleneck, not the links. Run once:
+// nodes (100 with RP_PROPAGATION_NODES=100) from one seed whose upload
+// slots are capped at 2, in three serving modes: "pieces" (Config.PiecesEarly:
+// every node serves each piece as soon as it checked it, and the whole
+// file once verified), "whole" (the default: a node serves the release
+// only once it verified all of it) and "off" (nodes serve nothing; only
+// the seed uploads). All nodes are libp2p hosts
+// in this process (real QUIC and TCP on loopback, real DHT) to fit on 2
+// cores, and every node's upload is capped at 10 MB/s (UploadRate) to
+// stand for a network link: unshaped, on loopback the shared CPU would be
+// the bottleneck, not the links. It logs the CPU time the process took,
+// which varies less than the wall time on a shared machine. Run once:
 //
-//	go test -run '^$' -bench Propagation -benchtime 1x -timeout 30m ./internal/p2p/
+//	go test -run '^$' -bench Propagation$ -benchtime 1x -timeout 30m ./internal/p2p/
 func BenchmarkPropagation(b *testing.B) {
 	const (
-		nodes = 50
-		size  = 20 << 20
-		rate  = 10 << 20
+		size = 20 << 20
+		rate = 10 << 20
 	)
-	pub, path, in := benchRelease(b, size)
-	for _, swarm := range []bool{true, false} {
-		name := "swarm-off"
-		if swarm {
-			name = "swarm-on"
+	nodes := 50
+	if v := os.Getenv("RP_PROPAGATION_NODES"); v != "" {
+		if _, err := fmt.Sscan(v, &nodes); err != nil || nodes < 1 {
+			b.Fatalf("RP_PROPAGATION_NODES=%q: want a node count", v)
 		}
-		b.Run(name, func(b *testing.B) {
+	}
+	pub, path, in := benchRelease(b, size)
+	for _, mode := range []serving{servePieces, serveWhole, serveOff} {
+		b.Run(mode.String(), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				res := propagate(b, pub, path, in, nodes, rate, swarm)
+				res := propagate(b, pub, path, in, nodes, rate, mode)
 				var at []time.Duration
 				for _, d := range res.dones {
 					at = append(at, d.at.Round(100*time.Millisecond))
 				}
 				b.Logf("completion times: %v", at)
 				b.ReportMetric(res.total.Seconds(), "s/all-updated")
+				b.ReportMetric(float64(res.seedUp)/float64(size), "seed-uploads/release")
 			}
 		})
 	}
 }
 
+// serving is how the nodes of a propagation benchmark serve the release.
+type serving int
+
+const (
+	servePieces serving = iota // each piece once checked, then the whole file (Config.PiecesEarly)
+	serveWhole                 // only the whole file, once verified (the default)
+	serveOff                   // nothing
+)
+
+func (m serving) String() string { return [...]string{"pieces", "whole", "off"}[m] }
+
 // propagation is the outcome of one run of propagate.
 type propagation struct {
-	total time.Duration
-	seed  *Node  // closed by then
-	dones []done // in the order the nodes finished
+	total  time.Duration
+	seed   *Node  // closed by then
+	seedUp int64  // the bytes the seed uploaded
+	dones  []done // in the order the nodes finished
 }
 
 // done is one node's verified copy: when, and from which peers.
@@ -405,9 +424,9 @@ type done struct {
 
 // propagate starts a seed serving the release at path (2 upload slots) and
 // nodes nodes bootstrapped to it, every upload capped at rate bytes per
-// second, and has every node fetch and verify the release at once; with
-// swarm, each serves its copy as soon as it verified it.
-func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info, nodes, rate int, swarm bool) propagation {
+// second, and has every node fetch and verify the release at once, serving
+// it as mode says.
+func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info, nodes, rate int, mode serving) propagation {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	listen := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
@@ -422,7 +441,8 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 	dir := b.TempDir()
 	all := make([]*Node, nodes)
 	for i := range all {
-		n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, Bootstrap: seed.Addrs(), UploadRate: rate})
+		n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, Bootstrap: seed.Addrs(), UploadRate: rate,
+			PiecesEarly: mode == servePieces})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -431,6 +451,7 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 	}
 	b.ResetTimer()
 	start := time.Now()
+	cpu0 := processCPU(b)
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -451,7 +472,7 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 			mu.Lock()
 			dones = append(dones, done{n.ID(), time.Since(start), from})
 			mu.Unlock()
-			if swarm {
+			if mode != serveOff {
 				if err := src.Seed(ctx, p, got); err != nil {
 					errs <- err
 				}
@@ -466,9 +487,23 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 		b.Fatal(err)
 	}
 	slices.SortFunc(dones, func(x, y done) int { return cmp.Compare(x.at, y.at) })
-	b.Logf("%d nodes updated in %v (swarm %v); seed uploaded %d MB, busy answers %d",
-		nodes, total.Round(10*time.Millisecond), swarm, seed.Stats().BytesUploaded>>20, seed.Stats().Busy)
-	return propagation{total: total, seed: seed, dones: dones}
+	cpu := processCPU(b) - cpu0
+	var sum Stats
+	for _, n := range all {
+		st := n.Stats()
+		sum.HaveRequests += st.HaveRequests
+		sum.FetchRequests += st.FetchRequests
+		sum.Busy += st.Busy
+		sum.BytesUploaded += st.BytesUploaded
+		sum.Strikes += st.Strikes
+	}
+	b.Logf("the nodes answered %d have and %d pieces requests (%d busy), uploaded %d MB; %d strikes",
+		sum.HaveRequests, sum.FetchRequests, sum.Busy, sum.BytesUploaded>>20, sum.Strikes)
+	up := int64(seed.Stats().BytesUploaded)
+	b.Logf("%d nodes updated in %v (serving %v); seed uploaded %d MB (%.1fx the release), busy answers %d; %v of CPU (%.2f cores)",
+		nodes, total.Round(10*time.Millisecond), mode, up>>20, float64(up)/float64(in.ContentLen()), seed.Stats().Busy,
+		cpu.Round(10*time.Millisecond), cpu.Seconds()/total.Seconds())
+	return propagation{total: total, seed: seed, seedUp: up, dones: dones}
 }
 
 // BenchmarkDiscovery measures how long a new node takes from its start

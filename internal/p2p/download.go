@@ -12,6 +12,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/org/rustpatcher-go/internal/p2p/sched"
 	"github.com/org/rustpatcher-go/internal/pack"
@@ -116,6 +117,8 @@ type download struct {
 	peers   map[peer.ID]peer.AddrInfo // every peer the download knows
 	err     error                     // why the download failed; the reader returns it
 	lastErr error                     // the last failure of a peer
+
+	havePolls chan struct{} // a token per have request in flight (see pollHave)
 }
 
 // newDownload returns the download of r's file from offset, which must be
@@ -133,6 +136,8 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		wake:     make(chan struct{}),
 		data:     map[int64][]byte{},
 		peers:    map[peer.ID]peer.AddrInfo{},
+
+		havePolls: make(chan struct{}, havePolls),
 	}
 	next := l.PieceAt(offset)
 	off, _ := l.Piece(next)
@@ -141,6 +146,10 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		d.parallel = 1
 	}
 	d.base = r.deltaBase()
+	random := 0
+	if r.offer.Info.Format == region.V1 {
+		random = randomFirst
+	}
 	d.s = sched.New(sched.Config{
 		Pieces:        l.NumPieces(),
 		First:         next,
@@ -153,6 +162,7 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		StealAfter:    stealAfter,
 		EndgameAfter:  endgameAfter,
 		NeedHashes:    r.needsHashes(),
+		RandomFirst:   random,
 		MaxIdleRounds: maxIdleRounds,
 		LookupEvery:   openLookupTimeout,
 		Rand:          rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
@@ -192,7 +202,12 @@ func (d *download) failLocked(err error) {
 }
 
 // addPeers adds candidates the download does not know yet, after those it
-// knows. The peers that sent bad data for this file are not among them.
+// knows. The peers that sent bad data for this file are not among them. A
+// peer that offered the file in its info answer holds all of it; with
+// Config.PiecesEarly, one found otherwise (a provider of the file in the
+// DHT) may hold only some pieces of a v1 release: it is added holding
+// none, and asked which it holds (pollHave). Without it, every peer is
+// asked as if it held the whole file, as nodes did before have requests.
 func (d *download) addPeers(ais []peer.AddrInfo) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -207,9 +222,18 @@ func (d *download) addPeersLocked(ais []peer.AddrInfo) {
 			continue
 		}
 		delta := d.r.modeFor(ai.ID, d.base) == modeDelta
-		if d.s.AddPeer(sched.PeerID(ai.ID), sched.PeerInfo{Delta: delta}) {
+		var has []bool
+		poll := d.n.cfg.PiecesEarly && !d.n.cfg.noHave && d.r.offer.Info.Format == region.V1 && !d.r.offered(ai.ID)
+		if poll {
+			has = make([]bool, d.l.NumPieces())
+		}
+		if d.s.AddPeer(sched.PeerID(ai.ID), sched.PeerInfo{Delta: delta, Has: has}) {
 			d.peers[ai.ID] = ai
 			added = true
+			if poll {
+				d.wg.Add(1)
+				go d.pollHave(ai)
+			}
 		}
 	}
 	if added {
@@ -223,6 +247,12 @@ func (d *download) lookupLocked() {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
+		if d.n.cfg.PiecesEarly {
+			near := d.connectedSpeakers()
+			d.mu.Lock()
+			d.addPeersLocked(d.withoutBad(near))
+			d.mu.Unlock()
+		}
 		found := d.r.lookup(d.ctx)
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -230,6 +260,28 @@ func (d *download) lookupLocked() {
 		d.s.LookupDone(time.Now())
 		d.notifyLocked() // the manager may wait for the lookup's end
 	}()
+}
+
+// maxConnectedSpeakers bounds the connected peers a lookup adds at once.
+const maxConnectedSpeakers = 32
+
+// connectedSpeakers returns up to maxConnectedSpeakers peers this node is
+// connected to whose identify lists the owner's protocol, at random: a
+// node registers the protocol once it serves pieces of a release, so a
+// swarm that downloads together finds its members without waiting for
+// their DHT announcements (those of another file answer have requests
+// with not found, and are left alone).
+func (d *download) connectedSpeakers() []peer.AddrInfo {
+	n := d.n
+	proto := protocol.ID(wire.ProtocolID(d.r.src.pub))
+	var out []peer.AddrInfo
+	for _, p := range n.h.Network().Peers() {
+		if ok, _ := n.h.Peerstore().SupportsProtocols(p, proto); len(ok) > 0 {
+			out = append(out, peer.AddrInfo{ID: p, Addrs: n.h.Peerstore().Addrs(p)})
+		}
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out[:min(len(out), maxConnectedSpeakers)]
 }
 
 // withoutBad returns ais without the peers that sent bad data for the
@@ -414,7 +466,7 @@ func (d *download) fetchHashes(ai peer.AddrInfo) error {
 	if err != nil {
 		return fmt.Errorf("peer %s: %w: piece hashes: %w", ai.ID, errBadData, err)
 	}
-	d.r.setPieceChecker(c)
+	d.r.setPieceChecker(c, leaves)
 	return nil
 }
 
@@ -491,6 +543,7 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) e
 				}
 				d.putBuffer(buf)
 			} else {
+				d.n.keepPiece(d.r, i, b)
 				d.receive(ai.ID, i, b)
 			}
 			ch <- err

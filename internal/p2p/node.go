@@ -145,6 +145,16 @@ type Config struct {
 	// NoCompression answers packed requests with raw pieces and makes
 	// nothing in PackDir: for seeds short of CPU.
 	NoCompression bool
+	// PiecesEarly makes the node serve each piece of a v1 release it
+	// downloads as soon as it checked it, before it holds the whole file
+	// (docs/PROTOCOL.md, "Serving pieces early"). Off by default: on
+	// loopback it does not yet spread a release faster than whole-file
+	// serving (docs/BENCHMARKS.md, propagation). With it, the node's
+	// downloads also ask the providers they find which pieces they hold,
+	// and add the connected peers that speak the owner's protocol. Every
+	// node answers have requests either way, and downloads from peers that
+	// serve pieces early as an older node does (see docs/PROTOCOL.md).
+	PiecesEarly bool
 	// Registerer, if set, receives libp2p's own Prometheus metrics;
 	// otherwise libp2p metrics are off.
 	Registerer prometheus.Registerer
@@ -167,6 +177,13 @@ type Config struct {
 	// shardFull replaces providerLookupN as the number of providers that
 	// makes a DHT key full (shards.go) when positive, for tests.
 	shardFull int
+	// noHave makes the node behave as one of a release before have
+	// requests, for tests and benchmarks: it refuses them, serves only
+	// whole files and asks every peer for pieces as if it held them all.
+	noHave bool
+	// spoolDir is where the spools of files served while they download
+	// are made; empty means os.TempDir.
+	spoolDir string
 }
 
 // A Node is a libp2p host with the DHT and the rustpatcher protocol.
@@ -328,8 +345,9 @@ type Stats struct {
 	// hashes and pieces requests answered (packed ones included), and
 	// PackedRequests the packed requests among them.
 	InfoRequests, HashesRequests, FetchRequests, PackedRequests uint64
-	// RolloutRequests counts the rollout requests answered.
-	RolloutRequests uint64
+	// RolloutRequests counts the rollout requests answered, and
+	// HaveRequests the have requests.
+	RolloutRequests, HaveRequests uint64
 	// Busy counts pieces requests refused for want of an upload slot.
 	Busy uint64
 	// BadRequests counts malformed requests and failed namespace checks.
@@ -377,6 +395,7 @@ func (n *Node) Stats() Stats {
 		FetchRequests:    c.pieces.Load(),
 		PackedRequests:   c.packed.Load(),
 		RolloutRequests:  c.rollouts.Load(),
+		HaveRequests:     c.have.Load(),
 		Busy:             c.busy.Load(),
 		BadRequests:      c.bad.Load(),
 		StreamsRefused:   n.server.admit.refused.Load(),

@@ -50,6 +50,7 @@ type Release struct {
 
 	mu       sync.Mutex
 	checker  *region.PieceChecker     // once the piece hashes are in (v1)
+	leaves   [][sha256.Size]byte      // the piece hashes checker checks against
 	bad      map[peer.ID]bool         // peers that sent provably bad data for this file
 	from     map[peer.ID]bool         // peers that delivered bytes of it
 	unsigned map[peer.ID]bool         // peers that delivered bytes the signature does not cover
@@ -156,6 +157,7 @@ func (r *Release) Reject(reason error) {
 	struck := slices.Sorted(maps.Keys(blame))
 	clear(blame)
 	r.mu.Unlock()
+	r.src.n.dropPartial(r.offer.FileID) // its pieces are the release's, but the engine will not serve it
 	for _, p := range struck {
 		r.src.n.strike(p, strikeForged, fmt.Errorf("file %x (release %s) it offered or delivered was refused: %w", r.offer.FileID[:8], r.offer.Info.Version, reason))
 	}
@@ -267,13 +269,25 @@ func (r *Release) pieceChecker() *region.PieceChecker {
 	return r.checker
 }
 
-// setPieceChecker keeps c unless a checker is kept already.
-func (r *Release) setPieceChecker(c *region.PieceChecker) {
+// setPieceChecker keeps c, the checker of leaves, unless a checker is
+// kept already.
+func (r *Release) setPieceChecker(c *region.PieceChecker, leaves [][sha256.Size]byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.checker == nil {
-		r.checker = c
+		r.checker, r.leaves = c, leaves
 	}
+}
+
+// offered reports whether p offered the file in its info answer: it then
+// serves all of it.
+func (r *Release) offered(p peer.ID) bool {
+	for _, ai := range r.peers {
+		if ai.ID == p {
+			return true
+		}
+	}
+	return false
 }
 
 // needsHashes reports whether a download must fetch the piece hashes

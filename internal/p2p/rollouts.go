@@ -136,6 +136,7 @@ func (n *Node) Withdraw(pub ed25519.PublicKey, target string, versions ...string
 // withdrawLocked is Withdraw with n.serveMu held.
 func (n *Node) withdrawLocked(pub ed25519.PublicKey, target string, versions []string) {
 	gone, full := n.server.withdraw(pub, target, versions)
+	gone = append(gone, n.server.takePartials(pub, target, versions)...) // see partial.go
 	if full {
 		n.log.Warn("too many withdrawn versions; some are still served", "target", target, "limit", maxWithdrawn)
 	}

@@ -83,6 +83,9 @@ func (n *Node) install(s *served) (old *served, added bool, err error) {
 	}
 	n.ann.add(ChannelCID(s.pub, s.target), "channel "+s.target)
 	n.ann.add(ReleaseCID(s.pub, s.target, s.id), fmt.Sprintf("release %s %s file %x", s.target, s.info.Version, s.id[:8]))
+	if p := n.server.takePartial(s.id); p != nil {
+		p.release() // served whole from now on; running uploads finish
+	}
 	return old, true, nil
 }
 
@@ -130,6 +133,9 @@ type server struct {
 	closed    bool
 	newest    map[string]*served // by ownerKey(pub, target)
 	byID      map[[wire.IDLen]byte]*served
+	partials  map[[wire.IDLen]byte]*served // files served while they download, by file ID (see partial.go)
+	haveWaits chan struct{}                // a token per have request held open
+	noHave    bool                         // Config.noHave
 	protocols map[protocol.ID]bool
 	rotations []rotation.Statement         // verified, at most maxServedRotations
 	rollouts  map[string]rollout.Statement // verified, by ownerKey; at most maxServedRollouts
@@ -142,7 +148,7 @@ type server struct {
 
 // serverCounts are a server's counters, for Stats.
 type serverCounts struct {
-	info, hashes, pieces, packed, rotations, rollouts, busy, bad, up atomic.Uint64
+	info, hashes, pieces, packed, rotations, rollouts, have, busy, bad, up atomic.Uint64
 }
 
 // newServer returns the server of a node with host h and configuration cfg
@@ -157,6 +163,9 @@ func newServer(ctx context.Context, h host.Host, cfg Config) *server {
 		log:        cfg.Logger,
 		newest:     map[string]*served{},
 		byID:       map[[wire.IDLen]byte]*served{},
+		partials:   map[[wire.IDLen]byte]*served{},
+		haveWaits:  make(chan struct{}, maxHaveWaits),
+		noHave:     cfg.noHave,
 		protocols:  map[protocol.ID]bool{},
 		noCompress: cfg.NoCompression,
 		onReport:   cfg.OnReport,
@@ -254,6 +263,10 @@ func (s *server) close() []*served {
 	for _, sv := range s.byID {
 		all = append(all, sv)
 	}
+	for _, sv := range s.partials {
+		all = append(all, sv)
+	}
+	s.partials = map[[wire.IDLen]byte]*served{}
 	s.byID = map[[wire.IDLen]byte]*served{}
 	s.newest = map[string]*served{}
 	s.rotations = nil
@@ -295,11 +308,15 @@ func (s *server) acquireID(id [wire.IDLen]byte) *served {
 }
 
 // acquire returns the file id of a release of target signed by pub with a
-// reference taken for an upload, or nil when it is not served.
+// reference taken for an upload, or nil when it is not served. A file the
+// node serves while it downloads it (see partial.go) is returned too.
 func (s *server) acquire(pub ed25519.PublicKey, target string, id [wire.IDLen]byte) *served {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sv := s.byID[id]
+	if sv == nil {
+		sv = s.partials[id]
+	}
 	if sv == nil || !sv.pub.Equal(pub) || sv.target != target {
 		return nil
 	}
@@ -379,6 +396,14 @@ func (s *server) handle(ctx context.Context, pub ed25519.PublicKey, st network.S
 	case wire.KindRollout:
 		s.counts.rollouts.Add(1)
 		s.serveRollout(st, remote, pub, req)
+	case wire.KindHave:
+		if s.noHave {
+			s.counts.bad.Add(1)
+			wire.WriteError(st, wire.StatusBadRequest, "malformed request")
+			return
+		}
+		s.counts.have.Add(1)
+		s.serveHave(ctx, st, pub, req)
 	}
 }
 
@@ -449,6 +474,11 @@ func (s *server) startUpload(st network.Stream, remote peer.ID, pub ed25519.Publ
 		sv.release()
 		s.counts.bad.Add(1)
 		wire.WriteError(st, wire.StatusBadRequest, "no such pieces")
+		return nil, nil
+	}
+	if !sv.holdsRange(req.First, req.Count) {
+		sv.release()
+		wire.WriteError(st, wire.StatusNotFound, "pieces not held yet")
 		return nil, nil
 	}
 	up = s.slots.acquire(remote, func() { st.Reset() })

@@ -28,6 +28,9 @@ type served struct {
 	layout wire.Layout
 	leaves [][sha256.Size]byte // nil for a v0 release
 	f      *os.File
+	// part is set while the node downloads the file and serves the
+	// pieces it checked so far: f is then its spool (see partial.go).
+	part *partial
 
 	// raw has a bit set for each piece an upload found not worth
 	// compressing: later uploads send it as it is without trying again.
@@ -70,6 +73,9 @@ func (s *served) release() {
 	s.mu.Unlock()
 	if last {
 		s.f.Close()
+		if s.part != nil {
+			os.Remove(s.part.path)
+		}
 		for _, c := range packs {
 			c.Close()
 		}

@@ -131,6 +131,10 @@ func (p *testPeer) handle(s network.Stream) {
 		}
 		wire.WritePiecesHeader(s)
 		s.Write(f.pieces(int64(req.First), int64(req.Count)))
+	default:
+		// As a node of an older release, whose decoder does not know the
+		// kind.
+		wire.WriteError(s, wire.StatusBadRequest, "malformed request")
 	}
 }
 

@@ -43,6 +43,7 @@ const (
 	lookupEvery   = time.Second
 	slotGrace     = 500 * time.Millisecond
 	lookupN       = 32
+	randomFirst   = 4 // the pieces a download picks at random first
 )
 
 // Config is one simulated fleet.
@@ -71,8 +72,11 @@ type Config struct {
 	Churn       float64
 	ChurnWithin time.Duration
 	// PiecesEarly makes a node serve each piece as soon as it holds it
-	// (and announce itself at its first piece); otherwise a node serves
-	// the release only once it holds all of it, as protocol v1 does.
+	// (and announce itself at its first piece), and tell the downloads
+	// that know it of each new piece a latency later, as a have answer
+	// to a held have request does (internal/p2p/partial.go,
+	// Config.PiecesEarly); otherwise a node serves the release only once
+	// it holds all of it, as internal/p2p does by default.
 	PiecesEarly bool
 	// LookupDelay is how long a poll or a lookup takes.
 	LookupDelay time.Duration
@@ -318,7 +322,8 @@ func (s *sim) poll(n *node) {
 			Pieces: s.pieces, First: first, Window: fetchWindow, Parallel: fetchParallel,
 			PerRequest: perRequest, MaxPerRequest: maxPerRequest, StealAfter: stealAfter,
 			EndgameAfter: endgameAfter, MaxIdleRounds: maxIdleRounds, LookupEvery: lookupEvery,
-			Rand: rand.New(rand.NewPCG(s.rng.Uint64(), uint64(n.id))),
+			RandomFirst: randomFirst,
+			Rand:        rand.New(rand.NewPCG(s.rng.Uint64(), uint64(n.id))),
 		})
 		n.dl = d
 		s.addPeers(d, s.sample(n))

@@ -18,18 +18,32 @@ func benchSetup(n int) Config {
 		LookupDelay: 100 * time.Millisecond, Seed: 1}
 }
 
-// realPropagation50 is BenchmarkPropagation's 50-node figure with swarm
-// serving, from docs/BENCHMARKS.md (2026-12-01, idle machine, one run:
-// "Propagation to 25, 50, 100 and 200 nodes").
+// realPropagation50 is BenchmarkPropagation's 50-node figure with
+// whole-file serving, internal/p2p's default, from docs/BENCHMARKS.md
+// (2026-12-01, idle machine, one run; 19.5 s on 2026-12-05 with the
+// machine loaded by other work, load average 4 to 5).
 const realPropagation50 = 15100 * time.Millisecond
 
+// realPropagation50Pieces is the same benchmark with pieces served early
+// (p2p.Config.PiecesEarly, "pieces"), run back to back with the 19.5 s
+// above on 2026-12-05: the model of that mode is not validated (it
+// predicts about 6.5 s); see docs/BENCHMARKS.md.
+const realPropagation50Pieces = 27180 * time.Millisecond
+
 // TestSimulateValidate runs the simulator on BenchmarkPropagation's setup
-// at 50 nodes, as protocol v1 serves (a whole file), and requires the time
-// until all nodes hold the release within 25% of the real benchmark's.
+// at 50 nodes, as internal/p2p serves by default (a whole file), and
+// requires the time until all nodes hold the release within 25% of the
+// real benchmark's. It logs the simulated and real figures of pieces
+// served early beside them.
 func TestSimulateValidate(t *testing.T) {
 	r := Run(benchSetup(50))
 	t.Logf("50 nodes, whole-file serving: simulated %v, real benchmark %v; seed uploaded %d MB, %d busy answers",
 		r.AllDone.Round(10*time.Millisecond), realPropagation50, r.SeedUploaded>>20, r.Busy)
+	c := benchSetup(50)
+	c.PiecesEarly = true
+	e := Run(c)
+	t.Logf("50 nodes, pieces served early: simulated %v, real benchmark %v (not validated); seed uploaded %d MB",
+		e.AllDone.Round(10*time.Millisecond), realPropagation50Pieces, e.SeedUploaded>>20)
 	if r.Done != 50 {
 		t.Fatalf("%d of 50 nodes got the release", r.Done)
 	}

@@ -294,6 +294,7 @@ func FuzzReadRequest(f *testing.F) {
 		{Kind: KindRotations, Target: "windows/amd64"},
 		{Kind: KindPacked, Target: "linux/amd64", First: 2, Count: 8, Base: [IDLen]byte{3}},
 		{Kind: KindRollout, Target: "linux/amd64", Report: Report{Running: "2.0.0", RolledBackFrom: "2.1.0-rc.1"}},
+		{Kind: KindHave, Target: "linux/amd64", ID: [IDLen]byte{4}, Known: 9},
 	} {
 		b, _ := r.Marshal()
 		f.Add(b)

@@ -302,9 +302,10 @@ func (h *hostile) handle(s network.Stream) {
 		h.report()
 		return
 	}
-	if req.Kind == wire.KindPacked {
+	if req.Kind == wire.KindPacked || req.Kind == wire.KindHave {
 		// As a node of an older release, whose decoder does not know the
-		// kind: the asking node falls back to pieces requests.
+		// kind: the asking node falls back to pieces requests, and takes
+		// a provider that refuses have requests to hold the whole file.
 		wire.WriteError(s, wire.StatusBadRequest, "malformed request")
 		return
 	}

@@ -18,7 +18,8 @@
 //   - Within the window a peer is asked for the rarest piece it holds
 //     (held by the fewest peers; the lowest index among equals, which is
 //     the reader's order when every peer holds every piece); the first
-//     RandomFirst pieces of a download are chosen at random instead.
+//     RandomFirst pieces of a download are chosen at random instead while
+//     some peer holds only some pieces.
 //   - A piece asked of a peer that has not delivered it within StealAfter
 //     is asked of a second peer too, with the following pieces asked of
 //     the same peer that waited as long, at most a request's worth (one
@@ -90,7 +91,9 @@ type Config struct {
 	// NeedHashes says that the piece hashes must be fetched before pieces.
 	NeedHashes bool
 	// RandomFirst is the number of pieces chosen at random, rather than
-	// rarest first, at the start of a download.
+	// rarest first, at the start of a download that knows a peer holding
+	// only some pieces (with every peer holding every piece, the reader's
+	// order is kept).
 	RandomFirst int
 	// MaxIdleRounds bounds the rounds without a peer to ask and without a
 	// piece.
@@ -624,7 +627,7 @@ func (s *Scheduler) claimable(id PeerID) []int64 {
 	switch {
 	case p.slow:
 		first = cands[len(cands)-1]
-	case s.received < s.cfg.RandomFirst:
+	case s.received < s.cfg.RandomFirst && s.partial > 0:
 		first = cands[s.cfg.Rand.IntN(len(cands))]
 	case s.partial == 0:
 		// Every peer holds every piece: all are equally rare.

@@ -136,17 +136,33 @@ func TestChoice(t *testing.T) {
 }
 
 // TestRandomFirst checks that the first RandomFirst pieces are picked at
-// random among those in the window, from a seeded source, and that the
-// choice turns to rarest first afterwards.
+// random among those in the window, from a seeded source, while a peer
+// holds only some pieces, and that the choice turns to rarest first
+// afterwards; with every peer holding every piece, the reader's order is
+// kept.
 func TestRandomFirst(t *testing.T) {
+	for seed := range uint64(5) {
+		c := cfg(40)
+		c.RandomFirst, c.PerRequest = 4, 1
+		c.Rand = rand.New(rand.NewPCG(seed, 1))
+		s := New(c)
+		s.AddPeer("a", PeerInfo{})
+		if a := s.Next("a", t0); a.Pieces[0] != 0 {
+			t.Fatalf("seed %d: no peer holds only some pieces, yet the first piece asked is %v", seed, a.Pieces)
+		}
+	}
 	firsts := map[int64]bool{}
 	for seed := range uint64(20) {
 		c := cfg(40)
 		c.RandomFirst, c.PerRequest = 1, 1
 		c.Rand = rand.New(rand.NewPCG(seed, 1))
 		s := New(c)
+		all := make([]bool, 40)
+		for i := range all {
+			all[i] = true
+		}
 		s.AddPeer("a", PeerInfo{})
-		s.AddPeer("b", PeerInfo{})
+		s.AddPeer("b", PeerInfo{Has: all})
 		a := s.Next("a", t0)
 		firsts[a.Pieces[0]] = true
 		if !s.Received("a", a.Pieces[0], t0) {

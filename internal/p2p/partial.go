@@ -1,0 +1,348 @@
+package p2p
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/org/rustpatcher-go/internal/exefmt"
+	"github.com/org/rustpatcher-go/internal/p2p/sched"
+	"github.com/org/rustpatcher-go/internal/wire"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// Pieces before the whole file (docs/PROTOCOL.md, "Serving pieces early"):
+// a node serves each piece of a v1 release it is downloading as soon as it
+// checked it against the signed root, from a spool file of its own, and
+// peers learn which pieces it holds with have requests.
+const (
+	// maxPartials bounds the files a node serves while it downloads them.
+	maxPartials = 2
+	// maxHaveWaits bounds the have requests a node holds open at once
+	// (see serveHave); above it, a have request is answered at once.
+	maxHaveWaits = 64
+	// havePolls bounds the have requests one download has in flight.
+	havePolls = 32
+	// haveEvery is the least time between two have requests of one
+	// download to one peer, and haveIdle the time after an answer that
+	// told nothing new (the peer was too busy to hold the request).
+	haveEvery = 100 * time.Millisecond
+	haveIdle  = 500 * time.Millisecond
+	// haveFails is the number of failed have requests in a row after
+	// which a download stops asking a peer.
+	haveFails = 3
+	// randomFirst is the number of pieces a download picks at random,
+	// rather than rarest first, so that nodes that start together from
+	// one seed fetch different pieces and have some to trade at once.
+	randomFirst = 4
+)
+
+// partial is what a served file being downloaded adds: which pieces the
+// spool file holds. A piece is set only once it is written.
+type partial struct {
+	path string // the spool file, removed with the last reference
+
+	mu      sync.Mutex
+	have    wire.Bitfield
+	count   int
+	changed chan struct{} // closed and replaced when a piece is added
+}
+
+// holdsRange reports whether s holds count pieces from first: every piece
+// of a whole file, only those written of one being downloaded.
+func (s *served) holdsRange(first, count uint32) bool {
+	if s.part == nil {
+		return true
+	}
+	s.part.mu.Lock()
+	defer s.part.mu.Unlock()
+	for i := int64(first); i < int64(first)+int64(count); i++ {
+		if !s.part.have.Has(i) {
+			return false
+		}
+	}
+	return true
+}
+
+// haveState returns a copy of the pieces s holds, their number, and a
+// channel closed when it holds more (nil for a whole file).
+func (s *served) haveState() (wire.Bitfield, int, <-chan struct{}) {
+	if s.part == nil {
+		b := wire.NewBitfield(s.layout)
+		for i := range s.layout.NumPieces() {
+			b.Set(i)
+		}
+		return b, int(s.layout.NumPieces()), nil
+	}
+	s.part.mu.Lock()
+	defer s.part.mu.Unlock()
+	return append(wire.Bitfield(nil), s.part.have...), s.part.count, s.part.changed
+}
+
+// earlyServable reports whether piece i, checked against the signed root,
+// may be served before the whole file is verified: any content piece, but
+// the tail, which nothing checks on arrival, and piece 0 where it holds
+// header fields the root leaves out (a code signature's), which only the
+// engine's check of the whole file covers. A node never passes on bytes it
+// could be struck for.
+func earlyServable(l wire.Layout, i int64, b []byte) bool {
+	switch {
+	case l.IsTail(i):
+		return false
+	case i != 0:
+		return true
+	case l.Size != l.Content:
+		return false
+	}
+	h, err := exefmt.Parse(b[:min(len(b), exefmt.MaxHeader)], l.Size)
+	return err == nil && len(h.Mutable) == 0
+}
+
+// keepPiece writes piece i of r's file, b, checked against the signed
+// root, to the node's spool of the file and serves it from there at once,
+// when the node serves pieces early (Config.PiecesEarly).
+// The spool is made at the first piece, when the node serves the file
+// neither whole nor in part, and announced in the DHT under the file's
+// release key; a failure to write it costs only the early serving.
+func (n *Node) keepPiece(r *Release, i int64, b []byte) {
+	if !n.cfg.PiecesEarly || n.cfg.noHave || r.offer.Info.Format != region.V1 || !earlyServable(r.offer.Layout, i, b) {
+		return
+	}
+	sv, isNew := n.server.partialFor(n, r)
+	if sv == nil {
+		return
+	}
+	defer sv.release()
+	p := sv.part
+	p.mu.Lock()
+	if p.have.Has(i) {
+		p.mu.Unlock()
+		return
+	}
+	off, _ := sv.layout.Piece(i)
+	if _, err := sv.f.WriteAt(b, off); err != nil {
+		p.mu.Unlock()
+		n.log.Warn("cannot keep a piece to serve it early", "file", fmt.Sprintf("%x", sv.id[:8]), "piece", i, "err", err)
+		return
+	}
+	p.have.Set(i)
+	p.count++
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+	if isNew {
+		n.ann.add(ReleaseCID(sv.pub, sv.target, sv.id), fmt.Sprintf("release %s %s file %x (pieces)", sv.target, sv.info.Version, sv.id[:8]))
+		n.log.Debug("serving pieces of a release while it downloads", "target", sv.target, "version", sv.info.Version, "file", fmt.Sprintf("%x", sv.id[:8]))
+	}
+}
+
+// partialFor returns the file of r this node serves in part, with a
+// reference taken, making it when it serves the file neither whole nor in
+// part; nil when it serves it whole, has maxPartials files in part, does
+// not have the piece hashes or cannot make the spool. isNew reports that
+// it was made.
+func (s *server) partialFor(n *Node, r *Release) (sv *served, isNew bool) {
+	id := r.offer.FileID
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.byID[id] != nil {
+		return nil, false
+	}
+	if sv = s.partials[id]; sv != nil {
+		sv.acquire()
+		return sv, false
+	}
+	leaves := r.pieceLeaves()
+	if len(s.partials) >= maxPartials || leaves == nil || s.isWithdrawn(r.src.pub, r.src.target, r.offer.Info.Version) {
+		return nil, false
+	}
+	f, err := os.CreateTemp(n.cfg.spoolDir, "rustpatcher-pieces-*")
+	if err != nil {
+		n.log.Warn("cannot make a spool to serve pieces early", "err", err)
+		return nil, false
+	}
+	sv = &served{pub: r.src.pub, target: r.src.target, info: r.offer.Info, reg: r.offer.Region, id: id, layout: r.offer.Layout,
+		leaves: leaves, f: f, refs: 1,
+		part: &partial{path: f.Name(), have: wire.NewBitfield(r.offer.Layout), changed: make(chan struct{})}}
+	sv.raw = make([]atomic.Uint64, (r.offer.Layout.NumPieces()+63)/64)
+	s.partials[id] = sv
+	s.handleProtocol(sv.pub)
+	sv.acquire()
+	return sv, true
+}
+
+// takePartial stops serving the file id in part and returns it (not
+// released yet), or nil.
+func (s *server) takePartial(id [wire.IDLen]byte) *served {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sv := s.partials[id]
+	delete(s.partials, id)
+	return sv
+}
+
+// dropPartial stops serving the file id in part, and announcing it unless
+// it is served whole.
+func (n *Node) dropPartial(id [wire.IDLen]byte) {
+	n.serveMu.Lock()
+	sv := n.server.takePartial(id)
+	if sv != nil && n.server.byIDOf(id) == nil {
+		n.ann.remove(ReleaseCID(sv.pub, sv.target, id))
+	}
+	n.serveMu.Unlock()
+	if sv != nil {
+		sv.release()
+	}
+}
+
+// serveHave answers a have request: the pieces of the file this node
+// holds. When it holds no more than the asking node knows (Request.Known)
+// and the file is not whole, it waits for a piece, at most MaxHaveWait
+// (IdleTimeout if shorter), while it holds fewer than maxHaveWaits such
+// requests; otherwise it answers at once. It takes no upload slot: the
+// answer is one bit per piece.
+func (s *server) serveHave(ctx context.Context, st network.Stream, pub ed25519.PublicKey, req *wire.Request) {
+	sv := s.acquire(pub, req.Target, req.ID)
+	if sv == nil {
+		wire.WriteError(st, wire.StatusNotFound, "file not served here")
+		return
+	}
+	defer sv.release()
+	bf, count, changed := sv.haveState()
+	if changed != nil && count <= int(req.Known) {
+		select {
+		case s.haveWaits <- struct{}{}:
+			t := time.NewTimer(min(wire.MaxHaveWait, s.idle))
+			select {
+			case <-changed:
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+			<-s.haveWaits
+			bf, _, _ = sv.haveState()
+		default:
+		}
+	}
+	st.SetWriteDeadline(time.Now().Add(s.idle))
+	wire.WriteHave(st, bf)
+}
+
+// askHave asks ai which pieces of the file it holds, telling it the number
+// the download knows of.
+func (d *download) askHave(ai peer.AddrInfo, known int) (wire.Bitfield, error) {
+	s, err := d.n.request(d.ctx, d.r.src.pub, ai, &wire.Request{Kind: wire.KindHave, Target: d.r.src.target, ID: d.r.offer.FileID, Known: uint32(known)})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(d.ctx, func() { s.Reset() })
+	defer stop()
+	s.SetReadDeadline(time.Now().Add(wire.MaxHaveWait + d.n.cfg.IdleTimeout))
+	bf, err := wire.ReadHave(s, d.l)
+	if err != nil {
+		s.Reset()
+		return nil, fmt.Errorf("peer %s: have: %w", ai.ID, err)
+	}
+	return bf, nil
+}
+
+// pollHave learns which pieces ai holds, a peer found as a provider of the
+// file (which may hold only some), and tells the scheduler each piece it
+// gets, until it holds them all, the download ends or it fails haveFails
+// times in a row. A peer that refuses the request is a node of an older
+// release, which serves only whole files: it holds every piece.
+func (d *download) pollHave(ai peer.AddrInfo) {
+	defer d.wg.Done()
+	id := sched.PeerID(ai.ID)
+	total := int(d.l.NumPieces())
+	known, fails := 0, 0
+	for d.ctx.Err() == nil {
+		select {
+		case d.havePolls <- struct{}{}:
+		case <-d.ctx.Done():
+			return
+		}
+		bf, err := d.askHave(ai, known)
+		<-d.havePolls
+		wait := haveEvery
+		switch {
+		case errors.Is(err, wire.ErrRefused):
+			d.mu.Lock()
+			for i := range d.l.NumPieces() {
+				d.s.Have(id, i)
+			}
+			d.notifyLocked()
+			d.mu.Unlock()
+			return
+		case errors.Is(err, wire.ErrMalformed):
+			d.r.markBad(ai.ID)
+			d.n.strike(ai.ID, strikeMalformed, fmt.Errorf("file %x of release %s: %w", d.r.offer.FileID[:8], d.r.offer.Info.Version, err))
+			return
+		case errors.Is(err, wire.ErrNotFound):
+			return
+		case err != nil:
+			if fails++; fails >= haveFails {
+				return
+			}
+			wait = haveIdle
+		default:
+			fails = 0
+			c := bf.Count()
+			if c <= known {
+				wait = haveIdle
+			}
+			known = c
+			d.mu.Lock()
+			for i := range d.l.NumPieces() {
+				if bf.Has(i) {
+					d.s.Have(id, i)
+				}
+			}
+			d.notifyLocked()
+			d.mu.Unlock()
+			if known == total {
+				return
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-d.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// pieceLeaves returns the file's piece hashes once they are in.
+func (r *Release) pieceLeaves() [][sha256.Size]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.leaves
+}
+
+// takePartials stops serving in part the files of target signed by pub
+// whose version is among versions, and returns them (not released yet).
+func (s *server) takePartials(pub ed25519.PublicKey, target string, versions []string) []*served {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*served
+	for id, sv := range s.partials {
+		if sv.pub.Equal(pub) && sv.target == target && slices.Contains(versions, sv.info.Version) {
+			delete(s.partials, id)
+			out = append(out, sv)
+		}
+	}
+	return out
+}

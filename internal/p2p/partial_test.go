@@ -1,0 +1,200 @@
+package p2p
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/org/rustpatcher-go/internal/wire"
+	"github.com/org/rustpatcher-go/region"
+)
+
+// partialCount returns the number of pieces of the file id n serves while
+// it downloads it, or -1 when it serves none.
+func partialCount(n *Node, id [wire.IDLen]byte) int {
+	n.server.mu.Lock()
+	sv := n.server.partials[id]
+	n.server.mu.Unlock()
+	if sv == nil {
+		return -1
+	}
+	_, c, _ := sv.haveState()
+	return c
+}
+
+// askHaveOf sends a have request for the file id to ai and reads the
+// answer for a file of layout l.
+func askHaveOf(ctx context.Context, n *Node, pub []byte, ai peer.AddrInfo, id [wire.IDLen]byte, l wire.Layout, known uint32) (wire.Bitfield, error) {
+	s, err := n.request(ctx, pub, ai, &wire.Request{Kind: wire.KindHave, Target: testTarget, ID: id, Known: known})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	s.SetReadDeadline(time.Now().Add(30 * time.Second))
+	return wire.ReadHave(s, l)
+}
+
+// TestPiecesEarly: a node serves the pieces it checked while its own
+// download runs (here held at its window of 16 pieces by a reader that
+// reads nothing), says which with have answers, holds a have request
+// until it has more pieces, refuses pieces it does not hold without
+// taking a slot, and another node downloads those pieces from it alone
+// once the seed is gone.
+func TestPiecesEarly(t *testing.T) {
+	t.Parallel()
+	key, path, in := writeRelease(t, 24<<20)
+	pub := key.Public
+	ctx := testContext(t)
+	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
+	a := newTestNode(t, Config{PiecesEarly: true}, seed)
+	b := newTestNode(t, Config{PiecesEarly: true}, seed, a)
+	rb := onlyRelease(t, ctx, b.Source(pub, testTarget))
+	ra := onlyRelease(t, ctx, a.Source(pub, testTarget))
+	id, l := ra.FileID(), ra.offer.Layout
+	rc, err := ra.Open(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	waitFor(t, "A holds 12 pieces", func() bool { return partialCount(a, id) >= 12 })
+	waitFor(t, "A's window is full", func() bool {
+		c := partialCount(a, id)
+		time.Sleep(300 * time.Millisecond)
+		return partialCount(a, id) == c
+	})
+	held := partialCount(a, id)
+	aInfo := peer.AddrInfo{ID: a.ID(), Addrs: a.Host().Addrs()}
+
+	bf, err := askHaveOf(ctx, b, pub, aInfo, id, l, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bf.Count() != held {
+		t.Fatalf("have answer: %d pieces, A holds %d", bf.Count(), held)
+	}
+	for i := range l.NumPieces() {
+		if bf.Has(i) && i >= fetchWindow {
+			t.Fatalf("A says it holds piece %d, beyond its window", i)
+		}
+	}
+	if !bf.Has(1) {
+		t.Fatal("A does not serve piece 1, which it checked")
+	}
+
+	// A has no more pieces: a have request that knows them all waits,
+	// and is answered with what A holds.
+	start := time.Now()
+	bf, err = askHaveOf(ctx, b, pub, aInfo, id, l, uint32(held))
+	if waited := time.Since(start); err != nil || bf.Count() != held || waited < time.Second {
+		t.Fatalf("long poll: %d pieces after %v, %v; want %d after about 2 s", bf.Count(), waited, err, held)
+	}
+
+	// A piece A does not hold: not found, no upload slot taken.
+	missing := uint32(l.NumPieces() - 1)
+	if _, err := askPieces(ctx, b, pub, aInfo, id, missing, 1); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("a piece A does not hold: %v, want not found", err)
+	}
+	if s := a.Stats(); s.Busy != 0 || s.ActiveUploads != 0 {
+		t.Fatalf("A's stats after refusing a piece it does not hold: %+v", s)
+	}
+
+	// With the seed gone, B takes the pieces A holds from A, which it
+	// finds through the DHT and asks which pieces it holds.
+	seed.Close()
+	f, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := f[region.PieceSize : 9*region.PieceSize] // pieces 1 to 8
+	rcb, err := rb.Open(ctx, region.PieceSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rcb.Close()
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(rcb, got); err != nil {
+		t.Fatalf("reading pieces 1 to 8 from A: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the pieces from A differ from the release's")
+	}
+	if s := a.Stats(); s.BytesUploaded < uint64(len(want)) || s.HaveRequests < 3 {
+		t.Fatalf("A uploaded %d bytes and answered %d have requests, want at least %d and 3", s.BytesUploaded, s.HaveRequests, len(want))
+	}
+	if s := b.Stats(); s.Strikes != 0 {
+		t.Fatalf("B struck %d times", s.Strikes)
+	}
+}
+
+// TestHaveOlderPeer: nodes of this release and nodes from before have
+// requests (noHave: they refuse the kind, serve only whole files and ask
+// every provider as if it held all) interoperate both ways, without a
+// strike.
+func TestHaveOlderPeer(t *testing.T) {
+	t.Parallel()
+	t.Run("older provider", func(t *testing.T) {
+		t.Parallel()
+		key, path, in := writeRelease(t, 6<<20)
+		pub := key.Public
+		ctx := testContext(t)
+		seed := newTestSeed(t, ctx, Config{}, pub, path, in)
+		old := newTestSeed(t, ctx, Config{noHave: true}, pub, path, in, seed)
+		c := newTestNode(t, Config{PiecesEarly: true}, seed, old)
+		r := onlyRelease(t, ctx, c.Source(pub, testTarget))
+		// The older node is to be found as a provider, not an offer: the
+		// download asks it which pieces it holds.
+		r.peers = []peer.AddrInfo{{ID: seed.ID(), Addrs: seed.Host().Addrs()}}
+		delete(r.exts, old.ID())
+		seed.Close()
+		got, err := fetchFile(ctx, r, pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f, _ := os.ReadFile(path); !bytes.Equal(got, f) {
+			t.Fatal("the file differs")
+		}
+		if s := old.Stats(); s.BadRequests == 0 || s.HaveRequests != 0 {
+			t.Errorf("the older node refused %d requests and answered %d have requests; want it to refuse have", s.BadRequests, s.HaveRequests)
+		}
+		if s := c.Stats(); s.Strikes != 0 {
+			t.Errorf("%d strikes", s.Strikes)
+		}
+	})
+	t.Run("older downloader", func(t *testing.T) {
+		t.Parallel()
+		key, path, in := writeRelease(t, 24<<20)
+		pub := key.Public
+		ctx := testContext(t)
+		seed := newTestSeed(t, ctx, Config{}, pub, path, in)
+		a := newTestNode(t, Config{PiecesEarly: true}, seed)
+		ra := onlyRelease(t, ctx, a.Source(pub, testTarget))
+		rc, err := ra.Open(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		waitFor(t, "A holds pieces", func() bool { return partialCount(a, ra.FileID()) >= 8 })
+		old := newTestNode(t, Config{noHave: true}, seed, a)
+		r := onlyRelease(t, ctx, old.Source(pub, testTarget))
+		if r.offered(a.ID()) {
+			t.Fatal("A offered a file it holds in part")
+		}
+		got, err := fetchFile(ctx, r, pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f, _ := os.ReadFile(path); !bytes.Equal(got, f) {
+			t.Fatal("the file differs")
+		}
+		if s := old.Stats(); s.Strikes != 0 {
+			t.Errorf("the older node struck %d times", s.Strikes)
+		}
+		t.Logf("A answered %d pieces requests of the older node's, %d bytes", a.Stats().FetchRequests, a.Stats().BytesUploaded)
+	})
+}
