@@ -57,10 +57,9 @@ type announcer struct {
 	interval time.Duration
 	lookup   time.Duration // bounds the lookup that places a key
 	full     int           // providers that make a key full
-	// routes returns the number of peers in the DHT's routing table: a
-	// key is placed, and announced, only when it holds one (nil: always,
-	// and keys are placed by a lookup).
-	routes func() int
+	// routes reports whether the DHT's routing table holds a peer: a
+	// key is placed, and announced, only then (nil: always).
+	routes func() bool
 	log    *slog.Logger
 	wake   chan struct{} // a key was added, or the node is no longer quiet
 
@@ -166,20 +165,13 @@ func (a *announcer) noteFull(key cid.Cid) {
 // place returns the key to announce key under: a shard key picked at
 // random when key is full (a lookup found it full within fullNoteTTL, or
 // one made now returns full providers besides this node), else key itself.
-// A node with fewer peers in its routing table than make a key full makes
-// no lookup and announces key under itself.
 // A lookup that fails or times out leaves key under itself.
 func (a *announcer) place(ctx context.Context, key cid.Cid) cid.Cid {
 	a.mu.Lock()
 	at, noted := a.fullAt[key]
 	a.mu.Unlock()
 	full := noted && time.Since(at) < fullNoteTTL
-	// A node whose routing table holds fewer peers than make a key full
-	// is in a network too small for any key to be full (a Kademlia table
-	// holds nearly every node of a network of a few dozen): no lookup, so
-	// a small fleet finds a new release as fast as before sharding.
-	small := a.routes != nil && a.routes() < a.full
-	if !full && !small {
+	if !full {
 		lctx, cancel := context.WithTimeout(ctx, a.lookup)
 		n := 0
 		for ai := range a.dht.FindProvidersAsync(lctx, key, a.full+1) {
@@ -268,7 +260,7 @@ func (a *announcer) announceDue(ctx context.Context) time.Duration {
 // itself, and the DHT would keep a record of it in its own store.
 func (a *announcer) announce(ctx context.Context, key cid.Cid, name string, placed cid.Cid) {
 	var err error
-	if a.routes != nil && a.routes() == 0 {
+	if a.routes != nil && !a.routes() {
 		err = errNoRoutes
 	} else {
 		if !placed.Defined() {

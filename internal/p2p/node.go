@@ -250,7 +250,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		refused:   newRefusedOffers(),
 		decoders:  newDecoderPool(),
 	}
-	n.ann.routes = kad.RoutingTable().Size
+	n.ann.routes = func() bool { return kad.RoutingTable().Size() > 0 }
 	if cfg.PackDir != "" && !cfg.NoCompression {
 		n.packer = newPacker(cfg.PackDir, n.server, cfg.Logger)
 	}
