@@ -207,7 +207,8 @@ func (s *server) servePacked(ctx context.Context, st network.Stream, remote peer
 
 // writeWithDeadlines writes b to st for the upload up in writes of at
 // most copyBuf bytes, each given the idle timeout, at no more than the
-// upload rate. It returns the number of bytes written.
+// upload rate (a wait for the rate ends when ctx is done). It returns the
+// number of bytes written. Every upload's bytes go out through it.
 func (s *server) writeWithDeadlines(ctx context.Context, st network.Stream, up *upload, b []byte) (int64, error) {
 	var total int64
 	for len(b) > 0 {

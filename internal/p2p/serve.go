@@ -513,11 +513,10 @@ func (s *server) uploadFailed(st network.Stream, remote peer.ID, sv *served, up 
 // carries, so that a write is one frame and never leaves a small one.
 const copyBuf = muxerMaxMessage - muxerHeader
 
-// copyWithDeadlines writes head and then src to st for the upload up,
-// giving each write the idle timeout to complete, at no more than the
-// upload rate; waits for the rate end when ctx is done. head goes out with
-// src's first bytes, in one write. It returns the number of bytes written,
-// head included.
+// copyWithDeadlines writes head and then src to st for the upload up
+// through writeWithDeadlines, in writes of at most copyBuf bytes; head goes
+// out with src's first bytes, in one write. It returns the number of bytes
+// written, head included.
 func (s *server) copyWithDeadlines(ctx context.Context, st network.Stream, up *upload, head []byte, src io.Reader) (int64, error) {
 	buf := make([]byte, copyBuf)
 	k := copy(buf, head)
@@ -527,15 +526,8 @@ func (s *server) copyWithDeadlines(ctx context.Context, st network.Stream, up *u
 		nr += k
 		k = 0
 		if nr > 0 {
-			if s.upRate != nil {
-				if err := s.upRate.WaitN(ctx, nr); err != nil {
-					return total, err
-				}
-			}
-			st.SetWriteDeadline(time.Now().Add(s.idle))
-			nw, werr := st.Write(buf[:nr])
-			total += int64(nw)
-			up.wrote(nw)
+			nw, werr := s.writeWithDeadlines(ctx, st, up, buf[:nr])
+			total += nw
 			if werr != nil {
 				return total, werr
 			}

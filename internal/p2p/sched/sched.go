@@ -56,6 +56,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/org/rustpatcher-go/internal/backoff"
 )
 
 // PeerID names a peer (a libp2p peer ID as a string, or a simulated node).
@@ -469,8 +471,7 @@ func (s *Scheduler) nextDeadline(now time.Time) time.Time {
 // peer may be asked again, within a backoff of 50 ms doubling to 500 ms,
 // plus as much again at random.
 func (s *Scheduler) retryWait(now time.Time, idle int) time.Duration {
-	wait := min(50*time.Millisecond<<min(idle, 4), 500*time.Millisecond)
-	wait += time.Duration(s.cfg.Rand.Int64N(int64(wait)))
+	wait := backoff.Policy{Base: 100 * time.Millisecond, Max: 500 * time.Millisecond, Jitter: 1}.Delay(idle, s.cfg.Rand)
 	for _, p := range s.list {
 		if !p.bad && !p.worker && p.retryAt.After(now) {
 			wait = min(wait, max(p.retryAt.Sub(now), time.Millisecond))
@@ -483,12 +484,11 @@ func (s *Scheduler) retryWait(now time.Time, idle int) time.Duration {
 // proving bad is left alone: a busy peer briefly (a slot may free at any
 // time), others longer, up to 10 s, with jitter of up to a half.
 func RetryDelay(r *rand.Rand, fails int, busy bool) time.Duration {
-	base, top := 500*time.Millisecond, 10*time.Second
+	b := backoff.Policy{Base: 500 * time.Millisecond, Max: 10 * time.Second, Jitter: 0.5}
 	if busy {
-		base, top = 50*time.Millisecond, time.Second
+		b.Base, b.Max = 50*time.Millisecond, time.Second
 	}
-	d := min(base<<min(fails-1, 8), top)
-	return d + time.Duration(r.Int64N(int64(d)/2+1))
+	return b.Delay(fails, r)
 }
 
 // Next returns what peer id's worker is to do at now, and marks the pieces
