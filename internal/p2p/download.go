@@ -436,6 +436,9 @@ func (d *download) serve(ai peer.AddrInfo) error {
 				return err
 			}
 		case sched.Pieces:
+			if a.Steal {
+				d.n.askedTwice.Add(uint64(len(a.Pieces)))
+			}
 			if err := d.fetchPieces(ai, a.Pieces, &frame); err != nil {
 				return err
 			}

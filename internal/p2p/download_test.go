@@ -16,7 +16,9 @@ import (
 )
 
 // TestMultiPeerFetch downloads a release that three seeds serve: the
-// pieces come from all of them, each piece from one.
+// pieces come from all of them, each piece from one, save those asked of a
+// second peer because the first was slow (a loaded machine, as under
+// -race, makes some).
 func TestMultiPeerFetch(t *testing.T) {
 	t.Parallel()
 	key, path, in := writeRelease(t, 24<<20)
@@ -47,11 +49,16 @@ func TestMultiPeerFetch(t *testing.T) {
 	// Random bytes do not compress: each piece goes as a raw packed
 	// frame, one byte more.
 	onWire := uint64(len(want)) + uint64(r.offer.Layout.NumPieces())
-	if total != onWire {
-		t.Errorf("seeds uploaded %d bytes in all for a file of %d, want %d", total, len(want), onWire)
+	twice := client.Stats().PiecesAskedTwice
+	most := onWire + twice*uint64(r.offer.Layout.MaxPieceLen()+1)
+	if total < onWire || total > most {
+		t.Errorf("seeds uploaded %d bytes in all for a file of %d, want %d (%d with %d pieces asked twice at most)", total, len(want), onWire, most, twice)
 	}
-	if got := client.Stats().BytesDownloaded; got != onWire {
-		t.Errorf("client downloaded %d bytes, want %d", got, onWire)
+	if got := client.Stats().BytesDownloaded; got < onWire || got > most {
+		t.Errorf("client downloaded %d bytes, want %d (%d with %d pieces asked twice at most)", got, onWire, most, twice)
+	}
+	if twice > 0 {
+		t.Logf("%d pieces asked of a second peer", twice)
 	}
 }
 

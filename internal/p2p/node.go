@@ -212,6 +212,7 @@ type Node struct {
 	decoders *decoderPool // shared by the downloads' packed pieces
 
 	downloaded atomic.Uint64 // release bytes fetched, for Stats
+	askedTwice atomic.Uint64 // pieces asked of a second peer, for Stats
 	lookups    atomic.Uint64 // DHT provider lookups made, for Stats
 
 	report atomic.Pointer[wire.Report] // see SetReport
@@ -362,6 +363,10 @@ type Stats struct {
 	// BytesUploaded and BytesDownloaded count release bytes moved, as
 	// sent on the wire: packed pieces count their frames' bytes.
 	BytesUploaded, BytesDownloaded uint64
+	// PiecesAskedTwice counts pieces asked of a second peer while on
+	// their way from a first (a slow peer's, or the last ones): each may
+	// be downloaded twice.
+	PiecesAskedTwice uint64
 	// Strikes counts misbehaviour seen from peers.
 	Strikes uint64
 	// Provides and ProvideErrors count DHT announcements.
@@ -403,6 +408,7 @@ func (n *Node) Stats() Stats {
 		UploadsTakenBack: n.server.slots.revoked.Load(),
 		BytesUploaded:    c.up.Load(),
 		BytesDownloaded:  n.downloaded.Load(),
+		PiecesAskedTwice: n.askedTwice.Load(),
 		Strikes:          n.strikes.given.Load(),
 		Provides:         n.ann.provided.Load(),
 		ProvideErrors:    n.ann.failed.Load(),
