@@ -552,8 +552,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 			"hint", "put binaries signed with a --pub key into --dir (copy under a hidden or .tmp name, then rename); /healthz reports unhealthy until one is served")
 	}
 	log.Info("rpseed running", "version", version.Current(), "peer", node.ID(), "dir", o.dir, "identity", o.identity, "owners", len(owners), "self_update", o.self.String())
+	outer := ctx
+	ctx, stop := context.WithCancelCause(ctx) // stopped early by a failed self-update restart
+	defer stop(nil)
 	if o.self.on {
-		u, err := startSelfUpdate(ctx, o.self, node, own, o.dir, o.selfUpdateEvery, log)
+		u, err := startSelfUpdate(ctx, o.self, node, own, o.dir, o.selfUpdateEvery, stop, log)
 		if err != nil {
 			return err
 		}
@@ -566,6 +569,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 	wg.Go(func() { aw.watch(wctx, 5*time.Second, node.Stats) })
 	defer func() { wcancel(); wg.Wait() }()
 	w.watch(ctx, o.scanEvery)
+	if outer.Err() == nil && ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	log.Info("rpseed stopping")
 	return nil
 }

@@ -77,7 +77,8 @@ func parseSelfUpdate(value, linked string) (selfUpdate, error) {
 // running binary once it verified itself and each rpseed release it
 // applies. A binary that does not verify with the linked key runs without
 // updates (logged at WARN), and rpseed goes on seeding.
-func startSelfUpdate(ctx context.Context, su selfUpdate, node *p2p.Node, own *ownRelease, dir string, every time.Duration, log *slog.Logger) (*client.Updater, error) {
+func startSelfUpdate(ctx context.Context, su selfUpdate, node *p2p.Node, own *ownRelease, dir string, every time.Duration, stop context.CancelCauseFunc, log *slog.Logger) (*client.Updater, error) {
+	ev := &selfEvents{leave: node.Close, stop: stop, log: log}
 	u, err := client.Spawn(ctx, client.Config{
 		PublicKey: su.key,
 		Mode:      su.mode,
@@ -88,17 +89,57 @@ func startSelfUpdate(ctx context.Context, su selfUpdate, node *p2p.Node, own *ow
 		},
 		Network: client.NetworkConfig{Disabled: true}, // rpseed's node is the network
 		Logger:  log,
-		OnEvent: func(e client.Event) {
-			if e.Kind == client.EventDisabled {
-				log.Warn("rpseed does not update itself in this run; it goes on seeding", "reason", e.Err,
-					"hint", "sign rpseed with the key linked into it (rpsign sign), or run it with --self-update off")
-			}
-		},
+		OnEvent: ev.handle,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("--self-update: %w", err)
 	}
 	return u, nil
+}
+
+// leaveTimeout bounds how long rpseed waits for its node to close before
+// it restarts into an update.
+const leaveTimeout = 3 * time.Second
+
+// selfEvents acts on the events of rpseed's own update engine. Before the
+// engine execs an update, rpseed closes its node, so that its peers see
+// their connections close at once: a QUIC connection to a process that
+// exec'd is silently gone, and a peer's next request on it would wait out
+// its timeouts. The engine is not told (it runs with the network
+// disabled), so if the exec then fails, rpseed has no network left and
+// stops with an error, for its supervisor to start it again (into the
+// update, which is in place).
+type selfEvents struct {
+	leave func() error            // closes the node
+	stop  context.CancelCauseFunc // stops rpseed
+	log   *slog.Logger
+	left  bool // the node was closed for a restart
+}
+
+// handle is the engine's OnEvent. The engine calls it from one goroutine.
+func (ev *selfEvents) handle(e client.Event) {
+	switch e.Kind {
+	case client.EventDisabled:
+		ev.log.Warn("rpseed does not update itself in this run; it goes on seeding", "reason", e.Err,
+			"hint", "sign rpseed with the key linked into it (rpsign sign), or run it with --self-update off")
+	case client.EventRestarting:
+		ev.left = true
+		done := make(chan error, 1)
+		go func() { done <- ev.leave() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				ev.log.Debug("closing the node before the restart", "err", err)
+			}
+		case <-time.After(leaveTimeout):
+			ev.log.Debug("the node did not close in time before the restart", "timeout", leaveTimeout)
+		}
+	case client.EventFailed:
+		if ev.left {
+			// The exec did not happen: the node is closed.
+			ev.stop(fmt.Errorf("restarting into rpseed %s failed after rpseed left the network: %w; rpseed stops so that its supervisor starts it again (the update is in place)", e.Release.Version, e.Err))
+		}
+	}
 }
 
 // p2pSource adapts the node's source of rpseed's own releases to

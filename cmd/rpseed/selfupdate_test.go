@@ -167,3 +167,43 @@ func TestP2PSourceAdapter(t *testing.T) {
 
 // newTestLogger returns a logger that discards everything.
 func newTestLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestSelfEventsLeaveBeforeRestart checks what rpseed does around its own
+// restart: the node is closed when the engine says it restarts, and if the
+// exec then fails rpseed stops with an error naming the version (its node
+// is gone); a failure before any restart stops nothing.
+func TestSelfEventsLeaveBeforeRestart(t *testing.T) {
+	in := region.Info{Version: "2.0.0"}
+	tests := []struct {
+		name   string
+		events []client.EventKind
+		closed bool
+		stop   bool
+	}{
+		{"failure without restart", []client.EventKind{client.EventFailed}, false, false},
+		{"restart", []client.EventKind{client.EventRestarting}, true, false},
+		{"restart that failed", []client.EventKind{client.EventRestarting, client.EventFailed}, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			closed := 0
+			ctx, stop := context.WithCancelCause(context.Background())
+			defer stop(nil)
+			ev := &selfEvents{leave: func() error { closed++; return nil }, stop: stop, log: slog.New(slog.DiscardHandler)}
+			for _, k := range tt.events {
+				ev.handle(client.Event{Kind: k, Release: in, Err: errors.New("exec: permission denied")})
+			}
+			if got := closed > 0; got != tt.closed {
+				t.Errorf("node closed: %v, want %v", got, tt.closed)
+			}
+			if got := ctx.Err() != nil; got != tt.stop {
+				t.Fatalf("rpseed stopped: %v, want %v", got, tt.stop)
+			}
+			if tt.stop {
+				if err := context.Cause(ctx); !strings.Contains(err.Error(), "2.0.0") || !strings.Contains(err.Error(), "permission denied") {
+					t.Errorf("stopped with %q, want the version and the exec's error", err)
+				}
+			}
+		})
+	}
+}
