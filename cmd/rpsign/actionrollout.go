@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,7 +111,10 @@ func rolloutChangeInput(a *githubactions.Action, op, version string) (rolloutCha
 // actionRollout writes the next rollout statement of each target with key,
 // building on the newest one attached to the repository's releases, and
 // attaches it to the release of tag (empty: the newest release, whose
-// assets seeds read). It returns the statements written.
+// assets seeds read) and, when that is another one, to the latest release
+// too (the newest that is not a pre-release), whose assets the github: form
+// of HTTPS sources reads through releases/latest. It returns the
+// statements written.
 func actionRollout(ctx context.Context, a *githubactions.Action, e *env, key ed25519.PrivateKey, token, tag string, targets []target.Target, c rolloutChange, life time.Duration) ([]rollout.Statement, error) {
 	if token == "" {
 		return nil, fmt.Errorf(`input "rollout" needs the "token" input (contents:write): the statement is read from and attached to the releases`)
@@ -120,6 +124,10 @@ func actionRollout(ctx context.Context, a *githubactions.Action, e *env, key ed2
 		return nil, err
 	}
 	pub := &ghrelease.Publisher{Client: gc, Repo: repo}
+	latest, err := ghrelease.LatestTag(ctx, gc, repo)
+	if err != nil {
+		return nil, err
+	}
 	var out []rollout.Statement
 	for _, t := range targets {
 		prev, newest, err := ghrelease.FindRollout(ctx, gc, repo, t)
@@ -146,10 +154,12 @@ func actionRollout(ctx context.Context, a *githubactions.Action, e *env, key ed2
 		if err != nil {
 			return nil, fmt.Errorf("rollout statement of %s: %w", t, err)
 		}
-		if err := pub.PublishRollouts(ctx, to, []string{filepath.Join(dir, rollout.FileName(t.String()))}); err != nil {
-			return nil, err
+		for _, rel := range slices.Compact([]string{to, cmp.Or(latest, to)}) {
+			if err := pub.PublishRollouts(ctx, rel, []string{filepath.Join(dir, rollout.FileName(t.String()))}); err != nil {
+				return nil, err
+			}
+			a.Infof("attached the rollout statement of %s, sequence %d, to release %s", t, st.Sequence, rel)
 		}
-		a.Infof("attached the rollout statement of %s, sequence %d, to release %s", t, st.Sequence, to)
 		out = append(out, st)
 	}
 	return out, nil

@@ -127,4 +127,16 @@ func TestActionRollout(t *testing.T) {
 	if st := statement("v2.0.1"); st.Sequence != 6 || !st.Yanked("2.0.0") {
 		t.Errorf("the refreshed statement on the newest release: %+v", st)
 	}
+
+	// A newer pre-release: the next statement goes there for the seeds,
+	// and to the latest release (v2.0.1), which releases/latest links and
+	// so the github: form of HTTPS sources reads.
+	srv.AddRelease("org/app", "v2.1.0-beta.1")
+	srv.MarkPrerelease("org/app", "v2.1.0-beta.1")
+	run(with(map[string]string{"INPUT_ROLLOUT": "refresh", "INPUT_TARGET": host.String()}))
+	for _, tag := range []string{"v2.1.0-beta.1", "v2.0.1"} {
+		if st := statement(tag); st.Sequence != 7 {
+			t.Errorf("the statement on %s has sequence %d, want 7", tag, st.Sequence)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -152,6 +153,20 @@ func (p *Publisher) PublishRollouts(ctx context.Context, tag string, paths []str
 		}
 	}
 	return nil
+}
+
+// LatestTag returns the tag of repo's latest release, the one GitHub's
+// releases/latest links (and so the github: form of HTTPS sources) read:
+// "" when there is none (every release a draft or a pre-release).
+func LatestTag(ctx context.Context, c *github.Client, repo Repo) (string, error) {
+	rel, _, err := c.Repositories.GetLatestRelease(ctx, repo.Owner, repo.Name)
+	if statusCode(err) == http.StatusNotFound {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the latest release of %s: %w", repo, err)
+	}
+	return rel.GetTagName(), nil
 }
 
 // releasesSearched is how many of the newest releases FindRollout looks at.

@@ -1,6 +1,6 @@
 // Package ghreleasetest is an in-memory stand-in for the parts of the GitHub
 // REST API that rustpatcher-go uses, for tests that cannot reach GitHub: the
-// releases of repositories, their assets (list, upload, delete, download),
+// releases of repositories (and the latest one), their assets (list, upload, delete, download),
 // ETag and If-None-Match with 304 answers on the release list, and
 // rate-limit headers and errors on demand; and the web links a browser
 // downloads assets through, without the API: releases/latest/download/NAME
@@ -98,6 +98,7 @@ func NewServer(t testing.TB) *Server {
 			apiError(w, http.StatusNotFound, "Not Found")
 		}
 	})
+	mux.HandleFunc("GET /repos/{owner}/{repo}/releases/latest", s.latestRelease)
 	mux.HandleFunc("POST /repos/{owner}/{repo}/releases/{id}/assets", s.uploadAsset)
 	mux.HandleFunc("GET /_objects/{id}", s.downloadObject)
 	mux.HandleFunc("GET /{owner}/{repo}/releases/latest/download/{name}", s.latestDownload)
@@ -454,15 +455,33 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request) {
 // latestDownload redirects, as GitHub's web links do, to the asset's link
 // in the latest release: the newest that is neither a draft nor a
 // pre-release.
-func (s *Server) latestDownload(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	rels, _ := s.find(r)
+// latest returns the newest release of the request's repository that is
+// neither a draft nor a pre-release, as GitHub's "latest". s.mu is held.
+func (s *Server) latest(r *http.Request) (*Release, string) {
+	rels, repo := s.find(r)
 	var latest *Release
 	for _, rel := range rels {
 		if !rel.Draft && !rel.Prerelease && (latest == nil || rel.ID > latest.ID) {
 			latest = rel
 		}
 	}
+	return latest, repo
+}
+
+// latestRelease answers GET /repos/{owner}/{repo}/releases/latest.
+func (s *Server) latestRelease(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rel, repo := s.latest(r); rel != nil {
+		writeJSON(w, http.StatusOK, s.releaseJSON(r, repo, rel))
+		return
+	}
+	apiError(w, http.StatusNotFound, "Not Found")
+}
+
+func (s *Server) latestDownload(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	latest, _ := s.latest(r)
 	s.mu.Unlock()
 	if latest == nil {
 		http.NotFound(w, r)
