@@ -540,3 +540,28 @@ func (s *server) copyWithDeadlines(ctx context.Context, st network.Stream, up *u
 		}
 	}
 }
+
+// writeWithDeadlines writes b to st for the upload up in writes of at
+// most copyBuf bytes, each given the idle timeout, at no more than the
+// upload rate (a wait for the rate ends when ctx is done). It returns the
+// number of bytes written. Every upload's bytes go out through it.
+func (s *server) writeWithDeadlines(ctx context.Context, st network.Stream, up *upload, b []byte) (int64, error) {
+	var total int64
+	for len(b) > 0 {
+		k := min(len(b), copyBuf)
+		if s.upRate != nil {
+			if err := s.upRate.WaitN(ctx, k); err != nil {
+				return total, err
+			}
+		}
+		st.SetWriteDeadline(time.Now().Add(s.idle))
+		nw, err := st.Write(b[:k])
+		total += int64(nw)
+		up.wrote(nw)
+		if err != nil {
+			return total, err
+		}
+		b = b[k:]
+	}
+	return total, nil
+}
