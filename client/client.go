@@ -257,6 +257,7 @@ type options struct {
 	step               func(selfreplace.Step) error
 	current            func() (region.Info, error)
 	selfTest           func(ctx context.Context, path string, want region.Info) error
+	polling            func(start bool) // called as each poll starts and ends
 }
 
 // An Updater is the running update engine returned by Spawn. Its methods

@@ -36,13 +36,27 @@ type mirrorRig struct {
 	mu       sync.Mutex
 	requests []string // "PATH RANGE -> STATUS"
 	serve    http.Handler
+	active   int           // requests being answered
+	answered chan struct{} // a request was answered
 }
 
 func newMirrorRig(t *testing.T) *mirrorRig {
-	m := &mirrorRig{rig: newRig(t), dir: t.TempDir()}
+	m := &mirrorRig{rig: newRig(t), dir: t.TempDir(), answered: make(chan struct{}, 1)}
 	files := http.FileServer(http.Dir(m.dir))
 	m.serve = files
 	m.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.mu.Lock()
+		m.active++
+		m.mu.Unlock()
+		defer func() {
+			m.mu.Lock()
+			m.active--
+			m.mu.Unlock()
+			select {
+			case m.answered <- struct{}{}:
+			default:
+			}
+		}()
 		m.mu.Lock()
 		h := m.serve
 		m.mu.Unlock()
@@ -59,7 +73,9 @@ func newMirrorRig(t *testing.T) *mirrorRig {
 	}
 	m.src = s.(*httpSource)
 	m.src.f.HTTP = m.srv.Client() // trusts the test server's certificate
-	m.src.f.IdleTimeout = 300 * time.Millisecond
+	// Short enough for the stall tests to end quickly, long enough for a
+	// loaded machine under -race.
+	m.src.f.IdleTimeout = 2 * time.Second
 	return m
 }
 
@@ -90,6 +106,25 @@ func (m *mirrorRig) publishWith(key regiontest.Key, version string, size int64, 
 		m.t.Fatal(err)
 	}
 	return filepath.Join(m.dir, filepath.Base(bin))
+}
+
+// handlersDone waits until the mirror answered every request it received,
+// so that requestList holds them all.
+func (m *mirrorRig) handlersDone() {
+	deadline := time.After(20 * time.Second)
+	for {
+		m.mu.Lock()
+		n := m.active
+		m.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-m.answered:
+		case <-deadline:
+			m.t.Fatalf("the mirror still answers %d requests after 20s: %v", n, m.requestList())
+		}
+	}
 }
 
 func (m *mirrorRig) config() options {
@@ -173,8 +208,7 @@ func TestMirrorSourceUpdates(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no conditional poll answered 304: %v", m.requestList())
 		}
-		u.Check()
-		time.Sleep(300 * time.Millisecond)
+		m.check(u)
 	}
 	if n := m.countEvents(EventApplied); n != 1 || i < 0 {
 		t.Errorf("%d applied events", n)
@@ -226,8 +260,7 @@ func TestMirrorSourceRefuses(t *testing.T) {
 		// Fixed, but not fetched again before its retry time.
 		os.WriteFile(bin, good, 0o644)
 		advance(2 * minRefresh)
-		u.Check()
-		time.Sleep(200 * time.Millisecond)
+		m.check(u)
 		if n := m.countEvents(EventApplied); n != 0 {
 			t.Fatalf("applied before the retry time")
 		}
@@ -251,16 +284,16 @@ func TestMirrorSourceRefuses(t *testing.T) {
 		}))
 		u := m.spawn(m.config())
 		m.waitEvent(0, EventFailed, func(e Event) bool { return errors.Is(e.Err, region.ErrBadPiece) })
-		time.Sleep(300 * time.Millisecond) // the last try's request is logged when its handler ends
+		m.handlersDone() // the last try's request is logged when its handler ends
 		first := m.binaryGets()
 		for range 2 { // 4 s, within httpRetryMin
 			if 4*minRefresh >= httpRetryMin {
 				t.Fatal("the test needs polls within httpRetryMin")
 			}
 			advance(2 * minRefresh)
-			u.Check()
-			time.Sleep(100 * time.Millisecond)
+			m.check(u)
 		}
+		m.handlersDone()
 		if n := m.binaryGets(); n != first {
 			t.Errorf("the damaged binary was fetched %d more times before its retry time: %v\n%v", n-first, m.requestList(), m.eventList())
 		}
@@ -273,6 +306,7 @@ func TestMirrorSourceRefuses(t *testing.T) {
 	t.Run("drip", func(t *testing.T) {
 		t.Parallel()
 		m := newMirrorRig(t)
+		m.src.f.IdleTimeout = 300 * time.Millisecond // each try stalls for it
 		bin := m.publish("2.0.0", region.PieceSize, 2)
 		m.answerBinary(bin, func(w http.ResponseWriter, r *http.Request, b []byte) {
 			mirrortest.Drip(w, r, b, 1, 10*time.Millisecond)
@@ -396,8 +430,8 @@ func TestMirrorGivesWayToPeers(t *testing.T) {
 		u := m.spawn(m.config())
 		m.waitEvent(0, EventVerified, nil)
 		advance(2 * minRefresh)
-		u.Check()
-		time.Sleep(300 * time.Millisecond)
+		m.check(u)
+		m.handlersDone()
 		if n := m.countEvents(EventFound); n != 0 || m.binaryGets() != 0 {
 			t.Fatalf("taken from the mirror before the wait was over: %v", m.eventList())
 		}

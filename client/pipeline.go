@@ -244,6 +244,10 @@ func (p *pipeline) loop(ctx context.Context) {
 
 // update is one round of steps 3 to 10.
 func (p *pipeline) update(ctx context.Context) {
+	if p.cfg.polling != nil {
+		p.cfg.polling(true)
+		defer p.cfg.polling(false)
+	}
 	if applied, ok := p.poll(ctx); ok {
 		p.localFails, p.resume = 0, time.Time{}
 		p.afterApply(ctx, applied)

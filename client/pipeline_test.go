@@ -37,6 +37,8 @@ type rig struct {
 	mu       sync.Mutex
 	events   []Event
 	restarts []string // argv[0] of each restart
+	started  int      // polls started
+	ended    int      // polls ended
 	notify   chan struct{}
 }
 
@@ -104,6 +106,19 @@ func (r *rig) config() options {
 			},
 		},
 		current: func() (region.Info, error) { return r.running, nil },
+		polling: func(start bool) {
+			r.mu.Lock()
+			if start {
+				r.started++
+			} else {
+				r.ended++
+			}
+			r.mu.Unlock()
+			select {
+			case r.notify <- struct{}{}:
+			default:
+			}
+		},
 		restart: func(path string, argv, env []string) error {
 			r.mu.Lock()
 			r.restarts = append(r.restarts, path)
@@ -142,6 +157,30 @@ func (r *rig) waitEvent(from int, kind EventKind, ok func(Event) bool) (Event, i
 		case <-r.notify:
 		case <-deadline:
 			r.t.Fatalf("no %v event within 20s; events: %v", kind, r.eventList())
+		}
+	}
+}
+
+// check asks u to poll now and waits until a poll that started after the
+// request has ended.
+func (r *rig) check(u *Updater) {
+	r.t.Helper()
+	r.mu.Lock()
+	before := r.started
+	r.mu.Unlock()
+	u.Check()
+	deadline := time.After(20 * time.Second)
+	for {
+		r.mu.Lock()
+		done := r.started > before && r.ended == r.started
+		r.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-r.notify:
+		case <-deadline:
+			r.t.Fatalf("no poll ended within 20s of Check; events: %v", r.eventList())
 		}
 	}
 }
