@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -414,6 +415,8 @@ func TestMirrorGivesWayToPeers(t *testing.T) {
 		regiontest.FlipByte(t, m.release("p", 2, m.key, "2.0.0"), 1000)
 		cfg := m.config()
 		cfg.Sources = []Source{DirSource(m.rels), m.src}
+		logs := newLogLines(t)
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 		u := m.spawn(cfg)
 		m.waitEvent(0, EventFailed, nil)
 		advance(2 * minRefresh)
@@ -424,6 +427,7 @@ func TestMirrorGivesWayToPeers(t *testing.T) {
 		}
 		advance(time.Hour)
 		u.Check()
+		logs.wait(0, "the wait for a peer to offer the update is over")
 		e, _ := m.waitEvent(0, EventApplied, nil)
 		if !strings.HasPrefix(e.Source, "https://") || m.countEvents(EventFailed) != 1 {
 			t.Errorf("applied from %s; events %v", e.Source, m.eventList())
