@@ -174,8 +174,9 @@ type Config struct {
 	// SourceFromURL): a release that only such a source offers is taken
 	// from it at a random time within PeerWait after it was first seen,
 	// unless a peer offers it before; a release peers offer is taken from
-	// them, and over HTTPS only when their copy fails. So the server sends
-	// a release to the first few nodes of a network, and they spread it.
+	// them (when their copy fails, the node asks them again and waits as
+	// for one no peer offers). So the server sends a release to the first
+	// few nodes of a network, and they spread it.
 	// A node with no peer at all (none connected once the network is up
 	// and was asked, or the network failed to start) does not wait.
 	// Zero means DefaultPeerWait; negative means no wait.

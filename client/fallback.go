@@ -16,12 +16,18 @@ const DefaultPeerWait = 10 * time.Minute
 // A fallbackSource is a Source to take a release from only when no peer
 // offers it: an HTTPS source of a program with the network on. Among
 // releases of one version the engine tries its peers' first; it takes one
-// that only such a source offers once the source's wait for a peer is
-// over (due), at once when a peer's copy of that version failed in the
-// same poll, and at once when the node has no peer at all to ask (see
-// peerCounter). So the server sends a release to the first nodes of a
-// network, and the network spreads it; a node that no peer can reach
-// (behind a firewall that lets only HTTPS out) does not wait for nothing.
+// from such a source once the source's wait for a peer is over (due), and
+// at once when the node has no peer at all to ask (see peerCounter). So
+// the server sends a release to the first nodes of a network, and the
+// network spreads it; a node that no peer can reach (behind a firewall
+// that lets only HTTPS out) does not wait for nothing.
+//
+// A peer's copy that failed does not end the wait: such failures come to
+// many nodes at once (the first node that has a release is asked by all
+// the others, and answers most of them "busy"), and each would take its
+// own copy from the server, which is what the wait is for. The node asks
+// its peers again at its next poll, and takes the release from the source
+// when its wait is over, as when no peer offers it.
 type fallbackSource interface {
 	// fallback reports whether the source is one now (see preferPeers).
 	fallback() bool
@@ -70,17 +76,28 @@ func isFallback(c candidate) bool {
 	return ok && f.fallback()
 }
 
-// fallbackReady reports whether the candidate c may be tried now, in a
-// poll that tried (and failed with) the versions in tried, by a node that
-// has no peer at all if alone: always unless it comes from a
-// fallbackSource whose wait is not over, no peer's copy of the version
-// failed and the node has peers.
-func fallbackReady(c candidate, tried map[string]bool, alone bool) bool {
+// Why a candidate may be tried now (see fallbackReady).
+const (
+	readyNotFallback = iota // it does not come from a fallbackSource
+	readyNotYet             // it does, and its wait is not over
+	readyAlone              // it does, and the node has no peer at all
+	readyDue                // it does, and its wait for a peer is over
+)
+
+// fallbackReady reports whether the candidate c may be tried now, by a
+// node that has no peer at all if alone, and why: always unless it comes
+// from a fallbackSource whose wait is not over and the node has peers.
+func fallbackReady(c candidate, alone bool) int {
 	f, ok := c.src.(fallbackSource)
-	if !ok || !f.fallback() {
-		return true
+	switch {
+	case !ok || !f.fallback():
+		return readyNotFallback
+	case alone:
+		return readyAlone
+	case f.due(c.in):
+		return readyDue
 	}
-	return alone || tried[c.in.Version] || f.due(c.in)
+	return readyNotYet
 }
 
 // peerWaits is when each release found on a fallback source may be taken

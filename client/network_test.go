@@ -222,8 +222,9 @@ func TestMirrorNoPeersAtAll(t *testing.T) {
 	}
 	t.Run("alone", func(t *testing.T) {
 		t.Parallel()
-		m, cfg, _ := setup(t, deadPeer(t))
+		m, cfg, logs := setup(t, deadPeer(t))
 		m.spawn(cfg)
+		logs.wait(0, "no peer to ask")
 		e, _ := m.waitEvent(0, EventApplied, nil)
 		if !strings.HasPrefix(e.Source, "https://") {
 			t.Errorf("applied from %s, want the mirror", e.Source)

@@ -327,7 +327,6 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 	if p.stillUnwritable(cands) {
 		return region.Info{}, false
 	}
-	tried := map[string]bool{}
 	alone := p.alone()
 	for _, c := range cands {
 		if ctx.Err() != nil {
@@ -336,14 +335,15 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 		if p.acceptable(c.in) != nil {
 			continue // a newer one was applied in this poll
 		}
-		if !fallbackReady(c, tried, alone) {
+		switch fallbackReady(c, alone) {
+		case readyNotYet:
 			p.log.Debug("waiting for a peer to offer the update", "version", c.in.Version, "source", c.name())
 			continue // no peer offers it yet: wait for one a while
-		}
-		if alone && isFallback(c) {
+		case readyAlone:
 			p.log.Info("no peer to ask: taking the update from the fallback source now", "version", c.in.Version, "source", c.name())
+		case readyDue:
+			p.log.Info("the wait for a peer to offer the update is over: taking it from the fallback source", "version", c.in.Version, "source", c.name())
 		}
-		tried[c.in.Version] = true
 		if p.refused.selfTestFailedRecently(c.rel.FileID(), time.Now()) {
 			continue // another copy of it failed its self-test in this poll
 		}
