@@ -17,10 +17,10 @@ import (
 type propTrace struct {
 	out *os.File
 	// the last line's totals
-	lastSeed, lastUp uint64
+	lastSeed, lastUp  uint64
 	lastCPU, lastWait time.Duration
-	mu  sync.Mutex
-	dls [][]*download // by node, every download started
+	mu                sync.Mutex
+	dls               [][]*download // by node, every download started
 }
 
 const traceEvery = 500 * time.Millisecond
