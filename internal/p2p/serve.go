@@ -174,7 +174,6 @@ func newServer(ctx context.Context, h host.Host, cfg Config) *server {
 	for range onTheFlyEncoders {
 		s.encoders <- nil
 	}
-	s.slots.rtt = h.Peerstore().LatencyEWMA
 	if cfg.UploadRate > 0 {
 		s.upRate = rate.NewLimiter(rate.Limit(cfg.UploadRate), max(cfg.UploadRate/10, copyBuf))
 	}

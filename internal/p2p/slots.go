@@ -8,26 +8,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// slotGrace is the longest time the slot of an upload that ended is kept
-// for the same peer: a downloader asks for a file a few pieces at a time,
-// and its next request, which comes within a round trip, finds its slot
-// free. So a node uploads to a few peers at full speed until they have the
-// whole release (and serve it in turn) rather than spread its bandwidth
-// over every peer that asks, which would make new sources later.
-//
-// A slot is kept for graceRTTs round trips to its peer (as the peerstore
-// measured them: the DHT's requests record their round trips), at least
-// minSlotGrace, at most slotGrace, and slotGrace when no round trip is
-// known. A downloader that does not come back (it asks another peer for
-// its next pieces, as one that fetches rarest first often does) thus
-// leaves the slot idle for a few round trips, not for slotGrace, while
-// the peers it refused wait (BenchmarkPropagation's trace counted most
-// busy answers given while a slot was kept idle).
-const (
-	slotGrace    = 500 * time.Millisecond
-	minSlotGrace = 50 * time.Millisecond
-	graceRTTs    = 4
-)
+// slotGrace is how long the slot of an upload that ended is kept for the
+// same peer: a downloader asks for a file a few pieces at a time, and its
+// next request, which comes within a round trip, finds its slot free. So a
+// node uploads to a few peers at full speed until they have the whole
+// release (and serve it in turn) rather than spread its bandwidth over
+// every peer that asks, which would make new sources later.
+const slotGrace = 500 * time.Millisecond
 
 // Taking slots back from slow downloaders.
 const (
@@ -51,8 +38,7 @@ const (
 type uploadSlots struct {
 	total, perPeer int
 	grace          time.Duration
-	minRate        float64                     // bytes a second; 0: never take a slot back
-	rtt            func(peer.ID) time.Duration // round trip to a peer, 0 if unknown; nil: grace for all
+	minRate        float64 // bytes a second; 0: never take a slot back
 
 	mu        sync.Mutex
 	running   map[*upload]struct{}
@@ -196,23 +182,9 @@ func (u *uploadSlots) release(up *upload) {
 		return // its slot went to another peer
 	}
 	u.dropLocked(up)
-	if g := u.graceFor(up.p); u.byPeer[up.p] == 0 && g > 0 {
-		u.kept[up.p] = time.Now().Add(g)
+	if u.byPeer[up.p] == 0 && u.grace > 0 {
+		u.kept[up.p] = time.Now().Add(u.grace)
 	}
-}
-
-// graceFor returns how long a slot is kept for p: graceRTTs round trips,
-// within minSlotGrace and the grace the slots were made with, which is
-// also the grace for a peer whose round trip is not known.
-func (u *uploadSlots) graceFor(p peer.ID) time.Duration {
-	if u.rtt == nil || u.grace <= 0 {
-		return u.grace
-	}
-	rtt := u.rtt(p)
-	if rtt <= 0 {
-		return u.grace
-	}
-	return min(max(graceRTTs*rtt, minSlotGrace), u.grace)
 }
 
 // wasTakenBack reports whether up was taken back.

@@ -148,28 +148,3 @@ func TestMinUploadRate(t *testing.T) {
 		}
 	}
 }
-
-// TestSlotGraceFollowsRoundTrip: a slot is kept graceRTTs round trips of
-// its peer, within minSlotGrace and the slots' grace, and the full grace
-// for a peer whose round trip is not known.
-func TestSlotGraceFollowsRoundTrip(t *testing.T) {
-	rtts := map[peer.ID]time.Duration{"near": time.Millisecond, "mid": 30 * time.Millisecond, "far": time.Second}
-	u := newUploadSlots(2, 1, slotGrace, 0)
-	u.rtt = func(p peer.ID) time.Duration { return rtts[p] }
-	for _, tc := range []struct {
-		p    peer.ID
-		want time.Duration
-	}{
-		{"near", minSlotGrace},
-		{"mid", graceRTTs * 30 * time.Millisecond},
-		{"far", slotGrace},
-		{"unknown", slotGrace},
-	} {
-		if got := u.graceFor(tc.p); got != tc.want {
-			t.Errorf("grace for %s: %v, want %v", tc.p, got, tc.want)
-		}
-	}
-	if got := newUploadSlots(2, 1, 0, 0).graceFor("near"); got != 0 {
-		t.Errorf("slots without grace keep a slot %v", got)
-	}
-}
