@@ -117,6 +117,7 @@ type download struct {
 	peers   map[peer.ID]peer.AddrInfo // every peer the download knows
 	err     error                     // why the download failed; the reader returns it
 	lastErr error                     // the last failure of a peer
+	outs    [5]int                    // workers ended, by sched.Outcome, for traces
 
 	havePolls chan struct{} // a token per have request in flight (see pollHave)
 }
@@ -403,6 +404,7 @@ func (d *download) work(ai peer.AddrInfo) {
 		}
 	}
 	d.s.Done(id, out, time.Now())
+	d.outs[out]++
 	d.notifyLocked()
 	d.mu.Unlock()
 	if strike > 0 {

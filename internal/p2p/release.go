@@ -185,6 +185,9 @@ func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error)
 	r.opened = true
 	r.mu.Unlock()
 	d := newDownload(ctx, r, offset)
+	if f := r.src.n.cfg.onDownload; f != nil {
+		f(d)
+	}
 	d.start()
 	return d, nil
 }

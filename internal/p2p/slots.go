@@ -46,7 +46,8 @@ type uploadSlots struct {
 	kept      map[peer.ID]time.Time // slots kept for a peer, until then
 	takenBack map[peer.ID]time.Time // peers that lost a slot, until then
 
-	revoked atomic.Uint64 // uploads taken back, for Stats
+	revoked  atomic.Uint64 // uploads taken back, for Stats
+	keptBusy atomic.Uint64 // busy answers given while a slot was kept idle for another peer
 }
 
 // minUploadRate returns the rate below which cfg's uploads may be taken
@@ -124,6 +125,9 @@ func (u *uploadSlots) acquire(p peer.ID, revoke func()) *upload {
 			victim = u.slowestLocked(now)
 		}
 		if victim == nil {
+			if len(u.kept) > 0 {
+				u.keptBusy.Add(1)
+			}
 			u.mu.Unlock()
 			return nil
 		}

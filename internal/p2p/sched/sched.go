@@ -821,3 +821,45 @@ func (s *Scheduler) Done(id PeerID, out Outcome, now time.Time) {
 		p.retryAt = now.Add(RetryDelay(s.cfg.Rand, p.fails, out == Busy))
 	}
 }
+
+// State is a snapshot of a download, for traces and tests.
+type State struct {
+	// Reader is the piece the reader is at, Kept the pieces received.
+	Reader int64
+	Kept   int
+	// Peers counts the usable peers known, Partial those that hold only
+	// some pieces, Workers those asked now, BackedOff those left alone
+	// until a later time.
+	Peers, Partial, Workers, BackedOff int
+	// Claimable counts the peers not asked now that hold a piece of the
+	// window nobody asked for.
+	Claimable int
+	// InFlight counts the pieces asked for and not received.
+	InFlight int
+}
+
+// State returns a snapshot of the download at now.
+func (s *Scheduler) State(now time.Time) State {
+	st := State{Reader: s.next, Kept: s.received, Workers: s.workers}
+	for _, p := range s.list {
+		if p.bad {
+			continue
+		}
+		st.Peers++
+		if p.has != nil {
+			st.Partial++
+		}
+		if !p.worker && now.Before(p.retryAt) {
+			st.BackedOff++
+		}
+		if !p.worker && s.anyClaimable(p.id) {
+			st.Claimable++
+		}
+	}
+	for _, sl := range s.pieces {
+		if !sl.have {
+			st.InFlight++
+		}
+	}
+	return st
+}
