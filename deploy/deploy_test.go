@@ -42,7 +42,7 @@ func TestSystemdUnit(t *testing.T) {
 
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "rpseed")
-	if out, err := exec.Command(regiontest.GoTool(), "build", "-o", bin, "../cmd/rpseed").CombinedOutput(); err != nil {
+	if out, err := regiontest.GoBuildCmd(t.Context(), bin, "../cmd/rpseed").CombinedOutput(); err != nil {
 		t.Fatalf("building rpseed: %v\n%s", err, out)
 	}
 	env := filepath.Join(dir, "rpseed.env")

@@ -24,6 +24,7 @@ func TestUnwritableDirectory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a real process")
 	}
+	t.Parallel()
 	key := OwnerKey(t)
 	bin := BuildHello(t, key.Public)
 	// Directories the other user can traverse and read.

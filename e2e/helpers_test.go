@@ -12,10 +12,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +24,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,10 +42,11 @@ const helloPkg = "github.com/org/rustpatcher-go/examples/hello"
 // by package and linker flags, in buildDir. TestMain creates and removes
 // buildDir; the cache lives only as long as the test process.
 type buildCache struct {
-	dir string
-	key Key // see OwnerKey
-	mu  sync.Mutex
-	bin map[string]*buildResult
+	dir  string
+	key  Key // see OwnerKey
+	mu   sync.Mutex
+	bin  map[string]*buildResult
+	keys map[string]int // NewKey's calls so far, by test name
 }
 
 type buildResult struct {
@@ -57,21 +59,37 @@ type buildResult struct {
 // package and exists so that every test can reuse a binary built once.
 var builds *buildCache
 
-// TestMain creates the directory that holds the binaries built by GoBuild
-// and the run's OwnerKey, and removes the directory after all tests ran.
+// parallelTests is how many of the tests that call t.Parallel run at once
+// by default. Those are the tests that mostly wait, on a scheduled minute,
+// a trial, a stalling mirror or a crashing program, with one or two
+// processes and little CPU; the CPU-heavy tests (floods, networks of many
+// nodes, builds, act, goreleaser) and those that bound a time by what the
+// machine does in it run one after the other, before the parallel ones
+// start. go test's default, GOMAXPROCS, would run two of the waiting tests
+// at a time on a 2-core machine.
+const parallelTests = 8
+
+// TestMain creates the directory that holds the binaries built by GoBuild,
+// and removes it after all tests ran.
+//
+// Unless -test.parallel is given, it runs up to parallelTests parallel
+// tests at once rather than GOMAXPROCS: see parallelTests.
 func TestMain(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		if err := flag.Set("test.parallel", strconv.Itoa(parallelTests)); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			os.Exit(2)
+		}
+	}
 	dir, err := os.MkdirTemp("", "rustpatcher-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(2)
 	}
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		os.Exit(2)
-	}
-	key := Key{Private: priv, Public: region.EncodePublicKey(pub), Secret: region.EncodeSecretKey(priv)}
-	builds = &buildCache{dir: dir, key: key, bin: map[string]*buildResult{}}
+	builds = &buildCache{dir: dir, key: testKey("owner"), bin: map[string]*buildResult{}, keys: map[string]int{}}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -152,16 +170,17 @@ func goBuild(b Build) (string, error) {
 		out := filepath.Join(builds.dir, fmt.Sprintf("%s-%d", filepath.Base(b.Pkg), n))
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		args := []string{"build", "-o", out}
+		var flags []string
 		if b.LDFlags != "" {
-			args = append(args, "-ldflags", b.LDFlags)
+			flags = append(flags, "-ldflags", b.LDFlags)
 		}
-		args = append(append(args, b.Flags...), b.Pkg)
-		cmd := exec.CommandContext(ctx, regiontest.GoTool(), args...)
+		// GoBuildCmd: a run whose sources did not change copies its
+		// binaries from go run's cache instead of linking them again.
+		cmd := regiontest.GoBuildCmd(ctx, out, b.Pkg, append(flags, b.Flags...)...)
 		cmd.Env = append(os.Environ(), b.Env...)
 		cmd.Dir = b.Dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			r.err = fmt.Errorf("%v go %s: %w\n%s", b.Env, strings.Join(args, " "), err, out)
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			r.err = fmt.Errorf("%v %s: %w\n%s", b.Env, strings.Join(cmd.Args, " "), err, msg)
 			return
 		}
 		r.path = out
@@ -192,7 +211,8 @@ type Key struct {
 	Secret string
 }
 
-// OwnerKey returns the owner key shared by all tests of one run. Building
+// OwnerKey returns the owner key shared by all tests (the same in every
+// run, like NewKey's, and none of NewKey's). Building
 // hello for a key links a new binary (seconds), so tests that do not need a
 // key of their own use this one with BuildHello, and NewKey for the
 // "another owner" cases.
@@ -204,14 +224,31 @@ func OwnerKey(t testing.TB) Key {
 	return builds.key
 }
 
-// NewKey generates a fresh owner key.
+// NewKey returns an owner key of the test's own, other than OwnerKey and
+// than the key of every other call: the Nth call in the test named T gets
+// the key whose seed is the SHA-256 of "rustpatcher-go e2e key T#N".
+//
+// The keys are the same in every run of the tests, so that a hello built
+// for one (its public key linked in) is the same binary each time and
+// GoBuild finds it in go run's cache instead of linking it again; they are
+// test keys and sign nothing outside the tests' temporary directories.
 func NewKey(t testing.TB) Key {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	if builds == nil {
+		t.Fatal("NewKey: TestMain did not run")
 	}
-	return Key{Private: priv, Public: region.EncodePublicKey(pub), Secret: region.EncodeSecretKey(priv)}
+	builds.mu.Lock()
+	n := builds.keys[t.Name()]
+	builds.keys[t.Name()]++
+	builds.mu.Unlock()
+	return testKey(fmt.Sprintf("%s#%d", t.Name(), n))
+}
+
+// testKey derives the key named name (see NewKey).
+func testKey(name string) Key {
+	seed := sha256.Sum256([]byte("rustpatcher-go e2e key " + name))
+	priv := ed25519.NewKeyFromSeed(seed[:])
+	return Key{Private: priv, Public: region.EncodePublicKey(priv.Public().(ed25519.PublicKey)), Secret: region.EncodeSecretKey(priv)}
 }
 
 // CopyFile copies src to dst, streaming, and gives dst the mode 0755. It
@@ -284,6 +321,34 @@ func FileVersion(path, pub string) (string, error) {
 	return in.Version, nil
 }
 
+// A versionWatch reads the signed version of a file with FileVersion for a
+// wait that asks again and again: it reads the file again only once it
+// changed (another inode, size or modification time), or when it last read
+// it within a second of its modification time (a write in place may have
+// gone on while it read, within the clock's resolution). A wait that
+// hashed a 30 MB binary every 50 ms would keep a core busy, which the
+// processes under test need.
+type versionWatch struct {
+	path, pub string
+	st        os.FileInfo
+	read      time.Time
+	v         string
+	err       error
+}
+
+// version returns the file's signed version, or why it does not verify.
+func (w *versionWatch) version() (string, error) {
+	st, err := os.Stat(w.path)
+	if err != nil {
+		return "", err
+	}
+	if w.st == nil || !os.SameFile(st, w.st) || st.Size() != w.st.Size() || !st.ModTime().Equal(w.st.ModTime()) || w.read.Before(st.ModTime().Add(time.Second)) {
+		w.st, w.read = st, time.Now()
+		w.v, w.err = FileVersion(w.path, w.pub)
+	}
+	return w.v, w.err
+}
+
 // A Line is one line a process wrote.
 type Line struct {
 	// Stream is "stdout" or "stderr".
@@ -337,22 +402,40 @@ func Start(t testing.TB, path string, args ...string) *Proc {
 // StartWith is Start with options.
 func StartWith(t testing.TB, opt StartOptions, path string, args ...string) *Proc {
 	t.Helper()
-	cmd := exec.Command(path, args...)
-	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); !slices.Contains(opt.Unset, name) {
-			cmd.Env = append(cmd.Env, kv)
+	var (
+		cmd            *exec.Cmd
+		stdout, stderr io.ReadCloser
+	)
+	// A file just written (a signed copy) cannot be executed while
+	// another process holds it open for writing (ETXTBSY): a process
+	// forked meanwhile by another test running in parallel inherits the
+	// descriptor until it execs (golang.org/issue/22315). So the start
+	// is tried again, for a few seconds at most.
+	for attempt := 0; ; attempt++ {
+		cmd = exec.Command(path, args...)
+		for _, kv := range os.Environ() {
+			if name, _, _ := strings.Cut(kv, "="); !slices.Contains(opt.Unset, name) {
+				cmd.Env = append(cmd.Env, kv)
+			}
 		}
-	}
-	cmd.Env = append(cmd.Env, opt.Env...)
-	cmd.Dir = opt.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: opt.Credential}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+		cmd.Env = append(cmd.Env, opt.Env...)
+		cmd.Dir = opt.Dir
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: opt.Credential}
+		var err error
+		if stdout, err = cmd.StdoutPipe(); err != nil {
+			t.Fatal(err)
+		}
+		if stderr, err = cmd.StderrPipe(); err != nil {
+			t.Fatal(err)
+		}
+		err = cmd.Start()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.ETXTBSY) || attempt >= 100 {
+			t.Fatalf("starting %s: %v", path, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	p := &Proc{
 		t:       t,
@@ -360,9 +443,6 @@ func StartWith(t testing.TB, opt StartOptions, path string, args ...string) *Pro
 		cmd:     cmd,
 		changed: make(chan struct{}),
 		done:    make(chan struct{}),
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", path, err)
 	}
 	p.name = fmt.Sprintf("%s[%d]", p.name, cmd.Process.Pid)
 	p.readers.Add(2)

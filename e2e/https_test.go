@@ -318,6 +318,7 @@ func TestHTTPSMirrorDamaged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: TestHTTPSMirror is the HTTPS update of -short")
 	}
+	t.Parallel()
 	m := newMirrorSetup(t)
 	bin := filepath.Join(m.mirror, m.asset)
 	good, err := os.ReadFile(bin)
@@ -348,6 +349,7 @@ func TestHTTPSMirrorHostile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: TestHTTPSMirror is the HTTPS update of -short")
 	}
+	t.Parallel() // mirrors that stall or never end: it waits
 	for _, tt := range []struct {
 		name string
 		body func(w http.ResponseWriter, r *http.Request, b []byte)
@@ -361,6 +363,7 @@ func TestHTTPSMirrorHostile(t *testing.T) {
 		}, `release is longer than its signed size`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			m := newMirrorSetup(t)
 			files := http.FileServer(http.Dir(m.mirror))
 			b, err := os.ReadFile(filepath.Join(m.mirror, m.asset))
@@ -416,11 +419,11 @@ func TestHTTPSAndPeers(t *testing.T) {
 	seed := Start(t, rpseed, append([]string{"--dir", empty, "--private", "--pub", runtime.GOOS + "/" + runtime.GOARCH + "=" + m.key.Public,
 		"--identity", filepath.Join(dir, "seed.key")}, loopback()...)...)
 	seedAddrs := listenAddrs(t, seed, 0, 2)
-	var exes []string
+	var exes []*versionWatch
 	for i := range nodes {
 		exe := filepath.Join(dir, fmt.Sprint("node", i), "hello")
 		CopyFile(t, m.exe, exe)
-		exes = append(exes, exe)
+		exes = append(exes, &versionWatch{path: exe, pub: m.key.Public})
 		args := append([]string{"--mode", "onrestart", "--private", "--dht-server", "--interval", "1s",
 			"--source", m.url("127.0.0.1")}, loopback()...)
 		args = append(args, bootstrapArgs(seedAddrs)...)
@@ -431,7 +434,7 @@ func TestHTTPSAndPeers(t *testing.T) {
 	// network before theirs end.
 	Eventually(t, 4*time.Minute, "every node has 2.0.0", func() bool {
 		for _, exe := range exes {
-			if v, err := FileVersion(exe, m.key.Public); err != nil || v != "2.0.0" {
+			if v, err := exe.version(); err != nil || v != "2.0.0" {
 				return false
 			}
 		}
@@ -455,6 +458,7 @@ func TestHTTPSNoPeers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process network test")
 	}
+	t.Parallel() // one node, whose only peer is gone
 	m := newMirrorSetup(t)
 	rpseed := GoBuild(t, "github.com/org/rustpatcher-go/cmd/rpseed", "")
 	dir := t.TempDir()

@@ -20,8 +20,12 @@ func TestRollbackAfterCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real processes for half a minute")
 	}
+	t.Parallel() // it waits for crashes, one process at a time
 	for _, after := range []string{"5s", "0s"} {
-		t.Run("crash after "+after, func(t *testing.T) { testRollback(t, after) })
+		t.Run("crash after "+after, func(t *testing.T) {
+			t.Parallel()
+			testRollback(t, after)
+		})
 	}
 }
 
@@ -92,6 +96,7 @@ func TestRollbackNotOnStop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real processes")
 	}
+	t.Parallel()
 	key := NewKey(t)
 	hello := BuildHello(t, key.Public)
 	for _, tt := range []struct {

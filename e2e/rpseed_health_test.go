@@ -76,6 +76,7 @@ func TestRpseedHealth(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process network test")
 	}
+	t.Parallel() // two seeds, waiting on the announcements' backoff
 	rpseed := GoBuild(t, rpseedPkg, "")
 	dir := t.TempDir()
 	seedDir, otherDir := filepath.Join(dir, "a"), filepath.Join(dir, "b")

@@ -105,13 +105,11 @@ func (s *updateSetup) start(t *testing.T, mode string) *Proc {
 // waitFileVersion waits until the installed file verifies as version.
 func (s *updateSetup) waitFileVersion(t *testing.T, version string, timeout time.Duration) {
 	t.Helper()
-	var last string
+	w := &versionWatch{path: s.exe, pub: s.key.Public}
 	Eventually(t, timeout, "the executable verifies as "+version, func() bool {
-		v, err := FileVersion(s.exe, s.key.Public)
-		last = fmt.Sprint(v, err)
+		v, err := w.version()
 		return err == nil && v == version
 	})
-	_ = last
 }
 
 // checkBackup checks that the previous binary was kept next to the
@@ -142,6 +140,7 @@ func TestUpdateNow(t *testing.T) {
 }
 
 func TestUpdateOnRestart(t *testing.T) {
+	t.Parallel()
 	s := newUpdateSetup(t)
 	s.release(t, s.key, "2.0.0")
 	p := s.start(t, "onrestart")
@@ -171,6 +170,7 @@ func TestUpdateAt(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits up to 80 seconds for a wall-clock minute")
 	}
+	t.Parallel() // it waits, one process polling a directory
 	s := newUpdateSetup(t)
 	s.release(t, s.key, "2.0.0")
 	now := time.Now()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -57,7 +58,7 @@ func buildHello(t testing.TB) (withKey, noKey string) {
 		var wg sync.WaitGroup
 		for i, b := range builds {
 			wg.Go(func() {
-				out, err := exec.Command("go", "build", "-o", b.out, "-ldflags", b.ldflags, "../../examples/hello").CombinedOutput()
+				out, err := regiontest.GoBuildCmd(context.Background(), b.out, "../../examples/hello", "-ldflags", b.ldflags).CombinedOutput()
 				if err != nil {
 					errs[i] = fmt.Errorf("building hello (-ldflags %q): %v\n%s", b.ldflags, err, out)
 				}
