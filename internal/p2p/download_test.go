@@ -246,8 +246,9 @@ func TestSlowPeerIsOvertaken(t *testing.T) {
 	if slow.asked.Load() == 0 {
 		t.Fatal("the slow peer was never asked")
 	}
-	// The slow peer needs 45 s for one run of 4 pieces.
-	if took > 15*time.Second {
+	// The slow peer needs 45 s for one run of 4 pieces; the margin below
+	// that is for a loaded machine under -race.
+	if took > 30*time.Second {
 		t.Errorf("download took %v: the slow peer held it up", took)
 	}
 	if client.strikes.of(slow.ID())+client.strikes.of(seed.ID()) != 0 {
