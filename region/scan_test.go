@@ -279,9 +279,14 @@ func testSignVerify(t *testing.T, f Format) {
 		t.Errorf("other key: %v", err)
 	}
 	// Any changed byte outside the region fails, and in V1 any byte of it
-	// too.
+	// too. -short flips every byte of the region and around its edges and
+	// the file's, and every 61st byte elsewhere.
 	for pos := range signed {
 		inRegion := pos >= 7000 && pos < 7000+Size
+		nearEdge := pos < 64 || pos >= len(signed)-64 || (pos >= 7000-64 && pos < 7000+Size+64)
+		if testing.Short() && !inRegion && !nearEdge && pos%61 != 0 {
+			continue
+		}
 		if inRegion && f == V0 {
 			continue // V0's region fields are checked through the signature alone
 		}

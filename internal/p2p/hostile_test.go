@@ -272,6 +272,9 @@ func TestRequestFloodAndBadAuth(t *testing.T) {
 // request, and goes on serving honest peers; over TCP (yamux, whose
 // windows are this node's muxerWindow) and QUIC.
 func TestTrailingBytesResetStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seconds of real hosts on loopback; runs without -short")
+	}
 	t.Parallel()
 	key, path, in := writeRelease(t, 32<<20)
 	pub := key.Public

@@ -47,6 +47,9 @@ func askHaveOf(ctx context.Context, n *Node, pub []byte, ai peer.AddrInfo, id [w
 // taking a slot, and another node downloads those pieces from it alone
 // once the seed is gone.
 func TestPiecesEarly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seconds of real hosts on loopback; runs without -short")
+	}
 	t.Parallel()
 	key, path, in := writeRelease(t, 24<<20)
 	pub := key.Public

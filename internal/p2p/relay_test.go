@@ -17,6 +17,9 @@ import (
 // peer gets the node's signed info through the relay alone, but never sends
 // a hashes or pieces request over it.
 func TestRelayedInfo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seconds of real hosts on loopback; runs without -short")
+	}
 	key, path, in := writeRelease(t, 4096)
 	pub := key.Public
 	ctx := testContext(t)

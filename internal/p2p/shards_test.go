@@ -225,6 +225,9 @@ func TestFindProvidersShards(t *testing.T) {
 // first two, and a new node finds a holder that announced only the channel
 // key (as older nodes do).
 func TestShardedNetwork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seconds of real hosts on loopback; runs without -short")
+	}
 	t.Parallel()
 	const full, holders = 2, 5
 	key, path, in := writeRelease(t, 256<<10)
@@ -345,6 +348,9 @@ func lookupIDs(ctx context.Context, n *Node, key cid.Cid) []peer.ID {
 // without a relay address, announces nothing, while a reachable one
 // announces at once.
 func TestQuietWhenUnreachable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seconds of real hosts on loopback; runs without -short")
+	}
 	t.Parallel()
 	key, path, in := writeRelease(t, 64<<10)
 	pub := key.Public

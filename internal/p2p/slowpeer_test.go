@@ -66,6 +66,9 @@ func slowLimit(honest time.Duration) time.Duration { return 3*honest + 10*time.S
 // (issue 24, item 1: the seed uploaded nothing and the download took
 // minutes).
 func TestSlowDeltaPeer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seconds of real hosts on loopback; runs without -short")
+	}
 	t.Parallel()
 	ctx := testContext(t)
 	key := regiontest.NewKey(t)
@@ -134,6 +137,9 @@ func TestSlowDeltaPeer(t *testing.T) {
 // stealAfter, and the download ends within slowLimit (issue 24, item 2: it
 // took 45 s).
 func TestSlowFirstContact(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seconds of real hosts on loopback; runs without -short")
+	}
 	t.Parallel()
 	ctx := testContext(t)
 	key, path, in := writeRelease(t, 12<<20)
