@@ -407,6 +407,7 @@ func TestHTTPSAndPeers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process network test")
 	}
+	t.Parallel() // waits for the first PeerWait draw: runs beside the other waiting tests
 	const nodes = 20
 	m := newMirrorSetup(t)
 	rpseed := GoBuild(t, "github.com/org/rustpatcher-go/cmd/rpseed", "")

@@ -479,6 +479,7 @@ func TestNATTraversal(t *testing.T) {
 	if os.Getenv(natEnv) != "1" {
 		t.Skip("skipping: makes network namespaces and nftables rules as root; set " + natEnv + "=1 to run it (.ci/run does)")
 	}
+	t.Parallel() // waits for AutoNAT; the only test with namespaces
 	seedIP, _ := ma.NewMultiaddr("/ip4/" + natSeedIP + "/tcp/4001")
 	if !manet.IsPublicAddr(seedIP) {
 		t.Fatalf("libp2p no longer takes %s for a public address: hole punching cannot start; move the test's public segment to a range it does", natSeedIP)
