@@ -102,6 +102,7 @@ func TestRpseedSelfUpdate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process network test")
 	}
+	t.Parallel() // waits on rpseed's restarts more than on the CPU
 	began := time.Now()
 	seedKey, appKey := NewKey(t), NewKey(t)
 	rpseed := GoBuild(t, rpseedPkg, "-X github.com/org/rustpatcher-go/client.linkedPublicKey="+seedKey.Public)

@@ -34,6 +34,7 @@ func TestWrongArchRefused(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cross-compiles and runs real binaries; skipped with -short")
 	}
+	t.Parallel() // waits out the nodes' polls more than on the CPU
 	host := runtime.GOOS + "/" + runtime.GOARCH
 	other := runtime.GOOS + "/" + otherArch()
 	tests := []struct {
