@@ -205,7 +205,6 @@ func TestWindowsWine(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
 		t.Skip("Wine runs windows/amd64 programs on amd64 machines only")
 	}
-	t.Parallel() // waits on Wine more than on the CPU
 	tools := testtools.Commands(t,
 		testtools.Package{Name: "wine64", Command: "/usr/lib/wine/wine64"},
 		testtools.Package{Name: "gcc-mingw-w64-x86-64", Command: "x86_64-w64-mingw32-gcc"},
