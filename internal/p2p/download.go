@@ -118,6 +118,7 @@ type download struct {
 	err     error                     // why the download failed; the reader returns it
 	lastErr error                     // the last failure of a peer
 	outs    [5]int                    // workers ended, by sched.Outcome, for traces
+	asked   map[int64]bool            // pieces asked of a peer, for Stats.PiecesAskedTwice
 
 	havePolls chan struct{} // a token per have request in flight (see pollHave)
 }
@@ -137,6 +138,7 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		wake:     make(chan struct{}),
 		data:     map[int64][]byte{},
 		peers:    map[peer.ID]peer.AddrInfo{},
+		asked:    map[int64]bool{},
 
 		havePolls: make(chan struct{}, havePolls),
 	}
@@ -424,6 +426,14 @@ func (d *download) serve(ai peer.AddrInfo) error {
 		d.mu.Lock()
 		a := d.s.Next(id, time.Now())
 		wake := d.wake
+		if a.Kind == sched.Pieces {
+			for _, p := range a.Pieces {
+				if d.asked[p] {
+					d.n.askedTwice.Add(1)
+				}
+				d.asked[p] = true
+			}
+		}
 		d.mu.Unlock()
 		switch a.Kind {
 		case sched.Stop:
@@ -438,9 +448,6 @@ func (d *download) serve(ai peer.AddrInfo) error {
 				return err
 			}
 		case sched.Pieces:
-			if a.Steal {
-				d.n.askedTwice.Add(uint64(len(a.Pieces)))
-			}
 			if err := d.fetchPieces(ai, a.Pieces, &frame); err != nil {
 				return err
 			}

@@ -218,7 +218,7 @@ type Node struct {
 	decoders *decoderPool // shared by the downloads' packed pieces
 
 	downloaded atomic.Uint64 // release bytes fetched, for Stats
-	askedTwice atomic.Uint64 // pieces asked of a second peer, for Stats
+	askedTwice atomic.Uint64 // asks of pieces asked before, for Stats
 	lookups    atomic.Uint64 // DHT provider lookups made, for Stats
 
 	report atomic.Pointer[wire.Report] // see SetReport
@@ -369,9 +369,10 @@ type Stats struct {
 	// BytesUploaded and BytesDownloaded count release bytes moved, as
 	// sent on the wire: packed pieces count their frames' bytes.
 	BytesUploaded, BytesDownloaded uint64
-	// PiecesAskedTwice counts pieces asked of a second peer while on
-	// their way from a first (a slow peer's, or the last ones): each may
-	// be downloaded twice.
+	// PiecesAskedTwice counts the asks of a piece after its first: of a
+	// second peer while on its way from a first (a slow peer's, or the
+	// last ones), or again after an ask failed or stalled. Each may have
+	// been sent twice, in part or whole.
 	PiecesAskedTwice uint64
 	// Strikes counts misbehaviour seen from peers.
 	Strikes uint64
