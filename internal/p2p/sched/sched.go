@@ -200,8 +200,10 @@ type Scheduler struct {
 	next       int64 // the piece the reader is at
 	withFirst  bool  // piece 0 is fetched by this download
 	tailFor    PeerID
-	stealer    PeerID // the peer asked for pieces on their way from another, while it is
-	pieces     map[int64]*slot
+	stealer    PeerID  // the peer asked for pieces on their way from another, while it is
+	pieces     []*slot // by piece, set only within the window
+	claimed    int     // pieces set
+	holders    []int   // by piece: the usable peers that hold it (rarity)
 	peers      map[PeerID]*peerState
 	list       []*peerState // the peers in the order to ask them
 	deltas     int          // peers that claim deltas
@@ -230,7 +232,8 @@ func New(cfg Config) *Scheduler {
 		next:       cfg.First,
 		withFirst:  cfg.First == 0,
 		tailFor:    cfg.TailFor,
-		pieces:     map[int64]*slot{},
+		pieces:     make([]*slot, max(cfg.Pieces, 0)),
+		holders:    make([]int, max(cfg.Pieces, 0)),
 		peers:      map[PeerID]*peerState{},
 		needHashes: cfg.NeedHashes,
 		seen:       -1,
@@ -253,16 +256,29 @@ func (s *Scheduler) AddPeer(id PeerID, in PeerInfo) bool {
 	if in.Has != nil {
 		s.partial++
 	}
+	s.countHolders(p, 1)
 	return true
 }
 
 // Have records that peer id holds piece i now (a have-update).
 func (s *Scheduler) Have(id PeerID, i int64) {
 	p := s.peers[id]
-	if p == nil || p.has == nil || i < 0 || i >= int64(len(p.has)) {
+	if p == nil || p.has == nil || i < 0 || i >= int64(len(p.has)) || p.has[i] {
 		return
 	}
 	p.has[i] = true
+	if !p.bad && i < int64(len(s.holders)) {
+		s.holders[i]++
+	}
+}
+
+// countHolders adds d to the holders of every piece peer p holds.
+func (s *Scheduler) countHolders(p *peerState, d int) {
+	for i := range s.holders {
+		if p.holds(int64(i)) {
+			s.holders[i] += d
+		}
+	}
 }
 
 // NoDelta records that peer id is no longer asked for deltas (one it sent
@@ -361,11 +377,19 @@ func (s *Scheduler) haveWork() bool {
 		return true
 	}
 	for i := s.next; i < s.cfg.Pieces; i++ {
-		if sl := s.pieces[i]; sl == nil || !sl.have {
+		if sl := s.slotAt(i); sl == nil || !sl.have {
 			return true
 		}
 	}
 	return false
+}
+
+// slotAt returns the slot of piece i, or nil.
+func (s *Scheduler) slotAt(i int64) *slot {
+	if i < 0 || i >= int64(len(s.pieces)) {
+		return nil
+	}
+	return s.pieces[i]
 }
 
 // windowEnd returns the end of the window.
@@ -374,8 +398,8 @@ func (s *Scheduler) windowEnd() int64 { return min(s.cfg.Pieces, s.next+s.cfg.Wi
 // markSlow marks the peers whose pieces or piece hashes waited
 // StealAfter as slow.
 func (s *Scheduler) markSlow(now time.Time) {
-	for _, sl := range s.pieces {
-		if !sl.have && now.Sub(sl.at) >= s.cfg.StealAfter {
+	for i := s.next; i < s.windowEnd(); i++ {
+		if sl := s.pieces[i]; sl != nil && !sl.have && now.Sub(sl.at) >= s.cfg.StealAfter {
 			if p := s.peers[sl.by]; p != nil {
 				p.slow = true
 			}
@@ -419,6 +443,9 @@ func (s *Scheduler) fill(now time.Time) []PeerID {
 		}
 		limit = min(limit, s.cfg.Parallel)
 	}
+	if s.workers >= limit || (!s.needHashes && !s.anyOpen(now)) {
+		return nil
+	}
 	deltas := s.deltaPreferred()
 	var start []PeerID
 	for _, p := range s.list {
@@ -429,7 +456,7 @@ func (s *Scheduler) fill(now time.Time) []PeerID {
 		if p.worker || p.bad || now.Before(p.retryAt) || (deltas && !p.delta) {
 			continue
 		}
-		if !s.needHashes && !s.anyClaimable(id) {
+		if !s.needHashes && !s.anyClaimable(p) {
 			if len(s.stealable(id, now)) == 0 {
 				continue
 			}
@@ -441,6 +468,28 @@ func (s *Scheduler) fill(now time.Time) []PeerID {
 	return start
 }
 
+// anyOpen reports whether some peer might have something to ask: a piece
+// of the window nobody asked for, or one on its way that may be asked of a
+// second peer (see stealable).
+func (s *Scheduler) anyOpen(now time.Time) bool {
+	if int64(s.claimed) < s.windowEnd()-s.next {
+		return true
+	}
+	if s.stealer != "" {
+		return false
+	}
+	for i := s.next; i < s.windowEnd(); i++ {
+		sl := s.pieces[i]
+		if sl == nil || sl.have || sl.dup != "" {
+			continue
+		}
+		if !now.Before(s.stealAt(sl)) || i == s.next {
+			return true
+		}
+	}
+	return false
+}
+
 // nextDeadline returns when something changes with time alone: a piece or
 // the hashes may be asked of another peer, a skipped peer may be asked.
 func (s *Scheduler) nextDeadline(now time.Time) time.Time {
@@ -450,8 +499,8 @@ func (s *Scheduler) nextDeadline(now time.Time) time.Time {
 			t = u
 		}
 	}
-	for _, sl := range s.pieces {
-		if !sl.have && sl.dup == "" {
+	for i := s.next; i < s.windowEnd(); i++ {
+		if sl := s.pieces[i]; sl != nil && !sl.have && sl.dup == "" {
 			earlier(s.stealAt(sl))
 			earlier(sl.at.Add(s.cfg.StealAfter)) // the peer becomes slow
 		}
@@ -516,6 +565,7 @@ func (s *Scheduler) Next(id PeerID, now time.Time) Action {
 		if batch := s.claimable(id); len(batch) > 0 {
 			for _, i := range batch {
 				s.pieces[i] = &slot{by: id, at: now}
+				s.claimed++
 			}
 			return Action{Kind: Pieces, Pieces: batch}
 		}
@@ -574,13 +624,13 @@ func (p *peerState) holds(i int64) bool {
 
 // unclaimed reports whether some piece is neither received nor asked for.
 func (s *Scheduler) unclaimed() bool {
-	return int64(len(s.pieces)) < s.cfg.Pieces-s.next
+	return int64(s.claimed) < s.cfg.Pieces-s.next
 }
 
 // inFlight reports whether some piece is asked for and not received.
 func (s *Scheduler) inFlight() bool {
-	for _, sl := range s.pieces {
-		if !sl.have {
+	for i := s.next; i < s.windowEnd(); i++ {
+		if sl := s.pieces[i]; sl != nil && !sl.have {
 			return true
 		}
 	}
@@ -588,15 +638,7 @@ func (s *Scheduler) inFlight() bool {
 }
 
 // rarity returns the number of usable peers that hold piece i.
-func (s *Scheduler) rarity(i int64) int {
-	n := 0
-	for _, p := range s.list {
-		if !p.bad && p.holds(i) {
-			n++
-		}
-	}
-	return n
-}
+func (s *Scheduler) rarity(i int64) int { return s.holders[i] }
 
 // claimable returns the run of pieces peer id is to ask for: from the
 // rarest piece in the window that nobody asked for and the peer holds (a
@@ -649,11 +691,13 @@ func (s *Scheduler) claimable(id PeerID) []int64 {
 	return batch
 }
 
-// anyClaimable reports whether claimable would return a run for peer id.
-func (s *Scheduler) anyClaimable(id PeerID) bool {
-	p := s.peers[id]
+// anyClaimable reports whether claimable would return a run for peer p.
+func (s *Scheduler) anyClaimable(p *peerState) bool {
+	if int64(s.claimed) >= s.windowEnd()-s.next {
+		return false // every piece of the window is asked for
+	}
 	for i := s.next; i < s.windowEnd(); i++ {
-		if s.pieces[i] == nil && p.holds(i) && s.tailOK(id, i) {
+		if s.pieces[i] == nil && p.holds(i) && s.tailOK(p.id, i) {
 			return true
 		}
 	}
@@ -713,9 +757,10 @@ func (s *Scheduler) stealable(id PeerID, now time.Time) []int64 {
 	if s.stealer != "" {
 		return nil
 	}
+	p := s.peers[id]
 	ok := func(i int64, by PeerID) bool {
 		sl := s.pieces[i]
-		if sl == nil || sl.have || sl.dup != "" || sl.by == id || (by != "" && sl.by != by) || !s.holds(id, i) || !s.tailOK(id, i) {
+		if sl == nil || sl.have || sl.dup != "" || sl.by == id || (by != "" && sl.by != by) || !p.holds(i) || !s.tailOK(id, i) {
 			return false
 		}
 		// A slow peer's piece the reader has come to is not waited for.
@@ -763,7 +808,7 @@ func (s *Scheduler) Received(id PeerID, i int64, now time.Time) bool {
 		}
 		p.lastAt = now
 	}
-	sl := s.pieces[i]
+	sl := s.slotAt(i)
 	if sl != nil && sl.dup == id {
 		sl.dup = ""
 	}
@@ -780,7 +825,10 @@ func (s *Scheduler) Received(id PeerID, i int64, now time.Time) bool {
 
 // Consumed records that the reader took piece Next: the window moves on.
 func (s *Scheduler) Consumed() {
-	delete(s.pieces, s.next)
+	if s.next < s.cfg.Pieces && s.pieces[s.next] != nil {
+		s.pieces[s.next] = nil
+		s.claimed--
+	}
 	s.next++
 }
 
@@ -800,14 +848,17 @@ func (s *Scheduler) Done(id PeerID, out Outcome, now time.Time) {
 	if s.stealer == id {
 		s.stealer = ""
 	}
-	for i, sl := range s.pieces {
+	for i := s.next; i < s.windowEnd(); i++ {
+		sl := s.pieces[i]
 		switch {
+		case sl == nil:
 		case sl.dup == id:
 			sl.dup = ""
 		case sl.by == id && !sl.have && sl.dup != "":
 			sl.by, sl.dup, sl.at = sl.dup, "", now
 		case sl.by == id && !sl.have:
-			delete(s.pieces, i)
+			s.pieces[i] = nil
+			s.claimed--
 		}
 	}
 	switch out {
@@ -815,6 +866,7 @@ func (s *Scheduler) Done(id PeerID, out Outcome, now time.Time) {
 		if !p.bad {
 			p.bad = true
 			s.usable--
+			s.countHolders(p, -1)
 		}
 	case Busy, Failed:
 		p.fails++
@@ -852,12 +904,12 @@ func (s *Scheduler) State(now time.Time) State {
 		if !p.worker && now.Before(p.retryAt) {
 			st.BackedOff++
 		}
-		if !p.worker && s.anyClaimable(p.id) {
+		if !p.worker && s.anyClaimable(p) {
 			st.Claimable++
 		}
 	}
-	for _, sl := range s.pieces {
-		if !sl.have {
+	for i := s.next; i < s.windowEnd(); i++ {
+		if sl := s.pieces[i]; sl != nil && !sl.have {
 			st.InFlight++
 		}
 	}

@@ -585,17 +585,25 @@ func TestWindowBound(t *testing.T) {
 				s.Consumed()
 			}
 		}
-		if len(s.pieces) > 16 {
-			t.Fatalf("step %d: %d pieces held or asked", step, len(s.pieces))
+		if s.claimed > 16 {
+			t.Fatalf("step %d: %d pieces held or asked", step, s.claimed)
 		}
 		dups := map[PeerID]int{}
+		set := 0
 		for i, sl := range s.pieces {
-			if i < s.ReaderAt() || i >= s.ReaderAt()+16 {
+			if sl == nil {
+				continue
+			}
+			set++
+			if int64(i) < s.ReaderAt() || int64(i) >= s.ReaderAt()+16 {
 				t.Fatalf("piece %d outside the window at %d", i, s.ReaderAt())
 			}
 			if sl.dup != "" {
 				dups[sl.dup]++
 			}
+		}
+		if set != s.claimed {
+			t.Fatalf("step %d: %d pieces set, %d counted", step, set, s.claimed)
 		}
 		if len(dups) > 1 {
 			t.Fatalf("step %d: pieces asked of a second peer by %v", step, dups)
