@@ -304,12 +304,15 @@ func (d *download) pollHave(ai peer.AddrInfo) {
 			}
 			known = c
 			d.mu.Lock()
+			news := false
 			for i := range d.l.NumPieces() {
-				if bf.Has(i) {
-					d.s.Have(id, i)
+				if bf.Has(i) && d.s.Have(id, i) {
+					news = true
 				}
 			}
-			d.notifyLocked()
+			if news {
+				d.notifyLocked() // only a piece the download still needs wakes it
+			}
 			d.mu.Unlock()
 			if known == total {
 				return

@@ -220,6 +220,8 @@ type Scheduler struct {
 	seen       int       // received at the last round
 	idleUntil  time.Time // the end of the idle round Plan last set
 	failed     string
+	retryMin   time.Time // what nextRetry found, while retryOK
+	retryOK    bool
 }
 
 // New returns the scheduler of a download with cfg, with no peers yet.
@@ -260,16 +262,27 @@ func (s *Scheduler) AddPeer(id PeerID, in PeerInfo) bool {
 	return true
 }
 
-// Have records that peer id holds piece i now (a have-update).
-func (s *Scheduler) Have(id PeerID, i int64) {
+// Have records that peer id holds piece i now (a have-update), and
+// reports whether that may change what the download does: the peer is
+// usable and the piece is one the download still needs and has not asked
+// of two peers. Only then need the caller wake the download's manager and
+// workers; a have of a piece received (most of them, late in a download)
+// changes nothing.
+func (s *Scheduler) Have(id PeerID, i int64) bool {
 	p := s.peers[id]
 	if p == nil || p.has == nil || i < 0 || i >= int64(len(p.has)) || p.has[i] {
-		return
+		return false
 	}
 	p.has[i] = true
-	if !p.bad && i < int64(len(s.holders)) {
-		s.holders[i]++
+	if p.bad || i >= int64(len(s.holders)) {
+		return false
 	}
+	s.holders[i]++
+	if i < s.next {
+		return false
+	}
+	sl := s.pieces[i]
+	return sl == nil || (!sl.have && sl.dup == "")
 }
 
 // countHolders adds d to the holders of every piece peer p holds.
@@ -462,6 +475,7 @@ func (s *Scheduler) fill(now time.Time) []PeerID {
 			}
 		}
 		p.worker = true
+		s.retryOK = false
 		s.workers++
 		start = append(start, id)
 	}
@@ -505,14 +519,32 @@ func (s *Scheduler) nextDeadline(now time.Time) time.Time {
 			earlier(sl.at.Add(s.cfg.StealAfter)) // the peer becomes slow
 		}
 	}
-	for _, p := range s.list {
-		if s.needHashes && p.worker && !p.hashesAt.IsZero() {
-			earlier(p.hashesAt.Add(s.cfg.StealAfter))
-		}
-		if !p.worker && !p.bad {
-			earlier(p.retryAt)
+	if s.needHashes {
+		for _, p := range s.list {
+			if p.worker && !p.hashesAt.IsZero() {
+				earlier(p.hashesAt.Add(s.cfg.StealAfter))
+			}
 		}
 	}
+	earlier(s.nextRetry(now))
+	return t
+}
+
+// nextRetry returns the earliest time after now at which a peer left alone
+// (not asked, not bad) may be asked again, or zero. The answer is kept
+// until a peer's state changes or that time passes: a later one cannot
+// come before it by time alone.
+func (s *Scheduler) nextRetry(now time.Time) time.Time {
+	if s.retryOK && (s.retryMin.IsZero() || s.retryMin.After(now)) {
+		return s.retryMin
+	}
+	var t time.Time
+	for _, p := range s.list {
+		if !p.worker && !p.bad && p.retryAt.After(now) && (t.IsZero() || p.retryAt.Before(t)) {
+			t = p.retryAt
+		}
+	}
+	s.retryMin, s.retryOK = t, true
 	return t
 }
 
@@ -842,6 +874,7 @@ func (s *Scheduler) Done(id PeerID, out Outcome, now time.Time) {
 	}
 	if p.worker {
 		p.worker = false
+		s.retryOK = false
 		s.workers--
 	}
 	p.hashesAt = time.Time{}
@@ -865,12 +898,14 @@ func (s *Scheduler) Done(id PeerID, out Outcome, now time.Time) {
 	case Bad:
 		if !p.bad {
 			p.bad = true
+			s.retryOK = false
 			s.usable--
 			s.countHolders(p, -1)
 		}
 	case Busy, Failed:
 		p.fails++
 		p.retryAt = now.Add(RetryDelay(s.cfg.Rand, p.fails, out == Busy))
+		s.retryOK = false
 	}
 }
 
