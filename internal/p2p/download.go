@@ -165,7 +165,7 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		NeedHashes:    r.needsHashes(),
 		RandomFirst:   random,
 		MaxIdleRounds: maxIdleRounds,
-		LookupEvery:   openLookupTimeout,
+		LookupEvery:   lookupEvery,
 		Rand:          rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	})
 	d.addPeers(r.candidates())
