@@ -3,14 +3,16 @@
 // download is driven by the same scheduler as the real one
 // (internal/p2p/sched), and every node serves by the same rules as a real
 // node (internal/p2p/slots.go): a fixed number of upload slots, one per
-// peer, busy when none is free, a slot kept 500 ms for the peer whose
-// answer just ended, the node's uplink shared by its uploads.
+// peer, busy when none is free, a slot kept for the peer whose answer
+// just ended (500 ms; 50 ms on a node that serves pieces early), the
+// node's uplink shared by its uploads.
 //
 // The network model: each node has an uplink and a downlink bandwidth and
 // a one-way latency to every other; a node that can only dial out (behind
 // a NAT, no hole punch) serves nobody, and a request to it fails after
-// DialTimeout; nodes that churn leave at a random time while the release
-// spreads, cutting their uploads. Discovery is a sample of at most 32 of
+// DialTimeout (such a node announces nothing, as internal/p2p keeps quiet
+// while AutoNAT finds it unreachable); nodes that churn leave at a random
+// time while the release spreads, cutting their uploads. Discovery is a sample of at most 32 of
 // the nodes that announced the release, as a DHT lookup returns, taken
 // when a node polls and when its download asks for a lookup.
 //
@@ -20,7 +22,8 @@
 package swarmsim
 
 import (
-	"container/heap"
+	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -32,18 +35,19 @@ import (
 
 // The protocol's constants the simulation uses, as in internal/p2p.
 const (
-	pieceSize     = 1 << 20
-	fetchWindow   = 16
-	fetchParallel = 4
-	perRequest    = 4
-	maxPerRequest = 8
-	stealAfter    = 2 * time.Second
-	endgameAfter  = time.Second
-	maxIdleRounds = 12
-	lookupEvery   = time.Second
-	slotGrace     = 500 * time.Millisecond
-	lookupN       = 32
-	randomFirst   = 4 // the pieces a download picks at random first
+	pieceSize      = 1 << 20
+	fetchWindow    = 16
+	fetchParallel  = 4
+	perRequest     = 4
+	maxPerRequest  = 8
+	stealAfter     = 2 * time.Second
+	endgameAfter   = time.Second
+	maxIdleRounds  = 12
+	lookupEvery    = 500 * time.Millisecond
+	slotGrace      = 500 * time.Millisecond
+	earlySlotGrace = 50 * time.Millisecond // a node that serves pieces early
+	lookupN        = 32
+	randomFirst    = 4 // the pieces a download picks at random first
 )
 
 // Config is one simulated fleet.
@@ -63,10 +67,12 @@ type Config struct {
 	DialOutOnly float64
 	// DialTimeout is how long a request to such a node takes to fail.
 	DialTimeout time.Duration
-	// QuietDialOutOnly keeps dial-out-only nodes from announcing the
-	// release (as if AutoNAT told them they cannot be reached), so that
-	// no sample holds them.
-	QuietDialOutOnly bool
+	// LoudDialOutOnly makes dial-out-only nodes announce the release like
+	// any other, as nodes did before internal/p2p kept quiet while AutoNAT
+	// finds them unreachable (or while AutoNAT has not decided yet).
+	// Without it they announce nothing, as a node that AutoNAT found
+	// unreachable does, so that no sample holds them.
+	LoudDialOutOnly bool
 	// Churn is the fraction of nodes that leave while the release
 	// spreads, at a time drawn uniformly from [0, ChurnWithin).
 	Churn       float64
@@ -82,6 +88,10 @@ type Config struct {
 	LookupDelay time.Duration
 	// Seed seeds the randomness; the same Config gives the same Result.
 	Seed uint64
+	// Trace, when set, gets a line of the fleet's state every 250 ms of
+	// virtual time: nodes holding pieces, uploads, the share of the
+	// uplink of those nodes in use, slots kept idle, downloads.
+	Trace io.Writer
 }
 
 // Result is the outcome of a run.
@@ -119,18 +129,50 @@ type event struct {
 	fn  func()
 }
 
-type queue []*event
+// queue is a binary min-heap of events by (at, seq), held by value so
+// that scheduling one costs no allocation but its closure's.
+type queue []event
 
-func (q queue) Len() int { return len(q) }
-func (q queue) Less(i, j int) bool {
+func (q queue) less(i, j int) bool {
 	return q[i].at < q[j].at || (q[i].at == q[j].at && q[i].seq < q[j].seq)
 }
-func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *queue) Push(x any)   { *q = append(*q, x.(*event)) }
-func (q *queue) Pop() any {
-	old := *q
-	e := old[len(old)-1]
-	*q = old[:len(old)-1]
+
+func (q *queue) push(e event) {
+	*q = append(*q, e)
+	h := *q
+	for i := len(h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			break
+		}
+		h[i], h[p] = h[p], h[i]
+		i = p
+	}
+}
+
+func (q *queue) pop() event {
+	h := *q
+	e := h[0]
+	n := len(h) - 1
+	h[0] = h[n]
+	h[n] = event{}
+	h = h[:n]
+	for i := 0; ; {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			break
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+	*q = h
 	return e
 }
 
@@ -146,7 +188,8 @@ type sim struct {
 	lastLen int64 // the last piece's length
 	provs   []int // nodes that announced, in order
 	res     Result
-	epoch   time.Time // the scheduler's clock at virtual time 0
+	epoch   time.Time      // the scheduler's clock at virtual time 0
+	ids     []sched.PeerID // the scheduler's name of each node
 }
 
 // node is one simulated node.
@@ -154,6 +197,7 @@ type node struct {
 	id        int
 	up        float64
 	slots     int
+	grace     time.Duration // how long a slot is kept for the peer whose upload ended
 	natted    bool
 	gone      bool
 	have      []bool
@@ -225,15 +269,22 @@ func Run(cfg Config) Result {
 	s.pieces = (cfg.Size + pieceSize - 1) / pieceSize
 	s.lastLen = cfg.Size - (s.pieces-1)*pieceSize
 	s.res.Bound = Bound(cfg.Size, cfg.Uplink, cfg.Nodes)
-	seed := &node{id: 0, up: cfg.SeedUplink, slots: cfg.SeedSlots, have: make([]bool, s.pieces), nHave: s.pieces, announced: true, kept: map[int]time.Duration{}}
+	seed := &node{id: 0, up: cfg.SeedUplink, slots: cfg.SeedSlots, grace: slotGrace, have: make([]bool, s.pieces), nHave: s.pieces, announced: true, kept: map[int]time.Duration{}}
 	for i := range seed.have {
 		seed.have[i] = true
+	}
+	s.ids = make([]sched.PeerID, cfg.Nodes+1)
+	for i := range s.ids {
+		s.ids[i] = sched.PeerID(strconv.Itoa(i))
 	}
 	s.nodes = append(s.nodes, seed)
 	s.provs = append(s.provs, 0)
 	for i := 1; i <= cfg.Nodes; i++ {
-		n := &node{id: i, up: cfg.Uplink, slots: cfg.Slots, have: make([]bool, s.pieces), kept: map[int]time.Duration{},
+		n := &node{id: i, up: cfg.Uplink, slots: cfg.Slots, grace: slotGrace, have: make([]bool, s.pieces), kept: map[int]time.Duration{},
 			natted: s.rng.Float64() < cfg.DialOutOnly}
+		if cfg.PiecesEarly {
+			n.grace = earlySlotGrace
+		}
 		s.nodes = append(s.nodes, n)
 		s.at(0, func() { s.poll(n) })
 		if s.rng.Float64() < cfg.Churn {
@@ -241,9 +292,12 @@ func Run(cfg Config) Result {
 			s.at(leave, func() { s.leave(n) })
 		}
 	}
+	if cfg.Trace != nil {
+		s.at(0, s.trace)
+	}
 	limit := 100*s.res.Bound + time.Hour
-	for s.q.Len() > 0 && s.res.Done+s.res.Left < cfg.Nodes {
-		e := heap.Pop(&s.q).(*event)
+	for len(s.q) > 0 && s.res.Done+s.res.Left < cfg.Nodes {
+		e := s.q.pop()
 		if e.at > limit {
 			break
 		}
@@ -272,7 +326,7 @@ func Run(cfg Config) Result {
 // at schedules fn at time t.
 func (s *sim) at(t time.Duration, fn func()) {
 	s.seq++
-	heap.Push(&s.q, &event{at: max(t, s.now), seq: s.seq, fn: fn})
+	s.q.push(event{at: max(t, s.now), seq: s.seq, fn: fn})
 }
 
 // clock returns the scheduler's time for the virtual time now.
@@ -339,7 +393,7 @@ func (s *sim) addPeers(d *download, ids []int) {
 		if s.cfg.PiecesEarly {
 			has = append([]bool(nil), s.nodes[id].have...)
 		}
-		if d.s.AddPeer(peerID(id), sched.PeerInfo{Has: has}) && s.cfg.PiecesEarly {
+		if d.s.AddPeer(s.peerID(id), sched.PeerInfo{Has: has}) && s.cfg.PiecesEarly {
 			s.nodes[id].knownBy = append(s.nodes[id].knownBy, d)
 		}
 	}
@@ -427,6 +481,9 @@ func (s *sim) endDownload(d *download, failed bool) {
 			w.flow.dead = true
 		}
 	}
+	// Nothing asks an ended download again (every event checks ended
+	// first); the lists of the nodes it knew may hold it a while longer.
+	d.s, d.workers = nil, nil
 	if failed && !d.n.gone && d.n.nHave < s.pieces {
 		s.at(s.now+100*time.Millisecond, func() { s.poll(d.n) })
 	}
@@ -439,7 +496,7 @@ func (s *sim) next(w *worker) {
 		return
 	}
 	w.waiting = false
-	a := d.s.Next(peerID(w.peer), s.clock())
+	a := d.s.Next(s.peerID(w.peer), s.clock())
 	switch a.Kind {
 	case sched.Stop:
 		s.workerDone(w, sched.Finished)
@@ -447,7 +504,7 @@ func (s *sim) next(w *worker) {
 		s.request(w, a.Pieces)
 	case sched.Hashes:
 		// No piece hashes in the model: take them as in.
-		d.s.HashesDone(peerID(w.peer), true, s.clock())
+		d.s.HashesDone(s.peerID(w.peer), true, s.clock())
 		s.at(s.now, func() { s.next(w) })
 	case sched.Wait:
 		w.waiting = true
@@ -471,7 +528,7 @@ func (s *sim) workerDone(w *worker, out sched.Outcome) {
 		return
 	}
 	d.workers = slices.Delete(d.workers, k, k+1)
-	d.s.Done(peerID(w.peer), out, s.clock())
+	d.s.Done(s.peerID(w.peer), out, s.clock())
 	s.kick(d)
 }
 
@@ -632,7 +689,7 @@ func (s *sim) endFlow(srv *node, f *flow) {
 	}
 	f.to.inFlows--
 	if !f.dead {
-		srv.kept[f.to.id] = s.now + slotGrace
+		srv.kept[f.to.id] = s.now + srv.grace
 	}
 }
 
@@ -640,7 +697,7 @@ func (s *sim) endFlow(srv *node, f *flow) {
 func (s *sim) received(w *worker, i int64) {
 	d := w.d
 	n := d.n
-	if !d.s.Received(peerID(w.peer), i, s.clock()) {
+	if !d.s.Received(s.peerID(w.peer), i, s.clock()) {
 		s.kick(d)
 		return
 	}
@@ -677,8 +734,9 @@ func (s *sim) tellHave(n *node, i int64) {
 				continue
 			}
 			live = append(live, d)
-			d.s.Have(peerID(n.id), i)
-			s.kick(d)
+			if d.s.Have(s.peerID(n.id), i) {
+				s.kick(d) // as internal/p2p's pollHave wakes the download
+			}
 		}
 		n.knownBy = live
 	})
@@ -690,7 +748,7 @@ func (s *sim) announce(n *node) {
 		return
 	}
 	n.announced = true
-	if n.natted && s.cfg.QuietDialOutOnly {
+	if n.natted && !s.cfg.LoudDialOutOnly {
 		return
 	}
 	s.at(s.now+s.cfg.LookupDelay, func() {
@@ -728,8 +786,43 @@ func (s *sim) leave(n *node) {
 	}
 }
 
+// trace writes a line of the fleet's state to cfg.Trace, and schedules
+// the next.
+func (s *sim) trace() {
+	var holders, flows, uploading, kept, dls, workers, peers int
+	var pieces int64
+	var rate float64
+	for _, n := range s.nodes {
+		if n.nHave > 0 {
+			holders++
+		}
+		pieces += n.nHave
+		flows += len(n.flows)
+		if len(n.flows) > 0 {
+			uploading++
+		}
+		for _, f := range n.flows {
+			rate += f.rate
+		}
+		for _, u := range n.kept {
+			if u > s.now {
+				kept++
+			}
+		}
+		if n.dl != nil {
+			dls++
+			workers += len(n.dl.workers)
+			peers += n.dl.s.State(s.clock()).Peers
+		}
+	}
+	fmt.Fprintf(s.cfg.Trace, "t=%6.2fs holding=%d pieces/node=%.1f uploads=%d uploading=%d uplink-use=%.2f kept=%d downloads=%d workers/download=%.1f peers/download=%.0f done=%d busy=%d providers=%d\n",
+		s.now.Seconds(), holders, float64(pieces)/float64(len(s.nodes)), flows, uploading, rate/float64(max(holders, 1))/s.cfg.Uplink,
+		kept, dls, float64(workers)/float64(max(dls, 1)), float64(peers)/float64(max(dls, 1)), s.res.Done, s.res.Busy, len(s.provs))
+	s.at(s.now+250*time.Millisecond, s.trace)
+}
+
 // peerID names node id for the scheduler.
-func peerID(id int) sched.PeerID { return sched.PeerID(strconv.Itoa(id)) }
+func (s *sim) peerID(id int) sched.PeerID { return s.ids[id] }
 
 // nodeID is the node peerID names.
 func nodeID(p sched.PeerID) int {

@@ -109,6 +109,9 @@ func TestSimulateScale(t *testing.T) {
 				t.Run(name, func(t *testing.T) {
 					c := benchSetup(n)
 					c.PiecesEarly = early
+					if os.Getenv("RP_SIM_TRACE") != "" {
+						c.Trace = os.Stderr
+					}
 					if hostile {
 						c.DialOutOnly, c.Churn, c.ChurnWithin = 0.2, 0.05, 10*time.Second
 					}
@@ -162,17 +165,19 @@ func TestShardLoad(t *testing.T) {
 
 // TestSimulateQuietDialOutOnly compares 1000 nodes, 20% of them
 // dial-out-only, serving pieces early, with those nodes announcing the
-// release (as today) and keeping quiet: quiet, no download asks a peer it
-// cannot reach, and the last node is done sooner.
+// release (as nodes did before internal/p2p kept quiet while AutoNAT finds
+// them unreachable) and keeping quiet (as they do now, the simulator's
+// default): quiet, no download asks a peer it cannot reach, and the last
+// node is done sooner.
 func TestSimulateQuietDialOutOnly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a minute of simulation")
 	}
 	c := benchSetup(1000)
 	c.PiecesEarly, c.DialOutOnly = true, 0.2
-	loud := Run(c)
-	c.QuietDialOutOnly = true
 	quiet := Run(c)
+	c.LoudDialOutOnly = true
+	loud := Run(c)
 	t.Logf("1000 nodes, 20%% dial-out-only: all done in %v when they announce, %v when they do not (bound %v)",
 		loud.AllDone.Round(10*time.Millisecond), quiet.AllDone.Round(10*time.Millisecond), quiet.Bound.Round(10*time.Millisecond))
 	if loud.Stuck+quiet.Stuck != 0 {
