@@ -24,9 +24,8 @@ import (
 const openLookupTimeout = time.Second
 
 // lookupEvery is the least time between two lookups of a file's providers
-// during its downloads: from the start of one to the start of the next
-// here, from the end of one to the start of the next in the scheduler
-// (sched.Config.LookupEvery). A download looks up again only when it knows
+// during its downloads, from the end of one to the start of the next (here
+// and in the scheduler, sched.Config.LookupEvery). A download looks up again only when it knows
 // fewer peers than it asks at once or none is left to ask, so the extra
 // lookups come where they help, at the start of a release, when the nodes
 // that hold a piece double faster than once a second: in the swarm
@@ -383,7 +382,7 @@ func (r *Release) candidates() []peer.AddrInfo {
 
 // lookup returns the DHT's providers of the file (under its release key
 // and, when that is full, shard keys: findProviders), looking them up (for at
-// most openLookupTimeout) unless the last one started less than
+// most openLookupTimeout) unless one runs or the last one ended less than
 // lookupEvery ago.
 func (r *Release) lookup(ctx context.Context) []peer.AddrInfo {
 	r.mu.Lock()
