@@ -47,7 +47,10 @@ const (
 	slotGrace      = 500 * time.Millisecond
 	earlySlotGrace = 50 * time.Millisecond // a node that serves pieces early
 	lookupN        = 32
-	randomFirst    = 4 // the pieces a download picks at random first
+	haveEvery      = 100 * time.Millisecond // between an answer to a have request and the next request
+	haveIdle       = 500 * time.Millisecond // the same after an answer that told nothing new
+	maxHaveWaits   = 64                     // the have requests a node holds at once
+	randomFirst    = 4                      // the pieces a download picks at random first
 )
 
 // Config is one simulated fleet.
@@ -77,13 +80,17 @@ type Config struct {
 	// spreads, at a time drawn uniformly from [0, ChurnWithin).
 	Churn       float64
 	ChurnWithin time.Duration
-	// PiecesEarly makes a node serve each piece as soon as it holds it
-	// (and announce itself at its first piece), and tell the downloads
-	// that know it of each new piece a latency later, as a have answer
-	// to a held have request does (internal/p2p/partial.go,
-	// Config.PiecesEarly); otherwise a node serves the release only once
-	// it holds all of it, as internal/p2p does by default.
+	// PiecesEarly makes a node serve each piece as soon as it holds it,
+	// announce itself as its download starts, and tell the downloads
+	// that know it of each new piece by have answers (see watcher;
+	// internal/p2p/partial.go, Config.PiecesEarly); otherwise a node
+	// serves the release only once it holds all of it, as internal/p2p
+	// does by default.
 	PiecesEarly bool
+	// AnnounceAtFirstPiece makes a node that serves pieces early announce
+	// itself at its first piece rather than as its download starts, as
+	// internal/p2p did before.
+	AnnounceAtFirstPiece bool
 	// LookupDelay is how long a poll or a lookup takes.
 	LookupDelay time.Duration
 	// Seed seeds the randomness; the same Config gives the same Result.
@@ -207,7 +214,7 @@ type node struct {
 
 	// serving
 	flows   []*flow               // uploads running
-	knownBy []*download           // downloads that have it among their peers (PiecesEarly)
+	knownBy []*watcher            // downloads that have it among their peers (PiecesEarly)
 	kept    map[int]time.Duration // a slot kept for a peer until then
 	rated   time.Duration         // when the flows' remaining bytes were last brought up to date
 	gen     int                   // invalidates the scheduled end of the next piece
@@ -380,6 +387,12 @@ func (s *sim) poll(n *node) {
 			Rand:        rand.New(rand.NewPCG(s.rng.Uint64(), uint64(n.id))),
 		})
 		n.dl = d
+		if s.cfg.PiecesEarly && !s.cfg.AnnounceAtFirstPiece {
+			// A node that serves pieces early announces the release as
+			// its download starts (internal/p2p's startPartial): peers
+			// learn of its pieces by have requests.
+			s.announce(n)
+		}
 		s.addPeers(d, s.sample(n))
 		s.plan(d)
 	})
@@ -394,7 +407,7 @@ func (s *sim) addPeers(d *download, ids []int) {
 			has = append([]bool(nil), s.nodes[id].have...)
 		}
 		if d.s.AddPeer(s.peerID(id), sched.PeerInfo{Has: has}) && s.cfg.PiecesEarly {
-			s.nodes[id].knownBy = append(s.nodes[id].knownBy, d)
+			s.nodes[id].knownBy = append(s.nodes[id].knownBy, &watcher{d: d, answered: s.now})
 		}
 	}
 }
@@ -705,7 +718,10 @@ func (s *sim) received(w *worker, i int64) {
 		n.have[i] = true
 		n.nHave++
 		if s.cfg.PiecesEarly {
-			s.tellHave(n, i)
+			s.tellHave(n)
+			if s.cfg.AnnounceAtFirstPiece {
+				s.announce(n)
+			}
 		}
 	}
 	for d.s.ReaderAt() < s.pieces && n.have[d.s.ReaderAt()] {
@@ -718,28 +734,67 @@ func (s *sim) received(w *worker, i int64) {
 		s.announce(n)
 		return
 	}
-	if s.cfg.PiecesEarly && !n.announced {
-		s.announce(n)
-	}
 	s.kick(d)
 }
 
-// tellHave sends have-updates for piece i of n, a latency later, to the
-// downloads that have n among their peers.
-func (s *sim) tellHave(n *node, i int64) {
-	s.at(s.now+s.cfg.Latency, func() {
-		live := n.knownBy[:0]
-		for _, d := range n.knownBy {
-			if d.ended {
-				continue
-			}
-			live = append(live, d)
-			if d.s.Have(s.peerID(n.id), i) {
-				s.kick(d) // as internal/p2p's pollHave wakes the download
+// watcher is a download's have requests to one node (internal/p2p's
+// pollHave): each answer tells the node's pieces; the next request goes
+// haveEvery after it and, when the node holds nothing new, is held there
+// until it does (a long poll), unless the node holds maxHaveWaits requests
+// already: then it is answered at once with nothing new, and the next
+// goes haveIdle later.
+type watcher struct {
+	d        *download
+	answered time.Duration // when the last answer arrived
+	pending  bool          // an answer with a new piece is on its way
+}
+
+// tellHave schedules, for each download that watches n, the answer that
+// tells it n's new piece: a latency after the piece when its request is
+// held at n, or as soon as its next request (haveEvery after the last
+// answer) reaches n and is answered; for those beyond maxHaveWaits held
+// requests, at a random point of their haveIdle cycle.
+func (s *sim) tellHave(n *node) {
+	lat := s.cfg.Latency
+	held := 0
+	live := n.knownBy[:0]
+	for _, w := range n.knownBy {
+		if w.d.ended {
+			continue
+		}
+		live = append(live, w)
+		if w.pending {
+			continue
+		}
+		at := max(s.now+lat, w.answered+haveEvery+2*lat)
+		if s.now >= w.answered+haveEvery+lat { // its request waits at n
+			if held++; held > maxHaveWaits {
+				at = s.now + lat + time.Duration(s.rng.Int64N(int64(haveIdle)))
 			}
 		}
-		n.knownBy = live
-	})
+		w.pending = true
+		s.at(at, func() { s.haveAnswer(n, w) })
+	}
+	n.knownBy = live
+}
+
+// haveAnswer delivers n's pieces to the download of w, and wakes it when
+// that may change what it does, as pollHave does.
+func (s *sim) haveAnswer(n *node, w *watcher) {
+	w.pending, w.answered = false, s.now
+	d := w.d
+	if d.ended {
+		return
+	}
+	news := false
+	for i, h := range n.have {
+		if h && d.s.Have(s.peerID(n.id), int64(i)) {
+			news = true
+		}
+	}
+	if news {
+		s.kick(d)
+	}
 }
 
 // announce makes n a provider, a lookup's delay later.
