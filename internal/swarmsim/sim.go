@@ -280,6 +280,11 @@ func Run(cfg Config) Result {
 	for i := range seed.have {
 		seed.have[i] = true
 	}
+	if cfg.PiecesEarly {
+		// Every node of a fleet that serves pieces early has
+		// Config.PiecesEarly, the seed too: it keeps slots 50 ms.
+		seed.grace = earlySlotGrace
+	}
 	s.ids = make([]sched.PeerID, cfg.Nodes+1)
 	for i := range s.ids {
 		s.ids[i] = sched.PeerID(strconv.Itoa(i))
@@ -289,9 +294,7 @@ func Run(cfg Config) Result {
 	for i := 1; i <= cfg.Nodes; i++ {
 		n := &node{id: i, up: cfg.Uplink, slots: cfg.Slots, grace: slotGrace, have: make([]bool, s.pieces), kept: map[int]time.Duration{},
 			natted: s.rng.Float64() < cfg.DialOutOnly}
-		if cfg.PiecesEarly {
-			n.grace = earlySlotGrace
-		}
+		n.grace = seed.grace
 		s.nodes = append(s.nodes, n)
 		s.at(0, func() { s.poll(n) })
 		if s.rng.Float64() < cfg.Churn {
