@@ -208,6 +208,7 @@ type node struct {
 	natted    bool
 	gone      bool
 	have      []bool
+	got       []int64 // the pieces it holds, in the order they came
 	nHave     int64
 	doneAt    time.Duration
 	announced bool
@@ -410,7 +411,7 @@ func (s *sim) addPeers(d *download, ids []int) {
 			has = append([]bool(nil), s.nodes[id].have...)
 		}
 		if d.s.AddPeer(s.peerID(id), sched.PeerInfo{Has: has}) && s.cfg.PiecesEarly {
-			s.nodes[id].knownBy = append(s.nodes[id].knownBy, &watcher{d: d, answered: s.now})
+			s.nodes[id].knownBy = append(s.nodes[id].knownBy, &watcher{d: d, answered: s.now, told: len(s.nodes[id].got)})
 		}
 	}
 }
@@ -719,6 +720,7 @@ func (s *sim) received(w *worker, i int64) {
 	}
 	if !n.have[i] {
 		n.have[i] = true
+		n.got = append(n.got, i)
 		n.nHave++
 		if s.cfg.PiecesEarly {
 			s.tellHave(n)
@@ -750,6 +752,7 @@ type watcher struct {
 	d        *download
 	answered time.Duration // when the last answer arrived
 	pending  bool          // an answer with a new piece is on its way
+	told     int           // the node's pieces told so far (of node.got)
 }
 
 // tellHave schedules, for each download that watches n, the answer that
@@ -789,12 +792,15 @@ func (s *sim) haveAnswer(n *node, w *watcher) {
 	if d.ended {
 		return
 	}
+	// The answer is every piece n holds; those told before change
+	// nothing (Have returns false), so only the others are passed on.
 	news := false
-	for i, h := range n.have {
-		if h && d.s.Have(s.peerID(n.id), int64(i)) {
+	for _, i := range n.got[w.told:] {
+		if d.s.Have(s.peerID(n.id), i) {
 			news = true
 		}
 	}
+	w.told = len(n.got)
 	if news {
 		s.kick(d)
 	}

@@ -456,8 +456,15 @@ func (s *Scheduler) fill(now time.Time) []PeerID {
 		}
 		limit = min(limit, s.cfg.Parallel)
 	}
-	if s.workers >= limit || (!s.needHashes && !s.anyOpen(now)) {
+	if s.workers >= limit {
 		return nil
+	}
+	var open []int64
+	if !s.needHashes {
+		open = s.openPieces(now)
+		if len(open) == 0 {
+			return nil // nobody has anything to ask
+		}
 	}
 	deltas := s.deltaPreferred()
 	var start []PeerID
@@ -469,10 +476,8 @@ func (s *Scheduler) fill(now time.Time) []PeerID {
 		if p.worker || p.bad || now.Before(p.retryAt) || (deltas && !p.delta) {
 			continue
 		}
-		if !s.needHashes && !s.anyClaimable(p) {
-			if len(s.stealable(id, now)) == 0 {
-				continue
-			}
+		if !s.needHashes && !s.canAsk(p, open) {
+			continue
 		}
 		p.worker = true
 		s.retryOK = false
@@ -482,22 +487,35 @@ func (s *Scheduler) fill(now time.Time) []PeerID {
 	return start
 }
 
-// anyOpen reports whether some peer might have something to ask: a piece
-// of the window nobody asked for, or one on its way that may be asked of a
-// second peer (see stealable).
-func (s *Scheduler) anyOpen(now time.Time) bool {
-	if int64(s.claimed) < s.windowEnd()-s.next {
-		return true
-	}
-	if s.stealer != "" {
-		return false
-	}
+// openPieces returns the pieces of the window some peer might be asked
+// for now: those nobody asked for (claimable), and those on their way
+// from a peer that another may be asked for too (stealable, unless a steal
+// runs). Which peer may be asked for which is canAsk's.
+func (s *Scheduler) openPieces(now time.Time) []int64 {
+	var open []int64
 	for i := s.next; i < s.windowEnd(); i++ {
 		sl := s.pieces[i]
-		if sl == nil || sl.have || sl.dup != "" {
+		switch {
+		case sl == nil:
+			open = append(open, i)
+		case s.stealer == "" && !sl.have && sl.dup == "" &&
+			(!now.Before(s.stealAt(sl)) || (i == s.next && s.peers[sl.by].slow)):
+			open = append(open, i)
+		}
+	}
+	return open
+}
+
+// canAsk reports whether peer p could be asked for one of open now: it
+// holds it, may be asked for it (the tail), and is not the peer it is on
+// its way from. It is anyClaimable(p) or a non-empty stealable run for p,
+// over the pieces openPieces found.
+func (s *Scheduler) canAsk(p *peerState, open []int64) bool {
+	for _, i := range open {
+		if sl := s.pieces[i]; sl != nil && sl.by == p.id {
 			continue
 		}
-		if !now.Before(s.stealAt(sl)) || i == s.next {
+		if p.holds(i) && s.tailOK(p.id, i) {
 			return true
 		}
 	}
