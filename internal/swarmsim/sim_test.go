@@ -78,7 +78,7 @@ func TestSimulateDeterministic(t *testing.T) {
 // ten times as long (docs/BENCHMARKS.md):
 //
 //	RP_SIM_NODES=10000 RP_SIM_SERVING=early go test ./internal/swarmsim -run TestSimulateScale -v -timeout 60m
-//	RP_SIM_NODES=100000 RP_SIM_SERVING=early go test ./internal/swarmsim -run 'TestSimulateScale/.*/natchurn=false' -v -timeout 120m
+//	RP_SIM_NODES=100000 RP_SIM_SERVING=early go test ./internal/swarmsim -run 'TestSimulateScale/.*/.*/natchurn=false' -v -timeout 120m
 func TestSimulateScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("minutes of simulation")
