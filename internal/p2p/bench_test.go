@@ -451,7 +451,10 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 			b.Fatal(err)
 		}
 	}
-	seed, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, UploadSlots: 2, UploadRate: rate, slotGrace: grace})
+	// In pieces mode the seed has PiecesEarly too, as every node of such a
+	// fleet: it keeps an ended upload's slot earlySlotGrace, not slotGrace.
+	seed, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, UploadSlots: 2, UploadRate: rate,
+		PiecesEarly: mode == servePieces, slotGrace: grace})
 	if err != nil {
 		b.Fatal(err)
 	}

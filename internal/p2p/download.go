@@ -167,15 +167,19 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		NeedHashes:    r.needsHashes(),
 		RandomFirst:   random,
 		MaxIdleRounds: maxIdleRounds,
-		LookupEvery:   openLookupTimeout,
+		LookupEvery:   lookupEvery,
 		Rand:          rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	})
 	d.addPeers(r.candidates())
 	return d
 }
 
-// start starts the manager.
+// start starts the manager, and serves the file in part from now on when
+// the piece hashes are in (startPartial; otherwise once they are).
 func (d *download) start() {
+	if d.r.pieceLeaves() != nil {
+		d.n.startPartial(d.r)
+	}
 	d.wg.Add(1)
 	go d.run()
 }
@@ -479,6 +483,7 @@ func (d *download) fetchHashes(ai peer.AddrInfo) error {
 		return fmt.Errorf("peer %s: %w: piece hashes: %w", ai.ID, errBadData, err)
 	}
 	d.r.setPieceChecker(c, leaves)
+	d.n.startPartial(d.r)
 	return nil
 }
 

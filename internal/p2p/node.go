@@ -181,8 +181,8 @@ type Config struct {
 	// requests, for tests and benchmarks: it refuses them, serves only
 	// whole files and asks every peer for pieces as if it held them all.
 	noHave bool
-	// slotGrace replaces slotGrace when nonzero (negative: none), for
-	// benchmarks.
+	// slotGrace replaces slotGrace and earlySlotGrace when nonzero
+	// (negative: none), for benchmarks.
 	slotGrace time.Duration
 	// onDownload, if set, is called with every download as it starts,
 	// for traces in benchmarks.

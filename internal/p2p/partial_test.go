@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/org/rustpatcher-go/internal/wire"
@@ -200,4 +201,46 @@ func TestHaveOlderPeer(t *testing.T) {
 		}
 		t.Logf("A answered %d pieces requests of the older node's, %d bytes", a.Stats().FetchRequests, a.Stats().BytesUploaded)
 	})
+}
+
+// TestPartialBeforeFirstPiece: a node that serves pieces early serves a
+// file in part, and announces it under the file's release key, as soon as
+// its download has the piece hashes, before any piece came (here its only
+// peer answers hashes and never sends a piece): peers find it and learn of
+// its pieces by have requests. Without PiecesEarly it does neither.
+func TestPartialBeforeFirstPiece(t *testing.T) {
+	t.Parallel()
+	key, path, _ := writeRelease(t, 6<<20)
+	pub := key.Public
+	ctx := testContext(t)
+	f := loadTestFile(t, path)
+	stall := startTestPeer(t, pub, f, func(s network.Stream, f *testFile, first, count int64) {
+		<-ctx.Done() // holds the request: no piece ever comes
+	})
+	for _, early := range []bool{true, false} {
+		n := newTestNode(t, Config{PiecesEarly: early}, stall.Node)
+		r := onlyRelease(t, ctx, n.Source(pub, testTarget))
+		rc, err := r.Open(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the piece hashes asked", func() bool { return stall.hashesAsked.Load() > 0 && r.pieceLeaves() != nil })
+		release := ReleaseCID(pub, testTarget, f.id)
+		if early {
+			waitFor(t, "the file served in part", func() bool { return partialCount(n, f.id) == 0 })
+			n.ann.mu.Lock()
+			_, announced := n.ann.keys[release]
+			n.ann.mu.Unlock()
+			if !announced {
+				t.Error("the file served in part is not announced")
+			}
+		} else {
+			time.Sleep(200 * time.Millisecond)
+			if c := partialCount(n, f.id); c != -1 {
+				t.Errorf("without PiecesEarly: the file is served in part (%d pieces)", c)
+			}
+		}
+		rc.Close()
+		stall.hashesAsked.Store(0)
+	}
 }

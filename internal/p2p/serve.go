@@ -158,7 +158,7 @@ func newServer(ctx context.Context, h host.Host, cfg Config) *server {
 		ctx:        ctx,
 		h:          h,
 		idle:       cfg.IdleTimeout,
-		slots:      newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer, max(cmp.Or(cfg.slotGrace, slotGrace), 0), minUploadRate(cfg)),
+		slots:      newUploadSlots(cfg.UploadSlots, cfg.UploadSlotsPerPeer, slotGraceFor(cfg), minUploadRate(cfg)),
 		admit:      newAdmission(cmp.Or(cfg.streamLimit, maxStreams), maxStreamsPerIP),
 		log:        cfg.Logger,
 		newest:     map[string]*served{},

@@ -76,6 +76,30 @@ func TestUploadSlotsKept(t *testing.T) {
 	u.release(upb)
 }
 
+// TestSlotGraceFor checks how long a node keeps a slot for the peer whose
+// upload ended: 500 ms by default, 50 ms on a node that serves pieces
+// early, and what a test sets (negative: none).
+func TestSlotGraceFor(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		cfg  Config
+		want time.Duration
+	}{
+		{Config{}, slotGrace},
+		{Config{PiecesEarly: true}, earlySlotGrace},
+		{Config{slotGrace: time.Second}, time.Second},
+		{Config{PiecesEarly: true, slotGrace: time.Second}, time.Second},
+		{Config{PiecesEarly: true, slotGrace: -1}, 0},
+	} {
+		if got := slotGraceFor(tt.cfg); got != tt.want {
+			t.Errorf("PiecesEarly %v, slotGrace %v: grace %v, want %v", tt.cfg.PiecesEarly, tt.cfg.slotGrace, got, tt.want)
+		}
+	}
+	if slotGrace != 500*time.Millisecond || earlySlotGrace != 50*time.Millisecond {
+		t.Errorf("grace %v, %v early: docs/PROTOCOL.md says 500 ms and 50 ms", slotGrace, earlySlotGrace)
+	}
+}
+
 // TestUploadSlotsTakenBack checks that a peer that finds no free slot
 // takes the slot of the slowest upload that has run for rateGrace below
 // the minimum rate, never that of a fast one or a young one, that the

@@ -3,14 +3,16 @@
 // download is driven by the same scheduler as the real one
 // (internal/p2p/sched), and every node serves by the same rules as a real
 // node (internal/p2p/slots.go): a fixed number of upload slots, one per
-// peer, busy when none is free, a slot kept 500 ms for the peer whose
-// answer just ended, the node's uplink shared by its uploads.
+// peer, busy when none is free, a slot kept for the peer whose answer
+// just ended (500 ms; 50 ms on a node that serves pieces early), the
+// node's uplink shared by its uploads.
 //
 // The network model: each node has an uplink and a downlink bandwidth and
 // a one-way latency to every other; a node that can only dial out (behind
 // a NAT, no hole punch) serves nobody, and a request to it fails after
-// DialTimeout; nodes that churn leave at a random time while the release
-// spreads, cutting their uploads. Discovery is a sample of at most 32 of
+// DialTimeout (such a node announces nothing, as internal/p2p keeps quiet
+// while AutoNAT finds it unreachable); nodes that churn leave at a random
+// time while the release spreads, cutting their uploads. Discovery is a sample of at most 32 of
 // the nodes that announced the release, as a DHT lookup returns, taken
 // when a node polls and when its download asks for a lookup.
 //
@@ -20,7 +22,8 @@
 package swarmsim
 
 import (
-	"container/heap"
+	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -32,18 +35,22 @@ import (
 
 // The protocol's constants the simulation uses, as in internal/p2p.
 const (
-	pieceSize     = 1 << 20
-	fetchWindow   = 16
-	fetchParallel = 4
-	perRequest    = 4
-	maxPerRequest = 8
-	stealAfter    = 2 * time.Second
-	endgameAfter  = time.Second
-	maxIdleRounds = 12
-	lookupEvery   = time.Second
-	slotGrace     = 500 * time.Millisecond
-	lookupN       = 32
-	randomFirst   = 4 // the pieces a download picks at random first
+	pieceSize      = 1 << 20
+	fetchWindow    = 16
+	fetchParallel  = 4
+	perRequest     = 4
+	maxPerRequest  = 8
+	stealAfter     = 2 * time.Second
+	endgameAfter   = time.Second
+	maxIdleRounds  = 12
+	lookupEvery    = 500 * time.Millisecond
+	slotGrace      = 500 * time.Millisecond
+	earlySlotGrace = 50 * time.Millisecond // a node that serves pieces early
+	lookupN        = 32
+	haveEvery      = 100 * time.Millisecond // between an answer to a have request and the next request
+	haveIdle       = 500 * time.Millisecond // the same after an answer that told nothing new
+	maxHaveWaits   = 64                     // the have requests a node holds at once
+	randomFirst    = 4                      // the pieces a download picks at random first
 )
 
 // Config is one simulated fleet.
@@ -63,25 +70,35 @@ type Config struct {
 	DialOutOnly float64
 	// DialTimeout is how long a request to such a node takes to fail.
 	DialTimeout time.Duration
-	// QuietDialOutOnly keeps dial-out-only nodes from announcing the
-	// release (as if AutoNAT told them they cannot be reached), so that
-	// no sample holds them.
-	QuietDialOutOnly bool
+	// LoudDialOutOnly makes dial-out-only nodes announce the release like
+	// any other, as nodes did before internal/p2p kept quiet while AutoNAT
+	// finds them unreachable (or while AutoNAT has not decided yet).
+	// Without it they announce nothing, as a node that AutoNAT found
+	// unreachable does, so that no sample holds them.
+	LoudDialOutOnly bool
 	// Churn is the fraction of nodes that leave while the release
 	// spreads, at a time drawn uniformly from [0, ChurnWithin).
 	Churn       float64
 	ChurnWithin time.Duration
-	// PiecesEarly makes a node serve each piece as soon as it holds it
-	// (and announce itself at its first piece), and tell the downloads
-	// that know it of each new piece a latency later, as a have answer
-	// to a held have request does (internal/p2p/partial.go,
-	// Config.PiecesEarly); otherwise a node serves the release only once
-	// it holds all of it, as internal/p2p does by default.
+	// PiecesEarly makes a node serve each piece as soon as it holds it,
+	// announce itself as its download starts, and tell the downloads
+	// that know it of each new piece by have answers (see watcher;
+	// internal/p2p/partial.go, Config.PiecesEarly); otherwise a node
+	// serves the release only once it holds all of it, as internal/p2p
+	// does by default.
 	PiecesEarly bool
+	// AnnounceAtFirstPiece makes a node that serves pieces early announce
+	// itself at its first piece rather than as its download starts, as
+	// internal/p2p did before.
+	AnnounceAtFirstPiece bool
 	// LookupDelay is how long a poll or a lookup takes.
 	LookupDelay time.Duration
 	// Seed seeds the randomness; the same Config gives the same Result.
 	Seed uint64
+	// Trace, when set, gets a line of the fleet's state every 250 ms of
+	// virtual time: nodes holding pieces, uploads, the share of the
+	// uplink of those nodes in use, slots kept idle, downloads.
+	Trace io.Writer
 }
 
 // Result is the outcome of a run.
@@ -119,18 +136,50 @@ type event struct {
 	fn  func()
 }
 
-type queue []*event
+// queue is a binary min-heap of events by (at, seq), held by value so
+// that scheduling one costs no allocation but its closure's.
+type queue []event
 
-func (q queue) Len() int { return len(q) }
-func (q queue) Less(i, j int) bool {
+func (q queue) less(i, j int) bool {
 	return q[i].at < q[j].at || (q[i].at == q[j].at && q[i].seq < q[j].seq)
 }
-func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *queue) Push(x any)   { *q = append(*q, x.(*event)) }
-func (q *queue) Pop() any {
-	old := *q
-	e := old[len(old)-1]
-	*q = old[:len(old)-1]
+
+func (q *queue) push(e event) {
+	*q = append(*q, e)
+	h := *q
+	for i := len(h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			break
+		}
+		h[i], h[p] = h[p], h[i]
+		i = p
+	}
+}
+
+func (q *queue) pop() event {
+	h := *q
+	e := h[0]
+	n := len(h) - 1
+	h[0] = h[n]
+	h[n] = event{}
+	h = h[:n]
+	for i := 0; ; {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			break
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+	*q = h
 	return e
 }
 
@@ -146,7 +195,8 @@ type sim struct {
 	lastLen int64 // the last piece's length
 	provs   []int // nodes that announced, in order
 	res     Result
-	epoch   time.Time // the scheduler's clock at virtual time 0
+	epoch   time.Time      // the scheduler's clock at virtual time 0
+	ids     []sched.PeerID // the scheduler's name of each node
 }
 
 // node is one simulated node.
@@ -154,16 +204,18 @@ type node struct {
 	id        int
 	up        float64
 	slots     int
+	grace     time.Duration // how long a slot is kept for the peer whose upload ended
 	natted    bool
 	gone      bool
 	have      []bool
+	got       []int64 // the pieces it holds, in the order they came
 	nHave     int64
 	doneAt    time.Duration
 	announced bool
 
 	// serving
 	flows   []*flow               // uploads running
-	knownBy []*download           // downloads that have it among their peers (PiecesEarly)
+	knownBy []*watcher            // downloads that have it among their peers (PiecesEarly)
 	kept    map[int]time.Duration // a slot kept for a peer until then
 	rated   time.Duration         // when the flows' remaining bytes were last brought up to date
 	gen     int                   // invalidates the scheduled end of the next piece
@@ -225,15 +277,25 @@ func Run(cfg Config) Result {
 	s.pieces = (cfg.Size + pieceSize - 1) / pieceSize
 	s.lastLen = cfg.Size - (s.pieces-1)*pieceSize
 	s.res.Bound = Bound(cfg.Size, cfg.Uplink, cfg.Nodes)
-	seed := &node{id: 0, up: cfg.SeedUplink, slots: cfg.SeedSlots, have: make([]bool, s.pieces), nHave: s.pieces, announced: true, kept: map[int]time.Duration{}}
+	seed := &node{id: 0, up: cfg.SeedUplink, slots: cfg.SeedSlots, grace: slotGrace, have: make([]bool, s.pieces), nHave: s.pieces, announced: true, kept: map[int]time.Duration{}}
 	for i := range seed.have {
 		seed.have[i] = true
+	}
+	if cfg.PiecesEarly {
+		// Every node of a fleet that serves pieces early has
+		// Config.PiecesEarly, the seed too: it keeps slots 50 ms.
+		seed.grace = earlySlotGrace
+	}
+	s.ids = make([]sched.PeerID, cfg.Nodes+1)
+	for i := range s.ids {
+		s.ids[i] = sched.PeerID(strconv.Itoa(i))
 	}
 	s.nodes = append(s.nodes, seed)
 	s.provs = append(s.provs, 0)
 	for i := 1; i <= cfg.Nodes; i++ {
-		n := &node{id: i, up: cfg.Uplink, slots: cfg.Slots, have: make([]bool, s.pieces), kept: map[int]time.Duration{},
+		n := &node{id: i, up: cfg.Uplink, slots: cfg.Slots, grace: slotGrace, have: make([]bool, s.pieces), kept: map[int]time.Duration{},
 			natted: s.rng.Float64() < cfg.DialOutOnly}
+		n.grace = seed.grace
 		s.nodes = append(s.nodes, n)
 		s.at(0, func() { s.poll(n) })
 		if s.rng.Float64() < cfg.Churn {
@@ -241,9 +303,12 @@ func Run(cfg Config) Result {
 			s.at(leave, func() { s.leave(n) })
 		}
 	}
+	if cfg.Trace != nil {
+		s.at(0, s.trace)
+	}
 	limit := 100*s.res.Bound + time.Hour
-	for s.q.Len() > 0 && s.res.Done+s.res.Left < cfg.Nodes {
-		e := heap.Pop(&s.q).(*event)
+	for len(s.q) > 0 && s.res.Done+s.res.Left < cfg.Nodes {
+		e := s.q.pop()
 		if e.at > limit {
 			break
 		}
@@ -272,7 +337,7 @@ func Run(cfg Config) Result {
 // at schedules fn at time t.
 func (s *sim) at(t time.Duration, fn func()) {
 	s.seq++
-	heap.Push(&s.q, &event{at: max(t, s.now), seq: s.seq, fn: fn})
+	s.q.push(event{at: max(t, s.now), seq: s.seq, fn: fn})
 }
 
 // clock returns the scheduler's time for the virtual time now.
@@ -326,6 +391,12 @@ func (s *sim) poll(n *node) {
 			Rand:        rand.New(rand.NewPCG(s.rng.Uint64(), uint64(n.id))),
 		})
 		n.dl = d
+		if s.cfg.PiecesEarly && !s.cfg.AnnounceAtFirstPiece {
+			// A node that serves pieces early announces the release as
+			// its download starts (internal/p2p's startPartial): peers
+			// learn of its pieces by have requests.
+			s.announce(n)
+		}
 		s.addPeers(d, s.sample(n))
 		s.plan(d)
 	})
@@ -339,8 +410,8 @@ func (s *sim) addPeers(d *download, ids []int) {
 		if s.cfg.PiecesEarly {
 			has = append([]bool(nil), s.nodes[id].have...)
 		}
-		if d.s.AddPeer(peerID(id), sched.PeerInfo{Has: has}) && s.cfg.PiecesEarly {
-			s.nodes[id].knownBy = append(s.nodes[id].knownBy, d)
+		if d.s.AddPeer(s.peerID(id), sched.PeerInfo{Has: has}) && s.cfg.PiecesEarly {
+			s.nodes[id].knownBy = append(s.nodes[id].knownBy, &watcher{d: d, answered: s.now, told: len(s.nodes[id].got)})
 		}
 	}
 }
@@ -427,6 +498,9 @@ func (s *sim) endDownload(d *download, failed bool) {
 			w.flow.dead = true
 		}
 	}
+	// Nothing asks an ended download again (every event checks ended
+	// first); the lists of the nodes it knew may hold it a while longer.
+	d.s, d.workers = nil, nil
 	if failed && !d.n.gone && d.n.nHave < s.pieces {
 		s.at(s.now+100*time.Millisecond, func() { s.poll(d.n) })
 	}
@@ -439,7 +513,7 @@ func (s *sim) next(w *worker) {
 		return
 	}
 	w.waiting = false
-	a := d.s.Next(peerID(w.peer), s.clock())
+	a := d.s.Next(s.peerID(w.peer), s.clock())
 	switch a.Kind {
 	case sched.Stop:
 		s.workerDone(w, sched.Finished)
@@ -447,7 +521,7 @@ func (s *sim) next(w *worker) {
 		s.request(w, a.Pieces)
 	case sched.Hashes:
 		// No piece hashes in the model: take them as in.
-		d.s.HashesDone(peerID(w.peer), true, s.clock())
+		d.s.HashesDone(s.peerID(w.peer), true, s.clock())
 		s.at(s.now, func() { s.next(w) })
 	case sched.Wait:
 		w.waiting = true
@@ -471,7 +545,7 @@ func (s *sim) workerDone(w *worker, out sched.Outcome) {
 		return
 	}
 	d.workers = slices.Delete(d.workers, k, k+1)
-	d.s.Done(peerID(w.peer), out, s.clock())
+	d.s.Done(s.peerID(w.peer), out, s.clock())
 	s.kick(d)
 }
 
@@ -632,7 +706,7 @@ func (s *sim) endFlow(srv *node, f *flow) {
 	}
 	f.to.inFlows--
 	if !f.dead {
-		srv.kept[f.to.id] = s.now + slotGrace
+		srv.kept[f.to.id] = s.now + srv.grace
 	}
 }
 
@@ -640,15 +714,19 @@ func (s *sim) endFlow(srv *node, f *flow) {
 func (s *sim) received(w *worker, i int64) {
 	d := w.d
 	n := d.n
-	if !d.s.Received(peerID(w.peer), i, s.clock()) {
+	if !d.s.Received(s.peerID(w.peer), i, s.clock()) {
 		s.kick(d)
 		return
 	}
 	if !n.have[i] {
 		n.have[i] = true
+		n.got = append(n.got, i)
 		n.nHave++
 		if s.cfg.PiecesEarly {
-			s.tellHave(n, i)
+			s.tellHave(n)
+			if s.cfg.AnnounceAtFirstPiece {
+				s.announce(n)
+			}
 		}
 	}
 	for d.s.ReaderAt() < s.pieces && n.have[d.s.ReaderAt()] {
@@ -661,27 +739,71 @@ func (s *sim) received(w *worker, i int64) {
 		s.announce(n)
 		return
 	}
-	if s.cfg.PiecesEarly && !n.announced {
-		s.announce(n)
-	}
 	s.kick(d)
 }
 
-// tellHave sends have-updates for piece i of n, a latency later, to the
-// downloads that have n among their peers.
-func (s *sim) tellHave(n *node, i int64) {
-	s.at(s.now+s.cfg.Latency, func() {
-		live := n.knownBy[:0]
-		for _, d := range n.knownBy {
-			if d.ended {
-				continue
-			}
-			live = append(live, d)
-			d.s.Have(peerID(n.id), i)
-			s.kick(d)
+// watcher is a download's have requests to one node (internal/p2p's
+// pollHave): each answer tells the node's pieces; the next request goes
+// haveEvery after it and, when the node holds nothing new, is held there
+// until it does (a long poll), unless the node holds maxHaveWaits requests
+// already: then it is answered at once with nothing new, and the next
+// goes haveIdle later.
+type watcher struct {
+	d        *download
+	answered time.Duration // when the last answer arrived
+	pending  bool          // an answer with a new piece is on its way
+	told     int           // the node's pieces told so far (of node.got)
+}
+
+// tellHave schedules, for each download that watches n, the answer that
+// tells it n's new piece: a latency after the piece when its request is
+// held at n, or as soon as its next request (haveEvery after the last
+// answer) reaches n and is answered; for those beyond maxHaveWaits held
+// requests, at a random point of their haveIdle cycle.
+func (s *sim) tellHave(n *node) {
+	lat := s.cfg.Latency
+	held := 0
+	live := n.knownBy[:0]
+	for _, w := range n.knownBy {
+		if w.d.ended {
+			continue
 		}
-		n.knownBy = live
-	})
+		live = append(live, w)
+		if w.pending {
+			continue
+		}
+		at := max(s.now+lat, w.answered+haveEvery+2*lat)
+		if s.now >= w.answered+haveEvery+lat { // its request waits at n
+			if held++; held > maxHaveWaits {
+				at = s.now + lat + time.Duration(s.rng.Int64N(int64(haveIdle)))
+			}
+		}
+		w.pending = true
+		s.at(at, func() { s.haveAnswer(n, w) })
+	}
+	n.knownBy = live
+}
+
+// haveAnswer delivers n's pieces to the download of w, and wakes it when
+// that may change what it does, as pollHave does.
+func (s *sim) haveAnswer(n *node, w *watcher) {
+	w.pending, w.answered = false, s.now
+	d := w.d
+	if d.ended {
+		return
+	}
+	// The answer is every piece n holds; those told before change
+	// nothing (Have returns false), so only the others are passed on.
+	news := false
+	for _, i := range n.got[w.told:] {
+		if d.s.Have(s.peerID(n.id), i) {
+			news = true
+		}
+	}
+	w.told = len(n.got)
+	if news {
+		s.kick(d)
+	}
 }
 
 // announce makes n a provider, a lookup's delay later.
@@ -690,7 +812,7 @@ func (s *sim) announce(n *node) {
 		return
 	}
 	n.announced = true
-	if n.natted && s.cfg.QuietDialOutOnly {
+	if n.natted && !s.cfg.LoudDialOutOnly {
 		return
 	}
 	s.at(s.now+s.cfg.LookupDelay, func() {
@@ -728,8 +850,43 @@ func (s *sim) leave(n *node) {
 	}
 }
 
+// trace writes a line of the fleet's state to cfg.Trace, and schedules
+// the next.
+func (s *sim) trace() {
+	var holders, flows, uploading, kept, dls, workers, peers int
+	var pieces int64
+	var rate float64
+	for _, n := range s.nodes {
+		if n.nHave > 0 {
+			holders++
+		}
+		pieces += n.nHave
+		flows += len(n.flows)
+		if len(n.flows) > 0 {
+			uploading++
+		}
+		for _, f := range n.flows {
+			rate += f.rate
+		}
+		for _, u := range n.kept {
+			if u > s.now {
+				kept++
+			}
+		}
+		if n.dl != nil {
+			dls++
+			workers += len(n.dl.workers)
+			peers += n.dl.s.State(s.clock()).Peers
+		}
+	}
+	fmt.Fprintf(s.cfg.Trace, "t=%6.2fs holding=%d pieces/node=%.1f uploads=%d uploading=%d uplink-use=%.2f kept=%d downloads=%d workers/download=%.1f peers/download=%.0f done=%d busy=%d providers=%d\n",
+		s.now.Seconds(), holders, float64(pieces)/float64(len(s.nodes)), flows, uploading, rate/float64(max(holders, 1))/s.cfg.Uplink,
+		kept, dls, float64(workers)/float64(max(dls, 1)), float64(peers)/float64(max(dls, 1)), s.res.Done, s.res.Busy, len(s.provs))
+	s.at(s.now+250*time.Millisecond, s.trace)
+}
+
 // peerID names node id for the scheduler.
-func peerID(id int) sched.PeerID { return sched.PeerID(strconv.Itoa(id)) }
+func (s *sim) peerID(id int) sched.PeerID { return s.ids[id] }
 
 // nodeID is the node peerID names.
 func nodeID(p sched.PeerID) int {

@@ -66,17 +66,19 @@ func TestSimulateDeterministic(t *testing.T) {
 }
 
 // TestSimulateScale runs the fleets of issue 20: N nodes (RP_SIM_NODES,
-// default 1000: about 30 s on 2 cores, so the full test suite stays
-// short; 10k nodes take about 20 minutes on 2 cores), each with whole-file serving (protocol v1 today:
-// "whole") and pieces served as soon as held ("early"; RP_SIM_SERVING
-// picks one), plain and with 20% dial-out-only nodes and 5% churn. It
-// logs the time until all nodes hold the release against the broadcast
-// bound S/U + log2(N) x piece/U, and fails only when a node that stayed
-// never got the release. Busy answers dominate the events; 100k nodes
-// take about ten times as long as 10k:
+// default 1000: about a minute on 2 cores, so the full test suite stays
+// short), each with whole-file serving (internal/p2p's default: "whole")
+// and pieces served as soon as held ("early"; RP_SIM_SERVING picks one),
+// plain and with 20% dial-out-only nodes and 5% churn. It logs the time
+// until all nodes hold the release against the broadcast bound
+// S/U + log2(N) x piece/U, and fails only when a node that stayed never
+// got the release. RP_SIM_SEED picks another seed of the randomness than
+// 1, RP_SIM_TRACE=1 writes the fleet's state every 250 ms to stderr. 10k
+// nodes serving early take about 4 minutes a run on 2 cores, 100k about
+// ten times as long (docs/BENCHMARKS.md):
 //
-//	RP_SIM_NODES=1000,10000 go test ./internal/swarmsim -run TestSimulateScale -v -timeout 60m
-//	RP_SIM_NODES=100000 RP_SIM_SERVING=early go test ./internal/swarmsim -run TestSimulateScale -v -timeout 60m
+//	RP_SIM_NODES=10000 RP_SIM_SERVING=early go test ./internal/swarmsim -run TestSimulateScale -v -timeout 60m
+//	RP_SIM_NODES=100000 RP_SIM_SERVING=early go test ./internal/swarmsim -run 'TestSimulateScale/.*/.*/natchurn=false' -v -timeout 120m
 func TestSimulateScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("minutes of simulation")
@@ -90,6 +92,13 @@ func TestSimulateScale(t *testing.T) {
 				t.Fatalf("RP_SIM_NODES=%q: want a list of node counts", v)
 			}
 			ns = append(ns, n)
+		}
+	}
+	seed := uint64(1)
+	if v := os.Getenv("RP_SIM_SEED"); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("RP_SIM_SEED=%q: want a number", v)
 		}
 	}
 	serving := []bool{false, true}
@@ -108,7 +117,10 @@ func TestSimulateScale(t *testing.T) {
 				name := fmt.Sprintf("nodes=%d/early=%v/natchurn=%v", n, early, hostile)
 				t.Run(name, func(t *testing.T) {
 					c := benchSetup(n)
-					c.PiecesEarly = early
+					c.PiecesEarly, c.Seed = early, seed
+					if os.Getenv("RP_SIM_TRACE") != "" {
+						c.Trace = os.Stderr
+					}
 					if hostile {
 						c.DialOutOnly, c.Churn, c.ChurnWithin = 0.2, 0.05, 10*time.Second
 					}
@@ -162,17 +174,19 @@ func TestShardLoad(t *testing.T) {
 
 // TestSimulateQuietDialOutOnly compares 1000 nodes, 20% of them
 // dial-out-only, serving pieces early, with those nodes announcing the
-// release (as today) and keeping quiet: quiet, no download asks a peer it
-// cannot reach, and the last node is done sooner.
+// release (as nodes did before internal/p2p kept quiet while AutoNAT finds
+// them unreachable) and keeping quiet (as they do now, the simulator's
+// default): quiet, no download asks a peer it cannot reach, and the last
+// node is done sooner.
 func TestSimulateQuietDialOutOnly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a minute of simulation")
 	}
 	c := benchSetup(1000)
 	c.PiecesEarly, c.DialOutOnly = true, 0.2
-	loud := Run(c)
-	c.QuietDialOutOnly = true
 	quiet := Run(c)
+	c.LoudDialOutOnly = true
+	loud := Run(c)
 	t.Logf("1000 nodes, 20%% dial-out-only: all done in %v when they announce, %v when they do not (bound %v)",
 		loud.AllDone.Round(10*time.Millisecond), quiet.AllDone.Round(10*time.Millisecond), quiet.Bound.Round(10*time.Millisecond))
 	if loud.Stuck+quiet.Stuck != 0 {
@@ -180,5 +194,29 @@ func TestSimulateQuietDialOutOnly(t *testing.T) {
 	}
 	if quiet.AllDone >= loud.AllDone {
 		t.Errorf("quiet dial-out-only nodes did not make the fleet faster: %v against %v", quiet.AllDone, loud.AllDone)
+	}
+}
+
+// TestSimulateAnnounceAtStart compares 1000 nodes serving pieces early
+// that announce the release as their download starts (internal/p2p's
+// rule, the simulator's default) with nodes that announce it at their
+// first piece (the rule before): at the start, the last node is done
+// sooner.
+func TestSimulateAnnounceAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a minute of simulation")
+	}
+	c := benchSetup(1000)
+	c.PiecesEarly = true
+	start := Run(c)
+	c.AnnounceAtFirstPiece = true
+	first := Run(c)
+	t.Logf("1000 nodes serving early: all done in %v announcing at the start (%d busy answers), %v at the first piece (%d busy answers); bound %v",
+		start.AllDone.Round(10*time.Millisecond), start.Busy, first.AllDone.Round(10*time.Millisecond), first.Busy, start.Bound.Round(10*time.Millisecond))
+	if start.Stuck+first.Stuck != 0 {
+		t.Fatalf("stuck nodes: %d announcing at the start, %d at the first piece", start.Stuck, first.Stuck)
+	}
+	if start.AllDone >= first.AllDone {
+		t.Errorf("announcing at the start did not make the fleet faster: %v against %v", start.AllDone, first.AllDone)
 	}
 }

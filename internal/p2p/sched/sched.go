@@ -200,8 +200,10 @@ type Scheduler struct {
 	next       int64 // the piece the reader is at
 	withFirst  bool  // piece 0 is fetched by this download
 	tailFor    PeerID
-	stealer    PeerID // the peer asked for pieces on their way from another, while it is
-	pieces     map[int64]*slot
+	stealer    PeerID  // the peer asked for pieces on their way from another, while it is
+	pieces     []*slot // by piece, set only within the window
+	claimed    int     // pieces set
+	holders    []int   // by piece: the usable peers that hold it (rarity)
 	peers      map[PeerID]*peerState
 	list       []*peerState // the peers in the order to ask them
 	deltas     int          // peers that claim deltas
@@ -218,6 +220,8 @@ type Scheduler struct {
 	seen       int       // received at the last round
 	idleUntil  time.Time // the end of the idle round Plan last set
 	failed     string
+	retryMin   time.Time // what nextRetry found, while retryOK
+	retryOK    bool
 }
 
 // New returns the scheduler of a download with cfg, with no peers yet.
@@ -230,7 +234,8 @@ func New(cfg Config) *Scheduler {
 		next:       cfg.First,
 		withFirst:  cfg.First == 0,
 		tailFor:    cfg.TailFor,
-		pieces:     map[int64]*slot{},
+		pieces:     make([]*slot, max(cfg.Pieces, 0)),
+		holders:    make([]int, max(cfg.Pieces, 0)),
 		peers:      map[PeerID]*peerState{},
 		needHashes: cfg.NeedHashes,
 		seen:       -1,
@@ -253,16 +258,40 @@ func (s *Scheduler) AddPeer(id PeerID, in PeerInfo) bool {
 	if in.Has != nil {
 		s.partial++
 	}
+	s.countHolders(p, 1)
 	return true
 }
 
-// Have records that peer id holds piece i now (a have-update).
-func (s *Scheduler) Have(id PeerID, i int64) {
+// Have records that peer id holds piece i now (a have-update), and
+// reports whether that may change what the download does: the peer is
+// usable and the piece is one the download still needs and has not asked
+// of two peers. Only then need the caller wake the download's manager and
+// workers; a have of a piece received (most of them, late in a download)
+// changes nothing.
+func (s *Scheduler) Have(id PeerID, i int64) bool {
 	p := s.peers[id]
-	if p == nil || p.has == nil || i < 0 || i >= int64(len(p.has)) {
-		return
+	if p == nil || p.has == nil || i < 0 || i >= int64(len(p.has)) || p.has[i] {
+		return false
 	}
 	p.has[i] = true
+	if p.bad || i >= int64(len(s.holders)) {
+		return false
+	}
+	s.holders[i]++
+	if i < s.next {
+		return false
+	}
+	sl := s.pieces[i]
+	return sl == nil || (!sl.have && sl.dup == "")
+}
+
+// countHolders adds d to the holders of every piece peer p holds.
+func (s *Scheduler) countHolders(p *peerState, d int) {
+	for i := range s.holders {
+		if p.holds(int64(i)) {
+			s.holders[i] += d
+		}
+	}
 }
 
 // NoDelta records that peer id is no longer asked for deltas (one it sent
@@ -361,11 +390,19 @@ func (s *Scheduler) haveWork() bool {
 		return true
 	}
 	for i := s.next; i < s.cfg.Pieces; i++ {
-		if sl := s.pieces[i]; sl == nil || !sl.have {
+		if sl := s.slotAt(i); sl == nil || !sl.have {
 			return true
 		}
 	}
 	return false
+}
+
+// slotAt returns the slot of piece i, or nil.
+func (s *Scheduler) slotAt(i int64) *slot {
+	if i < 0 || i >= int64(len(s.pieces)) {
+		return nil
+	}
+	return s.pieces[i]
 }
 
 // windowEnd returns the end of the window.
@@ -374,8 +411,8 @@ func (s *Scheduler) windowEnd() int64 { return min(s.cfg.Pieces, s.next+s.cfg.Wi
 // markSlow marks the peers whose pieces or piece hashes waited
 // StealAfter as slow.
 func (s *Scheduler) markSlow(now time.Time) {
-	for _, sl := range s.pieces {
-		if !sl.have && now.Sub(sl.at) >= s.cfg.StealAfter {
+	for i := s.next; i < s.windowEnd(); i++ {
+		if sl := s.pieces[i]; sl != nil && !sl.have && now.Sub(sl.at) >= s.cfg.StealAfter {
 			if p := s.peers[sl.by]; p != nil {
 				p.slow = true
 			}
@@ -419,6 +456,16 @@ func (s *Scheduler) fill(now time.Time) []PeerID {
 		}
 		limit = min(limit, s.cfg.Parallel)
 	}
+	if s.workers >= limit {
+		return nil
+	}
+	var open []int64
+	if !s.needHashes {
+		open = s.openPieces(now)
+		if len(open) == 0 {
+			return nil // nobody has anything to ask
+		}
+	}
 	deltas := s.deltaPreferred()
 	var start []PeerID
 	for _, p := range s.list {
@@ -429,16 +476,50 @@ func (s *Scheduler) fill(now time.Time) []PeerID {
 		if p.worker || p.bad || now.Before(p.retryAt) || (deltas && !p.delta) {
 			continue
 		}
-		if !s.needHashes && !s.anyClaimable(id) {
-			if len(s.stealable(id, now)) == 0 {
-				continue
-			}
+		if !s.needHashes && !s.canAsk(p, open) {
+			continue
 		}
 		p.worker = true
+		s.retryOK = false
 		s.workers++
 		start = append(start, id)
 	}
 	return start
+}
+
+// openPieces returns the pieces of the window some peer might be asked
+// for now: those nobody asked for (claimable), and those on their way
+// from a peer that another may be asked for too (stealable, unless a steal
+// runs). Which peer may be asked for which is canAsk's.
+func (s *Scheduler) openPieces(now time.Time) []int64 {
+	var open []int64
+	for i := s.next; i < s.windowEnd(); i++ {
+		sl := s.pieces[i]
+		switch {
+		case sl == nil:
+			open = append(open, i)
+		case s.stealer == "" && !sl.have && sl.dup == "" &&
+			(!now.Before(s.stealAt(sl)) || (i == s.next && s.peers[sl.by].slow)):
+			open = append(open, i)
+		}
+	}
+	return open
+}
+
+// canAsk reports whether peer p could be asked for one of open now: it
+// holds it, may be asked for it (the tail), and is not the peer it is on
+// its way from. It is anyClaimable(p) or a non-empty stealable run for p,
+// over the pieces openPieces found.
+func (s *Scheduler) canAsk(p *peerState, open []int64) bool {
+	for _, i := range open {
+		if sl := s.pieces[i]; sl != nil && sl.by == p.id {
+			continue
+		}
+		if p.holds(i) && s.tailOK(p.id, i) {
+			return true
+		}
+	}
+	return false
 }
 
 // nextDeadline returns when something changes with time alone: a piece or
@@ -450,20 +531,38 @@ func (s *Scheduler) nextDeadline(now time.Time) time.Time {
 			t = u
 		}
 	}
-	for _, sl := range s.pieces {
-		if !sl.have && sl.dup == "" {
+	for i := s.next; i < s.windowEnd(); i++ {
+		if sl := s.pieces[i]; sl != nil && !sl.have && sl.dup == "" {
 			earlier(s.stealAt(sl))
 			earlier(sl.at.Add(s.cfg.StealAfter)) // the peer becomes slow
 		}
 	}
-	for _, p := range s.list {
-		if s.needHashes && p.worker && !p.hashesAt.IsZero() {
-			earlier(p.hashesAt.Add(s.cfg.StealAfter))
-		}
-		if !p.worker && !p.bad {
-			earlier(p.retryAt)
+	if s.needHashes {
+		for _, p := range s.list {
+			if p.worker && !p.hashesAt.IsZero() {
+				earlier(p.hashesAt.Add(s.cfg.StealAfter))
+			}
 		}
 	}
+	earlier(s.nextRetry(now))
+	return t
+}
+
+// nextRetry returns the earliest time after now at which a peer left alone
+// (not asked, not bad) may be asked again, or zero. The answer is kept
+// until a peer's state changes or that time passes: a later one cannot
+// come before it by time alone.
+func (s *Scheduler) nextRetry(now time.Time) time.Time {
+	if s.retryOK && (s.retryMin.IsZero() || s.retryMin.After(now)) {
+		return s.retryMin
+	}
+	var t time.Time
+	for _, p := range s.list {
+		if !p.worker && !p.bad && p.retryAt.After(now) && (t.IsZero() || p.retryAt.Before(t)) {
+			t = p.retryAt
+		}
+	}
+	s.retryMin, s.retryOK = t, true
 	return t
 }
 
@@ -516,6 +615,7 @@ func (s *Scheduler) Next(id PeerID, now time.Time) Action {
 		if batch := s.claimable(id); len(batch) > 0 {
 			for _, i := range batch {
 				s.pieces[i] = &slot{by: id, at: now}
+				s.claimed++
 			}
 			return Action{Kind: Pieces, Pieces: batch}
 		}
@@ -574,13 +674,13 @@ func (p *peerState) holds(i int64) bool {
 
 // unclaimed reports whether some piece is neither received nor asked for.
 func (s *Scheduler) unclaimed() bool {
-	return int64(len(s.pieces)) < s.cfg.Pieces-s.next
+	return int64(s.claimed) < s.cfg.Pieces-s.next
 }
 
 // inFlight reports whether some piece is asked for and not received.
 func (s *Scheduler) inFlight() bool {
-	for _, sl := range s.pieces {
-		if !sl.have {
+	for i := s.next; i < s.windowEnd(); i++ {
+		if sl := s.pieces[i]; sl != nil && !sl.have {
 			return true
 		}
 	}
@@ -588,15 +688,7 @@ func (s *Scheduler) inFlight() bool {
 }
 
 // rarity returns the number of usable peers that hold piece i.
-func (s *Scheduler) rarity(i int64) int {
-	n := 0
-	for _, p := range s.list {
-		if !p.bad && p.holds(i) {
-			n++
-		}
-	}
-	return n
-}
+func (s *Scheduler) rarity(i int64) int { return s.holders[i] }
 
 // claimable returns the run of pieces peer id is to ask for: from the
 // rarest piece in the window that nobody asked for and the peer holds (a
@@ -649,11 +741,13 @@ func (s *Scheduler) claimable(id PeerID) []int64 {
 	return batch
 }
 
-// anyClaimable reports whether claimable would return a run for peer id.
-func (s *Scheduler) anyClaimable(id PeerID) bool {
-	p := s.peers[id]
+// anyClaimable reports whether claimable would return a run for peer p.
+func (s *Scheduler) anyClaimable(p *peerState) bool {
+	if int64(s.claimed) >= s.windowEnd()-s.next {
+		return false // every piece of the window is asked for
+	}
 	for i := s.next; i < s.windowEnd(); i++ {
-		if s.pieces[i] == nil && p.holds(i) && s.tailOK(id, i) {
+		if s.pieces[i] == nil && p.holds(i) && s.tailOK(p.id, i) {
 			return true
 		}
 	}
@@ -713,9 +807,10 @@ func (s *Scheduler) stealable(id PeerID, now time.Time) []int64 {
 	if s.stealer != "" {
 		return nil
 	}
+	p := s.peers[id]
 	ok := func(i int64, by PeerID) bool {
 		sl := s.pieces[i]
-		if sl == nil || sl.have || sl.dup != "" || sl.by == id || (by != "" && sl.by != by) || !s.holds(id, i) || !s.tailOK(id, i) {
+		if sl == nil || sl.have || sl.dup != "" || sl.by == id || (by != "" && sl.by != by) || !p.holds(i) || !s.tailOK(id, i) {
 			return false
 		}
 		// A slow peer's piece the reader has come to is not waited for.
@@ -763,7 +858,7 @@ func (s *Scheduler) Received(id PeerID, i int64, now time.Time) bool {
 		}
 		p.lastAt = now
 	}
-	sl := s.pieces[i]
+	sl := s.slotAt(i)
 	if sl != nil && sl.dup == id {
 		sl.dup = ""
 	}
@@ -780,7 +875,10 @@ func (s *Scheduler) Received(id PeerID, i int64, now time.Time) bool {
 
 // Consumed records that the reader took piece Next: the window moves on.
 func (s *Scheduler) Consumed() {
-	delete(s.pieces, s.next)
+	if s.next < s.cfg.Pieces && s.pieces[s.next] != nil {
+		s.pieces[s.next] = nil
+		s.claimed--
+	}
 	s.next++
 }
 
@@ -794,31 +892,38 @@ func (s *Scheduler) Done(id PeerID, out Outcome, now time.Time) {
 	}
 	if p.worker {
 		p.worker = false
+		s.retryOK = false
 		s.workers--
 	}
 	p.hashesAt = time.Time{}
 	if s.stealer == id {
 		s.stealer = ""
 	}
-	for i, sl := range s.pieces {
+	for i := s.next; i < s.windowEnd(); i++ {
+		sl := s.pieces[i]
 		switch {
+		case sl == nil:
 		case sl.dup == id:
 			sl.dup = ""
 		case sl.by == id && !sl.have && sl.dup != "":
 			sl.by, sl.dup, sl.at = sl.dup, "", now
 		case sl.by == id && !sl.have:
-			delete(s.pieces, i)
+			s.pieces[i] = nil
+			s.claimed--
 		}
 	}
 	switch out {
 	case Bad:
 		if !p.bad {
 			p.bad = true
+			s.retryOK = false
 			s.usable--
+			s.countHolders(p, -1)
 		}
 	case Busy, Failed:
 		p.fails++
 		p.retryAt = now.Add(RetryDelay(s.cfg.Rand, p.fails, out == Busy))
+		s.retryOK = false
 	}
 }
 
@@ -852,12 +957,12 @@ func (s *Scheduler) State(now time.Time) State {
 		if !p.worker && now.Before(p.retryAt) {
 			st.BackedOff++
 		}
-		if !p.worker && s.anyClaimable(p.id) {
+		if !p.worker && s.anyClaimable(p) {
 			st.Claimable++
 		}
 	}
-	for _, sl := range s.pieces {
-		if !sl.have {
+	for i := s.next; i < s.windowEnd(); i++ {
+		if sl := s.pieces[i]; sl != nil && !sl.have {
 			st.InFlight++
 		}
 	}

@@ -585,17 +585,37 @@ func TestWindowBound(t *testing.T) {
 				s.Consumed()
 			}
 		}
-		if len(s.pieces) > 16 {
-			t.Fatalf("step %d: %d pieces held or asked", step, len(s.pieces))
+		if s.claimed > 16 {
+			t.Fatalf("step %d: %d pieces held or asked", step, s.claimed)
 		}
 		dups := map[PeerID]int{}
+		set := 0
 		for i, sl := range s.pieces {
-			if i < s.ReaderAt() || i >= s.ReaderAt()+16 {
+			if sl == nil {
+				continue
+			}
+			set++
+			if int64(i) < s.ReaderAt() || int64(i) >= s.ReaderAt()+16 {
 				t.Fatalf("piece %d outside the window at %d", i, s.ReaderAt())
 			}
 			if sl.dup != "" {
 				dups[sl.dup]++
 			}
+		}
+		if set != s.claimed {
+			t.Fatalf("step %d: %d pieces set, %d counted", step, set, s.claimed)
+		}
+		if step%7 == 0 {
+			s.Plan(now) // starts workers: the peers' state changes
+		}
+		var retry time.Time
+		for _, p := range s.list {
+			if !p.worker && !p.bad && p.retryAt.After(now) && (retry.IsZero() || p.retryAt.Before(retry)) {
+				retry = p.retryAt
+			}
+		}
+		if got := s.nextRetry(now); !got.Equal(retry) {
+			t.Fatalf("step %d: next retry %v, want %v", step, got, retry)
 		}
 		if len(dups) > 1 {
 			t.Fatalf("step %d: pieces asked of a second peer by %v", step, dups)
@@ -609,5 +629,103 @@ func TestWindowBound(t *testing.T) {
 	}
 	if s.ReaderAt() < 20 || steals == 0 {
 		t.Fatalf("the reader got to piece %d, with %d steals: the test did not exercise the window", s.ReaderAt(), steals)
+	}
+}
+
+// TestHave checks what a have-update reports: whether it may change what
+// the download does, so that the caller wakes the download only then.
+func TestHave(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(s *Scheduler) // after peers "a" (holding piece 0 only) and "b" (all) were added
+		peer  PeerID
+		piece int64
+		want  bool
+	}{
+		{name: "a piece nobody was asked for", peer: "a", piece: 5, want: true},
+		{name: "a piece past the window, which it reaches later", peer: "a", piece: 30, want: true},
+		{name: "a piece the peer was known to hold", peer: "a", piece: 0, want: false},
+		{name: "a peer that holds every piece", peer: "b", piece: 5, want: false},
+		{name: "an unknown peer", peer: "c", piece: 5, want: false},
+		{name: "a piece out of range", peer: "a", piece: 40, want: false},
+		{
+			name:  "a piece received",
+			setup: func(s *Scheduler) { s.Next("b", t0); s.Received("b", 1, t0) },
+			peer:  "a", piece: 1, want: false,
+		},
+		{
+			name:  "a piece the reader took",
+			setup: func(s *Scheduler) { s.Next("b", t0); s.Received("b", 0, t0); s.Consumed() },
+			peer:  "a", piece: 0, want: false,
+		},
+		{
+			name:  "a piece on its way from one peer, which may be asked of a second",
+			setup: func(s *Scheduler) { s.Next("b", t0) },
+			peer:  "a", piece: 2, want: true,
+		},
+		{
+			name: "a piece asked of two peers already",
+			setup: func(s *Scheduler) {
+				s.Next("b", t0) // pieces 1 to 4, the rarest
+				s.AddPeer("c", PeerInfo{})
+				s.pieces[1].dup = "c" // as a steal by c would
+			},
+			peer: "a", piece: 1, want: false,
+		},
+		{
+			name:  "a peer that sent bad data",
+			setup: func(s *Scheduler) { s.Next("a", t0); s.Done("a", Bad, t0) },
+			peer:  "a", piece: 5, want: false,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New(cfg(40))
+			s.AddPeer("a", PeerInfo{Has: bits(40, 0)})
+			s.AddPeer("b", PeerInfo{})
+			if tt.setup != nil {
+				tt.setup(s)
+			}
+			if got := s.Have(tt.peer, tt.piece); got != tt.want {
+				t.Fatalf("Have(%s, %d) = %v, want %v", tt.peer, tt.piece, got, tt.want)
+			}
+			if s.Have(tt.peer, tt.piece) {
+				t.Fatalf("the same have twice: reported a change the second time")
+			}
+		})
+	}
+}
+
+// TestRarityCounts checks the holders the rarest-first choice counts: a
+// have adds the peer to a piece's holders once, and a peer that sent bad
+// data no longer counts.
+func TestRarityCounts(t *testing.T) {
+	s := New(cfg(40))
+	s.AddPeer("a", PeerInfo{Has: bits(40, 0, 1, 2, 3)})
+	s.AddPeer("b", PeerInfo{Has: bits(40, 0, 1)})
+	s.AddPeer("c", PeerInfo{Has: bits(40, 2)})
+	s.AddPeer("d", PeerInfo{})
+	s.Have("c", 3)
+	s.Have("c", 3)
+	for i, want := range []int{3, 3, 3, 3, 1} {
+		if got := s.rarity(int64(i)); got != want {
+			t.Errorf("piece %d: %d holders, want %d", i, got, want)
+		}
+	}
+	// Once b proves bad, pieces 0 and 1 have one holder fewer.
+	s.Next("b", t0)
+	s.Done("b", Bad, t0)
+	for i, want := range []int{2, 2, 3, 3, 1} {
+		if got := s.rarity(int64(i)); got != want {
+			t.Errorf("after b proved bad: piece %d: %d holders, want %d", i, got, want)
+		}
+	}
+	// c holds only 2 and 3; d holds every piece and asks for the rarest
+	// one left, 4 (d alone holds it), rather than 0 (a and d).
+	if a := s.Next("c", t0); a.Kind != Pieces || !slices.Equal(a.Pieces, []int64{2, 3}) {
+		t.Fatalf("c asked for %+v, want pieces [2 3]", a)
+	}
+	if a := s.Next("d", t0); a.Kind != Pieces || a.Pieces[0] != 4 {
+		t.Fatalf("d asked for %+v, want the rarest piece first: 4, held by d alone", a)
 	}
 }
