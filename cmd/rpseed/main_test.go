@@ -259,8 +259,16 @@ func TestRunServesDirectory(t *testing.T) {
 		}
 		return v
 	}
-	if v := versions(pub); len(v) != 1 || v[0] != "2.0.0" {
-		t.Fatalf("seed offers %v, want [2.0.0]", v)
+	// rpseed prints its addresses as its node starts; the directory's
+	// first scan may end a moment later.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		v := versions(pub)
+		if len(v) == 1 && v[0] == "2.0.0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("seed offers %v, want [2.0.0]", v)
+		}
 	}
 	if v := versions(otherPub); len(v) != 0 {
 		t.Fatalf("seed offers %v for a key it was not given", v)
