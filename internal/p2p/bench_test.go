@@ -444,6 +444,15 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	listen := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+	switch v := os.Getenv("RP_PROPAGATION_TRANSPORT"); v {
+	case "":
+	case "tcp":
+		listen = listen[1:]
+	case "quic":
+		listen = listen[:1]
+	default:
+		b.Fatalf("RP_PROPAGATION_TRANSPORT=%q: want tcp or quic", v)
+	}
 	var grace time.Duration
 	if v := os.Getenv("RP_SLOT_GRACE"); v != "" {
 		var err error
@@ -477,6 +486,15 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 		}
 		defer n.Close()
 		all[i] = n
+	}
+	if v := os.Getenv("RP_PROPAGATION_SETTLE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("RP_PROPAGATION_SETTLE=%q: %v", v, err)
+		}
+		c0 := processCPU(b)
+		time.Sleep(d)
+		b.Logf("settled %v: %v of CPU", d, (processCPU(b) - c0).Round(10*time.Millisecond))
 	}
 	b.ResetTimer()
 	start := time.Now()

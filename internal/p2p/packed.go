@@ -12,6 +12,7 @@ import (
 
 	"github.com/org/rustpatcher-go/internal/pack"
 	"github.com/org/rustpatcher-go/internal/wire"
+	"github.com/org/rustpatcher-go/region"
 )
 
 // Packed transfers (wire.KindPacked, docs/PROTOCOL.md): a node answers a
@@ -113,6 +114,24 @@ func (s *server) putEncoder(e *pack.Encoder) {
 	}
 }
 
+// frameBuf returns an empty buffer of capacity n for the frames of a
+// packed upload, one an ended upload gave back when it is that size: a
+// fresh piece-sized buffer per upload cost a busy node more in page faults,
+// zeroing and collection than reading the piece into it.
+func (s *server) frameBuf(n int) []byte {
+	if b, ok := s.frames.Get().(*[]byte); ok && cap(*b) == n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
+// putFrameBuf gives back a buffer that frameBuf returned.
+func (s *server) putFrameBuf(b []byte) {
+	if cap(b) == 1+wire.MaxPackedHeaderLen+region.PieceSize {
+		s.frames.Put(&b)
+	}
+}
+
 // servePacked answers a packed request: the pieces asked as frames, in an
 // upload slot, or "busy" when none is free. It holds a frame buffer and,
 // for pieces it compresses or sends raw, a piece buffer: about 2 MiB.
@@ -132,7 +151,8 @@ func (s *server) servePacked(ctx context.Context, st network.Stream, remote peer
 			defer s.putEncoder(enc)
 		}
 	}
-	frame := make([]byte, 0, 1+wire.MaxPackedHeaderLen+sv.layout.MaxPieceLen())
+	frame := s.frameBuf(1 + wire.MaxPackedHeaderLen + int(sv.layout.MaxPieceLen()))
+	defer s.putFrameBuf(frame)
 	var piece []byte
 	frame = append(frame, byte(wire.StatusOK))
 	var sent int64
@@ -153,23 +173,27 @@ func (s *server) servePacked(ctx context.Context, st network.Stream, remote peer
 			}
 		}
 		if !fromMade {
+			// The piece is read straight into its raw frame, and sent so
+			// unless a sample of it compresses (on the fly, and it was not
+			// found raw before): then it is compressed from a copy.
 			off, n := sv.layout.Piece(i)
-			if enc == nil || sv.rawKnown(i) {
-				// Raw: the piece is read straight into the frame.
-				frame = append(frame, wire.PackRaw)
-				_, err = sv.f.ReadAt(frame[len(frame):len(frame)+int(n)], off)
-				frame = frame[:len(frame)+int(n)]
-			} else {
-				if piece == nil {
-					piece = make([]byte, sv.layout.MaxPieceLen())
-				}
-				if _, err = sv.f.ReadAt(piece[:n], off); err == nil {
+			start := len(frame)
+			frame = append(frame, wire.PackRaw)
+			data := frame[len(frame) : len(frame)+int(n)]
+			frame = frame[:len(frame)+int(n)]
+			if _, err = sv.f.ReadAt(data, off); err == nil && enc != nil && !sv.rawKnown(i) {
+				if enc.Incompressible(data) {
+					sv.setRaw(i)
+				} else {
+					if piece == nil {
+						piece = make([]byte, sv.layout.MaxPieceLen())
+					}
+					copy(piece, data)
 					// The data is encoded into the frame after room for
 					// its head, which AppendPacked then writes in front
 					// of it (moving it back when the head is shorter).
-					start := len(frame)
 					var p wire.PackedPiece
-					if p, err = enc.Pack(piece[:n], nil, 0, append(frame, 0, 0, 0, 0, 0)); err == nil {
+					if p, err = enc.Pack(piece[:n], nil, 0, append(frame[:start], 0, 0, 0, 0, 0)); err == nil {
 						frame = wire.AppendPacked(frame[:start], p)
 						if p.Method == wire.PackRaw {
 							sv.setRaw(i)

@@ -128,6 +128,7 @@ type server struct {
 
 	noCompress bool               // packed requests get raw pieces
 	encoders   chan *pack.Encoder // see encoder; nil entries until made
+	frames     sync.Pool          // *[]byte of packed uploads: frameBuf
 
 	mu        sync.Mutex
 	closed    bool

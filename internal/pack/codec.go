@@ -162,6 +162,14 @@ func (e *Encoder) worthCompressing(piece []byte) bool {
 	return false
 }
 
+// Incompressible reports whether Pack, with no dictionary, would send
+// piece raw without compressing it whole: at level Fast, none of its
+// samples shrinks. A caller holding the piece where its raw frame goes can
+// then send it as it is, without Pack's copy of it.
+func (e *Encoder) Incompressible(piece []byte) bool {
+	return e.level == Fast && len(piece) >= 4*samples*sampleLen && !e.worthCompressing(piece)
+}
+
 // NewEncoder returns an Encoder of level l.
 func NewEncoder(l Level) (*Encoder, error) {
 	opts := []zstd.EOption{zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false)}
@@ -203,7 +211,7 @@ func (e *Encoder) Pack(piece, dict []byte, dictOff int64, dst []byte) (wire.Pack
 		e.dicted = false
 	}
 	start := len(dst)
-	if e.level == Fast && len(dict) == 0 && len(piece) >= 4*samples*sampleLen && !e.worthCompressing(piece) {
+	if len(dict) == 0 && e.Incompressible(piece) {
 		return wire.PackedPiece{Method: wire.PackRaw, Data: append(dst, piece...)[start:]}, nil
 	}
 	out := e.ze.EncodeAll(piece, dst)
