@@ -83,7 +83,7 @@ func TestGitHubRollout(t *testing.T) {
 	gh := ghreleasetest.NewServer(t)
 	bin := filepath.Join(t.TempDir(), "prog_"+target.Current().OS+"_"+target.Current().Arch)
 	in := regiontest.WriteBinary(t, bin, 300_000, 2, r.key, "2.0.0")
-	assets, err := ghrelease.Layout(context.Background(), []ghrelease.Signed{{Path: bin, Target: target.Current(), Info: in, PublicKey: r.key.Public}}, nil)
+	assets, err := ghrelease.Layout(context.Background(), []ghrelease.Signed{{Path: bin, Target: target.Current(), Info: in, PublicKey: r.key.Public}}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

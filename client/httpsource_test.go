@@ -99,7 +99,7 @@ func (m *mirrorRig) publishWith(key regiontest.Key, version string, size int64, 
 	bin := filepath.Join(m.t.TempDir(), "prog_"+target.Current().OS+"_"+target.Current().Arch)
 	in := regiontest.WriteBinary(m.t, bin, size, seed, key, version)
 	files := []ghrelease.Signed{{Path: bin, Target: target.Current(), Info: in, PublicKey: key.Public}}
-	assets, err := ghrelease.Layout(context.Background(), files, stmts)
+	assets, err := ghrelease.Layout(context.Background(), files, stmts, nil)
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestGitHubSource(t *testing.T) {
 	add := func(tag, version string, seed uint64) {
 		bin := filepath.Join(t.TempDir(), "prog_"+target.Current().OS+"_"+target.Current().Arch)
 		in := regiontest.WriteBinary(t, bin, region.PieceSize+1000, seed, r.key, version)
-		assets, err := ghrelease.Layout(context.Background(), []ghrelease.Signed{{Path: bin, Target: target.Current(), Info: in, PublicKey: r.key.Public}}, nil)
+		assets, err := ghrelease.Layout(context.Background(), []ghrelease.Signed{{Path: bin, Target: target.Current(), Info: in, PublicKey: r.key.Public}}, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -129,7 +129,7 @@ func idleMirror(b *testing.B, key Key, bin string) (caFile, url string, polled <
 		b.Fatal(err)
 	}
 	t := target.Current()
-	assets, err := ghrelease.Layout(context.Background(), []ghrelease.Signed{{Path: exe, Target: t, Info: in, PublicKey: pub}}, nil)
+	assets, err := ghrelease.Layout(context.Background(), []ghrelease.Signed{{Path: exe, Target: t, Info: in, PublicKey: pub}}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

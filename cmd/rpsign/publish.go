@@ -17,7 +17,17 @@ import (
 	"github.com/org/rustpatcher-go/region"
 )
 
-const publishUsage = "publish FILE... --pub [TARGET=]KEY... (--repo OWNER/REPO --tag TAG [--token-env VAR] [--api-url URL] | --out DIR) [--target OS/ARCH]"
+const publishUsage = "publish FILE... --pub [TARGET=]KEY... (--repo OWNER/REPO --tag TAG [--token-env VAR] [--api-url URL] | --out DIR) [--target OS/ARCH] [--compress] [--delta-from OLDFILE...]"
+
+// pathList is a repeatable flag of file paths.
+type pathList []string
+
+func (p *pathList) String() string { return strings.Join(*p, ",") }
+
+func (p *pathList) Set(s string) error {
+	*p = append(*p, s)
+	return nil
+}
 
 // pubKeys is the --pub flag: a public key for all targets, or one per
 // target as TARGET=KEY, repeatable.
@@ -76,6 +86,9 @@ func runPublish(e *env, args []string) error {
 	tokenEnv := flags.String("token-env", "GITHUB_TOKEN", "environment `VAR` holding the GitHub token")
 	apiURL := flags.String("api-url", "", "GitHub API base `URL` (default: $GITHUB_API_URL or https://api.github.com)")
 	out := flags.String("out", "", "lay the release out in directory `DIR` (created if missing) for a static mirror, instead of publishing to GitHub")
+	compress := flags.Bool("compress", false, "also publish each binary's pieces compressed (<asset>.zst), for apps that read the release over HTTPS")
+	var bases pathList
+	flags.Var(&bases, "delta-from", "also publish each binary's pieces as a delta from the older signed binary `OLDFILE` of its target (<asset>.<id>.delta), for apps over HTTPS that run it (repeatable)")
 	paths, err := parseAny(flags, args)
 	if err != nil {
 		return err
@@ -110,7 +123,7 @@ func runPublish(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		return publishDir(e, *out, files, stmts)
+		return publishDir(e, *out, files, stmts, packsOf(*compress, bases))
 	}
 	repo, err := ghrelease.ParseRepo(cmp.Or(*repoStr, e.getenv("GITHUB_REPOSITORY")))
 	if err != nil {
@@ -136,7 +149,8 @@ func runPublish(e *env, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	p := &ghrelease.Publisher{Client: c, Repo: repo, Log: slog.New(slog.NewTextHandler(e.stderr, nil)), Statements: stmts}
+	p := &ghrelease.Publisher{Client: c, Repo: repo, Log: slog.New(slog.NewTextHandler(e.stderr, nil)), Statements: stmts,
+		Packs: packsOf(*compress, bases)}
 	if isTerminal(e.stderr) && e.getenv("CI") == "" {
 		// On a terminal only: a CI log would keep every update.
 		p.Progress = newProgressLine(e.stderr).update
@@ -159,10 +173,18 @@ func runPublish(e *env, args []string) error {
 
 // publishDir lays the release out in dir, as GitHub would hold it, and
 // prints each file written.
-func publishDir(e *env, dir string, files []ghrelease.Signed, stmts []string) error {
+func publishDir(e *env, dir string, files []ghrelease.Signed, stmts []string, packs *ghrelease.Packs) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	assets, err := ghrelease.Layout(ctx, files, stmts)
+	if packs != nil {
+		tmp, err := os.MkdirTemp("", "rpsign-packs-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		packs.Dir = tmp
+	}
+	assets, err := ghrelease.Layout(ctx, files, stmts, packs)
 	if err != nil {
 		return err
 	}
@@ -176,6 +198,14 @@ func publishDir(e *env, dir string, files []ghrelease.Signed, stmts []string) er
 		fmt.Fprintf(e.stdout, "wrote %s\n", filepath.Join(dir, a.Name))
 	}
 	return nil
+}
+
+// packsOf returns the packs --compress and --delta-from ask for, or nil.
+func packsOf(compress bool, bases []string) *ghrelease.Packs {
+	if !compress && len(bases) == 0 {
+		return nil
+	}
+	return &ghrelease.Packs{Compress: compress, Bases: bases}
 }
 
 // verifyForPublish checks each binary with its target's key and returns

@@ -84,6 +84,8 @@ type Asset struct {
 //   - each binary, under its asset name;
 //   - for a v1 binary, its piece hashes, as <asset>.pieces (see
 //     PiecesSuffix);
+//   - for a v1 binary, the packs that packs asks for (see Packs), unless
+//     packs is nil;
 //   - each statement, under its file name;
 //   - last, for each target, its manifest rustpatcher-<os>-<arch>.json
 //     (see PatchInfo), which names the binary, its piece hashes, its
@@ -92,7 +94,7 @@ type Asset struct {
 // Each binary is read once to compute its piece hashes and file ID; it
 // must still hold the region in its Signed. Each statement must be well
 // formed and signed. Two assets of one name are refused.
-func Layout(ctx context.Context, files []Signed, statements []string) ([]Asset, error) {
+func Layout(ctx context.Context, files []Signed, statements []string, packs *Packs) ([]Asset, error) {
 	names := make(map[string]string)
 	claim := func(name, path string) error {
 		if prev, ok := names[name]; ok {
@@ -101,7 +103,7 @@ func Layout(ctx context.Context, files []Signed, statements []string) ([]Asset, 
 		names[name] = path
 		return nil
 	}
-	var bins, pieces, stmts, manifests []Asset
+	var bins, pieces, packed, stmts, manifests []Asset
 	var stmtNames []string
 	for _, p := range statements {
 		name := filepath.Base(p)
@@ -134,6 +136,14 @@ func Layout(ctx context.Context, files []Signed, statements []string) ([]Asset, 
 			return nil, fmt.Errorf("publishing %s as %s: it is signed for %s", f.Path, f.Target, f.Info.Target)
 		}
 	}
+	var bases []*openedBase
+	if packs != nil {
+		var err error
+		if bases, err = openBases(ctx, packs); err != nil {
+			return nil, err
+		}
+		defer closeBases(bases)
+	}
 	for _, f := range files {
 		s, err := region.ScanFile(ctx, f.Path)
 		if err != nil {
@@ -155,6 +165,19 @@ func Layout(ctx context.Context, files []Signed, statements []string) ([]Asset, 
 				b = append(b, l[:]...)
 			}
 			pieces = append(pieces, Asset{Name: pi.Pieces, Data: b, MediaType: "application/octet-stream"})
+			if packs != nil {
+				as, refs, err := makePacks(ctx, packs, bases, f, s, pi.Asset)
+				if err != nil {
+					return nil, err
+				}
+				for _, a := range as {
+					if err := claim(a.Name, f.Path); err != nil {
+						return nil, err
+					}
+				}
+				packed = append(packed, as...)
+				pi.Packs = refs
+			}
 		}
 		mb, err := json.MarshalIndent(pi, "", "  ")
 		if err != nil {
@@ -162,7 +185,13 @@ func Layout(ctx context.Context, files []Signed, statements []string) ([]Asset, 
 		}
 		manifests = append(manifests, Asset{Name: ManifestName(f.Target), Data: append(mb, '\n'), MediaType: "application/json"})
 	}
+	for _, b := range bases {
+		if !b.used {
+			return nil, fmt.Errorf("delta base %s is a %s binary, and no v1 binary of %s is published", b.path, b.in.Target, b.in.Target)
+		}
+	}
 	out := append(bins, pieces...)
+	out = append(out, packed...)
 	out = append(out, stmts...)
 	return append(out, manifests...), nil
 }

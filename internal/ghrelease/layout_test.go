@@ -36,7 +36,7 @@ func TestLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := []Signed{{Path: bin, Target: linuxAMD64, Info: in, PublicKey: key.Public}}
-	assets, err := Layout(context.Background(), files, []string{stmt})
+	assets, err := Layout(context.Background(), files, []string{stmt}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,12 +108,12 @@ func TestLayout(t *testing.T) {
 		{[]string{bad}, "not publishing " + bad},
 		{[]string{other}, "is not a statement file"},
 	} {
-		if _, err := Layout(context.Background(), files, tt.stmts); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, err := Layout(context.Background(), files, tt.stmts, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Layout with %v = %v, want an error containing %q", tt.stmts, err, tt.want)
 		}
 	}
 	regiontest.WriteBinaryFor(t, bin, 5000, 8, key, "1.3.0", "linux/amd64")
-	if _, err := Layout(context.Background(), files, nil); err == nil || !strings.Contains(err.Error(), "changed since it was verified") {
+	if _, err := Layout(context.Background(), files, nil, nil); err == nil || !strings.Contains(err.Error(), "changed since it was verified") {
 		t.Errorf("Layout of a changed binary = %v", err)
 	}
 }

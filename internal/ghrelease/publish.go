@@ -32,6 +32,10 @@ type Publisher struct {
 	// rotations, to attach next to the binaries and name in every
 	// manifest.
 	Statements []string
+	// Packs, unless nil, asks for packed frames of each v1 binary (see
+	// Packs; its Dir is ignored: Publish writes them to a directory of its
+	// own, removed once they are uploaded).
+	Packs *Packs
 }
 
 // A Signed is one signed binary to publish.
@@ -69,15 +73,19 @@ func (p *Publisher) Publish(ctx context.Context, tag string, files []Signed) (*g
 	if tag == "" {
 		return nil, fmt.Errorf("publishing to %s: no release tag", p.Repo)
 	}
-	assets, err := Layout(ctx, files, p.Statements)
-	if err != nil {
-		return nil, err
-	}
 	dir, err := os.MkdirTemp("", "rpsign-manifests-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	var packs *Packs
+	if p.Packs != nil {
+		packs = &Packs{Dir: dir, Compress: p.Packs.Compress, Bases: p.Packs.Bases}
+	}
+	assets, err := Layout(ctx, files, p.Statements, packs)
+	if err != nil {
+		return nil, err
+	}
 	for i, a := range assets {
 		if a.Path == "" {
 			if err := WriteDir(dir, assets[i:i+1]); err != nil {

@@ -112,6 +112,24 @@ type PatchInfo struct {
 	// Statements are the names of the statement assets that go with the
 	// release, such as key rotations (files such as linux-amd64-1.rotation).
 	Statements []string `json:"statements,omitempty"`
+	// Packs are the assets that hold a v1 binary's pieces as packed
+	// frames (docs/FORMAT.md, "Packed frames on a mirror"): compressed
+	// alone, or as deltas from an older binary, so that a reader that
+	// runs that binary fetches only what changed.
+	Packs []Pack `json:"packs,omitempty"`
+}
+
+// A Pack names an asset that holds the pieces of a binary as packed
+// frames. Like the binary, it is trusted only once each piece decoded from
+// it matches the signed root.
+type Pack struct {
+	// Asset is the asset's name.
+	Asset string `json:"asset"`
+	// Base is the hex of the file ID of the binary whose bytes the frames
+	// are deltas from; empty for frames compressed alone.
+	Base string `json:"base,omitempty"`
+	// Size is the asset's length.
+	Size int64 `json:"size"`
 }
 
 // New returns the PatchInfo of a binary of target t whose region is

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -181,7 +180,7 @@ func (p *packer) do(ctx context.Context, job packJob) {
 		return
 	}
 	defer f.Close()
-	base, bin, err := openBase(ctx, f)
+	base, bin, err := pack.OpenBase(ctx, f)
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Warn("no delta from a file that is not a whole release", "base", job.base, "err", err)
@@ -203,27 +202,6 @@ func (p *packer) do(ctx context.Context, job packJob) {
 	if p.keep(sv, c) && made {
 		log.Info("delta made", "bytes", c.Size(), "of", sv.layout.Size, "took", time.Since(start).Round(time.Millisecond))
 	}
-}
-
-// openBase scans the base file f (its file ID, and that it is the content
-// its own region signs) and indexes it.
-func openBase(ctx context.Context, f *os.File) (*pack.Base, region.Info, error) {
-	sc, err := region.ScanOpen(ctx, f)
-	if err != nil {
-		return nil, region.Info{}, err
-	}
-	in, err := sc.Info()
-	if err != nil {
-		return nil, in, err
-	}
-	if err := sc.Matches(in); err != nil {
-		return nil, in, err
-	}
-	x, err := pack.NewIndex(ctx, io.NewSectionReader(f, 0, sc.FileSize), sc.FileSize)
-	if err != nil {
-		return nil, in, err
-	}
-	return &pack.Base{File: f, Size: sc.FileSize, ID: sc.FileID, Index: x}, in, nil
 }
 
 // makeOrOpen opens the frames of t from base (nil: compressed alone) made

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 
 	"github.com/org/rustpatcher-go/internal/wire"
+	"github.com/org/rustpatcher-go/region"
 )
 
 // A cache file holds the packed frames of every piece of one file, as
@@ -53,6 +54,28 @@ type Target struct {
 	File   io.ReaderAt
 	ID     [wire.IDLen]byte
 	Layout wire.Layout
+}
+
+// OpenBase scans the signed binary open in f (its file ID, and that its
+// content is what its own region signs) and indexes it, to make deltas
+// from it; it returns the base and the binary's signed region.
+func OpenBase(ctx context.Context, f *os.File) (*Base, region.Info, error) {
+	sc, err := region.ScanOpen(ctx, f)
+	if err != nil {
+		return nil, region.Info{}, err
+	}
+	in, err := sc.Info()
+	if err != nil {
+		return nil, in, err
+	}
+	if err := sc.Matches(in); err != nil {
+		return nil, in, err
+	}
+	x, err := NewIndex(ctx, io.NewSectionReader(f, 0, sc.FileSize), sc.FileSize)
+	if err != nil {
+		return nil, in, err
+	}
+	return &Base{File: f, Size: sc.FileSize, ID: sc.FileID, Index: x}, in, nil
 }
 
 // A Base is the file a cache file's deltas are made from.
