@@ -133,6 +133,8 @@ type httpSource struct {
 	retries   map[string]*httpRetryState
 	checkers  map[string]*region.PieceChecker // by pieces URL and file ID
 	waits     peerWaits                       // with the network on
+	deltaBase *deltaBase                      // see takeBase
+	badPacks  map[string]bool                 // by URL, see badPack
 }
 
 // httpRetryState counts the refusals of one file in a row.
@@ -148,6 +150,7 @@ func newHTTPSource(name, base string, github bool) *httpSource {
 		f:     &mirror.Fetcher{UserAgent: "rustpatcher-go"},
 		now:   time.Now,
 		stmts: map[string]mirror.Cached{}, retries: map[string]*httpRetryState{}, checkers: map[string]*region.PieceChecker{},
+		badPacks: map[string]bool{},
 	}
 }
 
@@ -283,7 +286,7 @@ func (s *httpSource) offers(ctx context.Context) ([]offer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.name, err)
 	}
-	r := &httpRelease{src: s, in: in, url: bin, size: pi.FileSize}
+	r := &httpRelease{src: s, in: in, url: bin, size: pi.FileSize, packs: packsOf(pi, dir)}
 	if r.size == 0 {
 		r.size = in.ContentLen()
 	}
@@ -486,6 +489,7 @@ type httpRelease struct {
 	in     region.Info
 	url    string
 	pieces string // URL of its piece hashes, or empty
+	packs  []httpPack
 	size   int64
 	id     [sha256.Size]byte
 	gen    int // see httpSource.retryGen
@@ -513,7 +517,9 @@ func (r *httpRelease) verifiesPieces() bool {
 func (r *httpRelease) Reject(error) { r.src.rejected(r.url) }
 
 // Open returns the file from offset on: a Range request from the start of
-// offset's piece, each piece checked before it is handed on.
+// offset's piece, each piece checked before it is handed on; from the
+// start, decoded from a pack of the release when it has one to use (see
+// openPacked).
 func (r *httpRelease) Open(ctx context.Context, offset int64) (io.ReadCloser, error) {
 	if offset < 0 || offset > r.size {
 		return nil, fmt.Errorf("%s: offset %d outside 0..%d", r.url, offset, r.size)
@@ -526,6 +532,11 @@ func (r *httpRelease) Open(ctx context.Context, offset int64) (io.ReadCloser, er
 	c, err := r.src.checker(ctx, r)
 	if err != nil {
 		return nil, err
+	}
+	if offset == 0 {
+		if rc := r.openPacked(ctx, c); rc != nil {
+			return rc, nil
+		}
 	}
 	start := mirror.PieceStart(offset, r.in.ContentLen())
 	body, err := r.src.f.Open(ctx, r.url, start, r.size-start+1, r.size)

@@ -96,10 +96,16 @@ func (m *mirrorRig) publish(version string, size int64, seed uint64) string {
 // publishWith is publish signing with key, with the statement files stmts.
 func (m *mirrorRig) publishWith(key regiontest.Key, version string, size int64, seed uint64, stmts ...string) string {
 	m.t.Helper()
+	return m.publishPacked(key, version, size, seed, nil, stmts...)
+}
+
+// publishPacked is publishWith with the packs packs asks for.
+func (m *mirrorRig) publishPacked(key regiontest.Key, version string, size int64, seed uint64, packs *ghrelease.Packs, stmts ...string) string {
+	m.t.Helper()
 	bin := filepath.Join(m.t.TempDir(), "prog_"+target.Current().OS+"_"+target.Current().Arch)
 	in := regiontest.WriteBinary(m.t, bin, size, seed, key, version)
 	files := []ghrelease.Signed{{Path: bin, Target: target.Current(), Info: in, PublicKey: key.Public}}
-	assets, err := ghrelease.Layout(context.Background(), files, stmts, nil)
+	assets, err := ghrelease.Layout(context.Background(), files, stmts, packs)
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -467,4 +473,77 @@ func TestMirrorGivesWayToPeers(t *testing.T) {
 			t.Errorf("applied from %s; events %v", e.Source, m.eventList())
 		}
 	})
+}
+
+// TestMirrorSourcePacks: a release whose manifest names packs is taken as
+// the delta from the running binary when there is one, else compressed
+// when that is smaller than the binary, else the binary; a damaged pack is left for the binary, and the release is applied all the
+// same, its pieces checked as they are decoded.
+func TestMirrorSourcePacks(t *testing.T) {
+	t.Parallel()
+	const size = 2*region.PieceSize + 300_000
+	for _, tt := range []struct {
+		name    string
+		runSeed uint64 // the running binary's content; 2 is the release's
+		damage  string // suffix of the pack to damage
+		want    string // suffix of the file the release is read from
+	}{
+		{"delta", 2, "", ".delta"},
+		// Random content: its pack compressed alone is no smaller, and
+		// is left for the binary (e2e TestMirrorPacks takes a real
+		// program's compressed pieces).
+		{"no delta, no smaller compressed", 3, "", "_" + target.Current().Arch},
+		{"damaged delta", 2, ".delta", "_" + target.Current().Arch},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m := newMirrorRig(t)
+			m.running = regiontest.WriteBinary(t, m.exe, size, tt.runSeed, m.key, "1.0.0")
+			var err error
+			if m.oldData, err = os.ReadFile(m.exe); err != nil {
+				t.Fatal(err)
+			}
+			base := filepath.Join(t.TempDir(), "prog")
+			regiontest.WriteBinary(t, base, size, 2, m.key, "1.0.0")
+			bin := m.publishPacked(m.key, "2.0.0", size, 2, &ghrelease.Packs{Dir: t.TempDir(), Compress: true, Bases: []string{base}})
+			if tt.damage != "" {
+				names, _ := filepath.Glob(filepath.Join(m.dir, "*"+tt.damage))
+				if len(names) != 1 {
+					t.Fatalf("packs %v", names)
+				}
+				b, _ := os.ReadFile(names[0])
+				b[len(b)-10] ^= 0xff
+				if err := os.WriteFile(names[0], b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			u := m.spawn(m.config())
+			if e, _ := m.waitEvent(0, EventApplied, nil); e.Release.Version != "2.0.0" {
+				t.Fatalf("applied %s", e.Release.Version)
+			}
+			want, _ := os.ReadFile(bin)
+			got, _ := os.ReadFile(m.exe)
+			if string(got) != string(want) {
+				t.Fatal("the executable is not the release's binary")
+			}
+			m.check(u)
+			m.handlersDone()
+			var from []string
+			for _, r := range m.requestList() {
+				path, _, _ := strings.Cut(r, " ")
+				if strings.HasPrefix(path, "/prog_") && !strings.HasSuffix(path, ".pieces") && !strings.HasSuffix(path, ".json") {
+					from = append(from, path)
+				}
+			}
+			if len(from) == 0 || !strings.HasSuffix(from[len(from)-1], tt.want) {
+				t.Errorf("the release was read from %v, want the last from *%s", from, tt.want)
+			}
+			if tt.damage == "" && len(from) != 1 {
+				t.Errorf("the release was read from %v, want one file", from)
+			}
+			if tt.damage != "" && (len(from) != 2 || !strings.HasSuffix(from[0], tt.damage)) {
+				t.Errorf("the release was read from %v, want the damaged pack once, then the binary", from)
+			}
+		})
+	}
 }

@@ -626,8 +626,14 @@ func (p *pipeline) seed(ctx context.Context, path string, in region.Info) {
 	}
 }
 
-// seedOne hands a verified binary to src if it serves releases.
+// seedOne hands a verified binary to src if it serves releases or
+// decodes deltas from them.
 func (p *pipeline) seedOne(ctx context.Context, src Source, path string, in region.Info) {
+	if b, ok := src.(baseTaker); ok {
+		if err := b.takeBase(ctx, path, in); err != nil {
+			p.log.Warn("cannot keep the binary as a base for deltas", "source", src.String(), "version", in.Version, "err", err)
+		}
+	}
 	s, ok := src.(Seeder)
 	if !ok {
 		return

@@ -238,7 +238,61 @@ func OpenCache(path string, t Target, base [wire.IDLen]byte) (*Cache, error) {
 // readCache reads and checks the cache file in r, streaming: it holds
 // the index (12 bytes a piece) and one frame at a time.
 func readCache(r io.Reader, target, base [wire.IDLen]byte, l wire.Layout) (*Cache, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	fr, err := NewFrameReader(r, target, base, l)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{base: base}
+	buf := make([]byte, l.MaxPieceLen())
+	for i := range l.NumPieces() {
+		if _, err := fr.Next(buf); err != nil {
+			return nil, err
+		}
+		fe := fr.entries[i]
+		c.frames = append(c.frames, cacheEntry{off: fe.off, n: fe.n})
+		c.size += int64(fe.n)
+	}
+	var one [1]byte
+	if _, err := io.ReadFull(fr.br, one[:]); err != io.EOF {
+		return nil, fmt.Errorf("%w: bytes after the last frame", ErrCache)
+	}
+	return c, nil
+}
+
+// A FrameReader reads the frames of a cache file in order, as they come
+// from a stream (such as a mirror's body): it checks the header and the
+// index first, then each frame against its hash and its piece's limits.
+// It reads at most MaxCacheLen(l) bytes. Memory: the index (44 bytes a
+// piece) and two pieces.
+type FrameReader struct {
+	br      *bufio.Reader
+	l       wire.Layout
+	base    [wire.IDLen]byte
+	entries []frameEntry
+	frame   []byte // the frame read
+	data    []byte // the data of a frame that is not raw
+	next    int64
+}
+
+type frameEntry struct {
+	off int64
+	n   int
+	sum [sha256.Size]byte
+}
+
+// MaxCacheLen returns the most bytes a cache file of a file of layout l
+// may hold: its header, its index, and each piece's frame at its longest.
+func MaxCacheLen(l wire.Layout) int64 {
+	n := l.NumPieces()
+	return cacheHeaderLen + n*(cacheEntryLen+wire.MaxPackedHeaderLen) + l.Size
+}
+
+// NewFrameReader reads the header and index of the cache file in r, which
+// must hold the frames of the file target, of layout l, as deltas from
+// base (zero: compressed alone). A file that is not that one, or is
+// damaged, fails with an error wrapping ErrCache.
+func NewFrameReader(r io.Reader, target, base [wire.IDLen]byte, l wire.Layout) (*FrameReader, error) {
+	br := bufio.NewReaderSize(io.LimitReader(r, MaxCacheLen(l)+1), 64<<10)
 	var hdr [cacheHeaderLen]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		return nil, fmt.Errorf("%w: header: %w", ErrCache, err)
@@ -252,8 +306,7 @@ func readCache(r io.Reader, target, base [wire.IDLen]byte, l wire.Layout) (*Cach
 		return nil, fmt.Errorf("%w: made for another layout", ErrCache)
 	}
 	n := l.NumPieces()
-	c := &Cache{base: base}
-	sums := make([][sha256.Size]byte, n)
+	fr := &FrameReader{br: br, l: l, base: base, entries: make([]frameEntry, 0, n)}
 	off := int64(cacheHeaderLen) + n*cacheEntryLen
 	var e [cacheEntryLen]byte
 	for i := range n {
@@ -265,33 +318,40 @@ func readCache(r io.Reader, target, base [wire.IDLen]byte, l wire.Layout) (*Cach
 		if fo != off || fl < 1 || fl > wire.MaxPackedHeaderLen+pn {
 			return nil, fmt.Errorf("%w: frame %d at %d+%d", ErrCache, i, fo, fl)
 		}
-		c.frames = append(c.frames, cacheEntry{off: fo, n: int(fl)})
-		sums[i] = [sha256.Size]byte(e[12:])
+		fr.entries = append(fr.entries, frameEntry{off: fo, n: int(fl), sum: [sha256.Size]byte(e[12:])})
 		off += fl
 	}
-	buf := make([]byte, l.MaxPieceLen())
-	frame := make([]byte, wire.MaxPackedHeaderLen+l.MaxPieceLen())
-	for i, fe := range c.frames {
-		b := frame[:fe.n]
-		if _, err := io.ReadFull(br, b); err != nil {
-			return nil, fmt.Errorf("%w: frame %d: %w", ErrCache, i, err)
-		}
-		if sha256.Sum256(b) != sums[i] {
-			return nil, fmt.Errorf("%w: frame %d does not match its hash", ErrCache, i)
-		}
-		p, err := l.ReadPacked(bytes.NewReader(b), int64(i), buf)
-		if err != nil || p.Method == wire.PackDelta && base == ([wire.IDLen]byte{}) {
-			return nil, fmt.Errorf("%w: frame %d: %v", ErrCache, i, err)
-		}
-		if frameLen(p) != fe.n {
-			return nil, fmt.Errorf("%w: frame %d has trailing bytes", ErrCache, i)
-		}
-		c.size += int64(fe.n)
+	fr.frame = make([]byte, wire.MaxPackedHeaderLen+l.MaxPieceLen())
+	fr.data = make([]byte, l.MaxPieceLen())
+	return fr, nil
+}
+
+// Next reads the frame of the next piece and returns it, its data in buf
+// (which must hold the piece) for a raw frame, else in a buffer of the
+// reader's that the next call reuses. It fails with io.EOF after the last
+// piece, and with an error wrapping ErrCache for a damaged frame.
+func (fr *FrameReader) Next(buf []byte) (wire.PackedPiece, error) {
+	i := fr.next
+	if i >= int64(len(fr.entries)) {
+		return wire.PackedPiece{}, io.EOF
 	}
-	if _, err := br.ReadByte(); err != io.EOF {
-		return nil, fmt.Errorf("%w: bytes after the last frame", ErrCache)
+	fe := fr.entries[i]
+	b := fr.frame[:fe.n]
+	if _, err := io.ReadFull(fr.br, b); err != nil {
+		return wire.PackedPiece{}, fmt.Errorf("%w: frame %d: %w", ErrCache, i, err)
 	}
-	return c, nil
+	if sha256.Sum256(b) != fe.sum {
+		return wire.PackedPiece{}, fmt.Errorf("%w: frame %d does not match its hash", ErrCache, i)
+	}
+	p, err := fr.l.ReadPackedInto(bytes.NewReader(b), i, fr.data, buf)
+	if err != nil || p.Method == wire.PackDelta && fr.base == ([wire.IDLen]byte{}) {
+		return wire.PackedPiece{}, fmt.Errorf("%w: frame %d: %v", ErrCache, i, err)
+	}
+	if frameLen(p) != fe.n {
+		return wire.PackedPiece{}, fmt.Errorf("%w: frame %d has trailing bytes", ErrCache, i)
+	}
+	fr.next++
+	return p, nil
 }
 
 // Base returns the file ID of the base the frames are deltas from; zero
