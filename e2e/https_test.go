@@ -129,10 +129,17 @@ func newMirrorSetup(t *testing.T) *mirrorSetup {
 // newMirrorSetupFrom is newMirrorSetup with the installed hello of u.
 func newMirrorSetupFrom(t *testing.T, u *updateSetup) *mirrorSetup {
 	t.Helper()
+	return newMirrorSetupPublish(t, u)
+}
+
+// newMirrorSetupPublish is newMirrorSetupFrom with more arguments for
+// rpsign publish.
+func newMirrorSetupPublish(t *testing.T, u *updateSetup, args ...string) *mirrorSetup {
+	t.Helper()
 	m := &mirrorSetup{updateSetup: u, ca: newTestCA(t), mirror: filepath.Join(t.TempDir(), "mirror")}
 	rel := m.release(t, m.key, "2.0.0")
 	rpsign := GoBuild(t, rpsignPkg, "")
-	out, err := exec.Command(rpsign, "publish", "--out", m.mirror, rel, "--pub", m.key.Public).CombinedOutput()
+	out, err := exec.Command(rpsign, append([]string{"publish", "--out", m.mirror, rel, "--pub", m.key.Public}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("rpsign publish --out: %v\n%s", err, out)
 	}
@@ -218,6 +225,42 @@ func TestHTTPSMirror(t *testing.T) {
 		t.Errorf("the server sent %d bytes for a release of %d", sent, st.Size())
 	}
 	p.Stop(10 * time.Second)
+}
+
+// TestHTTPSMirrorPacks: with the packs rpsign publish --delta-from and
+// --compress add, hello 1.0.0 takes 2.0.0 from the mirror as the delta
+// from its own binary, and without a delta from it as its pieces
+// compressed: the server sends a small part of the release, and none of
+// the binary itself.
+func TestHTTPSMirrorPacks(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		delta bool
+		most  float64 // of the binary's length, sent in all
+	}{
+		{"delta", true, 0.02},
+		{"compressed", false, 0.7},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			u := newUpdateSetup(t)
+			args := []string{"--compress"}
+			if tt.delta {
+				args = append(args, "--delta-from", u.exe)
+			}
+			m := newMirrorSetupPublish(t, u, args...)
+			p := m.start(t, m.url("127.0.0.1"))
+			m.waitUpdated(t, p, 0)
+			st, _ := os.Stat(filepath.Join(m.mirror, m.asset))
+			sent, bin := m.sent.Load(), m.binary.Load()
+			t.Logf("the server sent %d bytes (%d of the binary) for a release of %d", sent, bin, st.Size())
+			if bin != 0 || float64(sent) > tt.most*float64(st.Size()) {
+				t.Errorf("the server sent %d bytes, %d of them the binary's, for a release of %d", sent, bin, st.Size())
+			}
+			p.Stop(10 * time.Second)
+		})
+	}
 }
 
 // TestHTTPSNoP2PBuild: hello built with -tags rustpatcher_nop2p (no

@@ -38,8 +38,8 @@ func FuzzUnpack(f *testing.F) {
 	})
 }
 
-// FuzzReadCache reads damaged cache files: they are refused, never
-// trusted.
+// FuzzReadCache reads damaged cache files, through the FrameReader that
+// also reads a mirror's packs: they are refused, never trusted.
 func FuzzReadCache(f *testing.F) {
 	_, next := files(40 << 10)
 	l, _ := wire.NewLayout(int64(len(next)), int64(len(next)))
