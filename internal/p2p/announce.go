@@ -189,14 +189,28 @@ func (a *announcer) place(ctx context.Context, key cid.Cid) cid.Cid {
 }
 
 // add announces key, named name in logs, at once and then every interval;
-// a key added again is announced again at once, in the same place.
+// a key added again keeps its schedule and place, but for one whose last
+// attempt failed, which is tried again at once.
 func (a *announcer) add(key cid.Cid, name string) {
 	a.mu.Lock()
-	st := &announcement{name: name}
 	if old := a.keys[key]; old != nil {
-		st.placed = old.placed
+		// Announced already (a file announced as its download started,
+		// then served whole; a channel that gets a statement): it keeps
+		// its schedule, and a Provide, a lookup of the 20 closest peers
+		// and a record on each, is not made again at once.
+		// One that has not succeeded yet is tried again at once.
+		old.name = name
+		retry := old.fail > 0
+		if retry {
+			old.last = time.Time{}
+		}
+		a.mu.Unlock()
+		if retry {
+			a.notify()
+		}
+		return
 	}
-	a.keys[key] = st
+	a.keys[key] = &announcement{name: name}
 	a.mu.Unlock()
 	a.notify()
 }

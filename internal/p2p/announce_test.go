@@ -89,6 +89,12 @@ func TestAnnouncerDueAndBackoff(t *testing.T) {
 	if wait := a.announceDue(ctx); wait <= time.Second || wait > 2*time.Second {
 		t.Fatalf("wait after one failure = %v, want about 2s", wait)
 	}
+	// A key that failed, added again, is tried again at once.
+	a.add(k1, "k1 again")
+	a.announceDue(ctx)
+	if f := a.failed.Load(); f != 3 {
+		t.Fatalf("%d failures after adding k1 again, want 3", f)
+	}
 	for range 10 {
 		a.keys[k1].fail++
 	}
@@ -110,7 +116,17 @@ func TestAnnouncerDueAndBackoff(t *testing.T) {
 	if wait := a.announceDue(ctx); wait < 59*time.Minute {
 		t.Fatalf("wait after success = %v, want the interval", wait)
 	}
-	// Adding a key again announces it at once.
+	// Adding a key announced already keeps its schedule (a file announced
+	// as its download started and then served whole): no new Provide.
+	a.add(k2, "k2 whole")
+	if wait := a.announceDue(ctx); wait < 59*time.Minute || d.count(k2) != 1 {
+		t.Fatalf("k2 added again: announced %d times, next in %v; want 1 and the interval", d.count(k2), wait)
+	}
+	if name := a.keys[k2].name; name != "k2 whole" {
+		t.Errorf("k2 added again is named %q in logs", name)
+	}
+	// Removed and added, it is a new key, announced at once.
+	a.remove(k2)
 	a.add(k2, "k2")
 	a.announceDue(ctx)
 	if d.count(k2) != 2 || a.provided.Load() != 2 {

@@ -97,13 +97,15 @@ func TestAnnouncerPlaces(t *testing.T) {
 			if len(d.lookedUp) != tt.lookups {
 				t.Fatalf("%d lookups, want %d", len(d.lookedUp), tt.lookups)
 			}
-			// Announced again (the interval, or added again with a new
-			// release): same place, no new lookup, even once the key
-			// filled up or emptied.
+			// Announced again (the interval, twice): same place, no new
+			// lookup, even once the key filled up or emptied; added again
+			// (a new release), it keeps its place and schedule.
 			d.held[key] = providerLookupN - tt.held
 			a.keys[key].last = time.Time{}
 			a.announceDue(ctx)
 			a.add(key, "k")
+			a.announceDue(ctx)
+			a.keys[key].last = time.Time{}
 			a.announceDue(ctx)
 			if len(d.got) != 3 || d.got[1] != placed || d.got[2] != placed {
 				t.Fatalf("announced under %v, want %s three times", d.got, placed)
