@@ -548,13 +548,25 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 		sum.BytesUploaded += st.BytesUploaded
 		sum.Strikes += st.Strikes
 	}
-	b.Logf("the nodes answered %d have and %d pieces requests (%d busy), uploaded %d MB; %d strikes",
-		sum.HaveRequests, sum.FetchRequests, sum.Busy, sum.BytesUploaded>>20, sum.Strikes)
+	b.Logf("the nodes answered %d have and %d pieces requests (%d busy), uploaded %d MB; %d strikes; connections by transport at the end: %v",
+		sum.HaveRequests, sum.FetchRequests, sum.Busy, sum.BytesUploaded>>20, sum.Strikes, transports(append(all, seed)))
 	up := int64(seed.Stats().BytesUploaded)
 	b.Logf("%d nodes updated in %v (serving %v); seed uploaded %d MB (%.1fx the release), busy answers %d; %v of CPU (%.2f cores)",
 		nodes, total.Round(10*time.Millisecond), mode, up>>20, float64(up)/float64(in.ContentLen()), seed.Stats().Busy,
 		cpu.Round(10*time.Millisecond), cpu.Seconds()/total.Seconds())
 	return propagation{total: total, seed: seed, seedUp: up, dones: dones}
+}
+
+// transports counts the nodes' connections by transport (each connection
+// between two of them twice, once at each end).
+func transports(nodes []*Node) map[string]int {
+	m := map[string]int{}
+	for _, n := range nodes {
+		for _, c := range n.Host().Network().Conns() {
+			m[string(c.ConnState().Transport)]++
+		}
+	}
+	return m
 }
 
 // BenchmarkDiscovery measures how long a new node takes from its start

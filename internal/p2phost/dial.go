@@ -10,11 +10,20 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 )
 
+// privateQUICDelay is how long a dial over QUIC waits for one over TCP to
+// the same peer on loopback or a private network. libp2p waits 30 ms the
+// other way round (swarm.PrivateTCPDelay); a TCP connection on a LAN takes a
+// few milliseconds, but a busy node's handshakes take longer than 30 ms,
+// and then QUIC won most races, the transport of the two that costs the
+// most CPU (BenchmarkPropagation's 51 nodes on 2 cores ended up mostly on
+// QUIC, docs/BENCHMARKS.md).
+const privateQUICDelay = swarm.PublicTCPDelay
+
 // dialRanker is libp2p's default dial ranking (swarm.DefaultDialRanker)
 // except between addresses on loopback and private networks, where TCP is
-// dialled first and QUIC swarm.PrivateTCPDelay later, so that two nodes
-// on one LAN, which both listen on QUIC and TCP by default, connect over
-// TCP. TCP moves a release faster than QUIC and for much less CPU time
+// dialled first and QUIC privateQUICDelay later, so that two nodes on one
+// LAN, which both listen on QUIC and TCP by default, connect over TCP.
+// TCP moves a release faster than QUIC and for much less CPU time
 // (quic-go sends datagrams of at most about 1.4 KB, each encrypted on its
 // own; figures in docs/BENCHMARKS.md), and CPU time is what a seed serving
 // a LAN spends. Public addresses keep libp2p's order, QUIC
@@ -39,7 +48,7 @@ func dialRanker(addrs []ma.Multiaddr) []network.AddrDelay {
 		if isTCP(a.Addr) {
 			ranked[i].Delay -= shift
 		} else {
-			ranked[i].Delay += swarm.PrivateTCPDelay
+			ranked[i].Delay += privateQUICDelay
 		}
 	}
 	slices.SortStableFunc(ranked, func(a, b network.AddrDelay) int { return cmp.Compare(a.Delay, b.Delay) })

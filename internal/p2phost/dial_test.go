@@ -21,7 +21,7 @@ func TestDialRanker(t *testing.T) {
 		gq  = "/ip4/1.2.3.4/udp/4001/quic-v1"
 		gt  = "/ip4/1.2.3.4/tcp/4001"
 	)
-	d := swarm.PrivateTCPDelay
+	d := privateQUICDelay
 	for _, tc := range []struct {
 		name  string
 		addrs []string
