@@ -118,6 +118,10 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 	if err != nil {
 		return err
 	}
+	packs, err := packsInput(a, token)
+	if err != nil {
+		return err
+	}
 
 	var signed []ghrelease.Signed
 	var infos []ghrelease.PatchInfo
@@ -142,7 +146,7 @@ func action(ctx context.Context, a *githubactions.Action, e *env) error {
 
 	releaseURL, tag := "", ""
 	if token != "" {
-		u, tg, err := actionPublish(ctx, a, e, token, signed)
+		u, tg, err := actionPublish(ctx, a, e, token, signed, packs)
 		if err != nil {
 			return err
 		}
@@ -199,6 +203,16 @@ func boolInput(a *githubactions.Action, name string) (bool, error) {
 // expandGlobs expands the files input: glob patterns separated by new lines
 // (or spaces, when on one line). Each pattern must match at least one file.
 func expandGlobs(input string) ([]string, error) {
+	files, err := globInput("files", input)
+	if err == nil && len(files) == 0 {
+		return nil, errors.New(`input "files" is empty: give the built binaries, e.g. files: dist/app-*`)
+	}
+	return files, err
+}
+
+// globInput expands the input name, glob patterns as expandGlobs takes
+// them; none for an empty input.
+func globInput(name, input string) ([]string, error) {
 	var pats []string
 	for _, line := range strings.Split(input, "\n") {
 		line = strings.TrimSpace(line)
@@ -212,14 +226,11 @@ func expandGlobs(input string) ([]string, error) {
 			pats = strings.Fields(pats[0])
 		}
 	}
-	if len(pats) == 0 {
-		return nil, errors.New(`input "files" is empty: give the built binaries, e.g. files: dist/app-*`)
-	}
 	var files []string
 	for _, p := range pats {
 		m, err := filepath.Glob(p)
 		if err != nil {
-			return nil, fmt.Errorf(`input "files": pattern %q: %w`, p, err)
+			return nil, fmt.Errorf(`input %q: pattern %q: %w`, name, p, err)
 		}
 		var regular []string
 		for _, f := range m {
@@ -228,7 +239,7 @@ func expandGlobs(input string) ([]string, error) {
 			}
 		}
 		if len(regular) == 0 {
-			return nil, &fileError{p, fmt.Errorf(`input "files": %q matches no file (working directory is the workspace; did the build step run?)`, p)}
+			return nil, &fileError{p, fmt.Errorf(`input %q: %q matches no file (working directory is the workspace; did the build step run?)`, name, p)}
 		}
 		for _, f := range regular {
 			if !slices.Contains(files, f) {
@@ -279,10 +290,29 @@ func assetName(path string, t target.Target) string {
 	return strings.TrimSuffix(base, ext) + "_" + t.OS + "_" + t.Arch + ext
 }
 
+// packsInput returns the packs the compress and delta-from inputs ask
+// for (as rpsign publish --compress and --delta-from), or nil; they need
+// the token input, which publishes.
+func packsInput(a *githubactions.Action, token string) (*ghrelease.Packs, error) {
+	compress, err := boolInput(a, "compress")
+	if err != nil {
+		return nil, err
+	}
+	bases, err := globInput("delta-from", a.GetInput("delta-from"))
+	if err != nil {
+		return nil, err
+	}
+	p := packsOf(compress, bases)
+	if p != nil && token == "" {
+		return nil, errors.New(`inputs "compress" and "delta-from" add files to the release: set "token" too`)
+	}
+	return p, nil
+}
+
 // actionPublish publishes the signed files to the release of the tag input
 // or of the tag that triggered the run, and returns the release's URL and
 // tag.
-func actionPublish(ctx context.Context, a *githubactions.Action, e *env, token string, files []ghrelease.Signed) (string, string, error) {
+func actionPublish(ctx context.Context, a *githubactions.Action, e *env, token string, files []ghrelease.Signed, packs *ghrelease.Packs) (string, string, error) {
 	tag := strings.TrimSpace(a.GetInput("tag"))
 	if tag == "" {
 		t, ok := strings.CutPrefix(e.getenv("GITHUB_REF"), "refs/tags/")
@@ -296,7 +326,7 @@ func actionPublish(ctx context.Context, a *githubactions.Action, e *env, token s
 		return "", "", err
 	}
 	log := slog.New(slog.NewTextHandler(e.stdout, nil))
-	p := &ghrelease.Publisher{Client: c, Repo: repo, Log: log}
+	p := &ghrelease.Publisher{Client: c, Repo: repo, Log: log, Packs: packs}
 	rel, err := p.Publish(ctx, tag, files)
 	if err != nil {
 		return "", "", err

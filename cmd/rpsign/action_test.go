@@ -337,6 +337,58 @@ func TestActionPublishes(t *testing.T) {
 	}
 }
 
+// TestActionPublishesPacks: with compress and delta-from, the action
+// attaches the binary's pieces compressed and as the delta from the last
+// release's binary, named by the manifest; without token, they are
+// refused. Against ghreleasetest, as TestActionPublishes.
+func TestActionPublishesPacks(t *testing.T) {
+	srv := ghreleasetest.NewServer(t)
+	key, _ := testKey(t)
+	dir := t.TempDir()
+	host := target.Current()
+	last := copyHello(t, filepath.Join(dir, "last"), "hello")
+	hello := copyHello(t, dir, "hello")
+	vars := map[string]string{
+		"INPUT_KEY":         key,
+		"INPUT_FILES":       last,
+		"INPUT_TARGET":      host.String(),
+		"INPUT_TOKEN":       "secret-token",
+		"INPUT_API-URL":     srv.URL,
+		"GITHUB_REPOSITORY": "org/app",
+		"GITHUB_REF":        "refs/tags/v1.3.0",
+	}
+	if err := newActionRun(t, vars).run(); err != nil {
+		t.Fatal(err)
+	}
+	vars["INPUT_FILES"], vars["GITHUB_REF"] = hello, "refs/tags/v1.4.0"
+	vars["INPUT_COMPRESS"], vars["INPUT_DELTA-FROM"] = "true", filepath.Join(dir, "last", "hello*")
+	r := newActionRun(t, vars)
+	if err := r.run(); err != nil {
+		t.Fatalf("action: %v\n%s", err, &r.stdout)
+	}
+	assets := srv.Assets("org/app", "v1.4.0")
+	pi, err := ghrelease.ReadPatchInfo(bytes.NewReader(assets[ghrelease.ManifestName(host)]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pi.Packs) != 2 || len(assets) != 5 {
+		t.Fatalf("packs %+v in a release of %d assets, want the compressed pieces and a delta", pi.Packs, len(assets))
+	}
+	for _, p := range pi.Packs {
+		if b, ok := assets[p.Asset]; !ok || int64(len(b)) != p.Size {
+			t.Errorf("pack %s: %d bytes attached (%v), the manifest says %d", p.Asset, len(b), ok, p.Size)
+		}
+		if p.Base != "" && p.Size > int64(len(assets[pi.Asset]))/20 {
+			t.Errorf("the delta from a build that differs in its version is %d bytes", p.Size)
+		}
+	}
+
+	delete(vars, "INPUT_TOKEN")
+	if err := newActionRun(t, vars).run(); err == nil || !strings.Contains(err.Error(), `set "token" too`) {
+		t.Errorf("packs without a token: %v", err)
+	}
+}
+
 func TestAssetName(t *testing.T) {
 	tests := []struct {
 		path string
