@@ -17,11 +17,11 @@ import (
 // Packed frames over HTTPS (docs/FORMAT.md, "Packed frames on a mirror"):
 // a manifest may name packs of its binary, its pieces compressed alone or
 // as deltas from older binaries (rpsign publish --compress, --delta-from).
-// A download from the start takes the delta from the binary the engine
-// verified last (the running one, or the release it applied since), else
-// the compressed pieces, else the binary; each piece decoded is checked
-// against the signed root before a byte of it is handed on, as the
-// binary's are. A pack that fails is not used again for that release: the
+// A download from the start takes the smallest of the delta from the
+// binary the engine verified last (the running one, or the release it
+// applied since), the compressed pieces and the binary; each piece
+// decoded is checked against the signed root before a byte of it is
+// handed on, as the binary's are. A pack that fails is not used again for that release: the
 // engine resumes from the binary, with a Range request.
 
 // httpPack is a pack a manifest names.
@@ -131,17 +131,13 @@ func (r *httpRelease) openPacked(ctx context.Context, c *region.PieceChecker) io
 	if err != nil {
 		return nil
 	}
+	// The smallest pack that can be used, if smaller than the binary.
 	s.mu.Lock()
 	base := s.deltaBase
 	var pick *httpPack
 	for i, p := range r.packs {
-		switch {
-		case s.badPacks[p.url] || p.size > pack.MaxCacheLen(l):
-		case p.base != ([sha256.Size]byte{}):
-			if base != nil && p.base == base.id {
-				pick = &r.packs[i]
-			}
-		case pick == nil && p.size < r.size:
+		usable := p.base == ([sha256.Size]byte{}) || base != nil && p.base == base.id
+		if usable && !s.badPacks[p.url] && p.size <= pack.MaxCacheLen(l) && p.size < r.size && (pick == nil || p.size < pick.size) {
 			pick = &r.packs[i]
 		}
 	}
