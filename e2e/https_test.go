@@ -20,7 +20,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -327,12 +329,15 @@ func TestHTTPSMirrorThroughProxy(t *testing.T) {
 // a local server that speaks GitHub's shapes (GitHub cannot be reached
 // from tests): the latest release's download links, redirected to the
 // release of its tag and to the object store. The release holds what
-// rpsign publish --out laid out.
+// rpsign publish --out --compress --delta-from laid out, and hello takes
+// the delta from its own binary.
 func TestHTTPSGitHub(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: TestHTTPSMirror is the HTTPS update of -short")
 	}
-	m := newMirrorSetup(t)
+	t.Parallel()
+	u := newUpdateSetup(t)
+	m := newMirrorSetupPublish(t, u, "--compress", "--delta-from", u.exe)
 	gh := ghreleasetest.NewServer(t)
 	gh.AddRelease("org/hello", "v2.0.0")
 	ents, err := os.ReadDir(m.mirror)
@@ -349,7 +354,12 @@ func TestHTTPSGitHub(t *testing.T) {
 	p := m.start(t, "github:org/hello?base="+gh.URL)
 	m.waitUpdated(t, p, 0)
 	reqs := strings.Join(gh.Requests(), "\n")
-	if !strings.Contains(reqs, "GET /org/hello/releases/latest/download/rustpatcher-") || !strings.Contains(reqs, "GET /org/hello/releases/download/v2.0.0/"+m.asset) {
+	// The manifest through the latest link; the piece hashes and the
+	// delta from hello 1.0.0 from the release it led to; not the binary.
+	if !strings.Contains(reqs, "GET /org/hello/releases/latest/download/rustpatcher-") ||
+		!strings.Contains(reqs, "GET /org/hello/releases/download/v2.0.0/"+m.asset+".pieces") ||
+		!regexp.MustCompile(`GET /org/hello/releases/download/v2\.0\.0/`+regexp.QuoteMeta(m.asset)+`\.[0-9a-f]{16}\.delta`).MatchString(reqs) ||
+		slices.Contains(gh.Requests(), "GET /org/hello/releases/download/v2.0.0/"+m.asset) {
 		t.Errorf("requests:\n%s", reqs)
 	}
 	p.Stop(10 * time.Second)
