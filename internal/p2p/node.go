@@ -147,11 +147,12 @@ type Config struct {
 	NoCompression bool
 	// PiecesEarly makes the node serve each piece of a v1 release it
 	// downloads as soon as it checked it, before it holds the whole file
-	// (docs/PROTOCOL.md, "Serving pieces early"). Off by default: on
-	// loopback it does not yet spread a release faster than whole-file
-	// serving (docs/BENCHMARKS.md, propagation). With it, the node's
+	// (docs/PROTOCOL.md, "Serving pieces early"). With it, the node's
 	// downloads also ask the providers they find which pieces they hold,
-	// and add the connected peers that speak the owner's protocol. Every
+	// and add the connected peers that speak the owner's protocol. Off by
+	// default, and off in apps and rpseed: faster on the propagation
+	// benchmark, but e2e's hostile peers, connected and asked that way,
+	// held downloads back (docs/BENCHMARKS.md, propagation). Every
 	// node answers have requests either way, and downloads from peers that
 	// serve pieces early as an older node does (see docs/PROTOCOL.md).
 	PiecesEarly bool
