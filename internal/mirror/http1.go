@@ -11,13 +11,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
 
 // A Fetcher's requests go through the small HTTP/1.1 client below, built
-// on net/http's request writer and response reader ((*http.Request).Write,
-// http.ReadResponse), rather than through http.Client: any use of
+// on net/http's response reader (http.ReadResponse), rather than through
+// http.Client: any use of
 // http.Client links net/http's Transport and its bundled HTTP/2 client,
 // about 0.5 MiB of every app that embeds the client (docs/BENCHMARKS.md,
 // Cost of embedding). A Fetcher makes a few small requests a poll and one
@@ -90,6 +91,9 @@ func (f *Fetcher) do(req *http.Request) (*http.Response, error) {
 // roundTrip makes one request on a connection of its own.
 func (f *Fetcher) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
+	if err := checkHost(req.URL.Host); err != nil {
+		return nil, err
+	}
 	proxyOf := f.proxy
 	if proxyOf == nil {
 		proxyOf = http.ProxyFromEnvironment
@@ -131,12 +135,6 @@ func (f *Fetcher) roundTrip(req *http.Request) (*http.Response, error) {
 		if err := connectTunnel(raw, proxy, target); err != nil {
 			return fail(err)
 		}
-	case proxy != nil:
-		// A plain http request through the proxy, in absolute form.
-		req = req.Clone(ctx)
-		if cred := proxyAuth(proxy); cred != "" {
-			req.Header.Set("Proxy-Authorization", cred)
-		}
 	}
 	if req.URL.Scheme == "https" {
 		cfg := &tls.Config{}
@@ -152,13 +150,13 @@ func (f *Fetcher) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		conn = tc
 	}
-	req.Close = true // Connection: close
+	// A plain http request through a proxy is in absolute form, with
+	// the proxy's credentials.
+	var via *url.URL
 	if proxy != nil && req.URL.Scheme != "https" {
-		err = req.WriteProxy(conn)
-	} else {
-		err = req.Write(conn)
+		via = proxy
 	}
-	if err != nil {
+	if err := writeRequest(conn, req, via); err != nil {
 		return fail(err)
 	}
 	lr := &headerLimit{r: conn, n: maxHeaderBytes}
@@ -190,18 +188,14 @@ func (f *Fetcher) roundTrip(req *http.Request) (*http.Response, error) {
 
 // connectTunnel asks the proxy on c for a tunnel to target (host:port).
 func connectTunnel(c net.Conn, proxy *url.URL, target string) error {
-	creq := &http.Request{
-		Method: http.MethodConnect,
-		URL:    &url.URL{Opaque: target},
-		Host:   target,
-		Header: make(http.Header),
-	}
+	head := "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n"
 	if cred := proxyAuth(proxy); cred != "" {
-		creq.Header.Set("Proxy-Authorization", cred)
+		head += "Proxy-Authorization: " + cred + "\r\n"
 	}
-	if err := creq.Write(c); err != nil {
+	if _, err := io.WriteString(c, head+"\r\n"); err != nil {
 		return fmt.Errorf("proxy %s: %w", proxy.Host, err)
 	}
+	creq := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: target}, Host: target}
 	// A byte at a time past the headers would be slow; but the proxy
 	// sends nothing after its answer until the TLS handshake starts, and
 	// a reader that held back bytes of it would lose them.
@@ -216,6 +210,46 @@ func connectTunnel(c net.Conn, proxy *url.URL, target string) error {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("proxy %s refused a tunnel to %s: %s", proxy.Host, target, resp.Status)
+	}
+	return nil
+}
+
+// writeRequest writes the GET request req to w: in origin form, or in
+// absolute form with the proxy's credentials when proxy is not nil; with
+// Connection: close. It writes the request itself rather than with
+// (*http.Request).Write, which links net/http's writer of request bodies
+// and punycode conversion (41 KB of an app's stripped binary): so a host
+// name must be ASCII (an internationalised name in its xn-- form;
+// checkHost, before the connection).
+func writeRequest(w io.Writer, req *http.Request, proxy *url.URL) error {
+	host := strings.TrimSuffix(req.URL.Host, ":")
+	target := req.URL.RequestURI()
+	if proxy != nil {
+		u := *req.URL
+		u.User, u.Fragment, u.RawFragment = nil, "", ""
+		target = u.String()
+	}
+	bw := bufio.NewWriter(w)
+	bw.WriteString("GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\n")
+	if proxy != nil {
+		if cred := proxyAuth(proxy); cred != "" {
+			bw.WriteString("Proxy-Authorization: " + cred + "\r\n")
+		}
+	}
+	if err := req.Header.Write(bw); err != nil {
+		return err
+	}
+	bw.WriteString("Connection: close\r\n\r\n")
+	return bw.Flush()
+}
+
+// checkHost refuses a host name that is not printable ASCII (writeRequest
+// does not convert names to punycode).
+func checkHost(host string) error {
+	for i := 0; i < len(host); i++ {
+		if host[i] < 0x21 || host[i] >= 0x7f {
+			return fmt.Errorf("host name %q is not ASCII: give it in its xn-- (punycode) form", host)
+		}
 	}
 	return nil
 }

@@ -194,20 +194,44 @@ func TestHTTP1Proxy(t *testing.T) {
 }
 
 // TestHTTP1PlainProxy: a plain http request through a proxy is sent in
-// absolute form to the proxy.
+// absolute form to the proxy, with its credentials and without the URL's.
 func TestHTTP1PlainProxy(t *testing.T) {
 	t.Parallel()
+	want := "GET http://127.0.0.1:9/x?q=1 HTTP/1.1\r\nHost: 127.0.0.1:9\r\nProxy-Authorization: Basic dXNlcjpwdw==\r\nUser-Agent: ua\r\nConnection: close\r\n\r\n"
 	proxy := rawServer(t, func(c net.Conn, head string) {
-		if !strings.HasPrefix(head, "GET http://127.0.0.1:9/x HTTP/1.1\r\n") {
+		if head != want {
 			io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 			return
 		}
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nproxied")
 	})
 	pu, _ := url.Parse(proxy)
-	f := &Fetcher{proxy: func(*http.Request) (*url.URL, error) { return pu, nil }}
-	got, _, err := f.Small(context.Background(), "http://127.0.0.1:9/x", 100, nil)
+	pu.User = url.UserPassword("user", "pw")
+	f := &Fetcher{UserAgent: "ua", proxy: func(*http.Request) (*url.URL, error) { return pu, nil }}
+	got, _, err := f.Small(context.Background(), "http://secret@127.0.0.1:9/x?q=1#frag", 100, nil)
 	if err != nil || string(got.Body) != "proxied" {
-		t.Errorf("got %q, %v", got.Body, err)
+		t.Errorf("got %q, %v; want the request\n%q", got.Body, err, want)
+	}
+}
+
+// TestHTTP1Request: the request as written, and a host name that is not
+// ASCII refused with a clear error.
+func TestHTTP1Request(t *testing.T) {
+	t.Parallel()
+	heads := make(chan string, 1)
+	base := rawServer(t, func(c net.Conn, head string) {
+		heads <- head
+		io.WriteString(c, "HTTP/1.1 304 Not Modified\r\n\r\n")
+	})
+	f := &Fetcher{UserAgent: "ua"}
+	if _, _, err := f.Small(context.Background(), base+"/a%20b/c.json?x=1", 100, &Cached{ETag: "\"e\"\r\nX-Evil: 1"}); err != nil {
+		t.Fatal(err)
+	}
+	want := "GET /a%20b/c.json?x=1 HTTP/1.1\r\nHost: " + strings.TrimPrefix(base, "http://") + "\r\nIf-None-Match: \"e\"  X-Evil: 1\r\nUser-Agent: ua\r\nConnection: close\r\n\r\n"
+	if got := <-heads; got != want {
+		t.Errorf("request\n%q\nwant\n%q", got, want)
+	}
+	if _, _, err := f.Small(context.Background(), "https://bücher.example/x", 100, nil); err == nil || !strings.Contains(err.Error(), "xn--") {
+		t.Errorf("host not ASCII: %v", err)
 	}
 }

@@ -284,10 +284,14 @@ func (f *Fetcher) request(ctx context.Context, u string) (*http.Request, error) 
 	if err := CheckURL(pu); err != nil {
 		return nil, fmt.Errorf("fetching %s: %w", redact(u), err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
+	req := (&http.Request{
+		Method:     http.MethodGet,
+		URL:        pu,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     make(http.Header),
+	}).WithContext(ctx)
 	if f.UserAgent != "" {
 		req.Header.Set("User-Agent", f.UserAgent)
 	}
