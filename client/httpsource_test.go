@@ -73,7 +73,7 @@ func newMirrorRig(t *testing.T) *mirrorRig {
 		t.Fatal(err)
 	}
 	m.src = s.(*httpSource)
-	m.src.f.HTTP = m.srv.Client() // trusts the test server's certificate
+	m.src.f.TLS = m.srv.Client().Transport.(*http.Transport).TLSClientConfig // trusts the test server's certificate
 	// Short enough for the stall tests to end quickly, long enough for a
 	// loaded machine under -race.
 	m.src.f.IdleTimeout = 2 * time.Second

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
+	"sort"
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/rollout"
@@ -158,7 +158,9 @@ func (p *pipeline) takeRollouts(ctx context.Context) {
 	}
 	// Newest first: the first one accepted is taken, and the older ones
 	// are then refused as replays.
-	slices.SortStableFunc(got, func(a, b rollout.Statement) int { return cmp.Compare(b.Sequence, a.Sequence) })
+	// sort.SliceStable, not slices.SortStableFunc: a generic sort of a struct
+	// links its own copy of the sort (docs/BENCHMARKS.md, Cost of embedding).
+	sort.SliceStable(got, func(i, j int) bool { return got[i].Sequence > got[j].Sequence })
 	taken := false
 	for _, st := range got {
 		newer, err := rollout.Check(r.held, st, p.trusted, runningTarget, now)

@@ -107,6 +107,7 @@ import (
 	"github.com/org/rustpatcher-go/client"
 	"github.com/org/rustpatcher-go/internal/ghrelease"
 	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/p2phost/hostmetrics"
 	targetpkg "github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/internal/version"
 	"github.com/org/rustpatcher-go/region"
@@ -484,7 +485,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 		ReprovideInterval:  o.reprovide,
 		PackDir:            packDir,
 		NoCompression:      !o.compress,
-		Registerer:         reg,
+		Metrics:            hostmetrics.New(reg),
 		Logger:             log,
 		OnReport:           fl.record,
 	})

@@ -13,11 +13,10 @@
 package exefmt
 
 import (
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
+	"sort"
 )
 
 // Kind is an executable format.
@@ -223,6 +222,8 @@ func trimNUL(b []byte) []byte {
 }
 
 func sortRanges(rs []Range) []Range {
-	slices.SortFunc(rs, func(a, b Range) int { return cmp.Compare(a.Off, b.Off) })
+	// sort.Slice, not slices.SortFunc: a generic sort of a struct
+	// links its own copy of the sort (docs/BENCHMARKS.md, Cost of embedding).
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Off < rs[j].Off })
 	return rs
 }

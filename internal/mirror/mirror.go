@@ -10,6 +10,7 @@ package mirror
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +32,9 @@ const (
 	MinProgress = 64 << 10
 	// maxRedirects bounds the redirects of one request (GitHub uses two).
 	maxRedirects = 5
-	// responseHeaderTimeout bounds the wait for a response's headers.
+	// responseHeaderTimeout bounds the time from the connection to a
+	// response's headers: a proxy's tunnel, the TLS handshake, the
+	// request and the headers.
 	responseHeaderTimeout = 30 * time.Second
 )
 
@@ -45,20 +48,6 @@ var (
 	// idle period.
 	ErrStalled = errors.New("server stalled")
 )
-
-// NewHTTPClient returns the HTTP client for release files: proxies as
-// HTTPS_PROXY, HTTP_PROXY and NO_PROXY say (http.ProxyFromEnvironment),
-// the system's roots (on Unix, SSL_CERT_FILE and SSL_CERT_DIR replace
-// them), bounded connection, TLS handshake and response header times, and
-// at most a few redirects, never from https to plain http (but to a
-// loopback address).
-func NewHTTPClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.Proxy = http.ProxyFromEnvironment
-	t.ResponseHeaderTimeout = responseHeaderTimeout
-	t.MaxResponseHeaderBytes = 64 << 10
-	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
-}
 
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= maxRedirects {
@@ -95,29 +84,24 @@ func IsLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// A Fetcher fetches files over HTTP(S). Its zero value uses
-// NewHTTPClient and DefaultIdleTimeout. It is safe for concurrent use.
+// A Fetcher fetches files over HTTP(S) (http1.go): proxies as HTTPS_PROXY,
+// HTTP_PROXY and NO_PROXY say (http.ProxyFromEnvironment), the system's
+// roots (on Unix, SSL_CERT_FILE and SSL_CERT_DIR replace them), bounded
+// connection, TLS handshake and response header times, and at most a few
+// redirects, never from https to plain http (but to a loopback address).
+// Its zero value is ready to use. It is safe for concurrent use.
 type Fetcher struct {
-	// HTTP is the client; nil means one from NewHTTPClient.
-	HTTP *http.Client
+	// TLS, if set, configures the TLS connections (tests: a test
+	// server's roots); nil means the system's roots.
+	TLS *tls.Config
 	// IdleTimeout bounds each wait for MinProgress bytes of a body; zero
 	// means DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// UserAgent is sent with every request.
 	UserAgent string
 
-	once sync.Once
-	c    *http.Client
-}
-
-func (f *Fetcher) client() *http.Client {
-	f.once.Do(func() {
-		f.c = f.HTTP
-		if f.c == nil {
-			f.c = NewHTTPClient()
-		}
-	})
-	return f.c
+	// proxy, if set, replaces http.ProxyFromEnvironment (tests).
+	proxy func(*http.Request) (*url.URL, error)
 }
 
 func (f *Fetcher) idle() time.Duration {
@@ -158,7 +142,7 @@ func (f *Fetcher) Small(ctx context.Context, u string, max int64, prev *Cached) 
 			req.Header.Set("If-Modified-Since", prev.LastModified)
 		}
 	}
-	resp, err := f.client().Do(req)
+	resp, err := f.do(req)
 	if err != nil {
 		return Cached{}, false, fmt.Errorf("fetching %s: %w", redact(u), err)
 	}
@@ -225,7 +209,7 @@ func (f *Fetcher) Open(ctx context.Context, u string, off, n, total int64) (io.R
 	if off > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
 	}
-	resp, err := f.client().Do(req)
+	resp, err := f.do(req)
 	if err != nil {
 		cancel(nil)
 		return nil, fmt.Errorf("fetching %s: %w", redact(u), err)
@@ -300,10 +284,14 @@ func (f *Fetcher) request(ctx context.Context, u string) (*http.Request, error) 
 	if err := CheckURL(pu); err != nil {
 		return nil, fmt.Errorf("fetching %s: %w", redact(u), err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
+	req := (&http.Request{
+		Method:     http.MethodGet,
+		URL:        pu,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     make(http.Header),
+	}).WithContext(ctx)
 	if f.UserAgent != "" {
 		req.Header.Set("User-Agent", f.UserAgent)
 	}

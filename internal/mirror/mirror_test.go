@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,11 @@ import (
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
+
+// trust returns the TLS configuration of a client of the test server srv.
+func trust(srv *httptest.Server) *tls.Config {
+	return srv.Client().Transport.(*http.Transport).TLSClientConfig
+}
 
 func TestParseContentRange(t *testing.T) {
 	t.Parallel()
@@ -125,8 +131,7 @@ func TestFetcher(t *testing.T) {
 	})
 	srv := httptest.NewTLSServer(mux)
 	defer srv.Close()
-	f := &Fetcher{HTTP: srv.Client()}
-	f.HTTP.CheckRedirect = checkRedirect
+	f := &Fetcher{TLS: trust(srv)}
 	ctx := context.Background()
 	for _, path := range []string{"/bin", "/norange"} {
 		for _, off := range []int64{0, 1, region.PieceSize - 1, region.PieceSize, region.PieceSize + 7, in.ContentLen(), int64(len(b))} {
@@ -201,7 +206,7 @@ func TestLastModifiedWeak(t *testing.T) {
 				http.ServeContent(w, r, "m.json", date.Add(-tt.age), strings.NewReader("{}"))
 			}))
 			defer srv.Close()
-			f := &Fetcher{HTTP: srv.Client()}
+			f := &Fetcher{TLS: trust(srv)}
 			c, _, err := f.Small(context.Background(), srv.URL+"/m.json", 100, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -225,7 +230,7 @@ func TestStalled(t *testing.T) {
 		mirrortest.Drip(w, r, make([]byte, 100000), 1, 10*time.Millisecond)
 	}))
 	defer srv.Close()
-	f := &Fetcher{HTTP: srv.Client(), IdleTimeout: 200 * time.Millisecond}
+	f := &Fetcher{TLS: trust(srv), IdleTimeout: 200 * time.Millisecond}
 	rc, err := f.Open(context.Background(), srv.URL+"/x", 0, 100001, 100000)
 	if err != nil {
 		t.Fatal(err)

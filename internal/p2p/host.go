@@ -103,6 +103,10 @@ const (
 // after TLS (Config.MoreSecurity).
 type SecurityProtocol = p2phost.SecurityProtocol
 
+// Metrics wires libp2p's Prometheus metrics into a node's host; package
+// internal/p2phost/hostmetrics makes it.
+type Metrics = p2phost.Metrics
+
 // LoadIdentity reads the node key at path, or creates one there; see
 // p2phost.LoadIdentity.
 func LoadIdentity(path string) (crypto.PrivKey, error) { return p2phost.LoadIdentity(path) }
@@ -122,7 +126,7 @@ func newHost(cfg Config, boot []peer.AddrInfo) (host.Host, error) {
 		MoreSecurity: cfg.MoreSecurity,
 		RelayService: cfg.RelayService,
 		StaticRelays: boot,
-		Registerer:   cfg.Registerer,
+		Metrics:      cfg.Metrics,
 		Reachability: cfg.reachability,
 		Service: p2phost.Service{
 			Name:      ServiceName,

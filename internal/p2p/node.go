@@ -39,7 +39,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/autonat"
 	ma "github.com/multiformats/go-multiaddr"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/org/rustpatcher-go/internal/wire"
 )
@@ -156,9 +155,10 @@ type Config struct {
 	// node answers have requests either way, and downloads from peers that
 	// serve pieces early as an older node does (see docs/PROTOCOL.md).
 	PiecesEarly bool
-	// Registerer, if set, receives libp2p's own Prometheus metrics;
-	// otherwise libp2p metrics are off.
-	Registerer prometheus.Registerer
+	// Metrics, if set, wires libp2p's own Prometheus metrics into the
+	// host (package p2phost/hostmetrics makes it); otherwise libp2p
+	// metrics are off.
+	Metrics *Metrics
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
 	// OnReport, if set, is called with what each rollout request reports

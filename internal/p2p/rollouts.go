@@ -1,13 +1,13 @@
 package p2p
 
 import (
-	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -247,7 +247,9 @@ func (s *Source) Rollouts(ctx context.Context) ([]rollout.Statement, error) {
 			out = append(out, st)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b rollout.Statement) int { return cmp.Compare(b.Sequence, a.Sequence) })
+	// sort.SliceStable, not slices.SortStableFunc: a generic sort of a struct
+	// links its own copy of the sort (docs/BENCHMARKS.md, Cost of embedding).
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Sequence > out[j].Sequence })
 	return out, ctx.Err()
 }
 

@@ -1,8 +1,7 @@
 package p2phost
 
 import (
-	"cmp"
-	"slices"
+	"sort"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
@@ -51,7 +50,9 @@ func dialRanker(addrs []ma.Multiaddr) []network.AddrDelay {
 			ranked[i].Delay += privateQUICDelay
 		}
 	}
-	slices.SortStableFunc(ranked, func(a, b network.AddrDelay) int { return cmp.Compare(a.Delay, b.Delay) })
+	// sort.SliceStable, not slices.SortStableFunc: a generic sort of a struct
+	// links its own copy of the sort (docs/BENCHMARKS.md, Cost of embedding).
+	sort.SliceStable(ranked, func(i, j int) bool { return ranked[i].Delay < ranked[j].Delay })
 	return ranked
 }
 

@@ -8,8 +8,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/autonat"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -28,14 +32,33 @@ type Config struct {
 	// StaticRelays are the peers AutoRelay reserves a slot on when
 	// AutoNAT finds the host behind a NAT; none means no AutoRelay.
 	StaticRelays []peer.AddrInfo
-	// Registerer, if set, receives libp2p's Prometheus metrics;
-	// otherwise they are off.
-	Registerer prometheus.Registerer
+	// Metrics, if set, wires libp2p's Prometheus metrics into the host
+	// (package hostmetrics); otherwise they are off.
+	Metrics *Metrics
 	// Reachability, if known, fixes what AutoNAT reports instead of
 	// asking peers (tests).
 	Reachability network.Reachability
 	// Service is the application protocol's resource manager service.
 	Service Service
+}
+
+// Metrics wires libp2p's Prometheus metrics into a host's parts:
+// constructors of the metrics tracers, which package hostmetrics provides,
+// rather than a registerer, so that a host without metrics (every app's)
+// does not link them (53 KB of an app's stripped binary; docs/BENCHMARKS.md,
+// Cost of embedding), as MoreSecurity keeps Noise out of apps. All fields
+// are required.
+type Metrics struct {
+	// Registerer receives the metrics of the basic host and of QUIC.
+	Registerer prometheus.Registerer
+	// ResourceManager registers the resource manager's metrics.
+	ResourceManager func()
+	// EventBus, Swarm, AutoRelay and AutoNAT return the option of each
+	// part that makes it report to Registerer.
+	EventBus  func() eventbus.Option
+	Swarm     func() swarm.Option
+	AutoRelay func() autorelay.Option
+	AutoNAT   func() autonat.Option
 }
 
 // Service is the resource manager service of the application protocol

@@ -25,7 +25,6 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/host/observedaddrs"
 	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
-	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	libp2pyamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
@@ -106,14 +105,13 @@ func buildHost(cfg Config, rm network.ResourceManager, cm *connmgr.BasicConnMgr)
 			return fail(err)
 		}
 	}
-	reg := cfg.Registerer
-	metrics := reg != nil
-	if metrics {
-		rcmgr.MustRegisterWith(reg)
-	}
+	m := cfg.Metrics
+	var reg prometheus.Registerer
 	var busOpts []eventbus.Option
-	if metrics {
-		busOpts = append(busOpts, eventbus.WithMetricsTracer(eventbus.NewMetricsTracer(eventbus.WithRegisterer(reg))))
+	if m != nil {
+		reg = m.Registerer
+		m.ResourceManager()
+		busOpts = append(busOpts, m.EventBus())
 	}
 	bus := eventbus.NewBus(busOpts...)
 	swarmOpts := []swarm.Option{
@@ -121,8 +119,8 @@ func buildHost(cfg Config, rm network.ResourceManager, cm *connmgr.BasicConnMgr)
 		swarm.WithDialRanker(dialRanker),
 		swarm.WithResourceManager(rm),
 	}
-	if metrics {
-		swarmOpts = append(swarmOpts, swarm.WithMetricsTracer(swarm.NewMetricsTracer(swarm.WithRegisterer(reg))))
+	if m != nil {
+		swarmOpts = append(swarmOpts, m.Swarm())
 	}
 	sw, qcm, err := newSwarm(key, cfg.MoreSecurity, bus, rm, reg, swarmOpts...)
 	if err != nil {
@@ -140,7 +138,7 @@ func buildHost(cfg Config, rm network.ResourceManager, cm *connmgr.BasicConnMgr)
 		EnablePing:           true,
 		EnableHolePunching:   true,
 		EnableRelayService:   cfg.RelayService,
-		EnableMetrics:        metrics,
+		EnableMetrics:        m != nil,
 		PrometheusRegisterer: reg,
 		ObservedAddrsManager: obs,
 	})
@@ -149,7 +147,7 @@ func buildHost(cfg Config, rm network.ResourceManager, cm *connmgr.BasicConnMgr)
 	}
 	// From here on h.Close stops everything.
 	h := &partsHost{BasicHost: bh, closers: []func() error{obs.Close}, after: []func() error{qcm.Close}}
-	if err := startHost(cfg, h, sw, obs, reg); err != nil {
+	if err := startHost(cfg, h, sw, obs); err != nil {
 		h.Close()
 		return nil, err
 	}
@@ -159,7 +157,7 @@ func buildHost(cfg Config, rm network.ResourceManager, cm *connmgr.BasicConnMgr)
 // startHost adds the relay transport to the new host h, listens, and
 // starts its services: AutoRelay with cfg.StaticRelays, identify and
 // AutoNAT.
-func startHost(cfg Config, h *partsHost, sw *nodeSwarm, obs *observedaddrs.Manager, reg prometheus.Registerer) error {
+func startHost(cfg Config, h *partsHost, sw *nodeSwarm, obs *observedaddrs.Manager) error {
 	// The relay transport: connections through a relay to peers that
 	// cannot be reached directly, and their hole punching.
 	if err := relayclient.AddTransport(h.BasicHost, sw.upgrader); err != nil {
@@ -178,8 +176,8 @@ func startHost(cfg Config, h *partsHost, sw *nodeSwarm, obs *observedaddrs.Manag
 		// relay (a bootstrap peer that runs rpseed --relay), so that
 		// others can reach this node and hole punching can start.
 		opts := []autorelay.Option{autorelay.WithStaticRelays(cfg.StaticRelays)}
-		if reg != nil {
-			opts = append(opts, autorelay.WithMetricsTracer(autorelay.NewMetricsTracer(autorelay.WithRegisterer(reg))))
+		if cfg.Metrics != nil {
+			opts = append(opts, cfg.Metrics.AutoRelay())
 		}
 		ar, err := autorelay.NewAutoRelay(h.BasicHost, opts...)
 		if err != nil {
@@ -189,7 +187,7 @@ func startHost(cfg Config, h *partsHost, sw *nodeSwarm, obs *observedaddrs.Manag
 		h.closers = append([]func() error{ar.Close}, h.closers...)
 	}
 	h.BasicHost.Start()
-	return addAutoNAT(cfg, h.BasicHost, sw.ResourceManager(), reg)
+	return addAutoNAT(cfg, h.BasicHost, sw.ResourceManager())
 }
 
 // listenMultiaddrs parses cfg.ListenAddrs.
@@ -351,14 +349,14 @@ func quicKeys(key crypto.PrivKey) (reset quic.StatelessResetKey, token quic.Toke
 // from a swarm of its own with a throwaway key, as libp2p.New with
 // EnableNATService does. A node with the relay service is public;
 // cfg.Reachability (tests) fixes the answer.
-func addAutoNAT(cfg Config, h *basichost.BasicHost, rm network.ResourceManager, reg prometheus.Registerer) error {
+func addAutoNAT(cfg Config, h *basichost.BasicHost, rm network.ResourceManager) error {
 	opts := []autonat.Option{
 		autonat.UsingAddresses(func() []ma.Multiaddr {
 			return slices.DeleteFunc(h.AllAddrs(), func(a ma.Multiaddr) bool { return !manet.IsPublicAddr(a) })
 		}),
 	}
-	if reg != nil {
-		opts = append(opts, autonat.WithMetricsTracer(autonat.NewMetricsTracer(autonat.WithRegisterer(reg))))
+	if cfg.Metrics != nil {
+		opts = append(opts, cfg.Metrics.AutoNAT())
 	}
 	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/bits"
 	"slices"
+	"sort"
 
 	"github.com/org/rustpatcher-go/internal/wire"
 )
@@ -84,15 +85,9 @@ func NewIndex(ctx context.Context, r io.Reader, size int64) (*Index, error) {
 	if pos != size {
 		return nil, fmt.Errorf("the base has %d bytes, not %d", pos, size)
 	}
-	slices.SortFunc(x.anchors, func(a, b anchor) int {
-		switch {
-		case a.h < b.h:
-			return -1
-		case a.h > b.h:
-			return 1
-		}
-		return 0
-	})
+	// sort.Slice, not slices.SortFunc: a generic sort of a struct
+	// links its own copy of the sort (docs/BENCHMARKS.md, Cost of embedding).
+	sort.Slice(x.anchors, func(i, j int) bool { return x.anchors[i].h < x.anchors[j].h })
 	return x, nil
 }
 

@@ -3,9 +3,6 @@
 package target
 
 import (
-	"debug/elf"
-	"debug/macho"
-	"debug/pe"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -83,21 +80,22 @@ func DetectFile(path string) (Target, error) {
 // are darwin; PE executables are windows. An executable of another format,
 // or for a machine Detect does not know, is an ErrUnknownFormat.
 //
-// Detect reads the few header fields it needs and nothing more: the
-// parsers of debug/elf, debug/macho and debug/pe would link their section
-// readers, with zlib and zstd decompression, into every app that embeds
-// the client.
+// Detect reads the few header fields it needs and nothing more, with its
+// own copies of their constants (headers.go): the parsers of debug/elf,
+// debug/macho and debug/pe would link their section readers, with zlib and
+// zstd decompression, into every app that embeds the client, and importing
+// the packages at all links their initialisation.
 func Detect(r io.ReaderAt) (Target, error) {
 	var h [64]byte
 	n, _ := r.ReadAt(h[:], 0)
 	b := h[:n]
 	switch {
-	case len(b) >= 4 && string(b[:4]) == elf.ELFMAG:
+	case len(b) >= 4 && string(b[:4]) == elfMagic:
 		return elfTarget(b)
-	case len(b) >= 8 && (binary.LittleEndian.Uint32(b) == macho.Magic64 || binary.LittleEndian.Uint32(b) == macho.Magic32):
-		return machoTarget(macho.Cpu(binary.LittleEndian.Uint32(b[4:])))
-	case len(b) >= 8 && (binary.BigEndian.Uint32(b) == macho.Magic64 || binary.BigEndian.Uint32(b) == macho.Magic32):
-		return machoTarget(macho.Cpu(binary.BigEndian.Uint32(b[4:])))
+	case len(b) >= 8 && (binary.LittleEndian.Uint32(b) == machoMagic64 || binary.LittleEndian.Uint32(b) == machoMagic32):
+		return machoTarget(binary.LittleEndian.Uint32(b[4:]))
+	case len(b) >= 8 && (binary.BigEndian.Uint32(b) == machoMagic64 || binary.BigEndian.Uint32(b) == machoMagic32):
+		return machoTarget(binary.BigEndian.Uint32(b[4:]))
 	case len(b) >= 0x40 && string(b[:2]) == "MZ":
 		var sig [6]byte
 		off := int64(binary.LittleEndian.Uint32(b[0x3c:]))
@@ -105,11 +103,11 @@ func Detect(r io.ReaderAt) (Target, error) {
 			return Target{}, ErrUnknownFormat
 		}
 		switch m := binary.LittleEndian.Uint16(sig[4:]); m {
-		case pe.IMAGE_FILE_MACHINE_AMD64:
+		case peMachineAMD64:
 			return Target{"windows", "amd64"}, nil
-		case pe.IMAGE_FILE_MACHINE_ARM64:
+		case peMachineARM64:
 			return Target{"windows", "arm64"}, nil
-		case pe.IMAGE_FILE_MACHINE_I386:
+		case peMachineI386:
 			return Target{"windows", "386"}, nil
 		default:
 			return Target{}, fmt.Errorf("PE for machine %#x: %w", m, ErrUnknownFormat)
@@ -119,81 +117,81 @@ func Detect(r io.ReaderAt) (Target, error) {
 }
 
 // machoTarget returns the target of a Mach-O executable for cpu.
-func machoTarget(cpu macho.Cpu) (Target, error) {
+func machoTarget(cpu uint32) (Target, error) {
 	switch cpu {
-	case macho.CpuAmd64:
+	case machoCPUAmd64:
 		return Target{"darwin", "amd64"}, nil
-	case macho.CpuArm64:
+	case machoCPUArm64:
 		return Target{"darwin", "arm64"}, nil
 	}
-	return Target{}, fmt.Errorf("Mach-O for CPU %v: %w", cpu, ErrUnknownFormat)
+	return Target{}, fmt.Errorf("Mach-O for CPU %#x: %w", cpu, ErrUnknownFormat)
 }
 
 // elfTarget returns the target of an ELF executable whose header starts
 // h (the first 64 bytes of the file, or all of a shorter one).
 func elfTarget(h []byte) (Target, error) {
 	// The header is 52 bytes in a 32-bit ELF file, 64 in a 64-bit one.
-	if len(h) < elf.EI_NIDENT {
+	if len(h) < elfIdentLen {
 		return Target{}, fmt.Errorf("%w: ELF file of %d bytes (truncated?)", ErrUnknownFormat, len(h))
 	}
 	var size int
-	switch elf.Class(h[elf.EI_CLASS]) {
-	case elf.ELFCLASS32:
+	switch h[elfIdentClass] {
+	case elfClass32:
 		size = 52
-	case elf.ELFCLASS64:
+	case elfClass64:
 		size = 64
 	default:
-		return Target{}, fmt.Errorf("%w: ELF class %d", ErrUnknownFormat, h[elf.EI_CLASS])
+		return Target{}, fmt.Errorf("%w: ELF class %d", ErrUnknownFormat, h[elfIdentClass])
 	}
 	var order binary.ByteOrder
-	switch elf.Data(h[elf.EI_DATA]) {
-	case elf.ELFDATA2LSB:
+	switch h[elfIdentData] {
+	case elfData2LSB:
 		order = binary.LittleEndian
-	case elf.ELFDATA2MSB:
+	case elfData2MSB:
 		order = binary.BigEndian
 	default:
-		return Target{}, fmt.Errorf("%w: ELF data encoding %d", ErrUnknownFormat, h[elf.EI_DATA])
+		return Target{}, fmt.Errorf("%w: ELF data encoding %d", ErrUnknownFormat, h[elfIdentData])
 	}
 	if len(h) < size {
 		return Target{}, fmt.Errorf("%w: ELF header of %d bytes, want %d (truncated?)", ErrUnknownFormat, len(h), size)
 	}
-	if elf.Version(h[elf.EI_VERSION]) != elf.EV_CURRENT || elf.Version(order.Uint32(h[20:])) != elf.EV_CURRENT {
-		return Target{}, fmt.Errorf("%w: ELF version %d", ErrUnknownFormat, h[elf.EI_VERSION])
+	if h[elfIdentVersion] != elfVersionCurrent || order.Uint32(h[20:]) != elfVersionCurrent {
+		return Target{}, fmt.Errorf("%w: ELF version %d", ErrUnknownFormat, h[elfIdentVersion])
 	}
-	osabi, machine := elf.OSABI(h[elf.EI_OSABI]), elf.Machine(order.Uint16(h[18:]))
-	data := elf.Data(h[elf.EI_DATA])
+	osabi, machine := h[elfIdentOSABI], order.Uint16(h[18:])
+	data := h[elfIdentData]
 	goos := "linux"
 	switch osabi {
-	case elf.ELFOSABI_FREEBSD:
+	case elfOSABIFreeBSD:
 		goos = "freebsd"
-	case elf.ELFOSABI_NETBSD:
+	case elfOSABINetBSD:
 		goos = "netbsd"
-	case elf.ELFOSABI_OPENBSD:
+	case elfOSABIOpenBSD:
 		goos = "openbsd"
 	}
 	var arch string
 	switch machine {
-	case elf.EM_X86_64:
+	case elfMachineX86_64:
 		arch = "amd64"
-	case elf.EM_AARCH64:
+	case elfMachineAArch64:
 		arch = "arm64"
-	case elf.EM_386:
+	case elfMachine386:
 		arch = "386"
-	case elf.EM_ARM:
+	case elfMachineARM:
 		arch = "arm"
-	case elf.EM_RISCV:
+	case elfMachineRISCV:
 		arch = "riscv64"
-	case elf.EM_S390:
+	case elfMachineS390:
 		arch = "s390x"
-	case elf.EM_LOONGARCH:
+	case elfMachineLoongArch:
 		arch = "loong64"
-	case elf.EM_PPC64:
+	case elfMachinePPC64:
 		arch = "ppc64"
-		if data == elf.ELFDATA2LSB {
+		if data == elfData2LSB {
 			arch = "ppc64le"
 		}
 	default:
-		return Target{}, fmt.Errorf("ELF for machine %v: %w", machine, ErrUnknownFormat)
+		return Target{}, fmt.Errorf("ELF for machine %d: %w", machine, ErrUnknownFormat)
 	}
 	return Target{OS: goos, Arch: arch}, nil
 }

@@ -190,3 +190,48 @@ func TestDetectFile(t *testing.T) {
 		t.Errorf("DetectFile(missing) = %v, want a not-exist error naming the file", err)
 	}
 }
+
+// TestHeaderConstants checks the header constants Detect uses (headers.go)
+// against debug/elf, debug/macho and debug/pe.
+func TestHeaderConstants(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		got, want uint64
+	}{
+		{"EI_CLASS", elfIdentClass, elf.EI_CLASS},
+		{"EI_DATA", elfIdentData, elf.EI_DATA},
+		{"EI_VERSION", elfIdentVersion, elf.EI_VERSION},
+		{"EI_OSABI", elfIdentOSABI, elf.EI_OSABI},
+		{"EI_NIDENT", elfIdentLen, elf.EI_NIDENT},
+		{"ELFCLASS32", elfClass32, uint64(elf.ELFCLASS32)},
+		{"ELFCLASS64", elfClass64, uint64(elf.ELFCLASS64)},
+		{"ELFDATA2LSB", elfData2LSB, uint64(elf.ELFDATA2LSB)},
+		{"ELFDATA2MSB", elfData2MSB, uint64(elf.ELFDATA2MSB)},
+		{"EV_CURRENT", elfVersionCurrent, uint64(elf.EV_CURRENT)},
+		{"ELFOSABI_NETBSD", elfOSABINetBSD, uint64(elf.ELFOSABI_NETBSD)},
+		{"ELFOSABI_FREEBSD", elfOSABIFreeBSD, uint64(elf.ELFOSABI_FREEBSD)},
+		{"ELFOSABI_OPENBSD", elfOSABIOpenBSD, uint64(elf.ELFOSABI_OPENBSD)},
+		{"EM_386", elfMachine386, uint64(elf.EM_386)},
+		{"EM_PPC64", elfMachinePPC64, uint64(elf.EM_PPC64)},
+		{"EM_S390", elfMachineS390, uint64(elf.EM_S390)},
+		{"EM_ARM", elfMachineARM, uint64(elf.EM_ARM)},
+		{"EM_X86_64", elfMachineX86_64, uint64(elf.EM_X86_64)},
+		{"EM_AARCH64", elfMachineAArch64, uint64(elf.EM_AARCH64)},
+		{"EM_RISCV", elfMachineRISCV, uint64(elf.EM_RISCV)},
+		{"EM_LOONGARCH", elfMachineLoongArch, uint64(elf.EM_LOONGARCH)},
+		{"macho.Magic32", machoMagic32, uint64(macho.Magic32)},
+		{"macho.Magic64", machoMagic64, uint64(macho.Magic64)},
+		{"macho.CpuAmd64", machoCPUAmd64, uint64(macho.CpuAmd64)},
+		{"macho.CpuArm64", machoCPUArm64, uint64(macho.CpuArm64)},
+		{"IMAGE_FILE_MACHINE_I386", peMachineI386, uint64(pe.IMAGE_FILE_MACHINE_I386)},
+		{"IMAGE_FILE_MACHINE_AMD64", peMachineAMD64, uint64(pe.IMAGE_FILE_MACHINE_AMD64)},
+		{"IMAGE_FILE_MACHINE_ARM64", peMachineARM64, uint64(pe.IMAGE_FILE_MACHINE_ARM64)},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
+		}
+	}
+	if elfMagic != elf.ELFMAG {
+		t.Errorf("elfMagic = %q, want %q", elfMagic, elf.ELFMAG)
+	}
+}
