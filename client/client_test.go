@@ -18,6 +18,7 @@ func TestSpawnConfigErrors(t *testing.T) {
 	t.Parallel()
 	k := regiontest.NewKey(t)
 	none := ""
+	const quicPeer, tcpPeer = "12D3KooWFzwoQGHEg8qurVaxK8i94SoqmKFcAQxK625vuQQ5ov2j", "12D3KooWLApThzAbxc8QCsCLBMjhgXyK3JXX3V5BECzFDiW7Cctb"
 	tests := []struct {
 		name string
 		cfg  options
@@ -31,6 +32,9 @@ func TestSpawnConfigErrors(t *testing.T) {
 		{"private network without bootstrap peers", options{Config: Config{PublicKey: k.PublicText, Network: NetworkConfig{Private: true}}}, netWant("Network.Private needs Network.Bootstrap peers"), ErrNetworkConfig},
 		{"bootstrap address without /p2p/", options{Config: Config{PublicKey: k.PublicText, Network: NetworkConfig{Private: true, Bootstrap: []string{"/ip4/10.0.0.5/tcp/4001"}}}}, netWant(`bootstrap peer "/ip4/10.0.0.5/tcp/4001"`), ErrNetworkConfig},
 		{"bad listen address", options{Config: Config{PublicKey: k.PublicText, Network: NetworkConfig{ListenAddrs: []string{"0.0.0.0:4001"}}}}, netWant(`listen address "0.0.0.0:4001"`), ErrNetworkConfig},
+		{"QUIC listen address without QUIC", options{Config: Config{PublicKey: k.PublicText, Network: NetworkConfig{ListenAddrs: []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"}}}}, netWant(`listen address "/ip4/0.0.0.0/udp/4001/quic-v1" is QUIC, and this node has TCP alone`), ErrNetworkConfig},
+		{"bootstrap peer by QUIC alone", options{Config: Config{PublicKey: k.PublicText, Network: NetworkConfig{Private: true, Bootstrap: []string{"/ip4/10.0.0.5/udp/4001/quic-v1/p2p/" + quicPeer, "/ip4/10.0.0.6/tcp/4001/p2p/" + tcpPeer, "/ip4/10.0.0.6/udp/4001/quic-v1/p2p/" + tcpPeer}}}}, netWant("bootstrap peer " + quicPeer + " is given by QUIC addresses only"), ErrNetworkConfig},
+		{"empty QUICTransport", options{Config: Config{PublicKey: k.PublicText, Network: NetworkConfig{QUIC: &QUICTransport{}}}}, netWant("empty QUICTransport"), ErrNetworkConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,8 @@ package client
 import (
 	"errors"
 	"time"
+
+	"github.com/org/rustpatcher-go/internal/quicopt"
 )
 
 // NetworkConfig configures the peer-to-peer network that Spawn joins.
@@ -24,12 +26,18 @@ type NetworkConfig struct {
 	// /p2p/<peer id> (an rpseed prints them on its "listening:" lines).
 	// They are also asked for releases directly.
 	Bootstrap []string
-	// ListenAddrs are the multiaddrs to listen on; empty means QUIC (UDP)
-	// and TCP on every interface, IPv4 and IPv6, on ports the system picks.
-	// Pin them to open a firewall, for example
-	// "/ip4/0.0.0.0/udp/4001/quic-v1" and "/ip4/0.0.0.0/tcp/4001", or to
+	// ListenAddrs are the multiaddrs to listen on; empty means TCP (and
+	// QUIC, with QUIC set) on every interface, IPv4 and IPv6, on ports the
+	// system picks. Pin them to open a firewall, for example
+	// "/ip4/0.0.0.0/tcp/4001" (and "/ip4/0.0.0.0/udp/4001/quic-v1"), or to
 	// one interface. Peers reach a node only through what it listens on.
 	ListenAddrs []string
+	// QUIC adds QUIC (UDP) to TCP: set it to quic.Transport() of package
+	// github.com/org/rustpatcher-go/client/quic. Without it the node dials
+	// and listens over TCP alone, and the app does not link quic-go (about
+	// 1.4 MB of a stripped binary); a QUIC listen address, or a bootstrap
+	// peer given by QUIC addresses alone, is then refused.
+	QUIC *QUICTransport
 	// DHTServer runs the DHT in server mode even when the node cannot
 	// tell whether it is reachable (loopback tests, LANs).
 	DHTServer bool
@@ -52,6 +60,10 @@ type NetworkConfig struct {
 	// address, as a full multiaddr ending in /p2p/<peer id>.
 	OnListen func(addr string)
 }
+
+// QUICTransport is QUIC for NetworkConfig.QUIC; package client/quic makes
+// it.
+type QUICTransport = quicopt.Transport
 
 // ErrNetworkConfig means a NetworkConfig can never work.
 var ErrNetworkConfig = errors.New("bad network configuration")

@@ -33,6 +33,7 @@ func (nc NetworkConfig) check() error {
 		{"UploadRate", nc.UploadRate != 0},
 		{"IdleTimeout", nc.IdleTimeout != 0},
 		{"IdentityFile", nc.IdentityFile != ""},
+		{"QUIC", nc.QUIC != nil},
 	} {
 		if f.set {
 			set = append(set, "Network."+f.name)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/org/rustpatcher-go/internal/quicopt"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 )
 
@@ -31,6 +32,7 @@ func TestNoP2P(t *testing.T) {
 		"Network.DHTServer":    {DHTServer: true, Disabled: true},
 		"Network.IdentityFile": {IdentityFile: "id"},
 		"Network.UploadRate":   {UploadRate: 5},
+		"Network.QUIC":         {QUIC: quicopt.New()},
 	} {
 		_, err := Spawn(context.Background(), Config{PublicKey: k.PublicText, Network: nc})
 		if !errors.Is(err, ErrNetworkConfig) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "rustpatcher_nop2p") {

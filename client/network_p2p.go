@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/p2phost"
 	"github.com/org/rustpatcher-go/internal/rotation"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -33,14 +35,35 @@ func (nc NetworkConfig) check() error {
 	if nc.Private && len(nc.Bootstrap) == 0 {
 		return fmt.Errorf("client: %w: Network.Private needs Network.Bootstrap peers (such as an rpseed's listening: addresses): a private network has no other way in", ErrNetworkConfig)
 	}
+	quic := nc.QUIC != nil
+	if quic && nc.QUIC.Constructor() == nil {
+		return fmt.Errorf("client: %w: Network.QUIC is an empty QUICTransport: set it to quic.Transport() of package github.com/org/rustpatcher-go/client/quic", ErrNetworkConfig)
+	}
+	// Without QUIC, a peer must have an address that is not QUIC.
+	tcp := map[peer.ID]bool{}
+	var order []peer.ID
 	for _, b := range nc.Bootstrap {
-		if _, err := peer.AddrInfoFromString(b); err != nil {
+		ai, err := peer.AddrInfoFromString(b)
+		if err != nil {
 			return fmt.Errorf("client: %w: bootstrap peer %q: %v (want a multiaddr ending in /p2p/<peer id>, as rpseed prints on its listening: lines)", ErrNetworkConfig, b, err)
+		}
+		if _, ok := tcp[ai.ID]; !ok {
+			order = append(order, ai.ID)
+		}
+		tcp[ai.ID] = tcp[ai.ID] || slices.ContainsFunc(ai.Addrs, func(a ma.Multiaddr) bool { return !p2phost.IsQUIC(a) })
+	}
+	for _, id := range order {
+		if !quic && !tcp[id] {
+			return fmt.Errorf("client: %w: bootstrap peer %s is given by QUIC addresses only, and this node has TCP alone: add the peer's /tcp/ address (rpseed prints one listening: line for each), or set Network.QUIC to quic.Transport() of package github.com/org/rustpatcher-go/client/quic", ErrNetworkConfig, id)
 		}
 	}
 	for _, l := range nc.ListenAddrs {
-		if _, err := ma.NewMultiaddr(l); err != nil {
+		a, err := ma.NewMultiaddr(l)
+		if err != nil {
 			return fmt.Errorf("client: %w: listen address %q: %v (want a multiaddr such as /ip4/0.0.0.0/tcp/4001)", ErrNetworkConfig, l, err)
+		}
+		if !quic && p2phost.IsQUIC(a) {
+			return fmt.Errorf("client: %w: listen address %q is QUIC, and this node has TCP alone: listen on TCP (such as /ip4/0.0.0.0/tcp/4001), or set Network.QUIC to quic.Transport() of package github.com/org/rustpatcher-go/client/quic", ErrNetworkConfig, l)
 		}
 	}
 	return nil
@@ -59,6 +82,10 @@ func startNetwork(ctx context.Context, nc NetworkConfig, pub []byte, log *slog.L
 	if log == nil {
 		log = slog.Default()
 	}
+	var q p2p.QUIC
+	if nc.QUIC != nil {
+		q = nc.QUIC.Constructor()
+	}
 	var id crypto.PrivKey
 	if nc.IdentityFile != "" {
 		k, err := p2p.LoadIdentity(nc.IdentityFile)
@@ -72,6 +99,7 @@ func startNetwork(ctx context.Context, nc NetworkConfig, pub []byte, log *slog.L
 		Private:            nc.Private,
 		Bootstrap:          nc.Bootstrap,
 		ListenAddrs:        nc.ListenAddrs,
+		QUIC:               q,
 		DHTServer:          nc.DHTServer,
 		UploadSlots:        nc.UploadSlots,
 		UploadSlotsPerPeer: nc.UploadSlotsPerPeer,

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +21,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/org/rustpatcher-go/internal/p2phost/hostquic"
+	"github.com/org/rustpatcher-go/internal/quicopt"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 )
 
@@ -46,10 +49,13 @@ func TestNetworkSourceAndSeeder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	loop := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+	// The seed with QUIC and TCP, as rpseed's; the app on TCP alone, as
+	// apps are unless they ask for QUIC.
+	both := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+	loop := both[1:]
 
 	var seedAddrs []string
-	seed, closer, err := startNetwork(ctx, NetworkConfig{Private: true, DHTServer: true, ListenAddrs: loop,
+	seed, closer, err := startNetwork(ctx, NetworkConfig{Private: true, DHTServer: true, ListenAddrs: both, QUIC: quicopt.New(hostquic.New),
 		OnListen: func(a string) { seedAddrs = append(seedAddrs, a) }}, pub, log)
 	if err != nil {
 		t.Fatal(err)
@@ -155,6 +161,26 @@ func TestNoP2PBuildLinksNoLibp2p(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "internal/mirror") {
 		t.Error("the nop2p build has no HTTPS source (internal/mirror)")
+	}
+}
+
+// TestQUICOnlyWhenAsked: the client package depends on quic-go only
+// through package client/quic, which an app imports to ask for QUIC, so
+// that an app on TCP alone links none of it (docs/BENCHMARKS.md, Cost of
+// embedding).
+func TestQUICOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		pkg  string
+		quic bool
+	}{{".", false}, {"./quic", true}} {
+		out, err := exec.Command(regiontest.GoTool(), "list", "-deps", tt.pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", tt.pkg, err, out)
+		}
+		if got := slices.Contains(strings.Fields(string(out)), "github.com/quic-go/quic-go"); got != tt.quic {
+			t.Errorf("package %s depends on quic-go: %v, want %v", tt.pkg, got, tt.quic)
+		}
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/p2phost/hostquic"
+	"github.com/org/rustpatcher-go/internal/quicopt"
 )
 
 // TestRestartLeavesNetwork: before the process is replaced by a restart,
@@ -28,7 +30,7 @@ func TestRestartLeavesNetwork(t *testing.T) {
 	// QUIC only: a QUIC connection to a process that is gone stays open
 	// until its idle timeout (a TCP one the kernel closes on exec).
 	loop := []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
-	seed, err := p2p.New(ctx, p2p.Config{Private: true, ListenAddrs: loop, DHTServer: true, Logger: slog.New(slog.DiscardHandler)})
+	seed, err := p2p.New(ctx, p2p.Config{Private: true, ListenAddrs: loop, QUIC: hostquic.New, DHTServer: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +42,7 @@ func TestRestartLeavesNetwork(t *testing.T) {
 	restarted := make(chan bool, 1) // whether the seed saw the node leave
 	cfg := r.config()
 	cfg.Mode = Now()
-	cfg.Network = NetworkConfig{Private: true, Bootstrap: seed.Addrs(), ListenAddrs: loop, DHTServer: true,
+	cfg.Network = NetworkConfig{Private: true, Bootstrap: seed.Addrs(), ListenAddrs: loop, QUIC: quicopt.New(hostquic.New), DHTServer: true,
 		OnListen: func(a string) {
 			id, err := peer.Decode(a[strings.LastIndex(a, "/")+1:])
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/p2phost/hostquic"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/region"
@@ -22,7 +23,7 @@ import (
 // nothing the halt holds back) and for a yank of the 2.0.0 every node
 // runs to 1.0.1 (the node applied 1.0.1, fetched from the seed and its
 // peers), against the poll interval. The seed and the 50 nodes are libp2p
-// hosts in this process (real QUIC and TCP on loopback, real DHT), each
+// hosts in this process (real TCP on loopback, and QUIC for the seed; real DHT), each
 // node a full update engine (client.Spawn) on a 300 kB stand-in
 // executable; self-test and restart are stubbed out. Run once:
 //
@@ -48,8 +49,8 @@ func rolloutFleet(b *testing.B, n int, interval time.Duration) (halt, yank time.
 	defer cancel()
 	k := regiontest.NewKey(b)
 	dir := b.TempDir()
-	loopback := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
-	seed, err := p2p.New(ctx, p2p.Config{Private: true, ListenAddrs: loopback, DHTServer: true, Logger: slog.New(slog.DiscardHandler)})
+	loopback := []string{"/ip4/127.0.0.1/tcp/0"} // apps' transport
+	seed, err := p2p.New(ctx, p2p.Config{Private: true, ListenAddrs: []string{"/ip4/127.0.0.1/udp/0/quic-v1", loopback[0]}, QUIC: hostquic.New, DHTServer: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

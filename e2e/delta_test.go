@@ -180,7 +180,7 @@ func runDeltaCase(t *testing.T, key Key, base, rpseed string, c deltaCase) delta
 	args := append([]string{"--dir", seedDir, "--private", "--pub", target + "=" + key.Public,
 		"--identity", filepath.Join(dir, "seed.key"), "--metrics-addr", "127.0.0.1:0",
 		"--upload-rate", strconv.Itoa(uploadRate)}, c.flags...)
-	seed := Start(t, rpseed, append(args, loopback()...)...)
+	seed := Start(t, rpseed, append(args, seedLoopback()...)...)
 	l, _ := seed.WaitLine(0, 30*time.Second, `^metrics: http://`)
 	metrics := strings.TrimPrefix(l.Text, "metrics: ")
 	seedAddrs := listenAddrs(t, seed, 0, 2)

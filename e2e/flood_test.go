@@ -376,7 +376,7 @@ func startFloodSeed(t *testing.T, rpseed, release string, key Key, extra ...stri
 	target := runtime.GOOS + "/" + runtime.GOARCH
 	CopyFile(t, release, filepath.Join(seedDir, "app-2.0.0"))
 	args := append([]string{"--dir", seedDir, "--identity", filepath.Join(dir, "identity.key"), "--private",
-		"--pub", target + "=" + key.Public}, loopback()...)
+		"--pub", target + "=" + key.Public}, seedLoopback()...)
 	p := Start(t, rpseed, append(args, extra...)...)
 	addrs := listenAddrs(t, p, 0, 2)
 	p.WaitLine(0, 30*time.Second, `msg="serving release".* version=2\.0\.0`)

@@ -201,6 +201,13 @@ func BuildHello(t testing.TB, pub string) string {
 	return GoBuild(t, helloPkg, ldflags)
 }
 
+// BuildHelloQUIC is BuildHello with the tag hello_quic: a hello that asks
+// for QUIC (client/quic) besides TCP.
+func BuildHelloQUIC(t testing.TB, pub string) string {
+	t.Helper()
+	return GoBuildWith(t, Build{Pkg: helloPkg, LDFlags: "-X github.com/org/rustpatcher-go/client.linkedPublicKey=" + pub, Flags: []string{"-tags", "hello_quic"}})
+}
+
 // A Key is an owner key pair made for one test.
 type Key struct {
 	// Private signs releases.

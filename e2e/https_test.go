@@ -471,7 +471,7 @@ func TestHTTPSAndPeers(t *testing.T) {
 	}
 	// A bootstrap peer without releases.
 	seed := Start(t, rpseed, append([]string{"--dir", empty, "--private", "--pub", runtime.GOOS + "/" + runtime.GOARCH + "=" + m.key.Public,
-		"--identity", filepath.Join(dir, "seed.key")}, loopback()...)...)
+		"--identity", filepath.Join(dir, "seed.key")}, seedLoopback()...)...)
 	seedAddrs := listenAddrs(t, seed, 0, 2)
 	var exes []*versionWatch
 	for i := range nodes {
@@ -517,7 +517,7 @@ func TestHTTPSNoPeers(t *testing.T) {
 	rpseed := GoBuild(t, "github.com/org/rustpatcher-go/cmd/rpseed", "")
 	dir := t.TempDir()
 	seed := Start(t, rpseed, append([]string{"--dir", dir, "--private", "--pub", runtime.GOOS + "/" + runtime.GOARCH + "=" + m.key.Public,
-		"--identity", filepath.Join(t.TempDir(), "seed.key")}, loopback()...)...)
+		"--identity", filepath.Join(t.TempDir(), "seed.key")}, seedLoopback()...)...)
 	seedAddrs := listenAddrs(t, seed, 0, 2)
 	seed.Kill()
 	args := append([]string{"--mode", "now", "--private", "--dht-server", "--interval", "1s",

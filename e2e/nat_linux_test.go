@@ -291,14 +291,19 @@ type natTransport struct {
 	// marker is in the multiaddr of a direct connection over it; empty
 	// for any.
 	marker string
+	// quic: the nodes are hello built with -tags hello_quic, which asks
+	// for QUIC (client/quic); otherwise they run on TCP alone, as apps do
+	// by default.
+	quic bool
 }
 
 var (
-	// natBoth listens on QUIC and TCP, as apps and rpseed do by default.
-	natBoth = natTransport{name: "QUIC and TCP",
+	// natDefault is what rpseed and apps listen on by default: QUIC and
+	// TCP for the seed, TCP for the nodes.
+	natDefault = natTransport{name: "defaults",
 		seed: []string{"/ip4/" + natSeedIP + "/udp/4001/quic-v1", "/ip4/" + natSeedIP + "/tcp/4001"},
-		node: []string{"/ip4/0.0.0.0/udp/0/quic-v1", "/ip4/0.0.0.0/tcp/0"}}
-	natQUIC = natTransport{name: "QUIC", marker: "/quic-v1",
+		node: []string{"/ip4/0.0.0.0/tcp/0"}}
+	natQUIC = natTransport{name: "QUIC", marker: "/quic-v1", quic: true,
 		seed: []string{"/ip4/" + natSeedIP + "/udp/4001/quic-v1"},
 		node: []string{"/ip4/0.0.0.0/udp/0/quic-v1"}}
 	natTCP = natTransport{name: "TCP", marker: "/tcp/",
@@ -486,6 +491,7 @@ func TestNATTraversal(t *testing.T) {
 	}
 	key := OwnerKey(t)
 	bin := BuildHello(t, key.Public)
+	binQUIC := BuildHelloQUIC(t, key.Public)
 	rpseed := GoBuild(t, rpseedPkg, "")
 
 	t.Run("FromSeed", func(t *testing.T) {
@@ -495,7 +501,7 @@ func TestNATTraversal(t *testing.T) {
 		seedDir := filepath.Join(dir, "seed")
 		release := filepath.Join(seedDir, "hello-2.0.0")
 		SignedCopy(t, bin, release, key, "2.0.0")
-		seed, seedAddrs := n.startSeed(t, rpseed, seedDir, key.Public, natBoth)
+		seed, seedAddrs := n.startSeed(t, rpseed, seedDir, key.Public, natDefault)
 		names := map[string]string{peerOf(t, seedAddrs): "the seed"}
 
 		var nodes [2]*Proc
@@ -504,7 +510,7 @@ func TestNATTraversal(t *testing.T) {
 			exes[i] = filepath.Join(dir, s.name, "hello")
 			SignedCopy(t, bin, exes[i], key, "1.0.0")
 			var id string
-			nodes[i], id = n.startNode(t, s, exes[i], seedAddrs, natBoth)
+			nodes[i], id = n.startNode(t, s, exes[i], seedAddrs, natDefault)
 			names[id] = "node " + s.name
 		}
 		for _, p := range nodes {
@@ -532,7 +538,11 @@ func TestNATTraversal(t *testing.T) {
 
 	for _, tr := range []natTransport{natQUIC, natTCP} {
 		t.Run("HolePunch"+tr.name, func(t *testing.T) {
-			holePunch(t, bin, rpseed, key, tr)
+			exe := bin
+			if tr.quic {
+				exe = binQUIC
+			}
+			holePunch(t, exe, rpseed, key, tr)
 		})
 	}
 }

@@ -50,8 +50,7 @@ func BenchmarkEmbeddingCost(b *testing.B) {
 		args []string
 		env  []string
 	}
-	node := []string{"--private", "--bootstrap", unreachablePeer(b),
-		"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--listen", "/ip4/127.0.0.1/tcp/0"}
+	node := []string{"--private", "--bootstrap", unreachablePeer(b), "--listen", "/ip4/127.0.0.1/tcp/0"}
 	ca, mirror, polled := idleMirror(b, key, with)
 	progs := []prog{{"bare", bare, nil, nil}, {"client", with, node, nil},
 		{"nop2p", nop2p, []string{"--source", mirror}, append([]string{"SSL_CERT_FILE=" + ca}, rootsEnv()...)}}

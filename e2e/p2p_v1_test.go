@@ -74,7 +74,7 @@ func newHostileSwarm(t *testing.T) *hostileSwarm {
 	sw.old = filepath.Join(dir, "hello-1.0.0")
 	SignedCopy(t, sw.hello, sw.old, key, "1.0.0")
 	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", target + "=" + key.Public,
-		"--identity", filepath.Join(dir, "seed.key")}, loopback()...)...)
+		"--identity", filepath.Join(dir, "seed.key")}, seedLoopback()...)...)
 	sw.seedAddrs = listenAddrs(t, seed, 0, 2)
 	sw.seedID = peerID(t, sw.seedAddrs[0])
 	seed.WaitLine(0, 30*time.Second, `msg="serving release".* version=2\.0\.0`)
@@ -99,7 +99,7 @@ func (sw *hostileSwarm) addLiar(t *testing.T, args ...string) *Proc {
 	for i, a := range args {
 		args[i] = strings.ReplaceAll(a, "{old}", sw.old)
 	}
-	args = append(append([]string{"--pub", sw.key.Public, "--target", target, "--real", sw.release}, args...), loopback()...)
+	args = append(append([]string{"--pub", sw.key.Public, "--target", target, "--real", sw.release}, args...), seedLoopback()...)
 	p := Start(t, hostile, append(args, bootstrapArgs(sw.seedAddrs)...)...)
 	addrs := listenAddrs(t, p, 0, 2)
 	sw.liarIDs[peerID(t, addrs[0])] = true

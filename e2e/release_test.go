@@ -544,7 +544,7 @@ func TestGitHubSeed(t *testing.T) {
 	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", host.String() + "=" + key.Public,
 		"--identity", filepath.Join(t.TempDir(), "seed.key"),
 		"--github", "org/hello", "--github-api-url", srv.URL, "--github-interval", "1s",
-		"--scan-interval", "1s", "--log-level", "debug"}, loopback()...)...)
+		"--scan-interval", "1s", "--log-level", "debug"}, seedLoopback()...)...)
 	seedAddrs := listenAddrs(t, seed, 0, 2)
 	seed.WaitLine(0, p2pTimeout, `release manifest rejected.*tag=v2\.1\.0.*signature does not verify`)
 	seed.WaitLine(0, p2pTimeout, `release binary rejected, not serving it.*tag=v2\.2\.0.*contents do not match`)
@@ -581,7 +581,7 @@ func updateOverSeed(t *testing.T, key Key, old, next string) {
 	seedDir := filepath.Join(dir, "seed")
 	CopyFile(t, next, filepath.Join(seedDir, "hello-2.0.0"))
 	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", host.String() + "=" + key.Public,
-		"--identity", filepath.Join(t.TempDir(), "seed.key"), "--scan-interval", "1s"}, loopback()...)...)
+		"--identity", filepath.Join(t.TempDir(), "seed.key"), "--scan-interval", "1s"}, seedLoopback()...)...)
 	seed.WaitLine(0, 30*time.Second, `release found.*version=2\.0\.0`)
 	seedAddrs := listenAddrs(t, seed, 0, 2)
 

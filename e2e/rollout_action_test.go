@@ -14,6 +14,7 @@ import (
 	"github.com/org/rustpatcher-go/internal/ghrelease"
 	"github.com/org/rustpatcher-go/internal/ghrelease/ghreleasetest"
 	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/p2phost/hostquic"
 	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/internal/testtools"
@@ -135,12 +136,12 @@ func TestRolloutWorkflows(t *testing.T) {
 	seed := Start(t, rpseed, append([]string{"--dir", seedDir, "--private", "--pub", host.String() + "=" + key.Public,
 		"--identity", filepath.Join(t.TempDir(), "seed.key"),
 		"--github", "org/app", "--github-api-url", srv.URL, "--github-interval", "1s",
-		"--scan-interval", "1s"}, loopback()...)...)
+		"--scan-interval", "1s"}, seedLoopback()...)...)
 	seedAddrs := listenAddrs(t, seed, 0, 2)
 	seed.WaitLine(0, p2pTimeout, `serving rollout statement.*sequence=4`)
 	ctx, cancel := context.WithTimeout(context.Background(), p2pTimeout)
 	defer cancel()
-	node, err := p2p.New(ctx, p2p.Config{Private: true, Bootstrap: seedAddrs, ListenAddrs: []string{"/ip4/127.0.0.1/udp/0/quic-v1"}})
+	node, err := p2p.New(ctx, p2p.Config{Private: true, Bootstrap: seedAddrs, ListenAddrs: []string{"/ip4/127.0.0.1/udp/0/quic-v1"}, QUIC: hostquic.New})
 	if err != nil {
 		t.Fatal(err)
 	}

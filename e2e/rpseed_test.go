@@ -215,7 +215,7 @@ func TestRpseedSelfUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := Start(t, otherExe, append([]string{"--self-update", "now", "--self-update-interval", "1s", "--private",
-		"--dir", otherDir, "--pub", target + "=" + appKey.Public, "--identity", filepath.Join(dir, "seed2.key")}, append(loopback(), bootstrapArgs(addrs2)...)...)...)
+		"--dir", otherDir, "--pub", target + "=" + appKey.Public, "--identity", filepath.Join(dir, "seed2.key")}, append(seedLoopback(), bootstrapArgs(addrs2)...)...)...)
 	other.WaitLine(0, p2pTimeout, `update found.*version=2\.0\.0.*source="p2p `)
 	_, i := other.WaitLine(0, p2pTimeout, `restarting into the update.*version=2\.0\.0`)
 	other.WaitLine(i, 30*time.Second, `rpseed running.*version=2\.0\.0`)
@@ -247,7 +247,7 @@ func TestRpseedSelfUpdateNoLinkedKey(t *testing.T) {
 	}
 	rpseed := GoBuild(t, rpseedPkg, "")
 	p := Start(t, rpseed, append([]string{"--self-update", "now", "--private", "--dir", t.TempDir(), "--identity", filepath.Join(t.TempDir(), "seed.key"),
-		"--pub", runtime.GOOS + "/" + runtime.GOARCH + "=" + NewKey(t).Public}, loopback()...)...)
+		"--pub", runtime.GOOS + "/" + runtime.GOARCH + "=" + NewKey(t).Public}, seedLoopback()...)...)
 	err := p.Wait(30 * time.Second)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {

@@ -172,18 +172,25 @@ func run(ctx context.Context, out io.Writer, opts options) error {
 	}
 	d.logf("demo", "signed hello 2.0.0 (%d bytes) for the seed", in.Size+region.Size)
 
-	listen := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
-	var loop []string // the --listen flags
-	for _, a := range listen {
-		loop = append(loop, "--listen", a)
+	// rpseed listens on QUIC and TCP, the hello nodes on TCP alone (an
+	// app has QUIC only when it asks for it: client/quic).
+	seedListen := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+	listen := seedListen[1:]
+	listenFlags := func(addrs []string) []string {
+		var f []string
+		for _, a := range addrs {
+			f = append(f, "--listen", a)
+		}
+		return f
 	}
+	loop := listenFlags(listen) // the nodes' --listen flags
 	target := runtime.GOOS + "/" + runtime.GOARCH
 	seed, err := d.startProc("rpseed", filepath.Join(bin, "rpseed"), append([]string{"--dir", seedDir, "--private",
-		"--identity", filepath.Join(dir, "rpseed.key"), "--pub", target + "=" + pubS, "--upload-slots", "2"}, loop...)...)
+		"--identity", filepath.Join(dir, "rpseed.key"), "--pub", target + "=" + pubS, "--upload-slots", "2"}, listenFlags(seedListen)...)...)
 	if err != nil {
 		return err
 	}
-	seedAddrs, err := seed.addrs(ctx, 0, len(listen))
+	seedAddrs, err := seed.addrs(ctx, 0, len(seedListen))
 	if err != nil {
 		return err
 	}

@@ -108,6 +108,7 @@ import (
 	"github.com/org/rustpatcher-go/internal/ghrelease"
 	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/internal/p2phost/hostmetrics"
+	"github.com/org/rustpatcher-go/internal/p2phost/hostquic"
 	targetpkg "github.com/org/rustpatcher-go/internal/target"
 	"github.com/org/rustpatcher-go/internal/version"
 	"github.com/org/rustpatcher-go/region"
@@ -478,6 +479,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 		DHTServer:          !o.dhtClient,
 		RelayService:       o.relay,
 		MoreSecurity:       []p2p.SecurityProtocol{{ID: noise.ID, New: newNoise}},
+		QUIC:               hostquic.New,
 		UploadSlots:        o.slots,
 		UploadSlotsPerPeer: o.slotsPerPeer,
 		UploadRate:         o.uploadRate,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/org/rustpatcher-go/client"
 	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/p2phost/hostquic"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/wire"
@@ -243,7 +244,7 @@ func TestRunServesDirectory(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	client, err := p2p.New(ctx, p2p.Config{Private: true, DHTServer: true, Bootstrap: addrs,
-		ListenAddrs: []string{"/ip4/127.0.0.1/udp/0/quic-v1"}})
+		ListenAddrs: []string{"/ip4/127.0.0.1/udp/0/quic-v1"}, QUIC: hostquic.New})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,10 @@
 // the app prefers its peers and takes a release from the source when no
 // peer offers it within --peer-wait, or at once when it has no peer at all.
 //
+// hello's node runs on TCP alone, as an app's does unless it asks for QUIC
+// (package client/quic); built with -tags hello_quic it asks for it, and
+// listens on QUIC and TCP by default.
+//
 // The owner public key is linked in at build time, the way release
 // pipelines do it for each target, and the binary signed after:
 //
@@ -80,7 +84,7 @@ func parseOptions() options {
 	flag.DurationVar(&o.healthy, "healthy-after", 0, "how long an update must run before it counts as healthy (default 1m); one that does not, in its first two starts, is rolled back")
 	flag.BoolVar(&o.private, "private", false, "join a private network (only --bootstrap peers) instead of the public one")
 	flag.Var(&o.bootstrap, "bootstrap", "`multiaddr` with /p2p/<id> of a peer to join through, such as an rpseed (repeatable)")
-	flag.Var(&o.listen, "listen", "`multiaddr` to listen on (repeatable; default QUIC and TCP on all interfaces)")
+	flag.Var(&o.listen, "listen", "`multiaddr` to listen on (repeatable; default TCP on all interfaces, and QUIC too when built with -tags hello_quic)")
 	flag.BoolVar(&o.dhtServer, "dht-server", false, "always answer DHT queries (for LANs and loopback)")
 	flag.StringVar(&o.identity, "identity", "", "`file` holding the node's network key, created if missing, to keep one peer ID across restarts")
 	flag.BoolVar(&o.logJSON, "log-json", false, "log JSON lines to stderr instead of text, with one record per update event (event=KIND) for tools that follow the app")
@@ -102,6 +106,7 @@ func (o options) network() client.NetworkConfig {
 		Private:      o.private,
 		Bootstrap:    o.bootstrap,
 		ListenAddrs:  o.listen,
+		QUIC:         quicTransport(),
 		DHTServer:    o.dhtServer,
 		IdentityFile: o.identity,
 		OnListen:     func(addr string) { fmt.Println("listening: " + addr) },

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/p2phost/hostquic"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -60,7 +61,7 @@ func BenchmarkTransferProcs(b *testing.B) {
 					"--identity", filepath.Join(parent.TempDir(), "seed.key"),
 					"--pub", testTarget+"="+region.EncodePublicKey(pub), "--listen", tr.addr)
 				ctx := context.Background()
-				client, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: []string{tr.addr}, Bootstrap: []string{seedAddr}})
+				client, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: []string{tr.addr}, Bootstrap: []string{seedAddr}, QUIC: hostquic.New})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	chk "github.com/org/rustpatcher-go/internal/checked"
+	"github.com/org/rustpatcher-go/internal/p2phost/hostquic"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -82,7 +83,7 @@ func BenchmarkTransfer(b *testing.B) {
 		b.Run(tr.name, func(b *testing.B) {
 			ctx := context.Background()
 			mk := func(boot ...*Node) *Node {
-				cfg := Config{Private: true, DHTServer: true, ListenAddrs: tr.addrs}
+				cfg := Config{Private: true, DHTServer: true, ListenAddrs: tr.addrs, QUIC: hostquic.New}
 				for _, n := range boot {
 					cfg.Bootstrap = n.Addrs()
 				}
@@ -443,15 +444,23 @@ type done struct {
 func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info, nodes, rate int, mode serving) propagation {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	listen := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+	// By default the seed listens on QUIC and TCP, as rpseed does, and
+	// the nodes on TCP alone, as apps do unless they ask for QUIC
+	// (client/quic); RP_PROPAGATION_TRANSPORT=both gives every node QUIC
+	// and TCP, tcp or quic one transport for all.
+	both := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
+	seedListen, listen := both, both[1:]
+	var quic QUIC // the nodes'
 	switch v := os.Getenv("RP_PROPAGATION_TRANSPORT"); v {
 	case "":
+	case "both":
+		listen, quic = both, hostquic.New
 	case "tcp":
-		listen = listen[1:]
+		seedListen = listen
 	case "quic":
-		listen = listen[:1]
+		seedListen, listen, quic = both[:1], both[:1], hostquic.New
 	default:
-		b.Fatalf("RP_PROPAGATION_TRANSPORT=%q: want tcp or quic", v)
+		b.Fatalf("RP_PROPAGATION_TRANSPORT=%q: want both, tcp or quic", v)
 	}
 	var grace time.Duration
 	if v := os.Getenv("RP_SLOT_GRACE"); v != "" {
@@ -462,7 +471,7 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 	}
 	// In pieces mode the seed has PiecesEarly too, as every node of such a
 	// fleet: it keeps an ended upload's slot earlySlotGrace, not slotGrace.
-	seed, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, UploadSlots: 2, UploadRate: rate,
+	seed, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: seedListen, QUIC: hostquic.New, UploadSlots: 2, UploadRate: rate,
 		PiecesEarly: mode == servePieces, slotGrace: grace})
 	if err != nil {
 		b.Fatal(err)
@@ -475,7 +484,7 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 	all := make([]*Node, nodes)
 	tr := newPropTrace(nodes)
 	for i := range all {
-		cfg := Config{Private: true, DHTServer: true, ListenAddrs: listen, Bootstrap: seed.Addrs(), UploadRate: rate,
+		cfg := Config{Private: true, DHTServer: true, ListenAddrs: listen, QUIC: quic, Bootstrap: seed.Addrs(), UploadRate: rate,
 			PiecesEarly: mode == servePieces, slotGrace: grace}
 		if tr != nil {
 			cfg.onDownload = tr.hook(i)
@@ -582,7 +591,7 @@ func BenchmarkDiscovery(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	listen := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
-	seed, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen})
+	seed, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, QUIC: hostquic.New})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -590,7 +599,7 @@ func BenchmarkDiscovery(b *testing.B) {
 	// A small DHT: ten server nodes joined through the seed.
 	var dhtNodes []*Node
 	for i := 0; i < 10; i++ {
-		n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, Bootstrap: seed.Addrs()})
+		n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, Bootstrap: seed.Addrs(), QUIC: hostquic.New})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -610,7 +619,7 @@ func BenchmarkDiscovery(b *testing.B) {
 		for run := 0; run < 10; run++ {
 			start := time.Now()
 			boot := dhtNodes[run%len(dhtNodes)]
-			n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, Bootstrap: boot.Addrs()})
+			n, err := New(ctx, Config{Private: true, DHTServer: true, ListenAddrs: listen, Bootstrap: boot.Addrs(), QUIC: hostquic.New})
 			if err != nil {
 				b.Fatal(err)
 			}

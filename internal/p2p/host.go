@@ -57,7 +57,7 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if len(c.ListenAddrs) == 0 {
-		c.ListenAddrs = p2phost.DefaultListenAddrs()
+		c.ListenAddrs = p2phost.DefaultListenAddrs(c.QUIC != nil)
 	}
 	return c
 }
@@ -103,6 +103,9 @@ const (
 // after TLS (Config.MoreSecurity).
 type SecurityProtocol = p2phost.SecurityProtocol
 
+// QUIC makes a node's QUIC transport (Config.QUIC); hostquic.New is one.
+type QUIC = p2phost.QUIC
+
 // Metrics wires libp2p's Prometheus metrics into a node's host; package
 // internal/p2phost/hostmetrics makes it.
 type Metrics = p2phost.Metrics
@@ -124,6 +127,7 @@ func newHost(cfg Config, boot []peer.AddrInfo) (host.Host, error) {
 		Identity:     cfg.Identity,
 		ListenAddrs:  listen,
 		MoreSecurity: cfg.MoreSecurity,
+		QUIC:         cfg.QUIC,
 		RelayService: cfg.RelayService,
 		StaticRelays: boot,
 		Metrics:      cfg.Metrics,

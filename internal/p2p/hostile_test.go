@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/org/rustpatcher-go/internal/p2phost/hostquic"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
@@ -287,7 +288,7 @@ func TestTrailingBytesResetStream(t *testing.T) {
 
 func testTrailingBytes(t *testing.T, pub ed25519.PublicKey, path string, in region.Info, addr string) {
 	ctx := testContext(t)
-	cfg := Config{ListenAddrs: []string{addr}}
+	cfg := Config{ListenAddrs: []string{addr}, QUIC: hostquic.New}
 	seed := newTestSeed(t, ctx, cfg, pub, path, in)
 	client := newTestNode(t, cfg, seed)
 	r := onlyRelease(t, ctx, client.Source(pub, testTarget))

@@ -1,5 +1,5 @@
 // Package p2p is the libp2p node that both the client library and rpseed
-// run: a host with QUIC and TCP, a Kademlia DHT for discovery, and the
+// run: a host with TCP (and QUIC, Config.QUIC), a Kademlia DHT for discovery, and the
 // rustpatcher stream protocol v1 (see package wire and docs/PROTOCOL.md) for
 // signed info, piece hashes and pieces.
 //
@@ -96,9 +96,15 @@ type Config struct {
 	// They are also asked directly for releases, as seeds. In public mode
 	// the Amino DHT's default bootstrap peers are added.
 	Bootstrap []string
-	// ListenAddrs are multiaddrs to listen on; empty means QUIC and TCP on
-	// all interfaces and any port.
+	// ListenAddrs are multiaddrs to listen on; empty means TCP, and QUIC
+	// with Config.QUIC, on all interfaces and any port.
 	ListenAddrs []string
+	// QUIC adds QUIC to TCP: hostquic.New (internal/p2phost/hostquic).
+	// rpseed has it; an app has it only when it asks (client/quic), so
+	// that an app on TCP alone does not link quic-go. Without it a QUIC
+	// listen address is refused (p2phost.ErrNoQUIC) and peers are
+	// dialled over TCP.
+	QUIC QUIC
 	// Identity is the node's key; nil means a fresh random one.
 	Identity crypto.PrivKey
 	// DHTServer runs the DHT in server mode (seeds, tests on loopback);

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/org/rustpatcher-go/internal/p2phost/hostquic"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
@@ -21,12 +22,14 @@ import (
 
 const testTarget = "linux/amd64"
 
-// newTestNode starts a private, loopback, DHT-server node, listening on
-// QUIC and TCP unless cfg.ListenAddrs says otherwise.
+// newTestNode starts a private, loopback, DHT-server node with QUIC (as
+// rpseed's), listening on QUIC and TCP unless cfg.ListenAddrs says
+// otherwise.
 func newTestNode(t testing.TB, cfg Config, boot ...*Node) *Node {
 	t.Helper()
 	cfg.Private = true
 	cfg.DHTServer = true
+	cfg.QUIC = hostquic.New
 	if len(cfg.ListenAddrs) == 0 {
 		cfg.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
 	}

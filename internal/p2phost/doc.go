@@ -1,7 +1,8 @@
 // Package p2phost assembles the libp2p host that every rustpatcher node
-// runs (internal/p2p adds the DHT and the rustpatcher protocol on top): QUIC
-// and TCP, TLS with batched records (coalesce.go), yamux with larger frames
-// and windows, TCP dialled first on private networks (dial.go), identify,
+// runs (internal/p2p adds the DHT and the rustpatcher protocol on top): TCP,
+// and QUIC when the caller passes package hostquic's constructor (Config.QUIC),
+// TLS with batched records (coalesce.go), yamux with larger frames and
+// windows, TCP dialled first on private networks (dial.go), identify,
 // ping, hole punching, AutoNAT (client and service), the relay transport,
 // AutoRelay with static relays and, on request, the relay service; the
 // resource manager with libp2p's default limits, libp2p's service limits
@@ -21,7 +22,7 @@
 //  1. Run go test ./internal/p2phost. The drift tests compare every value
 //     copied from go-libp2p with what go-libp2p itself produces:
 //     TestServiceLimitsMatchLibp2p (servicelimits.go against
-//     libp2p.SetDefaultServiceLimits), TestQUICKeysMatchLibp2p (the HKDF
+//     libp2p.SetDefaultServiceLimits), TestQUICKeysMatchLibp2p (package hostquic: the HKDF
 //     info strings of the QUIC stateless reset and token keys, against
 //     config.PrivKeyToStatelessResetKey and PrivKeyToTokenGeneratorKey),
 //     TestHostMatchesLibp2pNew (the transport wiring against a host
@@ -34,7 +35,7 @@
 //     versions, for new parts libp2p.New adds to a host or new options of
 //     the parts this package builds (basichost.HostOpts, swarm, upgrader,
 //     quicreuse, autonat, autorelay): buildHost, newSwarm,
-//     newQUICConnManager and addAutoNAT follow NewNode. No test can see
+//     hostquic's New and addAutoNAT follow NewNode. No test can see
 //     the options of the AutoNAT service's dialer swarm (addAutoNAT),
 //     which libp2p.New keeps inside: compare them by reading.
 //  3. Check that the root package github.com/libp2p/go-libp2p is still

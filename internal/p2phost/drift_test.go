@@ -2,15 +2,12 @@ package p2phost
 
 import (
 	"context"
-	"crypto/rand"
 	"reflect"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/config"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -25,40 +22,6 @@ import (
 // The drift tests compare each value this package copies from go-libp2p
 // with what go-libp2p itself produces (see the package doc's upgrade
 // checklist). TestServiceLimitsMatchLibp2p is in hostbuild_test.go.
-
-// TestQUICKeysMatchLibp2p checks that a host's QUIC stateless reset and
-// token keys are the ones libp2p.New derives from the same identity, so
-// that a node's QUIC keys stay what they were across restarts and match a
-// stock go-libp2p host's with its key.
-func TestQUICKeysMatchLibp2p(t *testing.T) {
-	for range 3 {
-		key, _, err := crypto.GenerateEd25519Key(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		reset, token, err := quicKeys(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantReset, err := config.PrivKeyToStatelessResetKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantToken, err := config.PrivKeyToTokenGeneratorKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if reset != wantReset {
-			t.Errorf("stateless reset key %x, go-libp2p derives %x (info string %q)", reset, wantReset, quicResetKeyInfo)
-		}
-		if token != wantToken {
-			t.Errorf("token generator key %x, go-libp2p derives %x (info string %q)", token, wantToken, quicTokenKeyInfo)
-		}
-		if reset == ([32]byte{}) || [32]byte(token[:32]) == reset {
-			t.Error("the two keys are zero or the same")
-		}
-	}
-}
 
 // TestHostMatchesLibp2pNew checks the transport wiring against a host that
 // libp2p.New builds with the same parts (QUIC and TCP, TLS, yamux, hole

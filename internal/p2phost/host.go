@@ -1,13 +1,16 @@
 package p2phost
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/transport"
 	"github.com/libp2p/go-libp2p/p2p/host/autonat"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
@@ -22,8 +25,11 @@ type Config struct {
 	// Identity is the host's key; nil means a fresh random one.
 	Identity crypto.PrivKey
 	// ListenAddrs are the multiaddrs to listen on; empty means none.
-	// DefaultListenAddrs are QUIC and TCP on every interface.
+	// DefaultListenAddrs are TCP (and QUIC) on every interface.
 	ListenAddrs []string
+	// QUIC, if set, adds the QUIC transport to TCP (package hostquic
+	// makes it); a host without it dials and listens over TCP only.
+	QUIC QUIC
 	// MoreSecurity are security protocols offered on TCP after TLS.
 	MoreSecurity []SecurityProtocol
 	// RelayService lets the host act as a circuit relay for others. It
@@ -60,6 +66,19 @@ type Metrics struct {
 	AutoRelay func() autorelay.Option
 	AutoNAT   func() autonat.Option
 }
+
+// QUIC makes the QUIC transport of a swarm of key, whose connections rm
+// counts, and what to close after the swarm (its connection manager); reg,
+// if not nil, receives its metrics. hostquic.New is one. A constructor,
+// rather than the transport itself, keeps quic-go out of the programs that
+// do not ask for it (an app on TCP alone: 1.4 MB of its stripped binary;
+// docs/BENCHMARKS.md, Cost of embedding), as Metrics and
+// Config.MoreSecurity do for theirs.
+type QUIC func(key crypto.PrivKey, rm network.ResourceManager, reg prometheus.Registerer) (transport.Transport, io.Closer, error)
+
+// ErrNoQUIC means a QUIC listen address was given to a host without QUIC
+// (Config.QUIC).
+var ErrNoQUIC = errors.New("QUIC is not one of this host's transports")
 
 // Service is the resource manager service of the application protocol
 // that runs on the host, with its limits in all and per peer (they do not
@@ -100,8 +119,11 @@ const (
 )
 
 // DefaultListenAddrs returns the addresses a node listens on by default:
-// QUIC and TCP on every interface, any port.
-func DefaultListenAddrs() []string {
+// TCP on every interface, any port, and QUIC as well if quic.
+func DefaultListenAddrs(quic bool) []string {
+	if !quic {
+		return []string{"/ip4/0.0.0.0/tcp/0", "/ip6/::/tcp/0"}
+	}
 	return []string{
 		"/ip4/0.0.0.0/udp/0/quic-v1",
 		"/ip4/0.0.0.0/tcp/0",

@@ -1,13 +1,10 @@
 package p2phost
 
 import (
-	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"slices"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -31,14 +28,10 @@ import (
 	tptu "github.com/libp2p/go-libp2p/p2p/net/upgrader"
 	relayclient "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
-	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/quic-go/quic-go"
-	"golang.org/x/crypto/hkdf"
 )
 
 // A node's host is put together here from go-libp2p's parts rather than
@@ -122,7 +115,7 @@ func buildHost(cfg Config, rm network.ResourceManager, cm *connmgr.BasicConnMgr)
 	if m != nil {
 		swarmOpts = append(swarmOpts, m.Swarm())
 	}
-	sw, qcm, err := newSwarm(key, cfg.MoreSecurity, bus, rm, reg, swarmOpts...)
+	sw, qcm, err := newSwarm(key, cfg.QUIC, cfg.MoreSecurity, bus, rm, reg, swarmOpts...)
 	if err != nil {
 		return fail(err)
 	}
@@ -190,7 +183,17 @@ func startHost(cfg Config, h *partsHost, sw *nodeSwarm, obs *observedaddrs.Manag
 	return addAutoNAT(cfg, h.BasicHost, sw.ResourceManager())
 }
 
-// listenMultiaddrs parses cfg.ListenAddrs.
+// IsQUIC reports whether a is a QUIC address (of any QUIC version).
+func IsQUIC(a ma.Multiaddr) bool {
+	for _, c := range a {
+		if c.Code() == ma.P_QUIC_V1 || c.Code() == ma.P_QUIC {
+			return true
+		}
+	}
+	return false
+}
+
+// listenMultiaddrs parses cfg.ListenAddrs; a QUIC address needs cfg.QUIC.
 func listenMultiaddrs(cfg Config) ([]ma.Multiaddr, error) {
 	var out []ma.Multiaddr
 	for _, s := range cfg.ListenAddrs {
@@ -198,12 +201,20 @@ func listenMultiaddrs(cfg Config) ([]ma.Multiaddr, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listen address %q: %w", s, err)
 		}
+		if cfg.QUIC == nil && IsQUIC(a) {
+			return nil, fmt.Errorf("listen address %q: %w", s, ErrNoQUIC)
+		}
 		out = append(out, a)
 	}
 	return out, nil
 }
 
-// nodeSwarm is a swarm with its QUIC and TCP transports and the upgrader
+// nopCloser is what a swarm without QUIC closes after itself: nothing.
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
+// nodeSwarm is a swarm with its TCP (and QUIC) transports and the upgrader
 // that secures and multiplexes TCP connections. The host is given the
 // *swarm.Swarm itself, which is what its Network() returns (source.go
 // (internal/p2p's source.go) clears the swarm's dial backoff through it).
@@ -212,11 +223,12 @@ type nodeSwarm struct {
 	upgrader transport.Upgrader
 }
 
-// newSwarm returns a swarm of key with a fresh peerstore and the QUIC and
-// TCP transports (TCP secured with TLS, then the more protocols), and the
-// QUIC connection manager that the caller closes after the swarm. reg, if
-// not nil, receives the QUIC metrics.
-func newSwarm(key crypto.PrivKey, more []SecurityProtocol, bus event.Bus, rm network.ResourceManager, reg prometheus.Registerer, opts ...swarm.Option) (_ *nodeSwarm, _ *quicreuse.ConnManager, err error) {
+// newSwarm returns a swarm of key with a fresh peerstore and the TCP
+// transport (secured with TLS, then the more protocols), and QUIC's if q is
+// not nil, with what the caller closes after the swarm (QUIC's connection
+// manager; nothing without QUIC). reg, if not nil, receives the QUIC
+// metrics.
+func newSwarm(key crypto.PrivKey, q QUIC, more []SecurityProtocol, bus event.Bus, rm network.ResourceManager, reg prometheus.Registerer, opts ...swarm.Option) (_ *nodeSwarm, _ io.Closer, err error) {
 	id, err := peer.IDFromPrivateKey(key)
 	if err != nil {
 		return nil, nil, err
@@ -234,11 +246,16 @@ func newSwarm(key crypto.PrivKey, more []SecurityProtocol, bus event.Bus, rm net
 		ps.Close()
 		return nil, nil, err
 	}
-	qcm, err := newQUICConnManager(key, rm, reg)
-	if err != nil {
-		sw.Close()
-		ps.Close()
-		return nil, nil, err
+	var tpts []transport.Transport
+	var qcm io.Closer = nopCloser{}
+	if q != nil {
+		var qt transport.Transport
+		if qt, qcm, err = q(key, rm, reg); err != nil {
+			sw.Close()
+			ps.Close()
+			return nil, nil, err
+		}
+		tpts = append(tpts, qt)
 	}
 	defer func() {
 		if err != nil {
@@ -264,15 +281,11 @@ func newSwarm(key crypto.PrivKey, more []SecurityProtocol, bus event.Bus, rm net
 	if err != nil {
 		return nil, nil, err
 	}
-	q, err := libp2pquic.NewTransport(key, qcm, nil, nil, rm)
-	if err != nil {
-		return nil, nil, fmt.Errorf("QUIC transport: %w", err)
-	}
 	t, err := tcp.NewTCPTransport(up, rm, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("TCP transport: %w", err)
 	}
-	for _, tpt := range []transport.Transport{q, t} {
+	for _, tpt := range append(tpts, t) {
 		if err := sw.AddTransport(tpt); err != nil {
 			return nil, nil, err
 		}
@@ -286,62 +299,6 @@ func addKeys(ps peerstore.Peerstore, id peer.ID, key crypto.PrivKey) error {
 		return err
 	}
 	return ps.AddPubKey(id, key.GetPublic())
-}
-
-// newQUICConnManager returns the QUIC connection manager of a host of key:
-// its stateless reset and token keys derive from key (as with libp2p.New,
-// so that they survive restarts with the same identity), and every inbound
-// connection is counted by the resource manager before its handshake.
-func newQUICConnManager(key crypto.PrivKey, rm network.ResourceManager, reg prometheus.Registerer) (*quicreuse.ConnManager, error) {
-	reset, token, err := quicKeys(key)
-	if err != nil {
-		return nil, err
-	}
-	opts := []quicreuse.Option{
-		quicreuse.ConnContext(func(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
-			// Let the resource manager decide even without an address.
-			addr, err := quicreuse.ToQuicMultiaddr(ci.RemoteAddr, quic.Version1)
-			if err != nil {
-				addr = nil
-			}
-			scope, err := rm.OpenConnection(network.DirInbound, false, addr)
-			if err != nil {
-				return ctx, err
-			}
-			ctx = network.WithConnManagementScope(ctx, scope)
-			context.AfterFunc(ctx, scope.Done)
-			return ctx, nil
-		}),
-		quicreuse.VerifySourceAddress(func(addr net.Addr) bool { return rm.VerifySourceAddress(addr) }),
-	}
-	if reg != nil {
-		opts = append(opts, quicreuse.EnableMetrics(reg))
-	}
-	return quicreuse.NewConnManager(reset, token, opts...)
-}
-
-// The HKDF info strings that derive a host's QUIC keys from its identity,
-// as go-libp2p's config.PrivKeyToStatelessResetKey and
-// PrivKeyToTokenGeneratorKey derive them (TestQUICKeysMatchLibp2p).
-const (
-	quicResetKeyInfo = "libp2p quic stateless reset key"
-	quicTokenKeyInfo = "libp2p quic token generator key"
-)
-
-// quicKeys derives the QUIC stateless reset and token generator keys of
-// the host of key with HKDF-SHA256 over its raw bytes.
-func quicKeys(key crypto.PrivKey) (reset quic.StatelessResetKey, token quic.TokenGeneratorKey, err error) {
-	raw, err := key.Raw()
-	if err != nil {
-		return reset, token, err
-	}
-	if _, err := io.ReadFull(hkdf.New(sha256.New, raw, nil, []byte(quicResetKeyInfo)), reset[:]); err != nil {
-		return reset, token, err
-	}
-	if _, err := io.ReadFull(hkdf.New(sha256.New, raw, nil, []byte(quicTokenKeyInfo)), token[:]); err != nil {
-		return reset, token, err
-	}
-	return reset, token, nil
 }
 
 // addAutoNAT starts AutoNAT on h: a client that asks peers to dial back
@@ -362,7 +319,7 @@ func addAutoNAT(cfg Config, h *basichost.BasicHost, rm network.ResourceManager) 
 	if err != nil {
 		return err
 	}
-	dialer, qcm, err := newSwarm(key, cfg.MoreSecurity, eventbus.NewBus(), rm, nil,
+	dialer, qcm, err := newSwarm(key, cfg.QUIC, cfg.MoreSecurity, eventbus.NewBus(), rm, nil,
 		swarm.WithDialRanker(swarm.NoDelayDialRanker),
 		swarm.WithResourceManager(rm),
 		swarm.WithUDPBlackHoleSuccessCounter(nil),

@@ -2,11 +2,13 @@ package p2phost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"reflect"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +23,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/org/rustpatcher-go/internal/p2phost/hostquic"
 )
 
 // TestServiceLimitsMatchLibp2p checks that setDefaultServiceLimits
@@ -78,6 +82,41 @@ func TestHostServices(t *testing.T) {
 	}
 }
 
+// TestHostWithoutQUIC checks a host without Config.QUIC (an app's unless
+// it asks for QUIC): it refuses a QUIC listen address with ErrNoQUIC, naming
+// it, listens on TCP alone by default, and reaches a host with QUIC and TCP
+// over TCP.
+func TestHostWithoutQUIC(t *testing.T) {
+	q := "/ip4/127.0.0.1/udp/0/quic-v1"
+	h, err := New(Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", q}})
+	if err == nil {
+		h.Close()
+		t.Fatal("a host without QUIC listened on a QUIC address")
+	}
+	if !errors.Is(err, ErrNoQUIC) || !strings.Contains(err.Error(), q) {
+		t.Errorf("error %q does not name %s as a QUIC address the host cannot listen on", err, q)
+	}
+	if d := DefaultListenAddrs(false); slices.ContainsFunc(d, func(s string) bool { return IsQUIC(ma.StringCast(s)) }) || len(d) != 2 {
+		t.Errorf("DefaultListenAddrs(false) = %v, want TCP over IPv4 and IPv6 only", d)
+	}
+	tcpOnly, err := New(Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcpOnly.Close()
+	both := newTestHost(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tcpOnly.Connect(ctx, peer.AddrInfo{ID: both.ID(), Addrs: both.Addrs()}); err != nil {
+		t.Fatalf("a host without QUIC cannot reach one with QUIC and TCP: %v", err)
+	}
+	for _, c := range tcpOnly.Network().ConnsToPeer(both.ID()) {
+		if IsQUIC(c.RemoteMultiaddr()) {
+			t.Errorf("connected over %s without QUIC", c.RemoteMultiaddr())
+		}
+	}
+}
+
 // TestMoreSecurity checks that a host offers Noise on TCP only when
 // Config.MoreSecurity asks for it (rpseed does): a peer that speaks Noise
 // alone connects to such a host and not to one with TLS alone.
@@ -119,7 +158,7 @@ func TestHostClose(t *testing.T) {
 	inUse := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", busy.Addr().(*net.TCPAddr).Port)
 	before := runtime.NumGoroutine()
 	for range 3 {
-		h, err := New(Config{ListenAddrs: []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}})
+		h, err := New(Config{QUIC: hostquic.New, ListenAddrs: []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}})
 		if err != nil {
 			t.Fatal(err)
 		}

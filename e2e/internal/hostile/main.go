@@ -72,6 +72,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/org/rustpatcher-go/internal/p2p"
+	"github.com/org/rustpatcher-go/internal/p2phost/hostquic"
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
@@ -242,7 +243,7 @@ func run(h *hostile, pubS, target, claim, realPath, olderPath, basePath string, 
 	default:
 		return fmt.Errorf("unknown role %q", role)
 	}
-	n, err := p2p.New(ctx, p2p.Config{Private: private, Bootstrap: boot, ListenAddrs: listen, DHTServer: true})
+	n, err := p2p.New(ctx, p2p.Config{Private: private, Bootstrap: boot, ListenAddrs: listen, QUIC: hostquic.New, DHTServer: true})
 	if err != nil {
 		return err
 	}

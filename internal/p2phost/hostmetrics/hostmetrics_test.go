@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/org/rustpatcher-go/internal/p2phost"
+	"github.com/org/rustpatcher-go/internal/p2phost/hostquic"
 )
 
 // TestHostMetrics: a host with New's metrics reports libp2p's metrics of
@@ -16,6 +17,7 @@ func TestHostMetrics(t *testing.T) {
 	h, err := p2phost.New(p2phost.Config{
 		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
 		Metrics:     New(reg),
+		QUIC:        hostquic.New,
 	})
 	if err != nil {
 		t.Fatal(err)
