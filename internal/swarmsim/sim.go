@@ -9,9 +9,13 @@
 //
 // The network model: each node has an uplink and a downlink bandwidth and
 // a one-way latency to every other; a node that can only dial out (behind
-// a NAT, no hole punch) serves nobody, and a request to it fails after
-// DialTimeout (such a node announces nothing, as internal/p2p keeps quiet
-// while AutoNAT finds it unreachable); nodes that churn leave at a random
+// a NAT, no hole punch) accepts no connection: a request to it fails after
+// DialTimeout unless it is connected to the asker already, because it
+// asked the asker for pieces first (a libp2p connection carries streams
+// both ways). Such a node announces nothing, as internal/p2p keeps quiet
+// while AutoNAT finds it unreachable; with PiecesEarly its peers find it
+// as real downloads do, among the connected peers that speak the owner's
+// protocol (internal/p2p's connectedSpeakers). Nodes that churn leave at a random
 // time while the release spreads, cutting their uploads. Discovery is a sample of at most 32 of
 // the nodes that announced the release, as a DHT lookup returns, taken
 // when a node polls and when its download asks for a lookup.
@@ -220,6 +224,10 @@ type node struct {
 	rated   time.Duration         // when the flows' remaining bytes were last brought up to date
 	gen     int                   // invalidates the scheduled end of the next piece
 
+	// conns are the nodes it has a connection with, made by its own or
+	// their requests: a dial-out-only node is reached only over one.
+	conns []int32
+
 	// downloading
 	dl       *download
 	inFlows  int // downloads into this node running, for the downlink share
@@ -398,8 +406,36 @@ func (s *sim) poll(n *node) {
 			s.announce(n)
 		}
 		s.addPeers(d, s.sample(n))
+		s.addPeers(d, s.speakers(n))
 		s.plan(d)
 	})
+}
+
+// speakers returns, with PiecesEarly, up to lookupN of the nodes n is
+// connected to that hold pieces, at random: those a real download adds at
+// each lookup (internal/p2p's connectedSpeakers; a node registers the
+// owner's protocol once it serves pieces).
+func (s *sim) speakers(n *node) []int {
+	if !s.cfg.PiecesEarly {
+		return nil
+	}
+	var out []int
+	for _, c := range n.conns {
+		if p := s.nodes[c]; !p.gone && p.nHave > 0 {
+			out = append(out, int(c))
+		}
+	}
+	s.rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out[:min(len(out), lookupN)]
+}
+
+// connect records a connection between a and b.
+func (s *sim) connect(a, b *node) {
+	if slices.Contains(a.conns, int32(b.id)) {
+		return
+	}
+	a.conns = append(a.conns, int32(b.id))
+	b.conns = append(b.conns, int32(a.id))
 }
 
 // addPeers adds candidates to d, with what they hold when nodes serve
@@ -411,7 +447,14 @@ func (s *sim) addPeers(d *download, ids []int) {
 			has = append([]bool(nil), s.nodes[id].have...)
 		}
 		if d.s.AddPeer(s.peerID(id), sched.PeerInfo{Has: has}) && s.cfg.PiecesEarly {
-			s.nodes[id].knownBy = append(s.nodes[id].knownBy, &watcher{d: d, answered: s.now, told: len(s.nodes[id].got)})
+			p := s.nodes[id]
+			if p.natted && !slices.Contains(p.conns, int32(d.n.id)) {
+				continue // its have requests cannot reach it (nor its pieces requests: request)
+			}
+			// The have requests go over a connection the download
+			// makes: the peer can ask this node back over it.
+			s.connect(d.n, p)
+			p.knownBy = append(p.knownBy, &watcher{d: d, answered: s.now, told: len(p.got)})
 		}
 	}
 }
@@ -459,6 +502,7 @@ func (s *sim) plan(d *download) {
 				return
 			}
 			s.addPeers(d, s.sample(d.n))
+			s.addPeers(d, s.speakers(d.n))
 			d.s.LookupDone(s.clock())
 			s.kick(d)
 		})
@@ -554,10 +598,11 @@ func (s *sim) workerDone(w *worker, out sched.Outcome) {
 func (s *sim) request(w *worker, pieces []int64) {
 	srv := s.nodes[w.peer]
 	lat := s.cfg.Latency
-	if srv.natted {
+	if srv.natted && !slices.Contains(srv.conns, int32(w.d.n.id)) {
 		s.at(s.now+s.cfg.DialTimeout, func() { s.workerDone(w, sched.Failed) })
 		return
 	}
+	s.connect(w.d.n, srv)
 	s.at(s.now+lat, func() {
 		if w.d.ended {
 			return

@@ -212,7 +212,8 @@ type Scheduler struct {
 	partial    int // peers that hold only some pieces
 	received   int
 	needHashes bool
-	planned    bool
+	sparseAt   time.Time     // the next lookup for want of peers (sparseLookup)
+	sparseWait time.Duration // the wait before it
 	looking    bool
 	lookedUp   bool
 	lookedAt   time.Time // when the last lookup ended
@@ -325,11 +326,13 @@ func (s *Scheduler) Plan(now time.Time) Plan {
 		return Plan{Done: true}
 	}
 	var pl Plan
-	if !s.planned {
-		s.planned = true
-		if len(s.list) < s.cfg.Parallel {
-			pl.Lookup = s.startLookup(now)
-		}
+	if s.usable > 0 && s.usable < s.cfg.Parallel {
+		// Too few peers to ask Parallel at once: look for more while
+		// the workers run, as their peers may be all there is (a seed
+		// that serves this download alone while others wait), at
+		// most every sparseWait, which doubles each time. (With none
+		// usable, the download looks up, or fails, below.)
+		pl.Lookup = s.sparseLookup(now)
 	}
 	if s.received != s.seen {
 		s.seen, s.idle = s.received, 0
@@ -358,6 +361,26 @@ func (s *Scheduler) Plan(now time.Time) Plan {
 	s.idleUntil = now.Add(s.retryWait(now, s.idle+1))
 	pl.Wake = s.idleUntil
 	return pl
+}
+
+// maxSparseWait bounds the doubling of sparseWait, in LookupEvery.
+const maxSparseWait = 16
+
+// sparseLookup starts a lookup for a download that knows fewer than
+// Parallel peers, unless one runs or the last one for that reason started
+// less than sparseWait ago; each doubles sparseWait, from LookupEvery up
+// to maxSparseWait times it, so that a download that one seed serves alone
+// looks up a few times, not every LookupEvery to its end.
+func (s *Scheduler) sparseLookup(now time.Time) bool {
+	if !s.sparseAt.IsZero() && now.Before(s.sparseAt) {
+		return false
+	}
+	if !s.startLookup(now) {
+		return false
+	}
+	s.sparseWait = min(max(2*s.sparseWait, s.cfg.LookupEvery), maxSparseWait*s.cfg.LookupEvery)
+	s.sparseAt = now.Add(s.sparseWait)
+	return true
 }
 
 // startLookup starts a lookup unless one runs or the last ended less than
@@ -545,6 +568,9 @@ func (s *Scheduler) nextDeadline(now time.Time) time.Time {
 		}
 	}
 	earlier(s.nextRetry(now))
+	if s.usable > 0 && s.usable < s.cfg.Parallel && !s.looking {
+		earlier(s.sparseAt)
+	}
 	return t
 }
 

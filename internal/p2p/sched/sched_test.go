@@ -504,8 +504,12 @@ func TestLiar(t *testing.T) {
 		t.Fatalf("the liar's pieces did not go back: seed asked for %v", a.Pieces)
 	}
 	for k := range 10 {
-		if pl := s.Plan(at(time.Duration(k) * time.Minute)); slices.Contains(pl.Start, "liar") {
+		pl := s.Plan(at(time.Duration(k) * time.Minute))
+		if slices.Contains(pl.Start, "liar") {
 			t.Fatal("the liar was started again")
+		}
+		if pl.Lookup { // one usable peer: fewer than asked at once
+			s.LookupDone(at(time.Duration(k) * time.Minute))
 		}
 	}
 	s.Done("seed", Bad, at(time.Hour))
@@ -727,5 +731,45 @@ func TestRarityCounts(t *testing.T) {
 	}
 	if a := s.Next("d", t0); a.Kind != Pieces || a.Pieces[0] != 4 {
 		t.Fatalf("d asked for %+v, want the rarest piece first: 4, held by d alone", a)
+	}
+}
+
+// TestSparseLookups: a download that knows fewer usable peers than it asks
+// at once looks for more while its workers run (a seed serving it alone
+// may be all it knows), with a wait that doubles from LookupEvery up to
+// maxSparseWait times it, and not at all once it knows Parallel peers.
+func TestSparseLookups(t *testing.T) {
+	s := New(cfg(400))
+	s.AddPeer("seed", PeerInfo{})
+	var looked []time.Duration
+	for ms := time.Duration(0); ms <= 40*time.Second; ms += 100 * time.Millisecond {
+		pl := s.Plan(at(ms))
+		if ms == 0 && !slices.Equal(pl.Start, ids("seed")) {
+			t.Fatalf("started %v", pl.Start)
+		}
+		if pl.Lookup {
+			looked = append(looked, ms)
+			s.LookupDone(at(ms)) // found nobody new
+		}
+	}
+	want := []time.Duration{0, time.Second, 3 * time.Second, 7 * time.Second, 15 * time.Second, 31 * time.Second}
+	if !slices.Equal(looked, want) {
+		t.Errorf("lookups at %v, want %v (waits of 1, 2, 4, 8, 16 s)", looked, want)
+	}
+	// Wake is never later than the next one, so that an idle download
+	// still looks.
+	if pl := s.Plan(at(41 * time.Second)); pl.Wake.IsZero() || pl.Wake.After(at(47*time.Second)) {
+		t.Errorf("wake at %v, want by the next lookup at 47 s", pl.Wake.Sub(t0))
+	}
+
+	// With Parallel peers, no lookup while they are asked.
+	s = New(cfg(400))
+	for _, p := range []PeerID{"a", "b", "c", "d"} {
+		s.AddPeer(p, PeerInfo{})
+	}
+	for ms := time.Duration(0); ms <= 5*time.Second; ms += 100 * time.Millisecond {
+		if s.Plan(at(ms)).Lookup {
+			t.Fatalf("a download with %d peers looked up at %v", 4, ms)
+		}
 	}
 }
