@@ -26,8 +26,9 @@ const openLookupTimeout = time.Second
 
 // lookupEvery is the least time between two lookups of a file's providers
 // during its downloads, from the end of one to the start of the next (here
-// and in the scheduler, sched.Config.LookupEvery). A download looks up again only when it knows
-// fewer peers than it asks at once or none is left to ask, so the extra
+// and in the scheduler, sched.Config.LookupEvery). A download looks up again only while it knows
+// fewer usable peers than it asks at once (waits doubling from
+// lookupEvery, sched's sparseLookup) or when none is left to ask, so the extra
 // lookups come where they help, at the start of a release, when the nodes
 // that hold a piece double faster than once a second: in the swarm
 // simulator, 1,000 nodes serving early are done in 7.1 s rather than

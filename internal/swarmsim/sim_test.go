@@ -20,15 +20,16 @@ func benchSetup(n int) Config {
 
 // realPropagation50 is BenchmarkPropagation's 50-node figure with
 // whole-file serving, internal/p2p's default, from docs/BENCHMARKS.md
-// (2026-12-05, idle machine, one run).
-const realPropagation50 = 18620 * time.Millisecond
+// (2026-12-05 23:14 UTC, the nodes on TCP as apps are, one run).
+const realPropagation50 = 16350 * time.Millisecond
 
 // realPropagation50Pieces is the same benchmark with pieces served early
 // (p2p.Config.PiecesEarly, "pieces"), run back to back with the figure
-// above: the model of that mode is not validated (it predicts about
-// 6.5 s; the real run is bound by the CPU its 51 nodes share, which the
-// model leaves out); see docs/BENCHMARKS.md.
-const realPropagation50Pieces = 22430 * time.Millisecond
+// above (a second run took 10.39 s): the model of that mode is not
+// validated (it predicts about 4.6 s; the real run is bound by the CPU
+// its 51 nodes share, which the model leaves out); see
+// docs/BENCHMARKS.md.
+const realPropagation50Pieces = 13280 * time.Millisecond
 
 // TestSimulateValidate runs the simulator on BenchmarkPropagation's setup
 // at 50 nodes, as internal/p2p serves by default (a whole file), and
