@@ -35,7 +35,7 @@ type NetworkConfig struct {
 	// QUIC adds QUIC (UDP) to TCP: set it to quic.Transport() of package
 	// github.com/org/rustpatcher-go/client/quic. Without it the node dials
 	// and listens over TCP alone, and the app does not link quic-go (about
-	// 1.4 MB of a stripped binary); a QUIC listen address, or a bootstrap
+	// 1.6 MB of a stripped binary); a QUIC listen address, or a bootstrap
 	// peer given by QUIC addresses alone, is then refused.
 	QUIC *QUICTransport
 	// DHTServer runs the DHT in server mode even when the node cannot

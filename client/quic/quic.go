@@ -6,7 +6,7 @@
 // With it the node listens on QUIC (UDP) and TCP by default and takes QUIC
 // listen addresses (Network.ListenAddrs such as
 // "/ip4/0.0.0.0/udp/4001/quic-v1"). QUIC is kept out of the default build
-// because it costs every app that links it about 1.4 MB of its stripped
+// because it costs every app that links it about 1.6 MB of its stripped
 // binary (quic-go) and twice TCP's CPU per byte transferred; TCP reaches
 // every rustpatcher seed and node, and hole punching works over TCP too.
 // Ask for QUIC where a fleet's NATs or firewalls let UDP through more

@@ -71,7 +71,7 @@ type Metrics struct {
 // counts, and what to close after the swarm (its connection manager); reg,
 // if not nil, receives its metrics. hostquic.New is one. A constructor,
 // rather than the transport itself, keeps quic-go out of the programs that
-// do not ask for it (an app on TCP alone: 1.4 MB of its stripped binary;
+// do not ask for it (an app on TCP alone: 1.6 MB of its stripped binary;
 // docs/BENCHMARKS.md, Cost of embedding), as Metrics and
 // Config.MoreSecurity do for theirs.
 type QUIC func(key crypto.PrivKey, rm network.ResourceManager, reg prometheus.Registerer) (transport.Transport, io.Closer, error)

@@ -1,7 +1,7 @@
 // Package hostquic makes the QUIC transport of a host that internal/p2phost
 // assembles (p2phost.Config.QUIC). rpseed imports it; an app links it only
 // through package client/quic, when it asks for QUIC, so that an app on TCP
-// alone does not carry quic-go (1.4 MB of its stripped binary;
+// alone does not carry quic-go (1.6 MB of its stripped binary;
 // docs/BENCHMARKS.md, Cost of embedding).
 package hostquic
 
