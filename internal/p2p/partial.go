@@ -283,16 +283,25 @@ func (d *download) askHave(ai peer.AddrInfo, known int) (wire.Bitfield, error) {
 	return bf, nil
 }
 
-// pollHave learns which pieces ai holds, a peer found as a provider of the
-// file (which may hold only some), and tells the scheduler each piece it
-// gets, until it holds them all, the download ends or it fails haveFails
-// times in a row. A peer that refuses the request is a node of an older
-// release, which serves only whole files: it holds every piece.
+// pollHave learns which pieces ai holds, a provider of the file (which
+// may hold only some) or a connected speaker (which may hold none), and
+// tells the scheduler each piece it gets, until it holds them all, the
+// download ends, it answers not found or it fails haveFails times in a
+// row. A provider that refuses the request is a node of an older release,
+// which serves only whole files: it holds every piece. A connected speaker
+// that refuses it is counted as holding nothing, unless a lookup finds it
+// as a provider (provenLocked): an older node connected for another reason
+// (another release, the DHT), or a hostile one, is asked for nothing.
 func (d *download) pollHave(ai peer.AddrInfo) {
 	defer d.wg.Done()
 	id := sched.PeerID(ai.ID)
 	total := int(d.l.NumPieces())
 	known, fails := 0, 0
+	unheard := func() {
+		d.mu.Lock()
+		d.unheard[ai.ID] = true
+		d.mu.Unlock()
+	}
 	for d.ctx.Err() == nil {
 		select {
 		case d.havePolls <- struct{}{}:
@@ -305,10 +314,12 @@ func (d *download) pollHave(ai peer.AddrInfo) {
 		switch {
 		case errors.Is(err, wire.ErrRefused):
 			d.mu.Lock()
-			for i := range d.l.NumPieces() {
-				d.s.Have(id, i)
+			if d.speakers[ai.ID] {
+				d.refused[ai.ID] = true
+			} else {
+				d.holdsAllLocked(id)
+				d.notifyLocked()
 			}
-			d.notifyLocked()
 			d.mu.Unlock()
 			return
 		case errors.Is(err, wire.ErrMalformed):
@@ -316,9 +327,11 @@ func (d *download) pollHave(ai peer.AddrInfo) {
 			d.n.strike(ai.ID, strikeMalformed, fmt.Errorf("file %x of release %s: %w", d.r.offer.FileID[:8], d.r.offer.Info.Version, err))
 			return
 		case errors.Is(err, wire.ErrNotFound):
+			unheard()
 			return
 		case err != nil:
 			if fails++; fails >= haveFails {
+				unheard()
 				return
 			}
 			wait = haveIdle
