@@ -122,10 +122,12 @@ type download struct {
 	asked   map[int64]bool            // pieces asked of a peer, for Stats.PiecesAskedTwice
 
 	// Connected speakers (see connectedSpeakers): nothing says they hold
-	// the file until they answer a have request with pieces.
-	speakers map[peer.ID]bool // added as connected speakers, not found as providers since
-	refused  map[peer.ID]bool // speakers that refused have requests (older nodes)
-	unheard  map[peer.ID]bool // peers whose have poll ended with not found or failures
+	// the file, so they join the scheduler (peers) only once a have answer
+	// names a piece.
+	pending map[peer.ID]bool // speakers asked have, not in the scheduler yet
+	proven  map[peer.ID]bool // pending speakers a lookup found as providers since
+	refused map[peer.ID]bool // speakers that refused have requests (older nodes)
+	unheard map[peer.ID]bool // speakers whose have poll ended with not found or failures
 
 	havePolls chan struct{} // a token per have request in flight (see pollHave)
 }
@@ -146,7 +148,8 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		data:     map[int64][]byte{},
 		peers:    map[peer.ID]peer.AddrInfo{},
 		asked:    map[int64]bool{},
-		speakers: map[peer.ID]bool{},
+		pending:  map[peer.ID]bool{},
+		proven:   map[peer.ID]bool{},
 		refused:  map[peer.ID]bool{},
 		unheard:  map[peer.ID]bool{},
 
@@ -234,68 +237,69 @@ func (d *download) addPeers(ais []peer.AddrInfo) {
 
 // addPeersLocked adds ais as addPeers does or, with speakers, as connected
 // speakers (connectedSpeakers): peers that may hold pieces of the file or
-// none, which are asked which they hold before anything else and counted
-// as holding only the pieces they name. A known speaker that is among
-// providers (not speakers) is one from then on (provenLocked). d.mu is
-// held.
+// none. A speaker is only asked which it holds (pollHave), and joins the
+// scheduler once it names a piece: until then it counts for nothing (a
+// download whose other peers all sent bad data fails at once, as without
+// speakers), and one that refuses, answers not found or fails is not asked
+// again by this download, unless a lookup finds it as a provider of the
+// file: then it is added as one. d.mu is held.
 func (d *download) addPeersLocked(ais []peer.AddrInfo, speakers bool) {
 	self := d.n.h.ID()
 	added := false
 	for _, ai := range ais {
-		if ai.ID == self {
+		if _, known := d.peers[ai.ID]; known || ai.ID == self {
 			continue
 		}
-		if _, known := d.peers[ai.ID]; known {
-			if !speakers && d.speakers[ai.ID] {
-				added = d.provenLocked(ai) || added
-			}
-			continue
-		}
-		delta := d.r.modeFor(ai.ID, d.base) == modeDelta
-		var has []bool
 		poll := d.n.cfg.PiecesEarly && !d.n.cfg.noHave && d.r.offer.Info.Format == region.V1 && !d.r.offered(ai.ID)
-		if speakers && !poll {
-			continue // a speaker is asked nothing before it names a piece
-		}
-		if poll {
-			has = make([]bool, d.l.NumPieces())
-		}
-		if d.s.AddPeer(sched.PeerID(ai.ID), sched.PeerInfo{Delta: delta, Has: has}) {
-			d.peers[ai.ID] = ai
-			added = true
-			if speakers {
-				d.speakers[ai.ID] = true
+		switch {
+		case d.pending[ai.ID]:
+			if !speakers {
+				d.proven[ai.ID] = true // its poll adds it as a provider
 			}
+			continue
+		case d.refused[ai.ID] || d.unheard[ai.ID]:
+			if speakers {
+				continue // asked once
+			}
+		case speakers:
 			if poll {
+				d.pending[ai.ID] = true
 				d.wg.Add(1)
 				go d.pollHave(ai)
 			}
+			continue
 		}
+		var has []bool
+		if poll && !d.refused[ai.ID] {
+			// A provider that refused have requests as a connected
+			// speaker is a node of an older release: it holds the whole
+			// file it announces (has nil).
+			has = make([]bool, d.l.NumPieces())
+		} else {
+			poll = false
+		}
+		delete(d.refused, ai.ID)
+		delete(d.unheard, ai.ID)
+		if d.addLocked(ai, has) && poll {
+			d.wg.Add(1)
+			go d.pollHave(ai)
+		}
+		added = true
 	}
 	if added {
 		d.notifyLocked()
 	}
 }
 
-// provenLocked records that ai, added as a connected speaker, is a
-// provider of the file in the DHT after all, and reports whether that
-// may give the download a piece to ask of it: a speaker that refused have
-// requests, a node of an older release, holds the whole file it
-// announces; one whose have poll ended (it held nothing of the file, or
-// failed) is asked again, once. d.mu is held.
-func (d *download) provenLocked(ai peer.AddrInfo) bool {
-	delete(d.speakers, ai.ID)
-	switch {
-	case d.refused[ai.ID]:
-		delete(d.refused, ai.ID)
-		d.holdsAllLocked(sched.PeerID(ai.ID))
-		return true
-	case d.unheard[ai.ID]:
-		delete(d.unheard, ai.ID)
-		d.wg.Add(1)
-		go d.pollHave(ai)
+// addLocked adds ai to the scheduler holding has (nil: every piece), and
+// reports whether it was new. d.mu is held.
+func (d *download) addLocked(ai peer.AddrInfo, has []bool) bool {
+	delta := d.r.modeFor(ai.ID, d.base) == modeDelta
+	if !d.s.AddPeer(sched.PeerID(ai.ID), sched.PeerInfo{Delta: delta, Has: has}) {
+		return false
 	}
-	return false
+	d.peers[ai.ID] = ai
+	return true
 }
 
 // holdsAllLocked records that peer id holds every piece. d.mu is held.

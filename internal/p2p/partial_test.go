@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -354,5 +356,35 @@ func TestConnectedSpeakers(t *testing.T) {
 	}
 	if h, o := liar.haves.Load()-haves, liar.other.Load(); h != 0 || o != 1 {
 		t.Errorf("the second download asked the speaker that sent bad data %d have requests, %d pieces requests in all; want none more", h, o)
+	}
+}
+
+// TestSpeakersAndBadOffer: connected speakers that hold nothing of the
+// file do not keep a download alive: when every peer that offers it sends
+// bad data, it fails at once for that reason, as without PiecesEarly, and
+// the caller can take another offer, rather than after its idle rounds.
+func TestSpeakersAndBadOffer(t *testing.T) {
+	t.Parallel()
+	key, path, _ := writeRelease(t, 6<<20)
+	pub := key.Public
+	ctx := testContext(t)
+	f := loadTestFile(t, path)
+	liar := startTestPeer(t, pub, f, nil)
+	liar.hashes = make([][sha256.Size]byte, len(f.leaves))
+	older := startSpeaker(t, pub, nil)
+	other := startSpeaker(t, pub, wire.NewBitfield(f.layout))
+	c := newTestNode(t, Config{PiecesEarly: true}, liar.Node, older.Node, other.Node)
+	r := onlyRelease(t, ctx, c.Source(pub, testTarget))
+	rc, err := r.Open(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	_, err = io.ReadAll(rc)
+	if !errors.Is(err, ErrNoPeers) || !strings.Contains(err.Error(), "sent bad data") {
+		t.Fatalf("download: %v; want ErrNoPeers, every peer that offers it sent bad data", err)
+	}
+	if o := older.other.Load() + other.other.Load(); o != 0 {
+		t.Errorf("the speakers were asked %d requests other than have", o)
 	}
 }
