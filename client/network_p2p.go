@@ -105,7 +105,10 @@ func startNetwork(ctx context.Context, nc NetworkConfig, pub []byte, log *slog.L
 		UploadSlotsPerPeer: nc.UploadSlotsPerPeer,
 		UploadRate:         nc.UploadRate,
 		IdleTimeout:        nc.IdleTimeout,
-		Logger:             log,
+		// Each piece is passed on as soon as it is checked, before the
+		// whole file is in: a release spreads piece by piece.
+		PiecesEarly: true,
+		Logger:      log,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -487,9 +487,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, linked 
 		ReprovideInterval:  o.reprovide,
 		PackDir:            packDir,
 		NoCompression:      !o.compress,
-		Metrics:            hostmetrics.New(reg),
-		Logger:             log,
-		OnReport:           fl.record,
+		// As apps do: its downloads (self-update) serve their pieces
+		// early, and an ended upload's slot is kept 50 ms, not 500 ms,
+		// since the apps it serves pass on each piece at once and ask
+		// their next pieces of other peers as often as not: a slot kept
+		// longer would idle while others are told busy.
+		PiecesEarly: true,
+		Metrics:     hostmetrics.New(reg),
+		Logger:      log,
+		OnReport:    fl.record,
 	})
 	if err != nil {
 		return explainListen(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"sort"
 	"sync"
 	"time"
 
@@ -120,6 +121,14 @@ type download struct {
 	outs    [5]int                    // workers ended, by sched.Outcome, for traces
 	asked   map[int64]bool            // pieces asked of a peer, for Stats.PiecesAskedTwice
 
+	// Connected speakers (see connectedSpeakers): nothing says they hold
+	// the file, so they join the scheduler (peers) only once a have answer
+	// names a piece.
+	pending map[peer.ID]bool // speakers asked have, not in the scheduler yet
+	proven  map[peer.ID]bool // pending speakers a lookup found as providers since
+	refused map[peer.ID]bool // speakers that refused have requests (older nodes)
+	unheard map[peer.ID]bool // speakers whose have poll ended with not found or failures
+
 	havePolls chan struct{} // a token per have request in flight (see pollHave)
 }
 
@@ -139,6 +148,10 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		data:     map[int64][]byte{},
 		peers:    map[peer.ID]peer.AddrInfo{},
 		asked:    map[int64]bool{},
+		pending:  map[peer.ID]bool{},
+		proven:   map[peer.ID]bool{},
+		refused:  map[peer.ID]bool{},
+		unheard:  map[peer.ID]bool{},
 
 		havePolls: make(chan struct{}, havePolls),
 	}
@@ -209,42 +222,90 @@ func (d *download) failLocked(err error) {
 }
 
 // addPeers adds candidates the download does not know yet, after those it
-// knows. The peers that sent bad data for this file are not among them. A
-// peer that offered the file in its info answer holds all of it; with
-// Config.PiecesEarly, one found otherwise (a provider of the file in the
-// DHT) may hold only some pieces of a v1 release: it is added holding
-// none, and asked which it holds (pollHave). Without it, every peer is
-// asked as if it held the whole file, as nodes did before have requests.
+// knows: peers that offered the file in their info answer, or providers of
+// it in the DHT. The peers that sent bad data for this file are not among
+// them. A peer that offered the file holds all of it; with
+// Config.PiecesEarly, a provider of a v1 release may hold only some
+// pieces: it is added holding none, and asked which it holds (pollHave).
+// Without it, every peer is asked as if it held the whole file, as nodes
+// did before have requests.
 func (d *download) addPeers(ais []peer.AddrInfo) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.addPeersLocked(ais)
+	d.addPeersLocked(ais, false)
 }
 
-func (d *download) addPeersLocked(ais []peer.AddrInfo) {
+// addPeersLocked adds ais as addPeers does or, with speakers, as connected
+// speakers (connectedSpeakers): peers that may hold pieces of the file or
+// none. A speaker is only asked which it holds (pollHave), and joins the
+// scheduler once it names a piece: until then it counts for nothing (a
+// download whose other peers all sent bad data fails at once, as without
+// speakers), and one that refuses, answers not found or fails is not asked
+// again by this download, unless a lookup finds it as a provider of the
+// file: then it is added as one. d.mu is held.
+func (d *download) addPeersLocked(ais []peer.AddrInfo, speakers bool) {
 	self := d.n.h.ID()
 	added := false
 	for _, ai := range ais {
-		if ai.ID == self {
+		if _, known := d.peers[ai.ID]; known || ai.ID == self {
 			continue
 		}
-		delta := d.r.modeFor(ai.ID, d.base) == modeDelta
-		var has []bool
 		poll := d.n.cfg.PiecesEarly && !d.n.cfg.noHave && d.r.offer.Info.Format == region.V1 && !d.r.offered(ai.ID)
-		if poll {
-			has = make([]bool, d.l.NumPieces())
-		}
-		if d.s.AddPeer(sched.PeerID(ai.ID), sched.PeerInfo{Delta: delta, Has: has}) {
-			d.peers[ai.ID] = ai
-			added = true
+		switch {
+		case d.pending[ai.ID]:
+			if !speakers {
+				d.proven[ai.ID] = true // its poll adds it as a provider
+			}
+			continue
+		case d.refused[ai.ID] || d.unheard[ai.ID]:
+			if speakers {
+				continue // asked once
+			}
+		case speakers:
 			if poll {
+				d.pending[ai.ID] = true
 				d.wg.Add(1)
 				go d.pollHave(ai)
 			}
+			continue
 		}
+		var has []bool
+		if poll && !d.refused[ai.ID] {
+			// A provider that refused have requests as a connected
+			// speaker is a node of an older release: it holds the whole
+			// file it announces (has nil).
+			has = make([]bool, d.l.NumPieces())
+		} else {
+			poll = false
+		}
+		delete(d.refused, ai.ID)
+		delete(d.unheard, ai.ID)
+		if d.addLocked(ai, has) && poll {
+			d.wg.Add(1)
+			go d.pollHave(ai)
+		}
+		added = true
 	}
 	if added {
 		d.notifyLocked()
+	}
+}
+
+// addLocked adds ai to the scheduler holding has (nil: every piece), and
+// reports whether it was new. d.mu is held.
+func (d *download) addLocked(ai peer.AddrInfo, has []bool) bool {
+	delta := d.r.modeFor(ai.ID, d.base) == modeDelta
+	if !d.s.AddPeer(sched.PeerID(ai.ID), sched.PeerInfo{Delta: delta, Has: has}) {
+		return false
+	}
+	d.peers[ai.ID] = ai
+	return true
+}
+
+// holdsAllLocked records that peer id holds every piece. d.mu is held.
+func (d *download) holdsAllLocked(id sched.PeerID) {
+	for i := range d.l.NumPieces() {
+		d.s.Have(id, i)
 	}
 }
 
@@ -257,13 +318,13 @@ func (d *download) lookupLocked() {
 		if d.n.cfg.PiecesEarly {
 			near := d.connectedSpeakers()
 			d.mu.Lock()
-			d.addPeersLocked(d.withoutBad(near))
+			d.addPeersLocked(near, true)
 			d.mu.Unlock()
 		}
 		found := d.r.lookup(d.ctx)
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		d.addPeersLocked(d.withoutBad(found))
+		d.addPeersLocked(d.withoutBad(found), false)
 		d.s.LookupDone(time.Now())
 		d.notifyLocked() // the manager may wait for the lookup's end
 	}()
@@ -273,26 +334,37 @@ func (d *download) lookupLocked() {
 const maxConnectedSpeakers = 32
 
 // connectedSpeakers returns up to maxConnectedSpeakers peers this node is
-// connected to whose identify lists the owner's protocol, at random: a
-// node registers the protocol once it serves pieces of a release, so a
-// swarm that downloads together finds its members without waiting for
-// their DHT announcements (those of another file answer have requests
-// with not found, and are left alone).
+// connected to whose identify lists the owner's protocol, at random, the
+// peers with fewer strikes first: a node registers the protocol once it
+// serves pieces of a release, so a swarm that downloads together finds its
+// members without waiting for their DHT announcements. Nothing says that
+// such a peer holds the file: it is asked only for the pieces it names in
+// a have answer, and those of another file answer not found, or refuse
+// the request (an older node), and are left alone. The peers that sent
+// bad data for the file, and those with maxStrikes or more, are left out:
+// a speaker is an extra, which a download needs less than a provider.
 func (d *download) connectedSpeakers() []peer.AddrInfo {
 	n := d.n
 	proto := protocol.ID(wire.ProtocolID(d.r.src.pub))
 	var out []peer.AddrInfo
+	strikes := map[peer.ID]int{}
 	for _, p := range n.h.Network().Peers() {
-		if ok, _ := n.h.Peerstore().SupportsProtocols(p, proto); len(ok) > 0 {
+		if ok, _ := n.h.Peerstore().SupportsProtocols(p, proto); len(ok) == 0 {
+			continue
+		}
+		if k := n.strikes.of(p); k < maxStrikes {
+			strikes[p] = k
 			out = append(out, peer.AddrInfo{ID: p, Addrs: n.h.Peerstore().Addrs(p)})
 		}
 	}
 	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	sort.SliceStable(out, func(i, j int) bool { return strikes[out[i].ID] < strikes[out[j].ID] })
+	out = d.withoutBad(out)
 	return out[:min(len(out), maxConnectedSpeakers)]
 }
 
 // withoutBad returns ais without the peers that sent bad data for the
-// file. d.mu is held.
+// file, in any download of it.
 func (d *download) withoutBad(ais []peer.AddrInfo) []peer.AddrInfo {
 	d.r.mu.Lock()
 	defer d.r.mu.Unlock()

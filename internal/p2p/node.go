@@ -152,14 +152,16 @@ type Config struct {
 	NoCompression bool
 	// PiecesEarly makes the node serve each piece of a v1 release it
 	// downloads as soon as it checked it, before it holds the whole file
-	// (docs/PROTOCOL.md, "Serving pieces early"). With it, the node's
-	// downloads also ask the providers they find which pieces they hold,
-	// and add the connected peers that speak the owner's protocol. Off by
-	// default, and off in apps and rpseed: faster on the propagation
-	// benchmark, but e2e's hostile peers, connected and asked that way,
-	// held downloads back (docs/BENCHMARKS.md, propagation). Every
-	// node answers have requests either way, and downloads from peers that
-	// serve pieces early as an older node does (see docs/PROTOCOL.md).
+	// (docs/PROTOCOL.md, "Serving pieces early"), and keep an ended
+	// upload's slot for its peer 50 ms rather than 500 ms (slots.go).
+	// With it, the node's downloads also ask the providers they find
+	// which pieces they hold, and the connected peers that speak the
+	// owner's protocol too, asking those only for the pieces they name.
+	// Off by default; apps (package client) and rpseed turn it on: it
+	// spreads a release faster (docs/BENCHMARKS.md, propagation). Every
+	// node answers have requests either way, and downloads from peers
+	// that serve pieces early as an older node does (see
+	// docs/PROTOCOL.md).
 	PiecesEarly bool
 	// Metrics, if set, wires libp2p's own Prometheus metrics into the
 	// host (package p2phost/hostmetrics makes it); otherwise libp2p

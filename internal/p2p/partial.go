@@ -283,16 +283,44 @@ func (d *download) askHave(ai peer.AddrInfo, known int) (wire.Bitfield, error) {
 	return bf, nil
 }
 
-// pollHave learns which pieces ai holds, a peer found as a provider of the
-// file (which may hold only some), and tells the scheduler each piece it
-// gets, until it holds them all, the download ends or it fails haveFails
-// times in a row. A peer that refuses the request is a node of an older
-// release, which serves only whole files: it holds every piece.
+// pollHave learns which pieces ai holds, a provider of the file (which
+// may hold only some) or a connected speaker (which may hold none; see
+// addPeersLocked), and tells the scheduler each piece it gets, until it
+// holds them all, the download ends, it answers not found or it fails
+// haveFails times in a row. A provider that refuses the request is a node
+// of an older release, which serves only whole files: it holds every
+// piece. A speaker that refuses it is left out, unless a lookup found it
+// as a provider meanwhile: an older node connected for another reason
+// (another release, the DHT), or a hostile one, is asked for nothing.
 func (d *download) pollHave(ai peer.AddrInfo) {
 	defer d.wg.Done()
 	id := sched.PeerID(ai.ID)
 	total := int(d.l.NumPieces())
 	known, fails := 0, 0
+	// ended ends the poll of a speaker that named no piece, and that
+	// refused the request (older) or not: it is remembered as such,
+	// unless a lookup found it as a provider meanwhile; then one that
+	// refused is added holding every piece, and another is left out.
+	ended := func(older bool) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if !d.pending[ai.ID] {
+			return
+		}
+		delete(d.pending, ai.ID)
+		switch {
+		case d.proven[ai.ID]:
+			delete(d.proven, ai.ID)
+			if older {
+				d.addLocked(ai, nil)
+			}
+		case older:
+			d.refused[ai.ID] = true
+		default:
+			d.unheard[ai.ID] = true
+		}
+		d.notifyLocked() // the download may have a peer more, or none left
+	}
 	for d.ctx.Err() == nil {
 		select {
 		case d.havePolls <- struct{}{}:
@@ -305,20 +333,27 @@ func (d *download) pollHave(ai peer.AddrInfo) {
 		switch {
 		case errors.Is(err, wire.ErrRefused):
 			d.mu.Lock()
-			for i := range d.l.NumPieces() {
-				d.s.Have(id, i)
+			pending := d.pending[ai.ID]
+			if !pending {
+				d.holdsAllLocked(id)
+				d.notifyLocked()
 			}
-			d.notifyLocked()
 			d.mu.Unlock()
+			if pending {
+				ended(true)
+			}
 			return
 		case errors.Is(err, wire.ErrMalformed):
 			d.r.markBad(ai.ID)
 			d.n.strike(ai.ID, strikeMalformed, fmt.Errorf("file %x of release %s: %w", d.r.offer.FileID[:8], d.r.offer.Info.Version, err))
+			ended(false)
 			return
 		case errors.Is(err, wire.ErrNotFound):
+			ended(false)
 			return
 		case err != nil:
 			if fails++; fails >= haveFails {
+				ended(false)
 				return
 			}
 			wait = haveIdle
@@ -329,6 +364,9 @@ func (d *download) pollHave(ai peer.AddrInfo) {
 				wait = haveIdle
 			}
 			known = c
+			if c > 0 {
+				d.join(ai)
+			}
 			d.mu.Lock()
 			news := false
 			for i := range d.l.NumPieces() {
@@ -351,6 +389,18 @@ func (d *download) pollHave(ai peer.AddrInfo) {
 			t.Stop()
 			return
 		}
+	}
+}
+
+// join adds ai, a connected speaker that named a piece, to the scheduler
+// holding none yet (pollHave tells it which), unless it is there.
+func (d *download) join(ai peer.AddrInfo) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pending[ai.ID] {
+		delete(d.pending, ai.ID)
+		delete(d.proven, ai.ID)
+		d.addLocked(ai, make([]bool, d.l.NumPieces()))
 	}
 }
 

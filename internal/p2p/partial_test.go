@@ -3,14 +3,19 @@ package p2p
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
@@ -242,5 +247,144 @@ func TestPartialBeforeFirstPiece(t *testing.T) {
 		}
 		rc.Close()
 		stall.hashesAsked.Store(0)
+	}
+}
+
+// speakerPeer is a node connected to the downloader that speaks the
+// owner's protocol without being a provider of the file: it answers have
+// requests with have (nil: refuses them as an older node; empty: not
+// found), pieces requests with garbage, packed ones as an older node, and
+// counts the have requests and the others.
+type speakerPeer struct {
+	*Node
+	have         wire.Bitfield
+	haves, other atomic.Int64
+}
+
+func startSpeaker(t *testing.T, pub ed25519.PublicKey, have wire.Bitfield) *speakerPeer {
+	p := &speakerPeer{Node: newTestNode(t, Config{}), have: have}
+	p.Host().SetStreamHandler(protocol.ID(wire.ProtocolID(pub)), func(s network.Stream) {
+		defer s.Close()
+		req, err := wire.ReadRequest(s)
+		if err != nil {
+			return
+		}
+		switch {
+		case req.Kind == wire.KindHave && p.have == nil:
+			p.haves.Add(1)
+			wire.WriteError(s, wire.StatusBadRequest, "malformed request")
+		case req.Kind == wire.KindHave && p.have.Count() == 0:
+			p.haves.Add(1)
+			wire.WriteError(s, wire.StatusNotFound, "file not served here")
+		case req.Kind == wire.KindHave:
+			p.haves.Add(1)
+			wire.WriteHave(s, p.have)
+		case req.Kind == wire.KindInfo:
+			wire.WriteError(s, wire.StatusNotFound, "no release")
+		case req.Kind == wire.KindPacked:
+			wire.WriteError(s, wire.StatusBadRequest, "malformed request")
+		default:
+			p.other.Add(1)
+			wire.WritePiecesHeader(s)
+			s.Write(junk(int64(req.Count) * region.PieceSize))
+		}
+	})
+	return p
+}
+
+// TestConnectedSpeakers: a download with PiecesEarly asks the connected
+// peers that speak the owner's protocol, but not providers of the file,
+// which pieces they hold, once, and nothing more of one that refuses (an
+// older node) or holds none; one that names pieces and sends bad data is
+// asked once, struck, and not asked again by a later download of the
+// release; one with maxStrikes is not asked at all.
+func TestConnectedSpeakers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seconds of real hosts on loopback; runs without -short")
+	}
+	t.Parallel()
+	key, path, in := writeRelease(t, 8<<20)
+	pub := key.Public
+	ctx := testContext(t)
+	f := loadTestFile(t, path)
+	all := wire.NewBitfield(f.layout)
+	for i := range f.layout.NumPieces() {
+		all.Set(i)
+	}
+	older := startSpeaker(t, pub, nil)
+	other := startSpeaker(t, pub, wire.NewBitfield(f.layout))
+	liar := startSpeaker(t, pub, all)
+	struck := startSpeaker(t, pub, all)
+	// The seed's upload is slow enough for the download to meet the
+	// speakers: it takes about 4 s.
+	seed := newTestSeed(t, ctx, Config{UploadRate: 2 << 20}, pub, path, in)
+	c := newTestNode(t, Config{PiecesEarly: true}, seed, older.Node, other.Node, liar.Node, struck.Node)
+	c.strike(struck.ID(), maxStrikes, errors.New("struck out by the test"))
+	r := onlyRelease(t, ctx, c.Source(pub, testTarget))
+	done := make(chan error, 1)
+	go func() {
+		_, err := fetchFile(ctx, r, pub)
+		done <- err
+	}()
+	waitFor(t, "the lying speaker asked for pieces", func() bool { return liar.other.Load() > 0 })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := liar.other.Load(); n != 1 {
+		t.Errorf("the speaker that sent bad data was asked %d times, want once", n)
+	}
+	if c.strikes.of(liar.ID()) == 0 {
+		t.Error("the speaker that sent bad data got no strike")
+	}
+	for _, p := range []struct {
+		name string
+		p    *speakerPeer
+	}{{"older", older}, {"holding nothing", other}} {
+		if h, o := p.p.haves.Load(), p.p.other.Load(); h > 1 || o != 0 {
+			t.Errorf("the speaker %s was asked %d have and %d other requests; want at most one have", p.name, h, o)
+		}
+	}
+	if h, o := struck.haves.Load(), struck.other.Load(); h != 0 || o != 0 {
+		t.Errorf("the struck-out speaker was asked %d have and %d other requests", h, o)
+	}
+
+	// A second download of the release: the speaker that sent bad data is
+	// left out.
+	haves := liar.haves.Load()
+	if _, err := fetchFile(ctx, r, pub); err != nil {
+		t.Fatal(err)
+	}
+	if h, o := liar.haves.Load()-haves, liar.other.Load(); h != 0 || o != 1 {
+		t.Errorf("the second download asked the speaker that sent bad data %d have requests, %d pieces requests in all; want none more", h, o)
+	}
+}
+
+// TestSpeakersAndBadOffer: connected speakers that hold nothing of the
+// file do not keep a download alive: when every peer that offers it sends
+// bad data, it fails at once for that reason, as without PiecesEarly, and
+// the caller can take another offer, rather than after its idle rounds.
+func TestSpeakersAndBadOffer(t *testing.T) {
+	t.Parallel()
+	key, path, _ := writeRelease(t, 6<<20)
+	pub := key.Public
+	ctx := testContext(t)
+	f := loadTestFile(t, path)
+	liar := startTestPeer(t, pub, f, nil)
+	liar.hashes = make([][sha256.Size]byte, len(f.leaves))
+	older := startSpeaker(t, pub, nil)
+	other := startSpeaker(t, pub, wire.NewBitfield(f.layout))
+	c := newTestNode(t, Config{PiecesEarly: true}, liar.Node, older.Node, other.Node)
+	r := onlyRelease(t, ctx, c.Source(pub, testTarget))
+	rc, err := r.Open(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	_, err = io.ReadAll(rc)
+	if !errors.Is(err, ErrNoPeers) || !strings.Contains(err.Error(), "sent bad data") {
+		t.Fatalf("download: %v; want ErrNoPeers, every peer that offers it sent bad data", err)
+	}
+	if o := older.other.Load() + other.other.Load(); o != 0 {
+		t.Errorf("the speakers were asked %d requests other than have", o)
 	}
 }
