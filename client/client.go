@@ -174,9 +174,11 @@ type Config struct {
 	// SourceFromURL): a release that only such a source offers is taken
 	// from it at a random time within PeerWait after it was first seen,
 	// unless a peer offers it before; a release peers offer is taken from
-	// them (when their copy fails, the node asks them again and waits as
-	// for one no peer offers). So the server sends a release to the first
-	// few nodes of a network, and they spread it.
+	// them (when their copy fails, the node asks them again at its next
+	// poll, and takes the release from the HTTPS source once its own wait
+	// is over and PeerGrace, or PeerWait if shorter, has passed since a
+	// peer first offered the version). So the server sends a release to
+	// the first few nodes of a network, and they spread it.
 	// A node with no peer at all (none connected once the network is up
 	// and was asked, or the network failed to start) does not wait.
 	// Zero means DefaultPeerWait; negative means no wait.

@@ -24,17 +24,29 @@ const DefaultPeerWait = 10 * time.Minute
 //
 // A peer's copy that failed does not end the wait: such failures come to
 // many nodes at once (the first node that has a release is asked by all
-// the others, and answers most of them "busy"), and each would take its
-// own copy from the server, which is what the wait is for. The node asks
-// its peers again at its next poll, and takes the release from the source
-// when its wait is over, as when no peer offers it.
+// the others, and answers most of them "busy", or a loaded machine is
+// slow to answer), and each would take its own copy from the server,
+// which is what the wait is for. The node asks its peers again at its next
+// poll. Once a peer offered a version, the source waits for it at least
+// PeerGrace (or its whole wait, if shorter) after that first offer, even
+// when its own wait ended sooner: a release the network has spreads
+// from peer to peer within seconds, and a node whose draw falls in those
+// seconds would otherwise take a copy the server need not send. Past
+// that, the node takes the release from the source, so peers that offer
+// a release but never deliver it (unreachable, or lying) delay it a
+// bounded time.
 type fallbackSource interface {
 	// fallback reports whether the source is one now (see preferPeers).
 	fallback() bool
-	// due reports whether a release that no peer offers may be taken
-	// from the source now.
-	due(in region.Info) bool
+	// due reports whether the release in may be taken from the source
+	// now, when peers first offered its version at peerSince (zero if
+	// none has).
+	due(in region.Info, peerSince time.Time) bool
 }
+
+// PeerGrace is the longest a fallback source waits for peers to deliver a
+// version they offer, counted from the first offer (see fallbackSource).
+const PeerGrace = 2 * time.Minute
 
 // A peerPreferrer is a Source that can be told to give way to the
 // network.
@@ -85,19 +97,37 @@ const (
 )
 
 // fallbackReady reports whether the candidate c may be tried now, by a
-// node that has no peer at all if alone, and why: always unless it comes
+// node that has no peer at all if alone and whose peers first offered c's
+// version at peerSince (zero if none did), and why: always unless it comes
 // from a fallbackSource whose wait is not over and the node has peers.
-func fallbackReady(c candidate, alone bool) int {
+func fallbackReady(c candidate, alone bool, peerSince time.Time) int {
 	f, ok := c.src.(fallbackSource)
 	switch {
 	case !ok || !f.fallback():
 		return readyNotFallback
 	case alone:
 		return readyAlone
-	case f.due(c.in):
+	case f.due(c.in, peerSince):
 		return readyDue
 	}
 	return readyNotYet
+}
+
+// peerOffers is when peers (any source but a fallback one) first offered
+// each version, for fallbackReady. Its zero value has seen none.
+type peerOffers map[string]time.Time
+
+// saw records that peers offer the version at now, if they did not
+// before, and returns when they first did.
+func (o *peerOffers) saw(version string, now time.Time) time.Time {
+	if at, ok := (*o)[version]; ok {
+		return at
+	}
+	if *o == nil || len(*o) >= maxRemembered {
+		*o = peerOffers{}
+	}
+	(*o)[version] = now
+	return now
 }
 
 // peerWaits is when each release found on a fallback source may be taken
@@ -108,9 +138,14 @@ type peerWaits struct {
 	at   map[string]time.Time
 }
 
-func (w *peerWaits) due(in region.Info, now time.Time) bool {
+// due reports whether the release in may be taken now, when peers first
+// offered its version at peerSince (zero if none did).
+func (w *peerWaits) due(in region.Info, peerSince, now time.Time) bool {
 	if w.wait <= 0 {
 		return true
+	}
+	if !peerSince.IsZero() && now.Before(peerSince.Add(min(w.wait, PeerGrace))) {
+		return false
 	}
 	k := in.Version + "\x00" + string(in.Hash[:])
 	at, ok := w.at[k]

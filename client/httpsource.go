@@ -477,10 +477,10 @@ func (s *httpSource) fallback() bool {
 	return s.waits.wait > 0
 }
 
-func (s *httpSource) due(in region.Info) bool {
+func (s *httpSource) due(in region.Info, peerSince time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.waits.due(in, s.now())
+	return s.waits.due(in, peerSince, s.now())
 }
 
 // httpRelease is the release a manifest describes, its binary at url.

@@ -84,6 +84,9 @@ type pipeline struct {
 	trusted ed25519.PublicKey
 	// ro holds the owner's rollout statement and the node's bucket.
 	ro rollouts
+	// offered is when the network first offered each version (see
+	// fallbackSource).
+	offered peerOffers
 }
 
 // selfCheck is the outcome of verifySelf.
@@ -335,7 +338,7 @@ func (p *pipeline) poll(ctx context.Context) (region.Info, bool) {
 		if p.acceptable(c.in) != nil {
 			continue // a newer one was applied in this poll
 		}
-		switch fallbackReady(c, alone) {
+		switch fallbackReady(c, alone, p.offered[c.in.Version]) {
 		case readyNotYet:
 			p.log.Debug("waiting for a peer to offer the update", "version", c.in.Version, "source", c.name())
 			continue // no peer offers it yet: wait for one a while
@@ -409,6 +412,11 @@ func (p *pipeline) offers(ctx context.Context) []candidate {
 					p.emit(Event{Kind: EventRejected, Release: c.in, Source: c.name(), Err: err})
 				}
 				continue
+			}
+			if src == p.netSrc {
+				// Even when this copy is refused for now: the network
+				// has the version (see fallbackSource).
+				p.offered.saw(c.in.Version, time.Now())
 			}
 			if !p.refused.rejected(c) && !p.refused.selfTestFailedRecently(c.rel.FileID(), time.Now()) {
 				cands = append(cands, c)
