@@ -20,7 +20,8 @@ import (
 // user, as written: they read the fenced blocks of a section of README.md
 // or docs/RELEASING.md and run them. `git clone` of this repository is
 // replaced by a copy of the work tree (no network), and Go runs with
-// GOPROXY=off and GOSUMDB=off on the module cache the tests already use.
+// GOPROXY=off and GOSUMDB=off on the module cache the tests already use
+// (scripts/test-deps.sh fills it with what go mod tidy reads).
 
 // docBlock is a fenced block of a document: its language and text.
 type docBlock struct{ lang, text string }
@@ -74,7 +75,11 @@ func docShell(t *testing.T, dir, block string) {
 			continue
 		}
 		if out, err := runTool(t, 5*time.Minute, dir, env, "sh", "-c", line); err != nil {
-			t.Fatalf("%s: %v\n%s", line, err, out)
+			hint := ""
+			if strings.Contains(string(out), "disabled by GOPROXY=off") {
+				hint = "\n(the module cache lacks what go mod tidy reads: run scripts/test-deps.sh to set up what the tests need)"
+			}
+			t.Fatalf("%s: %v\n%s%s", line, err, out, hint)
 		}
 	}
 }

@@ -16,6 +16,10 @@
 #      platform's user cache directory), where the tests look for them.
 #      goreleaser takes about 12 minutes to build with a cold build cache
 #      on 2 cores.
+#   4. Every module go mod tidy reads, into the module cache: the doc tests
+#      (e2e/docs_test.go) follow the README's steps for app authors, whose
+#      go mod tidy runs offline (GOPROXY=off). go mod download alone misses
+#      the go.mod files of the dependencies' test imports.
 #
 # Steps 1 and 2 run on Linux with apt-get only; elsewhere they are skipped
 # with a note, and the tests that need them skip too.
@@ -84,3 +88,9 @@ else
 fi
 
 go run ./internal/testtools/installtools
+
+if ! go mod tidy -diff > /dev/null; then
+	echo "test-deps.sh: go mod tidy -diff failed (above): the doc tests need the modules it reads" >&2
+	exit 1
+fi
+echo "test-deps.sh: the module cache holds what go mod tidy reads"
