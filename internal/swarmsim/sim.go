@@ -54,6 +54,8 @@ const (
 	haveEvery      = 100 * time.Millisecond // between an answer to a have request and the next request
 	haveIdle       = 500 * time.Millisecond // the same after an answer that told nothing new
 	maxHaveWaits   = 64                     // the have requests a node holds at once
+	havePolls      = 128                    // the have requests a download has in flight
+	maxHaveWait    = 2 * time.Second        // the longest a node holds a have request (wire.MaxHaveWait)
 	randomFirst    = 4                      // the pieces a download picks at random first
 )
 
@@ -95,6 +97,11 @@ type Config struct {
 	// itself at its first piece rather than as its download starts, as
 	// internal/p2p did before.
 	AnnounceAtFirstPiece bool
+	// HavePolls bounds the have requests one download has in flight at
+	// once, as internal/p2p's havePolls: a download's requests take turns
+	// (see watcher). Zero means havePolls, as internal/p2p; negative, no
+	// bound: every peer a download knows always has its request.
+	HavePolls int
 	// LookupDelay is how long a poll or a lookup takes.
 	LookupDelay time.Duration
 	// Seed seeds the randomness; the same Config gives the same Result.
@@ -121,6 +128,9 @@ type Result struct {
 	SeedUploaded, Uploaded int64
 	// Busy counts busy answers; Lookups the polls and lookups.
 	Busy, Lookups int
+	// HaveAnswers counts have answers; MaxHavePolls is the most have
+	// requests one download had in flight at once.
+	HaveAnswers, MaxHavePolls int
 	// Events is the number of events simulated.
 	Events int
 }
@@ -245,6 +255,8 @@ type download struct {
 	planGen int           // invalidates a planned wake
 	wakeGen int           // the planned wake pending, or 0
 	wakeAt  time.Duration // when it is
+	polls   int           // its have requests in flight
+	pollQ   []*watcher    // watchers waiting for a turn, in order
 }
 
 // worker asks one peer, like a download's worker goroutine.
@@ -274,6 +286,9 @@ func Run(cfg Config) Result {
 	}
 	if cfg.SeedSlots == 0 {
 		cfg.SeedSlots = cfg.Slots
+	}
+	if cfg.HavePolls == 0 {
+		cfg.HavePolls = havePolls
 	}
 	if cfg.SeedUplink == 0 {
 		cfg.SeedUplink = cfg.Uplink
@@ -454,7 +469,13 @@ func (s *sim) addPeers(d *download, ids []int) {
 			// The have requests go over a connection the download
 			// makes: the peer can ask this node back over it.
 			s.connect(d.n, p)
-			p.knownBy = append(p.knownBy, &watcher{d: d, answered: s.now, told: len(p.got)})
+			w := &watcher{d: d, n: p, told: len(p.got)}
+			p.knownBy = append(p.knownBy, w)
+			if w.told == int(s.pieces) {
+				w.done = true // it holds every piece: nothing to ask
+			} else {
+				s.at(s.now+haveEvery, func() { s.turn(w) })
+			}
 		}
 	}
 }
@@ -792,33 +813,70 @@ func (s *sim) received(w *worker, i int64) {
 // haveEvery after it and, when the node holds nothing new, is held there
 // until it does (a long poll), unless the node holds maxHaveWaits requests
 // already: then it is answered at once with nothing new, and the next
-// goes haveIdle later.
+// goes haveIdle later. A download has at most Config.HavePolls requests
+// in flight: a watcher takes a turn to send one (turn) and gives it back
+// with the answer, so the others, in order, get theirs.
 type watcher struct {
-	d        *download
-	answered time.Duration // when the last answer arrived
-	pending  bool          // an answer with a new piece is on its way
-	told     int           // the node's pieces told so far (of node.got)
+	d       *download
+	n       *node         // the node watched
+	sentAt  time.Duration // when the request in flight was sent
+	req     int           // counts its requests: invalidates a held request's timeout
+	active  bool          // it has a request in flight (a turn)
+	pending bool          // an answer with a new piece is on its way
+	done    bool          // the node holds every piece: it asks no more
+	told    int           // the node's pieces told so far (of node.got)
 }
 
-// tellHave schedules, for each download that watches n, the answer that
-// tells it n's new piece: a latency after the piece when its request is
-// held at n, or as soon as its next request (haveEvery after the last
-// answer) reaches n and is answered; for those beyond maxHaveWaits held
-// requests, at a random point of their haveIdle cycle.
+// turn sends w's next have request when its download has a turn free, or
+// queues w for one.
+func (s *sim) turn(w *watcher) {
+	d := w.d
+	if d.ended || w.active || w.done {
+		return
+	}
+	if s.cfg.HavePolls > 0 && d.polls >= s.cfg.HavePolls {
+		d.pollQ = append(d.pollQ, w)
+		return
+	}
+	d.polls++
+	s.res.MaxHavePolls = max(s.res.MaxHavePolls, d.polls)
+	w.active, w.sentAt = true, s.now
+	w.req++
+	if len(w.n.got) > w.told { // answered as it arrives
+		w.pending = true
+		s.at(s.now+2*s.cfg.Latency, func() { s.haveAnswer(w.n, w) })
+		return
+	}
+	// Held at the node until it has a new piece (tellHave), at most
+	// maxHaveWait: then answered with nothing new.
+	req := w.req
+	s.at(s.now+2*s.cfg.Latency+maxHaveWait, func() {
+		if w.req == req && w.active && !w.pending {
+			s.res.HaveAnswers++
+			s.endTurnAfter(w, haveIdle)
+		}
+	})
+}
+
+// tellHave schedules, for each download that has a have request at n or
+// on its way there, the answer that tells it n's new piece: a latency
+// after the piece when its request is held at n, or as soon as it reaches
+// n; for those beyond maxHaveWaits held requests, at a random point of
+// their haveIdle cycle.
 func (s *sim) tellHave(n *node) {
 	lat := s.cfg.Latency
 	held := 0
 	live := n.knownBy[:0]
 	for _, w := range n.knownBy {
-		if w.d.ended {
+		if w.d.ended || w.done {
 			continue
 		}
 		live = append(live, w)
-		if w.pending {
+		if !w.active || w.pending {
 			continue
 		}
-		at := max(s.now+lat, w.answered+haveEvery+2*lat)
-		if s.now >= w.answered+haveEvery+lat { // its request waits at n
+		at := max(s.now+lat, w.sentAt+2*lat)
+		if s.now >= w.sentAt+lat { // its request waits at n
 			if held++; held > maxHaveWaits {
 				at = s.now + lat + time.Duration(s.rng.Int64N(int64(haveIdle)))
 			}
@@ -830,13 +888,15 @@ func (s *sim) tellHave(n *node) {
 }
 
 // haveAnswer delivers n's pieces to the download of w, and wakes it when
-// that may change what it does, as pollHave does.
+// that may change what it does, as pollHave does; the download's turn
+// passes to the next watcher waiting for one.
 func (s *sim) haveAnswer(n *node, w *watcher) {
-	w.pending, w.answered = false, s.now
+	w.pending = false
 	d := w.d
 	if d.ended {
 		return
 	}
+	s.res.HaveAnswers++
 	// The answer is every piece n holds; those told before change
 	// nothing (Have returns false), so only the others are passed on.
 	news := false
@@ -846,8 +906,32 @@ func (s *sim) haveAnswer(n *node, w *watcher) {
 		}
 	}
 	w.told = len(n.got)
+	if w.told == int(s.pieces) {
+		w.done = true
+	}
+	s.endTurnAfter(w, haveEvery)
 	if news {
 		s.kick(d)
+	}
+}
+
+// endTurnAfter ends w's have request: the download's turn passes to the
+// next watcher waiting for one, and w asks again wait later unless it is
+// done.
+func (s *sim) endTurnAfter(w *watcher, wait time.Duration) {
+	d := w.d
+	if d.ended || !w.active {
+		return
+	}
+	w.active = false
+	d.polls--
+	for len(d.pollQ) > 0 && d.polls < s.cfg.HavePolls {
+		next := d.pollQ[0]
+		d.pollQ = d.pollQ[1:]
+		s.turn(next)
+	}
+	if !w.done {
+		s.at(s.now+wait, func() { s.turn(w) })
 	}
 }
 
@@ -884,6 +968,18 @@ func (s *sim) leave(n *node) {
 	}
 	n.flows = nil
 	n.gen++
+	// Its have requests fail as its connections close: the downloads
+	// that watched it stop asking it and give their turns on.
+	for _, w := range n.knownBy {
+		if w.d.ended || w.done {
+			continue
+		}
+		w.done = true
+		if w.active && !w.pending {
+			s.at(s.now+s.cfg.Latency, func() { s.endTurnAfter(w, 0) })
+		}
+	}
+	n.knownBy = nil
 	if n.dl != nil {
 		s.endDownload(n.dl, false)
 	}

@@ -66,6 +66,32 @@ func TestSimulateDeterministic(t *testing.T) {
 	}
 }
 
+// TestSimulateHavePolls: a download has at most Config.HavePolls have
+// requests in flight, the turns go round (every node gets the release,
+// with churn too: the requests to a node that left end), and a smaller
+// bound makes fewer have answers.
+func TestSimulateHavePolls(t *testing.T) {
+	answers := map[int]int{}
+	for _, polls := range []int{1, 4, -1} {
+		c := benchSetup(60)
+		c.PiecesEarly, c.HavePolls, c.Churn, c.ChurnWithin = true, polls, 0.1, 5*time.Second
+		r := Run(c)
+		if r.Stuck != 0 || r.Done+r.Left != 60 {
+			t.Fatalf("HavePolls %d: %+v: want every node that stayed to get the release", polls, r)
+		}
+		if polls > 0 && r.MaxHavePolls > polls {
+			t.Errorf("HavePolls %d: a download had %d have requests in flight", polls, r.MaxHavePolls)
+		}
+		if polls < 0 && r.MaxHavePolls <= 4 {
+			t.Errorf("no bound: at most %d have requests in flight, want more than 4 with 60 nodes", r.MaxHavePolls)
+		}
+		answers[polls] = r.HaveAnswers
+	}
+	if !(answers[1] < answers[4] && answers[4] < answers[-1]) {
+		t.Errorf("have answers by bound (1, 4, none): %d, %d, %d; want fewer with a smaller bound", answers[1], answers[4], answers[-1])
+	}
+}
+
 // TestSimulateScale runs the fleets of issue 20: N nodes (RP_SIM_NODES,
 // default 1000: about a minute on 2 cores, so the full test suite stays
 // short), each with whole-file serving (internal/p2p's default: "whole")
@@ -74,7 +100,9 @@ func TestSimulateDeterministic(t *testing.T) {
 // until all nodes hold the release against the broadcast bound
 // S/U + log2(N) x piece/U, and fails only when a node that stayed never
 // got the release. RP_SIM_SEED picks another seed of the randomness than
-// 1, RP_SIM_TRACE=1 writes the fleet's state every 250 ms to stderr. 10k
+// 1, RP_SIM_HAVE_POLLS another bound of a download's have requests in
+// flight (Config.HavePolls; -1: none), RP_SIM_TRACE=1 writes the fleet's
+// state every 250 ms to stderr. 10k
 // nodes serving early take about 4 minutes a run on 2 cores, 100k about
 // ten times as long (docs/BENCHMARKS.md):
 //
@@ -102,6 +130,13 @@ func TestSimulateScale(t *testing.T) {
 			t.Fatalf("RP_SIM_SEED=%q: want a number", v)
 		}
 	}
+	havePollsEnv := 0
+	if v := os.Getenv("RP_SIM_HAVE_POLLS"); v != "" {
+		var err error
+		if havePollsEnv, err = strconv.Atoi(v); err != nil {
+			t.Fatalf("RP_SIM_HAVE_POLLS=%q: want a number (negative: no bound)", v)
+		}
+	}
 	serving := []bool{false, true}
 	switch os.Getenv("RP_SIM_SERVING") {
 	case "whole":
@@ -118,7 +153,7 @@ func TestSimulateScale(t *testing.T) {
 				name := fmt.Sprintf("nodes=%d/early=%v/natchurn=%v", n, early, hostile)
 				t.Run(name, func(t *testing.T) {
 					c := benchSetup(n)
-					c.PiecesEarly, c.Seed = early, seed
+					c.PiecesEarly, c.Seed, c.HavePolls = early, seed, havePollsEnv
 					if os.Getenv("RP_SIM_TRACE") != "" {
 						c.Trace = os.Stderr
 					}
@@ -127,10 +162,10 @@ func TestSimulateScale(t *testing.T) {
 					}
 					start := time.Now()
 					r := Run(c)
-					t.Logf("%s: all %d in %v (median %v), bound %v, %.2fx; left %d, stuck %d; seed uploaded %d MB (%.1fx the release); %d busy, %d lookups; %d events in %v",
+					t.Logf("%s: all %d in %v (median %v), bound %v, %.2fx; left %d, stuck %d; seed uploaded %d MB (%.1fx the release); %d busy, %d lookups, %d have answers; %d events in %v",
 						name, r.Done, r.AllDone.Round(10*time.Millisecond), r.Median.Round(10*time.Millisecond), r.Bound.Round(10*time.Millisecond),
 						r.AllDone.Seconds()/r.Bound.Seconds(), r.Left, r.Stuck, r.SeedUploaded>>20, float64(r.SeedUploaded)/float64(c.Size),
-						r.Busy, r.Lookups, r.Events, time.Since(start).Round(time.Millisecond))
+						r.Busy, r.Lookups, r.HaveAnswers, r.Events, time.Since(start).Round(time.Millisecond))
 					if r.Stuck != 0 {
 						t.Errorf("%d nodes never got the release", r.Stuck)
 					}
