@@ -113,21 +113,20 @@ func fallbackReady(c candidate, alone bool, peerSince time.Time) int {
 	return readyNotYet
 }
 
-// peerOffers is when peers (any source but a fallback one) first offered
-// each version, for fallbackReady. Its zero value has seen none.
+// peerOffers is when the network first offered each version, for
+// fallbackReady. Its zero value has seen none.
 type peerOffers map[string]time.Time
 
-// saw records that peers offer the version at now, if they did not
-// before, and returns when they first did.
-func (o *peerOffers) saw(version string, now time.Time) time.Time {
-	if at, ok := (*o)[version]; ok {
-		return at
+// saw records that the network offers the version at now, unless it did
+// before.
+func (o *peerOffers) saw(version string, now time.Time) {
+	if _, ok := (*o)[version]; ok {
+		return
 	}
 	if *o == nil || len(*o) >= maxRemembered {
 		*o = peerOffers{}
 	}
 	(*o)[version] = now
-	return now
 }
 
 // peerWaits is when each release found on a fallback source may be taken
@@ -144,9 +143,6 @@ func (w *peerWaits) due(in region.Info, peerSince, now time.Time) bool {
 	if w.wait <= 0 {
 		return true
 	}
-	if !peerSince.IsZero() && now.Before(peerSince.Add(min(w.wait, PeerGrace))) {
-		return false
-	}
 	k := in.Version + "\x00" + string(in.Hash[:])
 	at, ok := w.at[k]
 	if !ok {
@@ -156,5 +152,18 @@ func (w *peerWaits) due(in region.Info, peerSince, now time.Time) bool {
 		at = now.Add(rand.N(w.wait))
 		w.at[k] = at
 	}
+	if !peerSince.IsZero() {
+		// Drawn when first seen all the same: the grace does not
+		// delay the draw, it only holds the release while it runs.
+		at = later(at, peerSince.Add(min(w.wait, PeerGrace)))
+	}
 	return !now.Before(at)
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -30,6 +30,21 @@ func TestPeerWaitsDue(t *testing.T) {
 		{"short wait bounds the grace", 30 * time.Second, t0.Add(-time.Second), t0.Add(-31 * time.Second), true},
 		{"short wait, a peer offered it 10 s ago", 30 * time.Second, t0.Add(-time.Second), t0.Add(-10 * time.Second), false},
 	}
+	// The draw is made when the release is first seen, grace or not: a
+	// release first seen while peers offer it is not due after the grace
+	// alone when its draw is later.
+	t.Run("draw made during the grace", func(t *testing.T) {
+		w := peerWaits{wait: 10 * time.Minute}
+		w.due(in, t0, t0)
+		at, ok := w.at[k]
+		if !ok {
+			t.Fatal("no draw made while peers offer the release")
+		}
+		after := t0.Add(PeerGrace)
+		if got, want := w.due(in, t0, after), !after.Before(at); got != want {
+			t.Errorf("due at the grace's end with the draw at %v: %v, want %v", at.Sub(t0), got, want)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := peerWaits{wait: tt.wait}
@@ -48,11 +63,10 @@ func TestPeerWaitsDue(t *testing.T) {
 func TestPeerOffersFirst(t *testing.T) {
 	var o peerOffers
 	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	if got := o.saw("2.0.0", t0); !got.Equal(t0) {
-		t.Fatalf("first offer at %v, want %v", got, t0)
-	}
-	if got := o.saw("2.0.0", t0.Add(time.Minute)); !got.Equal(t0) {
-		t.Fatalf("after a second offer: %v, want the first, %v", got, t0)
+	o.saw("2.0.0", t0)
+	o.saw("2.0.0", t0.Add(time.Minute))
+	if got := o["2.0.0"]; !got.Equal(t0) {
+		t.Fatalf("after two offers: %v, want the first, %v", got, t0)
 	}
 	if got := o["3.0.0"]; !got.IsZero() {
 		t.Fatalf("a version never offered: %v, want zero", got)
