@@ -102,9 +102,9 @@ func TestSimulateHavePolls(t *testing.T) {
 // got the release. RP_SIM_SEED picks another seed of the randomness than
 // 1, RP_SIM_HAVE_POLLS another bound of a download's have requests in
 // flight (Config.HavePolls; -1: none), RP_SIM_TRACE=1 writes the fleet's
-// state every 250 ms to stderr. 10k
-// nodes serving early take about 4 minutes a run on 2 cores, 100k about
-// ten times as long (docs/BENCHMARKS.md):
+// state every 250 ms to stderr. 10k nodes serving early take about 4
+// minutes a run on 2 cores, 100k about ten times as long
+// (docs/BENCHMARKS.md):
 //
 //	RP_SIM_NODES=10000 RP_SIM_SERVING=early go test ./internal/swarmsim -run TestSimulateScale -v -timeout 60m
 //	RP_SIM_NODES=100000 RP_SIM_SERVING=early go test ./internal/swarmsim -run 'TestSimulateScale/.*/.*/natchurn=false' -v -timeout 120m
