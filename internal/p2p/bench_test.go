@@ -552,13 +552,15 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 	for _, n := range all {
 		st := n.Stats()
 		sum.HaveRequests += st.HaveRequests
+		sum.WatchRequests += st.WatchRequests
+		sum.HaveUpdates += st.HaveUpdates
 		sum.FetchRequests += st.FetchRequests
 		sum.Busy += st.Busy
 		sum.BytesUploaded += st.BytesUploaded
 		sum.Strikes += st.Strikes
 	}
-	b.Logf("the nodes answered %d have and %d pieces requests (%d busy), uploaded %d MB; %d strikes; connections by transport at the end: %v",
-		sum.HaveRequests, sum.FetchRequests, sum.Busy, sum.BytesUploaded>>20, sum.Strikes, transports(append(all, seed)))
+	b.Logf("the nodes answered %d have, %d watch (%d bitfields) and %d pieces requests (%d busy), uploaded %d MB; %d strikes; connections by transport at the end: %v",
+		sum.HaveRequests, sum.WatchRequests, sum.HaveUpdates, sum.FetchRequests, sum.Busy, sum.BytesUploaded>>20, sum.Strikes, transports(append(all, seed)))
 	up := int64(seed.Stats().BytesUploaded)
 	b.Logf("%d nodes updated in %v (serving %v); seed uploaded %d MB (%.1fx the release), busy answers %d; %v of CPU (%.2f cores)",
 		nodes, total.Round(10*time.Millisecond), mode, up>>20, float64(up)/float64(in.ContentLen()), seed.Stats().Busy,

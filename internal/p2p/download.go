@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -129,7 +130,8 @@ type download struct {
 	refused map[peer.ID]bool // speakers that refused have requests (older nodes)
 	unheard map[peer.ID]bool // speakers whose have poll ended with not found or failures
 
-	havePolls chan struct{} // a token per have request in flight (see pollHave)
+	havePolls  chan struct{} // a token per have request or watch in flight (see pollHave)
+	haveWanted atomic.Int32  // polls waiting for a token
 }
 
 // newDownload returns the download of r's file from offset, which must be

@@ -190,6 +190,10 @@ type Config struct {
 	// requests, for tests and benchmarks: it refuses them, serves only
 	// whole files and asks every peer for pieces as if it held them all.
 	noHave bool
+	// noWatch makes the node behave as one of the release after have
+	// requests and before watches, for tests: it refuses watches and asks
+	// its peers have requests alone.
+	noWatch bool
 	// slotGrace replaces slotGrace and earlySlotGrace when nonzero
 	// (negative: none), for benchmarks.
 	slotGrace time.Duration
@@ -361,9 +365,10 @@ type Stats struct {
 	// hashes and pieces requests answered (packed ones included), and
 	// PackedRequests the packed requests among them.
 	InfoRequests, HashesRequests, FetchRequests, PackedRequests uint64
-	// RolloutRequests counts the rollout requests answered, and
-	// HaveRequests the have requests.
-	RolloutRequests, HaveRequests uint64
+	// RolloutRequests counts the rollout requests answered, HaveRequests
+	// the have requests, WatchRequests the watch requests and HaveUpdates
+	// the bitfields sent in answer to watches.
+	RolloutRequests, HaveRequests, WatchRequests, HaveUpdates uint64
 	// Busy counts pieces requests refused for want of an upload slot.
 	Busy uint64
 	// BadRequests counts malformed requests and failed namespace checks.
@@ -417,6 +422,8 @@ func (n *Node) Stats() Stats {
 		PackedRequests:   c.packed.Load(),
 		RolloutRequests:  c.rollouts.Load(),
 		HaveRequests:     c.have.Load(),
+		WatchRequests:    c.watch.Load(),
+		HaveUpdates:      c.haveUpdates.Load(),
 		Busy:             c.busy.Load(),
 		BadRequests:      c.bad.Load(),
 		StreamsRefused:   n.server.admit.refused.Load(),

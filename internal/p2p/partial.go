@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sync"
@@ -31,15 +32,16 @@ const (
 	// maxHaveWaits bounds the have requests a node holds open at once
 	// (see serveHave); above it, a have request is answered at once.
 	maxHaveWaits = 64
-	// havePolls bounds the have requests one download has in flight. A
-	// held request ends only when the peer has a new piece or after
-	// wire.MaxHaveWait, so a bound below the peers a download knows
-	// leaves its turns with peers that have nothing new while others
-	// gain pieces unseen: in the swarm simulator, 10,000 nodes with 20%
-	// dial-out-only and 5% churn took 9.2 s with 32, 8.7 s with 64 and
-	// 7.5 s with 128 or none (docs/BENCHMARKS.md). 128 streams stay well
-	// within the outbound streams the resource manager allows the
-	// service (256).
+	// havePolls bounds the watches (and have requests, of peers that
+	// refuse watches) one download has in flight. A watch gives its turn
+	// on after wire.MaxHaveWait when another peer waits for one (and a
+	// have request is held that long at most), so a bound below the peers
+	// a download knows leaves its turns with peers that have nothing new
+	// while others gain pieces unseen: in the swarm simulator, with have
+	// requests, 10,000 nodes with 20% dial-out-only and 5% churn took
+	// 9.2 s with 32, 8.7 s with 64 and 7.5 s with 128 or none
+	// (docs/BENCHMARKS.md). 128 streams stay well within the outbound
+	// streams the resource manager allows the service (256).
 	havePolls = 128
 	// haveEvery is the least time between two have requests of one
 	// download to one peer, and haveIdle the time after an answer that
@@ -63,7 +65,20 @@ type partial struct {
 	mu      sync.Mutex
 	have    wire.Bitfield
 	count   int
-	changed chan struct{} // closed and replaced when a piece is added
+	changed chan struct{} // closed and replaced when a piece is added, and at the end
+	ended   bool          // no longer served in part (see end)
+}
+
+// end records that the file is no longer served in part, served whole
+// from now on or not at all, and wakes the watches of it (serveWatch).
+func (p *partial) end() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.ended {
+		p.ended = true
+		close(p.changed)
+		p.changed = make(chan struct{})
+	}
 }
 
 // holdsRange reports whether s holds count pieces from first: every piece
@@ -83,18 +98,19 @@ func (s *served) holdsRange(first, count uint32) bool {
 }
 
 // haveState returns a copy of the pieces s holds, their number, and a
-// channel closed when it holds more (nil for a whole file).
-func (s *served) haveState() (wire.Bitfield, int, <-chan struct{}) {
+// channel closed when it holds more or is no longer served in part (nil
+// for a whole file); ended reports the latter.
+func (s *served) haveState() (bf wire.Bitfield, count int, changed <-chan struct{}, ended bool) {
 	if s.part == nil {
 		b := wire.NewBitfield(s.layout)
 		for i := range s.layout.NumPieces() {
 			b.Set(i)
 		}
-		return b, int(s.layout.NumPieces()), nil
+		return b, int(s.layout.NumPieces()), nil, false
 	}
 	s.part.mu.Lock()
 	defer s.part.mu.Unlock()
-	return append(wire.Bitfield(nil), s.part.have...), s.part.count, s.part.changed
+	return append(wire.Bitfield(nil), s.part.have...), s.part.count, s.part.changed, s.part.ended
 }
 
 // earlyServable reports whether piece i, checked against the signed root,
@@ -222,6 +238,9 @@ func (s *server) takePartial(id [wire.IDLen]byte) *served {
 	defer s.mu.Unlock()
 	sv := s.partials[id]
 	delete(s.partials, id)
+	if sv != nil {
+		sv.part.end()
+	}
 	return sv
 }
 
@@ -252,7 +271,7 @@ func (s *server) serveHave(ctx context.Context, st network.Stream, pub ed25519.P
 		return
 	}
 	defer sv.release()
-	bf, count, changed := sv.haveState()
+	bf, count, changed, _ := sv.haveState()
 	if changed != nil && count <= int(req.Known) {
 		select {
 		case s.haveWaits <- struct{}{}:
@@ -264,12 +283,116 @@ func (s *server) serveHave(ctx context.Context, st network.Stream, pub ed25519.P
 			}
 			t.Stop()
 			<-s.haveWaits
-			bf, _, _ = sv.haveState()
+			bf, _, _, _ = sv.haveState()
 		default:
 		}
 	}
 	st.SetWriteDeadline(time.Now().Add(s.idle))
 	wire.WriteHave(st, bf)
+}
+
+// serveWatch answers a watch request (wire.KindWatch): the pieces of the
+// file this node holds at once, then again each time it holds more, at
+// most one bitfield every wire.WatchEvery, and the same again after
+// wire.MaxHaveWait without a change. It ends after a bitfield of the whole
+// file (once served whole, the file's watches get one), when the node
+// stops serving the file, or when the peer is gone (a write fails). A
+// watch holds a stream, a goroutine and a reference to the file for as
+// long as it runs: the node holds at most maxWatches of them, at most
+// maxWatchesPerPeer of one peer; past either, the request gets its first
+// bitfield alone, and the peer asks again later. It takes no upload slot.
+func (s *server) serveWatch(ctx context.Context, st network.Stream, remote peer.ID, pub ed25519.PublicKey, req *wire.Request) {
+	sv := s.acquire(pub, req.Target, req.ID)
+	if sv == nil {
+		wire.WriteError(st, wire.StatusNotFound, "file not served here")
+		return
+	}
+	defer func() { sv.release() }()
+	held := s.startWatch(remote)
+	if held {
+		defer s.endWatch(remote)
+	}
+	sent, first := 0, true
+	var last time.Time
+	for {
+		bf, count, changed, ended := sv.haveState()
+		if ended {
+			// Served whole from now on, or not at all.
+			whole := s.acquire(pub, req.Target, req.ID)
+			if whole == nil || whole.part != nil {
+				if whole != nil {
+					whole.release()
+				}
+				return
+			}
+			sv.release()
+			sv = whole
+			continue
+		}
+		if first || count > sent || time.Since(last) >= wire.MaxHaveWait {
+			st.SetWriteDeadline(time.Now().Add(s.idle))
+			var err error
+			if first {
+				err = wire.WriteHave(st, bf)
+			} else {
+				err = wire.WriteWatchUpdate(st, bf)
+			}
+			if err != nil {
+				return
+			}
+			s.counts.haveUpdates.Add(1)
+			sent, first, last = count, false, time.Now()
+		}
+		if changed == nil || !held {
+			return
+		}
+		t := time.NewTimer(time.Until(last.Add(wire.WatchEvery)))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		t.Reset(time.Until(last.Add(wire.MaxHaveWait)))
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// The bounds of the watches a node serves (see serveWatch).
+const (
+	maxWatches        = 64
+	maxWatchesPerPeer = 4
+)
+
+// startWatch takes a place for a watch of peer p, and reports false when
+// the node holds maxWatches, or maxWatchesPerPeer of p's, already.
+func (s *server) startWatch(p peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watchesHeld >= maxWatches || s.watchesOf[p] >= maxWatchesPerPeer {
+		return false
+	}
+	s.watchesHeld++
+	s.watchesOf[p]++
+	return true
+}
+
+// endWatch gives back a place startWatch took.
+func (s *server) endWatch(p peer.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watchesHeld--
+	if s.watchesOf[p]--; s.watchesOf[p] == 0 {
+		delete(s.watchesOf, p)
+	}
 }
 
 // askHave asks ai which pieces of the file it holds, telling it the number
@@ -291,20 +414,53 @@ func (d *download) askHave(ai peer.AddrInfo, known int) (wire.Bitfield, error) {
 	return bf, nil
 }
 
+// watchHave asks ai to tell which pieces of the file it holds and each
+// time it holds more (wire.KindWatch), telling it the number the download
+// knows of, and calls got with each bitfield, until the answer ends (nil),
+// fails, or got returns false.
+func (d *download) watchHave(ai peer.AddrInfo, known int, got func(wire.Bitfield) bool) error {
+	s, err := d.n.request(d.ctx, d.r.src.pub, ai, &wire.Request{Kind: wire.KindWatch, Target: d.r.src.target, ID: d.r.offer.FileID, Known: uint32(known)})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(d.ctx, func() { s.Reset() })
+	defer stop()
+	s.SetReadDeadline(time.Now().Add(wire.MaxHaveWait + d.n.cfg.IdleTimeout))
+	bf, err := wire.ReadHave(s, d.l)
+	for err == nil {
+		if !got(bf) {
+			s.Reset() // the peer stops at its next write
+			return nil
+		}
+		s.SetReadDeadline(time.Now().Add(wire.MaxHaveWait + d.n.cfg.IdleTimeout))
+		bf, err = wire.ReadWatchUpdate(s, d.l, bf)
+	}
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	s.Reset()
+	return fmt.Errorf("peer %s: watch: %w", ai.ID, err)
+}
+
 // pollHave learns which pieces ai holds, a provider of the file (which
 // may hold only some) or a connected speaker (which may hold none; see
 // addPeersLocked), and tells the scheduler each piece it gets, until it
 // holds them all, the download ends, it answers not found or it fails
-// haveFails times in a row. A provider that refuses the request is a node
-// of an older release, which serves only whole files: it holds every
-// piece. A speaker that refuses it is left out, unless a lookup found it
-// as a provider meanwhile: an older node connected for another reason
-// (another release, the DHT), or a hostile one, is asked for nothing.
+// haveFails times in a row. It watches ai (watchHave), asking again after
+// each watch that ends early; a peer that refuses watches, a node of the
+// release before them, is asked have requests instead. A provider that
+// refuses those too is a node of an older release still, which serves only
+// whole files: it holds every piece. A speaker that refuses them is left
+// out, unless a lookup found it as a provider meanwhile: an older node
+// connected for another reason (another release, the DHT), or a hostile
+// one, is asked for nothing.
 func (d *download) pollHave(ai peer.AddrInfo) {
 	defer d.wg.Done()
 	id := sched.PeerID(ai.ID)
 	total := int(d.l.NumPieces())
 	known, fails := 0, 0
+	watch := !d.n.cfg.noWatch
 	// ended ends the poll of a speaker that named no piece, and that
 	// refused the request (older) or not: it is remembered as such,
 	// unless a lookup found it as a provider meanwhile; then one that
@@ -329,13 +485,60 @@ func (d *download) pollHave(ai peer.AddrInfo) {
 		}
 		d.notifyLocked() // the download may have a peer more, or none left
 	}
+	// got takes a bitfield of ai's; it reports whether to go on
+	// watching: while ai may hold more, unless the watch ran
+	// wire.MaxHaveWait while another poll of the download waits for a
+	// turn (then it gives its turn on). told is set when a bitfield named
+	// more pieces than known before.
+	told := false
+	var since time.Time // the watch's start
+	got := func(bf wire.Bitfield) bool {
+		fails = 0
+		c := bf.Count()
+		if c > known {
+			told = true
+		}
+		known = c
+		if c > 0 {
+			d.join(ai)
+		}
+		d.mu.Lock()
+		news := false
+		for i := range d.l.NumPieces() {
+			if bf.Has(i) && d.s.Have(id, i) {
+				news = true
+			}
+		}
+		if news {
+			d.notifyLocked() // only a piece the download still needs wakes it
+		}
+		d.mu.Unlock()
+		return known < total && (time.Since(since) < wire.MaxHaveWait || d.haveWanted.Load() == 0)
+	}
 	for d.ctx.Err() == nil {
+		d.haveWanted.Add(1)
 		select {
 		case d.havePolls <- struct{}{}:
+			d.haveWanted.Add(-1)
 		case <-d.ctx.Done():
+			d.haveWanted.Add(-1)
 			return
 		}
-		bf, err := d.askHave(ai, known)
+		told, since = false, time.Now()
+		var err error
+		if watch {
+			err = d.watchHave(ai, known, got)
+			if errors.Is(err, wire.ErrRefused) {
+				watch = false // a node of the release before watches
+				<-d.havePolls
+				continue
+			}
+		} else {
+			var bf wire.Bitfield
+			if bf, err = d.askHave(ai, known); err == nil {
+				got(bf)
+			}
+		}
 		<-d.havePolls
 		wait := haveEvery
 		switch {
@@ -365,30 +568,10 @@ func (d *download) pollHave(ai peer.AddrInfo) {
 				return
 			}
 			wait = haveIdle
-		default:
-			fails = 0
-			c := bf.Count()
-			if c <= known {
-				wait = haveIdle
-			}
-			known = c
-			if c > 0 {
-				d.join(ai)
-			}
-			d.mu.Lock()
-			news := false
-			for i := range d.l.NumPieces() {
-				if bf.Has(i) && d.s.Have(id, i) {
-					news = true
-				}
-			}
-			if news {
-				d.notifyLocked() // only a piece the download still needs wakes it
-			}
-			d.mu.Unlock()
-			if known == total {
-				return
-			}
+		case known == total:
+			return
+		case !told:
+			wait = haveIdle
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -428,6 +611,7 @@ func (s *server) takePartials(pub ed25519.PublicKey, target string, versions []s
 	for id, sv := range s.partials {
 		if sv.pub.Equal(pub) && sv.target == target && slices.Contains(versions, sv.info.Version) {
 			delete(s.partials, id)
+			sv.part.end()
 			out = append(out, sv)
 		}
 	}

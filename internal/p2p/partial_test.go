@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -30,7 +31,7 @@ func partialCount(n *Node, id [wire.IDLen]byte) int {
 	if sv == nil {
 		return -1
 	}
-	_, c, _ := sv.haveState()
+	_, c, _, _ := sv.haveState()
 	return c
 }
 
@@ -132,11 +133,106 @@ func TestPiecesEarly(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatal("the pieces from A differ from the release's")
 	}
-	if s := a.Stats(); s.BytesUploaded < uint64(len(want)) || s.HaveRequests < 3 {
-		t.Fatalf("A uploaded %d bytes and answered %d have requests, want at least %d and 3", s.BytesUploaded, s.HaveRequests, len(want))
+	if s := a.Stats(); s.BytesUploaded < uint64(len(want)) || s.HaveRequests < 2 || s.WatchRequests < 1 {
+		t.Fatalf("A uploaded %d bytes and answered %d have and %d watch requests, want at least %d, 2 and 1", s.BytesUploaded, s.HaveRequests, s.WatchRequests, len(want))
 	}
 	if s := b.Stats(); s.Strikes != 0 {
 		t.Fatalf("B struck %d times", s.Strikes)
+	}
+}
+
+// watchOf sends a watch request for the file id to ai and returns its
+// stream, to read the answer from.
+func watchOf(t *testing.T, ctx context.Context, n *Node, pub []byte, ai peer.AddrInfo, id [wire.IDLen]byte, known uint32) network.Stream {
+	t.Helper()
+	s, err := n.request(ctx, pub, ai, &wire.Request{Kind: wire.KindWatch, Target: testTarget, ID: id, Known: known})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Reset() })
+	s.SetReadDeadline(time.Now().Add(30 * time.Second))
+	return s
+}
+
+// TestWatch: a node that serves a file in part answers a watch with the
+// pieces it holds at once, then with each new piece, says the same again
+// after MaxHaveWait without a change, and ends the answer with the whole
+// file once it serves it whole. Past maxWatches, a watch gets its first
+// bitfield alone.
+func TestWatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seconds of real hosts on loopback; runs without -short")
+	}
+	t.Parallel()
+	key, path, in := writeRelease(t, 20<<20)
+	pub := key.Public
+	ctx := testContext(t)
+	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
+	a := newTestNode(t, Config{PiecesEarly: true}, seed)
+	b := newTestNode(t, Config{PiecesEarly: true}, seed, a)
+	ra := onlyRelease(t, ctx, a.Source(pub, testTarget))
+	id, l := ra.FileID(), ra.offer.Layout
+	rc, err := ra.Open(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	waitFor(t, "A's window is full", func() bool { return partialCount(a, id) == fetchWindow })
+	aInfo := peer.AddrInfo{ID: a.ID(), Addrs: a.Host().Addrs()}
+
+	st := watchOf(t, ctx, b, pub, aInfo, id, 0)
+	bf, err := wire.ReadHave(st, l)
+	if err != nil || bf.Count() != fetchWindow {
+		t.Fatalf("first bitfield: %d pieces, %v; want %d", bf.Count(), err, fetchWindow)
+	}
+	// Nothing new: the same again after about MaxHaveWait.
+	start := time.Now()
+	bf, err = wire.ReadWatchUpdate(st, l, bf)
+	if waited := time.Since(start); err != nil || bf.Count() != fetchWindow || waited < wire.MaxHaveWait/2 {
+		t.Fatalf("without a change: %d pieces after %v, %v; want %d after about %v", bf.Count(), waited, err, fetchWindow, wire.MaxHaveWait)
+	}
+	// The reader takes piece 0: A fetches piece 16, and says so.
+	if _, err := io.ReadFull(rc, make([]byte, region.PieceSize)); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	bf, err = wire.ReadWatchUpdate(st, l, bf)
+	if err != nil || !bf.Has(fetchWindow) || time.Since(start) >= wire.MaxHaveWait {
+		t.Fatalf("after a new piece: %d pieces (piece %d: %v) after %v, %v", bf.Count(), fetchWindow, bf.Has(fetchWindow), time.Since(start), err)
+	}
+
+	// Past maxWatches: the first bitfield alone.
+	for i := range maxWatches {
+		if !a.server.startWatch(peer.ID(fmt.Sprint("filler ", i))) {
+			break
+		}
+	}
+	full := watchOf(t, ctx, b, pub, aInfo, id, 0)
+	if bf, err := wire.ReadHave(full, l); err != nil || bf.Count() < fetchWindow {
+		t.Fatalf("a watch past the bound: %d pieces, %v", bf.Count(), err)
+	}
+	if _, err := wire.ReadWatchUpdate(full, l, bf); !errors.Is(err, io.EOF) {
+		t.Fatalf("a watch past the bound goes on: %v, want its end", err)
+	}
+
+	// A reads the rest and serves the file whole: the first watch gets
+	// the whole file, and ends.
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Serve(ctx, pub, testTarget, path, in); err != nil {
+		t.Fatal(err)
+	}
+	for bf.Count() < int(l.NumPieces()) {
+		if bf, err = wire.ReadWatchUpdate(st, l, bf); err != nil {
+			t.Fatalf("waiting for the whole file: %v", err)
+		}
+	}
+	if _, err := wire.ReadWatchUpdate(st, l, bf); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the whole file: %v, want the answer's end", err)
+	}
+	if s := a.Stats(); s.WatchRequests != 2 || s.HaveUpdates < 4 {
+		t.Fatalf("A answered %d watches with %d bitfields, want 2 and at least 4", s.WatchRequests, s.HaveUpdates)
 	}
 }
 
@@ -205,6 +301,44 @@ func TestHaveOlderPeer(t *testing.T) {
 		}
 		t.Logf("A answered %d pieces requests of the older node's, %d bytes", a.Stats().FetchRequests, a.Stats().BytesUploaded)
 	})
+	t.Run("provider before watches", func(t *testing.T) {
+		// A node of the release before watches (noWatch), serving a
+		// file in part, refuses the watch and answers have requests.
+		t.Parallel()
+		key, path, in := writeRelease(t, 12<<20)
+		pub := key.Public
+		ctx := testContext(t)
+		seed := newTestSeed(t, ctx, Config{}, pub, path, in)
+		old := newTestNode(t, Config{PiecesEarly: true, noWatch: true}, seed)
+		ro := onlyRelease(t, ctx, old.Source(pub, testTarget))
+		rc, err := ro.Open(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the older node holds every piece", func() bool { return partialCount(old, ro.FileID()) == int(ro.offer.Layout.NumPieces()) })
+		c := newTestNode(t, Config{PiecesEarly: true}, seed, old)
+		r := onlyRelease(t, ctx, c.Source(pub, testTarget))
+		// The older node is to be found as a provider, not an offer.
+		r.peers = []peer.AddrInfo{{ID: seed.ID(), Addrs: seed.Host().Addrs()}}
+		seed.Close()
+		got, err := fetchFile(ctx, r, pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f, _ := os.ReadFile(path); !bytes.Equal(got, f) {
+			t.Fatal("the file differs")
+		}
+		if s := old.Stats(); s.BadRequests == 0 || s.HaveRequests == 0 || s.WatchRequests != 0 {
+			t.Errorf("the older node refused %d requests and answered %d have and %d watch requests; want it to refuse watches and answer have (%+v)", s.BadRequests, s.HaveRequests, s.WatchRequests, s)
+		}
+		if s := c.Stats(); s.Strikes != 0 {
+			t.Errorf("%d strikes", s.Strikes)
+		}
+	})
 }
 
 // TestPartialBeforeFirstPiece: a node that serves pieces early serves a
@@ -251,13 +385,14 @@ func TestPartialBeforeFirstPiece(t *testing.T) {
 
 // speakerPeer is a node connected to the downloader that speaks the
 // owner's protocol without being a provider of the file: it answers have
-// requests with have (nil: refuses them as an older node; empty: not
-// found), pieces requests with garbage, packed ones as an older node, and
-// counts the have requests and the others.
+// and watch requests with have (nil: refuses them as an older node; empty:
+// not found), a watch with that one bitfield alone, pieces requests with
+// garbage, packed ones as an older node, and counts the have and watch
+// requests and the others.
 type speakerPeer struct {
 	*Node
-	have         wire.Bitfield
-	haves, other atomic.Int64
+	have                  wire.Bitfield
+	haves, watches, other atomic.Int64
 }
 
 func startSpeaker(t *testing.T, pub ed25519.PublicKey, have wire.Bitfield) *speakerPeer {
@@ -268,15 +403,19 @@ func startSpeaker(t *testing.T, pub ed25519.PublicKey, have wire.Bitfield) *spea
 		if err != nil {
 			return
 		}
+		switch req.Kind {
+		case wire.KindHave:
+			p.haves.Add(1)
+		case wire.KindWatch:
+			p.watches.Add(1)
+		}
+		isHave := req.Kind == wire.KindHave || req.Kind == wire.KindWatch
 		switch {
-		case req.Kind == wire.KindHave && p.have == nil:
-			p.haves.Add(1)
+		case isHave && p.have == nil:
 			wire.WriteError(s, wire.StatusBadRequest, "malformed request")
-		case req.Kind == wire.KindHave && p.have.Count() == 0:
-			p.haves.Add(1)
+		case isHave && p.have.Count() == 0:
 			wire.WriteError(s, wire.StatusNotFound, "file not served here")
-		case req.Kind == wire.KindHave:
-			p.haves.Add(1)
+		case isHave:
 			wire.WriteHave(s, p.have)
 		case req.Kind == wire.KindInfo:
 			wire.WriteError(s, wire.StatusNotFound, "no release")
@@ -339,22 +478,22 @@ func TestConnectedSpeakers(t *testing.T) {
 		name string
 		p    *speakerPeer
 	}{{"older", older}, {"holding nothing", other}} {
-		if h, o := p.p.haves.Load(), p.p.other.Load(); h > 1 || o != 0 {
-			t.Errorf("the speaker %s was asked %d have and %d other requests; want at most one have", p.name, h, o)
+		if h, w, o := p.p.haves.Load(), p.p.watches.Load(), p.p.other.Load(); h > 1 || w > 1 || o != 0 {
+			t.Errorf("the speaker %s was asked %d have, %d watch and %d other requests; want at most one have and one watch", p.name, h, w, o)
 		}
 	}
-	if h, o := struck.haves.Load(), struck.other.Load(); h != 0 || o != 0 {
-		t.Errorf("the struck-out speaker was asked %d have and %d other requests", h, o)
+	if h, w, o := struck.haves.Load(), struck.watches.Load(), struck.other.Load(); h != 0 || w != 0 || o != 0 {
+		t.Errorf("the struck-out speaker was asked %d have, %d watch and %d other requests", h, w, o)
 	}
 
 	// A second download of the release: the speaker that sent bad data is
 	// left out.
-	haves := liar.haves.Load()
+	haves := liar.haves.Load() + liar.watches.Load()
 	if _, err := fetchFile(ctx, r, pub); err != nil {
 		t.Fatal(err)
 	}
-	if h, o := liar.haves.Load()-haves, liar.other.Load(); h != 0 || o != 1 {
-		t.Errorf("the second download asked the speaker that sent bad data %d have requests, %d pieces requests in all; want none more", h, o)
+	if h, o := liar.haves.Load()+liar.watches.Load()-haves, liar.other.Load(); h != 0 || o != 1 {
+		t.Errorf("the second download asked the speaker that sent bad data %d have or watch requests, %d pieces requests in all; want none more", h, o)
 	}
 }
 

@@ -130,17 +130,20 @@ type server struct {
 	encoders   chan *pack.Encoder // see encoder; nil entries until made
 	frames     sync.Pool          // *[]byte of packed uploads: frameBuf
 
-	mu        sync.Mutex
-	closed    bool
-	newest    map[string]*served // by ownerKey(pub, target)
-	byID      map[[wire.IDLen]byte]*served
-	partials  map[[wire.IDLen]byte]*served // files served while they download, by file ID (see partial.go)
-	haveWaits chan struct{}                // a token per have request held open
-	noHave    bool                         // Config.noHave
-	protocols map[protocol.ID]bool
-	rotations []rotation.Statement         // verified, at most maxServedRotations
-	rollouts  map[string]rollout.Statement // verified, by ownerKey; at most maxServedRollouts
-	withdrawn map[string]map[string]bool   // versions, by ownerKey; see Node.Withdraw
+	mu          sync.Mutex
+	closed      bool
+	newest      map[string]*served // by ownerKey(pub, target)
+	byID        map[[wire.IDLen]byte]*served
+	partials    map[[wire.IDLen]byte]*served // files served while they download, by file ID (see partial.go)
+	haveWaits   chan struct{}                // a token per have request held open
+	watchesHeld int                          // watches served (see serveWatch)
+	watchesOf   map[peer.ID]int              // watches served, by peer
+	noHave      bool                         // Config.noHave
+	noWatch     bool                         // Config.noWatch
+	protocols   map[protocol.ID]bool
+	rotations   []rotation.Statement         // verified, at most maxServedRotations
+	rollouts    map[string]rollout.Statement // verified, by ownerKey; at most maxServedRollouts
+	withdrawn   map[string]map[string]bool   // versions, by ownerKey; see Node.Withdraw
 
 	onReport func(peer.ID, ed25519.PublicKey, string, wire.Report) // Config.OnReport
 
@@ -149,7 +152,7 @@ type server struct {
 
 // serverCounts are a server's counters, for Stats.
 type serverCounts struct {
-	info, hashes, pieces, packed, rotations, rollouts, have, busy, bad, up atomic.Uint64
+	info, hashes, pieces, packed, rotations, rollouts, have, watch, haveUpdates, busy, bad, up atomic.Uint64
 }
 
 // newServer returns the server of a node with host h and configuration cfg
@@ -166,7 +169,9 @@ func newServer(ctx context.Context, h host.Host, cfg Config) *server {
 		byID:       map[[wire.IDLen]byte]*served{},
 		partials:   map[[wire.IDLen]byte]*served{},
 		haveWaits:  make(chan struct{}, maxHaveWaits),
+		watchesOf:  map[peer.ID]int{},
 		noHave:     cfg.noHave,
+		noWatch:    cfg.noWatch,
 		protocols:  map[protocol.ID]bool{},
 		noCompress: cfg.NoCompression,
 		onReport:   cfg.OnReport,
@@ -405,6 +410,14 @@ func (s *server) handle(ctx context.Context, pub ed25519.PublicKey, st network.S
 		}
 		s.counts.have.Add(1)
 		s.serveHave(ctx, st, pub, req)
+	case wire.KindWatch:
+		if s.noHave || s.noWatch {
+			s.counts.bad.Add(1)
+			wire.WriteError(st, wire.StatusBadRequest, "malformed request")
+			return
+		}
+		s.counts.watch.Add(1)
+		s.serveWatch(ctx, st, remote, pub, req)
 	}
 }
 

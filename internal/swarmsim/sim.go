@@ -56,6 +56,8 @@ const (
 	maxHaveWaits   = 64                     // the have requests a node holds at once
 	havePolls      = 128                    // the have requests a download has in flight
 	maxHaveWait    = 2 * time.Second        // the longest a node holds a have request (wire.MaxHaveWait)
+	maxWatches     = 64                     // the watches a node holds at once
+	watchEvery     = 100 * time.Millisecond // between two bitfields of a watch (wire.WatchEvery)
 	randomFirst    = 4                      // the pieces a download picks at random first
 )
 
@@ -102,6 +104,12 @@ type Config struct {
 	// (see watcher). Zero means havePolls, as internal/p2p; negative, no
 	// bound: every peer a download knows always has its request.
 	HavePolls int
+	// PollHave makes the downloads ask have requests, held by the node
+	// until it has a new piece, as internal/p2p did before watches;
+	// without it they watch the nodes they know, each watch a have
+	// request that stays open and gets a bitfield at each new piece (see
+	// watcher; internal/p2p/partial.go, serveWatch).
+	PollHave bool
 	// LookupDelay is how long a poll or a lookup takes.
 	LookupDelay time.Duration
 	// Seed seeds the randomness; the same Config gives the same Result.
@@ -128,8 +136,9 @@ type Result struct {
 	SeedUploaded, Uploaded int64
 	// Busy counts busy answers; Lookups the polls and lookups.
 	Busy, Lookups int
-	// HaveAnswers counts have answers; MaxHavePolls is the most have
-	// requests one download had in flight at once.
+	// HaveAnswers counts have answers (bitfields of watches included);
+	// MaxHavePolls is the most have requests (or watches) one download
+	// had in flight at once.
 	HaveAnswers, MaxHavePolls int
 	// Events is the number of events simulated.
 	Events int
@@ -226,6 +235,7 @@ type node struct {
 	nHave     int64
 	doneAt    time.Duration
 	announced bool
+	watches   int // watches it holds
 
 	// serving
 	flows   []*flow               // uploads running
@@ -247,16 +257,18 @@ type node struct {
 // download is one Open of the release by a node: a scheduler and its
 // workers.
 type download struct {
-	n       *node
-	s       *sched.Scheduler
-	workers []*worker // running, in the order they started
-	kicked  bool
-	ended   bool
-	planGen int           // invalidates a planned wake
-	wakeGen int           // the planned wake pending, or 0
-	wakeAt  time.Duration // when it is
-	polls   int           // its have requests in flight
-	pollQ   []*watcher    // watchers waiting for a turn, in order
+	n        *node
+	s        *sched.Scheduler
+	workers  []*worker // running, in the order they started
+	kicked   bool
+	ended    bool
+	planGen  int           // invalidates a planned wake
+	wakeGen  int           // the planned wake pending, or 0
+	wakeAt   time.Duration // when it is
+	polls    int           // its have requests in flight
+	pollQ    []*watcher    // watchers waiting for a turn, in order
+	watches  []*watcher    // its watches held (some ended: see rotate)
+	rotating bool          // a rotate is scheduled
 }
 
 // worker asks one peer, like a download's worker goroutine.
@@ -809,13 +821,19 @@ func (s *sim) received(w *worker, i int64) {
 }
 
 // watcher is a download's have requests to one node (internal/p2p's
-// pollHave): each answer tells the node's pieces; the next request goes
-// haveEvery after it and, when the node holds nothing new, is held there
-// until it does (a long poll), unless the node holds maxHaveWaits requests
-// already: then it is answered at once with nothing new, and the next
-// goes haveIdle later. A download has at most Config.HavePolls requests
-// in flight: a watcher takes a turn to send one (turn) and gives it back
-// with the answer, so the others, in order, get theirs.
+// pollHave). A watch (the default) stays open: its first bitfield comes at
+// once, the next a latency after each new piece, at most one every
+// watchEvery, until the node holds every piece; a node holding maxWatches
+// already answers with the first bitfield alone, and the watcher asks
+// again haveEvery later (haveIdle when it told nothing new). With
+// Config.PollHave each answer tells the node's pieces; the next request
+// goes haveEvery after it and, when the node holds nothing new, is held
+// there until it does (a long poll), unless the node holds maxHaveWaits
+// requests already: then it is answered at once with nothing new, and the
+// next goes haveIdle later. A download has at most Config.HavePolls
+// requests or watches in flight: a watcher takes a turn to send one (turn)
+// and gives it back with the answer's end, so the others, in order, get
+// theirs.
 type watcher struct {
 	d       *download
 	n       *node         // the node watched
@@ -825,6 +843,8 @@ type watcher struct {
 	pending bool          // an answer with a new piece is on its way
 	done    bool          // the node holds every piece: it asks no more
 	told    int           // the node's pieces told so far (of node.got)
+	watch   bool          // its request is a watch the node holds
+	pushed  time.Duration // when the node last sent a bitfield of the watch
 }
 
 // turn sends w's next have request when its download has a turn free, or
@@ -836,12 +856,37 @@ func (s *sim) turn(w *watcher) {
 	}
 	if s.cfg.HavePolls > 0 && d.polls >= s.cfg.HavePolls {
 		d.pollQ = append(d.pollQ, w)
+		if !s.cfg.PollHave && !d.rotating {
+			d.rotating = true
+			s.at(s.now+maxHaveWait, func() { s.rotate(d) })
+		}
 		return
 	}
 	d.polls++
 	s.res.MaxHavePolls = max(s.res.MaxHavePolls, d.polls)
 	w.active, w.sentAt = true, s.now
 	w.req++
+	if !s.cfg.PollHave {
+		// A watch: held by the node, unless it holds maxWatches; its
+		// first bitfield goes back at once.
+		w.pending = true
+		s.at(s.now+s.cfg.Latency, func() {
+			n := w.n
+			if n.gone || d.ended {
+				w.pending = false
+				s.endTurnAfter(w, 0)
+				return
+			}
+			if n.watches < maxWatches {
+				w.watch = true
+				n.watches++
+				d.watches = append(d.watches, w)
+			}
+			w.pushed = s.now
+			s.at(s.now+s.cfg.Latency, func() { s.haveAnswer(n, w) })
+		})
+		return
+	}
 	if len(w.n.got) > w.told { // answered as it arrives
 		w.pending = true
 		s.at(s.now+2*s.cfg.Latency, func() { s.haveAnswer(w.n, w) })
@@ -858,6 +903,34 @@ func (s *sim) turn(w *watcher) {
 	})
 }
 
+// rotate ends, while watchers of d wait for a turn, the watches of d that
+// ran maxHaveWait, as internal/p2p's pollHave does at the watch's next
+// bitfield (one every maxHaveWait at least), and runs again maxHaveWait
+// later while some wait.
+func (s *sim) rotate(d *download) {
+	d.rotating = false
+	if d.ended || len(d.pollQ) == 0 {
+		return
+	}
+	live := d.watches[:0]
+	for _, w := range d.watches {
+		switch {
+		case !w.watch || !w.active:
+		case w.pending || s.now-w.sentAt < maxHaveWait:
+			live = append(live, w)
+		default:
+			w.watch = false
+			w.n.watches--
+			s.endTurnAfter(w, haveEvery)
+		}
+	}
+	d.watches = live
+	if len(d.pollQ) > 0 {
+		d.rotating = true
+		s.at(s.now+maxHaveWait, func() { s.rotate(d) })
+	}
+}
+
 // tellHave schedules, for each download that has a have request at n or
 // on its way there, the answer that tells it n's new piece: a latency
 // after the piece when its request is held at n, or as soon as it reaches
@@ -869,11 +942,24 @@ func (s *sim) tellHave(n *node) {
 	live := n.knownBy[:0]
 	for _, w := range n.knownBy {
 		if w.d.ended || w.done {
+			if w.watch { // the watch's next write fails: it ends
+				w.watch = false
+				n.watches--
+			}
 			continue
 		}
 		live = append(live, w)
 		if !w.active || w.pending {
 			continue
+		}
+		if w.watch {
+			at := max(s.now, w.pushed+watchEvery)
+			w.pending, w.pushed = true, at
+			s.at(at+lat, func() { s.haveAnswer(n, w) })
+			continue
+		}
+		if !s.cfg.PollHave {
+			continue // a watch's one bitfield, on its way
 		}
 		at := max(s.now+lat, w.sentAt+2*lat)
 		if s.now >= w.sentAt+lat { // its request waits at n
@@ -905,11 +991,23 @@ func (s *sim) haveAnswer(n *node, w *watcher) {
 			news = true
 		}
 	}
+	told := len(n.got) > w.told
 	w.told = len(n.got)
 	if w.told == int(s.pieces) {
 		w.done = true
 	}
-	s.endTurnAfter(w, haveEvery)
+	switch {
+	case w.watch && !w.done:
+		// The watch goes on.
+	case w.watch:
+		w.watch = false
+		n.watches--
+		s.endTurnAfter(w, haveEvery)
+	case !s.cfg.PollHave && !told:
+		s.endTurnAfter(w, haveIdle) // a watch past the node's bound
+	default:
+		s.endTurnAfter(w, haveEvery)
+	}
 	if news {
 		s.kick(d)
 	}

@@ -66,29 +66,31 @@ func TestSimulateDeterministic(t *testing.T) {
 	}
 }
 
-// TestSimulateHavePolls: a download has at most Config.HavePolls have
-// requests in flight, the turns go round (every node gets the release,
-// with churn too: the requests to a node that left end), and a smaller
-// bound makes fewer have answers.
+// TestSimulateHavePolls: a download has at most Config.HavePolls watches
+// (or have requests, with PollHave) in flight, the turns go round (every
+// node gets the release, with churn too: the watches of a node that left
+// end), and a smaller bound makes fewer have answers.
 func TestSimulateHavePolls(t *testing.T) {
-	answers := map[int]int{}
-	for _, polls := range []int{1, 4, -1} {
-		c := benchSetup(60)
-		c.PiecesEarly, c.HavePolls, c.Churn, c.ChurnWithin = true, polls, 0.1, 5*time.Second
-		r := Run(c)
-		if r.Stuck != 0 || r.Done+r.Left != 60 {
-			t.Fatalf("HavePolls %d: %+v: want every node that stayed to get the release", polls, r)
+	for _, poll := range []bool{false, true} {
+		answers := map[int]int{}
+		for _, polls := range []int{1, 4, -1} {
+			c := benchSetup(60)
+			c.PiecesEarly, c.HavePolls, c.PollHave, c.Churn, c.ChurnWithin = true, polls, poll, 0.1, 5*time.Second
+			r := Run(c)
+			if r.Stuck != 0 || r.Done+r.Left != 60 {
+				t.Fatalf("PollHave %v, HavePolls %d: %+v: want every node that stayed to get the release", poll, polls, r)
+			}
+			if polls > 0 && r.MaxHavePolls > polls {
+				t.Errorf("PollHave %v, HavePolls %d: a download had %d in flight", poll, polls, r.MaxHavePolls)
+			}
+			if polls < 0 && r.MaxHavePolls <= 4 {
+				t.Errorf("PollHave %v, no bound: at most %d in flight, want more than 4 with 60 nodes", poll, r.MaxHavePolls)
+			}
+			answers[polls] = r.HaveAnswers
 		}
-		if polls > 0 && r.MaxHavePolls > polls {
-			t.Errorf("HavePolls %d: a download had %d have requests in flight", polls, r.MaxHavePolls)
+		if !(answers[1] < answers[4] && answers[4] < answers[-1]) {
+			t.Errorf("PollHave %v: have answers by bound (1, 4, none): %d, %d, %d; want fewer with a smaller bound", poll, answers[1], answers[4], answers[-1])
 		}
-		if polls < 0 && r.MaxHavePolls <= 4 {
-			t.Errorf("no bound: at most %d have requests in flight, want more than 4 with 60 nodes", r.MaxHavePolls)
-		}
-		answers[polls] = r.HaveAnswers
-	}
-	if !(answers[1] < answers[4] && answers[4] < answers[-1]) {
-		t.Errorf("have answers by bound (1, 4, none): %d, %d, %d; want fewer with a smaller bound", answers[1], answers[4], answers[-1])
 	}
 }
 
@@ -101,7 +103,8 @@ func TestSimulateHavePolls(t *testing.T) {
 // S/U + log2(N) x piece/U, and fails only when a node that stayed never
 // got the release. RP_SIM_SEED picks another seed of the randomness than
 // 1, RP_SIM_HAVE_POLLS another bound of a download's have requests in
-// flight (Config.HavePolls; -1: none), RP_SIM_TRACE=1 writes the fleet's
+// flight (Config.HavePolls; -1: none), RP_SIM_POLL_HAVE=1 have requests
+// rather than watches (Config.PollHave), RP_SIM_TRACE=1 writes the fleet's
 // state every 250 ms to stderr. 10k nodes serving early take about 4
 // minutes a run on 2 cores, 100k about ten times as long
 // (docs/BENCHMARKS.md):
@@ -130,6 +133,7 @@ func TestSimulateScale(t *testing.T) {
 			t.Fatalf("RP_SIM_SEED=%q: want a number", v)
 		}
 	}
+	pollHave := os.Getenv("RP_SIM_POLL_HAVE") == "1"
 	havePollsEnv := 0
 	if v := os.Getenv("RP_SIM_HAVE_POLLS"); v != "" {
 		var err error
@@ -153,7 +157,7 @@ func TestSimulateScale(t *testing.T) {
 				name := fmt.Sprintf("nodes=%d/early=%v/natchurn=%v", n, early, hostile)
 				t.Run(name, func(t *testing.T) {
 					c := benchSetup(n)
-					c.PiecesEarly, c.Seed, c.HavePolls = early, seed, havePollsEnv
+					c.PiecesEarly, c.Seed, c.HavePolls, c.PollHave = early, seed, havePollsEnv, pollHave
 					if os.Getenv("RP_SIM_TRACE") != "" {
 						c.Trace = os.Stderr
 					}

@@ -10,12 +10,12 @@ import (
 
 // known reports whether k is a request kind of the protocol.
 func (k Kind) known() bool {
-	return k == KindInfo || k == KindHashes || k == KindPieces || k == KindRotations || k == KindPacked || k == KindRollout || k == KindHave
+	return k == KindInfo || k == KindHashes || k == KindPieces || k == KindRotations || k == KindPacked || k == KindRollout || k == KindHave || k == KindWatch
 }
 
 // hasID reports whether a request of kind k names a file.
 func (k Kind) hasID() bool {
-	return k == KindHashes || k == KindPieces || k == KindPacked || k == KindHave
+	return k == KindHashes || k == KindPieces || k == KindPacked || k == KindHave || k == KindWatch
 }
 
 // hasRange reports whether a request of kind k names a run of pieces.
@@ -24,14 +24,14 @@ func (k Kind) hasRange() bool { return k == KindPieces || k == KindPacked }
 // Request is a decoded request frame.
 type Request struct {
 	// Kind is KindInfo, KindHashes, KindPieces, KindRotations,
-	// KindPacked, KindRollout or KindHave.
+	// KindPacked, KindRollout, KindHave or KindWatch.
 	Kind Kind
 	// Auth is the namespace check (see Auth).
 	Auth [AuthLen]byte
 	// Target is the "GOOS/GOARCH" asked about.
 	Target string
-	// ID is the file asked for (KindHashes, KindPieces, KindPacked and
-	// KindHave).
+	// ID is the file asked for (KindHashes, KindPieces, KindPacked,
+	// KindHave and KindWatch).
 	ID [IDLen]byte
 	// First is the first piece asked for, and Count the number of pieces,
 	// 1 to MaxPiecesPerRequest (KindPieces and KindPacked).
@@ -43,8 +43,8 @@ type Request struct {
 	// only); unauthenticated.
 	Report Report
 	// Known is the number of pieces of the file the asking node knows the
-	// peer holds (KindHave only): the peer answers when it holds more, or
-	// after at most MaxHaveWait.
+	// peer holds (KindHave and KindWatch): the peer answers when it holds
+	// more, or after at most MaxHaveWait.
 	Known uint32
 }
 
@@ -96,7 +96,7 @@ func (r *Request) Marshal() ([]byte, error) {
 	if r.Kind == KindRollout {
 		b = r.Report.append(b)
 	}
-	if r.Kind == KindHave {
+	if r.Kind == KindHave || r.Kind == KindWatch {
 		b = appendKnown(b, r.Known)
 	}
 	return b, nil
@@ -150,7 +150,7 @@ func ReadRequest(r io.Reader) (*Request, error) {
 			return nil, err
 		}
 	}
-	if req.Kind == KindHave {
+	if req.Kind == KindHave || req.Kind == KindWatch {
 		var err error
 		if req.Known, err = readKnown(r); err != nil {
 			return nil, err

@@ -76,7 +76,7 @@ func TestMarshalRejects(t *testing.T) {
 		{Kind: KindInfo, Target: "linux/" + strings.Repeat("a", MaxTargetLen-5)},
 		{Kind: KindInfo, Target: "linuxamd64"},
 		{Kind: KindInfo, Target: "linux/amd64/v2"},
-		{Kind: 7, Target: "linux/amd64"},
+		{Kind: 8, Target: "linux/amd64"},
 		{Kind: KindPieces, Target: "linux/amd64", Count: 0},
 		{Kind: KindPieces, Target: "linux/amd64", Count: 9},
 	} {

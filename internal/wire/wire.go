@@ -90,6 +90,8 @@ func (k Kind) String() string {
 		return "rollout"
 	case KindHave:
 		return "have"
+	case KindWatch:
+		return "watch"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }

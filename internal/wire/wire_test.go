@@ -133,7 +133,7 @@ func checkStatementsMalformed(t *testing.T, text []byte, max, maxLen int, read f
 
 // TestFuzzCorpus checks that every fuzz target has a committed seed corpus.
 func TestFuzzCorpus(t *testing.T) {
-	for _, name := range []string{"FuzzReadRequest", "FuzzReadInfo", "FuzzReadHashes", "FuzzReadPieces", "FuzzReadRotations", "FuzzReadPacked", "FuzzReadRollouts"} {
+	for _, name := range []string{"FuzzReadRequest", "FuzzReadInfo", "FuzzReadHashes", "FuzzReadPieces", "FuzzReadRotations", "FuzzReadPacked", "FuzzReadRollouts", "FuzzReadHave", "FuzzReadWatch"} {
 		if es, err := os.ReadDir("testdata/fuzz/" + name); err != nil || len(es) == 0 {
 			t.Errorf("%s: no seed corpus in testdata/fuzz (%v)", name, err)
 		}
