@@ -500,6 +500,7 @@ func (d *download) work(ai peer.AddrInfo) {
 func (d *download) serve(ai peer.AddrInfo) error {
 	id := sched.PeerID(ai.ID)
 	var frame []byte
+	defer func() { d.n.putFrameBuf(frame) }()
 	for {
 		d.mu.Lock()
 		a := d.s.Next(id, time.Now())
@@ -611,7 +612,7 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) e
 			}
 		} else {
 			if *frame == nil {
-				*frame = make([]byte, d.l.MaxPieceLen())
+				*frame = d.n.frameBuf(d.l.MaxPieceLen())
 			}
 			b, err = d.readPacked(pr, i, buf, *frame, mode)
 		}
@@ -654,6 +655,24 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) e
 	}
 	s.Close()
 	return nil
+}
+
+// frameBuf returns a buffer of n bytes for the data of a packed piece:
+// one a worker gave back when it is that size, since a fresh piece-sized
+// buffer per worker cost a busy node more in zeroing and collection than
+// the pieces' check.
+func (n *Node) frameBuf(size int64) []byte {
+	if b, ok := n.frames.Get().(*[]byte); ok && int64(len(*b)) == size {
+		return *b
+	}
+	return make([]byte, size)
+}
+
+// putFrameBuf gives back a buffer that frameBuf returned (nil: none).
+func (n *Node) putFrameBuf(b []byte) {
+	if len(b) == region.PieceSize {
+		n.frames.Put(&b)
+	}
 }
 
 // readPacked reads the frame of piece i from r, its data into frame (a

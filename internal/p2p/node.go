@@ -229,6 +229,7 @@ type Node struct {
 
 	packer   *packer      // nil without Config.PackDir
 	decoders *decoderPool // shared by the downloads' packed pieces
+	frames   sync.Pool    // *[]byte: the downloads' packed frames (see frameBuf)
 
 	downloaded atomic.Uint64 // release bytes fetched, for Stats
 	askedTwice atomic.Uint64 // asks of pieces asked before, for Stats
