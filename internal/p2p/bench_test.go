@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"testing"
@@ -512,6 +513,19 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 		defer stop()
 	}
 	cpu0 := processCPU(b)
+	if p := os.Getenv("RP_PROPAGATION_CPUPROFILE"); p != "" {
+		// The timed part alone, where -cpuprofile takes the nodes' start
+		// too.
+		f, err := os.Create(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -558,9 +572,11 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 		sum.Busy += st.Busy
 		sum.BytesUploaded += st.BytesUploaded
 		sum.Strikes += st.Strikes
+		sum.Lookups += st.Lookups
+		sum.Provides += st.Provides
 	}
-	b.Logf("the nodes answered %d have, %d watch (%d bitfields) and %d pieces requests (%d busy), uploaded %d MB; %d strikes; connections by transport at the end: %v",
-		sum.HaveRequests, sum.WatchRequests, sum.HaveUpdates, sum.FetchRequests, sum.Busy, sum.BytesUploaded>>20, sum.Strikes, transports(append(all, seed)))
+	b.Logf("the nodes answered %d have, %d watch (%d bitfields) and %d pieces requests (%d busy), uploaded %d MB; %d strikes; %d DHT lookups and %d announcements; connections by transport at the end: %v",
+		sum.HaveRequests, sum.WatchRequests, sum.HaveUpdates, sum.FetchRequests, sum.Busy, sum.BytesUploaded>>20, sum.Strikes, sum.Lookups, sum.Provides, transports(append(all, seed)))
 	up := int64(seed.Stats().BytesUploaded)
 	b.Logf("%d nodes updated in %v (serving %v); seed uploaded %d MB (%.1fx the release), busy answers %d; %v of CPU (%.2f cores)",
 		nodes, total.Round(10*time.Millisecond), mode, up>>20, float64(up)/float64(in.ContentLen()), seed.Stats().Busy,

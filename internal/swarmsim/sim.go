@@ -110,6 +110,16 @@ type Config struct {
 	// request that stays open and gets a bitfield at each new piece (see
 	// watcher; internal/p2p/partial.go, serveWatch).
 	PollHave bool
+	// CPU, when positive, is the CPU all the nodes share, in cores, as in
+	// BenchmarkPropagation, where one process runs the 51 nodes on 2;
+	// CPUPerByte is the CPU a byte moved costs its sender and receiver
+	// together, in seconds. The nodes' uploads then move at most
+	// CPU/CPUPerByte bytes a second in all, shared equally by the nodes
+	// uploading (each still within its uplink). Each change in the nodes
+	// uploading shares it anew, a cost that grows with the fleet: it is
+	// for the benchmark's 50 nodes. Zero gives every node a CPU of its
+	// own, as in a fleet.
+	CPU, CPUPerByte float64
 	// LookupDelay is how long a poll or a lookup takes.
 	LookupDelay time.Duration
 	// Seed seeds the randomness; the same Config gives the same Result.
@@ -220,6 +230,7 @@ type sim struct {
 	res     Result
 	epoch   time.Time      // the scheduler's clock at virtual time 0
 	ids     []sched.PeerID // the scheduler's name of each node
+	upNodes int            // nodes uploading, with Config.CPU
 }
 
 // node is one simulated node.
@@ -656,7 +667,36 @@ func (s *sim) request(w *worker, pieces []int64) {
 		srv.flows = append(srv.flows, f)
 		f.to.inFlows++
 		s.reschedule(srv)
+		s.cpuShare(srv, len(srv.flows)-1)
 	})
+}
+
+// uplink returns the bytes a second srv's flows share: its uplink, or
+// less, its share of the CPU, with Config.CPU.
+func (s *sim) uplink(srv *node) float64 {
+	if s.cfg.CPU <= 0 || s.upNodes == 0 {
+		return srv.up
+	}
+	return min(srv.up, s.cfg.CPU/s.cfg.CPUPerByte/float64(s.upNodes))
+}
+
+// cpuShare, with Config.CPU, shares the CPU anew among the nodes
+// uploading when srv, which had before flows, starts or stops uploading.
+func (s *sim) cpuShare(srv *node, before int) {
+	if s.cfg.CPU <= 0 || (before == 0) == (len(srv.flows) == 0) {
+		return
+	}
+	if before == 0 {
+		s.upNodes++
+	} else {
+		s.upNodes--
+	}
+	for _, n := range s.nodes {
+		if len(n.flows) > 0 {
+			s.update(n)
+			s.reschedule(n)
+		}
+	}
 }
 
 // holds reports whether n holds every piece of pieces.
@@ -718,7 +758,7 @@ func (s *sim) reschedule(srv *node) {
 	if len(srv.flows) == 0 {
 		return
 	}
-	share := srv.up / float64(len(srv.flows))
+	share := s.uplink(srv) / float64(len(srv.flows))
 	var first *flow
 	for _, f := range srv.flows {
 		f.rate = share
@@ -747,12 +787,14 @@ func (s *sim) pieceSent(srv *node, f *flow) {
 	srv.uploadedAdd(s, n)
 	f.pieces = f.pieces[1:]
 	last := len(f.pieces) == 0
+	before := len(srv.flows)
 	if last || f.dead {
 		s.endFlow(srv, f)
 	} else {
 		f.left = float64(s.pieceLen(f.pieces[0]))
 	}
 	s.reschedule(srv)
+	s.cpuShare(srv, before)
 	w := f.w
 	dead := f.dead
 	s.at(s.now+s.cfg.Latency, func() {
@@ -1064,8 +1106,10 @@ func (s *sim) leave(n *node) {
 		w := f.w
 		s.at(s.now+s.cfg.Latency, func() { s.workerDone(w, sched.Failed) })
 	}
+	before := len(n.flows)
 	n.flows = nil
 	n.gen++
+	s.cpuShare(n, before)
 	// Its have requests fail as its connections close: the downloads
 	// that watched it stop asking it and give their turns on.
 	for _, w := range n.knownBy {
