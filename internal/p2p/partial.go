@@ -416,9 +416,10 @@ func (d *download) askHave(ai peer.AddrInfo, known int) (wire.Bitfield, error) {
 
 // watchHave asks ai to tell which pieces of the file it holds and each
 // time it holds more (wire.KindWatch), telling it the number the download
-// knows of, and calls got with each bitfield, until the answer ends (nil),
+// knows of, and calls got with each bitfield (update: after the first of
+// the answer, which it names every piece of), until the answer ends (nil),
 // fails, or got returns false.
-func (d *download) watchHave(ai peer.AddrInfo, known int, got func(wire.Bitfield) bool) error {
+func (d *download) watchHave(ai peer.AddrInfo, known int, got func(bf wire.Bitfield, update bool) bool) error {
 	s, err := d.n.request(d.ctx, d.r.src.pub, ai, &wire.Request{Kind: wire.KindWatch, Target: d.r.src.target, ID: d.r.offer.FileID, Known: uint32(known)})
 	if err != nil {
 		return err
@@ -428,8 +429,8 @@ func (d *download) watchHave(ai peer.AddrInfo, known int, got func(wire.Bitfield
 	defer stop()
 	s.SetReadDeadline(time.Now().Add(wire.MaxHaveWait + d.n.cfg.IdleTimeout))
 	bf, err := wire.ReadHave(s, d.l)
-	for err == nil {
-		if !got(bf) {
+	for update := false; err == nil; update = true {
+		if !got(bf, update) {
 			s.Reset() // the peer stops at its next write
 			return nil
 		}
@@ -489,12 +490,21 @@ func (d *download) pollHave(ai peer.AddrInfo) {
 	// watching: while ai may hold more, unless the watch ran
 	// wire.MaxHaveWait while another poll of the download waits for a
 	// turn (then it gives its turn on). told is set when a bitfield named
-	// more pieces than known before.
+	// more pieces than known before. An update that names no more pieces
+	// than the one before (which it names all of: wire.ReadWatchUpdate)
+	// is the same bitfield again, and costs no more than reading it: a
+	// peer that sends it over and over wastes its own upload.
 	told := false
 	var since time.Time // the watch's start
-	got := func(bf wire.Bitfield) bool {
+	goOn := func() bool {
+		return known < total && (time.Since(since) < wire.MaxHaveWait || d.haveWanted.Load() == 0)
+	}
+	got := func(bf wire.Bitfield, update bool) bool {
 		fails = 0
 		c := bf.Count()
+		if update && c == known {
+			return goOn()
+		}
 		if c > known {
 			told = true
 		}
@@ -513,7 +523,7 @@ func (d *download) pollHave(ai peer.AddrInfo) {
 			d.notifyLocked() // only a piece the download still needs wakes it
 		}
 		d.mu.Unlock()
-		return known < total && (time.Since(since) < wire.MaxHaveWait || d.haveWanted.Load() == 0)
+		return goOn()
 	}
 	for d.ctx.Err() == nil {
 		d.haveWanted.Add(1)
@@ -536,7 +546,7 @@ func (d *download) pollHave(ai peer.AddrInfo) {
 		} else {
 			var bf wire.Bitfield
 			if bf, err = d.askHave(ai, known); err == nil {
-				got(bf)
+				got(bf, false)
 			}
 		}
 		<-d.havePolls

@@ -386,12 +386,15 @@ func TestPartialBeforeFirstPiece(t *testing.T) {
 // speakerPeer is a node connected to the downloader that speaks the
 // owner's protocol without being a provider of the file: it answers have
 // and watch requests with have (nil: refuses them as an older node; empty:
-// not found), a watch with that one bitfield alone, pieces requests with
-// garbage, packed ones as an older node, and counts the have and watch
+// not found), a watch with that one bitfield alone (or, with dropping,
+// followed by one that drops piece 0: malformed), pieces requests with
+// garbage (with dropping, not found: no strike), packed ones as an older
+// node, and counts the have and watch
 // requests and the others.
 type speakerPeer struct {
 	*Node
 	have                  wire.Bitfield
+	dropping              bool
 	haves, watches, other atomic.Int64
 }
 
@@ -417,10 +420,18 @@ func startSpeaker(t *testing.T, pub ed25519.PublicKey, have wire.Bitfield) *spea
 			wire.WriteError(s, wire.StatusNotFound, "file not served here")
 		case isHave:
 			wire.WriteHave(s, p.have)
+			if req.Kind == wire.KindWatch && p.dropping {
+				less := append(wire.Bitfield(nil), p.have...)
+				less[0] &^= 1
+				wire.WriteWatchUpdate(s, less)
+			}
 		case req.Kind == wire.KindInfo:
 			wire.WriteError(s, wire.StatusNotFound, "no release")
 		case req.Kind == wire.KindPacked:
 			wire.WriteError(s, wire.StatusBadRequest, "malformed request")
+		case p.dropping:
+			p.other.Add(1)
+			wire.WriteError(s, wire.StatusNotFound, "pieces not held yet")
 		default:
 			p.other.Add(1)
 			wire.WritePiecesHeader(s)
@@ -494,6 +505,50 @@ func TestConnectedSpeakers(t *testing.T) {
 	}
 	if h, o := liar.haves.Load()+liar.watches.Load()-haves, liar.other.Load(); h != 0 || o != 1 {
 		t.Errorf("the second download asked the speaker that sent bad data %d have or watch requests, %d pieces requests in all; want none more", h, o)
+	}
+}
+
+// TestWatchDropsPieces: a peer whose watch answer takes back a piece it
+// named is malformed: it gets a strike (its only one: it answers pieces
+// requests not found), is not asked again for the file, and the download
+// completes from the seed.
+func TestWatchDropsPieces(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seconds of real hosts on loopback; runs without -short")
+	}
+	t.Parallel()
+	key, path, in := writeRelease(t, 8<<20)
+	pub := key.Public
+	ctx := testContext(t)
+	f := loadTestFile(t, path)
+	// It names every piece but the last, so the download watches on.
+	most := wire.NewBitfield(f.layout)
+	for i := range f.layout.NumPieces() - 1 {
+		most.Set(i)
+	}
+	dropper := startSpeaker(t, pub, most)
+	dropper.dropping = true
+	seed := newTestSeed(t, ctx, Config{UploadRate: 4 << 20}, pub, path, in)
+	c := newTestNode(t, Config{PiecesEarly: true}, seed, dropper.Node)
+	r := onlyRelease(t, ctx, c.Source(pub, testTarget))
+	got, err := fetchFile(ctx, r, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := os.ReadFile(path); !bytes.Equal(got, f) {
+		t.Fatal("the file differs")
+	}
+	if dropper.watches.Load() == 0 {
+		t.Fatal("the download never watched the peer")
+	}
+	if c.strikes.of(dropper.ID()) == 0 {
+		t.Error("the peer whose watch dropped a piece got no strike")
+	}
+	r.mu.Lock()
+	bad := r.bad[dropper.ID()]
+	r.mu.Unlock()
+	if !bad {
+		t.Error("the peer whose watch dropped a piece may be asked again for the file")
 	}
 }
 
