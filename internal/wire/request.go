@@ -43,8 +43,9 @@ type Request struct {
 	// only); unauthenticated.
 	Report Report
 	// Known is the number of pieces of the file the asking node knows the
-	// peer holds (KindHave and KindWatch): the peer answers when it holds
-	// more, or after at most MaxHaveWait.
+	// peer holds (KindHave and KindWatch): the peer answers a have request
+	// when it holds more, or after at most MaxHaveWait; a watch gets its
+	// first bitfield at once whatever Known is.
 	Known uint32
 }
 
