@@ -340,7 +340,7 @@ func TestRunServesDirectory(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"rpseed_info_requests_total", "rpseed_releases_served 1", "rpseed_peers", "libp2p_",
+	for _, m := range []string{"rpseed_info_requests_total", "rpseed_have_requests_total 0", "rpseed_watch_requests_total 0", "rpseed_releases_served 1", "rpseed_peers", "libp2p_",
 		`rpseed_fleet_peers{target="linux/amd64",version="2.0.0"} 1`, `rpseed_fleet_rollbacks{target="linux/amd64",version="3.0.0"} 1`,
 		`rpseed_rollout_sequence{owner="` + region.EncodePublicKey(pub) + `",target="linux/amd64"} 1`, "rpseed_rollout_expiry_timestamp_seconds{"} {
 		if !strings.Contains(string(body), m) {

@@ -33,6 +33,8 @@ func registerNodeMetrics(reg prometheus.Registerer, n *p2p.Node) {
 	counter("info_requests_total", "Info requests answered.", func(s p2p.Stats) float64 { return float64(s.InfoRequests) })
 	counter("fetch_requests_total", "Fetch requests answered.", func(s p2p.Stats) float64 { return float64(s.FetchRequests) })
 	counter("packed_requests_total", "Fetch requests answered with packed pieces (compressed, or deltas).", func(s p2p.Stats) float64 { return float64(s.PackedRequests) })
+	counter("have_requests_total", "Have requests answered (which pieces of a file this seed holds).", func(s p2p.Stats) float64 { return float64(s.HaveRequests) })
+	counter("watch_requests_total", "Watch requests answered (have requests that stay open while a file is served in part).", func(s p2p.Stats) float64 { return float64(s.WatchRequests) })
 	counter("busy_total", "Fetches refused for want of an upload slot.", func(s p2p.Stats) float64 { return float64(s.Busy) })
 	counter("bad_requests_total", "Malformed requests and failed namespace checks.", func(s p2p.Stats) float64 { return float64(s.BadRequests) })
 	counter("streams_refused_total", "Streams refused by the stream limits (docs/PROTOCOL.md, Limits).", func(s p2p.Stats) float64 { return float64(s.StreamsRefused) })
