@@ -606,6 +606,7 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) e
 		buf := d.buffer(i)
 		var b []byte
 		var err error
+		raw := false // the peer sent it as it is in a packed frame
 		if mode == modePieces {
 			if b, err = d.l.ReadPiece(pr, i, buf); err == nil {
 				d.n.downloaded.Add(uint64(len(b)))
@@ -614,7 +615,7 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) e
 			if *frame == nil {
 				*frame = d.n.frameBuf(d.l.MaxPieceLen())
 			}
-			b, err = d.readPacked(pr, i, buf, *frame, mode)
+			b, raw, err = d.readPacked(pr, i, buf, *frame, mode)
 		}
 		if err != nil {
 			d.putBuffer(buf)
@@ -635,7 +636,7 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) e
 				}
 				d.putBuffer(buf)
 			} else {
-				d.n.keepPiece(d.r, i, b)
+				d.n.keepPiece(d.r, i, b, raw)
 				d.receive(ai.ID, i, b)
 			}
 			ch <- err
@@ -676,25 +677,26 @@ func (n *Node) putFrameBuf(b []byte) {
 }
 
 // readPacked reads the frame of piece i from r, its data into frame (a
-// raw piece's straight into buf), and decodes it into buf. A frame that is
-// malformed or does not decode fails with packedError; a failure to read
-// the base, this node's own file, does not.
-func (d *download) readPacked(r io.Reader, i int64, buf, frame []byte, mode fetchMode) ([]byte, error) {
+// raw piece's straight into buf), and decodes it into buf; raw reports a
+// piece the peer sent as it is, having found it not worth compressing. A
+// frame that is malformed or does not decode fails with packedError; a
+// failure to read the base, this node's own file, does not.
+func (d *download) readPacked(r io.Reader, i int64, buf, frame []byte, mode fetchMode) (b []byte, raw bool, err error) {
 	p, err := d.l.ReadPackedInto(r, i, frame, buf)
 	if err != nil {
 		if errors.Is(err, wire.ErrMalformed) {
 			err = packedError(mode, err)
 		}
-		return nil, err
+		return nil, false, err
 	}
 	d.n.downloaded.Add(uint64(1 + len(p.Data)))
 	_, n := d.l.Piece(i)
 	if p.Method == wire.PackRaw {
-		return p.Data, nil // read into buf, exactly the piece's length
+		return p.Data, true, nil // read into buf, exactly the piece's length
 	}
 	dec, err := d.n.decoders.get(d.ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer d.n.decoders.put(dec)
 	var base io.ReaderAt
@@ -706,9 +708,9 @@ func (d *download) readPacked(r io.Reader, i int64, buf, frame []byte, mode fetc
 		if errors.Is(err, pack.ErrBad) {
 			err = packedError(mode, fmt.Errorf("piece %d: %w", i, err))
 		}
-		return nil, err
+		return nil, false, err
 	}
-	return buf[:n], nil
+	return buf[:n], false, nil
 }
 
 // packedError marks err, the failure of a piece asked in mode m, as the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"math/rand/v2"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -249,6 +250,43 @@ func TestIncompressibleRemembered(t *testing.T) {
 	}
 	if seed.Stats().PackedRequests == 0 {
 		t.Error("no packed request: the test did not try compression")
+	}
+}
+
+// TestIncompressibleHandedOn: a node that serves pieces early remembers
+// the pieces a peer sent it as they are (found not worth compressing), in
+// the file it serves in part and then in the whole file it serves, so its
+// own uploads do not try to compress them.
+func TestIncompressibleHandedOn(t *testing.T) {
+	t.Parallel()
+	key, path, in := writeRelease(t, 6<<20)
+	ctx := testContext(t)
+	seed := newTestSeed(t, ctx, Config{}, key.Public, path, in)
+	a := newTestNode(t, Config{PiecesEarly: true}, seed)
+	r := onlyRelease(t, ctx, a.Source(key.Public, testTarget))
+	rc, err := r.Open(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		t.Fatal(err)
+	}
+	a.server.mu.Lock()
+	part := a.server.partials[r.FileID()]
+	a.server.mu.Unlock()
+	if part == nil {
+		t.Fatal("the node serves no file in part")
+	}
+	_, held, _, _ := part.haveState()
+	if known := rawKnown(part); known != int64(held) || held == 0 {
+		t.Fatalf("%d of the %d pieces held known not to compress, want all", known, held)
+	}
+	if err := a.Serve(ctx, key.Public, testTarget, path, in); err != nil {
+		t.Fatal(err)
+	}
+	if known := rawKnown(a.server.newestOf(key.Public, testTarget)); known < int64(held) {
+		t.Fatalf("served whole: %d pieces known not to compress, want at least %d", known, held)
 	}
 }
 

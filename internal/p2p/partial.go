@@ -138,8 +138,10 @@ func earlyServable(l wire.Layout, i int64, b []byte) bool {
 // The spool is made as the download has the piece hashes (startPartial)
 // or at the first piece, when the node serves the file neither whole nor
 // in part, and announced in the DHT under the file's release key; a
-// failure to write it costs only the early serving.
-func (n *Node) keepPiece(r *Release, i int64, b []byte) {
+// failure to write it costs only the early serving. raw reports that the
+// peer sent the piece as it is, having found it not worth compressing: the
+// node's uploads of it do not try either.
+func (n *Node) keepPiece(r *Release, i int64, b []byte, raw bool) {
 	if !earlyServable(r.offer.Layout, i, b) {
 		return
 	}
@@ -159,6 +161,9 @@ func (n *Node) keepPiece(r *Release, i int64, b []byte) {
 		p.mu.Unlock()
 		n.log.Warn("cannot keep a piece to serve it early", "file", fmt.Sprintf("%x", sv.id[:8]), "piece", i, "err", err)
 		return
+	}
+	if raw {
+		sv.setRaw(i) // its uploads send it as it is, without a try
 	}
 	p.have.Set(i)
 	p.count++

@@ -84,6 +84,9 @@ func (n *Node) install(s *served) (old *served, added bool, err error) {
 	n.ann.add(ChannelCID(s.pub, s.target), "channel "+s.target)
 	n.ann.add(ReleaseCID(s.pub, s.target, s.id), fmt.Sprintf("release %s %s file %x", s.target, s.info.Version, s.id[:8]))
 	if p := n.server.takePartial(s.id); p != nil {
+		for k := range s.raw {
+			s.raw[k].Or(p.raw[k].Load()) // the pieces found not worth compressing
+		}
 		p.release() // served whole from now on; running uploads finish
 	}
 	return old, true, nil
