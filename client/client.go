@@ -261,6 +261,9 @@ type options struct {
 	current            func() (region.Info, error)
 	selfTest           func(ctx context.Context, path string, want region.Info) error
 	polling            func(start bool) // called as each poll starts and ends
+	// network, if set, joins the network in place of startNetwork, for
+	// tests.
+	network func(ctx context.Context) (Source, io.Closer, error)
 }
 
 // An Updater is the running update engine returned by Spawn. Its methods

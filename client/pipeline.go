@@ -270,9 +270,15 @@ func (p *pipeline) joinNetwork(ctx context.Context) <-chan netStart {
 	if !p.cfg.Network.enabled() {
 		return nil
 	}
+	start := func(ctx context.Context) (Source, io.Closer, error) {
+		return startNetwork(ctx, p.cfg.Network, p.pub, p.log)
+	}
+	if p.cfg.network != nil {
+		start = p.cfg.network
+	}
 	c := make(chan netStart, 1)
 	go func() {
-		src, closer, err := startNetwork(ctx, p.cfg.Network, p.pub, p.log)
+		src, closer, err := start(ctx)
 		c <- netStart{src, closer, err}
 	}()
 	return c
