@@ -5,6 +5,7 @@ package client
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"log/slog"
@@ -178,6 +179,17 @@ func (n *networkSource) Seed(ctx context.Context, path string, in region.Info) e
 		return n.node.Serve(ctx, n.own, n.target, path, in)
 	}
 	return n.source().Seed(ctx, path, in)
+}
+
+// seedDownloaded is Seed for a binary the engine wrote from a download
+// and verified as it wrote it, whose file ID is id: when this node
+// downloaded that file itself, it is served without being read again
+// (p2p.Node.ServeDownloaded).
+func (n *networkSource) seedDownloaded(ctx context.Context, path string, in region.Info, id [sha256.Size]byte) error {
+	if in.VerifySignature(n.own) == nil {
+		return n.node.ServeDownloaded(ctx, n.own, n.target, path, in, id)
+	}
+	return n.source().SeedDownloaded(ctx, path, in, id)
 }
 
 // rotations asks peers for the statements that move the target on from

@@ -189,7 +189,7 @@ func (p *pipeline) run(ctx context.Context) io.Closer {
 	// 2. Start sources: those of the Config serve the running binary at
 	// once; the network starts beside the polling of the others, which
 	// must not wait for bootstrapping.
-	p.seed(ctx, p.exe, running)
+	p.seed(ctx, p.exe, running, [sha256.Size]byte{})
 	p.joining = p.joinNetwork(ctx)
 
 	p.loop(ctx)
@@ -313,7 +313,7 @@ func (p *pipeline) joined(ctx context.Context, ns netStart) bool {
 	// served.
 	p.serveRollout(ctx, ns.src)
 	if !p.ro.yanks(p.current().Version) {
-		p.seedOne(ctx, ns.src, p.exe, p.current())
+		p.seedOne(ctx, ns.src, p.exe, p.current(), [sha256.Size]byte{})
 	}
 	return true
 }
@@ -568,7 +568,7 @@ func (p *pipeline) apply(ctx context.Context, c candidate) error {
 	}
 	p.log.Info("update applied", "version", got.Version, "executable", p.exe, "previous", p.exe+selfreplace.BackupSuffix)
 	// Serve the new release at once, before any restart.
-	p.seed(ctx, p.exe, got)
+	p.seed(ctx, p.exe, got, id)
 	p.emit(Event{Kind: EventApplied, Release: got, Source: c.name(), FileID: id})
 	return nil
 }
@@ -633,16 +633,20 @@ func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.
 	return got, s.FileID, nil
 }
 
-// seed hands a verified binary to every source that serves releases.
-func (p *pipeline) seed(ctx context.Context, path string, in region.Info) {
+// seed hands a verified binary to every source that serves releases;
+// downloaded is its file ID when the engine wrote it from a download and
+// verified it as it wrote it, zero otherwise.
+func (p *pipeline) seed(ctx context.Context, path string, in region.Info, downloaded [sha256.Size]byte) {
 	for _, src := range p.sources {
-		p.seedOne(ctx, src, path, in)
+		p.seedOne(ctx, src, path, in, downloaded)
 	}
 }
 
 // seedOne hands a verified binary to src if it serves releases or
-// decodes deltas from them.
-func (p *pipeline) seedOne(ctx context.Context, src Source, path string, in region.Info) {
+// decodes deltas from them (downloaded as seed says). The network serves
+// a binary it downloaded itself without reading it again
+// (downloadSeeder).
+func (p *pipeline) seedOne(ctx context.Context, src Source, path string, in region.Info, downloaded [sha256.Size]byte) {
 	if b, ok := src.(baseTaker); ok {
 		if err := b.takeBase(ctx, path, in); err != nil {
 			p.log.Warn("cannot keep the binary as a base for deltas", "source", src.String(), "version", in.Version, "err", err)
@@ -652,7 +656,13 @@ func (p *pipeline) seedOne(ctx context.Context, src Source, path string, in regi
 	if !ok {
 		return
 	}
-	if err := s.Seed(ctx, path, in); err != nil {
+	var err error
+	if d, ok := src.(downloadSeeder); ok && downloaded != ([sha256.Size]byte{}) {
+		err = d.seedDownloaded(ctx, path, in, downloaded)
+	} else {
+		err = s.Seed(ctx, path, in)
+	}
+	if err != nil {
 		p.log.Warn("seeding failed", "source", src.String(), "version", in.Version, "err", err)
 	}
 }

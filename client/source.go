@@ -96,3 +96,10 @@ type Seeder interface {
 	// It opens the file at once: the path may be replaced afterwards.
 	Seed(ctx context.Context, path string, in region.Info) error
 }
+
+// A downloadSeeder is a Seeder that serves a binary the engine wrote from
+// a download and verified as it wrote it, whose file ID is id, without
+// reading it again when it downloaded that file itself (the network).
+type downloadSeeder interface {
+	seedDownloaded(ctx context.Context, path string, in region.Info, id [sha256.Size]byte) error
+}

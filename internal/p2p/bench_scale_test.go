@@ -15,6 +15,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/org/rustpatcher-go/internal/wire"
 	"github.com/org/rustpatcher-go/region"
 )
 
@@ -93,14 +94,16 @@ func generations(b *testing.B, res propagation) int {
 	return highest
 }
 
-// fetchVerifiedFrom is fetchVerified that also returns the peers that
-// delivered bytes of the copy it verified.
-func fetchVerifiedFrom(ctx context.Context, src *Source, pub ed25519.PublicKey, path string) (region.Info, []peer.ID, error) {
+// fetchVerifiedFrom is fetchVerified that also returns the ID of the file
+// it verified and the peers that delivered bytes of it.
+func fetchVerifiedFrom(ctx context.Context, src *Source, pub ed25519.PublicKey, path string) (region.Info, [wire.IDLen]byte, []peer.ID, error) {
 	var from []peer.ID
+	var id [wire.IDLen]byte
 	in, err := fetchVerifiedWith(ctx, src, pub, path, func(r *Release) {
+		id = r.FileID()
 		r.mu.Lock()
 		from = slices.Collect(maps.Keys(r.from))
 		r.mu.Unlock()
 	})
-	return in, from, err
+	return in, id, from, err
 }

@@ -538,7 +538,7 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 			defer wg.Done()
 			p := filepath.Join(dir, fmt.Sprintf("node-%d", i))
 			src := n.Source(pub, testTarget)
-			got, from, err := fetchVerifiedFrom(ctx, src, pub, p)
+			got, id, from, err := fetchVerifiedFrom(ctx, src, pub, p)
 			if err != nil {
 				errs <- fmt.Errorf("node %d: %w", i, err)
 				return
@@ -547,7 +547,9 @@ func propagate(b *testing.B, pub ed25519.PublicKey, path string, in region.Info,
 			dones = append(dones, done{n.ID(), time.Since(start), from})
 			mu.Unlock()
 			if mode != serveOff {
-				if err := src.Seed(ctx, p, got); err != nil {
+				// As the update engine does: the file it wrote from its
+				// download and verified (client's seedOne).
+				if err := src.SeedDownloaded(ctx, p, got, id); err != nil {
 					errs <- err
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -580,5 +581,81 @@ func TestSpeakersAndBadOffer(t *testing.T) {
 	}
 	if o := older.other.Load() + other.other.Load(); o != 0 {
 		t.Errorf("the speakers were asked %d requests other than have", o)
+	}
+}
+
+// TestServeDownloaded: a node that wrote a file from its own download
+// (serving it in part meanwhile) serves it whole with ServeDownloaded, and
+// a peer gets the release from it alone; a file of another length, or one
+// the node did not download itself, is scanned as Serve does, and refused
+// when it does not verify.
+func TestServeDownloaded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seconds of real hosts on loopback; runs without -short")
+	}
+	t.Parallel()
+	key, path, in := writeRelease(t, 6<<20)
+	pub := key.Public
+	ctx := testContext(t)
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
+	a := newTestNode(t, Config{PiecesEarly: true}, seed)
+	r := onlyRelease(t, ctx, a.Source(pub, testTarget))
+	got, err := fetchFile(ctx, r, pub)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("download: %v, equal %v", err, bytes.Equal(got, want))
+	}
+	id := r.FileID()
+	if partialCount(a, id) <= 0 {
+		t.Fatal("the node serves nothing of the file in part")
+	}
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	// Another length: scanned, and refused.
+	short := write("short", want[:len(want)-1])
+	if err := a.Source(pub, testTarget).SeedDownloaded(ctx, short, in, id); err == nil {
+		t.Fatal("a file of another length was served")
+	}
+	// A node that did not download the file: scanned, and a damaged copy
+	// refused.
+	damaged := append([]byte(nil), want...)
+	damaged[len(damaged)/2] ^= 1
+	b := newTestNode(t, Config{PiecesEarly: true}, seed)
+	if err := b.Source(pub, testTarget).SeedDownloaded(ctx, write("damaged", damaged), in, id); err == nil {
+		t.Fatal("a node that did not download the file served a damaged copy")
+	}
+	if s := b.Stats(); s.Served != 0 {
+		t.Fatalf("the node serves %d releases", s.Served)
+	}
+
+	// The downloaded file: served whole, the part it served ends, and a
+	// peer takes the release from it with the seed gone.
+	if err := a.Source(pub, testTarget).SeedDownloaded(ctx, write("copy", got), in, id); err != nil {
+		t.Fatal(err)
+	}
+	if partialCount(a, id) != -1 || a.Stats().Served != 1 {
+		t.Fatalf("after SeedDownloaded: %d pieces served in part, %d releases served whole", partialCount(a, id), a.Stats().Served)
+	}
+	seed.Close()
+	c := newTestNode(t, Config{PiecesEarly: true}, a)
+	rc := onlyRelease(t, ctx, c.Source(pub, testTarget))
+	if !rc.offered(a.ID()) {
+		t.Fatal("the node does not offer the file it serves whole")
+	}
+	if got, err := fetchFile(ctx, rc, pub); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("download from the node: %v, equal %v", err, bytes.Equal(got, want))
+	}
+	if s := c.Stats(); s.Strikes != 0 {
+		t.Fatalf("%d strikes", s.Strikes)
 	}
 }

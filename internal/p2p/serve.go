@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +37,23 @@ import (
 // already served, or one older than the one served, does nothing; serving
 // a version withdrawn (see Withdraw) fails with ErrWithdrawn.
 func (n *Node) Serve(ctx context.Context, pub ed25519.PublicKey, target string, path string, in region.Info) error {
+	return n.serve(ctx, pub, target, path, in, nil)
+}
+
+// ServeDownloaded is Serve for the file id of the release in that the
+// caller wrote from this node's own download of it and verified as it
+// wrote it: while the node serves that file in part (Config.PiecesEarly),
+// holding its piece hashes and layout from the download, it serves the file
+// at path whole without reading it again, as a BitTorrent client serves
+// what it checked on arrival. Otherwise, or when the file at path is not
+// the download's length, it scans the file as Serve does. The pieces peers
+// take are checked on their side against the signed root all the same.
+func (n *Node) ServeDownloaded(ctx context.Context, pub ed25519.PublicKey, target string, path string, in region.Info, id [wire.IDLen]byte) error {
+	return n.serve(ctx, pub, target, path, in, &id)
+}
+
+// serve is Serve, or ServeDownloaded when downloaded names the file.
+func (n *Node) serve(ctx context.Context, pub ed25519.PublicKey, target string, path string, in region.Info, downloaded *[wire.IDLen]byte) error {
 	if err := n.checkOpen(); err != nil {
 		return err
 	}
@@ -51,21 +70,58 @@ func (n *Node) Serve(ctx context.Context, pub ed25519.PublicKey, target string, 
 	if n.server.withdrawnVersion(pub, target, in.Version) {
 		return fmt.Errorf("serving %s: %s %s: %w", path, target, in.Version, ErrWithdrawn)
 	}
-	f, sc, l, err := openVerified(ctx, path, pub, in)
-	if err != nil {
-		return fmt.Errorf("serving %s: %w", path, err)
+	var s *served
+	if downloaded != nil {
+		s = n.server.asDownloaded(pub, target, path, in, reg, *downloaded)
 	}
-	s := newServed(pub, target, in, reg, f, sc, l)
+	if s == nil {
+		f, sc, l, err := openVerified(ctx, path, pub, in)
+		if err != nil {
+			return fmt.Errorf("serving %s: %w", path, err)
+		}
+		s = newServed(pub, target, in, reg, f, sc, l)
+	}
 	old, added, err := n.install(s)
 	if err != nil || !added {
-		f.Close()
+		s.f.Close()
 		return err
 	}
 	if old != nil {
 		old.release()
 	}
-	n.log.Info("serving release", "target", target, "version", in.Version, "format", in.Format, "size", l.Size, "file", fmt.Sprintf("%x", s.id[:8]), "path", path)
+	n.log.Info("serving release", "target", target, "version", in.Version, "format", in.Format, "size", s.layout.Size, "file", fmt.Sprintf("%x", s.id[:8]), "path", path)
 	return nil
+}
+
+// asDownloaded returns the file at path to serve as the file id of the
+// release in, which the node serves in part from its own download, with
+// the download's piece hashes and layout, without reading it (see
+// ServeDownloaded); nil when the node serves no such file in part, or the
+// file at path cannot be opened or is not the download's length.
+func (s *server) asDownloaded(pub ed25519.PublicKey, target, path string, in region.Info, reg [region.Size]byte, id [wire.IDLen]byte) *served {
+	s.mu.Lock()
+	part := s.partials[id]
+	ok := part != nil && part.pub.Equal(pub) && part.target == target && part.info == in && part.leaves != nil
+	var leaves [][sha256.Size]byte
+	var l wire.Layout
+	if ok {
+		leaves, l = part.leaves, part.layout
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	if st, err := f.Stat(); err != nil || st.Size() != l.Size {
+		f.Close()
+		return nil
+	}
+	sv := &served{pub: pub, target: target, info: in, reg: reg, id: id, layout: l, leaves: leaves, f: f, refs: 1}
+	sv.raw = make([]atomic.Uint64, (l.NumPieces()+63)/64)
+	return sv
 }
 
 // install serves s in place of the release of its target served so far,

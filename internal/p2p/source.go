@@ -55,6 +55,13 @@ func (s *Source) Seed(ctx context.Context, path string, in region.Info) error {
 	return s.n.Serve(ctx, s.pub, s.target, path, in)
 }
 
+// SeedDownloaded serves the binary at path, whose region is in and whose
+// file ID is id, written from this node's own download of it and verified
+// as it was written; see Node.ServeDownloaded.
+func (s *Source) SeedDownloaded(ctx context.Context, path string, in region.Info, id [wire.IDLen]byte) error {
+	return s.n.ServeDownloaded(ctx, s.pub, s.target, path, in, id)
+}
+
 // Releases asks the providers of the channel, the bootstrap peers and the
 // connected peers that speak the owner's protocol for their newest release,
 // and returns those whose signature verifies with the owner key, grouped by
