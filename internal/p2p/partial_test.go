@@ -48,6 +48,46 @@ func askHaveOf(ctx context.Context, n *Node, pub []byte, ai peer.AddrInfo, id [w
 	return wire.ReadHave(s, l)
 }
 
+// heldWindow is a release of a seed and node A downloading it with
+// PiecesEarly, its reader held at piece 0, so that A holds the pieces of
+// its window, 0 to fetchWindow-1, and no more; B is a node connected to
+// both.
+type heldWindow struct {
+	ctx        context.Context
+	pub        ed25519.PublicKey
+	path       string
+	in         region.Info
+	seed, a, b *Node
+	rc         io.ReadCloser // A's reader, at piece 0
+	id         [wire.IDLen]byte
+	l          wire.Layout
+	aInfo      peer.AddrInfo
+}
+
+// startHeldWindow starts a heldWindow for a release of size bytes, once
+// A's window is full.
+func startHeldWindow(t *testing.T, size int64) *heldWindow {
+	t.Helper()
+	key, path, in := writeRelease(t, size)
+	w := &heldWindow{ctx: testContext(t), pub: key.Public, path: path, in: in}
+	w.seed = newTestSeed(t, w.ctx, Config{}, w.pub, path, in)
+	w.a = newTestNode(t, Config{PiecesEarly: true}, w.seed)
+	w.b = newTestNode(t, Config{PiecesEarly: true}, w.seed, w.a)
+	ra := onlyRelease(t, w.ctx, w.a.Source(w.pub, testTarget))
+	w.id, w.l = ra.FileID(), ra.offer.Layout
+	rc, err := ra.Open(w.ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	w.rc = rc
+	// (Waiting for the count to stay put for a while instead failed
+	// under -race, where a piece can take longer than the while.)
+	waitFor(t, "A's window is full", func() bool { return partialCount(w.a, w.id) == fetchWindow })
+	w.aInfo = peer.AddrInfo{ID: w.a.ID(), Addrs: w.a.Host().Addrs()}
+	return w
+}
+
 // TestPiecesEarly: a node serves the pieces it checked while its own
 // download runs (here held at its window of 16 pieces by a reader that
 // reads nothing), says which with have answers, holds a have request
@@ -59,27 +99,10 @@ func TestPiecesEarly(t *testing.T) {
 		t.Skip("seconds of real hosts on loopback; runs without -short")
 	}
 	t.Parallel()
-	key, path, in := writeRelease(t, 24<<20)
-	pub := key.Public
-	ctx := testContext(t)
-	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
-	a := newTestNode(t, Config{PiecesEarly: true}, seed)
-	b := newTestNode(t, Config{PiecesEarly: true}, seed, a)
+	w := startHeldWindow(t, 24<<20)
+	ctx, pub, path, seed, a, b, id, l, aInfo := w.ctx, w.pub, w.path, w.seed, w.a, w.b, w.id, w.l, w.aInfo
 	rb := onlyRelease(t, ctx, b.Source(pub, testTarget))
-	ra := onlyRelease(t, ctx, a.Source(pub, testTarget))
-	id, l := ra.FileID(), ra.offer.Layout
-	rc, err := ra.Open(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	// The reader stays at piece 0, so A's download stops once it holds
-	// the window's pieces, 0 to fetchWindow-1. (Waiting for the count to
-	// stay put for a while instead failed under -race, where a piece can
-	// take longer than the while.)
-	waitFor(t, "A's window is full", func() bool { return partialCount(a, id) == fetchWindow })
 	held := partialCount(a, id)
-	aInfo := peer.AddrInfo{ID: a.ID(), Addrs: a.Host().Addrs()}
 
 	bf, err := askHaveOf(ctx, b, pub, aInfo, id, l, 0)
 	if err != nil {
@@ -165,21 +188,8 @@ func TestWatch(t *testing.T) {
 		t.Skip("seconds of real hosts on loopback; runs without -short")
 	}
 	t.Parallel()
-	key, path, in := writeRelease(t, 20<<20)
-	pub := key.Public
-	ctx := testContext(t)
-	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
-	a := newTestNode(t, Config{PiecesEarly: true}, seed)
-	b := newTestNode(t, Config{PiecesEarly: true}, seed, a)
-	ra := onlyRelease(t, ctx, a.Source(pub, testTarget))
-	id, l := ra.FileID(), ra.offer.Layout
-	rc, err := ra.Open(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	waitFor(t, "A's window is full", func() bool { return partialCount(a, id) == fetchWindow })
-	aInfo := peer.AddrInfo{ID: a.ID(), Addrs: a.Host().Addrs()}
+	w := startHeldWindow(t, 20<<20)
+	ctx, pub, path, in, a, b, id, l, aInfo, rc := w.ctx, w.pub, w.path, w.in, w.a, w.b, w.id, w.l, w.aInfo, w.rc
 
 	st := watchOf(t, ctx, b, pub, aInfo, id, 0)
 	bf, err := wire.ReadHave(st, l)
