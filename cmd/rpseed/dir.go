@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/internal/releasedir"
 	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/rotation"
@@ -155,7 +156,7 @@ func (w *watcher) followRotations(ctx context.Context) {
 		}
 	}
 	if len(serve) > 0 {
-		if err := w.srv.ServeRotations(ctx, serve); err != nil {
+		if err := w.srv.ServeRotations(ctx, serve); err != nil && !stopping(ctx, err) {
 			w.log.Error("cannot serve key rotation statements", "err", err)
 		}
 	}
@@ -231,6 +232,9 @@ func (w *watcher) scan(ctx context.Context) (int, error) {
 			continue
 		}
 		if err := w.srv.Serve(ctx, b.owner.pub, b.owner.target, filepath.Join(w.dir.Path(), b.name), b.info); err != nil {
+			if stopping(ctx, err) {
+				return len(w.served), err
+			}
 			w.log.Error("cannot serve release", "file", b.name, "target", b.owner.target, "owner", region.EncodePublicKey(b.owner.pub), "err", err)
 			delete(w.files, b.name) // look again next time
 			continue
@@ -381,10 +385,17 @@ func fileTarget(path string, in region.Info) (target.Target, error) {
 	return signed, nil
 }
 
+// stopping reports whether err, from the node, says that rpseed is
+// stopping, or restarting into its own update (its node closes first):
+// nothing is wrong with the file or statement then, and no error is logged.
+func stopping(ctx context.Context, err error) bool {
+	return errors.Is(err, p2p.ErrClosed) || ctx.Err() != nil
+}
+
 // watch scans the directory every interval until ctx is done.
 func (w *watcher) watch(ctx context.Context, interval time.Duration) {
 	every(ctx, interval, func(time.Time) {
-		if _, err := w.scan(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if _, err := w.scan(ctx); err != nil && !stopping(ctx, err) {
 			w.log.Error("scanning the release directory", "err", err)
 		}
 	})

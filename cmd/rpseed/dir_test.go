@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
+	"errors"
 	"hash/fnv"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/org/rustpatcher-go/internal/p2p"
 	"github.com/org/rustpatcher-go/internal/regiontest"
 	"github.com/org/rustpatcher-go/internal/rollout"
 	"github.com/org/rustpatcher-go/internal/rotation"
@@ -29,6 +31,7 @@ type fakeServer struct {
 	paths     map[string]string // same keys -> path served
 	rotations []rotation.Statement
 	rollouts  []rollout.Statement // served, in order
+	closed    bool                // Serve fails as a closed node's does
 }
 
 func newFakeServer(names map[string]ed25519.PublicKey) *fakeServer {
@@ -48,6 +51,9 @@ func (f *fakeServer) key(pub ed25519.PublicKey, target string) string {
 }
 
 func (f *fakeServer) Serve(_ context.Context, pub ed25519.PublicKey, target, path string, in region.Info) error {
+	if f.closed {
+		return p2p.ErrClosed
+	}
 	k := f.key(pub, target)
 	if cur, ok := f.served[k]; ok && region.CompareVersions(cur, in.Version) > 0 {
 		return nil
@@ -330,6 +336,30 @@ func TestWatcherFollowsRotations(t *testing.T) {
 
 	// Statements removed: the new keys' releases are no longer served.
 	os.Remove(filepath.Join(dir, "linux-amd64-1"+rotation.FileSuffix))
+	scanWant(t, w, srv, map[string]string{"linux/amd64": "1.0.0"})
+}
+
+// TestWatcherNodeClosed scans while the node is closed, as when rpseed
+// restarts into its own update (its node closes before the exec) while a
+// scan serves a new file: the scan stops without an error logged against
+// the file, and a later scan on an open node serves it.
+func TestWatcherNodeClosed(t *testing.T) {
+	t.Parallel()
+	key := regiontest.NewKey(t)
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	dir := t.TempDir()
+	srv := newFakeServer(nil)
+	w := newWatcher(dir, []owner{{"linux/amd64", key.Public}}, srv, log)
+	dropRelease(t, dir, "a-1", elfHeader(62), key, "1.0.0")
+	srv.closed = true
+	if _, err := w.scan(context.Background()); !errors.Is(err, p2p.ErrClosed) {
+		t.Fatalf("scan on a closed node: %v, want %v", err, p2p.ErrClosed)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("scan on a closed node logged an error:\n%s", logs.String())
+	}
+	srv.closed = false
 	scanWant(t, w, srv, map[string]string{"linux/amd64": "1.0.0"})
 }
 

@@ -104,6 +104,9 @@ func (w *watcher) followRollouts(ctx context.Context, now time.Time) {
 	}
 	for id, st := range best {
 		if err := w.srv.ServeRollout(ctx, st); err != nil {
+			if stopping(ctx, err) {
+				return
+			}
 			w.log.Error("cannot serve rollout statement", "target", st.Target, "sequence", st.Sequence, "err", err)
 			continue
 		}
