@@ -181,6 +181,7 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 		EndgameAfter:  endgameAfter,
 		NeedHashes:    r.needsHashes(),
 		RandomFirst:   random,
+		Trade:         random > 0 && d.n.cfg.PiecesEarly,
 		MaxIdleRounds: maxIdleRounds,
 		LookupEvery:   lookupEvery,
 		Rand:          rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),

@@ -433,8 +433,8 @@ func (s *sim) poll(n *node) {
 			Pieces: s.pieces, First: first, Window: fetchWindow, Parallel: fetchParallel,
 			PerRequest: perRequest, MaxPerRequest: maxPerRequest, StealAfter: stealAfter,
 			EndgameAfter: endgameAfter, MaxIdleRounds: maxIdleRounds, LookupEvery: lookupEvery,
-			RandomFirst: randomFirst,
-			Rand:        rand.New(rand.NewPCG(s.rng.Uint64(), uint64(n.id))),
+			RandomFirst: randomFirst, Trade: s.cfg.PiecesEarly,
+			Rand: rand.New(rand.NewPCG(s.rng.Uint64(), uint64(n.id))),
 		})
 		n.dl = d
 		if s.cfg.PiecesEarly && !s.cfg.AnnounceAtFirstPiece {
@@ -686,13 +686,23 @@ func (s *sim) cpuShare(srv *node, before int) {
 	if s.cfg.CPU <= 0 || (before == 0) == (len(srv.flows) == 0) {
 		return
 	}
+	// rate is what uplink gives a node of uplink up while nodes upload.
+	rate := func(up float64, nodes int) float64 {
+		if nodes == 0 {
+			return up
+		}
+		return min(up, s.cfg.CPU/s.cfg.CPUPerByte/float64(nodes))
+	}
+	was := s.upNodes
 	if before == 0 {
 		s.upNodes++
 	} else {
 		s.upNodes--
 	}
 	for _, n := range s.nodes {
-		if len(n.flows) > 0 {
+		// Only the nodes whose rate changes: a CPU that does not bind
+		// changes no event.
+		if len(n.flows) > 0 && rate(n.up, was) != rate(n.up, s.upNodes) {
 			s.update(n)
 			s.reschedule(n)
 		}

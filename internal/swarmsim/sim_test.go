@@ -20,14 +20,14 @@ func benchSetup(n int) Config {
 
 // realPropagation50 is BenchmarkPropagation's 50-node figure with
 // whole-file serving, internal/p2p's default, from docs/BENCHMARKS.md
-// (2026-12-06 06:06 UTC, the nodes on TCP as apps are; one run, another
-// took 15.23 s).
-const realPropagation50 = 15070 * time.Millisecond
+// (2026-12-06 08:53 UTC, the nodes on TCP as apps are; one run, another
+// took 14.65 s).
+const realPropagation50 = 14620 * time.Millisecond
 
 // realPropagation50Pieces is the same benchmark with pieces served early
 // (p2p.Config.PiecesEarly, "pieces"): the median of six runs from
-// 2026-12-06 06:04 to 06:07 UTC (5.12 to 6.49 s).
-const realPropagation50Pieces = 5720 * time.Millisecond
+// 2026-12-06 08:50 UTC (5.08 to 5.45 s).
+const realPropagation50Pieces = 5400 * time.Millisecond
 
 // The CPU model of the benchmark, from a whole-file run of it, for
 // TestSimulateValidate's log: the 51 nodes took 0.15 cores doing nothing

@@ -16,10 +16,12 @@
 //     most PerRequest pieces (MaxPerRequest for the only peer, or for a
 //     peer that sends deltas).
 //   - Within the window a peer is asked for the rarest piece it holds
-//     (held by the fewest peers; the lowest index among equals, which is
-//     the reader's order when every peer holds every piece); the first
+//     (held by the fewest peers; one at random among equals, so that
+//     downloads asking one source at once ask it for different pieces);
+//     while every peer holds every piece, the reader's order. The first
 //     RandomFirst pieces of a download are chosen at random instead while
-//     some peer holds only some pieces.
+//     some peer holds only some pieces, or always, one a request, when
+//     the node trades (Config.Trade).
 //   - A piece asked of a peer that has not delivered it within StealAfter
 //     is asked of a second peer too, with the following pieces asked of
 //     the same peer that waited as long, at most a request's worth (one
@@ -44,6 +46,10 @@
 //     let them wait is slow.
 //   - The tail (pieces beyond the signed content) goes to the peer that
 //     delivered piece 0 while that peer is asked.
+//   - A worker whose peer holds nothing to ask for now ends when a peer
+//     not asked holds something: it waits (for the window to move, a
+//     have-update or a piece to steal) only while no other peer could be
+//     started in its place.
 //   - A peer that sent provably bad data is never asked again; one that
 //     failed otherwise is left alone for a backoff that doubles with each
 //     failure in a row; a piece resets the count.
@@ -97,6 +103,15 @@ type Config struct {
 	// only some pieces (with every peer holding every piece, the reader's
 	// order is kept).
 	RandomFirst int
+	// Trade says that the node serves the pieces it receives while it
+	// downloads (internal/p2p's Config.PiecesEarly): its first RandomFirst
+	// pieces are chosen at random, and asked one a request, even while
+	// every peer known holds every piece. So the downloads that ask one
+	// source at once (a seed, as a release starts to spread) take
+	// different pieces from it, and each piece leaves the source as early
+	// as it can, rather than all of them taking the same first pieces in
+	// the reader's order.
+	Trade bool
 	// MaxIdleRounds bounds the rounds without a peer to ask and without a
 	// piece.
 	MaxIdleRounds int
@@ -660,11 +675,44 @@ func (s *Scheduler) Next(id PeerID, now time.Time) Action {
 	if !s.unclaimed() && !s.inFlight() {
 		return Action{Kind: Stop}
 	}
+	if s.startable(id, now) {
+		// The peer holds nothing to ask for now, another peer that is
+		// not asked does: this worker gives its place (of Parallel) to
+		// it. A worker kept waiting here would hold the place while
+		// peers that hold pieces the download needs sit unasked.
+		return Action{Kind: Stop}
+	}
 	// The window is full, the peer holds none of the pieces left to ask
 	// for, only the tail is left and waits for the peer of piece 0, or
-	// pieces are on their way from others: wait for a change, or until
-	// one may be stolen.
+	// pieces are on their way from others, and no other peer could be
+	// started now: wait for a change, or until one may be stolen.
 	return Action{Kind: Wait, Until: s.stealDeadline(id, now)}
+}
+
+// startable reports whether fill would start a worker for a peer other
+// than id if id's worker ended now: one that is not asked, not bad, not
+// left alone, holds an open piece and is not passed over for a delta
+// peer.
+func (s *Scheduler) startable(id PeerID, now time.Time) bool {
+	if s.needHashes {
+		return false
+	}
+	var open []int64
+	deltas := s.deltaPreferred()
+	for _, p := range s.list {
+		if p.id == id || p.worker || p.bad || now.Before(p.retryAt) || (deltas && !p.delta) {
+			continue
+		}
+		if open == nil {
+			if open = s.openPieces(now); len(open) == 0 {
+				return false
+			}
+		}
+		if s.canAsk(p, open) {
+			return true
+		}
+	}
+	return false
 }
 
 // stealDeadline returns when a piece on its way from another peer than id
@@ -745,15 +793,28 @@ func (s *Scheduler) claimable(id PeerID) []int64 {
 	switch {
 	case p.slow:
 		first = cands[len(cands)-1]
+	case s.received < s.cfg.RandomFirst && s.cfg.Trade:
+		first = cands[s.cfg.Rand.IntN(len(cands))]
+		per = 1
 	case s.received < s.cfg.RandomFirst && s.partial > 0:
 		first = cands[s.cfg.Rand.IntN(len(cands))]
 	case s.partial == 0:
 		// Every peer holds every piece: all are equally rare.
 	default:
-		best := -1
+		// The rarest; among equals one at random, so that downloads
+		// asking the same source (a seed, at first) ask it for
+		// different pieces rather than each for the lowest: each piece
+		// leaves the source once as early as it can.
+		best, ties := -1, 0
 		for _, i := range cands {
-			if r := s.rarity(i); best < 0 || r < best {
-				first, best = i, r
+			switch r := s.rarity(i); {
+			case best < 0 || r < best:
+				first, best, ties = i, r, 1
+			case r == best:
+				ties++
+				if s.cfg.Rand.IntN(ties) == 0 {
+					first = i
+				}
 			}
 		}
 	}

@@ -71,7 +71,7 @@ func TestChoice(t *testing.T) {
 			name: "rarest first: the piece only this peer holds",
 			peers: map[PeerID]PeerInfo{
 				"a": {Has: bits(40, 0, 1, 2, 3, 4, 5, 9, 10)},
-				"b": {Has: bits(40, 0, 1, 2, 3, 4, 5)},
+				"b": {Has: bits(40, 0, 1, 2, 3, 4, 5, 10)},
 				"c": {Has: bits(40, 0, 1, 2, 3, 4, 5)},
 			},
 			order: ids("a", "b", "c"), ask: "a", want: []int64{9, 10},
@@ -81,8 +81,9 @@ func TestChoice(t *testing.T) {
 			peers: map[PeerID]PeerInfo{
 				"a": {Has: bits(40, 3, 4, 6)},
 				"b": {},
+				"c": {Has: bits(40, 4, 6)},
 			},
-			order: ids("a", "b"), ask: "a", want: []int64{3, 4},
+			order: ids("a", "b", "c"), ask: "a", want: []int64{3, 4},
 		},
 		{
 			name: "nothing outside the window",
@@ -157,19 +158,23 @@ func TestRandomFirst(t *testing.T) {
 		c.RandomFirst, c.PerRequest = 1, 1
 		c.Rand = rand.New(rand.NewPCG(seed, 1))
 		s := New(c)
-		all := make([]bool, 40)
-		for i := range all {
-			all[i] = true
+		// b holds every piece but 5: a alone holds it, the rarest.
+		most := make([]bool, 40)
+		for i := range most {
+			most[i] = i != 5
 		}
 		s.AddPeer("a", PeerInfo{})
-		s.AddPeer("b", PeerInfo{Has: all})
+		s.AddPeer("b", PeerInfo{Has: most})
 		a := s.Next("a", t0)
 		firsts[a.Pieces[0]] = true
 		if !s.Received("a", a.Pieces[0], t0) {
 			t.Fatal("piece not kept")
 		}
-		if b := s.Next("b", t0); b.Pieces[0] != firstFree(a.Pieces[0]) {
-			t.Fatalf("after the random first piece %d, asked for %v, want the first free piece", a.Pieces[0], b.Pieces)
+		if a.Pieces[0] == 5 {
+			continue
+		}
+		if again := s.Next("a", t0); again.Pieces[0] != 5 {
+			t.Fatalf("after the random first piece %d, asked for %v, want the rarest, 5", a.Pieces[0], again.Pieces)
 		}
 	}
 	if len(firsts) < 5 {
@@ -180,13 +185,6 @@ func TestRandomFirst(t *testing.T) {
 			t.Fatalf("random first piece %d outside the window", i)
 		}
 	}
-}
-
-func firstFree(taken int64) int64 {
-	if taken == 0 {
-		return 1
-	}
-	return 0
 }
 
 // TestStealFromSlowPeer: a piece a peer has not delivered after StealAfter
@@ -640,8 +638,10 @@ func TestWindowBound(t *testing.T) {
 // the download does, so that the caller wakes the download only then.
 func TestHave(t *testing.T) {
 	tests := []struct {
-		name  string
-		setup func(s *Scheduler) // after peers "a" (holding piece 0 only) and "b" (all) were added
+		name string
+		// setup runs after peers "a" (holding piece 0 only) and "b" (all)
+		// were added; when it returns a piece, that piece is told.
+		setup func(s *Scheduler) (piece int64)
 		peer  PeerID
 		piece int64
 		want  bool
@@ -653,33 +653,43 @@ func TestHave(t *testing.T) {
 		{name: "an unknown peer", peer: "c", piece: 5, want: false},
 		{name: "a piece out of range", peer: "a", piece: 40, want: false},
 		{
-			name:  "a piece received",
-			setup: func(s *Scheduler) { s.Next("b", t0); s.Received("b", 1, t0) },
-			peer:  "a", piece: 1, want: false,
+			name: "a piece received",
+			setup: func(s *Scheduler) int64 {
+				i := s.Next("b", t0).Pieces[0]
+				s.Received("b", i, t0)
+				return i
+			},
+			peer: "a", want: false,
 		},
 		{
-			name:  "a piece the reader took",
-			setup: func(s *Scheduler) { s.Next("b", t0); s.Received("b", 0, t0); s.Consumed() },
-			peer:  "a", piece: 0, want: false,
+			name: "a piece the reader took",
+			setup: func(s *Scheduler) int64 {
+				s.Next("a", t0) // piece 0, which only a and b hold
+				s.Received("a", 0, t0)
+				s.Consumed()
+				return 0
+			},
+			peer: "a", want: false,
 		},
 		{
 			name:  "a piece on its way from one peer, which may be asked of a second",
-			setup: func(s *Scheduler) { s.Next("b", t0) },
-			peer:  "a", piece: 2, want: true,
+			setup: func(s *Scheduler) int64 { return s.Next("b", t0).Pieces[0] },
+			peer:  "a", want: true,
 		},
 		{
 			name: "a piece asked of two peers already",
-			setup: func(s *Scheduler) {
-				s.Next("b", t0) // pieces 1 to 4, the rarest
+			setup: func(s *Scheduler) int64 {
+				i := s.Next("b", t0).Pieces[0]
 				s.AddPeer("c", PeerInfo{})
-				s.pieces[1].dup = "c" // as a steal by c would
+				s.pieces[i].dup = "c" // as a steal by c would
+				return i
 			},
-			peer: "a", piece: 1, want: false,
+			peer: "a", want: false,
 		},
 		{
 			name:  "a peer that sent bad data",
-			setup: func(s *Scheduler) { s.Next("a", t0); s.Done("a", Bad, t0) },
-			peer:  "a", piece: 5, want: false,
+			setup: func(s *Scheduler) int64 { s.Next("a", t0); s.Done("a", Bad, t0); return 5 },
+			peer:  "a", want: false,
 		},
 	}
 	for _, tt := range tests {
@@ -687,13 +697,14 @@ func TestHave(t *testing.T) {
 			s := New(cfg(40))
 			s.AddPeer("a", PeerInfo{Has: bits(40, 0)})
 			s.AddPeer("b", PeerInfo{})
+			piece := tt.piece
 			if tt.setup != nil {
-				tt.setup(s)
+				piece = tt.setup(s)
 			}
-			if got := s.Have(tt.peer, tt.piece); got != tt.want {
-				t.Fatalf("Have(%s, %d) = %v, want %v", tt.peer, tt.piece, got, tt.want)
+			if got := s.Have(tt.peer, piece); got != tt.want {
+				t.Fatalf("Have(%s, %d) = %v, want %v", tt.peer, piece, got, tt.want)
 			}
-			if s.Have(tt.peer, tt.piece) {
+			if s.Have(tt.peer, piece) {
 				t.Fatalf("the same have twice: reported a change the second time")
 			}
 		})
@@ -724,13 +735,14 @@ func TestRarityCounts(t *testing.T) {
 			t.Errorf("after b proved bad: piece %d: %d holders, want %d", i, got, want)
 		}
 	}
-	// c holds only 2 and 3; d holds every piece and asks for the rarest
-	// one left, 4 (d alone holds it), rather than 0 (a and d).
-	if a := s.Next("c", t0); a.Kind != Pieces || !slices.Equal(a.Pieces, []int64{2, 3}) {
-		t.Fatalf("c asked for %+v, want pieces [2 3]", a)
+	// c holds only 2 and 3, equally rare: it asks for both or for 3; d
+	// holds every piece and asks for one of the rarest left, 4 to 15 (d
+	// alone holds them), rather than 0 (a and d).
+	if a := s.Next("c", t0); a.Kind != Pieces || !slices.Equal(a.Pieces, []int64{2, 3}) && !slices.Equal(a.Pieces, []int64{3}) {
+		t.Fatalf("c asked for %+v, want pieces [2 3] or [3]", a)
 	}
-	if a := s.Next("d", t0); a.Kind != Pieces || a.Pieces[0] != 4 {
-		t.Fatalf("d asked for %+v, want the rarest piece first: 4, held by d alone", a)
+	if a := s.Next("d", t0); a.Kind != Pieces || a.Pieces[0] < 4 || s.rarity(a.Pieces[0]) != 1 {
+		t.Fatalf("d asked for %+v, want one of the rarest pieces first: 4 to 15, held by d alone", a)
 	}
 }
 
@@ -771,5 +783,146 @@ func TestSparseLookups(t *testing.T) {
 		if s.Plan(at(ms)).Lookup {
 			t.Fatalf("a download with %d peers looked up at %v", 4, ms)
 		}
+	}
+}
+
+// TestRarestTies checks that among equally rare pieces the first one asked
+// for is drawn at random (downloads asking one source at once then ask it
+// for different pieces), always one of the rarest, and that a piece rarer
+// than the rest is always the one asked for.
+func TestRarestTies(t *testing.T) {
+	firsts := map[int64]bool{}
+	for seed := range uint64(20) {
+		c := cfg(40)
+		c.Rand = rand.New(rand.NewPCG(seed, 2))
+		s := New(c)
+		// b holds 0 to 3: pieces 4 to 15 of the window are held by a
+		// alone, the rarest, all equally.
+		s.AddPeer("a", PeerInfo{})
+		s.AddPeer("b", PeerInfo{Has: bits(40, 0, 1, 2, 3)})
+		a := s.Next("a", t0)
+		if a.Kind != Pieces || a.Pieces[0] < 4 || a.Pieces[0] >= 16 {
+			t.Fatalf("seed %d: asked for %+v, want a run from one of the rarest pieces, 4 to 15", seed, a)
+		}
+		firsts[a.Pieces[0]] = true
+
+		// One piece rarer than all others is always asked first.
+		s = New(c)
+		s.AddPeer("a", PeerInfo{})
+		s.AddPeer("b", PeerInfo{Has: bits(40, 0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15)})
+		if a := s.Next("a", t0); a.Kind != Pieces || a.Pieces[0] != 7 {
+			t.Fatalf("seed %d: asked for %+v, want the rarest piece, 7", seed, a)
+		}
+	}
+	if len(firsts) < 5 {
+		t.Fatalf("20 seeds chose only the first pieces %v among 12 equally rare", firsts)
+	}
+}
+
+// TestTradeRandomFirst checks Config.Trade: with every known peer holding
+// every piece (a seed, as a release starts to spread), the first
+// RandomFirst pieces are still drawn at random, one a request; then the
+// reader's order comes back, with full runs. Without Trade the reader's
+// order is kept from the start (TestRandomFirst).
+func TestTradeRandomFirst(t *testing.T) {
+	firsts := map[int64]bool{}
+	for seed := range uint64(20) {
+		c := cfg(40)
+		c.RandomFirst, c.Trade = 2, true
+		c.Rand = rand.New(rand.NewPCG(seed, 3))
+		s := New(c)
+		s.AddPeer("seed", PeerInfo{})
+		for range c.RandomFirst {
+			a := s.Next("seed", t0)
+			if a.Kind != Pieces || len(a.Pieces) != 1 || a.Pieces[0] >= 16 {
+				t.Fatalf("seed %d: asked for %+v, want one piece of the window", seed, a)
+			}
+			firsts[a.Pieces[0]] = true
+			s.Received("seed", a.Pieces[0], t0)
+		}
+		from := firstUnasked(s)
+		var want []int64 // the only peer's full run from there
+		for i := from; i < s.windowEnd() && s.pieces[i] == nil && len(want) < c.MaxPerRequest; i++ {
+			want = append(want, i)
+		}
+		if a := s.Next("seed", t0); a.Kind != Pieces || !slices.Equal(a.Pieces, want) {
+			t.Fatalf("seed %d: after the random first pieces asked for %+v, want the run %v from the first piece not asked for", seed, a, want)
+		}
+	}
+	if len(firsts) < 8 {
+		t.Fatalf("20 seeds chose only the first pieces %v", firsts)
+	}
+}
+
+// firstUnasked returns the first piece of the window nobody was asked for.
+func firstUnasked(s *Scheduler) int64 {
+	for i := s.next; i < s.windowEnd(); i++ {
+		if s.pieces[i] == nil {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestWorkerGivesWay checks that a worker whose peer holds nothing to ask
+// for ends when a peer not asked holds a piece the download needs (its
+// place among Parallel goes to that peer), and waits when none does.
+func TestWorkerGivesWay(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(s *Scheduler) // after a (piece 0 only) asked for and received piece 0
+		want  ActionKind
+	}{
+		{
+			name:  "another peer holds a piece nobody asked for",
+			setup: func(s *Scheduler) { s.AddPeer("b", PeerInfo{Has: bits(40, 1, 2)}) },
+			want:  Stop,
+		},
+		{
+			name: "the other peer is asked already",
+			setup: func(s *Scheduler) {
+				s.AddPeer("b", PeerInfo{Has: bits(40, 1, 2)})
+				s.Plan(t0)
+				s.Next("b", t0)
+			},
+			want: Wait,
+		},
+		{
+			name: "the other peer is left alone after a busy answer",
+			setup: func(s *Scheduler) {
+				s.AddPeer("b", PeerInfo{Has: bits(40, 1, 2)})
+				s.Plan(t0)
+				s.Next("b", t0)
+				s.Done("b", Busy, t0)
+			},
+			want: Wait,
+		},
+		{
+			name:  "the other peer holds only what is received",
+			setup: func(s *Scheduler) { s.AddPeer("b", PeerInfo{Has: bits(40, 0)}) },
+			want:  Wait,
+		},
+		{
+			name:  "the other peer holds only pieces past the window",
+			setup: func(s *Scheduler) { s.AddPeer("b", PeerInfo{Has: bits(40, 20)}) },
+			want:  Wait,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New(cfg(40))
+			s.AddPeer("a", PeerInfo{Has: bits(40, 0)})
+			if pl := s.Plan(t0); !slices.Equal(pl.Start, ids("a")) {
+				t.Fatalf("started %v, want a", pl.Start)
+			}
+			if a := s.Next("a", t0); a.Kind != Pieces || !slices.Equal(a.Pieces, []int64{0}) {
+				t.Fatalf("a asked for %+v, want piece 0", a)
+			}
+			s.Received("a", 0, t0)
+			tt.setup(s)
+			if a := s.Next("a", t0); a.Kind != tt.want {
+				t.Fatalf("a's worker told %+v, want kind %d", a, tt.want)
+			}
+		})
 	}
 }
