@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/org/rustpatcher-go/internal/backoff"
+	"github.com/org/rustpatcher-go/internal/checked"
 	"github.com/org/rustpatcher-go/internal/exefmt"
 )
 
@@ -47,8 +49,10 @@ var readBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: time.Second}
 // offset reached when a read fails, and refuses a release that goes on past
 // limit.
 type releaseReader struct {
-	ctx      context.Context
-	rel      Release
+	ctx  context.Context
+	rel  Release
+	into *os.File // with a fileOpener, the file its download writes
+	// (the reader's bytes are written there already), or nil
 	limit    int64
 	off      int64
 	rc       io.ReadCloser
@@ -85,7 +89,7 @@ func (r *releaseReader) Read(b []byte) (int, error) {
 			return 0, err
 		}
 		if r.rc == nil {
-			rc, err := r.rel.Open(r.ctx, r.off)
+			rc, err := r.open()
 			if err != nil {
 				if ferr := r.fail(err); ferr != nil {
 					return 0, ferr
@@ -121,6 +125,9 @@ func (r *releaseReader) Read(b []byte) (int, error) {
 			return n, nil
 		}
 		r.close()
+		if errors.Is(err, checked.ErrWrite) {
+			return n, err // this machine's side: no use reading again
+		}
 		if n > 0 {
 			return n, nil // reopen at the new offset on the next call
 		}
@@ -128,6 +135,15 @@ func (r *releaseReader) Read(b []byte) (int, error) {
 			return 0, ferr
 		}
 	}
+}
+
+// open opens the release at r.off, for its download to write r.into too
+// when it is set and the release is a fileOpener.
+func (r *releaseReader) open() (io.ReadCloser, error) {
+	if fo, ok := r.rel.(fileOpener); ok && r.into != nil {
+		return fo.OpenFile(r.ctx, r.into, r.off)
+	}
+	return r.rel.Open(r.ctx, r.off)
 }
 
 // fail counts a failure without progress and waits before the next try; it

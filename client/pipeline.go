@@ -586,10 +586,21 @@ func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.
 	if err := c.in.CheckFileSize(total); err != nil {
 		return region.Info{}, none, fmt.Errorf("%w: %s offers a file of %d bytes for %d bytes of signed content: %w", checked.ErrSize, c.name(), total, content, err)
 	}
+	// A release whose download writes the file itself (fileOpener)
+	// writes it into the temporary file: the bytes are read through
+	// only, to check them, not written twice.
+	var into *os.File
+	if o, ok := w.(interface{ OSFile() *os.File }); ok {
+		if _, ok := c.rel.(fileOpener); ok {
+			if into = o.OSFile(); into != nil {
+				w = io.Discard
+			}
+		}
+	}
 	pw := &progressWriter{w: w, total: total, emit: func(done int64) {
 		p.emit(Event{Kind: EventProgress, Release: c.in, Source: c.name(), Done: done, Total: total})
 	}}
-	rr := &releaseReader{ctx: ctx, rel: c.rel, limit: total, checkHeader: func(h []byte) error {
+	rr := &releaseReader{ctx: ctx, rel: c.rel, into: into, limit: total, checkHeader: func(h []byte) error {
 		if err := c.in.CheckHeader(h, total); err != nil {
 			return fmt.Errorf("%w: %s offers a file of %d bytes, which its headers rule out: %w", checked.ErrSize, c.name(), total, err)
 		}
@@ -610,6 +621,9 @@ func (p *pipeline) fetch(ctx context.Context, c candidate, w io.Writer) (region.
 	}
 	if pw.err != nil {
 		return region.Info{}, none, &localError{pw.err}
+	}
+	if errors.Is(err, checked.ErrWrite) {
+		return region.Info{}, none, &localError{err}
 	}
 	if err != nil {
 		return region.Info{}, none, fmt.Errorf("downloading %s: %w", c.name(), err)

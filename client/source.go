@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"io"
+	"os"
 
 	"github.com/org/rustpatcher-go/region"
 )
@@ -95,6 +96,16 @@ type Seeder interface {
 	// Seed starts serving the verified binary at path, whose region is in.
 	// It opens the file at once: the path may be replaced afterwards.
 	Seed(ctx context.Context, path string, in region.Info) error
+}
+
+// A fileOpener is a Release whose download writes the file itself into
+// the engine's temporary file, each piece at its offset, before its reader
+// returns the bytes (p2p's Release.OpenFile): the engine then reads the
+// bytes through, to check them, without writing them again, and the
+// network serves the pieces from that file while it downloads. A failure
+// to write the file fails the reader with checked.ErrWrite.
+type fileOpener interface {
+	OpenFile(ctx context.Context, f *os.File, offset int64) (io.ReadCloser, error)
 }
 
 // A downloadSeeder is a Seeder that serves a binary the engine wrote from

@@ -28,3 +28,8 @@ type PieceCheck struct{}
 // than the signed content, longer by more than a code signature may be,
 // or longer at all for a file type that has none.
 var ErrSize = errors.New("file length does not fit the signed content")
+
+// ErrWrite means that a download failed because it could not write the
+// file for its caller (p2p's Release.OpenFile): the caller's side failed
+// (a full disk), not the release or its peers.
+var ErrWrite = errors.New("cannot write the downloaded file")

@@ -298,16 +298,18 @@ func fetchVerifiedWith(ctx context.Context, src *Source, pub ed25519.PublicKey, 
 		if err != nil {
 			return region.Info{}, err
 		}
-		rr := &resumer{ctx: ctx, r: r, limit: r.Size()}
-		// As the update engine does: a release whose pieces were
-		// checked against the signed root as they arrived is not hashed
-		// again, only its layout read; any other is hashed whole.
+		// As the update engine does: the download writes the file
+		// (OpenFile), the engine reads it through; a release whose
+		// pieces were checked against the signed root as they arrived
+		// is not hashed again, only its layout read; any other is hashed
+		// whole.
+		rr := &resumer{ctx: ctx, r: r, into: f, limit: r.Size()}
 		vouched := r.PiecesChecked(chk.PieceCheck{})
 		var sc *region.Scanned
 		if vouched {
-			sc, err = region.ScanLayout(context.Background(), io.TeeReader(rr, f))
+			sc, err = region.ScanLayout(context.Background(), rr)
 		} else {
-			sc, err = region.ScanAs(context.Background(), io.TeeReader(rr, f), r.Info().Format)
+			sc, err = region.ScanAs(context.Background(), rr, r.Info().Format)
 		}
 		f.Close()
 		if rr.rc != nil {
@@ -333,10 +335,12 @@ func fetchVerifiedWith(ctx context.Context, src *Source, pub ed25519.PublicKey, 
 	return region.Info{}, ctx.Err()
 }
 
-// resumer reads a release, reopening it at the offset reached on errors.
+// resumer reads a release, reopening it at the offset reached on errors;
+// with into, the download writes the file there (OpenFile).
 type resumer struct {
 	ctx   context.Context
 	r     *Release
+	into  *os.File
 	limit int64
 	off   int64
 	rc    io.ReadCloser
@@ -349,7 +353,13 @@ func (x *resumer) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		if x.rc == nil {
-			rc, err := x.r.Open(x.ctx, x.off)
+			var rc io.ReadCloser
+			var err error
+			if x.into != nil {
+				rc, err = x.r.OpenFile(x.ctx, x.into, x.off)
+			} else {
+				rc, err = x.r.Open(x.ctx, x.off)
+			}
 			if err != nil {
 				if x.fails++; x.fails > 20 || x.ctx.Err() != nil {
 					return 0, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -101,7 +102,9 @@ type download struct {
 	n        *Node
 	l        wire.Layout
 	parallel int
-	base     *served // the node's own file that peers hold deltas from, or nil; released by Close
+	base     *served  // the node's own file that peers hold deltas from, or nil; released by Close
+	into     *os.File // the file the download writes for its caller (Release.OpenFile), or nil
+	from     int64    // the offset Open started at
 
 	ctx    context.Context // ends with Close, a failure or the caller's context
 	cancel context.CancelFunc
@@ -160,6 +163,7 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 	next := l.PieceAt(offset)
 	off, _ := l.Piece(next)
 	d.skip = offset - off
+	d.from = offset
 	if r.offer.Info.Format != region.V1 {
 		d.parallel = 1
 	}
@@ -194,7 +198,7 @@ func newDownload(ctx context.Context, r *Release, offset int64) *download {
 // the piece hashes are in (startPartial; otherwise once they are).
 func (d *download) start() {
 	if d.r.pieceLeaves() != nil {
-		d.n.startPartial(d.r)
+		d.n.startPartial(d.r, d.into)
 	}
 	d.wg.Add(1)
 	go d.run()
@@ -559,7 +563,7 @@ func (d *download) fetchHashes(ai peer.AddrInfo) error {
 		return fmt.Errorf("peer %s: %w: piece hashes: %w", ai.ID, errBadData, err)
 	}
 	d.r.setPieceChecker(c, leaves)
-	d.n.startPartial(d.r)
+	d.n.startPartial(d.r, d.into)
 	return nil
 }
 
@@ -636,8 +640,10 @@ func (d *download) fetchPieces(ai peer.AddrInfo, batch []int64, frame *[]byte) e
 					err = packedError(mode, err)
 				}
 				d.putBuffer(buf)
+			} else if d.into != nil {
+				d.receiveInto(ai.ID, i, b, raw)
 			} else {
-				d.n.keepPiece(d.r, i, b, raw)
+				d.n.keepPiece(d.r, i, b, raw, nil)
 				d.receive(ai.ID, i, b)
 			}
 			ch <- err
@@ -792,6 +798,46 @@ func (d *download) receive(p peer.ID, i int64, b []byte) {
 	if d.err != nil || !d.s.Received(sched.PeerID(p), i, time.Now()) {
 		d.putBufferLocked(b) // the other copy came first
 		d.notifyLocked()
+		return
+	}
+	d.data[i] = b
+	d.r.delivered(p, i)
+	d.notifyLocked()
+}
+
+// receiveInto is receive for a download that writes the file for its
+// caller (Release.OpenFile): it writes piece i, checked, from p at its
+// offset in d.into, unless another peer's copy came first, before the
+// reader may read it, so that the file holds every byte the reader
+// returned; the node serves the piece from there (keepPiece). A failed
+// write fails the download with an error that wraps ErrWrite.
+func (d *download) receiveInto(p peer.ID, i int64, b []byte, raw bool) {
+	d.mu.Lock()
+	if d.err != nil || !d.s.Received(sched.PeerID(p), i, time.Now()) {
+		d.putBufferLocked(b) // the other copy came first
+		d.notifyLocked()
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Unlock()
+	// Only the bytes the reader returns: below the offset Open started
+	// at, the caller's file holds what it read before, which an unchecked
+	// piece (piece 0's header fields, the tail) from another peer must not
+	// overwrite.
+	off, _ := d.l.Piece(i)
+	from := max(0, d.from-off)
+	if _, err := d.into.WriteAt(b[from:], off+from); err != nil {
+		d.mu.Lock()
+		d.putBufferLocked(b)
+		d.failLocked(fmt.Errorf("%w: piece %d of file %x: %w", ErrWrite, i, d.r.offer.FileID[:8], err))
+		d.mu.Unlock()
+		return
+	}
+	d.n.keepPiece(d.r, i, b, raw, d.into)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err != nil {
+		d.putBufferLocked(b)
 		return
 	}
 	d.data[i] = b

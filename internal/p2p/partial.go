@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -60,7 +61,12 @@ const (
 // partial is what a served file being downloaded adds: which pieces the
 // spool file holds. A piece is set only once it is written.
 type partial struct {
-	path string // the spool file, removed with the last reference
+	path string // the spool file, removed with the last reference; "" when into
+	// into, when set, is the file a download writes for its caller
+	// (Release.OpenFile), which the node serves from instead of a spool
+	// of its own (served.f is its own read handle): only that download
+	// adds pieces, having written them.
+	into *os.File
 
 	mu      sync.Mutex
 	have    wire.Bitfield
@@ -141,26 +147,33 @@ func earlyServable(l wire.Layout, i int64, b []byte) bool {
 // failure to write it costs only the early serving. raw reports that the
 // peer sent the piece as it is, having found it not worth compressing: the
 // node's uploads of it do not try either.
-func (n *Node) keepPiece(r *Release, i int64, b []byte, raw bool) {
+//
+// into is the file the download writes for its caller (Release.OpenFile),
+// which holds b at its offset already, or nil: when the node serves the
+// file from into, the piece is not written again; when it serves it from
+// another caller's file, which it does not write, the piece is left out.
+func (n *Node) keepPiece(r *Release, i int64, b []byte, raw bool, into *os.File) {
 	if !earlyServable(r.offer.Layout, i, b) {
 		return
 	}
-	sv := n.partialOf(r)
+	sv := n.partialOf(r, into)
 	if sv == nil {
 		return
 	}
 	defer sv.release()
 	p := sv.part
 	p.mu.Lock()
-	if p.have.Has(i) {
+	if p.have.Has(i) || (p.into != nil && p.into != into) {
 		p.mu.Unlock()
 		return
 	}
-	off, _ := sv.layout.Piece(i)
-	if _, err := sv.f.WriteAt(b, off); err != nil {
-		p.mu.Unlock()
-		n.log.Warn("cannot keep a piece to serve it early", "file", fmt.Sprintf("%x", sv.id[:8]), "piece", i, "err", err)
-		return
+	if p.into == nil {
+		off, _ := sv.layout.Piece(i)
+		if _, err := sv.f.WriteAt(b, off); err != nil {
+			p.mu.Unlock()
+			n.log.Warn("cannot keep a piece to serve it early", "file", fmt.Sprintf("%x", sv.id[:8]), "piece", i, "err", err)
+			return
+		}
 	}
 	if raw {
 		sv.setRaw(i) // its uploads send it as it is, without a try
@@ -179,21 +192,21 @@ func (n *Node) keepPiece(r *Release, i int64, b []byte, raw bool) {
 // requests, rather than a lookup after its first piece (in the swarm
 // simulator, 1,000 nodes are done in 6.0 s rather than 7.1 s, with a
 // third of the busy answers; docs/BENCHMARKS.md).
-func (n *Node) startPartial(r *Release) {
-	if sv := n.partialOf(r); sv != nil {
+func (n *Node) startPartial(r *Release, into *os.File) {
+	if sv := n.partialOf(r, into); sv != nil {
 		sv.release()
 	}
 }
 
 // partialOf returns the file of r this node serves in part, with a
 // reference taken, making it and announcing it when it serves the file
-// neither whole nor in part; nil when the node does not serve pieces
-// early, or the file cannot be (see partialFor).
-func (n *Node) partialOf(r *Release) *served {
+// neither whole nor in part (from into when set, see partialFor); nil
+// when the node does not serve pieces early, or the file cannot be.
+func (n *Node) partialOf(r *Release, into *os.File) *served {
 	if !n.cfg.PiecesEarly || n.cfg.noHave || r.offer.Info.Format != region.V1 {
 		return nil
 	}
-	sv, isNew := n.server.partialFor(n, r)
+	sv, isNew := n.server.partialFor(n, r, into)
 	if sv != nil && isNew {
 		n.ann.add(ReleaseCID(sv.pub, sv.target, sv.id), fmt.Sprintf("release %s %s file %x (pieces)", sv.target, sv.info.Version, sv.id[:8]))
 		n.log.Debug("serving pieces of a release while it downloads", "target", sv.target, "version", sv.info.Version, "file", fmt.Sprintf("%x", sv.id[:8]))
@@ -205,8 +218,12 @@ func (n *Node) partialOf(r *Release) *served {
 // reference taken, making it when it serves the file neither whole nor in
 // part; nil when it serves it whole, has maxPartials files in part, does
 // not have the piece hashes or cannot make the spool. isNew reports that
-// it was made.
-func (s *server) partialFor(n *Node, r *Release) (sv *served, isNew bool) {
+// it was made. A partial it makes serves from into, the file a download
+// writes for its caller, when set and the node can open it for reading
+// (not on Windows, where that handle would keep the caller from renaming
+// the file): each piece is then written once. Otherwise it serves from a
+// spool file of its own.
+func (s *server) partialFor(n *Node, r *Release, into *os.File) (sv *served, isNew bool) {
 	id := r.offer.FileID
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -221,19 +238,45 @@ func (s *server) partialFor(n *Node, r *Release) (sv *served, isNew bool) {
 	if len(s.partials) >= maxPartials || leaves == nil || s.isWithdrawn(r.src.pub, r.src.target, r.offer.Info.Version) {
 		return nil, false
 	}
-	f, err := os.CreateTemp(n.cfg.spoolDir, "rustpatcher-pieces-*")
-	if err != nil {
-		n.log.Warn("cannot make a spool to serve pieces early", "err", err)
-		return nil, false
+	part := &partial{have: wire.NewBitfield(r.offer.Layout), changed: make(chan struct{})}
+	f := readerOf(into)
+	if f != nil {
+		part.into = into
+	} else {
+		var err error
+		if f, err = os.CreateTemp(n.cfg.spoolDir, "rustpatcher-pieces-*"); err != nil {
+			n.log.Warn("cannot make a spool to serve pieces early", "err", err)
+			return nil, false
+		}
+		part.path = f.Name()
 	}
 	sv = &served{pub: r.src.pub, target: r.src.target, info: r.offer.Info, reg: r.offer.Region, id: id, layout: r.offer.Layout,
-		leaves: leaves, f: f, refs: 1,
-		part: &partial{path: f.Name(), have: wire.NewBitfield(r.offer.Layout), changed: make(chan struct{})}}
+		leaves: leaves, f: f, refs: 1, part: part}
 	sv.raw = make([]atomic.Uint64, (r.offer.Layout.NumPieces()+63)/64)
 	s.partials[id] = sv
 	s.handleProtocol(sv.pub)
 	sv.acquire()
 	return sv, true
+}
+
+// readerOf opens a read handle of into, the file a download writes for
+// its caller, for the node to serve from; nil when into is nil, on
+// Windows, or when its path no longer names it.
+func readerOf(into *os.File) *os.File {
+	if into == nil || runtime.GOOS == "windows" {
+		return nil
+	}
+	f, err := os.Open(into.Name())
+	if err != nil {
+		return nil
+	}
+	a, err1 := f.Stat()
+	b, err2 := into.Stat()
+	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+		f.Close()
+		return nil
+	}
+	return f
 }
 
 // takePartial stops serving the file id in part and returns it (not

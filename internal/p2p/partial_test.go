@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -668,4 +669,125 @@ func TestServeDownloaded(t *testing.T) {
 	if s := c.Stats(); s.Strikes != 0 {
 		t.Fatalf("%d strikes", s.Strikes)
 	}
+}
+
+// TestOpenFile downloads a release with OpenFile: the download writes the
+// file into the caller's file, which holds every byte the reader returned,
+// and the node serves the pieces from that file, without a spool of its
+// own, even after the caller renamed it: a peer takes the release from the
+// node alone. A file the download cannot write fails the reader with
+// ErrWrite.
+func TestOpenFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seconds of real hosts on loopback; runs without -short")
+	}
+	t.Parallel()
+	key, path, in := writeRelease(t, 6<<20)
+	pub := key.Public
+	ctx := testContext(t)
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
+	spool := t.TempDir()
+	a := newTestNode(t, Config{PiecesEarly: true, spoolDir: spool}, seed)
+	r := onlyRelease(t, ctx, a.Source(pub, testTarget))
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, ".staging"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := r.OpenFile(ctx, f, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("reader: %v, equal %v", err, bytes.Equal(got, want))
+	}
+	if written, err := os.ReadFile(f.Name()); err != nil || !bytes.Equal(written, want) {
+		t.Fatalf("the caller's file: %v, equal %v (%d of %d bytes)", err, bytes.Equal(written, want), len(written), len(want))
+	}
+	if off, err := f.Seek(0, io.SeekCurrent); err != nil || off != 0 {
+		t.Fatalf("the caller's file offset moved to %d (%v)", off, err)
+	}
+	id := r.FileID()
+	l := r.offer.Layout
+	if c := partialCount(a, id); c != int(l.NumPieces()) {
+		t.Fatalf("the node serves %d of %d pieces in part", c, l.NumPieces())
+	}
+	if runtime.GOOS != "windows" {
+		if ents, _ := os.ReadDir(spool); len(ents) != 0 {
+			t.Fatalf("the node made a spool of its own: %v", ents)
+		}
+	}
+
+	// Opened again past the start, as the engine resumes: only the bytes
+	// from that offset are written; those below it are the caller's.
+	resumed, err := os.Create(filepath.Join(dir, "resumed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resumed.Close()
+	from := int64(len(want))/2 + 123
+	mine := bytes.Repeat([]byte{0xaa}, int(from))
+	if _, err := resumed.Write(mine); err != nil {
+		t.Fatal(err)
+	}
+	rc4, err := r.OpenFile(ctx, resumed, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = io.ReadAll(rc4)
+	rc4.Close()
+	if err != nil || !bytes.Equal(got, want[from:]) {
+		t.Fatalf("reader from %d: %v, equal %v", from, err, bytes.Equal(got, want[from:]))
+	}
+	if written, _ := os.ReadFile(resumed.Name()); !bytes.Equal(written, append(mine, want[from:]...)) {
+		t.Fatalf("the file opened from %d: the bytes below it changed, or those above are not the release's", from)
+	}
+
+	// A file the download cannot write.
+	b := newTestNode(t, Config{PiecesEarly: true, spoolDir: t.TempDir()}, seed)
+	ro := filepath.Join(dir, "read-only")
+	if err := os.WriteFile(ro, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g, err := os.Open(ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	rb := onlyRelease(t, ctx, b.Source(pub, testTarget))
+	rc3, err := rb.OpenFile(ctx, g, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc3.Close()
+	if _, err := io.ReadAll(rc3); !errors.Is(err, ErrWrite) {
+		t.Fatalf("reader of a file it cannot write: %v, want %v", err, ErrWrite)
+	}
+
+	// The caller renames its file (as the engine renames it over the
+	// executable) and closes it: the node goes on serving it.
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(f.Name(), filepath.Join(dir, "app")); err != nil {
+		t.Fatal(err)
+	}
+	// A peer learns of the release from the seed, which then leaves:
+	// the node is all there is to download from.
+	c := newTestNode(t, Config{PiecesEarly: true}, seed, a)
+	rc2 := onlyRelease(t, ctx, c.Source(pub, testTarget))
+	seed.Close()
+	if got, err := fetchFile(ctx, rc2, pub); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("download from the node serving the caller's file: %v, equal %v", err, bytes.Equal(got, want))
+	}
+	if s := c.Stats(); s.Strikes != 0 {
+		t.Fatalf("%d strikes", s.Strikes)
+	}
+
 }

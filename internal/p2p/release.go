@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -49,6 +50,11 @@ var ErrOtherFile = checked.ErrOtherFile
 // error the engine wraps. The peers that offered that length get strikes, and
 // the offer is never downloaded again.
 var ErrSize = checked.ErrSize
+
+// ErrWrite means that a reader of Release.OpenFile failed because it could
+// not write the caller's file: the caller's side failed, not the release
+// or its peers. It is checked.ErrWrite, which the engine tells apart.
+var ErrWrite = checked.ErrWrite
 
 // A Release is one file of a signed release, offered by one or more peers:
 // the same region, file length and file ID. Its Info verifies with the owner
@@ -183,6 +189,29 @@ func (r *Release) Reject(reason error) {
 // the next piece for a while; the caller may then call Open again with the
 // offset reached. Close the reader to stop the download.
 func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error) {
+	return r.open(ctx, nil, offset)
+}
+
+// OpenFile is Open for a caller that keeps the file in f: the download
+// writes each piece into f at its offset, before the reader returns its
+// bytes, so that once the reader has returned the bytes up to some
+// offset, f holds them too and the caller need not write them. f must be
+// open for writing; the download does not move f's offset, truncate it
+// or close it. A node with Config.PiecesEarly serves the pieces it
+// checked from f rather than from a copy of its own, and so goes on
+// holding a read handle of f's file after the reader is closed, until it
+// serves the release whole (ServeDownloaded) or not at all: the caller may
+// rename f's file but must not write other bytes into it. A failure to
+// write f fails the reader with an error that wraps ErrWrite.
+func (r *Release) OpenFile(ctx context.Context, f *os.File, offset int64) (io.ReadCloser, error) {
+	if f == nil {
+		return nil, errors.New("p2p: OpenFile with a nil file")
+	}
+	return r.open(ctx, f, offset)
+}
+
+// open is Open, writing the pieces into into when it is set (OpenFile).
+func (r *Release) open(ctx context.Context, into *os.File, offset int64) (io.ReadCloser, error) {
 	if err := r.src.n.checkOpen(); err != nil {
 		return nil, err
 	}
@@ -197,6 +226,7 @@ func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error)
 	r.opened = true
 	r.mu.Unlock()
 	d := newDownload(ctx, r, offset)
+	d.into = into
 	if f := r.src.n.cfg.onDownload; f != nil {
 		f(d)
 	}

@@ -73,7 +73,7 @@ func (s *served) release() {
 	s.mu.Unlock()
 	if last {
 		s.f.Close()
-		if s.part != nil {
+		if s.part != nil && s.part.path != "" {
 			os.Remove(s.part.path)
 		}
 		for _, c := range packs {

@@ -411,8 +411,21 @@ func (p *Pending) Abort() {
 	p.r.fs().Remove(p.f.Name())
 }
 
-// Written returns the number of bytes written so far.
+// Written returns the number of bytes written so far through Write.
 func (p *Pending) Written() int64 { return p.n }
+
+// OSFile returns the temporary file when the replacement's FS is the
+// operating system's, for a writer that writes it at offsets (p2p's
+// Release.OpenFile), or nil. Bytes written through it do not count in
+// Written; the file's offset must be left alone. It is closed by Finish
+// or Abort.
+func (p *Pending) OSFile() *os.File {
+	if p.finished || p.done {
+		return nil
+	}
+	f, _ := p.f.(*os.File)
+	return f
+}
 
 // Restore puts the previous binary, <exe>.old as Commit kept it, back in
 // place of the executable: a hard link to it (or a synced copy) under a

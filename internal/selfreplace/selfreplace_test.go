@@ -393,3 +393,59 @@ func TestNewFileRunnableByItsOwner(t *testing.T) {
 	}
 	p.Abort()
 }
+
+// TestOSFileWrittenAt replaces the executable with contents written at
+// offsets through OSFile, as a download that writes the file itself does:
+// Finish and Commit put exactly those bytes in place. OSFile is nil after
+// Finish, and for a file system other than the OS's.
+func TestOSFileWrittenAt(t *testing.T) {
+	exe := setup(t)
+	p, err := (&Replacer{Path: exe}).Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := p.OSFile()
+	if f == nil {
+		t.Fatal("OSFile = nil with the OS's file system")
+	}
+	want := []byte("second half, then the first: written at offsets")
+	half := int64(len(want) / 2)
+	if _, err := f.WriteAt(want[half:], half); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(want[:half], 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if p.OSFile() != nil {
+		t.Error("OSFile after Finish is not nil")
+	}
+	if err := p.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	mustContent(t, exe, want, "after Commit")
+
+	other, err := (&Replacer{Path: exe, FS: wrappedFS{OS{}}}).Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Abort()
+	if other.OSFile() != nil {
+		t.Error("OSFile with another file system is not nil")
+	}
+}
+
+// wrappedFS is the OS's file system whose files are not *os.File.
+type wrappedFS struct{ OS }
+
+type wrappedFile struct{ *os.File }
+
+func (w wrappedFS) CreateTemp(dir, pattern string) (File, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, err
+	}
+	return wrappedFile{f}, nil
+}
