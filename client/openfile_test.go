@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/org/rustpatcher-go/internal/checked"
-	"github.com/org/rustpatcher-go/region"
 )
 
 // writingRelease is a Release whose download writes the file itself
@@ -65,19 +64,7 @@ func (w fileOnly) OSFile() *os.File          { return w.f }
 func TestFetchIntoFile(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	path := r.release("p", 2, r.key, "2.0.0")
-	s, err := region.ScanFile(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := s.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, in, data := r.releaseBytes("p", "2.0.0")
 	p := newPipeline(r.config(), r.key.Public, r.exe, newControl())
 	tmp := func() *os.File {
 		f, err := os.Create(filepath.Join(t.TempDir(), "staging"))
@@ -103,7 +90,7 @@ func TestFetchIntoFile(t *testing.T) {
 
 	rel = &writingRelease{claimingRelease: claimingRelease{in: in, data: data}, failAt: int64(len(data)) / 2}
 	c.rel = rel
-	_, _, err = p.fetch(context.Background(), c, fileOnly{tmp()})
+	_, _, err := p.fetch(context.Background(), c, fileOnly{tmp()})
 	var le *localError
 	if !errors.As(err, &le) || !errors.Is(err, checked.ErrWrite) {
 		t.Fatalf("fetch with a failing write: %v, want a localError wrapping %v", err, checked.ErrWrite)

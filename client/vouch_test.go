@@ -34,6 +34,26 @@ func (r *claimingRelease) Open(_ context.Context, off int64) (io.ReadCloser, err
 	return io.NopCloser(bytes.NewReader(r.data[off:])), nil
 }
 
+// releaseBytes makes the rig's release name of version, signed with the
+// rig's key, and returns its scan, region and bytes.
+func (r *rig) releaseBytes(name, version string) (*region.Scanned, region.Info, []byte) {
+	r.t.Helper()
+	path := r.release(name, 2, r.key, version)
+	s, err := region.ScanFile(context.Background(), path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	in, err := s.Info()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return s, in, data
+}
+
 // TestUnvouchedDownloadRehashed checks that the engine skips hashing a
 // download only when one of the module's own sources vouches for its
 // pieces: a release from any other source is hashed whole, whatever
@@ -42,19 +62,7 @@ func (r *claimingRelease) Open(_ context.Context, off int64) (io.ReadCloser, err
 func TestUnvouchedDownloadRehashed(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	path := r.release("p", 2, r.key, "2.0.0")
-	s, err := region.ScanFile(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := s.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, in, data := r.releaseBytes("p", "2.0.0")
 	// Change a content byte away from the headers and the region.
 	at := int64(len(data)) / 2
 	if at >= s.Offset-64 && at < s.Offset+4096 {

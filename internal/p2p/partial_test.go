@@ -595,6 +595,18 @@ func TestSpeakersAndBadOffer(t *testing.T) {
 	}
 }
 
+// seededRelease writes a release of size bytes and starts a seed that
+// serves it: its owner key, region and bytes, and the seed.
+func seededRelease(t *testing.T, ctx context.Context, size int64) (ed25519.PublicKey, region.Info, []byte, *Node) {
+	t.Helper()
+	key, path, in := writeRelease(t, size)
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key.Public, in, want, newTestSeed(t, ctx, Config{}, key.Public, path, in)
+}
+
 // TestServeDownloaded: a node that wrote a file from its own download
 // (serving it in part meanwhile) serves it whole with ServeDownloaded, and
 // a peer gets the release from it alone; a file of another length, or one
@@ -605,14 +617,8 @@ func TestServeDownloaded(t *testing.T) {
 		t.Skip("seconds of real hosts on loopback; runs without -short")
 	}
 	t.Parallel()
-	key, path, in := writeRelease(t, 6<<20)
-	pub := key.Public
 	ctx := testContext(t)
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
+	pub, in, want, seed := seededRelease(t, ctx, 6<<20)
 	a := newTestNode(t, Config{PiecesEarly: true}, seed)
 	r := onlyRelease(t, ctx, a.Source(pub, testTarget))
 	got, err := fetchFile(ctx, r, pub)
@@ -682,14 +688,8 @@ func TestOpenFile(t *testing.T) {
 		t.Skip("seconds of real hosts on loopback; runs without -short")
 	}
 	t.Parallel()
-	key, path, in := writeRelease(t, 6<<20)
-	pub := key.Public
 	ctx := testContext(t)
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed := newTestSeed(t, ctx, Config{}, pub, path, in)
+	pub, _, want, seed := seededRelease(t, ctx, 6<<20)
 	spool := t.TempDir()
 	a := newTestNode(t, Config{PiecesEarly: true, spoolDir: spool}, seed)
 	r := onlyRelease(t, ctx, a.Source(pub, testTarget))
