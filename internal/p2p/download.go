@@ -833,7 +833,14 @@ func (d *download) receiveInto(p peer.ID, i int64, b []byte, raw bool) {
 		d.mu.Unlock()
 		return
 	}
-	d.n.keepPiece(d.r, i, b, raw, d.into)
+	if from == 0 {
+		d.n.keepPiece(d.r, i, b, raw, d.into)
+	} else {
+		// The caller's file does not hold this download's copy of the
+		// bytes below from: the node keeps the piece in a spool, if it
+		// has one for the file, not in the caller's file.
+		d.n.keepPiece(d.r, i, b, raw, nil)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.err != nil {

@@ -595,6 +595,33 @@ func TestSpeakersAndBadOffer(t *testing.T) {
 	}
 }
 
+// servesOnly checks that every piece node n serves of the file id in part
+// is want's.
+func servesOnly(t *testing.T, n *Node, id [wire.IDLen]byte, want []byte) {
+	t.Helper()
+	n.server.mu.Lock()
+	sv := n.server.partials[id]
+	if sv != nil {
+		sv.acquire()
+	}
+	n.server.mu.Unlock()
+	if sv == nil {
+		return
+	}
+	defer sv.release()
+	bf, _, _, _ := sv.haveState()
+	for i := range sv.layout.NumPieces() {
+		if !bf.Has(i) {
+			continue
+		}
+		off, l := sv.layout.Piece(i)
+		b := make([]byte, l)
+		if _, err := sv.f.ReadAt(b, off); err != nil || !bytes.Equal(b, want[off:off+l]) {
+			t.Fatalf("piece %d served in part is not the release's (%v)", i, err)
+		}
+	}
+}
+
 // seededRelease writes a release of size bytes and starts a seed that
 // serves it: its owner key, region and bytes, and the seed.
 func seededRelease(t *testing.T, ctx context.Context, size int64) (ed25519.PublicKey, region.Info, []byte, *Node) {
@@ -748,6 +775,22 @@ func TestOpenFile(t *testing.T) {
 	if written, _ := os.ReadFile(resumed.Name()); !bytes.Equal(written, append(mine, want[from:]...)) {
 		t.Fatalf("the file opened from %d: the bytes below it changed, or those above are not the release's", from)
 	}
+	// The same on a node that serves nothing of the file yet: it serves
+	// only the release's bytes, not the caller's below the offset.
+	fresh := newTestNode(t, Config{PiecesEarly: true, spoolDir: t.TempDir()}, seed)
+	if _, err := resumed.WriteAt(mine, 0); err != nil {
+		t.Fatal(err)
+	}
+	rf := onlyRelease(t, ctx, fresh.Source(pub, testTarget))
+	rc5, err := rf.OpenFile(ctx, resumed, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(rc5); err != nil || !bytes.Equal(got, want[from:]) {
+		t.Fatalf("reader from %d on a fresh node: %v, equal %v", from, err, bytes.Equal(got, want[from:]))
+	}
+	rc5.Close()
+	servesOnly(t, fresh, rf.FileID(), want)
 
 	// A file the download cannot write.
 	b := newTestNode(t, Config{PiecesEarly: true, spoolDir: t.TempDir()}, seed)
