@@ -193,9 +193,11 @@ func (r *Release) Open(ctx context.Context, offset int64) (io.ReadCloser, error)
 }
 
 // OpenFile is Open for a caller that keeps the file in f: the download
-// writes each piece into f at its offset, before the reader returns its
-// bytes, so that once the reader has returned the bytes up to some
-// offset, f holds them too and the caller need not write them. f must be
+// writes the bytes of each piece from offset on into f at their place,
+// before the reader returns them, so that once the reader has returned
+// the bytes up to some point, f holds them too and the caller need not
+// write them; the bytes below offset are left as the caller wrote them
+// (a resumed download keeps what was read before). f must be
 // open for writing; the download does not move f's offset, truncate it
 // or close it. A node with Config.PiecesEarly serves the pieces it
 // checked from f rather than from a copy of its own, and so goes on
